@@ -1,0 +1,78 @@
+// Child processes through Boost.Process with captured output and a deadline.
+#include "common/process.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/process.hpp>
+#include <future>
+
+namespace bp = boost::process;
+
+namespace polyphony {
+
+std::string find_program(const std::string& program) {
+  if (program.find('/') != std::string::npos) {
+    return std::filesystem::exists(program) ? program : std::string();
+  }
+  auto found = bp::search_path(program);
+  return found.empty() ? std::string() : found.string();
+}
+
+Result<ProcessResult> run_process(const std::vector<std::string>& argv, const ProcessOptions& options) {
+  if (argv.empty()) return make_error("process", "empty command line");
+  std::string exe = find_program(argv[0]);
+  if (exe.empty()) {
+    return make_error("not_found", "program '" + argv[0] + "' was not found on PATH", argv[0]);
+  }
+  std::vector<std::string> args(argv.begin() + 1, argv.end());
+  bp::environment env = boost::this_process::environment();
+  for (const auto& name : options.unset_env) env.erase(name);
+  for (const auto& [k, v] : options.env) env[k] = v;
+
+  boost::asio::io_context ios;
+  std::future<std::string> out;
+  std::future<std::string> err;
+  ProcessResult result;
+  try {
+    bp::async_pipe in_pipe(ios);
+    std::string cwd = options.cwd.empty() ? std::filesystem::current_path().string() : options.cwd.string();
+    bp::child child(bp::exe = exe, bp::args = args, bp::start_dir = cwd, bp::env = env,
+                    bp::std_out > out, bp::std_err > err, bp::std_in < in_pipe, ios);
+    boost::asio::async_write(in_pipe, boost::asio::buffer(options.stdin_data),
+                             [&in_pipe](const boost::system::error_code&, std::size_t) { in_pipe.close(); });
+    ios.run_for(options.timeout);
+    if (!ios.stopped()) {
+      std::error_code ec;
+      child.terminate(ec);
+      child.wait(ec);
+      return make_error("timeout",
+                        "'" + argv[0] + "' did not finish within " +
+                            std::to_string(options.timeout.count()) + " ms and was killed",
+                        argv[0]);
+    }
+    child.wait();
+    result.exit_code = child.exit_code();
+    result.out = out.get();
+    result.err = err.get();
+  } catch (const std::exception& e) {
+    return make_error("process", std::string("could not run '") + argv[0] + "': " + e.what(), argv[0]);
+  }
+  return result;
+}
+
+Result<ProcessResult> run_checked(const std::vector<std::string>& argv, const ProcessOptions& options,
+                                  const std::string& error_code) {
+  auto r = run_process(argv, options);
+  if (!r.ok()) return r;
+  if (r->exit_code != 0) {
+    std::string cmd;
+    for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
+    std::string tail = r->err.size() > 2000 ? r->err.substr(r->err.size() - 2000) : r->err;
+    while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
+    return make_error(error_code,
+                      "'" + cmd + "' exited with status " + std::to_string(r->exit_code) +
+                          (tail.empty() ? "" : ": " + tail));
+  }
+  return r;
+}
+
+}  // namespace polyphony

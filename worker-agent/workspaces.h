@@ -1,0 +1,94 @@
+// Per-task git workspaces: a reference mirror per repo, and per task a clone that borrows
+// its objects (git clone --reference semantics) on its own branch.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace polyphony {
+
+struct WorkspaceRequest {
+  std::string task_id;      // also the directory name under <root>/tasks
+  std::string repo_url;     // local path (absolute) or URL of the origin
+  std::string base_branch;  // e.g. "main"; empty: the origin's default branch (HEAD)
+  std::string branch;       // new branch to create, e.g. "polyphony/ab12cd34-fix-auth-bug"
+};
+
+struct Workspace {
+  std::string task_id;
+  std::filesystem::path task_dir;    // <root>/tasks/<task_id>
+  std::filesystem::path repo_dir;    // <task_dir>/repo: the clone, mounted at /workspace
+  std::filesystem::path mirror_dir;  // <root>/mirrors/<name>.git: the reference mirror
+  std::string repo_url;
+  std::string base_branch;           // resolved (never empty)
+  std::string base_commit;           // commit the branch started from
+  std::string branch;
+};
+
+struct LandResult {
+  std::string branch_commit;  // head of the task branch that was pushed
+  std::string merged_commit;  // new head of the base branch on the origin
+  bool fast_forward = false;
+};
+
+struct CommitIdentity {
+  std::string name = "Polyphony";
+  std::string email = "polyphony@localhost";
+};
+
+class Workspaces {
+ public:
+  virtual ~Workspaces() = default;
+
+  // Fetches (or first creates) the repo's mirror, then makes <root>/tasks/<id>/repo: a clone
+  // whose objects/info/alternates points at the mirror, the origin remote set to repo_url,
+  // remote-tracking refs copied from the mirror, and `branch` created at the base branch
+  // head and checked out. Errors: "git" (message names the repo), "not_found" (repo path
+  // does not exist / is not a git repo / base branch missing), "exists" (workspace exists).
+  virtual Result<Workspace> provision(const WorkspaceRequest& request) = 0;
+
+  // Re-opens an existing workspace (after a worker restart).
+  virtual Result<Workspace> open(const std::string& task_id) = 0;
+
+  // Commits every change left in the work tree (new, modified, deleted files; .gitignore
+  // respected). Returns the new commit id, or nullopt when the tree was clean.
+  virtual Result<std::optional<std::string>> commit_all(const Workspace& ws,
+                                                        const std::string& message) = 0;
+
+  // The commit the branch points at now.
+  virtual Result<std::string> head_commit(const Workspace& ws) = 0;
+
+  // Number of commits on the branch that are not on base_commit.
+  virtual Result<int> commits_ahead(const Workspace& ws) = 0;
+
+  // Content of `path` in base_commit (used for .polyphony.yaml, so an agent cannot rewrite
+  // its own verify command). nullopt when the file does not exist there.
+  virtual Result<std::optional<std::string>> read_at_base(const Workspace& ws,
+                                                          const std::string& path) = 0;
+
+  // Pushes the branch to the origin, then lands it on the base branch: fast-forward when the
+  // base has not moved, else a merge commit when it merges cleanly. Errors: "conflict" (does
+  // not merge cleanly; nothing was changed on the base), "push_rejected" (the base moved
+  // during landing), "git".
+  virtual Result<LandResult> land(const Workspace& ws) = 0;
+
+  // Deletes the task's directory. Absent is not an error.
+  virtual Status remove(const std::string& task_id) = 0;
+
+  // Task ids that have a workspace directory.
+  virtual Result<std::vector<std::string>> list() = 0;
+};
+
+// The real implementation (libgit2, with the git CLI where libgit2 falls short).
+// `owner_uid`/`owner_gid` >= 0: the task directory is chowned to them after provisioning so
+// that a non-root container user can write it.
+std::unique_ptr<Workspaces> make_git_workspaces(const std::filesystem::path& root,
+                                                CommitIdentity identity = {},
+                                                int owner_uid = -1, int owner_gid = -1);
+
+}  // namespace polyphony
