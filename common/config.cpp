@@ -1,0 +1,449 @@
+// Loading and validating config.yaml, identities.yaml, agents.yaml and routing.yaml.
+#include "common/config.h"
+
+#include <cstdlib>
+
+#include "common/yaml_reader.h"
+
+namespace polyphony {
+
+namespace fs = std::filesystem;
+
+fs::path polyphony_home() {
+  if (const char* env = std::getenv("POLYPHONY_HOME"); env != nullptr && *env != '\0') return fs::path(env);
+  const char* home = std::getenv("HOME");
+  return fs::path(home != nullptr && *home != '\0' ? home : "/root") / ".polyphony";
+}
+
+fs::path resolve_path(const std::string& text, const fs::path& base) {
+  if (text == "~" || text.rfind("~/", 0) == 0) {
+    const char* home = std::getenv("HOME");
+    fs::path h = home != nullptr ? home : "/root";
+    return text.size() <= 2 ? h : h / text.substr(2);
+  }
+  fs::path p(text);
+  return p.is_absolute() ? p : base / p;
+}
+
+std::optional<int64_t> parse_bytes(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  size_t used = 0;
+  long long n = 0;
+  try {
+    n = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (n < 0) return std::nullopt;
+  std::string unit = text.substr(used);
+  for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (unit == "" || unit == "b") return n;
+  if (unit == "k" || unit == "kb" || unit == "kib") return n << 10;
+  if (unit == "m" || unit == "mb" || unit == "mib") return n << 20;
+  if (unit == "g" || unit == "gb" || unit == "gib") return n << 30;
+  return std::nullopt;
+}
+
+const RepoConfig* find_repo(const Config& config, const std::string& repo) {
+  if (auto it = config.repos.find(repo); it != config.repos.end()) return &it->second;
+  for (const auto& [name, rc] : config.repos) {
+    if (rc.url == repo) return &rc;
+  }
+  return nullptr;
+}
+
+namespace {
+
+// Reads an optional field into `out` with a typed reader; absent keys keep the default.
+template <class T, class F>
+Status read_opt(const YAML::Node& map, const char* key, T& out, F&& reader) {
+  const YAML::Node node = map[key];
+  if (!node.IsDefined() || node.IsNull()) return {};
+  auto v = reader(node, std::string(key));
+  if (!v.ok()) return v.error();
+  out = static_cast<T>(*v);
+  return {};
+}
+
+Status read_container(const YamlReader& y, const YAML::Node& node, ContainerConfig& c) {
+  POLY_TRY(y.check_keys(node, {"image", "network", "cpus", "memory", "user", "run_timeout_s",
+                               "verify_timeout_s"}, "container"));
+  auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "container." + w); };
+  auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, "container." + w); };
+  POLY_TRY(read_opt(node, "image", c.image, str));
+  POLY_TRY(read_opt(node, "network", c.network, str));
+  POLY_TRY(read_opt(node, "cpus", c.cpus, [&](const YAML::Node& n, const std::string& w) {
+    return y.as_double(n, "container." + w);
+  }));
+  POLY_TRY(read_opt(node, "run_timeout_s", c.run_timeout_s, num));
+  POLY_TRY(read_opt(node, "verify_timeout_s", c.verify_timeout_s, num));
+  if (node["memory"].IsDefined() && !node["memory"].IsNull()) {
+    auto text = y.as_string(node["memory"], "container.memory");
+    if (!text.ok()) return text.error();
+    auto bytes = parse_bytes(*text);
+    if (!bytes) return y.error(node["memory"], "container.memory must be a size like 4g or 512m, got '" + *text + "'");
+    c.memory_bytes = *bytes;
+  }
+  if (node["user"].IsDefined() && !node["user"].IsNull()) {
+    auto text = y.as_string(node["user"], "container.user");
+    if (!text.ok()) return text.error();
+    int uid = -1, gid = -1;
+    char extra = 0;
+    if (std::sscanf(text->c_str(), "%d:%d%c", &uid, &gid, &extra) != 2 || uid <= 0 || gid < 0) {
+      return y.error(node["user"], "container.user must be a non-root uid:gid such as \"1000:1000\", got '" + *text + "'");
+    }
+    c.uid = uid;
+    c.gid = gid;
+  }
+  if (c.cpus < 0) return y.error(node["cpus"], "container.cpus must not be negative");
+  if (c.network.empty()) return y.error(node["network"], "container.network must not be empty (bridge, none, host, or a network name)");
+  return {};
+}
+
+Status read_repos(const YamlReader& y, const YAML::Node& node, Config& c) {
+  POLY_TRY(y.expect_map(node, "repos"));
+  for (const auto& kv : node) {
+    const std::string name = kv.first.Scalar();
+    const std::string what = "repos." + name;
+    POLY_TRY(y.check_keys(kv.second, {"url", "base_branch", "verify"}, what));
+    RepoConfig rc;
+    rc.name = name;
+    rc.line = y.line(kv.first);
+    auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, what + "." + w); };
+    POLY_TRY(read_opt(kv.second, "url", rc.url, str));
+    POLY_TRY(read_opt(kv.second, "base_branch", rc.base_branch, str));
+    POLY_TRY(read_opt(kv.second, "verify", rc.verify, str));
+    if (rc.url.empty()) return y.error(kv.first, what + " needs a url (a local path or a git URL)");
+    if (rc.url.find("://") == std::string::npos && rc.url.find('@') == std::string::npos) {
+      rc.url = resolve_path(rc.url, c.home).string();
+    }
+    c.repos[name] = rc;
+  }
+  return {};
+}
+
+Status read_coordinator(const YamlReader& y, const YAML::Node& node, Config& c) {
+  POLY_TRY(y.check_keys(node, {"embedded_worker", "worker_endpoint", "client_endpoint",
+                               "heartbeat_interval_ms", "heartbeat_liveness"}, "coordinator"));
+  auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "coordinator." + w); };
+  auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, "coordinator." + w); };
+  POLY_TRY(read_opt(node, "embedded_worker", c.embedded_worker,
+                    [&](const YAML::Node& n, const std::string& w) { return y.as_bool(n, "coordinator." + w); }));
+  POLY_TRY(read_opt(node, "worker_endpoint", c.worker_endpoint, str));
+  POLY_TRY(read_opt(node, "client_endpoint", c.client_endpoint, str));
+  POLY_TRY(read_opt(node, "heartbeat_interval_ms", c.heartbeat_interval_ms, num));
+  POLY_TRY(read_opt(node, "heartbeat_liveness", c.heartbeat_liveness, num));
+  if (c.heartbeat_interval_ms < 10) return y.error(node["heartbeat_interval_ms"], "coordinator.heartbeat_interval_ms must be at least 10");
+  if (c.heartbeat_liveness < 1) return y.error(node["heartbeat_liveness"], "coordinator.heartbeat_liveness must be at least 1");
+  return {};
+}
+
+Status read_worker(const YamlReader& y, const YAML::Node& node, Config& c) {
+  POLY_TRY(y.check_keys(node, {"coordinator", "capacity", "labels"}, "worker"));
+  POLY_TRY(read_opt(node, "coordinator", c.coordinator_endpoint,
+                    [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "worker." + w); }));
+  POLY_TRY(read_opt(node, "capacity", c.worker_capacity,
+                    [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, "worker." + w); }));
+  if (node["labels"].IsDefined() && !node["labels"].IsNull()) {
+    auto labels = y.as_string_list(node["labels"], "worker.labels");
+    if (!labels.ok()) return labels.error();
+    c.worker_labels = *labels;
+  }
+  if (c.worker_capacity < 1 || c.worker_capacity > 4096) return y.error(node["capacity"], "worker.capacity must be between 1 and 4096");
+  return {};
+}
+
+}  // namespace
+
+Result<Config> load_config(const fs::path& file, const fs::path& home) {
+  YamlReader y(file.string());
+  auto doc = y.load();
+  if (!doc.ok()) return doc.error();
+  Config c;
+  c.home = home;
+  std::string workspace_root = "workspaces";
+  const YAML::Node root = *doc;
+  if (!root.IsNull()) {
+    POLY_TRY(y.check_keys(root, {"workspace_root", "state_db", "queue_db", "log_dir", "poll_interval_ms",
+                                 "max_concurrency", "max_attempts", "docker_host", "coordinator", "worker",
+                                 "container", "repos"}, "config.yaml"));
+    auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, w); };
+    auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, w); };
+    POLY_TRY(read_opt(root, "workspace_root", workspace_root, str));
+    std::string state_db, queue_db, log_dir;
+    POLY_TRY(read_opt(root, "state_db", state_db, str));
+    POLY_TRY(read_opt(root, "queue_db", queue_db, str));
+    POLY_TRY(read_opt(root, "log_dir", log_dir, str));
+    if (!state_db.empty()) c.state_db = resolve_path(state_db, home);
+    if (!queue_db.empty()) c.queue_db = resolve_path(queue_db, home);
+    if (!log_dir.empty()) c.log_dir = resolve_path(log_dir, home);
+    POLY_TRY(read_opt(root, "poll_interval_ms", c.poll_interval_ms, num));
+    POLY_TRY(read_opt(root, "max_concurrency", c.max_concurrency, num));
+    POLY_TRY(read_opt(root, "max_attempts", c.max_attempts, num));
+    POLY_TRY(read_opt(root, "docker_host", c.docker_host, str));
+    if (c.poll_interval_ms < 10) return y.error(root["poll_interval_ms"], "poll_interval_ms must be at least 10");
+    if (c.max_concurrency < 1) return y.error(root["max_concurrency"], "max_concurrency must be at least 1");
+    if (c.max_attempts < 1) return y.error(root["max_attempts"], "max_attempts must be at least 1");
+    if (root["coordinator"].IsDefined() && !root["coordinator"].IsNull()) POLY_TRY(read_coordinator(y, root["coordinator"], c));
+    if (root["worker"].IsDefined() && !root["worker"].IsNull()) POLY_TRY(read_worker(y, root["worker"], c));
+    if (root["container"].IsDefined() && !root["container"].IsNull()) POLY_TRY(read_container(y, root["container"], c.container));
+    if (root["repos"].IsDefined() && !root["repos"].IsNull()) POLY_TRY(read_repos(y, root["repos"], c));
+  }
+  c.workspace_root = resolve_path(workspace_root, home);
+  if (c.state_db.empty()) c.state_db = home / "state.db";
+  if (c.queue_db.empty()) c.queue_db = home / "queue.db";
+  if (c.log_dir.empty()) c.log_dir = home / "logs";
+  return c;
+}
+
+namespace {
+
+Result<IdentityEnv> read_identity_env(const YamlReader& y, const std::string& what, const YAML::Node& key,
+                                      const YAML::Node& value) {
+  IdentityEnv e;
+  e.name = key.Scalar();
+  e.line = y.line(key);
+  if (value.IsScalar()) {
+    e.value = value.Scalar();
+    return e;
+  }
+  POLY_TRY(y.check_keys(value, {"value", "from_env", "from_file"}, what));
+  int given = 0;
+  for (auto [k, field] : {std::pair{"value", &e.value}, {"from_env", &e.from_env}, {"from_file", &e.from_file}}) {
+    if (!value[k].IsDefined()) continue;
+    auto s = y.as_string(value[k], what + "." + k);
+    if (!s.ok()) return s.error();
+    *field = *s;
+    ++given;
+  }
+  if (given != 1) return y.error(value, what + " needs exactly one of value, from_env, from_file");
+  return e;
+}
+
+Result<Identity> read_identity(const YamlReader& y, const std::string& name, const YAML::Node& node) {
+  const std::string what = "identities." + name;
+  Identity id;
+  id.name = name;
+  id.line = y.line(node);
+  if (node.IsNull()) return id;
+  POLY_TRY(y.check_keys(node, {"mounts", "env"}, what));
+  if (node["mounts"].IsDefined() && !node["mounts"].IsNull()) {
+    if (!node["mounts"].IsSequence()) return y.error(node["mounts"], what + ".mounts must be a list of {host, container}");
+    for (size_t i = 0; i < node["mounts"].size(); ++i) {
+      const YAML::Node m = node["mounts"][i];
+      const std::string mw = what + ".mounts[" + std::to_string(i) + "]";
+      POLY_TRY(y.check_keys(m, {"host", "container"}, mw));
+      IdentityMount mount;
+      mount.line = y.line(m);
+      auto host = y.as_string(m["host"], mw + ".host");
+      if (!host.ok()) return host.error();
+      auto cont = y.as_string(m["container"], mw + ".container");
+      if (!cont.ok()) return cont.error();
+      if (cont->empty() || (*cont)[0] != '/') return y.error(m["container"], mw + ".container must be an absolute path, got '" + *cont + "'");
+      mount.host_path = *host;
+      mount.container_path = *cont;
+      id.mounts.push_back(mount);
+    }
+  }
+  if (node["env"].IsDefined() && !node["env"].IsNull()) {
+    POLY_TRY(y.expect_map(node["env"], what + ".env"));
+    for (const auto& kv : node["env"]) {
+      auto e = read_identity_env(y, what + ".env." + kv.first.Scalar(), kv.first, kv.second);
+      if (!e.ok()) return e.error();
+      id.env.push_back(*e);
+    }
+  }
+  return id;
+}
+
+}  // namespace
+
+Result<std::map<std::string, Identity>> load_identities(const fs::path& file) {
+  YamlReader y(file.string());
+  auto doc = y.load();
+  if (!doc.ok()) return doc.error();
+  std::map<std::string, Identity> out;
+  const YAML::Node root = *doc;
+  if (root.IsNull()) return out;
+  POLY_TRY(y.check_keys(root, {"identities"}, "identities.yaml"));
+  const YAML::Node ids = root["identities"];
+  if (ids.IsNull()) return out;
+  POLY_TRY(y.expect_map(ids, "identities"));
+  for (const auto& kv : ids) {
+    auto id = read_identity(y, kv.first.Scalar(), kv.second);
+    if (!id.ok()) return id.error();
+    id->line = y.line(kv.first);
+    out[kv.first.Scalar()] = *id;
+  }
+  return out;
+}
+
+namespace {
+
+Result<AgentProfile> read_agent(const YamlReader& y, const std::string& name, const YAML::Node& node) {
+  const std::string what = "agents." + name;
+  POLY_TRY(y.check_keys(node, {"command", "identity", "tier", "strengths", "env"}, what));
+  AgentProfile a;
+  a.name = name;
+  if (!node["command"].IsDefined()) return y.error(node, what + " needs a command (an argv list)");
+  auto cmd = y.as_string_list(node["command"], what + ".command");
+  if (!cmd.ok()) return cmd.error();
+  if (cmd->empty()) return y.error(node["command"], what + ".command must not be empty");
+  a.command = *cmd;
+  auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, what + "." + w); };
+  POLY_TRY(read_opt(node, "identity", a.identity, str));
+  POLY_TRY(read_opt(node, "tier", a.tier, str));
+  if (a.tier != "cheap" && a.tier != "strong") return y.error(node["tier"], what + ".tier must be cheap or strong, got '" + a.tier + "'");
+  if (node["strengths"].IsDefined() && !node["strengths"].IsNull()) {
+    auto s = y.as_string_list(node["strengths"], what + ".strengths");
+    if (!s.ok()) return s.error();
+    a.strengths = *s;
+  }
+  if (node["env"].IsDefined() && !node["env"].IsNull()) {
+    auto env = y.as_string_map(node["env"], what + ".env");
+    if (!env.ok()) return env.error();
+    a.env = *env;
+  }
+  return a;
+}
+
+}  // namespace
+
+Result<std::map<std::string, AgentProfile>> load_agents(const fs::path& file) {
+  YamlReader y(file.string());
+  auto doc = y.load();
+  if (!doc.ok()) return doc.error();
+  if (doc->IsNull()) doc = y.load_string(default_config_files()["agents.yaml"]);
+  if (!doc.ok()) return doc.error();
+  const YAML::Node root = *doc;
+  POLY_TRY(y.check_keys(root, {"agents"}, "agents.yaml"));
+  POLY_TRY(y.expect_map(root["agents"], "agents"));
+  std::map<std::string, AgentProfile> out;
+  for (const auto& kv : root["agents"]) {
+    auto a = read_agent(y, kv.first.Scalar(), kv.second);
+    if (!a.ok()) return a.error();
+    a->line = y.line(kv.first);
+    out[a->name] = *a;
+  }
+  return out;
+}
+
+namespace {
+
+Result<RouteMatch> read_match(const YamlReader& y, const YAML::Node& node, const std::string& what) {
+  POLY_TRY(y.check_keys(node, {"task_type", "risk", "labels", "repo", "score"}, what));
+  RouteMatch m;
+  for (auto [k, field] : {std::pair{"task_type", &m.task_type}, {"risk", &m.risk}, {"repo", &m.repo}}) {
+    if (!node[k].IsDefined()) continue;
+    auto s = y.as_string(node[k], what + "." + k);
+    if (!s.ok()) return s.error();
+    *field = *s;
+  }
+  if (node["labels"].IsDefined()) {
+    auto l = y.as_string_list(node["labels"], what + ".labels");
+    if (!l.ok()) return l.error();
+    m.labels = *l;
+  }
+  if (node["score"].IsDefined()) {
+    const YAML::Node s = node["score"];
+    POLY_TRY(y.check_keys(s, {"min", "max"}, what + ".score"));
+    for (auto [k, field] : {std::pair{"min", &m.score_min}, {"max", &m.score_max}}) {
+      if (!s[k].IsDefined()) continue;
+      auto v = y.as_int(s[k], what + ".score." + k);
+      if (!v.ok()) return v.error();
+      if (*v < 0 || *v > 10) return y.error(s[k], what + ".score." + k + " must be between 0 and 10");
+      *field = static_cast<int>(*v);
+    }
+  }
+  return m;
+}
+
+}  // namespace
+
+Result<RoutingPolicy> load_routing(const fs::path& file) {
+  YamlReader y(file.string());
+  auto doc = y.load();
+  if (!doc.ok()) return doc.error();
+  RoutingPolicy p;
+  const YAML::Node root = *doc;
+  if (root.IsNull()) return p;
+  POLY_TRY(y.check_keys(root, {"rules", "default"}, "routing.yaml"));
+  if (root["rules"].IsDefined() && !root["rules"].IsNull()) {
+    if (!root["rules"].IsSequence()) return y.error(root["rules"], "rules must be a list");
+    for (size_t i = 0; i < root["rules"].size(); ++i) {
+      const YAML::Node r = root["rules"][i];
+      const std::string what = "rules[" + std::to_string(i) + "]";
+      POLY_TRY(y.check_keys(r, {"match", "agent"}, what));
+      RouteRule rule;
+      rule.line = y.line(r);
+      if (r["match"].IsDefined() && !r["match"].IsNull()) {
+        auto m = read_match(y, r["match"], what + ".match");
+        if (!m.ok()) return m.error();
+        rule.match = *m;
+      }
+      if (!r["agent"].IsDefined()) return y.error(r, what + " needs an agent");
+      auto agent = y.as_string(r["agent"], what + ".agent");
+      if (!agent.ok()) return agent.error();
+      rule.agent = *agent;
+      p.rules.push_back(rule);
+    }
+  }
+  if (root["default"].IsDefined() && !root["default"].IsNull()) {
+    const YAML::Node d = root["default"];
+    POLY_TRY(y.check_keys(d, {"agent", "fallback"}, "default"));
+    p.default_line = y.line(d);
+    POLY_TRY(read_opt(d, "agent", p.default_agent,
+                      [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "default." + w); }));
+    if (d["fallback"].IsDefined() && !d["fallback"].IsNull()) {
+      auto f = y.as_string_list(d["fallback"], "default.fallback");
+      if (!f.ok()) return f.error();
+      p.fallback = *f;
+    }
+  }
+  return p;
+}
+
+Result<Settings> load_settings(const fs::path& home) {
+  Settings s;
+  auto config = load_config(home / "config.yaml", home);
+  if (!config.ok()) return config.error();
+  s.config = *config;
+  auto ids = load_identities(home / "identities.yaml");
+  if (!ids.ok()) return ids.error();
+  s.identities = *ids;
+  auto agents = load_agents(home / "agents.yaml");
+  if (!agents.ok()) return agents.error();
+  s.agents = *agents;
+  auto routing = load_routing(home / "routing.yaml");
+  if (!routing.ok()) return routing.error();
+  s.routing = *routing;
+
+  const std::string agents_file = (home / "agents.yaml").string();
+  for (const auto& [name, a] : s.agents) {
+    if (!a.identity.empty() && !s.identities.count(a.identity)) {
+      return make_error("config", "agent '" + name + "' uses identity '" + a.identity +
+                        "', which identities.yaml does not define", agents_file + ":" + std::to_string(a.line));
+    }
+  }
+  const std::string routing_file = (home / "routing.yaml").string();
+  auto known = [&](const std::string& agent) { return s.agents.count(agent) > 0; };
+  for (const auto& r : s.routing.rules) {
+    if (!known(r.agent)) {
+      return make_error("config", "rule names agent '" + r.agent + "', which agents.yaml does not define",
+                        routing_file + ":" + std::to_string(r.line));
+    }
+  }
+  if (!known(s.routing.default_agent)) {
+    return make_error("config", "default agent '" + s.routing.default_agent + "' is not in agents.yaml",
+                      routing_file + ":" + std::to_string(s.routing.default_line));
+  }
+  for (const auto& f : s.routing.fallback) {
+    if (!known(f)) {
+      return make_error("config", "fallback agent '" + f + "' is not in agents.yaml",
+                        routing_file + ":" + std::to_string(s.routing.default_line));
+    }
+  }
+  return s;
+}
+
+}  // namespace polyphony

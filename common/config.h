@@ -1,0 +1,148 @@
+// The four files under POLYPHONY_HOME (config.yaml, identities.yaml, agents.yaml, routing.yaml):
+// their types, loading with file:line errors, and the commented defaults `polyphony init` writes.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace polyphony {
+
+// ~/.polyphony, or $POLYPHONY_HOME when set.
+std::filesystem::path polyphony_home();
+
+// Expands a leading "~/" and makes a relative path relative to `base`.
+std::filesystem::path resolve_path(const std::string& text, const std::filesystem::path& base);
+
+struct RepoConfig {
+  std::string name;         // key under repos:
+  std::string url;          // local path or remote URL of the origin
+  std::string base_branch;  // empty: the origin's default branch
+  std::string verify;       // used when the repo has no .polyphony.yaml
+  int line = 0;             // where it was defined in config.yaml
+};
+
+struct ContainerConfig {
+  std::string image = "polyphony-worker:latest";
+  std::string network = "bridge";
+  double cpus = 2.0;                          // 0: no limit
+  int64_t memory_bytes = 4LL << 30;           // 0: no limit
+  int uid = 1000;                             // the non-root user containers run as
+  int gid = 1000;
+  int64_t run_timeout_s = 3600;
+  int64_t verify_timeout_s = 1800;
+};
+
+struct Config {
+  std::filesystem::path home;                 // the directory the files came from
+  std::filesystem::path workspace_root;       // default <home>/workspaces
+  std::filesystem::path state_db;             // default <home>/state.db
+  std::filesystem::path queue_db;             // default <home>/queue.db
+  std::filesystem::path log_dir;              // default <home>/logs
+  int64_t poll_interval_ms = 500;
+  int max_concurrency = 4;
+  int max_attempts = 3;
+  std::string docker_host;                    // empty: auto-detect
+  // Coordinator endpoints. worker_endpoint empty: only the embedded worker.
+  std::string worker_endpoint;
+  std::string client_endpoint;
+  bool embedded_worker = true;
+  int64_t heartbeat_interval_ms = 1000;
+  int heartbeat_liveness = 5;
+  // For a standalone polyphony-worker.
+  std::string coordinator_endpoint = "tcp://127.0.0.1:7701";
+  int worker_capacity = 4;
+  std::vector<std::string> worker_labels;
+  ContainerConfig container;
+  std::map<std::string, RepoConfig> repos;
+};
+
+struct IdentityMount {
+  std::string host_path;
+  std::string container_path;
+  int line = 0;
+};
+
+struct IdentityEnv {
+  std::string name;
+  std::string value;        // literal value, or
+  std::string from_env;     // name of a host environment variable, or
+  std::string from_file;    // path of a file whose content (trimmed) is the value
+  int line = 0;
+};
+
+struct Identity {
+  std::string name;
+  std::vector<IdentityMount> mounts;
+  std::vector<IdentityEnv> env;
+  int line = 0;
+};
+
+struct AgentProfile {
+  std::string name;
+  // argv run in the container. Placeholders: {prompt} (title, blank line, body),
+  // {title}, {task_file} (the task as markdown, /polyphony/task.md), {branch}.
+  std::vector<std::string> command;
+  std::string identity;                        // empty: none
+  std::string tier = "cheap";                  // "cheap" or "strong"
+  std::vector<std::string> strengths;
+  std::map<std::string, std::string> env;      // non-secret env for the container
+  int line = 0;
+};
+
+struct RouteMatch {
+  std::optional<std::string> task_type;
+  std::optional<std::string> risk;
+  std::vector<std::string> labels;             // all must be present on the task
+  std::optional<std::string> repo;
+  std::optional<int> score_min;
+  std::optional<int> score_max;
+};
+
+struct RouteRule {
+  RouteMatch match;
+  std::string agent;
+  int line = 0;
+};
+
+struct RoutingPolicy {
+  std::vector<RouteRule> rules;
+  std::string default_agent = "scripted";
+  std::vector<std::string> fallback;
+  int default_line = 0;
+};
+
+// Everything under POLYPHONY_HOME, validated across files (agents name known identities,
+// routing names known agents).
+struct Settings {
+  Config config;
+  std::map<std::string, Identity> identities;
+  std::map<std::string, AgentProfile> agents;
+  RoutingPolicy routing;
+};
+
+// Each loader reports the first problem as Error{"config", what is wrong, "file:line:col"}.
+// A missing file yields the defaults (as `polyphony init` would write them).
+Result<Config> load_config(const std::filesystem::path& file, const std::filesystem::path& home);
+Result<std::map<std::string, Identity>> load_identities(const std::filesystem::path& file);
+Result<std::map<std::string, AgentProfile>> load_agents(const std::filesystem::path& file);
+Result<RoutingPolicy> load_routing(const std::filesystem::path& file);
+
+// Loads all four from `home` and checks the references between them.
+Result<Settings> load_settings(const std::filesystem::path& home);
+
+// The commented default files, keyed by file name.
+std::map<std::string, std::string> default_config_files();
+
+// Parses "4g", "512m", "1024k", "123" (bytes). nullopt when malformed.
+std::optional<int64_t> parse_bytes(const std::string& text);
+
+// Finds the repo config whose name is `repo` or whose url equals `repo`.
+const RepoConfig* find_repo(const Config& config, const std::string& repo);
+
+}  // namespace polyphony

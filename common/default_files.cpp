@@ -1,0 +1,134 @@
+// The commented files `polyphony init` writes; loading them must give the built-in defaults.
+#include "common/config.h"
+
+namespace polyphony {
+
+namespace {
+
+constexpr const char* kConfigYaml = R"(# Polyphony configuration (config.yaml).
+# Relative paths are relative to this directory; "~/" is your home directory.
+
+# Where per-task clones and per-repo reference mirrors live.
+workspace_root: workspaces
+# How often (milliseconds) the coordinator looks for new work.
+poll_interval_ms: 500
+# Tasks running at once on this coordinator.
+max_concurrency: 4
+# Attempts before a failing task is BLOCKED.
+max_attempts: 3
+# Docker engine socket; empty: $DOCKER_HOST, /var/run/docker.sock, OrbStack's socket.
+docker_host: ""
+
+coordinator:
+  # Run a worker inside `polyphony serve` (the single-box default).
+  embedded_worker: true
+  # Endpoint remote polyphony-worker processes connect to; empty: none.
+  # Example: tcp://0.0.0.0:7701
+  worker_endpoint: ""
+  heartbeat_interval_ms: 1000
+  # Missed heartbeats before a worker counts as lost.
+  heartbeat_liveness: 5
+
+# Settings of a standalone `polyphony-worker` on another host.
+worker:
+  coordinator: tcp://127.0.0.1:7701
+  capacity: 4
+  labels: []
+
+# Every agent and verify run happens in a container made from this image.
+container:
+  image: polyphony-worker:latest
+  # bridge lets agents reach their APIs; none cuts the container off the network.
+  network: bridge
+  cpus: 2
+  memory: 4g
+  # The non-root user (uid:gid) containers run as.
+  user: "1000:1000"
+  run_timeout_s: 3600
+  verify_timeout_s: 1800
+
+# Per-repo settings, used when `spawn --repo` names the repo or its url.
+# The verify command here applies when the repo has no .polyphony.yaml at its root.
+repos: {}
+#  myapp:
+#    url: /srv/git/myapp.git
+#    base_branch: main
+#    verify: make test
+)";
+
+constexpr const char* kIdentitiesYaml = R"(# Credential bundles (identities.yaml). An agent in agents.yaml names the identity it uses.
+# Mounts are always read-only. Env values come from a literal `value`, the host's
+# environment (`from_env`) or a file (`from_file`); they never appear in logs or status.
+identities:
+  anthropic:
+    mounts:
+      - host: ~/.claude
+        container: /home/agent/.claude
+    env:
+      ANTHROPIC_API_KEY: {from_env: ANTHROPIC_API_KEY}
+  openai:
+    mounts:
+      - host: ~/.codex
+        container: /home/agent/.codex
+    env:
+      OPENAI_API_KEY: {from_env: OPENAI_API_KEY}
+  moonshot:
+    mounts:
+      - host: ~/.kimi
+        container: /home/agent/.kimi
+    env:
+      KIMI_API_KEY: {from_env: KIMI_API_KEY}
+)";
+
+constexpr const char* kAgentsYaml = R"(# Agent profiles (agents.yaml): the command run in the container, as an argv list.
+# Placeholders: {prompt} (title and body), {title}, {task_file} (/polyphony/task.md), {branch}.
+# tier: cheap or strong; the router prefers cheap agents for simple tasks.
+agents:
+  scripted:
+    # Applies the task body's ```diff blocks and runs its ```sh blocks; ships in the image.
+    command: [polyphony-scripted-agent, "{task_file}"]
+    tier: cheap
+    strengths: [scripted, tests, demos]
+  claude:
+    command: [claude, -p, "{prompt}", --dangerously-skip-permissions]
+    identity: anthropic
+    tier: strong
+    strengths: [refactoring, security, architecture]
+  codex:
+    command: [codex, exec, --full-auto, "{prompt}"]
+    identity: openai
+    tier: cheap
+    strengths: [bugfix, tests]
+  kimi:
+    command: [kimi, --print, -p, "{prompt}"]
+    identity: moonshot
+    tier: cheap
+    strengths: [docs, bugfix]
+)";
+
+constexpr const char* kRoutingYaml = R"(# Routing rules (routing.yaml): evaluated top-down, the first match wins.
+# A match may name task_type, risk, labels (all must be present), repo.
+rules:
+  # Tasks whose body scripts the change (```diff / ```sh blocks) need no model.
+  - match: {task_type: scripted}
+    agent: scripted
+  - match: {labels: [docs]}
+    agent: kimi
+  - match: {risk: high}
+    agent: claude
+# When no rule matches. The fallback chain is tried when an agent cannot run at all.
+default:
+  agent: codex
+  fallback: [claude, kimi]
+)";
+
+}  // namespace
+
+std::map<std::string, std::string> default_config_files() {
+  return {{"config.yaml", kConfigYaml},
+          {"identities.yaml", kIdentitiesYaml},
+          {"agents.yaml", kAgentsYaml},
+          {"routing.yaml", kRoutingYaml}};
+}
+
+}  // namespace polyphony

@@ -1,0 +1,74 @@
+// Logging through spdlog, with secret values redacted before any sink sees them.
+#include "common/log.h"
+
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+#include <mutex>
+#include <set>
+
+namespace polyphony {
+
+namespace {
+
+std::mutex& secrets_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+std::set<std::string>& secrets() {
+  static std::set<std::string> s;
+  return s;
+}
+
+// Forwards to stderr after redacting the payload.
+class RedactingSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  RedactingSink() : inner_(std::make_shared<spdlog::sinks::stderr_sink_mt>()) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    std::string payload = redact(std::string(msg.payload.data(), msg.payload.size()));
+    spdlog::details::log_msg copy(msg.time, msg.source, msg.logger_name, msg.level, payload);
+    inner_->log(copy);
+  }
+  void flush_() override { inner_->flush(); }
+
+ private:
+  std::shared_ptr<spdlog::sinks::stderr_sink_mt> inner_;
+};
+
+}  // namespace
+
+void init_logging(const std::string& level) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    auto logger = std::make_shared<spdlog::logger>("polyphony", std::make_shared<RedactingSink>());
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    spdlog::set_default_logger(logger);
+  });
+  std::string chosen = level;
+  if (const char* env = std::getenv("POLYPHONY_LOG_LEVEL"); env != nullptr && *env != '\0') chosen = env;
+  spdlog::set_level(spdlog::level::from_str(chosen));
+  spdlog::flush_on(spdlog::level::info);
+}
+
+void register_secret(const std::string& value) {
+  if (value.size() < 4) return;
+  std::lock_guard<std::mutex> lock(secrets_mutex());
+  secrets().insert(value);
+}
+
+std::string redact(std::string text) {
+  std::lock_guard<std::mutex> lock(secrets_mutex());
+  for (const auto& s : secrets()) {
+    size_t pos = 0;
+    while ((pos = text.find(s, pos)) != std::string::npos) {
+      text.replace(pos, s.size(), "***");
+      pos += 3;
+    }
+  }
+  return text;
+}
+
+}  // namespace polyphony

@@ -1,0 +1,21 @@
+// Logging through spdlog, with secret values redacted before any sink sees them.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <string>
+
+namespace polyphony {
+
+// Sets up the default logger on stderr at `level` ("debug", "info", "warn", ...).
+// Idempotent. POLYPHONY_LOG_LEVEL overrides `level` when set.
+void init_logging(const std::string& level = "info");
+
+// Every later log line has `value` replaced by "***". Values shorter than 4 characters are
+// ignored (they would redact ordinary words).
+void register_secret(const std::string& value);
+
+// `text` with every registered secret replaced by "***".
+std::string redact(std::string text);
+
+}  // namespace polyphony

@@ -1,0 +1,77 @@
+// A small SQLite wrapper: open with checks, prepared statements, transactions.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace polyphony {
+
+class Statement {
+ public:
+  Statement() = default;
+  explicit Statement(sqlite3_stmt* stmt, std::string where) : stmt_(stmt, &sqlite3_finalize), where_(std::move(where)) {}
+
+  Statement& bind(int index, std::string_view text);
+  Statement& bind(int index, const char* text) { return bind(index, std::string_view(text)); }
+  Statement& bind(int index, int64_t value);
+  Statement& bind(int index, int value) { return bind(index, static_cast<int64_t>(value)); }
+  Statement& bind(int index, double value);
+  Statement& bind_null(int index);
+
+  // true: a row is available; false: done.
+  Result<bool> step();
+  // Runs to completion.
+  Status run();
+  void reset();
+
+  std::string text(int column) const;
+  int64_t int64(int column) const;
+  double real(int column) const;
+  bool is_null(int column) const;
+
+ private:
+  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> stmt_{nullptr, &sqlite3_finalize};
+  std::string where_;
+};
+
+class Database {
+ public:
+  // Opens (creating when `create`) the database at `path` in WAL mode with a busy timeout.
+  // `application_id` marks files we own: an existing file with another id, or one that is not
+  // SQLite at all, is refused (never overwritten) with an error naming the path.
+  static Result<Database> open(const std::filesystem::path& path, int32_t application_id, bool create,
+                               bool read_only = false);
+
+  Status exec(const std::string& sql);
+  Result<Statement> prepare(const std::string& sql);
+  int64_t last_insert_rowid() const;
+  int changes() const;
+
+  // BEGIN IMMEDIATE ... COMMIT around fn; rolls back when fn returns an error.
+  template <class F>
+  Status transaction(F&& fn) {
+    POLY_TRY(exec("BEGIN IMMEDIATE"));
+    Status s = fn();
+    if (!s.ok()) {
+      (void)exec("ROLLBACK");
+      return s;
+    }
+    return exec("COMMIT");
+  }
+
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> db_{nullptr, &sqlite3_close_v2};
+  std::filesystem::path path_;
+};
+
+}  // namespace polyphony

@@ -1,0 +1,425 @@
+// The coordinator loop: discover -> claim -> route -> dispatch, and the workers' reports.
+#include "coordinator/coordinator.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+#include <zmq_addon.hpp>
+
+#include "common/ids.h"
+#include "common/log.h"
+#include "coordinator/identity_broker.h"
+#include "coordinator/router.h"
+
+namespace polyphony {
+
+namespace fs = std::filesystem;
+
+int64_t retry_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, uint64_t random) {
+  int64_t d = base_ms;
+  for (int i = 1; i < attempt && d < cap_ms; ++i) d *= 2;
+  d = std::min(d, cap_ms);
+  const int64_t jitter = d / 5;
+  if (jitter > 0) d += static_cast<int64_t>(random % static_cast<uint64_t>(2 * jitter + 1)) - jitter;
+  return std::max<int64_t>(d, 0);
+}
+
+bool is_retryable(const std::string& kind) {
+  return kind == "infra" || kind == "timeout" || kind == "conflict";
+}
+
+Coordinator::Coordinator(zmq::context_t& context, Settings settings)
+    : context_(context), socket_(context, zmq::socket_type::router), settings_(std::move(settings)) {}
+
+Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_t& context, Settings settings,
+                                                         std::vector<std::string> endpoints) {
+  auto c = std::unique_ptr<Coordinator>(new Coordinator(context, std::move(settings)));
+  auto store = StateStore::open(c->settings_.config.state_db);
+  if (!store.ok()) return store.error();
+  c->store_.emplace(std::move(*store));
+  auto queue = SqliteQueue::open(c->settings_.config.queue_db);
+  if (!queue.ok()) return queue.error();
+  c->queue_ = std::move(*queue);
+  c->socket_.set(zmq::sockopt::router_mandatory, 1);
+  c->socket_.set(zmq::sockopt::linger, 0);
+  c->socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));
+  for (const auto& ep : endpoints) {
+    try {
+      c->socket_.bind(ep);
+    } catch (const zmq::error_t& e) {
+      return make_error("network", std::string("cannot listen: ") + e.what(), ep);
+    }
+  }
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  c->coordinator_id_ = std::string(host) + ":" + std::to_string(getpid());
+  c->started_ms_ = now_ms();
+  return c;
+}
+
+void Coordinator::run(const std::atomic<bool>& stop) {
+  spdlog::info("coordinator {} serving (state {})", coordinator_id_, settings_.config.state_db.string());
+  while (!stop.load()) step(std::min<int64_t>(settings_.config.poll_interval_ms, 100));
+  spdlog::info("coordinator stopping");
+}
+
+void Coordinator::step(int64_t wait_ms) {
+  zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
+  try {
+    zmq::poll(items, 1, std::chrono::milliseconds(wait_ms));
+    for (int i = 0; i < 1000 && (items[0].revents & ZMQ_POLLIN); ++i) {
+      std::vector<zmq::message_t> frames;
+      auto got = zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait);
+      if (!got) break;
+      if (frames.size() != 2) {
+        spdlog::warn("dropped a message of {} frames (expected routing id + body)", frames.size());
+        continue;
+      }
+      handle_frame(frames[0].to_string(), frames[1].to_string());
+    }
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) spdlog::error("socket error: {}", e.what());
+  }
+  if (now_ms() >= next_periodic_ms_) {
+    periodic();
+    next_periodic_ms_ = now_ms() + settings_.config.poll_interval_ms;
+  }
+  heartbeat_workers();
+}
+
+void Coordinator::handle_frame(const std::string& routing_id, const std::string& body) {
+  auto msg = protocol::decode(body);
+  if (!msg.ok()) {
+    spdlog::warn("dropped a frame from peer {:?}: {} (field {})", routing_id, msg.error().message, msg.error().where);
+    return;
+  }
+  if (const auto* hello = std::get_if<protocol::Hello>(&*msg)) {
+    on_hello(routing_id, *hello);
+    return;
+  }
+  WorkerEntry* w = worker_by_routing(routing_id);
+  if (w == nullptr) {
+    spdlog::warn("dropped a {} from unregistered peer {:?}", protocol::type_name(*msg), routing_id);
+    return;
+  }
+  w->last_seen_ms = now_ms();
+  std::visit(
+      [&](const auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, protocol::TaskUpdate>) on_update(*w, m);
+        else if constexpr (std::is_same_v<T, protocol::LogChunk>) on_log(*w, m);
+        else if constexpr (std::is_same_v<T, protocol::TaskResult>) on_result(*w, m);
+        else if constexpr (std::is_same_v<T, protocol::Heartbeat>) {}
+        else spdlog::warn("dropped an unexpected {} from worker {}", protocol::type_name(m), w->hello.worker_id);
+      },
+      *msg);
+}
+
+void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello& m) {
+  if (m.protocol_version != protocol::kProtocolVersion) {
+    spdlog::error("worker {} speaks protocol {}, this coordinator {}; ignoring it", m.worker_id, m.protocol_version,
+                  protocol::kProtocolVersion);
+    return;
+  }
+  WorkerEntry& w = workers_[routing_id];
+  const bool known = !w.hello.worker_id.empty();
+  w.routing_id = routing_id;
+  w.hello = m;
+  w.last_seen_ms = now_ms();
+  w.running.clear();
+  for (const auto& r : m.running) w.running.insert(r.task_id);
+  spdlog::info("worker {} {} (host {}, capacity {}, {} running)", m.worker_id, known ? "re-registered" : "registered",
+               m.hostname, m.capacity, m.running.size());
+  protocol::Welcome welcome;
+  welcome.coordinator_id = coordinator_id_;
+  welcome.heartbeat_interval_ms = settings_.config.heartbeat_interval_ms;
+  welcome.liveness = settings_.config.heartbeat_liveness;
+  send(routing_id, welcome);
+  // Tasks this coordinator believes the worker holds, but which the worker no longer runs,
+  // were lost with its previous life: fail them so they are retried.
+  auto active = store_->list({TaskState::kRouted, TaskState::kProvisioned, TaskState::kRunning, TaskState::kVerifying});
+  if (!active.ok()) return;
+  for (const auto& t : *active) {
+    if (t.worker != m.worker_id) continue;
+    bool still = std::any_of(m.running.begin(), m.running.end(),
+                             [&](const protocol::RunningTask& r) { return r.task_id == t.request.id && r.epoch == t.epoch; });
+    if (still) {
+      w.running.insert(t.request.id);
+    } else {
+      fail_attempt(t, t.state, "infra", "worker " + m.worker_id + " restarted and no longer runs this attempt");
+    }
+  }
+}
+
+std::optional<Task> Coordinator::leased_task(const WorkerEntry& w, const std::string& task_id, int64_t epoch,
+                                             const char* what) {
+  auto t = store_->get(task_id);
+  if (!t.ok() || !t->has_value()) {
+    spdlog::warn("dropped {} for unknown task {} from worker {}", what, task_id, w.hello.worker_id);
+    return std::nullopt;
+  }
+  const Task& task = **t;
+  if (task.epoch != epoch || task.worker != w.hello.worker_id) {
+    spdlog::warn("refused {} for task {} from worker {}: stale lease epoch {} (current {} held by {})", what, task_id,
+                 w.hello.worker_id, epoch, task.epoch, task.worker.empty() ? "nobody" : task.worker);
+    return std::nullopt;
+  }
+  return task;
+}
+
+void Coordinator::on_update(WorkerEntry& w, const protocol::TaskUpdate& m) {
+  auto task = leased_task(w, m.task_id, m.epoch, "an update");
+  if (!task) return;
+  auto to = parse_task_state(m.state);
+  if (!to || !can_transition(task->state, *to)) {
+    spdlog::warn("task {}: ignored update {} -> {} from worker {}", m.task_id, to_string(task->state), m.state,
+                 w.hello.worker_id);
+    return;
+  }
+  TransitionUpdate u;
+  if (!m.detail.empty()) u.reason = m.detail;
+  auto s = store_->transition(m.task_id, task->state, *to, u, now_ms());
+  if (!s.ok()) {
+    spdlog::error("task {}: {}", m.task_id, s.error().to_string());
+    return;
+  }
+  spdlog::info("task {} {} (worker {})", m.task_id, m.state, w.hello.worker_id);
+}
+
+void Coordinator::on_log(WorkerEntry& w, const protocol::LogChunk& m) {
+  if (!leased_task(w, m.task_id, m.epoch, "a log chunk")) return;
+  fs::path dir = settings_.config.log_dir / m.task_id;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  std::ofstream out(dir / (std::to_string(m.attempt) + "-" + m.stream + ".log"), std::ios::app | std::ios::binary);
+  out << redact(m.data);
+  if (!out) spdlog::error("task {}: cannot write its log under {}", m.task_id, dir.string());
+}
+
+void Coordinator::on_result(WorkerEntry& w, const protocol::TaskResult& m) {
+  auto current = store_->get(m.task_id);
+  const bool already = current.ok() && current->has_value() && (*current)->epoch == m.epoch &&
+                       (*current)->worker == w.hello.worker_id && is_finished((*current)->state);
+  if (!already) {
+    auto task = leased_task(w, m.task_id, m.epoch, "a result");
+    if (task) {
+      w.running.erase(m.task_id);
+      if (m.outcome == "landed") {
+        TransitionUpdate u;
+        u.commit = m.commit;
+        u.merged_commit = m.merged_commit;
+        u.reason = "landed " + m.merged_commit.substr(0, 12) + " on " + m.branch;
+        auto s = store_->transition(m.task_id, task->state, TaskState::kLanded, u, now_ms());
+        if (!s.ok()) spdlog::error("task {}: cannot record landing: {}", m.task_id, s.error().to_string());
+        else spdlog::info("task {} LANDED ({})", m.task_id, m.merged_commit);
+      } else {
+        fail_attempt(*task, task->state, m.failure_kind.empty() ? "infra" : m.failure_kind, m.reason);
+      }
+    } else {
+      return;  // stale: no ack, the worker's lease is gone
+    }
+  }
+  protocol::ResultAck ack;
+  ack.task_id = m.task_id;
+  ack.attempt = m.attempt;
+  ack.epoch = m.epoch;
+  send(w.routing_id, ack);
+}
+
+void Coordinator::fail_attempt(const Task& task, TaskState from, const std::string& kind, const std::string& reason) {
+  TransitionUpdate u;
+  u.reason = reason;
+  u.failure_kind = kind;
+  const int64_t now = now_ms();
+  TaskState state = from;
+  if (from != TaskState::kFailed) {
+    auto s = store_->transition(task.request.id, from, TaskState::kFailed, u, now);
+    if (!s.ok()) {
+      spdlog::error("task {}: cannot record failure: {}", task.request.id, s.error().to_string());
+      return;
+    }
+    state = TaskState::kFailed;
+  }
+  spdlog::warn("task {} FAILED ({}): {}", task.request.id, kind, reason);
+  for (auto& [rid, w] : workers_) w.running.erase(task.request.id);
+  if (!is_retryable(kind)) return;
+  if (task.attempt >= settings_.config.max_attempts) {
+    TransitionUpdate b;
+    b.reason = "gave up after " + std::to_string(task.attempt) + " attempts; last: " + reason;
+    (void)store_->transition(task.request.id, state, TaskState::kBlocked, b, now);
+    spdlog::warn("task {} BLOCKED: {}", task.request.id, *b.reason);
+    return;
+  }
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  TransitionUpdate r;
+  r.reason = "retry after " + kind + " failure";
+  r.worker = "";
+  r.next_attempt_at_ms = now + retry_backoff_ms(task.attempt, 1000, 60000, rng());
+  (void)store_->transition(task.request.id, state, TaskState::kClaimed, r, now);
+}
+
+void Coordinator::periodic() {
+  discover();
+  claim_discovered();
+  expire_unheld_tasks();
+  dispatch_claimed();
+}
+
+void Coordinator::discover() {
+  auto pending = queue_->poll();
+  if (!pending.ok()) {
+    spdlog::error("cannot read the queue: {}", pending.error().to_string());
+    return;
+  }
+  for (const auto& r : *pending) {
+    auto added = store_->add(r, now_ms());
+    if (!added.ok()) {
+      spdlog::error("task {}: cannot record it: {}", r.id, added.error().to_string());
+      continue;
+    }
+    if (*added) spdlog::info("task {} DISCOVERED: {}", r.id, r.title);
+    auto acked = queue_->ack(r.id);
+    if (!acked.ok()) spdlog::error("task {}: cannot acknowledge it in the queue: {}", r.id, acked.error().to_string());
+  }
+}
+
+void Coordinator::claim_discovered() {
+  auto tasks = store_->list({TaskState::kDiscovered});
+  if (!tasks.ok()) return;
+  for (const auto& t : *tasks) {
+    TransitionUpdate u;
+    u.reason = "claimed by " + coordinator_id_;
+    auto s = store_->transition(t.request.id, TaskState::kDiscovered, TaskState::kClaimed, u, now_ms());
+    if (!s.ok()) spdlog::error("task {}: {}", t.request.id, s.error().to_string());
+  }
+}
+
+// Active tasks held by a worker that has not been heard from within its liveness budget
+// (e.g. after a coordinator restart nobody re-registered) are failed and retried.
+void Coordinator::expire_unheld_tasks() {
+  const int64_t now = now_ms();
+  const int64_t budget = settings_.config.heartbeat_interval_ms * settings_.config.heartbeat_liveness;
+  if (now - started_ms_ < budget) return;
+  auto active = store_->list({TaskState::kRouted, TaskState::kProvisioned, TaskState::kRunning, TaskState::kVerifying});
+  if (!active.ok()) return;
+  for (const auto& t : *active) {
+    bool held = false;
+    for (const auto& [rid, w] : workers_) {
+      if (w.hello.worker_id == t.worker && now - w.last_seen_ms < budget) held = w.running.count(t.request.id) > 0;
+    }
+    if (!held) fail_attempt(t, t.state, "infra", "worker " + t.worker + " lost the attempt (no heartbeat)");
+  }
+}
+
+int Coordinator::running_count() const {
+  int n = 0;
+  for (const auto& [rid, w] : workers_) n += static_cast<int>(w.running.size());
+  return n;
+}
+
+WorkerEntry* Coordinator::pick_worker() {
+  WorkerEntry* best = nullptr;
+  const int64_t budget = settings_.config.heartbeat_interval_ms * settings_.config.heartbeat_liveness;
+  for (auto& [rid, w] : workers_) {
+    if (now_ms() - w.last_seen_ms > budget) continue;
+    if (static_cast<int>(w.running.size()) >= w.hello.capacity) continue;
+    if (best == nullptr || w.running.size() * static_cast<size_t>(best->hello.capacity) <
+                               best->running.size() * static_cast<size_t>(w.hello.capacity)) {
+      best = &w;
+    }
+  }
+  return best;
+}
+
+void Coordinator::dispatch_claimed() {
+  auto tasks = store_->list({TaskState::kClaimed});
+  if (!tasks.ok()) return;
+  for (const auto& t : *tasks) {
+    if (t.next_attempt_at_ms > now_ms()) continue;
+    if (running_count() >= settings_.config.max_concurrency) return;
+    WorkerEntry* w = pick_worker();
+    if (w == nullptr) return;
+    auto s = dispatch_one(t, *w);
+    if (!s.ok()) spdlog::error("task {}: {}", t.request.id, s.error().to_string());
+  }
+}
+
+Status Coordinator::dispatch_one(const Task& t, WorkerEntry& w) {
+  const int attempt = t.attempt + 1;
+  auto decision = route(t.request, settings_.routing, settings_.agents);
+  std::string agent_name = decision.ok() ? decision->agent : "";
+  auto epoch = store_->next_epoch();
+  if (!epoch.ok()) return epoch.error();
+  TransitionUpdate u;
+  u.attempt = attempt;
+  u.agent = agent_name;
+  u.branch = t.branch.empty() ? task_branch(t.request.id, t.request.title) : t.branch;
+  u.worker = w.hello.worker_id;
+  u.epoch = *epoch;
+  u.reason = decision.ok() ? "agent " + agent_name + " (" + decision->because + "), worker " + w.hello.worker_id
+                           : decision.error().to_string();
+  POLY_TRY(store_->transition(t.request.id, TaskState::kClaimed, TaskState::kRouted, u, now_ms()));
+  auto routed = store_->get(t.request.id);
+  if (!routed.ok() || !routed->has_value()) return make_error("db", "task vanished after routing", t.request.id);
+  const Task& task = **routed;
+  if (!decision.ok()) {
+    fail_attempt(task, TaskState::kRouted, "config", decision.error().to_string());
+    return {};
+  }
+  const AgentProfile& agent = settings_.agents.at(agent_name);
+  ResolvedIdentity identity;
+  if (!agent.identity.empty()) {
+    auto id = resolve_identity(settings_.identities.at(agent.identity),
+                               (settings_.config.home / "identities.yaml").string());
+    if (!id.ok()) {
+      fail_attempt(task, TaskState::kRouted, "identity", id.error().to_string());
+      return {};
+    }
+    identity = *id;
+  }
+  protocol::Dispatch d;
+  d.spec = make_run_spec(task, agent, identity, settings_.config, attempt, *epoch);
+  w.running.insert(t.request.id);
+  send(w.routing_id, d);
+  spdlog::info("task {} ROUTED to agent {} on worker {} (attempt {}, epoch {})", t.request.id, agent_name,
+               w.hello.worker_id, attempt, *epoch);
+  return {};
+}
+
+void Coordinator::heartbeat_workers() {
+  const int64_t now = now_ms();
+  const int64_t budget = settings_.config.heartbeat_interval_ms * settings_.config.heartbeat_liveness;
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    WorkerEntry& w = it->second;
+    if (now - w.last_seen_ms > budget) {
+      spdlog::warn("worker {} lost (silent for {} ms)", w.hello.worker_id, now - w.last_seen_ms);
+      it = workers_.erase(it);
+      continue;
+    }
+    if (now - w.last_sent_ms >= settings_.config.heartbeat_interval_ms) {
+      protocol::Heartbeat hb;
+      hb.seq = ++w.heartbeat_seq;
+      send(w.routing_id, hb);
+    }
+    ++it;
+  }
+}
+
+WorkerEntry* Coordinator::worker_by_routing(const std::string& routing_id) {
+  auto it = workers_.find(routing_id);
+  return it == workers_.end() ? nullptr : &it->second;
+}
+
+void Coordinator::send(const std::string& routing_id, const protocol::Message& m) {
+  try {
+    const std::string body = protocol::encode(m);
+    std::array<zmq::const_buffer, 2> frames{zmq::buffer(routing_id), zmq::buffer(body)};
+    zmq::send_multipart(socket_, frames, zmq::send_flags::dontwait);
+    if (auto it = workers_.find(routing_id); it != workers_.end()) it->second.last_sent_ms = now_ms();
+  } catch (const zmq::error_t& e) {
+    spdlog::warn("cannot send {} to peer {:?}: {}", protocol::type_name(m), routing_id, e.what());
+  }
+}
+
+}  // namespace polyphony

@@ -1,0 +1,73 @@
+// The local SQLite task queue.
+#include <nlohmann/json.hpp>
+
+#include "coordinator/state_store.h"
+#include "coordinator/work_source.h"
+
+namespace polyphony {
+
+Result<std::unique_ptr<SqliteQueue>> SqliteQueue::open(const std::filesystem::path& path, bool read_only) {
+  auto db = Database::open(path, kQueueDbApplicationId, !read_only, read_only);
+  if (!db.ok()) return db.error();
+  auto q = std::unique_ptr<SqliteQueue>(new SqliteQueue());
+  q->db_ = std::move(*db);
+  if (!read_only) {
+    POLY_TRY(q->db_.exec(R"(
+      CREATE TABLE IF NOT EXISTS queue (
+        id TEXT PRIMARY KEY,
+        request TEXT NOT NULL,
+        enqueued_at INTEGER NOT NULL,
+        acked INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE INDEX IF NOT EXISTS queue_pending ON queue(acked, enqueued_at);
+    )"));
+  }
+  return q;
+}
+
+Status SqliteQueue::enqueue(const TaskRequest& r) {
+  nlohmann::json j{{"title", r.title},         {"body", r.body},   {"repo", r.repo},
+                   {"base_branch", r.base_branch}, {"task_type", r.task_type}, {"risk", r.risk},
+                   {"labels", r.labels},       {"agent", r.agent}, {"source", r.source},
+                   {"created_at", r.created_at_ms}};
+  auto st = db_.prepare("INSERT INTO queue(id, request, enqueued_at) VALUES (?,?,?)");
+  if (!st.ok()) return st.error();
+  st->bind(1, r.id).bind(2, j.dump()).bind(3, r.created_at_ms ? r.created_at_ms : now_ms());
+  return st->run();
+}
+
+Result<std::vector<TaskRequest>> SqliteQueue::poll() {
+  auto st = db_.prepare("SELECT id, request FROM queue WHERE acked=0 ORDER BY enqueued_at, id");
+  if (!st.ok()) return st.error();
+  std::vector<TaskRequest> out;
+  while (true) {
+    auto row = st->step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    auto j = nlohmann::json::parse(st->text(1), nullptr, false);
+    if (!j.is_object()) continue;
+    TaskRequest r;
+    r.id = st->text(0);
+    r.title = j.value("title", "");
+    r.body = j.value("body", "");
+    r.repo = j.value("repo", "");
+    r.base_branch = j.value("base_branch", "");
+    r.task_type = j.value("task_type", "");
+    r.risk = j.value("risk", "");
+    r.labels = j.value("labels", std::vector<std::string>{});
+    r.agent = j.value("agent", "");
+    r.source = j.value("source", "queue");
+    r.created_at_ms = j.value("created_at", int64_t{0});
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Status SqliteQueue::ack(const std::string& id) {
+  auto st = db_.prepare("UPDATE queue SET acked=1 WHERE id=?");
+  if (!st.ok()) return st.error();
+  st->bind(1, id);
+  return st->run();
+}
+
+}  // namespace polyphony

@@ -1,0 +1,233 @@
+// The coordinator's SQLite state DB.
+#include "coordinator/state_store.h"
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+namespace polyphony {
+
+int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+namespace {
+
+constexpr const char* kSchema = R"(
+CREATE TABLE IF NOT EXISTS tasks (
+  id TEXT PRIMARY KEY,
+  title TEXT NOT NULL,
+  body TEXT NOT NULL DEFAULT '',
+  repo TEXT NOT NULL,
+  base_branch TEXT NOT NULL DEFAULT '',
+  task_type TEXT NOT NULL DEFAULT '',
+  risk TEXT NOT NULL DEFAULT '',
+  labels TEXT NOT NULL DEFAULT '[]',
+  requested_agent TEXT NOT NULL DEFAULT '',
+  source TEXT NOT NULL DEFAULT 'queue',
+  created_at INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  attempt INTEGER NOT NULL DEFAULT 0,
+  agent TEXT NOT NULL DEFAULT '',
+  branch TEXT NOT NULL DEFAULT '',
+  worker TEXT NOT NULL DEFAULT '',
+  epoch INTEGER NOT NULL DEFAULT 0,
+  reason TEXT NOT NULL DEFAULT '',
+  failure_kind TEXT NOT NULL DEFAULT '',
+  commit_id TEXT NOT NULL DEFAULT '',
+  merged_commit TEXT NOT NULL DEFAULT '',
+  updated_at INTEGER NOT NULL,
+  next_attempt_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  task_id TEXT NOT NULL REFERENCES tasks(id),
+  from_state TEXT NOT NULL,
+  to_state TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  worker TEXT NOT NULL DEFAULT '',
+  reason TEXT NOT NULL DEFAULT '',
+  at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_task ON events(task_id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta(key, value) VALUES ('epoch', 0), ('schema', 1);
+)";
+
+constexpr const char* kTaskColumns =
+    "id, title, body, repo, base_branch, task_type, risk, labels, requested_agent, source, created_at, "
+    "state, attempt, agent, branch, worker, epoch, reason, failure_kind, commit_id, merged_commit, "
+    "updated_at, next_attempt_at";
+
+Task read_task(const Statement& st) {
+  Task t;
+  TaskRequest& r = t.request;
+  r.id = st.text(0);
+  r.title = st.text(1);
+  r.body = st.text(2);
+  r.repo = st.text(3);
+  r.base_branch = st.text(4);
+  r.task_type = st.text(5);
+  r.risk = st.text(6);
+  auto labels = nlohmann::json::parse(st.text(7), nullptr, false);
+  if (labels.is_array()) {
+    for (const auto& l : labels) {
+      if (l.is_string()) r.labels.push_back(l.get<std::string>());
+    }
+  }
+  r.agent = st.text(8);
+  r.source = st.text(9);
+  r.created_at_ms = st.int64(10);
+  t.state = parse_task_state(st.text(11)).value_or(TaskState::kDiscovered);
+  t.attempt = static_cast<int>(st.int64(12));
+  t.agent = st.text(13);
+  t.branch = st.text(14);
+  t.worker = st.text(15);
+  t.epoch = st.int64(16);
+  t.reason = st.text(17);
+  t.failure_kind = st.text(18);
+  t.commit = st.text(19);
+  t.merged_commit = st.text(20);
+  t.updated_at_ms = st.int64(21);
+  t.next_attempt_at_ms = st.int64(22);
+  return t;
+}
+
+}  // namespace
+
+Result<StateStore> StateStore::open(const std::filesystem::path& path, bool read_only) {
+  auto db = Database::open(path, kStateDbApplicationId, !read_only, read_only);
+  if (!db.ok()) return db.error();
+  StateStore store;
+  store.db_ = std::move(*db);
+  if (!read_only) POLY_TRY(store.migrate());
+  return store;
+}
+
+Status StateStore::migrate() { return db_.exec(kSchema); }
+
+Result<bool> StateStore::add(const TaskRequest& r, int64_t now) {
+  auto st = db_.prepare(
+      "INSERT OR IGNORE INTO tasks(id, title, body, repo, base_branch, task_type, risk, labels, "
+      "requested_agent, source, created_at, state, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  if (!st.ok()) return st.error();
+  st->bind(1, r.id).bind(2, r.title).bind(3, r.body).bind(4, r.repo).bind(5, r.base_branch);
+  st->bind(6, r.task_type).bind(7, r.risk).bind(8, nlohmann::json(r.labels).dump()).bind(9, r.agent);
+  st->bind(10, r.source).bind(11, r.created_at_ms ? r.created_at_ms : now);
+  st->bind(12, to_string(TaskState::kDiscovered)).bind(13, now);
+  POLY_TRY(st->run());
+  bool inserted = db_.changes() > 0;
+  if (inserted) {
+    auto ev = db_.prepare("INSERT INTO events(task_id, from_state, to_state, attempt, reason, at) VALUES (?, '', ?, 0, ?, ?)");
+    if (!ev.ok()) return ev.error();
+    ev->bind(1, r.id).bind(2, to_string(TaskState::kDiscovered)).bind(3, "from " + r.source).bind(4, now);
+    POLY_TRY(ev->run());
+  }
+  return inserted;
+}
+
+Status StateStore::transition(const std::string& id, TaskState from, TaskState to, const TransitionUpdate& u,
+                              int64_t now) {
+  if (!can_transition(from, to)) {
+    return make_error("transition", "the lifecycle does not allow " + std::string(to_string(from)) + " -> " +
+                      std::string(to_string(to)), id);
+  }
+  return db_.transaction([&]() -> Status {
+    auto cur = get(id);
+    if (!cur.ok()) return cur.error();
+    if (!cur->has_value()) return make_error("not_found", "no such task", id);
+    Task t = **cur;
+    if (t.state != from) {
+      return make_error("transition", "task is " + std::string(to_string(t.state)) + ", not " +
+                        std::string(to_string(from)) + "; refusing -> " + std::string(to_string(to)), id);
+    }
+    if (u.attempt) t.attempt = *u.attempt;
+    if (u.agent) t.agent = *u.agent;
+    if (u.branch) t.branch = *u.branch;
+    if (u.worker) t.worker = *u.worker;
+    if (u.epoch) t.epoch = *u.epoch;
+    if (u.reason) t.reason = *u.reason;
+    if (u.failure_kind) t.failure_kind = *u.failure_kind;
+    if (u.commit) t.commit = *u.commit;
+    if (u.merged_commit) t.merged_commit = *u.merged_commit;
+    if (u.next_attempt_at_ms) t.next_attempt_at_ms = *u.next_attempt_at_ms;
+    auto st = db_.prepare(
+        "UPDATE tasks SET state=?, attempt=?, agent=?, branch=?, worker=?, epoch=?, reason=?, failure_kind=?, "
+        "commit_id=?, merged_commit=?, next_attempt_at=?, updated_at=? WHERE id=? AND state=?");
+    if (!st.ok()) return st.error();
+    st->bind(1, to_string(to)).bind(2, t.attempt).bind(3, t.agent).bind(4, t.branch).bind(5, t.worker);
+    st->bind(6, t.epoch).bind(7, t.reason).bind(8, t.failure_kind).bind(9, t.commit).bind(10, t.merged_commit);
+    st->bind(11, t.next_attempt_at_ms).bind(12, now).bind(13, id).bind(14, to_string(from));
+    POLY_TRY(st->run());
+    auto ev = db_.prepare(
+        "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at) VALUES (?,?,?,?,?,?,?)");
+    if (!ev.ok()) return ev.error();
+    ev->bind(1, id).bind(2, to_string(from)).bind(3, to_string(to)).bind(4, t.attempt).bind(5, t.worker);
+    ev->bind(6, u.reason.value_or("")).bind(7, now);
+    return ev->run();
+  });
+}
+
+Result<std::optional<Task>> StateStore::get(const std::string& id) {
+  auto st = db_.prepare(std::string("SELECT ") + kTaskColumns + " FROM tasks WHERE id=?");
+  if (!st.ok()) return st.error();
+  st->bind(1, id);
+  auto row = st->step();
+  if (!row.ok()) return row.error();
+  if (!*row) return std::optional<Task>();
+  return std::optional<Task>(read_task(*st));
+}
+
+Result<std::vector<Task>> StateStore::list(const std::vector<TaskState>& states) {
+  std::string sql = std::string("SELECT ") + kTaskColumns + " FROM tasks";
+  if (!states.empty()) {
+    sql += " WHERE state IN (";
+    for (size_t i = 0; i < states.size(); ++i) sql += (i ? ",'" : "'") + std::string(to_string(states[i])) + "'";
+    sql += ")";
+  }
+  sql += " ORDER BY created_at, id";
+  auto st = db_.prepare(sql);
+  if (!st.ok()) return st.error();
+  std::vector<Task> out;
+  while (true) {
+    auto row = st->step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    out.push_back(read_task(*st));
+  }
+  return out;
+}
+
+Result<std::vector<TaskEvent>> StateStore::events(const std::string& id) {
+  auto st = db_.prepare(
+      "SELECT task_id, from_state, to_state, attempt, worker, reason, at FROM events WHERE task_id=? ORDER BY seq");
+  if (!st.ok()) return st.error();
+  st->bind(1, id);
+  std::vector<TaskEvent> out;
+  while (true) {
+    auto row = st->step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    out.push_back(TaskEvent{st->text(0), st->text(1), st->text(2), static_cast<int>(st->int64(3)), st->text(4),
+                            st->text(5), st->int64(6)});
+  }
+  return out;
+}
+
+Result<int64_t> StateStore::next_epoch() {
+  int64_t epoch = 0;
+  Status s = db_.transaction([&]() -> Status {
+    POLY_TRY(db_.exec("UPDATE meta SET value = value + 1 WHERE key='epoch'"));
+    auto st = db_.prepare("SELECT value FROM meta WHERE key='epoch'");
+    if (!st.ok()) return st.error();
+    auto row = st->step();
+    if (!row.ok()) return row.error();
+    epoch = st->int64(0);
+    return {};
+  });
+  if (!s.ok()) return s.error();
+  return epoch;
+}
+
+}  // namespace polyphony

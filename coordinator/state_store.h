@@ -1,0 +1,59 @@
+// The coordinator's SQLite state DB: tasks, their transitions (events), and lease epochs.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "common/sqlite.h"
+#include "coordinator/task.h"
+
+namespace polyphony {
+
+inline constexpr int32_t kStateDbApplicationId = 0x506f6c79;  // "Poly"
+
+// What a transition changes besides the state; unset fields keep their value.
+struct TransitionUpdate {
+  std::optional<int> attempt;
+  std::optional<std::string> agent;
+  std::optional<std::string> branch;
+  std::optional<std::string> worker;
+  std::optional<int64_t> epoch;
+  std::optional<std::string> reason;
+  std::optional<std::string> failure_kind;
+  std::optional<std::string> commit;
+  std::optional<std::string> merged_commit;
+  std::optional<int64_t> next_attempt_at_ms;
+};
+
+class StateStore {
+ public:
+  // Opens or creates the DB; a foreign or corrupt file is refused with a clear error.
+  static Result<StateStore> open(const std::filesystem::path& path, bool read_only = false);
+
+  // Inserts a DISCOVERED task unless its id exists. Returns true when inserted.
+  Result<bool> add(const TaskRequest& request, int64_t now_ms);
+
+  // Moves the task from `from` to `to` in one transaction that appends an event; refused
+  // (code "transition") when the task is not in `from` or the lifecycle forbids the move.
+  Status transition(const std::string& id, TaskState from, TaskState to, const TransitionUpdate& update,
+                    int64_t now_ms);
+
+  Result<std::optional<Task>> get(const std::string& id);
+  // Tasks in any of `states` (all when empty), oldest first.
+  Result<std::vector<Task>> list(const std::vector<TaskState>& states = {});
+  Result<std::vector<TaskEvent>> events(const std::string& id);
+
+  // A new lease epoch, strictly larger than every one handed out before (survives restarts).
+  Result<int64_t> next_epoch();
+
+ private:
+  Status migrate();
+  Database db_;
+};
+
+int64_t now_ms();
+
+}  // namespace polyphony

@@ -1,0 +1,54 @@
+// A task as the coordinator knows it: what was asked, and where it stands.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "coordinator/lifecycle.h"
+
+namespace polyphony {
+
+// What was asked: the fields a work source provides.
+struct TaskRequest {
+  std::string id;
+  std::string title;
+  std::string body;
+  std::string repo;          // a repos: name from config.yaml, a local path, or a URL
+  std::string base_branch;   // empty: the repo's configured or default branch
+  std::string task_type;     // "bugfix", "feature", "docs", ...
+  std::string risk;          // "low", "medium", "high"
+  std::vector<std::string> labels;
+  std::string agent;         // explicit agent (overrides routing); empty: route
+  std::string source = "queue";
+  int64_t created_at_ms = 0;
+};
+
+// A task and its current standing.
+struct Task {
+  TaskRequest request;
+  TaskState state = TaskState::kDiscovered;
+  int attempt = 0;           // attempts started so far
+  std::string agent;         // agent of the current/last attempt
+  std::string branch;
+  std::string worker;        // worker holding the current attempt
+  int64_t epoch = 0;         // lease epoch of the current attempt
+  std::string reason;        // why it failed/blocked/was cancelled
+  std::string failure_kind;
+  std::string commit;        // task branch head after the last attempt
+  std::string merged_commit; // base branch head after landing
+  int64_t updated_at_ms = 0;
+  int64_t next_attempt_at_ms = 0;
+};
+
+struct TaskEvent {
+  std::string task_id;
+  std::string from;
+  std::string to;
+  int attempt = 0;
+  std::string worker;
+  std::string reason;
+  int64_t at_ms = 0;
+};
+
+}  // namespace polyphony
