@@ -199,32 +199,33 @@ void Coordinator::on_log(WorkerEntry& w, const protocol::LogChunk& m) {
 
 void Coordinator::on_result(WorkerEntry& w, const protocol::TaskResult& m) {
   auto current = store_->get(m.task_id);
-  const bool already = current.ok() && current->has_value() && (*current)->epoch == m.epoch &&
-                       (*current)->worker == w.hello.worker_id && is_finished((*current)->state);
-  if (!already) {
-    auto task = leased_task(w, m.task_id, m.epoch, "a result");
-    if (task) {
-      w.running.erase(m.task_id);
-      if (m.outcome == "landed") {
-        TransitionUpdate u;
-        u.commit = m.commit;
-        u.merged_commit = m.merged_commit;
-        u.reason = "landed " + m.merged_commit.substr(0, 12) + " on " + m.branch;
-        auto s = store_->transition(m.task_id, task->state, TaskState::kLanded, u, now_ms());
-        if (!s.ok()) spdlog::error("task {}: cannot record landing: {}", m.task_id, s.error().to_string());
-        else spdlog::info("task {} LANDED ({})", m.task_id, m.merged_commit);
-      } else {
-        fail_attempt(*task, task->state, m.failure_kind.empty() ? "infra" : m.failure_kind, m.reason);
-      }
-    } else {
-      return;  // stale: no ack, the worker's lease is gone
-    }
-  }
+  const bool recorded = current.ok() && current->has_value() && (*current)->epoch == m.epoch &&
+                        !is_active((*current)->state);
+  if (!recorded) record_result(w, m);
+  // Acknowledged even when stale or already recorded, so the worker stops resending it; a
+  // stale result itself is never recorded (leased_task refuses it).
   protocol::ResultAck ack;
   ack.task_id = m.task_id;
   ack.attempt = m.attempt;
   ack.epoch = m.epoch;
   send(w.routing_id, ack);
+}
+
+void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m) {
+  auto task = leased_task(w, m.task_id, m.epoch, "a result");
+  if (!task) return;
+  w.running.erase(m.task_id);
+  if (m.outcome != "landed") {
+    fail_attempt(*task, task->state, m.failure_kind.empty() ? "infra" : m.failure_kind, m.reason);
+    return;
+  }
+  TransitionUpdate u;
+  u.commit = m.commit;
+  u.merged_commit = m.merged_commit;
+  u.reason = "landed " + m.merged_commit.substr(0, 12) + " from " + m.branch;
+  auto s = store_->transition(m.task_id, task->state, TaskState::kLanded, u, now_ms());
+  if (!s.ok()) spdlog::error("task {}: cannot record landing: {}", m.task_id, s.error().to_string());
+  else spdlog::info("task {} LANDED ({})", m.task_id, m.merged_commit);
 }
 
 void Coordinator::fail_attempt(const Task& task, TaskState from, const std::string& kind, const std::string& reason) {

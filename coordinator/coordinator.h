@@ -57,6 +57,7 @@ class Coordinator {
   void on_update(WorkerEntry& w, const protocol::TaskUpdate& m);
   void on_log(WorkerEntry& w, const protocol::LogChunk& m);
   void on_result(WorkerEntry& w, const protocol::TaskResult& m);
+  void record_result(WorkerEntry& w, const protocol::TaskResult& m);
 
   void periodic();
   void discover();

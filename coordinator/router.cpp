@@ -49,17 +49,6 @@ Result<RouteDecision> route(const TaskRequest& task, const RoutingPolicy& policy
   return d;
 }
 
-namespace {
-
-void replace_all(std::string& s, const std::string& from, const std::string& to) {
-  size_t pos = 0;
-  while ((pos = s.find(from, pos)) != std::string::npos) {
-    s.replace(pos, from.size(), to);
-    pos += to.size();
-  }
-}
-
-}  // namespace
 
 std::vector<std::string> expand_command(const std::vector<std::string>& command, const TaskRequest& task,
                                         const std::string& branch) {

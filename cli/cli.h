@@ -1,0 +1,40 @@
+// The subcommands of `polyphony`, `polyphony-worker` and `polyphony-submit`.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "cli/args.h"
+#include "common/config.h"
+
+namespace polyphony::cli {
+
+// Exit codes: 0 success, 1 the operation failed, 2 bad usage or configuration.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;
+inline constexpr int kExitUsage = 2;
+
+// Entry points of the three programs; `args` excludes the program name.
+int polyphony_main(const std::vector<std::string>& args);
+int worker_main(const std::vector<std::string>& args);
+
+// Subcommands (args exclude the subcommand name).
+int cmd_init(const std::vector<std::string>& args);
+int cmd_serve(const std::vector<std::string>& args);
+int cmd_spawn(const std::vector<std::string>& args);
+int cmd_status(const std::vector<std::string>& args);
+int cmd_show(const std::vector<std::string>& args);
+int cmd_logs(const std::vector<std::string>& args);
+int cmd_cleanup(const std::vector<std::string>& args);
+int cmd_image(const std::vector<std::string>& args);
+
+// Prints "polyphony: <where>: <message>" to stderr and returns the exit code for the error.
+int report(const Error& e);
+
+// Loads every file under POLYPHONY_HOME; on error prints it and returns nullopt.
+std::optional<Settings> load_or_report();
+
+// "3s", "5m", "2h", "4d" since `then_ms`.
+std::string age(int64_t then_ms, int64_t now_ms);
+
+}  // namespace polyphony::cli

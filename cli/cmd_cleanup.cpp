@@ -1,0 +1,88 @@
+// `polyphony cleanup` and `polyphony image build`.
+#include <unistd.h>
+
+#include <iostream>
+
+#include "cli/cli.h"
+#include "coordinator/state_store.h"
+#include "worker-agent/docker_client.h"
+#include "worker-agent/image_builder.h"
+#include "worker-agent/workspaces.h"
+
+namespace polyphony::cli {
+
+namespace fs = std::filesystem;
+
+int cmd_cleanup(const std::vector<std::string>& argv) {
+  auto args = parse_args(argv, {{"dry-run", false}});
+  if (!args.ok()) return report(args.error());
+  auto settings = load_or_report();
+  if (!settings) return kExitUsage;
+  const Config& config = settings->config;
+  if (!fs::exists(config.state_db)) {
+    std::cerr << "polyphony: nothing to clean up (no tasks yet)\n";
+    return kExitOk;
+  }
+  auto store = StateStore::open(config.state_db, true);
+  if (!store.ok()) return report(store.error());
+  auto finished = store->list({TaskState::kLanded, TaskState::kFailed, TaskState::kBlocked, TaskState::kCancelled});
+  if (!finished.ok()) return report(finished.error());
+  auto host = resolve_docker_host(config.docker_host);
+  std::unique_ptr<DockerClient> docker = host.ok() ? make_docker_client(*host) : nullptr;
+  auto workspaces = make_git_workspaces(config.workspace_root);
+  auto present = workspaces->list();
+  std::set<std::string> with_workspace;
+  if (present.ok()) with_workspace.insert(present->begin(), present->end());
+  const bool dry = args->has("dry-run");
+  int containers = 0, dirs = 0, failures = 0;
+  for (const auto& t : *finished) {
+    const std::string& id = t.request.id;
+    if (docker) {
+      auto list = docker->list_containers({{"polyphony.task", id}});
+      for (const auto& c : list.ok() ? *list : std::vector<ContainerInfo>{}) {
+        std::cerr << (dry ? "would remove" : "removing") << " container " << c.id.substr(0, 12) << " of task " << id << "\n";
+        if (!dry && !docker->remove_container(c.id).ok()) ++failures;
+        ++containers;
+      }
+    }
+    if (with_workspace.count(id)) {
+      std::cerr << (dry ? "would remove" : "removing") << " workspace of task " << id << " (" << to_string(t.state) << ")\n";
+      if (!dry) {
+        auto s = workspaces->remove(id);
+        if (!s.ok()) {
+          report(s.error());
+          ++failures;
+        }
+      }
+      ++dirs;
+    }
+  }
+  std::cerr << "polyphony: " << (dry ? "would remove " : "removed ") << containers << " container(s) and " << dirs
+            << " workspace(s) of finished tasks\n";
+  return failures == 0 ? kExitOk : kExitFailed;
+}
+
+int cmd_image(const std::vector<std::string>& argv) {
+  auto args = parse_args(argv, {{"force", false}, {"mirror"}});
+  if (!args.ok()) return report(args.error());
+  if (args->positional.size() != 1 || args->positional[0] != "build") {
+    return report(make_error("usage", "usage: polyphony image build [--force] [--mirror URL]", "image"));
+  }
+  auto settings = load_or_report();
+  if (!settings) return kExitUsage;
+  auto host = resolve_docker_host(settings->config.docker_host);
+  if (!host.ok()) return report(host.error());
+  auto docker = make_docker_client(*host);
+  if (auto s = docker->ping(); !s.ok()) return report(s.error());
+  ImageBuildOptions options;
+  options.tag = settings->config.container.image;
+  options.force = args->has("force");
+  options.mirror = args->get("mirror");
+  options.progress = [](const std::string& line) { std::cerr << "polyphony: " << line << "\n"; };
+  auto built = build_worker_image(*docker, options);
+  if (!built.ok()) return report(built.error());
+  std::cerr << "polyphony: image " << options.tag << (*built ? " built" : " is already up to date") << "\n";
+  return kExitOk;
+}
+
+}  // namespace polyphony::cli

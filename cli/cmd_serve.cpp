@@ -1,0 +1,142 @@
+// `polyphony serve` (coordinator + embedded worker) and `polyphony-worker` (a remote worker).
+#include <unistd.h>
+
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include "cli/cli.h"
+#include "common/log.h"
+#include "coordinator/coordinator.h"
+#include "worker-agent/worker.h"
+
+namespace polyphony::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void on_signal(int) { g_stop = true; }
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+}
+
+// A Docker client that answers, with the worker image present; else a clear error.
+Result<std::unique_ptr<DockerClient>> ready_docker(const Config& config) {
+  auto host = resolve_docker_host(config.docker_host);
+  if (!host.ok()) return host.error();
+  auto docker = make_docker_client(*host);
+  if (auto s = docker->ping(); !s.ok()) {
+    return make_error("docker_unreachable", "no Docker engine answers at " + *host + " (" + s.error().message +
+                                                "); start it or run scripts/ensure-docker.sh", "docker_host");
+  }
+  auto present = docker->image_exists(config.container.image);
+  if (!present.ok()) return present.error();
+  if (!*present) {
+    return make_error("config", "the worker image " + config.container.image +
+                                    " is missing; build it with: polyphony image build", "container.image");
+  }
+  return docker;
+}
+
+WorkerOptions worker_options(const Config& config, const std::string& id, const std::string& endpoint, int capacity) {
+  WorkerOptions o;
+  o.worker_id = id;
+  o.coordinator_endpoint = endpoint;
+  o.capacity = capacity;
+  o.labels = config.worker_labels;
+  o.image = config.container.image;
+  o.container_uid = config.container.uid;
+  o.container_gid = config.container.gid;
+  o.heartbeat_interval_ms = config.heartbeat_interval_ms;
+  o.liveness = config.heartbeat_liveness;
+  return o;
+}
+
+std::unique_ptr<Workspaces> local_workspaces(const Config& config) {
+  const bool root = geteuid() == 0;
+  return make_git_workspaces(config.workspace_root, {}, root ? config.container.uid : -1,
+                             root ? config.container.gid : -1);
+}
+
+// The embedded worker's id: stable across restarts of the same POLYPHONY_HOME, distinct
+// between homes, so it reaps only its own leftovers.
+std::string embedded_worker_id(const Config& config) {
+  size_t h = std::hash<std::string>{}(config.home.string());
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "%08zx", h & 0xffffffffu);
+  return std::string("local-") + buf;
+}
+
+}  // namespace
+
+int cmd_serve(const std::vector<std::string>& argv) {
+  auto args = parse_args(argv, {{"no-embedded-worker", false}});
+  if (!args.ok()) return report(args.error());
+  auto settings = load_or_report();
+  if (!settings) return kExitUsage;
+  const Config config = settings->config;
+  const bool embedded = config.embedded_worker && !args->has("no-embedded-worker");
+  std::unique_ptr<DockerClient> docker;
+  if (embedded) {
+    auto d = ready_docker(config);
+    if (!d.ok()) return report(d.error());
+    docker = std::move(*d);
+  }
+  install_signal_handlers();
+  zmq::context_t context;
+  std::vector<std::string> endpoints{kEmbeddedWorkerEndpoint};
+  if (!config.worker_endpoint.empty()) endpoints.push_back(config.worker_endpoint);
+  auto coordinator = Coordinator::create(context, *settings, endpoints);
+  if (!coordinator.ok()) return report(coordinator.error());
+  std::unique_ptr<Workspaces> workspaces;
+  std::unique_ptr<WorkerAgent> worker;
+  std::thread worker_thread;
+  if (embedded) {
+    workspaces = local_workspaces(config);
+    worker = std::make_unique<WorkerAgent>(
+        context, worker_options(config, embedded_worker_id(config), kEmbeddedWorkerEndpoint, config.max_concurrency),
+        *docker, *workspaces);
+    worker_thread = std::thread([&] { worker->run(g_stop); });
+  }
+  (*coordinator)->run(g_stop);
+  if (worker_thread.joinable()) worker_thread.join();
+  return kExitOk;
+}
+
+int worker_main(const std::vector<std::string>& argv) {
+  init_logging("info");
+  auto args = parse_args(argv, {{"coordinator"}, {"id"}, {"capacity"}, {"label", true, true}});
+  if (!args.ok()) return report(args.error());
+  auto settings = load_or_report();
+  if (!settings) return kExitUsage;
+  Config config = settings->config;
+  int capacity = config.worker_capacity;
+  if (args->has("capacity")) {
+    try {
+      capacity = std::stoi(args->get("capacity"));
+    } catch (const std::exception&) {
+      capacity = 0;
+    }
+    if (capacity < 1 || capacity > 4096) return report(make_error("usage", "--capacity must be 1..4096", "--capacity"));
+  }
+  for (const auto& l : args->all("label")) config.worker_labels.push_back(l);
+  auto docker = ready_docker(config);
+  if (!docker.ok()) return report(docker.error());
+  install_signal_handlers();
+  zmq::context_t context;
+  auto workspaces = local_workspaces(config);
+  const std::string endpoint = args->get("coordinator", config.coordinator_endpoint);
+  WorkerAgent worker(context, worker_options(config, args->get("id", default_worker_id()), endpoint, capacity),
+                     **docker, *workspaces);
+  worker.run(g_stop);
+  return kExitOk;
+}
+
+}  // namespace polyphony::cli

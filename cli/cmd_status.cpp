@@ -1,0 +1,203 @@
+// `polyphony status`, `show` and `logs`: read the state DB, the queue and the log files.
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "cli/cli.h"
+#include "coordinator/state_store.h"
+#include "coordinator/work_source.h"
+
+namespace polyphony::cli {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// Every task: those the coordinator recorded, then those still waiting in the queue.
+Result<std::vector<Task>> all_tasks(const Config& config) {
+  std::vector<Task> tasks;
+  std::set<std::string> seen;
+  if (fs::exists(config.state_db)) {
+    auto store = StateStore::open(config.state_db, true);
+    if (!store.ok()) return store.error();
+    auto list = store->list();
+    if (!list.ok()) return list.error();
+    tasks = *list;
+    for (const auto& t : tasks) seen.insert(t.request.id);
+  }
+  if (fs::exists(config.queue_db)) {
+    auto queue = SqliteQueue::open(config.queue_db, true);
+    if (!queue.ok()) return queue.error();
+    auto pending = (*queue)->pending();
+    if (!pending.ok()) return pending.error();
+    for (const auto& r : *pending) {
+      if (seen.count(r.id)) continue;
+      Task t;
+      t.request = r;
+      t.updated_at_ms = r.created_at_ms;
+      t.reason = "waiting for the coordinator (is `polyphony serve` running?)";
+      tasks.push_back(t);
+    }
+  }
+  return tasks;
+}
+
+json task_json(const Task& t) {
+  const auto& r = t.request;
+  return json{{"id", r.id},
+              {"title", r.title},
+              {"state", std::string(to_string(t.state))},
+              {"repo", r.repo},
+              {"base_branch", r.base_branch},
+              {"task_type", r.task_type},
+              {"risk", r.risk},
+              {"labels", r.labels},
+              {"agent", t.agent.empty() ? r.agent : t.agent},
+              {"branch", t.branch},
+              {"worker", t.worker},
+              {"attempt", t.attempt},
+              {"reason", t.reason},
+              {"failure_kind", t.failure_kind},
+              {"commit", t.commit},
+              {"merged_commit", t.merged_commit},
+              {"created_at_ms", r.created_at_ms},
+              {"updated_at_ms", t.updated_at_ms}};
+}
+
+std::string clip(const std::string& s, size_t n) {
+  std::string one = s.substr(0, s.find('\n'));
+  return one.size() <= n ? one : one.substr(0, n - 3) + "...";
+}
+
+void print_table(const std::vector<Task>& tasks) {
+  const int64_t now = now_ms();
+  std::cout << std::left << std::setw(10) << "ID" << std::setw(12) << "STATE" << std::setw(10) << "AGENT"
+            << std::setw(44) << "BRANCH" << std::setw(22) << "WORKER" << std::setw(6) << "AGE" << "REASON\n";
+  for (const auto& t : tasks) {
+    const bool show_reason = t.state == TaskState::kFailed || t.state == TaskState::kBlocked ||
+                             t.state == TaskState::kCancelled || t.state == TaskState::kDiscovered;
+    std::cout << std::setw(10) << t.request.id << std::setw(12) << to_string(t.state) << std::setw(10)
+              << clip(t.agent.empty() ? (t.request.agent.empty() ? "-" : t.request.agent) : t.agent, 9)
+              << std::setw(44) << clip(t.branch.empty() ? "-" : t.branch, 43) << std::setw(22)
+              << clip(t.worker.empty() ? "-" : t.worker, 21) << std::setw(6) << age(t.request.created_at_ms, now)
+              << (show_reason ? clip(t.reason, 100) : "") << "\n";
+  }
+}
+
+Result<Task> find_task(const Config& config, const std::string& id) {
+  auto tasks = all_tasks(config);
+  if (!tasks.ok()) return tasks.error();
+  for (const auto& t : *tasks) {
+    if (t.request.id == id) return t;
+  }
+  return make_error("not_found", "no task with this id (see `polyphony status`)", id);
+}
+
+}  // namespace
+
+int cmd_status(const std::vector<std::string>& argv) {
+  auto args = parse_args(argv, {{"json", false}});
+  if (!args.ok()) return report(args.error());
+  auto settings = load_or_report();
+  if (!settings) return kExitUsage;
+  auto tasks = all_tasks(settings->config);
+  if (!tasks.ok()) return report(tasks.error());
+  std::vector<Task> shown;
+  for (const auto& t : *tasks) {
+    if (args->positional.empty() || std::find(args->positional.begin(), args->positional.end(), t.request.id) != args->positional.end()) {
+      shown.push_back(t);
+    }
+  }
+  if (!args->positional.empty() && shown.empty()) return report(make_error("not_found", "no such task", args->positional[0]));
+  if (args->has("json")) {
+    json out = json::array();
+    for (const auto& t : shown) out.push_back(task_json(t));
+    std::cout << out.dump(2) << "\n";
+  } else {
+    print_table(shown);
+  }
+  return kExitOk;
+}
+
+int cmd_show(const std::vector<std::string>& argv) {
+  auto args = parse_args(argv, {{"json", false}});
+  if (!args.ok()) return report(args.error());
+  if (args->positional.size() != 1) return report(make_error("usage", "show takes one task ID", "ID"));
+  auto settings = load_or_report();
+  if (!settings) return kExitUsage;
+  auto task = find_task(settings->config, args->positional[0]);
+  if (!task.ok()) return report(task.error());
+  std::vector<TaskEvent> events;
+  if (fs::exists(settings->config.state_db)) {
+    auto store = StateStore::open(settings->config.state_db, true);
+    if (!store.ok()) return report(store.error());
+    auto ev = store->events(task->request.id);
+    if (!ev.ok()) return report(ev.error());
+    events = *ev;
+  }
+  if (args->has("json")) {
+    json j = task_json(*task);
+    j["body"] = task->request.body;
+    j["events"] = json::array();
+    for (const auto& e : events) {
+      j["events"].push_back({{"from", e.from}, {"to", e.to}, {"attempt", e.attempt}, {"worker", e.worker},
+                             {"reason", e.reason}, {"at_ms", e.at_ms}});
+    }
+    std::cout << j.dump(2) << "\n";
+    return kExitOk;
+  }
+  const auto& t = *task;
+  std::cout << "task " << t.request.id << ": " << t.request.title << "\n"
+            << "state   " << to_string(t.state) << (t.reason.empty() ? "" : " (" + t.reason + ")") << "\n"
+            << "repo    " << t.request.repo << "\n"
+            << "agent   " << (t.agent.empty() ? "-" : t.agent) << "   attempt " << t.attempt << "\n"
+            << "branch  " << (t.branch.empty() ? "-" : t.branch) << "\n";
+  if (!t.merged_commit.empty()) std::cout << "landed  " << t.merged_commit << "\n";
+  std::cout << "history:\n";
+  for (const auto& e : events) {
+    std::time_t secs = static_cast<std::time_t>(e.at_ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    std::cout << "  " << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ") << "  " << std::setw(12)
+              << (e.from.empty() ? "-" : e.from) << " -> " << std::setw(12) << e.to << " attempt " << e.attempt
+              << (e.worker.empty() ? "" : "  worker " + e.worker) << (e.reason.empty() ? "" : "  " + e.reason) << "\n";
+  }
+  return kExitOk;
+}
+
+int cmd_logs(const std::vector<std::string>& argv) {
+  auto args = parse_args(argv, {{"attempt"}});
+  if (!args.ok()) return report(args.error());
+  if (args->positional.size() != 1) return report(make_error("usage", "logs takes one task ID", "ID"));
+  auto settings = load_or_report();
+  if (!settings) return kExitUsage;
+  auto task = find_task(settings->config, args->positional[0]);
+  if (!task.ok()) return report(task.error());
+  int only = 0;
+  if (args->has("attempt")) {
+    try {
+      only = std::stoi(args->get("attempt"));
+    } catch (const std::exception&) {
+      return report(make_error("usage", "--attempt needs a number", "--attempt"));
+    }
+  }
+  const fs::path dir = settings->config.log_dir / task->request.id;
+  bool any = false;
+  for (int attempt = 1; attempt <= std::max(task->attempt, 1); ++attempt) {
+    if (only != 0 && attempt != only) continue;
+    for (const char* stream : {"system", "agent", "verify"}) {
+      std::ifstream in(dir / (std::to_string(attempt) + "-" + stream + ".log"), std::ios::binary);
+      if (!in) continue;
+      std::cout << "==> attempt " << attempt << " " << stream << " <==\n" << in.rdbuf();
+      std::cout.flush();
+      any = true;
+    }
+  }
+  if (!any) std::cerr << "polyphony: no output recorded yet for task " << task->request.id << "\n";
+  return kExitOk;
+}
+
+}  // namespace polyphony::cli

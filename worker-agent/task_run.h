@@ -1,0 +1,39 @@
+// One attempt of one task on this worker: provision, run the agent, verify, land.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+
+#include "protocol/messages.h"
+#include "worker-agent/docker_client.h"
+#include "worker-agent/workspaces.h"
+
+namespace polyphony {
+
+struct RunContext {
+  std::string worker_id;
+  DockerClient& docker;
+  Workspaces& workspaces;
+  int container_uid = 1000;
+  int container_gid = 1000;
+  // Sends a message to the coordinator. Called from the run's own thread.
+  std::function<void(const protocol::Message&)> emit;
+  // Set by the worker to stop the attempt (cancel, shutdown, stale lease).
+  const std::atomic<bool>* cancelled = nullptr;
+};
+
+// Runs the attempt to its end and returns its result (landed or failed with a kind and a
+// reason a person can act on). Emits task updates and log chunks on the way. Every container
+// it creates is labelled polyphony.task=<id> and removed before it returns.
+protocol::TaskResult execute_run(const protocol::RunSpec& spec, RunContext& context);
+
+// The verify command in a repo's .polyphony.yaml text ("verify: <command>"); empty when the
+// file does not name one. Error "config" when the file is malformed.
+Result<std::string> verify_from_repo_file(const std::string& text);
+
+// Docker labels every container of this attempt carries.
+std::map<std::string, std::string> run_labels(const protocol::RunSpec& spec, const std::string& role,
+                                              const std::string& worker_id);
+
+}  // namespace polyphony

@@ -1,0 +1,272 @@
+// The worker-agent loop: one thread owns the sockets; attempts run on threads of their own.
+#include "worker-agent/worker.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <zmq_addon.hpp>
+
+#include "common/ids.h"
+#include "worker-agent/task_run.h"
+
+namespace polyphony {
+
+namespace {
+
+int64_t clock_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+std::string unique_outbox_endpoint() {
+  static std::atomic<int> counter{0};
+  return "inproc://polyphony-worker-outbox-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+}
+
+}  // namespace
+
+std::string default_worker_id() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  std::string id;
+  for (char c : std::string(host)) id += (std::isalnum(static_cast<unsigned char>(c)) || c == '-') ? c : '-';
+  return (id.empty() ? "worker" : id) + "-" + std::to_string(getpid());
+}
+
+WorkerAgent::WorkerAgent(zmq::context_t& context, WorkerOptions options, DockerClient& docker, Workspaces& workspaces)
+    : context_(context),
+      options_(std::move(options)),
+      docker_(docker),
+      workspaces_(workspaces),
+      outbox_(context, zmq::socket_type::pull),
+      outbox_endpoint_(unique_outbox_endpoint()) {
+  outbox_.set(zmq::sockopt::linger, 0);
+  outbox_.bind(outbox_endpoint_);
+}
+
+WorkerAgent::~WorkerAgent() {
+  for (auto& [id, run] : runs_) {
+    run->cancelled = true;
+    if (run->thread.joinable()) run->thread.join();
+  }
+}
+
+void WorkerAgent::connect() {
+  dealer_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
+  dealer_->set(zmq::sockopt::routing_id, options_.worker_id);
+  dealer_->set(zmq::sockopt::linger, 0);
+  dealer_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));
+  dealer_->connect(options_.coordinator_endpoint);
+  last_heard_ms_ = clock_ms();
+  send_hello();
+}
+
+void WorkerAgent::send_hello() {
+  protocol::Hello h;
+  h.worker_id = options_.worker_id;
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  h.hostname = host;
+  h.version = POLYPHONY_VERSION;
+  h.capacity = options_.capacity;
+  h.labels = options_.labels;
+  auto present = docker_.image_exists(options_.image);
+  h.image_present = present.ok() && *present;
+  for (const auto& [id, run] : runs_) {
+    if (!run->finished) h.running.push_back({id, run->spec.attempt, run->spec.epoch});
+  }
+  for (const auto& [id, result] : unacked_results_) h.running.push_back({id, result.attempt, result.epoch});
+  send(h);
+}
+
+void WorkerAgent::send(const protocol::Message& m) {
+  try {
+    const std::string body = protocol::encode(m);
+    dealer_->send(zmq::buffer(body), zmq::send_flags::dontwait);
+    last_sent_ms_ = clock_ms();
+  } catch (const zmq::error_t& e) {
+    spdlog::warn("cannot send {} to the coordinator: {}", protocol::type_name(m), e.what());
+  }
+}
+
+// Containers labelled with this worker's id that no current run owns were left by an earlier
+// life of this worker (killed mid-run): remove them. Their tasks are retried by the coordinator.
+void WorkerAgent::reap_orphans() {
+  auto list = docker_.list_containers({{"polyphony.worker", options_.worker_id}});
+  if (!list.ok()) {
+    spdlog::warn("cannot list containers to reap: {}", list.error().to_string());
+    return;
+  }
+  for (const auto& c : *list) {
+    auto task = c.labels.count("polyphony.task") ? c.labels.at("polyphony.task") : std::string();
+    if (runs_.count(task)) continue;
+    spdlog::info("reaping orphaned container {} of task {}", c.id.substr(0, 12), task);
+    (void)docker_.remove_container(c.id);
+  }
+}
+
+void WorkerAgent::run(const std::atomic<bool>& stop) {
+  reap_orphans();
+  connect();
+  spdlog::info("worker {} connected to {} (capacity {})", options_.worker_id, options_.coordinator_endpoint,
+               options_.capacity);
+  while (!stop.load()) {
+    zmq::pollitem_t items[] = {{dealer_->handle(), 0, ZMQ_POLLIN, 0}, {outbox_.handle(), 0, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, 2, std::chrono::milliseconds(100));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) spdlog::error("worker poll: {}", e.what());
+    }
+    for (int i = 0; i < 1000 && (items[0].revents & ZMQ_POLLIN); ++i) {
+      zmq::message_t frame;
+      if (!dealer_->recv(frame, zmq::recv_flags::dontwait)) break;
+      last_heard_ms_ = clock_ms();
+      reconnect_delay_ms_ = 250;
+      auto msg = protocol::decode(frame.to_string_view());
+      if (!msg.ok()) {
+        spdlog::warn("dropped a frame from the coordinator: {} (field {})", msg.error().message, msg.error().where);
+        continue;
+      }
+      handle(*msg);
+    }
+    forward_outbox();
+    reap_finished_runs();
+    resend_results();
+    const int64_t now = clock_ms();
+    if (now - last_sent_ms_ >= options_.heartbeat_interval_ms) {
+      protocol::Heartbeat hb;
+      hb.seq = ++heartbeat_seq_;
+      hb.load = static_cast<int>(runs_.size());
+      send(hb);
+    }
+    if (now - last_heard_ms_ > options_.heartbeat_interval_ms * options_.liveness) {
+      spdlog::warn("coordinator silent for {} ms; reconnecting in {} ms", now - last_heard_ms_, reconnect_delay_ms_);
+      std::this_thread::sleep_for(std::chrono::milliseconds(reconnect_delay_ms_));
+      reconnect_delay_ms_ = std::min<int64_t>(reconnect_delay_ms_ * 2, 30000);
+      connect();
+    }
+  }
+  for (auto& [id, run] : runs_) run->cancelled = true;
+  for (auto& [id, run] : runs_) {
+    if (run->thread.joinable()) run->thread.join();
+  }
+  forward_outbox();
+  spdlog::info("worker {} stopped", options_.worker_id);
+}
+
+void WorkerAgent::handle(const protocol::Message& m) {
+  if (const auto* d = std::get_if<protocol::Dispatch>(&m)) {
+    on_dispatch(*d);
+  } else if (const auto* ack = std::get_if<protocol::ResultAck>(&m)) {
+    auto it = unacked_results_.find(ack->task_id);
+    if (it != unacked_results_.end() && it->second.epoch == ack->epoch) unacked_results_.erase(it);
+  } else if (const auto* c = std::get_if<protocol::Cancel>(&m)) {
+    auto it = runs_.find(c->task_id);
+    if (it != runs_.end() && it->second->spec.epoch == c->epoch) {
+      spdlog::info("task {}: cancel requested ({})", c->task_id, c->reason);
+      it->second->cancelled = true;
+    }
+  } else if (std::holds_alternative<protocol::Welcome>(m)) {
+    const auto& w = std::get<protocol::Welcome>(m);
+    options_.heartbeat_interval_ms = w.heartbeat_interval_ms;
+    options_.liveness = w.liveness;
+  }
+}
+
+void WorkerAgent::on_dispatch(const protocol::Dispatch& d) {
+  const auto& spec = d.spec;
+  if (auto it = runs_.find(spec.task_id); it != runs_.end()) {
+    if (it->second->spec.epoch == spec.epoch) return;  // a duplicate of what we already run
+    spdlog::warn("task {}: new lease epoch {} replaces {}; stopping the old attempt", spec.task_id, spec.epoch,
+                 it->second->spec.epoch);
+    it->second->cancelled = true;
+    if (it->second->thread.joinable()) it->second->thread.join();
+    runs_.erase(it);
+  }
+  if (static_cast<int>(runs_.size()) >= options_.capacity) {
+    protocol::TaskResult r;
+    r.task_id = spec.task_id;
+    r.attempt = spec.attempt;
+    r.epoch = spec.epoch;
+    r.branch = spec.branch;
+    r.outcome = "failed";
+    r.failure_kind = "infra";
+    r.reason = "worker " + options_.worker_id + " is full (capacity " + std::to_string(options_.capacity) + ")";
+    unacked_results_[spec.task_id] = r;
+    send(r);
+    return;
+  }
+  start_run(spec);
+}
+
+void WorkerAgent::start_run(const protocol::RunSpec& spec) {
+  auto run = std::make_unique<Run>();
+  run->spec = spec;
+  Run* raw = run.get();
+  spdlog::info("task {}: starting attempt {} (epoch {}) with agent {}", spec.task_id, spec.attempt, spec.epoch,
+               spec.agent.name);
+  run->thread = std::thread([this, raw] {
+    zmq::socket_t push(context_, zmq::socket_type::push);
+    push.set(zmq::sockopt::linger, 2000);
+    push.connect(outbox_endpoint_);
+    auto emit = [&push](const protocol::Message& m) {
+      const std::string body = protocol::encode(m);
+      push.send(zmq::buffer(body), zmq::send_flags::none);
+    };
+    RunContext ctx{options_.worker_id, docker_, workspaces_, options_.container_uid, options_.container_gid, emit, &raw->cancelled};
+    protocol::TaskResult result;
+    try {
+      result = execute_run(raw->spec, ctx);
+    } catch (const std::exception& e) {
+      result.task_id = raw->spec.task_id;
+      result.attempt = raw->spec.attempt;
+      result.epoch = raw->spec.epoch;
+      result.branch = raw->spec.branch;
+      result.outcome = "failed";
+      result.failure_kind = "infra";
+      result.reason = std::string("worker error: ") + e.what();
+    }
+    emit(result);
+    raw->finished = true;
+  });
+  runs_[spec.task_id] = std::move(run);
+}
+
+void WorkerAgent::forward_outbox() {
+  for (int i = 0; i < 10000; ++i) {
+    zmq::message_t frame;
+    if (!outbox_.recv(frame, zmq::recv_flags::dontwait)) return;
+    auto msg = protocol::decode(frame.to_string_view());
+    if (msg.ok()) {
+      if (const auto* r = std::get_if<protocol::TaskResult>(&*msg)) unacked_results_[r->task_id] = *r;
+    }
+    try {
+      dealer_->send(frame, zmq::send_flags::dontwait);
+      last_sent_ms_ = clock_ms();
+    } catch (const zmq::error_t& e) {
+      spdlog::warn("cannot forward a message to the coordinator: {}", e.what());
+    }
+  }
+}
+
+void WorkerAgent::reap_finished_runs() {
+  for (auto it = runs_.begin(); it != runs_.end();) {
+    if (it->second->finished) {
+      if (it->second->thread.joinable()) it->second->thread.join();
+      it = runs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void WorkerAgent::resend_results() {
+  const int64_t now = clock_ms();
+  if (now - last_resend_ms_ < options_.result_resend_ms) return;
+  last_resend_ms_ = now;
+  for (const auto& [id, r] : unacked_results_) send(r);
+}
+
+}  // namespace polyphony

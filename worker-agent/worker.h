@@ -1,0 +1,78 @@
+// The worker-agent: registers with the coordinator, runs dispatched attempts on threads of
+// their own, streams their updates and logs back, and resends results until acknowledged.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+#include <zmq.hpp>
+
+#include "protocol/messages.h"
+#include "worker-agent/docker_client.h"
+#include "worker-agent/workspaces.h"
+
+namespace polyphony {
+
+struct WorkerOptions {
+  std::string worker_id;              // also the DEALER routing id
+  std::string coordinator_endpoint;   // e.g. inproc://polyphony-workers or tcp://host:7701
+  int capacity = 4;
+  std::vector<std::string> labels;
+  std::string image = "polyphony-worker:latest";
+  int container_uid = 1000;
+  int container_gid = 1000;
+  int64_t heartbeat_interval_ms = 1000;
+  int liveness = 5;
+  int64_t result_resend_ms = 2000;
+};
+
+// A default worker id: "<hostname>-<pid>" made id-safe.
+std::string default_worker_id();
+
+class WorkerAgent {
+ public:
+  WorkerAgent(zmq::context_t& context, WorkerOptions options, DockerClient& docker, Workspaces& workspaces);
+  ~WorkerAgent();
+
+  // Serves until `stop` is set; then cancels running attempts and waits for their threads.
+  void run(const std::atomic<bool>& stop);
+
+ private:
+  struct Run {
+    protocol::RunSpec spec;
+    std::thread thread;
+    std::atomic<bool> cancelled{false};
+    std::atomic<bool> finished{false};
+  };
+
+  void reap_orphans();
+  void connect();
+  void send_hello();
+  void send(const protocol::Message& m);
+  void handle(const protocol::Message& m);
+  void on_dispatch(const protocol::Dispatch& d);
+  void forward_outbox();
+  void reap_finished_runs();
+  void resend_results();
+  void start_run(const protocol::RunSpec& spec);
+
+  zmq::context_t& context_;
+  WorkerOptions options_;
+  DockerClient& docker_;
+  Workspaces& workspaces_;
+  std::unique_ptr<zmq::socket_t> dealer_;
+  zmq::socket_t outbox_;               // PULL: run threads push encoded frames here
+  std::string outbox_endpoint_;
+  std::map<std::string, std::unique_ptr<Run>> runs_;               // by task id
+  std::map<std::string, protocol::TaskResult> unacked_results_;    // by task id
+  int64_t last_heard_ms_ = 0;
+  int64_t last_sent_ms_ = 0;
+  int64_t last_resend_ms_ = 0;
+  int64_t heartbeat_seq_ = 0;
+  int64_t reconnect_delay_ms_ = 250;
+};
+
+}  // namespace polyphony
