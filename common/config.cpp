@@ -54,6 +54,12 @@ const RepoConfig* find_repo(const Config& config, const std::string& repo) {
 
 namespace {
 
+// The parsed file, or the parsed default text `polyphony init` would write when it is missing.
+Result<YAML::Node> load_or_default(const YamlReader& y, const fs::path& file) {
+  if (!fs::exists(file)) return y.load_string(default_config_files()[file.filename().string()]);
+  return y.load();
+}
+
 // Reads an optional field into `out` with a typed reader; absent keys keep the default.
 template <class T, class F>
 Status read_opt(const YAML::Node& map, const char* key, T& out, F&& reader) {
@@ -157,7 +163,7 @@ Status read_worker(const YamlReader& y, const YAML::Node& node, Config& c) {
 
 Result<Config> load_config(const fs::path& file, const fs::path& home) {
   YamlReader y(file.string());
-  auto doc = y.load();
+  auto doc = load_or_default(y, file);
   if (!doc.ok()) return doc.error();
   Config c;
   c.home = home;
@@ -260,7 +266,7 @@ Result<Identity> read_identity(const YamlReader& y, const std::string& name, con
 
 Result<std::map<std::string, Identity>> load_identities(const fs::path& file) {
   YamlReader y(file.string());
-  auto doc = y.load();
+  auto doc = load_or_default(y, file);
   if (!doc.ok()) return doc.error();
   std::map<std::string, Identity> out;
   const YAML::Node root = *doc;
@@ -311,9 +317,7 @@ Result<AgentProfile> read_agent(const YamlReader& y, const std::string& name, co
 
 Result<std::map<std::string, AgentProfile>> load_agents(const fs::path& file) {
   YamlReader y(file.string());
-  auto doc = y.load();
-  if (!doc.ok()) return doc.error();
-  if (doc->IsNull()) doc = y.load_string(default_config_files()["agents.yaml"]);
+  auto doc = load_or_default(y, file);
   if (!doc.ok()) return doc.error();
   const YAML::Node root = *doc;
   POLY_TRY(y.check_keys(root, {"agents"}, "agents.yaml"));
@@ -362,7 +366,7 @@ Result<RouteMatch> read_match(const YamlReader& y, const YAML::Node& node, const
 
 Result<RoutingPolicy> load_routing(const fs::path& file) {
   YamlReader y(file.string());
-  auto doc = y.load();
+  auto doc = load_or_default(y, file);
   if (!doc.ok()) return doc.error();
   RoutingPolicy p;
   const YAML::Node root = *doc;

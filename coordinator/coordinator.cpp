@@ -171,6 +171,7 @@ std::optional<Task> Coordinator::leased_task(const WorkerEntry& w, const std::st
 void Coordinator::on_update(WorkerEntry& w, const protocol::TaskUpdate& m) {
   auto task = leased_task(w, m.task_id, m.epoch, "an update");
   if (!task) return;
+  last_activity_ms_[m.task_id] = now_ms();
   auto to = parse_task_state(m.state);
   if (!to || !can_transition(task->state, *to)) {
     spdlog::warn("task {}: ignored update {} -> {} from worker {}", m.task_id, to_string(task->state), m.state,
@@ -189,6 +190,7 @@ void Coordinator::on_update(WorkerEntry& w, const protocol::TaskUpdate& m) {
 
 void Coordinator::on_log(WorkerEntry& w, const protocol::LogChunk& m) {
   if (!leased_task(w, m.task_id, m.epoch, "a log chunk")) return;
+  last_activity_ms_[m.task_id] = now_ms();
   fs::path dir = settings_.config.log_dir / m.task_id;
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -224,6 +226,7 @@ void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m) {
   u.merged_commit = m.merged_commit;
   u.reason = "landed " + m.merged_commit.substr(0, 12) + " from " + m.branch;
   auto s = store_->transition(m.task_id, task->state, TaskState::kLanded, u, now_ms());
+  last_activity_ms_.erase(m.task_id);
   if (!s.ok()) spdlog::error("task {}: cannot record landing: {}", m.task_id, s.error().to_string());
   else spdlog::info("task {} LANDED ({})", m.task_id, m.merged_commit);
 }
@@ -243,6 +246,7 @@ void Coordinator::fail_attempt(const Task& task, TaskState from, const std::stri
     state = TaskState::kFailed;
   }
   spdlog::warn("task {} FAILED ({}): {}", task.request.id, kind, reason);
+  last_activity_ms_.erase(task.request.id);
   for (auto& [rid, w] : workers_) w.running.erase(task.request.id);
   if (!is_retryable(kind)) return;
   if (task.attempt >= settings_.config.max_attempts) {
@@ -264,6 +268,7 @@ void Coordinator::periodic() {
   discover();
   claim_discovered();
   expire_unheld_tasks();
+  expire_unanswered_dispatches();
   dispatch_claimed();
 }
 
@@ -310,6 +315,22 @@ void Coordinator::expire_unheld_tasks() {
       if (w.hello.worker_id == t.worker && now - w.last_seen_ms < budget) held = w.running.count(t.request.id) > 0;
     }
     if (!held) fail_attempt(t, t.state, "infra", "worker " + t.worker + " lost the attempt (no heartbeat)");
+  }
+}
+
+void Coordinator::expire_unanswered_dispatches() {
+  auto routed = store_->list({TaskState::kRouted});
+  if (!routed.ok()) return;
+  const int64_t now = now_ms();
+  for (const auto& t : *routed) {
+    auto it = last_activity_ms_.find(t.request.id);
+    if (it == last_activity_ms_.end()) {
+      last_activity_ms_[t.request.id] = now;  // routed before this coordinator started
+      continue;
+    }
+    if (now - it->second > kDispatchAnswerTimeoutMs) {
+      fail_attempt(t, t.state, "infra", "worker " + t.worker + " never answered the dispatch");
+    }
   }
 }
 
@@ -382,6 +403,7 @@ Status Coordinator::dispatch_one(const Task& t, WorkerEntry& w) {
   protocol::Dispatch d;
   d.spec = make_run_spec(task, agent, identity, settings_.config, attempt, *epoch);
   w.running.insert(t.request.id);
+  last_activity_ms_[t.request.id] = now_ms();
   send(w.routing_id, d);
   spdlog::info("task {} ROUTED to agent {} on worker {} (attempt {}, epoch {})", t.request.id, agent_name,
                w.hello.worker_id, attempt, *epoch);

@@ -33,6 +33,10 @@ struct WorkerEntry {
 // Retry policy: exponential backoff from base to cap, with +-20% jitter.
 int64_t retry_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, uint64_t random);
 
+// A dispatched task the worker has said nothing about for this long is failed and retried
+// (the dispatch was lost or refused).
+inline constexpr int64_t kDispatchAnswerTimeoutMs = 30000;
+
 // Whether a failure of this kind is worth another attempt.
 bool is_retryable(const std::string& failure_kind);
 
@@ -66,6 +70,7 @@ class Coordinator {
   Status dispatch_one(const Task& task, WorkerEntry& worker);
   void fail_attempt(const Task& task, TaskState from, const std::string& kind, const std::string& reason);
   void expire_unheld_tasks();
+  void expire_unanswered_dispatches();
   void heartbeat_workers();
 
   WorkerEntry* worker_by_routing(const std::string& routing_id);
@@ -83,6 +88,8 @@ class Coordinator {
   std::optional<StateStore> store_;
   std::unique_ptr<SqliteQueue> queue_;
   std::map<std::string, WorkerEntry> workers_;  // by routing id
+  // When each dispatched task was last heard of (dispatch sent, update or log received).
+  std::map<std::string, int64_t> last_activity_ms_;
   std::string coordinator_id_;
   int64_t started_ms_ = 0;
   int64_t next_periodic_ms_ = 0;

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs every dependency (Debian bookworm packages), builds Polyphony, makes sure a Docker
+# engine answers (starting a private dockerd when none does) and builds the worker image.
+# Idempotent. Prints `export` lines for DOCKER_HOST and PATH on stdout when --print-env is given.
+#
+# Environment: BUILD_DIR (default build), BUILD_TYPE (default RelWithDebInfo).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+readonly ROOT=$(pwd)
+readonly BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+readonly BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo}
+
+log() { echo "setup: $*" >&2; }
+
+readonly PACKAGES=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libyaml-cpp-dev libsqlite3-dev libgit2-dev
+  libboost-dev libboost-filesystem-dev libboost-system-dev
+  libspdlog-dev catch2 libcurl4-openssl-dev nlohmann-json3-dev
+  docker.io debootstrap iproute2 gh
+)
+
+install_packages() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    log "all packages present"
+    return
+  fi
+  if [[ $(id -u) -ne 0 ]]; then
+    log "missing packages: ${missing[*]}; run this script as root to install them"
+    exit 1
+  fi
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+}
+
+build() {
+  log "building ($BUILD_TYPE) in $BUILD_DIR"
+  cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >&2
+  cmake --build "$BUILD_DIR" -j "$(nproc)" >&2
+}
+
+install_packages
+build
+DOCKER_HOST=$("$ROOT/scripts/ensure-docker.sh")
+export DOCKER_HOST
+log "Docker engine at $DOCKER_HOST"
+"$BUILD_DIR/cli/polyphony" image build >&2
+if [[ "${1:-}" == "--print-env" ]]; then
+  echo "export DOCKER_HOST=$DOCKER_HOST"
+  echo "export PATH=$BUILD_DIR/cli:\$PATH"
+fi

@@ -1,0 +1,107 @@
+// Loading the four config files: defaults, and errors that name file:line.
+#include <catch2/catch.hpp>
+
+#include "common/config.h"
+#include "test_support.h"
+
+using namespace polyphony;
+using polyphony::testing::TempDir;
+using polyphony::testing::write_file;
+
+namespace {
+
+// Writes `files` into a fresh home and loads it.
+Result<Settings> load_with(const TempDir& dir, const std::map<std::string, std::string>& files) {
+  for (const auto& [name, text] : default_config_files()) write_file(dir / name, text);
+  for (const auto& [name, text] : files) write_file(dir / name, text);
+  return load_settings(dir.path());
+}
+
+}  // namespace
+
+TEST_CASE("the files init writes load and give the documented defaults") {
+  TempDir dir;
+  auto s = load_with(dir, {});
+  REQUIRE(s.ok());
+  CHECK(s->config.workspace_root == dir.path() / "workspaces");
+  CHECK(s->config.max_concurrency == 4);
+  CHECK(s->config.container.network == "bridge");
+  CHECK(s->config.container.memory_bytes == (4LL << 30));
+  CHECK(s->config.container.uid == 1000);
+  for (const char* agent : {"scripted", "claude", "codex", "kimi"}) CHECK(s->agents.count(agent) == 1);
+  CHECK(s->agents.at("scripted").command.front() == "polyphony-scripted-agent");
+  CHECK(s->agents.at("claude").identity == "anthropic");
+  CHECK(s->routing.default_agent == "codex");
+  CHECK_FALSE(s->routing.rules.empty());
+}
+
+TEST_CASE("a missing home loads as the defaults") {
+  TempDir dir;
+  auto s = load_settings(dir.path() / "absent");
+  REQUIRE(s.ok());
+  CHECK(s->agents.count("scripted") == 1);
+}
+
+TEST_CASE("config errors name the file, line and what is wrong") {
+  struct Case {
+    std::string file;
+    std::string text;
+    std::string where;    // expected suffix of Error::where ("config.yaml:3")
+    std::string message;  // expected part of the message
+  };
+  const std::vector<Case> cases{
+      {"config.yaml", "poll_interval_ms: 100\nmax_concurency: 3\n", "config.yaml:2:1", "unknown key 'max_concurency'"},
+      {"config.yaml", "max_concurrency: lots\n", "config.yaml:1:18", "must be an integer"},
+      {"config.yaml", "container:\n  memory: 4 gigs\n", "config.yaml:2:11", "size like 4g"},
+      {"config.yaml", "container:\n  user: \"0:0\"\n", "config.yaml:2:9", "non-root"},
+      {"config.yaml", "repos:\n  app:\n    verify: make\n", "config.yaml:2:3", "needs a url"},
+      {"config.yaml", "workspace_root: [unclosed\n", "config.yaml:2:1", "malformed YAML"},
+      {"agents.yaml", "agents:\n  x:\n    command: []\n", "agents.yaml:3:14", "must not be empty"},
+      {"agents.yaml", "agents:\n  x:\n    command: [a]\n    tier: medium\n", "agents.yaml:4:11", "cheap or strong"},
+      {"routing.yaml", "rules:\n  - match: {colour: red}\n    agent: scripted\n", "routing.yaml:2:13", "unknown key 'colour'"},
+      {"routing.yaml", "rules:\n  - match: {risk: high}\n    agent: nobody\n", "routing.yaml:2", "agent 'nobody'"},
+      {"routing.yaml", "default:\n  agent: ghost\n", "routing.yaml:2", "default agent 'ghost'"},
+      {"identities.yaml", "identities:\n  a:\n    mounts:\n      - host: /x\n        container: rel\n", "identities.yaml:5:20", "absolute path"},
+      {"identities.yaml", "identities:\n  a:\n    env:\n      K: {value: v, from_env: V}\n", "identities.yaml:4:10", "exactly one"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.file << ": " << c.text);
+    TempDir dir;
+    auto s = load_with(dir, {{c.file, c.text}});
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().code == "config");
+    CHECK_THAT(s.error().where, Catch::Contains(c.where));
+    CHECK_THAT(s.error().message, Catch::Contains(c.message));
+  }
+}
+
+TEST_CASE("an agent naming an unknown identity is reported in agents.yaml") {
+  TempDir dir;
+  auto s = load_with(dir, {{"agents.yaml", "agents:\n  scripted:\n    command: [a]\n  x:\n    command: [b]\n    identity: nope\n"},
+                           {"routing.yaml", "default: {agent: scripted}\n"}});
+  REQUIRE_FALSE(s.ok());
+  CHECK_THAT(s.error().where, Catch::EndsWith("agents.yaml:4"));
+  CHECK_THAT(s.error().message, Catch::Contains("identity 'nope'"));
+}
+
+TEST_CASE("repos resolve relative paths against the home and are found by name or url") {
+  TempDir dir;
+  auto s = load_with(dir, {{"config.yaml", "repos:\n  app:\n    url: repos/app.git\n    verify: make test\n"}});
+  REQUIRE(s.ok());
+  const RepoConfig* by_name = find_repo(s->config, "app");
+  REQUIRE(by_name != nullptr);
+  CHECK(by_name->url == (dir.path() / "repos/app.git").string());
+  CHECK(find_repo(s->config, by_name->url) == by_name);
+  CHECK(find_repo(s->config, "other") == nullptr);
+}
+
+TEST_CASE("sizes parse with units") {
+  CHECK(parse_bytes("512") == 512);
+  CHECK(parse_bytes("4k") == 4096);
+  CHECK(parse_bytes("2m") == (2LL << 20));
+  CHECK(parse_bytes("4G") == (4LL << 30));
+  CHECK_FALSE(parse_bytes("").has_value());
+  CHECK_FALSE(parse_bytes("lots").has_value());
+  CHECK_FALSE(parse_bytes("-1").has_value());
+  CHECK_FALSE(parse_bytes("3 parsecs").has_value());
+}

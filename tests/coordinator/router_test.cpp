@@ -1,0 +1,163 @@
+// The router: first match wins, explicit agents, the default; and the RunSpec it leads to.
+#include <catch2/catch.hpp>
+
+#include "coordinator/coordinator.h"
+#include "coordinator/router.h"
+
+using namespace polyphony;
+
+namespace {
+
+RoutingPolicy sample_policy() {
+  RoutingPolicy p;
+  RouteRule docs;
+  docs.match.labels = {"docs"};
+  docs.agent = "kimi";
+  docs.line = 3;
+  RouteRule high;
+  high.match.risk = "high";
+  high.agent = "claude";
+  high.line = 5;
+  RouteRule bug_app;
+  bug_app.match.task_type = "bugfix";
+  bug_app.match.repo = "app";
+  bug_app.agent = "codex";
+  bug_app.line = 7;
+  p.rules = {docs, high, bug_app};
+  p.default_agent = "scripted";
+  p.fallback = {"codex", "claude"};
+  return p;
+}
+
+std::map<std::string, AgentProfile> sample_agents() {
+  std::map<std::string, AgentProfile> a;
+  for (const char* n : {"scripted", "kimi", "claude", "codex"}) a[n].name = n;
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("rules are evaluated top-down and the first match wins") {
+  struct Case {
+    std::string type, risk, repo, agent;
+    std::vector<std::string> labels;
+    std::string expect, because;
+  };
+  const std::vector<Case> cases{
+      {"", "", "", "", {"docs"}, "kimi", "routing.yaml:3 (rule 1)"},
+      {"", "high", "", "", {"docs"}, "kimi", "routing.yaml:3 (rule 1)"},  // earlier rule wins
+      {"", "high", "", "", {}, "claude", "routing.yaml:5 (rule 2)"},
+      {"bugfix", "", "app", "", {}, "codex", "routing.yaml:7 (rule 3)"},
+      {"bugfix", "", "other", "", {}, "scripted", "default"},             // every condition must hold
+      {"", "low", "", "", {"ui"}, "scripted", "default"},
+      {"", "high", "", "kimi", {}, "kimi", "--agent"},                    // explicit agent wins
+  };
+  for (const auto& c : cases) {
+    TaskRequest t;
+    t.task_type = c.type;
+    t.risk = c.risk;
+    t.repo = c.repo;
+    t.agent = c.agent;
+    t.labels = c.labels;
+    auto d = route(t, sample_policy(), sample_agents());
+    REQUIRE(d.ok());
+    INFO(c.expect << " " << c.because);
+    CHECK(d->agent == c.expect);
+    CHECK(d->because == c.because);
+  }
+}
+
+TEST_CASE("the default carries the fallback chain; an explicit agent has none") {
+  TaskRequest t;
+  auto d = route(t, sample_policy(), sample_agents());
+  REQUIRE(d.ok());
+  CHECK(d->fallback == std::vector<std::string>{"codex", "claude"});
+  t.agent = "claude";
+  d = route(t, sample_policy(), sample_agents());
+  REQUIRE(d.ok());
+  CHECK(d->fallback.empty());
+}
+
+TEST_CASE("an unknown explicit agent is refused naming the flag") {
+  TaskRequest t;
+  t.agent = "gpt-99";
+  auto d = route(t, sample_policy(), sample_agents());
+  REQUIRE_FALSE(d.ok());
+  CHECK(d.error().where == "--agent");
+  CHECK_THAT(d.error().message, Catch::Contains("gpt-99") && Catch::Contains("scripted"));
+}
+
+TEST_CASE("score ranges match only when a score is known and inside them") {
+  RouteMatch m;
+  m.score_min = 4;
+  m.score_max = 6;
+  TaskRequest t;
+  CHECK_FALSE(rule_matches(m, t));
+  CHECK_FALSE(rule_matches(m, t, 3));
+  CHECK(rule_matches(m, t, 4));
+  CHECK(rule_matches(m, t, 6));
+  CHECK_FALSE(rule_matches(m, t, 7));
+}
+
+TEST_CASE("placeholders become whole argv elements and task text is never re-expanded") {
+  TaskRequest t;
+  t.title = "\"; rm -rf / # {branch}";
+  t.body = "body with {title}";
+  auto argv = expand_command({"agent", "-p", "{prompt}", "--file={task_file}", "{branch}"}, t, "polyphony/x-y");
+  REQUIRE(argv.size() == 5);
+  CHECK(argv[2] == "\"; rm -rf / # {branch}\n\nbody with {title}");
+  CHECK(argv[3] == "--file=/polyphony/task.md");
+  CHECK(argv[4] == "polyphony/x-y");
+}
+
+TEST_CASE("the run spec carries repo settings, limits and identity") {
+  Config c;
+  RepoConfig rc;
+  rc.name = "app";
+  rc.url = "/srv/app.git";
+  rc.base_branch = "develop";
+  rc.verify = "make test";
+  c.repos["app"] = rc;
+  c.container.network = "none";
+  Task task;
+  task.request.id = "ab12cd34";
+  task.request.title = "Fix auth bug";
+  task.request.repo = "app";
+  AgentProfile agent;
+  agent.name = "claude";
+  agent.command = {"claude", "-p", "{prompt}"};
+  agent.env = {{"MODE", "x"}};
+  ResolvedIdentity id;
+  id.env = {{"API_KEY", "secret"}};
+  id.mounts = {{"/home/u/.claude", "/home/agent/.claude", true}};
+  auto s = make_run_spec(task, agent, id, c, 2, 17);
+  CHECK(s.repo_url == "/srv/app.git");
+  CHECK(s.base_branch == "develop");
+  CHECK(s.verify_command == "make test");
+  CHECK(s.branch == "polyphony/ab12cd34-fix-auth-bug");
+  CHECK(s.attempt == 2);
+  CHECK(s.epoch == 17);
+  CHECK(s.network_mode == "none");
+  CHECK(s.agent.command == std::vector<std::string>{"claude", "-p", "Fix auth bug"});
+  CHECK(s.agent.env.at("MODE") == "x");
+  CHECK(s.agent.env.at("API_KEY") == "secret");
+  REQUIRE(s.agent.mounts.size() == 1);
+  CHECK(s.agent.mounts[0].read_only);
+}
+
+TEST_CASE("retry backoff grows exponentially up to the cap, with bounded jitter") {
+  CHECK(retry_backoff_ms(1, 1000, 60000, 0) >= 800);
+  CHECK(retry_backoff_ms(1, 1000, 60000, 0) <= 1200);
+  for (uint64_t r : {0ull, 7ull, 123456789ull}) {
+    int64_t d3 = retry_backoff_ms(3, 1000, 60000, r);
+    CHECK(d3 >= 3200);
+    CHECK(d3 <= 4800);
+    int64_t d20 = retry_backoff_ms(20, 1000, 60000, r);
+    CHECK(d20 >= 48000);
+    CHECK(d20 <= 72000);
+  }
+  CHECK(is_retryable("infra"));
+  CHECK(is_retryable("conflict"));
+  CHECK_FALSE(is_retryable("verify"));
+  CHECK_FALSE(is_retryable("agent"));
+}

@@ -1,0 +1,124 @@
+// The state DB: tasks, transitions as transactions with events, epochs, and foreign files.
+#include <catch2/catch.hpp>
+
+#include "coordinator/state_store.h"
+#include "coordinator/work_source.h"
+#include "test_support.h"
+
+using namespace polyphony;
+using polyphony::testing::TempDir;
+
+namespace {
+
+TaskRequest request(const std::string& id) {
+  TaskRequest r;
+  r.id = id;
+  r.title = "Fix auth bug";
+  r.repo = "/srv/app.git";
+  r.labels = {"a", "b"};
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("a task walks the happy path and every step is an event") {
+  TempDir dir;
+  auto store = StateStore::open(dir / "state.db");
+  REQUIRE(store.ok());
+  REQUIRE(*store->add(request("t1"), 1000));
+  CHECK_FALSE(*store->add(request("t1"), 1001));  // idempotent
+  const std::vector<TaskState> path{TaskState::kDiscovered, TaskState::kClaimed, TaskState::kRouted,
+                                    TaskState::kProvisioned, TaskState::kRunning, TaskState::kVerifying,
+                                    TaskState::kLanded};
+  for (size_t i = 1; i < path.size(); ++i) {
+    TransitionUpdate u;
+    u.reason = "step " + std::to_string(i);
+    if (path[i] == TaskState::kRouted) {
+      u.worker = "w1";
+      u.attempt = 1;
+      u.epoch = 5;
+    }
+    REQUIRE(store->transition("t1", path[i - 1], path[i], u, 1000 + static_cast<int64_t>(i)).ok());
+  }
+  auto t = store->get("t1");
+  REQUIRE(t.ok());
+  REQUIRE(t->has_value());
+  CHECK((*t)->state == TaskState::kLanded);
+  CHECK((*t)->worker == "w1");
+  CHECK((*t)->epoch == 5);
+  CHECK((*t)->request.labels == std::vector<std::string>{"a", "b"});
+  auto events = store->events("t1");
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == path.size());
+  CHECK(events->back().from == "VERIFYING");
+  CHECK(events->back().to == "LANDED");
+  CHECK(events->back().reason == "step 6");
+}
+
+TEST_CASE("a transition from the wrong state or against the lifecycle is refused and changes nothing") {
+  TempDir dir;
+  auto store = StateStore::open(dir / "state.db");
+  REQUIRE(store.ok());
+  REQUIRE(*store->add(request("t1"), 1));
+  auto wrong_from = store->transition("t1", TaskState::kClaimed, TaskState::kRouted, {}, 2);
+  REQUIRE_FALSE(wrong_from.ok());
+  CHECK(wrong_from.error().code == "transition");
+  auto forbidden = store->transition("t1", TaskState::kDiscovered, TaskState::kLanded, {}, 2);
+  REQUIRE_FALSE(forbidden.ok());
+  CHECK_THAT(forbidden.error().message, Catch::Contains("DISCOVERED -> LANDED"));
+  CHECK((*store->get("t1"))->state == TaskState::kDiscovered);
+  CHECK(store->events("t1")->size() == 1);
+}
+
+TEST_CASE("lease epochs only grow, across reopening") {
+  TempDir dir;
+  int64_t last = 0;
+  for (int round = 0; round < 2; ++round) {
+    auto store = StateStore::open(dir / "state.db");
+    REQUIRE(store.ok());
+    for (int i = 0; i < 5; ++i) {
+      auto e = store->next_epoch();
+      REQUIRE(e.ok());
+      CHECK(*e > last);
+      last = *e;
+    }
+  }
+  CHECK(last == 10);
+}
+
+TEST_CASE("a foreign or corrupt file at the state path is refused and left untouched") {
+  TempDir dir;
+  const auto garbage = dir / "garbage.db";
+  polyphony::testing::write_file(garbage, std::string(8192, 'x'));
+  auto g = StateStore::open(garbage);
+  REQUIRE_FALSE(g.ok());
+  CHECK_THAT(g.error().message, Catch::Contains("left untouched"));
+  CHECK(polyphony::testing::read_file(garbage) == std::string(8192, 'x'));
+
+  const auto queue_file = dir / "queue.db";
+  REQUIRE(SqliteQueue::open(queue_file).ok());
+  auto foreign = StateStore::open(queue_file);  // another program's (our queue's) database
+  REQUIRE_FALSE(foreign.ok());
+  CHECK_THAT(foreign.error().message, Catch::Contains("belongs to another program"));
+}
+
+TEST_CASE("the queue hands tasks out until they are acknowledged") {
+  TempDir dir;
+  auto q = SqliteQueue::open(dir / "queue.db");
+  REQUIRE(q.ok());
+  auto r1 = request("a1");
+  r1.body = "body";
+  r1.agent = "scripted";
+  REQUIRE((*q)->enqueue(r1).ok());
+  REQUIRE((*q)->enqueue(request("a2")).ok());
+  REQUIRE_FALSE((*q)->enqueue(request("a2")).ok());  // ids are unique
+  auto p = (*q)->poll();
+  REQUIRE(p.ok());
+  REQUIRE(p->size() == 2);
+  CHECK(p->at(0).body == "body");
+  CHECK(p->at(0).agent == "scripted");
+  REQUIRE((*q)->ack("a1").ok());
+  p = (*q)->poll();
+  REQUIRE(p->size() == 1);
+  CHECK(p->at(0).id == "a2");
+}
