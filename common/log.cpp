@@ -2,7 +2,6 @@
 #include "common/log.h"
 
 #include <spdlog/sinks/base_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
 
 #include <mutex>
 #include <set>
@@ -21,21 +20,17 @@ std::set<std::string>& secrets() {
   return s;
 }
 
-// Forwards to stderr after redacting the payload.
+// Writes to stderr after redacting the payload.
 class RedactingSink : public spdlog::sinks::base_sink<std::mutex> {
- public:
-  RedactingSink() : inner_(std::make_shared<spdlog::sinks::stderr_sink_mt>()) {}
-
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
     std::string payload = redact(std::string(msg.payload.data(), msg.payload.size()));
     spdlog::details::log_msg copy(msg.time, msg.source, msg.logger_name, msg.level, payload);
-    inner_->log(copy);
+    spdlog::memory_buf_t formatted;
+    formatter_->format(copy, formatted);
+    std::fwrite(formatted.data(), 1, formatted.size(), stderr);
   }
-  void flush_() override { inner_->flush(); }
-
- private:
-  std::shared_ptr<spdlog::sinks::stderr_sink_mt> inner_;
+  void flush_() override { std::fflush(stderr); }
 };
 
 }  // namespace

@@ -9,6 +9,10 @@
 
 #include "common/process.h"
 
+#include <signal.h>
+
+#include <boost/process.hpp>
+
 namespace polyphony::testing {
 
 namespace fs = std::filesystem;
@@ -117,6 +121,52 @@ std::string test_docker_host() {
     if (fs::exists(sock)) return std::string("unix://") + sock;
   }
   return {};
+}
+
+}  // namespace polyphony::testing
+
+namespace polyphony::testing {
+
+namespace bp = boost::process;
+
+struct BackgroundProcess::Impl {
+  bp::child child;
+};
+
+BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv,
+                                     const std::map<std::string, std::string>& env, const fs::path& log_file)
+    : impl_(std::make_unique<Impl>()) {
+  bp::environment e = boost::this_process::environment();
+  for (const auto& [k, v] : env) e[k] = v;
+  std::vector<std::string> args(argv.begin() + 1, argv.end());
+  impl_->child = bp::child(bp::exe = argv[0], bp::args = args, bp::env = e,
+                           (bp::std_out & bp::std_err) > log_file.string(), bp::std_in < bp::null);
+}
+
+BackgroundProcess::~BackgroundProcess() {
+  if (impl_ && impl_->child.valid() && impl_->child.running()) stop();
+}
+
+int BackgroundProcess::pid() const { return impl_->child.id(); }
+
+bool BackgroundProcess::running() { return impl_->child.running(); }
+
+int BackgroundProcess::stop() {
+  if (!impl_->child.running()) {
+    impl_->child.wait();
+    return impl_->child.exit_code();
+  }
+  ::kill(impl_->child.id(), SIGTERM);
+  if (!eventually([&] { return !impl_->child.running(); }, std::chrono::seconds(10))) {
+    ::kill(impl_->child.id(), SIGKILL);
+  }
+  impl_->child.wait();
+  return impl_->child.exit_code();
+}
+
+void BackgroundProcess::kill9() {
+  ::kill(impl_->child.id(), SIGKILL);
+  impl_->child.wait();
 }
 
 }  // namespace polyphony::testing

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,26 @@ std::string commit_to_bare(const std::filesystem::path& bare,
 // Polls `condition` every 20 ms until it is true or `timeout` passes; returns its last value.
 bool eventually(const std::function<bool()>& condition,
                 std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+// A program running in the background for the length of a test (e.g. `polyphony serve`).
+// stop() sends SIGTERM and waits; the destructor stops it if still running (SIGKILL after 10 s).
+class BackgroundProcess {
+ public:
+  BackgroundProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+                    const std::filesystem::path& log_file);
+  ~BackgroundProcess();
+  BackgroundProcess(const BackgroundProcess&) = delete;
+  BackgroundProcess& operator=(const BackgroundProcess&) = delete;
+  // Returns the exit code.
+  int stop();
+  void kill9();
+  bool running();
+  int pid() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // Writes a file, creating parent directories.
 void write_file(const std::filesystem::path& path, const std::string& content);

@@ -1,0 +1,114 @@
+// A single-box setup for end-to-end tests.
+#include "single_box.h"
+
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "worker-agent/docker_client.h"
+
+namespace polyphony::testing {
+
+namespace fs = std::filesystem;
+
+SingleBox::SingleBox(const std::map<std::string, std::string>& files, const std::string& extra_config)
+    : dir_("polyphony-e2e"), home_(dir_.path() / "home"), origin_(dir_.path() / "origin.git") {
+  auto init = cli({"init"});
+  INFO(init.err);
+  REQUIRE(init.exit_code == 0);
+  write_file(home_ / "config.yaml",
+             "poll_interval_ms: 100\n"
+             "max_concurrency: 4\n"
+             "coordinator:\n  heartbeat_interval_ms: 200\n  heartbeat_liveness: 10\n"
+             "container:\n  network: none\n  cpus: 1\n  memory: 512m\n  run_timeout_s: 120\n  verify_timeout_s: 120\n" +
+                 extra_config);
+  make_bare_repo(origin_, files);
+}
+
+SingleBox::~SingleBox() { stop_serving(); }
+
+ProcessResult SingleBox::cli(const std::vector<std::string>& args, const std::string& stdin_data) const {
+  std::vector<std::string> argv{POLYPHONY_CLI};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ProcessOptions o;
+  o.env["POLYPHONY_HOME"] = home_.string();
+  o.env["POLYPHONY_LOG_LEVEL"] = "warn";
+  o.stdin_data = stdin_data;
+  o.timeout = std::chrono::seconds(120);
+  auto r = run_process(argv, o);
+  if (!r.ok()) return ProcessResult{-1, "", r.error().to_string()};
+  return *r;
+}
+
+std::string SingleBox::spawn(const std::string& title, const std::string& body,
+                             const std::vector<std::string>& extra) const {
+  std::vector<std::string> args{"spawn", title, "--repo", origin_.string(), "--body", body};
+  if (std::find(extra.begin(), extra.end(), "--agent") == extra.end()) {
+    args.insert(args.end(), {"--agent", "scripted"});
+  }
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto r = cli(args);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  std::string id = r.out;
+  while (!id.empty() && id.back() == '\n') id.pop_back();
+  REQUIRE(id.size() == 8);
+  return id;
+}
+
+void SingleBox::serve() {
+  server_ = std::make_unique<BackgroundProcess>(std::vector<std::string>{POLYPHONY_CLI, "serve"},
+                                                std::map<std::string, std::string>{{"POLYPHONY_HOME", home_.string()}},
+                                                dir_.path() / "serve.log");
+}
+
+void SingleBox::stop_serving() {
+  if (server_) server_->stop();
+  server_.reset();
+}
+
+std::string SingleBox::serve_log() const {
+  std::error_code ec;
+  return fs::exists(dir_.path() / "serve.log", ec) ? read_file(dir_.path() / "serve.log") : "";
+}
+
+nlohmann::json SingleBox::status() const {
+  auto r = cli({"status", "--json"});
+  if (r.exit_code != 0) return nlohmann::json::array();
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  return j.is_array() ? j : nlohmann::json::array();
+}
+
+nlohmann::json SingleBox::task(const std::string& id) const {
+  for (const auto& t : status()) {
+    if (t["id"] == id) return t;
+  }
+  return nlohmann::json::object();
+}
+
+std::map<std::string, std::string> SingleBox::wait_finished(const std::vector<std::string>& ids,
+                                                            std::chrono::seconds timeout) const {
+  std::map<std::string, std::string> states;
+  eventually(
+      [&] {
+        states.clear();
+        for (const auto& t : status()) states[t["id"].get<std::string>()] = t["state"].get<std::string>();
+        for (const auto& id : ids) {
+          const auto& s = states[id];
+          if (s != "LANDED" && s != "FAILED" && s != "BLOCKED" && s != "CANCELLED") return false;
+        }
+        return true;
+      },
+      timeout);
+  std::map<std::string, std::string> out;
+  for (const auto& id : ids) out[id] = states[id];
+  return out;
+}
+
+size_t SingleBox::containers_of(const std::string& id) const {
+  auto list = make_docker_client(test_docker_host())->list_containers({{"polyphony.task", id}});
+  REQUIRE(list.ok());
+  return list->size();
+}
+
+}  // namespace polyphony::testing

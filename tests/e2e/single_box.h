@@ -1,0 +1,51 @@
+// A single-box setup for end-to-end tests: a POLYPHONY_HOME, a bare origin repository, and the
+// real `polyphony` program run against the real Docker engine.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/process.h"
+#include "test_support.h"
+
+namespace polyphony::testing {
+
+class SingleBox {
+ public:
+  // Writes the default config files, then `config_yaml` over config.yaml (network none, a
+  // short poll interval), and makes a bare origin whose main holds `files`.
+  explicit SingleBox(const std::map<std::string, std::string>& files, const std::string& extra_config = "");
+  ~SingleBox();
+
+  // Runs `polyphony args...` with this home; never throws.
+  ProcessResult cli(const std::vector<std::string>& args, const std::string& stdin_data = "") const;
+  // `polyphony spawn TITLE --repo ORIGIN --agent scripted --body BODY ...`; returns the id.
+  std::string spawn(const std::string& title, const std::string& body, const std::vector<std::string>& extra = {}) const;
+  // Starts `polyphony serve` in the background.
+  void serve();
+  void stop_serving();
+  // `polyphony status --json`, parsed.
+  nlohmann::json status() const;
+  nlohmann::json task(const std::string& id) const;
+  // Polls until every id is in a finished state (or the deadline); returns their states.
+  std::map<std::string, std::string> wait_finished(const std::vector<std::string>& ids,
+                                                   std::chrono::seconds timeout = std::chrono::seconds(180)) const;
+  // Containers on the engine labelled with this task id.
+  size_t containers_of(const std::string& id) const;
+
+  const std::filesystem::path& home() const { return home_; }
+  const std::filesystem::path& origin() const { return origin_; }
+  std::string serve_log() const;
+
+ private:
+  TempDir dir_;
+  std::filesystem::path home_;
+  std::filesystem::path origin_;
+  std::unique_ptr<BackgroundProcess> server_;
+};
+
+}  // namespace polyphony::testing

@@ -1,0 +1,137 @@
+// End to end on one machine: real `polyphony` programs, real Docker containers, real bare repos.
+#include <catch2/catch.hpp>
+
+#include "single_box.h"
+
+using namespace polyphony;
+using namespace polyphony::testing;
+
+namespace {
+
+const std::map<std::string, std::string> kSampleRepo{
+    {"README.md", "# sample\n"},
+    {"greet.sh", "echo \"Hello, $1!\"\n"},
+    {"tests/greet.test", "test \"$(sh greet.sh Ada)\" = \"Hello, Ada!\"\n"},
+    {".polyphony.yaml", "verify: for t in tests/*.test; do sh \"$t\" || exit 1; done\n"},
+};
+
+std::string sh_block(const std::string& script) { return "Do it.\n\n```sh\n" + script + "\n```\n"; }
+
+std::string origin_file(const SingleBox& box, const std::string& path) {
+  return git(box.origin(), {"show", "main:" + path});
+}
+
+}  // namespace
+
+TEST_CASE("a task goes from spawn to LANDED in a real container and its commit is on the origin's main") {
+  SingleBox box(kSampleRepo);
+  const std::string id = box.spawn("Add a farewell script",
+                                   sh_block("echo 'echo \"Bye, $1!\"' > bye.sh\n"
+                                            "echo 'test \"$(sh bye.sh Ada)\" = \"Bye, Ada!\"' > tests/bye.test"));
+  CHECK(box.task(id)["state"] == "DISCOVERED");
+  box.serve();
+  auto states = box.wait_finished({id});
+  INFO(box.serve_log());
+  INFO(box.cli({"logs", id}).out);
+  REQUIRE(states[id] == "LANDED");
+
+  auto t = box.task(id);
+  CHECK(t["agent"] == "scripted");
+  CHECK(t["branch"] == "polyphony/" + id + "-add-a-farewell-script");
+  CHECK_FALSE(t["worker"].get<std::string>().empty());
+  CHECK(origin_file(box, "bye.sh") == "echo \"Bye, $1!\"\n");
+  // The branch was pushed and the base's head is what the task reports.
+  CHECK_FALSE(git(box.origin(), {"rev-parse", "refs/heads/" + t["branch"].get<std::string>()}).empty());
+  CHECK(git(box.origin(), {"rev-parse", "main"}).substr(0, 40) == t["merged_commit"].get<std::string>());
+
+  // Every transition was recorded, in order, with timestamps.
+  auto show = box.cli({"show", id, "--json"});
+  REQUIRE(show.exit_code == 0);
+  auto history = nlohmann::json::parse(show.out)["events"];
+  std::vector<std::string> path;
+  for (const auto& e : history) {
+    path.push_back(e["to"]);
+    CHECK(e["at_ms"].get<int64_t>() > 0);
+  }
+  CHECK(path == std::vector<std::string>{"DISCOVERED", "CLAIMED", "ROUTED", "PROVISIONED", "RUNNING", "VERIFYING", "LANDED"});
+
+  // Output of the agent and of verify were captured.
+  auto logs = box.cli({"logs", id});
+  CHECK_THAT(logs.out, Catch::Contains("attempt 1 agent") && Catch::Contains("running sh"));
+  CHECK_THAT(logs.out, Catch::Contains("attempt 1 verify"));
+
+  // No container is left behind; cleanup removes the finished task's workspace.
+  CHECK(box.containers_of(id) == 0);
+  CHECK(std::filesystem::exists(box.home() / "workspaces/tasks" / id));
+  auto cleanup = box.cli({"cleanup"});
+  CHECK(cleanup.exit_code == 0);
+  CHECK_FALSE(std::filesystem::exists(box.home() / "workspaces/tasks" / id));
+}
+
+TEST_CASE("two tasks on one repo both land, and a task whose verify fails ends FAILED with the reason") {
+  SingleBox box(kSampleRepo);
+  const std::string a = box.spawn("Add one", sh_block("echo one > one.txt"));
+  const std::string b = box.spawn("Add two", "```diff\n--- /dev/null\n+++ b/two.txt\n@@ -0,0 +1 @@\n+two\n```\n");
+  const std::string bad = box.spawn("Break the greeting", sh_block("sed -i s/Hello/Howdy/ greet.sh"));
+  box.serve();
+  auto states = box.wait_finished({a, b, bad});
+  INFO(box.serve_log());
+  CHECK(states[a] == "LANDED");
+  CHECK(states[b] == "LANDED");
+  CHECK(states[bad] == "FAILED");
+  CHECK(origin_file(box, "one.txt") == "one\n");
+  CHECK(origin_file(box, "two.txt") == "two\n");
+  CHECK(origin_file(box, "greet.sh") == "echo \"Hello, $1!\"\n");
+  auto t = box.task(bad);
+  CHECK(t["failure_kind"] == "verify");
+  CHECK_THAT(t["reason"].get<std::string>(), Catch::Contains("verify") && Catch::Contains("exited with status 1"));
+  CHECK(box.containers_of(bad) == 0);
+  auto table = box.cli({"status"});
+  CHECK_THAT(table.out, Catch::Contains(bad) && Catch::Contains("FAILED") && Catch::Contains("exited with status"));
+}
+
+TEST_CASE("a hostile title becomes a safe branch name and never reaches a shell") {
+  SingleBox box(kSampleRepo);
+  const std::string marker = (box.home() / "pwned").string();
+  const std::string title = "\"; touch " + marker + " #$(touch " + marker + ") ../../x";
+  const std::string id = box.spawn(title, sh_block("echo safe > safe.txt"));
+  box.serve();
+  auto states = box.wait_finished({id});
+  INFO(box.serve_log());
+  REQUIRE(states[id] == "LANDED");
+  const std::string branch = box.task(id)["branch"];
+  CHECK(branch.rfind("polyphony/" + id + "-touch-", 0) == 0);
+  CHECK(branch.find("..") == std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(marker));
+  auto log = git(box.origin(), {"log", "-1", "--format=%s", "refs/heads/" + branch});
+  CHECK_THAT(log, Catch::Contains("touch"));  // the title is the commit message, verbatim
+}
+
+TEST_CASE("an agent that does nothing, and a repo without a verify command, fail with clear reasons") {
+  SingleBox box(std::map<std::string, std::string>{{"README.md", "# no verify here\n"}});
+  const std::string nothing = box.spawn("No instructions", "Just prose, no blocks.");
+  const std::string unverified = box.spawn("Add a file", sh_block("echo x > x.txt"));
+  box.serve();
+  auto states = box.wait_finished({nothing, unverified});
+  INFO(box.serve_log());
+  CHECK(states[nothing] == "FAILED");
+  CHECK(box.task(nothing)["failure_kind"] == "agent");
+  CHECK_THAT(box.task(nothing)["reason"].get<std::string>(), Catch::Contains("no ```diff or ```sh block"));
+  CHECK(states[unverified] == "FAILED");
+  CHECK_THAT(box.task(unverified)["reason"].get<std::string>(), Catch::Contains("no verify command"));
+  CHECK_THROWS(git(box.origin(), {"show", "main:x.txt"}));
+}
+
+TEST_CASE("the verify command can come from config.yaml for a repo without .polyphony.yaml") {
+  SingleBox box(std::map<std::string, std::string>{{"README.md", "# configured\n"}});
+  // Named in config.yaml by its url; the verify there applies.
+  write_file(box.home() / "config.yaml",
+             read_file(box.home() / "config.yaml") + "repos:\n  app:\n    url: " + box.origin().string() +
+                 "\n    verify: test -f added.txt\n");
+  const std::string id = box.spawn("Add added.txt", sh_block("echo added > added.txt"));
+  box.serve();
+  auto states = box.wait_finished({id});
+  INFO(box.serve_log());
+  CHECK(states[id] == "LANDED");
+  CHECK(origin_file(box, "added.txt") == "added\n");
+}
