@@ -1,0 +1,511 @@
+// Workspaces against real bare repositories: mirrors, borrowing clones, commits and landing.
+#include "worker-agent/workspaces.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <mutex>
+#include <thread>
+
+#include "common/process.h"
+#include "test_support.h"
+#include "worker-agent/git_cli.h"
+
+namespace polyphony {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::commit_to_bare;
+using testing::git;
+using testing::make_bare_repo;
+using testing::read_file;
+using testing::TempDir;
+using testing::write_file;
+
+std::string describe(const Error& e) { return e.code + ": " + e.to_string(); }
+
+template <class T>
+T require_ok(Result<T> r) {
+  INFO((r.ok() ? std::string() : describe(r.error())));
+  REQUIRE(r.ok());
+  return std::move(r).value();
+}
+
+void require_ok(const Status& s) {
+  INFO((s.ok() ? std::string() : describe(s.error())));
+  REQUIRE(s.ok());
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string rev_parse(const fs::path& repo, const std::string& rev) {
+  return trim(git(repo, {"rev-parse", rev}));
+}
+
+// Regular files under .git/objects other than info/alternates: objects copied into the clone.
+std::vector<std::string> copied_objects(const fs::path& repo_dir) {
+  std::vector<std::string> files;
+  fs::path objects = repo_dir / ".git" / "objects";
+  for (const auto& e : fs::recursive_directory_iterator(objects)) {
+    if (e.is_regular_file() && e.path() != objects / "info" / "alternates") {
+      files.push_back(e.path().string());
+    }
+  }
+  return files;
+}
+
+struct Fixture {
+  TempDir tmp{"polyphony-ws"};
+  fs::path origin = tmp / "origin.git";
+  fs::path root = tmp / "root";
+  std::string base_commit;
+  std::unique_ptr<Workspaces> workspaces;
+
+  explicit Fixture(int owner_uid = -1, int owner_gid = -1) {
+    base_commit = make_bare_repo(origin, {{"README.md", "hello\n"},
+                                          {"src/app.txt", "v1\n"},
+                                          {".polyphony.yaml", "verify: make test\n"}});
+    workspaces = make_git_workspaces(root, CommitIdentity{"Poly Bot", "bot@example.com"}, owner_uid,
+                                     owner_gid);
+  }
+
+  WorkspaceRequest request(const std::string& id, const std::string& base = "main") const {
+    return WorkspaceRequest{id, origin.string(), base, "polyphony/" + id};
+  }
+
+  Workspace provision(const std::string& id) {
+    return require_ok(workspaces->provision(request(id)));
+  }
+
+  std::string origin_head(const std::string& branch = "main") const {
+    return rev_parse(origin, "refs/heads/" + branch);
+  }
+};
+
+TEST_CASE("provision checks out a new branch at the base head in a clone borrowing the mirror") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+
+  CHECK(ws.base_branch == "main");
+  CHECK(ws.base_commit == f.base_commit);
+  CHECK(ws.repo_dir == f.root / "tasks" / "t1" / "repo");
+  CHECK(ws.mirror_dir.parent_path() == f.root / "mirrors");
+  CHECK(read_file(ws.repo_dir / "README.md") == "hello\n");
+  CHECK(read_file(ws.repo_dir / "src" / "app.txt") == "v1\n");
+  CHECK(trim(git(ws.repo_dir, {"symbolic-ref", "HEAD"})) == "refs/heads/polyphony/t1");
+  CHECK(rev_parse(ws.repo_dir, "HEAD") == f.base_commit);
+  CHECK(rev_parse(ws.repo_dir, "refs/remotes/origin/main") == f.base_commit);
+  CHECK(trim(git(ws.repo_dir, {"remote", "get-url", "origin"})) ==
+        fs::canonical(f.origin).string());
+  CHECK(trim(git(ws.repo_dir, {"config", "remote.origin.fetch"})) ==
+        "+refs/heads/*:refs/remotes/origin/*");
+  CHECK(trim(read_file(ws.repo_dir / ".git/objects/info/alternates")) ==
+        (ws.mirror_dir / "objects").string());
+  CHECK(trim(git(ws.repo_dir, {"status", "--porcelain"})).empty());
+  CHECK(trim(git(ws.mirror_dir, {"config", "gc.auto"})) == "0");
+  CHECK(trim(git(ws.mirror_dir, {"config", "gc.pruneExpire"})) == "never");
+}
+
+TEST_CASE("the second provision of a repo reuses its mirror and copies no objects into the clone") {
+  Fixture f;
+  Workspace first = f.provision("t1");
+  write_file(first.mirror_dir / "polyphony-marker", "kept");
+  Workspace second = f.provision("t2");
+
+  CHECK(second.mirror_dir == first.mirror_dir);
+  CHECK(fs::exists(second.mirror_dir / "polyphony-marker"));
+  CHECK(copied_objects(first.repo_dir).empty());
+  CHECK(copied_objects(second.repo_dir).empty());
+  CHECK(trim(git(second.repo_dir, {"fsck", "--connectivity-only"})).empty());
+}
+
+TEST_CASE("a commit pushed to the origin after the first provision is visible in the second") {
+  Fixture f;
+  f.provision("t1");
+  std::string moved = commit_to_bare(f.origin, {{"src/app.txt", "v2\n"}}, "second");
+  Workspace second = f.provision("t2");
+
+  CHECK(second.base_commit == moved);
+  CHECK(read_file(second.repo_dir / "src" / "app.txt") == "v2\n");
+  CHECK(rev_parse(second.repo_dir, "refs/remotes/origin/main") == moved);
+}
+
+TEST_CASE("two repos with the same name get different mirrors") {
+  TempDir tmp("polyphony-ws");
+  make_bare_repo(tmp / "a" / "app", {{"a.txt", "a\n"}});
+  make_bare_repo(tmp / "b" / "app", {{"b.txt", "b\n"}});
+  auto workspaces = make_git_workspaces(tmp / "root");
+  auto a = require_ok(workspaces->provision({"ta", (tmp / "a" / "app").string(), "main", "x"}));
+  auto b = require_ok(workspaces->provision({"tb", (tmp / "b" / "app").string(), "main", "x"}));
+
+  CHECK(a.mirror_dir != b.mirror_dir);
+  CHECK(a.mirror_dir.filename().string().starts_with("app-"));
+  CHECK(fs::exists(a.repo_dir / "a.txt"));
+  CHECK(fs::exists(b.repo_dir / "b.txt"));
+}
+
+TEST_CASE("provision without a base branch uses the origin's default branch") {
+  TempDir tmp("polyphony-ws");
+  std::string trunk = make_bare_repo(tmp / "origin.git", {{"f.txt", "x\n"}}, "trunk");
+  auto workspaces = make_git_workspaces(tmp / "root");
+  auto ws = require_ok(workspaces->provision({"t1", (tmp / "origin.git").string(), "", "work"}));
+
+  CHECK(ws.base_branch == "trunk");
+  CHECK(ws.base_commit == trunk);
+}
+
+TEST_CASE("commit_all commits new, modified and deleted files and respects .gitignore") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  write_file(ws.repo_dir / ".gitignore", "*.log\n");
+  write_file(ws.repo_dir / "debug.log", "noise\n");
+  write_file(ws.repo_dir / "new" / "file.txt", "new\n");
+  write_file(ws.repo_dir / "README.md", "changed\n");
+  fs::remove(ws.repo_dir / "src" / "app.txt");
+
+  auto commit = require_ok(f.workspaces->commit_all(ws, "agent work"));
+  REQUIRE(commit.has_value());
+  CHECK(*commit == require_ok(f.workspaces->head_commit(ws)));
+  CHECK(trim(git(ws.repo_dir, {"ls-tree", "-r", "--name-only", *commit})) ==
+        ".gitignore\n.polyphony.yaml\nREADME.md\nnew/file.txt");
+  CHECK(trim(git(ws.repo_dir, {"show", *commit + ":README.md"})) == "changed");
+  CHECK(trim(git(ws.repo_dir, {"log", "-1", "--format=%an <%ae>|%cn <%ce>|%s", *commit})) ==
+        "Poly Bot <bot@example.com>|Poly Bot <bot@example.com>|agent work");
+  CHECK(rev_parse(ws.repo_dir, *commit + "^") == f.base_commit);
+  CHECK(trim(git(ws.repo_dir, {"status", "--porcelain"})).empty());
+}
+
+TEST_CASE("commit_all returns nullopt when the work tree is clean") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  CHECK_FALSE(require_ok(f.workspaces->commit_all(ws, "nothing")).has_value());
+  CHECK(require_ok(f.workspaces->head_commit(ws)) == f.base_commit);
+}
+
+TEST_CASE("commits_ahead counts the agent's own commits and commit_all's") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  CHECK(require_ok(f.workspaces->commits_ahead(ws)) == 0);
+  write_file(ws.repo_dir / "a.txt", "a\n");
+  git(ws.repo_dir, {"add", "a.txt"});
+  git(ws.repo_dir, {"commit", "-q", "-m", "agent commit"});
+  write_file(ws.repo_dir / "b.txt", "b\n");
+  require_ok(f.workspaces->commit_all(ws, "leftovers"));
+  CHECK(require_ok(f.workspaces->commits_ahead(ws)) == 2);
+}
+
+TEST_CASE("read_at_base returns the file as it was at the base commit") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  write_file(ws.repo_dir / ".polyphony.yaml", "verify: true\n");
+  require_ok(f.workspaces->commit_all(ws, "agent rewrites its verify command"));
+
+  CHECK(require_ok(f.workspaces->read_at_base(ws, ".polyphony.yaml")) ==
+        std::optional<std::string>("verify: make test\n"));
+  CHECK(require_ok(f.workspaces->read_at_base(ws, "src/app.txt")) ==
+        std::optional<std::string>("v1\n"));
+  CHECK_FALSE(require_ok(f.workspaces->read_at_base(ws, "missing.yaml")).has_value());
+}
+
+TEST_CASE("land fast-forwards the base when it has not moved") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  write_file(ws.repo_dir / "feature.txt", "feature\n");
+  auto commit = require_ok(f.workspaces->commit_all(ws, "add feature"));
+
+  LandResult landed = require_ok(f.workspaces->land(ws));
+  CHECK(landed.fast_forward);
+  CHECK(landed.branch_commit == *commit);
+  CHECK(landed.merged_commit == *commit);
+  CHECK(f.origin_head() == *commit);
+  CHECK(f.origin_head("polyphony/t1") == *commit);
+}
+
+TEST_CASE("land after the base moved on another file creates a merge commit holding both changes") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  std::string moved = commit_to_bare(f.origin, {{"other.txt", "theirs\n"}}, "meanwhile");
+  write_file(ws.repo_dir / "README.md", "ours\n");
+  auto commit = require_ok(f.workspaces->commit_all(ws, "change readme"));
+
+  LandResult landed = require_ok(f.workspaces->land(ws));
+  CHECK_FALSE(landed.fast_forward);
+  CHECK(landed.branch_commit == *commit);
+  CHECK(f.origin_head() == landed.merged_commit);
+  CHECK(rev_parse(f.origin, "main^1") == moved);
+  CHECK(rev_parse(f.origin, "main^2") == *commit);
+  CHECK(git(f.origin, {"show", "main:README.md"}) == "ours\n");
+  CHECK(git(f.origin, {"show", "main:other.txt"}) == "theirs\n");
+  CHECK(trim(git(f.origin, {"log", "-1", "--format=%s|%an", "main"})) ==
+        "Merge branch 'polyphony/t1' into main|Poly Bot");
+}
+
+TEST_CASE("land with a conflicting change returns conflict and leaves the origin base unchanged") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  std::string moved = commit_to_bare(f.origin, {{"README.md", "theirs\n"}}, "meanwhile");
+  write_file(ws.repo_dir / "README.md", "ours\n");
+  require_ok(f.workspaces->commit_all(ws, "change readme"));
+
+  auto landed = f.workspaces->land(ws);
+  REQUIRE_FALSE(landed.ok());
+  CHECK(landed.error().code == "conflict");
+  CHECK_THAT(landed.error().message, Catch::Contains("README.md"));
+  CHECK(f.origin_head() == moved);
+}
+
+TEST_CASE("a push that is not a fast forward of the origin branch is push_rejected") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  std::string moved = commit_to_bare(f.origin, {{"other.txt", "theirs\n"}}, "meanwhile");
+  write_file(ws.repo_dir / "feature.txt", "feature\n");
+  auto stale = require_ok(f.workspaces->commit_all(ws, "add feature"));
+
+  Status pushed = detail::push(ws.repo_dir, f.origin.string(), *stale, "refs/heads/main", false);
+  REQUIRE_FALSE(pushed.ok());
+  CHECK(pushed.error().code == "push_rejected");
+  CHECK(f.origin_head() == moved);
+}
+
+TEST_CASE("land ignores the hooks and remote settings the agent left in the workspace") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  fs::path marker = f.tmp / "hook-ran";
+  write_file(ws.repo_dir / "hooks" / "pre-push",
+             "#!/bin/sh\ntouch '" + marker.string() + "'\nexit 1\n");
+  fs::permissions(ws.repo_dir / "hooks" / "pre-push", fs::perms::owner_all, fs::perm_options::add);
+  git(ws.repo_dir, {"config", "core.hooksPath", (ws.repo_dir / "hooks").string()});
+  git(ws.repo_dir, {"remote", "set-url", "origin", (f.tmp / "elsewhere.git").string()});
+  require_ok(f.workspaces->commit_all(ws, "agent work with hooks"));
+
+  LandResult landed = require_ok(f.workspaces->land(ws));
+  CHECK(f.origin_head() == landed.merged_commit);
+  CHECK_FALSE(fs::exists(marker));
+  CHECK_FALSE(fs::exists(f.tmp / "elsewhere.git"));
+  CHECK_FALSE(fs::exists(ws.task_dir / "land.git"));
+}
+
+TEST_CASE("provision of a repo path that does not exist is not_found and names the path") {
+  Fixture f;
+  std::string missing = (f.tmp / "nope").string();
+  auto r = f.workspaces->provision({"t1", missing, "main", "b"});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == "not_found");
+  CHECK_THAT(r.error().message, Catch::Contains(missing) && Catch::Contains("does not exist"));
+  CHECK_FALSE(fs::exists(f.root / "tasks" / "t1"));
+}
+
+TEST_CASE("provision of a directory that is not a git repository is not_found") {
+  Fixture f;
+  fs::path plain = f.tmp / "plain";
+  write_file(plain / "file.txt", "x");
+  auto r = f.workspaces->provision({"t1", plain.string(), "main", "b"});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == "not_found");
+  CHECK_THAT(r.error().message,
+             Catch::Contains(plain.string()) && Catch::Contains("not a git repository"));
+  CHECK_FALSE(fs::exists(f.root / "tasks" / "t1"));
+}
+
+TEST_CASE("provision of a missing base branch is not_found and lists the branches that exist") {
+  Fixture f;
+  commit_to_bare(f.origin, {{"x.txt", "x"}}, "release", "release-1");
+  auto r = f.workspaces->provision(f.request("t1", "develop"));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == "not_found");
+  CHECK_THAT(r.error().message, Catch::Contains("'develop'") && Catch::Contains("main") &&
+                                    Catch::Contains("release-1"));
+  CHECK_FALSE(fs::exists(f.root / "tasks" / "t1"));
+}
+
+TEST_CASE("provision from an unreachable remote is a git error with the credentials redacted") {
+  Fixture f;
+  auto r = f.workspaces->provision({"t1", "https://bot:s3cret@127.0.0.1:1/org/app.git", "main", "b"});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == "git");
+  CHECK_THAT(r.error().message, Catch::Contains("https://***@127.0.0.1:1/org/app.git"));
+  CHECK_THAT(r.error().to_string(), !Catch::Contains("s3cret"));
+  CHECK_FALSE(fs::exists(f.root / "tasks" / "t1"));
+}
+
+TEST_CASE("task ids that could escape the tasks directory are refused") {
+  Fixture f;
+  std::string id =
+      GENERATE(as<std::string>(), "../x", "", "a/b", "..", "a b", "x\n", std::string(65, 'a'));
+  auto r = f.workspaces->provision(f.request("ok"));
+  REQUIRE(r.ok());
+  WorkspaceRequest bad = f.request("ok");
+  bad.task_id = id;
+
+  auto provisioned = f.workspaces->provision(bad);
+  REQUIRE_FALSE(provisioned.ok());
+  CHECK(provisioned.error().code == "usage");
+  CHECK(f.workspaces->open(id).error().code == "usage");
+  CHECK(f.workspaces->remove(id).error().code == "usage");
+  CHECK_FALSE(fs::exists(f.root / "x"));
+  CHECK(require_ok(f.workspaces->list()) == std::vector<std::string>{"ok"});
+}
+
+TEST_CASE("provisioning a task id that already has a workspace is refused with exists") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  write_file(ws.repo_dir / "work.txt", "in progress\n");
+  auto again = f.workspaces->provision(f.request("t1"));
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().code == "exists");
+  CHECK(read_file(ws.repo_dir / "work.txt") == "in progress\n");
+  require_ok(f.workspaces->open("t1"));
+}
+
+TEST_CASE("open restores a workspace after a restart") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  auto restarted = make_git_workspaces(f.root);
+  Workspace reopened = require_ok(restarted->open("t1"));
+
+  CHECK(reopened.task_dir == ws.task_dir);
+  CHECK(reopened.repo_dir == ws.repo_dir);
+  CHECK(reopened.mirror_dir == ws.mirror_dir);
+  CHECK(reopened.repo_url == ws.repo_url);
+  CHECK(reopened.base_branch == ws.base_branch);
+  CHECK(reopened.base_commit == ws.base_commit);
+  CHECK(reopened.branch == ws.branch);
+  CHECK(require_ok(restarted->head_commit(reopened)) == f.base_commit);
+}
+
+TEST_CASE("open of a task without a workspace is not_found") {
+  Fixture f;
+  auto r = f.workspaces->open("nobody");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == "not_found");
+}
+
+TEST_CASE("remove deletes the workspace and list no longer shows it") {
+  Fixture f;
+  Workspace a = f.provision("a");
+  f.provision("b");
+  CHECK(require_ok(f.workspaces->list()) == std::vector<std::string>{"a", "b"});
+
+  require_ok(f.workspaces->remove("a"));
+  CHECK_FALSE(fs::exists(a.task_dir));
+  CHECK(require_ok(f.workspaces->list()) == std::vector<std::string>{"b"});
+  require_ok(f.workspaces->remove("a"));
+}
+
+TEST_CASE("two threads provisioning four tasks each on the same repo all succeed") {
+  Fixture f;
+  std::mutex mu;
+  std::vector<std::string> failures;
+  auto provision_four = [&](int thread) {
+    for (int i = 0; i < 4; ++i) {
+      auto r = f.workspaces->provision(
+          f.request("t" + std::to_string(thread) + "-" + std::to_string(i)));
+      if (!r.ok()) {
+        std::lock_guard guard(mu);
+        failures.push_back(describe(r.error()));
+      }
+    }
+  };
+  std::thread first(provision_four, 1);
+  std::thread second(provision_four, 2);
+  first.join();
+  second.join();
+
+  CHECK(failures.empty());
+  auto ids = require_ok(f.workspaces->list());
+  CHECK(ids.size() == 8);
+  for (const auto& id : ids) {
+    Workspace ws = require_ok(f.workspaces->open(id));
+    CHECK(require_ok(f.workspaces->head_commit(ws)) == f.base_commit);
+    CHECK(read_file(ws.repo_dir / "README.md") == "hello\n");
+  }
+  int mirrors = 0;
+  for (const auto& e : fs::directory_iterator(f.root / "mirrors"))
+    mirrors += e.is_directory() ? 1 : 0;
+  CHECK(mirrors == 1);
+}
+
+// Every entry under `dir` (itself included) owned by uid:gid.
+std::vector<std::string> not_owned_by(const fs::path& dir, uid_t uid, gid_t gid) {
+  std::vector<std::string> wrong;
+  auto check = [&](const fs::path& p) {
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0 || st.st_uid != uid || st.st_gid != gid)
+      wrong.push_back(p.string());
+  };
+  check(dir);
+  for (const auto& e : fs::recursive_directory_iterator(dir)) check(e.path());
+  return wrong;
+}
+
+// Runs git in `repo` as uid:gid 1000, as the agent's container would.
+ProcessResult git_as_container_user(const fs::path& repo, const std::vector<std::string>& args) {
+  std::vector<std::string> argv{"setpriv",
+                                "--reuid=1000",
+                                "--regid=1000",
+                                "--clear-groups",
+                                "git",
+                                "-c",
+                                "user.name=Agent",
+                                "-c",
+                                "user.email=agent@localhost",
+                                "-C",
+                                repo.string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ProcessOptions opts;
+  opts.env = {{"HOME", "/tmp"}};
+  return require_ok(run_process(argv, opts));
+}
+
+TEST_CASE(
+    "a workspace chowned to uid 1000 keeps working for the container after commit_all and land") {
+  if (::geteuid() != 0 || find_program("setpriv").empty()) {
+    WARN("skipped: needs root and setpriv");
+    return;
+  }
+  Fixture f(1000, 1000);
+  Workspace ws = f.provision("t1");
+  CHECK(not_owned_by(ws.repo_dir, 1000, 1000).empty());
+  CHECK(git_as_container_user(ws.repo_dir, {"commit", "-q", "--allow-empty", "-m", "agent"})
+            .exit_code == 0);
+
+  write_file(ws.repo_dir / "root-wrote.txt", "x\n");
+  REQUIRE(require_ok(f.workspaces->commit_all(ws, "leftovers")).has_value());
+  CHECK(not_owned_by(ws.repo_dir / ".git", 1000, 1000).empty());
+  LandResult landed = require_ok(f.workspaces->land(ws));
+  CHECK(f.origin_head() == landed.merged_commit);
+  CHECK(not_owned_by(ws.repo_dir / ".git", 1000, 1000).empty());
+
+  auto verify =
+      git_as_container_user(ws.repo_dir, {"commit", "-q", "--allow-empty", "-m", "again"});
+  INFO(verify.err);
+  CHECK(verify.exit_code == 0);
+  CHECK(require_ok(f.workspaces->commits_ahead(ws)) == 3);
+}
+
+TEST_CASE("credentials in URLs are redacted from git error messages") {
+  auto [in, out] = GENERATE(table<std::string, std::string>({
+      {"https://user:token@github.com/o/r.git", "https://***@github.com/o/r.git"},
+      {"fetch https://x-access-token:abc@host/r failed", "fetch https://***@host/r failed"},
+      {"git@github.com:o/r.git", "git@github.com:o/r.git"},
+      {"/srv/repos/app.git", "/srv/repos/app.git"},
+  }));
+  CHECK(detail::redact_credentials(in) == out);
+}
+
+TEST_CASE("only a non-fast-forward refusal in push porcelain output counts as push_rejected") {
+  auto [out, rejected] = GENERATE(table<std::string, bool>({
+      {"To /o.git\n!\tabc:refs/heads/main\t[rejected] (non-fast-forward)\nDone\n", true},
+      {"To /o.git\n!\tabc:refs/heads/main\t[rejected] (fetch first)\nDone\n", true},
+      {"To /o.git\n!\tabc:refs/heads/main\t[remote rejected] (pre-receive hook declined)\n", false},
+      {"To /o.git\n \tabc:refs/heads/main\t1111..2222\nDone\n", false},
+  }));
+  CHECK(detail::push_was_rejected(out) == rejected);
+}
+
+}  // namespace
+}  // namespace polyphony

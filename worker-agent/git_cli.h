@@ -1,0 +1,34 @@
+// The git command line, for what libgit2 does not do as well: talking to remotes (credential
+// helpers, ssh config, hooks, every transport) and creating mirrors.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/process.h"
+#include "common/result.h"
+
+namespace polyphony::detail {
+
+// Runs `git -c safe.directory=* <args>` in `cwd` with terminal prompts off. A failure is an
+// Error "git" carrying the command and the tail of stderr, with URL credentials redacted.
+Result<ProcessResult> run_git(const std::vector<std::string>& args,
+                              const std::filesystem::path& cwd,
+                              std::chrono::milliseconds timeout = std::chrono::minutes(10));
+
+// `text` with the user:password part of any scheme://user:password@host URL replaced by ***.
+std::string redact_credentials(std::string_view text);
+
+// True when `git push --porcelain` output reports a ref refused because it was not a fast
+// forward (the remote moved), as opposed to a hook or permission refusal.
+bool push_was_rejected(std::string_view porcelain_out);
+
+// Pushes `src` (a commit id or ref of the repository at `repo`) to `dst_ref` at `remote` (a
+// URL or path). Errors: "push_rejected" (not a fast forward and `force` is false), "git".
+Status push(const std::filesystem::path& repo, const std::string& remote, const std::string& src,
+            const std::string& dst_ref, bool force);
+
+}  // namespace polyphony::detail

@@ -1,0 +1,329 @@
+// libgit2 operations on one repository: branches, borrowing clones, commits, merges, reads.
+#include "worker-agent/git_repo.h"
+
+#include <fstream>
+#include <set>
+
+namespace polyphony::detail {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view kHeadsPrefix = "refs/heads/";
+
+Status write_alternates(const fs::path& git_dir, const std::vector<fs::path>& object_dirs) {
+  fs::path file = git_dir / "objects" / "info" / "alternates";
+  std::error_code ec;
+  fs::create_directories(file.parent_path(), ec);
+  std::ofstream out(file, std::ios::trunc);
+  for (const auto& dir : object_dirs) out << dir.string() << "\n";
+  out.close();
+  if (ec || !out) return make_error("io", "cannot write the alternates file", file.string());
+  return ok_status();
+}
+
+}  // namespace
+
+const BranchHead* BranchSnapshot::find(const std::string& name) const {
+  for (const auto& b : branches) {
+    if (b.name == name) return &b;
+  }
+  return nullptr;
+}
+
+std::string BranchSnapshot::names() const {
+  std::string out;
+  for (const auto& b : branches) out += (out.empty() ? "" : ", ") + b.name;
+  return out.empty() ? "(none)" : out;
+}
+
+bool is_valid_branch_name(const std::string& branch) {
+  ensure_libgit2();
+  int valid = 0;
+  std::string ref = std::string(kHeadsPrefix) + branch;
+  return !branch.empty() && git_reference_name_is_valid(&valid, ref.c_str()) == 0 && valid;
+}
+
+Result<GitRepo> GitRepo::open(const fs::path& path) {
+  ensure_libgit2();
+  git_repository* raw = nullptr;
+  if (git_repository_open_ext(&raw, path.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) != 0) {
+    return libgit2_error("opening the repository", path);
+  }
+  return GitRepo(Repository(raw), path);
+}
+
+Result<GitRepo> GitRepo::init_borrowing(const fs::path& dir,
+                                        const std::vector<fs::path>& object_dirs,
+                                        const std::string& branch, bool bare) {
+  ensure_libgit2();
+  git_repository_init_options opts = GIT_REPOSITORY_INIT_OPTIONS_INIT;
+  opts.flags = GIT_REPOSITORY_INIT_MKPATH | GIT_REPOSITORY_INIT_NO_REINIT |
+               (bare ? static_cast<uint32_t>(GIT_REPOSITORY_INIT_BARE) : 0u);
+  std::string head = std::string(kHeadsPrefix) + branch;
+  opts.initial_head = head.c_str();
+  git_repository* raw = nullptr;
+  if (git_repository_init_ext(&raw, dir.c_str(), &opts) != 0) {
+    return libgit2_error("initialising a repository", dir);
+  }
+  fs::path git_dir = git_repository_path(raw);
+  git_repository_free(raw);
+  POLY_TRY(write_alternates(git_dir, object_dirs));
+  // Reopened so that the object database is loaded with the alternates in place.
+  return open(dir);
+}
+
+Result<BranchSnapshot> GitRepo::branches() const {
+  git_branch_iterator* it_raw = nullptr;
+  if (git_branch_iterator_new(&it_raw, repo_.get(), GIT_BRANCH_LOCAL) != 0) {
+    return libgit2_error("listing branches", path_);
+  }
+  BranchIterator it(it_raw);
+  BranchSnapshot snapshot;
+  git_reference* ref_raw = nullptr;
+  git_branch_t type;
+  int rc = 0;
+  while ((rc = git_branch_next(&ref_raw, &type, it.get())) == 0) {
+    Reference ref(ref_raw);
+    const git_oid* target = git_reference_target(ref.get());
+    const char* name = nullptr;
+    if (target == nullptr || git_branch_name(&name, ref.get()) != 0) continue;  // symbolic
+    snapshot.branches.push_back({name, *target});
+  }
+  if (rc != GIT_ITEROVER) return libgit2_error("listing branches", path_);
+  git_reference* head_raw = nullptr;
+  if (git_reference_lookup(&head_raw, repo_.get(), "HEAD") == 0) {
+    Reference head(head_raw);
+    const char* target = git_reference_symbolic_target(head.get());
+    std::string_view t = target != nullptr ? target : "";
+    if (t.starts_with(kHeadsPrefix)) snapshot.default_branch = t.substr(kHeadsPrefix.size());
+  }
+  return snapshot;
+}
+
+Status GitRepo::add_remote(const std::string& name, const std::string& url,
+                           const BranchSnapshot& origin) {
+  git_remote* remote_raw = nullptr;
+  if (git_remote_create(&remote_raw, repo_.get(), name.c_str(), url.c_str()) != 0) {
+    return libgit2_error("adding remote '" + name + "'", path_);
+  }
+  Remote remote(remote_raw);
+  std::string prefix = "refs/remotes/" + name + "/";
+  for (const auto& b : origin.branches) {
+    git_reference* out = nullptr;
+    std::string ref = prefix + b.name;
+    if (git_reference_create(&out, repo_.get(), ref.c_str(), &b.commit, 0, "polyphony: mirror") !=
+        0) {
+      return libgit2_error("creating " + ref, path_);
+    }
+    git_reference_free(out);
+  }
+  if (origin.find(origin.default_branch) == nullptr) return ok_status();
+  git_reference* out = nullptr;
+  std::string head = prefix + "HEAD";
+  std::string target = prefix + origin.default_branch;
+  if (git_reference_symbolic_create(&out, repo_.get(), head.c_str(), target.c_str(), 0,
+                                    "polyphony: mirror") != 0) {
+    return libgit2_error("creating " + head, path_);
+  }
+  git_reference_free(out);
+  return ok_status();
+}
+
+Status GitRepo::create_branch_and_checkout(const std::string& branch, const git_oid& commit) {
+  POLY_TRY(lookup_commit(commit));
+  git_reference* out = nullptr;
+  std::string ref = std::string(kHeadsPrefix) + branch;
+  if (git_reference_create(&out, repo_.get(), ref.c_str(), &commit, 0, "branch: created") != 0) {
+    return libgit2_error("creating branch " + branch, path_);
+  }
+  git_reference_free(out);
+  git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
+  co.checkout_strategy = GIT_CHECKOUT_FORCE;
+  if (git_checkout_head(repo_.get(), &co) != 0) {
+    return libgit2_error("checking out " + branch, path_);
+  }
+  return ok_status();
+}
+
+Result<git_oid> GitRepo::resolve(const std::string& refname) const {
+  git_oid oid;
+  if (git_reference_name_to_id(&oid, repo_.get(), refname.c_str()) != 0) {
+    return libgit2_error("resolving " + refname, path_);
+  }
+  return oid;
+}
+
+Result<Commit> GitRepo::lookup_commit(const git_oid& oid) const {
+  git_commit* raw = nullptr;
+  if (git_commit_lookup(&raw, repo_.get(), &oid) != 0) {
+    return libgit2_error("looking up commit " + oid_hex(oid), path_);
+  }
+  return Commit(raw);
+}
+
+Result<Signature> GitRepo::signature(const CommitIdentity& identity) const {
+  git_signature* raw = nullptr;
+  if (git_signature_now(&raw, identity.name.c_str(), identity.email.c_str()) != 0) {
+    return libgit2_error("making a signature for " + identity.email, path_);
+  }
+  return Signature(raw);
+}
+
+Status GitRepo::check_head_on(const std::string& branch) const {
+  git_reference* raw = nullptr;
+  if (git_reference_lookup(&raw, repo_.get(), "HEAD") != 0) {
+    return libgit2_error("reading HEAD", path_);
+  }
+  Reference head(raw);
+  const char* target = git_reference_symbolic_target(head.get());
+  std::string expected = std::string(kHeadsPrefix) + branch;
+  if (target == nullptr || expected != target) {
+    std::string actual = target != nullptr ? target : "a detached commit";
+    return make_error("git",
+                      "HEAD is on " + actual + ", not on the task branch " + expected +
+                          "; check out " + branch + " before committing",
+                      path_.string());
+  }
+  return ok_status();
+}
+
+Result<git_oid> GitRepo::stage_work_tree() {
+  git_index* raw = nullptr;
+  if (git_repository_index(&raw, repo_.get()) != 0)
+    return libgit2_error("opening the index", path_);
+  Index index(raw);
+  // update_all records changes and deletions of tracked files; add_all adds new files.
+  if (git_index_update_all(index.get(), nullptr, nullptr, nullptr) != 0 ||
+      git_index_add_all(index.get(), nullptr, GIT_INDEX_ADD_DEFAULT, nullptr, nullptr) != 0 ||
+      git_index_write(index.get()) != 0) {
+    return libgit2_error("staging the work tree", path_);
+  }
+  git_oid tree;
+  if (git_index_write_tree(&tree, index.get()) != 0) {
+    return libgit2_error("writing the staged tree", path_);
+  }
+  return tree;
+}
+
+Result<std::optional<git_oid>> GitRepo::commit_work_tree(const std::string& branch,
+                                                         const CommitIdentity& identity,
+                                                         const std::string& message) {
+  POLY_TRY(check_head_on(branch));
+  std::string ref = std::string(kHeadsPrefix) + branch;
+  auto parent_id = resolve(ref);
+  POLY_TRY(parent_id);
+  auto parent = lookup_commit(*parent_id);
+  POLY_TRY(parent);
+  auto tree_id = stage_work_tree();
+  POLY_TRY(tree_id);
+  if (git_oid_equal(git_commit_tree_id(parent->get()), &*tree_id)) return std::optional<git_oid>();
+  git_tree* tree_raw = nullptr;
+  if (git_tree_lookup(&tree_raw, repo_.get(), &*tree_id) != 0) {
+    return libgit2_error("looking up the staged tree", path_);
+  }
+  Tree tree(tree_raw);
+  auto sig = signature(identity);
+  POLY_TRY(sig);
+  const git_commit* parents[] = {parent->get()};
+  git_oid commit;
+  if (git_commit_create(&commit, repo_.get(), ref.c_str(), sig->get(), sig->get(), nullptr,
+                        message.c_str(), tree.get(), 1, parents) != 0) {
+    return libgit2_error("committing on " + branch, path_);
+  }
+  return std::optional<git_oid>(commit);
+}
+
+Result<int> GitRepo::count_ahead(const git_oid& head, const git_oid& base) const {
+  size_t ahead = 0;
+  size_t behind = 0;
+  if (git_graph_ahead_behind(&ahead, &behind, repo_.get(), &head, &base) != 0) {
+    return libgit2_error("counting commits ahead of " + oid_hex(base), path_);
+  }
+  return static_cast<int>(ahead);
+}
+
+Result<bool> GitRepo::is_ancestor(const git_oid& ancestor, const git_oid& descendant) const {
+  if (git_oid_equal(&ancestor, &descendant)) return true;
+  int rc = git_graph_descendant_of(repo_.get(), &descendant, &ancestor);
+  if (rc < 0)
+    return libgit2_error("comparing " + oid_hex(ancestor) + " with " + oid_hex(descendant), path_);
+  return rc == 1;
+}
+
+Result<std::optional<std::string>> GitRepo::read_file_at(const git_oid& commit_id,
+                                                         const std::string& file) const {
+  using Content = std::optional<std::string>;
+  auto commit = lookup_commit(commit_id);
+  POLY_TRY(commit);
+  git_tree* tree_raw = nullptr;
+  if (git_commit_tree(&tree_raw, commit->get()) != 0) return libgit2_error("reading a tree", path_);
+  Tree tree(tree_raw);
+  git_tree_entry* entry_raw = nullptr;
+  int rc = git_tree_entry_bypath(&entry_raw, tree.get(), file.c_str());
+  if (rc == GIT_ENOTFOUND) return Content();
+  if (rc != 0) return libgit2_error("looking up " + file, path_);
+  TreeEntry entry(entry_raw);
+  if (git_tree_entry_type(entry.get()) != GIT_OBJECT_BLOB) return Content();
+  git_blob* blob_raw = nullptr;
+  if (git_blob_lookup(&blob_raw, repo_.get(), git_tree_entry_id(entry.get())) != 0) {
+    return libgit2_error("reading " + file, path_);
+  }
+  Blob blob(blob_raw);
+  const char* data = static_cast<const char*>(git_blob_rawcontent(blob.get()));
+  return Content(std::string(data, static_cast<size_t>(git_blob_rawsize(blob.get()))));
+}
+
+Result<std::vector<std::string>> GitRepo::conflict_paths(git_index* index) const {
+  git_index_conflict_iterator* raw = nullptr;
+  if (git_index_conflict_iterator_new(&raw, index) != 0) {
+    return libgit2_error("listing merge conflicts", path_);
+  }
+  ConflictIterator it(raw);
+  std::set<std::string> paths;
+  const git_index_entry* entries[3] = {};
+  while (git_index_conflict_next(&entries[0], &entries[1], &entries[2], it.get()) == 0) {
+    for (const auto* e : entries) {
+      if (e != nullptr) paths.insert(e->path);
+    }
+  }
+  return std::vector<std::string>(paths.begin(), paths.end());
+}
+
+Result<MergeOutcome> GitRepo::merge(const git_oid& ours_id, const git_oid& theirs_id,
+                                    const CommitIdentity& identity, const std::string& message) {
+  auto ours = lookup_commit(ours_id);
+  POLY_TRY(ours);
+  auto theirs = lookup_commit(theirs_id);
+  POLY_TRY(theirs);
+  git_merge_options mo = GIT_MERGE_OPTIONS_INIT;
+  git_index* raw = nullptr;
+  if (git_merge_commits(&raw, repo_.get(), ours->get(), theirs->get(), &mo) != 0) {
+    return libgit2_error("merging " + oid_hex(theirs_id) + " into " + oid_hex(ours_id), path_);
+  }
+  Index index(raw);
+  if (git_index_has_conflicts(index.get())) {
+    auto paths = conflict_paths(index.get());
+    POLY_TRY(paths);
+    return MergeOutcome{std::nullopt, std::move(*paths)};
+  }
+  git_oid tree_id;
+  git_tree* tree_raw = nullptr;
+  if (git_index_write_tree_to(&tree_id, index.get(), repo_.get()) != 0 ||
+      git_tree_lookup(&tree_raw, repo_.get(), &tree_id) != 0) {
+    return libgit2_error("writing the merged tree", path_);
+  }
+  Tree tree(tree_raw);
+  auto sig = signature(identity);
+  POLY_TRY(sig);
+  const git_commit* parents[] = {ours->get(), theirs->get()};
+  git_oid commit;
+  if (git_commit_create(&commit, repo_.get(), nullptr, sig->get(), sig->get(), nullptr,
+                        message.c_str(), tree.get(), 2, parents) != 0) {
+    return libgit2_error("creating the merge commit", path_);
+  }
+  return MergeOutcome{commit, {}};
+}
+
+}  // namespace polyphony::detail

@@ -1,0 +1,101 @@
+// A libgit2 repository with the handful of operations workspaces need; every failure becomes
+// an Error "git" naming the repository path.
+#pragma once
+
+#include <git2.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "worker-agent/git_handles.h"
+#include "worker-agent/workspaces.h"
+
+namespace polyphony::detail {
+
+struct BranchHead {
+  std::string name;  // without refs/heads/
+  git_oid commit;
+};
+
+// The local branches of a repository (for a mirror: the origin's branches) and the branch its
+// HEAD names (empty when HEAD is detached or missing).
+struct BranchSnapshot {
+  std::string default_branch;
+  std::vector<BranchHead> branches;
+
+  const BranchHead* find(const std::string& name) const;
+  std::string names() const;  // "a, b, c" or "(none)"
+};
+
+struct MergeOutcome {
+  std::optional<git_oid> commit;       // the merge commit, when it merged cleanly
+  std::vector<std::string> conflicts;  // conflicting paths otherwise
+};
+
+// True when `branch` is a valid name for refs/heads/<branch>.
+bool is_valid_branch_name(const std::string& branch);
+
+class GitRepo {
+ public:
+  // Opens exactly `path` (a work tree or a bare repository), without searching parents.
+  static Result<GitRepo> open(const std::filesystem::path& path);
+
+  // Creates a repository at `dir` (bare, or a work tree with .git) with HEAD on the unborn
+  // refs/heads/<branch>, whose objects/info/alternates lists `object_dirs`, so it borrows
+  // every object from them and copies none.
+  static Result<GitRepo> init_borrowing(const std::filesystem::path& dir,
+                                        const std::vector<std::filesystem::path>& object_dirs,
+                                        const std::string& branch, bool bare = false);
+
+  const std::filesystem::path& path() const { return path_; }
+
+  Result<BranchSnapshot> branches() const;
+
+  // Adds remote `name` (url, standard fetch refspec) and refs/remotes/<name>/* for every
+  // branch of `origin` (plus <name>/HEAD), without fetching anything.
+  Status add_remote(const std::string& name, const std::string& url, const BranchSnapshot& origin);
+
+  // Points refs/heads/<branch> at `commit` and force-checks-out HEAD (already on it).
+  Status create_branch_and_checkout(const std::string& branch, const git_oid& commit);
+
+  Result<git_oid> resolve(const std::string& refname) const;
+
+  // Stages the whole work tree (adds, changes, deletions; .gitignore respected) and commits
+  // it on refs/heads/<branch>, which HEAD must name. nullopt when the tree did not change.
+  Result<std::optional<git_oid>> commit_work_tree(const std::string& branch,
+                                                  const CommitIdentity& identity,
+                                                  const std::string& message);
+
+  // Commits reachable from `head` that are not reachable from `base`.
+  Result<int> count_ahead(const git_oid& head, const git_oid& base) const;
+
+  // True when `ancestor` is `descendant` or one of its ancestors.
+  Result<bool> is_ancestor(const git_oid& ancestor, const git_oid& descendant) const;
+
+  // Content of `file` in `commit`; nullopt when there is no such path.
+  Result<std::optional<std::string>> read_file_at(const git_oid& commit,
+                                                  const std::string& file) const;
+
+  // Merges `theirs` into `ours` in memory (work tree and refs untouched); on success writes a
+  // merge commit with parents (ours, theirs) that no ref points at yet.
+  Result<MergeOutcome> merge(const git_oid& ours, const git_oid& theirs,
+                             const CommitIdentity& identity, const std::string& message);
+
+ private:
+  GitRepo(Repository repo, std::filesystem::path path)
+      : repo_(std::move(repo)), path_(std::move(path)) {}
+
+  Result<Commit> lookup_commit(const git_oid& oid) const;
+  Result<Signature> signature(const CommitIdentity& identity) const;
+  Status check_head_on(const std::string& branch) const;
+  Result<git_oid> stage_work_tree();
+  Result<std::vector<std::string>> conflict_paths(git_index* index) const;
+
+  Repository repo_;
+  std::filesystem::path path_;
+};
+
+}  // namespace polyphony::detail

@@ -1,0 +1,570 @@
+// The real Workspaces: one reference mirror per origin under <root>/mirrors, and per task a
+// clone under <root>/tasks/<id>/repo that borrows the mirror's objects through alternates.
+#include "worker-agent/workspaces.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "worker-agent/git_cli.h"
+#include "worker-agent/git_repo.h"
+
+namespace polyphony {
+
+namespace fs = std::filesystem;
+using detail::BranchHead;
+using detail::BranchSnapshot;
+using detail::GitRepo;
+
+namespace {
+
+constexpr char kMetadataFile[] = "workspace.json";
+constexpr size_t kMaxTaskIdLength = 64;
+
+bool is_valid_task_id(const std::string& id) {
+  if (id.empty() || id.size() > kMaxTaskIdLength) return false;
+  return std::all_of(id.begin(), id.end(),
+                     [](unsigned char c) { return std::isalnum(c) != 0 || c == '_' || c == '-'; });
+}
+
+Status check_task_id(const std::string& id) {
+  if (is_valid_task_id(id)) return ok_status();
+  return make_error(
+      "usage", "task id '" + id + "' is not valid: use 1 to 64 characters from A-Z a-z 0-9 _ -",
+      id);
+}
+
+// Where the origin lives: `url` is what git is given; `local` is set for an on-disk origin.
+struct Origin {
+  std::string url;
+  bool local = false;
+};
+
+bool is_remote_url(const std::string& url) {
+  if (url.starts_with("file://")) return false;
+  if (url.find("://") != std::string::npos) return true;
+  size_t colon = url.find(':');
+  size_t slash = url.find('/');
+  return colon != std::string::npos && (slash == std::string::npos || colon < slash);  // host:path
+}
+
+Result<Origin> resolve_local_origin(const std::string& repo_url) {
+  std::string raw = repo_url.starts_with("file://") ? repo_url.substr(7) : repo_url;
+  std::error_code ec;
+  fs::path path = fs::weakly_canonical(fs::absolute(raw), ec);
+  if (ec || !fs::exists(path)) {
+    return make_error("not_found", "repository path '" + raw +
+                                       "' does not exist; give the path of a git repository "
+                                       "or a remote URL");
+  }
+  if (!GitRepo::open(path).ok()) {
+    return make_error("not_found", "'" + path.string() +
+                                       "' is not a git repository (neither a work tree with "
+                                       ".git nor a bare repository)");
+  }
+  return Origin{path.string(), true};
+}
+
+Result<Origin> resolve_origin(const std::string& repo_url) {
+  if (repo_url.empty() || repo_url.front() == '-') {
+    return make_error("usage", "'" + repo_url + "' is not a repository path or URL");
+  }
+  if (is_remote_url(repo_url)) return Origin{repo_url, false};
+  return resolve_local_origin(repo_url);
+}
+
+uint64_t fnv1a(std::string_view s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+// "<basename>-<12 hex digits of the normalized URL's hash>", e.g. "app-3f9a0c1b2d4e".
+std::string mirror_name(const Origin& origin) {
+  std::string url = origin.url;
+  while (url.size() > 1 && url.back() == '/') url.pop_back();
+  if (!origin.local && url.ends_with(".git")) url.resize(url.size() - 4);
+  std::string base = url.substr(url.find_last_of("/:") + 1);
+  if (base.ends_with(".git")) base.resize(base.size() - 4);
+  for (char& c : base) {
+    if (std::isalnum(static_cast<unsigned char>(c)) == 0 && c != '-' && c != '_' && c != '.')
+      c = '_';
+  }
+  if (base.empty() || base.front() == '.') base = "repo" + base;
+  char hash[17];
+  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(fnv1a(url)));
+  return base.substr(0, 64) + "-" + std::string(hash, 12);
+}
+
+// An exclusive flock(2) held until destruction: serializes mirror updates across processes.
+class FileLock {
+ public:
+  static Result<FileLock> acquire(const fs::path& path) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+      return make_error("io", "cannot open lock file: " + std::string(std::strerror(errno)),
+                        path.string());
+    while (::flock(fd, LOCK_EX) != 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      return make_error("io", "cannot lock: " + std::string(std::strerror(err)), path.string());
+    }
+    return FileLock(fd);
+  }
+  FileLock(FileLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  FileLock& operator=(FileLock&&) = delete;
+  ~FileLock() {
+    if (fd_ >= 0) ::close(fd_);  // closing the descriptor releases the lock
+  }
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
+// Per mirror path, for the whole process: a mutex serializing its updates between threads (the
+// file lock does it between processes), and when the last successful update started.
+struct MirrorState {
+  std::mutex mutex;
+  std::chrono::steady_clock::time_point updated_from = std::chrono::steady_clock::time_point::min();
+};
+
+MirrorState& mirror_state(const fs::path& mirror) {
+  static std::mutex registry_mutex;
+  static std::map<std::string, MirrorState> states;
+  std::lock_guard guard(registry_mutex);
+  return states[mirror.string()];
+}
+
+Status chown_tree(const fs::path& dir, int uid, int gid) {
+  auto chown_one = [&](const fs::path& p) -> Status {
+    if (::lchown(p.c_str(), static_cast<uid_t>(uid), static_cast<gid_t>(gid)) == 0)
+      return ok_status();
+    std::string reason = std::strerror(errno);
+    return make_error(
+        "io", "cannot chown to " + std::to_string(uid) + ":" + std::to_string(gid) + ": " + reason,
+        p.string());
+  };
+  POLY_TRY(chown_one(dir));
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    POLY_TRY(chown_one(it->path()));
+  }
+  if (ec) return make_error("io", "cannot walk the directory: " + ec.message(), dir.string());
+  return ok_status();
+}
+
+Status write_metadata(const Workspace& ws) {
+  nlohmann::json j = {{"version", 1},
+                      {"task_id", ws.task_id},
+                      {"repo_url", ws.repo_url},
+                      {"base_branch", ws.base_branch},
+                      {"base_commit", ws.base_commit},
+                      {"branch", ws.branch},
+                      {"mirror_dir", ws.mirror_dir.string()}};
+  fs::path path = ws.task_dir / kMetadataFile;
+  fs::path tmp = path;
+  tmp += ".tmp";
+  std::ofstream out(tmp, std::ios::trunc);
+  out << j.dump(2) << "\n";
+  out.close();
+  std::error_code ec;
+  if (out) fs::rename(tmp, path, ec);
+  if (!out || ec) return make_error("io", "cannot write the workspace metadata", path.string());
+  return ok_status();
+}
+
+Result<Workspace> read_metadata(const fs::path& task_dir, const std::string& task_id) {
+  fs::path path = task_dir / kMetadataFile;
+  std::ifstream in(path);
+  if (!in) {
+    return make_error("not_found",
+                      "no workspace for task '" + task_id + "' (" + path.string() + " is missing)",
+                      task_id);
+  }
+  try {
+    nlohmann::json j = nlohmann::json::parse(in);
+    Workspace ws{task_id,
+                 task_dir,
+                 task_dir / "repo",
+                 j.at("mirror_dir").get<std::string>(),
+                 j.at("repo_url"),
+                 j.at("base_branch"),
+                 j.at("base_commit"),
+                 j.at("branch")};
+    return ws;
+  } catch (const nlohmann::json::exception& e) {
+    return make_error("io", std::string("corrupt workspace metadata: ") + e.what(), path.string());
+  }
+}
+
+Result<BranchHead> pick_base(const BranchSnapshot& branches, const std::string& requested,
+                             const std::string& url) {
+  std::string name = requested.empty() ? branches.default_branch : requested;
+  if (name.empty()) {
+    return make_error("not_found", "the origin " + detail::redact_credentials(url) +
+                                       " has no default branch (its HEAD names no branch); "
+                                       "name a base branch. Branches: " +
+                                       branches.names());
+  }
+  const BranchHead* head = branches.find(name);
+  if (head == nullptr) {
+    return make_error("not_found", "base branch '" + name + "' does not exist in " +
+                                       detail::redact_credentials(url) +
+                                       "; its branches are: " + branches.names());
+  }
+  return *head;
+}
+
+long long millis_since(std::chrono::steady_clock::time_point start) {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now() - start).count();
+}
+
+class GitWorkspaces final : public Workspaces {
+ public:
+  GitWorkspaces(fs::path root, CommitIdentity identity, int owner_uid, int owner_gid)
+      : root_(fs::absolute(root).lexically_normal()),
+        identity_(std::move(identity)),
+        owner_uid_(owner_uid),
+        owner_gid_(owner_gid) {
+    detail::ensure_libgit2();
+  }
+
+  Result<Workspace> provision(const WorkspaceRequest& request) override;
+  Result<Workspace> open(const std::string& task_id) override;
+  Result<std::optional<std::string>> commit_all(const Workspace& ws,
+                                                const std::string& message) override;
+  Result<std::string> head_commit(const Workspace& ws) override;
+  Result<int> commits_ahead(const Workspace& ws) override;
+  Result<std::optional<std::string>> read_at_base(const Workspace& ws,
+                                                  const std::string& path) override;
+  Result<LandResult> land(const Workspace& ws) override;
+  Status remove(const std::string& task_id) override;
+  Result<std::vector<std::string>> list() override;
+
+ private:
+  fs::path tasks_dir() const { return root_ / "tasks"; }
+  fs::path mirrors_dir() const { return root_ / "mirrors"; }
+
+  Status check_request(const WorkspaceRequest& request) const;
+  Result<BranchSnapshot> sync_mirror(const Origin& origin, const fs::path& mirror);
+  Status update_mirror(const Origin& origin, const fs::path& mirror);
+  Status create_mirror(const Origin& origin, const fs::path& mirror);
+  Status build_clone(const Workspace& ws, const BranchSnapshot& origin_branches,
+                     const git_oid& base);
+  Status give_to_owner(const fs::path& dir) const;
+  Result<LandResult> push_and_land(const Workspace& ws, const fs::path& land_dir,
+                                   const git_oid& head);
+  Result<LandResult> land_on(const Workspace& ws, GitRepo& repo, const git_oid& head,
+                             const git_oid& origin_base);
+
+  fs::path root_;
+  CommitIdentity identity_;
+  int owner_uid_;
+  int owner_gid_;
+};
+
+Status GitWorkspaces::check_request(const WorkspaceRequest& request) const {
+  POLY_TRY(check_task_id(request.task_id));
+  if (!detail::is_valid_branch_name(request.branch)) {
+    return make_error("usage", "'" + request.branch + "' is not a valid branch name",
+                      request.task_id);
+  }
+  if (!request.base_branch.empty() && !detail::is_valid_branch_name(request.base_branch)) {
+    return make_error("usage", "'" + request.base_branch + "' is not a valid base branch name",
+                      request.task_id);
+  }
+  if (fs::exists(tasks_dir() / request.task_id)) {
+    return make_error("exists",
+                      "task '" + request.task_id + "' already has a workspace at " +
+                          (tasks_dir() / request.task_id).string() + "; remove it first",
+                      request.task_id);
+  }
+  return ok_status();
+}
+
+Status GitWorkspaces::create_mirror(const Origin& origin, const fs::path& mirror) {
+  fs::path partial = mirror;
+  partial += ".partial";
+  std::error_code ec;
+  fs::remove_all(partial, ec);  // left over by a crash; we hold the lock
+  // The CLI: credential helpers, ssh config and every transport work as they do for the user,
+  // and a local origin's objects are hardlinked rather than copied.
+  // gc stays off and never prunes: workspaces borrow these objects without the mirror knowing.
+  auto cloned = detail::run_git(
+      {"clone", "--mirror", "--quiet", "-c", "gc.auto=0", "-c", "gc.pruneExpire=never", "-c",
+       "maintenance.auto=false", "--", origin.url, partial.string()},
+      mirrors_dir(), std::chrono::hours(1));
+  if (!cloned.ok()) {
+    fs::remove_all(partial, ec);
+    return make_error(
+        "git",
+        "cannot mirror " + detail::redact_credentials(origin.url) + ": " + cloned.error().message,
+        mirror.string());
+  }
+  fs::rename(partial, mirror, ec);
+  if (ec)
+    return make_error("io", "cannot move the new mirror in place: " + ec.message(),
+                      mirror.string());
+  return ok_status();
+}
+
+Result<BranchSnapshot> GitWorkspaces::sync_mirror(const Origin& origin, const fs::path& mirror) {
+  auto requested = std::chrono::steady_clock::now();
+  std::error_code ec;
+  fs::create_directories(mirrors_dir(), ec);
+  MirrorState& state = mirror_state(mirror);
+  std::lock_guard guard(state.mutex);
+  fs::path lock_path = mirror;
+  lock_path.replace_extension(".lock");
+  auto lock = FileLock::acquire(lock_path);
+  POLY_TRY(lock);
+  // An update that started after this request was made already holds every commit it must see.
+  if (state.updated_from <= requested || !fs::exists(mirror)) {
+    auto started = std::chrono::steady_clock::now();
+    POLY_TRY(update_mirror(origin, mirror));
+    state.updated_from = started;
+  }
+  auto repo = GitRepo::open(mirror);
+  POLY_TRY(repo);
+  return repo->branches();
+}
+
+Status GitWorkspaces::update_mirror(const Origin& origin, const fs::path& mirror) {
+  auto start = std::chrono::steady_clock::now();
+  bool existed = fs::exists(mirror);
+  if (existed) {
+    // The CLI: an incremental fetch through any transport, with the user's credentials.
+    POLY_TRY(
+        detail::run_git({"fetch", "--prune", "--quiet", "origin"}, mirror, std::chrono::hours(1)));
+  } else {
+    POLY_TRY(create_mirror(origin, mirror));
+  }
+  spdlog::debug("mirror {} {} in {} ms", mirror.string(), existed ? "fetched" : "created",
+                millis_since(start));
+  return ok_status();
+}
+
+Status GitWorkspaces::give_to_owner(const fs::path& dir) const {
+  if (owner_uid_ < 0) return ok_status();
+  return chown_tree(dir, owner_uid_, owner_gid_);
+}
+
+Status GitWorkspaces::build_clone(const Workspace& ws, const BranchSnapshot& origin_branches,
+                                  const git_oid& base) {
+  auto repo = GitRepo::init_borrowing(ws.repo_dir, {ws.mirror_dir / "objects"}, ws.branch);
+  POLY_TRY(repo);
+  POLY_TRY(repo->add_remote("origin", ws.repo_url, origin_branches));
+  POLY_TRY(repo->create_branch_and_checkout(ws.branch, base));
+  POLY_TRY(write_metadata(ws));
+  // The clone goes to the container user; the metadata (the URL land pushes to) stays root's.
+  POLY_TRY(give_to_owner(ws.repo_dir));
+  if (owner_uid_ >= 0 && ::lchown(ws.task_dir.c_str(), static_cast<uid_t>(owner_uid_),
+                                  static_cast<gid_t>(owner_gid_)) != 0) {
+    return make_error("io", std::string("cannot chown: ") + std::strerror(errno),
+                      ws.task_dir.string());
+  }
+  return ok_status();
+}
+
+Result<Workspace> GitWorkspaces::provision(const WorkspaceRequest& request) {
+  auto start = std::chrono::steady_clock::now();
+  POLY_TRY(check_request(request));
+  auto origin = resolve_origin(request.repo_url);
+  if (!origin.ok()) return make_error(origin.error().code, origin.error().message, request.task_id);
+  fs::path mirror = mirrors_dir() / (mirror_name(*origin) + ".git");
+  auto branches = sync_mirror(*origin, mirror);
+  POLY_TRY(branches);
+  auto base = pick_base(*branches, request.base_branch, origin->url);
+  if (!base.ok()) return make_error(base.error().code, base.error().message, request.task_id);
+
+  fs::path task_dir = tasks_dir() / request.task_id;
+  std::error_code ec;
+  fs::create_directories(tasks_dir(), ec);
+  if (!fs::create_directory(task_dir, ec)) {  // atomic: reserves the id against a racing provision
+    return make_error(
+        ec ? "io" : "exists",
+        "cannot create " + task_dir.string() + (ec ? ": " + ec.message() : ": it exists"),
+        request.task_id);
+  }
+  Workspace ws{request.task_id,
+               task_dir,
+               task_dir / "repo",
+               mirror,
+               origin->url,
+               base->name,
+               detail::oid_hex(base->commit),
+               request.branch};
+  if (auto built = build_clone(ws, *branches, base->commit); !built.ok()) {
+    fs::remove_all(task_dir, ec);
+    return built.error();
+  }
+  spdlog::info("workspace provisioned task={} base={}@{} branch={} ms={}", ws.task_id,
+               ws.base_branch, ws.base_commit.substr(0, 12), ws.branch, millis_since(start));
+  return ws;
+}
+
+Result<Workspace> GitWorkspaces::open(const std::string& task_id) {
+  POLY_TRY(check_task_id(task_id));
+  fs::path task_dir = tasks_dir() / task_id;
+  auto ws = read_metadata(task_dir, task_id);
+  POLY_TRY(ws);
+  if (!fs::exists(ws->repo_dir / ".git")) {
+    return make_error("not_found",
+                      "the workspace repository " + ws->repo_dir.string() + " is missing", task_id);
+  }
+  return ws;
+}
+
+Result<std::optional<std::string>> GitWorkspaces::commit_all(const Workspace& ws,
+                                                             const std::string& message) {
+  auto repo = GitRepo::open(ws.repo_dir);
+  POLY_TRY(repo);
+  auto commit = repo->commit_work_tree(ws.branch, identity_, message);
+  POLY_TRY(commit);
+  // Objects, refs and the index were just written by root; the container user must own them.
+  POLY_TRY(give_to_owner(ws.repo_dir / ".git"));
+  if (!*commit) return std::optional<std::string>();
+  return std::optional<std::string>(detail::oid_hex(**commit));
+}
+
+Result<std::string> GitWorkspaces::head_commit(const Workspace& ws) {
+  auto repo = GitRepo::open(ws.repo_dir);
+  POLY_TRY(repo);
+  auto head = repo->resolve("refs/heads/" + ws.branch);
+  POLY_TRY(head);
+  return detail::oid_hex(*head);
+}
+
+Result<int> GitWorkspaces::commits_ahead(const Workspace& ws) {
+  auto repo = GitRepo::open(ws.repo_dir);
+  POLY_TRY(repo);
+  auto head = repo->resolve("refs/heads/" + ws.branch);
+  POLY_TRY(head);
+  auto base = detail::parse_oid(ws.base_commit, ws.repo_dir);
+  POLY_TRY(base);
+  return repo->count_ahead(*head, *base);
+}
+
+Result<std::optional<std::string>> GitWorkspaces::read_at_base(const Workspace& ws,
+                                                               const std::string& path) {
+  auto repo = GitRepo::open(ws.repo_dir);
+  POLY_TRY(repo);
+  auto base = detail::parse_oid(ws.base_commit, ws.repo_dir);
+  POLY_TRY(base);
+  return repo->read_file_at(*base, path);
+}
+
+Result<LandResult> GitWorkspaces::land_on(const Workspace& ws, GitRepo& repo, const git_oid& head,
+                                          const git_oid& origin_base) {
+  std::string base_ref = "refs/heads/" + ws.base_branch;
+  std::string head_hex = detail::oid_hex(head);
+  auto fast_forward = repo.is_ancestor(origin_base, head);
+  POLY_TRY(fast_forward);
+  if (*fast_forward) {
+    POLY_TRY(detail::push(repo.path(), ws.repo_url, head_hex, base_ref, false));
+    return LandResult{head_hex, head_hex, true};
+  }
+  std::string message = "Merge branch '" + ws.branch + "' into " + ws.base_branch;
+  auto merged = repo.merge(origin_base, head, identity_, message);
+  POLY_TRY(merged);
+  if (!merged->commit) {
+    std::string paths;
+    for (const auto& p : merged->conflicts) paths += (paths.empty() ? "" : ", ") + p;
+    return make_error("conflict",
+                      "branch '" + ws.branch + "' does not merge cleanly into '" + ws.base_branch +
+                          "' (now at " + detail::oid_hex(origin_base).substr(0, 12) +
+                          "); conflicting paths: " + paths,
+                      ws.task_id);
+  }
+  std::string merge_hex = detail::oid_hex(*merged->commit);
+  POLY_TRY(detail::push(repo.path(), ws.repo_url, merge_hex, base_ref, false));
+  return LandResult{head_hex, merge_hex, false};
+}
+
+Result<LandResult> GitWorkspaces::land(const Workspace& ws) {
+  auto workspace = GitRepo::open(ws.repo_dir);
+  POLY_TRY(workspace);
+  auto head = workspace->resolve("refs/heads/" + ws.branch);
+  POLY_TRY(head);
+  // git runs in a fresh root-owned repository that borrows the workspace's objects, never in
+  // the workspace itself: the agent controls its config and hooks (core.hooksPath, a pre-push
+  // hook, core.sshCommand, remote URLs), which would otherwise run here as root.
+  fs::path land_dir = ws.task_dir / "land.git";
+  std::error_code ec;
+  fs::remove_all(land_dir, ec);
+  auto repo = GitRepo::init_borrowing(
+      land_dir, {ws.repo_dir / ".git" / "objects", ws.mirror_dir / "objects"}, ws.branch, true);
+  auto landed = repo.ok() ? push_and_land(ws, land_dir, *head) : Result<LandResult>(repo.error());
+  fs::remove_all(land_dir, ec);
+  if (landed.ok()) {
+    spdlog::info("workspace landed task={} branch={} base={} commit={} fast_forward={}", ws.task_id,
+                 ws.branch, ws.base_branch, landed->merged_commit.substr(0, 12),
+                 landed->fast_forward);
+  }
+  return landed;
+}
+
+Result<LandResult> GitWorkspaces::push_and_land(const Workspace& ws, const fs::path& land_dir,
+                                                const git_oid& head) {
+  // The CLI for push and fetch: credential helpers, ssh config and every transport work as
+  // they do for the user. The task branch belongs to the task: an earlier attempt is replaced.
+  POLY_TRY(
+      detail::push(land_dir, ws.repo_url, detail::oid_hex(head), "refs/heads/" + ws.branch, true));
+  std::string tracking = "refs/remotes/origin/" + ws.base_branch;
+  POLY_TRY(detail::run_git(
+      {"fetch", "--quiet", ws.repo_url, "+refs/heads/" + ws.base_branch + ":" + tracking},
+      land_dir));
+  auto repo = GitRepo::open(land_dir);  // opened after the fetch, so it sees the new objects
+  POLY_TRY(repo);
+  auto origin_base = repo->resolve(tracking);
+  POLY_TRY(origin_base);
+  return land_on(ws, *repo, head, *origin_base);
+}
+
+Status GitWorkspaces::remove(const std::string& task_id) {
+  POLY_TRY(check_task_id(task_id));
+  std::error_code ec;
+  fs::remove_all(tasks_dir() / task_id, ec);
+  if (ec) {
+    return make_error(
+        "io", "cannot delete " + (tasks_dir() / task_id).string() + ": " + ec.message(), task_id);
+  }
+  return ok_status();
+}
+
+Result<std::vector<std::string>> GitWorkspaces::list() {
+  std::vector<std::string> ids;
+  std::error_code ec;
+  if (!fs::exists(tasks_dir(), ec)) return ids;
+  for (fs::directory_iterator it(tasks_dir(), ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (it->is_directory() && is_valid_task_id(name)) ids.push_back(name);
+  }
+  if (ec) return make_error("io", "cannot list " + tasks_dir().string() + ": " + ec.message());
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+}  // namespace
+
+std::unique_ptr<Workspaces> make_git_workspaces(const fs::path& root, CommitIdentity identity,
+                                                int owner_uid, int owner_gid) {
+  return std::make_unique<GitWorkspaces>(root, std::move(identity), owner_uid, owner_gid);
+}
+
+}  // namespace polyphony
