@@ -54,6 +54,8 @@ class DockerClient {
   virtual Status ping() = 0;
   // GET /images/{ref}/json: true when present.
   virtual Result<bool> image_exists(const std::string& ref) = 0;
+  // GET /images/{ref}/json: the image's labels (Config.Labels). Error "not_found" when absent.
+  virtual Result<std::map<std::string, std::string>> image_labels(const std::string& ref) = 0;
   // POST /containers/create; returns the container id.
   virtual Result<std::string> create_container(const ContainerSpec& spec) = 0;
   virtual Status start_container(const std::string& id) = 0;
@@ -74,7 +76,8 @@ class DockerClient {
   // applying Dockerfile `changes` ("USER agent", "WORKDIR /workspace", "LABEL k=v", ...).
   virtual Status import_image(const std::filesystem::path& tarball, const std::string& repo_tag,
                               const std::vector<std::string>& changes) = 0;
-  // DELETE /images/{ref}. Used by tests and `image build --force`.
+  // DELETE /images/{ref}. Used by tests and `image build --force`. Removing an absent image is
+  // not an error.
   virtual Status remove_image(const std::string& ref) = 0;
   // The socket path this client talks to.
   virtual std::string endpoint() const = 0;
@@ -84,7 +87,8 @@ class DockerClient {
 // (unix:// only), else /var/run/docker.sock, else OrbStack's ~/.orbstack/run/docker.sock,
 // else the project's private dockerd socket /run/polyphony-docker/docker.sock.
 // Returns the first that exists (as "unix:///path"), or Error "docker_unreachable" listing
-// every place it looked.
+// every place it looked. An explicit choice (`configured` or $DOCKER_HOST) is never passed
+// over: when its socket is missing that is the error; a tcp:// host is an error too.
 Result<std::string> resolve_docker_host(const std::string& configured);
 
 // A client for `docker_host` ("unix:///path" or a plain path).

@@ -1,0 +1,546 @@
+// Builds the worker image without a registry: debootstrap (cached), add the agent user and
+// the scripted agent, tar the rootfs (cached), then `docker import` it with its config.
+#include "worker-agent/image_builder.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <vector>
+
+#include "common/process.h"
+#include "worker-agent/scripted_agent_text.h"
+
+namespace polyphony {
+
+namespace fs = std::filesystem;
+
+// Bump when the build steps below change what goes into the image.
+constexpr const char* kImageRecipe = "1";
+// Bump when the debootstrap command (suite, variant, packages) changes.
+constexpr const char* kBaseVersion = "bookworm-minbase-1";
+
+const std::string kImageVersion =
+    std::string(kImageRecipe) + "-" + std::string(detail::kScriptedAgentSha256).substr(0, 12);
+
+namespace {
+
+constexpr const char* kVersionLabel = "polyphony.image.version";
+constexpr const char* kDefaultMirror = "http://deb.debian.org/debian";
+constexpr const char* kCompleteMarker = ".polyphony-complete";
+constexpr int kAgentUid = 1000;
+constexpr auto kDebootstrapTimeout = std::chrono::minutes(20);
+constexpr auto kTarTimeout = std::chrono::minutes(10);
+
+// ---- apt sources ----
+
+struct AptSource {
+  std::string uri;
+  std::vector<std::string> suites;
+};
+
+std::vector<std::string> words_of(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<std::string> out;
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// "deb [opts] uri suite components..." lines; deb-src and comments are skipped.
+void parse_one_line_sources(const std::string& text, std::vector<AptSource>& out) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    line = line.substr(0, line.find('#'));
+    auto open = line.find('[');
+    if (open != std::string::npos) line.erase(open, line.find(']', open) - open + 1);
+    auto w = words_of(line);
+    if (w.size() >= 3 && w[0] == "deb") out.push_back({w[1], {w[2]}});
+  }
+}
+
+void add_deb822_stanza(const std::map<std::string, std::string>& fields,
+                       std::vector<AptSource>& out) {
+  auto get = [&](const std::string& k) { return fields.count(k) ? fields.at(k) : std::string(); };
+  auto types = words_of(get("types"));
+  if (std::find(types.begin(), types.end(), "deb") == types.end()) return;
+  auto enabled = get("enabled");
+  std::transform(enabled.begin(), enabled.end(), enabled.begin(), ::tolower);
+  if (enabled == "no") return;
+  for (const auto& uri : words_of(get("uris"))) out.push_back({uri, words_of(get("suites"))});
+}
+
+// Stanzas of "Field: value" lines separated by blank lines; field names are case-insensitive
+// and a line starting with a space continues the previous value.
+void parse_deb822_sources(const std::string& text, std::vector<AptSource>& out) {
+  std::istringstream in(text);
+  std::map<std::string, std::string> fields;
+  std::string last;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line.find_first_not_of(" \t") == std::string::npos) {
+      add_deb822_stanza(fields, out);
+      fields.clear();
+    } else if (line[0] == '#') {
+      continue;
+    } else if ((line[0] == ' ' || line[0] == '\t') && !last.empty()) {
+      fields[last] += " " + line;
+    } else if (auto colon = line.find(':'); colon != std::string::npos) {
+      last = line.substr(0, colon);
+      std::transform(last.begin(), last.end(), last.begin(), ::tolower);
+      auto words = words_of(line.substr(colon + 1));
+      std::string value;
+      for (const auto& w : words) value += (value.empty() ? "" : " ") + w;
+      fields[last] = value;
+    }
+  }
+  add_deb822_stanza(fields, out);
+}
+
+std::vector<AptSource> read_apt_sources(const fs::path& etc_apt) {
+  std::vector<AptSource> sources;
+  std::error_code ec;
+  if (fs::is_regular_file(etc_apt / "sources.list", ec)) {
+    parse_one_line_sources(read_text(etc_apt / "sources.list"), sources);
+  }
+  std::vector<fs::path> parts;
+  for (const auto& e : fs::directory_iterator(etc_apt / "sources.list.d", ec)) parts.push_back(e.path());
+  std::sort(parts.begin(), parts.end());  // apt reads them in this order too
+  for (const auto& p : parts) {
+    if (p.extension() == ".list") parse_one_line_sources(read_text(p), sources);
+    if (p.extension() == ".sources") parse_deb822_sources(read_text(p), sources);
+  }
+  return sources;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// 0: a bookworm suite of a main archive, 1: some other Debian archive, 2: not usable.
+int mirror_rank(const AptSource& s) {
+  std::string uri = s.uri;
+  while (ends_with(uri, "/")) uri.pop_back();
+  if (uri.find("debian-security") != std::string::npos) return 2;
+  bool bookworm = false;
+  for (const auto& suite : s.suites) {
+    if (ends_with(suite, "-security") || ends_with(suite, "/updates")) return 2;
+    if (suite == "bookworm" || suite.rfind("bookworm-", 0) == 0) bookworm = true;
+  }
+  if (bookworm) return 0;
+  return ends_with(uri, "/debian") ? 1 : 2;
+}
+
+}  // namespace
+
+Result<std::string> apt_mirror_from_sources(const fs::path& etc_apt) {
+  auto sources = read_apt_sources(etc_apt);
+  const AptSource* best = nullptr;
+  for (const auto& s : sources) {
+    int rank = mirror_rank(s);
+    if (rank < 2 && (best == nullptr || rank < mirror_rank(*best))) best = &s;
+  }
+  if (best == nullptr) {
+    return make_error("not_found",
+                      "no Debian archive found in apt's sources (sources.list, sources.list.d/"
+                      "*.list, *.sources); pass a mirror such as " + std::string(kDefaultMirror),
+                      etc_apt.string());
+  }
+  std::string uri = best->uri;
+  while (ends_with(uri, "/")) uri.pop_back();
+  return uri;
+}
+
+namespace {
+
+// ---- the build ----
+
+struct BuildPaths {
+  fs::path cache;
+  fs::path base;          // the debootstrapped rootfs, reused across image versions
+  fs::path base_partial;  // where debootstrap writes before the rename
+  fs::path staging;       // a copy of base being customised
+  fs::path tarball;       // the finished image rootfs
+  fs::path tarball_partial;
+};
+
+BuildPaths paths_for(const fs::path& cache) {
+  std::string rootfs = "rootfs-" + kImageVersion;
+  return BuildPaths{cache,
+                    cache / ("debootstrap-" + std::string(kBaseVersion)),
+                    cache / ("debootstrap-" + std::string(kBaseVersion) + ".partial"),
+                    cache / (rootfs + ".staging"),
+                    cache / (rootfs + ".tar"),
+                    cache / (rootfs + ".tar.partial")};
+}
+
+fs::path default_cache_dir() {
+  const char* env = std::getenv("POLYPHONY_CACHE_DIR");
+  return (env != nullptr && *env != '\0') ? fs::path(env) : fs::path("/var/cache/polyphony");
+}
+
+void say(const ImageBuildOptions& options, const std::string& line) {
+  if (options.progress) options.progress(line);
+}
+
+Error io_error(const std::string& what, const fs::path& path, const std::error_code& ec) {
+  return make_error("io", what + " " + path.string() + ": " + ec.message(), path.string());
+}
+
+// An exclusive flock on <cache>/.build.lock, released when destroyed.
+class BuildLock {
+ public:
+  static Result<std::unique_ptr<BuildLock>> take(const fs::path& cache, const ImageBuildOptions& o) {
+    fs::path path = cache / ".build.lock";
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return io_error("cannot open the lock file", path, {errno, std::generic_category()});
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      say(o, "waiting for another image build using " + cache.string() + " to finish");
+      if (::flock(fd, LOCK_EX) != 0) {
+        std::error_code ec(errno, std::generic_category());
+        ::close(fd);
+        return io_error("cannot lock", path, ec);
+      }
+    }
+    return std::unique_ptr<BuildLock>(new BuildLock(fd));
+  }
+  ~BuildLock() { ::close(fd_); }
+  BuildLock(const BuildLock&) = delete;
+  BuildLock& operator=(const BuildLock&) = delete;
+
+ private:
+  explicit BuildLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+Result<bool> image_is_current(DockerClient& docker, const std::string& tag) {
+  auto labels = docker.image_labels(tag);
+  if (!labels.ok()) {
+    if (labels.error().code == "not_found") return false;
+    return labels.error();
+  }
+  auto it = labels->find(kVersionLabel);
+  return it != labels->end() && it->second == kImageVersion;
+}
+
+Status require_root(const std::string& step) {
+  if (::geteuid() == 0) return ok_status();
+  return make_error("permission",
+                    step + " needs root (it creates files owned by other users): run "
+                           "`sudo polyphony image build`, or build docker/Dockerfile with "
+                           "`docker build -t polyphony-worker:latest docker/` where a registry "
+                           "is reachable");
+}
+
+Status remove_tree(const fs::path& path) {
+  std::error_code ec;
+  fs::remove_all(path, ec);
+  if (ec) return io_error("cannot remove", path, ec);
+  return ok_status();
+}
+
+// Mount points strictly below `root`, deepest first ("\040" escapes in /proc/self/mounts
+// decoded).
+std::vector<std::string> mounts_below(const fs::path& root) {
+  std::ifstream in("/proc/self/mounts");
+  std::string prefix = root.string() + "/";
+  std::vector<std::string> found;
+  for (std::string device, point, rest; in >> device >> point && std::getline(in, rest);) {
+    for (size_t at; (at = point.find("\\040")) != std::string::npos;) point.replace(at, 4, " ");
+    if (point.rfind(prefix, 0) == 0) found.push_back(point);
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  return found;
+}
+
+// A debootstrap that was killed leaves /proc, /sys (and sometimes a bind of the host's /dev)
+// mounted inside its target: detach them before deleting, or remove_all would reach into them.
+Status remove_rootfs(const fs::path& root) {
+  for (const auto& point : mounts_below(root)) {
+    if (::umount2(point.c_str(), MNT_DETACH) != 0) {
+      return make_error("io", "cannot unmount " + point + " left by an interrupted debootstrap: " +
+                                  std::strerror(errno) + "; unmount it by hand, then retry",
+                        point);
+    }
+  }
+  if (!mounts_below(root).empty()) {
+    return make_error("io", "mounts remain below " + root.string() + "; unmount them, then retry",
+                      root.string());
+  }
+  return remove_tree(root);
+}
+
+std::string resolve_mirror(const ImageBuildOptions& options) {
+  if (!options.mirror.empty()) return options.mirror;
+  auto from_apt = apt_mirror_from_sources();
+  if (from_apt.ok()) return *from_apt;
+  say(options, "no Debian mirror in /etc/apt (" + from_apt.error().message + "); using " +
+                   kDefaultMirror);
+  return kDefaultMirror;
+}
+
+// The last `n` lines of `text`, joined with "; ".
+std::string last_lines(const std::string& text, size_t n) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) lines.push_back(line);
+  }
+  std::string out;
+  for (size_t i = lines.size() > n ? lines.size() - n : 0; i < lines.size(); ++i) {
+    out += (out.empty() ? "" : "; ") + lines[i];
+  }
+  return out;
+}
+
+Status run_debootstrap(const BuildPaths& p, const std::string& mirror) {
+  ProcessOptions po;
+  po.timeout = kDebootstrapTimeout;
+  auto r = run_process({"debootstrap", "--variant=minbase", "--include=git,ca-certificates,patch",
+                        "bookworm", p.base_partial.string(), mirror},
+                       po);
+  if (!r.ok() && r.error().code == "not_found") {
+    return make_error("not_found",
+                      "debootstrap is not installed: run `apt-get install debootstrap`, or build "
+                      "docker/Dockerfile with `docker build` where a registry is reachable");
+  }
+  if (!r.ok()) return r.error();
+  if (r->exit_code == 0) return ok_status();
+  // debootstrap reports its errors ("E: ...") on stdout.
+  return make_error("process",
+                    "debootstrap of Debian bookworm from " + mirror + " exited with status " +
+                        std::to_string(r->exit_code) + ": " + last_lines(r->out + r->err, 4) +
+                        " (full log: " + (p.base_partial / "debootstrap/debootstrap.log").string() +
+                        "; pass another mirror if this one is unreachable)");
+}
+
+// The debootstrapped rootfs: reused when complete, else made in a .partial directory that is
+// renamed only once finished, so an interrupted build never leaves a half rootfs behind.
+Status ensure_base_rootfs(const BuildPaths& p, const ImageBuildOptions& options) {
+  if (fs::exists(p.base / kCompleteMarker)) {
+    say(options, "reusing the Debian rootfs in " + p.base.string());
+    return ok_status();
+  }
+  POLY_TRY(require_root("debootstrap"));
+  POLY_TRY(remove_rootfs(p.base_partial));
+  POLY_TRY(remove_rootfs(p.base));
+  std::string mirror = resolve_mirror(options);
+  say(options, "debootstrapping Debian bookworm (minbase + git, ca-certificates, patch) from " +
+                   mirror + " into " + p.base_partial.string() + "; this takes a few minutes");
+  POLY_TRY(run_debootstrap(p, mirror));
+  std::ofstream(p.base_partial / kCompleteMarker) << kBaseVersion << "\n";
+  std::error_code ec;
+  fs::rename(p.base_partial, p.base, ec);
+  if (ec) return io_error("cannot rename the finished rootfs to", p.base, ec);
+  return ok_status();
+}
+
+// ---- customising the rootfs ----
+
+Status write_text(const fs::path& path, const std::string& text, bool append = false) {
+  std::ofstream out(path, std::ios::binary | (append ? std::ios::app : std::ios::trunc));
+  out << text;
+  out.close();
+  if (!out) return make_error("io", "cannot write " + path.string(), path.string());
+  return ok_status();
+}
+
+Status append_line_once(const fs::path& path, const std::string& prefix, const std::string& line) {
+  std::istringstream in(read_text(path));
+  for (std::string existing; std::getline(in, existing);) {
+    if (existing.rfind(prefix, 0) == 0) return ok_status();
+  }
+  return write_text(path, line + "\n", /*append=*/true);
+}
+
+Status make_owned_dir(const fs::path& path, int uid, int gid, fs::perms mode) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec) return io_error("cannot create", path, ec);
+  if (::chown(path.c_str(), uid, gid) != 0) {
+    return io_error("cannot chown", path, {errno, std::generic_category()});
+  }
+  fs::permissions(path, mode, ec);
+  if (ec) return io_error("cannot chmod", path, ec);
+  return ok_status();
+}
+
+Status add_agent_user(const fs::path& root) {
+  std::string id = std::to_string(kAgentUid);
+  POLY_TRY(append_line_once(root / "etc/passwd", "agent:",
+                            "agent:x:" + id + ":" + id + ":Polyphony agent:/home/agent:/bin/sh"));
+  POLY_TRY(append_line_once(root / "etc/group", "agent:", "agent:x:" + id + ":"));
+  POLY_TRY(append_line_once(root / "etc/shadow", "agent:", "agent:*:19000:0:99999:7:::"));
+  return make_owned_dir(root / "home/agent", kAgentUid, kAgentUid, fs::perms(0755));
+}
+
+Status install_scripted_agent(const fs::path& root) {
+  fs::path agent = root / "usr/local/bin/polyphony-scripted-agent";
+  std::error_code ec;
+  fs::create_directories(agent.parent_path(), ec);
+  POLY_TRY(write_text(agent, detail::kScriptedAgentText));
+  fs::permissions(agent, fs::perms(0755), ec);
+  if (ec) return io_error("cannot chmod", agent, ec);
+  return ok_status();
+}
+
+constexpr const char* kGitConfig =
+    "[safe]\n\tdirectory = *\n"
+    "[user]\n\tname = Polyphony Agent\n\temail = agent@polyphony.local\n"
+    "[init]\n\tdefaultBranch = main\n";
+
+// Package lists, caches and documentation are not needed at run time.
+Status shrink_rootfs(const fs::path& root) {
+  for (const char* dir : {"var/lib/apt/lists", "var/cache/apt", "usr/share/doc", "usr/share/man",
+                          "usr/share/info", "var/cache/debconf"}) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(root / dir, ec)) {
+      if (e.path().filename() == "partial" || e.path().filename() == "archives") continue;
+      POLY_TRY(remove_tree(e.path()));
+    }
+  }
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root / "var/cache/apt/archives", ec)) {
+    if (e.path().extension() == ".deb") POLY_TRY(remove_tree(e.path()));
+  }
+  return ok_status();
+}
+
+Status customise_rootfs(const fs::path& root) {
+  POLY_TRY(add_agent_user(root));
+  POLY_TRY(make_owned_dir(root / "workspace", kAgentUid, kAgentUid, fs::perms(0755)));
+  POLY_TRY(make_owned_dir(root / "polyphony", 0, 0, fs::perms(0755)));
+  POLY_TRY(install_scripted_agent(root));
+  POLY_TRY(write_text(root / "etc/gitconfig", kGitConfig));
+  return shrink_rootfs(root);
+}
+
+Status copy_rootfs(const fs::path& from, const fs::path& to) {
+  POLY_TRY(remove_rootfs(to));
+  ProcessOptions po;
+  po.timeout = kTarTimeout;
+  POLY_TRY(run_checked({"cp", "-a", from.string(), to.string()}, po));
+  std::error_code ec;
+  fs::remove(to / kCompleteMarker, ec);
+  return ok_status();
+}
+
+Status tar_rootfs(const BuildPaths& p) {
+  ProcessOptions po;
+  po.timeout = kTarTimeout;
+  POLY_TRY(run_checked({"tar", "--numeric-owner", "-C", p.staging.string(), "-cf",
+                        p.tarball_partial.string(), "."},
+                       po));
+  std::error_code ec;
+  fs::rename(p.tarball_partial, p.tarball, ec);
+  if (ec) return io_error("cannot rename the finished tarball to", p.tarball, ec);
+  return ok_status();
+}
+
+// Tarballs, staging copies and debootstrap trees of other versions are dead weight.
+Status prune_cache(const BuildPaths& p) {
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (const auto& e : fs::directory_iterator(p.cache, ec)) {
+    std::string name = e.path().filename().string();
+    bool ours = name.rfind("rootfs-", 0) == 0 || name.rfind("debootstrap-", 0) == 0;
+    if (ours && e.path() != p.tarball && e.path() != p.base) stale.push_back(e.path());
+  }
+  for (const auto& path : stale) POLY_TRY(remove_rootfs(path));
+  return ok_status();
+}
+
+// The image's rootfs tarball, made from the debootstrapped rootfs unless already cached.
+Status ensure_tarball(const BuildPaths& p, const ImageBuildOptions& options) {
+  if (!options.force && fs::exists(p.tarball)) {
+    say(options, "reusing the image tarball " + p.tarball.string());
+    return ok_status();
+  }
+  POLY_TRY(ensure_base_rootfs(p, options));
+  POLY_TRY(require_root("preparing the rootfs"));
+  say(options, "adding the agent user, /workspace and the scripted agent in " + p.staging.string());
+  POLY_TRY(copy_rootfs(p.base, p.staging));
+  POLY_TRY(customise_rootfs(p.staging));
+  say(options, "writing " + p.tarball.string());
+  POLY_TRY(tar_rootfs(p));
+  return prune_cache(p);
+}
+
+std::vector<std::string> image_changes() {
+  return {"USER agent",
+          "WORKDIR /workspace",
+          "ENV HOME=/home/agent",
+          "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+          std::string("LABEL ") + kVersionLabel + "=" + kImageVersion};
+}
+
+// Untags (and deletes, when nothing else uses it) the image `tag` names now, so a rebuild
+// does not leave the old one behind as an anonymous image.
+Status remove_old_image(DockerClient& docker, const ImageBuildOptions& options) {
+  auto exists = docker.image_exists(options.tag);
+  if (!exists.ok()) return exists.error();
+  if (!*exists) return ok_status();
+  say(options, "removing the old " + options.tag);
+  auto removed = docker.remove_image(options.tag);
+  if (!removed.ok()) say(options, "the old image stays, untagged: " + removed.error().message);
+  return ok_status();
+}
+
+Status import_tarball(DockerClient& docker, const BuildPaths& p, const ImageBuildOptions& options) {
+  POLY_TRY(remove_old_image(docker, options));
+  say(options, "importing " + p.tarball.string() + " as " + options.tag);
+  POLY_TRY(docker.import_image(p.tarball, options.tag, image_changes()));
+  auto current = image_is_current(docker, options.tag);
+  if (!current.ok()) return current.error();
+  if (!*current) {
+    return make_error("docker", "imported " + options.tag + " but it does not carry the label " +
+                                    kVersionLabel + "=" + kImageVersion,
+                      docker.endpoint());
+  }
+  return ok_status();
+}
+
+// True when there is nothing to do: not forced, and the image carries the current version.
+Result<bool> up_to_date(DockerClient& docker, const ImageBuildOptions& options) {
+  if (options.force) return false;
+  return image_is_current(docker, options.tag);
+}
+
+}  // namespace
+
+Result<bool> build_worker_image(DockerClient& docker, const ImageBuildOptions& options) {
+  POLY_TRY(docker.ping());  // before minutes of debootstrap, not after
+  auto done = up_to_date(docker, options);
+  if (!done.ok()) return done.error();
+  if (*done) return false;
+  BuildPaths p = paths_for(options.cache_dir.empty() ? default_cache_dir() : options.cache_dir);
+  std::error_code ec;
+  fs::create_directories(p.cache, ec);
+  if (ec) return io_error("cannot create the cache directory", p.cache, ec);
+  auto lock = BuildLock::take(p.cache, options);
+  if (!lock.ok()) return lock.error();
+  done = up_to_date(docker, options);  // another build may have finished while we waited
+  if (!done.ok()) return done.error();
+  if (*done) return false;
+  POLY_TRY(ensure_tarball(p, options));
+  POLY_TRY(import_tarball(docker, p, options));
+  say(options, options.tag + " is ready (" + kVersionLabel + "=" + kImageVersion + ")");
+  return true;
+}
+
+}  // namespace polyphony
