@@ -259,6 +259,7 @@ protocol::TaskResult execute_run(const protocol::RunSpec& spec, RunContext& ctx)
                                     "or set repos.<name>.verify in config.yaml");
   }
   attempt.update("VERIFYING", *verify);
+  attempt.log("verify", "$ " + *verify + "\n");
   ContainerSpec verify_cs = base_container(spec, *ws, ctx, "verify");
   verify_cs.cmd = {"sh", "-c", *verify};
   auto verify_run = run_container(verify_cs, "verify", spec.verify_timeout_s, attempt, ctx);
