@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -19,6 +20,8 @@ struct Mount {
   std::string host_path;       // path on the worker host
   std::string container_path;  // absolute path inside the container
   bool read_only = true;
+
+  bool operator==(const Mount&) const = default;
 };
 
 // Which agent runs, and how: resolved by the coordinator from agents.yaml and identities.yaml.
@@ -27,6 +30,8 @@ struct AgentSpec {
   std::vector<std::string> command;          // argv; placeholders already substituted
   std::map<std::string, std::string> env;    // env overlay for the container (may hold secrets)
   std::vector<Mount> mounts;                 // identity mounts, always read-only
+
+  bool operator==(const AgentSpec&) const = default;
 };
 
 // Everything a worker needs to run one attempt of one task.
@@ -49,6 +54,8 @@ struct RunSpec {
   int64_t run_timeout_s = 0;    // agent run; 0: no limit
   int64_t verify_timeout_s = 0; // verify run; 0: no limit
   std::string verify_command;   // from config.yaml, used when the repo has no .polyphony.yaml
+
+  bool operator==(const RunSpec&) const = default;
 };
 
 // worker -> coordinator, first message on a connection and after every reconnect.
@@ -56,6 +63,8 @@ struct RunningTask {
   std::string task_id;
   int attempt = 0;
   int64_t epoch = 0;
+
+  bool operator==(const RunningTask&) const = default;
 };
 struct Hello {
   int protocol_version = kProtocolVersion;
@@ -67,6 +76,8 @@ struct Hello {
   bool image_present = false;
   int64_t free_disk_bytes = 0;
   std::vector<RunningTask> running;
+
+  bool operator==(const Hello&) const = default;
 };
 
 // coordinator -> worker, answer to Hello.
@@ -75,17 +86,23 @@ struct Welcome {
   std::string coordinator_id;
   int64_t heartbeat_interval_ms = 1000;
   int liveness = 5;             // missed heartbeats before the peer is considered lost
+
+  bool operator==(const Welcome&) const = default;
 };
 
 // both directions.
 struct Heartbeat {
   int64_t seq = 0;
   int load = 0;                 // tasks the sender is running (worker) / 0 (coordinator)
+
+  bool operator==(const Heartbeat&) const = default;
 };
 
 // coordinator -> worker: run this attempt under this lease.
 struct Dispatch {
   RunSpec spec;
+
+  bool operator==(const Dispatch&) const = default;
 };
 
 // worker -> coordinator: the attempt moved to a new state.
@@ -95,6 +112,8 @@ struct TaskUpdate {
   int64_t epoch = 0;
   std::string state;            // "PROVISIONED", "RUNNING", "VERIFYING"
   std::string detail;           // free text (container id, verify command, ...)
+
+  bool operator==(const TaskUpdate&) const = default;
 };
 
 // worker -> coordinator: output of the agent, verify, or the worker itself.
@@ -105,6 +124,8 @@ struct LogChunk {
   std::string stream;           // "agent", "verify", "system"
   int64_t seq = 0;              // per attempt, starting at 0, no gaps
   std::string data;
+
+  bool operator==(const LogChunk&) const = default;
 };
 
 // worker -> coordinator: how the attempt ended. Repeated until acknowledged.
@@ -114,10 +135,13 @@ struct TaskResult {
   int64_t epoch = 0;
   std::string outcome;          // "landed" or "failed"
   std::string failure_kind;     // when failed: "agent", "verify", "infra", "timeout", "conflict", "cancelled"
+                                // or "config" (misconfigured worker or repo, e.g. image missing)
   std::string reason;           // human-readable
   std::string branch;
   std::string commit;           // head of the task branch
   std::string merged_commit;    // head of the base branch after landing
+
+  bool operator==(const TaskResult&) const = default;
 };
 
 // coordinator -> worker: the result was recorded; stop resending it.
@@ -125,6 +149,8 @@ struct ResultAck {
   std::string task_id;
   int attempt = 0;
   int64_t epoch = 0;
+
+  bool operator==(const ResultAck&) const = default;
 };
 
 // coordinator -> worker: stop this attempt and clean up.
@@ -132,6 +158,8 @@ struct Cancel {
   std::string task_id;
   int64_t epoch = 0;
   std::string reason;
+
+  bool operator==(const Cancel&) const = default;
 };
 
 using Message = std::variant<Hello, Welcome, Heartbeat, Dispatch, TaskUpdate, LogChunk, TaskResult,
@@ -140,14 +168,43 @@ using Message = std::variant<Hello, Welcome, Heartbeat, Dispatch, TaskUpdate, Lo
 // The "type" string of a message on the wire ("hello", "welcome", ...).
 std::string type_name(const Message& m);
 
-// One MessagePack-encoded frame. Never fails.
+// One MessagePack-encoded frame. Never fails: text that is not valid UTF-8 or holds NUL is
+// sent with U+FFFD in place of the bad bytes. It does not check ids or ranges; decode does.
 std::string encode(const Message& m);
 
 // Decodes one frame. Errors (code "protocol") name the offending field in `where`,
 // e.g. "dispatch.spec.agent.command[2]". Never throws, never trusts sizes from the input.
+// A frame of another protocol version (or without one) fails with `where` == "v".
 Result<Message> decode(std::string_view frame);
 
 // Frames larger than this are refused before decoding.
 inline constexpr size_t kMaxFrameBytes = 16 * 1024 * 1024;
+
+// Maps and arrays nested deeper than this, the frame's own map counting as level 1, are refused
+// while unpacking.
+inline constexpr size_t kMaxNestingDepth = 16;
+
+// Frames holding more MessagePack values than this (every scalar, key, array and map counts)
+// are refused before unpacking; a real message holds a few hundred.
+inline constexpr size_t kMaxFrameValues = 1 << 20;
+
+// Workers split output into log chunks of at most this many bytes of data (not enforced by
+// decode; it keeps a chunk far below kMaxFrameBytes and the coordinator's writes small).
+inline constexpr size_t kMaxLogChunkBytes = 256 * 1024;
+
+// True when `id` is 1-64 characters from [A-Za-z0-9_-] (common/ids.h is_valid_id): safe in
+// paths, container names and labels.
+bool is_valid_task_id(std::string_view id);
+
+// True for worker and coordinator ids: 1-255 characters from [A-Za-z0-9._:-], not starting
+// with '.'. A worker's id is also its ZeroMQ routing id.
+bool is_valid_peer_id(std::string_view id);
+
+// True for a task branch: "polyphony/<rest>", at most 255 bytes, and a valid git branch name
+// (common/ids.h is_valid_branch_name).
+bool is_valid_task_branch(std::string_view name);
+
+// True for a full commit id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
+bool is_valid_commit_id(std::string_view id);
 
 }  // namespace polyphony::protocol

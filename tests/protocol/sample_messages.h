@@ -1,0 +1,87 @@
+// Messages with every field set to a valid, non-default value, shared by the protocol tests.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "protocol/messages.h"
+
+namespace polyphony::protocol::samples {
+
+inline RunSpec run_spec() {
+  RunSpec s;
+  s.task_id = "task-42_b";
+  s.attempt = 3;
+  s.epoch = 17;
+  s.title = "Fix the off-by-one in the pager — ünïcödé ✓";
+  s.body = "Steps:\n1. open pager.c\n2. fix it";
+  s.task_type = "bugfix";
+  s.risk = "low";
+  s.repo_url = "/srv/git/app.git";
+  s.base_branch = "main";
+  s.branch = "polyphony/task-42_b-fix-pager";
+  s.agent.name = "scripted";
+  s.agent.command = {"/opt/agent/run", "--task", "task-42_b", "--verbose"};
+  s.agent.env = {{"HOME", "/home/agent"}, {"API_TOKEN", "s3cr3t"}};
+  s.agent.mounts = {{"/etc/polyphony/identities/bot", "/home/agent/.ssh", true},
+                    {"/var/cache/polyphony", "/cache", false}};
+  s.image = "polyphony-worker:latest";
+  s.network_mode = "none";
+  s.cpus = 1.5;
+  s.memory_bytes = 2LL * 1024 * 1024 * 1024;
+  s.run_timeout_s = 1800;
+  s.verify_timeout_s = 600;
+  s.verify_command = "make test";
+  return s;
+}
+
+inline Dispatch dispatch() { return Dispatch{run_spec()}; }
+
+inline Hello hello() {
+  Hello h;
+  h.protocol_version = kProtocolVersion;
+  h.worker_id = "box-1.local";
+  h.hostname = "box-1";
+  h.version = "0.1.0";
+  h.capacity = 4;
+  h.labels = {"gpu", "fast-disk"};
+  h.image_present = true;
+  h.free_disk_bytes = 123'456'789'012;
+  h.running = {{"task-1", 1, 5}, {"task-2", 2, 9}};
+  return h;
+}
+
+inline Welcome welcome() { return Welcome{kProtocolVersion, "coord-a", 250, 4}; }
+
+inline Heartbeat heartbeat() { return Heartbeat{991, 3}; }
+
+inline TaskUpdate task_update() {
+  return TaskUpdate{"task-42_b", 3, 17, "VERIFYING", "container 3f2a; make test"};
+}
+
+inline LogChunk log_chunk() {
+  return LogChunk{"task-42_b", 3, 17, "agent", 12, std::string("line\n\xff\xfe\0bytes", 13)};
+}
+
+inline TaskResult task_result() {
+  return TaskResult{"task-42_b",
+                    3,
+                    17,
+                    "failed",
+                    "verify",
+                    "2 tests failed",
+                    "polyphony/task-42_b-fix-pager",
+                    "0123456789abcdef0123456789abcdef01234567",
+                    "89abcdef0123456789abcdef0123456789abcdef"};
+}
+
+inline ResultAck result_ack() { return ResultAck{"task-42_b", 3, 17}; }
+
+inline Cancel cancel() { return Cancel{"task-42_b", 17, "superseded by attempt 4"}; }
+
+inline std::vector<Message> all() {
+  return {hello(),     welcome(),     heartbeat(),  dispatch(), task_update(),
+          log_chunk(), task_result(), result_ack(), cancel()};
+}
+
+}  // namespace polyphony::protocol::samples
