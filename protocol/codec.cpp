@@ -90,6 +90,7 @@ auto one_of(std::span<const std::string_view> allowed) {
 constexpr std::array<std::string_view, 3> kTaskStates = {"PROVISIONED", "RUNNING", "VERIFYING"};
 constexpr std::array<std::string_view, 3> kStreams = {"agent", "verify", "system"};
 constexpr std::array<std::string_view, 2> kOutcomes = {"landed", "failed"};
+constexpr std::array<std::string_view, 3> kControlActions = {"query", "cancel", "retry"};
 constexpr std::array<std::string_view, 7> kFailureKinds = {
     "agent", "verify", "infra", "timeout", "conflict", "cancelled", "config"};
 
@@ -277,6 +278,38 @@ void describe(V& v, S& c) {
   v.opt("reason", c.reason);
 }
 
+template <class V, Is<Submit> S>
+void describe(V& v, S& m) {
+  v.req("title", m.title);
+  v.opt("body", m.body);
+  v.req("repo", m.repo);
+  v.opt("base_branch", m.base_branch, base_branch_or_empty);
+  v.opt("task_type", m.task_type);
+  v.opt("risk", m.risk);
+  v.opt("labels", m.labels);
+  v.opt("agent", m.agent);
+}
+
+template <class V, Is<Control> S>
+void describe(V& v, S& c) {
+  v.req("task_id", c.task_id, task_id);
+  v.req("action", c.action, one_of(kControlActions));
+}
+
+template <class V, Is<ClientReply> S>
+void describe(V& v, S& r) {
+  v.req("ok", r.ok);
+  v.opt("error", r.error);
+  v.opt("where", r.where);
+  v.opt("task_id", r.task_id);
+  v.opt("state", r.state);
+  v.opt("reason", r.reason);
+  v.opt("attempt", r.attempt, at_least(0));
+  v.opt("agent", r.agent);
+  v.opt("branch", r.branch);
+  v.opt("merged_commit", r.merged_commit, commit_or_empty);
+}
+
 template <class T>
 constexpr bool kIsRecord = std::is_same_v<T, Mount> || std::is_same_v<T, AgentSpec> ||
                            std::is_same_v<T, RunSpec> || std::is_same_v<T, RunningTask>;
@@ -294,6 +327,9 @@ template <> constexpr std::string_view kTypeName<LogChunk> = "log_chunk";
 template <> constexpr std::string_view kTypeName<TaskResult> = "task_result";
 template <> constexpr std::string_view kTypeName<ResultAck> = "result_ack";
 template <> constexpr std::string_view kTypeName<Cancel> = "cancel";
+template <> constexpr std::string_view kTypeName<Submit> = "submit";
+template <> constexpr std::string_view kTypeName<Control> = "control";
+template <> constexpr std::string_view kTypeName<ClientReply> = "client_reply";
 // clang-format on
 
 // ---- decoding

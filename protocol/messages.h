@@ -162,8 +162,44 @@ struct Cancel {
   bool operator==(const Cancel&) const = default;
 };
 
+// client -> coordinator (client endpoint): queue a task. The coordinator validates it exactly
+// as `polyphony spawn` does and answers with a ClientReply carrying the new task id.
+struct Submit {
+  std::string title;
+  std::string body;
+  std::string repo;           // a repos: name from the coordinator's config.yaml, a path on the coordinator's host, or a URL
+  std::string base_branch;    // empty: the repo's default
+  std::string task_type;
+  std::string risk;
+  std::vector<std::string> labels;
+  std::string agent;          // empty: route
+  bool operator==(const Submit&) const = default;
+};
+
+// client -> coordinator: ask for a task's standing, or act on it.
+struct Control {
+  std::string task_id;
+  std::string action;         // "query", "cancel", "retry"
+  bool operator==(const Control&) const = default;
+};
+
+// coordinator -> client: the answer to a Submit or Control.
+struct ClientReply {
+  bool ok = false;
+  std::string error;          // when !ok: what is wrong
+  std::string where;          // when !ok: the field or flag at fault
+  std::string task_id;
+  std::string state;          // lifecycle state name, when known
+  std::string reason;
+  int attempt = 0;
+  std::string agent;
+  std::string branch;
+  std::string merged_commit;
+  bool operator==(const ClientReply&) const = default;
+};
+
 using Message = std::variant<Hello, Welcome, Heartbeat, Dispatch, TaskUpdate, LogChunk, TaskResult,
-                             ResultAck, Cancel>;
+                             ResultAck, Cancel, Submit, Control, ClientReply>;
 
 // The "type" string of a message on the wire ("hello", "welcome", ...).
 std::string type_name(const Message& m);

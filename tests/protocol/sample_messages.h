@@ -79,9 +79,21 @@ inline ResultAck result_ack() { return ResultAck{"task-42_b", 3, 17}; }
 
 inline Cancel cancel() { return Cancel{"task-42_b", 17, "superseded by attempt 4"}; }
 
+inline Submit submit() {
+  return Submit{"Fix auth bug", "It fails.\n```sh\nmake\n```", "/srv/git/app.git", "main", "bugfix", "high",
+                {"auth", "p1"}, "scripted"};
+}
+
+inline Control control() { return Control{"task-42_b", "cancel"}; }
+
+inline ClientReply client_reply() {
+  return ClientReply{true, "", "", "task-42_b", "LANDED", "landed", 2, "scripted", "polyphony/task-42_b-fix-pager",
+                     "89abcdef0123456789abcdef0123456789abcdef"};
+}
+
 inline std::vector<Message> all() {
-  return {hello(),     welcome(),     heartbeat(),  dispatch(), task_update(),
-          log_chunk(), task_result(), result_ack(), cancel()};
+  return {hello(),     welcome(),     heartbeat(),  dispatch(), task_update(), log_chunk(),
+          task_result(), result_ack(), cancel(),    submit(),   control(),     client_reply()};
 }
 
 }  // namespace polyphony::protocol::samples
