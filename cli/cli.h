@@ -17,6 +17,7 @@ inline constexpr int kExitUsage = 2;
 // Entry points of the three programs; `args` excludes the program name.
 int polyphony_main(const std::vector<std::string>& args);
 int worker_main(const std::vector<std::string>& args);
+int submit_main(const std::vector<std::string>& args);
 
 // Subcommands (args exclude the subcommand name).
 int cmd_init(const std::vector<std::string>& args);
@@ -27,6 +28,10 @@ int cmd_show(const std::vector<std::string>& args);
 int cmd_logs(const std::vector<std::string>& args);
 int cmd_cleanup(const std::vector<std::string>& args);
 int cmd_image(const std::vector<std::string>& args);
+int cmd_cancel(const std::vector<std::string>& args);
+int cmd_retry(const std::vector<std::string>& args);
+int cmd_route(const std::vector<std::string>& args);
+int cmd_config(const std::vector<std::string>& args);
 
 // Prints "polyphony: <where>: <message>" to stderr and returns the exit code for the error.
 int report(const Error& e);

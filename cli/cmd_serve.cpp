@@ -93,7 +93,9 @@ int cmd_serve(const std::vector<std::string>& argv) {
   zmq::context_t context;
   std::vector<std::string> endpoints{kEmbeddedWorkerEndpoint};
   if (!config.worker_endpoint.empty()) endpoints.push_back(config.worker_endpoint);
-  auto coordinator = Coordinator::create(context, *settings, endpoints);
+  std::vector<std::string> client_endpoints{local_client_endpoint(config.home)};
+  if (!config.client_endpoint.empty()) client_endpoints.push_back(config.client_endpoint);
+  auto coordinator = Coordinator::create(context, *settings, endpoints, client_endpoints);
   if (!coordinator.ok()) return report(coordinator.error());
   std::unique_ptr<Workspaces> workspaces;
   std::unique_ptr<WorkerAgent> worker;

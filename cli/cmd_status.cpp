@@ -4,6 +4,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "cli/cli.h"
 #include "coordinator/state_store.h"
@@ -168,8 +169,39 @@ int cmd_show(const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
-int cmd_logs(const std::vector<std::string>& argv) {
-  auto args = parse_args(argv, {{"attempt"}});
+namespace {
+
+// Prints what was appended to the attempt's log files since `offsets`, with a header whenever
+// the stream changes. Returns whether anything was printed.
+bool print_new_output(const fs::path& dir, int attempt, std::map<std::string, std::streamoff>& offsets,
+                      std::string& last_header) {
+  bool printed = false;
+  for (const char* stream : {"system", "agent", "verify"}) {
+    const std::string name = std::to_string(attempt) + "-" + stream + ".log";
+    std::ifstream in(dir / name, std::ios::binary);
+    if (!in) continue;
+    in.seekg(offsets[name]);
+    std::string chunk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (chunk.empty()) continue;
+    offsets[name] += static_cast<std::streamoff>(chunk.size());
+    const std::string header = "==> attempt " + std::to_string(attempt) + " " + stream + " <==";
+    if (header != last_header) std::cout << header << "\n";
+    last_header = header;
+    std::cout << chunk;
+    std::cout.flush();
+    printed = true;
+  }
+  return printed;
+}
+
+}  // namespace
+
+int cmd_logs(const std::vector<std::string>& argv_in) {
+  std::vector<std::string> argv = argv_in;
+  for (auto& a : argv) {
+    if (a == "-f") a = "--follow";
+  }
+  auto args = parse_args(argv, {{"attempt"}, {"follow", false}});
   if (!args.ok()) return report(args.error());
   if (args->positional.size() != 1) return report(make_error("usage", "logs takes one task ID", "ID"));
   auto settings = load_or_report();
@@ -185,16 +217,19 @@ int cmd_logs(const std::vector<std::string>& argv) {
     }
   }
   const fs::path dir = settings->config.log_dir / task->request.id;
+  std::map<std::string, std::streamoff> offsets;
+  std::string last_header;
   bool any = false;
-  for (int attempt = 1; attempt <= std::max(task->attempt, 1); ++attempt) {
-    if (only != 0 && attempt != only) continue;
-    for (const char* stream : {"system", "agent", "verify"}) {
-      std::ifstream in(dir / (std::to_string(attempt) + "-" + stream + ".log"), std::ios::binary);
-      if (!in) continue;
-      std::cout << "==> attempt " << attempt << " " << stream << " <==\n" << in.rdbuf();
-      std::cout.flush();
-      any = true;
+  while (true) {
+    for (int attempt = 1; attempt <= std::max(task->attempt, 1); ++attempt) {
+      if (only == 0 || attempt == only) any |= print_new_output(dir, attempt, offsets, last_header);
     }
+    // A retried failure goes straight back to CLAIMED, so a finished state is final.
+    if (!args->has("follow") || is_finished(task->state)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    auto next = find_task(settings->config, task->request.id);
+    if (!next.ok()) return report(next.error());
+    task = next;
   }
   if (!any) std::cerr << "polyphony: no output recorded yet for task " << task->request.id << "\n";
   return kExitOk;

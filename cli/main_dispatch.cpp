@@ -18,9 +18,14 @@ Commands:
         [--body TEXT | --body-file F] [--type T] [--risk R] [--label L]... [--agent A] [--base BRANCH]
   status [ID] [--json]           tasks: id, state, agent, branch, worker, age
   show ID [--json]               one task with its whole history
-  logs ID [--attempt N]          the agent's and verify's output
+  logs ID [--attempt N] [-f]     the agent's and verify's output; -f follows it live
+  cancel ID                      stop a task (its container is stopped, nothing lands)
+  retry ID                       run a FAILED or BLOCKED task again
   cleanup [--dry-run]            remove workspaces and containers of finished tasks
   image build [--force]          build the worker image polyphony-worker:latest
+  route --explain TITLE --repo R [--json] [task flags as for spawn]
+                                 score a task against a local repo and show its routing; runs nothing
+  config check                   report unknown agents, shadowed rules and other problems with file:line
   version                        print the version
 )";
 
@@ -34,7 +39,8 @@ int polyphony_main(const std::vector<std::string>& args) {
   }
   static const std::map<std::string, int (*)(const std::vector<std::string>&)> commands{
       {"init", cmd_init},   {"serve", cmd_serve}, {"spawn", cmd_spawn},     {"status", cmd_status},
-      {"show", cmd_show},   {"logs", cmd_logs},   {"cleanup", cmd_cleanup}, {"image", cmd_image}};
+      {"show", cmd_show},   {"logs", cmd_logs},   {"cleanup", cmd_cleanup}, {"image", cmd_image}, {"cancel", cmd_cancel}, {"retry", cmd_retry},
+      {"route", cmd_route}, {"config", cmd_config}};
   if (args[0] == "version" || args[0] == "--version") {
     std::cout << "polyphony " << POLYPHONY_VERSION << "\n";
     return kExitOk;

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "coordinator/identity_broker.h"
 #include "coordinator/router.h"
+#include "coordinator/submission.h"
 
 namespace polyphony {
 
@@ -29,11 +30,42 @@ bool is_retryable(const std::string& kind) {
   return kind == "infra" || kind == "timeout" || kind == "conflict";
 }
 
+std::string local_client_endpoint(const fs::path& home) { return "ipc://" + (home / "coordinator.sock").string(); }
+
+protocol::ClientReply task_reply(const Task& t) {
+  protocol::ClientReply r;
+  r.ok = true;
+  r.task_id = t.request.id;
+  r.state = std::string(to_string(t.state));
+  r.reason = t.reason;
+  r.attempt = t.attempt;
+  r.agent = t.agent;
+  r.branch = t.branch;
+  r.merged_commit = t.merged_commit;
+  return r;
+}
+
+namespace {
+
+protocol::ClientReply refusal(const Error& e) {
+  protocol::ClientReply r;
+  r.ok = false;
+  r.error = e.message;
+  r.where = e.where;
+  return r;
+}
+
+}  // namespace
+
 Coordinator::Coordinator(zmq::context_t& context, Settings settings)
-    : context_(context), socket_(context, zmq::socket_type::router), settings_(std::move(settings)) {}
+    : context_(context),
+      socket_(context, zmq::socket_type::router),
+      client_socket_(context, zmq::socket_type::router),
+      settings_(std::move(settings)) {}
 
 Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_t& context, Settings settings,
-                                                         std::vector<std::string> endpoints) {
+                                                         std::vector<std::string> endpoints,
+                                                         std::vector<std::string> client_endpoints) {
   auto c = std::unique_ptr<Coordinator>(new Coordinator(context, std::move(settings)));
   auto store = StateStore::open(c->settings_.config.state_db);
   if (!store.ok()) return store.error();
@@ -51,6 +83,19 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_t& context
       return make_error("network", std::string("cannot listen: ") + e.what(), ep);
     }
   }
+  c->client_socket_.set(zmq::sockopt::linger, 0);
+  c->client_socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));
+  for (const auto& ep : client_endpoints) {
+    if (ep.rfind("ipc://", 0) == 0) {
+      std::error_code ec;
+      fs::remove(ep.substr(6), ec);  // a socket file left by a killed coordinator
+    }
+    try {
+      c->client_socket_.bind(ep);
+    } catch (const zmq::error_t& e) {
+      return make_error("network", std::string("cannot listen for clients: ") + e.what(), ep);
+    }
+  }
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
   c->coordinator_id_ = std::string(host) + ":" + std::to_string(getpid());
@@ -64,20 +109,28 @@ void Coordinator::run(const std::atomic<bool>& stop) {
   spdlog::info("coordinator stopping");
 }
 
-void Coordinator::step(int64_t wait_ms) {
-  zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
-  try {
-    zmq::poll(items, 1, std::chrono::milliseconds(wait_ms));
-    for (int i = 0; i < 1000 && (items[0].revents & ZMQ_POLLIN); ++i) {
-      std::vector<zmq::message_t> frames;
-      auto got = zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait);
-      if (!got) break;
-      if (frames.size() != 2) {
-        spdlog::warn("dropped a message of {} frames (expected routing id + body)", frames.size());
-        continue;
-      }
-      handle_frame(frames[0].to_string(), frames[1].to_string());
+void Coordinator::drain(zmq::socket_t& socket, bool clients) {
+  for (int i = 0; i < 1000; ++i) {
+    std::vector<zmq::message_t> frames;
+    auto got = zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait);
+    if (!got) return;
+    // DEALER peers send [body]; REQ peers add an empty delimiter frame.
+    if (frames.size() == 3 && frames[1].size() == 0) frames.erase(frames.begin() + 1);
+    if (frames.size() != 2) {
+      spdlog::warn("dropped a message of {} frames (expected routing id + body)", frames.size());
+      continue;
     }
+    if (clients) handle_client_frame(frames[0].to_string(), frames[1].to_string());
+    else handle_frame(frames[0].to_string(), frames[1].to_string());
+  }
+}
+
+void Coordinator::step(int64_t wait_ms) {
+  zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {client_socket_.handle(), 0, ZMQ_POLLIN, 0}};
+  try {
+    zmq::poll(items, 2, std::chrono::milliseconds(wait_ms));
+    if (items[0].revents & ZMQ_POLLIN) drain(socket_, false);
+    if (items[1].revents & ZMQ_POLLIN) drain(client_socket_, true);
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) spdlog::error("socket error: {}", e.what());
   }
@@ -249,7 +302,7 @@ void Coordinator::fail_attempt(const Task& task, TaskState from, const std::stri
   last_activity_ms_.erase(task.request.id);
   for (auto& [rid, w] : workers_) w.running.erase(task.request.id);
   if (!is_retryable(kind)) return;
-  if (task.attempt >= settings_.config.max_attempts) {
+  if (task.attempt - task.budget_start >= settings_.config.max_attempts) {
     TransitionUpdate b;
     b.reason = "gave up after " + std::to_string(task.attempt) + " attempts; last: " + reason;
     (void)store_->transition(task.request.id, state, TaskState::kBlocked, b, now);
@@ -264,8 +317,113 @@ void Coordinator::fail_attempt(const Task& task, TaskState from, const std::stri
   (void)store_->transition(task.request.id, state, TaskState::kClaimed, r, now);
 }
 
+void Coordinator::handle_client_frame(const std::string& routing_id, const std::string& body) {
+  auto msg = protocol::decode(body);
+  protocol::ClientReply reply;
+  if (!msg.ok()) {
+    spdlog::warn("dropped a client frame: {} (field {})", msg.error().message, msg.error().where);
+    reply = refusal(msg.error());
+  } else if (const auto* s = std::get_if<protocol::Submit>(&*msg)) {
+    reply = submit(*s);
+  } else if (const auto* c = std::get_if<protocol::Control>(&*msg)) {
+    reply = control(c->task_id, c->action);
+  } else {
+    spdlog::warn("dropped a {} on the client endpoint", protocol::type_name(*msg));
+    reply = refusal(make_error("protocol", "clients may send submit or control only", "type"));
+  }
+  try {
+    const std::string out = protocol::encode(reply);
+    std::array<zmq::const_buffer, 2> frames{zmq::buffer(routing_id), zmq::buffer(out)};
+    zmq::send_multipart(client_socket_, frames, zmq::send_flags::dontwait);
+  } catch (const zmq::error_t& e) {
+    spdlog::warn("cannot answer a client: {}", e.what());
+  }
+}
+
+protocol::ClientReply Coordinator::submit(const protocol::Submit& m) {
+  TaskRequest r;
+  r.title = m.title;
+  r.body = m.body;
+  r.repo = m.repo;
+  r.base_branch = m.base_branch;
+  r.task_type = m.task_type;
+  r.risk = m.risk;
+  r.labels = m.labels;
+  r.agent = m.agent;
+  r.source = "client";
+  auto id = submit_task(r, settings_);
+  if (!id.ok()) return refusal(id.error());
+  discover();
+  auto t = store_->get(*id);
+  if (!t.ok() || !t->has_value()) return refusal(make_error("db", "the task was queued but cannot be read back", *id));
+  return task_reply(**t);
+}
+
+protocol::ClientReply Coordinator::control(const std::string& task_id, const std::string& action) {
+  auto t = store_->get(task_id);
+  if (!t.ok()) return refusal(t.error());
+  if (!t->has_value()) return refusal(make_error("not_found", "no task with this id", "task_id"));
+  if (action == "cancel") return cancel(**t);
+  if (action == "retry") return retry(**t);
+  return task_reply(**t);
+}
+
+protocol::ClientReply Coordinator::cancel(const Task& t) {
+  if (!can_transition(t.state, TaskState::kCancelled)) {
+    return refusal(make_error("usage", "task is already " + std::string(to_string(t.state)), "task_id"));
+  }
+  for (auto& [rid, w] : workers_) {
+    if (w.hello.worker_id == t.worker && w.running.count(t.request.id)) {
+      protocol::Cancel c;
+      c.task_id = t.request.id;
+      c.epoch = t.epoch;
+      c.reason = "cancelled by a user";
+      send(rid, c);
+      w.running.erase(t.request.id);
+    }
+  }
+  TransitionUpdate u;
+  u.reason = "cancelled by a user";
+  u.failure_kind = "cancelled";
+  auto s = store_->transition(t.request.id, t.state, TaskState::kCancelled, u, now_ms());
+  if (!s.ok()) return refusal(s.error());
+  last_activity_ms_.erase(t.request.id);
+  spdlog::info("task {} CANCELLED", t.request.id);
+  return task_reply(**store_->get(t.request.id));
+}
+
+protocol::ClientReply Coordinator::retry(const Task& t) {
+  if (t.state != TaskState::kFailed && t.state != TaskState::kBlocked) {
+    return refusal(make_error("usage", "only FAILED or BLOCKED tasks can be retried; this one is " +
+                                           std::string(to_string(t.state)), "task_id"));
+  }
+  TransitionUpdate u;
+  u.reason = "retry requested by a user";
+  u.worker = "";
+  u.next_attempt_at_ms = 0;
+  u.budget_start = t.attempt;
+  auto s = store_->transition(t.request.id, t.state, TaskState::kClaimed, u, now_ms());
+  if (!s.ok()) return refusal(s.error());
+  spdlog::info("task {} retry requested", t.request.id);
+  return task_reply(**store_->get(t.request.id));
+}
+
+void Coordinator::apply_commands() {
+  auto commands = queue_->pending_commands();
+  if (!commands.ok()) {
+    spdlog::error("cannot read commands: {}", commands.error().to_string());
+    return;
+  }
+  for (const auto& c : *commands) {
+    auto reply = control(c.task_id, c.action);
+    if (!reply.ok) spdlog::warn("{} of task {} refused: {}", c.action, c.task_id, reply.error);
+    (void)queue_->ack_command(c.seq);
+  }
+}
+
 void Coordinator::periodic() {
   discover();
+  apply_commands();
   claim_discovered();
   expire_unheld_tasks();
   expire_unanswered_dispatches();

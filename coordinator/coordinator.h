@@ -37,14 +37,25 @@ int64_t retry_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, uint64_t 
 // (the dispatch was lost or refused).
 inline constexpr int64_t kDispatchAnswerTimeoutMs = 30000;
 
+// The client endpoint every coordinator binds: ipc://<home>/coordinator.sock.
+std::string local_client_endpoint(const std::filesystem::path& home);
+
+// The task's standing as a client reply.
+protocol::ClientReply task_reply(const Task& task);
+
 // Whether a failure of this kind is worth another attempt.
 bool is_retryable(const std::string& failure_kind);
 
 class Coordinator {
  public:
-  // Opens the state DB and the queue; binds `endpoints` on a ROUTER socket of `context`.
+  // Opens the state DB and the queue; binds `endpoints` on the workers' ROUTER socket and
+  // `client_endpoints` on the clients' ROUTER socket.
   static Result<std::unique_ptr<Coordinator>> create(zmq::context_t& context, Settings settings,
-                                                     std::vector<std::string> endpoints);
+                                                     std::vector<std::string> endpoints,
+                                                     std::vector<std::string> client_endpoints = {});
+
+  // Cancels an unfinished task or retries a FAILED/BLOCKED one; the reply says what happened.
+  protocol::ClientReply control(const std::string& task_id, const std::string& action);
 
   // Serves until `stop` is set. Never throws.
   void run(const std::atomic<bool>& stop);
@@ -57,6 +68,12 @@ class Coordinator {
   Coordinator(zmq::context_t& context, Settings settings);
 
   void handle_frame(const std::string& routing_id, const std::string& body);
+  void handle_client_frame(const std::string& routing_id, const std::string& body);
+  protocol::ClientReply submit(const protocol::Submit& m);
+  protocol::ClientReply cancel(const Task& task);
+  protocol::ClientReply retry(const Task& task);
+  void apply_commands();
+  void drain(zmq::socket_t& socket, bool clients);
   void on_hello(const std::string& routing_id, const protocol::Hello& m);
   void on_update(WorkerEntry& w, const protocol::TaskUpdate& m);
   void on_log(WorkerEntry& w, const protocol::LogChunk& m);
@@ -84,6 +101,7 @@ class Coordinator {
 
   zmq::context_t& context_;
   zmq::socket_t socket_;
+  zmq::socket_t client_socket_;
   Settings settings_;
   std::optional<StateStore> store_;
   std::unique_ptr<SqliteQueue> queue_;

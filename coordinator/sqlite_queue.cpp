@@ -1,5 +1,6 @@
 // The local SQLite task queue.
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
@@ -20,6 +21,13 @@ Result<std::unique_ptr<SqliteQueue>> SqliteQueue::open(const std::filesystem::pa
         acked INTEGER NOT NULL DEFAULT 0
       );
       CREATE INDEX IF NOT EXISTS queue_pending ON queue(acked, enqueued_at);
+      CREATE TABLE IF NOT EXISTS commands (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        enqueued_at INTEGER NOT NULL,
+        acked INTEGER NOT NULL DEFAULT 0
+      );
     )"));
   }
   return q;
@@ -45,7 +53,10 @@ Result<std::vector<TaskRequest>> SqliteQueue::poll() {
     if (!row.ok()) return row.error();
     if (!*row) break;
     auto j = nlohmann::json::parse(st->text(1), nullptr, false);
-    if (!j.is_object()) continue;
+    if (!j.is_object()) {
+      spdlog::error("queue entry {} in {} is not a JSON object; leaving it queued", st->text(0), db_.path().string());
+      continue;
+    }
     TaskRequest r;
     r.id = st->text(0);
     r.title = j.value("title", "");
@@ -67,6 +78,33 @@ Status SqliteQueue::ack(const std::string& id) {
   auto st = db_.prepare("UPDATE queue SET acked=1 WHERE id=?");
   if (!st.ok()) return st.error();
   st->bind(1, id);
+  return st->run();
+}
+
+Status SqliteQueue::enqueue_command(const std::string& task_id, const std::string& action) {
+  auto st = db_.prepare("INSERT INTO commands(task_id, action, enqueued_at) VALUES (?,?,?)");
+  if (!st.ok()) return st.error();
+  st->bind(1, task_id).bind(2, action).bind(3, now_ms());
+  return st->run();
+}
+
+Result<std::vector<SqliteQueue::Command>> SqliteQueue::pending_commands() {
+  auto st = db_.prepare("SELECT seq, task_id, action FROM commands WHERE acked=0 ORDER BY seq");
+  if (!st.ok()) return st.error();
+  std::vector<Command> out;
+  while (true) {
+    auto row = st->step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    out.push_back(Command{st->int64(0), st->text(1), st->text(2)});
+  }
+  return out;
+}
+
+Status SqliteQueue::ack_command(int64_t seq) {
+  auto st = db_.prepare("UPDATE commands SET acked=1 WHERE seq=?");
+  if (!st.ok()) return st.error();
+  st->bind(1, seq);
   return st->run();
 }
 

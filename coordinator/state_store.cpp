@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS tasks (
   commit_id TEXT NOT NULL DEFAULT '',
   merged_commit TEXT NOT NULL DEFAULT '',
   updated_at INTEGER NOT NULL,
-  next_attempt_at INTEGER NOT NULL DEFAULT 0
+  next_attempt_at INTEGER NOT NULL DEFAULT 0,
+  budget_start INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state);
 CREATE TABLE IF NOT EXISTS events (
@@ -58,7 +59,7 @@ INSERT OR IGNORE INTO meta(key, value) VALUES ('epoch', 0), ('schema', 1);
 constexpr const char* kTaskColumns =
     "id, title, body, repo, base_branch, task_type, risk, labels, requested_agent, source, created_at, "
     "state, attempt, agent, branch, worker, epoch, reason, failure_kind, commit_id, merged_commit, "
-    "updated_at, next_attempt_at";
+    "updated_at, next_attempt_at, budget_start";
 
 Task read_task(const Statement& st) {
   Task t;
@@ -91,6 +92,7 @@ Task read_task(const Statement& st) {
   t.merged_commit = st.text(20);
   t.updated_at_ms = st.int64(21);
   t.next_attempt_at_ms = st.int64(22);
+  t.budget_start = static_cast<int>(st.int64(23));
   return t;
 }
 
@@ -152,13 +154,14 @@ Status StateStore::transition(const std::string& id, TaskState from, TaskState t
     if (u.commit) t.commit = *u.commit;
     if (u.merged_commit) t.merged_commit = *u.merged_commit;
     if (u.next_attempt_at_ms) t.next_attempt_at_ms = *u.next_attempt_at_ms;
+    if (u.budget_start) t.budget_start = *u.budget_start;
     auto st = db_.prepare(
         "UPDATE tasks SET state=?, attempt=?, agent=?, branch=?, worker=?, epoch=?, reason=?, failure_kind=?, "
-        "commit_id=?, merged_commit=?, next_attempt_at=?, updated_at=? WHERE id=? AND state=?");
+        "commit_id=?, merged_commit=?, next_attempt_at=?, budget_start=?, updated_at=? WHERE id=? AND state=?");
     if (!st.ok()) return st.error();
     st->bind(1, to_string(to)).bind(2, t.attempt).bind(3, t.agent).bind(4, t.branch).bind(5, t.worker);
     st->bind(6, t.epoch).bind(7, t.reason).bind(8, t.failure_kind).bind(9, t.commit).bind(10, t.merged_commit);
-    st->bind(11, t.next_attempt_at_ms).bind(12, now).bind(13, id).bind(14, to_string(from));
+    st->bind(11, t.next_attempt_at_ms).bind(12, t.budget_start).bind(13, now).bind(14, id).bind(15, to_string(from));
     POLY_TRY(st->run());
     auto ev = db_.prepare(
         "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at) VALUES (?,?,?,?,?,?,?)");

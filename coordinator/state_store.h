@@ -26,6 +26,7 @@ struct TransitionUpdate {
   std::optional<std::string> commit;
   std::optional<std::string> merged_commit;
   std::optional<int64_t> next_attempt_at_ms;
+  std::optional<int> budget_start;
 };
 
 class StateStore {

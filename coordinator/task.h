@@ -39,6 +39,7 @@ struct Task {
   std::string merged_commit; // base branch head after landing
   int64_t updated_at_ms = 0;
   int64_t next_attempt_at_ms = 0;
+  int budget_start = 0;      // attempts before the last manual retry; max_attempts counts from here
 };
 
 struct TaskEvent {

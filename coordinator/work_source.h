@@ -36,6 +36,16 @@ class SqliteQueue : public WorkSource {
   Result<std::vector<TaskRequest>> poll() override;
   Status ack(const std::string& id) override;
 
+  // Requests to act on a task (`polyphony cancel` / `retry`), applied by the coordinator.
+  struct Command {
+    int64_t seq = 0;
+    std::string task_id;
+    std::string action;  // "cancel" or "retry"
+  };
+  Status enqueue_command(const std::string& task_id, const std::string& action);
+  Result<std::vector<Command>> pending_commands();
+  Status ack_command(int64_t seq);
+
  private:
   Database db_;
 };

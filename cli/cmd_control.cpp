@@ -1,0 +1,66 @@
+// `polyphony cancel` and `polyphony retry`: requests the coordinator applies from the queue.
+#include <iostream>
+#include <thread>
+
+#include "cli/cli.h"
+#include "coordinator/state_store.h"
+#include "coordinator/work_source.h"
+
+namespace polyphony::cli {
+
+namespace {
+
+// The task's state as recorded now, or nullopt when the coordinator has not recorded it yet.
+std::optional<Task> recorded_task(const Config& config, const std::string& id) {
+  if (!std::filesystem::exists(config.state_db)) return std::nullopt;
+  auto store = StateStore::open(config.state_db, true);
+  if (!store.ok()) return std::nullopt;
+  auto t = store->get(id);
+  return t.ok() ? *t : std::nullopt;
+}
+
+int request(const std::vector<std::string>& argv, const std::string& action) {
+  auto args = parse_args(argv, {});
+  if (!args.ok()) return report(args.error());
+  if (args->positional.size() != 1) return report(make_error("usage", action + " takes one task ID", "ID"));
+  auto settings = load_or_report();
+  if (!settings) return kExitUsage;
+  const Config& config = settings->config;
+  const std::string id = args->positional[0];
+  auto before = recorded_task(config, id);
+  if (!before) {
+    auto queue = SqliteQueue::open(config.queue_db, true);
+    bool queued = false;
+    if (queue.ok()) {
+      auto pending = (*queue)->pending();
+      if (pending.ok()) {
+        for (const auto& r : *pending) queued |= r.id == id;
+      }
+    }
+    if (!queued) return report(make_error("not_found", "no task with this id (see `polyphony status`)", id));
+  }
+  auto queue = SqliteQueue::open(config.queue_db);
+  if (!queue.ok()) return report(queue.error());
+  if (auto s = (*queue)->enqueue_command(id, action); !s.ok()) return report(s.error());
+  // The coordinator applies it on its next poll; show the outcome when it does.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto now = recorded_task(config, id);
+    if (now && (!before || now->updated_at_ms != before->updated_at_ms)) {
+      std::cerr << "polyphony: task " << id << " is " << to_string(now->state)
+                << (now->reason.empty() ? "" : " (" + now->reason + ")") << "\n";
+      return kExitOk;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::cerr << "polyphony: " << action << " of task " << id
+            << " is queued; the coordinator applies it when it runs (`polyphony serve`)\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+int cmd_cancel(const std::vector<std::string>& args) { return request(args, "cancel"); }
+int cmd_retry(const std::vector<std::string>& args) { return request(args, "retry"); }
+
+}  // namespace polyphony::cli

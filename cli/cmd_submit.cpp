@@ -1,0 +1,137 @@
+// `polyphony-submit`: submits a task to a coordinator's client endpoint and can wait for it.
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <zmq.hpp>
+
+#include "cli/cli.h"
+#include "common/log.h"
+#include "coordinator/coordinator.h"
+#include "protocol/messages.h"
+
+namespace polyphony::cli {
+
+namespace {
+
+constexpr const char* kSubmitUsage = R"(usage: polyphony-submit TITLE --repo R [options]
+
+Submits a task to a coordinator's client endpoint and prints its id.
+  --coordinator ENDPOINT   e.g. tcp://host:7702 (default: this machine's coordinator,
+                           ipc://$POLYPHONY_HOME/coordinator.sock)
+  --body TEXT | --body-file F, --type T, --risk R, --label L (repeatable), --agent A, --base B
+  --wait                   wait until the task ends; exit 0 only when it LANDED
+  --timeout SECONDS        give up waiting after this long (default 3600)
+  --json                   print the task as JSON instead of its id
+)";
+
+// One request, one reply, over a fresh DEALER socket.
+Result<protocol::ClientReply> ask(zmq::context_t& ctx, const std::string& endpoint, const protocol::Message& m) {
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 0);
+  try {
+    s.connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    return make_error("network", std::string("cannot connect: ") + e.what(), endpoint);
+  }
+  const std::string body = protocol::encode(m);
+  s.send(zmq::buffer(body), zmq::send_flags::none);
+  zmq::pollitem_t items[] = {{s.handle(), 0, ZMQ_POLLIN, 0}};
+  zmq::poll(items, 1, std::chrono::seconds(10));
+  zmq::message_t reply;
+  if (!(items[0].revents & ZMQ_POLLIN) || !s.recv(reply, zmq::recv_flags::dontwait)) {
+    return make_error("network", "no coordinator answered within 10 s (is `polyphony serve` running there?)", endpoint);
+  }
+  auto msg = protocol::decode(reply.to_string_view());
+  if (!msg.ok()) return make_error("protocol", "the coordinator's reply does not decode: " + msg.error().to_string(), endpoint);
+  const auto* r = std::get_if<protocol::ClientReply>(&*msg);
+  if (r == nullptr) return make_error("protocol", "the coordinator answered with a " + protocol::type_name(*msg), endpoint);
+  return *r;
+}
+
+nlohmann::json reply_json(const protocol::ClientReply& r) {
+  return {{"id", r.task_id},         {"state", r.state},   {"reason", r.reason},
+          {"attempt", r.attempt},    {"agent", r.agent},   {"branch", r.branch},
+          {"merged_commit", r.merged_commit}};
+}
+
+bool finished(const std::string& state) {
+  return state == "LANDED" || state == "FAILED" || state == "BLOCKED" || state == "CANCELLED";
+}
+
+std::string flag_for(const std::string& field) {
+  static const std::map<std::string, std::string> flags{{"title", "TITLE"}, {"body", "--body"}, {"repo", "--repo"},
+                                                        {"agent", "--agent"}, {"base_branch", "--base"}, {"labels", "--label"}};
+  auto it = flags.find(field);
+  return it == flags.end() ? field : it->second;
+}
+
+}  // namespace
+
+int submit_main(const std::vector<std::string>& argv) {
+  init_logging("warn");
+  if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
+    std::cout << kSubmitUsage;
+    return kExitOk;
+  }
+  auto args = parse_args(argv, {{"coordinator"}, {"repo"}, {"body"}, {"body-file"}, {"type"}, {"risk"},
+                                {"label", true, true}, {"agent"}, {"base"}, {"wait", false}, {"timeout"}, {"json", false}});
+  if (!args.ok()) return report(args.error());
+  if (args->positional.size() != 1) return report(make_error("usage", "give exactly one TITLE (quote it)", "TITLE"));
+  protocol::Submit m;
+  m.title = args->positional[0];
+  m.repo = args->get("repo");
+  if (args->has("body-file")) {
+    std::ifstream in(args->get("body-file"), std::ios::binary);
+    if (!in) return report(make_error("usage", "cannot read " + args->get("body-file"), "--body-file"));
+    m.body.assign(std::istreambuf_iterator<char>(in), {});
+  } else {
+    m.body = args->get("body");
+  }
+  m.task_type = args->get("type");
+  m.risk = args->get("risk");
+  m.labels = args->all("label");
+  m.agent = args->get("agent");
+  m.base_branch = args->get("base");
+  int64_t timeout_s = 3600;
+  try {
+    if (args->has("timeout")) timeout_s = std::stoll(args->get("timeout"));
+  } catch (const std::exception&) {
+    return report(make_error("usage", "--timeout needs a number of seconds", "--timeout"));
+  }
+  const std::string endpoint = args->get("coordinator", local_client_endpoint(polyphony_home()));
+  zmq::context_t ctx;
+  auto reply = ask(ctx, endpoint, m);
+  if (!reply.ok()) return report(reply.error());
+  if (!reply->ok) return report(make_error("usage", reply->error, flag_for(reply->where)));
+  const std::string id = reply->task_id;
+  if (args->has("wait")) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    while (!finished(reply->state)) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        std::cerr << "polyphony-submit: task " << id << " still " << reply->state << " after " << timeout_s << " s\n";
+        return kExitFailed;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      protocol::Control q;
+      q.task_id = id;
+      q.action = "query";
+      auto next = ask(ctx, endpoint, q);
+      if (!next.ok()) return report(next.error());
+      if (!next->ok) return report(make_error("failed", next->error, id));
+      reply = next;
+    }
+  }
+  if (args->has("json")) {
+    std::cout << reply_json(*reply).dump(2) << "\n";
+  } else {
+    std::cout << id << "\n";
+    if (args->has("wait")) {
+      std::cerr << "polyphony-submit: task " << id << " " << reply->state
+                << (reply->reason.empty() ? "" : " (" + reply->reason + ")") << "\n";
+    }
+  }
+  return !args->has("wait") || reply->state == "LANDED" ? kExitOk : kExitFailed;
+}
+
+}  // namespace polyphony::cli

@@ -1,0 +1,81 @@
+// Validating and queueing a submitted task: one path for `spawn` and remote clients.
+#include "coordinator/submission.h"
+
+#include "common/ids.h"
+#include "common/process.h"
+#include "coordinator/state_store.h"
+#include "coordinator/work_source.h"
+
+namespace polyphony {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool looks_like_url(const std::string& repo) {
+  return repo.find("://") != std::string::npos ||
+         (repo.find('@') != std::string::npos && repo.find(':') != std::string::npos);
+}
+
+// A repos: name, a URL, or a local path that must be a git repository (made canonical).
+Result<std::string> resolve_repo(const std::string& repo, const Config& config) {
+  if (repo.empty()) {
+    return make_error("usage", "a repo is required: a path to a git repository, a URL, or a repos: name from config.yaml", "repo");
+  }
+  if (find_repo(config, repo) != nullptr || looks_like_url(repo)) return repo;
+  std::error_code ec;
+  fs::path p = fs::absolute(repo, ec);
+  if (!fs::exists(p)) {
+    return make_error("usage", "repository " + p.string() + " does not exist (and is not a repos: name in config.yaml)", "repo");
+  }
+  ProcessOptions opts;
+  opts.timeout = std::chrono::seconds(20);
+  auto r = run_process({"git", "-c", "safe.directory=*", "-C", p.string(), "rev-parse", "--git-dir"}, opts);
+  if (!r.ok() || r->exit_code != 0) return make_error("usage", p.string() + " is not a git repository", "repo");
+  return fs::canonical(p, ec).string();
+}
+
+Status validate_text(const std::string& title, const std::string& body) {
+  if (title.find_first_not_of(" \t\r\n") == std::string::npos) return make_error("usage", "the title is empty", "title");
+  if (title.size() > kMaxTitleBytes) {
+    return make_error("usage", "the title is " + std::to_string(title.size()) + " bytes; at most " +
+                      std::to_string(kMaxTitleBytes) + " (put details in the body)", "title");
+  }
+  if (!is_valid_utf8(title)) return make_error("usage", "the title is not valid UTF-8", "title");
+  if (body.size() > kMaxBodyBytes) return make_error("usage", "the body is larger than 1 MiB", "body");
+  if (!is_valid_utf8(body)) return make_error("usage", "the body is not valid UTF-8", "body");
+  return {};
+}
+
+}  // namespace
+
+Status validate_submission(TaskRequest& r, const Settings& settings) {
+  POLY_TRY(validate_text(r.title, r.body));
+  auto repo = resolve_repo(r.repo, settings.config);
+  if (!repo.ok()) return repo.error();
+  r.repo = *repo;
+  if (!r.base_branch.empty() && !is_valid_branch_name(r.base_branch)) {
+    return make_error("usage", "'" + r.base_branch + "' is not a valid branch name", "base_branch");
+  }
+  if (!r.agent.empty() && !settings.agents.count(r.agent)) {
+    std::string known;
+    for (const auto& [name, a] : settings.agents) known += (known.empty() ? "" : ", ") + name;
+    return make_error("usage", "unknown agent '" + r.agent + "' (agents.yaml defines: " + known + ")", "agent");
+  }
+  for (const auto& label : r.labels) {
+    if (label.empty() || !is_valid_utf8(label)) return make_error("usage", "labels must be non-empty UTF-8", "labels");
+  }
+  return {};
+}
+
+Result<std::string> submit_task(TaskRequest r, const Settings& settings) {
+  POLY_TRY(validate_submission(r, settings));
+  r.id = new_task_id();
+  if (r.created_at_ms == 0) r.created_at_ms = now_ms();
+  auto queue = SqliteQueue::open(settings.config.queue_db);
+  if (!queue.ok()) return queue.error();
+  POLY_TRY((*queue)->enqueue(r));
+  return r.id;
+}
+
+}  // namespace polyphony

@@ -1,0 +1,22 @@
+// Validating a task submitted by `polyphony spawn` or a remote client, before it is queued.
+#pragma once
+
+#include "common/config.h"
+#include "common/result.h"
+#include "coordinator/task.h"
+
+namespace polyphony {
+
+inline constexpr size_t kMaxTitleBytes = 500;
+inline constexpr size_t kMaxBodyBytes = 1 << 20;
+
+// Checks the request and normalizes it in place (a local repo path becomes absolute and
+// canonical). Errors have code "usage" and name the field at fault in `where`: "title",
+// "body", "repo", "agent", "base_branch". Nothing is queued here.
+Status validate_submission(TaskRequest& request, const Settings& settings);
+
+// Validates, gives the task a new id and appends it to the queue at settings.config.queue_db.
+// Returns the id.
+Result<std::string> submit_task(TaskRequest request, const Settings& settings);
+
+}  // namespace polyphony
