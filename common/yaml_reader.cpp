@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace polyphony {
@@ -66,8 +67,10 @@ Status YamlReader::expect_map(const YAML::Node& node, const std::string& what) c
 Status YamlReader::check_keys(const YAML::Node& node, std::initializer_list<std::string_view> allowed,
                               const std::string& what) const {
   POLY_TRY(expect_map(node, what));
+  std::set<std::string> seen;
   for (const auto& kv : node) {
     const std::string key = kv.first.Scalar();
+    if (!seen.insert(key).second) return error(kv.first, "duplicate key '" + key + "' in " + what);
     if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
     std::string expected;
     for (auto a : allowed) expected += (expected.empty() ? "" : ", ") + std::string(a);

@@ -52,6 +52,7 @@ TEST_CASE("config errors name the file, line and what is wrong") {
   const std::vector<Case> cases{
       {"config.yaml", "poll_interval_ms: 100\nmax_concurency: 3\n", "config.yaml:2:1", "unknown key 'max_concurency'"},
       {"config.yaml", "max_concurrency: lots\n", "config.yaml:1:18", "must be an integer"},
+      {"config.yaml", "max_concurrency: 2\npoll_interval_ms: 50\nmax_concurrency: 3\n", "config.yaml:3:1", "duplicate key 'max_concurrency'"},
       {"config.yaml", "container:\n  memory: 4 gigs\n", "config.yaml:2:11", "size like 4g"},
       {"config.yaml", "container:\n  user: \"0:0\"\n", "config.yaml:2:9", "non-root"},
       {"config.yaml", "repos:\n  app:\n    verify: make\n", "config.yaml:2:3", "needs a url"},

@@ -18,7 +18,6 @@ SingleBox::SingleBox(const std::map<std::string, std::string>& files, const std:
   REQUIRE(init.exit_code == 0);
   write_file(home_ / "config.yaml",
              "poll_interval_ms: 100\n"
-             "max_concurrency: 4\n"
              "coordinator:\n  heartbeat_interval_ms: 200\n  heartbeat_liveness: 10\n"
              "container:\n  network: none\n  cpus: 1\n  memory: 512m\n  run_timeout_s: 120\n  verify_timeout_s: 120\n" +
                  extra_config);
@@ -57,9 +56,10 @@ std::string SingleBox::spawn(const std::string& title, const std::string& body,
 }
 
 void SingleBox::serve() {
+  // Each start writes its own log; serve_log() returns them all.
   server_ = std::make_unique<BackgroundProcess>(std::vector<std::string>{POLYPHONY_CLI, "serve"},
                                                 std::map<std::string, std::string>{{"POLYPHONY_HOME", home_.string()}},
-                                                dir_.path() / "serve.log");
+                                                dir_.path() / ("serve-" + std::to_string(++serves_) + ".log"));
 }
 
 void SingleBox::stop_serving() {
@@ -67,9 +67,34 @@ void SingleBox::stop_serving() {
   server_.reset();
 }
 
+void SingleBox::kill_serving() {
+  if (server_) server_->kill9();
+  server_.reset();
+}
+
+bool SingleBox::wait_state(const std::string& id, const std::string& state, std::chrono::seconds timeout) const {
+  return eventually([&] { return task(id).value("state", "") == state; }, timeout);
+}
+
+ProcessResult SingleBox::run(const std::string& program, const std::vector<std::string>& args) const {
+  std::vector<std::string> argv{program};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ProcessOptions o;
+  o.env["POLYPHONY_HOME"] = home_.string();
+  o.timeout = std::chrono::seconds(180);
+  auto r = run_process(argv, o);
+  if (!r.ok()) return ProcessResult{-1, "", r.error().to_string()};
+  return *r;
+}
+
 std::string SingleBox::serve_log() const {
-  std::error_code ec;
-  return fs::exists(dir_.path() / "serve.log", ec) ? read_file(dir_.path() / "serve.log") : "";
+  std::string all;
+  for (int i = 1; i <= serves_; ++i) {
+    std::error_code ec;
+    const fs::path log = dir_.path() / ("serve-" + std::to_string(i) + ".log");
+    if (fs::exists(log, ec)) all += "--- serve #" + std::to_string(i) + "\n" + read_file(log);
+  }
+  return all;
 }
 
 nlohmann::json SingleBox::status() const {

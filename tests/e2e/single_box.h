@@ -28,6 +28,13 @@ class SingleBox {
   // Starts `polyphony serve` in the background.
   void serve();
   void stop_serving();
+  // kill -9 of `polyphony serve` (coordinator and embedded worker at once).
+  void kill_serving();
+  // Polls until the task is in `state` (or the deadline); returns whether it got there.
+  bool wait_state(const std::string& id, const std::string& state,
+                  std::chrono::seconds timeout = std::chrono::seconds(120)) const;
+  // Runs `program args...` (e.g. polyphony-submit) with this home.
+  ProcessResult run(const std::string& program, const std::vector<std::string>& args) const;
   // `polyphony status --json`, parsed.
   nlohmann::json status() const;
   nlohmann::json task(const std::string& id) const;
@@ -46,6 +53,7 @@ class SingleBox {
   std::filesystem::path home_;
   std::filesystem::path origin_;
   std::unique_ptr<BackgroundProcess> server_;
+  int serves_ = 0;
 };
 
 }  // namespace polyphony::testing

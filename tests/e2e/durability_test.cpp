@@ -1,0 +1,136 @@
+// Durability end to end: kill -9 of `polyphony serve` mid-task, cancel, retry, polyphony-submit.
+#include <catch2/catch.hpp>
+
+#include "single_box.h"
+
+using namespace polyphony;
+using namespace polyphony::testing;
+
+namespace {
+
+const std::map<std::string, std::string> kRepo{
+    {"README.md", "# durable\n"},
+    {".polyphony.yaml", "verify: sh verify.sh\n"},
+    {"verify.sh", "set -e\ntest -f done.txt\nif [ -f slow-verify ]; then sleep 4; fi\n"},
+};
+
+// How many commits on the origin's main carry `subject`.
+int commits_with_subject(const SingleBox& box, const std::string& subject) {
+  const std::string log = git(box.origin(), {"log", "--format=%s", "main"});
+  int n = 0;
+  size_t pos = 0;
+  while ((pos = log.find(subject + "\n", pos)) != std::string::npos) {
+    ++n;
+    pos += subject.size();
+  }
+  return n;
+}
+
+std::string agent_script(const std::string& extra) {
+  return "```sh\n" + extra + "\necho done > done.txt\n```\n";
+}
+
+}  // namespace
+
+TEST_CASE("kill -9 of serve while the agent runs: after restart the task lands exactly once and nothing is orphaned") {
+  SingleBox box(kRepo);
+  const std::string id = box.spawn("Slow agent task", agent_script("sleep 4"));
+  box.serve();
+  REQUIRE(box.wait_state(id, "RUNNING"));
+  box.kill_serving();
+  box.serve();
+  auto states = box.wait_finished({id});
+  INFO(box.serve_log());
+  REQUIRE(states[id] == "LANDED");
+  CHECK(commits_with_subject(box, "Slow agent task") == 1);
+  CHECK(box.task(id)["attempt"] == 2);
+  CHECK(box.containers_of(id) == 0);
+}
+
+TEST_CASE("kill -9 of serve during verify: after restart the task lands exactly once") {
+  SingleBox box(kRepo);
+  const std::string id = box.spawn("Slow verify task", agent_script("touch slow-verify"));
+  box.serve();
+  REQUIRE(box.wait_state(id, "VERIFYING"));
+  box.kill_serving();
+  box.serve();
+  auto states = box.wait_finished({id});
+  INFO(box.serve_log());
+  REQUIRE(states[id] == "LANDED");
+  CHECK(commits_with_subject(box, "Slow verify task") == 1);
+  CHECK(box.containers_of(id) == 0);
+}
+
+TEST_CASE("kill -9 of serve with tasks claimed but not dispatched: they all land after restart") {
+  SingleBox box(kRepo, "max_concurrency: 1\n");
+  const std::string a = box.spawn("First queued", agent_script("sleep 2; echo a > a.txt"));
+  const std::string b = box.spawn("Second queued", agent_script("echo b > b.txt"));
+  box.serve();
+  REQUIRE(box.wait_state(b, "CLAIMED"));
+  box.kill_serving();
+  box.serve();
+  auto states = box.wait_finished({a, b});
+  INFO(box.serve_log());
+  CHECK(states[a] == "LANDED");
+  CHECK(states[b] == "LANDED");
+  CHECK(commits_with_subject(box, "First queued") == 1);
+  CHECK(commits_with_subject(box, "Second queued") == 1);
+}
+
+TEST_CASE("cancel stops a running task: its container goes away and nothing lands") {
+  SingleBox box(kRepo);
+  const std::string id = box.spawn("Long task", agent_script("sleep 60"));
+  box.serve();
+  REQUIRE(box.wait_state(id, "RUNNING"));
+  auto r = box.cli({"cancel", id});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  REQUIRE(box.wait_state(id, "CANCELLED", std::chrono::seconds(20)));
+  CHECK(eventually([&] { return box.containers_of(id) == 0; }, std::chrono::seconds(30)));
+  CHECK(commits_with_subject(box, "Long task") == 0);
+  auto again = box.cli({"cancel", id});
+  CHECK(again.exit_code == 0);  // queued, then refused by the coordinator: still CANCELLED
+  CHECK(box.task(id)["state"] == "CANCELLED");
+}
+
+TEST_CASE("retry runs a FAILED task again once its cause is fixed") {
+  SingleBox box(kRepo);
+  // verify needs done.txt; this agent writes the wrong file.
+  const std::string id = box.spawn("Needs a retry", "```sh\n[ -f fixed.txt ] && echo done > done.txt || echo no > nope.txt\n```\n");
+  box.serve();
+  REQUIRE(box.wait_finished({id})[id] == "FAILED");
+  commit_to_bare(box.origin(), {{"fixed.txt", "yes\n"}}, "Fix the cause");
+  auto r = box.cli({"retry", id});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  auto states = box.wait_finished({id});
+  INFO(box.serve_log());
+  CHECK(states[id] == "LANDED");
+  CHECK(box.task(id)["attempt"] == 2);
+  auto show = box.cli({"show", id});
+  CHECK_THAT(show.out, Catch::Contains("retry requested by a user"));
+}
+
+TEST_CASE("polyphony-submit --wait submits through the client endpoint and exits 0 only when the task LANDED") {
+  SingleBox box(kRepo);
+  box.serve();
+  auto ok = box.run(POLYPHONY_SUBMIT_CLI, {"Submitted task", "--repo", box.origin().string(), "--agent", "scripted",
+                                          "--body", agent_script(""), "--wait", "--json"});
+  INFO(ok.err);
+  REQUIRE(ok.exit_code == 0);
+  auto j = nlohmann::json::parse(ok.out);
+  CHECK(j["state"] == "LANDED");
+  CHECK(commits_with_subject(box, "Submitted task") == 1);
+
+  auto failing = box.run(POLYPHONY_SUBMIT_CLI, {"Fails verify", "--repo", box.origin().string(), "--agent",
+                                               "scripted", "--body", "```sh\ngit rm -q done.txt\n```\n", "--wait"});
+  CHECK(failing.exit_code == 1);
+  CHECK_THAT(failing.err, Catch::Contains("FAILED"));
+
+  auto refused = box.run(POLYPHONY_SUBMIT_CLI, {"", "--repo", box.origin().string()});
+  CHECK(refused.exit_code == 2);
+  CHECK_THAT(refused.err, Catch::Contains("TITLE") && Catch::Contains("empty"));
+  auto unknown = box.run(POLYPHONY_SUBMIT_CLI, {"t", "--repo", "/nonexistent/repo"});
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.err, Catch::Contains("--repo"));
+}
