@@ -228,6 +228,21 @@ protocol::TaskResult execute_run(const protocol::RunSpec& spec, RunContext& ctx)
     const bool users_fault = ws.error().code == "not_found" || ws.error().code == "usage";
     return attempt.failed(users_fault ? "repo" : "infra", "provisioning failed: " + ws.error().to_string());
   }
+  if (spec.attempt > 1) {
+    auto earlier = ctx.workspaces.landed_earlier(*ws);
+    if (!earlier.ok()) return attempt.failed("infra", "checking for an earlier landing: " + earlier.error().to_string());
+    if (earlier->has_value()) {
+      attempt.say("an earlier attempt already landed " + spec.branch + " (base now " + **earlier + "); not running it again");
+      // The lifecycle only lands from VERIFYING: walk it, saying why each step is empty.
+      attempt.update("PROVISIONED", "an earlier attempt already landed this branch");
+      attempt.update("RUNNING", "agent not run: an earlier attempt already landed");
+      attempt.update("VERIFYING", "verified by the earlier attempt that landed");
+      auto r = attempt.base_result();
+      r.outcome = "landed";
+      r.merged_commit = **earlier;
+      return r;
+    }
+  }
   if (auto s = write_task_file(spec, *ws); !s.ok()) return attempt.failed("infra", s.error().to_string());
   attempt.update("PROVISIONED", "branch " + spec.branch + " at " + ws->base_commit.substr(0, 12));
   if (attempt.cancelled()) return attempt.failed("cancelled", "cancelled before the agent started");

@@ -250,6 +250,7 @@ class GitWorkspaces final : public Workspaces {
                                                 const std::string& message) override;
   Result<std::string> head_commit(const Workspace& ws) override;
   Result<int> commits_ahead(const Workspace& ws) override;
+  Result<std::optional<std::string>> landed_earlier(const Workspace& ws) override;
   Result<std::optional<std::string>> read_at_base(const Workspace& ws,
                                                   const std::string& path) override;
   Result<LandResult> land(const Workspace& ws) override;
@@ -467,6 +468,19 @@ Result<std::optional<std::string>> GitWorkspaces::read_at_base(const Workspace& 
   auto base = detail::parse_oid(ws.base_commit, ws.repo_dir);
   POLY_TRY(base);
   return repo->read_file_at(*base, path);
+}
+
+Result<std::optional<std::string>> GitWorkspaces::landed_earlier(const Workspace& ws) {
+  auto mirror = GitRepo::open(ws.mirror_dir);
+  POLY_TRY(mirror);
+  auto branch = mirror->resolve("refs/heads/" + ws.branch);
+  if (!branch.ok()) return std::optional<std::string>();  // never pushed
+  auto base = mirror->resolve("refs/heads/" + ws.base_branch);
+  POLY_TRY(base);
+  auto contained = mirror->is_ancestor(*branch, *base);
+  POLY_TRY(contained);
+  if (!*contained) return std::optional<std::string>();
+  return std::optional<std::string>(detail::oid_hex(*base));
 }
 
 Result<LandResult> GitWorkspaces::land_on(const Workspace& ws, GitRepo& repo, const git_oid& head,

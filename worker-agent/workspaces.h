@@ -71,6 +71,11 @@ class Workspaces {
   virtual Result<std::optional<std::string>> read_at_base(const Workspace& ws,
                                                           const std::string& path) = 0;
 
+  // An earlier attempt of this task that landed but whose result was lost (a crash between the
+  // push and the report): when the origin, as of the last mirror sync, has the task branch and
+  // its head is already contained in the base branch, the base branch's head; else nullopt.
+  virtual Result<std::optional<std::string>> landed_earlier(const Workspace& ws) = 0;
+
   // Pushes the branch to the origin, then lands it on the base branch: fast-forward when the
   // base has not moved, else a merge commit when it merges cleanly. Errors: "conflict" (does
   // not merge cleanly; nothing was changed on the base), "push_rejected" (the base moved

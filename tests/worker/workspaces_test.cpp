@@ -225,6 +225,31 @@ TEST_CASE("land fast-forwards the base when it has not moved") {
   CHECK(f.origin_head("polyphony/t1") == *commit);
 }
 
+TEST_CASE("landed_earlier finds a landing whose report was lost, and only that") {
+  Fixture f;
+  Workspace first = f.provision("t1");
+  CHECK_FALSE(require_ok(f.workspaces->landed_earlier(first)).has_value());  // never pushed
+  write_file(first.repo_dir / "feature.txt", "feature\n");
+  require_ok(f.workspaces->commit_all(first, "add feature"));
+  LandResult landed = require_ok(f.workspaces->land(first));
+
+  // The next attempt of the same task starts from a fresh workspace.
+  REQUIRE(f.workspaces->remove("t1").ok());
+  Workspace retry = f.provision("t1");
+  auto earlier = require_ok(f.workspaces->landed_earlier(retry));
+  REQUIRE(earlier.has_value());
+  CHECK(*earlier == landed.merged_commit);
+
+  // A branch that was pushed but never merged (a conflict, say) has not landed.
+  Workspace other = f.provision("t2");
+  write_file(other.repo_dir / "other.txt", "x\n");
+  require_ok(f.workspaces->commit_all(other, "other"));
+  git(other.repo_dir, {"push", "-q", f.origin.string(), "polyphony/t2"});
+  REQUIRE(f.workspaces->remove("t2").ok());
+  Workspace other_retry = f.provision("t2");
+  CHECK_FALSE(require_ok(f.workspaces->landed_earlier(other_retry)).has_value());
+}
+
 TEST_CASE("land after the base moved on another file creates a merge commit holding both changes") {
   Fixture f;
   Workspace ws = f.provision("t1");
