@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "common/yaml_reader.h"
@@ -208,6 +209,17 @@ Result<std::string> choose_verify(const protocol::RunSpec& spec, const Workspace
   return spec.verify_command;
 }
 
+// Landings on one origin are serialized within this worker, so its own attempts never race
+// each other's pushes; a base that moved meanwhile is merged into (or conflicts with) the branch.
+std::mutex& land_lock(const std::string& repo_url) {
+  static std::mutex guard;
+  static std::map<std::string, std::unique_ptr<std::mutex>> locks;
+  std::lock_guard<std::mutex> g(guard);
+  auto& m = locks[repo_url];
+  if (!m) m = std::make_unique<std::mutex>();
+  return *m;
+}
+
 // Removes what an earlier attempt of the same task may have left on this worker.
 void clear_leftovers(const protocol::RunSpec& spec, RunContext& ctx) {
   auto old = ctx.docker.list_containers({{"polyphony.task", spec.task_id}});
@@ -287,7 +299,10 @@ protocol::TaskResult execute_run(const protocol::RunSpec& spec, RunContext& ctx)
   }
   if (attempt.cancelled()) return attempt.failed("cancelled", "cancelled before landing");
 
-  auto landed = ctx.workspaces.land(*ws);
+  auto landed = [&] {
+    std::lock_guard<std::mutex> serialized(land_lock(spec.repo_url));
+    return ctx.workspaces.land(*ws);
+  }();
   if (!landed.ok()) {
     const auto& code = landed.error().code;
     const std::string kind = (code == "conflict" || code == "push_rejected") ? "conflict" : "infra";

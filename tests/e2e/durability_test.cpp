@@ -134,3 +134,22 @@ TEST_CASE("polyphony-submit --wait submits through the client endpoint and exits
   CHECK(unknown.exit_code == 2);
   CHECK_THAT(unknown.err, Catch::Contains("--repo"));
 }
+
+TEST_CASE("three tasks editing neighbouring lines of one file all land, one after another") {
+  SingleBox box(std::map<std::string, std::string>{
+      {"lines.txt", "one\ntwo\nthree\n"},
+      {".polyphony.yaml", "verify: test $(wc -l < lines.txt) -eq 3\n"}});
+  const std::string a = box.spawn("Edit line one", "```sh\nsed -i '1s/.*/ONE/' lines.txt\n```\n");
+  const std::string b = box.spawn("Edit line two", "```sh\nsed -i '2s/.*/TWO/' lines.txt\n```\n");
+  const std::string c = box.spawn("Edit line three", "```sh\nsed -i '3s/.*/THREE/' lines.txt\n```\n");
+  box.serve();
+  auto states = box.wait_finished({a, b, c}, std::chrono::seconds(300));
+  INFO(box.serve_log());
+  CHECK(states[a] == "LANDED");
+  CHECK(states[b] == "LANDED");
+  CHECK(states[c] == "LANDED");
+  CHECK(git(box.origin(), {"show", "main:lines.txt"}) == "ONE\nTWO\nTHREE\n");
+  for (const auto& subject : {"Edit line one", "Edit line two", "Edit line three"}) {
+    CHECK(commits_with_subject(box, subject) == 1);
+  }
+}
