@@ -3,11 +3,48 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/process.hpp>
+#include <boost/process/extend.hpp>
+
+#include <algorithm>
 #include <future>
 
 namespace bp = boost::process;
 
+extern char** environ;
+
 namespace polyphony {
+
+namespace {
+
+// The child's environment, built here rather than with bp::environment: Boost 1.74's lookup
+// compares keys with a memcmp that reads past the end of shorter entries (AddressSanitizer
+// reports it), so the executor's envp is set directly.
+class ChildEnvironment : public bp::extend::handler {
+ public:
+  explicit ChildEnvironment(const ProcessOptions& options) {
+    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+      std::string entry(*e);
+      const std::string key = entry.substr(0, entry.find('='));
+      const bool dropped = options.env.count(key) > 0 ||
+                           std::find(options.unset_env.begin(), options.unset_env.end(), key) != options.unset_env.end();
+      if (!dropped) entries_.push_back(std::move(entry));
+    }
+    for (const auto& [k, v] : options.env) entries_.push_back(k + "=" + v);
+    for (auto& entry : entries_) pointers_.push_back(entry.data());
+    pointers_.push_back(nullptr);
+  }
+
+  template <class Executor>
+  void on_setup(Executor& exec) {
+    exec.env = pointers_.data();
+  }
+
+ private:
+  std::vector<std::string> entries_;
+  std::vector<char*> pointers_;
+};
+
+}  // namespace
 
 std::string find_program(const std::string& program) {
   if (program.find('/') != std::string::npos) {
@@ -24,9 +61,7 @@ Result<ProcessResult> run_process(const std::vector<std::string>& argv, const Pr
     return make_error("not_found", "program '" + argv[0] + "' was not found on PATH", argv[0]);
   }
   std::vector<std::string> args(argv.begin() + 1, argv.end());
-  bp::environment env = boost::this_process::environment();
-  for (const auto& name : options.unset_env) env.erase(name);
-  for (const auto& [k, v] : options.env) env[k] = v;
+  ChildEnvironment env(options);
 
   boost::asio::io_context ios;
   std::future<std::string> out;
@@ -35,7 +70,7 @@ Result<ProcessResult> run_process(const std::vector<std::string>& argv, const Pr
   try {
     bp::async_pipe in_pipe(ios);
     std::string cwd = options.cwd.empty() ? std::filesystem::current_path().string() : options.cwd.string();
-    bp::child child(bp::exe = exe, bp::args = args, bp::start_dir = cwd, bp::env = env,
+    bp::child child(bp::exe = exe, bp::args = args, bp::start_dir = cwd, env,
                     bp::std_out > out, bp::std_err > err, bp::std_in < in_pipe, ios);
     boost::asio::async_write(in_pipe, boost::asio::buffer(options.stdin_data),
                              [&in_pipe](const boost::system::error_code&, std::size_t) { in_pipe.close(); });

@@ -46,3 +46,16 @@ TEST_CASE("a missing program and a failing checked command are clear errors") {
   CHECK(failed.error().code == "git");
   CHECK_THAT(failed.error().message, Catch::Contains("status 2") && Catch::Contains("boom"));
 }
+
+TEST_CASE("variables can be removed from the inherited environment and overridden") {
+  ::setenv("POLY_TEST_INHERITED", "parent", 1);
+  ::setenv("POLY_TEST_OVERRIDDEN", "parent", 1);
+  ProcessOptions o;
+  o.unset_env = {"POLY_TEST_INHERITED"};
+  o.env["POLY_TEST_OVERRIDDEN"] = "child";
+  auto r = run_process({"sh", "-c", "echo \"${POLY_TEST_INHERITED:-unset} $POLY_TEST_OVERRIDDEN\"; env | grep -c POLY_TEST_OVERRIDDEN"}, o);
+  REQUIRE(r.ok());
+  CHECK(r->out == "unset child\n1\n");
+  ::unsetenv("POLY_TEST_INHERITED");
+  ::unsetenv("POLY_TEST_OVERRIDDEN");
+}
