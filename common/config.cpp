@@ -73,7 +73,7 @@ Status read_opt(const YAML::Node& map, const char* key, T& out, F&& reader) {
 
 Status read_container(const YamlReader& y, const YAML::Node& node, ContainerConfig& c) {
   POLY_TRY(y.check_keys(node, {"image", "network", "cpus", "memory", "user", "run_timeout_s",
-                               "verify_timeout_s"}, "container"));
+                               "verify_timeout_s", "stall_timeout_s"}, "container"));
   auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "container." + w); };
   auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, "container." + w); };
   POLY_TRY(read_opt(node, "image", c.image, str));
@@ -83,6 +83,7 @@ Status read_container(const YamlReader& y, const YAML::Node& node, ContainerConf
   }));
   POLY_TRY(read_opt(node, "run_timeout_s", c.run_timeout_s, num));
   POLY_TRY(read_opt(node, "verify_timeout_s", c.verify_timeout_s, num));
+  POLY_TRY(read_opt(node, "stall_timeout_s", c.stall_timeout_s, num));
   if (node["memory"].IsDefined() && !node["memory"].IsNull()) {
     auto text = y.as_string(node["memory"], "container.memory");
     if (!text.ok()) return text.error();
@@ -362,7 +363,93 @@ Result<RouteMatch> read_match(const YamlReader& y, const YAML::Node& node, const
   return m;
 }
 
+Result<ScoreCutOffs> read_cutoffs(const YamlReader& y, const YAML::Node& node, const std::string& what) {
+  auto v = y.as_string_list(node, what);
+  if (!v.ok() || v->size() != 2) return y.error(node, what + " must be two integers [one, two]: the measures that score 1 and 2");
+  ScoreCutOffs c;
+  auto one = y.as_int(node[0], what + "[0]");
+  if (!one.ok()) return one.error();
+  auto two = y.as_int(node[1], what + "[1]");
+  if (!two.ok()) return two.error();
+  if (*one < 1 || *two < *one) return y.error(node, what + " must satisfy 1 <= one <= two, got [" + std::to_string(*one) + ", " + std::to_string(*two) + "]");
+  c.one = static_cast<int>(*one);
+  c.two = static_cast<int>(*two);
+  return c;
+}
+
+Status read_thresholds(const YamlReader& y, const YAML::Node& node, ScoringPolicy& s) {
+  POLY_TRY(y.check_keys(node, {"solo_max", "review_max"}, "scoring.thresholds"));
+  auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, "scoring.thresholds." + w); };
+  POLY_TRY(read_opt(node, "solo_max", s.solo_max, num));
+  POLY_TRY(read_opt(node, "review_max", s.review_max, num));
+  if (s.solo_max < 0 || s.review_max > 10 || s.solo_max > s.review_max) {
+    return y.error(node, "scoring.thresholds must satisfy 0 <= solo_max <= review_max <= 10, got solo_max " +
+                   std::to_string(s.solo_max) + ", review_max " + std::to_string(s.review_max));
+  }
+  return {};
+}
+
+Status read_scoring(const YamlReader& y, const YAML::Node& node, ScoringPolicy& s) {
+  POLY_TRY(y.check_keys(node, {"thresholds", "cutoffs"}, "scoring"));
+  s.line = y.line(node);
+  if (node["thresholds"].IsDefined() && !node["thresholds"].IsNull()) POLY_TRY(read_thresholds(y, node["thresholds"], s));
+  const YAML::Node c = node["cutoffs"];
+  if (!c.IsDefined() || c.IsNull()) return {};
+  POLY_TRY(y.check_keys(c, {"lines_of_code", "nesting", "call_sites", "security_keywords", "concurrency_keywords"},
+                        "scoring.cutoffs"));
+  for (auto [k, field] : {std::pair{"lines_of_code", &s.lines_of_code}, {"nesting", &s.nesting},
+                          {"call_sites", &s.call_sites}, {"security_keywords", &s.security_keywords},
+                          {"concurrency_keywords", &s.concurrency_keywords}}) {
+    if (!c[k].IsDefined()) continue;
+    auto v = read_cutoffs(y, c[k], std::string("scoring.cutoffs.") + k);
+    if (!v.ok()) return v.error();
+    *field = *v;
+  }
+  return {};
+}
+
+Result<RouteRule> read_rule(const YamlReader& y, const YAML::Node& r, const std::string& what) {
+  POLY_TRY(y.check_keys(r, {"match", "agent", "plan"}, what));
+  RouteRule rule;
+  rule.line = y.line(r);
+  if (r["match"].IsDefined() && !r["match"].IsNull()) {
+    auto m = read_match(y, r["match"], what + ".match");
+    if (!m.ok()) return m.error();
+    rule.match = *m;
+  }
+  if (r["plan"].IsDefined()) {
+    auto text = y.as_string(r["plan"], what + ".plan");
+    if (!text.ok()) return text.error();
+    rule.plan = parse_plan(*text);
+    if (!rule.plan) return y.error(r["plan"], what + ".plan must be solo, review or strong, got '" + *text + "'");
+  }
+  if (!r["agent"].IsDefined()) {
+    if (rule.plan) return rule;
+    return y.error(r, what + " needs an agent or a plan (solo, review, strong)");
+  }
+  auto agent = y.as_string(r["agent"], what + ".agent");
+  if (!agent.ok()) return agent.error();
+  rule.agent = *agent;
+  return rule;
+}
+
 }  // namespace
+
+const char* plan_name(Plan plan) {
+  switch (plan) {
+    case Plan::kSolo: return "solo";
+    case Plan::kReview: return "review";
+    case Plan::kStrong: return "strong";
+  }
+  return "solo";
+}
+
+std::optional<Plan> parse_plan(const std::string& text) {
+  for (Plan p : {Plan::kSolo, Plan::kReview, Plan::kStrong}) {
+    if (text == plan_name(p)) return p;
+  }
+  return std::nullopt;
+}
 
 Result<RoutingPolicy> load_routing(const fs::path& file) {
   YamlReader y(file.string());
@@ -371,27 +458,16 @@ Result<RoutingPolicy> load_routing(const fs::path& file) {
   RoutingPolicy p;
   const YAML::Node root = *doc;
   if (root.IsNull()) return p;
-  POLY_TRY(y.check_keys(root, {"rules", "default"}, "routing.yaml"));
+  POLY_TRY(y.check_keys(root, {"rules", "default", "scoring"}, "routing.yaml"));
   if (root["rules"].IsDefined() && !root["rules"].IsNull()) {
     if (!root["rules"].IsSequence()) return y.error(root["rules"], "rules must be a list");
     for (size_t i = 0; i < root["rules"].size(); ++i) {
-      const YAML::Node r = root["rules"][i];
-      const std::string what = "rules[" + std::to_string(i) + "]";
-      POLY_TRY(y.check_keys(r, {"match", "agent"}, what));
-      RouteRule rule;
-      rule.line = y.line(r);
-      if (r["match"].IsDefined() && !r["match"].IsNull()) {
-        auto m = read_match(y, r["match"], what + ".match");
-        if (!m.ok()) return m.error();
-        rule.match = *m;
-      }
-      if (!r["agent"].IsDefined()) return y.error(r, what + " needs an agent");
-      auto agent = y.as_string(r["agent"], what + ".agent");
-      if (!agent.ok()) return agent.error();
-      rule.agent = *agent;
-      p.rules.push_back(rule);
+      auto rule = read_rule(y, root["rules"][i], "rules[" + std::to_string(i) + "]");
+      if (!rule.ok()) return rule.error();
+      p.rules.push_back(*rule);
     }
   }
+  if (root["scoring"].IsDefined() && !root["scoring"].IsNull()) POLY_TRY(read_scoring(y, root["scoring"], p.scoring));
   if (root["default"].IsDefined() && !root["default"].IsNull()) {
     const YAML::Node d = root["default"];
     POLY_TRY(y.check_keys(d, {"agent", "fallback"}, "default"));
@@ -432,7 +508,7 @@ Result<Settings> load_settings(const fs::path& home) {
   const std::string routing_file = (home / "routing.yaml").string();
   auto known = [&](const std::string& agent) { return s.agents.count(agent) > 0; };
   for (const auto& r : s.routing.rules) {
-    if (!known(r.agent)) {
+    if (!r.agent.empty() && !known(r.agent)) {
       return make_error("config", "rule names agent '" + r.agent + "', which agents.yaml does not define",
                         routing_file + ":" + std::to_string(r.line));
     }

@@ -36,6 +36,7 @@ struct ContainerConfig {
   int gid = 1000;
   int64_t run_timeout_s = 3600;
   int64_t verify_timeout_s = 1800;
+  int64_t stall_timeout_s = 900;              // agent silent this long is stopped; 0: never
 };
 
 struct Config {
@@ -104,10 +105,39 @@ struct RouteMatch {
   std::optional<int> score_max;
 };
 
+// How carefully a task is done: one cheap agent alone, an implementer and a reviewer, or the
+// strongest agent directly.
+enum class Plan { kSolo, kReview, kStrong };
+
+// "solo", "review", "strong".
+const char* plan_name(Plan plan);
+// nullopt when `text` names no plan.
+std::optional<Plan> parse_plan(const std::string& text);
+
 struct RouteRule {
   RouteMatch match;
-  std::string agent;
+  std::string agent;                           // empty only when the rule names a plan
+  std::optional<Plan> plan;
   int line = 0;
+};
+
+// Cut-offs of one scoring dimension: a measure >= one scores 1, >= two scores 2.
+struct ScoreCutOffs {
+  int one = 1;
+  int two = 2;
+};
+
+// The complexity score's thresholds (routing.yaml `scoring:`). Totals 0..solo_max are the
+// solo plan, solo_max+1..review_max the review plan, above review_max the strong plan.
+struct ScoringPolicy {
+  int solo_max = 3;
+  int review_max = 6;
+  ScoreCutOffs lines_of_code{150, 600};        // non-blank lines of the touched files
+  ScoreCutOffs nesting{4, 6};                  // deepest scope in a touched file
+  ScoreCutOffs call_sites{4, 12};              // call sites of the symbols involved
+  ScoreCutOffs security_keywords{1, 3};        // distinct auth/PII keywords found
+  ScoreCutOffs concurrency_keywords{1, 3};     // distinct lock/transaction keywords found
+  int line = 0;                                // where `scoring:` is in routing.yaml (0: defaults)
 };
 
 struct RoutingPolicy {
@@ -115,6 +145,7 @@ struct RoutingPolicy {
   std::string default_agent = "scripted";
   std::vector<std::string> fallback;
   int default_line = 0;
+  ScoringPolicy scoring;
 };
 
 // Everything under POLYPHONY_HOME, validated across files (agents name known identities,

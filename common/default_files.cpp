@@ -46,6 +46,8 @@ container:
   user: "1000:1000"
   run_timeout_s: 3600
   verify_timeout_s: 1800
+  # An agent that prints nothing for this long is stopped (0: never).
+  stall_timeout_s: 900
 
 # Per-repo settings, used when `spawn --repo` names the repo or its url.
 # The verify command here applies when the repo has no .polyphony.yaml at its root.
@@ -107,7 +109,11 @@ agents:
 )";
 
 constexpr const char* kRoutingYaml = R"(# Routing rules (routing.yaml): evaluated top-down, the first match wins.
-# A match may name task_type, risk, labels (all must be present), repo.
+# A match may name task_type, risk, labels (all must be present), repo, and a range of the
+# complexity score (score: {min: 4, max: 6}). A rule names an agent, a plan (solo: one
+# agent; review: the agent implements, a second, strong agent reviews; strong: the strongest
+# agent directly), or both. Without a plan, the score picks it. `polyphony config check`
+# reports unknown agents and rules an earlier rule shadows.
 rules:
   # Tasks whose body scripts the change (```diff / ```sh blocks) need no model.
   - match: {task_type: scripted}
@@ -120,6 +126,17 @@ rules:
 default:
   agent: codex
   fallback: [claude, kimi]
+# The complexity score (0-10: five dimensions of 0-2; `polyphony route --explain` shows them).
+scoring:
+  # 0..solo_max: solo plan; up to review_max: review plan; above: strong plan.
+  thresholds: {solo_max: 3, review_max: 6}
+  # [one, two]: a measure at or above `one` scores 1, at or above `two` scores 2.
+  cutoffs:
+    lines_of_code: [150, 600]       # non-blank lines of the files the task touches
+    nesting: [4, 6]                 # deepest scope in those files
+    call_sites: [4, 12]             # calls of the functions the task names
+    security_keywords: [1, 3]       # distinct auth/PII words in the task and those files
+    concurrency_keywords: [1, 3]    # distinct lock/transaction words
 )";
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "common/ids.h"
+#include "coordinator/scoring.h"
 
 namespace polyphony {
 
@@ -22,8 +23,69 @@ bool rule_matches(const RouteMatch& m, const TaskRequest& task, std::optional<in
   return true;
 }
 
+namespace {
+
+bool is_strong(const std::map<std::string, AgentProfile>& agents, const std::string& name) {
+  auto it = agents.find(name);
+  return it != agents.end() && it->second.tier == "strong";
+}
+
+// Candidates in order of preference: the default, the fallback chain, then every agent by name.
+std::vector<std::string> preference(const RoutingPolicy& policy, const std::map<std::string, AgentProfile>& agents) {
+  std::vector<std::string> out{policy.default_agent};
+  out.insert(out.end(), policy.fallback.begin(), policy.fallback.end());
+  for (const auto& [name, a] : agents) out.push_back(name);
+  return out;
+}
+
+// The first preferred agent that is not `except` and, when `strong` is set, of tier strong.
+std::string pick(const RoutingPolicy& policy, const std::map<std::string, AgentProfile>& agents, bool strong,
+                 const std::string& except = {}) {
+  for (const auto& name : preference(policy, agents)) {
+    if (name != except && agents.count(name) && (!strong || is_strong(agents, name))) return name;
+  }
+  return {};
+}
+
+// Fills the plan, implementer and reviewer once the rule (or default) is known.
+void staff(RouteDecision& d, const RoutingPolicy& policy, const std::map<std::string, AgentProfile>& agents,
+           bool agent_chosen) {
+  if (d.plan == Plan::kStrong && !agent_chosen) {
+    if (std::string strong = pick(policy, agents, true); !strong.empty()) {
+      d.agent = strong;
+    } else {
+      d.plan_because += "; no agent has tier strong, so " + d.agent + " runs it";
+    }
+  }
+  if (d.plan != Plan::kReview) return;
+  d.reviewer = pick(policy, agents, true, d.agent);
+  if (d.reviewer.empty()) d.reviewer = pick(policy, agents, false, d.agent);
+  if (d.reviewer.empty()) {
+    d.plan = Plan::kSolo;
+    d.plan_because += "; no second agent to review, so solo";
+  }
+}
+
+void choose_plan(RouteDecision& d, const std::optional<Plan>& rule_plan, const ScoringPolicy& scoring,
+                 std::optional<int> score) {
+  if (rule_plan) {
+    d.plan = *rule_plan;
+    d.plan_because = "routing.yaml:" + std::to_string(d.rule_line) + " names plan " + plan_name(*rule_plan);
+  } else if (score) {
+    d.plan = plan_for(*score, scoring);
+    d.plan_because = "score " + std::to_string(*score) + "; solo 0-" + std::to_string(scoring.solo_max) +
+                     ", review " + std::to_string(scoring.solo_max + 1) + "-" + std::to_string(scoring.review_max) +
+                     ", strong " + std::to_string(scoring.review_max + 1) + "-10";
+  } else {
+    d.plan = Plan::kSolo;
+    d.plan_because = "no score";
+  }
+}
+
+}  // namespace
+
 Result<RouteDecision> route(const TaskRequest& task, const RoutingPolicy& policy,
-                            const std::map<std::string, AgentProfile>& agents) {
+                            const std::map<std::string, AgentProfile>& agents, std::optional<int> score) {
   RouteDecision d;
   d.fallback = policy.fallback;
   if (!task.agent.empty()) {
@@ -34,21 +96,24 @@ Result<RouteDecision> route(const TaskRequest& task, const RoutingPolicy& policy
     }
     d.agent = task.agent;
     d.because = "--agent";
+    d.plan_because = "--agent runs solo";
     d.fallback.clear();
     return d;
   }
-  for (size_t i = 0; i < policy.rules.size(); ++i) {
-    if (rule_matches(policy.rules[i].match, task)) {
-      d.agent = policy.rules[i].agent;
-      d.because = "routing.yaml:" + std::to_string(policy.rules[i].line) + " (rule " + std::to_string(i + 1) + ")";
-      return d;
-    }
+  const RouteRule* rule = nullptr;
+  for (size_t i = 0; i < policy.rules.size() && !rule; ++i) {
+    if (!rule_matches(policy.rules[i].match, task, score)) continue;
+    rule = &policy.rules[i];
+    d.rule_line = rule->line;
+    d.because = "routing.yaml:" + std::to_string(rule->line) + " (rule " + std::to_string(i + 1) + ")";
   }
-  d.agent = policy.default_agent;
-  d.because = "default";
+  const bool agent_chosen = rule && !rule->agent.empty();
+  d.agent = agent_chosen ? rule->agent : policy.default_agent;
+  if (!rule) d.because = "default";
+  choose_plan(d, rule ? rule->plan : std::nullopt, policy.scoring, score);
+  staff(d, policy, agents, agent_chosen);
   return d;
 }
-
 
 std::vector<std::string> expand_command(const std::vector<std::string>& command, const TaskRequest& task,
                                         const std::string& branch) {
@@ -106,6 +171,7 @@ protocol::RunSpec make_run_spec(const Task& task, const AgentProfile& agent, con
   s.memory_bytes = config.container.memory_bytes;
   s.run_timeout_s = config.container.run_timeout_s;
   s.verify_timeout_s = config.container.verify_timeout_s;
+  s.stall_timeout_s = config.container.stall_timeout_s;
   return s;
 }
 

@@ -13,18 +13,28 @@
 namespace polyphony {
 
 struct RouteDecision {
-  std::string agent;
+  std::string agent;                  // the implementer
   std::vector<std::string> fallback;  // agents to try next when this one cannot run
   std::string because;                // "--agent", "routing.yaml:12 (rule 2)", "default"
+  Plan plan = Plan::kSolo;
+  std::string reviewer;               // the review plan's second agent; empty otherwise
+  std::string plan_because;           // "score 5 (4-6: review)", "routing.yaml:12 names plan review", ...
+  int rule_line = 0;                  // line of the matching rule in routing.yaml; 0: none matched
 };
 
 // True when every condition `match` names holds for the task.
 bool rule_matches(const RouteMatch& match, const TaskRequest& task, std::optional<int> score = std::nullopt);
 
-// An explicit agent wins; else the first matching rule top-down; else the default agent.
+// An explicit agent wins (solo plan); else the first matching rule top-down (rules with a score
+// range match only when `score`, the complexity total, is known); else the default agent.
+// The plan is the rule's, else the one the score calls for (policy.scoring), else solo. Agents:
+// the rule's or the default agent implements; the strong plan without a rule's agent takes the
+// strongest agent (tier strong: the default, else the first in the fallback chain, else by
+// name); the review plan adds a different agent as reviewer, a strong one when there is one.
 // Error "usage" when the explicit agent is not in `agents`.
 Result<RouteDecision> route(const TaskRequest& task, const RoutingPolicy& policy,
-                            const std::map<std::string, AgentProfile>& agents);
+                            const std::map<std::string, AgentProfile>& agents,
+                            std::optional<int> score = std::nullopt);
 
 // Resolved identity material for a container: read-only mounts and env values.
 struct ResolvedIdentity {

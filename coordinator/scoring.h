@@ -1,0 +1,114 @@
+// The complexity score: five dimensions of 0-2 (0-10 in all) with the evidence behind each,
+// the signals it is computed from, and how those signals are read from a repository.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/result.h"
+#include "coordinator/task.h"
+
+namespace polyphony {
+
+// A file the task touches: named in its text, named like one of its words, or defining a
+// function it names.
+struct TouchedFile {
+  std::string path;
+  int lines_of_code = 0;  // non-blank lines
+  int nesting = 0;        // deepest brace scope; indentation levels in files without braces
+  std::string why;        // "named in the task", "name matches 'login'", "defines login()"
+};
+
+// A function the task names that the repository defines, and how often it is called.
+struct SymbolUse {
+  std::string name;
+  int call_sites = 0;                     // occurrences of `name(` that are not definitions
+  int files_calling = 0;
+  std::vector<std::string> defined_in;
+};
+
+// A keyword found in the task text ("task") or in touched files.
+struct KeywordHit {
+  std::string keyword;
+  std::vector<std::string> found_in;
+};
+
+// Everything the score is computed from. Collected from a repository, or built by hand.
+struct Signals {
+  std::vector<TouchedFile> files;
+  std::vector<SymbolUse> symbols;
+  std::vector<KeywordHit> security;
+  std::vector<KeywordHit> concurrency;
+  std::string risk;
+  std::string task_type;
+  int files_scanned = 0;
+  std::string scan_note;  // what the bounded scan skipped, e.g. "2 binary files skipped"
+};
+
+enum class Dimension { kCyclomaticDepth, kFanOut, kSecurityBoundary, kConcurrency, kDomainInvariants };
+inline constexpr size_t kDimensionCount = 5;
+
+// "cyclomatic_depth", "fan_out", "security_boundary", "concurrency", "domain_invariants".
+const char* dimension_name(Dimension d);
+
+struct DimensionScore {
+  Dimension dimension = Dimension::kCyclomaticDepth;
+  int value = 0;                       // 0, 1 or 2
+  std::vector<std::string> evidence;   // the files, counts and keywords behind the value
+};
+
+struct Score {
+  std::array<DimensionScore, kDimensionCount> dimensions;
+  int total = 0;  // 0..10
+};
+
+// 0 below `c.one`, 1 below `c.two`, else 2.
+int cut(int measure, const ScoreCutOffs& c);
+
+// Domain invariants before capping: risk high 2, medium 1; task type migration, security,
+// billing or payments +1; capped at 2 by score().
+int domain_points(const std::string& risk, const std::string& task_type);
+
+// The score of the signals under the policy's cut-offs. Pure.
+Score score(const Signals& signals, const ScoringPolicy& policy);
+
+// The plan a total calls for: solo up to solo_max, review up to review_max, else strong.
+Plan plan_for(int total, const ScoringPolicy& policy);
+
+// A repository's text files as read for scoring.
+struct RepoText {
+  struct File {
+    std::string path;
+    std::string content;
+  };
+  std::vector<File> files;  // sorted by path
+  int skipped_binary = 0;
+  int skipped_large = 0;
+  int skipped_over_cap = 0;
+  std::string source;       // "<repo> at <commit>" or "<dir> (work tree)"
+};
+
+// Bounds on a scan: files larger than max_file_bytes and binary files (a NUL byte in the first
+// 8000) are skipped; at most max_files files (in path order) and max_total_bytes are read.
+struct ScanLimits {
+  uint64_t max_file_bytes = 1 << 20;
+  size_t max_files = 5000;
+  uint64_t max_total_bytes = 64ull << 20;
+};
+
+// The text files of `rev` (a branch, tag or commit; "HEAD" by default) in a bare or non-bare
+// repository, read through `git` (argv, with a timeout). Error "git" naming the repo and rev.
+Result<RepoText> read_repo_at(const std::filesystem::path& repo, const std::string& rev,
+                              const ScanLimits& limits = {});
+
+// The text files under a work tree directory (.git and symlinks skipped).
+Result<RepoText> read_work_tree(const std::filesystem::path& dir, const ScanLimits& limits = {});
+
+// The signals of a task against a repository's text. Pure.
+Signals collect_signals(const TaskRequest& task, const RepoText& repo);
+
+}  // namespace polyphony
