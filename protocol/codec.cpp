@@ -183,6 +183,7 @@ void describe(V& v, S& r) {
   v.opt("memory_bytes", r.memory_bytes, at_least<int64_t>(0));
   v.opt("run_timeout_s", r.run_timeout_s, at_least<int64_t>(0));
   v.opt("verify_timeout_s", r.verify_timeout_s, at_least<int64_t>(0));
+  v.opt("stall_timeout_s", r.stall_timeout_s, at_least<int64_t>(0));
   v.opt("verify_command", r.verify_command);
 }
 

@@ -94,6 +94,7 @@ class Attempt {
 struct ContainerOutcome {
   int exit_code = -1;
   bool timed_out = false;
+  bool stalled = false;
   bool cancelled = false;
   std::string tail;  // last lines of output, for failure reasons
 };
@@ -107,7 +108,7 @@ std::string tail_of(const std::string& text, size_t max_bytes = 600) {
 // Creates, starts and follows one container to its end, streaming its output as `stream`,
 // and removes it. A watchdog stops it at the deadline or on cancel.
 Result<ContainerOutcome> run_container(const ContainerSpec& cs, const std::string& stream, int64_t timeout_s,
-                                       Attempt& attempt, RunContext& ctx) {
+                                       int64_t stall_timeout_s, Attempt& attempt, RunContext& ctx) {
   auto id = ctx.docker.create_container(cs);
   if (!id.ok()) return id.error();
   struct Remover {
@@ -123,13 +124,19 @@ Result<ContainerOutcome> run_container(const ContainerSpec& cs, const std::strin
   ContainerOutcome out;
   std::atomic<bool> done{false};
   std::atomic<bool> timed_out{false};
+  std::atomic<bool> stalled{false};
   std::atomic<bool> cancelled{false};
+  using Clock = std::chrono::steady_clock;
+  std::atomic<Clock::rep> last_output{Clock::now().time_since_epoch().count()};
   std::thread watchdog([&] {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s > 0 ? timeout_s : 1LL << 30);
+    const auto deadline = Clock::now() + std::chrono::seconds(timeout_s > 0 ? timeout_s : 1LL << 30);
+    const auto stall = std::chrono::seconds(stall_timeout_s > 0 ? stall_timeout_s : 1LL << 30);
     while (!done.load()) {
       if (attempt.cancelled()) cancelled = true;
-      if (std::chrono::steady_clock::now() >= deadline) timed_out = true;
-      if (cancelled || timed_out) {
+      const auto now = Clock::now();
+      if (now >= deadline) timed_out = true;
+      if (now - Clock::time_point(Clock::duration(last_output.load())) >= stall) stalled = true;
+      if (cancelled || timed_out || stalled) {
         (void)ctx.docker.stop_container(*id, 2);
         return;
       }
@@ -139,6 +146,7 @@ Result<ContainerOutcome> run_container(const ContainerSpec& cs, const std::strin
   std::string captured;
   auto logs = ctx.docker.stream_logs(*id, true, [&](int, std::string_view data) {
     attempt.log(stream, data);
+    last_output = Clock::now().time_since_epoch().count();
     captured.append(data);
     if (captured.size() > 64 * 1024) captured.erase(0, captured.size() - 32 * 1024);
     return true;
@@ -150,6 +158,7 @@ Result<ContainerOutcome> run_container(const ContainerSpec& cs, const std::strin
   if (!code.ok()) return code.error();
   out.exit_code = *code;
   out.timed_out = timed_out;
+  out.stalled = stalled;
   out.cancelled = cancelled;
   out.tail = tail_of(captured);
   return out;
@@ -264,9 +273,13 @@ protocol::TaskResult execute_run(const protocol::RunSpec& spec, RunContext& ctx)
   for (const auto& [k, v] : spec.agent.env) agent_cs.env.push_back(k + "=" + v);
   for (const auto& m : spec.agent.mounts) agent_cs.mounts.push_back({m.host_path, m.container_path, true});
   attempt.update("RUNNING", "agent " + spec.agent.name);
-  auto agent_run = run_container(agent_cs, "agent", spec.run_timeout_s, attempt, ctx);
+  auto agent_run = run_container(agent_cs, "agent", spec.run_timeout_s, spec.stall_timeout_s, attempt, ctx);
   if (!agent_run.ok()) return container_failure(attempt, spec, "agent", agent_run.error());
   if (agent_run->cancelled) return attempt.failed("cancelled", "cancelled while the agent ran");
+  if (agent_run->stalled) {
+    return attempt.failed("timeout", "the agent printed nothing for " + std::to_string(spec.stall_timeout_s) +
+                                         " s and was stopped (stall timeout)");
+  }
   if (agent_run->timed_out) return attempt.failed("timeout", "the agent ran past " + std::to_string(spec.run_timeout_s) + " s and was stopped");
   if (agent_run->exit_code != 0) {
     return attempt.failed("agent", "agent " + spec.agent.name + " exited with status " +
@@ -289,7 +302,7 @@ protocol::TaskResult execute_run(const protocol::RunSpec& spec, RunContext& ctx)
   attempt.log("verify", "$ " + *verify + "\n");
   ContainerSpec verify_cs = base_container(spec, *ws, ctx, "verify");
   verify_cs.cmd = {"sh", "-c", *verify};
-  auto verify_run = run_container(verify_cs, "verify", spec.verify_timeout_s, attempt, ctx);
+  auto verify_run = run_container(verify_cs, "verify", spec.verify_timeout_s, 0, attempt, ctx);
   if (!verify_run.ok()) return container_failure(attempt, spec, "verify", verify_run.error());
   if (verify_run->cancelled) return attempt.failed("cancelled", "cancelled during verify");
   if (verify_run->timed_out) return attempt.failed("timeout", "verify ran past " + std::to_string(spec.verify_timeout_s) + " s and was stopped");

@@ -153,3 +153,20 @@ TEST_CASE("three tasks editing neighbouring lines of one file all land, one afte
     CHECK(commits_with_subject(box, subject) == 1);
   }
 }
+
+TEST_CASE("a silent agent is stopped by the stall timeout, retried, and BLOCKED when attempts run out") {
+  SingleBox box(kRepo, "max_attempts: 2\ncontainer:\n  network: none\n  stall_timeout_s: 2\n");
+  const std::string id = box.spawn("Silent agent", "```sh\nsleep 60\n```\n");
+  box.serve();
+  auto states = box.wait_finished({id}, std::chrono::seconds(120));
+  INFO(box.serve_log());
+  REQUIRE(states[id] == "BLOCKED");
+  auto t = box.task(id);
+  CHECK(t["attempt"] == 2);
+  CHECK_THAT(t["reason"].get<std::string>(), Catch::Contains("gave up after 2 attempts") && Catch::Contains("stall timeout"));
+  CHECK(box.containers_of(id) == 0);
+  auto show = nlohmann::json::parse(box.cli({"show", id, "--json"}).out);
+  int failed = 0;
+  for (const auto& e : show["events"]) failed += e["to"] == "FAILED";
+  CHECK(failed == 2);
+}

@@ -5,22 +5,47 @@
 
 #include <fstream>
 
+#include <yaml-cpp/yaml.h>
+
 #include "worker-agent/docker_client.h"
 
 namespace polyphony::testing {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// The test defaults (network none, short poll interval, small limits) with `extra` laid over
+// them, one level deep: `container:` in `extra` changes only the keys it names.
+std::string merged_config(const std::string& extra) {
+  YAML::Node base = YAML::Load(
+      "poll_interval_ms: 100\n"
+      "coordinator: {heartbeat_interval_ms: 200, heartbeat_liveness: 10}\n"
+      "container: {network: none, cpus: 1, memory: 512m, run_timeout_s: 120, verify_timeout_s: 120}\n");
+  YAML::Node over = YAML::Load(extra);
+  if (over.IsMap()) {
+    for (const auto& kv : over) {
+      const std::string key = kv.first.as<std::string>();
+      if (base[key].IsMap() && kv.second.IsMap()) {
+        for (const auto& inner : kv.second) base[key][inner.first.as<std::string>()] = inner.second;
+      } else {
+        base[key] = kv.second;
+      }
+    }
+  }
+  YAML::Emitter out;
+  out << base;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace
+
 SingleBox::SingleBox(const std::map<std::string, std::string>& files, const std::string& extra_config)
     : dir_("polyphony-e2e"), home_(dir_.path() / "home"), origin_(dir_.path() / "origin.git") {
   auto init = cli({"init"});
   INFO(init.err);
   REQUIRE(init.exit_code == 0);
-  write_file(home_ / "config.yaml",
-             "poll_interval_ms: 100\n"
-             "coordinator:\n  heartbeat_interval_ms: 200\n  heartbeat_liveness: 10\n"
-             "container:\n  network: none\n  cpus: 1\n  memory: 512m\n  run_timeout_s: 120\n  verify_timeout_s: 120\n" +
-                 extra_config);
+  write_file(home_ / "config.yaml", merged_config(extra_config));
   make_bare_repo(origin_, files);
 }
 

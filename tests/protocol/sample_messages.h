@@ -31,6 +31,7 @@ inline RunSpec run_spec() {
   s.memory_bytes = 2LL * 1024 * 1024 * 1024;
   s.run_timeout_s = 1800;
   s.verify_timeout_s = 600;
+  s.stall_timeout_s = 300;
   s.verify_command = "make test";
   return s;
 }
