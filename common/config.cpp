@@ -172,7 +172,7 @@ Result<Config> load_config(const fs::path& file, const fs::path& home) {
   const YAML::Node root = *doc;
   if (!root.IsNull()) {
     POLY_TRY(y.check_keys(root, {"workspace_root", "state_db", "queue_db", "log_dir", "poll_interval_ms",
-                                 "max_concurrency", "max_attempts", "docker_host", "coordinator", "worker",
+                                 "max_concurrency", "max_concurrency_per_repo", "max_attempts", "docker_host", "coordinator", "worker",
                                  "container", "repos"}, "config.yaml"));
     auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, w); };
     auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, w); };
@@ -187,9 +187,11 @@ Result<Config> load_config(const fs::path& file, const fs::path& home) {
     POLY_TRY(read_opt(root, "poll_interval_ms", c.poll_interval_ms, num));
     POLY_TRY(read_opt(root, "max_concurrency", c.max_concurrency, num));
     POLY_TRY(read_opt(root, "max_attempts", c.max_attempts, num));
+    POLY_TRY(read_opt(root, "max_concurrency_per_repo", c.max_concurrency_per_repo, num));
+    if (c.max_concurrency_per_repo < 0) return y.error(root["max_concurrency_per_repo"], "max_concurrency_per_repo must be 0 (no limit) or more");
     POLY_TRY(read_opt(root, "docker_host", c.docker_host, str));
     if (c.poll_interval_ms < 10) return y.error(root["poll_interval_ms"], "poll_interval_ms must be at least 10");
-    if (c.max_concurrency < 1) return y.error(root["max_concurrency"], "max_concurrency must be at least 1");
+    if (c.max_concurrency < 1 || c.max_concurrency > 4096) return y.error(root["max_concurrency"], "max_concurrency must be between 1 and 4096");
     if (c.max_attempts < 1) return y.error(root["max_attempts"], "max_attempts must be at least 1");
     if (root["coordinator"].IsDefined() && !root["coordinator"].IsNull()) POLY_TRY(read_coordinator(y, root["coordinator"], c));
     if (root["worker"].IsDefined() && !root["worker"].IsNull()) POLY_TRY(read_worker(y, root["worker"], c));

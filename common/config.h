@@ -47,6 +47,7 @@ struct Config {
   std::filesystem::path log_dir;              // default <home>/logs
   int64_t poll_interval_ms = 500;
   int max_concurrency = 4;
+  int max_concurrency_per_repo = 0;           // 0: no limit beyond max_concurrency
   int max_attempts = 3;
   std::string docker_host;                    // empty: auto-detect
   // Coordinator endpoints. worker_endpoint empty: only the embedded worker.

@@ -12,8 +12,10 @@ constexpr const char* kConfigYaml = R"(# Polyphony configuration (config.yaml).
 workspace_root: workspaces
 # How often (milliseconds) the coordinator looks for new work.
 poll_interval_ms: 500
-# Tasks running at once on this coordinator.
+# Tasks running at once on this coordinator, and at most this many on one repo (0: no limit).
+# Queued tasks are taken fairly across repos.
 max_concurrency: 4
+max_concurrency_per_repo: 0
 # Attempts before a failing task is BLOCKED.
 max_attempts: 3
 # Docker engine socket; empty: $DOCKER_HOST, /var/run/docker.sock, OrbStack's socket.

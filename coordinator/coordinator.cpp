@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "coordinator/identity_broker.h"
 #include "coordinator/router.h"
+#include "coordinator/scheduling.h"
 #include "coordinator/submission.h"
 
 namespace polyphony {
@@ -513,11 +514,14 @@ WorkerEntry* Coordinator::pick_worker() {
 }
 
 void Coordinator::dispatch_claimed() {
-  auto tasks = store_->list({TaskState::kClaimed});
-  if (!tasks.ok()) return;
-  for (const auto& t : *tasks) {
-    if (t.next_attempt_at_ms > now_ms()) continue;
-    if (running_count() >= settings_.config.max_concurrency) return;
+  const int slots = settings_.config.max_concurrency - running_count();
+  if (slots <= 0) return;
+  auto claimed = store_->list({TaskState::kClaimed});
+  auto active = store_->list({TaskState::kRouted, TaskState::kProvisioned, TaskState::kRunning, TaskState::kVerifying});
+  if (!claimed.ok() || !active.ok()) return;
+  std::map<std::string, int> running_per_repo;
+  for (const auto& t : *active) ++running_per_repo[t.request.repo];
+  for (const auto& t : dispatch_order(*claimed, running_per_repo, settings_.config.max_concurrency_per_repo, slots, now_ms())) {
     WorkerEntry* w = pick_worker();
     if (w == nullptr) return;
     auto s = dispatch_one(t, *w);
