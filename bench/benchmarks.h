@@ -1,0 +1,29 @@
+// The four benchmarks of issue 8; each returns the rows it adds to the table.
+#pragma once
+
+#include <vector>
+
+#include "bench/bench_box.h"
+#include "bench/report.h"
+
+namespace polyphony::bench {
+
+// `polyphony spawn` returning -> the agent's first instruction in its container, on a warm
+// worker, beside `docker run --rm IMAGE true` + `git clone --reference`.
+std::vector<Row> run_dispatch(const BenchOptions& options);
+
+// Workspaces::provision on the generated repository, beside plain `git clone`,
+// `git clone --reference` and `git worktree add`: time and extra disk.
+std::vector<Row> run_provision(const BenchOptions& options);
+
+// 24 tasks of a 2 s scripted agent at max_concurrency 4 through `polyphony serve`, against the
+// ideal 24 x 2 s / 4; then the state DB's bytes per finished task.
+std::vector<Row> run_parallel(const BenchOptions& options);
+
+// Coordinator RSS with 10,000 queued tasks; an idle polyphony-worker's RSS.
+std::vector<Row> run_footprint(const BenchOptions& options);
+
+// The poll interval the Docker benchmarks configure (the shipped default is 500 ms).
+inline constexpr int kBenchPollIntervalMs = 20;
+
+}  // namespace polyphony::bench
