@@ -286,36 +286,39 @@ void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m) {
 }
 
 void Coordinator::fail_attempt(const Task& task, TaskState from, const std::string& kind, const std::string& reason) {
-  TransitionUpdate u;
-  u.reason = reason;
-  u.failure_kind = kind;
-  const int64_t now = now_ms();
-  TaskState state = from;
+  std::vector<std::pair<TaskState, TransitionUpdate>> steps;
   if (from != TaskState::kFailed) {
-    auto s = store_->transition(task.request.id, from, TaskState::kFailed, u, now);
-    if (!s.ok()) {
-      spdlog::error("task {}: cannot record failure: {}", task.request.id, s.error().to_string());
-      return;
-    }
-    state = TaskState::kFailed;
+    TransitionUpdate u;
+    u.reason = reason;
+    u.failure_kind = kind;
+    steps.push_back({TaskState::kFailed, u});
   }
-  spdlog::warn("task {} FAILED ({}): {}", task.request.id, kind, reason);
-  last_activity_ms_.erase(task.request.id);
-  for (auto& [rid, w] : workers_) w.running.erase(task.request.id);
-  if (!is_retryable(kind)) return;
-  if (task.attempt - task.budget_start >= settings_.config.max_attempts) {
-    TransitionUpdate b;
-    b.reason = "gave up after " + std::to_string(task.attempt) + " attempts; last: " + reason;
-    (void)store_->transition(task.request.id, state, TaskState::kBlocked, b, now);
-    spdlog::warn("task {} BLOCKED: {}", task.request.id, *b.reason);
+  // The retry decision is part of the same transaction, so nobody sees a retried task as FAILED.
+  if (is_retryable(kind)) {
+    if (task.attempt - task.budget_start >= settings_.config.max_attempts) {
+      TransitionUpdate b;
+      b.reason = "gave up after " + std::to_string(task.attempt - task.budget_start) + " attempts; last: " + reason;
+      steps.push_back({TaskState::kBlocked, b});
+    } else {
+      static thread_local std::mt19937_64 rng{std::random_device{}()};
+      TransitionUpdate r;
+      r.reason = "retry after " + kind + " failure: " + reason;
+      r.worker = "";
+      r.next_attempt_at_ms = now_ms() + retry_backoff_ms(task.attempt, 1000, 60000, rng());
+      steps.push_back({TaskState::kClaimed, r});
+    }
+  }
+  if (steps.empty()) return;
+  auto s = store_->transitions(task.request.id, from, steps, now_ms());
+  if (!s.ok()) {
+    spdlog::error("task {}: cannot record failure: {}", task.request.id, s.error().to_string());
     return;
   }
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  TransitionUpdate r;
-  r.reason = "retry after " + kind + " failure";
-  r.worker = "";
-  r.next_attempt_at_ms = now + retry_backoff_ms(task.attempt, 1000, 60000, rng());
-  (void)store_->transition(task.request.id, state, TaskState::kClaimed, r, now);
+  spdlog::warn("task {} FAILED ({}): {}{}", task.request.id, kind, reason,
+               steps.back().first == TaskState::kBlocked ? " -> BLOCKED"
+               : steps.back().first == TaskState::kClaimed ? " -> retrying" : "");
+  last_activity_ms_.erase(task.request.id);
+  for (auto& [rid, w] : workers_) w.running.erase(task.request.id);
 }
 
 void Coordinator::handle_client_frame(const std::string& routing_id, const std::string& body) {

@@ -131,45 +131,64 @@ Result<bool> StateStore::add(const TaskRequest& r, int64_t now) {
 
 Status StateStore::transition(const std::string& id, TaskState from, TaskState to, const TransitionUpdate& u,
                               int64_t now) {
-  if (!can_transition(from, to)) {
-    return make_error("transition", "the lifecycle does not allow " + std::string(to_string(from)) + " -> " +
-                      std::string(to_string(to)), id);
+  return transitions(id, from, {{to, u}}, now);
+}
+
+Status StateStore::transitions(const std::string& id, TaskState from,
+                               const std::vector<std::pair<TaskState, TransitionUpdate>>& steps, int64_t now) {
+  TaskState at = from;
+  for (const auto& [to, u] : steps) {
+    if (!can_transition(at, to)) {
+      return make_error("transition", "the lifecycle does not allow " + std::string(to_string(at)) + " -> " +
+                        std::string(to_string(to)), id);
+    }
+    at = to;
   }
   return db_.transaction([&]() -> Status {
-    auto cur = get(id);
-    if (!cur.ok()) return cur.error();
-    if (!cur->has_value()) return make_error("not_found", "no such task", id);
-    Task t = **cur;
-    if (t.state != from) {
-      return make_error("transition", "task is " + std::string(to_string(t.state)) + ", not " +
-                        std::string(to_string(from)) + "; refusing -> " + std::string(to_string(to)), id);
+    TaskState cur = from;
+    for (const auto& [to, u] : steps) {
+      POLY_TRY(apply(id, cur, to, u, now));
+      cur = to;
     }
-    if (u.attempt) t.attempt = *u.attempt;
-    if (u.agent) t.agent = *u.agent;
-    if (u.branch) t.branch = *u.branch;
-    if (u.worker) t.worker = *u.worker;
-    if (u.epoch) t.epoch = *u.epoch;
-    if (u.reason) t.reason = *u.reason;
-    if (u.failure_kind) t.failure_kind = *u.failure_kind;
-    if (u.commit) t.commit = *u.commit;
-    if (u.merged_commit) t.merged_commit = *u.merged_commit;
-    if (u.next_attempt_at_ms) t.next_attempt_at_ms = *u.next_attempt_at_ms;
-    if (u.budget_start) t.budget_start = *u.budget_start;
-    auto st = db_.prepare(
-        "UPDATE tasks SET state=?, attempt=?, agent=?, branch=?, worker=?, epoch=?, reason=?, failure_kind=?, "
-        "commit_id=?, merged_commit=?, next_attempt_at=?, budget_start=?, updated_at=? WHERE id=? AND state=?");
-    if (!st.ok()) return st.error();
-    st->bind(1, to_string(to)).bind(2, t.attempt).bind(3, t.agent).bind(4, t.branch).bind(5, t.worker);
-    st->bind(6, t.epoch).bind(7, t.reason).bind(8, t.failure_kind).bind(9, t.commit).bind(10, t.merged_commit);
-    st->bind(11, t.next_attempt_at_ms).bind(12, t.budget_start).bind(13, now).bind(14, id).bind(15, to_string(from));
-    POLY_TRY(st->run());
-    auto ev = db_.prepare(
-        "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at) VALUES (?,?,?,?,?,?,?)");
-    if (!ev.ok()) return ev.error();
-    ev->bind(1, id).bind(2, to_string(from)).bind(3, to_string(to)).bind(4, t.attempt).bind(5, t.worker);
-    ev->bind(6, u.reason.value_or("")).bind(7, now);
-    return ev->run();
+    return {};
   });
+}
+
+Status StateStore::apply(const std::string& id, TaskState from, TaskState to, const TransitionUpdate& u,
+                         int64_t now) {
+  auto cur = get(id);
+  if (!cur.ok()) return cur.error();
+  if (!cur->has_value()) return make_error("not_found", "no such task", id);
+  Task t = **cur;
+  if (t.state != from) {
+    return make_error("transition", "task is " + std::string(to_string(t.state)) + ", not " +
+                      std::string(to_string(from)) + "; refusing -> " + std::string(to_string(to)), id);
+  }
+  if (u.attempt) t.attempt = *u.attempt;
+  if (u.agent) t.agent = *u.agent;
+  if (u.branch) t.branch = *u.branch;
+  if (u.worker) t.worker = *u.worker;
+  if (u.epoch) t.epoch = *u.epoch;
+  if (u.reason) t.reason = *u.reason;
+  if (u.failure_kind) t.failure_kind = *u.failure_kind;
+  if (u.commit) t.commit = *u.commit;
+  if (u.merged_commit) t.merged_commit = *u.merged_commit;
+  if (u.next_attempt_at_ms) t.next_attempt_at_ms = *u.next_attempt_at_ms;
+  if (u.budget_start) t.budget_start = *u.budget_start;
+  auto st = db_.prepare(
+      "UPDATE tasks SET state=?, attempt=?, agent=?, branch=?, worker=?, epoch=?, reason=?, failure_kind=?, "
+      "commit_id=?, merged_commit=?, next_attempt_at=?, budget_start=?, updated_at=? WHERE id=? AND state=?");
+  if (!st.ok()) return st.error();
+  st->bind(1, to_string(to)).bind(2, t.attempt).bind(3, t.agent).bind(4, t.branch).bind(5, t.worker);
+  st->bind(6, t.epoch).bind(7, t.reason).bind(8, t.failure_kind).bind(9, t.commit).bind(10, t.merged_commit);
+  st->bind(11, t.next_attempt_at_ms).bind(12, t.budget_start).bind(13, now).bind(14, id).bind(15, to_string(from));
+  POLY_TRY(st->run());
+  auto ev = db_.prepare(
+      "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at) VALUES (?,?,?,?,?,?,?)");
+  if (!ev.ok()) return ev.error();
+  ev->bind(1, id).bind(2, to_string(from)).bind(3, to_string(to)).bind(4, t.attempt).bind(5, t.worker);
+  ev->bind(6, u.reason.value_or("")).bind(7, now);
+  return ev->run();
 }
 
 Result<std::optional<Task>> StateStore::get(const std::string& id) {

@@ -42,6 +42,11 @@ class StateStore {
   Status transition(const std::string& id, TaskState from, TaskState to, const TransitionUpdate& update,
                     int64_t now_ms);
 
+  // Several transitions in one transaction (e.g. RUNNING -> FAILED -> CLAIMED for a retry), so
+  // no reader ever sees the state in between; each still appends its own event.
+  Status transitions(const std::string& id, TaskState from,
+                     const std::vector<std::pair<TaskState, TransitionUpdate>>& steps, int64_t now_ms);
+
   Result<std::optional<Task>> get(const std::string& id);
   // Tasks in any of `states` (all when empty), oldest first.
   Result<std::vector<Task>> list(const std::vector<TaskState>& states = {});
@@ -52,6 +57,8 @@ class StateStore {
 
  private:
   Status migrate();
+  // One transition inside the caller's transaction.
+  Status apply(const std::string& id, TaskState from, TaskState to, const TransitionUpdate& update, int64_t now_ms);
   Database db_;
 };
 

@@ -75,6 +75,8 @@ bool push_was_rejected(std::string_view porcelain_out) {
     std::string_view line =
         porcelain_out.substr(pos, end == std::string_view::npos ? end : end - pos);
     if (line.starts_with("!\t") && line.find("\t[rejected]") != std::string_view::npos) return true;
+    // Another push updating the same ref at the same moment: the base moved under us too.
+    if (line.starts_with("!\t") && line.find("cannot lock ref") != std::string_view::npos) return true;
     if (end == std::string_view::npos) break;
     pos = end + 1;
   }

@@ -185,6 +185,9 @@ void WorkerAgent::on_dispatch(const protocol::Dispatch& d) {
     if (it->second->thread.joinable()) it->second->thread.join();
     runs_.erase(it);
   }
+  // A run that has just sent its result still sits in runs_ until reaped: reap first, so the
+  // coordinator's next dispatch is not refused as "full".
+  reap_finished_runs();
   if (static_cast<int>(runs_.size()) >= options_.capacity) {
     protocol::TaskResult r;
     r.task_id = spec.task_id;

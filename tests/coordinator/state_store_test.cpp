@@ -122,3 +122,26 @@ TEST_CASE("the queue hands tasks out until they are acknowledged") {
   REQUIRE(p->size() == 1);
   CHECK(p->at(0).id == "a2");
 }
+
+TEST_CASE("a chain of transitions is one transaction: all of it or none of it") {
+  TempDir dir;
+  auto store = StateStore::open(dir / "state.db");
+  REQUIRE(store.ok());
+  REQUIRE(*store->add(request("t1"), 1));
+  REQUIRE(store->transitions("t1", TaskState::kDiscovered, {{TaskState::kClaimed, {}}, {TaskState::kRouted, {}}}, 2).ok());
+  CHECK((*store->get("t1"))->state == TaskState::kRouted);
+  // ROUTED -> FAILED -> LANDED is not a path: nothing changes.
+  TransitionUpdate failed;
+  failed.reason = "boom";
+  auto bad = store->transitions("t1", TaskState::kRouted, {{TaskState::kFailed, failed}, {TaskState::kLanded, {}}}, 3);
+  REQUIRE_FALSE(bad.ok());
+  CHECK((*store->get("t1"))->state == TaskState::kRouted);
+  TransitionUpdate retry;
+  retry.reason = "retry";
+  REQUIRE(store->transitions("t1", TaskState::kRouted, {{TaskState::kFailed, failed}, {TaskState::kClaimed, retry}}, 4).ok());
+  auto events = store->events("t1");
+  REQUIRE(events->size() == 5);
+  CHECK(events->at(3).to == "FAILED");
+  CHECK(events->at(3).reason == "boom");
+  CHECK(events->at(4).to == "CLAIMED");
+}

@@ -528,6 +528,7 @@ TEST_CASE("only a non-fast-forward refusal in push porcelain output counts as pu
       {"To /o.git\n!\tabc:refs/heads/main\t[rejected] (fetch first)\nDone\n", true},
       {"To /o.git\n!\tabc:refs/heads/main\t[remote rejected] (pre-receive hook declined)\n", false},
       {"To /o.git\n \tabc:refs/heads/main\t1111..2222\nDone\n", false},
+      {"To /o.git\n!\tabc:refs/heads/main\t[remote rejected] (cannot lock ref 'refs/heads/main': is at 1 but expected 2)\n", true},
   }));
   CHECK(detail::push_was_rejected(out) == rejected);
 }
