@@ -3,9 +3,7 @@
 
 #include "cli/cli.h"
 #include "cli/task_flags.h"
-#include "common/ids.h"
-#include "coordinator/state_store.h"
-#include "coordinator/work_source.h"
+#include "coordinator/submission.h"
 #include "worker-agent/docker_client.h"
 
 namespace polyphony::cli {
@@ -29,17 +27,14 @@ int cmd_spawn(const std::vector<std::string>& argv) {
   if (!args.ok()) return report(args.error());
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
-  auto request = read_task_flags(*args, *settings, "spawn");
+  auto request = task_from_flags(*args, "spawn");
   if (!request.ok()) return report(request.error());
-  TaskRequest r = std::move(*request);
-  r.id = new_task_id();
-  r.source = "spawn";
-  r.created_at_ms = now_ms();
-  auto queue = SqliteQueue::open(settings->config.queue_db);
-  if (!queue.ok()) return report(queue.error());
-  if (auto s = (*queue)->enqueue(r); !s.ok()) return report(s.error());
+  request->source = "spawn";
+  // The same validation and queueing as a remote client's submission.
+  auto id = submit_task(*request, *settings);
+  if (!id.ok()) return report(as_flag_error(id.error()));
   warn_if_image_missing(settings->config);
-  std::cout << r.id << std::endl;
+  std::cout << *id << std::endl;
   return kExitOk;
 }
 

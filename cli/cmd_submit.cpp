@@ -6,6 +6,7 @@
 #include <zmq.hpp>
 
 #include "cli/cli.h"
+#include "cli/task_flags.h"
 #include "common/log.h"
 #include "coordinator/coordinator.h"
 #include "protocol/messages.h"
@@ -59,13 +60,6 @@ bool finished(const std::string& state) {
   return state == "LANDED" || state == "FAILED" || state == "BLOCKED" || state == "CANCELLED";
 }
 
-std::string flag_for(const std::string& field) {
-  static const std::map<std::string, std::string> flags{{"title", "TITLE"}, {"body", "--body"}, {"repo", "--repo"},
-                                                        {"agent", "--agent"}, {"base_branch", "--base"}, {"labels", "--label"}};
-  auto it = flags.find(field);
-  return it == flags.end() ? field : it->second;
-}
-
 }  // namespace
 
 int submit_main(const std::vector<std::string>& argv) {
@@ -103,7 +97,7 @@ int submit_main(const std::vector<std::string>& argv) {
   zmq::context_t ctx;
   auto reply = ask(ctx, endpoint, m);
   if (!reply.ok()) return report(reply.error());
-  if (!reply->ok) return report(make_error("usage", reply->error, flag_for(reply->where)));
+  if (!reply->ok) return report(make_error("usage", reply->error, flag_for_field(reply->where)));
   const std::string id = reply->task_id;
   if (args->has("wait")) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);

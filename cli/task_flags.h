@@ -6,6 +6,7 @@
 
 #include "cli/args.h"
 #include "common/config.h"
+#include "coordinator/submission.h"
 #include "coordinator/task.h"
 
 namespace polyphony::cli {
@@ -13,13 +14,15 @@ namespace polyphony::cli {
 // --repo, --body, --body-file, --type, --risk, --label (repeatable), --agent, --base.
 std::vector<FlagSpec> task_flag_specs();
 
-// The task the flags and the single TITLE describe, validated: title and body non-empty where
-// required, within size limits and UTF-8; --repo a repos: name, a URL, or a git repository
-// (made absolute); --base a valid branch name; --agent defined in agents.yaml. Errors "usage"
-// name the flag; `command` names the subcommand in them.
+// The task the flags and the single TITLE describe, not yet validated. Errors name the flag.
+Result<TaskRequest> task_from_flags(const Args& args, const std::string& command);
+
+// task_from_flags, validated as every submission is (validate_submission), with errors naming
+// the flag at fault.
 Result<TaskRequest> read_task_flags(const Args& args, const Settings& settings, const std::string& command);
 
-// True when `repo` is a remote URL (scheme:// or user@host:path) rather than a path.
-bool looks_like_url(const std::string& repo);
+// The command-line flag for a submission field ("repo" -> "--repo", "title" -> "TITLE").
+std::string flag_for_field(const std::string& field);
+Error as_flag_error(Error e);
 
 }  // namespace polyphony::cli

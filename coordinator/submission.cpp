@@ -10,12 +10,12 @@ namespace polyphony {
 
 namespace fs = std::filesystem;
 
-namespace {
-
 bool looks_like_url(const std::string& repo) {
   return repo.find("://") != std::string::npos ||
          (repo.find('@') != std::string::npos && repo.find(':') != std::string::npos);
 }
+
+namespace {
 
 // A repos: name, a URL, or a local path that must be a git repository (made canonical).
 Result<std::string> resolve_repo(const std::string& repo, const Config& config) {

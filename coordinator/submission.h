@@ -10,6 +10,9 @@ namespace polyphony {
 inline constexpr size_t kMaxTitleBytes = 500;
 inline constexpr size_t kMaxBodyBytes = 1 << 20;
 
+// True when `repo` is a remote URL (scheme:// or user@host:path) rather than a path.
+bool looks_like_url(const std::string& repo);
+
 // Checks the request and normalizes it in place (a local repo path becomes absolute and
 // canonical). Errors have code "usage" and name the field at fault in `where`: "title",
 // "body", "repo", "agent", "base_branch". Nothing is queued here.

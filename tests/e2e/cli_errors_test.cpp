@@ -26,7 +26,7 @@ TEST_CASE("spawn refuses bad input, naming the flag, and queues nothing") {
       {{"spawn", "bad \xff utf8", "--repo", box.origin().string()}, "UTF-8"},
       {{"spawn", "t", "--repo", box.origin().string(), "--colour", "red"}, "--colour"},
       {{"spawn", "t", "--repo"}, "--repo needs a value"},
-      {{"spawn", "t"}, "--repo is required"},
+      {{"spawn", "t"}, "--repo: a repo is required"},
       {{"spawn", "t", "--repo", box.origin().string(), "--base", "a..b"}, "--base"},
       {{"spawn", "t", "--repo", box.origin().string(), "--body-file", "/nonexistent"}, "--body-file"},
   };

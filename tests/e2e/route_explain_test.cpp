@@ -77,7 +77,7 @@ TEST_CASE("route --explain refuses a URL and bad task flags and says what is wro
   const std::vector<Case> cases{
       {{"route", "--explain", "t", "--repo", "https://example.com/app.git"}, "local path"},
       {{"route", "--explain", "t", "--repo", box.origin().string(), "--base", "nope"}, "no branch or commit 'nope'"},
-      {{"route", "--explain", "t"}, "--repo is required"},
+      {{"route", "--explain", "t"}, "a repo is required"},
       {{"route", "t", "--repo", box.origin().string()}, "--explain"},
       {{"route", "--explain", "t", "--repo", box.origin().string(), "--agent", "gpt-99"}, "--agent"},
   };
