@@ -172,7 +172,8 @@ Result<Config> load_config(const fs::path& file, const fs::path& home) {
   const YAML::Node root = *doc;
   if (!root.IsNull()) {
     POLY_TRY(y.check_keys(root, {"workspace_root", "state_db", "queue_db", "log_dir", "poll_interval_ms",
-                                 "max_concurrency", "max_concurrency_per_repo", "max_attempts", "docker_host", "coordinator", "worker",
+                                 "max_concurrency", "max_concurrency_per_repo", "max_attempts",
+                                 "retry_backoff_base_ms", "retry_backoff_cap_ms", "docker_host", "coordinator", "worker",
                                  "container", "repos"}, "config.yaml"));
     auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, w); };
     auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, w); };
@@ -188,6 +189,12 @@ Result<Config> load_config(const fs::path& file, const fs::path& home) {
     POLY_TRY(read_opt(root, "max_concurrency", c.max_concurrency, num));
     POLY_TRY(read_opt(root, "max_attempts", c.max_attempts, num));
     POLY_TRY(read_opt(root, "max_concurrency_per_repo", c.max_concurrency_per_repo, num));
+    POLY_TRY(read_opt(root, "retry_backoff_base_ms", c.retry_backoff_base_ms, num));
+    POLY_TRY(read_opt(root, "retry_backoff_cap_ms", c.retry_backoff_cap_ms, num));
+    if (c.retry_backoff_base_ms < 0 || c.retry_backoff_cap_ms < c.retry_backoff_base_ms) {
+      return y.error(root["retry_backoff_cap_ms"].IsDefined() ? root["retry_backoff_cap_ms"] : root["retry_backoff_base_ms"],
+                     "retry_backoff_base_ms must be >= 0 and retry_backoff_cap_ms at least as large");
+    }
     if (c.max_concurrency_per_repo < 0) return y.error(root["max_concurrency_per_repo"], "max_concurrency_per_repo must be 0 (no limit) or more");
     POLY_TRY(read_opt(root, "docker_host", c.docker_host, str));
     if (c.poll_interval_ms < 10) return y.error(root["poll_interval_ms"], "poll_interval_ms must be at least 10");

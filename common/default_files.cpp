@@ -16,8 +16,11 @@ poll_interval_ms: 500
 # Queued tasks are taken fairly across repos.
 max_concurrency: 4
 max_concurrency_per_repo: 0
-# Attempts before a failing task is BLOCKED.
+# Attempts before a failing task is BLOCKED; retries wait base, 2x base, 4x base ... up to cap
+# (milliseconds, +-20% jitter).
 max_attempts: 3
+retry_backoff_base_ms: 1000
+retry_backoff_cap_ms: 60000
 # Docker engine socket; empty: $DOCKER_HOST, /var/run/docker.sock, OrbStack's socket.
 docker_host: ""
 

@@ -304,7 +304,8 @@ void Coordinator::fail_attempt(const Task& task, TaskState from, const std::stri
       TransitionUpdate r;
       r.reason = "retry after " + kind + " failure: " + reason;
       r.worker = "";
-      r.next_attempt_at_ms = now_ms() + retry_backoff_ms(task.attempt, 1000, 60000, rng());
+      r.next_attempt_at_ms = now_ms() + retry_backoff_ms(task.attempt, settings_.config.retry_backoff_base_ms,
+                                                       settings_.config.retry_backoff_cap_ms, rng());
       steps.push_back({TaskState::kClaimed, r});
     }
   }
