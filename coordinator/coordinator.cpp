@@ -192,7 +192,7 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
   send(routing_id, welcome);
   // Tasks this coordinator believes the worker holds, but which the worker no longer runs,
   // were lost with its previous life: fail them so they are retried.
-  auto active = store_->list({TaskState::kRouted, TaskState::kProvisioned, TaskState::kRunning, TaskState::kVerifying});
+  auto active = store_->list(active_task_states());
   if (!active.ok()) return;
   for (const auto& t : *active) {
     if (t.worker != m.worker_id) continue;
@@ -470,7 +470,7 @@ void Coordinator::expire_unheld_tasks() {
   const int64_t now = now_ms();
   const int64_t budget = settings_.config.heartbeat_interval_ms * settings_.config.heartbeat_liveness;
   if (now - started_ms_ < budget) return;
-  auto active = store_->list({TaskState::kRouted, TaskState::kProvisioned, TaskState::kRunning, TaskState::kVerifying});
+  auto active = store_->list(active_task_states());
   if (!active.ok()) return;
   for (const auto& t : *active) {
     bool held = false;
@@ -521,7 +521,7 @@ void Coordinator::dispatch_claimed() {
   const int slots = settings_.config.max_concurrency - running_count();
   if (slots <= 0) return;
   auto claimed = store_->list({TaskState::kClaimed});
-  auto active = store_->list({TaskState::kRouted, TaskState::kProvisioned, TaskState::kRunning, TaskState::kVerifying});
+  auto active = store_->list(active_task_states());
   if (!claimed.ok() || !active.ok()) return;
   std::map<std::string, int> running_per_repo;
   for (const auto& t : *active) ++running_per_repo[t.request.repo];

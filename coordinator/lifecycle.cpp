@@ -75,3 +75,18 @@ bool is_active(TaskState state) {
 }
 
 }  // namespace polyphony
+
+namespace polyphony {
+
+const std::vector<TaskState>& active_task_states() {
+  static const std::vector<TaskState> states = [] {
+    std::vector<TaskState> v;
+    for (TaskState s : all_task_states()) {
+      if (is_active(s)) v.push_back(s);
+    }
+    return v;
+  }();
+  return states;
+}
+
+}  // namespace polyphony

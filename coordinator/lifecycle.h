@@ -40,4 +40,7 @@ bool is_finished(TaskState state);
 // A state in which a worker holds (or is about to hold) the task.
 bool is_active(TaskState state);
 
+// Every state for which is_active() holds, in lifecycle order.
+const std::vector<TaskState>& active_task_states();
+
 }  // namespace polyphony

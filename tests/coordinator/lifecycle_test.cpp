@@ -40,4 +40,5 @@ TEST_CASE("finished and active states are told apart") {
     CHECK_FALSE(is_finished(s));
   }
   CHECK_FALSE(is_active(S::kClaimed));
+  CHECK(active_task_states() == std::vector<S>{S::kRouted, S::kProvisioned, S::kRunning, S::kVerifying});
 }
