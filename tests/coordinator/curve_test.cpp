@@ -90,6 +90,7 @@ TEST_CASE("the client endpoint over TCP admits only allow-listed client keys", "
   FleetCoordinator c(std::string(kCurveConfig) + "  client_endpoint: " + client_tcp + "\n");
   const Keys k = write_fleet_keys(c.home());
   // The harness binds only the ipc client endpoint: run a coordinator of our own on TCP.
+  c.write_config();
   auto settings = load_settings(c.home());
   REQUIRE(settings.ok());
   CHECK(settings->config.client_endpoint == client_tcp);

@@ -48,12 +48,16 @@ FleetCoordinator::FleetCoordinator(const std::string& extra_config)
       worker_endpoint_("tcp://127.0.0.1:" + std::to_string(free_port())),
       client_endpoint_(local_client_endpoint(dir_.path())) {}
 
-void FleetCoordinator::start() {
+void FleetCoordinator::write_config() {
   for (const auto& [name, text] : default_config_files()) write_file(dir_ / name, text);
   write_file(dir_ / "config.yaml",
              "poll_interval_ms: 20\nmax_concurrency: 16\nretry_backoff_base_ms: 10\nretry_backoff_cap_ms: 20\n"
              "max_attempts: 5\n"
              "repos:\n  app: {url: \"https://example.invalid/app.git\"}\n" + extra_);
+}
+
+void FleetCoordinator::start() {
+  write_config();
   auto settings = load_settings(dir_.path());
   REQUIRE(settings.ok());
   settings->config.heartbeat_interval_ms = 100;

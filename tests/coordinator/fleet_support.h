@@ -3,6 +3,7 @@
 #pragma once
 
 #include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <optional>
@@ -42,6 +43,8 @@ class FleetCoordinator {
   const std::filesystem::path& home() const { return dir_.path(); }
   zmq::context_t& context() { return context_; }
 
+  // Writes the config files into home() (start() does it too).
+  void write_config();
   // Starts the coordinator's thread (after the test has written key files, say).
   void start();
   // Error of Coordinator::create, when start() failed.

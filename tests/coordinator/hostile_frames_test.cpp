@@ -2,6 +2,8 @@
 // coordinator's worker and client sockets: each is dropped, and the coordinator keeps serving.
 #include <catch2/catch.hpp>
 
+#include <zmq_addon.hpp>
+
 #include "fleet_support.h"
 
 using namespace polyphony;
@@ -26,7 +28,7 @@ std::vector<std::string> garbage_bodies() {
       random,                                                // noise
       std::string("\x82\xa1v\x01\xa4type\xa5hello", 13),     // a hello without fields
       std::string("\x82\xa1v\x02\xa4type\xa9heartbeat", 17), // another protocol version
-      std::string("\x82\xa1v\x01\xa4type\xa4evil", 12),      // an unknown type
+      std::string("\x82\xa1v\x01\xa4type\xa4" "evil", 12),      // an unknown type
       std::string("\xdf\xff\xff\xff\xff", 5),                // a map claiming 4G entries
       std::string(64, '\x91'),                               // arrays nested 64 deep
       hello + "trailing",                                    // bytes after the map
