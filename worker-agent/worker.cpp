@@ -147,7 +147,10 @@ void WorkerAgent::run(const std::atomic<bool>& stop) {
       send(hb);
     }
     if (now - last_heard_ms_ > options_.heartbeat_interval_ms * options_.liveness) {
-      spdlog::warn("coordinator silent for {} ms; reconnecting in {} ms", now - last_heard_ms_, reconnect_delay_ms_);
+      spdlog::warn("coordinator silent for {} ms; reconnecting in {} ms{}", now - last_heard_ms_, reconnect_delay_ms_,
+                   options_.curve ? " (if this lasts: is this worker's .pub in the coordinator's allowed_workers_dir, "
+                                    "and is the coordinator's key right?)"
+                                  : "");
       std::this_thread::sleep_for(std::chrono::milliseconds(reconnect_delay_ms_));
       reconnect_delay_ms_ = std::min<int64_t>(reconnect_delay_ms_ * 2, 30000);
       connect();
