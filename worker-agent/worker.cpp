@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <zmq_addon.hpp>
 
 #include "common/ids.h"
@@ -23,6 +24,17 @@ int64_t clock_ms() {
 std::string unique_outbox_endpoint() {
   static std::atomic<int> counter{0};
   return "inproc://polyphony-worker-outbox-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+}
+
+// Free bytes for an unprivileged user on the file system that holds `path`, or holds its
+// nearest existing ancestor (the workspace root may not exist yet); 0 when unknown.
+int64_t free_disk_bytes(const std::string& path) {
+  if (path.empty()) return 0;
+  for (std::filesystem::path p = path;; p = p.parent_path()) {
+    struct statvfs fs {};
+    if (::statvfs(p.c_str(), &fs) == 0) return static_cast<int64_t>(fs.f_bavail) * static_cast<int64_t>(fs.f_frsize);
+    if (p == p.parent_path()) return 0;
+  }
 }
 
 }  // namespace
@@ -75,10 +87,7 @@ void WorkerAgent::send_hello() {
   h.labels = options_.labels;
   auto present = docker_.image_exists(options_.image);
   h.image_present = present.ok() && *present;
-  struct statvfs fs {};
-  if (!options_.workspace_root.empty() && ::statvfs(options_.workspace_root.c_str(), &fs) == 0) {
-    h.free_disk_bytes = static_cast<int64_t>(fs.f_bavail) * static_cast<int64_t>(fs.f_frsize);
-  }
+  h.free_disk_bytes = free_disk_bytes(options_.workspace_root);
   for (const auto& [id, run] : runs_) {
     if (!run->finished) h.running.push_back({id, run->spec.attempt, run->spec.epoch});
   }
