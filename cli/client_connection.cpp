@@ -1,6 +1,8 @@
 // Client-side connection to the coordinator's client endpoint.
 #include "cli/client_connection.h"
 
+#include <filesystem>
+
 #include "common/endpoint_policy.h"
 
 namespace polyphony::cli {
@@ -23,6 +25,10 @@ Result<std::optional<protocol::CurveClientKeys>> client_keys(const Args& args, c
 
 Result<protocol::Message> request(zmq::context_t& ctx, const std::string& endpoint, const protocol::Message& m,
                                   const std::optional<protocol::CurveClientKeys>& keys) {
+  if (endpoint.rfind("ipc://", 0) == 0 && !std::filesystem::exists(endpoint.substr(6))) {
+    return make_error("network", "no coordinator listens here (no socket " + endpoint.substr(6) +
+                                     "); start it with `polyphony serve`, or pass --coordinator", endpoint);
+  }
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
   s.set(zmq::sockopt::linger, 0);
   s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));

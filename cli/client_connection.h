@@ -17,8 +17,8 @@ inline const std::vector<FlagSpec> kClientSecurityFlags = {{"secret-key"}, {"coo
 
 // Usage lines for kClientSecurityFlags.
 inline constexpr const char* kClientSecurityUsage =
-    R"(  --secret-key FILE        this client's CURVE secret key (`polyphony keys gen`); needed for
-                           a tcp:// coordinator, whose allowed_clients must list its .pub
+    R"(  --secret-key FILE        this program's CURVE secret key (`polyphony keys gen`); needed for
+                           a tcp:// coordinator, whose allow-list must hold its .pub
   --coordinator-key K      the coordinator's public key: a .pub file or its 40 Z85 characters
   --insecure               allow plain TCP to a loopback (127.0.0.0/8) coordinator
 )";

@@ -132,8 +132,22 @@ int cmd_serve(const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
+constexpr const char* kWorkerUsage = R"(usage: polyphony-worker [options]
+
+Registers with a coordinator and runs the tasks it dispatches in containers on this host's
+Docker engine. Settings come from $POLYPHONY_HOME/config.yaml (`worker:`); flags override them.
+  --coordinator ENDPOINT   the coordinator's worker endpoint, e.g. tcp://coord:7701
+  --id ID                  this worker's id (default: <hostname>-<pid>); keep it stable
+  --capacity N             tasks run at once (1-4096)
+  --label L                a label tasks can require with needs:L (repeatable), e.g. gpu
+)";
+
 int worker_main(const std::vector<std::string>& argv) {
   init_logging("info");
+  if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
+    std::cout << kWorkerUsage << kClientSecurityUsage;
+    return kExitOk;
+  }
   std::vector<FlagSpec> flags{{"coordinator"}, {"id"}, {"capacity"}, {"label", true, true}};
   flags.insert(flags.end(), kClientSecurityFlags.begin(), kClientSecurityFlags.end());
   auto args = parse_args(argv, flags);

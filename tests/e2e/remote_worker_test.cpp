@@ -136,3 +136,10 @@ TEST_CASE("polyphony-worker refuses plain TCP to a non-loopback coordinator, nam
   CHECK(r.err.find("--coordinator") != std::string::npos);
   CHECK(r.err.find("secret_key_file") != std::string::npos);
 }
+
+TEST_CASE("polyphony workers without a running coordinator says so at once") {
+  SingleBox box(kRepo, "");
+  auto r = box.cli({"workers"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("no coordinator listens here") != std::string::npos);
+}
