@@ -158,6 +158,9 @@ TEST_CASE("retry backoff grows exponentially up to the cap, with bounded jitter"
   }
   CHECK(is_retryable("infra"));
   CHECK(is_retryable("conflict"));
-  CHECK_FALSE(is_retryable("verify"));
+  CHECK(is_retryable("verify"));  // unless the same tree failed before: the coordinator checks that
+  CHECK(is_retryable("agent_unavailable"));
   CHECK_FALSE(is_retryable("agent"));
+  CHECK_FALSE(is_retryable("review"));
+  CHECK_FALSE(is_retryable("config"));
 }
