@@ -531,6 +531,7 @@ void Coordinator::claim_discovered() {
       u.reviewer = decision->reviewer;
       why += "; plan " + std::string(plan_name(decision->plan)) + " (" + decision->plan_because + ")";
     }
+    u.reason = why;
     auto s = store_->transition(t.request.id, TaskState::kDiscovered, TaskState::kClaimed, u, now_ms());
     if (!s.ok()) spdlog::error("task {}: {}", t.request.id, s.error().to_string());
   }
