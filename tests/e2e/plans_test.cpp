@@ -176,3 +176,50 @@ TEST_CASE("the coordinator scores a task when it claims it, and status shows the
   auto show = nlohmann::json::parse(box.cli({"show", id, "--json"}).out);
   CHECK(history_has(show, "complexity " + std::to_string(t["score"].get<int>()) + "/10"));
 }
+
+TEST_CASE("an agent's identity is mounted read-only and its secret never reaches the logs, the DB or status") {
+  SingleBox box(kRepo);
+  const std::string secret = "sk-polyphony-test-7f3a9c";
+  write_file(box.home() / "vault/config", "creds\n");
+  write_file(box.home() / "vault-token", secret + "\n");
+  write_file(box.home() / "identities.yaml",
+             "identities:\n  vault:\n    mounts:\n      - host: " + (box.home() / "vault").string() +
+                 "\n        container: /home/agent/creds\n    env:\n      SECRET_TOKEN: {from_file: " +
+                 (box.home() / "vault-token").string() + "}\n");
+  write_file(box.home() / "agents.yaml",
+             "agents:\n  secretive:\n    identity: vault\n    command:\n      - sh\n      - -c\n      - |\n"
+             "        set -e\n"
+             "        test -r /home/agent/creds/config\n"
+             "        if touch /home/agent/creds/written 2>/dev/null; then echo mount-is-writable; exit 1; fi\n"
+             "        echo \"token is $SECRET_TOKEN\"\n"
+             "        echo done > done.txt\n");
+  write_file(box.home() / "routing.yaml", "default:\n  agent: secretive\n");
+  const std::string id = box.spawn_routed("Use the vault", "");
+  box.serve();
+  auto states = box.wait_finished({id});
+  INFO(box.serve_log());
+  REQUIRE(states[id] == "LANDED");
+  const std::string logs = box.cli({"logs", id}).out;
+  CHECK_THAT(logs, Catch::Contains("token is ***"));
+  CHECK(logs.find(secret) == std::string::npos);
+  CHECK(box.serve_log().find(secret) == std::string::npos);
+  CHECK(box.cli({"status", "--json"}).out.find(secret) == std::string::npos);
+  CHECK(box.cli({"show", id, "--json"}).out.find(secret) == std::string::npos);
+  for (const char* db : {"state.db", "state.db-wal", "queue.db"}) {
+    if (std::filesystem::exists(box.home() / db)) CHECK(read_file(box.home() / db).find(secret) == std::string::npos);
+  }
+  CHECK_FALSE(std::filesystem::exists(box.home() / "vault/written"));
+}
+
+TEST_CASE("a verify failure on a tree that already failed is not retried again: BLOCKED after the second attempt") {
+  SingleBox box(kRepo, "max_attempts: 5\nretry_backoff_base_ms: 100\nretry_backoff_cap_ms: 200\n");
+  // Deterministic: every attempt makes the same tree, which never has done.txt.
+  const std::string id = box.spawn("Same mistake", "```sh\necho wrong > wrong.txt\n```\n");
+  box.serve();
+  auto states = box.wait_finished({id});
+  INFO(box.serve_log());
+  REQUIRE(states[id] == "BLOCKED");
+  auto t = box.task(id);
+  CHECK(t["attempt"] == 2);
+  CHECK_THAT(t["reason"].get<std::string>(), Catch::Contains("same tree") && Catch::Contains("exited with status 1"));
+}
