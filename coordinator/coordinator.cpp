@@ -242,6 +242,7 @@ void Coordinator::handle_frame(const std::string& routing_id, const std::string&
         if constexpr (std::is_same_v<T, protocol::TaskUpdate>) on_update(*w, m);
         else if constexpr (std::is_same_v<T, protocol::LogChunk>) on_log(*w, m);
         else if constexpr (std::is_same_v<T, protocol::TaskResult>) on_result(*w, m);
+        else if constexpr (std::is_same_v<T, protocol::LandRequest>) on_land_request(*w, m);
         else if constexpr (std::is_same_v<T, protocol::Heartbeat>) w->reported_load = m.load;
         else spdlog::warn("dropped an unexpected {} from worker {}", protocol::type_name(m), w->hello.worker_id);
       },
@@ -369,10 +370,78 @@ void Coordinator::on_result(WorkerEntry& w, const protocol::TaskResult& m) {
   send(w.routing_id, ack);
 }
 
+void Coordinator::on_land_request(WorkerEntry& w, const protocol::LandRequest& m) {
+  auto task = leased_task(w, m.task_id, m.epoch, "a land request");
+  if (!task) {
+    answer_land(w.routing_id, m, false, "stale lease epoch " + std::to_string(m.epoch) + ": this attempt no longer owns the task");
+    return;
+  }
+  if (task->state != TaskState::kVerifying) {
+    answer_land(w.routing_id, m, false, "task is " + std::string(to_string(task->state)) + ", not VERIFYING");
+    return;
+  }
+  last_activity_ms_[m.task_id] = now_ms();
+  const std::string& repo = task->request.repo;
+  auto holder = land_holder_.find(repo);
+  if (holder == land_holder_.end() || holder->second == m.task_id) {
+    land_holder_[repo] = m.task_id;
+    land_granted_at_ms_[m.task_id] = now_ms();
+    answer_land(w.routing_id, m, true, "");
+    return;
+  }
+  auto& waiting = land_waiting_[repo];
+  for (auto& p : waiting) {
+    if (p.request.task_id == m.task_id) {
+      p = PendingLand{w.routing_id, m};  // asked again (maybe from a new epoch): keep its place
+      return;
+    }
+  }
+  spdlog::info("task {} waits to land behind task {} on {}", m.task_id, holder->second, repo);
+  waiting.push_back(PendingLand{w.routing_id, m});
+}
+
+void Coordinator::answer_land(const std::string& routing_id, const protocol::LandRequest& m, bool granted,
+                              const std::string& reason) {
+  protocol::LandGrant g;
+  g.task_id = m.task_id;
+  g.attempt = m.attempt;
+  g.epoch = m.epoch;
+  g.granted = granted;
+  g.reason = reason;
+  if (!granted) spdlog::warn("task {}: refused to let epoch {} land: {}", m.task_id, m.epoch, reason);
+  send(routing_id, g);
+}
+
+void Coordinator::release_land(const std::string& task_id) {
+  land_granted_at_ms_.erase(task_id);
+  for (auto& [repo, waiting] : land_waiting_) {
+    std::erase_if(waiting, [&](const PendingLand& p) { return p.request.task_id == task_id; });
+  }
+  for (auto it = land_holder_.begin(); it != land_holder_.end(); ++it) {
+    if (it->second != task_id) continue;
+    const std::string repo = it->first;
+    land_holder_.erase(it);
+    grant_next_land(repo);
+    return;
+  }
+}
+
+void Coordinator::grant_next_land(const std::string& repo) {
+  auto& waiting = land_waiting_[repo];
+  while (!waiting.empty() && !land_holder_.count(repo)) {
+    PendingLand next = waiting.front();
+    waiting.pop_front();
+    WorkerEntry* w = worker_by_routing(next.routing_id);
+    if (w == nullptr) continue;  // its worker is gone; it will ask again after re-registering
+    on_land_request(*w, next.request);
+  }
+}
+
 void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m) {
   auto task = leased_task(w, m.task_id, m.epoch, "a result");
   if (!task) return;
   w.running.erase(m.task_id);
+  release_land(m.task_id);
   if (m.outcome != "landed") {
     fail_attempt(*task, task->state, m.failure_kind.empty() ? "infra" : m.failure_kind, m.reason, m.tree);
     return;
@@ -452,6 +521,7 @@ void Coordinator::fail_attempt(const Task& task, TaskState from, const std::stri
                : steps.back().first == TaskState::kClaimed ? " -> retrying" : "");
   last_activity_ms_.erase(task.request.id);
   for (auto& [rid, w] : workers_) w.running.erase(task.request.id);
+  release_land(task.request.id);
 }
 
 void Coordinator::handle_client_frame(const std::string& routing_id, const std::string& body) {
@@ -532,6 +602,7 @@ protocol::ClientReply Coordinator::cancel(const Task& t) {
   auto s = store_->transition(t.request.id, t.state, TaskState::kCancelled, u, now_ms());
   if (!s.ok()) return refusal(s.error());
   last_activity_ms_.erase(t.request.id);
+  release_land(t.request.id);
   spdlog::info("task {} CANCELLED", t.request.id);
   return task_reply(**store_->get(t.request.id));
 }
@@ -634,6 +705,8 @@ void Coordinator::expire_unheld_tasks() {
     for (const auto& [rid, w] : workers_) {
       if (w.hello.worker_id == t.worker && now - w.last_seen_ms < budget) held = w.running.count(t.request.id) > 0;
     }
+    auto granted = land_granted_at_ms_.find(t.request.id);
+    if (!held && granted != land_granted_at_ms_.end() && now - granted->second < kLandGraceMs) continue;  // pushing
     if (!held) fail_attempt(t, t.state, "infra", "worker " + t.worker + " lost the attempt (no heartbeat)");
   }
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -49,6 +50,10 @@ int64_t retry_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, uint64_t 
 // A dispatched task the worker has said nothing about for this long is failed and retried
 // (the dispatch was lost or refused).
 inline constexpr int64_t kDispatchAnswerTimeoutMs = 30000;
+
+// A task that holds its repo's landing slot is not failed for a silent worker for this long
+// after the grant (it is pushing), so a slow heartbeat cannot make two attempts land.
+inline constexpr int64_t kLandGraceMs = 120000;
 
 // The client endpoint every coordinator binds: ipc://<home>/coordinator.sock.
 std::string local_client_endpoint(const std::filesystem::path& home);
@@ -105,6 +110,13 @@ class Coordinator {
   void on_update(WorkerEntry& w, const protocol::TaskUpdate& m);
   void on_log(WorkerEntry& w, const protocol::LogChunk& m);
   void on_result(WorkerEntry& w, const protocol::TaskResult& m);
+  void on_land_request(WorkerEntry& w, const protocol::LandRequest& m);
+  void answer_land(const std::string& routing_id, const protocol::LandRequest& m, bool granted,
+                   const std::string& reason);
+  // Ends the task's hold on its repo's landing slot (if it had it or waited for it) and grants
+  // the slot to the next request in line that still holds its lease.
+  void release_land(const std::string& task_id);
+  void grant_next_land(const std::string& repo);
   void record_result(WorkerEntry& w, const protocol::TaskResult& m);
 
   void periodic();
@@ -146,6 +158,14 @@ class Coordinator {
   std::optional<protocol::CoordinatorKeys> keys_;  // set when CURVE is configured
   std::unique_ptr<protocol::ZapHandler> zap_;
   std::set<std::string> unplaceable_logged_;      // tasks logged as waiting for a fitting worker
+  // The merge queue across workers: per repo, the task that may land now and those waiting.
+  struct PendingLand {
+    std::string routing_id;
+    protocol::LandRequest request;
+  };
+  std::map<std::string, std::string> land_holder_;               // repo -> task id
+  std::map<std::string, int64_t> land_granted_at_ms_;            // task id -> when
+  std::map<std::string, std::deque<PendingLand>> land_waiting_;  // repo -> requests in order
   std::string coordinator_id_;
   int64_t started_ms_ = 0;
   int64_t next_periodic_ms_ = 0;

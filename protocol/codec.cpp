@@ -284,6 +284,18 @@ void describe(V& v, S& a) {
   describe_lease(v, a);
 }
 
+template <class V, Is<LandRequest> S>
+void describe(V& v, S& r) {
+  describe_lease(v, r);
+}
+
+template <class V, Is<LandGrant> S>
+void describe(V& v, S& g) {
+  describe_lease(v, g);
+  v.req("granted", g.granted);
+  v.opt("reason", g.reason);
+}
+
 template <class V, Is<Cancel> S>
 void describe(V& v, S& c) {
   v.req("task_id", c.task_id, task_id);
@@ -365,6 +377,8 @@ template <> constexpr std::string_view kTypeName<TaskUpdate> = "task_update";
 template <> constexpr std::string_view kTypeName<LogChunk> = "log_chunk";
 template <> constexpr std::string_view kTypeName<TaskResult> = "task_result";
 template <> constexpr std::string_view kTypeName<ResultAck> = "result_ack";
+template <> constexpr std::string_view kTypeName<LandRequest> = "land_request";
+template <> constexpr std::string_view kTypeName<LandGrant> = "land_grant";
 template <> constexpr std::string_view kTypeName<Cancel> = "cancel";
 template <> constexpr std::string_view kTypeName<Submit> = "submit";
 template <> constexpr std::string_view kTypeName<Control> = "control";

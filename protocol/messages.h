@@ -167,6 +167,28 @@ struct ResultAck {
   bool operator==(const ResultAck&) const = default;
 };
 
+// worker -> coordinator: the attempt is verified and asks to land. The coordinator grants one
+// landing per repo at a time (the merge queue across workers) and only to the current lease.
+struct LandRequest {
+  std::string task_id;
+  int attempt = 0;
+  int64_t epoch = 0;
+
+  bool operator==(const LandRequest&) const = default;
+};
+
+// coordinator -> worker: answer to LandRequest. Refused: the lease is stale or the task ended;
+// the worker must not land, and stops the attempt.
+struct LandGrant {
+  std::string task_id;
+  int attempt = 0;
+  int64_t epoch = 0;
+  bool granted = false;
+  std::string reason;
+
+  bool operator==(const LandGrant&) const = default;
+};
+
 // coordinator -> worker: stop this attempt and clean up.
 struct Cancel {
   std::string task_id;
@@ -243,7 +265,8 @@ struct WorkersReply {
 };
 
 using Message = std::variant<Hello, Welcome, Heartbeat, Dispatch, TaskUpdate, LogChunk, TaskResult,
-                             ResultAck, Cancel, Submit, Control, ClientReply, WorkersQuery, WorkersReply>;
+                             ResultAck, LandRequest, LandGrant, Cancel, Submit, Control, ClientReply, WorkersQuery,
+                             WorkersReply>;
 
 // The "type" string of a message on the wire ("hello", "welcome", ...).
 std::string type_name(const Message& m);

@@ -485,6 +485,14 @@ std::optional<protocol::TaskResult> Run::implement_and_review() {
 protocol::TaskResult Run::land() {
   for (int round = 1;; ++round) {
     if (attempt_.cancelled()) return attempt_.failed("cancelled", "cancelled before landing");
+    if (ctx_.request_land) {
+      auto granted = ctx_.request_land();
+      if (!granted.ok()) {
+        const auto& code = granted.error().code;
+        return attempt_.failed(code == "cancelled" ? "cancelled" : "infra",
+                               "the coordinator did not let this attempt land: " + granted.error().message);
+      }
+    }
     std::lock_guard<std::mutex> serialized(land_lock(spec_.repo_url));
     auto moved = ctx_.workspaces.rebase_onto_origin(ws_);
     if (!moved.ok()) {

@@ -22,6 +22,10 @@ struct RunContext {
   std::function<void(const protocol::Message&)> emit;
   // Set by the worker to stop the attempt (cancel, shutdown, stale lease).
   const std::atomic<bool>* cancelled = nullptr;
+  // Asks the coordinator for the right to land (fencing and the merge queue across workers)
+  // and waits for its answer. Errors: "refused" (stale lease or ended task: do not land),
+  // "cancelled", "timeout". Unset: land without asking (tests of a lone worker).
+  std::function<Status()> request_land;
 };
 
 // Runs the attempt to its end and returns its result (landed or failed with a kind and a

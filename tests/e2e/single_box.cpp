@@ -86,10 +86,11 @@ std::string SingleBox::spawn_routed(const std::string& title, const std::string&
   return id;
 }
 
-void SingleBox::serve(std::map<std::string, std::string> env) {
+void SingleBox::serve(std::map<std::string, std::string> env, std::vector<std::string> prefix) {
   // Each start writes its own log; serve_log() returns them all.
   env["POLYPHONY_HOME"] = home_.string();
-  server_ = std::make_unique<BackgroundProcess>(std::vector<std::string>{POLYPHONY_CLI, "serve"}, env,
+  prefix.insert(prefix.end(), {POLYPHONY_CLI, "serve"});
+  server_ = std::make_unique<BackgroundProcess>(prefix, env,
                                                 dir_.path() / ("serve-" + std::to_string(++serves_) + ".log"));
 }
 

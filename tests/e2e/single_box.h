@@ -30,7 +30,8 @@ class SingleBox {
                            const std::vector<std::string>& extra = {}) const;
   // Starts `polyphony serve` in the background.
   // `env` is added to the server's environment (e.g. POLYPHONY_TEST_HOLD_PROVISIONED_MS).
-  void serve(std::map<std::string, std::string> env = {});
+  // `prefix` runs it under another program (e.g. `ip netns exec NS`).
+  void serve(std::map<std::string, std::string> env = {}, std::vector<std::string> prefix = {});
   void stop_serving();
   // kill -9 of `polyphony serve` (coordinator and embedded worker at once).
   void kill_serving();

@@ -86,6 +86,10 @@ inline TaskResult task_result() {
 
 inline ResultAck result_ack() { return ResultAck{"task-42_b", 3, 17}; }
 
+inline LandRequest land_request() { return LandRequest{"task-42_b", 3, 17}; }
+
+inline LandGrant land_grant() { return LandGrant{"task-42_b", 3, 17, false, "stale lease epoch 17 (current 19)"}; }
+
 inline Cancel cancel() { return Cancel{"task-42_b", 17, "superseded by attempt 4"}; }
 
 inline Submit submit() {
@@ -114,7 +118,7 @@ inline WorkersReply workers_reply() {
 
 inline std::vector<Message> all() {
   return {hello(),     welcome(),     heartbeat(),  dispatch(), task_update(), log_chunk(),
-          task_result(), result_ack(), cancel(),    submit(),   control(),     client_reply(),
+          task_result(), result_ack(), land_request(), land_grant(), cancel(),    submit(),   control(),     client_reply(),
           workers_query(), workers_reply()};
 }
 
