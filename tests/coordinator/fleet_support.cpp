@@ -61,7 +61,7 @@ void FleetCoordinator::start() {
   auto settings = load_settings(dir_.path());
   REQUIRE(settings.ok());
   settings->config.heartbeat_interval_ms = 100;
-  settings->config.heartbeat_liveness = 5;
+  settings->config.heartbeat_liveness = 20;  // 2 s: fake workers heartbeat only while a test waits on them
   settings->config.embedded_worker = false;
   auto c = Coordinator::create(context_, *settings, {worker_endpoint_}, {client_endpoint_});
   if (!c.ok()) {

@@ -26,6 +26,7 @@ class ScriptedWorker {
     h.hostname = "test";
     h.version = "test";
     h.capacity = 8;
+    h.image_present = true;  // the coordinator dispatches only to workers that have the image
     send(h);
   }
 
