@@ -118,8 +118,8 @@ std::vector<Row> coordinator_rss(const BenchOptions& options) {
 std::vector<Row> worker_rss(const BenchOptions& options) {
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_port());
   Box box(options, options.work_dir / "footprint-worker",
-          "coordinator:\n  embedded_worker: false\n  worker_endpoint: \"" + endpoint + "\"\n" +
-              "worker:\n  coordinator: \"" + endpoint + "\"\n  capacity: 4\n");
+          "coordinator:\n  embedded_worker: false\n  worker_endpoint: \"" + endpoint + "\"\n  insecure: true\n" +
+              "worker:\n  coordinator: \"" + endpoint + "\"\n  capacity: 4\n  insecure: true\n");
   box.serve({"--no-embedded-worker"});
   auto worker = box.start({options.worker}, "worker.log");
   wait_until([&] { return read_text(box.dir() / "serve.log").find("registered") != std::string::npos; }, 60s,

@@ -32,6 +32,8 @@ int cmd_cancel(const std::vector<std::string>& args);
 int cmd_retry(const std::vector<std::string>& args);
 int cmd_route(const std::vector<std::string>& args);
 int cmd_config(const std::vector<std::string>& args);
+int cmd_keys(const std::vector<std::string>& args);
+int cmd_workers(const std::vector<std::string>& args);
 
 // Prints "polyphony: <where>: <message>" to stderr and returns the exit code for the error.
 int report(const Error& e);

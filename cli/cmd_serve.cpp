@@ -6,6 +6,8 @@
 #include <thread>
 
 #include "cli/cli.h"
+#include "cli/client_connection.h"
+#include "common/endpoint_policy.h"
 #include "common/log.h"
 #include "coordinator/coordinator.h"
 #include "worker-agent/worker.h"
@@ -56,6 +58,7 @@ WorkerOptions worker_options(const Config& config, const std::string& id, const 
   o.container_gid = config.container.gid;
   o.heartbeat_interval_ms = config.heartbeat_interval_ms;
   o.liveness = config.heartbeat_liveness;
+  o.workspace_root = config.workspace_root.string();
   return o;
 }
 
@@ -72,6 +75,23 @@ std::string embedded_worker_id(const Config& config) {
   char buf[16];
   std::snprintf(buf, sizeof(buf), "%08zx", h & 0xffffffffu);
   return std::string("local-") + buf;
+}
+
+// The worker's CURVE keys: from the flags when given, else from config.yaml `worker:`. A
+// tcp:// coordinator without keys is allowed only on loopback with `insecure`.
+Result<std::optional<protocol::CurveClientKeys>> worker_curve(const Args& args, const Config& config,
+                                                               const std::string& endpoint) {
+  if (args.has("secret-key") || args.has("coordinator-key")) return client_keys(args, endpoint);
+  const WorkerSecurity& s = config.worker_security;
+  if (!crosses_host(endpoint)) return std::optional<protocol::CurveClientKeys>();
+  if (!s.curve()) {
+    const std::string where = args.has("coordinator") ? "--coordinator"
+                              : s.where.count("coordinator") ? s.where.at("coordinator") : "worker.coordinator";
+    POLY_TRY(check_plain_endpoint(endpoint, s.insecure || args.has("insecure"), "worker.secret_key_file (or --secret-key)",
+                                  "worker.insecure (or --insecure)", where));
+    return std::optional<protocol::CurveClientKeys>();
+  }
+  return protocol::load_worker_keys(s);
 }
 
 }  // namespace
@@ -112,9 +132,25 @@ int cmd_serve(const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
+constexpr const char* kWorkerUsage = R"(usage: polyphony-worker [options]
+
+Registers with a coordinator and runs the tasks it dispatches in containers on this host's
+Docker engine. Settings come from $POLYPHONY_HOME/config.yaml (`worker:`); flags override them.
+  --coordinator ENDPOINT   the coordinator's worker endpoint, e.g. tcp://coord:7701
+  --id ID                  this worker's id (default: <hostname>-<pid>); keep it stable
+  --capacity N             tasks run at once (1-4096)
+  --label L                a label tasks can require with needs:L (repeatable), e.g. gpu
+)";
+
 int worker_main(const std::vector<std::string>& argv) {
   init_logging("info");
-  auto args = parse_args(argv, {{"coordinator"}, {"id"}, {"capacity"}, {"label", true, true}});
+  if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
+    std::cout << kWorkerUsage << kClientSecurityUsage;
+    return kExitOk;
+  }
+  std::vector<FlagSpec> flags{{"coordinator"}, {"id"}, {"capacity"}, {"label", true, true}};
+  flags.insert(flags.end(), kClientSecurityFlags.begin(), kClientSecurityFlags.end());
+  auto args = parse_args(argv, flags);
   if (!args.ok()) return report(args.error());
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
@@ -129,14 +165,17 @@ int worker_main(const std::vector<std::string>& argv) {
     if (capacity < 1 || capacity > 4096) return report(make_error("usage", "--capacity must be 1..4096", "--capacity"));
   }
   for (const auto& l : args->all("label")) config.worker_labels.push_back(l);
+  const std::string endpoint = args->get("coordinator", config.coordinator_endpoint);
+  auto curve = worker_curve(*args, config, endpoint);
+  if (!curve.ok()) return report(curve.error());
   auto docker = ready_docker(config);
   if (!docker.ok()) return report(docker.error());
   install_signal_handlers();
   zmq::context_t context;
   auto workspaces = local_workspaces(config);
-  const std::string endpoint = args->get("coordinator", config.coordinator_endpoint);
-  WorkerAgent worker(context, worker_options(config, args->get("id", default_worker_id()), endpoint, capacity),
-                     **docker, *workspaces);
+  WorkerOptions options = worker_options(config, args->get("id", default_worker_id()), endpoint, capacity);
+  options.curve = *curve;
+  WorkerAgent worker(context, options, **docker, *workspaces);
   worker.run(g_stop);
   return kExitOk;
 }

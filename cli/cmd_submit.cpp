@@ -6,6 +6,7 @@
 #include <zmq.hpp>
 
 #include "cli/cli.h"
+#include "cli/client_connection.h"
 #include "cli/task_flags.h"
 #include "common/log.h"
 #include "coordinator/coordinator.h"
@@ -26,25 +27,11 @@ Submits a task to a coordinator's client endpoint and prints its id.
   --json                   print the task as JSON instead of its id
 )";
 
-// One request, one reply, over a fresh DEALER socket.
-Result<protocol::ClientReply> ask(zmq::context_t& ctx, const std::string& endpoint, const protocol::Message& m) {
-  zmq::socket_t s(ctx, zmq::socket_type::dealer);
-  s.set(zmq::sockopt::linger, 0);
-  try {
-    s.connect(endpoint);
-  } catch (const zmq::error_t& e) {
-    return make_error("network", std::string("cannot connect: ") + e.what(), endpoint);
-  }
-  const std::string body = protocol::encode(m);
-  s.send(zmq::buffer(body), zmq::send_flags::none);
-  zmq::pollitem_t items[] = {{s.handle(), 0, ZMQ_POLLIN, 0}};
-  zmq::poll(items, 1, std::chrono::seconds(10));
-  zmq::message_t reply;
-  if (!(items[0].revents & ZMQ_POLLIN) || !s.recv(reply, zmq::recv_flags::dontwait)) {
-    return make_error("network", "no coordinator answered within 10 s (is `polyphony serve` running there?)", endpoint);
-  }
-  auto msg = protocol::decode(reply.to_string_view());
-  if (!msg.ok()) return make_error("protocol", "the coordinator's reply does not decode: " + msg.error().to_string(), endpoint);
+// One request, one ClientReply.
+Result<protocol::ClientReply> ask(zmq::context_t& ctx, const std::string& endpoint, const protocol::Message& m,
+                                  const std::optional<protocol::CurveClientKeys>& keys) {
+  auto msg = request(ctx, endpoint, m, keys);
+  if (!msg.ok()) return msg.error();
   const auto* r = std::get_if<protocol::ClientReply>(&*msg);
   if (r == nullptr) return make_error("protocol", "the coordinator answered with a " + protocol::type_name(*msg), endpoint);
   return *r;
@@ -65,11 +52,14 @@ bool finished(const std::string& state) {
 int submit_main(const std::vector<std::string>& argv) {
   init_logging("warn");
   if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
-    std::cout << kSubmitUsage;
+    std::cout << kSubmitUsage << kClientSecurityUsage;
     return kExitOk;
   }
-  auto args = parse_args(argv, {{"coordinator"}, {"repo"}, {"body"}, {"body-file"}, {"type"}, {"risk"},
-                                {"label", true, true}, {"agent"}, {"base"}, {"wait", false}, {"timeout"}, {"json", false}});
+  std::vector<FlagSpec> flags{{"coordinator"}, {"repo"},  {"body"},          {"body-file"}, {"type"},
+                              {"risk"},        {"label", true, true},             {"agent"},     {"base"},
+                              {"wait", false}, {"timeout"}, {"json", false}};
+  flags.insert(flags.end(), kClientSecurityFlags.begin(), kClientSecurityFlags.end());
+  auto args = parse_args(argv, flags);
   if (!args.ok()) return report(args.error());
   if (args->positional.size() != 1) return report(make_error("usage", "give exactly one TITLE (quote it)", "TITLE"));
   protocol::Submit m;
@@ -94,8 +84,10 @@ int submit_main(const std::vector<std::string>& argv) {
     return report(make_error("usage", "--timeout needs a number of seconds", "--timeout"));
   }
   const std::string endpoint = args->get("coordinator", local_client_endpoint(polyphony_home()));
+  auto keys = client_keys(*args, endpoint);
+  if (!keys.ok()) return report(keys.error());
   zmq::context_t ctx;
-  auto reply = ask(ctx, endpoint, m);
+  auto reply = ask(ctx, endpoint, m, *keys);
   if (!reply.ok()) return report(reply.error());
   if (!reply->ok) return report(make_error("usage", reply->error, flag_for_field(reply->where)));
   const std::string id = reply->task_id;
@@ -110,7 +102,7 @@ int submit_main(const std::vector<std::string>& argv) {
       protocol::Control q;
       q.task_id = id;
       q.action = "query";
-      auto next = ask(ctx, endpoint, q);
+      auto next = ask(ctx, endpoint, q, *keys);
       if (!next.ok()) return report(next.error());
       if (!next->ok) return report(make_error("failed", next->error, id));
       reply = next;

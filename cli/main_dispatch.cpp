@@ -26,6 +26,8 @@ Commands:
   route --explain TITLE --repo R [--json] [task flags as for spawn]
                                  score a task against a local repo and show its routing; runs nothing
   config check                   report unknown agents, shadowed rules and other problems with file:line
+  workers [--json]               the coordinator's workers: state, heartbeat age, load, labels, tasks
+  keys gen --name N [--out DIR]  make a CURVE key pair (N.key secret, N.pub public) for a fleet
   version                        print the version
 )";
 
@@ -40,7 +42,7 @@ int polyphony_main(const std::vector<std::string>& args) {
   static const std::map<std::string, int (*)(const std::vector<std::string>&)> commands{
       {"init", cmd_init},   {"serve", cmd_serve}, {"spawn", cmd_spawn},     {"status", cmd_status},
       {"show", cmd_show},   {"logs", cmd_logs},   {"cleanup", cmd_cleanup}, {"image", cmd_image}, {"cancel", cmd_cancel}, {"retry", cmd_retry},
-      {"route", cmd_route}, {"config", cmd_config}};
+      {"route", cmd_route}, {"config", cmd_config}, {"keys", cmd_keys}, {"workers", cmd_workers}};
   if (args[0] == "version" || args[0] == "--version") {
     std::cout << "polyphony " << POLYPHONY_VERSION << "\n";
     return kExitOk;

@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 
+#include "common/config_security.h"
 #include "common/yaml_reader.h"
 
 namespace polyphony {
@@ -130,8 +131,11 @@ Status read_repos(const YamlReader& y, const YAML::Node& node, Config& c) {
 }
 
 Status read_coordinator(const YamlReader& y, const YAML::Node& node, Config& c) {
-  POLY_TRY(y.check_keys(node, {"embedded_worker", "worker_endpoint", "client_endpoint",
-                               "heartbeat_interval_ms", "heartbeat_liveness"}, "coordinator"));
+  POLY_TRY(y.check_keys(node, {"embedded_worker", "worker_endpoint", "client_endpoint", "heartbeat_interval_ms",
+                               "heartbeat_liveness", "secret_key_file", "public_key_file", "allowed_workers_dir",
+                               "allowed_worker_keys", "allowed_clients_dir", "allowed_client_keys", "insecure"},
+                        "coordinator"));
+  POLY_TRY(detail::read_coordinator_security(y, node, c.home, c.coordinator_security));
   auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "coordinator." + w); };
   auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, "coordinator." + w); };
   POLY_TRY(read_opt(node, "embedded_worker", c.embedded_worker,
@@ -142,11 +146,14 @@ Status read_coordinator(const YamlReader& y, const YAML::Node& node, Config& c) 
   POLY_TRY(read_opt(node, "heartbeat_liveness", c.heartbeat_liveness, num));
   if (c.heartbeat_interval_ms < 10) return y.error(node["heartbeat_interval_ms"], "coordinator.heartbeat_interval_ms must be at least 10");
   if (c.heartbeat_liveness < 1) return y.error(node["heartbeat_liveness"], "coordinator.heartbeat_liveness must be at least 1");
-  return {};
+  return detail::check_coordinator_transport(y, node, c);
 }
 
 Status read_worker(const YamlReader& y, const YAML::Node& node, Config& c) {
-  POLY_TRY(y.check_keys(node, {"coordinator", "capacity", "labels"}, "worker"));
+  POLY_TRY(y.check_keys(node, {"coordinator", "capacity", "labels", "secret_key_file", "public_key_file",
+                               "coordinator_public_key", "coordinator_public_key_file", "insecure"}, "worker"));
+  POLY_TRY(detail::read_worker_security(y, node, c.home, c.worker_security));
+  if (node["coordinator"].IsDefined()) c.worker_security.where["coordinator"] = y.where(node["coordinator"]);
   POLY_TRY(read_opt(node, "coordinator", c.coordinator_endpoint,
                     [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "worker." + w); }));
   POLY_TRY(read_opt(node, "capacity", c.worker_capacity,

@@ -39,6 +39,34 @@ struct ContainerConfig {
   int64_t stall_timeout_s = 900;              // agent silent this long is stopped; 0: never
 };
 
+// CURVE on the coordinator's TCP endpoints (config.yaml `coordinator:`). Paths are resolved
+// against POLYPHONY_HOME; the files are read when the coordinator starts, not when the config
+// loads. `where` maps each key that was set ("secret_key_file", ...) to its "file:line:col".
+struct CoordinatorSecurity {
+  std::filesystem::path secret_key_file;       // empty: no CURVE (then only ipc, inproc, loopback)
+  std::filesystem::path public_key_file;       // optional; must match the secret key
+  std::filesystem::path allowed_workers_dir;   // every *.pub in it is an allowed worker key
+  std::vector<std::string> allowed_worker_keys;  // Z85 public keys
+  std::filesystem::path allowed_clients_dir;   // every *.pub in it is an allowed client key
+  std::vector<std::string> allowed_client_keys;
+  bool insecure = false;                       // plain TCP allowed, on 127.0.0.0/8 only
+  std::map<std::string, std::string> where;
+
+  bool curve() const { return !secret_key_file.empty(); }
+};
+
+// CURVE of a standalone polyphony-worker (config.yaml `worker:`).
+struct WorkerSecurity {
+  std::filesystem::path secret_key_file;            // empty: no CURVE
+  std::filesystem::path public_key_file;            // optional; must match the secret key
+  std::string coordinator_public_key;               // Z85, or
+  std::filesystem::path coordinator_public_key_file;
+  bool insecure = false;                            // plain TCP allowed, on 127.0.0.0/8 only
+  std::map<std::string, std::string> where;
+
+  bool curve() const { return !secret_key_file.empty(); }
+};
+
 struct Config {
   std::filesystem::path home;                 // the directory the files came from
   std::filesystem::path workspace_root;       // default <home>/workspaces
@@ -64,6 +92,8 @@ struct Config {
   std::string coordinator_endpoint = "tcp://127.0.0.1:7701";
   int worker_capacity = 4;
   std::vector<std::string> worker_labels;
+  CoordinatorSecurity coordinator_security;
+  WorkerSecurity worker_security;
   ContainerConfig container;
   std::map<std::string, RepoConfig> repos;
 };

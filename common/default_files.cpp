@@ -35,12 +35,34 @@ coordinator:
   heartbeat_interval_ms: 1000
   # Missed heartbeats before a worker counts as lost.
   heartbeat_liveness: 5
+  # Endpoint polyphony-submit and `polyphony workers` reach from other hosts; empty: only
+  # ipc://<this directory>/coordinator.sock. Example: tcp://0.0.0.0:7702
+  # client_endpoint: ""
+  # CURVE (encryption and key authentication) on every tcp:// endpoint. Make keys with
+  # `polyphony keys gen --name coordinator --out keys`; allow a worker or client by putting
+  # its .pub file (or its key) in the allow-list.
+  # secret_key_file: keys/coordinator.key
+  # public_key_file: keys/coordinator.pub        # optional, checked against the secret key
+  # allowed_workers_dir: keys/workers             # every *.pub here may connect as a worker
+  # allowed_worker_keys: []                       # or list keys (40 Z85 characters) inline
+  # allowed_clients_dir: keys/clients             # every *.pub here may use client_endpoint
+  # allowed_client_keys: []
+  # Without secret_key_file, a tcp:// endpoint is refused unless it is on 127.0.0.0/8 and this
+  # is true (plain TCP, for a single machine or tests).
+  # insecure: false
 
 # Settings of a standalone `polyphony-worker` on another host.
 worker:
   coordinator: tcp://127.0.0.1:7701
   capacity: 4
+  # Labels a task can require with a `needs:<label>` task label, e.g. gpu or arch=arm64.
   labels: []
+  # CURVE keys: this worker's (its .pub goes into the coordinator's allowed_workers_dir) and
+  # the coordinator's public key (a .pub file, or coordinator_public_key: <40 Z85 characters>).
+  # secret_key_file: keys/worker1.key
+  # coordinator_public_key_file: keys/coordinator.pub
+  # Plain TCP to a loopback coordinator, without keys.
+  # insecure: false
 
 # Every agent and verify run happens in a container made from this image.
 container:

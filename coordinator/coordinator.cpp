@@ -7,6 +7,7 @@
 #include <random>
 #include <zmq_addon.hpp>
 
+#include "common/endpoint_policy.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "coordinator/identity_broker.h"
@@ -14,6 +15,7 @@
 #include "coordinator/scheduling.h"
 #include "coordinator/submission.h"
 #include "coordinator/task_scoring.h"
+#include "coordinator/worker_match.h"
 
 namespace polyphony {
 
@@ -92,34 +94,83 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_t& context
   auto queue = SqliteQueue::open(c->settings_.config.queue_db);
   if (!queue.ok()) return queue.error();
   c->queue_ = std::move(*queue);
-  c->socket_.set(zmq::sockopt::router_mandatory, 1);
-  c->socket_.set(zmq::sockopt::linger, 0);
-  c->socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));
-  for (const auto& ep : endpoints) {
-    try {
-      c->socket_.bind(ep);
-    } catch (const zmq::error_t& e) {
-      return make_error("network", std::string("cannot listen: ") + e.what(), ep);
-    }
-  }
-  c->client_socket_.set(zmq::sockopt::linger, 0);
-  c->client_socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));
-  for (const auto& ep : client_endpoints) {
-    if (ep.rfind("ipc://", 0) == 0) {
-      std::error_code ec;
-      fs::remove(ep.substr(6), ec);  // a socket file left by a killed coordinator
-    }
-    try {
-      c->client_socket_.bind(ep);
-    } catch (const zmq::error_t& e) {
-      return make_error("network", std::string("cannot listen for clients: ") + e.what(), ep);
-    }
-  }
+  POLY_TRY(c->start_zap());
+  POLY_TRY(c->bind_worker_endpoints(endpoints));
+  POLY_TRY(c->bind_client_endpoints(client_endpoints));
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
   c->coordinator_id_ = std::string(host) + ":" + std::to_string(getpid());
   c->started_ms_ = now_ms();
   return c;
+}
+
+Status Coordinator::start_zap() {
+  const CoordinatorSecurity& security = settings_.config.coordinator_security;
+  if (!security.curve()) return {};
+  auto keys = protocol::load_coordinator_keys(security);
+  if (!keys.ok()) return keys.error();
+  keys_ = std::move(*keys);
+  auto zap = protocol::ZapHandler::bind(context_, {{protocol::kWorkersDomain, keys_->workers},
+                                                   {protocol::kClientsDomain, keys_->clients}});
+  if (!zap.ok()) return zap.error();
+  zap_ = std::move(*zap);
+  spdlog::info("CURVE on: {} worker key(s) and {} client key(s) allowed", keys_->workers.size(), keys_->clients.size());
+  return {};
+}
+
+namespace {
+
+// Binds `endpoints` on `socket`: ipc:// and inproc:// first, plain; then those that cross a host,
+// with CURVE when `keys` is set, else only loopback TCP with `insecure`. Socket options apply
+// to later binds only, so the order matters.
+Status bind_all(zmq::socket_t& socket, const std::vector<std::string>& endpoints,
+                const std::optional<protocol::CoordinatorKeys>& keys, const char* zap_domain, bool insecure,
+                const char* what) {
+  std::vector<std::string> ordered;
+  for (const auto& ep : endpoints) if (!crosses_host(ep)) ordered.push_back(ep);
+  const size_t local = ordered.size();
+  for (const auto& ep : endpoints) if (crosses_host(ep)) ordered.push_back(ep);
+  for (size_t i = 0; i < ordered.size(); ++i) {
+    const std::string& ep = ordered[i];
+    if (i == local && keys) protocol::make_curve_server(socket, keys->server, zap_domain);
+    if (i >= local && !keys) {
+      POLY_TRY(check_plain_endpoint(ep, insecure, "coordinator.secret_key_file", "coordinator.insecure", ep));
+    }
+    if (ep.rfind("ipc://", 0) == 0 && std::string(what) == "clients") {
+      std::error_code ec;
+      fs::remove(ep.substr(6), ec);  // a socket file left by a killed coordinator
+    }
+    try {
+      socket.bind(ep);
+    } catch (const zmq::error_t& e) {
+      return make_error("network", std::string("cannot listen for ") + what + ": " + e.what(), ep);
+    }
+    if (i >= local) spdlog::info("listening for {} on {} ({})", what, ep, keys ? "CURVE" : "plain TCP, loopback");
+  }
+  return {};
+}
+
+}  // namespace
+
+Status Coordinator::bind_worker_endpoints(const std::vector<std::string>& endpoints) {
+  const Config& config = settings_.config;
+  socket_.set(zmq::sockopt::router_mandatory, 1);
+  socket_.set(zmq::sockopt::linger, 0);
+  socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));
+  // ZMTP heartbeats let libzmq drop a dead TCP connection, so a worker that reconnects with
+  // the same routing id is not held back by its old, half-open one.
+  socket_.set(zmq::sockopt::heartbeat_ivl, static_cast<int>(config.heartbeat_interval_ms));
+  socket_.set(zmq::sockopt::heartbeat_timeout,
+              static_cast<int>(config.heartbeat_interval_ms * config.heartbeat_liveness));
+  return bind_all(socket_, endpoints, keys_, protocol::kWorkersDomain, config.coordinator_security.insecure,
+                  "workers");
+}
+
+Status Coordinator::bind_client_endpoints(const std::vector<std::string>& endpoints) {
+  client_socket_.set(zmq::sockopt::linger, 0);
+  client_socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));
+  return bind_all(client_socket_, endpoints, keys_, protocol::kClientsDomain,
+                  settings_.config.coordinator_security.insecure, "clients");
 }
 
 void Coordinator::run(const std::atomic<bool>& stop) {
@@ -140,14 +191,17 @@ void Coordinator::drain(zmq::socket_t& socket, bool clients) {
       continue;
     }
     if (clients) handle_client_frame(frames[0].to_string(), frames[1].to_string());
-    else handle_frame(frames[0].to_string(), frames[1].to_string());
+    else handle_frame(frames[0].to_string(), frames[1].to_string(), protocol::peer_user_id(frames[1]));
   }
 }
 
 void Coordinator::step(int64_t wait_ms) {
-  zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {client_socket_.handle(), 0, ZMQ_POLLIN, 0}};
+  zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                             {client_socket_.handle(), 0, ZMQ_POLLIN, 0},
+                             {zap_ ? zap_->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
   try {
-    zmq::poll(items, 2, std::chrono::milliseconds(wait_ms));
+    zmq::poll(items, zap_ ? 3 : 2, std::chrono::milliseconds(wait_ms));
+    if (zap_ && (items[2].revents & ZMQ_POLLIN)) zap_->serve();
     if (items[0].revents & ZMQ_POLLIN) drain(socket_, false);
     if (items[1].revents & ZMQ_POLLIN) drain(client_socket_, true);
   } catch (const zmq::error_t& e) {
@@ -160,20 +214,26 @@ void Coordinator::step(int64_t wait_ms) {
   heartbeat_workers();
 }
 
-void Coordinator::handle_frame(const std::string& routing_id, const std::string& body) {
+void Coordinator::handle_frame(const std::string& routing_id, const std::string& body, const std::string& key_name) {
   auto msg = protocol::decode(body);
   if (!msg.ok()) {
     spdlog::warn("dropped a frame from peer {:?}: {} (field {})", routing_id, msg.error().message, msg.error().where);
     return;
   }
   if (const auto* hello = std::get_if<protocol::Hello>(&*msg)) {
-    on_hello(routing_id, *hello);
+    on_hello(routing_id, *hello, key_name);
     return;
   }
   WorkerEntry* w = worker_by_routing(routing_id);
   if (w == nullptr) {
     spdlog::warn("dropped a {} from unregistered peer {:?}", protocol::type_name(*msg), routing_id);
     return;
+  }
+  if (w->lost) {
+    // Heard again without a new hello: the connection survived, only the silence did not.
+    // Tasks failed while it was lost are refused (stale epoch) and cancelled on it.
+    spdlog::info("worker {} recovered (was lost for {} ms)", w->hello.worker_id, now_ms() - w->lost_at_ms);
+    w->lost = false;
   }
   w->last_seen_ms = now_ms();
   std::visit(
@@ -183,27 +243,41 @@ void Coordinator::handle_frame(const std::string& routing_id, const std::string&
         else if constexpr (std::is_same_v<T, protocol::LogChunk>) on_log(*w, m);
         else if constexpr (std::is_same_v<T, protocol::TaskResult>) on_result(*w, m);
         else if constexpr (std::is_same_v<T, protocol::LandRequest>) on_land_request(*w, m);
-        else if constexpr (std::is_same_v<T, protocol::Heartbeat>) {}
+        else if constexpr (std::is_same_v<T, protocol::Heartbeat>) w->reported_load = m.load;
         else spdlog::warn("dropped an unexpected {} from worker {}", protocol::type_name(m), w->hello.worker_id);
       },
       *msg);
 }
 
-void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello& m) {
+void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello& m, const std::string& key_name) {
   if (m.protocol_version != protocol::kProtocolVersion) {
     spdlog::error("worker {} speaks protocol {}, this coordinator {}; ignoring it", m.worker_id, m.protocol_version,
                   protocol::kProtocolVersion);
     return;
   }
+  // A worker's id is its routing id (PROTOCOL.md 1). The ROUTER keeps a routing id for the
+  // first live connection that claims it, so this rule also refuses a second process
+  // registering under a worker id that is already connected.
+  if (m.worker_id != routing_id) {
+    spdlog::warn("refused hello from peer {:?}: worker id {} differs from its routing id", routing_id, m.worker_id);
+    return;
+  }
   WorkerEntry& w = workers_[routing_id];
   const bool known = !w.hello.worker_id.empty();
+  if (w.lost) {
+    spdlog::info("worker {} recovered (was lost for {} ms), re-registering with {} running", m.worker_id,
+                 now_ms() - w.lost_at_ms, m.running.size());
+  }
   w.routing_id = routing_id;
   w.hello = m;
   w.last_seen_ms = now_ms();
+  w.lost = false;
+  w.key_name = key_name;
   w.running.clear();
   for (const auto& r : m.running) w.running.insert(r.task_id);
-  spdlog::info("worker {} {} (host {}, capacity {}, {} running)", m.worker_id, known ? "re-registered" : "registered",
-               m.hostname, m.capacity, m.running.size());
+  spdlog::info("worker {} {} (host {}, capacity {}, labels [{}], {} running{})", m.worker_id,
+               known ? "re-registered" : "registered", m.hostname, m.capacity, fmt::join(m.labels, ", "),
+               m.running.size(), key_name.empty() ? "" : ", key " + key_name);
   protocol::Welcome welcome;
   welcome.coordinator_id = coordinator_id_;
   welcome.heartbeat_interval_ms = settings_.config.heartbeat_interval_ms;
@@ -225,17 +299,20 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
   }
 }
 
-std::optional<Task> Coordinator::leased_task(const WorkerEntry& w, const std::string& task_id, int64_t epoch,
+std::optional<Task> Coordinator::leased_task(WorkerEntry& w, const std::string& task_id, int64_t epoch,
                                              const char* what) {
   auto t = store_->get(task_id);
   if (!t.ok() || !t->has_value()) {
     spdlog::warn("dropped {} for unknown task {} from worker {}", what, task_id, w.hello.worker_id);
+    if (t.ok()) cancel_stale(w, task_id, epoch, "no such task on this coordinator");
     return std::nullopt;
   }
   const Task& task = **t;
   if (task.epoch != epoch || task.worker != w.hello.worker_id) {
     spdlog::warn("refused {} for task {} from worker {}: stale lease epoch {} (current {} held by {})", what, task_id,
                  w.hello.worker_id, epoch, task.epoch, task.worker.empty() ? "nobody" : task.worker);
+    cancel_stale(w, task_id, epoch,
+                 "stale lease: epoch " + std::to_string(epoch) + " was superseded by " + std::to_string(task.epoch));
     return std::nullopt;
   }
   return task;
@@ -457,10 +534,17 @@ void Coordinator::handle_client_frame(const std::string& routing_id, const std::
     reply = submit(*s);
   } else if (const auto* c = std::get_if<protocol::Control>(&*msg)) {
     reply = control(c->task_id, c->action);
+  } else if (std::holds_alternative<protocol::WorkersQuery>(*msg)) {
+    answer_client(routing_id, workers());
+    return;
   } else {
     spdlog::warn("dropped a {} on the client endpoint", protocol::type_name(*msg));
-    reply = refusal(make_error("protocol", "clients may send submit or control only", "type"));
+    reply = refusal(make_error("protocol", "clients may send submit, control or workers_query only", "type"));
   }
+  answer_client(routing_id, reply);
+}
+
+void Coordinator::answer_client(const std::string& routing_id, const protocol::Message& reply) {
   try {
     const std::string out = protocol::encode(reply);
     std::array<zmq::const_buffer, 2> frames{zmq::buffer(routing_id), zmq::buffer(out)};
@@ -649,19 +733,63 @@ int Coordinator::running_count() const {
   return n;
 }
 
-WorkerEntry* Coordinator::pick_worker() {
-  WorkerEntry* best = nullptr;
+WorkerEntry* Coordinator::pick_worker(const Task& task) {
   const int64_t budget = settings_.config.heartbeat_interval_ms * settings_.config.heartbeat_liveness;
+  std::vector<WorkerCandidate> candidates;
+  std::vector<WorkerEntry*> entries;
   for (auto& [rid, w] : workers_) {
-    if (now_ms() - w.last_seen_ms > budget) continue;
-    if (static_cast<int>(w.running.size()) >= w.hello.capacity) continue;
-    if (best == nullptr || w.running.size() * static_cast<size_t>(best->hello.capacity) <
-                               best->running.size() * static_cast<size_t>(w.hello.capacity)) {
-      best = &w;
-    }
+    candidates.push_back({w.hello.worker_id, w.hello.capacity, static_cast<int>(w.running.size()), w.hello.labels,
+                          !w.lost && now_ms() - w.last_seen_ms <= budget, w.hello.image_present});
+    entries.push_back(&w);
   }
-  return best;
+  auto chosen = choose_worker(candidates, task.request.labels);
+  if (chosen) {
+    unplaceable_logged_.erase(task.request.id);
+    return entries[*chosen];
+  }
+  const auto needs = required_labels(task.request.labels);
+  if (!needs.empty() && unplaceable_logged_.insert(task.request.id).second) {
+    spdlog::info("task {} waits for a live worker with labels [{}] and free capacity", task.request.id,
+                 fmt::join(needs, ", "));
+  }
+  return nullptr;
 }
+
+void Coordinator::cancel_stale(WorkerEntry& w, const std::string& task_id, int64_t epoch, const std::string& why) {
+  if (!protocol::is_valid_task_id(task_id) || !w.stale_cancelled.insert({task_id, epoch}).second) return;
+  if (w.stale_cancelled.size() > 10000) w.stale_cancelled.erase(w.stale_cancelled.begin());
+  protocol::Cancel c;
+  c.task_id = task_id;
+  c.epoch = epoch;
+  c.reason = why;
+  send(w.routing_id, c);
+  spdlog::info("task {}: told worker {} to stop epoch {} and clean up ({})", task_id, w.hello.worker_id, epoch, why);
+}
+
+protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& workers, const std::string& coordinator_id,
+                                    int64_t now) {
+  protocol::WorkersReply r;
+  r.coordinator_id = coordinator_id;
+  for (const auto& [rid, w] : workers) {
+    protocol::WorkerStatus s;
+    s.worker_id = w.hello.worker_id;
+    s.hostname = w.hello.hostname;
+    s.version = w.hello.version;
+    s.capacity = w.hello.capacity;
+    s.load = static_cast<int>(w.running.size());
+    s.state = w.lost ? "lost" : s.load >= s.capacity ? "busy" : "ready";
+    s.heartbeat_age_ms = std::max<int64_t>(0, now - w.last_seen_ms);
+    s.labels = w.hello.labels;
+    s.running.assign(w.running.begin(), w.running.end());
+    s.image_present = w.hello.image_present;
+    s.free_disk_bytes = w.hello.free_disk_bytes;
+    s.key = w.key_name;
+    r.workers.push_back(std::move(s));
+  }
+  return r;
+}
+
+protocol::WorkersReply Coordinator::workers() const { return worker_table(workers_, coordinator_id_, now_ms()); }
 
 void Coordinator::dispatch_claimed() {
   const int slots = settings_.config.max_concurrency - running_count();
@@ -671,9 +799,14 @@ void Coordinator::dispatch_claimed() {
   if (!claimed.ok() || !active.ok()) return;
   std::map<std::string, int> running_per_repo;
   for (const auto& t : *active) ++running_per_repo[t.request.repo];
-  for (const auto& t : dispatch_order(*claimed, running_per_repo, settings_.config.max_concurrency_per_repo, slots, now_ms())) {
-    WorkerEntry* w = pick_worker();
-    if (w == nullptr) return;
+  // Ordered beyond `slots`: a task no worker fits (labels) must not hold back those behind it.
+  int dispatched = 0;
+  for (const auto& t : dispatch_order(*claimed, running_per_repo, settings_.config.max_concurrency_per_repo,
+                                      static_cast<int>(claimed->size()), now_ms())) {
+    if (dispatched >= slots) return;
+    WorkerEntry* w = pick_worker(t);
+    if (w == nullptr) continue;
+    ++dispatched;
     auto s = dispatch_one(t, *w);
     if (!s.ok()) spdlog::error("task {}: {}", t.request.id, s.error().to_string());
   }
@@ -757,11 +890,14 @@ Result<ResolvedIdentity> Coordinator::identity_of(const std::string& agent_name)
 void Coordinator::heartbeat_workers() {
   const int64_t now = now_ms();
   const int64_t budget = settings_.config.heartbeat_interval_ms * settings_.config.heartbeat_liveness;
-  for (auto it = workers_.begin(); it != workers_.end();) {
-    WorkerEntry& w = it->second;
+  for (auto& [rid, w] : workers_) {
+    if (w.lost) continue;
     if (now - w.last_seen_ms > budget) {
-      spdlog::warn("worker {} lost (silent for {} ms)", w.hello.worker_id, now - w.last_seen_ms);
-      it = workers_.erase(it);
+      // Kept in the table as lost; expire_unheld_tasks fails and requeues what it held.
+      w.lost = true;
+      w.lost_at_ms = now;
+      spdlog::warn("worker {} lost (silent for {} ms); its {} task(s) will be requeued", w.hello.worker_id,
+                   now - w.last_seen_ms, w.running.size());
       continue;
     }
     if (now - w.last_sent_ms >= settings_.config.heartbeat_interval_ms) {
@@ -769,7 +905,6 @@ void Coordinator::heartbeat_workers() {
       hb.seq = ++w.heartbeat_seq;
       send(w.routing_id, hb);
     }
-    ++it;
   }
 }
 

@@ -17,6 +17,7 @@
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
 #include "protocol/messages.h"
+#include "protocol/security.h"
 
 namespace polyphony {
 
@@ -30,7 +31,18 @@ struct WorkerEntry {
   int64_t last_seen_ms = 0;
   int64_t last_sent_ms = 0;
   int64_t heartbeat_seq = 0;
+  // Silent past its liveness budget: kept in the table, given no work, until it is heard again.
+  bool lost = false;
+  int64_t lost_at_ms = 0;
+  int reported_load = 0;           // from its last heartbeat
+  std::string key_name;            // its CURVE key's name on the allow-list; "" without CURVE
+  // (task id, epoch) pairs it was told to cancel because the lease is not its own any more.
+  std::set<std::pair<std::string, int64_t>> stale_cancelled;
 };
+
+// The worker table as clients see it (`polyphony workers`).
+protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& workers, const std::string& coordinator_id,
+                                    int64_t now_ms);
 
 // Retry policy: exponential backoff from base to cap, with +-20% jitter.
 int64_t retry_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, uint64_t random);
@@ -70,6 +82,9 @@ class Coordinator {
   // Cancels an unfinished task or retries a FAILED/BLOCKED one; the reply says what happened.
   protocol::ClientReply control(const std::string& task_id, const std::string& action);
 
+  // The registered workers, lost ones included.
+  protocol::WorkersReply workers() const;
+
   // Serves until `stop` is set. Never throws.
   void run(const std::atomic<bool>& stop);
 
@@ -80,14 +95,18 @@ class Coordinator {
  private:
   Coordinator(zmq::context_t& context, Settings settings);
 
-  void handle_frame(const std::string& routing_id, const std::string& body);
+  Status bind_worker_endpoints(const std::vector<std::string>& endpoints);
+  Status bind_client_endpoints(const std::vector<std::string>& endpoints);
+  Status start_zap();
+  void handle_frame(const std::string& routing_id, const std::string& body, const std::string& key_name);
   void handle_client_frame(const std::string& routing_id, const std::string& body);
+  void answer_client(const std::string& routing_id, const protocol::Message& reply);
   protocol::ClientReply submit(const protocol::Submit& m);
   protocol::ClientReply cancel(const Task& task);
   protocol::ClientReply retry(const Task& task);
   void apply_commands();
   void drain(zmq::socket_t& socket, bool clients);
-  void on_hello(const std::string& routing_id, const protocol::Hello& m);
+  void on_hello(const std::string& routing_id, const protocol::Hello& m, const std::string& key_name);
   void on_update(WorkerEntry& w, const protocol::TaskUpdate& m);
   void on_log(WorkerEntry& w, const protocol::LogChunk& m);
   void on_result(WorkerEntry& w, const protocol::TaskResult& m);
@@ -116,11 +135,14 @@ class Coordinator {
   void heartbeat_workers();
 
   WorkerEntry* worker_by_routing(const std::string& routing_id);
-  WorkerEntry* pick_worker();
+  // The live worker with free capacity, meeting the task's needs: labels, least loaded.
+  WorkerEntry* pick_worker(const Task& task);
+  // Tells `w` to stop and clean up an attempt whose lease it no longer holds (once per epoch).
+  void cancel_stale(WorkerEntry& w, const std::string& task_id, int64_t epoch, const std::string& why);
   int running_count() const;
   // The task if the message's epoch and sender match its current lease; logs and returns
   // nullopt otherwise.
-  std::optional<Task> leased_task(const WorkerEntry& w, const std::string& task_id, int64_t epoch,
+  std::optional<Task> leased_task(WorkerEntry& w, const std::string& task_id, int64_t epoch,
                                   const char* what);
   void send(const std::string& routing_id, const protocol::Message& m);
 
@@ -133,6 +155,9 @@ class Coordinator {
   std::map<std::string, WorkerEntry> workers_;  // by routing id
   // When each dispatched task was last heard of (dispatch sent, update or log received).
   std::map<std::string, int64_t> last_activity_ms_;
+  std::optional<protocol::CoordinatorKeys> keys_;  // set when CURVE is configured
+  std::unique_ptr<protocol::ZapHandler> zap_;
+  std::set<std::string> unplaceable_logged_;      // tasks logged as waiting for a fitting worker
   // The merge queue across workers: per repo, the task that may land now and those waiting.
   struct PendingLand {
     std::string routing_id;

@@ -91,6 +91,7 @@ constexpr std::array<std::string_view, 3> kTaskStates = {"PROVISIONED", "RUNNING
 constexpr std::array<std::string_view, 4> kStreams = {"agent", "verify", "review", "system"};
 constexpr std::array<std::string_view, 4> kPlans = {"", "solo", "review", "strong"};
 constexpr std::array<std::string_view, 2> kOutcomes = {"landed", "failed"};
+constexpr std::array<std::string_view, 3> kWorkerStates = {"ready", "busy", "lost"};
 constexpr std::array<std::string_view, 3> kControlActions = {"query", "cancel", "retry"};
 constexpr std::array<std::string_view, 9> kFailureKinds = {
     "agent", "verify", "infra", "timeout", "conflict", "cancelled", "config", "review", "agent_unavailable"};
@@ -334,9 +335,35 @@ void describe(V& v, S& r) {
   v.opt("merged_commit", r.merged_commit, commit_or_empty);
 }
 
+template <class V, Is<WorkersQuery> S>
+void describe(V&, S&) {}
+
+template <class V, Is<WorkerStatus> S>
+void describe(V& v, S& w) {
+  v.req("worker_id", w.worker_id, peer_id);
+  v.opt("hostname", w.hostname);
+  v.opt("version", w.version);
+  v.req("state", w.state, one_of(kWorkerStates));
+  v.opt("heartbeat_age_ms", w.heartbeat_age_ms, at_least<int64_t>(0));
+  v.opt("capacity", w.capacity, between(1, 4096));
+  v.opt("load", w.load, at_least(0));
+  v.opt("labels", w.labels);
+  v.opt("running", w.running);
+  v.opt("image_present", w.image_present);
+  v.opt("free_disk_bytes", w.free_disk_bytes, at_least<int64_t>(0));
+  v.opt("key", w.key);
+}
+
+template <class V, Is<WorkersReply> S>
+void describe(V& v, S& r) {
+  v.req("coordinator_id", r.coordinator_id, peer_id);
+  v.opt("workers", r.workers);
+}
+
 template <class T>
 constexpr bool kIsRecord = std::is_same_v<T, Mount> || std::is_same_v<T, AgentSpec> ||
-                           std::is_same_v<T, RunSpec> || std::is_same_v<T, RunningTask>;
+                           std::is_same_v<T, RunSpec> || std::is_same_v<T, RunningTask> ||
+                           std::is_same_v<T, WorkerStatus>;
 
 // The "type" of each message on the wire.
 template <class T>
@@ -356,6 +383,8 @@ template <> constexpr std::string_view kTypeName<Cancel> = "cancel";
 template <> constexpr std::string_view kTypeName<Submit> = "submit";
 template <> constexpr std::string_view kTypeName<Control> = "control";
 template <> constexpr std::string_view kTypeName<ClientReply> = "client_reply";
+template <> constexpr std::string_view kTypeName<WorkersQuery> = "workers_query";
+template <> constexpr std::string_view kTypeName<WorkersReply> = "workers_reply";
 // clang-format on
 
 // ---- decoding

@@ -234,8 +234,39 @@ struct ClientReply {
   bool operator==(const ClientReply&) const = default;
 };
 
+// client -> coordinator (client endpoint): ask for the worker table. Answered with a
+// WorkersReply.
+struct WorkersQuery {
+  bool operator==(const WorkersQuery&) const = default;
+};
+
+// One registered worker, as the coordinator sees it now.
+struct WorkerStatus {
+  std::string worker_id;
+  std::string hostname;
+  std::string version;
+  std::string state;                  // "ready" (has free capacity), "busy" (full), "lost"
+  int64_t heartbeat_age_ms = 0;       // since the coordinator last heard from it
+  int capacity = 1;
+  int load = 0;                       // attempts the coordinator has it holding
+  std::vector<std::string> labels;
+  std::vector<std::string> running;   // task ids
+  bool image_present = false;
+  int64_t free_disk_bytes = 0;
+  std::string key;                    // name of its CURVE key on the allow-list; "" without CURVE
+  bool operator==(const WorkerStatus&) const = default;
+};
+
+// coordinator -> client: the answer to a WorkersQuery.
+struct WorkersReply {
+  std::string coordinator_id;
+  std::vector<WorkerStatus> workers;  // by worker id
+  bool operator==(const WorkersReply&) const = default;
+};
+
 using Message = std::variant<Hello, Welcome, Heartbeat, Dispatch, TaskUpdate, LogChunk, TaskResult,
-                             ResultAck, LandRequest, LandGrant, Cancel, Submit, Control, ClientReply>;
+                             ResultAck, LandRequest, LandGrant, Cancel, Submit, Control, ClientReply, WorkersQuery,
+                             WorkersReply>;
 
 // The "type" string of a message on the wire ("hello", "welcome", ...).
 std::string type_name(const Message& m);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <zmq_addon.hpp>
 
 #include "common/ids.h"
@@ -23,6 +24,17 @@ int64_t clock_ms() {
 std::string unique_outbox_endpoint() {
   static std::atomic<int> counter{0};
   return "inproc://polyphony-worker-outbox-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+}
+
+// Free bytes for an unprivileged user on the file system that holds `path`, or holds its
+// nearest existing ancestor (the workspace root may not exist yet); 0 when unknown.
+int64_t free_disk_bytes(const std::string& path) {
+  if (path.empty()) return 0;
+  for (std::filesystem::path p = path;; p = p.parent_path()) {
+    struct statvfs fs {};
+    if (::statvfs(p.c_str(), &fs) == 0) return static_cast<int64_t>(fs.f_bavail) * static_cast<int64_t>(fs.f_frsize);
+    if (p == p.parent_path()) return 0;
+  }
 }
 
 }  // namespace
@@ -58,6 +70,7 @@ void WorkerAgent::connect() {
   dealer_->set(zmq::sockopt::routing_id, options_.worker_id);
   dealer_->set(zmq::sockopt::linger, 0);
   dealer_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));
+  if (options_.curve) protocol::make_curve_client(*dealer_, *options_.curve);
   dealer_->connect(options_.coordinator_endpoint);
   last_heard_ms_ = clock_ms();
   send_hello();
@@ -74,6 +87,7 @@ void WorkerAgent::send_hello() {
   h.labels = options_.labels;
   auto present = docker_.image_exists(options_.image);
   h.image_present = present.ok() && *present;
+  h.free_disk_bytes = free_disk_bytes(options_.workspace_root);
   for (const auto& [id, run] : runs_) {
     if (!run->finished) h.running.push_back({id, run->spec.attempt, run->spec.epoch});
   }
@@ -142,7 +156,10 @@ void WorkerAgent::run(const std::atomic<bool>& stop) {
       send(hb);
     }
     if (now - last_heard_ms_ > options_.heartbeat_interval_ms * options_.liveness) {
-      spdlog::warn("coordinator silent for {} ms; reconnecting in {} ms", now - last_heard_ms_, reconnect_delay_ms_);
+      spdlog::warn("coordinator silent for {} ms; reconnecting in {} ms{}", now - last_heard_ms_, reconnect_delay_ms_,
+                   options_.curve ? " (if this lasts: is this worker's .pub in the coordinator's allowed_workers_dir, "
+                                    "and is the coordinator's key right?)"
+                                  : "");
       std::this_thread::sleep_for(std::chrono::milliseconds(reconnect_delay_ms_));
       reconnect_delay_ms_ = std::min<int64_t>(reconnect_delay_ms_ * 2, 30000);
       connect();
@@ -169,16 +186,40 @@ void WorkerAgent::handle(const protocol::Message& m) {
     it->second->grant = *g;
     it->second->grant_ready.notify_all();
   } else if (const auto* c = std::get_if<protocol::Cancel>(&m)) {
-    auto it = runs_.find(c->task_id);
-    if (it != runs_.end() && it->second->spec.epoch == c->epoch) {
-      spdlog::info("task {}: cancel requested ({})", c->task_id, c->reason);
-      it->second->cancelled = true;
-    }
+    on_cancel(*c);
   } else if (std::holds_alternative<protocol::Welcome>(m)) {
     const auto& w = std::get<protocol::Welcome>(m);
     options_.heartbeat_interval_ms = w.heartbeat_interval_ms;
     options_.liveness = w.liveness;
   }
+}
+
+// A cancel names one epoch: a run of another epoch of the same task is not touched. With no
+// run left (it ended, or died with an earlier life of this worker) the leftovers go now;
+// otherwise when the run has stopped.
+void WorkerAgent::on_cancel(const protocol::Cancel& c) {
+  auto it = runs_.find(c.task_id);
+  if (it != runs_.end()) {
+    if (it->second->spec.epoch != c.epoch) return;
+    spdlog::info("task {}: cancel of epoch {} requested ({})", c.task_id, c.epoch, c.reason);
+    it->second->cancelled = true;
+    it->second->clean_up = true;
+    return;
+  }
+  spdlog::info("task {}: cancel of epoch {} ({}); no run holds it, removing what is left", c.task_id, c.epoch,
+               c.reason);
+  clean_up_task(c.task_id);
+}
+
+void WorkerAgent::clean_up_task(const std::string& task_id) {
+  auto list = docker_.list_containers({{"polyphony.worker", options_.worker_id}, {"polyphony.task", task_id}});
+  if (list.ok()) {
+    for (const auto& container : *list) (void)docker_.remove_container(container.id);
+  } else {
+    spdlog::warn("task {}: cannot list its containers: {}", task_id, list.error().to_string());
+  }
+  auto s = workspaces_.remove(task_id);
+  if (!s.ok()) spdlog::warn("task {}: cannot remove its workspace: {}", task_id, s.error().to_string());
 }
 
 void WorkerAgent::on_dispatch(const protocol::Dispatch& d) {
@@ -297,7 +338,10 @@ void WorkerAgent::reap_finished_runs() {
   for (auto it = runs_.begin(); it != runs_.end();) {
     if (it->second->finished) {
       if (it->second->thread.joinable()) it->second->thread.join();
+      const bool clean_up = it->second->clean_up;
+      const std::string task_id = it->first;
       it = runs_.erase(it);
+      if (clean_up) clean_up_task(task_id);
     } else {
       ++it;
     }

@@ -14,6 +14,7 @@
 #include <zmq.hpp>
 
 #include "protocol/messages.h"
+#include "protocol/security.h"
 #include "worker-agent/docker_client.h"
 #include "worker-agent/workspaces.h"
 
@@ -37,6 +38,10 @@ struct WorkerOptions {
   int64_t heartbeat_interval_ms = 1000;
   int liveness = 5;
   int64_t result_resend_ms = 2000;
+  // CURVE keys for a coordinator across hosts; nullopt: plain (inproc, ipc, insecure loopback).
+  std::optional<protocol::CurveClientKeys> curve;
+  // Where workspaces live, for the free disk space reported in hello ("": not reported).
+  std::string workspace_root;
 };
 
 // A default worker id: "<hostname>-<pid>" made id-safe.
@@ -56,6 +61,7 @@ class WorkerAgent {
     std::thread thread;
     std::atomic<bool> cancelled{false};
     std::atomic<bool> finished{false};
+    bool clean_up = false;             // the coordinator cancelled it: remove its workspace when it ends
     // The coordinator's answer to this attempt's land request, handed from the socket thread.
     std::mutex grant_mutex;
     std::condition_variable grant_ready;
@@ -73,6 +79,9 @@ class WorkerAgent {
   void reap_finished_runs();
   void resend_results();
   void start_run(const protocol::RunSpec& spec);
+  void on_cancel(const protocol::Cancel& c);
+  // Removes the task's containers (of this worker) and its workspace. Only for a task no run holds.
+  void clean_up_task(const std::string& task_id);
 
   zmq::context_t& context_;
   WorkerOptions options_;

@@ -106,3 +106,81 @@ TEST_CASE("sizes parse with units") {
   CHECK_FALSE(parse_bytes("-1").has_value());
   CHECK_FALSE(parse_bytes("3 parsecs").has_value());
 }
+
+namespace {
+
+constexpr const char* kKey = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+
+Result<Settings> load_config_text(const TempDir& dir, const std::string& config_yaml) {
+  return load_with(dir, {{"config.yaml", config_yaml}});
+}
+
+}  // namespace
+
+TEST_CASE("plain TCP on a non-loopback worker endpoint is a config error naming the key to set") {
+  TempDir dir;
+  for (bool insecure : {false, true}) {
+    auto s = load_config_text(dir, std::string("coordinator:\n  worker_endpoint: tcp://0.0.0.0:7701\n") +
+                                       (insecure ? "  insecure: true\n" : ""));
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().message.find("coordinator.secret_key_file") != std::string::npos);
+    CHECK(s.error().where == (dir / "config.yaml").string() + ":2:20");
+  }
+}
+
+TEST_CASE("plain TCP on loopback needs insecure: true") {
+  TempDir dir;
+  auto refused = load_config_text(dir, "coordinator:\n  client_endpoint: tcp://127.0.0.1:7702\n");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().message.find("coordinator.insecure") != std::string::npos);
+  auto allowed = load_config_text(dir, "coordinator:\n  client_endpoint: tcp://127.0.0.1:7702\n  insecure: true\n");
+  REQUIRE(allowed.ok());
+  CHECK(allowed->config.coordinator_security.insecure);
+}
+
+TEST_CASE("CURVE settings load with paths resolved against the home") {
+  TempDir dir;
+  auto s = load_config_text(dir, std::string("coordinator:\n"
+                                             "  worker_endpoint: tcp://0.0.0.0:7701\n"
+                                             "  secret_key_file: keys/coordinator.key\n"
+                                             "  allowed_workers_dir: keys/workers\n"
+                                             "  allowed_client_keys: [\"") + kKey + "\"]\n"
+                                             "worker:\n"
+                                             "  secret_key_file: /etc/polyphony/worker1.key\n"
+                                             "  coordinator_public_key_file: keys/coordinator.pub\n");
+  REQUIRE(s.ok());
+  const auto& c = s->config.coordinator_security;
+  CHECK(c.curve());
+  CHECK(c.secret_key_file == dir.path() / "keys/coordinator.key");
+  CHECK(c.allowed_workers_dir == dir.path() / "keys/workers");
+  CHECK(c.allowed_client_keys == std::vector<std::string>{kKey});
+  CHECK(c.where.at("secret_key_file") == (dir / "config.yaml").string() + ":3:20");
+  const auto& w = s->config.worker_security;
+  CHECK(w.secret_key_file == "/etc/polyphony/worker1.key");
+  CHECK(w.coordinator_public_key_file == dir.path() / "keys/coordinator.pub");
+}
+
+TEST_CASE("CURVE settings that cannot work are config errors at their line") {
+  struct Case {
+    std::string yaml;
+    std::string says;
+    int line;
+  };
+  const std::vector<Case> cases{
+      {"coordinator:\n  worker_endpoint: tcp://0.0.0.0:7701\n  secret_key_file: c.key\n", "no key is allowed", 2},
+      {"coordinator:\n  allowed_worker_keys: [\"not-a-key\"]\n", "not a CURVE public key", 2},
+      {"coordinator:\n  public_key_file: c.pub\n", "needs coordinator.secret_key_file", 2},
+      {"worker:\n  secret_key_file: w.key\n", "coordinator's key", 2},
+      {"worker:\n  coordinator_public_key_file: c.pub\n", "worker.secret_key_file", 2},
+      {"worker:\n  coordinator_public_key: short\n", "not a CURVE public key", 2},
+      {"coordinator:\n  insecure: maybe\n", "insecure", 2},
+  };
+  for (const auto& c : cases) {
+    INFO(c.yaml);
+    TempDir dir;
+    auto s = load_config_text(dir, c.yaml);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().message.find(c.says) != std::string::npos);
+    CHECK(s.error().where.rfind((dir / "config.yaml").string() + ":" + std::to_string(c.line) + ":", 0) == 0);
+  }
+}

@@ -2,7 +2,8 @@
 // its own with its own address and workspace root, joined by a bridge this test makes. They
 // share nothing but the coordinator's endpoint (and the Docker engine's unix socket, which
 // stands for each host's own engine). A partition is a link set down. Traffic goes only to the
-// addresses made here; every namespace is deleted at the end.
+// addresses made here; every namespace is deleted at the end. The endpoint is not loopback, so
+// it runs CURVE: each host has its own key pair, allowed by the coordinator.
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -86,7 +87,9 @@ struct Fleet {
 
   explicit Fleet(const std::string& extra = "")
       : box(kRepo, "max_concurrency: 6\ncoordinator: {embedded_worker: false, worker_endpoint: \"" +
-                       endpoint() + "\", heartbeat_interval_ms: 200, heartbeat_liveness: 10}\n" + extra) {
+                       endpoint() + "\", heartbeat_interval_ms: 200, heartbeat_liveness: 10, "
+                       "secret_key_file: keys/coordinator.key, allowed_workers_dir: keys/workers}\n" + extra) {
+    make_keys();
     box.serve({}, net.exec_in(net.hub()));
     for (int i = 1; i <= 3; ++i) start_worker(i);
   }
@@ -96,12 +99,30 @@ struct Fleet {
   // labelled with its id.
   std::string worker_id(int i) const { return net.host(i); }
 
+  // `polyphony keys gen` for the coordinator and each host; each host's .pub is allowed.
+  void make_keys() {
+    auto gen = [&](const std::string& name, const std::filesystem::path& dir) {
+      auto r = box.cli({"keys", "gen", "--name", name, "--out", dir.string()});
+      INFO(r.err);
+      REQUIRE(r.exit_code == 0);
+    };
+    gen("coordinator", box.home() / "keys");
+    std::filesystem::create_directories(box.home() / "keys/workers");
+    for (int i = 1; i <= 3; ++i) {
+      gen(worker_id(i), worker_home(i) / "keys");
+      std::filesystem::copy_file(worker_home(i) / "keys" / (worker_id(i) + ".pub"),
+                                 box.home() / "keys/workers" / (worker_id(i) + ".pub"));
+    }
+  }
+
   void start_worker(int i) {
     const auto home = worker_home(i);
     if (!std::filesystem::exists(home / "config.yaml")) {
       write_file(home / "config.yaml", "workspace_root: " + (home / "workspaces").string() +
                                            "\nworker: {coordinator: \"" + endpoint() +
-                                           "\", capacity: 2}\n");
+                                           "\", capacity: 2, secret_key_file: keys/" + worker_id(i) +
+                                           ".key, coordinator_public_key_file: " +
+                                           (box.home() / "keys/coordinator.pub").string() + "}\n");
     }
     auto argv = net.exec_in(net.host(i));
     argv.insert(argv.end(), {POLYPHONY_WORKER_CLI, "--id", worker_id(i)});

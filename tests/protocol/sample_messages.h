@@ -104,9 +104,22 @@ inline ClientReply client_reply() {
                      "89abcdef0123456789abcdef0123456789abcdef"};
 }
 
+inline WorkersQuery workers_query() { return WorkersQuery{}; }
+
+inline WorkersReply workers_reply() {
+  WorkersReply r;
+  r.coordinator_id = "coord-1:42";
+  WorkerStatus a{"gpu-box-1", "gpu-box-1.lan", "0.1.0", "busy", 850, 2, 2, {"gpu", "arch=amd64"},
+                 {"task-42_b", "task-7"}, true, 512LL << 30, "gpu-box-1"};
+  WorkerStatus b{"arm-1", "arm-1.lan", "0.1.0", "lost", 61000, 4, 0, {"arch=arm64"}, {}, false, 0, ""};
+  r.workers = {a, b};
+  return r;
+}
+
 inline std::vector<Message> all() {
   return {hello(),     welcome(),     heartbeat(),  dispatch(), task_update(), log_chunk(),
-          task_result(), result_ack(), land_request(), land_grant(), cancel(),    submit(),   control(),     client_reply()};
+          task_result(), result_ack(), land_request(), land_grant(), cancel(),    submit(),   control(),     client_reply(),
+          workers_query(), workers_reply()};
 }
 
 }  // namespace polyphony::protocol::samples

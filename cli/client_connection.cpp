@@ -1,0 +1,57 @@
+// Client-side connection to the coordinator's client endpoint.
+#include "cli/client_connection.h"
+
+#include <filesystem>
+
+#include "common/endpoint_policy.h"
+
+namespace polyphony::cli {
+
+Result<std::optional<protocol::CurveClientKeys>> client_keys(const Args& args, const std::string& endpoint) {
+  if (args.has("secret-key") != args.has("coordinator-key")) {
+    return make_error("usage", "--secret-key and --coordinator-key go together",
+                      args.has("secret-key") ? "--coordinator-key" : "--secret-key");
+  }
+  if (args.has("secret-key")) {
+    if (!crosses_host(endpoint)) return std::optional<protocol::CurveClientKeys>();  // ipc/inproc: no CURVE
+    auto keys = protocol::load_client_keys(args.get("secret-key"), args.get("coordinator-key"), "--secret-key",
+                                           "--coordinator-key");
+    if (!keys.ok()) return make_error("usage", keys.error().message, keys.error().where);
+    return std::optional<protocol::CurveClientKeys>(*keys);
+  }
+  POLY_TRY(check_plain_endpoint(endpoint, args.has("insecure"), "--secret-key", "--insecure", "--coordinator"));
+  return std::optional<protocol::CurveClientKeys>();
+}
+
+Result<protocol::Message> request(zmq::context_t& ctx, const std::string& endpoint, const protocol::Message& m,
+                                  const std::optional<protocol::CurveClientKeys>& keys) {
+  if (endpoint.rfind("ipc://", 0) == 0 && !std::filesystem::exists(endpoint.substr(6))) {
+    return make_error("network", "no coordinator listens here (no socket " + endpoint.substr(6) +
+                                     "); start it with `polyphony serve`, or pass --coordinator", endpoint);
+  }
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));
+  if (keys) protocol::make_curve_client(s, *keys);
+  try {
+    s.connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    return make_error("network", std::string("cannot connect: ") + e.what(), endpoint);
+  }
+  const std::string body = protocol::encode(m);
+  s.send(zmq::buffer(body), zmq::send_flags::none);
+  zmq::pollitem_t items[] = {{s.handle(), 0, ZMQ_POLLIN, 0}};
+  zmq::poll(items, 1, std::chrono::seconds(10));
+  zmq::message_t reply;
+  if (!(items[0].revents & ZMQ_POLLIN) || !s.recv(reply, zmq::recv_flags::dontwait)) {
+    return make_error("network",
+                      std::string("no coordinator answered within 10 s (is `polyphony serve` running there?") +
+                          (keys ? " Is this client's public key in its allowed_clients?)" : ")"),
+                      endpoint);
+  }
+  auto msg = protocol::decode(reply.to_string_view());
+  if (!msg.ok()) return make_error("protocol", "the coordinator's reply does not decode: " + msg.error().to_string(), endpoint);
+  return *msg;
+}
+
+}  // namespace polyphony::cli

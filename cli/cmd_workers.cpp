@@ -1,0 +1,100 @@
+// `polyphony workers`: the coordinator's worker table, asked live over its client endpoint.
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/cli.h"
+#include "cli/client_connection.h"
+#include "coordinator/coordinator.h"
+
+namespace polyphony::cli {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kWorkersUsage = R"(usage: polyphony workers [--json] [--coordinator ENDPOINT]
+
+Shows every worker the running coordinator knows: state (ready: has free capacity, busy: full,
+lost: silent past its liveness budget), heartbeat age, load/capacity, labels, running tasks,
+version. Asks the coordinator at ipc://$POLYPHONY_HOME/coordinator.sock unless --coordinator
+names another client endpoint.
+)";
+
+json worker_json(const protocol::WorkerStatus& w) {
+  return json{{"id", w.worker_id},
+              {"hostname", w.hostname},
+              {"state", w.state},
+              {"heartbeat_age_ms", w.heartbeat_age_ms},
+              {"capacity", w.capacity},
+              {"load", w.load},
+              {"labels", w.labels},
+              {"running", w.running},
+              {"version", w.version},
+              {"image_present", w.image_present},
+              {"free_disk_bytes", w.free_disk_bytes},
+              {"key", w.key}};
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
+  return out.empty() ? "-" : out;
+}
+
+std::string heartbeat_age(int64_t ms) {
+  std::ostringstream s;
+  if (ms < 10000) s << std::fixed << std::setprecision(1) << static_cast<double>(ms) / 1000.0 << "s";
+  else s << age(0, ms);
+  return s.str();
+}
+
+void print_table(const protocol::WorkersReply& r) {
+  std::cout << std::left << std::setw(24) << "WORKER" << std::setw(7) << "STATE" << std::setw(11) << "HEARTBEAT"
+            << std::setw(6) << "LOAD" << std::setw(24) << "LABELS" << std::setw(10) << "VERSION" << "RUNNING\n";
+  for (const auto& w : r.workers) {
+    std::cout << std::left << std::setw(24) << w.worker_id << std::setw(7) << w.state << std::setw(11)
+              << heartbeat_age(w.heartbeat_age_ms) << std::setw(6)
+              << (std::to_string(w.load) + "/" + std::to_string(w.capacity)) << std::setw(24) << joined(w.labels)
+              << std::setw(10) << w.version << joined(w.running) << "\n";
+  }
+  if (r.workers.empty()) std::cout << "(no worker has registered with " << r.coordinator_id << ")\n";
+}
+
+}  // namespace
+
+int cmd_workers(const std::vector<std::string>& argv) {
+  if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
+    std::cout << kWorkersUsage << kClientSecurityUsage;
+    return kExitOk;
+  }
+  std::vector<FlagSpec> flags{{"json", false}, {"coordinator"}};
+  flags.insert(flags.end(), kClientSecurityFlags.begin(), kClientSecurityFlags.end());
+  auto args = parse_args(argv, flags);
+  if (!args.ok()) return report(args.error());
+  if (!args->positional.empty()) return report(make_error("usage", "unexpected argument " + args->positional[0], "workers"));
+  const std::string endpoint = args->get("coordinator", local_client_endpoint(polyphony_home()));
+  auto keys = client_keys(*args, endpoint);
+  if (!keys.ok()) return report(keys.error());
+  zmq::context_t ctx;
+  auto reply = request(ctx, endpoint, protocol::WorkersQuery{}, *keys);
+  if (!reply.ok()) return report(reply.error());
+  if (const auto* refused = std::get_if<protocol::ClientReply>(&*reply)) {
+    return report(make_error("failed", "the coordinator refused: " + refused->error, endpoint));
+  }
+  const auto* table = std::get_if<protocol::WorkersReply>(&*reply);
+  if (table == nullptr) {
+    return report(make_error("protocol", "the coordinator answered with a " + protocol::type_name(*reply), endpoint));
+  }
+  if (args->has("json")) {
+    json out = json::array();
+    for (const auto& w : table->workers) out.push_back(worker_json(w));
+    std::cout << json{{"coordinator", table->coordinator_id}, {"workers", out}}.dump(2) << "\n";
+  } else {
+    print_table(*table);
+  }
+  return kExitOk;
+}
+
+}  // namespace polyphony::cli
