@@ -90,6 +90,7 @@ auto one_of(std::span<const std::string_view> allowed) {
 constexpr std::array<std::string_view, 3> kTaskStates = {"PROVISIONED", "RUNNING", "VERIFYING"};
 constexpr std::array<std::string_view, 3> kStreams = {"agent", "verify", "system"};
 constexpr std::array<std::string_view, 2> kOutcomes = {"landed", "failed"};
+constexpr std::array<std::string_view, 2> kLandModes = {"merge", "branch"};
 constexpr std::array<std::string_view, 3> kControlActions = {"query", "cancel", "retry"};
 constexpr std::array<std::string_view, 7> kFailureKinds = {
     "agent", "verify", "infra", "timeout", "conflict", "cancelled", "config"};
@@ -185,6 +186,7 @@ void describe(V& v, S& r) {
   v.opt("verify_timeout_s", r.verify_timeout_s, at_least<int64_t>(0));
   v.opt("stall_timeout_s", r.stall_timeout_s, at_least<int64_t>(0));
   v.opt("verify_command", r.verify_command);
+  v.opt("land_mode", r.land_mode, one_of(kLandModes));
 }
 
 template <class V, Is<RunningTask> S>

@@ -314,14 +314,15 @@ protocol::TaskResult execute_run(const protocol::RunSpec& spec, RunContext& ctx)
 
   auto landed = [&] {
     std::lock_guard<std::mutex> serialized(land_lock(spec.repo_url));
-    return ctx.workspaces.land(*ws);
+    return spec.land_mode == "branch" ? ctx.workspaces.push_branch(*ws) : ctx.workspaces.land(*ws);
   }();
   if (!landed.ok()) {
     const auto& code = landed.error().code;
     const std::string kind = (code == "conflict" || code == "push_rejected") ? "conflict" : "infra";
     return attempt.failed(kind, "landing: " + landed.error().to_string());
   }
-  attempt.say("landed " + landed->merged_commit + " on " + ws->base_branch);
+  attempt.say(spec.land_mode == "branch" ? "pushed " + landed->branch_commit + " to " + spec.branch
+                                         : "landed " + landed->merged_commit + " on " + ws->base_branch);
   auto r = attempt.base_result();
   r.outcome = "landed";
   r.commit = landed->branch_commit;
