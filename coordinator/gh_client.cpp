@@ -91,7 +91,10 @@ std::optional<GhResponse> parse_gh_include_output(const std::string& out) {
 }
 
 Error classify_gh_failure(int exit_code, const std::string& err) {
-  const std::string said = trim(err).substr(0, 600);
+  std::string said = trim(err).substr(0, 600);
+  for (auto& c : said) {
+    if (c == '\n' || c == '\r') c = ' ';  // one log line
+  }
   if (exit_code == 4 || contains(err, "gh auth login") || contains(err, "not logged in") ||
       contains(err, "authentication required")) {
     return make_error("auth", "gh is not logged in to GitHub: run `gh auth login` (or set GH_TOKEN) on the coordinator host" +
