@@ -55,6 +55,7 @@ ProcessResult SingleBox::cli(const std::vector<std::string>& args, const std::st
   std::vector<std::string> argv{POLYPHONY_CLI};
   argv.insert(argv.end(), args.begin(), args.end());
   ProcessOptions o;
+  o.env = env_;
   o.env["POLYPHONY_HOME"] = home_.string();
   o.env["POLYPHONY_LOG_LEVEL"] = "warn";
   o.stdin_data = stdin_data;
@@ -82,8 +83,9 @@ std::string SingleBox::spawn(const std::string& title, const std::string& body,
 
 void SingleBox::serve() {
   // Each start writes its own log; serve_log() returns them all.
-  server_ = std::make_unique<BackgroundProcess>(std::vector<std::string>{POLYPHONY_CLI, "serve"},
-                                                std::map<std::string, std::string>{{"POLYPHONY_HOME", home_.string()}},
+  auto env = env_;
+  env["POLYPHONY_HOME"] = home_.string();
+  server_ = std::make_unique<BackgroundProcess>(std::vector<std::string>{POLYPHONY_CLI, "serve"}, env,
                                                 dir_.path() / ("serve-" + std::to_string(++serves_) + ".log"));
 }
 
