@@ -168,8 +168,8 @@ TaskRequest task_from_issue(const GithubIssue& issue, const GithubConfig& c) {
   r.body += (r.body.empty() ? "" : "\n") + std::string("GitHub issue: ") +
             (issue.html_url.empty() ? c.repo + "#" + std::to_string(issue.number) : issue.html_url) + "\n";
   r.repo = c.remote;
-  r.labels = issue.labels;
   for (const auto& l : issue.labels) {
+    if (l != c.claimed_label) r.labels.push_back(l);  // our own mark is not part of the ask
     if (!c.type_label_prefix.empty() && l.rfind(c.type_label_prefix, 0) == 0) r.task_type = l.substr(c.type_label_prefix.size());
     if (!c.risk_label_prefix.empty() && l.rfind(c.risk_label_prefix, 0) == 0) r.risk = l.substr(c.risk_label_prefix.size());
   }

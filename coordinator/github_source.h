@@ -51,8 +51,8 @@ struct IssueRef {
 // Parses "owner/name#123"; errors have code "usage".
 Result<IssueRef> parse_issue_ref(const std::string& text);
 
-// The task an issue becomes: title, body with a link back, labels, task type and risk from
-// the configured label prefixes, repo = github.remote.
+// The task an issue becomes: title, body with a link back, labels (but claimed_label), task
+// type and risk from the configured label prefixes, repo = github.remote.
 TaskRequest task_from_issue(const GithubIssue& issue, const GithubConfig& config);
 
 // How the GitHub side is doing, for the log and `polyphony status`.

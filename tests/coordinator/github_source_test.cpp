@@ -164,6 +164,11 @@ TEST_CASE("an open labelled issue becomes one task, claimed on GitHub with a lab
   auto comments = h.github.comments(7);
   REQUIRE(comments.size() == 1);
   CHECK_THAT(comments[0]["body"].get<std::string>(), Catch::Contains(t.request.id));
+
+  // The claim changed the issue (a label), not the ask: the task keeps its labels.
+  h.clock_ms += 1000;
+  h.round(*source);
+  CHECK(h.task(7).request.labels == std::vector<std::string>{"polyphony", "type:bugfix", "risk:high"});
 }
 
 TEST_CASE("a restart never claims an issue twice nor makes a second task for it") {
