@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS github_outbox (
   kind TEXT NOT NULL,
   payload TEXT NOT NULL,
   done INTEGER NOT NULL DEFAULT 0,
+  attempted INTEGER NOT NULL DEFAULT 0,
   last_error TEXT NOT NULL DEFAULT '',
   created_at INTEGER NOT NULL
 );
@@ -530,16 +531,24 @@ void GithubSource::queue_reports(StateStore& store, const Link& link, const Task
 
 void GithubSource::flush() {
   if (now_() < next_poll_ms_ && health_.state != "ok") return;  // backing off
-  auto st = db_.prepare("SELECT seq, key, number, kind, payload FROM github_outbox WHERE done=0 AND repo=? ORDER BY seq");
+  auto st = db_.prepare(
+      "SELECT seq, key, number, kind, payload, attempted FROM github_outbox WHERE done=0 AND repo=? ORDER BY seq");
   if (!st.ok()) return;
   st->bind(1, config_.repo);
   std::vector<Outgoing> rows;
   while (true) {
     auto row = st->step();
     if (!row.ok() || !*row) break;
-    rows.push_back(Outgoing{st->int64(0), st->text(1), st->int64(2), st->text(3), json::parse(st->text(4), nullptr, false)});
+    rows.push_back(Outgoing{st->int64(0), st->text(1), st->int64(2), st->text(3), json::parse(st->text(4), nullptr, false),
+                            st->int64(5) != 0});
   }
   for (const auto& out : rows) {
+    // Marked before sending: if we die before recording the outcome, the next send checks
+    // whether this one landed rather than repeating it.
+    if (auto mark = db_.prepare("UPDATE github_outbox SET attempted=1 WHERE seq=?"); mark.ok()) {
+      mark->bind(1, out.seq);
+      (void)mark->run();
+    }
     auto sent = send(out);
     if (!sent.ok() && sent.error().code == "retry") return;  // backing off; the row stays
     auto done = db_.prepare("UPDATE github_outbox SET done=?, last_error=? WHERE seq=?");
@@ -559,6 +568,12 @@ Status GithubSource::send(const Outgoing& out) {
     req.path = issue + "/labels";
     req.json_body = out.payload.dump();
   } else if (out.kind == "comment") {
+    const std::string marker = "<!-- polyphony:" + out.key + " -->";
+    if (out.attempted) {
+      auto there = has_comment(out.number, marker);
+      if (!there.ok()) return there.error();
+      if (*there) return {};
+    }
     std::string body = out.payload.value("body", "");
     if (auto at = body.find("{pr}"); at != std::string::npos) {
       auto known = links();
@@ -566,13 +581,21 @@ Status GithubSource::send(const Outgoing& out) {
       body.replace(at, 4, pr.empty() ? "(not opened)" : pr);
     }
     req.path = issue + "/comments";
-    req.json_body = json{{"body", body}}.dump();
+    req.json_body = json{{"body", body + "\n\n" + marker}}.dump();
   } else if (out.kind == "pull") {
     return send_pull(out);
   } else if (out.kind == "merge") {
     auto known = links();
     const int64_t pr = known.ok() && known->count(out.number) ? (*known)[out.number].pr_number : 0;
     if (pr == 0) return make_error("github", "no pull request to merge");
+    if (out.attempted) {
+      GhRequest get;
+      get.path = "repos/" + config_.repo + "/pulls/" + std::to_string(pr);
+      auto r = call(get);
+      if (!r.ok()) return r.error();
+      auto j = json::parse(r->body, nullptr, false);
+      if (r->status == 200 && j.is_object() && j.value("merged", false)) return {};
+    }
     req.method = "PUT";
     req.path = "repos/" + config_.repo + "/pulls/" + std::to_string(pr) + "/merge";
     req.json_body = out.payload.dump();
@@ -583,6 +606,27 @@ Status GithubSource::send(const Outgoing& out) {
   if (!r.ok()) return r.error();
   if (r->status >= 300) return make_error("github", github_message(*r), req.method + " " + req.path);
   return {};
+}
+
+Result<bool> GithubSource::has_comment(int64_t number, const std::string& marker) {
+  std::string path = "repos/" + config_.repo + "/issues/" + std::to_string(number) + "/comments?per_page=100";
+  for (int page = 0; page < kMaxPages && !path.empty(); ++page) {
+    GhRequest req;
+    req.path = path;
+    auto r = call(req);
+    if (!r.ok()) return r.error();
+    if (r->status != 200) return make_error("github", "reading comments: " + github_message(*r), "GET " + path);
+    auto list = json::parse(r->body, nullptr, false);
+    if (!list.is_array()) return make_error("github", "reading comments: the answer is not a JSON array", "GET " + path);
+    for (const auto& c : list) {
+      if (c.is_object() && c.contains("body") && c["body"].is_string() &&
+          c["body"].get<std::string>().find(marker) != std::string::npos) {
+        return true;
+      }
+    }
+    path = next_page_path(r->header("link"));
+  }
+  return false;
 }
 
 Result<std::string> GithubSource::base_branch() {

@@ -121,6 +121,7 @@ class GithubSource {
     int64_t number = 0;
     std::string kind;
     nlohmann::json payload;
+    bool attempted = false;  // sent before, its outcome unknown (a crash or timeout after sending)
   };
 
   GithubSource(const Settings& settings, std::unique_ptr<GhClient> gh, NowFn now);
@@ -137,6 +138,8 @@ class GithubSource {
   // "retry"; anything else an Error with the reason.
   Status send(const Outgoing& out);
   Status send_pull(const Outgoing& out);
+  // Whether a comment carrying `marker` is already on the issue (an earlier send that did land).
+  Result<bool> has_comment(int64_t number, const std::string& marker);
   Result<std::string> base_branch();
   std::string pr_body(StateStore& store, const Task& task, int64_t number);
 

@@ -445,3 +445,28 @@ TEST_CASE("spawn --issue adopts an unlabelled issue, labelling and claiming it, 
   CHECK(h.store->list()->size() == 1);
   CHECK(source->adopt(*h.store, 404).error().code == "not_found");
 }
+
+TEST_CASE("a comment or merge sent just before a crash is found on GitHub and not sent again") {
+  Harness h([](GithubConfig& g) { g.auto_merge = "merge"; });
+  h.github.add_issue(7, "Fix the pager", "", {"polyphony"});
+  auto source = h.source();
+  h.round(*source);
+  h.walk(7, {TaskState::kClaimed, TaskState::kRouted, TaskState::kProvisioned, TaskState::kRunning,
+             TaskState::kVerifying, TaskState::kLanded});
+  source->report(*h.store);
+  REQUIRE(h.github.comments(7).size() == 2);
+  // The sends happened, but their outcome was never recorded (a kill -9 in between).
+  {
+    auto db = Database::open(h.settings.config.state_db, kStateDbApplicationId, false);
+    REQUIRE(db.ok());
+    REQUIRE(db->exec("UPDATE github_outbox SET done=0 WHERE kind IN ('comment', 'merge')").ok());
+  }
+  auto restarted = h.source();
+  restarted->report(*h.store);
+  CHECK(h.github.comments(7).size() == 2);
+  CHECK(h.github.calls_to("POST", "repos/acme/widgets/issues/7/comments").size() == 2);
+  CHECK(h.github.calls_to("PUT", "repos/acme/widgets/pulls/").size() == 1);
+  CHECK(h.github.calls_to("GET", "repos/acme/widgets/issues/7/comments?per_page=100").size() == 2);
+  CHECK_THAT(h.github.comments(7)[0]["body"].get<std::string>(),
+             Catch::EndsWith("<!-- polyphony:claim-comment:acme/widgets#7 -->"));
+}

@@ -163,6 +163,7 @@ class Api {
     if (rest.size() == 1 && rest[0] == "issues" && method_ == "GET") return list_issues(repo);
     if (rest.size() >= 2 && rest[0] == "issues") return issue_route(repo, rest);
     if (rest.size() == 1 && rest[0] == "pulls") return method_ == "POST" ? create_pull(repo) : list_pulls(repo);
+    if (rest.size() == 2 && rest[0] == "pulls" && method_ == "GET") return get_pull(repo, rest[1]);
     if (rest.size() == 3 && rest[0] == "pulls" && rest[2] == "merge" && method_ == "PUT") return merge_pull(repo, rest[1]);
     return error(404, "Not Found");
   }
@@ -308,6 +309,13 @@ class Api {
       out.push_back(p);
     }
     return ok(out);
+  }
+
+  Response get_pull(json& repo, const std::string& number) {
+    for (const auto& p : repo.value("pulls", json::array())) {
+      if (std::to_string(p["number"].get<int64_t>()) == number) return ok(p);
+    }
+    return error(404, "Not Found");
   }
 
   Response merge_pull(json& repo, const std::string& number) {
