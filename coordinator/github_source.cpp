@@ -10,6 +10,7 @@
 
 #include "common/ids.h"
 #include "coordinator/router.h"
+#include "coordinator/scoring.h"
 
 namespace polyphony {
 
@@ -478,17 +479,40 @@ std::string GithubSource::pr_body(StateStore& store, const Task& t, int64_t numb
       if (e.to == "VERIFYING") verify = e.reason;
     }
   }
+  // The complexity score needs the repo's text: computed when the remote is on this disk (the
+  // coordinator keeps no mirrors of remote repos), else said to be unknown.
+  std::optional<int> total;
+  std::string score_text = "not computed (the remote is not on the coordinator's disk)";
+  const RepoConfig* rc = find_repo(settings_.config, config_.remote);
+  const std::string local = rc ? rc->url : config_.remote;
+  if (!local.empty() && local.front() == '/') {
+    auto text = read_repo_at(local, "HEAD");
+    if (text.ok()) {
+      const Score sc = score(collect_signals(t.request, *text), settings_.routing.scoring);
+      total = sc.total;
+      score_text = std::to_string(sc.total) + "/10 (";
+      for (size_t i = 0; i < sc.dimensions.size(); ++i) {
+        score_text += (i ? ", " : "") + std::string(dimension_name(sc.dimensions[i].dimension)) + " " +
+                      std::to_string(sc.dimensions[i].value);
+      }
+      score_text += ")";
+    } else {
+      score_text = "not computed: " + text.error().to_string();
+    }
+  }
   std::string plan = "solo";
   std::string plan_because;
-  auto decision = route(t.request, settings_.routing, settings_.agents);
+  auto decision = route(t.request, settings_.routing, settings_.agents, total);
   if (decision.ok()) {
     plan = plan_name(decision->plan);
     plan_because = decision->plan_because;
   }
   std::string body = "Closes #" + std::to_string(number) + "\n\n";
   body += "Polyphony task `" + t.request.id + "`, attempt " + std::to_string(t.attempt) + ".\n\n";
-  body += "- Agent: " + (t.agent.empty() ? std::string("-") : t.agent) + (routed.empty() ? "" : " (" + routed + ")") + "\n";
-  body += "- Score and plan: " + plan + (plan_because.empty() ? "" : " (" + plan_because + ")") + "\n";
+  body += "- Agent: " + (t.agent.empty() ? std::string("-") : t.agent) + "\n";
+  if (!routed.empty()) body += "- Routing: " + routed + "\n";
+  body += "- Score: " + score_text + "\n";
+  body += "- Plan: " + plan + (plan_because.empty() ? "" : " (" + plan_because + ")") + "\n";
   body += "- Verify: " + (verify.empty() ? std::string("passed") : "`" + verify + "` passed") + "\n";
   body += "- Branch: `" + t.branch + "`" + (t.commit.empty() ? "" : " at " + t.commit) + "\n";
   return body;

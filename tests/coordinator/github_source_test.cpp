@@ -288,7 +288,7 @@ TEST_CASE("a LANDED task opens a pull request that closes the issue, then commen
   CHECK(h.github.calls_to("GET", "repos/acme/widgets").size() >= 1);
   const std::string text = body["body"];
   CHECK_THAT(text, Catch::StartsWith("Closes #7\n"));
-  CHECK_THAT(text, Catch::Contains("Agent: scripted") && Catch::Contains("plan") &&
+  CHECK_THAT(text, Catch::Contains("Agent: scripted") && Catch::Contains("Plan: ") && Catch::Contains("Score: not computed") &&
                        Catch::Contains("Verify: `make test` passed") && Catch::Contains(std::string(40, 'a')));
   REQUIRE(h.github.pulls().size() == 1);
   const std::string pr_url = h.github.pulls()[0]["html_url"];

@@ -74,7 +74,8 @@ TEST_CASE("a labelled GitHub issue is claimed, worked in a container, pushed as 
   CHECK(pulls[0]["title"] == "Add done marker");
   const std::string body = pulls[0]["body"];
   CHECK_THAT(body, Catch::StartsWith("Closes #7\n") && Catch::Contains("Agent: scripted") &&
-                       Catch::Contains("Verify: `test -f done.txt` passed"));
+                       Catch::Contains("Verify: `test -f done.txt` passed") &&
+                       Catch::Contains("Score: ") && Catch::Contains("/10 (") && Catch::Contains("Plan: "));
   auto comments = github.comments(7);
   CHECK_THAT(comments[0]["body"].get<std::string>(), Catch::Contains("claimed") && Catch::Contains(id));
   CHECK_THAT(comments[1]["body"].get<std::string>(), Catch::Contains("LANDED") && Catch::Contains(pulls[0]["html_url"].get<std::string>()));
