@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -13,6 +14,7 @@
 #include "common/config.h"
 #include "common/result.h"
 #include "coordinator/github_source.h"
+#include "coordinator/router.h"
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
 #include "protocol/messages.h"
@@ -38,6 +40,10 @@ int64_t retry_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, uint64_t 
 // (the dispatch was lost or refused).
 inline constexpr int64_t kDispatchAnswerTimeoutMs = 30000;
 
+// A task that holds its repo's landing slot is not failed for a silent worker for this long
+// after the grant (it is pushing), so a slow heartbeat cannot make two attempts land.
+inline constexpr int64_t kLandGraceMs = 120000;
+
 // The client endpoint every coordinator binds: ipc://<home>/coordinator.sock.
 std::string local_client_endpoint(const std::filesystem::path& home);
 
@@ -46,6 +52,13 @@ protocol::ClientReply task_reply(const Task& task);
 
 // Whether a failure of this kind is worth another attempt.
 bool is_retryable(const std::string& failure_kind);
+
+// The agents that may implement a task, in order: the routed one, then its fallback chain
+// (agents not in `agents` and repeats left out).
+std::vector<std::string> agent_chain(const RouteDecision& decision, const std::map<std::string, AgentProfile>& agents);
+
+// The agent after `after` in the chain; nullopt when it is the last or not in it.
+std::optional<std::string> next_in_chain(const std::vector<std::string>& chain, const std::string& after);
 
 class Coordinator {
  public:
@@ -82,6 +95,13 @@ class Coordinator {
   void on_update(WorkerEntry& w, const protocol::TaskUpdate& m);
   void on_log(WorkerEntry& w, const protocol::LogChunk& m);
   void on_result(WorkerEntry& w, const protocol::TaskResult& m);
+  void on_land_request(WorkerEntry& w, const protocol::LandRequest& m);
+  void answer_land(const std::string& routing_id, const protocol::LandRequest& m, bool granted,
+                   const std::string& reason);
+  // Ends the task's hold on its repo's landing slot (if it had it or waited for it) and grants
+  // the slot to the next request in line that still holds its lease.
+  void release_land(const std::string& task_id);
+  void grant_next_land(const std::string& repo);
   void record_result(WorkerEntry& w, const protocol::TaskResult& m);
 
   void periodic();
@@ -89,7 +109,12 @@ class Coordinator {
   void claim_discovered();
   void dispatch_claimed();
   Status dispatch_one(const Task& task, WorkerEntry& worker);
-  void fail_attempt(const Task& task, TaskState from, const std::string& kind, const std::string& reason);
+  void fail_attempt(const Task& task, TaskState from, const std::string& kind, const std::string& reason,
+                    const std::string& tree = {});
+  std::optional<std::pair<TaskState, TransitionUpdate>> after_failure(const Task& task, const std::string& kind,
+                                                                     const std::string& reason,
+                                                                     const std::string& tree);
+  Result<ResolvedIdentity> identity_of(const std::string& agent_name) const;
   void expire_unheld_tasks();
   void expire_unanswered_dispatches();
   void heartbeat_workers();
@@ -113,6 +138,14 @@ class Coordinator {
   std::map<std::string, WorkerEntry> workers_;  // by routing id
   // When each dispatched task was last heard of (dispatch sent, update or log received).
   std::map<std::string, int64_t> last_activity_ms_;
+  // The merge queue across workers: per repo, the task that may land now and those waiting.
+  struct PendingLand {
+    std::string routing_id;
+    protocol::LandRequest request;
+  };
+  std::map<std::string, std::string> land_holder_;               // repo -> task id
+  std::map<std::string, int64_t> land_granted_at_ms_;            // task id -> when
+  std::map<std::string, std::deque<PendingLand>> land_waiting_;  // repo -> requests in order
   std::string coordinator_id_;
   int64_t started_ms_ = 0;
   int64_t next_periodic_ms_ = 0;

@@ -27,6 +27,10 @@ struct TransitionUpdate {
   std::optional<std::string> merged_commit;
   std::optional<int64_t> next_attempt_at_ms;
   std::optional<int> budget_start;
+  std::optional<int> score;
+  std::optional<std::string> plan;
+  std::optional<std::string> reviewer;
+  std::optional<std::string> failed_tree;  // appended to the task's failed_trees
 };
 
 class StateStore {
@@ -55,6 +59,9 @@ class StateStore {
   // Tasks in any of `states` (all when empty), oldest first.
   Result<std::vector<Task>> list(const std::vector<TaskState>& states = {});
   Result<std::vector<TaskEvent>> events(const std::string& id);
+
+  // Appends an event that changes no state (a review verdict, a fallback), for the history.
+  Status note(const std::string& id, const std::string& reason, int64_t now_ms);
 
   // A new lease epoch, strictly larger than every one handed out before (survives restarts).
   Result<int64_t> next_epoch();

@@ -162,6 +162,12 @@ void WorkerAgent::handle(const protocol::Message& m) {
   } else if (const auto* ack = std::get_if<protocol::ResultAck>(&m)) {
     auto it = unacked_results_.find(ack->task_id);
     if (it != unacked_results_.end() && it->second.epoch == ack->epoch) unacked_results_.erase(it);
+  } else if (const auto* g = std::get_if<protocol::LandGrant>(&m)) {
+    auto it = runs_.find(g->task_id);
+    if (it == runs_.end() || it->second->spec.epoch != g->epoch) return;
+    std::lock_guard lock(it->second->grant_mutex);
+    it->second->grant = *g;
+    it->second->grant_ready.notify_all();
   } else if (const auto* c = std::get_if<protocol::Cancel>(&m)) {
     auto it = runs_.find(c->task_id);
     if (it != runs_.end() && it->second->spec.epoch == c->epoch) {
@@ -218,7 +224,10 @@ void WorkerAgent::start_run(const protocol::RunSpec& spec) {
       const std::string body = protocol::encode(m);
       push.send(zmq::buffer(body), zmq::send_flags::none);
     };
-    RunContext ctx{options_.worker_id, docker_, workspaces_, options_.container_uid, options_.container_gid, emit, &raw->cancelled};
+    RunContext ctx{options_.worker_id, docker_,
+                   workspaces_,        options_.container_uid,
+                   options_.container_gid, emit,
+                   &raw->cancelled,    [raw, &emit]() { return wait_for_land_grant(*raw, emit); }};
     protocol::TaskResult result;
     try {
       result = execute_run(raw->spec, ctx);
@@ -241,6 +250,36 @@ void WorkerAgent::start_run(const protocol::RunSpec& spec) {
     raw->finished = true;
   });
   runs_[spec.task_id] = std::move(run);
+}
+
+// Sends the land request and waits for the coordinator's answer, asking again every few
+// seconds (a request can be lost with a reconnect or a coordinator restart).
+Status WorkerAgent::wait_for_land_grant(Run& run, const std::function<void(const protocol::Message&)>& emit) {
+  protocol::LandRequest request;
+  request.task_id = run.spec.task_id;
+  request.attempt = run.spec.attempt;
+  request.epoch = run.spec.epoch;
+  std::unique_lock lock(run.grant_mutex);
+  run.grant.reset();
+  const auto deadline = std::chrono::steady_clock::now() + kLandGrantWait;
+  while (true) {
+    lock.unlock();
+    emit(request);
+    lock.lock();
+    const auto ask_again = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    while (!run.grant && !run.cancelled.load() && std::chrono::steady_clock::now() < ask_again) {
+      run.grant_ready.wait_for(lock, std::chrono::milliseconds(200));
+    }
+    if (run.cancelled.load()) return make_error("cancelled", "cancelled while waiting to land");
+    if (run.grant) {
+      if (run.grant->granted) return ok_status();
+      return make_error("refused", run.grant->reason.empty() ? "landing refused" : run.grant->reason);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return make_error("timeout", "no answer to the land request within " +
+                                       std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kLandGrantWait).count()) + " s");
+    }
+  }
 }
 
 void WorkerAgent::forward_outbox() {

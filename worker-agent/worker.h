@@ -3,6 +3,9 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,7 +17,14 @@
 #include "worker-agent/docker_client.h"
 #include "worker-agent/workspaces.h"
 
+#include <chrono>
+#include <functional>
+
 namespace polyphony {
+
+// How long an attempt waits for the coordinator to let it land (it queues behind other
+// landings on the same repo, each of which may verify again).
+inline constexpr std::chrono::minutes kLandGrantWait{30};
 
 struct WorkerOptions {
   std::string worker_id;              // also the DEALER routing id
@@ -46,8 +56,13 @@ class WorkerAgent {
     std::thread thread;
     std::atomic<bool> cancelled{false};
     std::atomic<bool> finished{false};
+    // The coordinator's answer to this attempt's land request, handed from the socket thread.
+    std::mutex grant_mutex;
+    std::condition_variable grant_ready;
+    std::optional<protocol::LandGrant> grant;
   };
 
+  static Status wait_for_land_grant(Run& run, const std::function<void(const protocol::Message&)>& emit);
   void reap_orphans();
   void connect();
   void send_hello();

@@ -28,8 +28,13 @@ class SingleBox {
   ProcessResult cli(const std::vector<std::string>& args, const std::string& stdin_data = "") const;
   // `polyphony spawn TITLE --repo ORIGIN --agent scripted --body BODY ...`; returns the id.
   std::string spawn(const std::string& title, const std::string& body, const std::vector<std::string>& extra = {}) const;
+  // Like spawn, without --agent: routing.yaml decides.
+  std::string spawn_routed(const std::string& title, const std::string& body,
+                           const std::vector<std::string>& extra = {}) const;
   // Starts `polyphony serve` in the background.
-  void serve();
+  // `env` is added to the server's environment (e.g. POLYPHONY_TEST_HOLD_PROVISIONED_MS).
+  // `prefix` runs it under another program (e.g. `ip netns exec NS`).
+  void serve(std::map<std::string, std::string> env = {}, std::vector<std::string> prefix = {});
   void stop_serving();
   // kill -9 of `polyphony serve` (coordinator and embedded worker at once).
   void kill_serving();

@@ -43,7 +43,8 @@ TEST_CASE("a landed task result round trips with an empty failure kind", "[codec
 TEST_CASE("type_name gives the wire type of each message", "[codec]") {
   const std::vector<std::string> expected = {"hello",       "welcome",     "heartbeat",
                                              "dispatch",    "task_update", "log_chunk",
-                                             "task_result", "result_ack",  "cancel",
+                                             "task_result", "result_ack",  "land_request",
+                                             "land_grant",  "cancel",
                                              "submit",      "control",     "client_reply"};
   const auto messages = samples::all();
   REQUIRE(messages.size() == expected.size());

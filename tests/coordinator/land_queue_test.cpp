@@ -1,0 +1,154 @@
+// The coordinator's side of landing, over real ZeroMQ sockets with a scripted worker: one
+// landing per repo at a time, in order, and never for a stale lease.
+#include <catch2/catch.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "coordinator/coordinator.h"
+#include "coordinator/submission.h"
+#include "test_support.h"
+
+using namespace polyphony;
+using namespace polyphony::testing;
+
+namespace {
+
+// A worker that speaks the protocol by hand.
+class ScriptedWorker {
+ public:
+  ScriptedWorker(zmq::context_t& ctx, const std::string& endpoint, const std::string& id)
+      : socket_(ctx, zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::routing_id, id);
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.connect(endpoint);
+    protocol::Hello h;
+    h.worker_id = id;
+    h.hostname = "test";
+    h.version = "test";
+    h.capacity = 8;
+    send(h);
+  }
+
+  void send(const protocol::Message& m) { socket_.send(zmq::buffer(protocol::encode(m)), zmq::send_flags::none); }
+
+  // The next message of type T, turning the coordinator's loop meanwhile.
+  template <class T>
+  std::optional<T> next(Coordinator& c, int max_steps = 100) {
+    for (int i = 0; i < max_steps; ++i) {
+      c.step(20);
+      zmq::message_t frame;
+      while (socket_.recv(frame, zmq::recv_flags::dontwait)) {
+        auto m = protocol::decode(frame.to_string_view());
+        if (m.ok() && std::holds_alternative<T>(*m)) return std::get<T>(*m);
+      }
+    }
+    return std::nullopt;
+  }
+
+  void update(const protocol::RunSpec& s, const std::string& state) {
+    send(protocol::TaskUpdate{s.task_id, s.attempt, s.epoch, state, ""});
+  }
+  void ask_to_land(const protocol::RunSpec& s) { send(protocol::LandRequest{s.task_id, s.attempt, s.epoch}); }
+  void landed(const protocol::RunSpec& s) {
+    protocol::TaskResult r;
+    r.task_id = s.task_id;
+    r.attempt = s.attempt;
+    r.epoch = s.epoch;
+    r.outcome = "landed";
+    r.branch = s.branch;
+    r.merged_commit = std::string(40, 'a');
+    send(r);
+  }
+
+ private:
+  zmq::socket_t socket_;
+};
+
+struct Fixture {
+  TempDir dir{"polyphony-land-queue"};
+  zmq::context_t ctx;
+  Settings settings;
+  std::unique_ptr<Coordinator> coordinator;
+  std::string endpoint = "inproc://land-queue-test";
+
+  Fixture() {
+    make_bare_repo(dir / "origin.git", {{"README.md", "x\n"}});
+    write_file(dir / "home/config.yaml", "coordinator: {embedded_worker: false}\npoll_interval_ms: 10\n");
+    settings = *load_settings(dir / "home");
+    auto c = Coordinator::create(ctx, settings, {endpoint});
+    REQUIRE(c.ok());
+    coordinator = std::move(*c);
+  }
+
+  std::string submit(const std::string& title) {
+    TaskRequest r;
+    r.title = title;
+    r.repo = (dir / "origin.git").string();
+    r.agent = "scripted";
+    auto id = submit_task(r, settings);
+    REQUIRE(id.ok());
+    return *id;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("landings on one repo are granted one at a time, in order, and the next when the first reports") {
+  Fixture f;
+  ScriptedWorker w(f.ctx, f.endpoint, "w1");
+  f.submit("first");
+  f.submit("second");
+  auto a = w.next<protocol::Dispatch>(*f.coordinator);
+  auto b = w.next<protocol::Dispatch>(*f.coordinator);
+  REQUIRE(a);
+  REQUIRE(b);
+  for (const auto* d : {&*a, &*b}) {
+    for (const char* state : {"PROVISIONED", "RUNNING", "VERIFYING"}) w.update(d->spec, state);
+  }
+  w.ask_to_land(a->spec);
+  w.ask_to_land(b->spec);
+  auto first = w.next<protocol::LandGrant>(*f.coordinator);
+  REQUIRE(first);
+  CHECK(first->task_id == a->spec.task_id);
+  CHECK(first->granted);
+  // The second waits while the first lands.
+  CHECK_FALSE(w.next<protocol::LandGrant>(*f.coordinator, 20));
+  // Asking again does not jump the queue.
+  w.ask_to_land(b->spec);
+  CHECK_FALSE(w.next<protocol::LandGrant>(*f.coordinator, 10));
+  w.landed(a->spec);
+  auto second = w.next<protocol::LandGrant>(*f.coordinator);
+  REQUIRE(second);
+  CHECK(second->task_id == b->spec.task_id);
+  CHECK(second->granted);
+}
+
+TEST_CASE("a land request from a stale lease is refused, and so is one from a task not verifying") {
+  Fixture f;
+  ScriptedWorker w(f.ctx, f.endpoint, "w1");
+  f.submit("only");
+  auto d = w.next<protocol::Dispatch>(*f.coordinator);
+  REQUIRE(d);
+  w.update(d->spec, "PROVISIONED");
+  w.update(d->spec, "RUNNING");
+  w.ask_to_land(d->spec);  // still RUNNING
+  auto early = w.next<protocol::LandGrant>(*f.coordinator);
+  REQUIRE(early);
+  CHECK_FALSE(early->granted);
+  CHECK_THAT(early->reason, Catch::Contains("RUNNING"));
+
+  w.update(d->spec, "VERIFYING");
+  protocol::RunSpec stale = d->spec;
+  stale.epoch = d->spec.epoch - 1;
+  w.ask_to_land(stale);
+  auto refused = w.next<protocol::LandGrant>(*f.coordinator);
+  REQUIRE(refused);
+  CHECK_FALSE(refused->granted);
+  CHECK(refused->epoch == stale.epoch);
+  CHECK_THAT(refused->reason, Catch::Contains("stale lease"));
+
+  w.ask_to_land(d->spec);
+  auto granted = w.next<protocol::LandGrant>(*f.coordinator);
+  REQUIRE(granted);
+  CHECK(granted->granted);
+}
