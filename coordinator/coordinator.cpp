@@ -94,6 +94,12 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_t& context
   auto queue = SqliteQueue::open(c->settings_.config.queue_db);
   if (!queue.ok()) return queue.error();
   c->queue_ = std::move(*queue);
+  if (c->settings_.config.github.enabled()) {
+    const auto& gh = c->settings_.config.github;
+    auto source = GithubSource::open(c->settings_, make_gh_cli(gh.gh, std::chrono::milliseconds(gh.gh_timeout_ms)));
+    if (!source.ok()) return source.error();
+    c->github_ = std::move(*source);
+  }
   POLY_TRY(c->start_zap());
   POLY_TRY(c->bind_worker_endpoints(endpoints));
   POLY_TRY(c->bind_client_endpoints(client_endpoints));
@@ -449,7 +455,8 @@ void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m) {
   TransitionUpdate u;
   u.commit = m.commit;
   u.merged_commit = m.merged_commit;
-  u.reason = "landed " + m.merged_commit.substr(0, 12) + " from " + m.branch;
+  u.reason = m.merged_commit.empty() ? "pushed " + m.commit.substr(0, 12) + " to " + m.branch
+                                     : "landed " + m.merged_commit.substr(0, 12) + " from " + m.branch;
   auto s = store_->transition(m.task_id, task->state, TaskState::kLanded, u, now_ms());
   last_activity_ms_.erase(m.task_id);
   if (!s.ok()) spdlog::error("task {}: cannot record landing: {}", m.task_id, s.error().to_string());
@@ -582,7 +589,7 @@ protocol::ClientReply Coordinator::control(const std::string& task_id, const std
   return task_reply(**t);
 }
 
-protocol::ClientReply Coordinator::cancel(const Task& t) {
+protocol::ClientReply Coordinator::cancel(const Task& t, const std::string& reason) {
   if (!can_transition(t.state, TaskState::kCancelled)) {
     return refusal(make_error("usage", "task is already " + std::string(to_string(t.state)), "task_id"));
   }
@@ -591,19 +598,19 @@ protocol::ClientReply Coordinator::cancel(const Task& t) {
       protocol::Cancel c;
       c.task_id = t.request.id;
       c.epoch = t.epoch;
-      c.reason = "cancelled by a user";
+      c.reason = reason;
       send(rid, c);
       w.running.erase(t.request.id);
     }
   }
   TransitionUpdate u;
-  u.reason = "cancelled by a user";
+  u.reason = reason;
   u.failure_kind = "cancelled";
   auto s = store_->transition(t.request.id, t.state, TaskState::kCancelled, u, now_ms());
   if (!s.ok()) return refusal(s.error());
   last_activity_ms_.erase(t.request.id);
   release_land(t.request.id);
-  spdlog::info("task {} CANCELLED", t.request.id);
+  spdlog::info("task {} CANCELLED: {}", t.request.id, reason);
   return task_reply(**store_->get(t.request.id));
 }
 
@@ -630,6 +637,10 @@ void Coordinator::apply_commands() {
     return;
   }
   for (const auto& c : *commands) {
+    if (c.action == "github_issue") {
+      if (adopt_issue(c.task_id)) (void)queue_->ack_command(c.seq);
+      continue;
+    }
     auto reply = control(c.task_id, c.action);
     if (!reply.ok) spdlog::warn("{} of task {} refused: {}", c.action, c.task_id, reply.error);
     (void)queue_->ack_command(c.seq);
@@ -638,6 +649,7 @@ void Coordinator::apply_commands() {
 
 void Coordinator::periodic() {
   discover();
+  sync_github();
   apply_commands();
   claim_discovered();
   expire_unheld_tasks();
@@ -855,6 +867,7 @@ Status Coordinator::dispatch_one(const Task& t, WorkerEntry& w) {
   protocol::Dispatch d;
   d.spec = make_run_spec(task, settings_.agents.at(agent_name), *identity, settings_.config, attempt, *epoch);
   d.spec.plan = plan_name(decision->plan);
+  if (task.request.source == "github") d.spec.land_mode = "branch";  // the coordinator opens a pull request
   if (t.attempt > 0 && t.failure_kind != "agent_unavailable" && !t.reason.empty()) {
     // What went wrong before, for the agent to avoid (it sees it in its prompt and task file).
     d.spec.feedback = t.reason;
@@ -922,6 +935,36 @@ void Coordinator::send(const std::string& routing_id, const protocol::Message& m
   } catch (const zmq::error_t& e) {
     spdlog::warn("cannot send {} to peer {:?}: {}", protocol::type_name(m), routing_id, e.what());
   }
+}
+
+}  // namespace polyphony
+
+namespace polyphony {
+
+bool Coordinator::adopt_issue(const std::string& ref_text) {
+  auto ref = parse_issue_ref(ref_text);
+  if (!github_ || !ref.ok() || ref->repo != settings_.config.github.repo) {
+    spdlog::error("spawn --issue {}: refused: {}", ref_text,
+                  !github_ ? "GitHub mode is off (config.yaml has no github.repo)"
+                  : !ref.ok() ? ref.error().message
+                              : "this coordinator serves " + settings_.config.github.repo);
+    return true;
+  }
+  auto id = github_->adopt(*store_, ref->number);
+  if (!id.ok() && id.error().code == "retry") return false;
+  if (!id.ok()) spdlog::error("spawn --issue {}: {}", ref_text, id.error().to_string());
+  return true;
+}
+
+void Coordinator::sync_github() {
+  if (!github_) return;
+  for (const auto& c : github_->sync(*store_)) {
+    auto t = store_->get(c.task_id);
+    if (!t.ok() || !t->has_value() || !can_transition((*t)->state, TaskState::kCancelled)) continue;
+    auto reply = cancel(**t, c.reason);
+    if (!reply.ok) spdlog::error("task {}: cannot cancel it ({}): {}", c.task_id, c.reason, reply.error);
+  }
+  github_->report(*store_);
 }
 
 }  // namespace polyphony

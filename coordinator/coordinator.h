@@ -13,6 +13,7 @@
 
 #include "common/config.h"
 #include "common/result.h"
+#include "coordinator/github_source.h"
 #include "coordinator/router.h"
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
@@ -102,9 +103,12 @@ class Coordinator {
   void handle_client_frame(const std::string& routing_id, const std::string& body);
   void answer_client(const std::string& routing_id, const protocol::Message& reply);
   protocol::ClientReply submit(const protocol::Submit& m);
-  protocol::ClientReply cancel(const Task& task);
+  protocol::ClientReply cancel(const Task& task, const std::string& reason = "cancelled by a user");
   protocol::ClientReply retry(const Task& task);
   void apply_commands();
+  // GitHub mode: adopt an issue named by `polyphony spawn --issue`; false to keep the command.
+  bool adopt_issue(const std::string& ref);
+  void sync_github();
   void drain(zmq::socket_t& socket, bool clients);
   void on_hello(const std::string& routing_id, const protocol::Hello& m, const std::string& key_name);
   void on_update(WorkerEntry& w, const protocol::TaskUpdate& m);
@@ -152,6 +156,7 @@ class Coordinator {
   Settings settings_;
   std::optional<StateStore> store_;
   std::unique_ptr<SqliteQueue> queue_;
+  std::unique_ptr<GithubSource> github_;  // null unless config.yaml has github.repo
   std::map<std::string, WorkerEntry> workers_;  // by routing id
   // When each dispatched task was last heard of (dispatch sent, update or log received).
   std::map<std::string, int64_t> last_activity_ms_;

@@ -312,3 +312,20 @@ Result<int64_t> StateStore::next_epoch() {
 }
 
 }  // namespace polyphony
+
+namespace polyphony {
+
+Result<bool> StateStore::update_request(const TaskRequest& r, const std::vector<TaskState>& states, int64_t now) {
+  std::string in;
+  for (TaskState s : states) in += (in.empty() ? "'" : ",'") + std::string(to_string(s)) + "'";
+  if (in.empty()) return false;
+  auto st = db_.prepare("UPDATE tasks SET title=?, body=?, task_type=?, risk=?, labels=?, updated_at=? WHERE id=? AND state IN (" +
+                        in + ")");
+  if (!st.ok()) return st.error();
+  st->bind(1, r.title).bind(2, r.body).bind(3, r.task_type).bind(4, r.risk).bind(5, nlohmann::json(r.labels).dump());
+  st->bind(6, now).bind(7, r.id);
+  POLY_TRY(st->run());
+  return db_.changes() > 0;
+}
+
+}  // namespace polyphony

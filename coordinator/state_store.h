@@ -51,6 +51,10 @@ class StateStore {
   Status transitions(const std::string& id, TaskState from,
                      const std::vector<std::pair<TaskState, TransitionUpdate>>& steps, int64_t now_ms);
 
+  // Replaces what was asked (title, body, task type, risk, labels) while the task is in one of
+  // `states`; returns false (nothing changed) when it is not. Appends no event.
+  Result<bool> update_request(const TaskRequest& request, const std::vector<TaskState>& states, int64_t now_ms);
+
   Result<std::optional<Task>> get(const std::string& id);
   // Tasks in any of `states` (all when empty), oldest first.
   Result<std::vector<Task>> list(const std::vector<TaskState>& states = {});

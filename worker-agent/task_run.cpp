@@ -329,6 +329,8 @@ class Run {
   Result<Verdict> review(int round);
   std::optional<protocol::TaskResult> implement_and_review();
   protocol::TaskResult land();
+  // GitHub mode (land_mode "branch"): push only the task branch; a pull request lands it.
+  protocol::TaskResult push_branch();
   void hold_for_tests(const char* state);
 
   const protocol::RunSpec& spec_;
@@ -485,7 +487,26 @@ std::optional<protocol::TaskResult> Run::implement_and_review() {
   }
 }
 
+protocol::TaskResult Run::push_branch() {
+  if (attempt_.cancelled()) return attempt_.failed("cancelled", "cancelled before pushing");
+  auto pushed = [&] {
+    std::lock_guard<std::mutex> serialized(land_lock(spec_.repo_url));
+    return ctx_.workspaces.push_branch(ws_);
+  }();
+  if (!pushed.ok()) {
+    return attempt_.failed(pushed.error().code == "push_rejected" ? "conflict" : "infra",
+                           "pushing " + spec_.branch + ": " + pushed.error().to_string());
+  }
+  attempt_.say("pushed " + pushed->branch_commit + " to " + spec_.branch + " (a pull request lands it)");
+  auto r = attempt_.base_result();
+  r.outcome = "landed";
+  r.commit = pushed->branch_commit;
+  if (auto tree = ctx_.workspaces.head_tree(ws_); tree.ok()) r.tree = *tree;
+  return r;
+}
+
 protocol::TaskResult Run::land() {
+  if (spec_.land_mode == "branch") return push_branch();
   for (int round = 1;; ++round) {
     if (attempt_.cancelled()) return attempt_.failed("cancelled", "cancelled before landing");
     if (ctx_.request_land) {
