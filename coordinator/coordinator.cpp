@@ -128,9 +128,10 @@ void Coordinator::drain(zmq::socket_t& socket, bool clients) {
 
 void Coordinator::step(int64_t wait_ms) {
   zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {client_socket_.handle(), 0, ZMQ_POLLIN, 0}};
+  const int running_before = running_count();
   try {
     zmq::poll(items, 2, std::chrono::milliseconds(wait_ms));
-    if (items[0].revents & ZMQ_POLLIN) drain(socket_, false);
+    if (items[0].revents & ZMQ_POLLIN) batch([&] { drain(socket_, false); });
     if (items[1].revents & ZMQ_POLLIN) drain(client_socket_, true);
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) spdlog::error("socket error: {}", e.what());
@@ -138,8 +139,33 @@ void Coordinator::step(int64_t wait_ms) {
   if (now_ms() >= next_periodic_ms_) {
     periodic();
     next_periodic_ms_ = now_ms() + settings_.config.poll_interval_ms;
+  } else if (running_count() < running_before && now_ms() - last_dispatch_ms_ >= kMinDispatchGapMs) {
+    // A worker slot freed: fill it now rather than at the next poll.
+    batch([&] { dispatch_claimed(); });
   }
   heartbeat_workers();
+}
+
+void Coordinator::batch(const std::function<void()>& fn) {
+  batching_ = true;
+  std::optional<zmq::error_t> socket_error;
+  Status s = store_->batch([&]() -> Status {
+    try {
+      fn();
+    } catch (const zmq::error_t& e) {
+      socket_error = e;  // what was handled before it still commits
+    }
+    return {};
+  });
+  batching_ = false;
+  std::vector<Outgoing> out;
+  out.swap(deferred_);
+  if (!s.ok()) {
+    spdlog::error("cannot commit the state of {} message(s): {}; not sending them", out.size(), s.error().to_string());
+  } else {
+    for (const auto& m : out) send_frame(m.routing_id, m.body, m.type);
+  }
+  if (socket_error) throw *socket_error;
 }
 
 void Coordinator::handle_frame(const std::string& routing_id, const std::string& body) {
@@ -192,10 +218,9 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
   send(routing_id, welcome);
   // Tasks this coordinator believes the worker holds, but which the worker no longer runs,
   // were lost with its previous life: fail them so they are retried.
-  auto active = store_->list(active_task_states());
+  auto active = store_->held_by(m.worker_id);
   if (!active.ok()) return;
   for (const auto& t : *active) {
-    if (t.worker != m.worker_id) continue;
     bool still = std::any_of(m.running.begin(), m.running.end(),
                              [&](const protocol::RunningTask& r) { return r.task_id == t.request.id && r.epoch == t.epoch; });
     if (still) {
@@ -429,10 +454,10 @@ void Coordinator::apply_commands() {
 void Coordinator::periodic() {
   discover();
   apply_commands();
-  claim_discovered();
+  batch([&] { claim_discovered(); });
   expire_unheld_tasks();
   expire_unanswered_dispatches();
-  dispatch_claimed();
+  batch([&] { dispatch_claimed(); });
 }
 
 void Coordinator::discover() {
@@ -518,14 +543,15 @@ WorkerEntry* Coordinator::pick_worker() {
 }
 
 void Coordinator::dispatch_claimed() {
+  last_dispatch_ms_ = now_ms();
   const int slots = settings_.config.max_concurrency - running_count();
   if (slots <= 0) return;
-  auto claimed = store_->list({TaskState::kClaimed});
-  auto active = store_->list(active_task_states());
-  if (!claimed.ok() || !active.ok()) return;
-  std::map<std::string, int> running_per_repo;
-  for (const auto& t : *active) ++running_per_repo[t.request.repo];
-  for (const auto& t : dispatch_order(*claimed, running_per_repo, settings_.config.max_concurrency_per_repo, slots, now_ms())) {
+  // Only what `slots` dispatches can take: of each repo its `slots` oldest due tasks.
+  const int64_t now = now_ms();
+  auto claimed = store_->dispatchable(now, slots);
+  auto running_per_repo = store_->active_per_repo();
+  if (!claimed.ok() || !running_per_repo.ok()) return;
+  for (const auto& t : dispatch_order(*claimed, *running_per_repo, settings_.config.max_concurrency_per_repo, slots, now)) {
     WorkerEntry* w = pick_worker();
     if (w == nullptr) return;
     auto s = dispatch_one(t, *w);
@@ -601,13 +627,22 @@ WorkerEntry* Coordinator::worker_by_routing(const std::string& routing_id) {
 }
 
 void Coordinator::send(const std::string& routing_id, const protocol::Message& m) {
+  std::string body = protocol::encode(m);
+  if (batching_) {
+    deferred_.push_back({routing_id, std::move(body), protocol::type_name(m)});
+    if (auto it = workers_.find(routing_id); it != workers_.end()) it->second.last_sent_ms = now_ms();
+    return;
+  }
+  send_frame(routing_id, body, protocol::type_name(m));
+}
+
+void Coordinator::send_frame(const std::string& routing_id, const std::string& body, const std::string& type) {
   try {
-    const std::string body = protocol::encode(m);
     std::array<zmq::const_buffer, 2> frames{zmq::buffer(routing_id), zmq::buffer(body)};
     zmq::send_multipart(socket_, frames, zmq::send_flags::dontwait);
     if (auto it = workers_.find(routing_id); it != workers_.end()) it->second.last_sent_ms = now_ms();
   } catch (const zmq::error_t& e) {
-    spdlog::warn("cannot send {} to peer {:?}: {}", protocol::type_name(m), routing_id, e.what());
+    spdlog::warn("cannot send a {} to peer {:?}: {}", type, routing_id, e.what());
   }
 }
 

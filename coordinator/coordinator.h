@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -36,6 +37,10 @@ int64_t retry_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, uint64_t 
 // A dispatched task the worker has said nothing about for this long is failed and retried
 // (the dispatch was lost or refused).
 inline constexpr int64_t kDispatchAnswerTimeoutMs = 30000;
+
+// When a worker frees a slot the coordinator dispatches at once rather than at the next poll,
+// but at most this often (a dispatch pass lists every CLAIMED task).
+inline constexpr int64_t kMinDispatchGapMs = 10;
 
 // The client endpoint every coordinator binds: ipc://<home>/coordinator.sock.
 std::string local_client_endpoint(const std::filesystem::path& home);
@@ -98,6 +103,10 @@ class Coordinator {
   std::optional<Task> leased_task(const WorkerEntry& w, const std::string& task_id, int64_t epoch,
                                   const char* what);
   void send(const std::string& routing_id, const protocol::Message& m);
+  // Runs fn inside one state DB transaction (one commit for all it records) and sends the
+  // messages it queues only after that commit, so no worker acts on what the DB may not hold.
+  void batch(const std::function<void()>& fn);
+  void send_frame(const std::string& routing_id, const std::string& body, const std::string& type);
 
   zmq::context_t& context_;
   zmq::socket_t socket_;
@@ -111,6 +120,12 @@ class Coordinator {
   std::string coordinator_id_;
   int64_t started_ms_ = 0;
   int64_t next_periodic_ms_ = 0;
+  int64_t last_dispatch_ms_ = 0;
+  bool batching_ = false;
+  struct Outgoing {
+    std::string routing_id, body, type;
+  };
+  std::vector<Outgoing> deferred_;  // sent when the batch commits
 };
 
 }  // namespace polyphony
