@@ -40,7 +40,7 @@ inline constexpr int64_t kDispatchAnswerTimeoutMs = 30000;
 
 // When a worker frees a slot the coordinator dispatches at once rather than at the next poll,
 // but at most this often (a dispatch pass lists every CLAIMED task).
-inline constexpr int64_t kMinDispatchGapMs = 10;
+inline constexpr int64_t kMinDispatchGapMs = 25;
 
 // The client endpoint every coordinator binds: ipc://<home>/coordinator.sock.
 std::string local_client_endpoint(const std::filesystem::path& home);

@@ -243,10 +243,11 @@ std::string state_list(const std::vector<TaskState>& states) {
 }  // namespace
 
 Result<std::vector<Task>> StateStore::dispatchable(int64_t now, int per_repo) {
+  // The window sorts only (repo, created_at, id) of the backlog; whole rows are read for the few taken.
   auto st = db_.prepare(std::string("SELECT ") + kTaskColumns +
-                        " FROM (SELECT *, row_number() OVER (PARTITION BY repo ORDER BY created_at, id) AS n"
-                        " FROM tasks WHERE state='CLAIMED' AND next_attempt_at <= ?) WHERE n <= ?"
-                        " ORDER BY created_at, id");
+                        " FROM tasks WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER"
+                        " (PARTITION BY repo ORDER BY created_at, id) AS n FROM tasks"
+                        " WHERE state='CLAIMED' AND next_attempt_at <= ?) WHERE n <= ?) ORDER BY created_at, id");
   if (!st.ok()) return st.error();
   st->bind(1, now).bind(2, per_repo);
   return read_tasks(*st);
