@@ -64,6 +64,9 @@ json task_json(const Task& t) {
               {"failure_kind", t.failure_kind},
               {"commit", t.commit},
               {"merged_commit", t.merged_commit},
+              {"score", t.score >= 0 ? json(t.score) : json(nullptr)},
+              {"plan", t.plan},
+              {"reviewer", t.reviewer},
               {"created_at_ms", r.created_at_ms},
               {"updated_at_ms", t.updated_at_ms}};
 }
@@ -76,13 +79,14 @@ std::string clip(const std::string& s, size_t n) {
 void print_table(const std::vector<Task>& tasks) {
   const int64_t now = now_ms();
   std::cout << std::left << std::setw(10) << "ID" << std::setw(12) << "STATE" << std::setw(10) << "AGENT"
-            << std::setw(44) << "BRANCH" << std::setw(22) << "WORKER" << std::setw(6) << "AGE" << "REASON\n";
+            << std::setw(6) << "SCORE" << std::setw(8) << "PLAN" << std::setw(44) << "BRANCH" << std::setw(22) << "WORKER" << std::setw(6) << "AGE" << "REASON\n";
   for (const auto& t : tasks) {
     const bool show_reason = t.state == TaskState::kFailed || t.state == TaskState::kBlocked ||
                              t.state == TaskState::kCancelled || t.state == TaskState::kDiscovered;
     std::cout << std::setw(10) << t.request.id << std::setw(12) << to_string(t.state) << std::setw(10)
               << clip(t.agent.empty() ? (t.request.agent.empty() ? "-" : t.request.agent) : t.agent, 9)
-              << std::setw(44) << clip(t.branch.empty() ? "-" : t.branch, 43) << std::setw(22)
+              << std::setw(6) << (t.score >= 0 ? std::to_string(t.score) : "-") << std::setw(8)
+              << (t.plan.empty() ? "-" : clip(t.plan, 7)) << std::setw(44) << clip(t.branch.empty() ? "-" : t.branch, 43) << std::setw(22)
               << clip(t.worker.empty() ? "-" : t.worker, 21) << std::setw(6) << age(t.request.created_at_ms, now)
               << (show_reason ? clip(t.reason, 100) : "") << "\n";
   }
@@ -155,6 +159,8 @@ int cmd_show(const std::vector<std::string>& argv) {
             << "state   " << to_string(t.state) << (t.reason.empty() ? "" : " (" + t.reason + ")") << "\n"
             << "repo    " << t.request.repo << "\n"
             << "agent   " << (t.agent.empty() ? "-" : t.agent) << "   attempt " << t.attempt << "\n"
+            << "score   " << (t.score >= 0 ? std::to_string(t.score) + "/10" : "-") << "   plan "
+            << (t.plan.empty() ? "-" : t.plan) << (t.reviewer.empty() ? "" : " (reviewer " + t.reviewer + ")") << "\n"
             << "branch  " << (t.branch.empty() ? "-" : t.branch) << "\n";
   if (!t.merged_commit.empty()) std::cout << "landed  " << t.merged_commit << "\n";
   std::cout << "history:\n";
@@ -176,7 +182,7 @@ namespace {
 bool print_new_output(const fs::path& dir, int attempt, std::map<std::string, std::streamoff>& offsets,
                       std::string& last_header) {
   bool printed = false;
-  for (const char* stream : {"system", "agent", "verify"}) {
+  for (const char* stream : {"system", "agent", "verify", "review"}) {
     const std::string name = std::to_string(attempt) + "-" + stream + ".log";
     std::ifstream in(dir / name, std::ios::binary);
     if (!in) continue;

@@ -172,7 +172,7 @@ Result<Config> load_config(const fs::path& file, const fs::path& home) {
   const YAML::Node root = *doc;
   if (!root.IsNull()) {
     POLY_TRY(y.check_keys(root, {"workspace_root", "state_db", "queue_db", "log_dir", "poll_interval_ms",
-                                 "max_concurrency", "max_concurrency_per_repo", "max_attempts",
+                                 "max_concurrency", "max_concurrency_per_repo", "max_attempts", "review_rounds",
                                  "retry_backoff_base_ms", "retry_backoff_cap_ms", "docker_host", "coordinator", "worker",
                                  "container", "repos"}, "config.yaml"));
     auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, w); };
@@ -188,6 +188,8 @@ Result<Config> load_config(const fs::path& file, const fs::path& home) {
     POLY_TRY(read_opt(root, "poll_interval_ms", c.poll_interval_ms, num));
     POLY_TRY(read_opt(root, "max_concurrency", c.max_concurrency, num));
     POLY_TRY(read_opt(root, "max_attempts", c.max_attempts, num));
+    POLY_TRY(read_opt(root, "review_rounds", c.review_rounds, num));
+    if (c.review_rounds < 0 || c.review_rounds > 100) return y.error(root["review_rounds"], "review_rounds must be between 0 and 100");
     POLY_TRY(read_opt(root, "max_concurrency_per_repo", c.max_concurrency_per_repo, num));
     POLY_TRY(read_opt(root, "retry_backoff_base_ms", c.retry_backoff_base_ms, num));
     POLY_TRY(read_opt(root, "retry_backoff_cap_ms", c.retry_backoff_cap_ms, num));

@@ -49,6 +49,8 @@ struct Config {
   int max_concurrency = 4;
   int max_concurrency_per_repo = 0;           // 0: no limit beyond max_concurrency
   int max_attempts = 3;
+  int review_rounds = 2;                      // times a reviewer may send the work back
+
   int64_t retry_backoff_base_ms = 1000;       // first retry waits about this long (+-20% jitter)
   int64_t retry_backoff_cap_ms = 60000;       // doubling stops here
   std::string docker_host;                    // empty: auto-detect

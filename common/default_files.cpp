@@ -21,6 +21,8 @@ max_concurrency_per_repo: 0
 max_attempts: 3
 retry_backoff_base_ms: 1000
 retry_backoff_cap_ms: 60000
+# Review plan: how many times the reviewer may send the work back before the attempt fails.
+review_rounds: 2
 # Docker engine socket; empty: $DOCKER_HOST, /var/run/docker.sock, OrbStack's socket.
 docker_host: ""
 

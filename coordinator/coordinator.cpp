@@ -13,6 +13,7 @@
 #include "coordinator/router.h"
 #include "coordinator/scheduling.h"
 #include "coordinator/submission.h"
+#include "coordinator/task_scoring.h"
 
 namespace polyphony {
 
@@ -28,7 +29,24 @@ int64_t retry_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, uint64_t 
 }
 
 bool is_retryable(const std::string& kind) {
-  return kind == "infra" || kind == "timeout" || kind == "conflict";
+  return kind == "infra" || kind == "timeout" || kind == "conflict" || kind == "verify" ||
+         kind == "agent_unavailable";
+}
+
+std::vector<std::string> agent_chain(const RouteDecision& d, const std::map<std::string, AgentProfile>& agents) {
+  std::vector<std::string> chain;
+  auto add = [&](const std::string& a) {
+    if (!a.empty() && agents.count(a) && std::find(chain.begin(), chain.end(), a) == chain.end()) chain.push_back(a);
+  };
+  add(d.agent);
+  for (const auto& a : d.fallback) add(a);
+  return chain;
+}
+
+std::optional<std::string> next_in_chain(const std::vector<std::string>& chain, const std::string& after) {
+  auto it = std::find(chain.begin(), chain.end(), after);
+  if (it == chain.end() || it + 1 == chain.end()) return std::nullopt;
+  return *(it + 1);
 }
 
 std::string local_client_endpoint(const fs::path& home) { return "ipc://" + (home / "coordinator.sock").string(); }
@@ -252,6 +270,13 @@ void Coordinator::on_update(WorkerEntry& w, const protocol::TaskUpdate& m) {
   if (!task) return;
   last_activity_ms_[m.task_id] = now_ms();
   auto to = parse_task_state(m.state);
+  if (to && *to == task->state) {  // no change of state: a note for the history (a review verdict)
+    if (m.detail.empty()) return;
+    auto s = store_->note(m.task_id, m.detail, now_ms());
+    if (!s.ok()) spdlog::error("task {}: {}", m.task_id, s.error().to_string());
+    else spdlog::info("task {} {}: {} (worker {})", m.task_id, m.state, m.detail, w.hello.worker_id);
+    return;
+  }
   if (!to || !can_transition(task->state, *to)) {
     spdlog::warn("task {}: ignored update {} -> {} from worker {}", m.task_id, to_string(task->state), m.state,
                  w.hello.worker_id);
@@ -297,7 +322,7 @@ void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m) {
   if (!task) return;
   w.running.erase(m.task_id);
   if (m.outcome != "landed") {
-    fail_attempt(*task, task->state, m.failure_kind.empty() ? "infra" : m.failure_kind, m.reason);
+    fail_attempt(*task, task->state, m.failure_kind.empty() ? "infra" : m.failure_kind, m.reason, m.tree);
     return;
   }
   TransitionUpdate u;
@@ -310,30 +335,60 @@ void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m) {
   else spdlog::info("task {} LANDED ({})", m.task_id, m.merged_commit);
 }
 
-void Coordinator::fail_attempt(const Task& task, TaskState from, const std::string& kind, const std::string& reason) {
+// What follows a failed attempt: another attempt (CLAIMED, after a backoff), BLOCKED, or
+// nothing (the task rests FAILED until a user retries it).
+std::optional<std::pair<TaskState, TransitionUpdate>> Coordinator::after_failure(const Task& task,
+                                                                                 const std::string& kind,
+                                                                                 const std::string& reason,
+                                                                                 const std::string& tree) {
+  if (!is_retryable(kind)) return std::nullopt;
+  TransitionUpdate b;
+  if (kind == "verify" && !tree.empty() &&
+      std::find(task.failed_trees.begin(), task.failed_trees.end(), tree) != task.failed_trees.end()) {
+    b.reason = "verify failed again on the same tree " + tree.substr(0, 12) +
+               " as an earlier attempt; another attempt would repeat it; last: " + reason;
+    return std::pair{TaskState::kBlocked, b};
+  }
+  TransitionUpdate r;
+  r.worker = "";
+  if (kind == "agent_unavailable") {
+    // The next agent of the chain takes over at once; this attempt does not count against
+    // max_attempts, because the task itself was never tried.
+    auto decision = route(task.request, settings_.routing, settings_.agents,
+                          task.score >= 0 ? std::optional<int>(task.score) : std::nullopt);
+    auto next = decision.ok() ? next_in_chain(agent_chain(*decision, settings_.agents), task.agent) : std::nullopt;
+    if (!next) {
+      b.reason = "no agent left in the fallback chain could run; last (" + task.agent + "): " + reason;
+      return std::pair{TaskState::kBlocked, b};
+    }
+    r.reason = "agent " + task.agent + " unavailable, falling back to " + *next + ": " + reason;
+    r.next_attempt_at_ms = 0;
+    r.budget_start = task.budget_start + 1;
+    return std::pair{TaskState::kClaimed, r};
+  }
+  if (task.attempt - task.budget_start >= settings_.config.max_attempts) {
+    b.reason = "gave up after " + std::to_string(task.attempt - task.budget_start) + " attempts; last: " + reason;
+    return std::pair{TaskState::kBlocked, b};
+  }
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  r.reason = "retry after " + kind + " failure: " + reason;
+  r.next_attempt_at_ms = now_ms() + retry_backoff_ms(task.attempt, settings_.config.retry_backoff_base_ms,
+                                                   settings_.config.retry_backoff_cap_ms, rng());
+  return std::pair{TaskState::kClaimed, r};
+}
+
+void Coordinator::fail_attempt(const Task& task, TaskState from, const std::string& kind, const std::string& reason,
+                               const std::string& tree) {
   std::vector<std::pair<TaskState, TransitionUpdate>> steps;
   if (from != TaskState::kFailed) {
     TransitionUpdate u;
     u.reason = reason;
     u.failure_kind = kind;
+    if (kind == "verify") u.failed_tree = tree;
     steps.push_back({TaskState::kFailed, u});
   }
   // The retry decision is part of the same transaction, so nobody sees a retried task as FAILED.
-  if (is_retryable(kind)) {
-    if (task.attempt - task.budget_start >= settings_.config.max_attempts) {
-      TransitionUpdate b;
-      b.reason = "gave up after " + std::to_string(task.attempt - task.budget_start) + " attempts; last: " + reason;
-      steps.push_back({TaskState::kBlocked, b});
-    } else {
-      static thread_local std::mt19937_64 rng{std::random_device{}()};
-      TransitionUpdate r;
-      r.reason = "retry after " + kind + " failure: " + reason;
-      r.worker = "";
-      r.next_attempt_at_ms = now_ms() + retry_backoff_ms(task.attempt, settings_.config.retry_backoff_base_ms,
-                                                       settings_.config.retry_backoff_cap_ms, rng());
-      steps.push_back({TaskState::kClaimed, r});
-    }
-  }
+  if (auto next = after_failure(task, kind, reason, tree)) steps.push_back(*next);
   if (steps.empty()) return;
   auto s = store_->transitions(task.request.id, from, steps, now_ms());
   if (!s.ok()) {
@@ -483,7 +538,25 @@ void Coordinator::claim_discovered() {
   if (!tasks.ok()) return;
   for (const auto& t : *tasks) {
     TransitionUpdate u;
-    u.reason = "claimed by " + coordinator_id_;
+    std::string why = "claimed by " + coordinator_id_;
+    // Scored once, at the claim, against the repository at the task's base; the plan follows.
+    auto scored = score_task(t.request, settings_);
+    std::optional<int> total;
+    if (scored.ok()) {
+      total = scored->total;
+      u.score = scored->total;
+      why += "; complexity " + std::to_string(scored->total) + "/10";
+    } else {
+      spdlog::warn("task {}: cannot score it: {}", t.request.id, scored.error().to_string());
+      why += "; not scored (" + scored.error().message + ")";
+    }
+    auto decision = route(t.request, settings_.routing, settings_.agents, total);
+    if (decision.ok()) {
+      u.plan = plan_name(decision->plan);
+      u.reviewer = decision->reviewer;
+      why += "; plan " + std::string(plan_name(decision->plan)) + " (" + decision->plan_because + ")";
+    }
+    u.reason = why;
     auto s = store_->transition(t.request.id, TaskState::kDiscovered, TaskState::kClaimed, u, now_ms());
     if (!s.ok()) spdlog::error("task {}: {}", t.request.id, s.error().to_string());
   }
@@ -561,8 +634,18 @@ void Coordinator::dispatch_claimed() {
 
 Status Coordinator::dispatch_one(const Task& t, WorkerEntry& w) {
   const int attempt = t.attempt + 1;
-  auto decision = route(t.request, settings_.routing, settings_.agents);
-  std::string agent_name = decision.ok() ? decision->agent : "";
+  auto decision = route(t.request, settings_.routing, settings_.agents,
+                        t.score >= 0 ? std::optional<int>(t.score) : std::nullopt);
+  // The implementer: the chain's first agent, or after a fallback the one that took over.
+  std::string agent_name;
+  if (decision.ok()) {
+    const auto chain = agent_chain(*decision, settings_.agents);
+    agent_name = chain.empty() ? decision->agent : chain.front();
+    if (t.attempt > 0 && std::find(chain.begin(), chain.end(), t.agent) != chain.end()) {
+      agent_name = t.agent;
+      if (t.failure_kind == "agent_unavailable") agent_name = next_in_chain(chain, t.agent).value_or(t.agent);
+    }
+  }
   auto epoch = store_->next_epoch();
   if (!epoch.ok()) return epoch.error();
   TransitionUpdate u;
@@ -571,7 +654,10 @@ Status Coordinator::dispatch_one(const Task& t, WorkerEntry& w) {
   u.branch = t.branch.empty() ? task_branch(t.request.id, t.request.title) : t.branch;
   u.worker = w.hello.worker_id;
   u.epoch = *epoch;
-  u.reason = decision.ok() ? "agent " + agent_name + " (" + decision->because + "), worker " + w.hello.worker_id
+  u.reason = decision.ok() ? "agent " + agent_name + " (" + decision->because + "), plan " +
+                                 plan_name(decision->plan) +
+                                 (decision->reviewer.empty() ? "" : " with reviewer " + decision->reviewer) +
+                                 ", worker " + w.hello.worker_id
                            : decision.error().to_string();
   POLY_TRY(store_->transition(t.request.id, TaskState::kClaimed, TaskState::kRouted, u, now_ms()));
   auto routed = store_->get(t.request.id);
@@ -581,25 +667,44 @@ Status Coordinator::dispatch_one(const Task& t, WorkerEntry& w) {
     fail_attempt(task, TaskState::kRouted, "config", decision.error().to_string());
     return {};
   }
-  const AgentProfile& agent = settings_.agents.at(agent_name);
-  ResolvedIdentity identity;
-  if (!agent.identity.empty()) {
-    auto id = resolve_identity(settings_.identities.at(agent.identity),
-                               (settings_.config.home / "identities.yaml").string());
-    if (!id.ok()) {
-      fail_attempt(task, TaskState::kRouted, "identity", id.error().to_string());
-      return {};
-    }
-    identity = *id;
+  auto identity = identity_of(agent_name);
+  if (!identity.ok()) {
+    fail_attempt(task, TaskState::kRouted, "identity", identity.error().to_string());
+    return {};
   }
   protocol::Dispatch d;
-  d.spec = make_run_spec(task, agent, identity, settings_.config, attempt, *epoch);
+  d.spec = make_run_spec(task, settings_.agents.at(agent_name), *identity, settings_.config, attempt, *epoch);
+  d.spec.plan = plan_name(decision->plan);
+  if (t.attempt > 0 && t.failure_kind != "agent_unavailable" && !t.reason.empty()) {
+    // What went wrong before, for the agent to avoid (it sees it in its prompt and task file).
+    d.spec.feedback = t.reason;
+    d.spec.agent.command = expand_command(settings_.agents.at(agent_name).command,
+                                          with_feedback(task.request, t.reason), d.spec.branch);
+  }
+  if (decision->plan == Plan::kReview && !decision->reviewer.empty() && decision->reviewer != agent_name) {
+    auto reviewer_identity = identity_of(decision->reviewer);
+    if (!reviewer_identity.ok()) {
+      fail_attempt(task, TaskState::kRouted, "identity", reviewer_identity.error().to_string());
+      return {};
+    }
+    d.spec.reviewer = agent_spec(settings_.agents.at(decision->reviewer), *reviewer_identity,
+                                 review_request(task.request, d.spec.branch), d.spec.branch);
+    d.spec.review_rounds = settings_.config.review_rounds;
+    d.spec.rework_command = expand_command(settings_.agents.at(agent_name).command,
+                                           rework_request(with_feedback(task.request, d.spec.feedback)), d.spec.branch);
+  }
   w.running.insert(t.request.id);
   last_activity_ms_[t.request.id] = now_ms();
   send(w.routing_id, d);
-  spdlog::info("task {} ROUTED to agent {} on worker {} (attempt {}, epoch {})", t.request.id, agent_name,
-               w.hello.worker_id, attempt, *epoch);
+  spdlog::info("task {} ROUTED to agent {} on worker {} (attempt {}, epoch {}, plan {})", t.request.id, agent_name,
+               w.hello.worker_id, attempt, *epoch, d.spec.plan);
   return {};
+}
+
+Result<ResolvedIdentity> Coordinator::identity_of(const std::string& agent_name) const {
+  const AgentProfile& agent = settings_.agents.at(agent_name);
+  if (agent.identity.empty()) return ResolvedIdentity{};
+  return resolve_identity(settings_.identities.at(agent.identity), (settings_.config.home / "identities.yaml").string());
 }
 
 void Coordinator::heartbeat_workers() {

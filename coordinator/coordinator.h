@@ -13,6 +13,7 @@
 
 #include "common/config.h"
 #include "common/result.h"
+#include "coordinator/router.h"
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
 #include "protocol/messages.h"
@@ -50,6 +51,13 @@ protocol::ClientReply task_reply(const Task& task);
 
 // Whether a failure of this kind is worth another attempt.
 bool is_retryable(const std::string& failure_kind);
+
+// The agents that may implement a task, in order: the routed one, then its fallback chain
+// (agents not in `agents` and repeats left out).
+std::vector<std::string> agent_chain(const RouteDecision& decision, const std::map<std::string, AgentProfile>& agents);
+
+// The agent after `after` in the chain; nullopt when it is the last or not in it.
+std::optional<std::string> next_in_chain(const std::vector<std::string>& chain, const std::string& after);
 
 class Coordinator {
  public:
@@ -90,7 +98,12 @@ class Coordinator {
   void claim_discovered();
   void dispatch_claimed();
   Status dispatch_one(const Task& task, WorkerEntry& worker);
-  void fail_attempt(const Task& task, TaskState from, const std::string& kind, const std::string& reason);
+  void fail_attempt(const Task& task, TaskState from, const std::string& kind, const std::string& reason,
+                    const std::string& tree = {});
+  std::optional<std::pair<TaskState, TransitionUpdate>> after_failure(const Task& task, const std::string& kind,
+                                                                     const std::string& reason,
+                                                                     const std::string& tree);
+  Result<ResolvedIdentity> identity_of(const std::string& agent_name) const;
   void expire_unheld_tasks();
   void expire_unanswered_dispatches();
   void heartbeat_workers();

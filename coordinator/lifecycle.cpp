@@ -55,7 +55,8 @@ bool can_transition(TaskState from, TaskState to) {
     case S::kRouted: return to == S::kProvisioned || to == S::kFailed;
     case S::kProvisioned: return to == S::kRunning || to == S::kFailed;
     case S::kRunning: return to == S::kVerifying || to == S::kFailed;
-    case S::kVerifying: return to == S::kLanded || to == S::kFailed;
+    // VERIFYING -> RUNNING: a reviewer requested changes and the implementer works again.
+    case S::kVerifying: return to == S::kLanded || to == S::kFailed || to == S::kRunning;
     case S::kFailed: return to == S::kClaimed || to == S::kBlocked;
     case S::kBlocked: return to == S::kClaimed;
     case S::kLanded:

@@ -31,7 +31,8 @@ const std::vector<TaskState>& all_task_states();
 // DISCOVERED -> CLAIMED -> ROUTED -> PROVISIONED -> RUNNING -> VERIFYING -> LANDED;
 // ROUTED, PROVISIONED, RUNNING or VERIFYING -> FAILED (the attempt ended badly: infrastructure
 // errors can strike before the agent runs); FAILED -> CLAIMED (retry) or BLOCKED;
-// BLOCKED -> CLAIMED (manual retry); any live state -> CANCELLED.
+// VERIFYING -> RUNNING (a reviewer sent the work back); BLOCKED -> CLAIMED (manual retry);
+// any live state -> CANCELLED.
 bool can_transition(TaskState from, TaskState to);
 
 // LANDED, FAILED (when not retried), BLOCKED, CANCELLED: no worker is working on it.

@@ -144,6 +144,42 @@ std::vector<std::string> expand_command(const std::vector<std::string>& command,
   return out;
 }
 
+TaskRequest review_request(const TaskRequest& task, const std::string& branch) {
+  TaskRequest r = task;
+  r.title = "Review: " + task.title;
+  r.body = "You are reviewing another agent's work on branch " + branch +
+           " (checked out read-only at /workspace; `git log` and `git diff` against the base show it). "
+           "Do not change files. Write your verdict to " + std::string(protocol::kVerdictFile) +
+           ": its first line `approve` or `changes requested`, then your comments.\n\n"
+           "The task was:\n\n" + task.title + (task.body.empty() ? "" : "\n\n" + task.body);
+  return r;
+}
+
+TaskRequest rework_request(const TaskRequest& task) {
+  TaskRequest r = task;
+  r.body += std::string(r.body.empty() ? "" : "\n\n") +
+            "A reviewer requested changes to your work on this branch: read /polyphony/review.md and address them.";
+  return r;
+}
+
+TaskRequest with_feedback(const TaskRequest& task, const std::string& feedback) {
+  if (feedback.empty()) return task;
+  TaskRequest r = task;
+  r.body += std::string(r.body.empty() ? "" : "\n\n") + "An earlier attempt failed; do not repeat it:\n" + feedback;
+  return r;
+}
+
+protocol::AgentSpec agent_spec(const AgentProfile& agent, const ResolvedIdentity& identity, const TaskRequest& seen,
+                               const std::string& branch) {
+  protocol::AgentSpec a;
+  a.name = agent.name;
+  a.command = expand_command(agent.command, seen, branch);
+  a.env = agent.env;
+  for (const auto& [k, v] : identity.env) a.env[k] = v;
+  a.mounts = identity.mounts;
+  return a;
+}
+
 protocol::RunSpec make_run_spec(const Task& task, const AgentProfile& agent, const ResolvedIdentity& identity,
                                 const Config& config, int attempt, int64_t epoch) {
   const TaskRequest& r = task.request;
@@ -160,11 +196,7 @@ protocol::RunSpec make_run_spec(const Task& task, const AgentProfile& agent, con
   s.base_branch = !r.base_branch.empty() ? r.base_branch : (rc ? rc->base_branch : "");
   s.verify_command = rc ? rc->verify : "";
   s.branch = task.branch.empty() ? task_branch(r.id, r.title) : task.branch;
-  s.agent.name = agent.name;
-  s.agent.command = expand_command(agent.command, r, s.branch);
-  s.agent.env = agent.env;
-  for (const auto& [k, v] : identity.env) s.agent.env[k] = v;
-  s.agent.mounts = identity.mounts;
+  s.agent = agent_spec(agent, identity, r, s.branch);
   s.image = config.container.image;
   s.network_mode = config.container.network;
   s.cpus = config.container.cpus;

@@ -47,6 +47,20 @@ struct ResolvedIdentity {
 protocol::RunSpec make_run_spec(const Task& task, const AgentProfile& agent, const ResolvedIdentity& identity,
                                 const Config& config, int attempt, int64_t epoch);
 
+// What a reviewer is asked: the task as a review request (its {prompt} and task file).
+TaskRequest review_request(const TaskRequest& task, const std::string& branch);
+
+// The task as the implementer sees it after a reviewer asked for changes.
+TaskRequest rework_request(const TaskRequest& task);
+
+// The task with what earlier attempts got wrong, so the agent does not repeat it.
+TaskRequest with_feedback(const TaskRequest& task, const std::string& feedback);
+
+// The agent as a worker runs it: argv expanded for `seen` (the task, or its review request),
+// env and read-only mounts of its identity.
+protocol::AgentSpec agent_spec(const AgentProfile& agent, const ResolvedIdentity& identity, const TaskRequest& seen,
+                               const std::string& branch);
+
 // Substitutes {prompt}, {title}, {task_file}, {branch} in each argv element.
 std::vector<std::string> expand_command(const std::vector<std::string>& command, const TaskRequest& task,
                                         const std::string& branch);

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <set>
 
 namespace polyphony {
 
@@ -38,7 +39,11 @@ CREATE TABLE IF NOT EXISTS tasks (
   merged_commit TEXT NOT NULL DEFAULT '',
   updated_at INTEGER NOT NULL,
   next_attempt_at INTEGER NOT NULL DEFAULT 0,
-  budget_start INTEGER NOT NULL DEFAULT 0
+  budget_start INTEGER NOT NULL DEFAULT 0,
+  score INTEGER NOT NULL DEFAULT -1,
+  plan TEXT NOT NULL DEFAULT '',
+  reviewer TEXT NOT NULL DEFAULT '',
+  failed_trees TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state);
 CREATE TABLE IF NOT EXISTS events (
@@ -59,7 +64,15 @@ INSERT OR IGNORE INTO meta(key, value) VALUES ('epoch', 0), ('schema', 1);
 constexpr const char* kTaskColumns =
     "id, title, body, repo, base_branch, task_type, risk, labels, requested_agent, source, created_at, "
     "state, attempt, agent, branch, worker, epoch, reason, failure_kind, commit_id, merged_commit, "
-    "updated_at, next_attempt_at, budget_start";
+    "updated_at, next_attempt_at, budget_start, score, plan, reviewer, failed_trees";
+
+// Columns added after the first schema, with their declarations: an older DB gets them on open.
+constexpr std::pair<const char*, const char*> kAddedColumns[] = {
+    {"score", "INTEGER NOT NULL DEFAULT -1"},
+    {"plan", "TEXT NOT NULL DEFAULT ''"},
+    {"reviewer", "TEXT NOT NULL DEFAULT ''"},
+    {"failed_trees", "TEXT NOT NULL DEFAULT ''"},
+};
 
 Task read_task(const Statement& st) {
   Task t;
@@ -93,6 +106,16 @@ Task read_task(const Statement& st) {
   t.updated_at_ms = st.int64(21);
   t.next_attempt_at_ms = st.int64(22);
   t.budget_start = static_cast<int>(st.int64(23));
+  t.score = static_cast<int>(st.int64(24));
+  t.plan = st.text(25);
+  t.reviewer = st.text(26);
+  for (size_t at = 0; at < st.text(27).size();) {
+    const std::string all = st.text(27);
+    size_t end = all.find(',', at);
+    if (end == std::string::npos) end = all.size();
+    if (end > at) t.failed_trees.push_back(all.substr(at, end - at));
+    at = end + 1;
+  }
   return t;
 }
 
@@ -107,7 +130,35 @@ Result<StateStore> StateStore::open(const std::filesystem::path& path, bool read
   return store;
 }
 
-Status StateStore::migrate() { return db_.exec(kSchema); }
+Status StateStore::migrate() {
+  POLY_TRY(db_.exec(kSchema));
+  std::set<std::string> have;
+  auto st = db_.prepare("SELECT name FROM pragma_table_info('tasks')");
+  if (!st.ok()) return st.error();
+  while (true) {
+    auto row = st->step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    have.insert(st->text(0));
+  }
+  for (const auto& [name, decl] : kAddedColumns) {
+    if (!have.count(name)) POLY_TRY(db_.exec(std::string("ALTER TABLE tasks ADD COLUMN ") + name + " " + decl));
+  }
+  return {};
+}
+
+Status StateStore::note(const std::string& id, const std::string& reason, int64_t now) {
+  auto cur = get(id);
+  if (!cur.ok()) return cur.error();
+  if (!cur->has_value()) return make_error("not_found", "no such task", id);
+  const Task& t = **cur;
+  auto ev = db_.prepare(
+      "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at) VALUES (?,?,?,?,?,?,?)");
+  if (!ev.ok()) return ev.error();
+  const std::string state(to_string(t.state));
+  ev->bind(1, id).bind(2, state).bind(3, state).bind(4, t.attempt).bind(5, t.worker).bind(6, reason).bind(7, now);
+  return ev->run();
+}
 
 Result<bool> StateStore::add(const TaskRequest& r, int64_t now) {
   auto st = db_.prepare(
@@ -175,13 +226,21 @@ Status StateStore::apply(const std::string& id, TaskState from, TaskState to, co
   if (u.merged_commit) t.merged_commit = *u.merged_commit;
   if (u.next_attempt_at_ms) t.next_attempt_at_ms = *u.next_attempt_at_ms;
   if (u.budget_start) t.budget_start = *u.budget_start;
+  if (u.score) t.score = *u.score;
+  if (u.plan) t.plan = *u.plan;
+  if (u.reviewer) t.reviewer = *u.reviewer;
+  if (u.failed_tree && !u.failed_tree->empty()) t.failed_trees.push_back(*u.failed_tree);
+  std::string trees;
+  for (const auto& tree : t.failed_trees) trees += (trees.empty() ? "" : ",") + tree;
   auto st = db_.prepare(
       "UPDATE tasks SET state=?, attempt=?, agent=?, branch=?, worker=?, epoch=?, reason=?, failure_kind=?, "
-      "commit_id=?, merged_commit=?, next_attempt_at=?, budget_start=?, updated_at=? WHERE id=? AND state=?");
+      "commit_id=?, merged_commit=?, next_attempt_at=?, budget_start=?, updated_at=?, score=?, plan=?, "
+      "reviewer=?, failed_trees=? WHERE id=? AND state=?");
   if (!st.ok()) return st.error();
   st->bind(1, to_string(to)).bind(2, t.attempt).bind(3, t.agent).bind(4, t.branch).bind(5, t.worker);
   st->bind(6, t.epoch).bind(7, t.reason).bind(8, t.failure_kind).bind(9, t.commit).bind(10, t.merged_commit);
-  st->bind(11, t.next_attempt_at_ms).bind(12, t.budget_start).bind(13, now).bind(14, id).bind(15, to_string(from));
+  st->bind(11, t.next_attempt_at_ms).bind(12, t.budget_start).bind(13, now).bind(14, t.score).bind(15, t.plan);
+  st->bind(16, t.reviewer).bind(17, trees).bind(18, id).bind(19, to_string(from));
   POLY_TRY(st->run());
   auto ev = db_.prepare(
       "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at) VALUES (?,?,?,?,?,?,?)");

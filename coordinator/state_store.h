@@ -28,6 +28,10 @@ struct TransitionUpdate {
   std::optional<std::string> merged_commit;
   std::optional<int64_t> next_attempt_at_ms;
   std::optional<int> budget_start;
+  std::optional<int> score;
+  std::optional<std::string> plan;
+  std::optional<std::string> reviewer;
+  std::optional<std::string> failed_tree;  // appended to the task's failed_trees
 };
 
 class StateStore {
@@ -67,6 +71,9 @@ class StateStore {
   Status batch(F&& fn) {
     return db_.transaction(std::forward<F>(fn));
   }
+
+  // Appends an event that changes no state (a review verdict, a fallback), for the history.
+  Status note(const std::string& id, const std::string& reason, int64_t now_ms);
 
   // A new lease epoch, strictly larger than every one handed out before (survives restarts).
   Result<int64_t> next_epoch();

@@ -40,6 +40,10 @@ struct Task {
   int64_t updated_at_ms = 0;
   int64_t next_attempt_at_ms = 0;
   int budget_start = 0;      // attempts before the last manual retry; max_attempts counts from here
+  int score = -1;            // complexity total 0-10 from the claim; -1: not scored
+  std::string plan;          // "solo", "review", "strong" (empty before routing)
+  std::string reviewer;      // the review plan's reviewer
+  std::vector<std::string> failed_trees;  // trees whose verify failed: the same tree is not tried again
 };
 
 struct TaskEvent {

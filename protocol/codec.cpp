@@ -88,11 +88,12 @@ auto one_of(std::span<const std::string_view> allowed) {
 }
 
 constexpr std::array<std::string_view, 3> kTaskStates = {"PROVISIONED", "RUNNING", "VERIFYING"};
-constexpr std::array<std::string_view, 3> kStreams = {"agent", "verify", "system"};
+constexpr std::array<std::string_view, 4> kStreams = {"agent", "verify", "review", "system"};
+constexpr std::array<std::string_view, 4> kPlans = {"", "solo", "review", "strong"};
 constexpr std::array<std::string_view, 2> kOutcomes = {"landed", "failed"};
 constexpr std::array<std::string_view, 3> kControlActions = {"query", "cancel", "retry"};
-constexpr std::array<std::string_view, 7> kFailureKinds = {
-    "agent", "verify", "infra", "timeout", "conflict", "cancelled", "config"};
+constexpr std::array<std::string_view, 9> kFailureKinds = {
+    "agent", "verify", "infra", "timeout", "conflict", "cancelled", "config", "review", "agent_unavailable"};
 
 Problem task_id(const std::string& v) {
   if (is_valid_task_id(v)) return std::nullopt;
@@ -158,7 +159,7 @@ void describe(V& v, S& m) {
 
 template <class V, Is<AgentSpec> S>
 void describe(V& v, S& a) {
-  v.req("name", a.name, non_empty);
+  v.req("name", a.name);  // non-empty for the implementer: RunSpec checks it (a reviewer may be absent)
   v.req("command", a.command);
   v.opt("env", a.env, env_names);
   v.opt("mounts", a.mounts);
@@ -177,6 +178,15 @@ void describe(V& v, S& r) {
   v.req("base_branch", r.base_branch, base_branch_or_empty);
   v.req("branch", r.branch, task_branch);
   v.req("agent", r.agent);
+  v.opt("plan", r.plan, one_of(kPlans));
+  v.opt("reviewer", r.reviewer);
+  v.opt("review_rounds", r.review_rounds, between(0, 100));
+  v.opt("rework_command", r.rework_command);
+  v.opt("feedback", r.feedback);
+  v.rule("agent", [&r]() -> Problem {
+    if (r.agent.name.empty()) return "agent.name must not be empty";
+    return std::nullopt;
+  });
   v.req("image", r.image, non_empty);
   v.req("network_mode", r.network_mode, non_empty);
   v.opt("cpus", r.cpus, finite_non_negative);
@@ -264,6 +274,7 @@ void describe(V& v, S& r) {
   v.req("branch", r.branch, task_branch);
   v.opt("commit", r.commit, commit_or_empty);
   v.opt("merged_commit", r.merged_commit, commit_or_empty);
+  v.opt("tree", r.tree, commit_or_empty);
   v.rule("failure_kind", [&r] { return failure_kind_matches(r); });
 }
 

@@ -34,6 +34,10 @@ struct AgentSpec {
   bool operator==(const AgentSpec&) const = default;
 };
 
+// Where a reviewer writes its verdict, inside its container: the first line "approve" or
+// "changes requested", then its comments.
+inline constexpr const char* kVerdictFile = "/polyphony-review/verdict.md";
+
 // Everything a worker needs to run one attempt of one task.
 struct RunSpec {
   std::string task_id;
@@ -47,6 +51,12 @@ struct RunSpec {
   std::string base_branch;      // branch to land on, e.g. "main"
   std::string branch;           // polyphony/<id>-<slug>, already sanitized
   AgentSpec agent;
+  std::string plan;             // "solo", "review" or "strong" (informational except review)
+  AgentSpec reviewer;           // review plan: the second agent; empty name otherwise
+  int review_rounds = 0;        // review plan: times the reviewer may send the work back
+  std::vector<std::string> rework_command;  // the implementer's argv after a review asked for
+                                            // changes (points it at /polyphony/review.md)
+  std::string feedback;         // what earlier attempts got wrong, shown to the agent
   std::string image;            // e.g. "polyphony-worker:latest"
   std::string network_mode;     // "bridge", "none", ...
   double cpus = 0;              // 0: no limit
@@ -136,11 +146,14 @@ struct TaskResult {
   int64_t epoch = 0;
   std::string outcome;          // "landed" or "failed"
   std::string failure_kind;     // when failed: "agent", "verify", "infra", "timeout", "conflict", "cancelled"
-                                // or "config" (misconfigured worker or repo, e.g. image missing)
+                                // "config" (misconfigured worker or repo, e.g. image missing), "review"
+                                // (the reviewer kept requesting changes), "agent_unavailable"
+                                // (the agent's CLI is missing, rate-limited, unauthorized or crashed)
   std::string reason;           // human-readable
   std::string branch;
   std::string commit;           // head of the task branch
   std::string merged_commit;    // head of the base branch after landing
+  std::string tree;             // tree of the verified branch head (failed verify or landed)
 
   bool operator==(const TaskResult&) const = default;
 };

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The single-box demo: sets everything up (scripts/setup.sh), makes a sample repository with a
 # bare origin, spawns three tasks with the scripted agent, serves until they end, and shows two
-# LANDED (their commits on the origin's main) and one FAILED because its verify fails.
+# LANDED (their commits on the origin's main) and one BLOCKED because its verify fails (the
+# retry makes the same tree, so it is not tried a third time).
 #
 # Environment: DEMO_DIR (default: a new temporary directory), DEMO_NETWORK (default none).
 set -euo pipefail
@@ -96,11 +97,11 @@ say "the origin's main branch"
 git --git-dir="$ORIGIN" log --oneline --graph main
 
 landed=$(polyphony status --json | grep -c '"state": "LANDED"' || true)
-failed=$(polyphony status --json | grep -c '"state": "FAILED"' || true)
-if [[ "$landed" == 2 && "$failed" == 1 ]]; then
-  say "demo OK: two tasks LANDED on the origin's main, one FAILED its verify (see $DEMO_DIR)"
+blocked=$(polyphony status --json | grep -c '"state": "BLOCKED"' || true)
+if [[ "$landed" == 2 && "$blocked" == 1 ]]; then
+  say "demo OK: two tasks LANDED on the origin's main, one BLOCKED by its failing verify (see $DEMO_DIR)"
 else
-  say "demo FAILED: expected 2 LANDED and 1 FAILED; serve log: $log"
+  say "demo FAILED: expected 2 LANDED and 1 BLOCKED; serve log: $log"
   tail -50 "$log" >&2
   exit 1
 fi

@@ -131,11 +131,12 @@ Status GitRepo::add_remote(const std::string& name, const std::string& url,
   return ok_status();
 }
 
-Status GitRepo::create_branch_and_checkout(const std::string& branch, const git_oid& commit) {
+Status GitRepo::create_branch_and_checkout(const std::string& branch, const git_oid& commit, bool move) {
   POLY_TRY(lookup_commit(commit));
   git_reference* out = nullptr;
   std::string ref = std::string(kHeadsPrefix) + branch;
-  if (git_reference_create(&out, repo_.get(), ref.c_str(), &commit, 0, "branch: created") != 0) {
+  if (git_reference_create(&out, repo_.get(), ref.c_str(), &commit, move ? 1 : 0,
+                           move ? "branch: rebased" : "branch: created") != 0) {
     return libgit2_error("creating branch " + branch, path_);
   }
   git_reference_free(out);
@@ -324,6 +325,60 @@ Result<MergeOutcome> GitRepo::merge(const git_oid& ours_id, const git_oid& their
     return libgit2_error("creating the merge commit", path_);
   }
   return MergeOutcome{commit, {}};
+}
+
+Result<git_oid> GitRepo::tree_of(const git_oid& commit) const {
+  auto c = lookup_commit(commit);
+  POLY_TRY(c);
+  return *git_commit_tree_id(c->get());
+}
+
+Result<MergeOutcome> GitRepo::replay(const git_oid& base, const git_oid& head, const git_oid& onto,
+                                     const CommitIdentity& identity) {
+  git_revwalk* walk_raw = nullptr;
+  if (git_revwalk_new(&walk_raw, repo_.get()) != 0) return libgit2_error("starting a revision walk", path_);
+  Revwalk walk(walk_raw);
+  git_revwalk_sorting(walk.get(), GIT_SORT_TOPOLOGICAL | GIT_SORT_REVERSE);
+  if (git_revwalk_push(walk.get(), &head) != 0 || git_revwalk_hide(walk.get(), &base) != 0) {
+    return libgit2_error("walking " + oid_hex(base) + ".." + oid_hex(head), path_);
+  }
+  auto sig = signature(identity);
+  POLY_TRY(sig);
+  git_oid current = onto;
+  git_oid next;
+  while (git_revwalk_next(&next, walk.get()) == 0) {
+    auto commit = lookup_commit(next);
+    POLY_TRY(commit);
+    auto ours = lookup_commit(current);
+    POLY_TRY(ours);
+    const unsigned int mainline = git_commit_parentcount(commit->get()) > 1 ? 1 : 0;
+    git_merge_options mo = GIT_MERGE_OPTIONS_INIT;
+    git_index* raw = nullptr;
+    if (git_cherrypick_commit(&raw, repo_.get(), commit->get(), ours->get(), mainline, &mo) != 0) {
+      return libgit2_error("replaying " + oid_hex(next) + " onto " + oid_hex(current), path_);
+    }
+    Index index(raw);
+    if (git_index_has_conflicts(index.get())) {
+      auto paths = conflict_paths(index.get());
+      POLY_TRY(paths);
+      return MergeOutcome{std::nullopt, std::move(*paths)};
+    }
+    git_oid tree_id;
+    git_tree* tree_raw = nullptr;
+    if (git_index_write_tree_to(&tree_id, index.get(), repo_.get()) != 0 ||
+        git_tree_lookup(&tree_raw, repo_.get(), &tree_id) != 0) {
+      return libgit2_error("writing a replayed tree", path_);
+    }
+    Tree tree(tree_raw);
+    const git_commit* parents[] = {ours->get()};
+    git_oid made;
+    if (git_commit_create(&made, repo_.get(), nullptr, git_commit_author(commit->get()), sig->get(), nullptr,
+                          git_commit_message(commit->get()), tree.get(), 1, parents) != 0) {
+      return libgit2_error("creating a replayed commit", path_);
+    }
+    current = made;
+  }
+  return MergeOutcome{current, {}};
 }
 
 }  // namespace polyphony::detail

@@ -58,8 +58,19 @@ class GitRepo {
   // branch of `origin` (plus <name>/HEAD), without fetching anything.
   Status add_remote(const std::string& name, const std::string& url, const BranchSnapshot& origin);
 
-  // Points refs/heads/<branch> at `commit` and force-checks-out HEAD (already on it).
-  Status create_branch_and_checkout(const std::string& branch, const git_oid& commit);
+  // Points refs/heads/<branch> at `commit` and force-checks-out HEAD (already on it). `move`:
+  // the branch may exist already and is moved.
+  Status create_branch_and_checkout(const std::string& branch, const git_oid& commit, bool move = false);
+
+  // Replays the commits reachable from `head` but not from `base`, oldest first, onto `onto`
+  // (a rebase in memory: work tree and refs untouched). Each keeps its author and message; the
+  // committer is `identity`; merge commits are replayed against their first parent. On success
+  // the new head, which no ref points at yet; else the paths of the first conflict.
+  Result<MergeOutcome> replay(const git_oid& base, const git_oid& head, const git_oid& onto,
+                              const CommitIdentity& identity);
+
+  // The tree id of `commit`.
+  Result<git_oid> tree_of(const git_oid& commit) const;
 
   Result<git_oid> resolve(const std::string& refname) const;
 

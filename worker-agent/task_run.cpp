@@ -4,7 +4,13 @@
 #include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -32,6 +38,54 @@ Result<std::string> verify_from_repo_file(const std::string& text) {
   POLY_TRY(y.check_keys(*doc, {"verify"}, ".polyphony.yaml"));
   if (!(*doc)["verify"].IsDefined()) return std::string();
   return y.as_string((*doc)["verify"], "verify");
+}
+
+// An agent failure that is not the task's fault, so another agent should take the attempt:
+// the CLI is missing or not executable (126, 127), it died on a signal, or its output says the
+// provider refused it (rate limit, quota, authentication).
+bool looks_unavailable(int exit_code, const std::string& tail) {
+  if (exit_code == 126 || exit_code == 127 || exit_code > 128) return true;
+  std::string t;
+  for (char c : tail) t += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* p : {"rate limit", "rate-limit", "ratelimit", "too many requests", "quota exceeded",
+                        "unauthorized", "authentication failed", "invalid api key", "not logged in",
+                        "command not found", "401 ", "429 "}) {
+    if (t.find(p) != std::string::npos) return true;
+  }
+  return false;
+}
+
+Result<std::string> choose_verify(const protocol::RunSpec& spec, const Workspace& ws, RunContext& ctx) {
+  auto file = ctx.workspaces.read_at_base(ws, ".polyphony.yaml");
+  if (!file.ok()) return file.error();
+  if (file->has_value()) {
+    auto v = verify_from_repo_file(**file);
+    if (!v.ok()) return v.error();
+    if (!v->empty()) return *v;
+  }
+  return spec.verify_command;
+}
+
+// The reviewer's verdict file: "approve" or "changes requested" on its first line.
+std::optional<Verdict> parse_verdict(const std::string& text) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::string word;
+    for (char c : line) {
+      if (std::isalpha(static_cast<unsigned char>(c))) word += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      else if (!word.empty() && c != ' ' && c != '_' && c != '-') break;
+    }
+    if (word.empty()) continue;
+    std::string rest((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (rest.size() > 8192) rest.resize(8192);
+    if (word.rfind("approve", 0) == 0 || word == "lgtm") return Verdict{true, rest};
+    if (word.rfind("changes", 0) == 0 || word.rfind("request", 0) == 0 || word.rfind("reject", 0) == 0) {
+      return Verdict{false, rest};
+    }
+    return std::nullopt;
+  }
+  return std::nullopt;
 }
 
 namespace {
@@ -184,16 +238,39 @@ ContainerSpec base_container(const protocol::RunSpec& spec, const Workspace& ws,
   return cs;
 }
 
+// Text for an agent's task file that must not read as code: indented lines are never a
+// fenced block, so the scripted agent runs nothing from it.
+std::string quoted(const std::string& text) {
+  std::string out = "    ";
+  for (char c : text) {
+    out += c;
+    if (c == '\n') out += "    ";
+  }
+  return out;
+}
+
+Status write_file(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  if (!out) return make_error("io", "cannot write " + path.filename().string(), path.string());
+  return {};
+}
+
+Status make_readable_dir(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return make_error("io", "cannot create " + dir.string() + ": " + ec.message(), dir.string());
+  fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                           fs::perms::others_read | fs::perms::others_exec, ec);
+  return {};
+}
+
 Status write_task_file(const protocol::RunSpec& spec, const Workspace& ws) {
   fs::path meta = ws.task_dir / "meta";
-  std::error_code ec;
-  fs::create_directories(meta, ec);
-  std::ofstream out(meta / "task.md", std::ios::binary | std::ios::trunc);
-  out << spec.title << "\n\n" << spec.body << (spec.body.empty() || spec.body.back() == '\n' ? "" : "\n");
-  if (!out) return make_error("io", "cannot write the task file", (meta / "task.md").string());
-  fs::permissions(meta, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                            fs::perms::others_read | fs::perms::others_exec, ec);
-  return {};
+  POLY_TRY(make_readable_dir(meta));
+  std::string text = spec.title + "\n\n" + spec.body + (spec.body.empty() || spec.body.back() == '\n' ? "" : "\n");
+  if (!spec.feedback.empty()) text += "\n## An earlier attempt failed; do not repeat it\n\n" + quoted(spec.feedback) + "\n";
+  return write_file(meta / "task.md", text);
 }
 
 // A missing image is the operator's to fix (retrying cannot help); anything else from the
@@ -204,22 +281,17 @@ protocol::TaskResult container_failure(Attempt& attempt, const protocol::RunSpec
     return attempt.failed("config", role + " container: image " + spec.image +
                                         " is missing on this worker: run `polyphony image build` (" + e.to_string() + ")");
   }
+  if (role == "agent" && (e.message.find("executable file not found") != std::string::npos ||
+                          e.message.find("no such file or directory") != std::string::npos)) {
+    return attempt.failed("agent_unavailable", "agent " + spec.agent.name + " cannot start: its CLI is missing from image " +
+                                                   spec.image + " (" + e.message + ")");
+  }
   return attempt.failed("infra", role + " container: " + e.to_string());
 }
 
-Result<std::string> choose_verify(const protocol::RunSpec& spec, const Workspace& ws, RunContext& ctx) {
-  auto file = ctx.workspaces.read_at_base(ws, ".polyphony.yaml");
-  if (!file.ok()) return file.error();
-  if (file->has_value()) {
-    auto v = verify_from_repo_file(**file);
-    if (!v.ok()) return v.error();
-    if (!v->empty()) return *v;
-  }
-  return spec.verify_command;
-}
-
-// Landings on one origin are serialized within this worker, so its own attempts never race
-// each other's pushes; a base that moved meanwhile is merged into (or conflicts with) the branch.
+// Landings on one origin are serialized within this worker (its merge queue): a branch is
+// rebased onto the base as it is, verified again when it moved, and only then pushed. Other
+// workers' landings are caught by the push itself, which only fast-forwards.
 std::mutex& land_lock(const std::string& repo_url) {
   static std::mutex guard;
   static std::map<std::string, std::unique_ptr<std::mutex>> locks;
@@ -240,93 +312,256 @@ void clear_leftovers(const protocol::RunSpec& spec, RunContext& ctx) {
 
 }  // namespace
 
-protocol::TaskResult execute_run(const protocol::RunSpec& spec, RunContext& ctx) {
-  Attempt attempt(spec, ctx);
-  attempt.say("attempt " + std::to_string(spec.attempt) + " of task " + spec.task_id + " with agent " + spec.agent.name);
-  clear_leftovers(spec, ctx);
-  auto ws = ctx.workspaces.provision({spec.task_id, spec.repo_url, spec.base_branch, spec.branch});
+namespace {
+
+// Attempts to bring a verified branch onto a base that keeps moving before giving up (conflict).
+constexpr int kMaxLandRounds = 5;
+
+class Run {
+ public:
+  Run(const protocol::RunSpec& spec, RunContext& ctx) : spec_(spec), ctx_(ctx), attempt_(spec, ctx) {}
+
+  protocol::TaskResult execute();
+
+ private:
+  std::optional<protocol::TaskResult> run_agent(const std::vector<std::string>& command, int round);
+  std::optional<protocol::TaskResult> verify();
+  Result<Verdict> review(int round);
+  std::optional<protocol::TaskResult> implement_and_review();
+  protocol::TaskResult land();
+  void hold_for_tests(const char* state);
+
+  const protocol::RunSpec& spec_;
+  RunContext& ctx_;
+  Attempt attempt_;
+  Workspace ws_;
+  std::string verify_command_;
+};
+
+// Fault injection for the kill tests: POLYPHONY_TEST_HOLD_<STATE>_MS keeps the attempt in that
+// state for a while, so a test can kill a process there. Unset in production.
+void Run::hold_for_tests(const char* state) {
+  const char* ms = std::getenv((std::string("POLYPHONY_TEST_HOLD_") + state + "_MS").c_str());
+  if (ms == nullptr) return;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::atoll(ms));
+  while (std::chrono::steady_clock::now() < until && !attempt_.cancelled()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string>& command, int round) {
+  ContainerSpec cs = base_container(spec_, ws_, ctx_, "agent");
+  cs.cmd = command;
+  for (const auto& [k, v] : spec_.agent.env) cs.env.push_back(k + "=" + v);
+  for (const auto& m : spec_.agent.mounts) cs.mounts.push_back({m.host_path, m.container_path, true});
+  cs.env.push_back("POLYPHONY_ROLE=implementer");
+  cs.env.push_back("POLYPHONY_ROUND=" + std::to_string(round + 1));
+  auto run = run_container(cs, "agent", spec_.run_timeout_s, spec_.stall_timeout_s, attempt_, ctx_);
+  if (!run.ok()) return container_failure(attempt_, spec_, "agent", run.error());
+  if (run->cancelled) return attempt_.failed("cancelled", "cancelled while the agent ran");
+  if (run->stalled) {
+    return attempt_.failed("timeout", "the agent printed nothing for " + std::to_string(spec_.stall_timeout_s) +
+                                          " s and was stopped (stall timeout)");
+  }
+  if (run->timed_out) {
+    return attempt_.failed("timeout", "the agent ran past " + std::to_string(spec_.run_timeout_s) + " s and was stopped");
+  }
+  if (run->exit_code != 0) {
+    const std::string what = "agent " + spec_.agent.name + " exited with status " + std::to_string(run->exit_code) +
+                             (run->tail.empty() ? "" : ": " + run->tail);
+    return attempt_.failed(looks_unavailable(run->exit_code, run->tail) ? "agent_unavailable" : "agent", what);
+  }
+  auto committed = ctx_.workspaces.commit_all(ws_, "polyphony: changes left uncommitted by " + spec_.agent.name);
+  if (!committed.ok()) return attempt_.failed("infra", "committing the agent's changes: " + committed.error().to_string());
+  auto ahead = ctx_.workspaces.commits_ahead(ws_);
+  if (!ahead.ok()) return attempt_.failed("infra", ahead.error().to_string());
+  if (*ahead == 0) return attempt_.failed("agent", "agent " + spec_.agent.name + " made no changes");
+  return std::nullopt;
+}
+
+std::optional<protocol::TaskResult> Run::verify() {
+  attempt_.log("verify", "$ " + verify_command_ + "\n");
+  ContainerSpec cs = base_container(spec_, ws_, ctx_, "verify");
+  cs.cmd = {"sh", "-c", verify_command_};
+  auto run = run_container(cs, "verify", spec_.verify_timeout_s, 0, attempt_, ctx_);
+  if (!run.ok()) return container_failure(attempt_, spec_, "verify", run.error());
+  if (run->cancelled) return attempt_.failed("cancelled", "cancelled during verify");
+  if (run->timed_out) {
+    return attempt_.failed("timeout", "verify ran past " + std::to_string(spec_.verify_timeout_s) + " s and was stopped");
+  }
+  if (run->exit_code != 0) {
+    auto r = attempt_.failed("verify", "verify `" + verify_command_ + "` exited with status " +
+                                           std::to_string(run->exit_code) + (run->tail.empty() ? "" : ": " + run->tail));
+    // The tree lets the coordinator tell a deterministic failure from one worth retrying.
+    auto tree = ctx_.workspaces.head_tree(ws_);
+    if (tree.ok()) r.tree = *tree;
+    return r;
+  }
+  return std::nullopt;
+}
+
+// Runs the reviewer in its own container on the implementer's branch (read-only) and reads
+// the verdict it leaves in its own writable directory.
+Result<Verdict> Run::review(int round) {
+  const fs::path meta = ws_.task_dir / "review-meta";
+  const fs::path out = ws_.task_dir / "review-out";
+  std::error_code ec;
+  fs::remove_all(out, ec);
+  POLY_TRY(make_readable_dir(meta));
+  fs::create_directories(out, ec);
+  if (::chown(out.c_str(), static_cast<uid_t>(ctx_.container_uid), static_cast<gid_t>(ctx_.container_gid)) != 0) {
+    return make_error("io", std::string("cannot chown: ") + std::strerror(errno), out.string());
+  }
+  POLY_TRY(write_file(meta / "task.md",
+                      "Review: " + spec_.title + "\n\nReview the work on branch " + spec_.branch + " against " +
+                          ws_.base_commit.substr(0, 12) + " (read-only at /workspace). Write your verdict to " +
+                          protocol::kVerdictFile + ": its first line `approve` or `changes requested`, then your "
+                          "comments.\n\nThe task was:\n\n" + quoted(spec_.title + "\n\n" + spec_.body) + "\n"));
+  ContainerSpec cs = base_container(spec_, ws_, ctx_, "reviewer");
+  for (auto& m : cs.mounts) {
+    if (m.container_path == "/workspace") m.read_only = true;
+    if (m.container_path == "/polyphony") m.host_path = meta.string();
+  }
+  cs.mounts.push_back({out.string(), fs::path(protocol::kVerdictFile).parent_path().string(), false});
+  cs.cmd = spec_.reviewer.command;
+  for (const auto& [k, v] : spec_.reviewer.env) cs.env.push_back(k + "=" + v);
+  for (const auto& m : spec_.reviewer.mounts) cs.mounts.push_back({m.host_path, m.container_path, true});
+  cs.env.push_back("POLYPHONY_ROLE=reviewer");
+  cs.env.push_back("POLYPHONY_ROUND=" + std::to_string(round + 1));
+  cs.env.push_back(std::string("POLYPHONY_VERDICT_FILE=") + protocol::kVerdictFile);
+  auto run = run_container(cs, "review", spec_.run_timeout_s, spec_.stall_timeout_s, attempt_, ctx_);
+  POLY_TRY(run);
+  if (run->cancelled) return make_error("cancelled", "cancelled during review");
+  if (run->exit_code != 0 || run->timed_out || run->stalled) {
+    return make_error("agent", "reviewer " + spec_.reviewer.name + " exited with status " +
+                                   std::to_string(run->exit_code) + (run->tail.empty() ? "" : ": " + run->tail));
+  }
+  std::ifstream in(out / "verdict.md", std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto verdict = parse_verdict(text);
+  if (!verdict) {
+    return make_error("agent", "reviewer " + spec_.reviewer.name + " left no verdict in " + protocol::kVerdictFile +
+                                   " (its first line must be `approve` or `changes requested`)");
+  }
+  return *verdict;
+}
+
+// The implementer works, verify checks it, and in the review plan the reviewer approves it or
+// sends it back (with its comments in /polyphony/review.md) up to review_rounds times.
+std::optional<protocol::TaskResult> Run::implement_and_review() {
+  const bool reviewed = !spec_.reviewer.name.empty();
+  for (int round = 0;; ++round) {
+    const auto& command = round > 0 && !spec_.rework_command.empty() ? spec_.rework_command : spec_.agent.command;
+    attempt_.update("RUNNING", round == 0 ? "agent " + spec_.agent.name
+                                          : "agent " + spec_.agent.name + " addresses the review (round " +
+                                                std::to_string(round + 1) + ")");
+    if (auto failed = run_agent(command, round)) return failed;
+    attempt_.update("VERIFYING", verify_command_);
+    hold_for_tests("VERIFYING");
+    if (auto failed = verify()) return failed;
+    if (!reviewed) return std::nullopt;
+    auto verdict = review(round);
+    if (!verdict.ok()) {
+      if (verdict.error().code == "cancelled") return attempt_.failed("cancelled", verdict.error().message);
+      return attempt_.failed(verdict.error().code == "agent" ? "agent" : "infra", verdict.error().message);
+    }
+    const std::string who = "review by " + spec_.reviewer.name + " (round " + std::to_string(round + 1) + "): ";
+    const std::string comments = tail_of(verdict->comments, 1500);
+    attempt_.update("VERIFYING", who + (verdict->approved ? "approved" : "changes requested") +
+                                     (comments.empty() ? "" : ": " + comments));
+    if (verdict->approved) return std::nullopt;
+    if (round >= spec_.review_rounds) {
+      return attempt_.failed("review", "reviewer " + spec_.reviewer.name + " still requests changes after " +
+                                           std::to_string(round + 1) + " reviews: " + comments);
+    }
+    if (auto s = write_file(ws_.task_dir / "meta" / "review.md",
+                            "Review by " + spec_.reviewer.name + ": changes requested\n\n" + verdict->comments);
+        !s.ok()) {
+      return attempt_.failed("infra", s.error().to_string());
+    }
+  }
+}
+
+protocol::TaskResult Run::land() {
+  for (int round = 1;; ++round) {
+    if (attempt_.cancelled()) return attempt_.failed("cancelled", "cancelled before landing");
+    std::lock_guard<std::mutex> serialized(land_lock(spec_.repo_url));
+    auto moved = ctx_.workspaces.rebase_onto_origin(ws_);
+    if (!moved.ok()) {
+      return attempt_.failed(moved.error().code == "conflict" ? "conflict" : "infra",
+                             "rebasing onto " + ws_.base_branch + ": " + moved.error().to_string());
+    }
+    if (moved->has_value()) {
+      attempt_.say(ws_.base_branch + " moved to " + (*moved)->substr(0, 12) +
+                   ": rebased the branch onto it; verifying again before landing");
+      if (auto failed = verify()) return *failed;
+    }
+    auto landed = ctx_.workspaces.land(ws_);
+    if (landed.ok()) {
+      attempt_.say("landed " + landed->merged_commit + " on " + ws_.base_branch);
+      auto r = attempt_.base_result();
+      r.outcome = "landed";
+      r.commit = landed->branch_commit;
+      r.merged_commit = landed->merged_commit;
+      if (auto tree = ctx_.workspaces.head_tree(ws_); tree.ok()) r.tree = *tree;
+      return r;
+    }
+    const auto& code = landed.error().code;
+    if ((code == "base_moved" || code == "push_rejected") && round < kMaxLandRounds) {
+      attempt_.say("landing raced another: " + landed.error().message + "; rebasing again");
+      continue;
+    }
+    const bool raced = code == "base_moved" || code == "push_rejected";
+    return attempt_.failed(raced ? "conflict" : "infra", "landing: " + landed.error().to_string());
+  }
+}
+
+protocol::TaskResult Run::execute() {
+  attempt_.say("attempt " + std::to_string(spec_.attempt) + " of task " + spec_.task_id + " with agent " +
+               spec_.agent.name + (spec_.reviewer.name.empty() ? "" : ", reviewer " + spec_.reviewer.name));
+  clear_leftovers(spec_, ctx_);
+  auto ws = ctx_.workspaces.provision({spec_.task_id, spec_.repo_url, spec_.base_branch, spec_.branch});
   if (!ws.ok()) {
     const bool users_fault = ws.error().code == "not_found" || ws.error().code == "usage";
-    return attempt.failed(users_fault ? "repo" : "infra", "provisioning failed: " + ws.error().to_string());
+    return attempt_.failed(users_fault ? "repo" : "infra", "provisioning failed: " + ws.error().to_string());
   }
-  if (spec.attempt > 1) {
-    auto earlier = ctx.workspaces.landed_earlier(*ws);
-    if (!earlier.ok()) return attempt.failed("infra", "checking for an earlier landing: " + earlier.error().to_string());
+  ws_ = *ws;
+  if (spec_.attempt > 1) {
+    auto earlier = ctx_.workspaces.landed_earlier(ws_);
+    if (!earlier.ok()) return attempt_.failed("infra", "checking for an earlier landing: " + earlier.error().to_string());
     if (earlier->has_value()) {
-      attempt.say("an earlier attempt already landed " + spec.branch + " (base now " + **earlier + "); not running it again");
+      attempt_.say("an earlier attempt already landed " + spec_.branch + " (base now " + **earlier +
+                   "); not running it again");
       // The lifecycle only lands from VERIFYING: walk it, saying why each step is empty.
-      attempt.update("PROVISIONED", "an earlier attempt already landed this branch");
-      attempt.update("RUNNING", "agent not run: an earlier attempt already landed");
-      attempt.update("VERIFYING", "verified by the earlier attempt that landed");
-      auto r = attempt.base_result();
+      attempt_.update("PROVISIONED", "an earlier attempt already landed this branch");
+      attempt_.update("RUNNING", "agent not run: an earlier attempt already landed");
+      attempt_.update("VERIFYING", "verified by the earlier attempt that landed");
+      auto r = attempt_.base_result();
       r.outcome = "landed";
       r.merged_commit = **earlier;
       return r;
     }
   }
-  if (auto s = write_task_file(spec, *ws); !s.ok()) return attempt.failed("infra", s.error().to_string());
-  attempt.update("PROVISIONED", "branch " + spec.branch + " at " + ws->base_commit.substr(0, 12));
-  if (attempt.cancelled()) return attempt.failed("cancelled", "cancelled before the agent started");
-
-  ContainerSpec agent_cs = base_container(spec, *ws, ctx, "agent");
-  agent_cs.cmd = spec.agent.command;
-  for (const auto& [k, v] : spec.agent.env) agent_cs.env.push_back(k + "=" + v);
-  for (const auto& m : spec.agent.mounts) agent_cs.mounts.push_back({m.host_path, m.container_path, true});
-  attempt.update("RUNNING", "agent " + spec.agent.name);
-  auto agent_run = run_container(agent_cs, "agent", spec.run_timeout_s, spec.stall_timeout_s, attempt, ctx);
-  if (!agent_run.ok()) return container_failure(attempt, spec, "agent", agent_run.error());
-  if (agent_run->cancelled) return attempt.failed("cancelled", "cancelled while the agent ran");
-  if (agent_run->stalled) {
-    return attempt.failed("timeout", "the agent printed nothing for " + std::to_string(spec.stall_timeout_s) +
-                                         " s and was stopped (stall timeout)");
+  if (auto s = write_task_file(spec_, ws_); !s.ok()) return attempt_.failed("infra", s.error().to_string());
+  attempt_.update("PROVISIONED", "branch " + spec_.branch + " at " + ws_.base_commit.substr(0, 12));
+  hold_for_tests("PROVISIONED");
+  if (attempt_.cancelled()) return attempt_.failed("cancelled", "cancelled before the agent started");
+  // The verify command is read before the agent runs, from the base, so the agent cannot change it.
+  auto verify_command = choose_verify(spec_, ws_, ctx_);
+  if (!verify_command.ok()) {
+    return attempt_.failed("config", "cannot read the repo's verify command: " + verify_command.error().to_string());
   }
-  if (agent_run->timed_out) return attempt.failed("timeout", "the agent ran past " + std::to_string(spec.run_timeout_s) + " s and was stopped");
-  if (agent_run->exit_code != 0) {
-    return attempt.failed("agent", "agent " + spec.agent.name + " exited with status " +
-                          std::to_string(agent_run->exit_code) + (agent_run->tail.empty() ? "" : ": " + agent_run->tail));
+  if (verify_command->empty()) {
+    return attempt_.failed("config", "no verify command: add `verify: <command>` to .polyphony.yaml at the repo root, "
+                                     "or set repos.<name>.verify in config.yaml");
   }
-
-  auto committed = ctx.workspaces.commit_all(*ws, "polyphony: changes left uncommitted by " + spec.agent.name);
-  if (!committed.ok()) return attempt.failed("infra", "committing the agent's changes: " + committed.error().to_string());
-  auto ahead = ctx.workspaces.commits_ahead(*ws);
-  if (!ahead.ok()) return attempt.failed("infra", ahead.error().to_string());
-  if (*ahead == 0) return attempt.failed("agent", "agent " + spec.agent.name + " made no changes");
-
-  auto verify = choose_verify(spec, *ws, ctx);
-  if (!verify.ok()) return attempt.failed("verify", "cannot read the repo's verify command: " + verify.error().to_string());
-  if (verify->empty()) {
-    return attempt.failed("verify", "no verify command: add `verify: <command>` to .polyphony.yaml at the repo root, "
-                                    "or set repos.<name>.verify in config.yaml");
-  }
-  attempt.update("VERIFYING", *verify);
-  attempt.log("verify", "$ " + *verify + "\n");
-  ContainerSpec verify_cs = base_container(spec, *ws, ctx, "verify");
-  verify_cs.cmd = {"sh", "-c", *verify};
-  auto verify_run = run_container(verify_cs, "verify", spec.verify_timeout_s, 0, attempt, ctx);
-  if (!verify_run.ok()) return container_failure(attempt, spec, "verify", verify_run.error());
-  if (verify_run->cancelled) return attempt.failed("cancelled", "cancelled during verify");
-  if (verify_run->timed_out) return attempt.failed("timeout", "verify ran past " + std::to_string(spec.verify_timeout_s) + " s and was stopped");
-  if (verify_run->exit_code != 0) {
-    return attempt.failed("verify", "verify `" + *verify + "` exited with status " + std::to_string(verify_run->exit_code) +
-                                        (verify_run->tail.empty() ? "" : ": " + verify_run->tail));
-  }
-  if (attempt.cancelled()) return attempt.failed("cancelled", "cancelled before landing");
-
-  auto landed = [&] {
-    std::lock_guard<std::mutex> serialized(land_lock(spec.repo_url));
-    return ctx.workspaces.land(*ws);
-  }();
-  if (!landed.ok()) {
-    const auto& code = landed.error().code;
-    const std::string kind = (code == "conflict" || code == "push_rejected") ? "conflict" : "infra";
-    return attempt.failed(kind, "landing: " + landed.error().to_string());
-  }
-  attempt.say("landed " + landed->merged_commit + " on " + ws->base_branch);
-  auto r = attempt.base_result();
-  r.outcome = "landed";
-  r.commit = landed->branch_commit;
-  r.merged_commit = landed->merged_commit;
-  return r;
+  verify_command_ = *verify_command;
+  if (auto failed = implement_and_review()) return *failed;
+  return land();
 }
+
+}  // namespace
+
+protocol::TaskResult execute_run(const protocol::RunSpec& spec, RunContext& ctx) { return Run(spec, ctx).execute(); }
 
 }  // namespace polyphony

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "protocol/messages.h"
@@ -31,6 +32,22 @@ protocol::TaskResult execute_run(const protocol::RunSpec& spec, RunContext& cont
 // The verify command in a repo's .polyphony.yaml text ("verify: <command>"); empty when the
 // file does not name one. Error "config" when the file is malformed.
 Result<std::string> verify_from_repo_file(const std::string& text);
+
+// An agent failure that is not the task's fault, so the next agent of the fallback chain should
+// take the attempt: the CLI is missing or not executable (exit 126, 127), it died on a signal
+// (> 128), or the tail of its output says the provider refused it (rate limit, quota, auth).
+bool looks_unavailable(int exit_code, const std::string& output_tail);
+
+// A reviewer's verdict.
+struct Verdict {
+  bool approved = false;
+  std::string comments;
+};
+
+// Parses a verdict file: the first non-blank line starts with "approve" (or "LGTM") or with
+// "changes requested" / "request changes" / "reject"; the lines after it are the comments.
+// nullopt when the first line says neither.
+std::optional<Verdict> parse_verdict(const std::string& text);
 
 // Docker labels every container of this attempt carries.
 std::map<std::string, std::string> run_labels(const protocol::RunSpec& spec, const std::string& role,

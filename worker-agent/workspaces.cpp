@@ -253,6 +253,8 @@ class GitWorkspaces final : public Workspaces {
   Result<std::optional<std::string>> landed_earlier(const Workspace& ws) override;
   Result<std::optional<std::string>> read_at_base(const Workspace& ws,
                                                   const std::string& path) override;
+  Result<std::string> head_tree(const Workspace& ws) override;
+  Result<std::optional<std::string>> rebase_onto_origin(Workspace& ws) override;
   Result<LandResult> land(const Workspace& ws) override;
   Status remove(const std::string& task_id) override;
   Result<std::vector<std::string>> list() override;
@@ -485,29 +487,65 @@ Result<std::optional<std::string>> GitWorkspaces::landed_earlier(const Workspace
 
 Result<LandResult> GitWorkspaces::land_on(const Workspace& ws, GitRepo& repo, const git_oid& head,
                                           const git_oid& origin_base) {
-  std::string base_ref = "refs/heads/" + ws.base_branch;
   std::string head_hex = detail::oid_hex(head);
   auto fast_forward = repo.is_ancestor(origin_base, head);
   POLY_TRY(fast_forward);
-  if (*fast_forward) {
-    POLY_TRY(detail::push(repo.path(), ws.repo_url, head_hex, base_ref, false));
-    return LandResult{head_hex, head_hex, true};
-  }
-  std::string message = "Merge branch '" + ws.branch + "' into " + ws.base_branch;
-  auto merged = repo.merge(origin_base, head, identity_, message);
-  POLY_TRY(merged);
-  if (!merged->commit) {
-    std::string paths;
-    for (const auto& p : merged->conflicts) paths += (paths.empty() ? "" : ", ") + p;
-    return make_error("conflict",
-                      "branch '" + ws.branch + "' does not merge cleanly into '" + ws.base_branch +
-                          "' (now at " + detail::oid_hex(origin_base).substr(0, 12) +
-                          "); conflicting paths: " + paths,
+  if (!*fast_forward) {
+    // Never an unverified merge: the caller rebases onto the new base and verifies again.
+    return make_error("base_moved",
+                      "'" + ws.base_branch + "' moved to " + detail::oid_hex(origin_base).substr(0, 12) +
+                          " since branch '" + ws.branch + "' was verified",
                       ws.task_id);
   }
-  std::string merge_hex = detail::oid_hex(*merged->commit);
-  POLY_TRY(detail::push(repo.path(), ws.repo_url, merge_hex, base_ref, false));
-  return LandResult{head_hex, merge_hex, false};
+  POLY_TRY(detail::push(repo.path(), ws.repo_url, head_hex, "refs/heads/" + ws.base_branch, false));
+  return LandResult{head_hex, head_hex, true};
+}
+
+Result<std::string> GitWorkspaces::head_tree(const Workspace& ws) {
+  auto repo = GitRepo::open(ws.repo_dir);
+  POLY_TRY(repo);
+  auto head = repo->resolve("refs/heads/" + ws.branch);
+  POLY_TRY(head);
+  auto tree = repo->tree_of(*head);
+  POLY_TRY(tree);
+  return detail::oid_hex(*tree);
+}
+
+Result<std::optional<std::string>> GitWorkspaces::rebase_onto_origin(Workspace& ws) {
+  auto origin = resolve_origin(ws.repo_url);
+  if (!origin.ok()) return make_error(origin.error().code, origin.error().message, ws.task_id);
+  auto branches = sync_mirror(*origin, ws.mirror_dir);
+  POLY_TRY(branches);
+  auto base = pick_base(*branches, ws.base_branch, origin->url);
+  if (!base.ok()) return make_error(base.error().code, base.error().message, ws.task_id);
+  const std::string new_base = detail::oid_hex(base->commit);
+  if (new_base == ws.base_commit) return std::optional<std::string>();
+  auto repo = GitRepo::open(ws.repo_dir);
+  POLY_TRY(repo);
+  auto head = repo->resolve("refs/heads/" + ws.branch);
+  POLY_TRY(head);
+  auto contained = repo->is_ancestor(base->commit, *head);
+  POLY_TRY(contained);
+  if (*contained) return std::optional<std::string>();
+  auto old_base = detail::parse_oid(ws.base_commit, ws.repo_dir);
+  POLY_TRY(old_base);
+  auto replayed = repo->replay(*old_base, *head, base->commit, identity_);
+  POLY_TRY(replayed);
+  if (!replayed->commit) {
+    std::string paths;
+    for (const auto& p : replayed->conflicts) paths += (paths.empty() ? "" : ", ") + p;
+    return make_error("conflict",
+                      "branch '" + ws.branch + "' does not rebase cleanly onto '" + ws.base_branch + "' (now at " +
+                          new_base.substr(0, 12) + "); conflicting paths: " + paths,
+                      ws.task_id);
+  }
+  POLY_TRY(repo->create_branch_and_checkout(ws.branch, *replayed->commit, true));
+  POLY_TRY(give_to_owner(ws.repo_dir));
+  ws.base_commit = new_base;
+  POLY_TRY(write_metadata(ws));
+  spdlog::info("workspace rebased task={} branch={} onto={} head={}", ws.task_id, ws.branch, new_base.substr(0, 12),
+               detail::oid_hex(*replayed->commit).substr(0, 12));
+  return std::optional<std::string>(new_base);
 }
 
 Result<LandResult> GitWorkspaces::land(const Workspace& ws) {

@@ -76,10 +76,19 @@ class Workspaces {
   // its head is already contained in the base branch, the base branch's head; else nullopt.
   virtual Result<std::optional<std::string>> landed_earlier(const Workspace& ws) = 0;
 
-  // Pushes the branch to the origin, then lands it on the base branch: fast-forward when the
-  // base has not moved, else a merge commit when it merges cleanly. Errors: "conflict" (does
-  // not merge cleanly; nothing was changed on the base), "push_rejected" (the base moved
-  // during landing), "git".
+  // The tree id of the branch head (what verify saw).
+  virtual Result<std::string> head_tree(const Workspace& ws) = 0;
+
+  // Brings the branch up to the origin's base branch as it is now: when the base moved past
+  // ws.base_commit, the branch's own commits are replayed onto it (a rebase), the branch and
+  // work tree move there, and ws.base_commit becomes the new base, which is returned; nullopt
+  // when the branch already sits on the origin's base. Errors: "conflict" (a commit does not
+  // apply; the message names the paths; nothing was changed), "git".
+  virtual Result<std::optional<std::string>> rebase_onto_origin(Workspace& ws) = 0;
+
+  // Pushes the branch to the origin, then fast-forwards the base branch to it. Errors:
+  // "base_moved" (the origin's base is not an ancestor of the branch: rebase first; the base
+  // is unchanged), "push_rejected" (the base moved during landing), "git".
   virtual Result<LandResult> land(const Workspace& ws) = 0;
 
   // Deletes the task's directory. Absent is not an error.

@@ -14,7 +14,7 @@ TEST_CASE("exactly the documented transitions are allowed") {
       {S::kProvisioned, S::kRunning}, {S::kRunning, S::kVerifying},   {S::kVerifying, S::kLanded},
       {S::kRouted, S::kFailed},      {S::kProvisioned, S::kFailed},   {S::kRunning, S::kFailed},
       {S::kVerifying, S::kFailed},   {S::kFailed, S::kClaimed},       {S::kFailed, S::kBlocked},
-      {S::kBlocked, S::kClaimed},
+      {S::kBlocked, S::kClaimed},    {S::kVerifying, S::kRunning},
       {S::kDiscovered, S::kCancelled}, {S::kClaimed, S::kCancelled},  {S::kRouted, S::kCancelled},
       {S::kProvisioned, S::kCancelled}, {S::kRunning, S::kCancelled}, {S::kVerifying, S::kCancelled},
       {S::kFailed, S::kCancelled},

@@ -158,6 +158,23 @@ TEST_CASE("retry backoff grows exponentially up to the cap, with bounded jitter"
   }
   CHECK(is_retryable("infra"));
   CHECK(is_retryable("conflict"));
-  CHECK_FALSE(is_retryable("verify"));
+  CHECK(is_retryable("verify"));  // unless the same tree failed before: the coordinator checks that
+  CHECK(is_retryable("agent_unavailable"));
   CHECK_FALSE(is_retryable("agent"));
+  CHECK_FALSE(is_retryable("review"));
+  CHECK_FALSE(is_retryable("config"));
+}
+
+TEST_CASE("the agent chain is the routed agent then its fallbacks, known agents only, without repeats") {
+  std::map<std::string, AgentProfile> agents;
+  for (const char* n : {"codex", "claude", "kimi"}) agents[n] = AgentProfile{n, {n}, "", "cheap", {}, {}, 0};
+  RouteDecision d;
+  d.agent = "codex";
+  d.fallback = {"claude", "unknown", "codex", "kimi"};
+  const auto chain = agent_chain(d, agents);
+  CHECK(chain == std::vector<std::string>{"codex", "claude", "kimi"});
+  CHECK(next_in_chain(chain, "codex") == std::optional<std::string>("claude"));
+  CHECK(next_in_chain(chain, "claude") == std::optional<std::string>("kimi"));
+  CHECK_FALSE(next_in_chain(chain, "kimi"));
+  CHECK_FALSE(next_in_chain(chain, "scripted"));
 }

@@ -1,6 +1,7 @@
 // The state DB: tasks, transitions as transactions with events, epochs, and foreign files.
 #include <catch2/catch.hpp>
 
+#include "common/sqlite.h"
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
 #include "test_support.h"
@@ -144,6 +145,63 @@ TEST_CASE("a chain of transitions is one transaction: all of it or none of it") 
   CHECK(events->at(3).to == "FAILED");
   CHECK(events->at(3).reason == "boom");
   CHECK(events->at(4).to == "CLAIMED");
+}
+
+TEST_CASE("score, plan, reviewer and failed trees are kept, and a note joins the history without a state change") {
+  TempDir dir;
+  auto store = StateStore::open(dir / "state.db");
+  REQUIRE(store.ok());
+  REQUIRE(*store->add(request("t1"), 1000));
+  TransitionUpdate claim;
+  claim.score = 5;
+  claim.plan = "review";
+  claim.reviewer = "claude";
+  REQUIRE(store->transition("t1", TaskState::kDiscovered, TaskState::kClaimed, claim, 1001).ok());
+  TransitionUpdate route;
+  route.attempt = 1;
+  REQUIRE(store->transition("t1", TaskState::kClaimed, TaskState::kRouted, route, 1002).ok());
+  REQUIRE(store->note("t1", "review by claude: approved", 1003).ok());
+  TransitionUpdate failed;
+  failed.failed_tree = "aaaa";
+  REQUIRE(store->transition("t1", TaskState::kRouted, TaskState::kFailed, failed, 1004).ok());
+  TransitionUpdate again;
+  again.failed_tree = "bbbb";
+  REQUIRE(store->transitions("t1", TaskState::kFailed, {{TaskState::kClaimed, {}}, {TaskState::kRouted, again}}, 1005).ok());
+
+  auto t = **store->get("t1");
+  CHECK(t.score == 5);
+  CHECK(t.plan == "review");
+  CHECK(t.reviewer == "claude");
+  CHECK(t.failed_trees == std::vector<std::string>{"aaaa", "bbbb"});
+  auto events = *store->events("t1");
+  REQUIRE(events.size() == 7);
+  CHECK(events[3].from == "ROUTED");
+  CHECK(events[3].to == "ROUTED");
+  CHECK(events[3].reason == "review by claude: approved");
+  CHECK(store->note("nope", "x", 1).error().code == "not_found");
+}
+
+TEST_CASE("a state DB made before the score columns existed gains them on open, keeping its tasks") {
+  TempDir dir;
+  {
+    auto store = StateStore::open(dir / "state.db");
+    REQUIRE(store.ok());
+    REQUIRE(*store->add(request("old"), 1000));
+  }
+  // Make it look like the first schema: the later columns dropped.
+  {
+    auto db = Database::open(dir / "state.db", kStateDbApplicationId, false);
+    REQUIRE(db.ok());
+    for (const char* column : {"score", "plan", "reviewer", "failed_trees"}) {
+      REQUIRE(db->exec(std::string("ALTER TABLE tasks DROP COLUMN ") + column).ok());
+    }
+  }
+  auto store = StateStore::open(dir / "state.db");
+  REQUIRE(store.ok());
+  auto t = **store->get("old");
+  CHECK(t.request.title == "Fix auth bug");
+  CHECK(t.score == -1);
+  CHECK(t.failed_trees.empty());
 }
 
 TEST_CASE("a batch commits its transitions together, and a refused one inside it undoes only itself") {

@@ -61,6 +61,21 @@ TEST_CASE("kill -9 of serve during verify: after restart the task lands exactly 
   CHECK(box.containers_of(id) == 0);
 }
 
+TEST_CASE("kill -9 of serve while the workspace is provisioned: after restart the task lands exactly once") {
+  SingleBox box(kRepo);
+  const std::string id = box.spawn("Provisioned task", agent_script(""));
+  box.serve({{"POLYPHONY_TEST_HOLD_PROVISIONED_MS", "8000"}});  // fault injection: linger there
+  REQUIRE(box.wait_state(id, "PROVISIONED"));
+  box.kill_serving();
+  box.serve();
+  auto states = box.wait_finished({id});
+  INFO(box.serve_log());
+  REQUIRE(states[id] == "LANDED");
+  CHECK(commits_with_subject(box, "Provisioned task") == 1);
+  CHECK(box.task(id)["attempt"] == 2);
+  CHECK(box.containers_of(id) == 0);
+}
+
 TEST_CASE("kill -9 of serve with tasks claimed but not dispatched: they all land after restart") {
   SingleBox box(kRepo, "max_concurrency: 1\n");
   const std::string a = box.spawn("First queued", agent_script("sleep 2; echo a > a.txt"));

@@ -66,10 +66,16 @@ ProcessResult SingleBox::cli(const std::vector<std::string>& args, const std::st
 
 std::string SingleBox::spawn(const std::string& title, const std::string& body,
                              const std::vector<std::string>& extra) const {
-  std::vector<std::string> args{"spawn", title, "--repo", origin_.string(), "--body", body};
+  std::vector<std::string> with_agent = extra;
   if (std::find(extra.begin(), extra.end(), "--agent") == extra.end()) {
-    args.insert(args.end(), {"--agent", "scripted"});
+    with_agent.insert(with_agent.end(), {"--agent", "scripted"});
   }
+  return spawn_routed(title, body, with_agent);
+}
+
+std::string SingleBox::spawn_routed(const std::string& title, const std::string& body,
+                                    const std::vector<std::string>& extra) const {
+  std::vector<std::string> args{"spawn", title, "--repo", origin_.string(), "--body", body};
   args.insert(args.end(), extra.begin(), extra.end());
   auto r = cli(args);
   INFO(r.err);
@@ -80,10 +86,10 @@ std::string SingleBox::spawn(const std::string& title, const std::string& body,
   return id;
 }
 
-void SingleBox::serve() {
+void SingleBox::serve(std::map<std::string, std::string> env) {
   // Each start writes its own log; serve_log() returns them all.
-  server_ = std::make_unique<BackgroundProcess>(std::vector<std::string>{POLYPHONY_CLI, "serve"},
-                                                std::map<std::string, std::string>{{"POLYPHONY_HOME", home_.string()}},
+  env["POLYPHONY_HOME"] = home_.string();
+  server_ = std::make_unique<BackgroundProcess>(std::vector<std::string>{POLYPHONY_CLI, "serve"}, env,
                                                 dir_.path() / ("serve-" + std::to_string(++serves_) + ".log"));
 }
 

@@ -25,8 +25,12 @@ class SingleBox {
   ProcessResult cli(const std::vector<std::string>& args, const std::string& stdin_data = "") const;
   // `polyphony spawn TITLE --repo ORIGIN --agent scripted --body BODY ...`; returns the id.
   std::string spawn(const std::string& title, const std::string& body, const std::vector<std::string>& extra = {}) const;
+  // Like spawn, without --agent: routing.yaml decides.
+  std::string spawn_routed(const std::string& title, const std::string& body,
+                           const std::vector<std::string>& extra = {}) const;
   // Starts `polyphony serve` in the background.
-  void serve();
+  // `env` is added to the server's environment (e.g. POLYPHONY_TEST_HOLD_PROVISIONED_MS).
+  void serve(std::map<std::string, std::string> env = {});
   void stop_serving();
   // kill -9 of `polyphony serve` (coordinator and embedded worker at once).
   void kill_serving();

@@ -68,7 +68,7 @@ TEST_CASE("a task goes from spawn to LANDED in a real container and its commit i
   CHECK_FALSE(std::filesystem::exists(box.home() / "workspaces/tasks" / id));
 }
 
-TEST_CASE("two tasks on one repo both land, and a task whose verify fails ends FAILED with the reason") {
+TEST_CASE("two tasks on one repo both land, and a task whose verify fails the same way twice is BLOCKED with the reason") {
   SingleBox box(kSampleRepo);
   const std::string a = box.spawn("Add one", sh_block("echo one > one.txt"));
   const std::string b = box.spawn("Add two", "```diff\n--- /dev/null\n+++ b/two.txt\n@@ -0,0 +1 @@\n+two\n```\n");
@@ -78,16 +78,21 @@ TEST_CASE("two tasks on one repo both land, and a task whose verify fails ends F
   INFO(box.serve_log());
   CHECK(states[a] == "LANDED");
   CHECK(states[b] == "LANDED");
-  CHECK(states[bad] == "FAILED");
+  CHECK(states[bad] == "BLOCKED");
   CHECK(origin_file(box, "one.txt") == "one\n");
   CHECK(origin_file(box, "two.txt") == "two\n");
   CHECK(origin_file(box, "greet.sh") == "echo \"Hello, $1!\"\n");
   auto t = box.task(bad);
   CHECK(t["failure_kind"] == "verify");
-  CHECK_THAT(t["reason"].get<std::string>(), Catch::Contains("verify") && Catch::Contains("exited with status 1"));
+  // The agent is deterministic: an attempt that makes a tree that already failed verify ends it
+  // (when the others landed first the base moved, so the second tree can differ from the first).
+  CHECK(t["attempt"] <= 3);
+  CHECK_THAT(t["reason"].get<std::string>(),
+             (Catch::Contains("same tree") || Catch::Contains("gave up after 3")) &&
+                 Catch::Contains("exited with status 1"));
   CHECK(box.containers_of(bad) == 0);
   auto table = box.cli({"status"});
-  CHECK_THAT(table.out, Catch::Contains(bad) && Catch::Contains("FAILED") && Catch::Contains("exited with status"));
+  CHECK_THAT(table.out, Catch::Contains(bad) && Catch::Contains("BLOCKED"));
 }
 
 TEST_CASE("a hostile title becomes a safe branch name and never reaches a shell") {

@@ -148,7 +148,7 @@ TEST_CASE("values that make a frame untrustworthy are refused", "[codec][errors]
        "must be one of PROVISIONED, RUNNING, VERIFYING; got \"DONE\""},
       {samples::task_update(), "/attempt", 0, "task_update.attempt", "must be >= 1"},
       {samples::log_chunk(), "/stream", "stdout", "log_chunk.stream",
-       "must be one of agent, verify, system"},
+       "must be one of agent, verify, review, system"},
       {samples::log_chunk(), "/seq", -3, "log_chunk.seq", "must be >= 0"},
       {samples::task_result(), "/outcome", "merged", "task_result.outcome",
        "must be one of landed, failed"},

@@ -33,6 +33,13 @@ inline RunSpec run_spec() {
   s.verify_timeout_s = 600;
   s.stall_timeout_s = 300;
   s.verify_command = "make test";
+  s.plan = "review";
+  s.reviewer.name = "claude";
+  s.reviewer.command = {"claude", "-p", "Review: fix the pager"};
+  s.reviewer.env = {{"ANTHROPIC_API_KEY", "sk-test"}};
+  s.review_rounds = 2;
+  s.rework_command = {"codex", "exec", "fix the pager; read /polyphony/review.md"};
+  s.feedback = "verify `make test` exited with status 2";
   return s;
 }
 
@@ -73,7 +80,8 @@ inline TaskResult task_result() {
                     "2 tests failed",
                     "polyphony/task-42_b-fix-pager",
                     "0123456789abcdef0123456789abcdef01234567",
-                    "89abcdef0123456789abcdef0123456789abcdef"};
+                    "89abcdef0123456789abcdef0123456789abcdef",
+                    "fedcba9876543210fedcba9876543210fedcba98"};
 }
 
 inline ResultAck result_ack() { return ResultAck{"task-42_b", 3, 17}; }

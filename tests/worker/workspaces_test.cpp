@@ -250,37 +250,65 @@ TEST_CASE("landed_earlier finds a landing whose report was lost, and only that")
   CHECK_FALSE(require_ok(f.workspaces->landed_earlier(other_retry)).has_value());
 }
 
-TEST_CASE("land after the base moved on another file creates a merge commit holding both changes") {
+TEST_CASE("land after the base moved refuses with base_moved and leaves the origin unchanged") {
   Fixture f;
   Workspace ws = f.provision("t1");
   std::string moved = commit_to_bare(f.origin, {{"other.txt", "theirs\n"}}, "meanwhile");
-  write_file(ws.repo_dir / "README.md", "ours\n");
-  auto commit = require_ok(f.workspaces->commit_all(ws, "change readme"));
-
-  LandResult landed = require_ok(f.workspaces->land(ws));
-  CHECK_FALSE(landed.fast_forward);
-  CHECK(landed.branch_commit == *commit);
-  CHECK(f.origin_head() == landed.merged_commit);
-  CHECK(rev_parse(f.origin, "main^1") == moved);
-  CHECK(rev_parse(f.origin, "main^2") == *commit);
-  CHECK(git(f.origin, {"show", "main:README.md"}) == "ours\n");
-  CHECK(git(f.origin, {"show", "main:other.txt"}) == "theirs\n");
-  CHECK(trim(git(f.origin, {"log", "-1", "--format=%s|%an", "main"})) ==
-        "Merge branch 'polyphony/t1' into main|Poly Bot");
-}
-
-TEST_CASE("land with a conflicting change returns conflict and leaves the origin base unchanged") {
-  Fixture f;
-  Workspace ws = f.provision("t1");
-  std::string moved = commit_to_bare(f.origin, {{"README.md", "theirs\n"}}, "meanwhile");
   write_file(ws.repo_dir / "README.md", "ours\n");
   require_ok(f.workspaces->commit_all(ws, "change readme"));
 
   auto landed = f.workspaces->land(ws);
   REQUIRE_FALSE(landed.ok());
-  CHECK(landed.error().code == "conflict");
-  CHECK_THAT(landed.error().message, Catch::Contains("README.md"));
+  CHECK(landed.error().code == "base_moved");
   CHECK(f.origin_head() == moved);
+}
+
+TEST_CASE("rebase_onto_origin replays the branch onto the moved base, and land then fast-forwards") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  const std::string old_base = ws.base_commit;
+  std::string moved = commit_to_bare(f.origin, {{"other.txt", "theirs\n"}}, "meanwhile");
+  write_file(ws.repo_dir / "README.md", "ours\n");
+  require_ok(f.workspaces->commit_all(ws, "change readme"));
+  write_file(ws.repo_dir / "second.txt", "two\n");
+  require_ok(f.workspaces->commit_all(ws, "second change"));
+
+  auto rebased = require_ok(f.workspaces->rebase_onto_origin(ws));
+  REQUIRE(rebased.has_value());
+  CHECK(*rebased == moved);
+  CHECK(ws.base_commit == moved);
+  CHECK(require_ok(f.workspaces->commits_ahead(ws)) == 2);
+  // The work tree follows the branch: both sides' files are there for verify to see.
+  CHECK(read_file(ws.repo_dir / "other.txt") == "theirs\n");
+  CHECK(read_file(ws.repo_dir / "README.md") == "ours\n");
+  // Nothing more to do the second time.
+  CHECK_FALSE(require_ok(f.workspaces->rebase_onto_origin(ws)).has_value());
+  // A restarted worker re-opens the workspace with its new base.
+  CHECK(require_ok(f.workspaces->open("t1")).base_commit == moved);
+
+  LandResult landed = require_ok(f.workspaces->land(ws));
+  CHECK(landed.fast_forward);
+  CHECK(f.origin_head() == landed.merged_commit);
+  CHECK(rev_parse(f.origin, "main~2") == moved);
+  CHECK(trim(git(f.origin, {"log", "-2", "--format=%s", "main"})) == "second change\nchange readme");
+  CHECK(git(f.origin, {"show", "main:README.md"}) == "ours\n");
+  CHECK(git(f.origin, {"show", "main:other.txt"}) == "theirs\n");
+  CHECK(old_base != moved);
+}
+
+TEST_CASE("rebase_onto_origin with a conflicting change returns conflict naming the path, changing nothing") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  std::string moved = commit_to_bare(f.origin, {{"README.md", "theirs\n"}}, "meanwhile");
+  write_file(ws.repo_dir / "README.md", "ours\n");
+  auto commit = require_ok(f.workspaces->commit_all(ws, "change readme"));
+
+  auto rebased = f.workspaces->rebase_onto_origin(ws);
+  REQUIRE_FALSE(rebased.ok());
+  CHECK(rebased.error().code == "conflict");
+  CHECK_THAT(rebased.error().message, Catch::Contains("README.md"));
+  CHECK(f.origin_head() == moved);
+  CHECK(require_ok(f.workspaces->head_commit(ws)) == *commit);
 }
 
 TEST_CASE("a push that is not a fast forward of the origin branch is push_rejected") {

@@ -1,0 +1,70 @@
+// Reads a task's repository for scoring: local paths as they are, URLs through a mirror.
+#include "coordinator/task_scoring.h"
+
+#include <functional>
+
+#include "common/process.h"
+#include "coordinator/submission.h"
+
+namespace polyphony {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A mirror directory name that is stable for the URL and safe as a path component.
+std::string mirror_name(const std::string& url) {
+  std::string tail = url.substr(url.find_last_of("/:") + 1);
+  std::string safe;
+  for (char c : tail) safe += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') ? c : '_';
+  char hash[17];
+  std::snprintf(hash, sizeof hash, "%016zx", std::hash<std::string>{}(url));
+  return safe.substr(0, 40) + "-" + hash + ".git";
+}
+
+Result<fs::path> ensure_mirror(const std::string& url, const Config& config) {
+  const fs::path dir = config.home / "mirrors";
+  const fs::path mirror = dir / mirror_name(url);
+  ProcessOptions o;
+  o.timeout = std::chrono::minutes(10);
+  o.env["GIT_TERMINAL_PROMPT"] = "0";
+  std::error_code ec;
+  if (fs::exists(mirror / "HEAD", ec)) {
+    o.cwd = mirror;
+    auto fetched = run_checked({"git", "fetch", "--prune", "--quiet", "origin"}, o, "git");
+    if (!fetched.ok()) return make_error("git", "cannot fetch the mirror of " + url + ": " + fetched.error().message, url);
+    return mirror;
+  }
+  fs::create_directories(dir, ec);
+  const fs::path partial = dir / (mirror.filename().string() + ".partial");
+  fs::remove_all(partial, ec);
+  o.cwd = dir;
+  auto cloned = run_checked({"git", "clone", "--mirror", "--quiet", "--", url, partial.string()}, o, "git");
+  if (!cloned.ok()) return make_error("git", "cannot mirror " + url + ": " + cloned.error().message, url);
+  fs::rename(partial, mirror, ec);
+  if (ec) return make_error("io", "cannot move the new mirror in place: " + ec.message(), mirror.string());
+  return mirror;
+}
+
+}  // namespace
+
+Result<std::pair<fs::path, std::string>> scoring_source(const TaskRequest& task, const Config& config) {
+  const RepoConfig* rc = find_repo(config, task.repo);
+  const std::string url = rc ? rc->url : task.repo;
+  std::string rev = !task.base_branch.empty() ? task.base_branch : (rc ? rc->base_branch : "");
+  if (rev.empty()) rev = "HEAD";
+  if (!looks_like_url(url)) return std::pair<fs::path, std::string>{fs::path(url), rev};
+  auto mirror = ensure_mirror(url, config);
+  if (!mirror.ok()) return mirror.error();
+  return std::pair<fs::path, std::string>{*mirror, rev};
+}
+
+Result<Score> score_task(const TaskRequest& task, const Settings& settings) {
+  auto where = scoring_source(task, settings.config);
+  if (!where.ok()) return where.error();
+  auto text = read_repo_at(where->first, where->second);
+  if (!text.ok()) return text.error();
+  return score(collect_signals(task, *text), settings.routing.scoring);
+}
+
+}  // namespace polyphony
