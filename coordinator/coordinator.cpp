@@ -536,11 +536,12 @@ void Coordinator::discover() {
 void Coordinator::claim_discovered() {
   auto tasks = store_->list({TaskState::kDiscovered});
   if (!tasks.ok()) return;
+  RepoTextCache repo_texts;  // one read of each repo per pass, not one per task
   for (const auto& t : *tasks) {
     TransitionUpdate u;
     std::string why = "claimed by " + coordinator_id_;
     // Scored once, at the claim, against the repository at the task's base; the plan follows.
-    auto scored = score_task(t.request, settings_);
+    auto scored = score_task(t.request, settings_, &repo_texts);
     std::optional<int> total;
     if (scored.ok()) {
       total = scored->total;
