@@ -147,6 +147,8 @@ void Coordinator::drain(zmq::socket_t& socket, bool clients) {
 void Coordinator::step(int64_t wait_ms) {
   zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}, {client_socket_.handle(), 0, ZMQ_POLLIN, 0}};
   const int running_before = running_count();
+  // A freed slot waits at most kMinDispatchGapMs, not a whole poll interval.
+  if (slot_freed_) wait_ms = std::clamp<int64_t>(last_dispatch_ms_ + kMinDispatchGapMs - now_ms(), 0, wait_ms);
   try {
     zmq::poll(items, 2, std::chrono::milliseconds(wait_ms));
     if (items[0].revents & ZMQ_POLLIN) batch([&] { drain(socket_, false); });
@@ -154,10 +156,11 @@ void Coordinator::step(int64_t wait_ms) {
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) spdlog::error("socket error: {}", e.what());
   }
+  if (running_count() < running_before) slot_freed_ = true;
   if (now_ms() >= next_periodic_ms_) {
     periodic();
     next_periodic_ms_ = now_ms() + settings_.config.poll_interval_ms;
-  } else if (running_count() < running_before && now_ms() - last_dispatch_ms_ >= kMinDispatchGapMs) {
+  } else if (slot_freed_ && now_ms() - last_dispatch_ms_ >= kMinDispatchGapMs) {
     // A worker slot freed: fill it now rather than at the next poll.
     batch([&] { dispatch_claimed(); });
   }
@@ -618,6 +621,7 @@ WorkerEntry* Coordinator::pick_worker() {
 
 void Coordinator::dispatch_claimed() {
   last_dispatch_ms_ = now_ms();
+  slot_freed_ = false;
   const int slots = settings_.config.max_concurrency - running_count();
   if (slots <= 0) return;
   // Only what `slots` dispatches can take: of each repo its `slots` oldest due tasks.

@@ -134,6 +134,7 @@ class Coordinator {
   int64_t started_ms_ = 0;
   int64_t next_periodic_ms_ = 0;
   int64_t last_dispatch_ms_ = 0;
+  bool slot_freed_ = false;  // a worker slot freed since the last dispatch pass
   bool batching_ = false;
   struct Outgoing {
     std::string routing_id, body, type;
