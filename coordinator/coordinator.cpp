@@ -205,19 +205,48 @@ void Coordinator::step(int64_t wait_ms) {
   zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
                              {client_socket_.handle(), 0, ZMQ_POLLIN, 0},
                              {zap_ ? zap_->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+  const int running_before = running_count();
+  // A freed slot waits at most kMinDispatchGapMs, not a whole poll interval.
+  if (slot_freed_) wait_ms = std::clamp<int64_t>(last_dispatch_ms_ + kMinDispatchGapMs - now_ms(), 0, wait_ms);
   try {
     zmq::poll(items, zap_ ? 3 : 2, std::chrono::milliseconds(wait_ms));
     if (zap_ && (items[2].revents & ZMQ_POLLIN)) zap_->serve();
-    if (items[0].revents & ZMQ_POLLIN) drain(socket_, false);
+    if (items[0].revents & ZMQ_POLLIN) batch([&] { drain(socket_, false); });
     if (items[1].revents & ZMQ_POLLIN) drain(client_socket_, true);
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) spdlog::error("socket error: {}", e.what());
   }
+  if (running_count() < running_before) slot_freed_ = true;
   if (now_ms() >= next_periodic_ms_) {
     periodic();
     next_periodic_ms_ = now_ms() + settings_.config.poll_interval_ms;
+  } else if (slot_freed_ && now_ms() - last_dispatch_ms_ >= kMinDispatchGapMs) {
+    // A worker slot freed: fill it now rather than at the next poll.
+    batch([&] { dispatch_claimed(); });
   }
   heartbeat_workers();
+}
+
+void Coordinator::batch(const std::function<void()>& fn) {
+  batching_ = true;
+  std::optional<zmq::error_t> socket_error;
+  Status s = store_->batch([&]() -> Status {
+    try {
+      fn();
+    } catch (const zmq::error_t& e) {
+      socket_error = e;  // what was handled before it still commits
+    }
+    return {};
+  });
+  batching_ = false;
+  std::vector<Outgoing> out;
+  out.swap(deferred_);
+  if (!s.ok()) {
+    spdlog::error("cannot commit the state of {} message(s): {}; not sending them", out.size(), s.error().to_string());
+  } else {
+    for (const auto& m : out) send_frame(m.routing_id, m.body, m.type);
+  }
+  if (socket_error) throw *socket_error;
 }
 
 void Coordinator::handle_frame(const std::string& routing_id, const std::string& body, const std::string& key_name) {
@@ -291,10 +320,9 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
   send(routing_id, welcome);
   // Tasks this coordinator believes the worker holds, but which the worker no longer runs,
   // were lost with its previous life: fail them so they are retried.
-  auto active = store_->list(active_task_states());
+  auto active = store_->held_by(m.worker_id);
   if (!active.ok()) return;
   for (const auto& t : *active) {
-    if (t.worker != m.worker_id) continue;
     bool still = std::any_of(m.running.begin(), m.running.end(),
                              [&](const protocol::RunningTask& r) { return r.task_id == t.request.id && r.epoch == t.epoch; });
     if (still) {
@@ -651,10 +679,10 @@ void Coordinator::periodic() {
   discover();
   sync_github();
   apply_commands();
-  claim_discovered();
+  batch([&] { claim_discovered(); });
   expire_unheld_tasks();
   expire_unanswered_dispatches();
-  dispatch_claimed();
+  batch([&] { dispatch_claimed(); });
 }
 
 void Coordinator::discover() {
@@ -678,11 +706,12 @@ void Coordinator::discover() {
 void Coordinator::claim_discovered() {
   auto tasks = store_->list({TaskState::kDiscovered});
   if (!tasks.ok()) return;
+  RepoTextCache repo_texts;  // one read of each repo per pass, not one per task
   for (const auto& t : *tasks) {
     TransitionUpdate u;
     std::string why = "claimed by " + coordinator_id_;
     // Scored once, at the claim, against the repository at the task's base; the plan follows.
-    auto scored = score_task(t.request, settings_);
+    auto scored = score_task(t.request, settings_, &repo_texts);
     std::optional<int> total;
     if (scored.ok()) {
       total = scored->total;
@@ -804,17 +833,19 @@ protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& wo
 protocol::WorkersReply Coordinator::workers() const { return worker_table(workers_, coordinator_id_, now_ms()); }
 
 void Coordinator::dispatch_claimed() {
+  last_dispatch_ms_ = now_ms();
+  slot_freed_ = false;
   const int slots = settings_.config.max_concurrency - running_count();
   if (slots <= 0) return;
-  auto claimed = store_->list({TaskState::kClaimed});
-  auto active = store_->list(active_task_states());
-  if (!claimed.ok() || !active.ok()) return;
-  std::map<std::string, int> running_per_repo;
-  for (const auto& t : *active) ++running_per_repo[t.request.repo];
-  // Ordered beyond `slots`: a task no worker fits (labels) must not hold back those behind it.
+  // Only what a pass can take: of each repo its oldest due tasks, with room for tasks that no
+  // worker fits (labels), which must not hold back those behind them.
+  const int64_t now = now_ms();
+  auto claimed = store_->dispatchable(now, slots + kDispatchLookahead);
+  auto running_per_repo = store_->active_per_repo();
+  if (!claimed.ok() || !running_per_repo.ok()) return;
   int dispatched = 0;
-  for (const auto& t : dispatch_order(*claimed, running_per_repo, settings_.config.max_concurrency_per_repo,
-                                      static_cast<int>(claimed->size()), now_ms())) {
+  for (const auto& t : dispatch_order(*claimed, *running_per_repo, settings_.config.max_concurrency_per_repo,
+                                      static_cast<int>(claimed->size()), now)) {
     if (dispatched >= slots) return;
     WorkerEntry* w = pick_worker(t);
     if (w == nullptr) continue;
@@ -927,13 +958,22 @@ WorkerEntry* Coordinator::worker_by_routing(const std::string& routing_id) {
 }
 
 void Coordinator::send(const std::string& routing_id, const protocol::Message& m) {
+  std::string body = protocol::encode(m);
+  if (batching_) {
+    deferred_.push_back({routing_id, std::move(body), protocol::type_name(m)});
+    if (auto it = workers_.find(routing_id); it != workers_.end()) it->second.last_sent_ms = now_ms();
+    return;
+  }
+  send_frame(routing_id, body, protocol::type_name(m));
+}
+
+void Coordinator::send_frame(const std::string& routing_id, const std::string& body, const std::string& type) {
   try {
-    const std::string body = protocol::encode(m);
     std::array<zmq::const_buffer, 2> frames{zmq::buffer(routing_id), zmq::buffer(body)};
     zmq::send_multipart(socket_, frames, zmq::send_flags::dontwait);
     if (auto it = workers_.find(routing_id); it != workers_.end()) it->second.last_sent_ms = now_ms();
   } catch (const zmq::error_t& e) {
-    spdlog::warn("cannot send {} to peer {:?}: {}", protocol::type_name(m), routing_id, e.what());
+    spdlog::warn("cannot send a {} to peer {:?}: {}", type, routing_id, e.what());
   }
 }
 

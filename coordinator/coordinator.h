@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -55,6 +56,13 @@ inline constexpr int64_t kDispatchAnswerTimeoutMs = 30000;
 // A task that holds its repo's landing slot is not failed for a silent worker for this long
 // after the grant (it is pushing), so a slow heartbeat cannot make two attempts land.
 inline constexpr int64_t kLandGraceMs = 120000;
+// When a worker frees a slot the coordinator dispatches at once rather than at the next poll,
+// but at most this often (a dispatch pass lists every CLAIMED task).
+inline constexpr int64_t kMinDispatchGapMs = 25;
+
+// How many tasks beyond the free slots a dispatch pass reads of each repo, for tasks that no
+// connected worker fits (their labels) and that must not hold back those behind them.
+inline constexpr int kDispatchLookahead = 32;
 
 // The client endpoint every coordinator binds: ipc://<home>/coordinator.sock.
 std::string local_client_endpoint(const std::filesystem::path& home);
@@ -149,6 +157,10 @@ class Coordinator {
   std::optional<Task> leased_task(WorkerEntry& w, const std::string& task_id, int64_t epoch,
                                   const char* what);
   void send(const std::string& routing_id, const protocol::Message& m);
+  // Runs fn inside one state DB transaction (one commit for all it records) and sends the
+  // messages it queues only after that commit, so no worker acts on what the DB may not hold.
+  void batch(const std::function<void()>& fn);
+  void send_frame(const std::string& routing_id, const std::string& body, const std::string& type);
 
   zmq::context_t& context_;
   zmq::socket_t socket_;
@@ -174,6 +186,13 @@ class Coordinator {
   std::string coordinator_id_;
   int64_t started_ms_ = 0;
   int64_t next_periodic_ms_ = 0;
+  int64_t last_dispatch_ms_ = 0;
+  bool slot_freed_ = false;  // a worker slot freed since the last dispatch pass
+  bool batching_ = false;
+  struct Outgoing {
+    std::string routing_id, body, type;
+  };
+  std::vector<Outgoing> deferred_;  // sent when the batch commits
 };
 
 }  // namespace polyphony
