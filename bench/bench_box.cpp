@@ -2,7 +2,9 @@
 #include "bench/bench_box.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,7 +15,9 @@
 #include <sstream>
 #include <thread>
 
+#include "common/ids.h"
 #include "coordinator/state_store.h"
+#include "coordinator/work_source.h"
 
 extern char** environ;
 
@@ -187,6 +191,36 @@ int64_t rss_bytes(int pid, const std::string& field) {
   throw BenchError("no " + field + " for process " + std::to_string(pid) + " (did it exit?)");
 }
 
+double cpu_seconds(int pid) {
+  const std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+  // The command name (field 2) may hold spaces; the fields after its closing parenthesis don't.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) throw BenchError("no CPU times for process " + std::to_string(pid) + " (did it exit?)");
+  std::istringstream in(stat.substr(close + 2));
+  std::string field;
+  long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i) {  // fields 14 and 15: utime, stime in clock ticks
+    if (i == 14) utime = std::stoll(field);
+    if (i == 15) stime = std::stoll(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw BenchError("cannot find a free loopback port");
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
 void wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout, const std::string& what,
                 std::chrono::milliseconds every) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -298,6 +332,31 @@ std::vector<Task> Box::wait_finished(const std::vector<std::string>& ids, std::c
       timeout, std::to_string(ids.size()) + " task(s) to finish (serve log: " + (dir_ / "serve.log").string() + ")",
       std::chrono::milliseconds(100));
   return out;
+}
+
+void enqueue_tasks(const fs::path& queue_db, const fs::path& repo, int n) {
+  auto queue = SqliteQueue::open(queue_db);
+  if (!queue.ok()) throw BenchError("cannot open the queue: " + queue.error().to_string());
+  for (int i = 0; i < n; ++i) {
+    TaskRequest r;
+    r.id = new_task_id();
+    r.title = "Queued task " + std::to_string(i) + ": fix the flaky retry in the HTTP client";
+    r.body = "The retry loop in src/http/client.cpp gives up after one attempt when the server answers 503.\n"
+             "Make it back off and try again, and add a test.\n";
+    r.repo = repo.string();
+    r.agent = "scripted";
+    r.source = "spawn";
+    r.created_at_ms = now_ms();
+    if (auto s = (*queue)->enqueue(r); !s.ok()) throw BenchError("cannot enqueue: " + s.error().to_string());
+  }
+}
+
+size_t count_in_state(const fs::path& home, TaskState state) {
+  if (!fs::exists(home / "state.db")) return 0;
+  auto store = StateStore::open(home / "state.db", true);
+  if (!store.ok()) return 0;
+  auto list = store->list({state});
+  return list.ok() ? list->size() : 0;
 }
 
 }  // namespace polyphony::bench

@@ -77,6 +77,12 @@ class Background {
 // Resident set size of a process, from /proc/<pid>/status (VmRSS or VmHWM), in bytes.
 int64_t rss_bytes(int pid, const std::string& field = "VmRSS");
 
+// CPU time (user + system) a process has used so far, in seconds, from /proc/<pid>/stat.
+double cpu_seconds(int pid);
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int free_port();
+
 // Calls `done` every `every` until it returns true; throws BenchError(what) after `timeout`.
 void wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout, const std::string& what,
                 std::chrono::milliseconds every = std::chrono::milliseconds(5));
@@ -117,6 +123,12 @@ class Box {
   std::filesystem::path home_;
   std::unique_ptr<Background> server_;
 };
+
+// Appends `n` tasks for `repo` (agent "scripted") to the queue DB at `queue_db`, in order.
+void enqueue_tasks(const std::filesystem::path& queue_db, const std::filesystem::path& repo, int n);
+
+// Tasks in `state` in the state DB of `home` (0 while it does not exist yet).
+size_t count_in_state(const std::filesystem::path& home, TaskState state);
 
 // config.yaml for the benchmarks that run containers: the private engine has no bridge
 // (network none), a short poll interval (kBenchPollIntervalMs), `max_concurrency` as given.

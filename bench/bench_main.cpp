@@ -16,9 +16,10 @@ using namespace polyphony::bench;
 namespace fs = std::filesystem;
 
 constexpr const char* kUsage = R"(usage: polyphony-bench --big-repo PATH --docker-host unix:///SOCK [options]
+       polyphony-bench --only fleet [--smoke] [--json]   (simulated workers: needs no Docker)
   --json             print a JSON list instead of the table
   --smoke            each benchmark once, on tiny sizes
-  --only LIST        comma-separated: dispatch,provision,parallel,footprint (default: all)
+  --only LIST        comma-separated: dispatch,provision,parallel,footprint,fleet (default: all)
   --work-dir DIR     scratch space (default: a new directory under $TMPDIR, removed at the end)
   --keep             keep the scratch space
   --polyphony PATH   the polyphony program (default: the one built beside this program)
@@ -64,11 +65,14 @@ Flags parse(int argc, char** argv) {
     else throw BenchError("unknown argument '" + a + "'\n" + kUsage);
   }
   for (const auto& b : f.only) {
-    if (b != "dispatch" && b != "provision" && b != "parallel" && b != "footprint") {
-      throw BenchError("--only: unknown benchmark '" + b + "' (dispatch, provision, parallel, footprint)");
+    if (b != "dispatch" && b != "provision" && b != "parallel" && b != "footprint" && b != "fleet") {
+      throw BenchError("--only: unknown benchmark '" + b + "' (dispatch, provision, parallel, footprint, fleet)");
     }
   }
-  if (f.options.docker_host.empty()) throw BenchError(std::string("--docker-host is required\n") + kUsage);
+  const bool docker_free = !f.only.empty() && f.only == std::set<std::string>{"fleet"};  // no container in fleet
+  if (f.options.docker_host.empty() && !docker_free) {
+    throw BenchError(std::string("--docker-host is required\n") + kUsage);
+  }
   if (f.options.big_repo.empty() && (f.only.empty() || f.only.count("provision"))) {
     throw BenchError(std::string("--big-repo is required for the provisioning benchmark\n") + kUsage);
   }
@@ -89,7 +93,8 @@ int run(int argc, char** argv) {
   fs::create_directories(f.options.work_dir);
   progress("scratch space " + f.options.work_dir.string());
   const std::vector<std::pair<std::string, std::vector<Row> (*)(const BenchOptions&)>> benchmarks{
-      {"dispatch", run_dispatch}, {"provision", run_provision}, {"parallel", run_parallel}, {"footprint", run_footprint}};
+      {"dispatch", run_dispatch}, {"provision", run_provision}, {"parallel", run_parallel}, {"footprint", run_footprint},
+      {"fleet", run_fleet}};
   std::vector<Row> rows;
   int failures = 0;
   const double start = steady_now();

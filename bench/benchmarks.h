@@ -1,4 +1,4 @@
-// The four benchmarks of issue 8; each returns the rows it adds to the table.
+// The benchmarks of issues 6 and 8; each returns the rows it adds to the table.
 #pragma once
 
 #include <vector>
@@ -20,8 +20,14 @@ std::vector<Row> run_provision(const BenchOptions& options);
 // ideal 24 x 2 s / 4; then the state DB's bytes per finished task.
 std::vector<Row> run_parallel(const BenchOptions& options);
 
-// Coordinator RSS with 10,000 queued tasks; an idle polyphony-worker's RSS.
+// Coordinator RSS with 10,000 queued tasks and 200 simulated workers connected (busy); an idle
+// polyphony-worker's RSS.
 std::vector<Row> run_footprint(const BenchOptions& options);
+
+// A real `serve` with 1,000 simulated workers: its CPU while they heartbeat, the rate at which
+// it dispatches 5,000 queued tasks to them, the state DB per landed task; beside an empty
+// ZeroMQ round trip.
+std::vector<Row> run_fleet(const BenchOptions& options);
 
 // The poll interval the Docker benchmarks configure (the shipped default is 500 ms).
 inline constexpr int kBenchPollIntervalMs = 20;

@@ -3,7 +3,10 @@
 
 #include "cli/cli.h"
 #include "cli/task_flags.h"
+#include "coordinator/gh_client.h"
+#include "coordinator/github_source.h"
 #include "coordinator/submission.h"
+#include "coordinator/work_source.h"
 #include "worker-agent/docker_client.h"
 
 namespace polyphony::cli {
@@ -20,13 +23,48 @@ void warn_if_image_missing(const Config& config) {
   }
 }
 
+// `spawn --issue owner/name#N`: checks the issue through gh, then asks the coordinator (through
+// the queue's command table) to adopt it, so claiming stays in one place. Prints the task id.
+int spawn_issue(const Args& args, const Settings& settings) {
+  const GithubConfig& g = settings.config.github;
+  if (!args.positional.empty()) return report(make_error("usage", "spawn --issue takes no TITLE: the issue's title is used", "TITLE"));
+  for (const auto& flag : task_flag_specs()) {
+    if (args.has(flag.name)) return report(make_error("usage", "--" + flag.name + " cannot be combined with --issue", "--" + flag.name));
+  }
+  if (!g.enabled()) return report(make_error("usage", "--issue needs GitHub mode: set github.repo in config.yaml", "--issue"));
+  auto ref = parse_issue_ref(args.get("issue"));
+  if (!ref.ok()) return report(ref.error());
+  if (ref->repo != g.repo) {
+    return report(make_error("usage", "this coordinator works on " + g.repo + " (github.repo in config.yaml), not " + ref->repo, "--issue"));
+  }
+  GhRequest req;
+  req.path = "repos/" + g.repo + "/issues/" + std::to_string(ref->number);
+  auto r = make_gh_cli(g.gh, std::chrono::milliseconds(g.gh_timeout_ms))->api(req);
+  if (!r.ok()) return report(r.error());
+  const std::string name = args.get("issue");
+  if (r->status == 404 || r->status == 410) return report(make_error("not_found", "GitHub has no issue " + name, "--issue"));
+  if (r->status != 200) return report(make_error("github", "GitHub answered HTTP " + std::to_string(r->status) + ": " + r->body.substr(0, 300), "--issue"));
+  auto issue = parse_github_issue(nlohmann::json::parse(r->body, nullptr, false));
+  if (!issue.ok()) return report(issue.error());
+  if (issue->pull_request) return report(make_error("usage", name + " is a pull request, not an issue", "--issue"));
+  if (issue->state != "open") return report(make_error("usage", "issue " + name + " is " + issue->state, "--issue"));
+  auto queue = SqliteQueue::open(settings.config.queue_db);
+  if (!queue.ok()) return report(queue.error());
+  if (auto s = (*queue)->enqueue_command(g.repo + "#" + std::to_string(ref->number), "github_issue"); !s.ok()) return report(s.error());
+  std::cout << github_task_id(g.repo, ref->number) << std::endl;
+  return kExitOk;
+}
+
 }  // namespace
 
 int cmd_spawn(const std::vector<std::string>& argv) {
-  auto args = parse_args(argv, task_flag_specs());
+  auto specs = task_flag_specs();
+  specs.push_back({"issue"});
+  auto args = parse_args(argv, specs);
   if (!args.ok()) return report(args.error());
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
+  if (args->has("issue")) return spawn_issue(*args, *settings);
   auto request = task_from_flags(*args, "spawn");
   if (!request.ok()) return report(request.error());
   request->source = "spawn";

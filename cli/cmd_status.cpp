@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cli/cli.h"
+#include "coordinator/github_source.h"
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
 
@@ -92,6 +93,34 @@ void print_table(const std::vector<Task>& tasks) {
   }
 }
 
+// The pull request GitHub mode opened for the task; empty when none.
+std::string pull_url(const Config& config, const std::string& id) {
+  auto url = read_github_pull_url(config.state_db, id);
+  return url.ok() ? *url : std::string();
+}
+
+// One line on the GitHub work source, when GitHub mode has run: whether it answers, and when a
+// back-off (rate limit, gh not logged in, network down) ends.
+void print_github_health(const Config& config) {
+  auto health = read_github_health(config.state_db);
+  if (!health.ok()) {
+    std::cout << "github: cannot read its state: " << health.error().to_string() << "\n";
+    return;
+  }
+  if (!health->has_value()) return;
+  const GithubHealth& h = **health;
+  if (h.state == "ok") {
+    std::cout << "github " << h.repo << ": ok\n\n";
+    return;
+  }
+  std::time_t secs = static_cast<std::time_t>(h.until_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  std::cout << "github " << h.repo << ": " << (h.state == "rate_limited" ? "RATE LIMITED" : "ERROR");
+  if (h.until_ms > now_ms()) std::cout << ", backing off until " << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
+  std::cout << "\n  " << h.message << "\n\n";
+}
+
 Result<Task> find_task(const Config& config, const std::string& id) {
   auto tasks = all_tasks(config);
   if (!tasks.ok()) return tasks.error();
@@ -122,6 +151,7 @@ int cmd_status(const std::vector<std::string>& argv) {
     for (const auto& t : shown) out.push_back(task_json(t));
     std::cout << out.dump(2) << "\n";
   } else {
+    print_github_health(settings->config);
     print_table(shown);
   }
   return kExitOk;
@@ -146,6 +176,7 @@ int cmd_show(const std::vector<std::string>& argv) {
   if (args->has("json")) {
     json j = task_json(*task);
     j["body"] = task->request.body;
+    j["pull_request"] = pull_url(settings->config, task->request.id);
     j["events"] = json::array();
     for (const auto& e : events) {
       j["events"].push_back({{"from", e.from}, {"to", e.to}, {"attempt", e.attempt}, {"worker", e.worker},
@@ -163,6 +194,7 @@ int cmd_show(const std::vector<std::string>& argv) {
             << (t.plan.empty() ? "-" : t.plan) << (t.reviewer.empty() ? "" : " (reviewer " + t.reviewer + ")") << "\n"
             << "branch  " << (t.branch.empty() ? "-" : t.branch) << "\n";
   if (!t.merged_commit.empty()) std::cout << "landed  " << t.merged_commit << "\n";
+  if (const std::string pr = pull_url(settings->config, t.request.id); !pr.empty()) std::cout << "pull    " << pr << "\n";
   std::cout << "history:\n";
   for (const auto& e : events) {
     std::time_t secs = static_cast<std::time_t>(e.at_ms / 1000);

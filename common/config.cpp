@@ -1,6 +1,7 @@
 // Loading and validating config.yaml, identities.yaml, agents.yaml and routing.yaml.
 #include "common/config.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "common/config_security.h"
@@ -130,6 +131,56 @@ Status read_repos(const YamlReader& y, const YAML::Node& node, Config& c) {
   return {};
 }
 
+// "owner/name": both parts non-empty, from GitHub's characters.
+bool is_github_repo(const std::string& s) {
+  const auto slash = s.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == s.size() || s.find('/', slash + 1) != std::string::npos) return false;
+  return std::all_of(s.begin(), s.end(), [](char ch) {
+    return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.' || ch == '/';
+  });
+}
+
+Status read_github(const YamlReader& y, const YAML::Node& node, Config& c) {
+  POLY_TRY(y.check_keys(node, {"repo", "remote", "base_branch", "label", "claimed_label", "filter_labels",
+                               "type_label_prefix", "risk_label_prefix", "poll_interval_ms", "auto_merge", "gh",
+                               "gh_timeout_ms"}, "github"));
+  GithubConfig& g = c.github;
+  g.line = y.line(node);
+  auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "github." + w); };
+  auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, "github." + w); };
+  for (auto [key, field] : {std::pair{"repo", &g.repo}, {"remote", &g.remote}, {"base_branch", &g.base_branch},
+                            {"label", &g.label}, {"claimed_label", &g.claimed_label},
+                            {"type_label_prefix", &g.type_label_prefix}, {"risk_label_prefix", &g.risk_label_prefix},
+                            {"auto_merge", &g.auto_merge}, {"gh", &g.gh}}) {
+    POLY_TRY(read_opt(node, key, *field, str));
+  }
+  POLY_TRY(read_opt(node, "poll_interval_ms", g.poll_interval_ms, num));
+  POLY_TRY(read_opt(node, "gh_timeout_ms", g.gh_timeout_ms, num));
+  if (node["filter_labels"].IsDefined() && !node["filter_labels"].IsNull()) {
+    auto labels = y.as_string_list(node["filter_labels"], "github.filter_labels");
+    if (!labels.ok()) return labels.error();
+    g.filter_labels = *labels;
+  }
+  if (!is_github_repo(g.repo)) {
+    return y.error(node["repo"].IsDefined() ? node["repo"] : node, "github.repo must be owner/name, got '" + g.repo + "'");
+  }
+  if (g.label.empty()) return y.error(node["label"], "github.label must not be empty");
+  if (g.claimed_label.empty() || g.claimed_label == g.label) {
+    return y.error(node["claimed_label"], "github.claimed_label must be non-empty and differ from github.label");
+  }
+  if (g.poll_interval_ms < 10) return y.error(node["poll_interval_ms"], "github.poll_interval_ms must be at least 10");
+  if (g.gh_timeout_ms < 100) return y.error(node["gh_timeout_ms"], "github.gh_timeout_ms must be at least 100");
+  if (!g.auto_merge.empty() && g.auto_merge != "merge" && g.auto_merge != "squash" && g.auto_merge != "rebase") {
+    return y.error(node["auto_merge"], "github.auto_merge must be merge, squash or rebase (or absent), got '" + g.auto_merge + "'");
+  }
+  if (g.gh.empty()) return y.error(node["gh"], "github.gh must name the gh program");
+  if (g.remote.empty()) g.remote = "https://github.com/" + g.repo + ".git";
+  if (!c.repos.count(g.remote) && g.remote.find("://") == std::string::npos && g.remote.find('@') == std::string::npos) {
+    g.remote = resolve_path(g.remote, c.home).string();
+  }
+  return {};
+}
+
 Status read_coordinator(const YamlReader& y, const YAML::Node& node, Config& c) {
   POLY_TRY(y.check_keys(node, {"embedded_worker", "worker_endpoint", "client_endpoint", "heartbeat_interval_ms",
                                "heartbeat_liveness", "secret_key_file", "public_key_file", "allowed_workers_dir",
@@ -181,7 +232,7 @@ Result<Config> load_config(const fs::path& file, const fs::path& home) {
     POLY_TRY(y.check_keys(root, {"workspace_root", "state_db", "queue_db", "log_dir", "poll_interval_ms",
                                  "max_concurrency", "max_concurrency_per_repo", "max_attempts", "review_rounds",
                                  "retry_backoff_base_ms", "retry_backoff_cap_ms", "docker_host", "coordinator", "worker",
-                                 "container", "repos"}, "config.yaml"));
+                                 "container", "repos", "github"}, "config.yaml"));
     auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, w); };
     auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, w); };
     POLY_TRY(read_opt(root, "workspace_root", workspace_root, str));
@@ -213,6 +264,7 @@ Result<Config> load_config(const fs::path& file, const fs::path& home) {
     if (root["worker"].IsDefined() && !root["worker"].IsNull()) POLY_TRY(read_worker(y, root["worker"], c));
     if (root["container"].IsDefined() && !root["container"].IsNull()) POLY_TRY(read_container(y, root["container"], c.container));
     if (root["repos"].IsDefined() && !root["repos"].IsNull()) POLY_TRY(read_repos(y, root["repos"], c));
+    if (root["github"].IsDefined() && !root["github"].IsNull()) POLY_TRY(read_github(y, root["github"], c));
   }
   c.workspace_root = resolve_path(workspace_root, home);
   if (c.state_db.empty()) c.state_db = home / "state.db";

@@ -67,6 +67,25 @@ struct WorkerSecurity {
   bool curve() const { return !secret_key_file.empty(); }
 };
 
+// GitHub Issues as a work source (config.yaml `github:`); absent: the source is off.
+struct GithubConfig {
+  std::string repo;                             // "owner/name"; empty: GitHub mode is off
+  std::string remote;                           // a repos: name, git URL or path; empty: https://github.com/<repo>.git
+  std::string base_branch;                      // PR base; empty: the repos: entry's, else the GitHub default branch
+  std::string label = "polyphony";              // issues carrying it become tasks
+  std::string claimed_label = "polyphony:claimed";
+  std::vector<std::string> filter_labels;       // further labels an issue must carry (e.g. type:bugfix)
+  std::string type_label_prefix = "type:";      // label "type:bugfix" sets the task type
+  std::string risk_label_prefix = "risk:";      // label "risk:high" sets the risk
+  int64_t poll_interval_ms = 60000;
+  std::string auto_merge;                       // "", "merge", "squash" or "rebase"
+  std::string gh = "gh";                        // the gh program
+  int64_t gh_timeout_ms = 60000;
+  int line = 0;                                 // where `github:` is in config.yaml
+
+  bool enabled() const { return !repo.empty(); }
+};
+
 struct Config {
   std::filesystem::path home;                 // the directory the files came from
   std::filesystem::path workspace_root;       // default <home>/workspaces
@@ -96,6 +115,7 @@ struct Config {
   WorkerSecurity worker_security;
   ContainerConfig container;
   std::map<std::string, RepoConfig> repos;
+  GithubConfig github;
 };
 
 struct IdentityMount {

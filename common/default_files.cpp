@@ -85,6 +85,20 @@ repos: {}
 #    url: /srv/git/myapp.git
 #    base_branch: main
 #    verify: make test
+
+# GitHub mode (off unless github.repo is set): open issues labelled `polyphony` become tasks,
+# claimed with the `polyphony:claimed` label and a comment, and land as pull requests. Needs
+# `gh` logged in (gh auth login).
+# github:
+#   repo: owner/name
+#   remote: myapp            # a repos: name, git URL or path; default https://github.com/owner/name.git
+#   label: polyphony
+#   claimed_label: polyphony:claimed
+#   filter_labels: []        # e.g. [type:bugfix]: only issues carrying these too
+#   type_label_prefix: "type:"
+#   risk_label_prefix: "risk:"
+#   poll_interval_ms: 60000
+#   auto_merge: ""           # merge, squash or rebase to merge the pull request at once
 )";
 
 constexpr const char* kIdentitiesYaml = R"(# Credential bundles (identities.yaml). An agent in agents.yaml names the identity it uses.

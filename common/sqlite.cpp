@@ -3,6 +3,25 @@
 
 namespace polyphony {
 
+namespace detail {
+
+StatementCache::~StatementCache() {
+  for (auto& [sql, stmt] : idle) sqlite3_finalize(stmt);
+}
+
+void StatementRelease::operator()(sqlite3_stmt* stmt) const {
+  if (stmt == nullptr) return;
+  auto owner = cache.lock();
+  if (owner) {
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    if (owner->idle.emplace(sqlite3_sql(stmt), stmt).second) return;
+  }
+  sqlite3_finalize(stmt);
+}
+
+}  // namespace detail
+
 Statement& Statement::bind(int index, std::string_view text) {
   sqlite3_bind_text(stmt_.get(), index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
   return *this;
@@ -121,12 +140,18 @@ Status Database::exec(const std::string& sql) {
 }
 
 Result<Statement> Database::prepare(const std::string& sql) {
+  // A statement in use is out of the cache, so the same SQL prepared twice at once gets two.
+  if (auto it = statements_->idle.find(sql); it != statements_->idle.end()) {
+    sqlite3_stmt* stmt = it->second;
+    statements_->idle.erase(it);
+    return Statement(stmt, path_.string(), statements_);
+  }
   sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v2(db_.get(), sql.c_str(), -1, &stmt, nullptr);
+  int rc = sqlite3_prepare_v3(db_.get(), sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
   if (rc != SQLITE_OK) {
     return make_error("db", std::string("SQLite: ") + sqlite3_errmsg(db_.get()), path_.string());
   }
-  return Statement(stmt, path_.string());
+  return Statement(stmt, path_.string(), statements_);
 }
 
 int64_t Database::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_.get()); }

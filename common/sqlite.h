@@ -9,15 +9,35 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "common/result.h"
 
 namespace polyphony {
 
+namespace detail {
+
+// A Database's prepared statements not in use, by SQL text: preparing (parsing) the same SQL
+// again costs more than running it.
+struct StatementCache {
+  std::unordered_map<std::string, sqlite3_stmt*> idle;
+  ~StatementCache();
+};
+
+// Gives a statement back to its cache (reset, bindings cleared), or finalizes it when the
+// cache is gone or already holds one for the same SQL.
+struct StatementRelease {
+  std::weak_ptr<StatementCache> cache;
+  void operator()(sqlite3_stmt* stmt) const;
+};
+
+}  // namespace detail
+
 class Statement {
  public:
   Statement() = default;
-  explicit Statement(sqlite3_stmt* stmt, std::string where) : stmt_(stmt, &sqlite3_finalize), where_(std::move(where)) {}
+  Statement(sqlite3_stmt* stmt, std::string where, std::weak_ptr<detail::StatementCache> cache = {})
+      : stmt_(stmt, detail::StatementRelease{std::move(cache)}), where_(std::move(where)) {}
 
   Statement& bind(int index, std::string_view text);
   Statement& bind(int index, const char* text) { return bind(index, std::string_view(text)); }
@@ -38,7 +58,7 @@ class Statement {
   bool is_null(int column) const;
 
  private:
-  std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> stmt_{nullptr, &sqlite3_finalize};
+  std::unique_ptr<sqlite3_stmt, detail::StatementRelease> stmt_;
   std::string where_;
 };
 
@@ -55,23 +75,30 @@ class Database {
   int64_t last_insert_rowid() const;
   int changes() const;
 
-  // BEGIN IMMEDIATE ... COMMIT around fn; rolls back when fn returns an error.
+  // BEGIN IMMEDIATE ... COMMIT around fn; rolls back when fn returns an error. Inside another
+  // transaction it is a savepoint: an error undoes fn's changes only, and they commit with the
+  // outer transaction.
   template <class F>
   Status transaction(F&& fn) {
-    POLY_TRY(exec("BEGIN IMMEDIATE"));
+    const bool nested = in_transaction();
+    POLY_TRY(exec(nested ? "SAVEPOINT nested" : "BEGIN IMMEDIATE"));
     Status s = fn();
     if (!s.ok()) {
-      (void)exec("ROLLBACK");
+      (void)exec(nested ? "ROLLBACK TO nested; RELEASE nested" : "ROLLBACK");
       return s;
     }
-    return exec("COMMIT");
+    return exec(nested ? "RELEASE nested" : "COMMIT");
   }
+
+  bool in_transaction() const { return sqlite3_get_autocommit(db_.get()) == 0; }
 
   const std::filesystem::path& path() const { return path_; }
 
  private:
   std::unique_ptr<sqlite3, int (*)(sqlite3*)> db_{nullptr, &sqlite3_close_v2};
   std::filesystem::path path_;
+  // Destroyed (its statements finalized) before db_ is closed.
+  std::shared_ptr<detail::StatementCache> statements_ = std::make_shared<detail::StatementCache>();
 };
 
 }  // namespace polyphony

@@ -94,6 +94,12 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_t& context
   auto queue = SqliteQueue::open(c->settings_.config.queue_db);
   if (!queue.ok()) return queue.error();
   c->queue_ = std::move(*queue);
+  if (c->settings_.config.github.enabled()) {
+    const auto& gh = c->settings_.config.github;
+    auto source = GithubSource::open(c->settings_, make_gh_cli(gh.gh, std::chrono::milliseconds(gh.gh_timeout_ms)));
+    if (!source.ok()) return source.error();
+    c->github_ = std::move(*source);
+  }
   POLY_TRY(c->start_zap());
   POLY_TRY(c->bind_worker_endpoints(endpoints));
   POLY_TRY(c->bind_client_endpoints(client_endpoints));
@@ -199,19 +205,48 @@ void Coordinator::step(int64_t wait_ms) {
   zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
                              {client_socket_.handle(), 0, ZMQ_POLLIN, 0},
                              {zap_ ? zap_->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+  const int running_before = running_count();
+  // A freed slot waits at most kMinDispatchGapMs, not a whole poll interval.
+  if (slot_freed_) wait_ms = std::clamp<int64_t>(last_dispatch_ms_ + kMinDispatchGapMs - now_ms(), 0, wait_ms);
   try {
     zmq::poll(items, zap_ ? 3 : 2, std::chrono::milliseconds(wait_ms));
     if (zap_ && (items[2].revents & ZMQ_POLLIN)) zap_->serve();
-    if (items[0].revents & ZMQ_POLLIN) drain(socket_, false);
+    if (items[0].revents & ZMQ_POLLIN) batch([&] { drain(socket_, false); });
     if (items[1].revents & ZMQ_POLLIN) drain(client_socket_, true);
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) spdlog::error("socket error: {}", e.what());
   }
+  if (running_count() < running_before) slot_freed_ = true;
   if (now_ms() >= next_periodic_ms_) {
     periodic();
     next_periodic_ms_ = now_ms() + settings_.config.poll_interval_ms;
+  } else if (slot_freed_ && now_ms() - last_dispatch_ms_ >= kMinDispatchGapMs) {
+    // A worker slot freed: fill it now rather than at the next poll.
+    batch([&] { dispatch_claimed(); });
   }
   heartbeat_workers();
+}
+
+void Coordinator::batch(const std::function<void()>& fn) {
+  batching_ = true;
+  std::optional<zmq::error_t> socket_error;
+  Status s = store_->batch([&]() -> Status {
+    try {
+      fn();
+    } catch (const zmq::error_t& e) {
+      socket_error = e;  // what was handled before it still commits
+    }
+    return {};
+  });
+  batching_ = false;
+  std::vector<Outgoing> out;
+  out.swap(deferred_);
+  if (!s.ok()) {
+    spdlog::error("cannot commit the state of {} message(s): {}; not sending them", out.size(), s.error().to_string());
+  } else {
+    for (const auto& m : out) send_frame(m.routing_id, m.body, m.type);
+  }
+  if (socket_error) throw *socket_error;
 }
 
 void Coordinator::handle_frame(const std::string& routing_id, const std::string& body, const std::string& key_name) {
@@ -285,10 +320,9 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
   send(routing_id, welcome);
   // Tasks this coordinator believes the worker holds, but which the worker no longer runs,
   // were lost with its previous life: fail them so they are retried.
-  auto active = store_->list(active_task_states());
+  auto active = store_->held_by(m.worker_id);
   if (!active.ok()) return;
   for (const auto& t : *active) {
-    if (t.worker != m.worker_id) continue;
     bool still = std::any_of(m.running.begin(), m.running.end(),
                              [&](const protocol::RunningTask& r) { return r.task_id == t.request.id && r.epoch == t.epoch; });
     if (still) {
@@ -449,7 +483,8 @@ void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m) {
   TransitionUpdate u;
   u.commit = m.commit;
   u.merged_commit = m.merged_commit;
-  u.reason = "landed " + m.merged_commit.substr(0, 12) + " from " + m.branch;
+  u.reason = m.merged_commit.empty() ? "pushed " + m.commit.substr(0, 12) + " to " + m.branch
+                                     : "landed " + m.merged_commit.substr(0, 12) + " from " + m.branch;
   auto s = store_->transition(m.task_id, task->state, TaskState::kLanded, u, now_ms());
   last_activity_ms_.erase(m.task_id);
   if (!s.ok()) spdlog::error("task {}: cannot record landing: {}", m.task_id, s.error().to_string());
@@ -582,7 +617,7 @@ protocol::ClientReply Coordinator::control(const std::string& task_id, const std
   return task_reply(**t);
 }
 
-protocol::ClientReply Coordinator::cancel(const Task& t) {
+protocol::ClientReply Coordinator::cancel(const Task& t, const std::string& reason) {
   if (!can_transition(t.state, TaskState::kCancelled)) {
     return refusal(make_error("usage", "task is already " + std::string(to_string(t.state)), "task_id"));
   }
@@ -591,19 +626,19 @@ protocol::ClientReply Coordinator::cancel(const Task& t) {
       protocol::Cancel c;
       c.task_id = t.request.id;
       c.epoch = t.epoch;
-      c.reason = "cancelled by a user";
+      c.reason = reason;
       send(rid, c);
       w.running.erase(t.request.id);
     }
   }
   TransitionUpdate u;
-  u.reason = "cancelled by a user";
+  u.reason = reason;
   u.failure_kind = "cancelled";
   auto s = store_->transition(t.request.id, t.state, TaskState::kCancelled, u, now_ms());
   if (!s.ok()) return refusal(s.error());
   last_activity_ms_.erase(t.request.id);
   release_land(t.request.id);
-  spdlog::info("task {} CANCELLED", t.request.id);
+  spdlog::info("task {} CANCELLED: {}", t.request.id, reason);
   return task_reply(**store_->get(t.request.id));
 }
 
@@ -630,6 +665,10 @@ void Coordinator::apply_commands() {
     return;
   }
   for (const auto& c : *commands) {
+    if (c.action == "github_issue") {
+      if (adopt_issue(c.task_id)) (void)queue_->ack_command(c.seq);
+      continue;
+    }
     auto reply = control(c.task_id, c.action);
     if (!reply.ok) spdlog::warn("{} of task {} refused: {}", c.action, c.task_id, reply.error);
     (void)queue_->ack_command(c.seq);
@@ -638,11 +677,12 @@ void Coordinator::apply_commands() {
 
 void Coordinator::periodic() {
   discover();
+  sync_github();
   apply_commands();
-  claim_discovered();
+  batch([&] { claim_discovered(); });
   expire_unheld_tasks();
   expire_unanswered_dispatches();
-  dispatch_claimed();
+  batch([&] { dispatch_claimed(); });
 }
 
 void Coordinator::discover() {
@@ -666,11 +706,12 @@ void Coordinator::discover() {
 void Coordinator::claim_discovered() {
   auto tasks = store_->list({TaskState::kDiscovered});
   if (!tasks.ok()) return;
+  RepoTextCache repo_texts;  // one read of each repo per pass, not one per task
   for (const auto& t : *tasks) {
     TransitionUpdate u;
     std::string why = "claimed by " + coordinator_id_;
     // Scored once, at the claim, against the repository at the task's base; the plan follows.
-    auto scored = score_task(t.request, settings_);
+    auto scored = score_task(t.request, settings_, &repo_texts);
     std::optional<int> total;
     if (scored.ok()) {
       total = scored->total;
@@ -792,17 +833,19 @@ protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& wo
 protocol::WorkersReply Coordinator::workers() const { return worker_table(workers_, coordinator_id_, now_ms()); }
 
 void Coordinator::dispatch_claimed() {
+  last_dispatch_ms_ = now_ms();
+  slot_freed_ = false;
   const int slots = settings_.config.max_concurrency - running_count();
   if (slots <= 0) return;
-  auto claimed = store_->list({TaskState::kClaimed});
-  auto active = store_->list(active_task_states());
-  if (!claimed.ok() || !active.ok()) return;
-  std::map<std::string, int> running_per_repo;
-  for (const auto& t : *active) ++running_per_repo[t.request.repo];
-  // Ordered beyond `slots`: a task no worker fits (labels) must not hold back those behind it.
+  // Only what a pass can take: of each repo its oldest due tasks, with room for tasks that no
+  // worker fits (labels), which must not hold back those behind them.
+  const int64_t now = now_ms();
+  auto claimed = store_->dispatchable(now, slots + kDispatchLookahead);
+  auto running_per_repo = store_->active_per_repo();
+  if (!claimed.ok() || !running_per_repo.ok()) return;
   int dispatched = 0;
-  for (const auto& t : dispatch_order(*claimed, running_per_repo, settings_.config.max_concurrency_per_repo,
-                                      static_cast<int>(claimed->size()), now_ms())) {
+  for (const auto& t : dispatch_order(*claimed, *running_per_repo, settings_.config.max_concurrency_per_repo,
+                                      static_cast<int>(claimed->size()), now)) {
     if (dispatched >= slots) return;
     WorkerEntry* w = pick_worker(t);
     if (w == nullptr) continue;
@@ -855,6 +898,7 @@ Status Coordinator::dispatch_one(const Task& t, WorkerEntry& w) {
   protocol::Dispatch d;
   d.spec = make_run_spec(task, settings_.agents.at(agent_name), *identity, settings_.config, attempt, *epoch);
   d.spec.plan = plan_name(decision->plan);
+  if (task.request.source == "github") d.spec.land_mode = "branch";  // the coordinator opens a pull request
   if (t.attempt > 0 && t.failure_kind != "agent_unavailable" && !t.reason.empty()) {
     // What went wrong before, for the agent to avoid (it sees it in its prompt and task file).
     d.spec.feedback = t.reason;
@@ -914,14 +958,53 @@ WorkerEntry* Coordinator::worker_by_routing(const std::string& routing_id) {
 }
 
 void Coordinator::send(const std::string& routing_id, const protocol::Message& m) {
+  std::string body = protocol::encode(m);
+  if (batching_) {
+    deferred_.push_back({routing_id, std::move(body), protocol::type_name(m)});
+    if (auto it = workers_.find(routing_id); it != workers_.end()) it->second.last_sent_ms = now_ms();
+    return;
+  }
+  send_frame(routing_id, body, protocol::type_name(m));
+}
+
+void Coordinator::send_frame(const std::string& routing_id, const std::string& body, const std::string& type) {
   try {
-    const std::string body = protocol::encode(m);
     std::array<zmq::const_buffer, 2> frames{zmq::buffer(routing_id), zmq::buffer(body)};
     zmq::send_multipart(socket_, frames, zmq::send_flags::dontwait);
     if (auto it = workers_.find(routing_id); it != workers_.end()) it->second.last_sent_ms = now_ms();
   } catch (const zmq::error_t& e) {
-    spdlog::warn("cannot send {} to peer {:?}: {}", protocol::type_name(m), routing_id, e.what());
+    spdlog::warn("cannot send a {} to peer {:?}: {}", type, routing_id, e.what());
   }
+}
+
+}  // namespace polyphony
+
+namespace polyphony {
+
+bool Coordinator::adopt_issue(const std::string& ref_text) {
+  auto ref = parse_issue_ref(ref_text);
+  if (!github_ || !ref.ok() || ref->repo != settings_.config.github.repo) {
+    spdlog::error("spawn --issue {}: refused: {}", ref_text,
+                  !github_ ? "GitHub mode is off (config.yaml has no github.repo)"
+                  : !ref.ok() ? ref.error().message
+                              : "this coordinator serves " + settings_.config.github.repo);
+    return true;
+  }
+  auto id = github_->adopt(*store_, ref->number);
+  if (!id.ok() && id.error().code == "retry") return false;
+  if (!id.ok()) spdlog::error("spawn --issue {}: {}", ref_text, id.error().to_string());
+  return true;
+}
+
+void Coordinator::sync_github() {
+  if (!github_) return;
+  for (const auto& c : github_->sync(*store_)) {
+    auto t = store_->get(c.task_id);
+    if (!t.ok() || !t->has_value() || !can_transition((*t)->state, TaskState::kCancelled)) continue;
+    auto reply = cancel(**t, c.reason);
+    if (!reply.ok) spdlog::error("task {}: cannot cancel it ({}): {}", c.task_id, c.reason, reply.error);
+  }
+  github_->report(*store_);
 }
 
 }  // namespace polyphony

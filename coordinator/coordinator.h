@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -13,6 +14,7 @@
 
 #include "common/config.h"
 #include "common/result.h"
+#include "coordinator/github_source.h"
 #include "coordinator/router.h"
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
@@ -54,6 +56,13 @@ inline constexpr int64_t kDispatchAnswerTimeoutMs = 30000;
 // A task that holds its repo's landing slot is not failed for a silent worker for this long
 // after the grant (it is pushing), so a slow heartbeat cannot make two attempts land.
 inline constexpr int64_t kLandGraceMs = 120000;
+// When a worker frees a slot the coordinator dispatches at once rather than at the next poll,
+// but at most this often (a dispatch pass lists every CLAIMED task).
+inline constexpr int64_t kMinDispatchGapMs = 25;
+
+// How many tasks beyond the free slots a dispatch pass reads of each repo, for tasks that no
+// connected worker fits (their labels) and that must not hold back those behind them.
+inline constexpr int kDispatchLookahead = 32;
 
 // The client endpoint every coordinator binds: ipc://<home>/coordinator.sock.
 std::string local_client_endpoint(const std::filesystem::path& home);
@@ -102,9 +111,12 @@ class Coordinator {
   void handle_client_frame(const std::string& routing_id, const std::string& body);
   void answer_client(const std::string& routing_id, const protocol::Message& reply);
   protocol::ClientReply submit(const protocol::Submit& m);
-  protocol::ClientReply cancel(const Task& task);
+  protocol::ClientReply cancel(const Task& task, const std::string& reason = "cancelled by a user");
   protocol::ClientReply retry(const Task& task);
   void apply_commands();
+  // GitHub mode: adopt an issue named by `polyphony spawn --issue`; false to keep the command.
+  bool adopt_issue(const std::string& ref);
+  void sync_github();
   void drain(zmq::socket_t& socket, bool clients);
   void on_hello(const std::string& routing_id, const protocol::Hello& m, const std::string& key_name);
   void on_update(WorkerEntry& w, const protocol::TaskUpdate& m);
@@ -145,6 +157,10 @@ class Coordinator {
   std::optional<Task> leased_task(WorkerEntry& w, const std::string& task_id, int64_t epoch,
                                   const char* what);
   void send(const std::string& routing_id, const protocol::Message& m);
+  // Runs fn inside one state DB transaction (one commit for all it records) and sends the
+  // messages it queues only after that commit, so no worker acts on what the DB may not hold.
+  void batch(const std::function<void()>& fn);
+  void send_frame(const std::string& routing_id, const std::string& body, const std::string& type);
 
   zmq::context_t& context_;
   zmq::socket_t socket_;
@@ -152,6 +168,7 @@ class Coordinator {
   Settings settings_;
   std::optional<StateStore> store_;
   std::unique_ptr<SqliteQueue> queue_;
+  std::unique_ptr<GithubSource> github_;  // null unless config.yaml has github.repo
   std::map<std::string, WorkerEntry> workers_;  // by routing id
   // When each dispatched task was last heard of (dispatch sent, update or log received).
   std::map<std::string, int64_t> last_activity_ms_;
@@ -169,6 +186,13 @@ class Coordinator {
   std::string coordinator_id_;
   int64_t started_ms_ = 0;
   int64_t next_periodic_ms_ = 0;
+  int64_t last_dispatch_ms_ = 0;
+  bool slot_freed_ = false;  // a worker slot freed since the last dispatch pass
+  bool batching_ = false;
+  struct Outgoing {
+    std::string routing_id, body, type;
+  };
+  std::vector<Outgoing> deferred_;  // sent when the batch commits
 };
 
 }  // namespace polyphony

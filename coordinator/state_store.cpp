@@ -280,6 +280,60 @@ Result<std::vector<Task>> StateStore::list(const std::vector<TaskState>& states)
   return out;
 }
 
+namespace {
+
+Result<std::vector<Task>> read_tasks(Statement& st) {
+  std::vector<Task> out;
+  while (true) {
+    auto row = st.step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    out.push_back(read_task(st));
+  }
+  return out;
+}
+
+std::string state_list(const std::vector<TaskState>& states) {
+  std::string out;
+  for (size_t i = 0; i < states.size(); ++i) out += (i ? ",'" : "'") + std::string(to_string(states[i])) + "'";
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<Task>> StateStore::dispatchable(int64_t now, int per_repo) {
+  // The window sorts only (repo, created_at, id) of the backlog; whole rows are read for the few taken.
+  auto st = db_.prepare(std::string("SELECT ") + kTaskColumns +
+                        " FROM tasks WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER"
+                        " (PARTITION BY repo ORDER BY created_at, id) AS n FROM tasks"
+                        " WHERE state='CLAIMED' AND next_attempt_at <= ?) WHERE n <= ?) ORDER BY created_at, id");
+  if (!st.ok()) return st.error();
+  st->bind(1, now).bind(2, per_repo);
+  return read_tasks(*st);
+}
+
+Result<std::vector<Task>> StateStore::held_by(const std::string& worker) {
+  auto st = db_.prepare(std::string("SELECT ") + kTaskColumns + " FROM tasks WHERE state IN (" +
+                        state_list(active_task_states()) + ") AND worker=? ORDER BY created_at, id");
+  if (!st.ok()) return st.error();
+  st->bind(1, worker);
+  return read_tasks(*st);
+}
+
+Result<std::map<std::string, int>> StateStore::active_per_repo() {
+  auto st = db_.prepare("SELECT repo, count(*) FROM tasks WHERE state IN (" + state_list(active_task_states()) +
+                        ") GROUP BY repo");
+  if (!st.ok()) return st.error();
+  std::map<std::string, int> out;
+  while (true) {
+    auto row = st->step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    out[st->text(0)] = static_cast<int>(st->int64(1));
+  }
+  return out;
+}
+
 Result<std::vector<TaskEvent>> StateStore::events(const std::string& id) {
   auto st = db_.prepare(
       "SELECT task_id, from_state, to_state, attempt, worker, reason, at FROM events WHERE task_id=? ORDER BY seq");
@@ -309,6 +363,23 @@ Result<int64_t> StateStore::next_epoch() {
   });
   if (!s.ok()) return s.error();
   return epoch;
+}
+
+}  // namespace polyphony
+
+namespace polyphony {
+
+Result<bool> StateStore::update_request(const TaskRequest& r, const std::vector<TaskState>& states, int64_t now) {
+  std::string in;
+  for (TaskState s : states) in += (in.empty() ? "'" : ",'") + std::string(to_string(s)) + "'";
+  if (in.empty()) return false;
+  auto st = db_.prepare("UPDATE tasks SET title=?, body=?, task_type=?, risk=?, labels=?, updated_at=? WHERE id=? AND state IN (" +
+                        in + ")");
+  if (!st.ok()) return st.error();
+  st->bind(1, r.title).bind(2, r.body).bind(3, r.task_type).bind(4, r.risk).bind(5, nlohmann::json(r.labels).dump());
+  st->bind(6, now).bind(7, r.id);
+  POLY_TRY(st->run());
+  return db_.changes() > 0;
 }
 
 }  // namespace polyphony

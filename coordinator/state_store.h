@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,10 +52,29 @@ class StateStore {
   Status transitions(const std::string& id, TaskState from,
                      const std::vector<std::pair<TaskState, TransitionUpdate>>& steps, int64_t now_ms);
 
+  // Replaces what was asked (title, body, task type, risk, labels) while the task is in one of
+  // `states`; returns false (nothing changed) when it is not. Appends no event.
+  Result<bool> update_request(const TaskRequest& request, const std::vector<TaskState>& states, int64_t now_ms);
+
   Result<std::optional<Task>> get(const std::string& id);
   // Tasks in any of `states` (all when empty), oldest first.
   Result<std::vector<Task>> list(const std::vector<TaskState>& states = {});
   Result<std::vector<TaskEvent>> events(const std::string& id);
+  // CLAIMED tasks due at `now_ms`: of each repo the `per_repo` oldest, all oldest first. What
+  // dispatch_order needs to fill `per_repo` slots, without reading the whole backlog.
+  Result<std::vector<Task>> dispatchable(int64_t now_ms, int per_repo);
+  // Tasks in an active state whose current attempt `worker` holds, oldest first.
+  Result<std::vector<Task>> held_by(const std::string& worker);
+  // How many tasks each repo has in an active state (is_active).
+  Result<std::map<std::string, int>> active_per_repo();
+
+  // Runs fn in one transaction, so everything it records costs one commit; the transactions
+  // of the calls it makes become savepoints (an error still undoes only its own call). Rolls
+  // back everything when fn returns an error.
+  template <class F>
+  Status batch(F&& fn) {
+    return db_.transaction(std::forward<F>(fn));
+  }
 
   // Appends an event that changes no state (a review verdict, a fallback), for the history.
   Status note(const std::string& id, const std::string& reason, int64_t now_ms);

@@ -59,12 +59,26 @@ Result<std::pair<fs::path, std::string>> scoring_source(const TaskRequest& task,
   return std::pair<fs::path, std::string>{*mirror, rev};
 }
 
-Result<Score> score_task(const TaskRequest& task, const Settings& settings) {
-  auto where = scoring_source(task, settings.config);
+namespace {
+
+Result<RepoText> read_task_repo(const TaskRequest& task, const Config& config) {
+  auto where = scoring_source(task, config);
   if (!where.ok()) return where.error();
-  auto text = read_repo_at(where->first, where->second);
-  if (!text.ok()) return text.error();
-  return score(collect_signals(task, *text), settings.routing.scoring);
+  return read_repo_at(where->first, where->second);
+}
+
+}  // namespace
+
+Result<Score> score_task(const TaskRequest& task, const Settings& settings, RepoTextCache* cache) {
+  const auto key = std::make_pair(task.repo, task.base_branch);
+  auto it = cache ? cache->find(key) : RepoTextCache::iterator();
+  if (!cache || it == cache->end()) {
+    auto text = read_task_repo(task, settings.config);
+    if (!cache) return text.ok() ? Result<Score>(score(collect_signals(task, *text), settings.routing.scoring)) : text.error();
+    it = cache->emplace(key, std::move(text)).first;
+  }
+  if (!it->second.ok()) return it->second.error();
+  return score(collect_signals(task, *it->second), settings.routing.scoring);
 }
 
 }  // namespace polyphony

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <utility>
 
@@ -19,7 +20,12 @@ namespace polyphony {
 Result<std::pair<std::filesystem::path, std::string>> scoring_source(const TaskRequest& task,
                                                                       const Config& config);
 
-// The task's complexity score with its evidence.
-Result<Score> score_task(const TaskRequest& task, const Settings& settings);
+// Repository texts read during one claim pass, by (task.repo, task.base_branch), errors
+// included: the tasks of one repo claimed together read (and fetch) it once.
+using RepoTextCache = std::map<std::pair<std::string, std::string>, Result<RepoText>>;
+
+// The task's complexity score with its evidence. With a cache, a repository already read for
+// another task of the same pass is not read again.
+Result<Score> score_task(const TaskRequest& task, const Settings& settings, RepoTextCache* cache = nullptr);
 
 }  // namespace polyphony

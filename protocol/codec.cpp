@@ -92,6 +92,7 @@ constexpr std::array<std::string_view, 4> kStreams = {"agent", "verify", "review
 constexpr std::array<std::string_view, 4> kPlans = {"", "solo", "review", "strong"};
 constexpr std::array<std::string_view, 2> kOutcomes = {"landed", "failed"};
 constexpr std::array<std::string_view, 3> kWorkerStates = {"ready", "busy", "lost"};
+constexpr std::array<std::string_view, 2> kLandModes = {"merge", "branch"};
 constexpr std::array<std::string_view, 3> kControlActions = {"query", "cancel", "retry"};
 constexpr std::array<std::string_view, 9> kFailureKinds = {
     "agent", "verify", "infra", "timeout", "conflict", "cancelled", "config", "review", "agent_unavailable"};
@@ -196,6 +197,7 @@ void describe(V& v, S& r) {
   v.opt("verify_timeout_s", r.verify_timeout_s, at_least<int64_t>(0));
   v.opt("stall_timeout_s", r.stall_timeout_s, at_least<int64_t>(0));
   v.opt("verify_command", r.verify_command);
+  v.opt("land_mode", r.land_mode, one_of(kLandModes));
 }
 
 template <class V, Is<RunningTask> S>

@@ -65,6 +65,7 @@ struct RunSpec {
   int64_t verify_timeout_s = 0; // verify run; 0: no limit
   int64_t stall_timeout_s = 0;  // agent silent (no output) for this long is stopped; 0: never
   std::string verify_command;   // from config.yaml, used when the repo has no .polyphony.yaml
+  std::string land_mode = "merge"; // "merge": land on base_branch; "branch": push only the task branch (a PR follows)
 
   bool operator==(const RunSpec&) const = default;
 };

@@ -292,41 +292,6 @@ Result<std::vector<std::string>> GitRepo::conflict_paths(git_index* index) const
   return std::vector<std::string>(paths.begin(), paths.end());
 }
 
-Result<MergeOutcome> GitRepo::merge(const git_oid& ours_id, const git_oid& theirs_id,
-                                    const CommitIdentity& identity, const std::string& message) {
-  auto ours = lookup_commit(ours_id);
-  POLY_TRY(ours);
-  auto theirs = lookup_commit(theirs_id);
-  POLY_TRY(theirs);
-  git_merge_options mo = GIT_MERGE_OPTIONS_INIT;
-  git_index* raw = nullptr;
-  if (git_merge_commits(&raw, repo_.get(), ours->get(), theirs->get(), &mo) != 0) {
-    return libgit2_error("merging " + oid_hex(theirs_id) + " into " + oid_hex(ours_id), path_);
-  }
-  Index index(raw);
-  if (git_index_has_conflicts(index.get())) {
-    auto paths = conflict_paths(index.get());
-    POLY_TRY(paths);
-    return MergeOutcome{std::nullopt, std::move(*paths)};
-  }
-  git_oid tree_id;
-  git_tree* tree_raw = nullptr;
-  if (git_index_write_tree_to(&tree_id, index.get(), repo_.get()) != 0 ||
-      git_tree_lookup(&tree_raw, repo_.get(), &tree_id) != 0) {
-    return libgit2_error("writing the merged tree", path_);
-  }
-  Tree tree(tree_raw);
-  auto sig = signature(identity);
-  POLY_TRY(sig);
-  const git_commit* parents[] = {ours->get(), theirs->get()};
-  git_oid commit;
-  if (git_commit_create(&commit, repo_.get(), nullptr, sig->get(), sig->get(), nullptr,
-                        message.c_str(), tree.get(), 2, parents) != 0) {
-    return libgit2_error("creating the merge commit", path_);
-  }
-  return MergeOutcome{commit, {}};
-}
-
 Result<git_oid> GitRepo::tree_of(const git_oid& commit) const {
   auto c = lookup_commit(commit);
   POLY_TRY(c);

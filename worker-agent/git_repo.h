@@ -31,7 +31,7 @@ struct BranchSnapshot {
 };
 
 struct MergeOutcome {
-  std::optional<git_oid> commit;       // the merge commit, when it merged cleanly
+  std::optional<git_oid> commit;       // the resulting commit, when it applied cleanly
   std::vector<std::string> conflicts;  // conflicting paths otherwise
 };
 
@@ -89,11 +89,6 @@ class GitRepo {
   // Content of `file` in `commit`; nullopt when there is no such path.
   Result<std::optional<std::string>> read_file_at(const git_oid& commit,
                                                   const std::string& file) const;
-
-  // Merges `theirs` into `ours` in memory (work tree and refs untouched); on success writes a
-  // merge commit with parents (ours, theirs) that no ref points at yet.
-  Result<MergeOutcome> merge(const git_oid& ours, const git_oid& theirs,
-                             const CommitIdentity& identity, const std::string& message);
 
  private:
   GitRepo(Repository repo, std::filesystem::path path)

@@ -44,7 +44,7 @@ Result<std::string> verify_from_repo_file(const std::string& text) {
 // the CLI is missing or not executable (126, 127), it died on a signal, or its output says the
 // provider refused it (rate limit, quota, authentication).
 bool looks_unavailable(int exit_code, const std::string& tail) {
-  if (exit_code == 126 || exit_code == 127 || exit_code > 128) return true;
+  if (exit_code == 126 || exit_code == 127 || (exit_code > 128 && exit_code != 137)) return true;
   std::string t;
   for (char c : tail) t += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   for (const char* p : {"rate limit", "rate-limit", "ratelimit", "too many requests", "quota exceeded",
@@ -329,6 +329,8 @@ class Run {
   Result<Verdict> review(int round);
   std::optional<protocol::TaskResult> implement_and_review();
   protocol::TaskResult land();
+  // GitHub mode (land_mode "branch"): push only the task branch; a pull request lands it.
+  protocol::TaskResult push_branch();
   void hold_for_tests(const char* state);
 
   const protocol::RunSpec& spec_;
@@ -369,6 +371,9 @@ std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string
   if (run->exit_code != 0) {
     const std::string what = "agent " + spec_.agent.name + " exited with status " + std::to_string(run->exit_code) +
                              (run->tail.empty() ? "" : ": " + run->tail);
+    // SIGKILL comes from outside (the kernel's OOM killer, a stop): the machine's trouble, not
+    // the agent's, so the same agent tries again.
+    if (run->exit_code == 137) return attempt_.failed("infra", what + " (killed: out of memory, or stopped from outside)");
     return attempt_.failed(looks_unavailable(run->exit_code, run->tail) ? "agent_unavailable" : "agent", what);
   }
   auto committed = ctx_.workspaces.commit_all(ws_, "polyphony: changes left uncommitted by " + spec_.agent.name);
@@ -482,7 +487,26 @@ std::optional<protocol::TaskResult> Run::implement_and_review() {
   }
 }
 
+protocol::TaskResult Run::push_branch() {
+  if (attempt_.cancelled()) return attempt_.failed("cancelled", "cancelled before pushing");
+  auto pushed = [&] {
+    std::lock_guard<std::mutex> serialized(land_lock(spec_.repo_url));
+    return ctx_.workspaces.push_branch(ws_);
+  }();
+  if (!pushed.ok()) {
+    return attempt_.failed(pushed.error().code == "push_rejected" ? "conflict" : "infra",
+                           "pushing " + spec_.branch + ": " + pushed.error().to_string());
+  }
+  attempt_.say("pushed " + pushed->branch_commit + " to " + spec_.branch + " (a pull request lands it)");
+  auto r = attempt_.base_result();
+  r.outcome = "landed";
+  r.commit = pushed->branch_commit;
+  if (auto tree = ctx_.workspaces.head_tree(ws_); tree.ok()) r.tree = *tree;
+  return r;
+}
+
 protocol::TaskResult Run::land() {
+  if (spec_.land_mode == "branch") return push_branch();
   for (int round = 1;; ++round) {
     if (attempt_.cancelled()) return attempt_.failed("cancelled", "cancelled before landing");
     if (ctx_.request_land) {

@@ -281,6 +281,12 @@ void WorkerAgent::start_run(const protocol::RunSpec& spec) {
       result.failure_kind = "infra";
       result.reason = std::string("worker error: ") + e.what();
     }
+    // A cancelled attempt leaves nothing behind: its container is already gone, and so goes its
+    // workspace (a later attempt would start from a fresh clone anyway).
+    if (result.outcome == "failed" && result.failure_kind == "cancelled") {
+      auto removed = workspaces_.remove(raw->spec.task_id);
+      if (!removed.ok()) spdlog::warn("task {}: cannot remove its workspace: {}", raw->spec.task_id, removed.error().to_string());
+    }
     emit(result);
     raw->finished = true;
   });

@@ -256,6 +256,7 @@ class GitWorkspaces final : public Workspaces {
   Result<std::string> head_tree(const Workspace& ws) override;
   Result<std::optional<std::string>> rebase_onto_origin(Workspace& ws) override;
   Result<LandResult> land(const Workspace& ws) override;
+  Result<LandResult> push_branch(const Workspace& ws) override;
   Status remove(const std::string& task_id) override;
   Result<std::vector<std::string>> list() override;
 
@@ -569,6 +570,26 @@ Result<LandResult> GitWorkspaces::land(const Workspace& ws) {
                  landed->fast_forward);
   }
   return landed;
+}
+
+Result<LandResult> GitWorkspaces::push_branch(const Workspace& ws) {
+  auto workspace = GitRepo::open(ws.repo_dir);
+  POLY_TRY(workspace);
+  auto head = workspace->resolve("refs/heads/" + ws.branch);
+  POLY_TRY(head);
+  // As in land(): git runs in a fresh root-owned repository, never in the agent's workspace.
+  fs::path land_dir = ws.task_dir / "land.git";
+  std::error_code ec;
+  fs::remove_all(land_dir, ec);
+  auto repo = GitRepo::init_borrowing(
+      land_dir, {ws.repo_dir / ".git" / "objects", ws.mirror_dir / "objects"}, ws.branch, true);
+  const std::string head_hex = detail::oid_hex(*head);
+  Status pushed = repo.ok() ? detail::push(land_dir, ws.repo_url, head_hex, "refs/heads/" + ws.branch, true)
+                            : Status(repo.error());
+  fs::remove_all(land_dir, ec);
+  if (!pushed.ok()) return pushed.error();
+  spdlog::info("workspace pushed task={} branch={} commit={}", ws.task_id, ws.branch, head_hex.substr(0, 12));
+  return LandResult{head_hex, "", false};
 }
 
 Result<LandResult> GitWorkspaces::push_and_land(const Workspace& ws, const fs::path& land_dir,

@@ -91,6 +91,13 @@ class Workspaces {
   // is unchanged), "push_rejected" (the base moved during landing), "git".
   virtual Result<LandResult> land(const Workspace& ws) = 0;
 
+  // Pushes only the task branch to the origin (replacing an earlier attempt's), leaving the base
+  // branch alone: GitHub mode, where a pull request lands it. merged_commit stays empty.
+  // Errors: "push_rejected", "git".
+  virtual Result<LandResult> push_branch(const Workspace& ws) {
+    return make_error("usage", "this workspace manager cannot push a branch alone", ws.task_id);
+  }
+
   // Deletes the task's directory. Absent is not an error.
   virtual Status remove(const std::string& task_id) = 0;
 

@@ -203,3 +203,122 @@ TEST_CASE("a state DB made before the score columns existed gains them on open, 
   CHECK(t.score == -1);
   CHECK(t.failed_trees.empty());
 }
+
+TEST_CASE("a batch commits its transitions together, and a refused one inside it undoes only itself") {
+  TempDir dir;
+  auto store = StateStore::open(dir / "state.db");
+  REQUIRE(store.ok());
+  REQUIRE(*store->add(request("t1"), 1000));
+  REQUIRE(*store->add(request("t2"), 1000));
+  Status refused;
+  Status s = store->batch([&]() -> Status {
+    POLY_TRY(store->transition("t1", TaskState::kDiscovered, TaskState::kClaimed, {}, 1001));
+    refused = store->transition("t2", TaskState::kRouted, TaskState::kRunning, {}, 1001);  // t2 is DISCOVERED
+    return store->transition("t2", TaskState::kDiscovered, TaskState::kClaimed, {}, 1002);
+  });
+  REQUIRE(s.ok());
+  CHECK_FALSE(refused.ok());
+  CHECK((*store->get("t1"))->state == TaskState::kClaimed);
+  CHECK((*store->get("t2"))->state == TaskState::kClaimed);
+  CHECK(store->events("t2")->size() == 2);
+
+  s = store->batch([&]() -> Status {
+    POLY_TRY(store->transition("t1", TaskState::kClaimed, TaskState::kCancelled, {}, 1003));
+    return make_error("test", "the whole batch fails", "t1");
+  });
+  CHECK_FALSE(s.ok());
+  CHECK((*store->get("t1"))->state == TaskState::kClaimed);  // rolled back with the batch
+}
+
+TEST_CASE("dispatchable tasks are each repo's oldest due CLAIMED tasks, and active tasks count per repo") {
+  TempDir dir;
+  auto store = StateStore::open(dir / "state.db");
+  REQUIRE(store.ok());
+  auto claim = [&](const std::string& id, const std::string& repo, int64_t created, int64_t due) {
+    TaskRequest r = request(id);
+    r.repo = repo;
+    r.created_at_ms = created;
+    REQUIRE(*store->add(r, created));
+    TransitionUpdate u;
+    u.next_attempt_at_ms = due;
+    REQUIRE(store->transition(id, TaskState::kDiscovered, TaskState::kClaimed, u, created).ok());
+  };
+  claim("a1", "A", 1, 0);
+  claim("b1", "B", 2, 0);
+  claim("a2", "A", 3, 0);
+  claim("a3", "A", 4, 0);
+  claim("b2", "B", 5, 900);  // retry not due before 900
+  claim("r1", "B", 6, 0);
+  TransitionUpdate routed;
+  routed.worker = "w1";
+  REQUIRE(store->transition("r1", TaskState::kClaimed, TaskState::kRouted, routed, 7).ok());
+
+  auto ids = [](const std::vector<Task>& tasks) {
+    std::vector<std::string> out;
+    for (const auto& t : tasks) out.push_back(t.request.id);
+    return out;
+  };
+  CHECK(ids(*store->dispatchable(100, 2)) == std::vector<std::string>{"a1", "b1", "a2"});
+  CHECK(ids(*store->dispatchable(100, 10)) == std::vector<std::string>{"a1", "b1", "a2", "a3"});
+  CHECK(ids(*store->dispatchable(1000, 10)) == std::vector<std::string>{"a1", "b1", "a2", "a3", "b2"});
+  CHECK(*store->active_per_repo() == std::map<std::string, int>{{"B", 1}});
+}
+
+TEST_CASE("held_by lists the active tasks whose attempt a worker holds") {
+  TempDir dir;
+  auto store = StateStore::open(dir / "state.db");
+  REQUIRE(store.ok());
+  for (const char* id : {"t1", "t2", "t3"}) {
+    REQUIRE(*store->add(request(id), 1000));
+    REQUIRE(store->transition(id, TaskState::kDiscovered, TaskState::kClaimed, {}, 1000).ok());
+  }
+  TransitionUpdate w1;
+  w1.worker = "w1";
+  TransitionUpdate w2;
+  w2.worker = "w2";
+  REQUIRE(store->transition("t1", TaskState::kClaimed, TaskState::kRouted, w1, 1001).ok());
+  REQUIRE(store->transition("t2", TaskState::kClaimed, TaskState::kRouted, w2, 1001).ok());
+  REQUIRE(store->transition("t3", TaskState::kClaimed, TaskState::kRouted, w1, 1001).ok());
+  REQUIRE(store->transition("t3", TaskState::kRouted, TaskState::kCancelled, {}, 1002).ok());
+  auto held = store->held_by("w1");
+  REQUIRE(held.ok());
+  REQUIRE(held->size() == 1);
+  CHECK(held->front().request.id == "t1");
+}
+
+TEST_CASE("a statement prepared again while the first is in use is a separate statement") {
+  TempDir dir;
+  auto store = StateStore::open(dir / "state.db");
+  REQUIRE(store.ok());
+  REQUIRE(*store->add(request("t1"), 1000));
+  REQUIRE(*store->add(request("t2"), 1000));
+  // get() inside a loop over list() results, repeatedly: cached statements are reset and reused.
+  for (int i = 0; i < 3; ++i) {
+    auto all = store->list();
+    REQUIRE(all.ok());
+    REQUIRE(all->size() == 2);
+    for (const auto& t : *all) CHECK((*store->get(t.request.id))->request.id == t.request.id);
+  }
+}
+
+TEST_CASE("the same SQL prepared twice at once gives two statements, each with its own bindings") {
+  TempDir dir;
+  auto db = Database::open(dir / "x.db", 0x54657374, true);
+  REQUIRE(db.ok());
+  auto a = db->prepare("SELECT ?");
+  auto b = db->prepare("SELECT ?");
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  a->bind(1, int64_t{1});
+  b->bind(1, int64_t{2});
+  REQUIRE(*a->step());
+  REQUIRE(*b->step());
+  CHECK(a->int64(0) == 1);
+  CHECK(b->int64(0) == 2);
+  a = Result<Statement>(Statement());  // released to the cache, reset
+  auto c = db->prepare("SELECT ?");
+  REQUIRE(c.ok());
+  c->bind(1, int64_t{3});
+  REQUIRE(*c->step());
+  CHECK(c->int64(0) == 3);
+}

@@ -110,8 +110,9 @@ TEST_CASE("cancel stops a running task: its container goes away and nothing land
 
 TEST_CASE("retry runs a FAILED task again once its cause is fixed") {
   SingleBox box(kRepo);
-  // verify needs done.txt; this agent writes the wrong file.
-  const std::string id = box.spawn("Needs a retry", "```sh\n[ -f fixed.txt ] && echo done > done.txt || echo no > nope.txt\n```\n");
+  // The agent fails (a FAILED task: not retried by itself) until the repo has fixed.txt.
+  const std::string id = box.spawn(
+      "Needs a retry", "```sh\n[ -f fixed.txt ] || { echo 'fixed.txt is missing' >&2; exit 1; }\necho done > done.txt\n```\n");
   box.serve();
   REQUIRE(box.wait_finished({id})[id] == "FAILED");
   commit_to_bare(box.origin(), {{"fixed.txt", "yes\n"}}, "Fix the cause");
@@ -140,7 +141,7 @@ TEST_CASE("polyphony-submit --wait submits through the client endpoint and exits
   auto failing = box.run(POLYPHONY_SUBMIT_CLI, {"Fails verify", "--repo", box.origin().string(), "--agent",
                                                "scripted", "--body", "```sh\ngit rm -q done.txt\n```\n", "--wait"});
   CHECK(failing.exit_code == 1);
-  CHECK_THAT(failing.err, Catch::Contains("FAILED"));
+  CHECK_THAT(failing.err, Catch::Contains("BLOCKED"));
 
   auto refused = box.run(POLYPHONY_SUBMIT_CLI, {"", "--repo", box.origin().string()});
   CHECK(refused.exit_code == 2);

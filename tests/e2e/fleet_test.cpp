@@ -95,7 +95,9 @@ struct Fleet {
   }
 
   std::filesystem::path worker_home(int i) const { return box.home().parent_path() / ("host" + std::to_string(i)); }
-  std::string worker_id(int i) const { return "host-" + std::to_string(i); }
+  // Unique per test run: tests run side by side on one engine, and a worker reaps containers
+  // labelled with its id.
+  std::string worker_id(int i) const { return net.host(i); }
 
   // `polyphony keys gen` for the coordinator and each host; each host's .pub is allowed.
   void make_keys() {
@@ -165,7 +167,7 @@ TEST_CASE("twelve tasks spread over three worker hosts in their own namespaces, 
     CHECK(states[id] == "LANDED");
     used.insert(f.box.task(id)["worker"].get<std::string>());
   }
-  CHECK(used == std::set<std::string>{"host-1", "host-2", "host-3"});
+  CHECK(used == std::set<std::string>{f.worker_id(1), f.worker_id(2), f.worker_id(3)});
   for (int i = 0; i < 12; ++i) CHECK(f.landings_of("Fleet task " + std::to_string(i)) == 1);
   // Each host worked in its own workspace root.
   for (int i = 1; i <= 3; ++i) CHECK(std::filesystem::exists(f.worker_home(i) / "workspaces/mirrors"));

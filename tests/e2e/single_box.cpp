@@ -55,6 +55,7 @@ ProcessResult SingleBox::cli(const std::vector<std::string>& args, const std::st
   std::vector<std::string> argv{POLYPHONY_CLI};
   argv.insert(argv.end(), args.begin(), args.end());
   ProcessOptions o;
+  o.env = env_;
   o.env["POLYPHONY_HOME"] = home_.string();
   o.env["POLYPHONY_LOG_LEVEL"] = "warn";
   o.stdin_data = stdin_data;
@@ -88,6 +89,7 @@ std::string SingleBox::spawn_routed(const std::string& title, const std::string&
 
 void SingleBox::serve(std::map<std::string, std::string> env, std::vector<std::string> prefix) {
   // Each start writes its own log; serve_log() returns them all.
+  for (const auto& [name, value] : env_) env.emplace(name, value);  // set_env's, unless given here
   env["POLYPHONY_HOME"] = home_.string();
   prefix.insert(prefix.end(), {POLYPHONY_CLI, "serve"});
   server_ = std::make_unique<BackgroundProcess>(prefix, env,

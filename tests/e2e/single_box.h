@@ -21,6 +21,9 @@ class SingleBox {
   explicit SingleBox(const std::map<std::string, std::string>& files, const std::string& extra_config = "");
   ~SingleBox();
 
+  // Sets an environment variable for every program the box runs from now on (e.g. PATH with a
+  // stand-in gh first).
+  void set_env(const std::string& name, const std::string& value) { env_[name] = value; }
   // Runs `polyphony args...` with this home; never throws.
   ProcessResult cli(const std::vector<std::string>& args, const std::string& stdin_data = "") const;
   // `polyphony spawn TITLE --repo ORIGIN --agent scripted --body BODY ...`; returns the id.
@@ -59,6 +62,7 @@ class SingleBox {
   std::filesystem::path origin_;
   std::unique_ptr<BackgroundProcess> server_;
   int serves_ = 0;
+  std::map<std::string, std::string> env_;
 };
 
 }  // namespace polyphony::testing

@@ -112,18 +112,28 @@ TEST_CASE("a hostile title becomes a safe branch name and never reaches a shell"
   CHECK_THAT(log, Catch::Contains("touch"));  // the title is the commit message, verbatim
 }
 
-TEST_CASE("an agent that does nothing, and a repo without a verify command, fail with clear reasons") {
-  SingleBox box(std::map<std::string, std::string>{{"README.md", "# no verify here\n"}});
+TEST_CASE("an agent that does nothing fails with a clear reason") {
+  SingleBox box(kSampleRepo);
   const std::string nothing = box.spawn("No instructions", "Just prose, no blocks.");
-  const std::string unverified = box.spawn("Add a file", sh_block("echo x > x.txt"));
   box.serve();
-  auto states = box.wait_finished({nothing, unverified});
+  auto states = box.wait_finished({nothing});
   INFO(box.serve_log());
   CHECK(states[nothing] == "FAILED");
   CHECK(box.task(nothing)["failure_kind"] == "agent");
   CHECK_THAT(box.task(nothing)["reason"].get<std::string>(), Catch::Contains("no ```diff or ```sh block"));
+}
+
+TEST_CASE("a repo without a verify command fails before the agent runs, saying where to add one") {
+  SingleBox box(std::map<std::string, std::string>{{"README.md", "# no verify here\n"}});
+  const std::string unverified = box.spawn("Add a file", sh_block("echo x > x.txt"));
+  box.serve();
+  auto states = box.wait_finished({unverified});
+  INFO(box.serve_log());
   CHECK(states[unverified] == "FAILED");
-  CHECK_THAT(box.task(unverified)["reason"].get<std::string>(), Catch::Contains("no verify command"));
+  CHECK(box.task(unverified)["failure_kind"] == "config");
+  CHECK_THAT(box.task(unverified)["reason"].get<std::string>(),
+             Catch::Contains("no verify command") && Catch::Contains(".polyphony.yaml"));
+  CHECK_THAT(box.cli({"logs", unverified}).out, !Catch::Contains("running sh"));  // the agent never ran
   CHECK_THROWS(git(box.origin(), {"show", "main:x.txt"}));
 }
 

@@ -15,7 +15,9 @@ TEST_CASE("an agent that cannot run is told apart from one that failed the task"
   const std::vector<Case> cases = {
       {127, "sh: 1: claude: not found", true},
       {126, "permission denied", true},
-      {137, "", true},  // killed by a signal: crashed
+      {139, "", true},   // segfault: crashed
+      {134, "", true},   // abort: crashed
+      {137, "", false},  // SIGKILL comes from outside (OOM, stop): not the agent's doing
       {1, "Error: 429 Too Many Requests", true},
       {1, "API error: rate limit reached, retry after 30s", true},
       {1, "Invalid API key provided", true},

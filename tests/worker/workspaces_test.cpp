@@ -561,5 +561,28 @@ TEST_CASE("only a non-fast-forward refusal in push porcelain output counts as pu
   CHECK(detail::push_was_rejected(out) == rejected);
 }
 
+
+TEST_CASE("push_branch pushes only the task branch and leaves the base alone, replacing an earlier push") {
+  Fixture f;
+  const std::string base = f.origin_head();
+  Workspace ws = f.provision("t1");
+  write_file(ws.repo_dir / "feature.txt", "feature\n");
+  auto first = require_ok(f.workspaces->commit_all(ws, "add feature"));
+  LandResult pushed = require_ok(f.workspaces->push_branch(ws));
+  CHECK(pushed.branch_commit == *first);
+  CHECK(pushed.merged_commit.empty());
+  CHECK(f.origin_head("polyphony/t1") == *first);
+  CHECK(f.origin_head() == base);
+
+  // A later attempt's branch replaces the earlier one (forced), still without touching main.
+  require_ok(f.workspaces->remove("t1"));
+  Workspace again = f.provision("t1");
+  write_file(again.repo_dir / "other.txt", "other\n");
+  auto second = require_ok(f.workspaces->commit_all(again, "add other"));
+  require_ok(f.workspaces->push_branch(again));
+  CHECK(f.origin_head("polyphony/t1") == *second);
+  CHECK(f.origin_head() == base);
+}
+
 }  // namespace
 }  // namespace polyphony

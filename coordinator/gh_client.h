@@ -1,0 +1,60 @@
+// The GitHub REST API as `gh api` serves it: one request, its status, headers and body.
+// The real client runs `gh` with an argv (never a shell) and a timeout; tests use a fake.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace polyphony {
+
+struct GhRequest {
+  std::string method = "GET";
+  std::string path;                              // "repos/o/r/issues?state=open", no leading '/'
+  std::map<std::string, std::string> headers;    // e.g. If-None-Match
+  std::optional<std::string> json_body;          // sent on stdin with --input -
+};
+
+struct GhResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;    // names lowercased
+  std::string body;
+
+  std::string header(const std::string& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+};
+
+class GhClient {
+ public:
+  virtual ~GhClient() = default;
+  // One API call. An HTTP answer of any status (304, 403, 404, ...) is a GhResponse; an Error
+  // means no HTTP answer: code "not_found" (gh is not installed), "auth" (gh is not logged in),
+  // "network" (GitHub cannot be reached), "timeout", or "gh" (anything else gh said).
+  virtual Result<GhResponse> api(const GhRequest& request) = 0;
+};
+
+// Runs `program api --method M PATH -i [-H ...] [--input -]` for each request.
+std::unique_ptr<GhClient> make_gh_cli(std::string program, std::chrono::milliseconds timeout);
+
+// The argv make_gh_cli runs for `request` (without the program name).
+std::vector<std::string> gh_api_argv(const GhRequest& request);
+
+// Parses what `gh api -i` prints: "HTTP/2.0 200 OK", header lines, a blank line, the body.
+// nullopt when `out` does not start with a status line.
+std::optional<GhResponse> parse_gh_include_output(const std::string& out);
+
+// An error for a `gh` run that printed no HTTP answer, classified from its stderr.
+Error classify_gh_failure(int exit_code, const std::string& err);
+
+// The URL of the rel="next" page in a Link header, as a path for gh api
+// ("repos/o/r/issues?page=2"); empty when there is none.
+std::string next_page_path(const std::string& link_header);
+
+}  // namespace polyphony
