@@ -94,6 +94,10 @@ void SingleBox::serve(std::map<std::string, std::string> env, std::vector<std::s
   prefix.insert(prefix.end(), {POLYPHONY_CLI, "serve"});
   server_ = std::make_unique<BackgroundProcess>(prefix, env,
                                                 dir_.path() / ("serve-" + std::to_string(++serves_) + ".log"));
+  // Clients (polyphony-submit, workers) refuse at once when no coordinator socket exists yet:
+  // wait until it listens (a serve that fails to start is seen by the test's own checks).
+  eventually([&] { return std::filesystem::exists(home_ / "coordinator.sock") || !server_->running(); },
+             std::chrono::seconds(30));
 }
 
 void SingleBox::stop_serving() {
