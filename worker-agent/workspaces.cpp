@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -271,6 +272,8 @@ class GitWorkspaces final : public Workspaces {
   Status build_clone(const Workspace& ws, const BranchSnapshot& origin_branches,
                      const git_oid& base);
   Status give_to_owner(const fs::path& dir) const;
+  Result<LandResult> in_scratch_repo(
+      const Workspace& ws, const std::function<Result<LandResult>(const fs::path&, const git_oid&)>& fn);
   Result<LandResult> push_and_land(const Workspace& ws, const fs::path& land_dir,
                                    const git_oid& head);
   Result<LandResult> land_on(const Workspace& ws, GitRepo& repo, const git_oid& head,
@@ -549,21 +552,29 @@ Result<std::optional<std::string>> GitWorkspaces::rebase_onto_origin(Workspace& 
   return std::optional<std::string>(new_base);
 }
 
-Result<LandResult> GitWorkspaces::land(const Workspace& ws) {
+// Runs `fn(scratch_dir, branch_head)` with a fresh root-owned bare repository that borrows the
+// workspace's objects, and removes it afterwards. git (push, fetch) runs there, never in the
+// workspace itself: the agent controls its config and hooks (core.hooksPath, a pre-push hook,
+// core.sshCommand, remote URLs), which would otherwise run as root.
+Result<LandResult> GitWorkspaces::in_scratch_repo(
+    const Workspace& ws, const std::function<Result<LandResult>(const fs::path&, const git_oid&)>& fn) {
   auto workspace = GitRepo::open(ws.repo_dir);
   POLY_TRY(workspace);
   auto head = workspace->resolve("refs/heads/" + ws.branch);
   POLY_TRY(head);
-  // git runs in a fresh root-owned repository that borrows the workspace's objects, never in
-  // the workspace itself: the agent controls its config and hooks (core.hooksPath, a pre-push
-  // hook, core.sshCommand, remote URLs), which would otherwise run here as root.
   fs::path land_dir = ws.task_dir / "land.git";
   std::error_code ec;
   fs::remove_all(land_dir, ec);
   auto repo = GitRepo::init_borrowing(
       land_dir, {ws.repo_dir / ".git" / "objects", ws.mirror_dir / "objects"}, ws.branch, true);
-  auto landed = repo.ok() ? push_and_land(ws, land_dir, *head) : Result<LandResult>(repo.error());
+  auto result = repo.ok() ? fn(land_dir, *head) : Result<LandResult>(repo.error());
   fs::remove_all(land_dir, ec);
+  return result;
+}
+
+Result<LandResult> GitWorkspaces::land(const Workspace& ws) {
+  auto landed = in_scratch_repo(
+      ws, [&](const fs::path& land_dir, const git_oid& head) { return push_and_land(ws, land_dir, head); });
   if (landed.ok()) {
     spdlog::info("workspace landed task={} branch={} base={} commit={} fast_forward={}", ws.task_id,
                  ws.branch, ws.base_branch, landed->merged_commit.substr(0, 12),
@@ -573,23 +584,16 @@ Result<LandResult> GitWorkspaces::land(const Workspace& ws) {
 }
 
 Result<LandResult> GitWorkspaces::push_branch(const Workspace& ws) {
-  auto workspace = GitRepo::open(ws.repo_dir);
-  POLY_TRY(workspace);
-  auto head = workspace->resolve("refs/heads/" + ws.branch);
-  POLY_TRY(head);
-  // As in land(): git runs in a fresh root-owned repository, never in the agent's workspace.
-  fs::path land_dir = ws.task_dir / "land.git";
-  std::error_code ec;
-  fs::remove_all(land_dir, ec);
-  auto repo = GitRepo::init_borrowing(
-      land_dir, {ws.repo_dir / ".git" / "objects", ws.mirror_dir / "objects"}, ws.branch, true);
-  const std::string head_hex = detail::oid_hex(*head);
-  Status pushed = repo.ok() ? detail::push(land_dir, ws.repo_url, head_hex, "refs/heads/" + ws.branch, true)
-                            : Status(repo.error());
-  fs::remove_all(land_dir, ec);
-  if (!pushed.ok()) return pushed.error();
-  spdlog::info("workspace pushed task={} branch={} commit={}", ws.task_id, ws.branch, head_hex.substr(0, 12));
-  return LandResult{head_hex, "", false};
+  auto pushed = in_scratch_repo(ws, [&](const fs::path& land_dir, const git_oid& head) -> Result<LandResult> {
+    const std::string head_hex = detail::oid_hex(head);
+    POLY_TRY(detail::push(land_dir, ws.repo_url, head_hex, "refs/heads/" + ws.branch, true));
+    return LandResult{head_hex, "", false};
+  });
+  if (pushed.ok()) {
+    spdlog::info("workspace pushed task={} branch={} commit={}", ws.task_id, ws.branch,
+                 pushed->branch_commit.substr(0, 12));
+  }
+  return pushed;
 }
 
 Result<LandResult> GitWorkspaces::push_and_land(const Workspace& ws, const fs::path& land_dir,
