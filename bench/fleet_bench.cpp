@@ -25,7 +25,7 @@ Shape shape(const BenchOptions& o) { return o.smoke ? Shape{20, 50, 1, 0.2} : Sh
 
 std::string fleet_config(const std::string& endpoint, int max_concurrency) {
   return "max_concurrency: " + std::to_string(max_concurrency) + "\n" +
-         "coordinator:\n  embedded_worker: false\n  worker_endpoint: \"" + endpoint + "\"\n";
+         "coordinator:\n  embedded_worker: false\n  worker_endpoint: \"" + endpoint + "\"\n  insecure: true\n";
 }
 
 std::string fixed(double v, int digits) {
