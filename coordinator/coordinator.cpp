@@ -707,7 +707,10 @@ void Coordinator::claim_discovered() {
   auto tasks = store_->list({TaskState::kDiscovered});
   if (!tasks.ok()) return;
   RepoTextCache repo_texts;  // one read of each repo per pass, not one per task
+  int claimed = 0;
   for (const auto& t : *tasks) {
+    // A large backlog is claimed over several passes, so the loop keeps answering heartbeats.
+    if (++claimed > kMaxClaimsPerPass) break;
     TransitionUpdate u;
     std::string why = "claimed by " + coordinator_id_;
     // Scored once, at the claim, against the repository at the task's base; the plan follows.

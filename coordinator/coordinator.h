@@ -64,6 +64,9 @@ inline constexpr int64_t kMinDispatchGapMs = 25;
 // connected worker fits (their labels) and that must not hold back those behind them.
 inline constexpr int kDispatchLookahead = 32;
 
+// Tasks claimed (and scored) in one pass of the loop; the rest wait for the next pass.
+inline constexpr int kMaxClaimsPerPass = 256;
+
 // The client endpoint every coordinator binds: ipc://<home>/coordinator.sock.
 std::string local_client_endpoint(const std::filesystem::path& home);
 

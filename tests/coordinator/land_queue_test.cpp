@@ -153,3 +153,33 @@ TEST_CASE("a land request from a stale lease is refused, and so is one from a ta
   REQUIRE(granted);
   CHECK(granted->granted);
 }
+
+TEST_CASE("a large backlog is claimed over several passes, so one pass never holds the loop for all of it") {
+  Fixture f;
+  {
+    auto queue = SqliteQueue::open(f.settings.config.queue_db);
+    REQUIRE(queue.ok());
+    for (int i = 0; i < kMaxClaimsPerPass + 40; ++i) {
+      TaskRequest r;
+      r.id = "bk" + std::to_string(1000 + i);
+      r.title = "backlog " + std::to_string(i);
+      r.repo = (f.dir / "origin.git").string();
+      r.agent = "scripted";
+      REQUIRE((*queue)->enqueue(r).ok());
+    }
+  }
+  auto store = StateStore::open(f.settings.config.state_db, true);
+  REQUIRE(store.ok());
+  auto count = [&](TaskState s) { return store->list({s})->size(); };
+  REQUIRE(eventually([&] {
+    f.coordinator->step(5);
+    return count(TaskState::kClaimed) > 0;
+  }));
+  CHECK(count(TaskState::kClaimed) == static_cast<size_t>(kMaxClaimsPerPass));
+  CHECK(count(TaskState::kDiscovered) == 40);
+  REQUIRE(eventually([&] {
+    f.coordinator->step(5);
+    return count(TaskState::kDiscovered) == 0;
+  }));
+  CHECK(count(TaskState::kClaimed) == static_cast<size_t>(kMaxClaimsPerPass + 40));
+}
