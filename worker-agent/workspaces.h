@@ -41,9 +41,45 @@ struct CommitIdentity {
   std::string email = "polyphony@localhost";
 };
 
+// A workspace made ahead of time for a task that has not arrived yet (a warm worker keeps one
+// per repo it served last, and may start a container on it before any task comes):
+// <root>/spares/<name>/ holding repo/ (a clone borrowing from the mirror, checked out at the
+// base branch's head as of when it was made) and meta/ (empty). Its repo/ and meta/ directories
+// are the very inodes a task's container will mount: provisioning from a spare renames the spare
+// directory into place and never replaces repo/ or meta/ by other directories.
+struct Spare {
+  std::filesystem::path dir;         // <root>/spares/<name>
+  std::filesystem::path mirror_dir;  // the mirror repo/ borrows from (mounted read-only too)
+  std::string repo_url;
+  std::string base_branch;           // as requested ("" : the origin's default branch)
+};
+
 class Workspaces {
  public:
   virtual ~Workspaces() = default;
+
+  // Makes a spare for repo_url at base_branch (fetching or first creating the mirror), owned by
+  // uid/gid like a provisioned task. Errors as provision's.
+  virtual Result<Spare> make_spare(const std::string& repo_url, const std::string& base_branch) {
+    return make_error("usage", "this workspace manager keeps no spares", repo_url);
+  }
+
+  // Provisions the task from `spare` (made by make_spare for the same repo_url and base_branch):
+  // renames spare.dir to <root>/tasks/<id>, fetches the mirror, brings repo/ to the base branch's
+  // current head and creates and checks out the task branch there. The same Workspace as
+  // provision(request) results; only faster, since the files are mostly in place. On error the
+  // spare is removed. Error "usage" when the spare does not fit the request.
+  virtual Result<Workspace> provision_from(const WorkspaceRequest& request, const Spare& spare) {
+    (void)discard_spare(spare);
+    return provision(request);
+  }
+
+  // Deletes a spare that will not be used. Absent is not an error.
+  virtual Status discard_spare(const Spare& spare) {
+    std::error_code ec;
+    std::filesystem::remove_all(spare.dir, ec);
+    return {};
+  }
 
   // Fetches (or first creates) the repo's mirror, then makes <root>/tasks/<id>/repo: a clone
   // whose objects/info/alternates points at the mirror, the origin remote set to repo_url,
