@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "coordinator/state_store.h"
+#include "worker-agent/container_pool.h"
 #include "worker-agent/docker_client.h"
 #include "worker-agent/image_builder.h"
 #include "worker-agent/workspaces.h"
@@ -38,7 +39,7 @@ int cmd_cleanup(const std::vector<std::string>& argv) {
   for (const auto& t : *finished) {
     const std::string& id = t.request.id;
     if (docker) {
-      auto list = docker->list_containers({{"polyphony.task", id}});
+      auto list = task_containers(*docker, id);
       for (const auto& c : list.ok() ? *list : std::vector<ContainerInfo>{}) {
         std::cerr << (dry ? "would remove" : "removing") << " container " << c.id.substr(0, 12) << " of task " << id << "\n";
         if (!dry && !docker->remove_container(c.id).ok()) ++failures;

@@ -59,6 +59,7 @@ WorkerOptions worker_options(const Config& config, const std::string& id, const 
   o.heartbeat_interval_ms = config.heartbeat_interval_ms;
   o.liveness = config.heartbeat_liveness;
   o.workspace_root = config.workspace_root.string();
+  o.warm_containers = config.container.warm < 0 ? capacity : config.container.warm;
   return o;
 }
 

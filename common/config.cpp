@@ -75,7 +75,7 @@ Status read_opt(const YAML::Node& map, const char* key, T& out, F&& reader) {
 
 Status read_container(const YamlReader& y, const YAML::Node& node, ContainerConfig& c) {
   POLY_TRY(y.check_keys(node, {"image", "network", "cpus", "memory", "user", "run_timeout_s",
-                               "verify_timeout_s", "stall_timeout_s"}, "container"));
+                               "verify_timeout_s", "stall_timeout_s", "warm"}, "container"));
   auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "container." + w); };
   auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, "container." + w); };
   POLY_TRY(read_opt(node, "image", c.image, str));
@@ -86,6 +86,10 @@ Status read_container(const YamlReader& y, const YAML::Node& node, ContainerConf
   POLY_TRY(read_opt(node, "run_timeout_s", c.run_timeout_s, num));
   POLY_TRY(read_opt(node, "verify_timeout_s", c.verify_timeout_s, num));
   POLY_TRY(read_opt(node, "stall_timeout_s", c.stall_timeout_s, num));
+  POLY_TRY(read_opt(node, "warm", c.warm, num));
+  if (node["warm"].IsDefined() && (c.warm < 0 || c.warm > 256)) {
+    return y.error(node["warm"], "container.warm must be between 0 and 256");
+  }
   if (node["memory"].IsDefined() && !node["memory"].IsNull()) {
     auto text = y.as_string(node["memory"], "container.memory");
     if (!text.ok()) return text.error();

@@ -37,6 +37,7 @@ struct ContainerConfig {
   int64_t run_timeout_s = 3600;
   int64_t verify_timeout_s = 1800;
   int64_t stall_timeout_s = 900;              // agent silent this long is stopped; 0: never
+  int warm = -1;                              // warm task containers per worker; -1: its capacity
 };
 
 // CURVE on the coordinator's TCP endpoints (config.yaml `coordinator:`). Paths are resolved

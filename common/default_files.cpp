@@ -77,6 +77,10 @@ container:
   verify_timeout_s: 1800
   # An agent that prints nothing for this long is stopped (0: never).
   stall_timeout_s: 900
+  # Task containers each worker keeps started ahead of tasks, each on a spare checkout of a
+  # repo it served last, so an agent starts without waiting for Docker or a clone. Costs a
+  # checkout of disk and an idle container each. Default: the worker's capacity; 0: none.
+  # warm: 4
 
 # Per-repo settings, used when `spawn --repo` names the repo or its url.
 # The verify command here applies when the repo has no .polyphony.yaml at its root.

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 namespace polyphony {
@@ -198,6 +199,9 @@ class EngineClient final : public DockerClient {
   Status stream_logs(const std::string& id, bool follow,
                      const std::function<bool(int, std::string_view)>& on_chunk) override;
   Status stop_container(const std::string& id, int grace_seconds) override;
+  Result<int> exec(const std::string& id, const ExecSpec& spec,
+                   const std::function<bool(int, std::string_view)>& on_chunk) override;
+  Status rename_container(const std::string& id, const std::string& name) override;
   Status remove_container(const std::string& id) override;
   Result<std::vector<ContainerInfo>> list_containers(
       const std::map<std::string, std::string>& labels) override;
@@ -436,6 +440,57 @@ Status EngineClient::stop_container(const std::string& id, int grace_seconds) {
          .what = "stop container " + id,
          .timeout_ms = (grace_seconds + 60) * 1000L};
   POLY_TRY(expect_ok(c));  // 304: already stopped, fine
+  return ok_status();
+}
+
+Result<int> EngineClient::exec(const std::string& id, const ExecSpec& spec,
+                               const std::function<bool(int, std::string_view)>& on_chunk) {
+  json body = {{"Cmd", spec.cmd}, {"AttachStdout", true}, {"AttachStderr", true},
+               {"AttachStdin", false}, {"Tty", false}};
+  if (!spec.env.empty()) body["Env"] = spec.env;
+  if (!spec.user.empty()) body["User"] = spec.user;
+  if (!spec.working_dir.empty()) body["WorkingDir"] = spec.working_dir;
+  const std::string program = spec.cmd.empty() ? std::string("(nothing)") : spec.cmd.front();
+  Call create{.method = "POST", .path = "/containers/" + id + "/exec",
+              .what = "run " + program + " in container " + id, .body = body.dump()};
+  auto created = expect_ok(create);
+  if (!created.ok()) return created.error();
+  auto j = json_of(*created, create);
+  if (!j.ok()) return j.error();
+  if (!j->contains("Id") || !(*j)["Id"].is_string()) {
+    return make_error("docker", create.what + ": the engine's answer has no exec Id", endpoint());
+  }
+  const std::string exec_id = (*j)["Id"].get<std::string>();
+  // Without a TTY the engine multiplexes stdout and stderr as it does for logs.
+  LogDemuxer demux(on_chunk);
+  Call start{.method = "POST", .path = "/exec/" + exec_id + "/start", .what = create.what,
+             .body = json{{"Detach", false}, {"Tty", false}}.dump(), .timeout_ms = 0,
+             .on_data = [&demux](std::string_view data) { return demux.feed(data); }};
+  POLY_TRY(expect_ok(start));
+  // The stream ends when the process does; the engine may record its exit a moment later.
+  Call inspect{.method = "GET", .path = "/exec/" + exec_id + "/json", .what = create.what};
+  for (int tries = 0;; ++tries) {
+    auto r = expect_ok(inspect);
+    if (!r.ok()) return r.error();
+    auto state = json_of(*r, inspect);
+    if (!state.ok()) return state.error();
+    const bool running = state->value("Running", false);
+    if (!running && state->contains("ExitCode") && (*state)["ExitCode"].is_number_integer()) {
+      return (*state)["ExitCode"].get<int>();
+    }
+    if (tries >= 100) {
+      return make_error("docker", create.what + ": the engine recorded no exit code" +
+                                      std::string(running ? " (still running after its output ended)" : ""),
+                        endpoint());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+Status EngineClient::rename_container(const std::string& id, const std::string& name) {
+  Call c{.method = "POST", .path = "/containers/" + id + "/rename?name=" + url_encode(name),
+         .what = "rename container " + id + " to " + name};
+  POLY_TRY(expect_ok(c));
   return ok_status();
 }
 

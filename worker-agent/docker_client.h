@@ -35,6 +35,14 @@ struct ContainerSpec {
   std::string network_mode;                    // "" : engine default
 };
 
+// A process to run in a running container (docker exec).
+struct ExecSpec {
+  std::vector<std::string> cmd;                // argv, never a shell string
+  std::vector<std::string> env;                // "KEY=VALUE", added to the container's
+  std::string user;                            // "1000:1000"; "" : the container's user
+  std::string working_dir;                     // "" : the container's
+};
+
 struct ContainerInfo {
   std::string id;
   std::string name;
@@ -67,6 +75,16 @@ class DockerClient {
   virtual Status stream_logs(const std::string& id, bool follow,
                              const std::function<bool(int, std::string_view)>& on_chunk) = 0;
   virtual Status stop_container(const std::string& id, int grace_seconds) = 0;
+  // POST /containers/{id}/exec, then POST /exec/{exec}/start attached: runs `spec` in the running
+  // container, hands its output to on_chunk (stream 1 stdout, 2 stderr; demultiplexed) until it
+  // ends, and returns its exit code (GET /exec/{exec}/json). When the container is stopped
+  // meanwhile the stream ends and the code is what the engine recorded (137 after a kill), or
+  // error "docker" when it recorded none. Error "not_found" when the container is gone, "docker"
+  // when it is not running or cannot start the program (the engine's text says why).
+  virtual Result<int> exec(const std::string& id, const ExecSpec& spec,
+                           const std::function<bool(int, std::string_view)>& on_chunk) = 0;
+  // POST /containers/{id}/rename?name=...
+  virtual Status rename_container(const std::string& id, const std::string& name) = 0;
   // DELETE /containers/{id}?force=1&v=1. Removing an absent container is not an error.
   virtual Status remove_container(const std::string& id) = 0;
   // GET /containers/json?all=1 filtered by every given label (value "" matches any value).

@@ -30,6 +30,19 @@ std::map<std::string, std::string> run_labels(const protocol::RunSpec& spec, con
           {"polyphony.role", role}};
 }
 
+WarmKey warm_key(const protocol::RunSpec& spec, int uid, int gid) {
+  WarmKey key;
+  key.image = spec.image;
+  key.user = std::to_string(uid) + ":" + std::to_string(gid);
+  key.network_mode = spec.network_mode;
+  key.memory_bytes = spec.memory_bytes;
+  key.nano_cpus = static_cast<int64_t>(spec.cpus * 1e9);
+  key.repo_url = spec.repo_url;
+  key.base_branch = spec.base_branch;
+  for (const auto& m : spec.agent.mounts) key.mounts.push_back({m.host_path, m.container_path, true});
+  return key;
+}
+
 Result<std::string> verify_from_repo_file(const std::string& text) {
   YamlReader y(".polyphony.yaml");
   auto doc = y.load_string(text);
@@ -159,22 +172,14 @@ std::string tail_of(const std::string& text, size_t max_bytes = 600) {
   return t;
 }
 
-// Creates, starts and follows one container to its end, streaming its output as `stream`,
-// and removes it. A watchdog stops it at the deadline or on cancel.
-Result<ContainerOutcome> run_container(const ContainerSpec& cs, const std::string& stream, int64_t timeout_s,
-                                       int64_t stall_timeout_s, Attempt& attempt, RunContext& ctx) {
-  auto id = ctx.docker.create_container(cs);
-  if (!id.ok()) return id.error();
-  struct Remover {
-    DockerClient& d;
-    std::string id;
-    ~Remover() {
-      auto s = d.remove_container(id);
-      if (!s.ok()) spdlog::warn("cannot remove container {}: {}", id, s.error().to_string());
-    }
-  } remover{ctx.docker, *id};
-  POLY_TRY(ctx.docker.start_container(*id));
+using OutputSink = std::function<bool(int, std::string_view)>;
 
+// Runs `body` (a process whose output it hands to the sink, returning its exit code) under a
+// watchdog that calls `stop` at the deadline, when the output stalls, or on cancel; streams the
+// output as `stream`.
+Result<ContainerOutcome> watched(const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s,
+                                 Attempt& attempt, const std::function<void()>& stop,
+                                 const std::function<Result<int>(const OutputSink&)>& body) {
   ContainerOutcome out;
   std::atomic<bool> done{false};
   std::atomic<bool> timed_out{false};
@@ -191,31 +196,63 @@ Result<ContainerOutcome> run_container(const ContainerSpec& cs, const std::strin
       if (now >= deadline) timed_out = true;
       if (now - Clock::time_point(Clock::duration(last_output.load())) >= stall) stalled = true;
       if (cancelled || timed_out || stalled) {
-        (void)ctx.docker.stop_container(*id, 2);
+        stop();
         return;
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   });
   std::string captured;
-  auto logs = ctx.docker.stream_logs(*id, true, [&](int, std::string_view data) {
+  auto code = body([&](int, std::string_view data) {
     attempt.log(stream, data);
     last_output = Clock::now().time_since_epoch().count();
     captured.append(data);
     if (captured.size() > 64 * 1024) captured.erase(0, captured.size() - 32 * 1024);
     return true;
   });
-  auto code = ctx.docker.wait_container(*id, std::chrono::seconds(60));
   done = true;
   watchdog.join();
-  if (!logs.ok()) spdlog::warn("logs of container {}: {}", *id, logs.error().to_string());
-  if (!code.ok()) return code.error();
-  out.exit_code = *code;
   out.timed_out = timed_out;
   out.stalled = stalled;
   out.cancelled = cancelled;
   out.tail = tail_of(captured);
+  // A process stopped by the watchdog may leave the engine without an exit code: the flags say why.
+  if (!code.ok()) {
+    if (out.timed_out || out.stalled || out.cancelled) return out;
+    return code.error();
+  }
+  out.exit_code = *code;
   return out;
+}
+
+// Creates, starts and follows one container to its end, streaming its output as `stream`,
+// and removes it. A watchdog stops it at the deadline or on cancel.
+Result<ContainerOutcome> run_container(const ContainerSpec& cs, const std::string& stream, int64_t timeout_s,
+                                       int64_t stall_timeout_s, Attempt& attempt, RunContext& ctx) {
+  auto id = ctx.docker.create_container(cs);
+  if (!id.ok()) return id.error();
+  struct Remover {
+    DockerClient& d;
+    std::string id;
+    ~Remover() {
+      auto s = d.remove_container(id);
+      if (!s.ok()) spdlog::warn("cannot remove container {}: {}", id, s.error().to_string());
+    }
+  } remover{ctx.docker, *id};
+  POLY_TRY(ctx.docker.start_container(*id));
+  return watched(stream, timeout_s, stall_timeout_s, attempt, [&] { (void)ctx.docker.stop_container(*id, 2); },
+                 [&](const OutputSink& sink) -> Result<int> {
+                   auto logs = ctx.docker.stream_logs(*id, true, sink);
+                   if (!logs.ok()) spdlog::warn("logs of container {}: {}", *id, logs.error().to_string());
+                   return ctx.docker.wait_container(*id, std::chrono::seconds(60));
+                 });
+}
+
+// The environment every process of the attempt sees.
+std::vector<std::string> attempt_env(const protocol::RunSpec& spec) {
+  return {"POLYPHONY_TASK_ID=" + spec.task_id, "POLYPHONY_TASK_FILE=/polyphony/task.md",
+          "POLYPHONY_BRANCH=" + spec.branch, "POLYPHONY_ATTEMPT=" + std::to_string(spec.attempt),
+          "HOME=/home/agent"};
 }
 
 ContainerSpec base_container(const protocol::RunSpec& spec, const Workspace& ws, const RunContext& ctx,
@@ -232,9 +269,7 @@ ContainerSpec base_container(const protocol::RunSpec& spec, const Workspace& ws,
   cs.memory_bytes = spec.memory_bytes;
   cs.nano_cpus = static_cast<int64_t>(spec.cpus * 1e9);
   cs.network_mode = spec.network_mode;
-  cs.env = {"POLYPHONY_TASK_ID=" + spec.task_id, "POLYPHONY_TASK_FILE=/polyphony/task.md",
-            "POLYPHONY_BRANCH=" + spec.branch, "POLYPHONY_ATTEMPT=" + std::to_string(spec.attempt),
-            "HOME=/home/agent"};
+  cs.env = attempt_env(spec);
   return cs;
 }
 
@@ -303,7 +338,7 @@ std::mutex& land_lock(const std::string& repo_url) {
 
 // Removes what an earlier attempt of the same task may have left on this worker.
 void clear_leftovers(const protocol::RunSpec& spec, RunContext& ctx) {
-  auto old = ctx.docker.list_containers({{"polyphony.task", spec.task_id}});
+  auto old = task_containers(ctx.docker, spec.task_id);
   if (old.ok()) {
     for (const auto& c : *old) (void)ctx.docker.remove_container(c.id);
   }
@@ -332,13 +367,52 @@ class Run {
   // GitHub mode (land_mode "branch"): push only the task branch; a pull request lands it.
   protocol::TaskResult push_branch();
   void hold_for_tests(const char* state);
+  protocol::TaskResult attempt_work();
+  // The task container, created now when the attempt took none from the pool.
+  Status ensure_container();
+  // Runs `cmd` in the task container as the container user, under the watchdog.
+  Result<ContainerOutcome> exec_in(const std::vector<std::string>& cmd, std::vector<std::string> env,
+                                   const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s);
+  void release_container();
 
   const protocol::RunSpec& spec_;
   RunContext& ctx_;
   Attempt attempt_;
+  WarmKey key_;
   Workspace ws_;
   std::string verify_command_;
+  std::string container_;   // the task container's id, once there is one
 };
+
+Status Run::ensure_container() {
+  if (!container_.empty()) return ok_status();
+  ContainerSpec cs = task_container_spec(key_, ws_.repo_dir, ws_.task_dir / "meta", ws_.mirror_dir,
+                                         run_labels(spec_, "task", ctx_.worker_id));
+  cs.name = task_container_name(spec_.task_id, spec_.epoch);
+  auto id = ctx_.docker.create_container(cs);
+  if (!id.ok()) return id.error();
+  container_ = *id;
+  return ctx_.docker.start_container(container_);
+}
+
+Result<ContainerOutcome> Run::exec_in(const std::vector<std::string>& cmd, std::vector<std::string> env,
+                                      const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s) {
+  POLY_TRY(ensure_container());
+  ExecSpec exec{cmd, std::move(env), key_.user, "/workspace"};
+  // Stopping the container ends everything in it: the attempt is over then.
+  return watched(stream, timeout_s, stall_timeout_s, attempt_, [&] { (void)ctx_.docker.stop_container(container_, 0); },
+                 [&](const OutputSink& sink) { return ctx_.docker.exec(container_, exec, sink); });
+}
+
+void Run::release_container() {
+  if (container_.empty()) return;
+  if (ctx_.pool != nullptr) {
+    ctx_.pool->dispose(container_);
+  } else if (auto s = ctx_.docker.remove_container(container_); !s.ok()) {
+    spdlog::warn("cannot remove container {}: {}", container_.substr(0, 12), s.error().to_string());
+  }
+  container_.clear();
+}
 
 // Fault injection for the kill tests: POLYPHONY_TEST_HOLD_<STATE>_MS keeps the attempt in that
 // state for a while, so a test can kill a process there. Unset in production.
@@ -352,13 +426,11 @@ void Run::hold_for_tests(const char* state) {
 }
 
 std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string>& command, int round) {
-  ContainerSpec cs = base_container(spec_, ws_, ctx_, "agent");
-  cs.cmd = command;
-  for (const auto& [k, v] : spec_.agent.env) cs.env.push_back(k + "=" + v);
-  for (const auto& m : spec_.agent.mounts) cs.mounts.push_back({m.host_path, m.container_path, true});
-  cs.env.push_back("POLYPHONY_ROLE=implementer");
-  cs.env.push_back("POLYPHONY_ROUND=" + std::to_string(round + 1));
-  auto run = run_container(cs, "agent", spec_.run_timeout_s, spec_.stall_timeout_s, attempt_, ctx_);
+  auto env = attempt_env(spec_);
+  for (const auto& [k, v] : spec_.agent.env) env.push_back(k + "=" + v);
+  env.push_back("POLYPHONY_ROLE=implementer");
+  env.push_back("POLYPHONY_ROUND=" + std::to_string(round + 1));
+  auto run = exec_in(command, std::move(env), "agent", spec_.run_timeout_s, spec_.stall_timeout_s);
   if (!run.ok()) return container_failure(attempt_, spec_, "agent", run.error());
   if (run->cancelled) return attempt_.failed("cancelled", "cancelled while the agent ran");
   if (run->stalled) {
@@ -386,9 +458,14 @@ std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string
 
 std::optional<protocol::TaskResult> Run::verify() {
   attempt_.log("verify", "$ " + verify_command_ + "\n");
-  ContainerSpec cs = base_container(spec_, ws_, ctx_, "verify");
-  cs.cmd = {"sh", "-c", verify_command_};
-  auto run = run_container(cs, "verify", spec_.verify_timeout_s, 0, attempt_, ctx_);
+  // Whatever the agent left running goes first, so nothing of it can touch the tree while the
+  // tests run. As the container user, kill(-1) reaches every process but the holder (PID 1) and
+  // itself.
+  auto swept = exec_in({"sh", "-c", "kill -KILL -1 2>/dev/null; exit 0"}, attempt_env(spec_), "verify",
+                       spec_.verify_timeout_s, 0);
+  if (!swept.ok()) return container_failure(attempt_, spec_, "verify", swept.error());
+  if (swept->cancelled) return attempt_.failed("cancelled", "cancelled during verify");
+  auto run = exec_in({"sh", "-c", verify_command_}, attempt_env(spec_), "verify", spec_.verify_timeout_s, 0);
   if (!run.ok()) return container_failure(attempt_, spec_, "verify", run.error());
   if (run->cancelled) return attempt_.failed("cancelled", "cancelled during verify");
   if (run->timed_out) {
@@ -549,10 +626,31 @@ protocol::TaskResult Run::land() {
 }
 
 protocol::TaskResult Run::execute() {
+  auto result = attempt_work();
+  release_container();
+  return result;
+}
+
+protocol::TaskResult Run::attempt_work() {
   attempt_.say("attempt " + std::to_string(spec_.attempt) + " of task " + spec_.task_id + " with agent " +
                spec_.agent.name + (spec_.reviewer.name.empty() ? "" : ", reviewer " + spec_.reviewer.name));
   clear_leftovers(spec_, ctx_);
-  auto ws = ctx_.workspaces.provision({spec_.task_id, spec_.repo_url, spec_.base_branch, spec_.branch});
+  key_ = warm_key(spec_, ctx_.container_uid, ctx_.container_gid);
+  const WorkspaceRequest request{spec_.task_id, spec_.repo_url, spec_.base_branch, spec_.branch};
+  std::optional<WarmSlot> warm = ctx_.pool != nullptr ? ctx_.pool->take(key_) : std::nullopt;
+  if (warm) {
+    // Named for the task first, so that a crash from here on leaves nothing unaccounted for.
+    container_ = warm->container_id;
+    if (auto s = ctx_.docker.rename_container(container_, task_container_name(spec_.task_id, spec_.epoch)); !s.ok()) {
+      spdlog::warn("task {}: cannot take warm container {}: {}", spec_.task_id, container_.substr(0, 12),
+                   s.error().to_string());
+      (void)ctx_.workspaces.discard_spare(warm->spare);
+      release_container();
+      warm.reset();
+    }
+  }
+  auto ws = warm ? ctx_.workspaces.provision_from(request, warm->spare) : ctx_.workspaces.provision(request);
+  if (warm) attempt_.say("took warm container " + container_.substr(0, 12));
   if (!ws.ok()) {
     const bool users_fault = ws.error().code == "not_found" || ws.error().code == "usage";
     return attempt_.failed(users_fault ? "repo" : "infra", "provisioning failed: " + ws.error().to_string());

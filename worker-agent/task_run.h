@@ -7,6 +7,7 @@
 #include <string>
 
 #include "protocol/messages.h"
+#include "worker-agent/container_pool.h"
 #include "worker-agent/docker_client.h"
 #include "worker-agent/workspaces.h"
 
@@ -26,11 +27,16 @@ struct RunContext {
   // and waits for its answer. Errors: "refused" (stale lease or ended task: do not land),
   // "cancelled", "timeout". Unset: land without asking (tests of a lone worker).
   std::function<Status()> request_land;
+  // Warm containers to take instead of creating one (and where containers go when the attempt is
+  // done). Unset: the attempt creates its container and removes it before it returns.
+  ContainerPool* pool = nullptr;
 };
 
 // Runs the attempt to its end and returns its result (landed or failed with a kind and a
-// reason a person can act on). Emits task updates and log chunks on the way. Every container
-// it creates is labelled polyphony.task=<id> and removed before it returns.
+// reason a person can act on). Emits task updates and log chunks on the way. The agent and
+// verify run with exec in one task container (warm from the pool when one fits, else created,
+// labelled polyphony.task=<id>); it is named task_container_name() and removed when the attempt
+// ends (in the background when there is a pool). A reviewer runs in a container of its own.
 protocol::TaskResult execute_run(const protocol::RunSpec& spec, RunContext& context);
 
 // The verify command in a repo's .polyphony.yaml text ("verify: <command>"); empty when the
@@ -52,6 +58,9 @@ struct Verdict {
 // "changes requested" / "request changes" / "reject"; the lines after it are the comments.
 // nullopt when the first line says neither.
 std::optional<Verdict> parse_verdict(const std::string& text);
+
+// What this attempt's task container is made of (the pool's key).
+WarmKey warm_key(const protocol::RunSpec& spec, int uid, int gid);
 
 // Docker labels every container of this attempt carries.
 std::map<std::string, std::string> run_labels(const protocol::RunSpec& spec, const std::string& role,

@@ -63,6 +63,7 @@ WorkerAgent::~WorkerAgent() {
     run->cancelled = true;
     if (run->thread.joinable()) run->thread.join();
   }
+  pool_.reset();  // after the runs: they hand their containers to it
 }
 
 void WorkerAgent::connect() {
@@ -115,14 +116,22 @@ void WorkerAgent::reap_orphans() {
   }
   for (const auto& c : *list) {
     auto task = c.labels.count("polyphony.task") ? c.labels.at("polyphony.task") : std::string();
-    if (runs_.count(task)) continue;
-    spdlog::info("reaping orphaned container {} of task {}", c.id.substr(0, 12), task);
+    // A warm container a run took carries the task in its name only: polyphony.<task>.e<epoch>.
+    if (task.empty() && c.name.rfind("polyphony.", 0) == 0) {
+      task = c.name.substr(10, c.name.find('.', 10) == std::string::npos ? std::string::npos : c.name.find('.', 10) - 10);
+    }
+    if (!task.empty() && runs_.count(task)) continue;
+    spdlog::info("reaping orphaned container {}{}", c.id.substr(0, 12), task.empty() ? " (warm)" : " of task " + task);
     (void)docker_.remove_container(c.id);
   }
 }
 
 void WorkerAgent::run(const std::atomic<bool>& stop) {
   reap_orphans();
+  if (options_.warm_containers > 0 && !pool_) {
+    pool_ = std::make_unique<ContainerPool>(docker_, workspaces_,
+                                            ContainerPool::Options{options_.worker_id, options_.warm_containers, 2});
+  }
   connect();
   spdlog::info("worker {} connected to {} (capacity {})", options_.worker_id, options_.coordinator_endpoint,
                options_.capacity);
@@ -169,6 +178,7 @@ void WorkerAgent::run(const std::atomic<bool>& stop) {
   for (auto& [id, run] : runs_) {
     if (run->thread.joinable()) run->thread.join();
   }
+  pool_.reset();  // removes the warm containers and what the runs handed it
   forward_outbox();
   spdlog::info("worker {} stopped", options_.worker_id);
 }
@@ -212,7 +222,7 @@ void WorkerAgent::on_cancel(const protocol::Cancel& c) {
 }
 
 void WorkerAgent::clean_up_task(const std::string& task_id) {
-  auto list = docker_.list_containers({{"polyphony.worker", options_.worker_id}, {"polyphony.task", task_id}});
+  auto list = task_containers(docker_, task_id, options_.worker_id);
   if (list.ok()) {
     for (const auto& container : *list) (void)docker_.remove_container(container.id);
   } else {
@@ -268,7 +278,8 @@ void WorkerAgent::start_run(const protocol::RunSpec& spec) {
     RunContext ctx{options_.worker_id, docker_,
                    workspaces_,        options_.container_uid,
                    options_.container_gid, emit,
-                   &raw->cancelled,    [raw, &emit]() { return wait_for_land_grant(*raw, emit); }};
+                   &raw->cancelled,    [raw, &emit]() { return wait_for_land_grant(*raw, emit); },
+                   pool_.get()};
     protocol::TaskResult result;
     try {
       result = execute_run(raw->spec, ctx);

@@ -15,6 +15,7 @@
 
 #include "protocol/messages.h"
 #include "protocol/security.h"
+#include "worker-agent/container_pool.h"
 #include "worker-agent/docker_client.h"
 #include "worker-agent/workspaces.h"
 
@@ -42,6 +43,9 @@ struct WorkerOptions {
   std::optional<protocol::CurveClientKeys> curve;
   // Where workspaces live, for the free disk space reported in hello ("": not reported).
   std::string workspace_root;
+  // Task containers kept started ahead of tasks (on spare workspaces of the repos served last);
+  // 0: none, every attempt creates its container.
+  int warm_containers = 0;
 };
 
 // A default worker id: "<hostname>-<pid>" made id-safe.
@@ -91,6 +95,7 @@ class WorkerAgent {
   zmq::socket_t outbox_;               // PULL: run threads push encoded frames here
   std::string outbox_endpoint_;
   std::map<std::string, std::unique_ptr<Run>> runs_;               // by task id
+  std::unique_ptr<ContainerPool> pool_;                            // warm containers; null: none
   std::map<std::string, protocol::TaskResult> unacked_results_;    // by task id
   int64_t last_heard_ms_ = 0;
   int64_t last_sent_ms_ = 0;

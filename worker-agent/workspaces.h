@@ -60,7 +60,7 @@ class Workspaces {
 
   // Makes a spare for repo_url at base_branch (fetching or first creating the mirror), owned by
   // uid/gid like a provisioned task. Errors as provision's.
-  virtual Result<Spare> make_spare(const std::string& repo_url, const std::string& base_branch) {
+  virtual Result<Spare> make_spare(const std::string& repo_url, const std::string& /*base_branch*/) {
     return make_error("usage", "this workspace manager keeps no spares", repo_url);
   }
 

@@ -44,7 +44,7 @@ TEST_CASE("kill -9 of serve while the agent runs: after restart the task lands e
   REQUIRE(states[id] == "LANDED");
   CHECK(commits_with_subject(box, "Slow agent task") == 1);
   CHECK(box.task(id)["attempt"] == 2);
-  CHECK(box.containers_of(id) == 0);
+  CHECK(box.no_containers_left(id));
 }
 
 TEST_CASE("kill -9 of serve during verify: after restart the task lands exactly once") {
@@ -58,7 +58,7 @@ TEST_CASE("kill -9 of serve during verify: after restart the task lands exactly 
   INFO(box.serve_log());
   REQUIRE(states[id] == "LANDED");
   CHECK(commits_with_subject(box, "Slow verify task") == 1);
-  CHECK(box.containers_of(id) == 0);
+  CHECK(box.no_containers_left(id));
 }
 
 TEST_CASE("kill -9 of serve while the workspace is provisioned: after restart the task lands exactly once") {
@@ -73,7 +73,7 @@ TEST_CASE("kill -9 of serve while the workspace is provisioned: after restart th
   REQUIRE(states[id] == "LANDED");
   CHECK(commits_with_subject(box, "Provisioned task") == 1);
   CHECK(box.task(id)["attempt"] == 2);
-  CHECK(box.containers_of(id) == 0);
+  CHECK(box.no_containers_left(id));
 }
 
 TEST_CASE("kill -9 of serve with tasks claimed but not dispatched: they all land after restart") {
@@ -101,7 +101,7 @@ TEST_CASE("cancel stops a running task: its container goes away and nothing land
   INFO(r.err);
   CHECK(r.exit_code == 0);
   REQUIRE(box.wait_state(id, "CANCELLED", std::chrono::seconds(20)));
-  CHECK(eventually([&] { return box.containers_of(id) == 0; }, std::chrono::seconds(30)));
+  CHECK(box.no_containers_left(id, std::chrono::seconds(30)));
   CHECK(commits_with_subject(box, "Long task") == 0);
   auto again = box.cli({"cancel", id});
   CHECK(again.exit_code == 0);  // queued, then refused by the coordinator: still CANCELLED
@@ -180,7 +180,7 @@ TEST_CASE("a silent agent is stopped by the stall timeout, retried, and BLOCKED 
   auto t = box.task(id);
   CHECK(t["attempt"] == 2);
   CHECK_THAT(t["reason"].get<std::string>(), Catch::Contains("gave up after 2 attempts") && Catch::Contains("stall timeout"));
-  CHECK(box.containers_of(id) == 0);
+  CHECK(box.no_containers_left(id));
   auto show = nlohmann::json::parse(box.cli({"show", id, "--json"}).out);
   int failed = 0;
   for (const auto& e : show["events"]) failed += e["to"] == "FAILED";

@@ -99,7 +99,7 @@ TEST_CASE("closing the GitHub issue mid-run cancels the task: container stopped,
   REQUIRE(box.wait_state(id, "CANCELLED", std::chrono::seconds(30)));
   INFO(box.serve_log());
   CHECK(box.task(id)["reason"] == "GitHub issue acme/widgets#8 was closed");
-  CHECK(eventually([&] { return box.containers_of(id) == 0; }, std::chrono::seconds(30)));
+  CHECK(box.no_containers_left(id, std::chrono::seconds(30)));
   CHECK(eventually([&] { return !std::filesystem::exists(box.home() / "workspaces/tasks" / id); },
                    std::chrono::seconds(30)));
   CHECK(github.pulls().empty());

@@ -81,7 +81,7 @@ TEST_CASE("a review plan: the reviewer requests changes once, the implementer an
   CHECK(count_events_to(show, "RUNNING") == 2);  // sent back once
   auto logs = box.cli({"logs", id});
   CHECK_THAT(logs.out, Catch::Contains("reviewed round 1") && Catch::Contains("reviewed round 2"));
-  CHECK(box.containers_of(id) == 0);
+  CHECK(box.no_containers_left(id));
 }
 
 TEST_CASE("a review plan whose reviewer never approves fails with the review after review_rounds") {
@@ -118,7 +118,7 @@ TEST_CASE("an agent whose CLI is missing hands the attempt to the next agent of 
   CHECK(history_has(show, "agent ghost ("));
   CHECK(history_has(show, "agent ghost unavailable, falling back to scripted"));
   CHECK(history_has(show, "agent scripted ("));
-  CHECK(box.containers_of(id) == 0);
+  CHECK(box.no_containers_left(id));
 }
 
 TEST_CASE("when every agent of the chain is missing the task is BLOCKED saying so") {

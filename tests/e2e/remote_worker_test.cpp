@@ -78,7 +78,7 @@ TEST_CASE("kill -9 of a standalone worker mid-run: the task is retried when it c
   CHECK(box.task(id)["attempt"] == 2);
   const std::string log = git(box.origin(), {"log", "--format=%s", "main"});
   CHECK(log.find("Interrupted remote task") == log.rfind("Interrupted remote task"));
-  CHECK(box.containers_of(id) == 0);
+  CHECK(box.no_containers_left(id));
 }
 
 TEST_CASE("kill -9 of a standalone worker in each state of an attempt: the task lands exactly once, nothing orphaned") {
@@ -109,7 +109,7 @@ TEST_CASE("kill -9 of a standalone worker in each state of an attempt: the task 
   const std::string log = git(box.origin(), {"log", "--format=%s", "main"});
   CHECK(log.find("Killed in " + state) != std::string::npos);
   CHECK(log.find("Killed in " + state) == log.rfind("Killed in " + state));
-  CHECK(box.containers_of(id) == 0);
+  CHECK(box.no_containers_left(id));
   CHECK(worker->stop() == 0);
 }
 

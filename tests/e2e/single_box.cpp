@@ -7,6 +7,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "worker-agent/container_pool.h"
 #include "worker-agent/docker_client.h"
 
 namespace polyphony::testing {
@@ -169,9 +170,15 @@ std::map<std::string, std::string> SingleBox::wait_finished(const std::vector<st
 }
 
 size_t SingleBox::containers_of(const std::string& id) const {
-  auto list = make_docker_client(test_docker_host())->list_containers({{"polyphony.task", id}});
+  auto docker = make_docker_client(test_docker_host());
+  auto list = task_containers(*docker, id);
   REQUIRE(list.ok());
   return list->size();
+}
+
+bool SingleBox::no_containers_left(const std::string& id, std::chrono::milliseconds timeout) const {
+  // A worker with a warm pool removes a finished attempt's container just after reporting.
+  return eventually([&] { return containers_of(id) == 0; }, timeout);
 }
 
 }  // namespace polyphony::testing

@@ -51,6 +51,8 @@ class SingleBox {
                                                    std::chrono::seconds timeout = std::chrono::seconds(180)) const;
   // Containers on the engine labelled with this task id.
   size_t containers_of(const std::string& id) const;
+  // True once the task has no container left (waiting up to `timeout` for it).
+  bool no_containers_left(const std::string& id, std::chrono::milliseconds timeout = std::chrono::seconds(20)) const;
 
   const std::filesystem::path& home() const { return home_; }
   const std::filesystem::path& origin() const { return origin_; }

@@ -61,7 +61,7 @@ TEST_CASE("a task goes from spawn to LANDED in a real container and its commit i
   CHECK_THAT(logs.out, Catch::Contains("attempt 1 verify"));
 
   // No container is left behind; cleanup removes the finished task's workspace.
-  CHECK(box.containers_of(id) == 0);
+  CHECK(box.no_containers_left(id));
   CHECK(std::filesystem::exists(box.home() / "workspaces/tasks" / id));
   auto cleanup = box.cli({"cleanup"});
   CHECK(cleanup.exit_code == 0);
@@ -90,7 +90,7 @@ TEST_CASE("two tasks on one repo both land, and a task whose verify fails the sa
   CHECK_THAT(t["reason"].get<std::string>(),
              (Catch::Contains("same tree") || Catch::Contains("gave up after 3")) &&
                  Catch::Contains("exited with status 1"));
-  CHECK(box.containers_of(bad) == 0);
+  CHECK(box.no_containers_left(bad));
   auto table = box.cli({"status"});
   CHECK_THAT(table.out, Catch::Contains(bad) && Catch::Contains("BLOCKED"));
 }

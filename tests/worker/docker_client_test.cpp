@@ -1,6 +1,7 @@
 // The Docker Engine client against a real engine and the polyphony-worker image.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -340,4 +341,97 @@ TEST_CASE("worker image builds and is idempotent") {
   auto exists = f.docker->image_exists(options.tag);
   REQUIRE(exists.ok());
   CHECK_FALSE(*exists);
+}
+
+TEST_CASE("exec runs argv in a running container with its own env, user and directory") {
+  Fixture f;
+  std::string id = create_and_start(*f.docker, f.janitor.spec({"sleep", "infinity"}));
+  Logs logs;
+  auto sink = [&](int stream, std::string_view data) {
+    (stream == 2 ? logs.err : logs.out).append(data);
+    return true;
+  };
+  ExecSpec spec{{"sh", "-c", "echo \"$GREETING $(id -u) $(pwd)\"; echo oops >&2; exit 5"}, {"GREETING=hello"},
+                "1000:1000", "/tmp"};
+  auto code = f.docker->exec(id, spec, sink);
+  INFO((code.ok() ? std::string() : code.error().to_string()));
+  REQUIRE(code.ok());
+  CHECK(*code == 5);
+  CHECK(logs.out == "hello 1000 /tmp\n");
+  CHECK(logs.err == "oops\n");
+
+  // Large output arrives whole and in order.
+  logs = {};
+  code = f.docker->exec(id, {{"sh", "-c", "head -c 300000 /dev/zero | tr '\\0' y"}, {}, "", ""}, sink);
+  REQUIRE(code.ok());
+  CHECK(*code == 0);
+  CHECK(logs.out == std::string(300000, 'y'));
+
+  // A program that is not there: the engine's 126/127, the way a shell says it.
+  code = f.docker->exec(id, {{"no-such-program-here"}, {}, "", ""}, sink);
+  REQUIRE(code.ok());
+  CHECK((*code == 126 || *code == 127));
+}
+
+TEST_CASE("exec returns once its process ends, even when a child it left holds the output open") {
+  Fixture f;
+  std::string id = create_and_start(*f.docker, f.janitor.spec({"sleep", "infinity"}));
+  const auto start = std::chrono::steady_clock::now();
+  auto code = f.docker->exec(id, {{"sh", "-c", "sleep 60 & echo started"}, {}, "1000:1000", ""},
+                             [](int, std::string_view) { return true; });
+  REQUIRE(code.ok());
+  CHECK(*code == 0);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
+  // kill(-1) as the same user reaches the leftover but not the holder, PID 1.
+  auto swept = f.docker->exec(id, {{"sh", "-c", "kill -KILL -1; exit 0"}, {}, "1000:1000", ""},
+                              [](int, std::string_view) { return true; });
+  REQUIRE(swept.ok());
+  std::string left;
+  auto listed = f.docker->exec(id, {{"sh", "-c", "for p in /proc/[0-9]*; do cat $p/comm; done"}, {}, "1000:1000", ""},
+                               [&](int, std::string_view data) { left.append(data); return true; });
+  REQUIRE(listed.ok());
+  CHECK(left.find("sleep") != std::string::npos);  // the holder
+  CHECK(std::count(left.begin(), left.end(), '\n') <= 3);  // holder, this shell, cat
+}
+
+TEST_CASE("exec in a stopped or absent container fails with the engine's reason") {
+  Fixture f;
+  auto [id, exit_code] = run_to_exit(*f.docker, f.janitor.spec(sh("exit 0")));
+  REQUIRE(exit_code == 0);
+  auto code = f.docker->exec(id, {{"true"}, {}, "", ""}, [](int, std::string_view) { return true; });
+  REQUIRE_FALSE(code.ok());
+  CHECK(code.error().code == "docker");
+  CHECK(code.error().message.find("not running") != std::string::npos);
+  code = f.docker->exec("polyphony-no-such-container-" + random_suffix(), {{"true"}, {}, "", ""},
+                        [](int, std::string_view) { return true; });
+  REQUIRE_FALSE(code.ok());
+  CHECK(code.error().code == "not_found");
+}
+
+TEST_CASE("a stop ends an exec that is still running") {
+  Fixture f;
+  std::string id = create_and_start(*f.docker, f.janitor.spec({"sleep", "infinity"}));
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    (void)f.docker->stop_container(id, 0);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto code = f.docker->exec(id, {{"sleep", "120"}, {}, "", ""}, [](int, std::string_view) { return true; });
+  stopper.join();
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(60));
+  if (code.ok()) CHECK(*code != 0);
+}
+
+TEST_CASE("rename_container renames, and list_containers reports the name") {
+  Fixture f;
+  std::string id = create_and_start(*f.docker, f.janitor.spec({"sleep", "infinity"}));
+  const std::string name = "polyphony.test-" + random_suffix() + ".e1";
+  auto renamed = f.docker->rename_container(id, name);
+  INFO((renamed.ok() ? std::string() : renamed.error().to_string()));
+  REQUIRE(renamed.ok());
+  auto list = f.docker->list_containers(f.janitor.labels());
+  REQUIRE(list.ok());
+  REQUIRE(list->size() == 1);
+  CHECK(list->front().name == name);
+  CHECK_FALSE(f.docker->rename_container("polyphony-no-such-container-" + random_suffix(), name + "x").ok());
 }

@@ -1,0 +1,201 @@
+// Task containers and the warm pool.
+#include "worker-agent/container_pool.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace polyphony {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A key whose warm containers keep failing (a repo gone, an image missing) stops being made after
+// this many failures in a row, until one is made for it again.
+constexpr int kMaxFailures = 3;
+
+}  // namespace
+
+std::string WarmKey::id() const {
+  std::string s = image + '\n' + user + '\n' + network_mode + '\n' + std::to_string(memory_bytes) + '\n' +
+                  std::to_string(nano_cpus) + '\n' + repo_url + '\n' + base_branch;
+  for (const auto& m : mounts) {
+    s += '\n' + m.host_path + ':' + m.container_path + (m.read_only ? ":ro" : ":rw");
+  }
+  return s;
+}
+
+ContainerSpec task_container_spec(const WarmKey& key, const fs::path& repo_dir, const fs::path& meta_dir,
+                                  const fs::path& mirror_dir, std::map<std::string, std::string> labels) {
+  ContainerSpec cs;
+  cs.image = key.image;
+  cs.user = key.user;
+  cs.working_dir = "/workspace";
+  cs.labels = std::move(labels);
+  cs.mounts.push_back({repo_dir.string(), "/workspace", false});
+  cs.mounts.push_back({meta_dir.string(), "/polyphony", true});
+  // The clone borrows its objects from the mirror through an absolute path.
+  cs.mounts.push_back({mirror_dir.string(), mirror_dir.string(), true});
+  for (const auto& m : key.mounts) cs.mounts.push_back({m.host_path, m.container_path, true});
+  cs.memory_bytes = key.memory_bytes;
+  cs.nano_cpus = key.nano_cpus;
+  cs.network_mode = key.network_mode;
+  // The holder: PID 1 without signal handlers, so nothing inside can kill it; exec runs the rest.
+  cs.cmd = {"sleep", "infinity"};
+  cs.env = {"HOME=/home/agent"};
+  return cs;
+}
+
+std::string task_container_name(const std::string& task_id, int64_t epoch) {
+  return "polyphony." + task_id + ".e" + std::to_string(epoch);
+}
+
+Result<std::vector<ContainerInfo>> task_containers(DockerClient& docker, const std::string& task_id,
+                                                   const std::string& worker_id) {
+  std::map<std::string, std::string> by_label{{"polyphony.task", task_id}};
+  std::map<std::string, std::string> warm{{"polyphony.role", "warm"}};
+  if (!worker_id.empty()) {
+    by_label["polyphony.worker"] = worker_id;
+    warm["polyphony.worker"] = worker_id;
+  }
+  auto labelled = docker.list_containers(by_label);
+  if (!labelled.ok()) return labelled.error();
+  auto taken = docker.list_containers(warm);
+  if (!taken.ok()) return taken.error();
+  const std::string prefix = "polyphony." + task_id + ".";
+  for (auto& c : *taken) {
+    if (c.name.rfind(prefix, 0) == 0) labelled->push_back(std::move(c));
+  }
+  return labelled;
+}
+
+ContainerPool::ContainerPool(DockerClient& docker, Workspaces& workspaces, Options options)
+    : docker_(docker), workspaces_(workspaces), options_(std::move(options)) {
+  const int makers = std::max(1, std::min(options_.makers, std::max(options_.size, 1)));
+  for (int i = 0; i < makers; ++i) makers_.emplace_back([this] { maker_loop(); });
+}
+
+ContainerPool::~ContainerPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : makers_) t.join();
+  for (const auto& r : ready_) destroy(r.slot);
+  for (const auto& d : disposals_) destroy(d);
+}
+
+std::optional<WarmSlot> ContainerPool::take(const WarmKey& key) {
+  if (options_.size <= 0) return std::nullopt;
+  const std::string id = key.id();
+  std::optional<WarmSlot> found;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = std::find_if(ready_.begin(), ready_.end(), [&](const Ready& r) { return r.key_id == id; });
+    if (it != ready_.end()) {
+      found = std::move(it->slot);
+      ready_.erase(it);
+    }
+    auto failed = failures_.find(id);
+    if (failed == failures_.end() || failed->second < kMaxFailures) {
+      if (static_cast<int>(ready_.size() + wanted_.size()) + busy_ >= options_.size) {
+        // Full: the oldest warm container of another key makes room.
+        auto other = std::find_if(ready_.begin(), ready_.end(), [&](const Ready& r) { return r.key_id != id; });
+        if (other != ready_.end()) {
+          disposals_.push_back(std::move(other->slot));
+          ready_.erase(other);
+        }
+      }
+      if (static_cast<int>(ready_.size() + wanted_.size()) + busy_ < options_.size) wanted_.push_back(key);
+    }
+  }
+  wake_.notify_all();
+  return found;
+}
+
+void ContainerPool::dispose(const std::string& container_id) {
+  if (container_id.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    disposals_.push_back({container_id, {}});
+  }
+  wake_.notify_one();
+}
+
+int ContainerPool::ready(const WarmKey& key) const {
+  const std::string id = key.id();
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<int>(std::count_if(ready_.begin(), ready_.end(), [&](const Ready& r) { return r.key_id == id; }));
+}
+
+bool ContainerPool::settle(std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return settled_.wait_for(lock, timeout, [&] { return wanted_.empty() && disposals_.empty() && busy_ == 0; });
+}
+
+void ContainerPool::maker_loop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    wake_.wait(lock, [&] { return stopping_ || !wanted_.empty() || !disposals_.empty(); });
+    if (stopping_) return;
+    ++busy_;
+    if (!disposals_.empty()) {
+      WarmSlot gone = std::move(disposals_.front());
+      disposals_.pop_front();
+      lock.unlock();
+      destroy(gone);
+      lock.lock();
+    } else {
+      WarmKey key = wanted_.front();
+      wanted_.pop_front();
+      lock.unlock();
+      auto made = make(key);
+      lock.lock();
+      const std::string id = key.id();
+      if (!made.ok()) {
+        ++failures_[id];
+        spdlog::warn("cannot make a warm container for {}: {}", key.repo_url, made.error().to_string());
+      } else if (stopping_) {
+        lock.unlock();
+        destroy(*made);
+        lock.lock();
+      } else {
+        failures_.erase(id);
+        ready_.push_back({id, std::move(*made)});
+      }
+    }
+    --busy_;
+    settled_.notify_all();
+  }
+}
+
+Result<WarmSlot> ContainerPool::make(const WarmKey& key) {
+  auto spare = workspaces_.make_spare(key.repo_url, key.base_branch);
+  if (!spare.ok()) return spare.error();
+  WarmSlot slot{{}, *spare};
+  ContainerSpec cs = task_container_spec(key, spare->dir / "repo", spare->dir / "meta", spare->mirror_dir,
+                                         {{"polyphony.worker", options_.worker_id}, {"polyphony.role", "warm"}});
+  auto id = docker_.create_container(cs);
+  if (!id.ok()) {
+    (void)workspaces_.discard_spare(*spare);
+    return id.error();
+  }
+  slot.container_id = *id;
+  if (auto s = docker_.start_container(*id); !s.ok()) {
+    destroy(slot);
+    return s.error();
+  }
+  return slot;
+}
+
+void ContainerPool::destroy(const WarmSlot& slot) {
+  if (!slot.container_id.empty()) {
+    auto s = docker_.remove_container(slot.container_id);
+    if (!s.ok()) spdlog::warn("cannot remove container {}: {}", slot.container_id.substr(0, 12), s.error().to_string());
+  }
+  if (!slot.spare.dir.empty()) (void)workspaces_.discard_spare(slot.spare);
+}
+
+}  // namespace polyphony

@@ -1,0 +1,118 @@
+// Task containers, and a warm pool of them: containers started ahead of time on spare
+// workspaces, so that a task's agent starts in a container that is already running, in a clone
+// that is already checked out.
+//
+// A task container runs an idle holder (`sleep infinity`, immune to signals as PID 1); the agent
+// and verify run in it with exec, one after the other. The container is the task's sandbox: its
+// mounts, limits and network are fixed when it is created, so a warm container is only used by a
+// task that needs exactly the same (the WarmKey).
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "worker-agent/docker_client.h"
+#include "worker-agent/workspaces.h"
+
+namespace polyphony {
+
+// What a task container is made of, before any task is known.
+struct WarmKey {
+  std::string image;
+  std::string user;                  // "1000:1000"
+  std::string network_mode;
+  int64_t memory_bytes = 0;
+  int64_t nano_cpus = 0;
+  std::string repo_url;
+  std::string base_branch;
+  std::vector<BindMount> mounts;     // the agent's identity mounts (read-only)
+
+  // A canonical text of all of the above: two keys are the same when their ids are.
+  std::string id() const;
+};
+
+// The container a task's agent and verify run in: the repo at /workspace, the task's meta
+// directory read-only at /polyphony, the mirror the clone borrows from read-only at its own path,
+// identity mounts read-only.
+ContainerSpec task_container_spec(const WarmKey& key, const std::filesystem::path& repo_dir,
+                                  const std::filesystem::path& meta_dir,
+                                  const std::filesystem::path& mirror_dir,
+                                  std::map<std::string, std::string> labels);
+
+// The name a task container has once it belongs to a task. Task ids have no '.', so the prefix
+// "polyphony.<task>." names one task's containers only.
+std::string task_container_name(const std::string& task_id, int64_t epoch);
+
+// Every container of the task on this engine (of `worker_id` when not empty): those created for
+// it (label polyphony.task) and warm containers it took (by name).
+Result<std::vector<ContainerInfo>> task_containers(DockerClient& docker, const std::string& task_id,
+                                                   const std::string& worker_id = {});
+
+struct WarmSlot {
+  std::string container_id;
+  Spare spare;
+};
+
+class ContainerPool {
+ public:
+  struct Options {
+    std::string worker_id;
+    int size = 0;     // warm containers kept at most (over all keys); 0: none
+    int makers = 2;   // threads making them
+  };
+
+  ContainerPool(DockerClient& docker, Workspaces& workspaces, Options options);
+  // Stops the makers and removes every warm container and spare it holds, and every container
+  // handed to dispose() that is not removed yet.
+  ~ContainerPool();
+
+  ContainerPool(const ContainerPool&) = delete;
+  ContainerPool& operator=(const ContainerPool&) = delete;
+
+  // A warm container for `key` and the spare it is started on, or nullopt when none is ready.
+  // Either way a replacement for `key` is made in the background (the oldest warm container of
+  // another key makes room when the pool is full). The caller owns what it gets.
+  std::optional<WarmSlot> take(const WarmKey& key);
+
+  // Removes a container in the background, off the task's way.
+  void dispose(const std::string& container_id);
+
+  // Warm containers ready for `key` now.
+  int ready(const WarmKey& key) const;
+
+  // Blocks until every requested warm container is made (or failed) and disposals are done, or
+  // `timeout` passes. For tests and benchmarks.
+  bool settle(std::chrono::milliseconds timeout) const;
+
+ private:
+  struct Ready {
+    std::string key_id;
+    WarmSlot slot;
+  };
+
+  void maker_loop();
+  Result<WarmSlot> make(const WarmKey& key);
+  void destroy(const WarmSlot& slot);
+
+  DockerClient& docker_;
+  Workspaces& workspaces_;
+  Options options_;
+  mutable std::mutex mutex_;
+  mutable std::condition_variable wake_;
+  mutable std::condition_variable settled_;
+  std::deque<WarmKey> wanted_;         // keys to make a warm container for
+  std::deque<Ready> ready_;            // oldest first
+  std::deque<WarmSlot> disposals_;     // containers (and spares) to remove
+  std::map<std::string, int> failures_; // key id -> consecutive failures to make one
+  int busy_ = 0;                       // makers at work
+  bool stopping_ = false;
+  std::vector<std::thread> makers_;
+};
+
+}  // namespace polyphony
