@@ -73,7 +73,9 @@ Result<std::vector<ContainerInfo>> task_containers(DockerClient& docker, const s
 ContainerPool::ContainerPool(DockerClient& docker, Workspaces& workspaces, Options options)
     : docker_(docker), workspaces_(workspaces), options_(std::move(options)) {
   const int makers = std::max(1, std::min(options_.makers, std::max(options_.size, 1)));
-  for (int i = 0; i < makers; ++i) makers_.emplace_back([this] { maker_loop(); });
+  for (int i = 0; i < makers; ++i) makers_.emplace_back([this] { maker_loop(false); });
+  // Removals have a thread of their own: a finished task's container never waits behind a make.
+  makers_.emplace_back([this] { maker_loop(true); });
 }
 
 ContainerPool::~ContainerPool() {
@@ -121,7 +123,7 @@ void ContainerPool::dispose(const std::string& container_id) {
     std::lock_guard<std::mutex> lock(mutex_);
     disposals_.push_back({container_id, {}});
   }
-  wake_.notify_one();
+  wake_.notify_all();
 }
 
 int ContainerPool::ready(const WarmKey& key) const {
@@ -135,13 +137,13 @@ bool ContainerPool::settle(std::chrono::milliseconds timeout) const {
   return settled_.wait_for(lock, timeout, [&] { return wanted_.empty() && disposals_.empty() && busy_ == 0; });
 }
 
-void ContainerPool::maker_loop() {
+void ContainerPool::maker_loop(bool disposer) {
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
-    wake_.wait(lock, [&] { return stopping_ || !wanted_.empty() || !disposals_.empty(); });
+    wake_.wait(lock, [&] { return stopping_ || (disposer ? !disposals_.empty() : !wanted_.empty()); });
     if (stopping_) return;
     ++busy_;
-    if (!disposals_.empty()) {
+    if (disposer) {
       WarmSlot gone = std::move(disposals_.front());
       disposals_.pop_front();
       lock.unlock();

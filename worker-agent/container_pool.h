@@ -64,7 +64,7 @@ class ContainerPool {
   struct Options {
     std::string worker_id;
     int size = 0;     // warm containers kept at most (over all keys); 0: none
-    int makers = 2;   // threads making them
+    int makers = 2;   // threads making them (and one more removes containers)
   };
 
   ContainerPool(DockerClient& docker, Workspaces& workspaces, Options options);
@@ -96,7 +96,7 @@ class ContainerPool {
     WarmSlot slot;
   };
 
-  void maker_loop();
+  void maker_loop(bool disposer);
   Result<WarmSlot> make(const WarmKey& key);
   void destroy(const WarmSlot& slot);
 

@@ -459,13 +459,10 @@ std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string
 std::optional<protocol::TaskResult> Run::verify() {
   attempt_.log("verify", "$ " + verify_command_ + "\n");
   // Whatever the agent left running goes first, so nothing of it can touch the tree while the
-  // tests run. As the container user, kill(-1) reaches every process but the holder (PID 1) and
-  // itself.
-  auto swept = exec_in({"sh", "-c", "kill -KILL -1 2>/dev/null; exit 0"}, attempt_env(spec_), "verify",
-                       spec_.verify_timeout_s, 0);
-  if (!swept.ok()) return container_failure(attempt_, spec_, "verify", swept.error());
-  if (swept->cancelled) return attempt_.failed("cancelled", "cancelled during verify");
-  auto run = exec_in({"sh", "-c", verify_command_}, attempt_env(spec_), "verify", spec_.verify_timeout_s, 0);
+  // tests run: as the container user, kill(-1) reaches every process but the holder (PID 1) and
+  // the caller, which then becomes the verify shell. The command is an argument, never spliced.
+  auto run = exec_in({"sh", "-c", "kill -KILL -1 2>/dev/null; exec sh -c \"$1\"", "polyphony-verify", verify_command_},
+                     attempt_env(spec_), "verify", spec_.verify_timeout_s, 0);
   if (!run.ok()) return container_failure(attempt_, spec_, "verify", run.error());
   if (run->cancelled) return attempt_.failed("cancelled", "cancelled during verify");
   if (run->timed_out) {
