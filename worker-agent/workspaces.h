@@ -60,7 +60,7 @@ class Workspaces {
 
   // Makes a spare for repo_url at base_branch (fetching or first creating the mirror), owned by
   // uid/gid like a provisioned task. Errors as provision's.
-  virtual Result<Spare> make_spare(const std::string& repo_url, const std::string& base_branch) {
+  virtual Result<Spare> make_spare(const std::string& repo_url, const std::string& /*base_branch*/) {
     return make_error("usage", "this workspace manager keeps no spares", repo_url);
   }
 
@@ -80,6 +80,13 @@ class Workspaces {
     std::filesystem::remove_all(spare.dir, ec);
     return {};
   }
+
+  // Deletes every spare under this manager's root, returning how many. A spare is known only
+  // to the process that made it (its Spare value), so those found at start are stale: a
+  // restarted worker calls this once, before it makes spares or starts containers on them (and
+  // removes any container an earlier run started on one). Spares never show in list() and
+  // remove() never touches them.
+  virtual Result<int> clear_spares() { return 0; }
 
   // Fetches (or first creates) the repo's mirror, then makes <root>/tasks/<id>/repo: a clone
   // whose objects/info/alternates points at the mirror, the origin remote set to repo_url,
