@@ -34,6 +34,7 @@ using Index = GitHandle<git_index, git_index_free>;
 using Signature = GitHandle<git_signature, git_signature_free>;
 using Remote = GitHandle<git_remote, git_remote_free>;
 using BranchIterator = GitHandle<git_branch_iterator, git_branch_iterator_free>;
+using ReferenceIterator = GitHandle<git_reference_iterator, git_reference_iterator_free>;
 using Revwalk = GitHandle<git_revwalk, git_revwalk_free>;
 using ConflictIterator = GitHandle<git_index_conflict_iterator, git_index_conflict_iterator_free>;
 

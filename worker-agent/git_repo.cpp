@@ -12,6 +12,8 @@ namespace {
 
 constexpr std::string_view kHeadsPrefix = "refs/heads/";
 
+}  // namespace
+
 Status write_alternates(const fs::path& git_dir, const std::vector<fs::path>& object_dirs) {
   fs::path file = git_dir / "objects" / "info" / "alternates";
   std::error_code ec;
@@ -22,8 +24,6 @@ Status write_alternates(const fs::path& git_dir, const std::vector<fs::path>& ob
   if (ec || !out) return make_error("io", "cannot write the alternates file", file.string());
   return ok_status();
 }
-
-}  // namespace
 
 const BranchHead* BranchSnapshot::find(const std::string& name) const {
   for (const auto& b : branches) {
@@ -109,26 +109,96 @@ Status GitRepo::add_remote(const std::string& name, const std::string& url,
     return libgit2_error("adding remote '" + name + "'", path_);
   }
   Remote remote(remote_raw);
-  std::string prefix = "refs/remotes/" + name + "/";
+  return set_remote_refs(name, origin);
+}
+
+Status GitRepo::set_remote_refs(const std::string& name, const BranchSnapshot& origin) {
+  const std::string prefix = "refs/remotes/" + name + "/";
+  const std::string head = prefix + "HEAD";
+  const bool has_head = origin.find(origin.default_branch) != nullptr;
+  git_reference_iterator* it_raw = nullptr;
+  std::string glob = prefix + "*";
+  if (git_reference_iterator_glob_new(&it_raw, repo_.get(), glob.c_str()) != 0) {
+    return libgit2_error("listing " + glob, path_);
+  }
+  ReferenceIterator it(it_raw);
+  std::vector<std::string> stale;
+  const char* ref_name = nullptr;
+  while (git_reference_next_name(&ref_name, it.get()) == 0) {
+    std::string_view ref = ref_name;
+    bool keep = ref == head ? has_head : origin.find(std::string(ref.substr(prefix.size()))) != nullptr;
+    if (!keep) stale.emplace_back(ref);
+  }
+  for (const auto& ref : stale) {
+    if (git_reference_remove(repo_.get(), ref.c_str()) != 0) return libgit2_error("deleting " + ref, path_);
+  }
   for (const auto& b : origin.branches) {
     git_reference* out = nullptr;
     std::string ref = prefix + b.name;
-    if (git_reference_create(&out, repo_.get(), ref.c_str(), &b.commit, 0, "polyphony: mirror") !=
-        0) {
+    if (git_reference_create(&out, repo_.get(), ref.c_str(), &b.commit, 1, "polyphony: mirror") != 0) {
       return libgit2_error("creating " + ref, path_);
     }
     git_reference_free(out);
   }
-  if (origin.find(origin.default_branch) == nullptr) return ok_status();
+  if (!has_head) return ok_status();
   git_reference* out = nullptr;
-  std::string head = prefix + "HEAD";
   std::string target = prefix + origin.default_branch;
-  if (git_reference_symbolic_create(&out, repo_.get(), head.c_str(), target.c_str(), 0,
+  if (git_reference_symbolic_create(&out, repo_.get(), head.c_str(), target.c_str(), 1,
                                     "polyphony: mirror") != 0) {
     return libgit2_error("creating " + head, path_);
   }
   git_reference_free(out);
   return ok_status();
+}
+
+Status GitRepo::checkout_detached(const git_oid& commit_id) {
+  auto commit = lookup_commit(commit_id);
+  POLY_TRY(commit);
+  git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
+  co.checkout_strategy = GIT_CHECKOUT_FORCE;
+  if (git_checkout_tree(repo_.get(), reinterpret_cast<const git_object*>(commit->get()), &co) != 0 ||
+      git_repository_set_head_detached(repo_.get(), &commit_id) != 0) {
+    return libgit2_error("checking out " + oid_hex(commit_id), path_);
+  }
+  return ok_status();
+}
+
+namespace {
+
+int record_path(git_checkout_notify_t, const char* path, const git_diff_file*, const git_diff_file*,
+                const git_diff_file*, void* payload) {
+  static_cast<std::vector<std::string>*>(payload)->emplace_back(path);
+  return 0;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> GitRepo::reset_to_new_branch(const std::string& branch,
+                                                              const git_oid& commit_id) {
+  auto commit = lookup_commit(commit_id);
+  POLY_TRY(commit);
+  std::vector<std::string> touched;
+  git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
+  // The index's stat data tells which files are unchanged, so only the differences are written.
+  co.checkout_strategy =
+      GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
+  co.notify_flags = GIT_CHECKOUT_NOTIFY_UPDATED | GIT_CHECKOUT_NOTIFY_UNTRACKED |
+                    GIT_CHECKOUT_NOTIFY_IGNORED;
+  co.notify_cb = record_path;
+  co.notify_payload = &touched;
+  if (git_checkout_tree(repo_.get(), reinterpret_cast<const git_object*>(commit->get()), &co) != 0) {
+    return libgit2_error("checking out " + oid_hex(commit_id), path_);
+  }
+  git_reference* out = nullptr;
+  std::string ref = std::string(kHeadsPrefix) + branch;
+  if (git_reference_create(&out, repo_.get(), ref.c_str(), &commit_id, 1, "branch: created") != 0) {
+    return libgit2_error("creating branch " + branch, path_);
+  }
+  git_reference_free(out);
+  if (git_repository_set_head(repo_.get(), ref.c_str()) != 0) {
+    return libgit2_error("checking out " + branch, path_);
+  }
+  return touched;
 }
 
 Status GitRepo::create_branch_and_checkout(const std::string& branch, const git_oid& commit, bool move) {

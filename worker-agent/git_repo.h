@@ -35,6 +35,10 @@ struct MergeOutcome {
   std::vector<std::string> conflicts;  // conflicting paths otherwise
 };
 
+// Writes <git_dir>/objects/info/alternates listing `object_dirs`, one a line.
+Status write_alternates(const std::filesystem::path& git_dir,
+                        const std::vector<std::filesystem::path>& object_dirs);
+
 // True when `branch` is a valid name for refs/heads/<branch>.
 bool is_valid_branch_name(const std::string& branch);
 
@@ -57,6 +61,20 @@ class GitRepo {
   // Adds remote `name` (url, standard fetch refspec) and refs/remotes/<name>/* for every
   // branch of `origin` (plus <name>/HEAD), without fetching anything.
   Status add_remote(const std::string& name, const std::string& url, const BranchSnapshot& origin);
+
+  // Makes refs/remotes/<name>/* exactly the branches of `origin` (plus <name>/HEAD): moves
+  // those that exist, creates the new ones, deletes those `origin` no longer has.
+  Status set_remote_refs(const std::string& name, const BranchSnapshot& origin);
+
+  // Force-checks-out `commit` with HEAD detached on it.
+  Status checkout_detached(const git_oid& commit);
+
+  // Makes the work tree and index exactly `commit`'s tree, writing only the files that differ
+  // (files changed in the work tree are overwritten, untracked and ignored files deleted), then
+  // points refs/heads/<branch> at `commit` (created or moved) and HEAD at the branch. Returns
+  // the paths it wrote or deleted, relative to the work tree.
+  Result<std::vector<std::string>> reset_to_new_branch(const std::string& branch,
+                                                       const git_oid& commit);
 
   // Points refs/heads/<branch> at `commit` and force-checks-out HEAD (already on it). `move`:
   // the branch may exist already and is moved.

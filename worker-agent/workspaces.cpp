@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +14,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <random>
+#include <set>
 #include <fstream>
 #include <map>
 #include <functional>
@@ -33,6 +36,11 @@ namespace {
 
 constexpr char kMetadataFile[] = "workspace.json";
 constexpr size_t kMaxTaskIdLength = 64;
+// A spare's repo/.git/config as make_spare wrote it, kept outside repo/ (which a container may
+// have mounted before the task came): provision_from puts it back before opening the clone.
+constexpr char kSpareGitConfig[] = "spare-git-config";
+// HEAD of a spare before its checkout; the branch is never created (the checkout detaches).
+constexpr char kSpareHead[] = "polyphony-spare";
 
 bool is_valid_task_id(const std::string& id) {
   if (id.empty() || id.size() > kMaxTaskIdLength) return false;
@@ -214,6 +222,11 @@ Result<Workspace> read_metadata(const fs::path& task_dir, const std::string& tas
 
 Result<BranchHead> pick_base(const BranchSnapshot& branches, const std::string& requested,
                              const std::string& url) {
+  if (branches.branches.empty()) {
+    return make_error("not_found", "the origin " + detail::redact_credentials(url) +
+                                       " has no branches (an empty repository?); push a first "
+                                       "commit to it");
+  }
   std::string name = requested.empty() ? branches.default_branch : requested;
   if (name.empty()) {
     return make_error("not_found", "the origin " + detail::redact_credentials(url) +
@@ -233,6 +246,49 @@ Result<BranchHead> pick_base(const BranchSnapshot& branches, const std::string& 
 long long millis_since(std::chrono::steady_clock::time_point start) {
   using namespace std::chrono;
   return duration_cast<milliseconds>(steady_clock::now() - start).count();
+}
+
+// "<mirror name>-<8 random hex digits>": unique enough to retry on the rare clash.
+std::string spare_name(const fs::path& mirror) {
+  static std::mutex mutex;
+  static std::mt19937_64 random{std::random_device{}()};
+  std::lock_guard guard(mutex);
+  char suffix[9];
+  std::snprintf(suffix, sizeof suffix, "%08x", static_cast<unsigned>(random() & 0xffffffffu));
+  return mirror.stem().string() + "-" + suffix;
+}
+
+// Renames `from` to `to` unless `to` exists (even empty), atomically where the filesystem can.
+std::error_code rename_no_replace(const fs::path& from, const fs::path& to) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return {};
+  if (errno != EINVAL && errno != ENOSYS) return {errno, std::generic_category()};
+  if (fs::exists(to)) return std::make_error_code(std::errc::file_exists);
+  std::error_code ec;
+  fs::rename(from, to, ec);
+  return ec;
+}
+
+// Deletes what `dir` holds, keeping `dir` itself (the same inode, perhaps mounted somewhere).
+Status empty_directory(const fs::path& dir) {
+  std::error_code ec;
+  std::vector<fs::path> entries;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    entries.push_back(it->path());
+  }
+  if (ec) return make_error("io", "cannot list: " + ec.message(), dir.string());
+  for (const auto& entry : entries) {
+    fs::remove_all(entry, ec);
+    if (ec) return make_error("io", "cannot delete: " + ec.message(), entry.string());
+  }
+  return ok_status();
+}
+
+Status lchown_path(const fs::path& p, int uid, int gid) {
+  if (::lchown(p.c_str(), static_cast<uid_t>(uid), static_cast<gid_t>(gid)) == 0) return ok_status();
+  return make_error("io",
+                    "cannot chown to " + std::to_string(uid) + ":" + std::to_string(gid) + ": " +
+                        std::strerror(errno),
+                    p.string());
 }
 
 class GitWorkspaces final : public Workspaces {
@@ -260,10 +316,27 @@ class GitWorkspaces final : public Workspaces {
   Result<LandResult> push_branch(const Workspace& ws) override;
   Status remove(const std::string& task_id) override;
   Result<std::vector<std::string>> list() override;
+  Result<Spare> make_spare(const std::string& repo_url, const std::string& base_branch) override;
+  Result<Workspace> provision_from(const WorkspaceRequest& request, const Spare& spare) override;
+  Status discard_spare(const Spare& spare) override;
+  Result<int> clear_spares() override;
 
  private:
   fs::path tasks_dir() const { return root_ / "tasks"; }
   fs::path mirrors_dir() const { return root_ / "mirrors"; }
+  fs::path spares_dir() const { return root_ / "spares"; }
+  fs::path mirror_of(const Origin& origin) const {
+    return mirrors_dir() / (mirror_name(origin) + ".git");
+  }
+
+  Status check_spare(const WorkspaceRequest& request, const Spare& spare,
+                     const fs::path& mirror) const;
+  Result<fs::path> reserve_spare_dir(const fs::path& mirror) const;
+  Status build_spare(const Spare& spare, const Origin& origin, const BranchSnapshot& branches,
+                     const git_oid& base);
+  Result<Workspace> place_spare(const WorkspaceRequest& request, const Spare& spare);
+  Status refresh_spare(Workspace& ws, const std::string& requested_base);
+  Status give_paths_to_owner(const fs::path& repo_dir, const std::vector<std::string>& paths) const;
 
   Status check_request(const WorkspaceRequest& request) const;
   Result<BranchSnapshot> sync_mirror(const Origin& origin, const fs::path& mirror);
@@ -393,7 +466,7 @@ Result<Workspace> GitWorkspaces::provision(const WorkspaceRequest& request) {
   POLY_TRY(check_request(request));
   auto origin = resolve_origin(request.repo_url);
   if (!origin.ok()) return make_error(origin.error().code, origin.error().message, request.task_id);
-  fs::path mirror = mirrors_dir() / (mirror_name(*origin) + ".git");
+  fs::path mirror = mirror_of(*origin);
   auto branches = sync_mirror(*origin, mirror);
   POLY_TRY(branches);
   auto base = pick_base(*branches, request.base_branch, origin->url);
@@ -635,6 +708,207 @@ Result<std::vector<std::string>> GitWorkspaces::list() {
   if (ec) return make_error("io", "cannot list " + tasks_dir().string() + ": " + ec.message());
   std::sort(ids.begin(), ids.end());
   return ids;
+}
+
+
+// Spares: <root>/spares/<name>/{repo,meta}, made before their task and renamed into
+// <root>/tasks/<id> when it comes.
+
+Result<fs::path> GitWorkspaces::reserve_spare_dir(const fs::path& mirror) const {
+  std::error_code ec;
+  fs::create_directories(spares_dir(), ec);
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    fs::path dir = spares_dir() / spare_name(mirror);
+    if (fs::create_directory(dir, ec)) return dir;
+    if (ec) return make_error("io", "cannot create " + dir.string() + ": " + ec.message(), dir.string());
+  }
+  return make_error("io", "cannot find a free spare name", spares_dir().string());
+}
+
+Status GitWorkspaces::build_spare(const Spare& spare, const Origin& origin,
+                                  const BranchSnapshot& branches, const git_oid& base) {
+  const fs::path repo_dir = spare.dir / "repo";
+  auto repo = GitRepo::init_borrowing(repo_dir, {spare.mirror_dir / "objects"}, kSpareHead);
+  POLY_TRY(repo);
+  POLY_TRY(repo->add_remote("origin", origin.url, branches));
+  std::error_code ec;
+  fs::copy_file(repo_dir / ".git" / "config", spare.dir / kSpareGitConfig, ec);
+  if (ec) return make_error("io", "cannot keep the clone's config: " + ec.message(), spare.dir.string());
+  POLY_TRY(repo->checkout_detached(base));
+  // meta/ stays root's and read-only to the container, as the task runner makes it.
+  fs::create_directory(spare.dir / "meta", ec);
+  if (ec) return make_error("io", "cannot create meta/: " + ec.message(), spare.dir.string());
+  POLY_TRY(give_to_owner(repo_dir));
+  if (owner_uid_ >= 0) POLY_TRY(lchown_path(spare.dir, owner_uid_, owner_gid_));
+  return ok_status();
+}
+
+Result<Spare> GitWorkspaces::make_spare(const std::string& repo_url, const std::string& base_branch) {
+  auto start = std::chrono::steady_clock::now();
+  if (!base_branch.empty() && !detail::is_valid_branch_name(base_branch)) {
+    return make_error("usage", "'" + base_branch + "' is not a valid base branch name", repo_url);
+  }
+  auto origin = resolve_origin(repo_url);
+  POLY_TRY(origin);
+  const fs::path mirror = mirror_of(*origin);
+  auto branches = sync_mirror(*origin, mirror);
+  POLY_TRY(branches);
+  auto base = pick_base(*branches, base_branch, origin->url);
+  POLY_TRY(base);
+  auto dir = reserve_spare_dir(mirror);
+  POLY_TRY(dir);
+  Spare spare{*dir, mirror, repo_url, base_branch};
+  if (auto built = build_spare(spare, *origin, *branches, base->commit); !built.ok()) {
+    std::error_code ec;
+    fs::remove_all(spare.dir, ec);
+    return built.error();
+  }
+  spdlog::info("spare made dir={} base={}@{} ms={}", spare.dir.string(), base->name,
+               detail::oid_hex(base->commit).substr(0, 12), millis_since(start));
+  return spare;
+}
+
+Status GitWorkspaces::check_spare(const WorkspaceRequest& request, const Spare& spare,
+                                  const fs::path& mirror) const {
+  if (spare.dir.parent_path() != spares_dir() || !is_valid_task_id(spare.dir.filename().string())) {
+    return make_error("usage", spare.dir.string() + " is not a spare of " + root_.string(),
+                      request.task_id);
+  }
+  if (spare.mirror_dir != mirror || spare.base_branch != request.base_branch) {
+    return make_error("usage",
+                      "the spare " + spare.dir.filename().string() + " was made for " +
+                          detail::redact_credentials(spare.repo_url) + " at '" + spare.base_branch +
+                          "', not for " + detail::redact_credentials(request.repo_url) + " at '" +
+                          request.base_branch + "'; provision without it",
+                      request.task_id);
+  }
+  if (!fs::exists(spare.dir / "repo" / ".git") || !fs::exists(spare.dir / kSpareGitConfig)) {
+    return make_error("not_found", "the spare " + spare.dir.string() + " is missing or incomplete",
+                      request.task_id);
+  }
+  return ok_status();
+}
+
+// Checks the request and the spare, then renames the spare to the task's directory. The
+// Workspace returned has no base yet.
+Result<Workspace> GitWorkspaces::place_spare(const WorkspaceRequest& request, const Spare& spare) {
+  POLY_TRY(check_request(request));
+  auto origin = resolve_origin(request.repo_url);
+  if (!origin.ok()) return make_error(origin.error().code, origin.error().message, request.task_id);
+  const fs::path mirror = mirror_of(*origin);
+  POLY_TRY(check_spare(request, spare, mirror));
+  const fs::path task_dir = tasks_dir() / request.task_id;
+  std::error_code ec;
+  fs::create_directories(tasks_dir(), ec);
+  ec = rename_no_replace(spare.dir, task_dir);
+  if (ec == std::errc::file_exists || ec == std::errc::directory_not_empty) {
+    return make_error("exists",
+                      "task '" + request.task_id + "' already has a workspace at " +
+                          task_dir.string() + "; remove it first",
+                      request.task_id);
+  }
+  if (ec) {
+    return make_error("io", "cannot move the spare " + spare.dir.string() + " to " +
+                                task_dir.string() + ": " + ec.message(),
+                      request.task_id);
+  }
+  return Workspace{request.task_id, task_dir, task_dir / "repo", mirror, origin->url, "", "",
+                   request.branch};
+}
+
+// Brings a placed spare to the base's current head on the task branch: what build_clone makes.
+Status GitWorkspaces::refresh_spare(Workspace& ws, const std::string& requested_base) {
+  auto origin = resolve_origin(ws.repo_url);
+  if (!origin.ok()) return make_error(origin.error().code, origin.error().message, ws.task_id);
+  auto branches = sync_mirror(*origin, ws.mirror_dir);
+  POLY_TRY(branches);
+  auto base = pick_base(*branches, requested_base, origin->url);
+  if (!base.ok()) return make_error(base.error().code, base.error().message, ws.task_id);
+  ws.base_branch = base->name;
+  ws.base_commit = detail::oid_hex(base->commit);
+  // The config and alternates as made, whatever a container did to them before the task came.
+  std::error_code ec;
+  fs::rename(ws.task_dir / kSpareGitConfig, ws.repo_dir / ".git" / "config", ec);
+  if (ec) return make_error("io", "cannot restore the clone's config: " + ec.message(), ws.task_dir.string());
+  POLY_TRY(detail::write_alternates(ws.repo_dir / ".git", {ws.mirror_dir / "objects"}));
+  auto repo = GitRepo::open(ws.repo_dir);
+  POLY_TRY(repo);
+  POLY_TRY(repo->set_remote_refs("origin", *branches));
+  auto touched = repo->reset_to_new_branch(ws.branch, base->commit);
+  POLY_TRY(touched);
+  POLY_TRY(empty_directory(ws.task_dir / "meta"));
+  POLY_TRY(write_metadata(ws));
+  POLY_TRY(give_paths_to_owner(ws.repo_dir, *touched));
+  spdlog::debug("spare for task={} wrote or deleted {} paths", ws.task_id, touched->size());
+  return ok_status();
+}
+
+// Gives the container user what this process wrote in a clone whose other files are its
+// already: .git, and the work tree paths (and the directories leading to them) in `paths`.
+// Only those: a chown changes a file's ctime, which makes git read the file again.
+Status GitWorkspaces::give_paths_to_owner(const fs::path& repo_dir,
+                                          const std::vector<std::string>& paths) const {
+  if (owner_uid_ < 0) return ok_status();
+  POLY_TRY(give_to_owner(repo_dir / ".git"));
+  std::set<fs::path> done;
+  for (const auto& rel : paths) {
+    for (fs::path p = fs::path(rel); !p.empty(); p = p.parent_path()) {
+      if (!done.insert(p).second) break;
+      struct stat st {};
+      if (::lstat((repo_dir / p).c_str(), &st) != 0) continue;  // deleted
+      POLY_TRY(lchown_path(repo_dir / p, owner_uid_, owner_gid_));
+    }
+  }
+  return ok_status();
+}
+
+Result<Workspace> GitWorkspaces::provision_from(const WorkspaceRequest& request, const Spare& spare) {
+  auto start = std::chrono::steady_clock::now();
+  auto placed = place_spare(request, spare);
+  if (!placed.ok()) {
+    if (auto discarded = discard_spare(spare); !discarded.ok()) {
+      spdlog::warn("spare not discarded task={}: {}", request.task_id, discarded.error().to_string());
+    }
+    return placed.error();
+  }
+  Workspace ws = std::move(placed).value();
+  if (auto refreshed = refresh_spare(ws, request.base_branch); !refreshed.ok()) {
+    std::error_code ec;
+    fs::remove_all(ws.task_dir, ec);
+    return refreshed.error();
+  }
+  spdlog::info("workspace provisioned from spare task={} base={}@{} branch={} ms={}", ws.task_id,
+               ws.base_branch, ws.base_commit.substr(0, 12), ws.branch, millis_since(start));
+  return ws;
+}
+
+Status GitWorkspaces::discard_spare(const Spare& spare) {
+  if (spare.dir.parent_path() != spares_dir()) {
+    return make_error("usage", spare.dir.string() + " is not a spare of " + root_.string() +
+                                   "; not deleting it");
+  }
+  std::error_code ec;
+  fs::remove_all(spare.dir, ec);
+  if (ec) return make_error("io", "cannot delete the spare: " + ec.message(), spare.dir.string());
+  return ok_status();
+}
+
+Result<int> GitWorkspaces::clear_spares() {
+  int removed = 0;
+  std::error_code ec;
+  if (!fs::exists(spares_dir(), ec)) return removed;
+  std::vector<fs::path> found;
+  for (fs::directory_iterator it(spares_dir(), ec), end; !ec && it != end; it.increment(ec)) {
+    found.push_back(it->path());
+  }
+  if (ec) return make_error("io", "cannot list " + spares_dir().string() + ": " + ec.message());
+  for (const auto& dir : found) {
+    fs::remove_all(dir, ec);
+    if (ec) return make_error("io", "cannot delete the stale spare: " + ec.message(), dir.string());
+    ++removed;
+  }
+  if (removed > 0) spdlog::info("stale spares deleted count={} dir={}", removed, spares_dir().string());
+  return removed;
 }
 
 }  // namespace

@@ -81,6 +81,13 @@ class Workspaces {
     return {};
   }
 
+  // Deletes every spare under this manager's root, returning how many. A spare is known only
+  // to the process that made it (its Spare value), so those found at start are stale: a
+  // restarted worker calls this once, before it makes spares or starts containers on them (and
+  // removes any container an earlier run started on one). Spares never show in list() and
+  // remove() never touches them.
+  virtual Result<int> clear_spares() { return 0; }
+
   // Fetches (or first creates) the repo's mirror, then makes <root>/tasks/<id>/repo: a clone
   // whose objects/info/alternates points at the mirror, the origin remote set to repo_url,
   // remote-tracking refs copied from the mirror, and `branch` created at the base branch

@@ -586,3 +586,283 @@ TEST_CASE("push_branch pushes only the task branch and leaves the base alone, re
 
 }  // namespace
 }  // namespace polyphony
+
+namespace polyphony {
+namespace {
+
+// Spares: workspaces made before their task (a warm worker's), renamed into place by provision_from.
+
+ino_t inode_of(const fs::path& p) {
+  struct stat st {};
+  REQUIRE(::stat(p.c_str(), &st) == 0);
+  return st.st_ino;
+}
+
+std::vector<std::string> entries_of(const fs::path& dir) {
+  std::vector<std::string> names;
+  if (!fs::exists(dir)) return names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// One commit on `branch` of the bare repo that writes `files` and deletes `deleted`.
+std::string change_bare(const fs::path& bare, const std::map<std::string, std::string>& files,
+                        const std::vector<std::string>& deleted, const std::string& message,
+                        const std::string& branch = "main") {
+  TempDir scratch("polyphony-scratch");
+  fs::path work = scratch / "w";
+  git(scratch.path(), {"clone", "-q", "-b", branch, bare.string(), work.string()});
+  for (const auto& [path, content] : files) write_file(work / path, content);
+  for (const auto& path : deleted) git(work, {"rm", "-q", path});
+  git(work, {"add", "-A"});
+  git(work, {"commit", "-q", "-m", message});
+  git(work, {"push", "-q", "origin", "HEAD:refs/heads/" + branch});
+  return rev_parse(work, "HEAD");
+}
+
+Spare make_spare(Fixture& f, const std::string& base = "main") {
+  return require_ok(f.workspaces->make_spare(f.origin.string(), base));
+}
+
+TEST_CASE("make_spare makes a detached clone at the base head borrowing the mirror, beside an empty meta/") {
+  Fixture f;
+  Spare spare = make_spare(f);
+
+  CHECK(spare.dir.parent_path() == f.root / "spares");
+  CHECK(spare.mirror_dir.parent_path() == f.root / "mirrors");
+  CHECK(spare.repo_url == f.origin.string());
+  CHECK(spare.base_branch == "main");
+  const fs::path repo = spare.dir / "repo";
+  CHECK(read_file(repo / "README.md") == "hello\n");
+  CHECK(rev_parse(repo, "HEAD") == f.base_commit);
+  CHECK(trim(git(repo, {"rev-parse", "--abbrev-ref", "HEAD"})) == "HEAD");
+  CHECK(trim(git(repo, {"for-each-ref", "--format=%(refname)", "refs/heads"})).empty());
+  CHECK(rev_parse(repo, "refs/remotes/origin/main") == f.base_commit);
+  CHECK(trim(git(repo, {"remote", "get-url", "origin"})) == fs::canonical(f.origin).string());
+  CHECK(trim(read_file(repo / ".git/objects/info/alternates")) ==
+        (spare.mirror_dir / "objects").string());
+  CHECK(copied_objects(repo).empty());
+  CHECK(trim(git(repo, {"status", "--porcelain"})).empty());
+  CHECK(fs::is_directory(spare.dir / "meta"));
+  CHECK(entries_of(spare.dir / "meta").empty());
+  // A spare is no task.
+  CHECK(require_ok(f.workspaces->list()).empty());
+}
+
+TEST_CASE("provision_from brings a spare to the moved base on the task branch, in place") {
+  Fixture f;
+  commit_to_bare(f.origin, {{"gone.txt", "x\n"}}, "a branch that will be deleted", "old-feature");
+  Spare spare = make_spare(f);
+  const ino_t repo_inode = inode_of(spare.dir / "repo");
+  const ino_t meta_inode = inode_of(spare.dir / "meta");
+  // The origin moves on: a file added, one changed, one deleted; a branch comes, one goes.
+  std::string moved = change_bare(f.origin, {{"added/new.txt", "new\n"}, {"src/app.txt", "v2\n"}},
+                                  {"README.md"}, "move on");
+  commit_to_bare(f.origin, {{"f.txt", "f\n"}}, "feature", "feature");
+  git(f.origin, {"branch", "-D", "old-feature"});
+  // What a container started on the spare might have left.
+  write_file(spare.dir / "repo" / "scratch.txt", "untracked\n");
+  write_file(spare.dir / "repo" / ".polyphony.yaml", "verify: true\n");
+  write_file(spare.dir / "meta" / "leftover.md", "old\n");
+
+  Workspace ws = require_ok(f.workspaces->provision_from(f.request("t1"), spare));
+
+  CHECK(ws.task_dir == f.root / "tasks" / "t1");
+  CHECK(ws.repo_dir == ws.task_dir / "repo");
+  CHECK(ws.mirror_dir == spare.mirror_dir);
+  CHECK(ws.repo_url == fs::canonical(f.origin).string());
+  CHECK(ws.base_branch == "main");
+  CHECK(ws.base_commit == moved);
+  CHECK(ws.branch == "polyphony/t1");
+  CHECK(inode_of(ws.repo_dir) == repo_inode);
+  CHECK(inode_of(ws.task_dir / "meta") == meta_inode);
+  CHECK_FALSE(fs::exists(spare.dir));
+  CHECK(entries_of(ws.task_dir) == std::vector<std::string>{"meta", "repo", "workspace.json"});
+  CHECK(entries_of(ws.task_dir / "meta").empty());
+
+  CHECK(trim(git(ws.repo_dir, {"symbolic-ref", "HEAD"})) == "refs/heads/polyphony/t1");
+  CHECK(rev_parse(ws.repo_dir, "HEAD") == moved);
+  CHECK(trim(git(ws.repo_dir, {"for-each-ref", "--format=%(refname)", "refs/heads"})) ==
+        "refs/heads/polyphony/t1");
+  CHECK(trim(git(ws.repo_dir, {"for-each-ref", "--format=%(refname)", "refs/remotes"})) ==
+        "refs/remotes/origin/HEAD\nrefs/remotes/origin/feature\nrefs/remotes/origin/main");
+  CHECK(rev_parse(ws.repo_dir, "refs/remotes/origin/main") == moved);
+  CHECK(read_file(ws.repo_dir / "added" / "new.txt") == "new\n");
+  CHECK(read_file(ws.repo_dir / "src" / "app.txt") == "v2\n");
+  CHECK(read_file(ws.repo_dir / ".polyphony.yaml") == "verify: make test\n");
+  CHECK_FALSE(fs::exists(ws.repo_dir / "README.md"));
+  CHECK_FALSE(fs::exists(ws.repo_dir / "scratch.txt"));
+  CHECK(trim(git(ws.repo_dir, {"status", "--porcelain", "--ignored"})).empty());
+  CHECK(copied_objects(ws.repo_dir).empty());
+
+  // What provision() would have made, as a restarted worker reads it back.
+  Workspace reopened = require_ok(f.workspaces->open("t1"));
+  CHECK(reopened.base_commit == moved);
+  CHECK(reopened.branch == ws.branch);
+  CHECK(reopened.repo_url == ws.repo_url);
+  CHECK(require_ok(f.workspaces->list()) == std::vector<std::string>{"t1"});
+  CHECK(entries_of(f.root / "spares").empty());
+}
+
+TEST_CASE("a clone from a spare has the same git config as a provisioned one, whatever was done to it") {
+  Fixture f;
+  Workspace provisioned = f.provision("t0");
+  Spare spare = make_spare(f);
+  // A container on the spare rewrites the config, including where the work tree is.
+  git(spare.dir / "repo", {"remote", "set-url", "origin", (f.tmp / "elsewhere.git").string()});
+  git(spare.dir / "repo", {"config", "core.worktree", (f.tmp / "victim").string()});
+  write_file(f.tmp / "victim" / "keep.txt", "keep\n");
+
+  Workspace ws = require_ok(f.workspaces->provision_from(f.request("t1"), spare));
+
+  CHECK(read_file(ws.repo_dir / ".git" / "config") ==
+        read_file(provisioned.repo_dir / ".git" / "config"));
+  CHECK(read_file(f.tmp / "victim" / "keep.txt") == "keep\n");
+  CHECK(read_file(ws.repo_dir / "README.md") == "hello\n");
+}
+
+TEST_CASE("a workspace provisioned from a spare commits, rebases and lands") {
+  Fixture f;
+  Spare spare = make_spare(f);
+  std::string moved = commit_to_bare(f.origin, {{"other.txt", "theirs\n"}}, "meanwhile");
+  Workspace ws = require_ok(f.workspaces->provision_from(f.request("t1"), spare));
+  CHECK(require_ok(f.workspaces->commits_ahead(ws)) == 0);
+  CHECK(require_ok(f.workspaces->read_at_base(ws, "other.txt")) ==
+        std::optional<std::string>("theirs\n"));
+  CHECK_FALSE(require_ok(f.workspaces->landed_earlier(ws)).has_value());
+
+  write_file(ws.repo_dir / "feature.txt", "feature\n");
+  auto commit = require_ok(f.workspaces->commit_all(ws, "add feature"));
+  REQUIRE(commit.has_value());
+  CHECK(rev_parse(ws.repo_dir, *commit + "^") == moved);
+  CHECK(require_ok(f.workspaces->commits_ahead(ws)) == 1);
+  std::string again = commit_to_bare(f.origin, {{"third.txt", "3\n"}}, "and again");
+  CHECK(require_ok(f.workspaces->rebase_onto_origin(ws)) == std::optional<std::string>(again));
+
+  LandResult landed = require_ok(f.workspaces->land(ws));
+  CHECK(landed.fast_forward);
+  CHECK(f.origin_head() == landed.merged_commit);
+  CHECK(git(f.origin, {"show", "main:feature.txt"}) == "feature\n");
+  CHECK(git(f.origin, {"show", "main:third.txt"}) == "3\n");
+  require_ok(f.workspaces->remove("t1"));
+  CHECK_FALSE(fs::exists(ws.task_dir));
+}
+
+TEST_CASE("provision_from with a spare made for another repo or base is usage, and the spare is deleted") {
+  Fixture f;
+  commit_to_bare(f.origin, {{"r.txt", "r\n"}}, "release", "release");
+  make_bare_repo(f.tmp / "other.git", {{"o.txt", "o\n"}});
+  auto [spare_repo, spare_base] = GENERATE(table<std::string, std::string>({
+      {"other.git", "main"},
+      {"origin.git", "release"},
+      {"origin.git", ""},
+  }));
+  Spare spare = require_ok(f.workspaces->make_spare((f.tmp / spare_repo).string(), spare_base));
+
+  auto r = f.workspaces->provision_from(f.request("t1"), spare);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == "usage");
+  CHECK_THAT(r.error().message, Catch::Contains("was made for"));
+  CHECK_FALSE(fs::exists(spare.dir));
+  CHECK_FALSE(fs::exists(f.root / "tasks" / "t1"));
+}
+
+TEST_CASE("provision_from for a task that already has a workspace is exists, and deletes only the spare") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  write_file(ws.repo_dir / "work.txt", "in progress\n");
+  Spare spare = make_spare(f);
+
+  auto r = f.workspaces->provision_from(f.request("t1"), spare);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == "exists");
+  CHECK_FALSE(fs::exists(spare.dir));
+  CHECK(read_file(ws.repo_dir / "work.txt") == "in progress\n");
+  CHECK(require_ok(f.workspaces->open("t1")).branch == "polyphony/t1");
+}
+
+TEST_CASE("provision_from whose base branch is gone from the origin fails and leaves neither task nor spare") {
+  Fixture f;
+  commit_to_bare(f.origin, {{"r.txt", "r\n"}}, "release", "release");
+  Spare spare = make_spare(f, "release");
+  git(f.origin, {"branch", "-D", "release"});
+
+  auto r = f.workspaces->provision_from(f.request("t1", "release"), spare);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == "not_found");
+  CHECK_THAT(r.error().message, Catch::Contains("'release'"));
+  CHECK_FALSE(fs::exists(spare.dir));
+  CHECK_FALSE(fs::exists(f.root / "tasks" / "t1"));
+  CHECK(entries_of(f.root / "spares").empty());
+}
+
+TEST_CASE("make_spare of an empty repository or a missing base branch says so and leaves no spare") {
+  Fixture f;
+  git(f.tmp.path(), {"init", "-q", "--bare", (f.tmp / "empty.git").string()});
+  auto [repo, base, expected] = GENERATE(table<std::string, std::string, std::string>({
+      {"empty.git", "main", "has no branches"},
+      {"empty.git", "", "has no branches"},
+      {"origin.git", "develop", "'develop' does not exist"},
+  }));
+
+  auto r = f.workspaces->make_spare((f.tmp / repo).string(), base);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == "not_found");
+  CHECK_THAT(r.error().message, Catch::Contains(expected));
+  CHECK(entries_of(f.root / "spares").empty());
+}
+
+TEST_CASE("discard_spare deletes a spare, and refuses a directory that is not one") {
+  Fixture f;
+  Spare spare = make_spare(f);
+  require_ok(f.workspaces->discard_spare(spare));
+  CHECK_FALSE(fs::exists(spare.dir));
+  require_ok(f.workspaces->discard_spare(spare));  // absent is fine
+
+  Spare bogus = spare;
+  bogus.dir = f.tmp / "not-a-spare";
+  write_file(bogus.dir / "keep.txt", "keep\n");
+  CHECK(f.workspaces->discard_spare(bogus).error().code == "usage");
+  auto r = f.workspaces->provision_from(f.request("t1"), bogus);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == "usage");
+  CHECK(read_file(bogus.dir / "keep.txt") == "keep\n");
+}
+
+TEST_CASE("clear_spares deletes the spares an earlier run left and no task") {
+  Fixture f;
+  f.provision("t1");
+  make_spare(f);
+  make_spare(f);
+  auto restarted = make_git_workspaces(f.root);
+  CHECK(require_ok(restarted->clear_spares()) == 2);
+  CHECK(entries_of(f.root / "spares").empty());
+  CHECK(require_ok(restarted->list()) == std::vector<std::string>{"t1"});
+  CHECK(require_ok(restarted->clear_spares()) == 0);
+}
+
+TEST_CASE("a spare and the workspace provisioned from it belong to the container user") {
+  if (::geteuid() != 0 || find_program("setpriv").empty()) {
+    WARN("skipped: needs root and setpriv");
+    return;
+  }
+  Fixture f(1000, 1000);
+  Spare spare = make_spare(f);
+  CHECK(not_owned_by(spare.dir / "repo", 1000, 1000).empty());
+  commit_to_bare(f.origin, {{"new/dir/file.txt", "x\n"}}, "meanwhile");
+  Workspace ws = require_ok(f.workspaces->provision_from(f.request("t1"), spare));
+
+  CHECK(not_owned_by(ws.repo_dir, 1000, 1000).empty());
+  struct stat st {};
+  REQUIRE(::stat(ws.task_dir.c_str(), &st) == 0);
+  CHECK(st.st_uid == 1000);
+  REQUIRE(::stat((ws.task_dir / "meta").c_str(), &st) == 0);
+  CHECK(st.st_uid == 0);
+  CHECK(git_as_container_user(ws.repo_dir, {"commit", "-q", "--allow-empty", "-m", "agent"})
+            .exit_code == 0);
+  CHECK(require_ok(f.workspaces->commits_ahead(ws)) == 1);
+}
+
+}  // namespace
+}  // namespace polyphony
