@@ -114,6 +114,12 @@ void WorkerAgent::reap_orphans() {
     spdlog::warn("cannot list containers to reap: {}", list.error().to_string());
     return;
   }
+  // Spares of an earlier life are stale (and their warm containers go below).
+  if (runs_.empty()) {
+    auto cleared = workspaces_.clear_spares();
+    if (!cleared.ok()) spdlog::warn("cannot clear stale spare workspaces: {}", cleared.error().to_string());
+    else if (*cleared > 0) spdlog::info("removed {} stale spare workspace(s)", *cleared);
+  }
   for (const auto& c : *list) {
     auto task = c.labels.count("polyphony.task") ? c.labels.at("polyphony.task") : std::string();
     // A warm container a run took carries the task in its name only: polyphony.<task>.e<epoch>.
