@@ -102,15 +102,24 @@ std::optional<WarmSlot> ContainerPool::take(const WarmKey& key) {
     }
     auto failed = failures_.find(id);
     if (failed == failures_.end() || failed->second < kMaxFailures) {
-      if (static_cast<int>(ready_.size() + wanted_.size()) + busy_ >= options_.size) {
-        // Full: the oldest warm container of another key makes room.
-        auto other = std::find_if(ready_.begin(), ready_.end(), [&](const Ready& r) { return r.key_id != id; });
-        if (other != ready_.end()) {
+      // A hit replaces what it took; a miss means demand outran the pool: warm up to its size.
+      const auto making = making_.find(id);
+      const int pending = static_cast<int>(std::count_if(wanted_.begin(), wanted_.end(),
+                                                         [&](const WarmKey& k) { return k.id() == id; })) +
+                          (making == making_.end() ? 0 : making->second);
+      int to_add = found ? 1 : options_.size - pending;
+      to_add = std::min(to_add, options_.size - pending - static_cast<int>(std::count_if(
+                                    ready_.begin(), ready_.end(), [&](const Ready& r) { return r.key_id == id; })));
+      for (; to_add > 0; --to_add) {
+        if (static_cast<int>(ready_.size() + wanted_.size()) + making_total_ >= options_.size) {
+          // Full: the oldest warm container of another key makes room.
+          auto other = std::find_if(ready_.begin(), ready_.end(), [&](const Ready& r) { return r.key_id != id; });
+          if (other == ready_.end()) break;
           disposals_.push_back(std::move(other->slot));
           ready_.erase(other);
         }
+        wanted_.push_back(key);
       }
-      if (static_cast<int>(ready_.size() + wanted_.size()) + busy_ < options_.size) wanted_.push_back(key);
     }
   }
   wake_.notify_all();
@@ -152,10 +161,14 @@ void ContainerPool::maker_loop(bool disposer) {
     } else {
       WarmKey key = wanted_.front();
       wanted_.pop_front();
+      const std::string id = key.id();
+      ++making_[id];
+      ++making_total_;
       lock.unlock();
       auto made = make(key);
       lock.lock();
-      const std::string id = key.id();
+      if (--making_[id] == 0) making_.erase(id);
+      --making_total_;
       if (!made.ok()) {
         ++failures_[id];
         spdlog::warn("cannot make a warm container for {}: {}", key.repo_url, made.error().to_string());

@@ -110,7 +110,9 @@ class ContainerPool {
   std::deque<Ready> ready_;            // oldest first
   std::deque<WarmSlot> disposals_;     // containers (and spares) to remove
   std::map<std::string, int> failures_; // key id -> consecutive failures to make one
-  int busy_ = 0;                       // makers at work
+  int busy_ = 0;                       // threads at work (makers and the remover)
+  std::map<std::string, int> making_;  // key id -> warm containers being made
+  int making_total_ = 0;
   bool stopping_ = false;
   std::vector<std::thread> makers_;
 };
