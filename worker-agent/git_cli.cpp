@@ -100,4 +100,23 @@ Status push(const std::filesystem::path& repo, const std::string& remote, const 
   return exit_error(args, *r, repo);
 }
 
+Status push_landing(const std::filesystem::path& repo, const std::string& remote, const std::string& src,
+                    const std::string& branch_ref, const std::string& base_ref) {
+  std::vector<std::string> args{"push", "--porcelain", "--atomic", remote, "+" + src + ":" + branch_ref,
+                                src + ":" + base_ref};
+  auto r = run_git_unchecked(args, repo, std::chrono::minutes(10));
+  POLY_TRY(r);
+  if (r->exit_code == 0) return ok_status();
+  if (push_was_rejected(r->out)) {
+    return make_error("push_rejected",
+                      redact_credentials(remote) + " refused to move " + base_ref + " to " + src +
+                          " because that is not a fast forward (it moved on the origin meanwhile); land again",
+                      repo.string());
+  }
+  if ((r->err + r->out).find("does not support --atomic") != std::string::npos) {
+    return make_error("unsupported", redact_credentials(remote) + " does not take atomic pushes", repo.string());
+  }
+  return exit_error(args, *r, repo);
+}
+
 }  // namespace polyphony::detail

@@ -26,6 +26,12 @@ std::string redact_credentials(std::string_view text);
 // forward (the remote moved), as opposed to a hook or permission refusal.
 bool push_was_rejected(std::string_view porcelain_out);
 
+// Lands `src` in one atomic push: the task branch `branch_ref` replaced (forced) and the base
+// `base_ref` fast-forwarded, both or neither. Errors: "push_rejected" (the base is not an
+// ancestor of src: it moved), "unsupported" (the remote takes no atomic pushes), "git".
+Status push_landing(const std::filesystem::path& repo, const std::string& remote, const std::string& src,
+                    const std::string& branch_ref, const std::string& base_ref);
+
 // Pushes `src` (a commit id or ref of the repository at `repo`) to `dst_ref` at `remote` (a
 // URL or path). Errors: "push_rejected" (not a fast forward and `force` is false), "git".
 Status push(const std::filesystem::path& repo, const std::string& remote, const std::string& src,

@@ -374,6 +374,8 @@ class Run {
   Result<ContainerOutcome> exec_in(const std::vector<std::string>& cmd, std::vector<std::string> env,
                                    const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s);
   void release_container();
+  // Rebases the branch onto the origin's base when it moved (no verify here).
+  std::optional<protocol::TaskResult> catch_up_with_base();
 
   const protocol::RunSpec& spec_;
   RunContext& ctx_;
@@ -402,6 +404,18 @@ Result<ContainerOutcome> Run::exec_in(const std::vector<std::string>& cmd, std::
   // Stopping the container ends everything in it: the attempt is over then.
   return watched(stream, timeout_s, stall_timeout_s, attempt_, [&] { (void)ctx_.docker.stop_container(container_, 0); },
                  [&](const OutputSink& sink) { return ctx_.docker.exec(container_, exec, sink); });
+}
+
+std::optional<protocol::TaskResult> Run::catch_up_with_base() {
+  auto moved = ctx_.workspaces.rebase_onto_origin(ws_);
+  if (!moved.ok()) {
+    return attempt_.failed(moved.error().code == "conflict" ? "conflict" : "infra",
+                           "rebasing onto " + ws_.base_branch + ": " + moved.error().to_string());
+  }
+  if (moved->has_value()) {
+    attempt_.say(ws_.base_branch + " moved to " + (*moved)->substr(0, 12) + " while the agent worked: rebased onto it");
+  }
+  return std::nullopt;
 }
 
 void Run::release_container() {
@@ -537,6 +551,9 @@ std::optional<protocol::TaskResult> Run::implement_and_review() {
     if (auto failed = run_agent(command, round)) return failed;
     attempt_.update("VERIFYING", verify_command_);
     hold_for_tests("VERIFYING");
+    // Verify what would land now: the branch on the base as it is, not as it was when the agent
+    // started. Landing then verifies again only when the base moves once more meanwhile.
+    if (auto failed = catch_up_with_base()) return failed;
     if (auto failed = verify()) return failed;
     if (!reviewed) return std::nullopt;
     auto verdict = review(round);

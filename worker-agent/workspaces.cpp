@@ -673,8 +673,20 @@ Result<LandResult> GitWorkspaces::push_and_land(const Workspace& ws, const fs::p
                                                 const git_oid& head) {
   // The CLI for push and fetch: credential helpers, ssh config and every transport work as
   // they do for the user. The task branch belongs to the task: an earlier attempt is replaced.
-  POLY_TRY(
-      detail::push(land_dir, ws.repo_url, detail::oid_hex(head), "refs/heads/" + ws.branch, true));
+  // One atomic push does it all where the remote takes one (the base only fast-forwards, so a
+  // base that moved refuses it and the caller rebases again).
+  const std::string head_hex = detail::oid_hex(head);
+  auto atomic = detail::push_landing(land_dir, ws.repo_url, head_hex, "refs/heads/" + ws.branch,
+                                     "refs/heads/" + ws.base_branch);
+  if (atomic.ok()) return LandResult{head_hex, head_hex, true};
+  if (atomic.error().code == "push_rejected") {
+    // Never an unverified merge: the caller rebases onto the new base and verifies again.
+    return make_error("base_moved",
+                      "'" + ws.base_branch + "' moved on the origin since branch '" + ws.branch + "' was verified",
+                      ws.task_id);
+  }
+  if (atomic.error().code != "unsupported") return atomic.error();
+  POLY_TRY(detail::push(land_dir, ws.repo_url, head_hex, "refs/heads/" + ws.branch, true));
   std::string tracking = "refs/remotes/origin/" + ws.base_branch;
   POLY_TRY(detail::run_git(
       {"fetch", "--quiet", ws.repo_url, "+refs/heads/" + ws.base_branch + ":" + tracking},
