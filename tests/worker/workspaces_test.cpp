@@ -523,6 +523,8 @@ TEST_CASE(
   Fixture f(1000, 1000);
   Workspace ws = f.provision("t1");
   CHECK(not_owned_by(ws.repo_dir, 1000, 1000).empty());
+  // The index took the chown in: git knows every file clean without reading it again.
+  CHECK(git_as_container_user(ws.repo_dir, {"diff-files", "--name-only"}).out.empty());
   CHECK(git_as_container_user(ws.repo_dir, {"commit", "-q", "--allow-empty", "-m", "agent"})
             .exit_code == 0);
 
@@ -850,10 +852,12 @@ TEST_CASE("a spare and the workspace provisioned from it belong to the container
   Fixture f(1000, 1000);
   Spare spare = make_spare(f);
   CHECK(not_owned_by(spare.dir / "repo", 1000, 1000).empty());
+  CHECK(git_as_container_user(spare.dir / "repo", {"diff-files", "--name-only"}).out.empty());
   commit_to_bare(f.origin, {{"new/dir/file.txt", "x\n"}}, "meanwhile");
   Workspace ws = require_ok(f.workspaces->provision_from(f.request("t1"), spare));
 
   CHECK(not_owned_by(ws.repo_dir, 1000, 1000).empty());
+  CHECK(git_as_container_user(ws.repo_dir, {"diff-files", "--name-only"}).out.empty());
   struct stat st {};
   REQUIRE(::stat(ws.task_dir.c_str(), &st) == 0);
   CHECK(st.st_uid == 1000);
