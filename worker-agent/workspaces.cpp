@@ -337,6 +337,11 @@ class GitWorkspaces final : public Workspaces {
   fs::path tasks_dir() const { return root_ / "tasks"; }
   fs::path mirrors_dir() const { return root_ / "mirrors"; }
   fs::path spares_dir() const { return root_ / "spares"; }
+  // A directory right under spares_dir(): never anything else is renamed or deleted as a spare.
+  bool is_spare_dir(const fs::path& dir) const {
+    const std::string name = dir.filename().string();
+    return dir.parent_path() == spares_dir() && !name.empty() && name.front() != '.';
+  }
   fs::path mirror_of(const Origin& origin) const {
     return mirrors_dir() / (mirror_name(origin) + ".git");
   }
@@ -792,7 +797,7 @@ Result<Spare> GitWorkspaces::make_spare(const std::string& repo_url, const std::
 
 Status GitWorkspaces::check_spare(const WorkspaceRequest& request, const Spare& spare,
                                   const fs::path& mirror) const {
-  if (spare.dir.parent_path() != spares_dir() || !is_valid_task_id(spare.dir.filename().string())) {
+  if (!is_spare_dir(spare.dir)) {
     return make_error("usage", spare.dir.string() + " is not a spare of " + root_.string(),
                       request.task_id);
   }
@@ -849,6 +854,9 @@ Status GitWorkspaces::refresh_spare(Workspace& ws, const std::string& requested_
   ws.base_branch = base->name;
   ws.base_commit = detail::oid_hex(base->commit);
   // The config and alternates as made, whatever a container did to them before the task came.
+  if (fs::is_symlink(ws.repo_dir / ".git") || !fs::is_directory(ws.repo_dir / ".git")) {
+    return make_error("io", "the spare's .git is no longer a directory", ws.repo_dir.string());
+  }
   std::error_code ec;
   fs::rename(ws.task_dir / kSpareGitConfig, ws.repo_dir / ".git" / "config", ec);
   if (ec) return make_error("io", "cannot restore the clone's config: " + ec.message(), ws.task_dir.string());
@@ -909,7 +917,7 @@ Result<Workspace> GitWorkspaces::provision_from(const WorkspaceRequest& request,
 }
 
 Status GitWorkspaces::discard_spare(const Spare& spare) {
-  if (spare.dir.parent_path() != spares_dir()) {
+  if (!is_spare_dir(spare.dir)) {
     return make_error("usage", spare.dir.string() + " is not a spare of " + root_.string() +
                                    "; not deleting it");
   }

@@ -815,6 +815,18 @@ TEST_CASE("make_spare of an empty repository or a missing base branch says so an
   CHECK(entries_of(f.root / "spares").empty());
 }
 
+TEST_CASE("a spare of a repository whose name has dots provisions its task") {
+  TempDir tmp("polyphony-ws");
+  std::string head = make_bare_repo(tmp / "my.app.git", {{"f.txt", "x\n"}});
+  auto workspaces = make_git_workspaces(tmp / "root");
+  Spare spare = require_ok(workspaces->make_spare((tmp / "my.app.git").string(), "main"));
+  CHECK(spare.dir.filename().string().starts_with("my.app-"));
+  Workspace ws =
+      require_ok(workspaces->provision_from({"t1", (tmp / "my.app.git").string(), "main", "b"}, spare));
+  CHECK(ws.base_commit == head);
+  CHECK(read_file(ws.repo_dir / "f.txt") == "x\n");
+}
+
 TEST_CASE("discard_spare deletes a spare, and refuses a directory that is not one") {
   Fixture f;
   Spare spare = make_spare(f);
@@ -823,6 +835,8 @@ TEST_CASE("discard_spare deletes a spare, and refuses a directory that is not on
   require_ok(f.workspaces->discard_spare(spare));  // absent is fine
 
   Spare bogus = spare;
+  bogus.dir = f.root / "spares" / "..";
+  CHECK(f.workspaces->discard_spare(bogus).error().code == "usage");
   bogus.dir = f.tmp / "not-a-spare";
   write_file(bogus.dir / "keep.txt", "keep\n");
   CHECK(f.workspaces->discard_spare(bogus).error().code == "usage");
