@@ -12,8 +12,9 @@ namespace polyphony::bench {
 // worker, beside `docker run --rm IMAGE true` + `git clone --reference`.
 std::vector<Row> run_dispatch(const BenchOptions& options);
 
-// Workspaces::provision on the generated repository, beside plain `git clone`,
-// `git clone --reference` and `git worktree add`: time and extra disk.
+// Workspaces::provision_from a spare (as a warm worker) and Workspaces::provision (cold) on the
+// generated repository, beside plain `git clone`, `git clone --reference` and `git worktree
+// add`: time and extra disk.
 std::vector<Row> run_provision(const BenchOptions& options);
 
 // 24 tasks of a 2 s scripted agent at max_concurrency 4 through `polyphony serve`, against the

@@ -1,6 +1,8 @@
 // libgit2 operations on one repository: branches, borrowing clones, commits, merges, reads.
 #include "worker-agent/git_repo.h"
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <set>
 
@@ -151,15 +153,46 @@ Status GitRepo::set_remote_refs(const std::string& name, const BranchSnapshot& o
   return ok_status();
 }
 
-Status GitRepo::checkout_detached(const git_oid& commit_id) {
-  auto commit = lookup_commit(commit_id);
-  POLY_TRY(commit);
-  git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
-  co.checkout_strategy = GIT_CHECKOUT_FORCE;
-  if (git_checkout_tree(repo_.get(), reinterpret_cast<const git_object*>(commit->get()), &co) != 0 ||
-      git_repository_set_head_detached(repo_.get(), &commit_id) != 0) {
-    return libgit2_error("checking out " + oid_hex(commit_id), path_);
+Status GitRepo::restat_index_after_chown(const std::vector<std::string>* only) {
+  const char* workdir = git_repository_workdir(repo_.get());
+  if (workdir == nullptr) return ok_status();
+  git_index* raw = nullptr;
+  if (git_repository_index(&raw, repo_.get()) != 0 || git_index_read(raw, 1) != 0) {
+    if (raw != nullptr) git_index_free(raw);
+    return libgit2_error("reading the index", path_);
   }
+  Index index(raw);
+  const fs::path root = workdir;
+  size_t changed = 0;
+  const size_t count = only != nullptr ? only->size() : git_index_entrycount(index.get());
+  for (size_t i = 0; i < count; ++i) {
+    const git_index_entry* e = only != nullptr ? git_index_get_bypath(index.get(), (*only)[i].c_str(), 0)
+                                               : git_index_get_byindex(index.get(), i);
+    if (e == nullptr) continue;  // deleted
+    struct stat st {};
+    if (::lstat((root / e->path).c_str(), &st) != 0) continue;
+    // nanoseconds only when the index keeps them (git built without USE_NSEC writes zeros).
+    const bool nsec = e->mtime.nanoseconds != 0 || e->ctime.nanoseconds != 0;
+    const bool same_file =
+        e->file_size == static_cast<uint32_t>(st.st_size) &&
+        e->ino == static_cast<uint32_t>(st.st_ino) &&
+        e->mtime.seconds == static_cast<int32_t>(st.st_mtim.tv_sec) &&
+        (!nsec || e->mtime.nanoseconds == static_cast<uint32_t>(st.st_mtim.tv_nsec));
+    if (!same_file || (e->uid == st.st_uid && e->gid == st.st_gid &&
+                       e->ctime.seconds == static_cast<int32_t>(st.st_ctim.tv_sec))) {
+      continue;
+    }
+    git_index_entry copy = *e;
+    std::string path = e->path;
+    copy.path = path.c_str();
+    copy.ctime.seconds = static_cast<int32_t>(st.st_ctim.tv_sec);
+    copy.ctime.nanoseconds = nsec ? static_cast<uint32_t>(st.st_ctim.tv_nsec) : 0;
+    copy.uid = st.st_uid;
+    copy.gid = st.st_gid;
+    if (git_index_add(index.get(), &copy) != 0) return libgit2_error("updating " + path + " in the index", path_);
+    ++changed;
+  }
+  if (changed > 0 && git_index_write(index.get()) != 0) return libgit2_error("writing the index", path_);
   return ok_status();
 }
 

@@ -66,8 +66,12 @@ class GitRepo {
   // those that exist, creates the new ones, deletes those `origin` no longer has.
   Status set_remote_refs(const std::string& name, const BranchSnapshot& origin);
 
-  // Force-checks-out `commit` with HEAD detached on it.
-  Status checkout_detached(const git_oid& commit);
+  // Takes into the index the ctime, uid and gid of every work tree file whose size, mtime and
+  // inode still match its entry: after a chown of the checked-out tree (which changes every
+  // file's ctime and owner), so that git need not read all the files again to know them clean.
+  // Call it only when nothing but ownership changed since the checkout. `only`: just these
+  // paths (relative to the work tree) rather than every entry.
+  Status restat_index_after_chown(const std::vector<std::string>* only = nullptr);
 
   // Makes the work tree and index exactly `commit`'s tree, writing only the files that differ
   // (files changed in the work tree are overwritten, untracked and ignored files deleted), then

@@ -291,6 +291,18 @@ Status lchown_path(const fs::path& p, int uid, int gid) {
                     p.string());
 }
 
+// Checks out `target` (checkout arguments: "-B <branch> <commit>" or "--detach <commit>") in a
+// clone this process has just made, with the git CLI: on 20,000 files it wrote the work tree in
+// about half the time libgit2 took (measured with the provisioning benchmark's repository). Never
+// in a clone a container has seen: git would run what its config and hooks name.
+Status checkout_new_clone(const fs::path& repo_dir, const std::vector<std::string>& target) {
+  std::vector<std::string> args{"-c",        "core.hooksPath=/dev/null", "-c", "checkout.workers=0",
+                                "checkout",  "--quiet",                  "--force"};
+  args.insert(args.end(), target.begin(), target.end());
+  POLY_TRY(detail::run_git(args, repo_dir, std::chrono::hours(1)));
+  return ok_status();
+}
+
 class GitWorkspaces final : public Workspaces {
  public:
   GitWorkspaces(fs::path root, CommitIdentity identity, int owner_uid, int owner_gid)
@@ -325,6 +337,11 @@ class GitWorkspaces final : public Workspaces {
   fs::path tasks_dir() const { return root_ / "tasks"; }
   fs::path mirrors_dir() const { return root_ / "mirrors"; }
   fs::path spares_dir() const { return root_ / "spares"; }
+  // A directory right under spares_dir(): never anything else is renamed or deleted as a spare.
+  bool is_spare_dir(const fs::path& dir) const {
+    const std::string name = dir.filename().string();
+    return dir.parent_path() == spares_dir() && !name.empty() && name.front() != '.';
+  }
   fs::path mirror_of(const Origin& origin) const {
     return mirrors_dir() / (mirror_name(origin) + ".git");
   }
@@ -345,6 +362,7 @@ class GitWorkspaces final : public Workspaces {
   Status build_clone(const Workspace& ws, const BranchSnapshot& origin_branches,
                      const git_oid& base);
   Status give_to_owner(const fs::path& dir) const;
+  Status give_clone_to_owner(const fs::path& repo_dir) const;
   Result<LandResult> in_scratch_repo(
       const Workspace& ws, const std::function<Result<LandResult>(const fs::path&, const git_oid&)>& fn);
   Result<LandResult> push_and_land(const Workspace& ws, const fs::path& land_dir,
@@ -444,15 +462,24 @@ Status GitWorkspaces::give_to_owner(const fs::path& dir) const {
   return chown_tree(dir, owner_uid_, owner_gid_);
 }
 
+Status GitWorkspaces::give_clone_to_owner(const fs::path& repo_dir) const {
+  if (owner_uid_ < 0) return ok_status();
+  POLY_TRY(give_to_owner(repo_dir));
+  auto repo = GitRepo::open(repo_dir);
+  POLY_TRY(repo);
+  POLY_TRY(repo->restat_index_after_chown());
+  return lchown_path(repo_dir / ".git" / "index", owner_uid_, owner_gid_);  // written anew
+}
+
 Status GitWorkspaces::build_clone(const Workspace& ws, const BranchSnapshot& origin_branches,
                                   const git_oid& base) {
   auto repo = GitRepo::init_borrowing(ws.repo_dir, {ws.mirror_dir / "objects"}, ws.branch);
   POLY_TRY(repo);
   POLY_TRY(repo->add_remote("origin", ws.repo_url, origin_branches));
-  POLY_TRY(repo->create_branch_and_checkout(ws.branch, base));
+  POLY_TRY(checkout_new_clone(ws.repo_dir, {"-B", ws.branch, detail::oid_hex(base)}));
   POLY_TRY(write_metadata(ws));
   // The clone goes to the container user; the metadata (the URL land pushes to) stays root's.
-  POLY_TRY(give_to_owner(ws.repo_dir));
+  POLY_TRY(give_clone_to_owner(ws.repo_dir));
   if (owner_uid_ >= 0 && ::lchown(ws.task_dir.c_str(), static_cast<uid_t>(owner_uid_),
                                   static_cast<gid_t>(owner_gid_)) != 0) {
     return make_error("io", std::string("cannot chown: ") + std::strerror(errno),
@@ -746,11 +773,11 @@ Status GitWorkspaces::build_spare(const Spare& spare, const Origin& origin,
   std::error_code ec;
   fs::copy_file(repo_dir / ".git" / "config", spare.dir / kSpareGitConfig, ec);
   if (ec) return make_error("io", "cannot keep the clone's config: " + ec.message(), spare.dir.string());
-  POLY_TRY(repo->checkout_detached(base));
+  POLY_TRY(checkout_new_clone(repo_dir, {"--detach", detail::oid_hex(base)}));
   // meta/ stays root's and read-only to the container, as the task runner makes it.
   fs::create_directory(spare.dir / "meta", ec);
   if (ec) return make_error("io", "cannot create meta/: " + ec.message(), spare.dir.string());
-  POLY_TRY(give_to_owner(repo_dir));
+  POLY_TRY(give_clone_to_owner(repo_dir));
   if (owner_uid_ >= 0) POLY_TRY(lchown_path(spare.dir, owner_uid_, owner_gid_));
   return ok_status();
 }
@@ -782,7 +809,7 @@ Result<Spare> GitWorkspaces::make_spare(const std::string& repo_url, const std::
 
 Status GitWorkspaces::check_spare(const WorkspaceRequest& request, const Spare& spare,
                                   const fs::path& mirror) const {
-  if (spare.dir.parent_path() != spares_dir() || !is_valid_task_id(spare.dir.filename().string())) {
+  if (!is_spare_dir(spare.dir)) {
     return make_error("usage", spare.dir.string() + " is not a spare of " + root_.string(),
                       request.task_id);
   }
@@ -839,6 +866,9 @@ Status GitWorkspaces::refresh_spare(Workspace& ws, const std::string& requested_
   ws.base_branch = base->name;
   ws.base_commit = detail::oid_hex(base->commit);
   // The config and alternates as made, whatever a container did to them before the task came.
+  if (fs::is_symlink(ws.repo_dir / ".git") || !fs::is_directory(ws.repo_dir / ".git")) {
+    return make_error("io", "the spare's .git is no longer a directory", ws.repo_dir.string());
+  }
   std::error_code ec;
   fs::rename(ws.task_dir / kSpareGitConfig, ws.repo_dir / ".git" / "config", ec);
   if (ec) return make_error("io", "cannot restore the clone's config: " + ec.message(), ws.task_dir.string());
@@ -851,6 +881,10 @@ Status GitWorkspaces::refresh_spare(Workspace& ws, const std::string& requested_
   POLY_TRY(empty_directory(ws.task_dir / "meta"));
   POLY_TRY(write_metadata(ws));
   POLY_TRY(give_paths_to_owner(ws.repo_dir, *touched));
+  if (owner_uid_ >= 0 && !touched->empty()) {
+    POLY_TRY(repo->restat_index_after_chown(&*touched));
+    POLY_TRY(lchown_path(ws.repo_dir / ".git" / "index", owner_uid_, owner_gid_));
+  }
   spdlog::debug("spare for task={} wrote or deleted {} paths", ws.task_id, touched->size());
   return ok_status();
 }
@@ -895,7 +929,7 @@ Result<Workspace> GitWorkspaces::provision_from(const WorkspaceRequest& request,
 }
 
 Status GitWorkspaces::discard_spare(const Spare& spare) {
-  if (spare.dir.parent_path() != spares_dir()) {
+  if (!is_spare_dir(spare.dir)) {
     return make_error("usage", spare.dir.string() + " is not a spare of " + root_.string() +
                                    "; not deleting it");
   }

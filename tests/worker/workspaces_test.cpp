@@ -523,6 +523,8 @@ TEST_CASE(
   Fixture f(1000, 1000);
   Workspace ws = f.provision("t1");
   CHECK(not_owned_by(ws.repo_dir, 1000, 1000).empty());
+  // The index took the chown in: git knows every file clean without reading it again.
+  CHECK(git_as_container_user(ws.repo_dir, {"diff-files", "--name-only"}).out.empty());
   CHECK(git_as_container_user(ws.repo_dir, {"commit", "-q", "--allow-empty", "-m", "agent"})
             .exit_code == 0);
 
@@ -813,6 +815,18 @@ TEST_CASE("make_spare of an empty repository or a missing base branch says so an
   CHECK(entries_of(f.root / "spares").empty());
 }
 
+TEST_CASE("a spare of a repository whose name has dots provisions its task") {
+  TempDir tmp("polyphony-ws");
+  std::string head = make_bare_repo(tmp / "my.app.git", {{"f.txt", "x\n"}});
+  auto workspaces = make_git_workspaces(tmp / "root");
+  Spare spare = require_ok(workspaces->make_spare((tmp / "my.app.git").string(), "main"));
+  CHECK(spare.dir.filename().string().starts_with("my.app-"));
+  Workspace ws =
+      require_ok(workspaces->provision_from({"t1", (tmp / "my.app.git").string(), "main", "b"}, spare));
+  CHECK(ws.base_commit == head);
+  CHECK(read_file(ws.repo_dir / "f.txt") == "x\n");
+}
+
 TEST_CASE("discard_spare deletes a spare, and refuses a directory that is not one") {
   Fixture f;
   Spare spare = make_spare(f);
@@ -821,6 +835,8 @@ TEST_CASE("discard_spare deletes a spare, and refuses a directory that is not on
   require_ok(f.workspaces->discard_spare(spare));  // absent is fine
 
   Spare bogus = spare;
+  bogus.dir = f.root / "spares" / "..";
+  CHECK(f.workspaces->discard_spare(bogus).error().code == "usage");
   bogus.dir = f.tmp / "not-a-spare";
   write_file(bogus.dir / "keep.txt", "keep\n");
   CHECK(f.workspaces->discard_spare(bogus).error().code == "usage");
@@ -850,10 +866,12 @@ TEST_CASE("a spare and the workspace provisioned from it belong to the container
   Fixture f(1000, 1000);
   Spare spare = make_spare(f);
   CHECK(not_owned_by(spare.dir / "repo", 1000, 1000).empty());
+  CHECK(git_as_container_user(spare.dir / "repo", {"diff-files", "--name-only"}).out.empty());
   commit_to_bare(f.origin, {{"new/dir/file.txt", "x\n"}}, "meanwhile");
   Workspace ws = require_ok(f.workspaces->provision_from(f.request("t1"), spare));
 
   CHECK(not_owned_by(ws.repo_dir, 1000, 1000).empty());
+  CHECK(git_as_container_user(ws.repo_dir, {"diff-files", "--name-only"}).out.empty());
   struct stat st {};
   REQUIRE(::stat(ws.task_dir.c_str(), &st) == 0);
   CHECK(st.st_uid == 1000);
