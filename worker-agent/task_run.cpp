@@ -598,8 +598,13 @@ protocol::TaskResult Run::push_branch() {
 
 protocol::TaskResult Run::land() {
   if (spec_.land_mode == "branch") return push_branch();
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+  };
   for (int round = 1;; ++round) {
     if (attempt_.cancelled()) return attempt_.failed("cancelled", "cancelled before landing");
+    const auto asked = Clock::now();
     if (ctx_.request_land) {
       auto granted = ctx_.request_land();
       if (!granted.ok()) {
@@ -609,17 +614,24 @@ protocol::TaskResult Run::land() {
       }
     }
     std::lock_guard<std::mutex> serialized(land_lock(spec_.repo_url));
+    const auto granted_at = Clock::now();
     auto moved = ctx_.workspaces.rebase_onto_origin(ws_);
     if (!moved.ok()) {
       return attempt_.failed(moved.error().code == "conflict" ? "conflict" : "infra",
                              "rebasing onto " + ws_.base_branch + ": " + moved.error().to_string());
     }
+    const auto rebased_at = Clock::now();
     if (moved->has_value()) {
       attempt_.say(ws_.base_branch + " moved to " + (*moved)->substr(0, 12) +
                    ": rebased the branch onto it; verifying again before landing");
       if (auto failed = verify()) return *failed;
     }
+    const auto verified_at = Clock::now();
     auto landed = ctx_.workspaces.land(ws_);
+    spdlog::info("task {}: landing round {}: {} ms waiting for the queue, rebase {} ms, verify again {} ms, push {} ms",
+                 spec_.task_id, round, std::chrono::duration_cast<std::chrono::milliseconds>(granted_at - asked).count(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(rebased_at - granted_at).count(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(verified_at - rebased_at).count(), since(verified_at));
     if (landed.ok()) {
       attempt_.say("landed " + landed->merged_commit + " on " + ws_.base_branch);
       auto r = attempt_.base_result();
@@ -648,7 +660,9 @@ protocol::TaskResult Run::execute() {
 protocol::TaskResult Run::attempt_work() {
   attempt_.say("attempt " + std::to_string(spec_.attempt) + " of task " + spec_.task_id + " with agent " +
                spec_.agent.name + (spec_.reviewer.name.empty() ? "" : ", reviewer " + spec_.reviewer.name));
+  const auto started = std::chrono::steady_clock::now();
   clear_leftovers(spec_, ctx_);
+  const auto cleared = std::chrono::steady_clock::now();
   key_ = warm_key(spec_, ctx_.container_uid, ctx_.container_gid);
   const WorkspaceRequest request{spec_.task_id, spec_.repo_url, spec_.base_branch, spec_.branch};
   std::optional<WarmSlot> warm = ctx_.pool != nullptr ? ctx_.pool->take(key_) : std::nullopt;
@@ -663,8 +677,20 @@ protocol::TaskResult Run::attempt_work() {
       warm.reset();
     }
   }
+  const auto taken = std::chrono::steady_clock::now();
   auto ws = warm ? ctx_.workspaces.provision_from(request, warm->spare) : ctx_.workspaces.provision(request);
-  if (warm) attempt_.say("took warm container " + container_.substr(0, 12));
+  auto ms_between = [](auto a, auto b) { return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count(); };
+  spdlog::info("task {}: workspace in {} ms ({}: leftovers {} ms, container {} ms, provision {} ms)", spec_.task_id,
+               ms_between(started, std::chrono::steady_clock::now()), warm ? "warm" : "cold", ms_between(started, cleared),
+               ms_between(cleared, taken), ms_between(taken, std::chrono::steady_clock::now()));
+  if (warm && ws.ok()) attempt_.say("took warm container " + container_.substr(0, 12));
+  if (warm && !ws.ok()) {
+    // The spare is gone with the failure; its container goes too, and a fresh clone is tried.
+    spdlog::warn("task {}: provisioning from a spare failed ({}); cloning afresh", spec_.task_id,
+                 ws.error().to_string());
+    release_container();
+    ws = ctx_.workspaces.provision(request);
+  }
   if (!ws.ok()) {
     const bool users_fault = ws.error().code == "not_found" || ws.error().code == "usage";
     return attempt_.failed(users_fault ? "repo" : "infra", "provisioning failed: " + ws.error().to_string());
