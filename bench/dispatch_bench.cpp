@@ -46,8 +46,8 @@ double entered_ms(const std::vector<TaskEvent>& events, const std::string& state
 struct Sample {
   double latency = 0;      // seconds, spawn returned -> agent started
   double to_routed = 0;    // spawn returned -> ROUTED (queue poll, discover, claim, route, send)
-  double to_provisioned = 0;  // ROUTED -> PROVISIONED (worker: leftovers, mirror fetch, clone)
-  double to_agent = 0;     // PROVISIONED -> agent started (container create and start)
+  double to_provisioned = 0;  // ROUTED -> PROVISIONED (worker: leftovers, warm container, spare brought to the base)
+  double to_agent = 0;     // PROVISIONED -> agent started (verify command read, exec in the task container)
 };
 
 Sample one_dispatch(const Box& box, const fs::path& origin) {

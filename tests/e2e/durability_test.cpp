@@ -1,7 +1,10 @@
 // Durability end to end: kill -9 of `polyphony serve` mid-task, cancel, retry, polyphony-submit.
 #include <catch2/catch.hpp>
 
+#include <regex>
+
 #include "single_box.h"
+#include "worker-agent/docker_client.h"
 
 using namespace polyphony;
 using namespace polyphony::testing;
@@ -45,6 +48,17 @@ TEST_CASE("kill -9 of serve while the agent runs: after restart the task lands e
   CHECK(commits_with_subject(box, "Slow agent task") == 1);
   CHECK(box.task(id)["attempt"] == 2);
   CHECK(box.no_containers_left(id));
+  // The warm containers and spares of the killed life were cleared at restart, and those of
+  // this life when it stopped: nothing of this worker is left.
+  const std::string log = box.serve_log();
+  std::smatch m;
+  REQUIRE(std::regex_search(log, m, std::regex("worker (\\S+) connected")));
+  box.stop_serving();
+  auto left = make_docker_client(test_docker_host())->list_containers({{"polyphony.worker", m[1].str()}});
+  REQUIRE(left.ok());
+  CHECK(left->empty());
+  const auto spares = box.home() / "workspaces" / "spares";
+  CHECK((!std::filesystem::exists(spares) || std::filesystem::is_empty(spares)));
 }
 
 TEST_CASE("kill -9 of serve during verify: after restart the task lands exactly once") {
