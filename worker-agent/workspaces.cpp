@@ -442,9 +442,30 @@ Result<BranchSnapshot> GitWorkspaces::sync_mirror(const Origin& origin, const fs
   return repo->branches();
 }
 
+// A local origin whose branches and default branch the mirror already has: nothing to fetch.
+// Read in-process (a few ref files), which costs far less than starting `git fetch`.
+static bool mirror_is_current(const Origin& origin, const fs::path& mirror) {
+  if (!origin.local) return false;
+  auto source = GitRepo::open(origin.url);
+  auto copy = GitRepo::open(mirror);
+  if (!source.ok() || !copy.ok()) return false;
+  auto theirs = source->branches();
+  auto ours = copy->branches();
+  if (!theirs.ok() || !ours.ok() || theirs->default_branch != ours->default_branch ||
+      theirs->branches.size() != ours->branches.size()) {
+    return false;
+  }
+  for (const auto& b : theirs->branches) {
+    const BranchHead* mine = ours->find(b.name);
+    if (mine == nullptr || !git_oid_equal(&mine->commit, &b.commit)) return false;
+  }
+  return true;
+}
+
 Status GitWorkspaces::update_mirror(const Origin& origin, const fs::path& mirror) {
   auto start = std::chrono::steady_clock::now();
   bool existed = fs::exists(mirror);
+  if (existed && mirror_is_current(origin, mirror)) return ok_status();
   if (existed) {
     // The CLI: an incremental fetch through any transport, with the user's credentials.
     POLY_TRY(
