@@ -112,7 +112,8 @@ Result<Database> Database::open(const std::filesystem::path& path, int32_t appli
   }
   int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0));
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_FULLMUTEX, nullptr);
+  // No mutex per call: a Database (and its statement cache) is used by one thread at a time.
+  int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   db.db_.reset(raw);
   if (rc != SQLITE_OK) {
     return make_error("db", std::string("cannot open: ") + (raw ? sqlite3_errmsg(raw) : "out of memory"), path.string());
@@ -137,6 +138,12 @@ Status Database::exec(const std::string& sql) {
     return make_error("db", "SQLite: " + m, path_.string());
   }
   return {};
+}
+
+Status Database::run_cached(const std::string& sql) {
+  auto st = prepare(sql);
+  if (!st.ok()) return st.error();
+  return st->run();
 }
 
 Result<Statement> Database::prepare(const std::string& sql) {

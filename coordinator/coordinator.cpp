@@ -205,7 +205,6 @@ void Coordinator::step(int64_t wait_ms) {
   zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
                              {client_socket_.handle(), 0, ZMQ_POLLIN, 0},
                              {zap_ ? zap_->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
-  const int running_before = running_count();
   // A freed slot waits at most kMinDispatchGapMs, not a whole poll interval.
   if (slot_freed_) wait_ms = std::clamp<int64_t>(last_dispatch_ms_ + kMinDispatchGapMs - now_ms(), 0, wait_ms);
   try {
@@ -216,7 +215,6 @@ void Coordinator::step(int64_t wait_ms) {
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) spdlog::error("socket error: {}", e.what());
   }
-  if (running_count() < running_before) slot_freed_ = true;
   if (now_ms() >= next_periodic_ms_) {
     periodic();
     next_periodic_ms_ = now_ms() + settings_.config.poll_interval_ms;
@@ -269,6 +267,7 @@ void Coordinator::handle_frame(const std::string& routing_id, const std::string&
     // Tasks failed while it was lost are refused (stale epoch) and cancelled on it.
     spdlog::info("worker {} recovered (was lost for {} ms)", w->hello.worker_id, now_ms() - w->lost_at_ms);
     w->lost = false;
+    next_heartbeat_walk_ms_ = 0;  // its heartbeats are due again
   }
   w->last_seen_ms = now_ms();
   std::visit(
@@ -303,6 +302,7 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
     spdlog::info("worker {} recovered (was lost for {} ms), re-registering with {} running", m.worker_id,
                  now_ms() - w.lost_at_ms, m.running.size());
   }
+  if (w.lost) next_heartbeat_walk_ms_ = 0;  // its heartbeats are due again
   w.routing_id = routing_id;
   w.hello = m;
   w.last_seen_ms = now_ms();
@@ -310,6 +310,7 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
   w.key_name = key_name;
   w.running.clear();
   for (const auto& r : m.running) w.running.insert(r.task_id);
+  slot_freed_ = true;  // a new worker, or one that may hold less than before: fill its slots soon
   spdlog::info("worker {} {} (host {}, capacity {}, labels [{}], {} running{})", m.worker_id,
                known ? "re-registered" : "registered", m.hostname, m.capacity, fmt::join(m.labels, ", "),
                m.running.size(), key_name.empty() ? "" : ", key " + key_name);
@@ -335,7 +336,11 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
 
 std::optional<Task> Coordinator::leased_task(WorkerEntry& w, const std::string& task_id, int64_t epoch,
                                              const char* what) {
-  auto t = store_->get(task_id);
+  return check_lease(w, store_->get(task_id), task_id, epoch, what);
+}
+
+std::optional<Task> Coordinator::check_lease(WorkerEntry& w, const Result<std::optional<Task>>& t,
+                                             const std::string& task_id, int64_t epoch, const char* what) {
   if (!t.ok() || !t->has_value()) {
     spdlog::warn("dropped {} for unknown task {} from worker {}", what, task_id, w.hello.worker_id);
     if (t.ok()) cancel_stale(w, task_id, epoch, "no such task on this coordinator");
@@ -371,7 +376,7 @@ void Coordinator::on_update(WorkerEntry& w, const protocol::TaskUpdate& m) {
   }
   TransitionUpdate u;
   if (!m.detail.empty()) u.reason = m.detail;
-  auto s = store_->transition(m.task_id, task->state, *to, u, now_ms());
+  auto s = store_->advance(*task, *to, u, now_ms());
   if (!s.ok()) {
     spdlog::error("task {}: {}", m.task_id, s.error().to_string());
     return;
@@ -394,7 +399,7 @@ void Coordinator::on_result(WorkerEntry& w, const protocol::TaskResult& m) {
   auto current = store_->get(m.task_id);
   const bool recorded = current.ok() && current->has_value() && (*current)->epoch == m.epoch &&
                         !is_active((*current)->state);
-  if (!recorded) record_result(w, m);
+  if (!recorded) record_result(w, m, current);
   // Acknowledged even when stale or already recorded, so the worker stops resending it; a
   // stale result itself is never recorded (leased_task refuses it).
   protocol::ResultAck ack;
@@ -471,10 +476,10 @@ void Coordinator::grant_next_land(const std::string& repo) {
   }
 }
 
-void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m) {
-  auto task = leased_task(w, m.task_id, m.epoch, "a result");
+void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m, const Result<std::optional<Task>>& current) {
+  auto task = check_lease(w, current, m.task_id, m.epoch, "a result");
   if (!task) return;
-  w.running.erase(m.task_id);
+  if (w.running.erase(m.task_id)) slot_freed_ = true;
   release_land(m.task_id);
   if (m.outcome != "landed") {
     fail_attempt(*task, task->state, m.failure_kind.empty() ? "infra" : m.failure_kind, m.reason, m.tree);
@@ -485,7 +490,7 @@ void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m) {
   u.merged_commit = m.merged_commit;
   u.reason = m.merged_commit.empty() ? "pushed " + m.commit.substr(0, 12) + " to " + m.branch
                                      : "landed " + m.merged_commit.substr(0, 12) + " from " + m.branch;
-  auto s = store_->transition(m.task_id, task->state, TaskState::kLanded, u, now_ms());
+  auto s = store_->advance(*task, TaskState::kLanded, u, now_ms());
   last_activity_ms_.erase(m.task_id);
   if (!s.ok()) spdlog::error("task {}: cannot record landing: {}", m.task_id, s.error().to_string());
   else spdlog::info("task {} LANDED ({})", m.task_id, m.merged_commit);
@@ -555,7 +560,9 @@ void Coordinator::fail_attempt(const Task& task, TaskState from, const std::stri
                steps.back().first == TaskState::kBlocked ? " -> BLOCKED"
                : steps.back().first == TaskState::kClaimed ? " -> retrying" : "");
   last_activity_ms_.erase(task.request.id);
-  for (auto& [rid, w] : workers_) w.running.erase(task.request.id);
+  for (auto& [rid, w] : workers_) {
+    if (w.running.erase(task.request.id)) slot_freed_ = true;
+  }
   release_land(task.request.id);
 }
 
@@ -628,7 +635,7 @@ protocol::ClientReply Coordinator::cancel(const Task& t, const std::string& reas
       c.epoch = t.epoch;
       c.reason = reason;
       send(rid, c);
-      w.running.erase(t.request.id);
+      if (w.running.erase(t.request.id)) slot_freed_ = true;
     }
   }
   TransitionUpdate u;
@@ -745,10 +752,10 @@ void Coordinator::expire_unheld_tasks() {
   auto active = store_->list(active_task_states());
   if (!active.ok()) return;
   for (const auto& t : *active) {
-    bool held = false;
-    for (const auto& [rid, w] : workers_) {
-      if (w.hello.worker_id == t.worker && now - w.last_seen_ms < budget) held = w.running.count(t.request.id) > 0;
-    }
+    // A worker's id is its routing id (on_hello refuses any other), so this is its entry.
+    auto holder = workers_.find(t.worker);
+    const bool held = holder != workers_.end() && now - holder->second.last_seen_ms < budget &&
+                      holder->second.running.count(t.request.id) > 0;
     auto granted = land_granted_at_ms_.find(t.request.id);
     if (!held && granted != land_granted_at_ms_.end() && now - granted->second < kLandGraceMs) continue;  // pushing
     if (!held) fail_attempt(t, t.state, "infra", "worker " + t.worker + " lost the attempt (no heartbeat)");
@@ -777,19 +784,32 @@ int Coordinator::running_count() const {
   return n;
 }
 
-WorkerEntry* Coordinator::pick_worker(const Task& task) {
+Coordinator::FreeWorkers Coordinator::free_workers() {
   const int64_t budget = settings_.config.heartbeat_interval_ms * settings_.config.heartbeat_liveness;
-  std::vector<WorkerCandidate> candidates;
-  std::vector<WorkerEntry*> entries;
+  const int64_t now = now_ms();
+  FreeWorkers free;
   for (auto& [rid, w] : workers_) {
-    candidates.push_back({w.hello.worker_id, w.hello.capacity, static_cast<int>(w.running.size()), w.hello.labels,
-                          !w.lost && now_ms() - w.last_seen_ms <= budget, w.hello.image_present});
-    entries.push_back(&w);
+    WorkerCandidate c{w.hello.worker_id, w.hello.capacity, static_cast<int>(w.running.size()), {},
+                      !w.lost && now - w.last_seen_ms <= budget, w.hello.image_present};
+    if (!c.live || !c.image_present || c.capacity < 1 || c.load >= c.capacity) continue;  // choose_worker's own rule
+    c.labels = w.hello.labels;
+    free.candidates.push_back(std::move(c));
+    free.entries.push_back(&w);
   }
-  auto chosen = choose_worker(candidates, task.request.labels);
+  return free;
+}
+
+WorkerEntry* Coordinator::pick_worker(const Task& task, FreeWorkers& free) {
+  auto chosen = choose_worker(free.candidates, task.request.labels);
   if (chosen) {
     unplaceable_logged_.erase(task.request.id);
-    return entries[*chosen];
+    WorkerEntry* w = free.entries[*chosen];
+    // Counted as taken for the rest of the pass; a full worker leaves the pool.
+    if (++free.candidates[*chosen].load >= free.candidates[*chosen].capacity) {
+      free.candidates.erase(free.candidates.begin() + static_cast<std::ptrdiff_t>(*chosen));
+      free.entries.erase(free.entries.begin() + static_cast<std::ptrdiff_t>(*chosen));
+    }
+    return w;
   }
   const auto needs = required_labels(task.request.labels);
   if (!needs.empty() && unplaceable_logged_.insert(task.request.id).second) {
@@ -847,10 +867,11 @@ void Coordinator::dispatch_claimed() {
   auto running_per_repo = store_->active_per_repo();
   if (!claimed.ok() || !running_per_repo.ok()) return;
   int dispatched = 0;
+  FreeWorkers free = free_workers();
   for (const auto& t : dispatch_order(*claimed, *running_per_repo, settings_.config.max_concurrency_per_repo,
                                       static_cast<int>(claimed->size()), now)) {
     if (dispatched >= slots) return;
-    WorkerEntry* w = pick_worker(t);
+    WorkerEntry* w = pick_worker(t, free);
     if (w == nullptr) continue;
     ++dispatched;
     auto s = dispatch_one(t, *w);
@@ -885,10 +906,9 @@ Status Coordinator::dispatch_one(const Task& t, WorkerEntry& w) {
                                  (decision->reviewer.empty() ? "" : " with reviewer " + decision->reviewer) +
                                  ", worker " + w.hello.worker_id
                            : decision.error().to_string();
-  POLY_TRY(store_->transition(t.request.id, TaskState::kClaimed, TaskState::kRouted, u, now_ms()));
-  auto routed = store_->get(t.request.id);
-  if (!routed.ok() || !routed->has_value()) return make_error("db", "task vanished after routing", t.request.id);
-  const Task& task = **routed;
+  auto routed = store_->advance(t, TaskState::kRouted, u, now_ms());
+  if (!routed.ok()) return routed.error();
+  const Task& task = *routed;
   if (!decision.ok()) {
     fail_attempt(task, TaskState::kRouted, "config", decision.error().to_string());
     return {};
@@ -936,7 +956,12 @@ Result<ResolvedIdentity> Coordinator::identity_of(const std::string& agent_name)
 
 void Coordinator::heartbeat_workers() {
   const int64_t now = now_ms();
-  const int64_t budget = settings_.config.heartbeat_interval_ms * settings_.config.heartbeat_liveness;
+  // Nothing is due before the earliest deadline the last walk saw: a heartbeat sent or
+  // received since only moves a deadline later, and a new worker's first is an interval away.
+  if (now < next_heartbeat_walk_ms_) return;
+  const int64_t interval = settings_.config.heartbeat_interval_ms;
+  const int64_t budget = interval * settings_.config.heartbeat_liveness;
+  int64_t next = now + interval;
   for (auto& [rid, w] : workers_) {
     if (w.lost) continue;
     if (now - w.last_seen_ms > budget) {
@@ -947,12 +972,14 @@ void Coordinator::heartbeat_workers() {
                    now - w.last_seen_ms, w.running.size());
       continue;
     }
-    if (now - w.last_sent_ms >= settings_.config.heartbeat_interval_ms) {
+    if (now - w.last_sent_ms >= interval) {
       protocol::Heartbeat hb;
       hb.seq = ++w.heartbeat_seq;
       send(w.routing_id, hb);
     }
+    next = std::min({next, w.last_sent_ms + interval, w.last_seen_ms + budget + 1});
   }
+  next_heartbeat_walk_ms_ = next;
 }
 
 WorkerEntry* Coordinator::worker_by_routing(const std::string& routing_id) {

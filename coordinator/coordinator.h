@@ -18,6 +18,7 @@
 #include "coordinator/router.h"
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
+#include "coordinator/worker_match.h"
 #include "protocol/messages.h"
 #include "protocol/security.h"
 
@@ -132,7 +133,8 @@ class Coordinator {
   // the slot to the next request in line that still holds its lease.
   void release_land(const std::string& task_id);
   void grant_next_land(const std::string& repo);
-  void record_result(WorkerEntry& w, const protocol::TaskResult& m);
+  // Records a result under the lease it names; `current` is the task as on_result read it.
+  void record_result(WorkerEntry& w, const protocol::TaskResult& m, const Result<std::optional<Task>>& current);
 
   void periodic();
   void discover();
@@ -150,8 +152,16 @@ class Coordinator {
   void heartbeat_workers();
 
   WorkerEntry* worker_by_routing(const std::string& routing_id);
-  // The live worker with free capacity, meeting the task's needs: labels, least loaded.
-  WorkerEntry* pick_worker(const Task& task);
+  // The workers a dispatch pass may give work to (live, image present, capacity free), read
+  // once a pass rather than once a task.
+  struct FreeWorkers {
+    std::vector<WorkerCandidate> candidates;
+    std::vector<WorkerEntry*> entries;  // the same order
+  };
+  FreeWorkers free_workers();
+  // The live worker with free capacity, meeting the task's needs: labels, least loaded. Counts
+  // the chosen one's new task in `free`.
+  WorkerEntry* pick_worker(const Task& task, FreeWorkers& free);
   // Tells `w` to stop and clean up an attempt whose lease it no longer holds (once per epoch).
   void cancel_stale(WorkerEntry& w, const std::string& task_id, int64_t epoch, const std::string& why);
   int running_count() const;
@@ -159,6 +169,9 @@ class Coordinator {
   // nullopt otherwise.
   std::optional<Task> leased_task(WorkerEntry& w, const std::string& task_id, int64_t epoch,
                                   const char* what);
+  // leased_task's check on a task already read (`t`, as StateStore::get returned it).
+  std::optional<Task> check_lease(WorkerEntry& w, const Result<std::optional<Task>>& t, const std::string& task_id,
+                                  int64_t epoch, const char* what);
   void send(const std::string& routing_id, const protocol::Message& m);
   // Runs fn inside one state DB transaction (one commit for all it records) and sends the
   // messages it queues only after that commit, so no worker acts on what the DB may not hold.
@@ -190,7 +203,8 @@ class Coordinator {
   int64_t started_ms_ = 0;
   int64_t next_periodic_ms_ = 0;
   int64_t last_dispatch_ms_ = 0;
-  bool slot_freed_ = false;  // a worker slot freed since the last dispatch pass
+  int64_t next_heartbeat_walk_ms_ = 0;  // heartbeat_workers has nothing to do before this
+  bool slot_freed_ = false;  // a worker slot freed (or a worker came) since the last dispatch pass
   bool batching_ = false;
   struct Outgoing {
     std::string routing_id, body, type;

@@ -196,25 +196,35 @@ Status StateStore::transitions(const std::string& id, TaskState from,
     at = to;
   }
   return db_.transaction([&]() -> Status {
-    TaskState cur = from;
-    for (const auto& [to, u] : steps) {
-      POLY_TRY(apply(id, cur, to, u, now));
-      cur = to;
+    auto cur = get(id);
+    if (!cur.ok()) return cur.error();
+    if (!cur->has_value()) return make_error("not_found", "no such task", id);
+    Task& t = **cur;
+    if (t.state != from) {
+      return make_error("transition", "task is " + std::string(to_string(t.state)) + ", not " +
+                        std::string(to_string(from)) + "; refusing -> " + std::string(to_string(steps.front().first)), id);
     }
+    for (const auto& [to, u] : steps) POLY_TRY(apply(t, to, u, now));
     return {};
   });
 }
 
-Status StateStore::apply(const std::string& id, TaskState from, TaskState to, const TransitionUpdate& u,
-                         int64_t now) {
-  auto cur = get(id);
-  if (!cur.ok()) return cur.error();
-  if (!cur->has_value()) return make_error("not_found", "no such task", id);
-  Task t = **cur;
-  if (t.state != from) {
-    return make_error("transition", "task is " + std::string(to_string(t.state)) + ", not " +
-                      std::string(to_string(from)) + "; refusing -> " + std::string(to_string(to)), id);
+Result<Task> StateStore::advance(const Task& current, TaskState to, const TransitionUpdate& u, int64_t now) {
+  const std::string& id = current.request.id;
+  if (!can_transition(current.state, to)) {
+    return make_error("transition", "the lifecycle does not allow " + std::string(to_string(current.state)) +
+                      " -> " + std::string(to_string(to)), id);
   }
+  Task t = current;
+  Status s = db_.transaction([&]() -> Status { return apply(t, to, u, now); });
+  if (!s.ok()) return s.error();
+  return t;
+}
+
+Status StateStore::apply(Task& t, TaskState to, const TransitionUpdate& u, int64_t now) {
+  const std::string& id = t.request.id;
+  const TaskState from = t.state;
+  const int64_t read_epoch = t.epoch;
   if (u.attempt) t.attempt = *u.attempt;
   if (u.agent) t.agent = *u.agent;
   if (u.branch) t.branch = *u.branch;
@@ -232,22 +242,30 @@ Status StateStore::apply(const std::string& id, TaskState from, TaskState to, co
   if (u.failed_tree && !u.failed_tree->empty()) t.failed_trees.push_back(*u.failed_tree);
   std::string trees;
   for (const auto& tree : t.failed_trees) trees += (trees.empty() ? "" : ",") + tree;
+  // The state and epoch the caller read are the guard: a task moved on since is not overwritten.
   auto st = db_.prepare(
       "UPDATE tasks SET state=?, attempt=?, agent=?, branch=?, worker=?, epoch=?, reason=?, failure_kind=?, "
       "commit_id=?, merged_commit=?, next_attempt_at=?, budget_start=?, updated_at=?, score=?, plan=?, "
-      "reviewer=?, failed_trees=? WHERE id=? AND state=?");
+      "reviewer=?, failed_trees=? WHERE id=? AND state=? AND epoch=?");
   if (!st.ok()) return st.error();
   st->bind(1, to_string(to)).bind(2, t.attempt).bind(3, t.agent).bind(4, t.branch).bind(5, t.worker);
   st->bind(6, t.epoch).bind(7, t.reason).bind(8, t.failure_kind).bind(9, t.commit).bind(10, t.merged_commit);
   st->bind(11, t.next_attempt_at_ms).bind(12, t.budget_start).bind(13, now).bind(14, t.score).bind(15, t.plan);
-  st->bind(16, t.reviewer).bind(17, trees).bind(18, id).bind(19, to_string(from));
+  st->bind(16, t.reviewer).bind(17, trees).bind(18, id).bind(19, to_string(from)).bind(20, read_epoch);
   POLY_TRY(st->run());
+  if (db_.changes() != 1) {
+    return make_error("transition", "task is no longer " + std::string(to_string(from)) + " at epoch " +
+                      std::to_string(read_epoch) + "; refusing -> " + std::string(to_string(to)), id);
+  }
   auto ev = db_.prepare(
       "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at) VALUES (?,?,?,?,?,?,?)");
   if (!ev.ok()) return ev.error();
   ev->bind(1, id).bind(2, to_string(from)).bind(3, to_string(to)).bind(4, t.attempt).bind(5, t.worker);
   ev->bind(6, u.reason.value_or("")).bind(7, now);
-  return ev->run();
+  POLY_TRY(ev->run());
+  t.state = to;
+  t.updated_at_ms = now;
+  return {};
 }
 
 Result<std::optional<Task>> StateStore::get(const std::string& id) {
@@ -351,17 +369,22 @@ Result<std::vector<TaskEvent>> StateStore::events(const std::string& id) {
 }
 
 Result<int64_t> StateStore::next_epoch() {
-  int64_t epoch = 0;
-  Status s = db_.transaction([&]() -> Status {
-    POLY_TRY(db_.exec("UPDATE meta SET value = value + 1 WHERE key='epoch'"));
+  if (!epoch_) {
     auto st = db_.prepare("SELECT value FROM meta WHERE key='epoch'");
     if (!st.ok()) return st.error();
     auto row = st->step();
     if (!row.ok()) return row.error();
-    epoch = st->int64(0);
-    return {};
-  });
-  if (!s.ok()) return s.error();
+    if (!*row) return make_error("db", "the meta table has no epoch row", db_.path().string());
+    epoch_ = st->int64(0);
+  }
+  // Counted here, written through: an epoch whose write is rolled back is skipped, never reused,
+  // and the DB holds every epoch that a committed dispatch carries.
+  const int64_t epoch = *epoch_ + 1;
+  auto st = db_.prepare("UPDATE meta SET value = max(value, ?) WHERE key='epoch'");
+  if (!st.ok()) return st.error();
+  st->bind(1, epoch);
+  POLY_TRY(st->run());
+  epoch_ = epoch;
   return epoch;
 }
 
