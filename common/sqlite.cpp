@@ -15,7 +15,7 @@ void StatementRelease::operator()(sqlite3_stmt* stmt) const {
   if (owner) {
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
-    if (owner->idle.emplace(sqlite3_sql(stmt), stmt).second) return;
+    if (owner->idle.emplace(std::string_view(sqlite3_sql(stmt)), stmt).second) return;
   }
   sqlite3_finalize(stmt);
 }
@@ -148,7 +148,7 @@ Status Database::run_cached(const std::string& sql) {
 
 Result<Statement> Database::prepare(const std::string& sql) {
   // A statement in use is out of the cache, so the same SQL prepared twice at once gets two.
-  if (auto it = statements_->idle.find(sql); it != statements_->idle.end()) {
+  if (auto it = statements_->idle.find(std::string_view(sql)); it != statements_->idle.end()) {
     sqlite3_stmt* stmt = it->second;
     statements_->idle.erase(it);
     return Statement(stmt, path_.string(), statements_);

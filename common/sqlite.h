@@ -20,7 +20,8 @@ namespace detail {
 // A Database's prepared statements not in use, by SQL text: preparing (parsing) the same SQL
 // again costs more than running it.
 struct StatementCache {
-  std::unordered_map<std::string, sqlite3_stmt*> idle;
+  // Keyed by the statement's own SQL text (sqlite3_sql), which lives as long as the statement.
+  std::unordered_map<std::string_view, sqlite3_stmt*> idle;
   ~StatementCache();
 };
 

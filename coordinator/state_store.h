@@ -52,6 +52,9 @@ class StateStore {
   // current.state at current.epoch, or when the lifecycle forbids the move. Returns the task
   // as it is now.
   Result<Task> advance(const Task& current, TaskState to, const TransitionUpdate& update, int64_t now_ms);
+  // Several transitions of `current` at once (one row write, an event for each), as `transitions`.
+  Result<Task> advance(const Task& current, const std::vector<std::pair<TaskState, TransitionUpdate>>& steps,
+                       int64_t now_ms);
 
   // Several transitions in one transaction (e.g. RUNNING -> FAILED -> CLAIMED for a retry), so
   // no reader ever sees the state in between; each still appends its own event.
@@ -90,8 +93,8 @@ class StateStore {
 
  private:
   Status migrate();
-  // One transition of `t` (updated in place) inside the caller's transaction.
-  Status apply(Task& t, TaskState to, const TransitionUpdate& update, int64_t now_ms);
+  // The transitions `steps` of `t` (updated in place) inside the caller's transaction.
+  Status apply(Task& t, const std::vector<std::pair<TaskState, TransitionUpdate>>& steps, int64_t now_ms);
   Database db_;
   std::optional<int64_t> epoch_;  // the last epoch handed out, once read from the DB
 };
