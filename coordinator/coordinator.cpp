@@ -185,7 +185,7 @@ void Coordinator::run(const std::atomic<bool>& stop) {
   spdlog::info("coordinator stopping");
 }
 
-void Coordinator::drain(zmq::socket_t& socket, bool clients) {
+void Coordinator::drain(zmq::socket_t& socket, const std::function<void(std::vector<zmq::message_t>&)>& fn) {
   for (int i = 0; i < 1000; ++i) {
     std::vector<zmq::message_t> frames;
     auto got = zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait);
@@ -196,9 +196,29 @@ void Coordinator::drain(zmq::socket_t& socket, bool clients) {
       spdlog::warn("dropped a message of {} frames (expected routing id + body)", frames.size());
       continue;
     }
-    if (clients) handle_client_frame(frames[0].to_string(), frames[1].to_string());
-    else handle_frame(frames[0].to_string(), frames[1].to_string(), protocol::peer_user_id(frames[1]));
+    fn(frames);
   }
+}
+
+void Coordinator::drain_workers() {
+  std::vector<WorkerFrame> received;
+  std::optional<zmq::error_t> socket_error;
+  try {
+    drain(socket_, [&](std::vector<zmq::message_t>& frames) {
+      received.push_back({frames[0].to_string(), protocol::decode(frames[1].to_string_view()),
+                          protocol::peer_user_id(frames[1])});
+    });
+  } catch (const zmq::error_t& e) {
+    socket_error = e;  // what arrived before it is still handled
+  }
+  auto handle_all = [&] { handle_frames(received); };
+  // Heartbeats alone record nothing: no transaction (most turns with 1,000 idle workers).
+  const bool records = std::any_of(received.begin(), received.end(), [](const WorkerFrame& f) {
+    return f.message.ok() && !std::holds_alternative<protocol::Heartbeat>(*f.message);
+  });
+  if (records) batch(handle_all);
+  else handle_all();
+  if (socket_error) throw *socket_error;
 }
 
 void Coordinator::step(int64_t wait_ms) {
@@ -210,8 +230,12 @@ void Coordinator::step(int64_t wait_ms) {
   try {
     zmq::poll(items, zap_ ? 3 : 2, std::chrono::milliseconds(wait_ms));
     if (zap_ && (items[2].revents & ZMQ_POLLIN)) zap_->serve();
-    if (items[0].revents & ZMQ_POLLIN) batch([&] { drain(socket_, false); });
-    if (items[1].revents & ZMQ_POLLIN) drain(client_socket_, true);
+    if (items[0].revents & ZMQ_POLLIN) drain_workers();
+    if (items[1].revents & ZMQ_POLLIN) {
+      drain(client_socket_, [&](std::vector<zmq::message_t>& frames) {
+        handle_client_frame(frames[0].to_string(), frames[1].to_string());
+      });
+    }
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) spdlog::error("socket error: {}", e.what());
   }
@@ -247,20 +271,11 @@ void Coordinator::batch(const std::function<void()>& fn) {
   if (socket_error) throw *socket_error;
 }
 
-void Coordinator::handle_frame(const std::string& routing_id, const std::string& body, const std::string& key_name) {
-  auto msg = protocol::decode(body);
-  if (!msg.ok()) {
-    spdlog::warn("dropped a frame from peer {:?}: {} (field {})", routing_id, msg.error().message, msg.error().where);
-    return;
-  }
-  if (const auto* hello = std::get_if<protocol::Hello>(&*msg)) {
-    on_hello(routing_id, *hello, key_name);
-    return;
-  }
+WorkerEntry* Coordinator::heard_from(const std::string& routing_id, const protocol::Message& msg) {
   WorkerEntry* w = worker_by_routing(routing_id);
   if (w == nullptr) {
-    spdlog::warn("dropped a {} from unregistered peer {:?}", protocol::type_name(*msg), routing_id);
-    return;
+    spdlog::warn("dropped a {} from unregistered peer {:?}", protocol::type_name(msg), routing_id);
+    return nullptr;
   }
   if (w->lost) {
     // Heard again without a new hello: the connection survived, only the silence did not.
@@ -270,6 +285,56 @@ void Coordinator::handle_frame(const std::string& routing_id, const std::string&
     next_heartbeat_walk_ms_ = 0;  // its heartbeats are due again
   }
   w->last_seen_ms = now_ms();
+  return w;
+}
+
+namespace {
+
+// How many messages from `at` on are task updates from one sender about one attempt (1 when
+// the message at `at` is not an update).
+size_t update_run(const std::vector<Coordinator::WorkerFrame>& frames, size_t at) {
+  const auto* first = frames[at].message.ok() ? std::get_if<protocol::TaskUpdate>(&*frames[at].message) : nullptr;
+  size_t n = 1;
+  while (first != nullptr && at + n < frames.size()) {
+    const auto& f = frames[at + n];
+    const auto* u = f.message.ok() ? std::get_if<protocol::TaskUpdate>(&*f.message) : nullptr;
+    if (u == nullptr || f.routing_id != frames[at].routing_id || u->task_id != first->task_id ||
+        u->epoch != first->epoch) {
+      break;
+    }
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+void Coordinator::handle_frames(const std::vector<WorkerFrame>& frames) {
+  for (size_t i = 0; i < frames.size();) {
+    const size_t n = update_run(frames, i);
+    if (n == 1) {
+      handle_message(frames[i].routing_id, frames[i].message, frames[i].key_name);
+    } else if (WorkerEntry* w = heard_from(frames[i].routing_id, *frames[i].message)) {
+      std::vector<const protocol::TaskUpdate*> run;
+      for (size_t k = i; k < i + n; ++k) run.push_back(&std::get<protocol::TaskUpdate>(*frames[k].message));
+      on_updates(*w, run);
+    }
+    i += n;
+  }
+}
+
+void Coordinator::handle_message(const std::string& routing_id, const Result<protocol::Message>& msg,
+                                 const std::string& key_name) {
+  if (!msg.ok()) {
+    spdlog::warn("dropped a frame from peer {:?}: {} (field {})", routing_id, msg.error().message, msg.error().where);
+    return;
+  }
+  if (const auto* hello = std::get_if<protocol::Hello>(&*msg)) {
+    on_hello(routing_id, *hello, key_name);
+    return;
+  }
+  WorkerEntry* w = heard_from(routing_id, *msg);
+  if (w == nullptr) return;
   std::visit(
       [&](const auto& m) {
         using T = std::decay_t<decltype(m)>;
@@ -382,6 +447,35 @@ void Coordinator::on_update(WorkerEntry& w, const protocol::TaskUpdate& m) {
     return;
   }
   spdlog::info("task {} {} (worker {})", m.task_id, m.state, w.hello.worker_id);
+}
+
+void Coordinator::on_updates(WorkerEntry& w, const std::vector<const protocol::TaskUpdate*>& run) {
+  auto one_by_one = [&] {
+    for (const auto* m : run) on_update(w, *m);
+  };
+  const protocol::TaskUpdate& first = *run.front();
+  auto task = leased_task(w, first.task_id, first.epoch, "an update");
+  if (!task) {  // refused (and logged) as the first was; so is each of the rest
+    for (size_t i = 1; i < run.size(); ++i) on_update(w, *run[i]);
+    return;
+  }
+  std::vector<std::pair<TaskState, TransitionUpdate>> steps;
+  TaskState at = task->state;
+  for (const auto* m : run) {
+    auto to = parse_task_state(m->state);
+    if (!to || *to == at || !can_transition(at, *to)) return one_by_one();  // a note or a refusal among them
+    TransitionUpdate u;
+    if (!m->detail.empty()) u.reason = m->detail;
+    steps.push_back({*to, std::move(u)});
+    at = *to;
+  }
+  last_activity_ms_[first.task_id] = now_ms();
+  auto s = store_->advance(*task, steps, now_ms());
+  if (!s.ok()) {
+    spdlog::error("task {}: {}", first.task_id, s.error().to_string());
+    return;
+  }
+  for (const auto* m : run) spdlog::info("task {} {} (worker {})", m->task_id, m->state, w.hello.worker_id);
 }
 
 void Coordinator::on_log(WorkerEntry& w, const protocol::LogChunk& m) {

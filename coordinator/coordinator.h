@@ -111,7 +111,10 @@ class Coordinator {
   Status bind_worker_endpoints(const std::vector<std::string>& endpoints);
   Status bind_client_endpoints(const std::vector<std::string>& endpoints);
   Status start_zap();
-  void handle_frame(const std::string& routing_id, const std::string& body, const std::string& key_name);
+  // A worker's message as decoded (or refused by the decoder).
+  void handle_message(const std::string& routing_id, const Result<protocol::Message>& msg, const std::string& key_name);
+  // The registered sender of `msg` (heard now), or null (logged) for an unknown peer.
+  WorkerEntry* heard_from(const std::string& routing_id, const protocol::Message& msg);
   void handle_client_frame(const std::string& routing_id, const std::string& body);
   void answer_client(const std::string& routing_id, const protocol::Message& reply);
   protocol::ClientReply submit(const protocol::Submit& m);
@@ -121,9 +124,28 @@ class Coordinator {
   // GitHub mode: adopt an issue named by `polyphony spawn --issue`; false to keep the command.
   bool adopt_issue(const std::string& ref);
   void sync_github();
-  void drain(zmq::socket_t& socket, bool clients);
+  // Hands each [routing id, body] message waiting on `socket` (up to 1,000) to fn.
+  void drain(zmq::socket_t& socket, const std::function<void(std::vector<zmq::message_t>&)>& fn);
+  // Reads what the workers sent, then handles it in one batch (no batch for heartbeats alone).
+  void drain_workers();
+
+ public:
+  // A message from a worker, decoded (or refused by the decoder).
+  struct WorkerFrame {
+    std::string routing_id;
+    Result<protocol::Message> message;
+    std::string key_name;
+  };
+
+ private:
+  // Handles `frames` in order, consecutive updates of one attempt together.
+  void handle_frames(const std::vector<WorkerFrame>& frames);
   void on_hello(const std::string& routing_id, const protocol::Hello& m, const std::string& key_name);
   void on_update(WorkerEntry& w, const protocol::TaskUpdate& m);
+  // Consecutive updates of one attempt (as a worker sends PROVISIONED, RUNNING, VERIFYING at
+  // once): recorded with one read and one write of the task, an event each; exactly as one
+  // by one otherwise.
+  void on_updates(WorkerEntry& w, const std::vector<const protocol::TaskUpdate*>& run);
   void on_log(WorkerEntry& w, const protocol::LogChunk& m);
   void on_result(WorkerEntry& w, const protocol::TaskResult& m);
   void on_land_request(WorkerEntry& w, const protocol::LandRequest& m);
