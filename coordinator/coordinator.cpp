@@ -711,6 +711,13 @@ protocol::ClientReply Coordinator::submit(const protocol::Submit& m) {
 
 protocol::ClientReply Coordinator::control(const std::string& task_id, const std::string& action) {
   auto t = store_->get(task_id);
+  if (t.ok() && !t->has_value()) {
+    // Perhaps just queued (`polyphony spawn` asks about its new task): read the queue now, and
+    // claim and dispatch on this turn of the loop rather than at the next poll.
+    discover();
+    next_periodic_ms_ = std::min(next_periodic_ms_, now_ms());
+    t = store_->get(task_id);
+  }
   if (!t.ok()) return refusal(t.error());
   if (!t->has_value()) return refusal(make_error("not_found", "no task with this id", "task_id"));
   if (action == "cancel") return cancel(**t);
