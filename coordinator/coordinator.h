@@ -58,7 +58,8 @@ inline constexpr int64_t kDispatchAnswerTimeoutMs = 30000;
 // after the grant (it is pushing), so a slow heartbeat cannot make two attempts land.
 inline constexpr int64_t kLandGraceMs = 120000;
 // When a worker frees a slot the coordinator dispatches at once rather than at the next poll,
-// but at most this often (a dispatch pass lists every CLAIMED task).
+// but at most this often (a pass has a fixed cost: it reads the free workers and each repo's
+// oldest claimed tasks).
 inline constexpr int64_t kMinDispatchGapMs = 25;
 
 // How many tasks beyond the free slots a dispatch pass reads of each repo, for tasks that no
