@@ -27,6 +27,10 @@ inline constexpr const char* kClientSecurityUsage =
 // errors (naming the flag) for a tcp:// endpoint without keys.
 Result<std::optional<protocol::CurveClientKeys>> client_keys(const Args& args, const std::string& endpoint);
 
+// Sends `m` over a fresh DEALER socket without waiting for a reply: best effort, for a local
+// coordinator (ipc://, no keys) that may not run. Returns within about `linger`.
+void notify(const std::string& endpoint, const protocol::Message& m, std::chrono::milliseconds linger);
+
 // Sends `m` over a fresh DEALER socket and waits up to 10 s for one reply.
 Result<protocol::Message> request(zmq::context_t& ctx, const std::string& endpoint, const protocol::Message& m,
                                   const std::optional<protocol::CurveClientKeys>& keys);

@@ -2,6 +2,8 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "cli/client_connection.h"
+#include "coordinator/coordinator.h"
 #include "cli/task_flags.h"
 #include "coordinator/gh_client.h"
 #include "coordinator/github_source.h"
@@ -71,6 +73,9 @@ int cmd_spawn(const std::vector<std::string>& argv) {
   // The same validation and queueing as a remote client's submission.
   auto id = submit_task(*request, *settings);
   if (!id.ok()) return report(as_flag_error(id.error()));
+  // A running coordinator is asked about the new task, which makes it read the queue now
+  // rather than at its next poll; without one the task waits in the queue as before.
+  notify(local_client_endpoint(settings->config.home), protocol::Control{*id, "query"}, std::chrono::milliseconds(200));
   warn_if_image_missing(settings->config);
   std::cout << *id << std::endl;
   return kExitOk;

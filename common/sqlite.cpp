@@ -15,7 +15,7 @@ void StatementRelease::operator()(sqlite3_stmt* stmt) const {
   if (owner) {
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
-    if (owner->idle.emplace(sqlite3_sql(stmt), stmt).second) return;
+    if (owner->idle.emplace(std::string_view(sqlite3_sql(stmt)), stmt).second) return;
   }
   sqlite3_finalize(stmt);
 }
@@ -112,7 +112,8 @@ Result<Database> Database::open(const std::filesystem::path& path, int32_t appli
   }
   int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0));
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_FULLMUTEX, nullptr);
+  // No mutex per call: a Database (and its statement cache) is used by one thread at a time.
+  int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   db.db_.reset(raw);
   if (rc != SQLITE_OK) {
     return make_error("db", std::string("cannot open: ") + (raw ? sqlite3_errmsg(raw) : "out of memory"), path.string());
@@ -139,9 +140,15 @@ Status Database::exec(const std::string& sql) {
   return {};
 }
 
+Status Database::run_cached(const std::string& sql) {
+  auto st = prepare(sql);
+  if (!st.ok()) return st.error();
+  return st->run();
+}
+
 Result<Statement> Database::prepare(const std::string& sql) {
   // A statement in use is out of the cache, so the same SQL prepared twice at once gets two.
-  if (auto it = statements_->idle.find(sql); it != statements_->idle.end()) {
+  if (auto it = statements_->idle.find(std::string_view(sql)); it != statements_->idle.end()) {
     sqlite3_stmt* stmt = it->second;
     statements_->idle.erase(it);
     return Statement(stmt, path_.string(), statements_);

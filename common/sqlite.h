@@ -20,7 +20,8 @@ namespace detail {
 // A Database's prepared statements not in use, by SQL text: preparing (parsing) the same SQL
 // again costs more than running it.
 struct StatementCache {
-  std::unordered_map<std::string, sqlite3_stmt*> idle;
+  // Keyed by the statement's own SQL text (sqlite3_sql), which lives as long as the statement.
+  std::unordered_map<std::string_view, sqlite3_stmt*> idle;
   ~StatementCache();
 };
 
@@ -71,6 +72,9 @@ class Database {
                                bool read_only = false);
 
   Status exec(const std::string& sql);
+  // One statement without results, prepared once and kept (transaction control in a batch
+  // runs thousands of times).
+  Status run_cached(const std::string& sql);
   Result<Statement> prepare(const std::string& sql);
   int64_t last_insert_rowid() const;
   int changes() const;
@@ -81,13 +85,18 @@ class Database {
   template <class F>
   Status transaction(F&& fn) {
     const bool nested = in_transaction();
-    POLY_TRY(exec(nested ? "SAVEPOINT nested" : "BEGIN IMMEDIATE"));
+    POLY_TRY(run_cached(nested ? "SAVEPOINT nested" : "BEGIN IMMEDIATE"));
     Status s = fn();
     if (!s.ok()) {
-      (void)exec(nested ? "ROLLBACK TO nested; RELEASE nested" : "ROLLBACK");
+      if (nested) {
+        (void)run_cached("ROLLBACK TO nested");
+        (void)run_cached("RELEASE nested");
+      } else {
+        (void)run_cached("ROLLBACK");
+      }
       return s;
     }
-    return exec(nested ? "RELEASE nested" : "COMMIT");
+    return run_cached(nested ? "RELEASE nested" : "COMMIT");
   }
 
   bool in_transaction() const { return sqlite3_get_autocommit(db_.get()) == 0; }

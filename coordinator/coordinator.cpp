@@ -185,7 +185,7 @@ void Coordinator::run(const std::atomic<bool>& stop) {
   spdlog::info("coordinator stopping");
 }
 
-void Coordinator::drain(zmq::socket_t& socket, bool clients) {
+void Coordinator::drain(zmq::socket_t& socket, const std::function<void(std::vector<zmq::message_t>&)>& fn) {
   for (int i = 0; i < 1000; ++i) {
     std::vector<zmq::message_t> frames;
     auto got = zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait);
@@ -196,27 +196,49 @@ void Coordinator::drain(zmq::socket_t& socket, bool clients) {
       spdlog::warn("dropped a message of {} frames (expected routing id + body)", frames.size());
       continue;
     }
-    if (clients) handle_client_frame(frames[0].to_string(), frames[1].to_string());
-    else handle_frame(frames[0].to_string(), frames[1].to_string(), protocol::peer_user_id(frames[1]));
+    fn(frames);
   }
+}
+
+void Coordinator::drain_workers() {
+  std::vector<WorkerFrame> received;
+  std::optional<zmq::error_t> socket_error;
+  try {
+    drain(socket_, [&](std::vector<zmq::message_t>& frames) {
+      received.push_back({frames[0].to_string(), protocol::decode(frames[1].to_string_view()),
+                          protocol::peer_user_id(frames[1])});
+    });
+  } catch (const zmq::error_t& e) {
+    socket_error = e;  // what arrived before it is still handled
+  }
+  auto handle_all = [&] { handle_frames(received); };
+  // Heartbeats alone record nothing: no transaction (most turns with 1,000 idle workers).
+  const bool records = std::any_of(received.begin(), received.end(), [](const WorkerFrame& f) {
+    return f.message.ok() && !std::holds_alternative<protocol::Heartbeat>(*f.message);
+  });
+  if (records) batch(handle_all);
+  else handle_all();
+  if (socket_error) throw *socket_error;
 }
 
 void Coordinator::step(int64_t wait_ms) {
   zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
                              {client_socket_.handle(), 0, ZMQ_POLLIN, 0},
                              {zap_ ? zap_->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
-  const int running_before = running_count();
   // A freed slot waits at most kMinDispatchGapMs, not a whole poll interval.
   if (slot_freed_) wait_ms = std::clamp<int64_t>(last_dispatch_ms_ + kMinDispatchGapMs - now_ms(), 0, wait_ms);
   try {
     zmq::poll(items, zap_ ? 3 : 2, std::chrono::milliseconds(wait_ms));
     if (zap_ && (items[2].revents & ZMQ_POLLIN)) zap_->serve();
-    if (items[0].revents & ZMQ_POLLIN) batch([&] { drain(socket_, false); });
-    if (items[1].revents & ZMQ_POLLIN) drain(client_socket_, true);
+    if (items[0].revents & ZMQ_POLLIN) drain_workers();
+    if (items[1].revents & ZMQ_POLLIN) {
+      drain(client_socket_, [&](std::vector<zmq::message_t>& frames) {
+        handle_client_frame(frames[0].to_string(), frames[1].to_string());
+      });
+    }
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) spdlog::error("socket error: {}", e.what());
   }
-  if (running_count() < running_before) slot_freed_ = true;
   if (now_ms() >= next_periodic_ms_) {
     periodic();
     next_periodic_ms_ = now_ms() + settings_.config.poll_interval_ms;
@@ -249,8 +271,60 @@ void Coordinator::batch(const std::function<void()>& fn) {
   if (socket_error) throw *socket_error;
 }
 
-void Coordinator::handle_frame(const std::string& routing_id, const std::string& body, const std::string& key_name) {
-  auto msg = protocol::decode(body);
+WorkerEntry* Coordinator::heard_from(const std::string& routing_id, const protocol::Message& msg) {
+  WorkerEntry* w = worker_by_routing(routing_id);
+  if (w == nullptr) {
+    spdlog::warn("dropped a {} from unregistered peer {:?}", protocol::type_name(msg), routing_id);
+    return nullptr;
+  }
+  if (w->lost) {
+    // Heard again without a new hello: the connection survived, only the silence did not.
+    // Tasks failed while it was lost are refused (stale epoch) and cancelled on it.
+    spdlog::info("worker {} recovered (was lost for {} ms)", w->hello.worker_id, now_ms() - w->lost_at_ms);
+    w->lost = false;
+    next_heartbeat_walk_ms_ = 0;  // its heartbeats are due again
+  }
+  w->last_seen_ms = now_ms();
+  return w;
+}
+
+namespace {
+
+// How many messages from `at` on are task updates from one sender about one attempt (1 when
+// the message at `at` is not an update).
+size_t update_run(const std::vector<Coordinator::WorkerFrame>& frames, size_t at) {
+  const auto* first = frames[at].message.ok() ? std::get_if<protocol::TaskUpdate>(&*frames[at].message) : nullptr;
+  size_t n = 1;
+  while (first != nullptr && at + n < frames.size()) {
+    const auto& f = frames[at + n];
+    const auto* u = f.message.ok() ? std::get_if<protocol::TaskUpdate>(&*f.message) : nullptr;
+    if (u == nullptr || f.routing_id != frames[at].routing_id || u->task_id != first->task_id ||
+        u->epoch != first->epoch) {
+      break;
+    }
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+void Coordinator::handle_frames(const std::vector<WorkerFrame>& frames) {
+  for (size_t i = 0; i < frames.size();) {
+    const size_t n = update_run(frames, i);
+    if (n == 1) {
+      handle_message(frames[i].routing_id, frames[i].message, frames[i].key_name);
+    } else if (WorkerEntry* w = heard_from(frames[i].routing_id, *frames[i].message)) {
+      std::vector<const protocol::TaskUpdate*> run;
+      for (size_t k = i; k < i + n; ++k) run.push_back(&std::get<protocol::TaskUpdate>(*frames[k].message));
+      on_updates(*w, run);
+    }
+    i += n;
+  }
+}
+
+void Coordinator::handle_message(const std::string& routing_id, const Result<protocol::Message>& msg,
+                                 const std::string& key_name) {
   if (!msg.ok()) {
     spdlog::warn("dropped a frame from peer {:?}: {} (field {})", routing_id, msg.error().message, msg.error().where);
     return;
@@ -259,18 +333,8 @@ void Coordinator::handle_frame(const std::string& routing_id, const std::string&
     on_hello(routing_id, *hello, key_name);
     return;
   }
-  WorkerEntry* w = worker_by_routing(routing_id);
-  if (w == nullptr) {
-    spdlog::warn("dropped a {} from unregistered peer {:?}", protocol::type_name(*msg), routing_id);
-    return;
-  }
-  if (w->lost) {
-    // Heard again without a new hello: the connection survived, only the silence did not.
-    // Tasks failed while it was lost are refused (stale epoch) and cancelled on it.
-    spdlog::info("worker {} recovered (was lost for {} ms)", w->hello.worker_id, now_ms() - w->lost_at_ms);
-    w->lost = false;
-  }
-  w->last_seen_ms = now_ms();
+  WorkerEntry* w = heard_from(routing_id, *msg);
+  if (w == nullptr) return;
   std::visit(
       [&](const auto& m) {
         using T = std::decay_t<decltype(m)>;
@@ -303,6 +367,7 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
     spdlog::info("worker {} recovered (was lost for {} ms), re-registering with {} running", m.worker_id,
                  now_ms() - w.lost_at_ms, m.running.size());
   }
+  if (w.lost) next_heartbeat_walk_ms_ = 0;  // its heartbeats are due again
   w.routing_id = routing_id;
   w.hello = m;
   w.last_seen_ms = now_ms();
@@ -310,6 +375,7 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
   w.key_name = key_name;
   w.running.clear();
   for (const auto& r : m.running) w.running.insert(r.task_id);
+  slot_freed_ = true;  // a new worker, or one that may hold less than before: fill its slots soon
   spdlog::info("worker {} {} (host {}, capacity {}, labels [{}], {} running{})", m.worker_id,
                known ? "re-registered" : "registered", m.hostname, m.capacity, fmt::join(m.labels, ", "),
                m.running.size(), key_name.empty() ? "" : ", key " + key_name);
@@ -335,7 +401,11 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
 
 std::optional<Task> Coordinator::leased_task(WorkerEntry& w, const std::string& task_id, int64_t epoch,
                                              const char* what) {
-  auto t = store_->get(task_id);
+  return check_lease(w, store_->get(task_id), task_id, epoch, what);
+}
+
+std::optional<Task> Coordinator::check_lease(WorkerEntry& w, const Result<std::optional<Task>>& t,
+                                             const std::string& task_id, int64_t epoch, const char* what) {
   if (!t.ok() || !t->has_value()) {
     spdlog::warn("dropped {} for unknown task {} from worker {}", what, task_id, w.hello.worker_id);
     if (t.ok()) cancel_stale(w, task_id, epoch, "no such task on this coordinator");
@@ -371,12 +441,41 @@ void Coordinator::on_update(WorkerEntry& w, const protocol::TaskUpdate& m) {
   }
   TransitionUpdate u;
   if (!m.detail.empty()) u.reason = m.detail;
-  auto s = store_->transition(m.task_id, task->state, *to, u, now_ms());
+  auto s = store_->advance(*task, *to, u, now_ms());
   if (!s.ok()) {
     spdlog::error("task {}: {}", m.task_id, s.error().to_string());
     return;
   }
   spdlog::info("task {} {} (worker {})", m.task_id, m.state, w.hello.worker_id);
+}
+
+void Coordinator::on_updates(WorkerEntry& w, const std::vector<const protocol::TaskUpdate*>& run) {
+  auto one_by_one = [&] {
+    for (const auto* m : run) on_update(w, *m);
+  };
+  const protocol::TaskUpdate& first = *run.front();
+  auto task = leased_task(w, first.task_id, first.epoch, "an update");
+  if (!task) {  // refused (and logged) as the first was; so is each of the rest
+    for (size_t i = 1; i < run.size(); ++i) on_update(w, *run[i]);
+    return;
+  }
+  std::vector<std::pair<TaskState, TransitionUpdate>> steps;
+  TaskState at = task->state;
+  for (const auto* m : run) {
+    auto to = parse_task_state(m->state);
+    if (!to || *to == at || !can_transition(at, *to)) return one_by_one();  // a note or a refusal among them
+    TransitionUpdate u;
+    if (!m->detail.empty()) u.reason = m->detail;
+    steps.push_back({*to, std::move(u)});
+    at = *to;
+  }
+  last_activity_ms_[first.task_id] = now_ms();
+  auto s = store_->advance(*task, steps, now_ms());
+  if (!s.ok()) {
+    spdlog::error("task {}: {}", first.task_id, s.error().to_string());
+    return;
+  }
+  for (const auto* m : run) spdlog::info("task {} {} (worker {})", m->task_id, m->state, w.hello.worker_id);
 }
 
 void Coordinator::on_log(WorkerEntry& w, const protocol::LogChunk& m) {
@@ -394,7 +493,7 @@ void Coordinator::on_result(WorkerEntry& w, const protocol::TaskResult& m) {
   auto current = store_->get(m.task_id);
   const bool recorded = current.ok() && current->has_value() && (*current)->epoch == m.epoch &&
                         !is_active((*current)->state);
-  if (!recorded) record_result(w, m);
+  if (!recorded) record_result(w, m, current);
   // Acknowledged even when stale or already recorded, so the worker stops resending it; a
   // stale result itself is never recorded (leased_task refuses it).
   protocol::ResultAck ack;
@@ -471,10 +570,10 @@ void Coordinator::grant_next_land(const std::string& repo) {
   }
 }
 
-void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m) {
-  auto task = leased_task(w, m.task_id, m.epoch, "a result");
+void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m, const Result<std::optional<Task>>& current) {
+  auto task = check_lease(w, current, m.task_id, m.epoch, "a result");
   if (!task) return;
-  w.running.erase(m.task_id);
+  if (w.running.erase(m.task_id)) slot_freed_ = true;
   release_land(m.task_id);
   if (m.outcome != "landed") {
     fail_attempt(*task, task->state, m.failure_kind.empty() ? "infra" : m.failure_kind, m.reason, m.tree);
@@ -485,7 +584,7 @@ void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m) {
   u.merged_commit = m.merged_commit;
   u.reason = m.merged_commit.empty() ? "pushed " + m.commit.substr(0, 12) + " to " + m.branch
                                      : "landed " + m.merged_commit.substr(0, 12) + " from " + m.branch;
-  auto s = store_->transition(m.task_id, task->state, TaskState::kLanded, u, now_ms());
+  auto s = store_->advance(*task, TaskState::kLanded, u, now_ms());
   last_activity_ms_.erase(m.task_id);
   if (!s.ok()) spdlog::error("task {}: cannot record landing: {}", m.task_id, s.error().to_string());
   else spdlog::info("task {} LANDED ({})", m.task_id, m.merged_commit);
@@ -555,7 +654,9 @@ void Coordinator::fail_attempt(const Task& task, TaskState from, const std::stri
                steps.back().first == TaskState::kBlocked ? " -> BLOCKED"
                : steps.back().first == TaskState::kClaimed ? " -> retrying" : "");
   last_activity_ms_.erase(task.request.id);
-  for (auto& [rid, w] : workers_) w.running.erase(task.request.id);
+  for (auto& [rid, w] : workers_) {
+    if (w.running.erase(task.request.id)) slot_freed_ = true;
+  }
   release_land(task.request.id);
 }
 
@@ -610,6 +711,13 @@ protocol::ClientReply Coordinator::submit(const protocol::Submit& m) {
 
 protocol::ClientReply Coordinator::control(const std::string& task_id, const std::string& action) {
   auto t = store_->get(task_id);
+  if (t.ok() && !t->has_value()) {
+    // Perhaps just queued (`polyphony spawn` asks about its new task): read the queue now, and
+    // claim and dispatch on this turn of the loop rather than at the next poll.
+    discover();
+    next_periodic_ms_ = std::min(next_periodic_ms_, now_ms());
+    t = store_->get(task_id);
+  }
   if (!t.ok()) return refusal(t.error());
   if (!t->has_value()) return refusal(make_error("not_found", "no task with this id", "task_id"));
   if (action == "cancel") return cancel(**t);
@@ -628,7 +736,7 @@ protocol::ClientReply Coordinator::cancel(const Task& t, const std::string& reas
       c.epoch = t.epoch;
       c.reason = reason;
       send(rid, c);
-      w.running.erase(t.request.id);
+      if (w.running.erase(t.request.id)) slot_freed_ = true;
     }
   }
   TransitionUpdate u;
@@ -745,10 +853,10 @@ void Coordinator::expire_unheld_tasks() {
   auto active = store_->list(active_task_states());
   if (!active.ok()) return;
   for (const auto& t : *active) {
-    bool held = false;
-    for (const auto& [rid, w] : workers_) {
-      if (w.hello.worker_id == t.worker && now - w.last_seen_ms < budget) held = w.running.count(t.request.id) > 0;
-    }
+    // A worker's id is its routing id (on_hello refuses any other), so this is its entry.
+    auto holder = workers_.find(t.worker);
+    const bool held = holder != workers_.end() && now - holder->second.last_seen_ms < budget &&
+                      holder->second.running.count(t.request.id) > 0;
     auto granted = land_granted_at_ms_.find(t.request.id);
     if (!held && granted != land_granted_at_ms_.end() && now - granted->second < kLandGraceMs) continue;  // pushing
     if (!held) fail_attempt(t, t.state, "infra", "worker " + t.worker + " lost the attempt (no heartbeat)");
@@ -777,19 +885,32 @@ int Coordinator::running_count() const {
   return n;
 }
 
-WorkerEntry* Coordinator::pick_worker(const Task& task) {
+Coordinator::FreeWorkers Coordinator::free_workers() {
   const int64_t budget = settings_.config.heartbeat_interval_ms * settings_.config.heartbeat_liveness;
-  std::vector<WorkerCandidate> candidates;
-  std::vector<WorkerEntry*> entries;
+  const int64_t now = now_ms();
+  FreeWorkers free;
   for (auto& [rid, w] : workers_) {
-    candidates.push_back({w.hello.worker_id, w.hello.capacity, static_cast<int>(w.running.size()), w.hello.labels,
-                          !w.lost && now_ms() - w.last_seen_ms <= budget, w.hello.image_present});
-    entries.push_back(&w);
+    WorkerCandidate c{w.hello.worker_id, w.hello.capacity, static_cast<int>(w.running.size()), {},
+                      !w.lost && now - w.last_seen_ms <= budget, w.hello.image_present};
+    if (!c.live || !c.image_present || c.capacity < 1 || c.load >= c.capacity) continue;  // choose_worker's own rule
+    c.labels = w.hello.labels;
+    free.candidates.push_back(std::move(c));
+    free.entries.push_back(&w);
   }
-  auto chosen = choose_worker(candidates, task.request.labels);
+  return free;
+}
+
+WorkerEntry* Coordinator::pick_worker(const Task& task, FreeWorkers& free) {
+  auto chosen = choose_worker(free.candidates, task.request.labels);
   if (chosen) {
     unplaceable_logged_.erase(task.request.id);
-    return entries[*chosen];
+    WorkerEntry* w = free.entries[*chosen];
+    // Counted as taken for the rest of the pass; a full worker leaves the pool.
+    if (++free.candidates[*chosen].load >= free.candidates[*chosen].capacity) {
+      free.candidates.erase(free.candidates.begin() + static_cast<std::ptrdiff_t>(*chosen));
+      free.entries.erase(free.entries.begin() + static_cast<std::ptrdiff_t>(*chosen));
+    }
+    return w;
   }
   const auto needs = required_labels(task.request.labels);
   if (!needs.empty() && unplaceable_logged_.insert(task.request.id).second) {
@@ -847,10 +968,11 @@ void Coordinator::dispatch_claimed() {
   auto running_per_repo = store_->active_per_repo();
   if (!claimed.ok() || !running_per_repo.ok()) return;
   int dispatched = 0;
+  FreeWorkers free = free_workers();
   for (const auto& t : dispatch_order(*claimed, *running_per_repo, settings_.config.max_concurrency_per_repo,
                                       static_cast<int>(claimed->size()), now)) {
     if (dispatched >= slots) return;
-    WorkerEntry* w = pick_worker(t);
+    WorkerEntry* w = pick_worker(t, free);
     if (w == nullptr) continue;
     ++dispatched;
     auto s = dispatch_one(t, *w);
@@ -885,10 +1007,9 @@ Status Coordinator::dispatch_one(const Task& t, WorkerEntry& w) {
                                  (decision->reviewer.empty() ? "" : " with reviewer " + decision->reviewer) +
                                  ", worker " + w.hello.worker_id
                            : decision.error().to_string();
-  POLY_TRY(store_->transition(t.request.id, TaskState::kClaimed, TaskState::kRouted, u, now_ms()));
-  auto routed = store_->get(t.request.id);
-  if (!routed.ok() || !routed->has_value()) return make_error("db", "task vanished after routing", t.request.id);
-  const Task& task = **routed;
+  auto routed = store_->advance(t, TaskState::kRouted, u, now_ms());
+  if (!routed.ok()) return routed.error();
+  const Task& task = *routed;
   if (!decision.ok()) {
     fail_attempt(task, TaskState::kRouted, "config", decision.error().to_string());
     return {};
@@ -936,7 +1057,12 @@ Result<ResolvedIdentity> Coordinator::identity_of(const std::string& agent_name)
 
 void Coordinator::heartbeat_workers() {
   const int64_t now = now_ms();
-  const int64_t budget = settings_.config.heartbeat_interval_ms * settings_.config.heartbeat_liveness;
+  // Nothing is due before the earliest deadline the last walk saw: a heartbeat sent or
+  // received since only moves a deadline later, and a new worker's first is an interval away.
+  if (now < next_heartbeat_walk_ms_) return;
+  const int64_t interval = settings_.config.heartbeat_interval_ms;
+  const int64_t budget = interval * settings_.config.heartbeat_liveness;
+  int64_t next = now + interval;
   for (auto& [rid, w] : workers_) {
     if (w.lost) continue;
     if (now - w.last_seen_ms > budget) {
@@ -947,12 +1073,14 @@ void Coordinator::heartbeat_workers() {
                    now - w.last_seen_ms, w.running.size());
       continue;
     }
-    if (now - w.last_sent_ms >= settings_.config.heartbeat_interval_ms) {
+    if (now - w.last_sent_ms >= interval) {
       protocol::Heartbeat hb;
       hb.seq = ++w.heartbeat_seq;
       send(w.routing_id, hb);
     }
+    next = std::min({next, w.last_sent_ms + interval, w.last_seen_ms + budget + 1});
   }
+  next_heartbeat_walk_ms_ = next;
 }
 
 WorkerEntry* Coordinator::worker_by_routing(const std::string& routing_id) {

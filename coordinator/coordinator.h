@@ -18,6 +18,7 @@
 #include "coordinator/router.h"
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
+#include "coordinator/worker_match.h"
 #include "protocol/messages.h"
 #include "protocol/security.h"
 
@@ -57,7 +58,8 @@ inline constexpr int64_t kDispatchAnswerTimeoutMs = 30000;
 // after the grant (it is pushing), so a slow heartbeat cannot make two attempts land.
 inline constexpr int64_t kLandGraceMs = 120000;
 // When a worker frees a slot the coordinator dispatches at once rather than at the next poll,
-// but at most this often (a dispatch pass lists every CLAIMED task).
+// but at most this often (a pass has a fixed cost: it reads the free workers and each repo's
+// oldest claimed tasks).
 inline constexpr int64_t kMinDispatchGapMs = 25;
 
 // How many tasks beyond the free slots a dispatch pass reads of each repo, for tasks that no
@@ -110,7 +112,10 @@ class Coordinator {
   Status bind_worker_endpoints(const std::vector<std::string>& endpoints);
   Status bind_client_endpoints(const std::vector<std::string>& endpoints);
   Status start_zap();
-  void handle_frame(const std::string& routing_id, const std::string& body, const std::string& key_name);
+  // A worker's message as decoded (or refused by the decoder).
+  void handle_message(const std::string& routing_id, const Result<protocol::Message>& msg, const std::string& key_name);
+  // The registered sender of `msg` (heard now), or null (logged) for an unknown peer.
+  WorkerEntry* heard_from(const std::string& routing_id, const protocol::Message& msg);
   void handle_client_frame(const std::string& routing_id, const std::string& body);
   void answer_client(const std::string& routing_id, const protocol::Message& reply);
   protocol::ClientReply submit(const protocol::Submit& m);
@@ -120,9 +125,28 @@ class Coordinator {
   // GitHub mode: adopt an issue named by `polyphony spawn --issue`; false to keep the command.
   bool adopt_issue(const std::string& ref);
   void sync_github();
-  void drain(zmq::socket_t& socket, bool clients);
+  // Hands each [routing id, body] message waiting on `socket` (up to 1,000) to fn.
+  void drain(zmq::socket_t& socket, const std::function<void(std::vector<zmq::message_t>&)>& fn);
+  // Reads what the workers sent, then handles it in one batch (no batch for heartbeats alone).
+  void drain_workers();
+
+ public:
+  // A message from a worker, decoded (or refused by the decoder).
+  struct WorkerFrame {
+    std::string routing_id;
+    Result<protocol::Message> message;
+    std::string key_name;
+  };
+
+ private:
+  // Handles `frames` in order, consecutive updates of one attempt together.
+  void handle_frames(const std::vector<WorkerFrame>& frames);
   void on_hello(const std::string& routing_id, const protocol::Hello& m, const std::string& key_name);
   void on_update(WorkerEntry& w, const protocol::TaskUpdate& m);
+  // Consecutive updates of one attempt (as a worker sends PROVISIONED, RUNNING, VERIFYING at
+  // once): recorded with one read and one write of the task, an event each; exactly as one
+  // by one otherwise.
+  void on_updates(WorkerEntry& w, const std::vector<const protocol::TaskUpdate*>& run);
   void on_log(WorkerEntry& w, const protocol::LogChunk& m);
   void on_result(WorkerEntry& w, const protocol::TaskResult& m);
   void on_land_request(WorkerEntry& w, const protocol::LandRequest& m);
@@ -132,7 +156,8 @@ class Coordinator {
   // the slot to the next request in line that still holds its lease.
   void release_land(const std::string& task_id);
   void grant_next_land(const std::string& repo);
-  void record_result(WorkerEntry& w, const protocol::TaskResult& m);
+  // Records a result under the lease it names; `current` is the task as on_result read it.
+  void record_result(WorkerEntry& w, const protocol::TaskResult& m, const Result<std::optional<Task>>& current);
 
   void periodic();
   void discover();
@@ -150,8 +175,16 @@ class Coordinator {
   void heartbeat_workers();
 
   WorkerEntry* worker_by_routing(const std::string& routing_id);
-  // The live worker with free capacity, meeting the task's needs: labels, least loaded.
-  WorkerEntry* pick_worker(const Task& task);
+  // The workers a dispatch pass may give work to (live, image present, capacity free), read
+  // once a pass rather than once a task.
+  struct FreeWorkers {
+    std::vector<WorkerCandidate> candidates;
+    std::vector<WorkerEntry*> entries;  // the same order
+  };
+  FreeWorkers free_workers();
+  // The live worker with free capacity, meeting the task's needs: labels, least loaded. Counts
+  // the chosen one's new task in `free`.
+  WorkerEntry* pick_worker(const Task& task, FreeWorkers& free);
   // Tells `w` to stop and clean up an attempt whose lease it no longer holds (once per epoch).
   void cancel_stale(WorkerEntry& w, const std::string& task_id, int64_t epoch, const std::string& why);
   int running_count() const;
@@ -159,6 +192,9 @@ class Coordinator {
   // nullopt otherwise.
   std::optional<Task> leased_task(WorkerEntry& w, const std::string& task_id, int64_t epoch,
                                   const char* what);
+  // leased_task's check on a task already read (`t`, as StateStore::get returned it).
+  std::optional<Task> check_lease(WorkerEntry& w, const Result<std::optional<Task>>& t, const std::string& task_id,
+                                  int64_t epoch, const char* what);
   void send(const std::string& routing_id, const protocol::Message& m);
   // Runs fn inside one state DB transaction (one commit for all it records) and sends the
   // messages it queues only after that commit, so no worker acts on what the DB may not hold.
@@ -190,7 +226,8 @@ class Coordinator {
   int64_t started_ms_ = 0;
   int64_t next_periodic_ms_ = 0;
   int64_t last_dispatch_ms_ = 0;
-  bool slot_freed_ = false;  // a worker slot freed since the last dispatch pass
+  int64_t next_heartbeat_walk_ms_ = 0;  // heartbeat_workers has nothing to do before this
+  bool slot_freed_ = false;  // a worker slot freed (or a worker came) since the last dispatch pass
   bool batching_ = false;
   struct Outgoing {
     std::string routing_id, body, type;

@@ -3,7 +3,9 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <set>
+#include <tuple>
 
 namespace polyphony {
 
@@ -46,6 +48,11 @@ CREATE TABLE IF NOT EXISTS tasks (
   failed_trees TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS tasks_state ON tasks(state);
+-- Partial indexes: entries only while a task is CLAIMED, or active (ROUTED ... VERIFYING), so
+-- finished tasks cost them nothing. Dispatch reads each repo's oldest claimed tasks through the
+-- first; a worker's hello finds what it holds through the second.
+CREATE INDEX IF NOT EXISTS tasks_claimed ON tasks(repo, created_at, id) WHERE state='CLAIMED';
+CREATE INDEX IF NOT EXISTS tasks_held ON tasks(worker) WHERE state IN ('ROUTED','PROVISIONED','RUNNING','VERIFYING');
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   task_id TEXT NOT NULL REFERENCES tasks(id),
@@ -196,58 +203,97 @@ Status StateStore::transitions(const std::string& id, TaskState from,
     at = to;
   }
   return db_.transaction([&]() -> Status {
-    TaskState cur = from;
-    for (const auto& [to, u] : steps) {
-      POLY_TRY(apply(id, cur, to, u, now));
-      cur = to;
+    auto cur = get(id);
+    if (!cur.ok()) return cur.error();
+    if (!cur->has_value()) return make_error("not_found", "no such task", id);
+    Task& t = **cur;
+    if (t.state != from) {
+      return make_error("transition", "task is " + std::string(to_string(t.state)) + ", not " +
+                        std::string(to_string(from)) + "; refusing -> " + std::string(to_string(steps.front().first)), id);
     }
-    return {};
+    return apply(t, steps, now);
   });
 }
 
-Status StateStore::apply(const std::string& id, TaskState from, TaskState to, const TransitionUpdate& u,
-                         int64_t now) {
-  auto cur = get(id);
-  if (!cur.ok()) return cur.error();
-  if (!cur->has_value()) return make_error("not_found", "no such task", id);
-  Task t = **cur;
-  if (t.state != from) {
-    return make_error("transition", "task is " + std::string(to_string(t.state)) + ", not " +
-                      std::string(to_string(from)) + "; refusing -> " + std::string(to_string(to)), id);
+Result<Task> StateStore::advance(const Task& current, TaskState to, const TransitionUpdate& u, int64_t now) {
+  return advance(current, {{to, u}}, now);
+}
+
+Result<Task> StateStore::advance(const Task& current, const std::vector<std::pair<TaskState, TransitionUpdate>>& steps,
+                                 int64_t now) {
+  TaskState at = current.state;
+  for (const auto& [to, u] : steps) {
+    if (!can_transition(at, to)) {
+      return make_error("transition", "the lifecycle does not allow " + std::string(to_string(at)) + " -> " +
+                        std::string(to_string(to)), current.request.id);
+    }
+    at = to;
   }
-  if (u.attempt) t.attempt = *u.attempt;
-  if (u.agent) t.agent = *u.agent;
-  if (u.branch) t.branch = *u.branch;
-  if (u.worker) t.worker = *u.worker;
-  if (u.epoch) t.epoch = *u.epoch;
-  if (u.reason) t.reason = *u.reason;
-  if (u.failure_kind) t.failure_kind = *u.failure_kind;
-  if (u.commit) t.commit = *u.commit;
-  if (u.merged_commit) t.merged_commit = *u.merged_commit;
-  if (u.next_attempt_at_ms) t.next_attempt_at_ms = *u.next_attempt_at_ms;
-  if (u.budget_start) t.budget_start = *u.budget_start;
-  if (u.score) t.score = *u.score;
-  if (u.plan) t.plan = *u.plan;
-  if (u.reviewer) t.reviewer = *u.reviewer;
-  if (u.failed_tree && !u.failed_tree->empty()) t.failed_trees.push_back(*u.failed_tree);
+  Task t = current;
+  Status s = db_.transaction([&]() -> Status { return apply(t, steps, now); });
+  if (!s.ok()) return s.error();
+  return t;
+}
+
+Status StateStore::apply(Task& t, const std::vector<std::pair<TaskState, TransitionUpdate>>& steps, int64_t now) {
+  const std::string& id = t.request.id;
+  const TaskState from = t.state;
+  const int64_t read_epoch = t.epoch;
+  struct Event {
+    TaskState from, to;
+    int attempt;
+    std::string worker;
+    const std::optional<std::string>* reason;
+  };
+  std::vector<Event> events;
+  for (const auto& [to, u] : steps) {
+    if (u.attempt) t.attempt = *u.attempt;
+    if (u.agent) t.agent = *u.agent;
+    if (u.branch) t.branch = *u.branch;
+    if (u.worker) t.worker = *u.worker;
+    if (u.epoch) t.epoch = *u.epoch;
+    if (u.reason) t.reason = *u.reason;
+    if (u.failure_kind) t.failure_kind = *u.failure_kind;
+    if (u.commit) t.commit = *u.commit;
+    if (u.merged_commit) t.merged_commit = *u.merged_commit;
+    if (u.next_attempt_at_ms) t.next_attempt_at_ms = *u.next_attempt_at_ms;
+    if (u.budget_start) t.budget_start = *u.budget_start;
+    if (u.score) t.score = *u.score;
+    if (u.plan) t.plan = *u.plan;
+    if (u.reviewer) t.reviewer = *u.reviewer;
+    if (u.failed_tree && !u.failed_tree->empty()) t.failed_trees.push_back(*u.failed_tree);
+    events.push_back({t.state, to, t.attempt, t.worker, &u.reason});
+    t.state = to;
+  }
+  t.updated_at_ms = now;
   std::string trees;
   for (const auto& tree : t.failed_trees) trees += (trees.empty() ? "" : ",") + tree;
+  // The row is written once with where the steps end; the state and epoch the caller read are
+  // the guard: a task moved on since is not overwritten.
   auto st = db_.prepare(
       "UPDATE tasks SET state=?, attempt=?, agent=?, branch=?, worker=?, epoch=?, reason=?, failure_kind=?, "
       "commit_id=?, merged_commit=?, next_attempt_at=?, budget_start=?, updated_at=?, score=?, plan=?, "
-      "reviewer=?, failed_trees=? WHERE id=? AND state=?");
+      "reviewer=?, failed_trees=? WHERE id=? AND state=? AND epoch=?");
   if (!st.ok()) return st.error();
-  st->bind(1, to_string(to)).bind(2, t.attempt).bind(3, t.agent).bind(4, t.branch).bind(5, t.worker);
+  st->bind(1, to_string(t.state)).bind(2, t.attempt).bind(3, t.agent).bind(4, t.branch).bind(5, t.worker);
   st->bind(6, t.epoch).bind(7, t.reason).bind(8, t.failure_kind).bind(9, t.commit).bind(10, t.merged_commit);
   st->bind(11, t.next_attempt_at_ms).bind(12, t.budget_start).bind(13, now).bind(14, t.score).bind(15, t.plan);
-  st->bind(16, t.reviewer).bind(17, trees).bind(18, id).bind(19, to_string(from));
+  st->bind(16, t.reviewer).bind(17, trees).bind(18, id).bind(19, to_string(from)).bind(20, read_epoch);
   POLY_TRY(st->run());
-  auto ev = db_.prepare(
-      "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at) VALUES (?,?,?,?,?,?,?)");
-  if (!ev.ok()) return ev.error();
-  ev->bind(1, id).bind(2, to_string(from)).bind(3, to_string(to)).bind(4, t.attempt).bind(5, t.worker);
-  ev->bind(6, u.reason.value_or("")).bind(7, now);
-  return ev->run();
+  if (db_.changes() != 1) {
+    return make_error("transition", "task is no longer " + std::string(to_string(from)) + " at epoch " +
+                      std::to_string(read_epoch) + "; refusing -> " + std::string(to_string(steps.front().first)), id);
+  }
+  // Every step keeps its own event, with the attempt and worker as they were after it.
+  for (const auto& e : events) {
+    auto ev = db_.prepare(
+        "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at) VALUES (?,?,?,?,?,?,?)");
+    if (!ev.ok()) return ev.error();
+    ev->bind(1, id).bind(2, to_string(e.from)).bind(3, to_string(e.to)).bind(4, e.attempt).bind(5, e.worker);
+    ev->bind(6, e.reason->value_or("")).bind(7, now);
+    POLY_TRY(ev->run());
+  }
+  return {};
 }
 
 Result<std::optional<Task>> StateStore::get(const std::string& id) {
@@ -302,18 +348,40 @@ std::string state_list(const std::vector<TaskState>& states) {
 }  // namespace
 
 Result<std::vector<Task>> StateStore::dispatchable(int64_t now, int per_repo) {
-  // The window sorts only (repo, created_at, id) of the backlog; whole rows are read for the few taken.
-  auto st = db_.prepare(std::string("SELECT ") + kTaskColumns +
-                        " FROM tasks WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER"
-                        " (PARTITION BY repo ORDER BY created_at, id) AS n FROM tasks"
-                        " WHERE state='CLAIMED' AND next_attempt_at <= ?) WHERE n <= ?) ORDER BY created_at, id");
-  if (!st.ok()) return st.error();
-  st->bind(1, now).bind(2, per_repo);
-  return read_tasks(*st);
+  // The repos with a CLAIMED task, one index probe each (a loose scan of tasks_claimed), then
+  // each repo's oldest due tasks: never a pass over the whole backlog.
+  auto repos = db_.prepare(
+      "WITH RECURSIVE r(repo) AS (SELECT min(repo) FROM tasks INDEXED BY tasks_claimed WHERE state='CLAIMED'"
+      " UNION ALL SELECT (SELECT min(repo) FROM tasks INDEXED BY tasks_claimed WHERE state='CLAIMED' AND repo > r.repo)"
+      " FROM r WHERE r.repo IS NOT NULL) SELECT repo FROM r WHERE repo IS NOT NULL");
+  if (!repos.ok()) return repos.error();
+  std::vector<std::string> names;
+  while (true) {
+    auto row = repos->step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    names.push_back(repos->text(0));
+  }
+  std::vector<Task> out;
+  for (const auto& repo : names) {
+    auto st = db_.prepare(std::string("SELECT ") + kTaskColumns +
+                          " FROM tasks INDEXED BY tasks_claimed WHERE state='CLAIMED' AND repo=?"
+                          " AND next_attempt_at <= ? ORDER BY created_at, id LIMIT ?");
+    if (!st.ok()) return st.error();
+    st->bind(1, repo).bind(2, now).bind(3, per_repo);
+    auto tasks = read_tasks(*st);
+    if (!tasks.ok()) return tasks.error();
+    for (auto& t : *tasks) out.push_back(std::move(t));
+  }
+  std::sort(out.begin(), out.end(), [](const Task& a, const Task& b) {
+    return std::tie(a.request.created_at_ms, a.request.id) < std::tie(b.request.created_at_ms, b.request.id);
+  });
+  return out;
 }
 
 Result<std::vector<Task>> StateStore::held_by(const std::string& worker) {
-  auto st = db_.prepare(std::string("SELECT ") + kTaskColumns + " FROM tasks WHERE state IN (" +
+  // The IN list is tasks_held's own condition, word for word, so the index applies.
+  auto st = db_.prepare(std::string("SELECT ") + kTaskColumns + " FROM tasks INDEXED BY tasks_held WHERE state IN (" +
                         state_list(active_task_states()) + ") AND worker=? ORDER BY created_at, id");
   if (!st.ok()) return st.error();
   st->bind(1, worker);
@@ -351,17 +419,22 @@ Result<std::vector<TaskEvent>> StateStore::events(const std::string& id) {
 }
 
 Result<int64_t> StateStore::next_epoch() {
-  int64_t epoch = 0;
-  Status s = db_.transaction([&]() -> Status {
-    POLY_TRY(db_.exec("UPDATE meta SET value = value + 1 WHERE key='epoch'"));
+  if (!epoch_) {
     auto st = db_.prepare("SELECT value FROM meta WHERE key='epoch'");
     if (!st.ok()) return st.error();
     auto row = st->step();
     if (!row.ok()) return row.error();
-    epoch = st->int64(0);
-    return {};
-  });
-  if (!s.ok()) return s.error();
+    if (!*row) return make_error("db", "the meta table has no epoch row", db_.path().string());
+    epoch_ = st->int64(0);
+  }
+  // Counted here, written through: an epoch whose write is rolled back is skipped, never reused,
+  // and the DB holds every epoch that a committed dispatch carries.
+  const int64_t epoch = *epoch_ + 1;
+  auto st = db_.prepare("UPDATE meta SET value = max(value, ?) WHERE key='epoch'");
+  if (!st.ok()) return st.error();
+  st->bind(1, epoch);
+  POLY_TRY(st->run());
+  epoch_ = epoch;
   return epoch;
 }
 

@@ -47,6 +47,15 @@ class StateStore {
   Status transition(const std::string& id, TaskState from, TaskState to, const TransitionUpdate& update,
                     int64_t now_ms);
 
+  // One transition of `current` (the task as the caller read it in this thread), without
+  // reading it again: refused (code "transition") when the DB no longer holds it in
+  // current.state at current.epoch, or when the lifecycle forbids the move. Returns the task
+  // as it is now.
+  Result<Task> advance(const Task& current, TaskState to, const TransitionUpdate& update, int64_t now_ms);
+  // Several transitions of `current` at once (one row write, an event for each), as `transitions`.
+  Result<Task> advance(const Task& current, const std::vector<std::pair<TaskState, TransitionUpdate>>& steps,
+                       int64_t now_ms);
+
   // Several transitions in one transaction (e.g. RUNNING -> FAILED -> CLAIMED for a retry), so
   // no reader ever sees the state in between; each still appends its own event.
   Status transitions(const std::string& id, TaskState from,
@@ -84,9 +93,10 @@ class StateStore {
 
  private:
   Status migrate();
-  // One transition inside the caller's transaction.
-  Status apply(const std::string& id, TaskState from, TaskState to, const TransitionUpdate& update, int64_t now_ms);
+  // The transitions `steps` of `t` (updated in place) inside the caller's transaction.
+  Status apply(Task& t, const std::vector<std::pair<TaskState, TransitionUpdate>>& steps, int64_t now_ms);
   Database db_;
+  std::optional<int64_t> epoch_;  // the last epoch handed out, once read from the DB
 };
 
 int64_t now_ms();

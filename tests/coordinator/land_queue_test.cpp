@@ -71,12 +71,14 @@ struct Fixture {
   Settings settings;
   std::unique_ptr<Coordinator> coordinator;
   std::string endpoint = "inproc://land-queue-test";
+  std::string client_endpoint = "inproc://land-queue-test-clients";
 
-  Fixture() {
+  explicit Fixture(int poll_interval_ms = 10) {
     make_bare_repo(dir / "origin.git", {{"README.md", "x\n"}});
-    write_file(dir / "home/config.yaml", "coordinator: {embedded_worker: false}\npoll_interval_ms: 10\n");
+    write_file(dir / "home/config.yaml", "coordinator: {embedded_worker: false}\npoll_interval_ms: " +
+                                             std::to_string(poll_interval_ms) + "\n");
     settings = *load_settings(dir / "home");
-    auto c = Coordinator::create(ctx, settings, {endpoint});
+    auto c = Coordinator::create(ctx, settings, {endpoint}, {client_endpoint});
     REQUIRE(c.ok());
     coordinator = std::move(*c);
   }
@@ -182,4 +184,29 @@ TEST_CASE("a large backlog is claimed over several passes, so one pass never hol
     return count(TaskState::kDiscovered) == 0;
   }));
   CHECK(count(TaskState::kClaimed) == static_cast<size_t>(kMaxClaimsPerPass + 40));
+}
+
+TEST_CASE("a query about a task still in the queue makes the coordinator pick the queue up at once") {
+  Fixture f(600000);  // the poll alone would find the task in ten minutes
+  ScriptedWorker w(f.ctx, f.endpoint, "w1");
+  REQUIRE(w.next<protocol::Welcome>(*f.coordinator));
+  const std::string id = f.submit("spawned");
+  CHECK_FALSE(w.next<protocol::Dispatch>(*f.coordinator, 10));
+
+  // What `polyphony spawn` sends after queueing: a query about the new task.
+  zmq::socket_t client(f.ctx, zmq::socket_type::dealer);
+  client.set(zmq::sockopt::linger, 0);
+  client.connect(f.client_endpoint);
+  client.send(zmq::buffer(protocol::encode(protocol::Control{id, "query"})), zmq::send_flags::none);
+  auto d = w.next<protocol::Dispatch>(*f.coordinator, 10);
+  REQUIRE(d);
+  CHECK(d->spec.task_id == id);
+  zmq::message_t frame;
+  REQUIRE(client.recv(frame, zmq::recv_flags::dontwait));
+  auto reply = protocol::decode(frame.to_string_view());
+  REQUIRE(reply.ok());
+  const auto& r = std::get<protocol::ClientReply>(*reply);
+  CHECK(r.ok);
+  CHECK(r.task_id == id);
+  CHECK(r.state == "DISCOVERED");  // as it stood when asked; claimed and routed on the same turn
 }

@@ -20,6 +20,12 @@ TaskRequest request(const std::string& id) {
   return r;
 }
 
+// Whether the task as read back stands where the returned copy says.
+bool same_standing(const Task& a, const Task& b) {
+  return a.state == b.state && a.attempt == b.attempt && a.worker == b.worker && a.epoch == b.epoch &&
+         a.reason == b.reason && a.updated_at_ms == b.updated_at_ms && a.request.id == b.request.id;
+}
+
 }  // namespace
 
 TEST_CASE("a task walks the happy path and every step is an event") {
@@ -321,4 +327,60 @@ TEST_CASE("the same SQL prepared twice at once gives two statements, each with i
   c->bind(1, int64_t{3});
   REQUIRE(*c->step());
   CHECK(c->int64(0) == 3);
+}
+
+TEST_CASE("advancing a task from a copy that is no longer current is refused and changes nothing") {
+  TempDir dir;
+  auto store = StateStore::open(dir / "state.db");
+  REQUIRE(store.ok());
+  REQUIRE(*store->add(request("t1"), 1));
+  REQUIRE(store->transition("t1", TaskState::kDiscovered, TaskState::kClaimed, {}, 2).ok());
+  const Task claimed = **store->get("t1");
+  TransitionUpdate routed;
+  routed.worker = "w1";
+  routed.epoch = 7;
+  auto now = store->advance(claimed, TaskState::kRouted, routed, 3);
+  REQUIRE(now.ok());
+  CHECK(now->state == TaskState::kRouted);
+  CHECK(now->epoch == 7);
+  CHECK(same_standing(**store->get("t1"), *now));
+  // The old copy (CLAIMED, epoch 0) no longer matches the row.
+  auto stale = store->advance(claimed, TaskState::kRouted, routed, 4);
+  REQUIRE_FALSE(stale.ok());
+  CHECK(stale.error().code == "transition");
+  // Nor does a copy of the same state under another epoch (a superseded lease).
+  Task other_epoch = *now;
+  other_epoch.epoch = 6;
+  REQUIRE_FALSE(store->advance(other_epoch, TaskState::kProvisioned, {}, 5).ok());
+  CHECK((*store->get("t1"))->state == TaskState::kRouted);
+  CHECK(store->events("t1")->size() == 3);
+}
+
+TEST_CASE("several steps advanced at once write the row once and keep an event for each") {
+  TempDir dir;
+  auto store = StateStore::open(dir / "state.db");
+  REQUIRE(store.ok());
+  REQUIRE(*store->add(request("t1"), 1));
+  REQUIRE(store->transitions("t1", TaskState::kDiscovered, {{TaskState::kClaimed, {}}, {TaskState::kRouted, {}}}, 2).ok());
+  const Task routed = **store->get("t1");
+  TransitionUpdate p, r, v;
+  p.reason = "branch b at 123";
+  r.reason = "agent a";
+  v.reason = "true";
+  auto now = store->advance(routed, {{TaskState::kProvisioned, p}, {TaskState::kRunning, r}, {TaskState::kVerifying, v}}, 3);
+  REQUIRE(now.ok());
+  CHECK(now->state == TaskState::kVerifying);
+  CHECK(now->reason == "true");
+  CHECK(same_standing(**store->get("t1"), *now));
+  auto events = store->events("t1");
+  REQUIRE(events->size() == 6);
+  CHECK(events->at(3).from == "ROUTED");
+  CHECK(events->at(3).to == "PROVISIONED");
+  CHECK(events->at(3).reason == "branch b at 123");
+  CHECK(events->at(5).to == "VERIFYING");
+  // A chain the lifecycle forbids is refused before anything is written.
+  auto bad = store->advance(*now, {{TaskState::kLanded, {}}, {TaskState::kRunning, {}}}, 4);
+  REQUIRE_FALSE(bad.ok());
+  CHECK_THAT(bad.error().message, Catch::Contains("LANDED -> RUNNING"));
+  CHECK(store->events("t1")->size() == 6);
 }
