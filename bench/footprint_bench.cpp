@@ -37,7 +37,7 @@ std::vector<Row> coordinator_rss(const BenchOptions& options) {
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_port());
   Box box(options, options.work_dir / "footprint-coordinator",
           "max_concurrency: " + std::to_string(workers) + "\n" +
-              "coordinator:\n  embedded_worker: false\n  worker_endpoint: \"" + endpoint + "\"\n");
+              "coordinator:\n  embedded_worker: false\n  worker_endpoint: \"" + endpoint + "\"\n  insecure: true\n");
   const fs::path origin = box.dir() / "origin.git";
   make_origin(origin, {{"README.md", "# Footprint\n"}});
   progress("footprint: enqueueing " + std::to_string(n) + " tasks");
