@@ -1,6 +1,7 @@
 // polyphony-bench: runs the benchmarks of issue 8 and prints one table (or --json).
 // bench/run builds it, makes sure Docker, the image and the generated repository exist,
 // and calls it; see bench/README.md.
+#include <cstdlib>
 #include <spdlog/spdlog.h>
 
 #include <iostream>
@@ -15,7 +16,7 @@ namespace {
 using namespace polyphony::bench;
 namespace fs = std::filesystem;
 
-constexpr const char* kUsage = R"(usage: polyphony-bench --big-repo PATH --docker-host unix:///SOCK [options]
+constexpr const char* kUsage = R"(usage: polyphony-bench --big-repo PATH [--docker-host unix:///SOCK (default: $DOCKER_HOST)] [options]
        polyphony-bench --only fleet [--smoke] [--json]   (simulated workers: needs no Docker)
   --json             print a JSON list instead of the table
   --smoke            each benchmark once, on tiny sizes
@@ -70,6 +71,9 @@ Flags parse(int argc, char** argv) {
     }
   }
   const bool docker_free = !f.only.empty() && f.only == std::set<std::string>{"fleet"};  // no container in fleet
+  if (f.options.docker_host.empty()) {
+    if (const char* env = std::getenv("DOCKER_HOST"); env != nullptr) f.options.docker_host = env;
+  }
   if (f.options.docker_host.empty() && !docker_free) {
     throw BenchError(std::string("--docker-host is required\n") + kUsage);
   }
