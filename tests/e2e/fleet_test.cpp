@@ -99,6 +99,12 @@ struct Fleet {
   // labelled with its id.
   std::string worker_id(int i) const { return net.host(i); }
 
+  // A host killed for good leaves its warm containers on the engine the hosts share.
+  ~Fleet() {
+    workers.clear();
+    remove_containers_of_workers({worker_id(1), worker_id(2), worker_id(3)});
+  }
+
   // `polyphony keys gen` for the coordinator and each host; each host's .pub is allowed.
   void make_keys() {
     auto gen = [&](const std::string& name, const std::filesystem::path& dir) {

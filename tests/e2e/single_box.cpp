@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <regex>
 
 #include <yaml-cpp/yaml.h>
 
@@ -50,7 +51,29 @@ SingleBox::SingleBox(const std::map<std::string, std::string>& files, const std:
   make_bare_repo(origin_, files);
 }
 
-SingleBox::~SingleBox() { stop_serving(); }
+SingleBox::~SingleBox() {
+  stop_serving();
+  // Hygiene after the assertions: a serve killed for good (SIGKILL, never restarted) leaves its
+  // warm containers behind, as a dead host would; the engine here outlives the test.
+  const std::string log = serve_log();
+  std::vector<std::string> workers;
+  static const std::regex kConnected("worker (\\S+) connected");
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), kConnected); it != std::sregex_iterator(); ++it) {
+    workers.push_back((*it)[1].str());
+  }
+  remove_containers_of_workers(workers);
+}
+
+void remove_containers_of_workers(const std::vector<std::string>& worker_ids) {
+  const std::string host = test_docker_host();
+  if (host.empty()) return;
+  auto docker = make_docker_client(host);
+  for (const auto& id : worker_ids) {
+    auto left = docker->list_containers({{"polyphony.worker", id}});
+    if (!left.ok()) continue;
+    for (const auto& c : *left) (void)docker->remove_container(c.id);
+  }
+}
 
 ProcessResult SingleBox::cli(const std::vector<std::string>& args, const std::string& stdin_data) const {
   std::vector<std::string> argv{POLYPHONY_CLI};

@@ -67,4 +67,7 @@ class SingleBox {
   std::map<std::string, std::string> env_;
 };
 
+// Removes every container labelled with one of these worker ids (test hygiene, after the checks).
+void remove_containers_of_workers(const std::vector<std::string>& worker_ids);
+
 }  // namespace polyphony::testing
