@@ -248,6 +248,10 @@ Result<ContainerOutcome> run_container(const ContainerSpec& cs, const std::strin
                  });
 }
 
+int64_t ms_between(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
+}
+
 // The environment every process of the attempt sees.
 std::vector<std::string> attempt_env(const protocol::RunSpec& spec) {
   return {"POLYPHONY_TASK_ID=" + spec.task_id, "POLYPHONY_TASK_FILE=/polyphony/task.md",
@@ -255,20 +259,14 @@ std::vector<std::string> attempt_env(const protocol::RunSpec& spec) {
           "HOME=/home/agent"};
 }
 
+// A container of its own for one role of the attempt (the reviewer): the task container's
+// mounts and limits, without the implementer's identity mounts.
 ContainerSpec base_container(const protocol::RunSpec& spec, const Workspace& ws, const RunContext& ctx,
                              const std::string& role) {
-  ContainerSpec cs;
-  cs.image = spec.image;
-  cs.user = std::to_string(ctx.container_uid) + ":" + std::to_string(ctx.container_gid);
-  cs.working_dir = "/workspace";
-  cs.labels = run_labels(spec, role, ctx.worker_id);
-  cs.mounts.push_back({ws.repo_dir.string(), "/workspace", false});
-  // The clone borrows its objects from the mirror through an absolute path.
-  cs.mounts.push_back({ws.mirror_dir.string(), ws.mirror_dir.string(), true});
-  cs.mounts.push_back({(ws.task_dir / "meta").string(), "/polyphony", true});
-  cs.memory_bytes = spec.memory_bytes;
-  cs.nano_cpus = static_cast<int64_t>(spec.cpus * 1e9);
-  cs.network_mode = spec.network_mode;
+  WarmKey key = warm_key(spec, ctx.container_uid, ctx.container_gid);
+  key.mounts.clear();
+  ContainerSpec cs = task_container_spec(key, ws.repo_dir, ws.task_dir / "meta", ws.mirror_dir,
+                                         run_labels(spec, role, ctx.worker_id));
   cs.env = attempt_env(spec);
   return cs;
 }
@@ -599,9 +597,6 @@ protocol::TaskResult Run::push_branch() {
 protocol::TaskResult Run::land() {
   if (spec_.land_mode == "branch") return push_branch();
   using Clock = std::chrono::steady_clock;
-  auto since = [](Clock::time_point t) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
-  };
   for (int round = 1;; ++round) {
     if (attempt_.cancelled()) return attempt_.failed("cancelled", "cancelled before landing");
     const auto asked = Clock::now();
@@ -629,9 +624,8 @@ protocol::TaskResult Run::land() {
     const auto verified_at = Clock::now();
     auto landed = ctx_.workspaces.land(ws_);
     spdlog::info("task {}: landing round {}: {} ms waiting for the queue, rebase {} ms, verify again {} ms, push {} ms",
-                 spec_.task_id, round, std::chrono::duration_cast<std::chrono::milliseconds>(granted_at - asked).count(),
-                 std::chrono::duration_cast<std::chrono::milliseconds>(rebased_at - granted_at).count(),
-                 std::chrono::duration_cast<std::chrono::milliseconds>(verified_at - rebased_at).count(), since(verified_at));
+                 spec_.task_id, round, ms_between(asked, granted_at), ms_between(granted_at, rebased_at),
+                 ms_between(rebased_at, verified_at), ms_between(verified_at, Clock::now()));
     if (landed.ok()) {
       attempt_.say("landed " + landed->merged_commit + " on " + ws_.base_branch);
       auto r = attempt_.base_result();
@@ -679,10 +673,10 @@ protocol::TaskResult Run::attempt_work() {
   }
   const auto taken = std::chrono::steady_clock::now();
   auto ws = warm ? ctx_.workspaces.provision_from(request, warm->spare) : ctx_.workspaces.provision(request);
-  auto ms_between = [](auto a, auto b) { return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count(); };
+  const auto provisioned = std::chrono::steady_clock::now();
   spdlog::info("task {}: workspace in {} ms ({}: leftovers {} ms, container {} ms, provision {} ms)", spec_.task_id,
-               ms_between(started, std::chrono::steady_clock::now()), warm ? "warm" : "cold", ms_between(started, cleared),
-               ms_between(cleared, taken), ms_between(taken, std::chrono::steady_clock::now()));
+               ms_between(started, provisioned), warm ? "warm" : "cold", ms_between(started, cleared),
+               ms_between(cleared, taken), ms_between(taken, provisioned));
   if (warm && ws.ok()) attempt_.say("took warm container " + container_.substr(0, 12));
   if (warm && !ws.ok()) {
     // The spare is gone with the failure; its container goes too, and a fresh clone is tried.
