@@ -327,6 +327,10 @@ json create_body_of(const ContainerSpec& spec) {
   if (!spec.env.empty()) body["Env"] = spec.env;
   if (!spec.user.empty()) body["User"] = spec.user;
   if (!spec.working_dir.empty()) body["WorkingDir"] = spec.working_dir;
+  // No network: the container still gets a namespace of its own (loopback only), but the engine
+  // runs no network hook (a re-exec of dockerd per start, the larger part of a start's cost) and
+  // leaves /etc/hosts as the container has it (the caller mounts one).
+  if (spec.network_mode == "none") body["NetworkDisabled"] = true;
   return body;
 }
 

@@ -30,7 +30,7 @@ std::map<std::string, std::string> run_labels(const protocol::RunSpec& spec, con
           {"polyphony.role", role}};
 }
 
-WarmKey warm_key(const protocol::RunSpec& spec, int uid, int gid) {
+WarmKey warm_key(const protocol::RunSpec& spec, int uid, int gid, const std::string& hosts_file) {
   WarmKey key;
   key.image = spec.image;
   key.user = std::to_string(uid) + ":" + std::to_string(gid);
@@ -40,6 +40,8 @@ WarmKey warm_key(const protocol::RunSpec& spec, int uid, int gid) {
   key.repo_url = spec.repo_url;
   key.base_branch = spec.base_branch;
   for (const auto& m : spec.agent.mounts) key.mounts.push_back({m.host_path, m.container_path, true});
+  // Without a network the engine writes no /etc/hosts: localhost must still resolve for tests.
+  if (spec.network_mode == "none" && !hosts_file.empty()) key.mounts.push_back({hosts_file, "/etc/hosts", true});
   return key;
 }
 
@@ -263,7 +265,7 @@ std::vector<std::string> attempt_env(const protocol::RunSpec& spec) {
 // mounts and limits, without the implementer's identity mounts.
 ContainerSpec base_container(const protocol::RunSpec& spec, const Workspace& ws, const RunContext& ctx,
                              const std::string& role) {
-  WarmKey key = warm_key(spec, ctx.container_uid, ctx.container_gid);
+  WarmKey key = warm_key(spec, ctx.container_uid, ctx.container_gid, ctx.hosts_file);
   key.mounts.clear();
   ContainerSpec cs = task_container_spec(key, ws.repo_dir, ws.task_dir / "meta", ws.mirror_dir,
                                          run_labels(spec, role, ctx.worker_id));
@@ -657,7 +659,7 @@ protocol::TaskResult Run::attempt_work() {
   const auto started = std::chrono::steady_clock::now();
   clear_leftovers(spec_, ctx_);
   const auto cleared = std::chrono::steady_clock::now();
-  key_ = warm_key(spec_, ctx_.container_uid, ctx_.container_gid);
+  key_ = warm_key(spec_, ctx_.container_uid, ctx_.container_gid, ctx_.hosts_file);
   const WorkspaceRequest request{spec_.task_id, spec_.repo_url, spec_.base_branch, spec_.branch};
   std::optional<WarmSlot> warm = ctx_.pool != nullptr ? ctx_.pool->take(key_) : std::nullopt;
   if (warm) {

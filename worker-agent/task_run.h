@@ -30,6 +30,8 @@ struct RunContext {
   // Warm containers to take instead of creating one (and where containers go when the attempt is
   // done). Unset: the attempt creates its container and removes it before it returns.
   ContainerPool* pool = nullptr;
+  // A hosts file (localhost) for containers without a network; "" : none is mounted.
+  std::string hosts_file;
 };
 
 // Runs the attempt to its end and returns its result (landed or failed with a kind and a
@@ -59,8 +61,9 @@ struct Verdict {
 // nullopt when the first line says neither.
 std::optional<Verdict> parse_verdict(const std::string& text);
 
-// What this attempt's task container is made of (the pool's key).
-WarmKey warm_key(const protocol::RunSpec& spec, int uid, int gid);
+// What this attempt's task container is made of (the pool's key). `hosts_file`: mounted at
+// /etc/hosts when the container has no network ("" : none).
+WarmKey warm_key(const protocol::RunSpec& spec, int uid, int gid, const std::string& hosts_file = "");
 
 // Docker labels every container of this attempt carries.
 std::map<std::string, std::string> run_labels(const protocol::RunSpec& spec, const std::string& role,

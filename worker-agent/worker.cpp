@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <zmq_addon.hpp>
 
 #include "common/ids.h"
@@ -28,6 +29,35 @@ std::string unique_outbox_endpoint() {
 
 // Free bytes for an unprivileged user on the file system that holds `path`, or holds its
 // nearest existing ancestor (the workspace root may not exist yet); 0 when unknown.
+// The /etc/hosts of task containers without a network (the engine writes none for them):
+// <workspace_root>/hosts, written at start (all may read it). "" when there is no root or it
+// cannot be written (the containers then have the image's own file).
+std::string write_hosts_file(const std::string& workspace_root) {
+  if (workspace_root.empty()) return "";
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(workspace_root, ec);
+  const fs::path path = fs::absolute(fs::path(workspace_root) / "hosts", ec);
+  fs::path partial = path;
+  partial += ".partial";
+  {
+    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
+    out << "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+    if (!out.flush()) {
+      spdlog::warn("cannot write {}: containers without a network keep their image's /etc/hosts", partial.string());
+      return "";
+    }
+  }
+  fs::permissions(partial, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                               fs::perms::others_read, ec);
+  fs::rename(partial, path, ec);
+  if (ec) {
+    spdlog::warn("cannot write {}: {}", path.string(), ec.message());
+    return "";
+  }
+  return path.string();
+}
+
 int64_t free_disk_bytes(const std::string& path) {
   if (path.empty()) return 0;
   for (std::filesystem::path p = path;; p = p.parent_path()) {
@@ -134,6 +164,7 @@ void WorkerAgent::reap_orphans() {
 
 void WorkerAgent::run(const std::atomic<bool>& stop) {
   reap_orphans();
+  hosts_file_ = write_hosts_file(options_.workspace_root);
   if (options_.warm_containers > 0 && !pool_) {
     pool_ = std::make_unique<ContainerPool>(docker_, workspaces_,
                                             ContainerPool::Options{options_.worker_id, options_.warm_containers, 2});
@@ -285,7 +316,7 @@ void WorkerAgent::start_run(const protocol::RunSpec& spec) {
                    workspaces_,        options_.container_uid,
                    options_.container_gid, emit,
                    &raw->cancelled,    [raw, &emit]() { return wait_for_land_grant(*raw, emit); },
-                   pool_.get()};
+                   pool_.get(),        hosts_file_};
     protocol::TaskResult result;
     try {
       result = execute_run(raw->spec, ctx);

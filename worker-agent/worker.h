@@ -95,6 +95,7 @@ class WorkerAgent {
   zmq::socket_t outbox_;               // PULL: run threads push encoded frames here
   std::string outbox_endpoint_;
   std::map<std::string, std::unique_ptr<Run>> runs_;               // by task id
+  std::string hosts_file_;                                         // mounted at /etc/hosts without a network
   std::unique_ptr<ContainerPool> pool_;                            // warm containers; null: none
   std::map<std::string, protocol::TaskResult> unacked_results_;    // by task id
   int64_t last_heard_ms_ = 0;

@@ -150,3 +150,20 @@ TEST_CASE("the verify command can come from config.yaml for a repo without .poly
   CHECK(states[id] == "LANDED");
   CHECK(origin_file(box, "added.txt") == "added\n");
 }
+
+TEST_CASE("a task without a network has loopback only, and localhost resolves in it") {
+  // network: none (the test default) starts containers with the engine's network disabled and
+  // the worker's own /etc/hosts mounted.
+  SingleBox box(std::map<std::string, std::string>{
+      {"README.md", "# offline\n"},
+      {".polyphony.yaml", "verify: test \"$(cat net.txt)\" = lo && getent hosts localhost\n"}});
+  const std::string id = box.spawn("Record the network", sh_block("ls /sys/class/net > net.txt\n"
+                                                                 "getent hosts localhost > hosts.txt"));
+  box.serve();
+  auto states = box.wait_finished({id});
+  INFO(box.serve_log());
+  INFO(box.cli({"logs", id}).out);
+  CHECK(states[id] == "LANDED");
+  CHECK(origin_file(box, "net.txt") == "lo\n");
+  CHECK_THAT(origin_file(box, "hosts.txt"), Catch::Contains("localhost"));
+}
