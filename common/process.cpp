@@ -1,9 +1,15 @@
 // Child processes through Boost.Process with captured output and a deadline.
 #include "common/process.h"
 
+// Boost 1.74 leaves its vfork executor out whenever _POSIX_C_SOURCE >= 200809L (glibc's
+// default), though vfork is there; it is asked for explicitly below.
+#ifndef BOOST_POSIX_HAS_VFORK
+#define BOOST_POSIX_HAS_VFORK 1
+#endif
 #include <boost/asio/io_context.hpp>
 #include <boost/process.hpp>
 #include <boost/process/extend.hpp>
+#include <boost/process/posix.hpp>
 
 #include <algorithm>
 #include <future>
@@ -70,8 +76,10 @@ Result<ProcessResult> run_process(const std::vector<std::string>& argv, const Pr
   try {
     bp::async_pipe in_pipe(ios);
     std::string cwd = options.cwd.empty() ? std::filesystem::current_path().string() : options.cwd.string();
+    // vfork: the child borrows this process's memory until it execs, so a worker with many
+    // threads and a large heap pays no page-table copy and no copy-on-write faults per git call.
     bp::child child(bp::exe = exe, bp::args = args, bp::start_dir = cwd, env,
-                    bp::std_out > out, bp::std_err > err, bp::std_in < in_pipe, ios);
+                    bp::std_out > out, bp::std_err > err, bp::std_in < in_pipe, ios, bp::posix::use_vfork);
     boost::asio::async_write(in_pipe, boost::asio::buffer(options.stdin_data),
                              [&in_pipe](const boost::system::error_code&, std::size_t) { in_pipe.close(); });
     ios.run_for(options.timeout);
