@@ -2,6 +2,7 @@
 #include "worker-agent/git_repo.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <set>
@@ -354,6 +355,90 @@ Result<bool> GitRepo::is_ancestor(const git_oid& ancestor, const git_oid& descen
   if (rc < 0)
     return libgit2_error("comparing " + oid_hex(ancestor) + " with " + oid_hex(descendant), path_);
   return rc == 1;
+}
+
+Status GitRepo::write_pack_to(const git_oid& head, const git_oid& known, const fs::path& pack_dir) const {
+  git_packbuilder* raw = nullptr;
+  if (git_packbuilder_new(&raw, repo_.get()) != 0) return libgit2_error("starting a pack", path_);
+  std::unique_ptr<git_packbuilder, GitFree<git_packbuilder, git_packbuilder_free>> pb(raw);
+  git_revwalk* walk_raw = nullptr;
+  if (git_revwalk_new(&walk_raw, repo_.get()) != 0) return libgit2_error("walking commits", path_);
+  Revwalk walk(walk_raw);
+  if (git_revwalk_push(walk.get(), &head) != 0 || git_revwalk_hide(walk.get(), &known) != 0 ||
+      git_packbuilder_insert_walk(pb.get(), walk.get()) != 0) {
+    return libgit2_error("collecting the objects of " + oid_hex(head) + " not in " + oid_hex(known), path_);
+  }
+  if (git_packbuilder_object_count(pb.get()) == 0) return ok_status();
+  if (git_packbuilder_write(pb.get(), pack_dir.c_str(), 0444, nullptr, nullptr) != 0) {
+    return libgit2_error("writing a pack into " + pack_dir.string(), path_);
+  }
+  return ok_status();
+}
+
+Result<std::string> GitRepo::needs_receive_pack() const {
+  if (git_repository_is_bare(repo_.get()) != 1) return std::string("the origin has a work tree");
+  git_config* raw = nullptr;
+  if (git_repository_config_snapshot(&raw, repo_.get()) != 0) return libgit2_error("reading the config", path_);
+  std::unique_ptr<git_config, GitFree<git_config, git_config_free>> config(raw);
+  git_config_iterator* it_raw = nullptr;
+  if (git_config_iterator_glob_new(&it_raw, config.get(),
+                                   "^(receive\\..*|transfer\\.fsckobjects|core\\.sharedrepository|core\\.hookspath)$") != 0) {
+    return libgit2_error("reading the config", path_);
+  }
+  std::unique_ptr<git_config_iterator, GitFree<git_config_iterator, git_config_iterator_free>> it(it_raw);
+  git_config_entry* entry = nullptr;
+  if (git_config_next(&entry, it.get()) == 0) return std::string("the origin's config sets ") + entry->name;
+  const fs::path hooks = fs::path(git_repository_commondir(repo_.get())) / "hooks";
+  for (const char* hook : {"pre-receive", "update", "post-receive", "post-update", "reference-transaction",
+                           "push-to-checkout", "proc-receive"}) {
+    if (::access((hooks / hook).c_str(), X_OK) == 0) return std::string("the origin has a ") + hook + " hook";
+  }
+  return std::string();
+}
+
+Status GitRepo::take_landing(const GitRepo& source, const git_oid& head, const std::string& base_ref,
+                             const std::string& branch_ref) {
+  git_transaction* raw = nullptr;
+  if (git_transaction_new(&raw, repo_.get()) != 0) return libgit2_error("starting a ref transaction", path_);
+  std::unique_ptr<git_transaction, GitFree<git_transaction, git_transaction_free>> tx(raw);
+  for (const auto& ref : {base_ref, branch_ref}) {
+    if (git_transaction_lock_ref(tx.get(), ref.c_str()) != 0) return libgit2_error("locking " + ref, path_);
+  }
+  // Read under the lock: nobody moves the base until the transaction ends.
+  git_oid current;
+  if (git_reference_name_to_id(&current, repo_.get(), base_ref.c_str()) != 0) {
+    return libgit2_error("reading " + base_ref, path_);
+  }
+  auto forward = source.is_ancestor(current, head);
+  if (!forward.ok() || !*forward) {
+    return make_error("push_rejected", base_ref + " is at " + oid_hex(current) + ", which " + oid_hex(head) +
+                                           " does not descend from", path_.string());
+  }
+  if (!git_oid_equal(&current, &head)) {
+    POLY_TRY(source.write_pack_to(head, current, fs::path(git_repository_commondir(repo_.get())) / "objects" / "pack"));
+    git_odb* odb = nullptr;
+    if (git_repository_odb(&odb, repo_.get()) != 0 || git_odb_refresh(odb) != 0) {
+      if (odb != nullptr) git_odb_free(odb);
+      return libgit2_error("rereading the objects", path_);
+    }
+    git_odb_free(odb);
+  }
+  for (const auto& ref : {base_ref, branch_ref}) {
+    if (git_transaction_set_target(tx.get(), ref.c_str(), &head, nullptr, "polyphony: land") != 0) {
+      return libgit2_error("moving " + ref, path_);
+    }
+  }
+  if (git_transaction_commit(tx.get()) != 0) return libgit2_error("updating " + base_ref + " and " + branch_ref, path_);
+  return ok_status();
+}
+
+Status GitRepo::set_ref(const std::string& refname, const git_oid& target, const std::string& why) {
+  git_reference* raw = nullptr;
+  if (git_reference_create(&raw, repo_.get(), refname.c_str(), &target, 1, why.c_str()) != 0) {
+    return libgit2_error("pointing " + refname + " at " + oid_hex(target), path_);
+  }
+  Reference ref(raw);
+  return ok_status();
 }
 
 Result<std::optional<std::string>> GitRepo::read_file_at(const git_oid& commit_id,

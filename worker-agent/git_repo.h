@@ -108,6 +108,28 @@ class GitRepo {
   // True when `ancestor` is `descendant` or one of its ancestors.
   Result<bool> is_ancestor(const git_oid& ancestor, const git_oid& descendant) const;
 
+  // Writes one pack of the objects reachable from `head` but not from `known` (commits, trees
+  // and blobs) into `pack_dir`, the objects/pack directory of another repository that has
+  // `known` (its readers pick the pack up as they would one a fetch wrote).
+  Status write_pack_to(const git_oid& head, const git_oid& known, const std::filesystem::path& pack_dir) const;
+
+  // Why a push into this repository must go through `git receive-pack` (it is not bare, has a
+  // receive hook, core.hooksPath, or a receive.*, transfer.fsckObjects or core.sharedRepository
+  // setting); "" when taking a landing in-process (take_landing) does exactly what
+  // receive-pack would.
+  Result<std::string> needs_receive_pack() const;
+
+  // Lands `head` (whose objects `source` has) here in-process: with `base_ref` and `branch_ref`
+  // locked (as git locks them), checks that `base_ref` is an ancestor of `head`, writes the
+  // objects this repository lacks as one pack, and points both refs at `head`. Error
+  // "push_rejected" when the base moved (it is not an ancestor, or `source` does not know it);
+  // nothing changes then.
+  Status take_landing(const GitRepo& source, const git_oid& head, const std::string& base_ref,
+                      const std::string& branch_ref);
+
+  // Points `refname` at `target`, creating or moving it.
+  Status set_ref(const std::string& refname, const git_oid& target, const std::string& why);
+
   // Content of `file` in `commit`; nullopt when there is no such path.
   Result<std::optional<std::string>> read_file_at(const git_oid& commit,
                                                   const std::string& file) const;

@@ -365,6 +365,8 @@ class GitWorkspaces final : public Workspaces {
   Status give_clone_to_owner(const fs::path& repo_dir) const;
   Result<LandResult> in_scratch_repo(
       const Workspace& ws, const std::function<Result<LandResult>(const fs::path&, const git_oid&)>& fn);
+  Status learn_landing(const Workspace& ws, const fs::path& land_dir, const git_oid& head);
+  std::optional<Status> land_in_process(const Workspace& ws, const fs::path& land_dir, const git_oid& head);
   Result<LandResult> push_and_land(const Workspace& ws, const fs::path& land_dir,
                                    const git_oid& head);
   Result<LandResult> land_on(const Workspace& ws, GitRepo& repo, const git_oid& head,
@@ -693,9 +695,45 @@ Result<LandResult> GitWorkspaces::in_scratch_repo(
   return result;
 }
 
+// What a landing pushed goes into the mirror too (its objects as one pack, the base and task
+// branch moved forward), so the next rebase or provision on this repo finds the mirror current
+// and fetches nothing. The mirror's base only moves forward: a fetch since may have gone further.
+Status GitWorkspaces::learn_landing(const Workspace& ws, const fs::path& land_dir, const git_oid& head) {
+  auto base = detail::parse_oid(ws.base_commit, ws.repo_dir);
+  POLY_TRY(base);
+  auto source = GitRepo::open(land_dir);  // borrows the workspace's objects and the mirror's
+  POLY_TRY(source);
+  MirrorState& state = mirror_state(ws.mirror_dir);
+  std::lock_guard guard(state.mutex);
+  fs::path lock_path = ws.mirror_dir;
+  lock_path.replace_extension(".lock");
+  auto lock = FileLock::acquire(lock_path);
+  POLY_TRY(lock);
+  POLY_TRY(source->write_pack_to(head, *base, ws.mirror_dir / "objects" / "pack"));
+  auto mirror = GitRepo::open(ws.mirror_dir);  // opened after the pack is there
+  POLY_TRY(mirror);
+  const std::string base_ref = "refs/heads/" + ws.base_branch;
+  if (auto current = mirror->resolve(base_ref); current.ok()) {
+    auto forward = mirror->is_ancestor(*current, head);
+    POLY_TRY(forward);
+    if (!*forward) return ok_status();
+  }
+  const std::string why = "polyphony: landed " + ws.branch;
+  POLY_TRY(mirror->set_ref(base_ref, head, why));
+  return mirror->set_ref("refs/heads/" + ws.branch, head, why);
+}
+
 Result<LandResult> GitWorkspaces::land(const Workspace& ws) {
-  auto landed = in_scratch_repo(
-      ws, [&](const fs::path& land_dir, const git_oid& head) { return push_and_land(ws, land_dir, head); });
+  auto landed = in_scratch_repo(ws, [&](const fs::path& land_dir, const git_oid& head) -> Result<LandResult> {
+    auto pushed = push_and_land(ws, land_dir, head);
+    if (pushed.ok()) {
+      if (auto s = learn_landing(ws, land_dir, head); !s.ok()) {
+        spdlog::warn("task {}: the mirror did not take the landing ({}); the next use fetches it", ws.task_id,
+                     s.error().to_string());
+      }
+    }
+    return pushed;
+  });
   if (landed.ok()) {
     spdlog::info("workspace landed task={} branch={} base={} commit={} fast_forward={}", ws.task_id,
                  ws.branch, ws.base_branch, landed->merged_commit.substr(0, 12),
@@ -717,6 +755,27 @@ Result<LandResult> GitWorkspaces::push_branch(const Workspace& ws) {
   return pushed;
 }
 
+// A local bare origin that runs no hooks and has no receive settings takes the landing
+// in-process: the objects it lacks as one pack and both refs moved under git's own ref locks,
+// which is all receive-pack would do there, without its eight processes. nullopt: push with
+// the CLI (a remote, or an origin whose hooks or settings must run).
+std::optional<Status> GitWorkspaces::land_in_process(const Workspace& ws, const fs::path& land_dir,
+                                                     const git_oid& head) {
+  auto origin = resolve_origin(ws.repo_url);
+  if (!origin.ok() || !origin->local) return std::nullopt;
+  auto target = GitRepo::open(origin->url);
+  if (!target.ok()) return std::nullopt;
+  auto why_not = target->needs_receive_pack();
+  if (!why_not.ok() || !why_not->empty()) {
+    spdlog::debug("task {}: landing with git push ({})", ws.task_id,
+                  why_not.ok() ? *why_not : why_not.error().to_string());
+    return std::nullopt;
+  }
+  auto source = GitRepo::open(land_dir);
+  if (!source.ok()) return Status(source.error());
+  return target->take_landing(*source, head, "refs/heads/" + ws.base_branch, "refs/heads/" + ws.branch);
+}
+
 Result<LandResult> GitWorkspaces::push_and_land(const Workspace& ws, const fs::path& land_dir,
                                                 const git_oid& head) {
   // The CLI for push and fetch: credential helpers, ssh config and every transport work as
@@ -724,6 +783,13 @@ Result<LandResult> GitWorkspaces::push_and_land(const Workspace& ws, const fs::p
   // One atomic push does it all where the remote takes one (the base only fast-forwards, so a
   // base that moved refuses it and the caller rebases again).
   const std::string head_hex = detail::oid_hex(head);
+  if (auto local = land_in_process(ws, land_dir, head)) {
+    if (local->ok()) return LandResult{head_hex, head_hex, true};
+    if (local->error().code != "push_rejected") return local->error();
+    return make_error("base_moved",
+                      "'" + ws.base_branch + "' moved on the origin since branch '" + ws.branch + "' was verified",
+                      ws.task_id);
+  }
   auto atomic = detail::push_landing(land_dir, ws.repo_url, head_hex, "refs/heads/" + ws.branch,
                                      "refs/heads/" + ws.base_branch);
   if (atomic.ok()) return LandResult{head_hex, head_hex, true};

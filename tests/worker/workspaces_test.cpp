@@ -225,6 +225,85 @@ TEST_CASE("land fast-forwards the base when it has not moved") {
   CHECK(f.origin_head("polyphony/t1") == *commit);
 }
 
+TEST_CASE("a landing goes into the mirror as well, so the next task starts from it without a fetch") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  write_file(ws.repo_dir / "feature.txt", "feature\n");
+  auto commit = require_ok(f.workspaces->commit_all(ws, "add feature"));
+  require_ok(f.workspaces->land(ws));
+  // The mirror has the landed commit on both branches, and its objects (git checks them all).
+  CHECK(rev_parse(ws.mirror_dir, "refs/heads/main") == *commit);
+  CHECK(rev_parse(ws.mirror_dir, "refs/heads/polyphony/t1") == *commit);
+  CHECK(trim(git(ws.mirror_dir, {"cat-file", "-p", *commit + ":feature.txt"})) == "feature");
+  git(ws.mirror_dir, {"fsck", "--connectivity-only", "--no-dangling"});
+  // A task after it starts on the landing, and git in its clone finds every object.
+  Workspace next = f.provision("t2");
+  CHECK(next.base_commit == *commit);
+  CHECK(read_file(next.repo_dir / "feature.txt") == "feature\n");
+  git(next.repo_dir, {"fsck", "--connectivity-only", "--no-dangling"});
+  // A later push by someone else still reaches the next task: the mirror notices it moved.
+  const std::string theirs = commit_to_bare(f.origin, {{"theirs.txt", "x\n"}}, "theirs");
+  CHECK(f.provision("t3").base_commit == theirs);
+}
+
+TEST_CASE("a local bare origin without hooks takes the landing in-process, with no git program") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  write_file(ws.repo_dir / "feature.txt", "feature\n");
+  auto commit = require_ok(f.workspaces->commit_all(ws, "add feature"));
+  // No git on PATH: a push through the CLI would fail to start.
+  const std::string path = std::getenv("PATH");
+  ::setenv("PATH", (f.tmp / "empty").c_str(), 1);
+  auto landed = f.workspaces->land(ws);
+  ::setenv("PATH", path.c_str(), 1);
+  INFO((landed.ok() ? std::string() : describe(landed.error())));
+  REQUIRE(landed.ok());
+  CHECK(f.origin_head() == *commit);
+  CHECK(f.origin_head("polyphony/t1") == *commit);
+  CHECK(trim(git(f.origin, {"show", "main:feature.txt"})) == "feature");
+  git(f.origin, {"fsck", "--strict", "--no-dangling"});  // every object there, and sound
+
+  // A base that moved meanwhile refuses it (base_moved), and the origin keeps the other change.
+  Workspace late = f.provision("t2");
+  write_file(late.repo_dir / "late.txt", "late\n");
+  require_ok(f.workspaces->commit_all(late, "late"));
+  const std::string theirs = commit_to_bare(f.origin, {{"theirs.txt", "x\n"}}, "theirs");
+  auto refused = f.workspaces->land(late);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().code == "base_moved");
+  CHECK(f.origin_head() == theirs);
+  CHECK_THROWS(git(f.origin, {"rev-parse", "--verify", "-q", "refs/heads/polyphony/t2"}));
+}
+
+TEST_CASE("an origin with a receive hook or receive settings gets a real git push, which runs the hook") {
+  Fixture f;
+  const fs::path marker = f.tmp / "hook-ran";
+  write_file(f.origin / "hooks" / "post-receive", "#!/bin/sh\ncat > '" + marker.string() + "'\n");
+  ::chmod((f.origin / "hooks" / "post-receive").c_str(), 0755);
+  Workspace ws = f.provision("t1");
+  write_file(ws.repo_dir / "feature.txt", "feature\n");
+  auto commit = require_ok(f.workspaces->commit_all(ws, "add feature"));
+  require_ok(f.workspaces->land(ws));
+  CHECK(f.origin_head() == *commit);
+  CHECK_THAT(read_file(marker), Catch::Contains(*commit + " refs/heads/main"));
+
+  // A setting receive-pack enforces sends it through git too: without git on PATH it cannot land.
+  fs::remove(f.origin / "hooks" / "post-receive");
+  git(f.origin, {"config", "receive.denyNonFastForwards", "true"});
+  Workspace again = f.provision("t2");
+  write_file(again.repo_dir / "again.txt", "again\n");
+  require_ok(f.workspaces->commit_all(again, "again"));
+  const std::string path = std::getenv("PATH");
+  ::setenv("PATH", (f.tmp / "empty").c_str(), 1);
+  auto without_git = f.workspaces->land(again);
+  ::setenv("PATH", path.c_str(), 1);
+  CHECK_FALSE(without_git.ok());
+  CHECK(f.origin_head() == *commit);
+  auto with_git = f.workspaces->land(again);
+  INFO((with_git.ok() ? std::string() : describe(with_git.error())));
+  CHECK(with_git.ok());
+}
+
 TEST_CASE("landed_earlier finds a landing whose report was lost, and only that") {
   Fixture f;
   Workspace first = f.provision("t1");
