@@ -1,7 +1,9 @@
 // Reading a repository's text files for scoring, bounded: from a commit through `git`, or
 // from a work tree on disk.
 #include <algorithm>
+#include <deque>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "common/process.h"
@@ -100,6 +102,47 @@ Status parse_batch(const std::string& out, const std::vector<Candidate>& files, 
 
 }  // namespace
 
+namespace {
+
+// The last reads, by repository, commit and limits: tasks spawned one after another on a base
+// that did not move share one read, and each costs one `git rev-parse` instead of three
+// processes. Small reads only, so the cache never weighs much.
+constexpr size_t kCachedReads = 2;
+constexpr uint64_t kMaxCachedBytes = 8ull << 20;
+
+struct CachedRead {
+  std::string repo;
+  std::string oid;
+  ScanLimits limits;
+  RepoText text;
+};
+
+bool same_limits(const ScanLimits& a, const ScanLimits& b) {
+  return a.max_file_bytes == b.max_file_bytes && a.max_files == b.max_files && a.max_total_bytes == b.max_total_bytes;
+}
+
+std::mutex cache_mutex;
+std::deque<CachedRead> cached_reads;
+
+std::optional<RepoText> cached_read(const std::string& repo, const std::string& oid, const ScanLimits& limits) {
+  std::lock_guard guard(cache_mutex);
+  for (const auto& c : cached_reads) {
+    if (c.repo == repo && c.oid == oid && same_limits(c.limits, limits)) return c.text;
+  }
+  return std::nullopt;
+}
+
+void remember_read(const std::string& repo, const std::string& oid, const ScanLimits& limits, const RepoText& text) {
+  uint64_t bytes = 0;
+  for (const auto& f : text.files) bytes += f.content.size() + f.path.size();
+  if (bytes > kMaxCachedBytes) return;
+  std::lock_guard guard(cache_mutex);
+  cached_reads.push_front({repo, oid, limits, text});
+  if (cached_reads.size() > kCachedReads) cached_reads.pop_back();
+}
+
+}  // namespace
+
 Result<RepoText> read_repo_at(const fs::path& repo, const std::string& rev, const ScanLimits& limits) {
   const std::string r = rev.empty() ? "HEAD" : rev;
   auto commit = git(repo, {"rev-parse", "--verify", "--quiet", "--end-of-options", r + "^{commit}"});
@@ -108,17 +151,24 @@ Result<RepoText> read_repo_at(const fs::path& repo, const std::string& rev, cons
                       repo.string());
   }
   std::string oid = commit->out.substr(0, commit->out.find('\n'));
+  const std::string source = repo.string() + " at " + r + " (" + oid.substr(0, 12) + ")";
+  if (auto hit = cached_read(repo.string(), oid, limits)) {
+    hit->source = source;
+    return *hit;
+  }
   auto tree = git(repo, {"ls-tree", "-r", "-l", "-z", oid});
   if (!tree.ok()) return tree.error();
   RepoText text;
-  text.source = repo.string() + " at " + r + " (" + oid.substr(0, 12) + ")";
+  text.source = source;
   auto files = select(parse_ls_tree(tree->out), limits, text);
-  if (files.empty()) return text;
-  std::string input;
-  for (const auto& f : files) input += f.object + "\n";
-  auto blobs = git(repo, {"cat-file", "--batch"}, input);
-  if (!blobs.ok()) return blobs.error();
-  POLY_TRY(parse_batch(blobs->out, files, text));
+  if (!files.empty()) {
+    std::string input;
+    for (const auto& f : files) input += f.object + "\n";
+    auto blobs = git(repo, {"cat-file", "--batch"}, input);
+    if (!blobs.ok()) return blobs.error();
+    POLY_TRY(parse_batch(blobs->out, files, text));
+  }
+  remember_read(repo.string(), oid, limits, text);
   return text;
 }
 

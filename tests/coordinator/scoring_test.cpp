@@ -221,6 +221,32 @@ TEST_CASE("the scan skips large files and stops at the file cap") {
   CHECK(text->skipped_over_cap == static_cast<int>(kFixture.size() - large) - 3);
 }
 
+TEST_CASE("a repeated read at an unchanged branch is the same, and a new commit is read afresh") {
+  TempDir dir;
+  testing::make_bare_repo(dir / "origin.git", {{"a.txt", "one\n"}});
+  auto first = read_repo_at(dir / "origin.git", "main");
+  auto again = read_repo_at(dir / "origin.git", "main");
+  REQUIRE(first.ok());
+  REQUIRE(again.ok());
+  CHECK(again->source == first->source);
+  REQUIRE(again->files.size() == 1);
+  CHECK(again->files[0].content == "one\n");
+  // Other limits give their own read, not the cached one.
+  ScanLimits none;
+  none.max_files = 0;
+  auto capped = read_repo_at(dir / "origin.git", "main", none);
+  REQUIRE(capped.ok());
+  CHECK(capped->files.empty());
+  CHECK(capped->skipped_over_cap == 1);
+  // The branch moves: the next read sees the new commit's files.
+  testing::commit_to_bare(dir / "origin.git", {{"a.txt", "two\n"}, {"b.txt", "new\n"}}, "second");
+  auto moved = read_repo_at(dir / "origin.git", "main");
+  REQUIRE(moved.ok());
+  CHECK(moved->source != first->source);
+  REQUIRE(moved->files.size() == 2);
+  CHECK(moved->files[0].content == "two\n");
+}
+
 TEST_CASE("an unknown revision is an error naming the repository and the revision") {
   TempDir dir;
   testing::make_bare_repo(dir / "origin.git", kFixture);
