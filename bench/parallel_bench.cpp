@@ -2,8 +2,12 @@
 // real `polyphony serve` (embedded worker) at max_concurrency C, against the ideal
 // N x sleep / C. Then the state DB's bytes per finished task, from the same home.
 #include <cmath>
+#include <future>
+#include <mutex>
+#include <thread>
 
 #include "bench/benchmarks.h"
+#include "worker-agent/docker_client.h"
 
 namespace polyphony::bench {
 
@@ -77,6 +81,69 @@ std::string fixed(double v, int digits) {
   return buf;
 }
 
+// The Docker work of the same tasks with no orchestrator at all: `concurrency` lanes, each
+// taking its tasks one after another, a task being what the worker asks of the engine: a
+// container on the image (started while the lane's previous task runs, as the warm pool does),
+// the agent's step and verify as two execs, the container removed (off the lane's path). What
+// this costs above the ideal is the engine's share on this machine.
+double bare_docker_lanes(const BenchOptions& options, const Shape& shape) {
+  auto host = resolve_docker_host(options.docker_host);
+  if (!host.ok()) throw BenchError("bare Docker lanes: " + host.error().to_string());
+  auto docker = make_docker_client(*host);
+  ContainerSpec cs;
+  cs.image = options.image;
+  cs.user = "1000:1000";
+  cs.working_dir = "/tmp";
+  cs.network_mode = "none";
+  cs.nano_cpus = 1000000000;
+  cs.memory_bytes = 512LL << 20;
+  cs.cmd = {"sleep", "infinity"};
+  cs.labels = {{"polyphony.bench", "parallel-floor"}};
+  const std::string step = "sleep " + std::to_string(shape.sleep_s) + "; echo done > /tmp/done.txt";
+  std::vector<std::string> failures;
+  std::mutex failures_mutex;
+  auto failed = [&](const Error& e) {
+    std::lock_guard lock(failures_mutex);
+    failures.push_back(e.to_string());
+  };
+  auto started = [&]() -> Result<std::string> {
+    auto id = docker->create_container(cs);
+    if (!id.ok()) return id.error();
+    if (auto s = docker->start_container(*id); !s.ok()) {
+      (void)docker->remove_container(*id);
+      return s.error();
+    }
+    return id;
+  };
+  auto lane = [&](int tasks) {
+    auto ignore = [](int, std::string_view) { return true; };
+    auto next = std::async(std::launch::async, started);
+    std::vector<std::future<void>> removals;
+    for (int i = 0; i < tasks; ++i) {
+      auto id = next.get();
+      if (i + 1 < tasks) next = std::async(std::launch::async, started);
+      if (!id.ok()) {
+        failed(id.error());
+        continue;
+      }
+      auto agent = docker->exec(*id, {{"sh", "-c", step}, {}, "", ""}, ignore);
+      auto verify = agent.ok() ? docker->exec(*id, {{"true"}, {}, "", ""}, ignore) : agent;
+      if (!verify.ok()) failed(verify.error());
+      removals.push_back(std::async(std::launch::async, [&docker, c = *id] { (void)docker->remove_container(c); }));
+    }
+    for (auto& r : removals) r.get();
+  };
+  const double start = steady_now();
+  std::vector<std::thread> lanes;
+  for (int l = 0; l < shape.concurrency; ++l) {
+    lanes.emplace_back(lane, shape.tasks / shape.concurrency + (l < shape.tasks % shape.concurrency ? 1 : 0));
+  }
+  for (auto& t : lanes) t.join();
+  const double wall = steady_now() - start;
+  if (!failures.empty()) throw BenchError("bare Docker lanes: " + failures.front());
+  return wall;
+}
+
 }  // namespace
 
 std::vector<Row> run_parallel(const BenchOptions& options) {
@@ -102,6 +169,9 @@ std::vector<Row> run_parallel(const BenchOptions& options) {
              " s, " + std::to_string(r.landed) + "/" + std::to_string(shape.tasks) + " landed");
   }
   box.stop_serving();
+  progress("parallel: the same containers and execs on bare Docker lanes");
+  std::vector<double> bare;
+  for (int run = 0; run < shape.runs; ++run) bare.push_back(bare_docker_lanes(options, shape));
 
   const double ideal = static_cast<double>(shape.tasks) * shape.sleep_s / shape.concurrency;
   const int expected = shape.tasks * shape.runs;
@@ -116,6 +186,12 @@ std::vector<Row> run_parallel(const BenchOptions& options) {
              " landed in " + std::to_string(attempts) + " attempts. Per task, ROUTED->LANDED beyond the sleep: median " +
              fixed(median(overhead), 2) + " s, p95 " + fixed(p95(overhead), 2) + " s.";
   Row tail = compare("parallel wall time, p95", p95(walls), ideal, "s");
+  Row floor = compare("bare Docker lanes (no orchestrator), median", median(bare), ideal, "s");
+  floor.note = "the Docker work alone of the same " + std::to_string(shape.tasks) + " tasks in " +
+               std::to_string(shape.concurrency) + " lanes: per task a container (started during the task before), `sh -c 'sleep " +
+               std::to_string(shape.sleep_s) + "; echo ...'` and `true` as execs, the container removed (off the lane's path); " +
+               std::to_string(shape.runs) + " runs; baseline = the same ideal. Polyphony's median is " +
+               fixed(median(walls) / std::max(median(bare), 1e-9), 2) + "x this.";
 
   const auto all = box.tasks();
   int finished = 0;
@@ -128,7 +204,7 @@ std::vector<Row> run_parallel(const BenchOptions& options) {
   db.pass = finished > 0 && db.value < 2048;
   db.note = fixed(state_db_bytes(box), 0) + " bytes of state.db after serve stopped, " + std::to_string(finished) +
             " finished tasks (the parallel runs and a warm-up); single measurement";
-  return {med, tail, db};
+  return {med, tail, floor, db};
 }
 
 }  // namespace polyphony::bench

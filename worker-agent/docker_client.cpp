@@ -482,12 +482,12 @@ Result<int> EngineClient::exec(const std::string& id, const ExecSpec& spec,
     if (!running && state->contains("ExitCode") && (*state)["ExitCode"].is_number_integer()) {
       return (*state)["ExitCode"].get<int>();
     }
-    if (tries >= 100) {
+    if (tries >= 110) {
       return make_error("docker", create.what + ": the engine recorded no exit code" +
                                       std::string(running ? " (still running after its output ended)" : ""),
                         endpoint());
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(tries < 10 ? 2 : 20));
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -189,19 +190,25 @@ Result<ContainerOutcome> watched(const std::string& stream, int64_t timeout_s, i
   std::atomic<bool> cancelled{false};
   using Clock = std::chrono::steady_clock;
   std::atomic<Clock::rep> last_output{Clock::now().time_since_epoch().count()};
+  // The watchdog sleeps on a condition the body's end signals, so the step's end is not held up
+  // by its polling interval.
+  std::mutex wake_mutex;
+  std::condition_variable wake;
   std::thread watchdog([&] {
     const auto deadline = Clock::now() + std::chrono::seconds(timeout_s > 0 ? timeout_s : 1LL << 30);
     const auto stall = std::chrono::seconds(stall_timeout_s > 0 ? stall_timeout_s : 1LL << 30);
+    std::unique_lock lock(wake_mutex);
     while (!done.load()) {
       if (attempt.cancelled()) cancelled = true;
       const auto now = Clock::now();
       if (now >= deadline) timed_out = true;
       if (now - Clock::time_point(Clock::duration(last_output.load())) >= stall) stalled = true;
       if (cancelled || timed_out || stalled) {
+        lock.unlock();
         stop();
         return;
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      wake.wait_for(lock, std::chrono::milliseconds(50), [&] { return done.load(); });
     }
   });
   std::string captured;
@@ -212,7 +219,11 @@ Result<ContainerOutcome> watched(const std::string& stream, int64_t timeout_s, i
     if (captured.size() > 64 * 1024) captured.erase(0, captured.size() - 32 * 1024);
     return true;
   });
-  done = true;
+  {
+    std::lock_guard lock(wake_mutex);
+    done = true;
+  }
+  wake.notify_all();
   watchdog.join();
   out.timed_out = timed_out;
   out.stalled = stalled;
@@ -444,7 +455,9 @@ std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string
   for (const auto& [k, v] : spec_.agent.env) env.push_back(k + "=" + v);
   env.push_back("POLYPHONY_ROLE=implementer");
   env.push_back("POLYPHONY_ROUND=" + std::to_string(round + 1));
+  const auto started = std::chrono::steady_clock::now();
   auto run = exec_in(command, std::move(env), "agent", spec_.run_timeout_s, spec_.stall_timeout_s);
+  const auto ran = std::chrono::steady_clock::now();
   if (!run.ok()) return container_failure(attempt_, spec_, "agent", run.error());
   if (run->cancelled) return attempt_.failed("cancelled", "cancelled while the agent ran");
   if (run->stalled) {
@@ -467,6 +480,8 @@ std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string
   auto ahead = ctx_.workspaces.commits_ahead(ws_);
   if (!ahead.ok()) return attempt_.failed("infra", ahead.error().to_string());
   if (*ahead == 0) return attempt_.failed("agent", "agent " + spec_.agent.name + " made no changes");
+  spdlog::info("task {}: agent ran {} ms, its work committed in {} ms", spec_.task_id, ms_between(started, ran),
+               ms_between(ran, std::chrono::steady_clock::now()));
   return std::nullopt;
 }
 
@@ -475,8 +490,10 @@ std::optional<protocol::TaskResult> Run::verify() {
   // Whatever the agent left running goes first, so nothing of it can touch the tree while the
   // tests run: as the container user, kill(-1) reaches every process but the holder (PID 1) and
   // the caller, which then becomes the verify shell. The command is an argument, never spliced.
+  const auto started = std::chrono::steady_clock::now();
   auto run = exec_in({"sh", "-c", "kill -KILL -1 2>/dev/null; exec sh -c \"$1\"", "polyphony-verify", verify_command_},
                      attempt_env(spec_), "verify", spec_.verify_timeout_s, 0);
+  spdlog::info("task {}: verify ran {} ms", spec_.task_id, ms_between(started, std::chrono::steady_clock::now()));
   if (!run.ok()) return container_failure(attempt_, spec_, "verify", run.error());
   if (run->cancelled) return attempt_.failed("cancelled", "cancelled during verify");
   if (run->timed_out) {
