@@ -398,37 +398,45 @@ Result<std::string> GitRepo::needs_receive_pack() const {
 
 Status GitRepo::take_landing(const GitRepo& source, const git_oid& head, const std::string& base_ref,
                              const std::string& branch_ref) {
+  const fs::path pack_dir = fs::path(git_repository_commondir(repo_.get())) / "objects" / "pack";
+  git_oid seen;
+  if (git_reference_name_to_id(&seen, repo_.get(), base_ref.c_str()) != 0) {
+    return libgit2_error("reading " + base_ref, path_);
+  }
+  auto rejected = [&](const git_oid& at) {
+    return make_error("push_rejected", base_ref + " is at " + oid_hex(at) + ", which " + oid_hex(head) +
+                                           " does not descend from", path_.string());
+  };
+  auto forward = source.is_ancestor(seen, head);
+  if (!forward.ok() || !*forward) return rejected(seen);
+  // The objects first (harmless until a ref names them), then the task branch, then the base:
+  // a crash in between leaves the branch pushed and the base where it was, never the reverse,
+  // so a retry's landed_earlier() is never fooled.
+  if (!git_oid_equal(&seen, &head)) {
+    POLY_TRY(source.write_pack_to(head, seen, pack_dir));
+    git_odb* odb = nullptr;
+    const bool reread = git_repository_odb(&odb, repo_.get()) == 0 && git_odb_refresh(odb) == 0;
+    if (odb != nullptr) git_odb_free(odb);
+    if (!reread) return libgit2_error("rereading the objects", path_);
+  }
+  POLY_TRY(set_ref(branch_ref, head, "polyphony: push"));
+  // The base moves under git's own lock, and only forward from what it is under that lock.
   git_transaction* raw = nullptr;
   if (git_transaction_new(&raw, repo_.get()) != 0) return libgit2_error("starting a ref transaction", path_);
   std::unique_ptr<git_transaction, GitFree<git_transaction, git_transaction_free>> tx(raw);
-  for (const auto& ref : {base_ref, branch_ref}) {
-    if (git_transaction_lock_ref(tx.get(), ref.c_str()) != 0) return libgit2_error("locking " + ref, path_);
-  }
-  // Read under the lock: nobody moves the base until the transaction ends.
+  if (git_transaction_lock_ref(tx.get(), base_ref.c_str()) != 0) return libgit2_error("locking " + base_ref, path_);
   git_oid current;
   if (git_reference_name_to_id(&current, repo_.get(), base_ref.c_str()) != 0) {
     return libgit2_error("reading " + base_ref, path_);
   }
-  auto forward = source.is_ancestor(current, head);
-  if (!forward.ok() || !*forward) {
-    return make_error("push_rejected", base_ref + " is at " + oid_hex(current) + ", which " + oid_hex(head) +
-                                           " does not descend from", path_.string());
+  if (!git_oid_equal(&current, &seen)) {
+    forward = source.is_ancestor(current, head);
+    if (!forward.ok() || !*forward) return rejected(current);
   }
-  if (!git_oid_equal(&current, &head)) {
-    POLY_TRY(source.write_pack_to(head, current, fs::path(git_repository_commondir(repo_.get())) / "objects" / "pack"));
-    git_odb* odb = nullptr;
-    if (git_repository_odb(&odb, repo_.get()) != 0 || git_odb_refresh(odb) != 0) {
-      if (odb != nullptr) git_odb_free(odb);
-      return libgit2_error("rereading the objects", path_);
-    }
-    git_odb_free(odb);
+  if (git_transaction_set_target(tx.get(), base_ref.c_str(), &head, nullptr, "polyphony: land") != 0 ||
+      git_transaction_commit(tx.get()) != 0) {
+    return libgit2_error("moving " + base_ref + " to " + oid_hex(head), path_);
   }
-  for (const auto& ref : {base_ref, branch_ref}) {
-    if (git_transaction_set_target(tx.get(), ref.c_str(), &head, nullptr, "polyphony: land") != 0) {
-      return libgit2_error("moving " + ref, path_);
-    }
-  }
-  if (git_transaction_commit(tx.get()) != 0) return libgit2_error("updating " + base_ref + " and " + branch_ref, path_);
   return ok_status();
 }
 

@@ -119,11 +119,11 @@ class GitRepo {
   // receive-pack would.
   Result<std::string> needs_receive_pack() const;
 
-  // Lands `head` (whose objects `source` has) here in-process: with `base_ref` and `branch_ref`
-  // locked (as git locks them), checks that `base_ref` is an ancestor of `head`, writes the
-  // objects this repository lacks as one pack, and points both refs at `head`. Error
-  // "push_rejected" when the base moved (it is not an ancestor, or `source` does not know it);
-  // nothing changes then.
+  // Lands `head` (whose objects `source` has) here in-process: writes the objects this
+  // repository lacks as one pack, points `branch_ref` at `head`, then, with `base_ref` locked
+  // (as git locks it), moves it to `head` if it is still an ancestor of it. Error
+  // "push_rejected" when the base moved (it is not an ancestor, or `source` does not know it):
+  // the base is unchanged then, the branch may have been pushed.
   Status take_landing(const GitRepo& source, const git_oid& head, const std::string& base_ref,
                       const std::string& branch_ref);
 
