@@ -5,6 +5,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -279,10 +280,13 @@ void WorkerAgent::on_dispatch(const protocol::Dispatch& d) {
     if (it->second->thread.joinable()) it->second->thread.join();
     runs_.erase(it);
   }
-  // A run that has just sent its result still sits in runs_ until reaped: reap first, so the
-  // coordinator's next dispatch is not refused as "full".
+  // A run that has sent its result still sits in runs_ until reaped, and its thread may not
+  // have ended yet when the coordinator, hearing the result, dispatches the next task: reap
+  // what has ended, and count only runs that have not reported, so that dispatch is not
+  // refused as "full" (which would cost the task an attempt).
   reap_finished_runs();
-  if (static_cast<int>(runs_.size()) >= options_.capacity) {
+  const auto busy = std::count_if(runs_.begin(), runs_.end(), [](const auto& r) { return !r.second->reported.load(); });
+  if (busy >= options_.capacity) {
     protocol::TaskResult r;
     r.task_id = spec.task_id;
     r.attempt = spec.attempt;
@@ -335,6 +339,7 @@ void WorkerAgent::start_run(const protocol::RunSpec& spec) {
       auto removed = workspaces_.remove(raw->spec.task_id);
       if (!removed.ok()) spdlog::warn("task {}: cannot remove its workspace: {}", raw->spec.task_id, removed.error().to_string());
     }
+    raw->reported = true;
     emit(result);
     raw->finished = true;
   });

@@ -65,6 +65,9 @@ class WorkerAgent {
     std::thread thread;
     std::atomic<bool> cancelled{false};
     std::atomic<bool> finished{false};
+    // Set just before its result is sent: it holds no slot any more, though its thread may not
+    // have ended when the coordinator, hearing the result, dispatches the next task.
+    std::atomic<bool> reported{false};
     bool clean_up = false;             // the coordinator cancelled it: remove its workspace when it ends
     // The coordinator's answer to this attempt's land request, handed from the socket thread.
     std::mutex grant_mutex;
