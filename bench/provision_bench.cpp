@@ -97,7 +97,7 @@ class ProvisionBench {
     vs_worktree.pass = vs_worktree.ratio && *vs_worktree.ratio <= 1.2;
     vs_worktree.note = std::to_string(rounds) + " rounds on " + origin_.filename().string() +
                        ": provision_from a spare made beforehand (make_spare, not timed, as a warm worker "
-                       "keeps one per repo), mirror warm (each provision still runs `git fetch` on it), clone "
+                       "keeps one per repo), mirror warm (the origin does not move, so no provision fetches), clone "
                        "chowned to 1000:1000 as serve does when root. git clone --reference " +
                        ms(median_of(reference_.seconds)) + ". Extra disk: provision " +
                        mb(median_of(polyphony_.disk)) + ", cold provision " + mb(median_of(cold_.disk)) +
