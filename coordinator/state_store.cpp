@@ -192,8 +192,11 @@ Status StateStore::transition(const std::string& id, TaskState from, TaskState t
   return transitions(id, from, {{to, u}}, now);
 }
 
-Status StateStore::transitions(const std::string& id, TaskState from,
-                               const std::vector<std::pair<TaskState, TransitionUpdate>>& steps, int64_t now) {
+namespace {
+
+// Refuses `steps` from `from` unless the lifecycle allows each of them in turn.
+Status check_path(const std::string& id, TaskState from,
+                  const std::vector<std::pair<TaskState, TransitionUpdate>>& steps) {
   TaskState at = from;
   for (const auto& [to, u] : steps) {
     if (!can_transition(at, to)) {
@@ -202,6 +205,14 @@ Status StateStore::transitions(const std::string& id, TaskState from,
     }
     at = to;
   }
+  return {};
+}
+
+}  // namespace
+
+Status StateStore::transitions(const std::string& id, TaskState from,
+                               const std::vector<std::pair<TaskState, TransitionUpdate>>& steps, int64_t now) {
+  POLY_TRY(check_path(id, from, steps));
   return db_.transaction([&]() -> Status {
     auto cur = get(id);
     if (!cur.ok()) return cur.error();
@@ -221,14 +232,7 @@ Result<Task> StateStore::advance(const Task& current, TaskState to, const Transi
 
 Result<Task> StateStore::advance(const Task& current, const std::vector<std::pair<TaskState, TransitionUpdate>>& steps,
                                  int64_t now) {
-  TaskState at = current.state;
-  for (const auto& [to, u] : steps) {
-    if (!can_transition(at, to)) {
-      return make_error("transition", "the lifecycle does not allow " + std::string(to_string(at)) + " -> " +
-                        std::string(to_string(to)), current.request.id);
-    }
-    at = to;
-  }
+  POLY_TRY(check_path(current.request.id, current.state, steps));
   Task t = current;
   Status s = db_.transaction([&]() -> Status { return apply(t, steps, now); });
   if (!s.ok()) return s.error();

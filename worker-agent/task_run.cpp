@@ -385,7 +385,10 @@ class Run {
   Result<ContainerOutcome> exec_in(const std::vector<std::string>& cmd, std::vector<std::string> env,
                                    const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s);
   void release_container();
-  // Rebases the branch onto the origin's base when it moved (no verify here).
+  // Rebases the branch onto the origin's base; `moved_to` is the new base when it moved. A
+  // failure (conflict, infra) is the attempt's result.
+  std::optional<protocol::TaskResult> rebase_onto_base(std::optional<std::string>& moved_to);
+  // Rebases the branch onto the origin's base when it moved, and says so (no verify here).
   std::optional<protocol::TaskResult> catch_up_with_base();
 
   const protocol::RunSpec& spec_;
@@ -417,14 +420,21 @@ Result<ContainerOutcome> Run::exec_in(const std::vector<std::string>& cmd, std::
                  [&](const OutputSink& sink) { return ctx_.docker.exec(container_, exec, sink); });
 }
 
-std::optional<protocol::TaskResult> Run::catch_up_with_base() {
+std::optional<protocol::TaskResult> Run::rebase_onto_base(std::optional<std::string>& moved_to) {
   auto moved = ctx_.workspaces.rebase_onto_origin(ws_);
   if (!moved.ok()) {
     return attempt_.failed(moved.error().code == "conflict" ? "conflict" : "infra",
                            "rebasing onto " + ws_.base_branch + ": " + moved.error().to_string());
   }
-  if (moved->has_value()) {
-    attempt_.say(ws_.base_branch + " moved to " + (*moved)->substr(0, 12) + " while the agent worked: rebased onto it");
+  moved_to = *moved;
+  return std::nullopt;
+}
+
+std::optional<protocol::TaskResult> Run::catch_up_with_base() {
+  std::optional<std::string> moved_to;
+  if (auto failed = rebase_onto_base(moved_to)) return failed;
+  if (moved_to) {
+    attempt_.say(ws_.base_branch + " moved to " + moved_to->substr(0, 12) + " while the agent worked: rebased onto it");
   }
   return std::nullopt;
 }
@@ -629,14 +639,11 @@ protocol::TaskResult Run::land() {
     }
     std::lock_guard<std::mutex> serialized(land_lock(spec_.repo_url));
     const auto granted_at = Clock::now();
-    auto moved = ctx_.workspaces.rebase_onto_origin(ws_);
-    if (!moved.ok()) {
-      return attempt_.failed(moved.error().code == "conflict" ? "conflict" : "infra",
-                             "rebasing onto " + ws_.base_branch + ": " + moved.error().to_string());
-    }
+    std::optional<std::string> moved_to;
+    if (auto failed = rebase_onto_base(moved_to)) return *failed;
     const auto rebased_at = Clock::now();
-    if (moved->has_value()) {
-      attempt_.say(ws_.base_branch + " moved to " + (*moved)->substr(0, 12) +
+    if (moved_to) {
+      attempt_.say(ws_.base_branch + " moved to " + moved_to->substr(0, 12) +
                    ": rebased the branch onto it; verifying again before landing");
       if (auto failed = verify()) return *failed;
     }

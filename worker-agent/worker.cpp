@@ -28,8 +28,6 @@ std::string unique_outbox_endpoint() {
   return "inproc://polyphony-worker-outbox-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
 }
 
-// Free bytes for an unprivileged user on the file system that holds `path`, or holds its
-// nearest existing ancestor (the workspace root may not exist yet); 0 when unknown.
 // The /etc/hosts of task containers without a network (the engine writes none for them):
 // <workspace_root>/hosts, written at start (all may read it). "" when there is no root or it
 // cannot be written (the containers then have the image's own file).
@@ -59,6 +57,8 @@ std::string write_hosts_file(const std::string& workspace_root) {
   return path.string();
 }
 
+// Free bytes for an unprivileged user on the file system that holds `path`, or holds its
+// nearest existing ancestor (the workspace root may not exist yet); 0 when unknown.
 int64_t free_disk_bytes(const std::string& path) {
   if (path.empty()) return 0;
   for (std::filesystem::path p = path;; p = p.parent_path()) {

@@ -158,6 +158,14 @@ MirrorState& mirror_state(const fs::path& mirror) {
   return states[mirror.string()];
 }
 
+// The mirror's lock between processes (<name>.lock beside it); MirrorState::mutex is its
+// counterpart between this process's threads, taken first.
+Result<FileLock> lock_mirror_file(const fs::path& mirror) {
+  fs::path lock_path = mirror;
+  lock_path.replace_extension(".lock");
+  return FileLock::acquire(lock_path);
+}
+
 Status chown_tree(const fs::path& dir, int uid, int gid) {
   auto chown_one = [&](const fs::path& p) -> Status {
     if (::lchown(p.c_str(), static_cast<uid_t>(uid), static_cast<gid_t>(gid)) == 0)
@@ -429,9 +437,7 @@ Result<BranchSnapshot> GitWorkspaces::sync_mirror(const Origin& origin, const fs
   fs::create_directories(mirrors_dir(), ec);
   MirrorState& state = mirror_state(mirror);
   std::lock_guard guard(state.mutex);
-  fs::path lock_path = mirror;
-  lock_path.replace_extension(".lock");
-  auto lock = FileLock::acquire(lock_path);
+  auto lock = lock_mirror_file(mirror);
   POLY_TRY(lock);
   // An update that started after this request was made already holds every commit it must see.
   if (state.updated_from <= requested || !fs::exists(mirror)) {
@@ -705,9 +711,7 @@ Status GitWorkspaces::learn_landing(const Workspace& ws, const fs::path& land_di
   POLY_TRY(source);
   MirrorState& state = mirror_state(ws.mirror_dir);
   std::lock_guard guard(state.mutex);
-  fs::path lock_path = ws.mirror_dir;
-  lock_path.replace_extension(".lock");
-  auto lock = FileLock::acquire(lock_path);
+  auto lock = lock_mirror_file(ws.mirror_dir);
   POLY_TRY(lock);
   POLY_TRY(source->write_pack_to(head, *base, ws.mirror_dir / "objects" / "pack"));
   auto mirror = GitRepo::open(ws.mirror_dir);  // opened after the pack is there
@@ -780,26 +784,22 @@ Result<LandResult> GitWorkspaces::push_and_land(const Workspace& ws, const fs::p
                                                 const git_oid& head) {
   // The CLI for push and fetch: credential helpers, ssh config and every transport work as
   // they do for the user. The task branch belongs to the task: an earlier attempt is replaced.
-  // One atomic push does it all where the remote takes one (the base only fast-forwards, so a
-  // base that moved refuses it and the caller rebases again).
+  // A plain local bare origin takes the landing in-process; elsewhere one atomic push does it
+  // all where the remote takes one. Either way the base only fast-forwards, so a base that
+  // moved refuses it and the caller rebases again.
   const std::string head_hex = detail::oid_hex(head);
-  if (auto local = land_in_process(ws, land_dir, head)) {
-    if (local->ok()) return LandResult{head_hex, head_hex, true};
-    if (local->error().code != "push_rejected") return local->error();
-    return make_error("base_moved",
-                      "'" + ws.base_branch + "' moved on the origin since branch '" + ws.branch + "' was verified",
-                      ws.task_id);
-  }
-  auto atomic = detail::push_landing(land_dir, ws.repo_url, head_hex, "refs/heads/" + ws.branch,
-                                     "refs/heads/" + ws.base_branch);
-  if (atomic.ok()) return LandResult{head_hex, head_hex, true};
-  if (atomic.error().code == "push_rejected") {
+  auto local = land_in_process(ws, land_dir, head);
+  Status pushed = local ? *local
+                        : detail::push_landing(land_dir, ws.repo_url, head_hex, "refs/heads/" + ws.branch,
+                                               "refs/heads/" + ws.base_branch);
+  if (pushed.ok()) return LandResult{head_hex, head_hex, true};
+  if (pushed.error().code == "push_rejected") {
     // Never an unverified merge: the caller rebases onto the new base and verifies again.
     return make_error("base_moved",
                       "'" + ws.base_branch + "' moved on the origin since branch '" + ws.branch + "' was verified",
                       ws.task_id);
   }
-  if (atomic.error().code != "unsupported") return atomic.error();
+  if (pushed.error().code != "unsupported") return pushed.error();
   POLY_TRY(detail::push(land_dir, ws.repo_url, head_hex, "refs/heads/" + ws.branch, true));
   std::string tracking = "refs/remotes/origin/" + ws.base_branch;
   POLY_TRY(detail::run_git(
