@@ -8,6 +8,7 @@
 
 #include "bench/benchmarks.h"
 #include "worker-agent/docker_client.h"
+#include "worker-agent/runner_channel.h"
 
 namespace polyphony::bench {
 
@@ -82,14 +83,27 @@ std::string fixed(double v, int digits) {
 }
 
 // The Docker work of the same tasks with no orchestrator at all: `concurrency` lanes, each
-// taking its tasks one after another, a task being what the worker asks of the engine: a
-// container on the image (started while the lane's previous task runs, as the warm pool does),
-// the agent's step and verify as two execs, the container removed (off the lane's path). What
-// this costs above the ideal is the engine's share on this machine.
-double bare_docker_lanes(const BenchOptions& options, const Shape& shape) {
+// taking its tasks one after another, a task being what a worker asks of the engine: a
+// container on the image (started while the lane's previous task runs, as the warm pool does;
+// a lane's first one before the clock, as the warm-up fills the pool), the agent's step and
+// verify, the container removed (off the lane's path). What this costs above the ideal is the
+// engine's share on this machine. `through_runner`: the step and verify run through
+// polyphony-runner as the container's PID 1, as the worker runs them; else as two `docker exec`
+// in a `sleep infinity` container, as the worker ran them before the runner.
+double bare_docker_lanes(const BenchOptions& options, const Shape& shape, bool through_runner) {
+  const std::string what = through_runner ? "bare Docker lanes (runner)" : "bare Docker lanes (docker exec)";
   auto host = resolve_docker_host(options.docker_host);
-  if (!host.ok()) throw BenchError("bare Docker lanes: " + host.error().to_string());
+  if (!host.ok()) throw BenchError(what + ": " + host.error().to_string());
   auto docker = make_docker_client(*host);
+  const fs::path sockets = options.work_dir / "parallel" / "lanes";
+  fs::create_directories(sockets);
+  fs::permissions(sockets, fs::perms::all);
+  std::string runner;
+  if (through_runner) {
+    auto installed = install_runner(sockets);
+    if (!installed.ok()) throw BenchError(what + ": " + installed.error().to_string());
+    runner = installed->string();
+  }
   ContainerSpec cs;
   cs.image = options.image;
   cs.user = "1000:1000";
@@ -106,41 +120,65 @@ double bare_docker_lanes(const BenchOptions& options, const Shape& shape) {
     std::lock_guard lock(failures_mutex);
     failures.push_back(e.to_string());
   };
-  auto started = [&]() -> Result<std::string> {
-    auto id = docker->create_container(cs);
-    if (!id.ok()) return id.error();
-    if (auto s = docker->start_container(*id); !s.ok()) {
-      (void)docker->remove_container(*id);
-      return s.error();
+  std::atomic<int> made{0};
+  auto started = [&]() -> Result<RunnerContainer> {
+    if (!through_runner) {
+      auto id = docker->create_container(cs);
+      if (!id.ok()) return id.error();
+      if (auto s = docker->start_container(*id); !s.ok()) {
+        (void)docker->remove_container(*id);
+        return s.error();
+      }
+      return RunnerContainer{*id, nullptr};
     }
-    return id;
+    const fs::path meta = sockets / std::to_string(made++);
+    std::error_code ec;
+    fs::create_directories(meta, ec);
+    fs::permissions(meta, fs::perms::all, ec);
+    ContainerSpec with = cs;
+    with.mounts = {{meta.string(), "/polyphony", true}, {runner, kRunnerInContainer, true}};
+    with.cmd = {kRunnerInContainer, kRunnerSocketInContainer};
+    return start_with_runner(*docker, with, meta);
   };
-  auto lane = [&](int tasks) {
+  auto lane = [&](std::future<Result<RunnerContainer>> next, int tasks) {
     auto ignore = [](int, std::string_view) { return true; };
-    auto next = std::async(std::launch::async, started);
     std::vector<std::future<void>> removals;
     for (int i = 0; i < tasks; ++i) {
-      auto id = next.get();
+      auto c = next.get();
       if (i + 1 < tasks) next = std::async(std::launch::async, started);
-      if (!id.ok()) {
-        failed(id.error());
+      if (!c.ok()) {
+        failed(c.error());
         continue;
       }
-      auto agent = docker->exec(*id, {{"sh", "-c", step}, {}, "", ""}, ignore);
-      auto verify = agent.ok() ? docker->exec(*id, {{"true"}, {}, "", ""}, ignore) : agent;
+      auto run = [&](std::vector<std::string> cmd) {
+        return through_runner ? c->runner->run({std::move(cmd), {}, "", ""}, ignore)
+                              : docker->exec(c->id, {std::move(cmd), {}, "", ""}, ignore);
+      };
+      auto agent = run({"sh", "-c", step});
+      auto verify = agent.ok() ? run({"true"}) : agent;
       if (!verify.ok()) failed(verify.error());
-      removals.push_back(std::async(std::launch::async, [&docker, c = *id] { (void)docker->remove_container(c); }));
+      removals.push_back(std::async(std::launch::async, [&docker, c = std::move(*c)]() mutable {
+        if (c.runner) c.runner->hang_up();
+        (void)docker->remove_container(c.id);
+      }));
     }
     for (auto& r : removals) r.get();
   };
+  std::vector<std::future<Result<RunnerContainer>>> first;
+  for (int l = 0; l < shape.concurrency; ++l) {
+    std::promise<Result<RunnerContainer>> ready;
+    ready.set_value(started());
+    first.push_back(ready.get_future());
+  }
   const double start = steady_now();
   std::vector<std::thread> lanes;
   for (int l = 0; l < shape.concurrency; ++l) {
-    lanes.emplace_back(lane, shape.tasks / shape.concurrency + (l < shape.tasks % shape.concurrency ? 1 : 0));
+    lanes.emplace_back(lane, std::move(first[l]),
+                       shape.tasks / shape.concurrency + (l < shape.tasks % shape.concurrency ? 1 : 0));
   }
   for (auto& t : lanes) t.join();
   const double wall = steady_now() - start;
-  if (!failures.empty()) throw BenchError("bare Docker lanes: " + failures.front());
+  if (!failures.empty()) throw BenchError(what + ": " + failures.front());
   return wall;
 }
 
@@ -169,9 +207,12 @@ std::vector<Row> run_parallel(const BenchOptions& options) {
              " s, " + std::to_string(r.landed) + "/" + std::to_string(shape.tasks) + " landed");
   }
   box.stop_serving();
-  progress("parallel: the same containers and execs on bare Docker lanes");
-  std::vector<double> bare;
-  for (int run = 0; run < shape.runs; ++run) bare.push_back(bare_docker_lanes(options, shape));
+  progress("parallel: the same containers and steps on bare Docker lanes");
+  std::vector<double> bare, bare_exec;
+  for (int run = 0; run < shape.runs; ++run) {
+    bare.push_back(bare_docker_lanes(options, shape, true));
+    bare_exec.push_back(bare_docker_lanes(options, shape, false));
+  }
 
   const double ideal = static_cast<double>(shape.tasks) * shape.sleep_s / shape.concurrency;
   const int expected = shape.tasks * shape.runs;
@@ -188,10 +229,16 @@ std::vector<Row> run_parallel(const BenchOptions& options) {
   Row tail = compare("parallel wall time, p95", p95(walls), ideal, "s");
   Row floor = compare("bare Docker lanes (no orchestrator), median", median(bare), ideal, "s");
   floor.note = "the Docker work alone of the same " + std::to_string(shape.tasks) + " tasks in " +
-               std::to_string(shape.concurrency) + " lanes: per task a container (started during the task before), `sh -c 'sleep " +
-               std::to_string(shape.sleep_s) + "; echo ...'` and `true` as execs, the container removed (off the lane's path); " +
-               std::to_string(shape.runs) + " runs; baseline = the same ideal. Polyphony's median is " +
+               std::to_string(shape.concurrency) + " lanes: per task a container (started during the task before; " +
+               "the first ones before the clock) whose PID 1 is polyphony-runner, `sh -c 'sleep " +
+               std::to_string(shape.sleep_s) + "; echo ...'` and `true` run through it, the container removed " +
+               "(off the lane's path); " + std::to_string(shape.runs) +
+               " runs; baseline = the same ideal. Polyphony's median is " +
                fixed(median(walls) / std::max(median(bare), 1e-9), 2) + "x this.";
+  Row exec_floor = compare("bare Docker lanes with docker exec, median", median(bare_exec), ideal, "s");
+  exec_floor.note = "the same lanes with the two steps as `docker exec` in a `sleep infinity` container, as the "
+                    "worker ran them before polyphony-runner; " +
+                    fixed(median(bare_exec) / std::max(median(bare), 1e-9), 2) + "x the runner's lanes.";
 
   const auto all = box.tasks();
   int finished = 0;
@@ -204,7 +251,7 @@ std::vector<Row> run_parallel(const BenchOptions& options) {
   db.pass = finished > 0 && db.value < 2048;
   db.note = fixed(state_db_bytes(box), 0) + " bytes of state.db after serve stopped, " + std::to_string(finished) +
             " finished tasks (the parallel runs and a warm-up); single measurement";
-  return {med, tail, floor, db};
+  return {med, tail, floor, exec_floor, db};
 }
 
 }  // namespace polyphony::bench

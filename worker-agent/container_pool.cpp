@@ -19,7 +19,7 @@ constexpr int kMaxFailures = 3;
 
 std::string WarmKey::id() const {
   std::string s = image + '\n' + user + '\n' + network_mode + '\n' + std::to_string(memory_bytes) + '\n' +
-                  std::to_string(nano_cpus) + '\n' + repo_url + '\n' + base_branch;
+                  std::to_string(nano_cpus) + '\n' + repo_url + '\n' + base_branch + '\n' + runner;
   for (const auto& m : mounts) {
     s += '\n' + m.host_path + ':' + m.container_path + (m.read_only ? ":ro" : ":rw");
   }
@@ -41,8 +41,12 @@ ContainerSpec task_container_spec(const WarmKey& key, const fs::path& repo_dir, 
   cs.memory_bytes = key.memory_bytes;
   cs.nano_cpus = key.nano_cpus;
   cs.network_mode = key.network_mode;
-  // The holder: PID 1 without signal handlers, so nothing inside can kill it; exec runs the rest.
-  cs.cmd = {"sleep", "infinity"};
+  if (key.runner.empty()) {
+    cs.cmd = {"sleep", "infinity"};
+  } else {
+    cs.mounts.push_back({key.runner, kRunnerInContainer, true});
+    cs.cmd = {kRunnerInContainer, kRunnerSocketInContainer};
+  }
   cs.env = {"HOME=/home/agent"};
   return cs;
 }
@@ -130,7 +134,7 @@ void ContainerPool::dispose(const std::string& container_id) {
   if (container_id.empty()) return;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    disposals_.push_back({container_id, {}});
+    disposals_.push_back({container_id, {}, nullptr});
   }
   wake_.notify_all();
 }
@@ -189,23 +193,20 @@ void ContainerPool::maker_loop(bool disposer) {
 Result<WarmSlot> ContainerPool::make(const WarmKey& key) {
   auto spare = workspaces_.make_spare(key.repo_url, key.base_branch);
   if (!spare.ok()) return spare.error();
-  WarmSlot slot{{}, *spare};
   ContainerSpec cs = task_container_spec(key, spare->dir / "repo", spare->dir / "meta", spare->mirror_dir,
                                          {{"polyphony.worker", options_.worker_id}, {"polyphony.role", "warm"}});
-  auto id = docker_.create_container(cs);
-  if (!id.ok()) {
+  auto started = key.runner.empty() ? Result<RunnerContainer>(make_error("usage", "no polyphony-runner to start"))
+                                    : start_with_runner(docker_, cs, spare->dir / "meta");
+  if (!started.ok()) {
     (void)workspaces_.discard_spare(*spare);
-    return id.error();
+    return started.error();
   }
-  slot.container_id = *id;
-  if (auto s = docker_.start_container(*id); !s.ok()) {
-    destroy(slot);
-    return s.error();
-  }
-  return slot;
+  return WarmSlot{started->id, *spare, started->runner};
 }
 
 void ContainerPool::destroy(const WarmSlot& slot) {
+  // Its runner exits first, and with it everything in the container.
+  if (slot.runner) slot.runner->hang_up();
   if (!slot.container_id.empty()) {
     auto s = docker_.remove_container(slot.container_id);
     if (!s.ok()) spdlog::warn("cannot remove container {}: {}", slot.container_id.substr(0, 12), s.error().to_string());

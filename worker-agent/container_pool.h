@@ -2,8 +2,8 @@
 // workspaces, so that a task's agent starts in a container that is already running, in a clone
 // that is already checked out.
 //
-// A task container runs an idle holder (`sleep infinity`, immune to signals as PID 1); the agent
-// and verify run in it with exec, one after the other. The container is the task's sandbox: its
+// A task container's PID 1 is polyphony-runner (runner/runner.h), connected to the worker from
+// the moment the container starts; the agent and verify run through it, one after the other. The container is the task's sandbox: its
 // mounts, limits and network are fixed when it is created, so a warm container is only used by a
 // task that needs exactly the same (the WarmKey).
 #pragma once
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "worker-agent/docker_client.h"
+#include "worker-agent/runner_channel.h"
 #include "worker-agent/workspaces.h"
 
 namespace polyphony {
@@ -32,6 +33,7 @@ struct WarmKey {
   std::string repo_url;
   std::string base_branch;
   std::vector<BindMount> mounts;     // the agent's identity mounts (read-only)
+  std::string runner;                // polyphony-runner on the engine's host (install_runner)
 
   // A canonical text of all of the above: two keys are the same when their ids are.
   std::string id() const;
@@ -39,7 +41,8 @@ struct WarmKey {
 
 // The container a task's agent and verify run in: the repo at /workspace, the task's meta
 // directory read-only at /polyphony, the mirror the clone borrows from read-only at its own path,
-// identity mounts read-only.
+// identity mounts read-only, and the runner as PID 1 (an idle `sleep infinity` when the key names
+// no runner: a container whose command the caller sets).
 ContainerSpec task_container_spec(const WarmKey& key, const std::filesystem::path& repo_dir,
                                   const std::filesystem::path& meta_dir,
                                   const std::filesystem::path& mirror_dir,
@@ -57,6 +60,7 @@ Result<std::vector<ContainerInfo>> task_containers(DockerClient& docker, const s
 struct WarmSlot {
   std::string container_id;
   Spare spare;
+  std::shared_ptr<RunnerChannel> runner;  // connected to the container's PID 1
 };
 
 class ContainerPool {

@@ -31,8 +31,10 @@ std::map<std::string, std::string> run_labels(const protocol::RunSpec& spec, con
           {"polyphony.role", role}};
 }
 
-WarmKey warm_key(const protocol::RunSpec& spec, int uid, int gid, const std::string& hosts_file) {
+WarmKey warm_key(const protocol::RunSpec& spec, int uid, int gid, const std::string& hosts_file,
+                 const std::string& runner) {
   WarmKey key;
+  key.runner = runner;
   key.image = spec.image;
   key.user = std::to_string(uid) + ":" + std::to_string(gid);
   key.network_mode = spec.network_mode;
@@ -398,26 +400,37 @@ class Run {
   Workspace ws_;
   std::string verify_command_;
   std::string container_;   // the task container's id, once there is one
+  std::shared_ptr<RunnerChannel> runner_;  // its PID 1, connected
 };
 
 Status Run::ensure_container() {
   if (!container_.empty()) return ok_status();
+  if (key_.runner.empty()) {
+    return make_error("not_found", "this worker has no polyphony-runner for task containers (see its start-up log)");
+  }
   ContainerSpec cs = task_container_spec(key_, ws_.repo_dir, ws_.task_dir / "meta", ws_.mirror_dir,
                                          run_labels(spec_, "task", ctx_.worker_id));
   cs.name = task_container_name(spec_.task_id, spec_.epoch);
-  auto id = ctx_.docker.create_container(cs);
-  if (!id.ok()) return id.error();
-  container_ = *id;
-  return ctx_.docker.start_container(container_);
+  auto started = start_with_runner(ctx_.docker, cs, ws_.task_dir / "meta");
+  if (!started.ok()) return started.error();
+  container_ = started->id;
+  runner_ = started->runner;
+  return ok_status();
 }
 
 Result<ContainerOutcome> Run::exec_in(const std::vector<std::string>& cmd, std::vector<std::string> env,
                                       const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s) {
   POLY_TRY(ensure_container());
-  ExecSpec exec{cmd, std::move(env), key_.user, "/workspace"};
-  // Stopping the container ends everything in it: the attempt is over then.
-  return watched(stream, timeout_s, stall_timeout_s, attempt_, [&] { (void)ctx_.docker.stop_container(container_, 0); },
-                 [&](const OutputSink& sink) { return ctx_.docker.exec(container_, exec, sink); });
+  ExecSpec exec{cmd, std::move(env), "", "/workspace"};
+  // Hanging up on the runner ends everything in the container (and the stop makes sure): the
+  // attempt is over then.
+  return watched(
+      stream, timeout_s, stall_timeout_s, attempt_,
+      [&] {
+        runner_->hang_up();
+        (void)ctx_.docker.stop_container(container_, 0);
+      },
+      [&](const OutputSink& sink) { return runner_->run(exec, sink); });
 }
 
 std::optional<protocol::TaskResult> Run::rebase_onto_base(std::optional<std::string>& moved_to) {
@@ -440,6 +453,8 @@ std::optional<protocol::TaskResult> Run::catch_up_with_base() {
 }
 
 void Run::release_container() {
+  if (runner_) runner_->hang_up();
+  runner_.reset();
   if (container_.empty()) return;
   if (ctx_.pool != nullptr) {
     ctx_.pool->dispose(container_);
@@ -683,12 +698,13 @@ protocol::TaskResult Run::attempt_work() {
   const auto started = std::chrono::steady_clock::now();
   clear_leftovers(spec_, ctx_);
   const auto cleared = std::chrono::steady_clock::now();
-  key_ = warm_key(spec_, ctx_.container_uid, ctx_.container_gid, ctx_.hosts_file);
+  key_ = warm_key(spec_, ctx_.container_uid, ctx_.container_gid, ctx_.hosts_file, ctx_.runner);
   const WorkspaceRequest request{spec_.task_id, spec_.repo_url, spec_.base_branch, spec_.branch};
   std::optional<WarmSlot> warm = ctx_.pool != nullptr ? ctx_.pool->take(key_) : std::nullopt;
   if (warm) {
     // Named for the task first, so that a crash from here on leaves nothing unaccounted for.
     container_ = warm->container_id;
+    runner_ = warm->runner;
     if (auto s = ctx_.docker.rename_container(container_, task_container_name(spec_.task_id, spec_.epoch)); !s.ok()) {
       spdlog::warn("task {}: cannot take warm container {}: {}", spec_.task_id, container_.substr(0, 12),
                    s.error().to_string());

@@ -32,11 +32,13 @@ struct RunContext {
   ContainerPool* pool = nullptr;
   // A hosts file (localhost) for containers without a network; "" : none is mounted.
   std::string hosts_file;
+  // polyphony-runner where the engine can mount it (install_runner): PID 1 of task containers.
+  std::string runner;
 };
 
 // Runs the attempt to its end and returns its result (landed or failed with a kind and a
 // reason a person can act on). Emits task updates and log chunks on the way. The agent and
-// verify run with exec in one task container (warm from the pool when one fits, else created,
+// verify run through the runner of one task container (warm from the pool when one fits, else created,
 // labelled polyphony.task=<id>); it is named task_container_name() and removed when the attempt
 // ends (in the background when there is a pool). A reviewer runs in a container of its own.
 protocol::TaskResult execute_run(const protocol::RunSpec& spec, RunContext& context);
@@ -62,8 +64,9 @@ struct Verdict {
 std::optional<Verdict> parse_verdict(const std::string& text);
 
 // What this attempt's task container is made of (the pool's key). `hosts_file`: mounted at
-// /etc/hosts when the container has no network ("" : none).
-WarmKey warm_key(const protocol::RunSpec& spec, int uid, int gid, const std::string& hosts_file = "");
+// /etc/hosts when the container has no network ("" : none); `runner`: its PID 1.
+WarmKey warm_key(const protocol::RunSpec& spec, int uid, int gid, const std::string& hosts_file = "",
+                 const std::string& runner = "");
 
 // Docker labels every container of this attempt carries.
 std::map<std::string, std::string> run_labels(const protocol::RunSpec& spec, const std::string& role,

@@ -166,6 +166,12 @@ void WorkerAgent::reap_orphans() {
 void WorkerAgent::run(const std::atomic<bool>& stop) {
   reap_orphans();
   hosts_file_ = write_hosts_file(options_.workspace_root);
+  auto runner = options_.workspace_root.empty() ? find_runner() : install_runner(options_.workspace_root);
+  if (runner.ok()) {
+    runner_ = runner->string();
+  } else {
+    spdlog::error("no task can run on this worker: {}", runner.error().to_string());
+  }
   if (options_.warm_containers > 0 && !pool_) {
     pool_ = std::make_unique<ContainerPool>(docker_, workspaces_,
                                             ContainerPool::Options{options_.worker_id, options_.warm_containers, 2});
@@ -320,7 +326,8 @@ void WorkerAgent::start_run(const protocol::RunSpec& spec) {
                    workspaces_,        options_.container_uid,
                    options_.container_gid, emit,
                    &raw->cancelled,    [raw, &emit]() { return wait_for_land_grant(*raw, emit); },
-                   pool_.get(),        hosts_file_};
+                   pool_.get(),        hosts_file_,
+                   runner_};
     protocol::TaskResult result;
     try {
       result = execute_run(raw->spec, ctx);

@@ -99,6 +99,7 @@ class WorkerAgent {
   std::string outbox_endpoint_;
   std::map<std::string, std::unique_ptr<Run>> runs_;               // by task id
   std::string hosts_file_;                                         // mounted at /etc/hosts without a network
+  std::string runner_;                                             // polyphony-runner, PID 1 of task containers
   std::unique_ptr<ContainerPool> pool_;                            // warm containers; null: none
   std::map<std::string, protocol::TaskResult> unacked_results_;    // by task id
   int64_t last_heard_ms_ = 0;

@@ -46,6 +46,9 @@ struct PoolFixture {
     k.network_mode = "none";
     k.repo_url = repo.string();
     k.base_branch = "main";
+    auto runner = find_runner();
+    REQUIRE(runner.ok());
+    k.runner = runner->string();
     return k;
   }
 
