@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <sstream>
 #include <fstream>
 #include <mutex>
@@ -349,13 +350,12 @@ std::mutex& land_lock(const std::string& repo_url) {
   return *m;
 }
 
-// Removes what an earlier attempt of the same task may have left on this worker.
-void clear_leftovers(const protocol::RunSpec& spec, RunContext& ctx) {
+// Removes the containers an earlier attempt of the same task may have left on this engine.
+void clear_leftover_containers(const protocol::RunSpec& spec, RunContext& ctx) {
   auto old = task_containers(ctx.docker, spec.task_id);
   if (old.ok()) {
     for (const auto& c : *old) (void)ctx.docker.remove_container(c.id);
   }
-  (void)ctx.workspaces.remove(spec.task_id);
 }
 
 }  // namespace
@@ -696,29 +696,43 @@ protocol::TaskResult Run::attempt_work() {
   attempt_.say("attempt " + std::to_string(spec_.attempt) + " of task " + spec_.task_id + " with agent " +
                spec_.agent.name + (spec_.reviewer.name.empty() ? "" : ", reviewer " + spec_.reviewer.name));
   const auto started = std::chrono::steady_clock::now();
-  clear_leftovers(spec_, ctx_);
-  const auto cleared = std::chrono::steady_clock::now();
+  // What an earlier attempt left goes first: its containers (stopping whatever still writes in
+  // its workspace), then its workspace. The coordinator records each attempt before it sends it,
+  // so a first attempt has no earlier one: the engine is not asked.
+  if (spec_.attempt > 1) clear_leftover_containers(spec_, ctx_);
+  (void)ctx_.workspaces.remove(spec_.task_id);
+  const int64_t cleared_ms = ms_between(started, std::chrono::steady_clock::now());
   key_ = warm_key(spec_, ctx_.container_uid, ctx_.container_gid, ctx_.hosts_file, ctx_.runner);
   const WorkspaceRequest request{spec_.task_id, spec_.repo_url, spec_.base_branch, spec_.branch};
   std::optional<WarmSlot> warm = ctx_.pool != nullptr ? ctx_.pool->take(key_) : std::nullopt;
-  if (warm) {
-    // Named for the task first, so that a crash from here on leaves nothing unaccounted for.
-    container_ = warm->container_id;
-    runner_ = warm->runner;
-    if (auto s = ctx_.docker.rename_container(container_, task_container_name(spec_.task_id, spec_.epoch)); !s.ok()) {
-      spdlog::warn("task {}: cannot take warm container {}: {}", spec_.task_id, container_.substr(0, 12),
-                   s.error().to_string());
-      (void)ctx_.workspaces.discard_spare(warm->spare);
-      release_container();
-      warm.reset();
-    }
-  }
-  const auto taken = std::chrono::steady_clock::now();
+  // A warm container is named for the task (so that a crash from here on leaves nothing
+  // unaccounted for) by the engine while the workspace is provisioned.
+  int64_t rename_ms = 0;
+  auto named = std::async(std::launch::async, [&]() -> Status {
+    if (!warm) return ok_status();
+    const auto asked = std::chrono::steady_clock::now();
+    Status s = ctx_.docker.rename_container(warm->container_id, task_container_name(spec_.task_id, spec_.epoch));
+    rename_ms = ms_between(asked, std::chrono::steady_clock::now());
+    return s;
+  });
   auto ws = warm ? ctx_.workspaces.provision_from(request, warm->spare) : ctx_.workspaces.provision(request);
   const auto provisioned = std::chrono::steady_clock::now();
-  spdlog::info("task {}: workspace in {} ms ({}: leftovers {} ms, container {} ms, provision {} ms)", spec_.task_id,
-               ms_between(started, provisioned), warm ? "warm" : "cold", ms_between(started, cleared),
-               ms_between(cleared, taken), ms_between(taken, provisioned));
+  if (auto s = named.get(); warm && s.ok()) {
+    container_ = warm->container_id;
+    runner_ = warm->runner;
+  } else if (warm) {
+    spdlog::warn("task {}: cannot take warm container {}: {}", spec_.task_id, warm->container_id.substr(0, 12),
+                 s.error().to_string());
+    if (warm->runner) warm->runner->hang_up();
+    ctx_.pool->dispose(warm->container_id);
+    warm.reset();
+    // A workspace made from the spare stays: the agent's container is created for it. A spare
+    // that failed is gone: a fresh clone is tried.
+    if (!ws.ok()) ws = ctx_.workspaces.provision(request);
+  }
+  spdlog::info("task {}: workspace in {} ms ({}: leftovers {} ms, then provision, and beside it the container's "
+               "rename {} ms)",
+               spec_.task_id, ms_between(started, provisioned), warm ? "warm" : "cold", cleared_ms, rename_ms);
   if (warm && ws.ok()) attempt_.say("took warm container " + container_.substr(0, 12));
   if (warm && !ws.ok()) {
     // The spare is gone with the failure; its container goes too, and a fresh clone is tried.
