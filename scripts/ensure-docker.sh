@@ -8,6 +8,11 @@
 #   POLYPHONY_DOCKER_RUN_DIR (/run/polyphony-docker), POLYPHONY_DOCKER_DATA_ROOT
 #     (/var/lib/polyphony-docker/data), POLYPHONY_DOCKER_LOG (/var/log/polyphony-dockerd.log):
 #     where the private dockerd keeps its socket, pidfile, images and log.
+#   POLYPHONY_DOCKER_CPU_SHARES=8192 (default): the private dockerd's containers go in the cgroup
+#     /polyphony-docker with this CPU weight (cgroup v1 cpu.shares; v2 gets the same share of
+#     cpu.weight), so that agents, all in that one group, are not starved by the engine's own
+#     processes (dockerd, containerd, the shims and runc, each weighing 1024 on its own) while
+#     warm containers are made and removed. 0 leaves containers in the engine's default /docker.
 set -euo pipefail
 
 readonly PRIVATE_DIR=${POLYPHONY_DOCKER_RUN_DIR:-/run/polyphony-docker}
@@ -93,6 +98,33 @@ dockerd_running() {
   [[ -f "$PIDFILE" ]] && process_alive "$(cat "$PIDFILE" 2>/dev/null)" dockerd
 }
 
+# Makes the cgroup the private dockerd's containers go in, with POLYPHONY_DOCKER_CPU_SHARES as
+# its weight, and prints its path; prints nothing and fails when there is no weight to set.
+weighted_cgroup_parent() {
+  local shares=${POLYPHONY_DOCKER_CPU_SHARES:-8192} name=polyphony-docker
+  [[ "$shares" =~ ^[0-9]+$ ]] || die "POLYPHONY_DOCKER_CPU_SHARES must be a number, not '$shares'"
+  ((shares > 0)) || return 1
+  if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
+    # cgroup v2: cpu.weight is 1..10000 with 100 the default, as 1024 is for cpu.shares.
+    local weight=$((shares * 100 / 1024))
+    ((weight >= 1 && weight <= 10000)) || weight=$((weight < 1 ? 1 : 10000))
+    echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    if mkdir -p "/sys/fs/cgroup/$name" 2>/dev/null && echo "$weight" >"/sys/fs/cgroup/$name/cpu.weight" 2>/dev/null; then
+      log "containers go in /$name, CPU weight $weight"
+      echo "/$name"
+      return 0
+    fi
+  elif [[ -d /sys/fs/cgroup/cpu ]]; then
+    if mkdir -p "/sys/fs/cgroup/cpu/$name" 2>/dev/null && echo "$shares" >"/sys/fs/cgroup/cpu/$name/cpu.shares" 2>/dev/null; then
+      log "containers go in /$name, cpu.shares $shares"
+      echo "/$name"
+      return 0
+    fi
+  fi
+  log "cannot set a CPU weight for containers here; they keep the engine's default cgroup"
+  return 1
+}
+
 start_dockerd() {
   [[ $(id -u) -eq 0 ]] || die "starting the private dockerd needs root: run this script as root, or start Docker yourself"
   mkdir -p "$PRIVATE_DIR" "$DATA_ROOT" "$EXEC_ROOT" "$(dirname "$LOG")"
@@ -100,6 +132,9 @@ start_dockerd() {
               --pidfile "$PIDFILE")
   if [[ "${POLYPHONY_DOCKER_ISOLATED:-1}" == 1 ]]; then
     args+=(--bridge=none --iptables=false --ip6tables=false)
+  fi
+  if parent=$(weighted_cgroup_parent); then
+    args+=(--cgroup-parent "$parent")
   fi
   log "starting dockerd on $PRIVATE_HOST (log: $LOG)"
   nohup /usr/sbin/dockerd "${args[@]}" >>"$LOG" 2>&1 </dev/null &
