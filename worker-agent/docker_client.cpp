@@ -195,6 +195,7 @@ class EngineClient final : public DockerClient {
 
   Result<std::string> create_container(const ContainerSpec& spec) override;
   Status start_container(const std::string& id) override;
+  Result<int> container_pid(const std::string& id) override;
   Result<int> wait_container(const std::string& id, std::chrono::milliseconds timeout) override;
   Status stream_logs(const std::string& id, bool follow,
                      const std::function<bool(int, std::string_view)>& on_chunk) override;
@@ -359,6 +360,19 @@ Status EngineClient::start_container(const std::string& id) {
          .what = "start container " + id};
   POLY_TRY(expect_ok(c));  // 304: already started, fine
   return ok_status();
+}
+
+Result<int> EngineClient::container_pid(const std::string& id) {
+  Call c{.method = "GET", .path = "/containers/" + id + "/json", .what = "inspect container " + id};
+  auto r = expect_ok(c);
+  if (!r.ok()) return r.error();
+  auto j = json_of(*r, c);
+  if (!j.ok()) return j.error();
+  const json& state = j->contains("State") && (*j)["State"].is_object() ? (*j)["State"] : json::object();
+  if (!state.contains("Pid") || !state["Pid"].is_number_integer()) {
+    return make_error("docker", c.what + ": the engine's answer has no State.Pid", endpoint());
+  }
+  return state["Pid"].get<int>();
 }
 
 Result<int> EngineClient::wait_container(const std::string& id, std::chrono::milliseconds timeout) {

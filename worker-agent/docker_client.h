@@ -67,6 +67,9 @@ class DockerClient {
   // POST /containers/create; returns the container id.
   virtual Result<std::string> create_container(const ContainerSpec& spec) = 0;
   virtual Status start_container(const std::string& id) = 0;
+  // GET /containers/{id}/json: the host's pid of the container's PID 1 (State.Pid); 0 when it is
+  // not running.
+  virtual Result<int> container_pid(const std::string& id) = 0;
   // POST /containers/{id}/wait; returns the exit code. Error code "timeout" when the
   // container is still running after `timeout` (it is left running).
   virtual Result<int> wait_container(const std::string& id, std::chrono::milliseconds timeout) = 0;

@@ -162,7 +162,8 @@ void RunnerListener::close_and_unlink() {
 }
 
 Result<std::shared_ptr<RunnerChannel>> RunnerListener::accept(const std::string& container,
-                                                               std::chrono::milliseconds timeout) {
+                                                               std::chrono::milliseconds timeout,
+                                                               const std::function<Result<int>()>& expected_pid) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto wait_for = [&](int fd) {
     while (true) {
@@ -185,6 +186,23 @@ Result<std::shared_ptr<RunnerChannel>> RunnerListener::accept(const std::string&
   close_and_unlink();
   if (conn < 0) return make_error("runner", std::string("accept: ") + std::strerror(accept_errno), where);
   auto channel = std::make_shared<RunnerChannel>(conn, container);
+  if (expected_pid) {
+    ucred peer{};
+    socklen_t len = sizeof peer;
+    if (::getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {
+      return make_error("runner", std::string("cannot tell who connected: ") + std::strerror(errno), where);
+    }
+    auto pid = expected_pid();
+    if (!pid.ok()) return pid.error();
+    if (peer.pid != *pid) {
+      spdlog::warn("{}: refused a connection to its runner socket from pid {} (uid {}): the container's PID 1 is {}",
+                   where, peer.pid, peer.uid, *pid);
+      return make_error("runner",
+                        "pid " + std::to_string(peer.pid) + " connected, not the container's PID 1 (pid " +
+                            std::to_string(*pid) + ")",
+                        where);
+    }
+  }
   if (!wait_for(conn)) return make_error("runner", "the runner connected but said nothing", where);
   std::string hello;
   auto type = channel->read_frame(hello);
@@ -217,7 +235,7 @@ Result<RunnerContainer> start_with_runner(DockerClient& docker, const ContainerS
     return out;
   };
   if (auto s = docker.start_container(*id); !s.ok()) return fail(s.error());
-  auto channel = (*listener)->accept(*id, connect_timeout);
+  auto channel = (*listener)->accept(*id, connect_timeout, [&] { return docker.container_pid(*id); });
   if (!channel.ok()) return fail(channel.error());
   return RunnerContainer{*id, *channel};
 }

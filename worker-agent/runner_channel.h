@@ -63,8 +63,12 @@ class RunnerListener {
   RunnerListener& operator=(const RunnerListener&) = delete;
 
   // Waits for the runner of `container` to connect and say hello; the socket file is gone then,
-  // so nothing else in the container can connect. Error "runner" on timeout or a wrong hello.
-  Result<std::shared_ptr<RunnerChannel>> accept(const std::string& container, std::chrono::milliseconds timeout);
+  // so nothing else in the container can connect. `expected_pid` (the container's PID 1 as the
+  // host sees it; 0: any) must be the peer, or whoever connected is refused: a process on the
+  // host that reached the socket first is never taken for the runner. Error "runner" on
+  // timeout, a wrong peer or a wrong hello.
+  Result<std::shared_ptr<RunnerChannel>> accept(const std::string& container, std::chrono::milliseconds timeout,
+                                                const std::function<Result<int>()>& expected_pid = {});
 
  private:
   RunnerListener(int fd, std::filesystem::path path) : fd_(fd), path_(std::move(path)) {}
@@ -80,7 +84,8 @@ struct RunnerContainer {
 };
 
 // Creates and starts `cs` with the runner as its PID 1 (`cs` must mount it at kRunnerInContainer
-// and `meta_dir` at /polyphony) and connects to it. Nothing is left behind on failure.
+// and `meta_dir` at /polyphony) and connects to it, checking that the peer is that container's
+// PID 1. Nothing is left behind on failure.
 Result<RunnerContainer> start_with_runner(DockerClient& docker, const ContainerSpec& cs,
                                           const std::filesystem::path& meta_dir,
                                           std::chrono::milliseconds connect_timeout = std::chrono::seconds(30));

@@ -62,7 +62,8 @@ struct LocalRunner {
     auto listener = RunnerListener::open(tmp.path());
     REQUIRE(listener.ok());
     child = bp::child(bp::exe = runner_program(), bp::args = {(tmp / kRunnerSocketName).string()});
-    auto ch = (*listener)->accept("local", 10s);
+    const int pid = child.id();
+    auto ch = (*listener)->accept("local", 10s, [pid] { return Result<int>(pid); });
     INFO((ch.ok() ? std::string() : ch.error().to_string()));
     REQUIRE(ch.ok());
     channel = *ch;
@@ -105,6 +106,27 @@ TEST_CASE("a run request survives the wire, and a malformed one is refused") {
   runner::put_string(huge, "");
   runner::put_string(huge, "9999999");
   CHECK_FALSE(runner::unpack_request(huge));
+}
+
+TEST_CASE("a connection from anyone but the container's PID 1 is refused, even with the right hello") {
+  TempDir tmp{"polyphony-runner"};
+  auto listener = RunnerListener::open(tmp.path());
+  REQUIRE(listener.ok());
+  const fs::path path = tmp / kRunnerSocketName;
+  const int impostor = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, path.c_str());
+  REQUIRE(::connect(impostor, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  const std::string hello = runner::frame('H', runner::kHello);
+  REQUIRE(::write(impostor, hello.data(), hello.size()) == static_cast<ssize_t>(hello.size()));
+  // The container's PID 1 as the host sees it: never this test process.
+  auto ch = (*listener)->accept("c0ffee", 5s, [] { return Result<int>(1); });
+  REQUIRE_FALSE(ch.ok());
+  CHECK(ch.error().code == "runner");
+  CHECK(ch.error().message.find("not the container's PID 1") != std::string::npos);
+  CHECK_FALSE(fs::exists(path));  // and nobody else gets a try
+  ::close(impostor);
 }
 
 TEST_CASE("the runner runs processes one after another, with their output, status and environment") {
