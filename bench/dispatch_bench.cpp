@@ -47,7 +47,7 @@ struct Sample {
   double latency = 0;      // seconds, spawn returned -> agent started
   double to_routed = 0;    // spawn returned -> ROUTED (queue poll, discover, claim, route, send)
   double to_provisioned = 0;  // ROUTED -> PROVISIONED (worker: leftovers, warm container, spare brought to the base)
-  double to_agent = 0;     // PROVISIONED -> agent started (verify command read, exec in the task container)
+  double to_agent = 0;     // PROVISIONED -> agent started (verify command read, the runner starts it in the task container)
 };
 
 Sample one_dispatch(const Box& box, const fs::path& origin) {
