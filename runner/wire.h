@@ -25,15 +25,18 @@ inline constexpr std::string_view kHello = "polyphony-runner 1";
 inline constexpr uint32_t kMaxFrame = 16u << 20;  // a run request's argv and env, at most
 inline constexpr size_t kHeader = 5;
 
-inline std::string frame(char type, std::string_view payload) {
-  std::string out;
-  out.reserve(kHeader + payload.size());
-  out += type;
-  const auto n = static_cast<uint32_t>(payload.size());
+inline void put_be32(std::string& out, uint32_t n) {
   out += static_cast<char>(n >> 24);
   out += static_cast<char>(n >> 16);
   out += static_cast<char>(n >> 8);
   out += static_cast<char>(n);
+}
+
+inline std::string frame(char type, std::string_view payload) {
+  std::string out;
+  out.reserve(kHeader + payload.size());
+  out += type;
+  put_be32(out, static_cast<uint32_t>(payload.size()));
   out.append(payload);
   return out;
 }
@@ -54,11 +57,7 @@ struct RunRequest {
 };
 
 inline void put_string(std::string& out, std::string_view s) {
-  const auto n = static_cast<uint32_t>(s.size());
-  out += static_cast<char>(n >> 24);
-  out += static_cast<char>(n >> 16);
-  out += static_cast<char>(n >> 8);
-  out += static_cast<char>(n);
+  put_be32(out, static_cast<uint32_t>(s.size()));
   out.append(s);
 }
 
