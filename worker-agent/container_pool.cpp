@@ -195,7 +195,7 @@ Result<WarmSlot> ContainerPool::make(const WarmKey& key) {
   if (!spare.ok()) return spare.error();
   ContainerSpec cs = task_container_spec(key, spare->dir / "repo", spare->dir / "meta", spare->mirror_dir,
                                          {{"polyphony.worker", options_.worker_id}, {"polyphony.role", "warm"}});
-  auto started = key.runner.empty() ? Result<RunnerContainer>(make_error("usage", "no polyphony-runner to start"))
+  auto started = key.runner.empty() ? Result<RunnerContainer>(make_error("no_runner", "no polyphony-runner to start"))
                                     : start_with_runner(docker_, cs, spare->dir / "meta");
   if (!started.ok()) {
     (void)workspaces_.discard_spare(*spare);

@@ -326,6 +326,7 @@ Status write_task_file(const protocol::RunSpec& spec, const Workspace& ws) {
 // engine is infrastructure.
 protocol::TaskResult container_failure(Attempt& attempt, const protocol::RunSpec& spec, const std::string& role,
                                        const Error& e) {
+  if (e.code == "no_runner") return attempt.failed("config", role + " container: " + e.message);
   if (e.code == "not_found") {
     return attempt.failed("config", role + " container: image " + spec.image +
                                         " is missing on this worker: run `polyphony image build` (" + e.to_string() + ")");
@@ -406,7 +407,8 @@ class Run {
 Status Run::ensure_container() {
   if (!container_.empty()) return ok_status();
   if (key_.runner.empty()) {
-    return make_error("not_found", "this worker has no polyphony-runner for task containers (see its start-up log)");
+    return make_error("no_runner", "this worker has no polyphony-runner to start task containers with (its start-up "
+                                   "log says why): install it beside polyphony-worker or set POLYPHONY_RUNNER");
   }
   ContainerSpec cs = task_container_spec(key_, ws_.repo_dir, ws_.task_dir / "meta", ws_.mirror_dir,
                                          run_labels(spec_, "task", ctx_.worker_id));

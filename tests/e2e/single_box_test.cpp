@@ -167,3 +167,18 @@ TEST_CASE("a task without a network has loopback only, and localhost resolves in
   CHECK(origin_file(box, "net.txt") == "lo\n");
   CHECK_THAT(origin_file(box, "hosts.txt"), Catch::Contains("localhost"));
 }
+
+TEST_CASE("a worker that cannot find polyphony-runner says so, and its task fails with that reason, never lost") {
+  SingleBox box(kSampleRepo);
+  const std::string id = box.spawn("Add a file", sh_block("echo x > x.txt"));
+  box.serve({{"POLYPHONY_RUNNER", (box.home() / "no-such-runner").string()}});
+  auto states = box.wait_finished({id});
+  INFO(box.serve_log());
+  // A worker's installation, like a missing image: not worth retrying elsewhere on this box.
+  REQUIRE(states[id] == "FAILED");
+  auto t = box.task(id);
+  CHECK(t["failure_kind"] == "config");
+  CHECK_THAT(t["reason"].get<std::string>(), Catch::Contains("no polyphony-runner") && Catch::Contains("POLYPHONY_RUNNER"));
+  CHECK_THAT(box.serve_log(), Catch::Contains("POLYPHONY_RUNNER names no executable program"));
+  CHECK(box.no_containers_left(id));
+}

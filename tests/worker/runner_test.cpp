@@ -331,3 +331,39 @@ TEST_CASE("a container whose runner cannot start is removed, and the error says 
   REQUIRE(left.ok());
   CHECK(left->empty());
 }
+
+TEST_CASE("the runner is found through POLYPHONY_RUNNER or beside the build, and installed as an executable copy") {
+  TempDir tmp{"polyphony-runner"};
+  const std::string built = runner_program();
+  struct EnvGuard {
+    ~EnvGuard() { ::unsetenv("POLYPHONY_RUNNER"); }
+  } guard;
+
+  // A named program that is not there is an error naming it, never a silent fallback.
+  ::setenv("POLYPHONY_RUNNER", (tmp / "no-such-runner").c_str(), 1);
+  auto missing = find_runner();
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().code == "not_found");
+  CHECK(missing.error().where == (tmp / "no-such-runner").string());
+  auto not_installed = install_runner(tmp / "root");
+  REQUIRE_FALSE(not_installed.ok());
+
+  ::setenv("POLYPHONY_RUNNER", built.c_str(), 1);
+  auto found = find_runner();
+  REQUIRE(found.ok());
+  CHECK(found->string() == built);
+
+  // The copy lands in the directory as polyphony-runner, executable by every user (the
+  // container's user runs it), and a newer one replaces it whole.
+  write_file(tmp / "root" / "polyphony-runner", "an older runner\n");
+  auto installed = install_runner(tmp / "root");
+  REQUIRE(installed.ok());
+  CHECK(*installed == fs::absolute(tmp / "root" / "polyphony-runner"));
+  CHECK(fs::file_size(*installed) == fs::file_size(built));
+  const auto perms = fs::status(*installed).permissions();
+  CHECK((perms & fs::perms::others_exec) != fs::perms::none);
+  CHECK((perms & fs::perms::others_write) == fs::perms::none);
+  for (const auto& entry : fs::directory_iterator(tmp / "root")) {
+    CHECK(entry.path().filename() == "polyphony-runner");  // no partial copy left
+  }
+}
