@@ -103,7 +103,7 @@ class Runner {
   void start(const RunRequest& req);
   void reap();
   void pump(int& fd, char type);
-  bool finish_if_done();
+  void finish_if_done();
   int handle_input();
 
   int sock_;
@@ -221,14 +221,13 @@ void Runner::pump(int& fd, char type) {
 }
 
 // Reports the process's end once it exited and its output is read (or the drain time is over).
-bool Runner::finish_if_done() {
-  if (proc_.pid < 0 || !proc_.exited) return false;
-  if ((proc_.out >= 0 || proc_.err >= 0) && now_ms() - proc_.exited_at < kDrainMs) return false;
+void Runner::finish_if_done() {
+  if (proc_.pid < 0 || !proc_.exited) return;
+  if ((proc_.out >= 0 || proc_.err >= 0) && now_ms() - proc_.exited_at < kDrainMs) return;
   close_fd(proc_.out);
   close_fd(proc_.err);
   if (!send('X', std::to_string(proc_.status))) peer_gone_ = true;
   proc_ = Process{};
-  return true;
 }
 
 // Reads what the worker sent and acts on every whole frame: 0 to go on, else the exit status.

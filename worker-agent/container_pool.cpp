@@ -51,6 +51,15 @@ ContainerSpec task_container_spec(const WarmKey& key, const fs::path& repo_dir, 
   return cs;
 }
 
+Result<RunnerContainer> start_task_container(DockerClient& docker, const WarmKey& key, const ContainerSpec& cs,
+                                             const fs::path& meta_dir) {
+  if (key.runner.empty()) {
+    return make_error("no_runner", "this worker has no polyphony-runner to start task containers with (its start-up "
+                                   "log says why): install it beside polyphony-worker or set POLYPHONY_RUNNER");
+  }
+  return start_with_runner(docker, cs, meta_dir);
+}
+
 std::string task_container_name(const std::string& task_id, int64_t epoch) {
   return "polyphony." + task_id + ".e" + std::to_string(epoch);
 }
@@ -195,8 +204,7 @@ Result<WarmSlot> ContainerPool::make(const WarmKey& key) {
   if (!spare.ok()) return spare.error();
   ContainerSpec cs = task_container_spec(key, spare->dir / "repo", spare->dir / "meta", spare->mirror_dir,
                                          {{"polyphony.worker", options_.worker_id}, {"polyphony.role", "warm"}});
-  auto started = key.runner.empty() ? Result<RunnerContainer>(make_error("no_runner", "no polyphony-runner to start"))
-                                    : start_with_runner(docker_, cs, spare->dir / "meta");
+  auto started = start_task_container(docker_, key, cs, spare->dir / "meta");
   if (!started.ok()) {
     (void)workspaces_.discard_spare(*spare);
     return started.error();

@@ -48,6 +48,11 @@ ContainerSpec task_container_spec(const WarmKey& key, const std::filesystem::pat
                                   const std::filesystem::path& mirror_dir,
                                   std::map<std::string, std::string> labels);
 
+// Creates and starts `cs` (made by task_container_spec from `key`) and connects to its runner.
+// Error "no_runner" when the key names no runner (the worker found none at start).
+Result<RunnerContainer> start_task_container(DockerClient& docker, const WarmKey& key, const ContainerSpec& cs,
+                                             const std::filesystem::path& meta_dir);
+
 // The name a task container has once it belongs to a task. Task ids have no '.', so the prefix
 // "polyphony.<task>." names one task's containers only.
 std::string task_container_name(const std::string& task_id, int64_t epoch);

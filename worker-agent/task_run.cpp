@@ -406,14 +406,10 @@ class Run {
 
 Status Run::ensure_container() {
   if (!container_.empty()) return ok_status();
-  if (key_.runner.empty()) {
-    return make_error("no_runner", "this worker has no polyphony-runner to start task containers with (its start-up "
-                                   "log says why): install it beside polyphony-worker or set POLYPHONY_RUNNER");
-  }
   ContainerSpec cs = task_container_spec(key_, ws_.repo_dir, ws_.task_dir / "meta", ws_.mirror_dir,
                                          run_labels(spec_, "task", ctx_.worker_id));
   cs.name = task_container_name(spec_.task_id, spec_.epoch);
-  auto started = start_with_runner(ctx_.docker, cs, ws_.task_dir / "meta");
+  auto started = start_task_container(ctx_.docker, key_, cs, ws_.task_dir / "meta");
   if (!started.ok()) return started.error();
   container_ = started->id;
   runner_ = started->runner;
@@ -719,23 +715,24 @@ protocol::TaskResult Run::attempt_work() {
   });
   auto ws = warm ? ctx_.workspaces.provision_from(request, warm->spare) : ctx_.workspaces.provision(request);
   const auto provisioned = std::chrono::steady_clock::now();
-  if (auto s = named.get(); warm && s.ok()) {
+  const Status renamed = named.get();
+  if (warm) {
     container_ = warm->container_id;
     runner_ = warm->runner;
-  } else if (warm) {
-    spdlog::warn("task {}: cannot take warm container {}: {}", spec_.task_id, warm->container_id.substr(0, 12),
-                 s.error().to_string());
-    if (warm->runner) warm->runner->hang_up();
-    ctx_.pool->dispose(warm->container_id);
-    warm.reset();
-    // A workspace made from the spare stays: the agent's container is created for it. A spare
-    // that failed is gone: a fresh clone is tried.
-    if (!ws.ok()) ws = ctx_.workspaces.provision(request);
   }
+  if (warm && !renamed.ok()) {
+    // Not the task's container then: it goes, and one is created for the workspace when the
+    // agent starts.
+    spdlog::warn("task {}: cannot take warm container {}: {}", spec_.task_id, container_.substr(0, 12),
+                 renamed.error().to_string());
+    release_container();
+  }
+  const bool took_container = !container_.empty();
   spdlog::info("task {}: workspace in {} ms ({}: leftovers {} ms, then provision, and beside it the container's "
                "rename {} ms)",
-               spec_.task_id, ms_between(started, provisioned), warm ? "warm" : "cold", cleared_ms, rename_ms);
-  if (warm && ws.ok()) attempt_.say("took warm container " + container_.substr(0, 12));
+               spec_.task_id, ms_between(started, provisioned), took_container ? "warm" : "cold", cleared_ms,
+               rename_ms);
+  if (took_container && ws.ok()) attempt_.say("took warm container " + container_.substr(0, 12));
   if (warm && !ws.ok()) {
     // The spare is gone with the failure; its container goes too, and a fresh clone is tried.
     spdlog::warn("task {}: provisioning from a spare failed ({}); cloning afresh", spec_.task_id,
