@@ -23,16 +23,17 @@ Result<std::optional<protocol::CurveClientKeys>> client_keys(const Args& args, c
   return std::optional<protocol::CurveClientKeys>();
 }
 
-void notify(const std::string& endpoint, const protocol::Message& m, std::chrono::milliseconds linger) {
-  if (endpoint.rfind("ipc://", 0) == 0 && !std::filesystem::exists(endpoint.substr(6))) return;  // none runs
+bool notify(const std::string& endpoint, const protocol::Message& m, std::chrono::milliseconds linger) {
+  if (endpoint.rfind("ipc://", 0) == 0 && !std::filesystem::exists(endpoint.substr(6))) return false;  // none runs
   try {
     zmq::context_t ctx;
     zmq::socket_t s(ctx, zmq::socket_type::dealer);
     s.set(zmq::sockopt::linger, static_cast<int>(linger.count()));
     s.connect(endpoint);
-    (void)s.send(zmq::buffer(protocol::encode(m)), zmq::send_flags::dontwait);
+    return s.send(zmq::buffer(protocol::encode(m)), zmq::send_flags::dontwait).has_value();
   } catch (const zmq::error_t&) {
     // Nobody to tell: the coordinator reads the queue at its next poll anyway.
+    return false;
   }
 }
 

@@ -28,8 +28,9 @@ inline constexpr const char* kClientSecurityUsage =
 Result<std::optional<protocol::CurveClientKeys>> client_keys(const Args& args, const std::string& endpoint);
 
 // Sends `m` over a fresh DEALER socket without waiting for a reply: best effort, for a local
-// coordinator (ipc://, no keys) that may not run. Returns within about `linger`.
-void notify(const std::string& endpoint, const protocol::Message& m, std::chrono::milliseconds linger);
+// coordinator (ipc://, no keys) that may not run. Returns within about `linger`; true when the
+// message was handed to a socket that exists (a coordinator listens, or did until it stopped).
+bool notify(const std::string& endpoint, const protocol::Message& m, std::chrono::milliseconds linger);
 
 // Sends `m` over a fresh DEALER socket and waits up to 10 s for one reply.
 Result<protocol::Message> request(zmq::context_t& ctx, const std::string& endpoint, const protocol::Message& m,

@@ -75,8 +75,11 @@ int cmd_spawn(const std::vector<std::string>& argv) {
   if (!id.ok()) return report(as_flag_error(id.error()));
   // A running coordinator is asked about the new task, which makes it read the queue now
   // rather than at its next poll; without one the task waits in the queue as before.
-  notify(local_client_endpoint(settings->config.home), protocol::Control{*id, "query"}, std::chrono::milliseconds(200));
-  warn_if_image_missing(settings->config);
+  // Without one, a missing worker image is worth a warning now; a running coordinator's worker
+  // says so itself (at its start, and in the reason of each task it cannot run).
+  if (!notify(local_client_endpoint(settings->config.home), protocol::Control{*id, "query"}, std::chrono::milliseconds(200))) {
+    warn_if_image_missing(settings->config);
+  }
   std::cout << *id << std::endl;
   return kExitOk;
 }

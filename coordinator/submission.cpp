@@ -2,7 +2,6 @@
 #include "coordinator/submission.h"
 
 #include "common/ids.h"
-#include "common/process.h"
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
 
@@ -17,6 +16,31 @@ bool looks_like_url(const std::string& repo) {
 
 namespace {
 
+// What git itself takes for a repository (setup.c is_git_directory): a HEAD file, an objects
+// and a refs directory. GIT_OBJECT_DIRECTORY and the like are not consulted: a submitted path
+// must hold its repository itself.
+bool is_git_dir(const fs::path& dir) {
+  std::error_code ec;
+  return fs::is_regular_file(dir / "HEAD", ec) && fs::is_directory(dir / "objects", ec) &&
+         fs::is_directory(dir / "refs", ec);
+}
+
+// `git -C p rev-parse --git-dir` succeeding, without starting git: p or a directory above it is
+// a bare repository, or has a .git (a directory, or the file a linked worktree or submodule has).
+bool inside_git_repository(const fs::path& p) {
+  std::error_code ec;
+  fs::path dir = fs::canonical(p, ec);
+  if (ec || !fs::is_directory(dir, ec)) return false;
+  for (; !dir.empty(); dir = dir.parent_path()) {
+    const fs::path dot_git = dir / ".git";
+    std::error_code missing;  // a path that is not there is no error here
+    if (fs::is_directory(dot_git, missing) ? is_git_dir(dot_git) : fs::is_regular_file(dot_git, missing)) return true;
+    if (is_git_dir(dir)) return true;
+    if (dir == dir.root_path()) break;
+  }
+  return false;
+}
+
 // A repos: name, a URL, or a local path that must be a git repository (made canonical).
 Result<std::string> resolve_repo(const std::string& repo, const Config& config) {
   if (repo.empty()) {
@@ -28,10 +52,7 @@ Result<std::string> resolve_repo(const std::string& repo, const Config& config) 
   if (!fs::exists(p)) {
     return make_error("usage", "repository " + p.string() + " does not exist (and is not a repos: name in config.yaml)", "repo");
   }
-  ProcessOptions opts;
-  opts.timeout = std::chrono::seconds(20);
-  auto r = run_process({"git", "-c", "safe.directory=*", "-C", p.string(), "rev-parse", "--git-dir"}, opts);
-  if (!r.ok() || r->exit_code != 0) return make_error("usage", p.string() + " is not a git repository", "repo");
+  if (!inside_git_repository(p)) return make_error("usage", p.string() + " is not a git repository", "repo");
   return fs::canonical(p, ec).string();
 }
 

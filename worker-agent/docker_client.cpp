@@ -1,8 +1,8 @@
-// The Docker Engine API over its unix socket: libcurl for HTTP, nlohmann::json for bodies.
-// One curl easy handle per call, so one client can serve several threads at once.
+// The Docker Engine API over its unix socket: libcurl for HTTP (loaded at the first call:
+// curl_library.h), nlohmann::json for bodies. One curl easy handle per call, so one client can
+// serve several threads at once.
 #include "worker-agent/docker_client.h"
 
-#include <curl/curl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +16,8 @@
 #include <mutex>
 #include <thread>
 #include <nlohmann/json.hpp>
+
+#include "worker-agent/curl_library.h"
 
 namespace polyphony {
 
@@ -52,6 +54,7 @@ struct Reply {
 };
 
 struct Transfer {
+  const CurlLibrary* lib = nullptr;
   const Call* call = nullptr;
   CURL* curl = nullptr;
   long status = 0;  // known once the body starts
@@ -64,7 +67,7 @@ struct Transfer {
 size_t write_body(char* data, size_t size, size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
   size_t n = size * count;
-  if (t->status == 0) curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &t->status);
+  if (t->status == 0) t->lib->easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &t->status);
   if (t->call->on_data && t->status < 300) {
     if (!t->call->on_data(std::string_view(data, n))) {
       t->stopped_by_receiver = true;
@@ -74,11 +77,6 @@ size_t write_body(char* data, size_t size, size_t count, void* user) {
     t->body.append(data, n);
   }
   return n;
-}
-
-void init_curl_once() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
 std::string url_encode(const std::string& s) {
@@ -157,18 +155,18 @@ std::map<std::string, std::string> labels_of(const json& holder) {
 }
 
 struct CurlDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+  const CurlLibrary* lib;
+  void operator()(CURL* c) const { lib->easy_cleanup(c); }
 };
 struct SlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+  const CurlLibrary* lib;
+  void operator()(curl_slist* l) const { lib->slist_free_all(l); }
 };
 
 class EngineClient final : public DockerClient {
  public:
   explicit EngineClient(std::string docker_host)
-      : host_(std::move(docker_host)), socket_(socket_path_of(host_)) {
-    init_curl_once();
-  }
+      : host_(std::move(docker_host)), socket_(socket_path_of(host_)) {}
 
   Status ping() override {
     Call c{.method = "GET", .path = "/_ping", .what = "ping the Docker engine"};
@@ -213,8 +211,8 @@ class EngineClient final : public DockerClient {
 
  private:
   Result<Reply> perform(const Call& call);
-  void configure(CURL* curl, const Call& call, Transfer& transfer, curl_slist* headers,
-                 char* error_buffer) const;
+  void configure(const CurlLibrary& lib, CURL* curl, const Call& call, Transfer& transfer,
+                 curl_slist* headers, char* error_buffer) const;
   Error transport_error(CURLcode code, const Call& call, const char* detail) const;
   // perform() plus: any status >= 400 becomes an Error ("not_found" for 404).
   Result<Reply> expect_ok(const Call& call);
@@ -225,46 +223,49 @@ class EngineClient final : public DockerClient {
   std::string socket_;
 };
 
-void EngineClient::configure(CURL* curl, const Call& call, Transfer& transfer,
+void EngineClient::configure(const CurlLibrary& lib, CURL* curl, const Call& call, Transfer& transfer,
                              curl_slist* headers, char* error_buffer) const {
   std::string url = kApiBase + call.path;
-  curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, socket_.c_str());
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());  // curl copies strings it is given
-  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, call.method.c_str());
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);  // required for timeouts in threaded programs
-  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error_buffer);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, write_body);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &transfer);
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, kConnectTimeoutMs);
-  if (call.timeout_ms > 0) curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, call.timeout_ms);
+  lib.easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, socket_.c_str());
+  lib.easy_setopt(curl, CURLOPT_URL, url.c_str());  // curl copies strings it is given
+  lib.easy_setopt(curl, CURLOPT_CUSTOMREQUEST, call.method.c_str());
+  lib.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);  // required for timeouts in threaded programs
+  lib.easy_setopt(curl, CURLOPT_ERRORBUFFER, error_buffer);
+  lib.easy_setopt(curl, CURLOPT_WRITEFUNCTION, write_body);
+  lib.easy_setopt(curl, CURLOPT_WRITEDATA, &transfer);
+  lib.easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  lib.easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, kConnectTimeoutMs);
+  if (call.timeout_ms > 0) lib.easy_setopt(curl, CURLOPT_TIMEOUT_MS, call.timeout_ms);
   if (call.upload != nullptr) {
-    curl_easy_setopt(curl, CURLOPT_POST, 1L);
-    curl_easy_setopt(curl, CURLOPT_READDATA, call.upload);  // default read function: fread
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, call.upload_size);
+    lib.easy_setopt(curl, CURLOPT_POST, 1L);
+    lib.easy_setopt(curl, CURLOPT_READDATA, call.upload);  // default read function: fread
+    lib.easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, call.upload_size);
   } else if (call.method == "POST" || !call.body.empty()) {
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, call.body.c_str());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(call.body.size()));
+    lib.easy_setopt(curl, CURLOPT_POSTFIELDS, call.body.c_str());
+    lib.easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(call.body.size()));
   }
 }
 
 Result<Reply> EngineClient::perform(const Call& call) {
   if (!is_unix_host(host_)) return unsupported_host(host_, host_);
-  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
+  auto loaded = curl_library();
+  if (!loaded.ok()) return make_error(loaded.error().code, call.what + ": " + loaded.error().message, endpoint());
+  const CurlLibrary& lib = **loaded;
+  std::unique_ptr<CURL, CurlDeleter> curl(lib.easy_init(), CurlDeleter{&lib});
   if (!curl) return make_error("docker", call.what + ": could not initialise libcurl", endpoint());
   std::unique_ptr<curl_slist, SlistDeleter> headers(
-      curl_slist_append(nullptr, ("Content-Type: " + call.content_type).c_str()));
+      lib.slist_append(nullptr, ("Content-Type: " + call.content_type).c_str()), SlistDeleter{&lib});
   // No "Expect: 100-continue" round trip before large uploads.
-  headers.reset(curl_slist_append(headers.release(), "Expect:"));
-  Transfer transfer{.call = &call, .curl = curl.get()};
+  headers.reset(lib.slist_append(headers.release(), "Expect:"));
+  Transfer transfer{.lib = &lib, .call = &call, .curl = curl.get()};
   char error_buffer[CURL_ERROR_SIZE] = {0};
-  configure(curl.get(), call, transfer, headers.get(), error_buffer);
-  CURLcode code = curl_easy_perform(curl.get());
+  configure(lib, curl.get(), call, transfer, headers.get(), error_buffer);
+  CURLcode code = lib.easy_perform(curl.get());
   if (code != CURLE_OK && !(code == CURLE_WRITE_ERROR && transfer.stopped_by_receiver)) {
-    return transport_error(code, call, error_buffer[0] ? error_buffer : curl_easy_strerror(code));
+    return transport_error(code, call, error_buffer[0] ? error_buffer : lib.easy_strerror(code));
   }
   Reply reply;
-  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &reply.status);
+  lib.easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &reply.status);
   reply.body = std::move(transfer.body);
   return reply;
 }
