@@ -182,6 +182,27 @@ double bare_docker_lanes(const BenchOptions& options, const Shape& shape, bool t
   return wall;
 }
 
+// Waits until the worker of the box holds `n` warm containers not yet taken by a task (started,
+// role "warm", not renamed for a task), as an idle worker does once its pool is full. A
+// worker's pool learns a repo from its first task, so right after the warm-up task it is still
+// filling; the first timed run would otherwise find it short.
+void wait_for_warm_pool(const BenchOptions& options, int n) {
+  auto host = resolve_docker_host(options.docker_host);
+  if (!host.ok()) throw BenchError("parallel: " + host.error().to_string());
+  auto docker = make_docker_client(*host);
+  wait_until(
+      [&] {
+        auto warm = docker->list_containers({{"polyphony.role", "warm"}});
+        if (!warm.ok()) throw BenchError("parallel: listing warm containers: " + warm.error().to_string());
+        const auto ready = std::count_if(warm->begin(), warm->end(), [](const ContainerInfo& c) {
+          return c.state == "running" && c.name.rfind("polyphony.", 0) != 0;
+        });
+        return ready >= n;
+      },
+      std::chrono::seconds(120), "parallel: the worker's warm pool did not fill (" + std::to_string(n) + ")",
+      std::chrono::milliseconds(100));
+}
+
 }  // namespace
 
 std::vector<Row> run_parallel(const BenchOptions& options) {
@@ -195,6 +216,7 @@ std::vector<Row> run_parallel(const BenchOptions& options) {
   box.wait_finished({box.spawn({"Warm up", "--repo", origin.string(), "--agent", "scripted", "--body",
                                 "```sh\necho warm > warm.txt\n```\n"})},
                     180s);
+  wait_for_warm_pool(options, shape.concurrency);
   std::vector<double> walls, overhead;
   int landed = 0, attempts = 0;
   for (int run = 0; run < shape.runs; ++run) {

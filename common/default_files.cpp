@@ -13,6 +13,7 @@ workspace_root: workspaces
 # How often (milliseconds) the coordinator looks for new work.
 poll_interval_ms: 500
 # Tasks running at once on this coordinator, and at most this many on one repo (0: no limit).
+# A task holds its slot until its verify passes: the next task starts while it lands.
 # Queued tasks are taken fairly across repos.
 max_concurrency: 4
 max_concurrency_per_repo: 0

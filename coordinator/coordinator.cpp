@@ -514,6 +514,7 @@ void Coordinator::on_land_request(WorkerEntry& w, const protocol::LandRequest& m
     return;
   }
   last_activity_ms_[m.task_id] = now_ms();
+  if (landing_.insert(m.task_id).second) slot_freed_ = true;  // its agent is done: the next task may start
   const std::string& repo = task->request.repo;
   auto holder = land_holder_.find(repo);
   if (holder == land_holder_.end() || holder->second == m.task_id) {
@@ -546,6 +547,7 @@ void Coordinator::answer_land(const std::string& routing_id, const protocol::Lan
 }
 
 void Coordinator::release_land(const std::string& task_id) {
+  landing_.erase(task_id);
   land_granted_at_ms_.erase(task_id);
   for (auto& [repo, waiting] : land_waiting_) {
     std::erase_if(waiting, [&](const PendingLand& p) { return p.request.task_id == task_id; });
@@ -879,9 +881,15 @@ void Coordinator::expire_unanswered_dispatches() {
   }
 }
 
+int Coordinator::slots_held(const WorkerEntry& w) const {
+  int n = 0;
+  for (const auto& id : w.running) n += landing_.count(id) ? 0 : 1;
+  return n;
+}
+
 int Coordinator::running_count() const {
   int n = 0;
-  for (const auto& [rid, w] : workers_) n += static_cast<int>(w.running.size());
+  for (const auto& [rid, w] : workers_) n += slots_held(w);
   return n;
 }
 
@@ -890,7 +898,7 @@ Coordinator::FreeWorkers Coordinator::free_workers() {
   const int64_t now = now_ms();
   FreeWorkers free;
   for (auto& [rid, w] : workers_) {
-    WorkerCandidate c{w.hello.worker_id, w.hello.capacity, static_cast<int>(w.running.size()), {},
+    WorkerCandidate c{w.hello.worker_id, w.hello.capacity, slots_held(w), {},
                       !w.lost && now - w.last_seen_ms <= budget, w.hello.image_present};
     if (!c.live || !c.image_present || c.capacity < 1 || c.load >= c.capacity) continue;  // choose_worker's own rule
     c.labels = w.hello.labels;
@@ -1041,6 +1049,7 @@ Status Coordinator::dispatch_one(const Task& t, WorkerEntry& w) {
     d.spec.rework_command = expand_command(settings_.agents.at(agent_name).command,
                                            rework_request(with_feedback(task.request, d.spec.feedback)), d.spec.branch);
   }
+  landing_.erase(t.request.id);  // a new attempt holds a slot until it too asks to land
   w.running.insert(t.request.id);
   last_activity_ms_[t.request.id] = now_ms();
   send(w.routing_id, d);

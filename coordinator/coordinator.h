@@ -187,7 +187,9 @@ class Coordinator {
   WorkerEntry* pick_worker(const Task& task, FreeWorkers& free);
   // Tells `w` to stop and clean up an attempt whose lease it no longer holds (once per epoch).
   void cancel_stale(WorkerEntry& w, const std::string& task_id, int64_t epoch, const std::string& why);
-  int running_count() const;
+  // Slots the tasks dispatched to `w` hold: all but those that passed verify and asked to land.
+  int slots_held(const WorkerEntry& w) const;
+  int running_count() const;  // slots held over all workers
   // The task if the message's epoch and sender match its current lease; logs and returns
   // nullopt otherwise.
   std::optional<Task> leased_task(WorkerEntry& w, const std::string& task_id, int64_t epoch,
@@ -222,6 +224,10 @@ class Coordinator {
   std::map<std::string, std::string> land_holder_;               // repo -> task id
   std::map<std::string, int64_t> land_granted_at_ms_;            // task id -> when
   std::map<std::string, std::deque<PendingLand>> land_waiting_;  // repo -> requests in order
+  // Attempts that passed verify and asked to land (granted or waiting): their agents are done,
+  // so they hold no max_concurrency slot or worker capacity while they wait for and do their
+  // landing; the next task starts beside them. Until their result, they stay in `running`.
+  std::set<std::string> landing_;
   std::string coordinator_id_;
   int64_t started_ms_ = 0;
   int64_t next_periodic_ms_ = 0;

@@ -112,7 +112,16 @@ Status GitRepo::add_remote(const std::string& name, const std::string& url,
     return libgit2_error("adding remote '" + name + "'", path_);
   }
   Remote remote(remote_raw);
-  return set_remote_refs(name, origin);
+  POLY_TRY(set_remote_refs(name, origin));
+  return pack_refs();
+}
+
+Status GitRepo::pack_refs() {
+  git_refdb* raw = nullptr;
+  if (git_repository_refdb(&raw, repo_.get()) != 0) return libgit2_error("opening the refs", path_);
+  std::unique_ptr<git_refdb, GitFree<git_refdb, git_refdb_free>> refdb(raw);
+  if (git_refdb_compress(refdb.get()) != 0) return libgit2_error("packing the refs", path_);
+  return ok_status();
 }
 
 Status GitRepo::set_remote_refs(const std::string& name, const BranchSnapshot& origin) {
@@ -138,6 +147,10 @@ Status GitRepo::set_remote_refs(const std::string& name, const BranchSnapshot& o
   for (const auto& b : origin.branches) {
     git_reference* out = nullptr;
     std::string ref = prefix + b.name;
+    // Only what moved is written: an origin that keeps every landed task's branch would
+    // otherwise cost each refresh a ref file (and its log) per branch it ever had.
+    git_oid current;
+    if (git_reference_name_to_id(&current, repo_.get(), ref.c_str()) == 0 && git_oid_equal(&current, &b.commit)) continue;
     if (git_reference_create(&out, repo_.get(), ref.c_str(), &b.commit, 1, "polyphony: mirror") != 0) {
       return libgit2_error("creating " + ref, path_);
     }
@@ -357,20 +370,108 @@ Result<bool> GitRepo::is_ancestor(const git_oid& ancestor, const git_oid& descen
   return rc == 1;
 }
 
-Status GitRepo::write_pack_to(const git_oid& head, const git_oid& known, const fs::path& pack_dir) const {
-  git_packbuilder* raw = nullptr;
-  if (git_packbuilder_new(&raw, repo_.get()) != 0) return libgit2_error("starting a pack", path_);
-  std::unique_ptr<git_packbuilder, GitFree<git_packbuilder, git_packbuilder_free>> pb(raw);
+namespace {
+
+using Odb = GitHandle<git_odb, git_odb_free>;
+using OdbObject = GitHandle<git_odb_object, git_odb_object_free>;
+
+// Adds to `out` what `tree` has that `base` (nullptr: nothing) lacks at the same path, subtrees
+// included; stops at `limit` (then the caller packs instead). Gitlinks are not objects of ours.
+Status new_in_tree(git_repository* repo, const git_tree* tree, const git_tree* base, std::vector<git_oid>& out,
+                   size_t limit, const fs::path& where) {
+  const size_t n = git_tree_entrycount(tree);
+  for (size_t i = 0; i < n && out.size() <= limit; ++i) {
+    const git_tree_entry* e = git_tree_entry_byindex(tree, i);
+    const git_tree_entry* old = base != nullptr ? git_tree_entry_byname(base, git_tree_entry_name(e)) : nullptr;
+    if (old != nullptr && git_oid_equal(git_tree_entry_id(e), git_tree_entry_id(old))) continue;
+    const git_object_t type = git_tree_entry_type(e);
+    if (type == GIT_OBJECT_BLOB) {
+      out.push_back(*git_tree_entry_id(e));
+    } else if (type == GIT_OBJECT_TREE) {
+      out.push_back(*git_tree_entry_id(e));
+      git_tree* sub_raw = nullptr;
+      if (git_tree_lookup(&sub_raw, repo, git_tree_entry_id(e)) != 0) return libgit2_error("reading a tree", where);
+      Tree sub(sub_raw);
+      Tree old_sub;
+      if (old != nullptr && git_tree_entry_type(old) == GIT_OBJECT_TREE) {
+        git_tree* raw = nullptr;
+        if (git_tree_lookup(&raw, repo, git_tree_entry_id(old)) != 0) return libgit2_error("reading a tree", where);
+        old_sub.reset(raw);
+      }
+      POLY_TRY(new_in_tree(repo, sub.get(), old_sub.get(), out, limit, where));
+    }
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Status GitRepo::copy_objects_to(const git_oid& head, const git_oid& known, const fs::path& objects_dir) const {
   git_revwalk* walk_raw = nullptr;
   if (git_revwalk_new(&walk_raw, repo_.get()) != 0) return libgit2_error("walking commits", path_);
   Revwalk walk(walk_raw);
-  if (git_revwalk_push(walk.get(), &head) != 0 || git_revwalk_hide(walk.get(), &known) != 0 ||
-      git_packbuilder_insert_walk(pb.get(), walk.get()) != 0) {
-    return libgit2_error("collecting the objects of " + oid_hex(head) + " not in " + oid_hex(known), path_);
+  if (git_revwalk_push(walk.get(), &head) != 0 || git_revwalk_hide(walk.get(), &known) != 0) {
+    return libgit2_error("walking " + oid_hex(head) + " not in " + oid_hex(known), path_);
   }
-  if (git_packbuilder_object_count(pb.get()) == 0) return ok_status();
-  if (git_packbuilder_write(pb.get(), pack_dir.c_str(), 0444, nullptr, nullptr) != 0) {
-    return libgit2_error("writing a pack into " + pack_dir.string(), path_);
+  // Each new commit with what its tree adds to its first parent's: the parent is either known
+  // (so the other repository has its objects) or new itself (so they are in this list).
+  std::vector<git_oid> objects;
+  git_oid id;
+  int walked = 0;
+  while (objects.size() <= kLooseObjectLimit && (walked = git_revwalk_next(&id, walk.get())) == 0) {
+    auto commit = lookup_commit(id);
+    POLY_TRY(commit);
+    objects.push_back(id);
+    git_tree* tree_raw = nullptr;
+    if (git_commit_tree(&tree_raw, commit->get()) != 0) return libgit2_error("reading the tree of " + oid_hex(id), path_);
+    Tree tree(tree_raw);
+    Tree parent_tree;
+    if (git_commit_parentcount(commit->get()) > 0) {
+      git_commit* parent_raw = nullptr;
+      if (git_commit_parent(&parent_raw, commit->get(), 0) != 0) return libgit2_error("reading a parent of " + oid_hex(id), path_);
+      Commit parent(parent_raw);
+      git_tree* raw = nullptr;
+      if (git_commit_tree(&raw, parent.get()) != 0) return libgit2_error("reading a parent's tree", path_);
+      parent_tree.reset(raw);
+    }
+    if (!parent_tree || !git_oid_equal(git_tree_id(tree.get()), git_tree_id(parent_tree.get()))) {
+      objects.push_back(*git_tree_id(tree.get()));
+      POLY_TRY(new_in_tree(repo_.get(), tree.get(), parent_tree.get(), objects, kLooseObjectLimit, path_));
+    }
+  }
+  if (walked != 0 && walked != GIT_ITEROVER) return libgit2_error("walking commits", path_);
+  if (objects.empty()) return ok_status();
+  if (objects.size() > kLooseObjectLimit) {
+    git_packbuilder* raw = nullptr;
+    if (git_packbuilder_new(&raw, repo_.get()) != 0) return libgit2_error("starting a pack", path_);
+    std::unique_ptr<git_packbuilder, GitFree<git_packbuilder, git_packbuilder_free>> pb(raw);
+    git_revwalk* pack_walk_raw = nullptr;
+    if (git_revwalk_new(&pack_walk_raw, repo_.get()) != 0) return libgit2_error("walking commits", path_);
+    Revwalk pack_walk(pack_walk_raw);
+    if (git_revwalk_push(pack_walk.get(), &head) != 0 || git_revwalk_hide(pack_walk.get(), &known) != 0 ||
+        git_packbuilder_insert_walk(pb.get(), pack_walk.get()) != 0) {
+      return libgit2_error("collecting the objects of " + oid_hex(head) + " not in " + oid_hex(known), path_);
+    }
+    if (git_packbuilder_write(pb.get(), (objects_dir / "pack").c_str(), 0444, nullptr, nullptr) != 0) {
+      return libgit2_error("writing a pack into " + (objects_dir / "pack").string(), path_);
+    }
+    return ok_status();
+  }
+  git_odb* source_raw = nullptr;
+  if (git_repository_odb(&source_raw, repo_.get()) != 0) return libgit2_error("opening the objects", path_);
+  Odb source(source_raw);
+  git_odb* target_raw = nullptr;
+  if (git_odb_open(&target_raw, objects_dir.c_str()) != 0) return libgit2_error("opening the objects", objects_dir);
+  Odb target(target_raw);
+  for (const auto& oid : objects) {
+    git_odb_object* raw = nullptr;
+    if (git_odb_read(&raw, source.get(), &oid) != 0) return libgit2_error("reading object " + oid_hex(oid), path_);
+    OdbObject object(raw);
+    git_oid written;
+    if (git_odb_write(&written, target.get(), git_odb_object_data(object.get()), git_odb_object_size(object.get()),
+                      git_odb_object_type(object.get())) != 0) {
+      return libgit2_error("writing object " + oid_hex(oid), objects_dir);
+    }
   }
   return ok_status();
 }
@@ -398,7 +499,7 @@ Result<std::string> GitRepo::needs_receive_pack() const {
 
 Status GitRepo::take_landing(const GitRepo& source, const git_oid& head, const std::string& base_ref,
                              const std::string& branch_ref) {
-  const fs::path pack_dir = fs::path(git_repository_commondir(repo_.get())) / "objects" / "pack";
+  const fs::path objects_dir = fs::path(git_repository_commondir(repo_.get())) / "objects";
   git_oid seen;
   if (git_reference_name_to_id(&seen, repo_.get(), base_ref.c_str()) != 0) {
     return libgit2_error("reading " + base_ref, path_);
@@ -413,7 +514,7 @@ Status GitRepo::take_landing(const GitRepo& source, const git_oid& head, const s
   // a crash in between leaves the branch pushed and the base where it was, never the reverse,
   // so a retry's landed_earlier() is never fooled.
   if (!git_oid_equal(&seen, &head)) {
-    POLY_TRY(source.write_pack_to(head, seen, pack_dir));
+    POLY_TRY(source.copy_objects_to(head, seen, objects_dir));
     git_odb* odb = nullptr;
     const bool reread = git_repository_odb(&odb, repo_.get()) == 0 && git_odb_refresh(odb) == 0;
     if (odb != nullptr) git_odb_free(odb);

@@ -59,11 +59,16 @@ class GitRepo {
   Result<BranchSnapshot> branches() const;
 
   // Adds remote `name` (url, standard fetch refspec) and refs/remotes/<name>/* for every
-  // branch of `origin` (plus <name>/HEAD), without fetching anything.
+  // branch of `origin` (plus <name>/HEAD), packed, without fetching anything.
   Status add_remote(const std::string& name, const std::string& url, const BranchSnapshot& origin);
 
+  // Moves every loose ref into packed-refs, as `git pack-refs --all` does: a repository that
+  // gains a branch per landed task would otherwise cost every reader of its branches a file per
+  // branch it ever had.
+  Status pack_refs();
+
   // Makes refs/remotes/<name>/* exactly the branches of `origin` (plus <name>/HEAD): moves
-  // those that exist, creates the new ones, deletes those `origin` no longer has.
+  // those that moved, creates the new ones, deletes those `origin` no longer has.
   Status set_remote_refs(const std::string& name, const BranchSnapshot& origin);
 
   // Takes into the index the ctime, uid and gid of every work tree file whose size, mtime and
@@ -108,10 +113,14 @@ class GitRepo {
   // True when `ancestor` is `descendant` or one of its ancestors.
   Result<bool> is_ancestor(const git_oid& ancestor, const git_oid& descendant) const;
 
-  // Writes one pack of the objects reachable from `head` but not from `known` (commits, trees
-  // and blobs) into `pack_dir`, the objects/pack directory of another repository that has
-  // `known` (its readers pick the pack up as they would one a fetch wrote).
-  Status write_pack_to(const git_oid& head, const git_oid& known, const std::filesystem::path& pack_dir) const;
+  // Copies the objects reachable from `head` but not from `known` (commits, trees and blobs)
+  // into `objects_dir`, the objects directory of another repository that has `known`. As git's
+  // receive-pack does (transfer.unpackLimit): up to kLooseObjectLimit objects are written loose,
+  // more as one pack (its readers pick it up as they would one a fetch wrote). A pack a landing
+  // (every landing writes into the origin and the mirror) is one more index for every later
+  // object lookup in both, and in every clone borrowing from the mirror, to search.
+  static constexpr size_t kLooseObjectLimit = 100;
+  Status copy_objects_to(const git_oid& head, const git_oid& known, const std::filesystem::path& objects_dir) const;
 
   // Why a push into this repository must go through `git receive-pack` (it is not bare, has a
   // receive hook, core.hooksPath, or a receive.*, transfer.fsckObjects or core.sharedRepository
@@ -120,7 +129,7 @@ class GitRepo {
   Result<std::string> needs_receive_pack() const;
 
   // Lands `head` (whose objects `source` has) here in-process: writes the objects this
-  // repository lacks as one pack, points `branch_ref` at `head`, then, with `base_ref` locked
+  // repository lacks (copy_objects_to), points `branch_ref` at `head`, then, with `base_ref` locked
   // (as git locks it), moves it to `head` if it is still an ancestor of it. Error
   // "push_rejected" when the base moved (it is not an ancestor, or `source` does not know it):
   // the base is unchanged then, the branch may have been pushed.

@@ -288,10 +288,13 @@ void WorkerAgent::on_dispatch(const protocol::Dispatch& d) {
   }
   // A run that has sent its result still sits in runs_ until reaped, and its thread may not
   // have ended yet when the coordinator, hearing the result, dispatches the next task: reap
-  // what has ended, and count only runs that have not reported, so that dispatch is not
+  // what has ended, and count only runs that have not reported and are not landing (the
+  // coordinator dispatches the next task once a run asks to land), so that dispatch is not
   // refused as "full" (which would cost the task an attempt).
   reap_finished_runs();
-  const auto busy = std::count_if(runs_.begin(), runs_.end(), [](const auto& r) { return !r.second->reported.load(); });
+  const auto busy = std::count_if(runs_.begin(), runs_.end(), [](const auto& r) {
+    return !r.second->reported.load() && !r.second->landing.load();
+  });
   if (busy >= options_.capacity) {
     protocol::TaskResult r;
     r.task_id = spec.task_id;
@@ -360,6 +363,7 @@ Status WorkerAgent::wait_for_land_grant(Run& run, const std::function<void(const
   request.task_id = run.spec.task_id;
   request.attempt = run.spec.attempt;
   request.epoch = run.spec.epoch;
+  run.landing = true;  // set before the request leaves, so the dispatch it frees is never refused
   std::unique_lock lock(run.grant_mutex);
   run.grant.reset();
   const auto deadline = std::chrono::steady_clock::now() + kLandGrantWait;

@@ -68,6 +68,9 @@ class WorkerAgent {
     // Set just before its result is sent: it holds no slot any more, though its thread may not
     // have ended when the coordinator, hearing the result, dispatches the next task.
     std::atomic<bool> reported{false};
+    // Set when it asks to land: its agent and verify are done, so it holds no capacity slot
+    // (the coordinator counts it the same way) and the next task starts beside its landing.
+    std::atomic<bool> landing{false};
     bool clean_up = false;             // the coordinator cancelled it: remove its workspace when it ends
     // The coordinator's answer to this attempt's land request, handed from the socket thread.
     std::mutex grant_mutex;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -149,7 +150,13 @@ class FileLock {
 struct MirrorState {
   std::mutex mutex;
   std::chrono::steady_clock::time_point updated_from = std::chrono::steady_clock::time_point::min();
+  std::atomic<int> landings{0};  // landings of this process holding (or about to hold) the mutex
+  int learned = 0;               // landings learned, under the mutex (refs packed every kPackRefsEvery)
 };
+
+// Every this many landings into a mirror, its refs and (when landed in-process) the origin's are
+// packed: each landing adds a task branch to both.
+constexpr int kPackRefsEvery = 16;
 
 MirrorState& mirror_state(const fs::path& mirror) {
   static std::mutex registry_mutex;
@@ -168,6 +175,12 @@ Result<FileLock> lock_mirror_file(const fs::path& mirror) {
 
 Status chown_tree(const fs::path& dir, int uid, int gid) {
   auto chown_one = [&](const fs::path& p) -> Status {
+    // What is already the owner's is left alone: a chown, even to the same owner, writes the
+    // inode (and its ctime, which makes git read the file again).
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) == 0 && st.st_uid == static_cast<uid_t>(uid) && st.st_gid == static_cast<gid_t>(gid)) {
+      return ok_status();
+    }
     if (::lchown(p.c_str(), static_cast<uid_t>(uid), static_cast<gid_t>(gid)) == 0)
       return ok_status();
     std::string reason = std::strerror(errno);
@@ -365,7 +378,13 @@ class GitWorkspaces final : public Workspaces {
   Status give_paths_to_owner(const fs::path& repo_dir, const std::vector<std::string>& paths) const;
 
   Status check_request(const WorkspaceRequest& request) const;
-  Result<BranchSnapshot> sync_mirror(const Origin& origin, const fs::path& mirror);
+  // The mirror's branches, the mirror brought up to date with the origin first. `new_work_base`
+  // (set for a new workspace or spare: the base it wants, "" for the default branch): while a
+  // landing of this process holds the mirror, the mirror is taken as it is rather than waited
+  // for, when it has that base. It is then at most that landing behind, which the rebase before
+  // verify picks up; a rebase itself (no `new_work_base`) waits, so it sees the landing.
+  Result<BranchSnapshot> sync_mirror(const Origin& origin, const fs::path& mirror,
+                                     const std::optional<std::string>& new_work_base = std::nullopt);
   Status update_mirror(const Origin& origin, const fs::path& mirror);
   Status create_mirror(const Origin& origin, const fs::path& mirror);
   Status build_clone(const Workspace& ws, const BranchSnapshot& origin_branches,
@@ -375,6 +394,7 @@ class GitWorkspaces final : public Workspaces {
   Result<LandResult> in_scratch_repo(
       const Workspace& ws, const std::function<Result<LandResult>(const fs::path&, const git_oid&)>& fn);
   Status learn_landing(const Workspace& ws, const fs::path& land_dir, const git_oid& head);
+  void pack_refs_after_landings(const Workspace& ws);
   std::optional<Status> land_in_process(const Workspace& ws, const fs::path& land_dir, const git_oid& head);
   Result<LandResult> push_and_land(const Workspace& ws, const fs::path& land_dir,
                                    const git_oid& head);
@@ -432,11 +452,17 @@ Status GitWorkspaces::create_mirror(const Origin& origin, const fs::path& mirror
   return ok_status();
 }
 
-Result<BranchSnapshot> GitWorkspaces::sync_mirror(const Origin& origin, const fs::path& mirror) {
+Result<BranchSnapshot> GitWorkspaces::sync_mirror(const Origin& origin, const fs::path& mirror,
+                                                  const std::optional<std::string>& new_work_base) {
   auto requested = std::chrono::steady_clock::now();
   std::error_code ec;
   fs::create_directories(mirrors_dir(), ec);
   MirrorState& state = mirror_state(mirror);
+  if (new_work_base && state.landings.load() > 0 && fs::exists(mirror)) {
+    auto repo = GitRepo::open(mirror);
+    auto branches = repo.ok() ? repo->branches() : Result<BranchSnapshot>(repo.error());
+    if (branches.ok() && (new_work_base->empty() || branches->find(*new_work_base) != nullptr)) return branches;
+  }
   std::lock_guard guard(state.mutex);
   auto lock = lock_mirror_file(mirror);
   POLY_TRY(lock);
@@ -524,7 +550,7 @@ Result<Workspace> GitWorkspaces::provision(const WorkspaceRequest& request) {
   auto origin = resolve_origin(request.repo_url);
   if (!origin.ok()) return make_error(origin.error().code, origin.error().message, request.task_id);
   fs::path mirror = mirror_of(*origin);
-  auto branches = sync_mirror(*origin, mirror);
+  auto branches = sync_mirror(*origin, mirror, request.base_branch);
   POLY_TRY(branches);
   auto base = pick_base(*branches, request.base_branch, origin->url);
   if (!base.ok()) return make_error(base.error().code, base.error().message, request.task_id);
@@ -702,19 +728,16 @@ Result<LandResult> GitWorkspaces::in_scratch_repo(
   return result;
 }
 
-// What a landing pushed goes into the mirror too (its objects as one pack, the base and task
+// What a landing pushed goes into the mirror too (its objects, the base and task
 // branch moved forward), so the next rebase or provision on this repo finds the mirror current
 // and fetches nothing. The mirror's base only moves forward: a fetch since may have gone further.
+// The caller holds the mirror's lock.
 Status GitWorkspaces::learn_landing(const Workspace& ws, const fs::path& land_dir, const git_oid& head) {
   auto base = detail::parse_oid(ws.base_commit, ws.repo_dir);
   POLY_TRY(base);
   auto source = GitRepo::open(land_dir);  // borrows the workspace's objects and the mirror's
   POLY_TRY(source);
-  MirrorState& state = mirror_state(ws.mirror_dir);
-  std::lock_guard guard(state.mutex);
-  auto lock = lock_mirror_file(ws.mirror_dir);
-  POLY_TRY(lock);
-  POLY_TRY(source->write_pack_to(head, *base, ws.mirror_dir / "objects" / "pack"));
+  POLY_TRY(source->copy_objects_to(head, *base, ws.mirror_dir / "objects"));
   auto mirror = GitRepo::open(ws.mirror_dir);  // opened after the pack is there
   POLY_TRY(mirror);
   const std::string base_ref = "refs/heads/" + ws.base_branch;
@@ -728,13 +751,39 @@ Status GitWorkspaces::learn_landing(const Workspace& ws, const fs::path& land_di
   return mirror->set_ref("refs/heads/" + ws.branch, head, why);
 }
 
+// The refs of the mirror, and of a local origin (a push through git's own receive-pack would
+// leave that to its auto gc, which an in-process landing never runs). Failures only cost speed:
+// logged.
+void GitWorkspaces::pack_refs_after_landings(const Workspace& ws) {
+  std::vector<fs::path> repos{ws.mirror_dir};
+  if (auto origin = resolve_origin(ws.repo_url); origin.ok() && origin->local) repos.emplace_back(origin->url);
+  for (const auto& dir : repos) {
+    auto repo = GitRepo::open(dir);
+    auto packed = repo.ok() ? repo->pack_refs() : Status(repo.error());
+    if (!packed.ok()) spdlog::warn("cannot pack the refs of {}: {}", dir.string(), packed.error().to_string());
+  }
+}
+
 Result<LandResult> GitWorkspaces::land(const Workspace& ws) {
   auto landed = in_scratch_repo(ws, [&](const fs::path& land_dir, const git_oid& head) -> Result<LandResult> {
+    // The mirror is held from the push until it has learned the landing: a provision or rebase
+    // of another task meanwhile would find the origin ahead of the mirror and fetch (a git
+    // process, and the mirror's lock held for it) what the mirror is about to learn anyway.
+    MirrorState& state = mirror_state(ws.mirror_dir);
+    ++state.landings;
+    struct Landed {
+      std::atomic<int>& count;
+      ~Landed() { --count; }
+    } landed_{state.landings};
+    std::lock_guard guard(state.mutex);
+    auto lock = lock_mirror_file(ws.mirror_dir);
     auto pushed = push_and_land(ws, land_dir, head);
     if (pushed.ok()) {
-      if (auto s = learn_landing(ws, land_dir, head); !s.ok()) {
+      if (auto s = lock.ok() ? learn_landing(ws, land_dir, head) : Status(lock.error()); !s.ok()) {
         spdlog::warn("task {}: the mirror did not take the landing ({}); the next use fetches it", ws.task_id,
                      s.error().to_string());
+      } else if (++state.learned % kPackRefsEvery == 0) {
+        pack_refs_after_landings(ws);
       }
     }
     return pushed;
@@ -878,7 +927,7 @@ Result<Spare> GitWorkspaces::make_spare(const std::string& repo_url, const std::
   auto origin = resolve_origin(repo_url);
   POLY_TRY(origin);
   const fs::path mirror = mirror_of(*origin);
-  auto branches = sync_mirror(*origin, mirror);
+  auto branches = sync_mirror(*origin, mirror, base_branch);
   POLY_TRY(branches);
   auto base = pick_base(*branches, base_branch, origin->url);
   POLY_TRY(base);
@@ -947,7 +996,7 @@ Result<Workspace> GitWorkspaces::place_spare(const WorkspaceRequest& request, co
 Status GitWorkspaces::refresh_spare(Workspace& ws, const std::string& requested_base) {
   auto origin = resolve_origin(ws.repo_url);
   if (!origin.ok()) return make_error(origin.error().code, origin.error().message, ws.task_id);
-  auto branches = sync_mirror(*origin, ws.mirror_dir);
+  auto branches = sync_mirror(*origin, ws.mirror_dir, requested_base);
   POLY_TRY(branches);
   auto base = pick_base(*branches, requested_base, origin->url);
   if (!base.ok()) return make_error(base.error().code, base.error().message, ws.task_id);

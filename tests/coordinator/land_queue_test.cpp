@@ -73,10 +73,11 @@ struct Fixture {
   std::string endpoint = "inproc://land-queue-test";
   std::string client_endpoint = "inproc://land-queue-test-clients";
 
-  explicit Fixture(int poll_interval_ms = 10) {
+  explicit Fixture(int poll_interval_ms = 10, int max_concurrency = 4) {
     make_bare_repo(dir / "origin.git", {{"README.md", "x\n"}});
     write_file(dir / "home/config.yaml", "coordinator: {embedded_worker: false}\npoll_interval_ms: " +
-                                             std::to_string(poll_interval_ms) + "\n");
+                                             std::to_string(poll_interval_ms) + "\nmax_concurrency: " +
+                                             std::to_string(max_concurrency) + "\n");
     settings = *load_settings(dir / "home");
     auto c = Coordinator::create(ctx, settings, {endpoint}, {client_endpoint});
     REQUIRE(c.ok());
@@ -124,6 +125,42 @@ TEST_CASE("landings on one repo are granted one at a time, in order, and the nex
   REQUIRE(second);
   CHECK(second->task_id == b->spec.task_id);
   CHECK(second->granted);
+}
+
+TEST_CASE("a task that asked to land holds no slot: the next task is dispatched beside its landing") {
+  Fixture f(10, 1);  // max_concurrency 1
+  ScriptedWorker w(f.ctx, f.endpoint, "w1");
+  f.submit("first");
+  f.submit("second");
+  f.submit("third");
+  auto a = w.next<protocol::Dispatch>(*f.coordinator);
+  REQUIRE(a);
+  // Provisioning, running and verifying, the first holds the only slot.
+  for (const char* state : {"PROVISIONED", "RUNNING", "VERIFYING"}) {
+    w.update(a->spec, state);
+    CHECK_FALSE(w.next<protocol::Dispatch>(*f.coordinator, 10));
+  }
+  // Once it asks to land, its agent is done: the second starts while it lands.
+  w.ask_to_land(a->spec);
+  auto grant = w.next<protocol::LandGrant>(*f.coordinator);
+  REQUIRE(grant);
+  CHECK(grant->granted);
+  auto b = w.next<protocol::Dispatch>(*f.coordinator);
+  REQUIRE(b);
+  CHECK(b->spec.task_id != a->spec.task_id);
+  // The second holds the slot now: nothing more until it too asks to land, however the
+  // first's landing ends.
+  CHECK_FALSE(w.next<protocol::Dispatch>(*f.coordinator, 10));
+  w.landed(a->spec);
+  CHECK_FALSE(w.next<protocol::Dispatch>(*f.coordinator, 10));
+  CHECK(f.coordinator->workers().workers.at(0).running == std::vector<std::string>{b->spec.task_id});
+  for (const char* state : {"PROVISIONED", "RUNNING", "VERIFYING"}) w.update(b->spec, state);
+  w.ask_to_land(b->spec);
+  REQUIRE(w.next<protocol::LandGrant>(*f.coordinator));
+  auto c = w.next<protocol::Dispatch>(*f.coordinator);
+  REQUIRE(c);
+  CHECK(c->spec.task_id != b->spec.task_id);
+  CHECK(c->spec.task_id != a->spec.task_id);
 }
 
 TEST_CASE("a land request from a stale lease is refused, and so is one from a task not verifying") {

@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cctype>
 #include <mutex>
 #include <thread>
 
 #include "common/process.h"
 #include "test_support.h"
 #include "worker-agent/git_cli.h"
+#include "worker-agent/git_repo.h"
 
 namespace polyphony {
 namespace {
@@ -273,6 +275,99 @@ TEST_CASE("a local bare origin without hooks takes the landing in-process, with 
   CHECK(refused.error().code == "base_moved");
   CHECK(f.origin_head() == theirs);
   CHECK_THROWS(git(f.origin, {"rev-parse", "--verify", "-q", "refs/heads/polyphony/t2"}));
+}
+
+// Packs and loose objects in a repository's objects directory.
+std::pair<int, int> packs_and_loose(const fs::path& objects) {
+  int packs = 0, loose = 0;
+  for (const auto& e : fs::recursive_directory_iterator(objects)) {
+    if (!e.is_regular_file()) continue;
+    const auto dir = e.path().parent_path().filename().string();
+    if (e.path().extension() == ".pack") ++packs;
+    if (dir.size() == 2 && std::isxdigit(static_cast<unsigned char>(dir[0]))) ++loose;
+  }
+  return {packs, loose};
+}
+
+TEST_CASE("a landing copies a small change as loose objects and a large one as a pack, into origin and mirror") {
+  Fixture f;
+  Workspace ws = f.provision("t1");
+  const auto origin_before = packs_and_loose(f.origin / "objects");
+  const auto mirror_before = packs_and_loose(ws.mirror_dir / "objects");
+  // Two commits: a new file two directories down, then that file changed and README too.
+  write_file(ws.repo_dir / "a/b/new.txt", "one\n");
+  require_ok(f.workspaces->commit_all(ws, "add new"));
+  write_file(ws.repo_dir / "a/b/new.txt", "two\n");
+  write_file(ws.repo_dir / "README.md", "hello again\n");
+  auto head = require_ok(f.workspaces->commit_all(ws, "change new and README"));
+  REQUIRE(head);
+  require_ok(f.workspaces->land(ws));
+  // Per commit: the commit, the root tree, a/ and a/b/, and the blobs it changed (1, then 2):
+  // 5 + 6 objects, and no new pack for every reader to search from now on.
+  CHECK(packs_and_loose(f.origin / "objects") == std::make_pair(origin_before.first, origin_before.second + 11));
+  CHECK(packs_and_loose(ws.mirror_dir / "objects") == std::make_pair(mirror_before.first, mirror_before.second + 11));
+  CHECK(f.origin_head() == *head);
+  CHECK(trim(git(f.origin, {"show", "main:a/b/new.txt"})) == "two");
+  git(f.origin, {"fsck", "--strict", "--no-dangling"});
+  git(ws.mirror_dir, {"fsck", "--strict", "--no-dangling"});
+
+  // More than kLooseObjectLimit objects: one pack instead.
+  Workspace big = f.provision("t2");
+  for (size_t i = 0; i <= detail::GitRepo::kLooseObjectLimit; ++i) {
+    write_file(big.repo_dir / ("many/file-" + std::to_string(i) + ".txt"), std::to_string(i) + "\n");
+  }
+  auto big_head = require_ok(f.workspaces->commit_all(big, "many files"));
+  REQUIRE(big_head);
+  const auto origin_mid = packs_and_loose(f.origin / "objects");
+  require_ok(f.workspaces->land(big));
+  CHECK(packs_and_loose(f.origin / "objects") == std::make_pair(origin_mid.first + 1, origin_mid.second));
+  CHECK(f.origin_head() == *big_head);
+  git(f.origin, {"fsck", "--strict", "--no-dangling"});
+  git(big.mirror_dir, {"fsck", "--strict", "--no-dangling"});
+  // A task after both starts from them, and git in its clone finds every object.
+  Workspace next = f.provision("t3");
+  CHECK(next.base_commit == *big_head);
+  CHECK(read_file(next.repo_dir / "many/file-7.txt") == "7\n");
+  git(next.repo_dir, {"fsck", "--connectivity-only", "--no-dangling"});
+}
+
+// Loose ref files under `dir` (refs/...), relative to the repository.
+std::vector<std::string> loose_refs(const fs::path& git_dir, const std::string& under) {
+  std::vector<std::string> refs;
+  if (!fs::exists(git_dir / under)) return refs;
+  for (const auto& e : fs::recursive_directory_iterator(git_dir / under)) {
+    if (e.is_regular_file()) refs.push_back(fs::relative(e.path(), git_dir).string());
+  }
+  return refs;
+}
+
+TEST_CASE("a clone's remote branches are packed, and landings keep the refs of mirror and origin packed") {
+  Fixture f;
+  for (int i = 0; i < 3; ++i) commit_to_bare(f.origin, {{"x.txt", std::to_string(i)}}, "side", "side-" + std::to_string(i));
+  Workspace first = f.provision("t0");
+  // One packed-refs file rather than a file per origin branch (origin/HEAD is symbolic: loose,
+  // as git clone leaves it).
+  CHECK(loose_refs(first.repo_dir / ".git", "refs/remotes") == std::vector<std::string>{"refs/remotes/origin/HEAD"});
+  CHECK(trim(git(first.repo_dir, {"for-each-ref", "--format=%(refname)", "refs/remotes/origin/side-*"})) ==
+        "refs/remotes/origin/side-0\nrefs/remotes/origin/side-1\nrefs/remotes/origin/side-2");
+  // Each landing adds a task branch to the origin and the mirror; every 16th packs them all.
+  std::string last;
+  for (int i = 1; i <= 16; ++i) {
+    Workspace ws = f.provision("t" + std::to_string(i));
+    write_file(ws.repo_dir / ("f" + std::to_string(i) + ".txt"), "x\n");
+    last = *require_ok(f.workspaces->commit_all(ws, "change " + std::to_string(i)));
+    require_ok(f.workspaces->land(ws));
+  }
+  CHECK(loose_refs(f.origin, "refs/heads").empty());
+  CHECK(loose_refs(first.mirror_dir, "refs/heads").empty());
+  CHECK(f.origin_head() == last);
+  CHECK(rev_parse(first.mirror_dir, "refs/heads/main") == last);
+  CHECK(f.origin_head("polyphony/t16") == last);
+  CHECK(rev_parse(first.mirror_dir, "refs/heads/polyphony/t7") == f.origin_head("polyphony/t7"));
+  // Packed refs are read like loose ones: the next task starts from the last landing.
+  Workspace next = f.provision("t17");
+  CHECK(next.base_commit == last);
+  CHECK(rev_parse(next.repo_dir, "refs/remotes/origin/polyphony/t16") == last);
 }
 
 TEST_CASE("an origin with a receive hook or receive settings gets a real git push, which runs the hook") {
