@@ -128,7 +128,7 @@ std::vector<Row> run_dispatch(const BenchOptions& options) {
              ms(median(field(samples, &Sample::to_routed))) + ", ROUTED->PROVISIONED " +
              ms(median(field(samples, &Sample::to_provisioned))) + ", PROVISIONED->agent start " +
              ms(median(field(samples, &Sample::to_agent))) +
-             " (spawn->ROUTED can be negative: spawn checks the image after it enqueues). Baseline median: docker run " +
+             " (spawn->ROUTED can be negative: the coordinator may route the task before spawn has returned). Baseline median: docker run " +
              ms(median(base.docker)) + " + git clone --reference " + ms(median(base.clone)) + ".";
   Row tail = compare("dispatch latency, p95", p95(lat) * 1000, p95(base.total) * 1000, "ms");
   return {med, tail};

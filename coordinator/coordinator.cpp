@@ -882,9 +882,8 @@ void Coordinator::expire_unanswered_dispatches() {
 }
 
 int Coordinator::slots_held(const WorkerEntry& w) const {
-  int n = 0;
-  for (const auto& id : w.running) n += landing_.count(id) ? 0 : 1;
-  return n;
+  return static_cast<int>(std::count_if(w.running.begin(), w.running.end(),
+                                        [&](const std::string& id) { return !landing_.count(id); }));
 }
 
 int Coordinator::running_count() const {
@@ -940,7 +939,7 @@ void Coordinator::cancel_stale(WorkerEntry& w, const std::string& task_id, int64
 }
 
 protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& workers, const std::string& coordinator_id,
-                                    int64_t now) {
+                                    int64_t now, const std::set<std::string>& landing) {
   protocol::WorkersReply r;
   r.coordinator_id = coordinator_id;
   for (const auto& [rid, w] : workers) {
@@ -949,7 +948,8 @@ protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& wo
     s.hostname = w.hello.hostname;
     s.version = w.hello.version;
     s.capacity = w.hello.capacity;
-    s.load = static_cast<int>(w.running.size());
+    s.load = static_cast<int>(std::count_if(w.running.begin(), w.running.end(),
+                                            [&](const std::string& id) { return !landing.count(id); }));
     s.state = w.lost ? "lost" : s.load >= s.capacity ? "busy" : "ready";
     s.heartbeat_age_ms = std::max<int64_t>(0, now - w.last_seen_ms);
     s.labels = w.hello.labels;
@@ -962,7 +962,9 @@ protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& wo
   return r;
 }
 
-protocol::WorkersReply Coordinator::workers() const { return worker_table(workers_, coordinator_id_, now_ms()); }
+protocol::WorkersReply Coordinator::workers() const {
+  return worker_table(workers_, coordinator_id_, now_ms(), landing_);
+}
 
 void Coordinator::dispatch_claimed() {
   last_dispatch_ms_ = now_ms();

@@ -43,9 +43,10 @@ struct WorkerEntry {
   std::set<std::pair<std::string, int64_t>> stale_cancelled;
 };
 
-// The worker table as clients see it (`polyphony workers`).
+// The worker table as clients see it (`polyphony workers`). A worker's load is the slots its
+// attempts hold: those in `landing` (passed verify, asked to land) are listed but hold none.
 protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& workers, const std::string& coordinator_id,
-                                    int64_t now_ms);
+                                    int64_t now_ms, const std::set<std::string>& landing = {});
 
 // Retry policy: exponential backoff from base to cap, with +-20% jitter.
 int64_t retry_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, uint64_t random);

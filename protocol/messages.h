@@ -249,7 +249,7 @@ struct WorkerStatus {
   std::string state;                  // "ready" (has free capacity), "busy" (full), "lost"
   int64_t heartbeat_age_ms = 0;       // since the coordinator last heard from it
   int capacity = 1;
-  int load = 0;                       // attempts the coordinator has it holding
+  int load = 0;                       // slots its attempts hold (not those landing)
   std::vector<std::string> labels;
   std::vector<std::string> running;   // task ids
   bool image_present = false;

@@ -512,9 +512,10 @@ std::optional<protocol::TaskResult> Run::verify() {
   attempt_.log("verify", "$ " + verify_command_ + "\n");
   // Whatever the agent left running goes first, so nothing of it can touch the tree while the
   // tests run: as the container user, kill(-1) reaches every process but the holder (PID 1) and
-  // the caller, which then becomes the verify shell. The command is an argument, never spliced.
+  // the caller, which then runs the command (eval: no second shell to start). The command is an
+  // argument, never spliced into the script.
   const auto started = std::chrono::steady_clock::now();
-  auto run = exec_in({"sh", "-c", "kill -KILL -1 2>/dev/null; exec sh -c \"$1\"", "polyphony-verify", verify_command_},
+  auto run = exec_in({"sh", "-c", "kill -KILL -1 2>/dev/null; eval \"set --; $1\"", "polyphony-verify", verify_command_},
                      attempt_env(spec_), "verify", spec_.verify_timeout_s, 0);
   spdlog::info("task {}: verify ran {} ms", spec_.task_id, ms_between(started, std::chrono::steady_clock::now()));
   if (!run.ok()) return container_failure(attempt_, spec_, "verify", run.error());

@@ -148,6 +148,11 @@ TEST_CASE("a task that asked to land holds no slot: the next task is dispatched 
   auto b = w.next<protocol::Dispatch>(*f.coordinator);
   REQUIRE(b);
   CHECK(b->spec.task_id != a->spec.task_id);
+  // `polyphony workers`: both on the worker, one slot held.
+  const auto table = f.coordinator->workers();
+  REQUIRE(table.workers.size() == 1);
+  CHECK(table.workers[0].running.size() == 2);
+  CHECK(table.workers[0].load == 1);
   // The second holds the slot now: nothing more until it too asks to land, however the
   // first's landing ends.
   CHECK_FALSE(w.next<protocol::Dispatch>(*f.coordinator, 10));
