@@ -154,8 +154,8 @@ struct MirrorState {
   int learned = 0;               // landings learned, under the mutex (refs packed every kPackRefsEvery)
 };
 
-// Every this many landings into a mirror, its refs and (when landed in-process) the origin's are
-// packed: each landing adds a task branch to both.
+// Every this many landings into a mirror, its refs and those of a local origin are packed: each
+// landing adds a task branch to both.
 constexpr int kPackRefsEvery = 16;
 
 MirrorState& mirror_state(const fs::path& mirror) {
@@ -738,7 +738,7 @@ Status GitWorkspaces::learn_landing(const Workspace& ws, const fs::path& land_di
   auto source = GitRepo::open(land_dir);  // borrows the workspace's objects and the mirror's
   POLY_TRY(source);
   POLY_TRY(source->copy_objects_to(head, *base, ws.mirror_dir / "objects"));
-  auto mirror = GitRepo::open(ws.mirror_dir);  // opened after the pack is there
+  auto mirror = GitRepo::open(ws.mirror_dir);  // opened after the objects are there
   POLY_TRY(mirror);
   const std::string base_ref = "refs/heads/" + ws.base_branch;
   if (auto current = mirror->resolve(base_ref); current.ok()) {
@@ -771,10 +771,10 @@ Result<LandResult> GitWorkspaces::land(const Workspace& ws) {
     // process, and the mirror's lock held for it) what the mirror is about to learn anyway.
     MirrorState& state = mirror_state(ws.mirror_dir);
     ++state.landings;
-    struct Landed {
+    struct Counted {
       std::atomic<int>& count;
-      ~Landed() { --count; }
-    } landed_{state.landings};
+      ~Counted() { --count; }
+    } counted{state.landings};
     std::lock_guard guard(state.mutex);
     auto lock = lock_mirror_file(ws.mirror_dir);
     auto pushed = push_and_land(ws, land_dir, head);
