@@ -881,14 +881,14 @@ void Coordinator::expire_unanswered_dispatches() {
   }
 }
 
-int Coordinator::slots_held(const WorkerEntry& w) const {
+int slots_held(const WorkerEntry& w, const std::set<std::string>& landing) {
   return static_cast<int>(std::count_if(w.running.begin(), w.running.end(),
-                                        [&](const std::string& id) { return !landing_.count(id); }));
+                                        [&](const std::string& id) { return !landing.count(id); }));
 }
 
 int Coordinator::running_count() const {
   int n = 0;
-  for (const auto& [rid, w] : workers_) n += slots_held(w);
+  for (const auto& [rid, w] : workers_) n += slots_held(w, landing_);
   return n;
 }
 
@@ -897,7 +897,7 @@ Coordinator::FreeWorkers Coordinator::free_workers() {
   const int64_t now = now_ms();
   FreeWorkers free;
   for (auto& [rid, w] : workers_) {
-    WorkerCandidate c{w.hello.worker_id, w.hello.capacity, slots_held(w), {},
+    WorkerCandidate c{w.hello.worker_id, w.hello.capacity, slots_held(w, landing_), {},
                       !w.lost && now - w.last_seen_ms <= budget, w.hello.image_present};
     if (!c.live || !c.image_present || c.capacity < 1 || c.load >= c.capacity) continue;  // choose_worker's own rule
     c.labels = w.hello.labels;
@@ -948,8 +948,7 @@ protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& wo
     s.hostname = w.hello.hostname;
     s.version = w.hello.version;
     s.capacity = w.hello.capacity;
-    s.load = static_cast<int>(std::count_if(w.running.begin(), w.running.end(),
-                                            [&](const std::string& id) { return !landing.count(id); }));
+    s.load = slots_held(w, landing);
     s.state = w.lost ? "lost" : s.load >= s.capacity ? "busy" : "ready";
     s.heartbeat_age_ms = std::max<int64_t>(0, now - w.last_seen_ms);
     s.labels = w.hello.labels;

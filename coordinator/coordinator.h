@@ -43,6 +43,9 @@ struct WorkerEntry {
   std::set<std::pair<std::string, int64_t>> stale_cancelled;
 };
 
+// Slots the tasks dispatched to `w` hold: all but those in `landing` (passed verify, asked to land).
+int slots_held(const WorkerEntry& w, const std::set<std::string>& landing);
+
 // The worker table as clients see it (`polyphony workers`). A worker's load is the slots its
 // attempts hold: those in `landing` (passed verify, asked to land) are listed but hold none.
 protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& workers, const std::string& coordinator_id,
@@ -188,8 +191,6 @@ class Coordinator {
   WorkerEntry* pick_worker(const Task& task, FreeWorkers& free);
   // Tells `w` to stop and clean up an attempt whose lease it no longer holds (once per epoch).
   void cancel_stale(WorkerEntry& w, const std::string& task_id, int64_t epoch, const std::string& why);
-  // Slots the tasks dispatched to `w` hold: all but those that passed verify and asked to land.
-  int slots_held(const WorkerEntry& w) const;
   int running_count() const;  // slots held over all workers
   // The task if the message's epoch and sender match its current lease; logs and returns
   // nullopt otherwise.

@@ -37,6 +37,10 @@ using BranchIterator = GitHandle<git_branch_iterator, git_branch_iterator_free>;
 using ReferenceIterator = GitHandle<git_reference_iterator, git_reference_iterator_free>;
 using Revwalk = GitHandle<git_revwalk, git_revwalk_free>;
 using ConflictIterator = GitHandle<git_index_conflict_iterator, git_index_conflict_iterator_free>;
+using Odb = GitHandle<git_odb, git_odb_free>;
+using OdbObject = GitHandle<git_odb_object, git_odb_object_free>;
+using Refdb = GitHandle<git_refdb, git_refdb_free>;
+using Packbuilder = GitHandle<git_packbuilder, git_packbuilder_free>;
 
 // Error "git": "<action> failed: <git_error_last()->message>", where = the repository path.
 Error libgit2_error(std::string_view action, const std::filesystem::path& repo);

@@ -119,7 +119,7 @@ Status GitRepo::add_remote(const std::string& name, const std::string& url,
 Status GitRepo::pack_refs() {
   git_refdb* raw = nullptr;
   if (git_repository_refdb(&raw, repo_.get()) != 0) return libgit2_error("opening the refs", path_);
-  std::unique_ptr<git_refdb, GitFree<git_refdb, git_refdb_free>> refdb(raw);
+  Refdb refdb(raw);
   if (git_refdb_compress(refdb.get()) != 0) return libgit2_error("packing the refs", path_);
   return ok_status();
 }
@@ -372,9 +372,6 @@ Result<bool> GitRepo::is_ancestor(const git_oid& ancestor, const git_oid& descen
 
 namespace {
 
-using Odb = GitHandle<git_odb, git_odb_free>;
-using OdbObject = GitHandle<git_odb_object, git_odb_object_free>;
-
 // Adds to `out` what `tree` has that `base` (nullptr: nothing) lacks at the same path, subtrees
 // included; stops at `limit` (then the caller packs instead). Gitlinks are not objects of ours.
 Status new_in_tree(git_repository* repo, const git_tree* tree, const git_tree* base, std::vector<git_oid>& out,
@@ -410,9 +407,16 @@ Status GitRepo::copy_objects_to(const git_oid& head, const git_oid& known, const
   git_revwalk* walk_raw = nullptr;
   if (git_revwalk_new(&walk_raw, repo_.get()) != 0) return libgit2_error("walking commits", path_);
   Revwalk walk(walk_raw);
-  if (git_revwalk_push(walk.get(), &head) != 0 || git_revwalk_hide(walk.get(), &known) != 0) {
-    return libgit2_error("walking " + oid_hex(head) + " not in " + oid_hex(known), path_);
-  }
+  // The commits reachable from `head` but not from `known`; walked once to list their objects,
+  // and again by the packbuilder when they are too many to write loose.
+  auto start_walk = [&]() -> Status {
+    if (git_revwalk_reset(walk.get()) != 0 || git_revwalk_push(walk.get(), &head) != 0 ||
+        git_revwalk_hide(walk.get(), &known) != 0) {
+      return libgit2_error("walking " + oid_hex(head) + " not in " + oid_hex(known), path_);
+    }
+    return ok_status();
+  };
+  POLY_TRY(start_walk());
   // Each new commit with what its tree adds to its first parent's: the parent is either known
   // (so the other repository has its objects) or new itself (so they are in this list).
   std::vector<git_oid> objects;
@@ -444,12 +448,9 @@ Status GitRepo::copy_objects_to(const git_oid& head, const git_oid& known, const
   if (objects.size() > kLooseObjectLimit) {
     git_packbuilder* raw = nullptr;
     if (git_packbuilder_new(&raw, repo_.get()) != 0) return libgit2_error("starting a pack", path_);
-    std::unique_ptr<git_packbuilder, GitFree<git_packbuilder, git_packbuilder_free>> pb(raw);
-    git_revwalk* pack_walk_raw = nullptr;
-    if (git_revwalk_new(&pack_walk_raw, repo_.get()) != 0) return libgit2_error("walking commits", path_);
-    Revwalk pack_walk(pack_walk_raw);
-    if (git_revwalk_push(pack_walk.get(), &head) != 0 || git_revwalk_hide(pack_walk.get(), &known) != 0 ||
-        git_packbuilder_insert_walk(pb.get(), pack_walk.get()) != 0) {
+    Packbuilder pb(raw);
+    POLY_TRY(start_walk());
+    if (git_packbuilder_insert_walk(pb.get(), walk.get()) != 0) {
       return libgit2_error("collecting the objects of " + oid_hex(head) + " not in " + oid_hex(known), path_);
     }
     if (git_packbuilder_write(pb.get(), (objects_dir / "pack").c_str(), 0444, nullptr, nullptr) != 0) {
