@@ -1,4 +1,4 @@
-// Reading a repository's text files for scoring, bounded: from a commit through `git`, or
+// Reading a repository's text files for scoring, bounded: from a commit through libgit2, or
 // from a work tree on disk.
 #include <algorithm>
 #include <deque>
@@ -6,7 +6,7 @@
 #include <mutex>
 #include <sstream>
 
-#include "common/process.h"
+#include "common/git_handles.h"
 #include "coordinator/scoring.h"
 
 namespace polyphony {
@@ -16,7 +16,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr size_t kBinarySniffBytes = 8000;
-constexpr auto kGitTimeout = std::chrono::seconds(60);
 
 struct Candidate {
   std::string path;
@@ -54,50 +53,35 @@ void add_text(RepoText& out, std::string path, std::string content) {
   out.files.push_back({std::move(path), std::move(content)});
 }
 
-Result<ProcessResult> git(const fs::path& repo, std::vector<std::string> args, const std::string& input = "") {
-  std::vector<std::string> argv{"git", "-c", "safe.directory=*", "-C", repo.string()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  ProcessOptions o;
-  o.timeout = kGitTimeout;
-  o.stdin_data = input;
-  return run_checked(argv, o, "git");
-}
+using detail::libgit2_error;
 
-// "<mode> <type> <object> <size>\t<path>" entries of `git ls-tree -r -l -z`.
-std::vector<Candidate> parse_ls_tree(const std::string& out) {
-  std::vector<Candidate> all;
-  size_t start = 0;
-  while (start < out.size()) {
-    size_t end = out.find('\0', start);
-    if (end == std::string::npos) end = out.size();
-    std::string entry = out.substr(start, end - start);
-    start = end + 1;
-    size_t tab = entry.find('\t');
-    if (tab == std::string::npos) continue;
-    std::istringstream meta(entry.substr(0, tab));
-    std::string mode, type, object, size;
-    meta >> mode >> type >> object >> size;
-    if (type != "blob" || mode == "120000") continue;  // symlinks and submodules are not text
-    all.push_back({entry.substr(tab + 1), std::stoull(size), object});
+// The blobs of `tree` with their sizes, as `git ls-tree -r -l` lists them; symlinks and
+// submodules are not text.
+Result<std::vector<Candidate>> list_blobs(git_repository* repo, git_tree* tree, const fs::path& where) {
+  git_odb* odb_raw = nullptr;
+  if (git_repository_odb(&odb_raw, repo) != 0) return libgit2_error("opening the object database", where);
+  detail::Odb odb(odb_raw);
+  struct Walk {
+    git_odb* odb;
+    std::vector<Candidate> all;
+    bool failed = false;
+  } walk{odb.get(), {}};
+  auto visit = [](const char* root, const git_tree_entry* entry, void* payload) -> int {
+    auto& w = *static_cast<Walk*>(payload);
+    if (git_tree_entry_type(entry) != GIT_OBJECT_BLOB || git_tree_entry_filemode(entry) == GIT_FILEMODE_LINK) return 0;
+    size_t size = 0;
+    git_object_t type;
+    if (git_odb_read_header(&size, &type, w.odb, git_tree_entry_id(entry)) != 0) {
+      w.failed = true;
+      return -1;
+    }
+    w.all.push_back({std::string(root) + git_tree_entry_name(entry), size, detail::oid_hex(*git_tree_entry_id(entry))});
+    return 0;
+  };
+  if (git_tree_walk(tree, GIT_TREEWALK_PRE, visit, &walk) != 0 || walk.failed) {
+    return libgit2_error("listing the files", where);
   }
-  return all;
-}
-
-// Splits `git cat-file --batch` output ("<oid> blob <size>\n<content>\n" each) in order.
-Status parse_batch(const std::string& out, const std::vector<Candidate>& files, RepoText& text) {
-  size_t pos = 0;
-  for (const auto& f : files) {
-    size_t nl = out.find('\n', pos);
-    if (nl == std::string::npos) return make_error("git", "git cat-file ended early, before " + f.path);
-    std::istringstream header(out.substr(pos, nl - pos));
-    std::string oid, type;
-    uint64_t size = 0;
-    header >> oid >> type >> size;
-    if (type != "blob") return make_error("git", "git cat-file gave '" + type + "' for " + f.path);
-    add_text(text, f.path, out.substr(nl + 1, size));
-    pos = nl + 1 + size + 1;
-  }
-  return {};
+  return std::move(walk.all);
 }
 
 }  // namespace
@@ -105,8 +89,8 @@ Status parse_batch(const std::string& out, const std::vector<Candidate>& files, 
 namespace {
 
 // The last reads, by repository, commit and limits: tasks spawned one after another on a base
-// that did not move share one read, and each costs one `git rev-parse` instead of three
-// processes. Small reads only, so the cache never weighs much.
+// that did not move share one read, and each costs one lookup of the base. Small reads only,
+// so the cache never weighs much.
 constexpr size_t kCachedReads = 2;
 constexpr uint64_t kMaxCachedBytes = 8ull << 20;
 
@@ -144,29 +128,41 @@ void remember_read(const std::string& repo, const std::string& oid, const ScanLi
 }  // namespace
 
 Result<RepoText> read_repo_at(const fs::path& repo, const std::string& rev, const ScanLimits& limits) {
+  detail::ensure_libgit2();
   const std::string r = rev.empty() ? "HEAD" : rev;
-  auto commit = git(repo, {"rev-parse", "--verify", "--quiet", "--end-of-options", r + "^{commit}"});
-  if (!commit.ok()) {
+  auto not_found = [&] {
     return make_error("git", "no branch or commit '" + r + "' in " + repo.string() + " (is it a git repository?)",
                       repo.string());
-  }
-  std::string oid = commit->out.substr(0, commit->out.find('\n'));
+  };
+  // Found as `git -C repo` finds it: the directory or one above it.
+  git_repository* repo_raw = nullptr;
+  if (git_repository_open_ext(&repo_raw, repo.c_str(), 0, nullptr) != 0) return not_found();
+  detail::Repository handle(repo_raw);
+  git_object* peeled_raw = nullptr;
+  if (git_revparse_single(&peeled_raw, handle.get(), (r + "^{commit}").c_str()) != 0) return not_found();
+  detail::Commit commit(reinterpret_cast<git_commit*>(peeled_raw));
+  const std::string oid = detail::oid_hex(*git_commit_id(commit.get()));
   const std::string source = repo.string() + " at " + r + " (" + oid.substr(0, 12) + ")";
   if (auto hit = cached_read(repo.string(), oid, limits)) {
     hit->source = source;
     return *hit;
   }
-  auto tree = git(repo, {"ls-tree", "-r", "-l", "-z", oid});
-  if (!tree.ok()) return tree.error();
+  git_tree* tree_raw = nullptr;
+  if (git_commit_tree(&tree_raw, commit.get()) != 0) return libgit2_error("reading the tree of " + r, repo);
+  detail::Tree tree(tree_raw);
+  auto all = list_blobs(handle.get(), tree.get(), repo);
+  if (!all.ok()) return all.error();
   RepoText text;
   text.source = source;
-  auto files = select(parse_ls_tree(tree->out), limits, text);
-  if (!files.empty()) {
-    std::string input;
-    for (const auto& f : files) input += f.object + "\n";
-    auto blobs = git(repo, {"cat-file", "--batch"}, input);
-    if (!blobs.ok()) return blobs.error();
-    POLY_TRY(parse_batch(blobs->out, files, text));
+  for (const auto& f : select(std::move(*all), limits, text)) {
+    git_oid id;
+    git_blob* blob_raw = nullptr;
+    if (git_oid_fromstr(&id, f.object.c_str()) != 0 || git_blob_lookup(&blob_raw, handle.get(), &id) != 0) {
+      return libgit2_error("reading " + f.path, repo);
+    }
+    detail::Blob blob(blob_raw);
+    add_text(text, f.path,
+             std::string(static_cast<const char*>(git_blob_rawcontent(blob.get())), git_blob_rawsize(blob.get())));
   }
   remember_read(repo.string(), oid, limits, text);
   return text;

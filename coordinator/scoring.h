@@ -101,7 +101,7 @@ struct ScanLimits {
 };
 
 // The text files of `rev` (a branch, tag or commit; "HEAD" by default) in a bare or non-bare
-// repository, read through `git` (argv, with a timeout). Error "git" naming the repo and rev.
+// repository (or a directory in one), read through libgit2. Error "git" naming the repo and rev.
 Result<RepoText> read_repo_at(const std::filesystem::path& repo, const std::string& rev,
                               const ScanLimits& limits = {});
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "worker-agent/git_handles.h"
+#include "common/git_handles.h"
 #include "worker-agent/workspaces.h"
 
 namespace polyphony::detail {

@@ -247,6 +247,26 @@ TEST_CASE("a repeated read at an unchanged branch is the same, and a new commit 
   CHECK(moved->files[0].content == "two\n");
 }
 
+TEST_CASE("a read from inside a work tree finds its repository, lists nested files and skips symlinks") {
+  TempDir dir;
+  const auto wt = dir / "wt";
+  testing::write_file(wt / "src" / "deep" / "auth.py", "def login(user):\n    return check(user)\n");
+  testing::write_file(wt / "README.md", "# readme\n");
+  std::filesystem::create_symlink("src/deep/auth.py", wt / "link.py");
+  testing::git(dir.path(), {"init", "-q", "-b", "main", wt.string()});
+  testing::git(wt, {"add", "-A"});
+  testing::git(wt, {"-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", "first"});
+  // Uncommitted changes are not what a revision holds.
+  testing::write_file(wt / "README.md", "# changed\n");
+  auto text = read_repo_at(wt / "src", "main");
+  REQUIRE(text.ok());
+  REQUIRE(text->files.size() == 2);
+  CHECK(text->files[0].path == "README.md");
+  CHECK(text->files[0].content == "# readme\n");
+  CHECK(text->files[1].path == "src/deep/auth.py");
+  CHECK_THAT(text->source, Catch::Contains("main"));
+}
+
 TEST_CASE("an unknown revision is an error naming the repository and the revision") {
   TempDir dir;
   testing::make_bare_repo(dir / "origin.git", kFixture);

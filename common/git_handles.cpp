@@ -1,5 +1,5 @@
 // One-time libgit2 setup and the conversion of libgit2 errors into Result errors.
-#include "worker-agent/git_handles.h"
+#include "common/git_handles.h"
 
 #include <mutex>
 
