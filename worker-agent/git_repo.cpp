@@ -35,6 +35,15 @@ const BranchHead* BranchSnapshot::find(const std::string& name) const {
   return nullptr;
 }
 
+BranchSnapshot BranchSnapshot::tracked_with(const std::string& base) const {
+  BranchSnapshot out;
+  out.default_branch = default_branch;
+  for (const auto& b : branches) {
+    if (b.name == base || b.name == default_branch) out.branches.push_back(b);
+  }
+  return out;
+}
+
 std::string BranchSnapshot::names() const {
   std::string out;
   for (const auto& b : branches) out += (out.empty() ? "" : ", ") + b.name;

@@ -28,6 +28,10 @@ struct BranchSnapshot {
 
   const BranchHead* find(const std::string& name) const;
   std::string names() const;  // "a, b, c" or "(none)"
+  // What a task's clone tracks of the origin: `base` and the default branch, as
+  // `git clone --single-branch` does. Every other branch (every landed task's) stays out, so a
+  // clone's refs do not grow with the origin's history.
+  BranchSnapshot tracked_with(const std::string& base) const;
 };
 
 struct MergeOutcome {

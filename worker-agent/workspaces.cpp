@@ -572,7 +572,7 @@ Result<Workspace> GitWorkspaces::provision(const WorkspaceRequest& request) {
                base->name,
                detail::oid_hex(base->commit),
                request.branch};
-  if (auto built = build_clone(ws, *branches, base->commit); !built.ok()) {
+  if (auto built = build_clone(ws, branches->tracked_with(base->name), base->commit); !built.ok()) {
     fs::remove_all(task_dir, ec);
     return built.error();
   }
@@ -934,7 +934,7 @@ Result<Spare> GitWorkspaces::make_spare(const std::string& repo_url, const std::
   auto dir = reserve_spare_dir(mirror);
   POLY_TRY(dir);
   Spare spare{*dir, mirror, repo_url, base_branch};
-  if (auto built = build_spare(spare, *origin, *branches, base->commit); !built.ok()) {
+  if (auto built = build_spare(spare, *origin, branches->tracked_with(base->name), base->commit); !built.ok()) {
     std::error_code ec;
     fs::remove_all(spare.dir, ec);
     return built.error();
@@ -1012,7 +1012,7 @@ Status GitWorkspaces::refresh_spare(Workspace& ws, const std::string& requested_
   POLY_TRY(detail::write_alternates(ws.repo_dir / ".git", {ws.mirror_dir / "objects"}));
   auto repo = GitRepo::open(ws.repo_dir);
   POLY_TRY(repo);
-  POLY_TRY(repo->set_remote_refs("origin", *branches));
+  POLY_TRY(repo->set_remote_refs("origin", branches->tracked_with(base->name)));
   auto touched = repo->reset_to_new_branch(ws.branch, base->commit);
   POLY_TRY(touched);
   POLY_TRY(empty_directory(ws.task_dir / "meta"));

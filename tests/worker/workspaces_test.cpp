@@ -341,15 +341,19 @@ std::vector<std::string> loose_refs(const fs::path& git_dir, const std::string& 
   return refs;
 }
 
-TEST_CASE("a clone's remote branches are packed, and landings keep the refs of mirror and origin packed") {
+TEST_CASE("a clone tracks only its base and the default branch, packed, and landings keep the refs of mirror and origin packed") {
   Fixture f;
   for (int i = 0; i < 3; ++i) commit_to_bare(f.origin, {{"x.txt", std::to_string(i)}}, "side", "side-" + std::to_string(i));
   Workspace first = f.provision("t0");
-  // One packed-refs file rather than a file per origin branch (origin/HEAD is symbolic: loose,
-  // as git clone leaves it).
+  // Packed (origin/HEAD is symbolic: loose, as git clone leaves it), and no other branch of the
+  // origin: a clone's refs do not grow with the branches every landing leaves there.
   CHECK(loose_refs(first.repo_dir / ".git", "refs/remotes") == std::vector<std::string>{"refs/remotes/origin/HEAD"});
-  CHECK(trim(git(first.repo_dir, {"for-each-ref", "--format=%(refname)", "refs/remotes/origin/side-*"})) ==
-        "refs/remotes/origin/side-0\nrefs/remotes/origin/side-1\nrefs/remotes/origin/side-2");
+  CHECK(trim(git(first.repo_dir, {"for-each-ref", "--format=%(refname)", "refs/remotes"})) ==
+        "refs/remotes/origin/HEAD\nrefs/remotes/origin/main");
+  // A task on another base tracks that base beside the default branch.
+  Workspace side = require_ok(f.workspaces->provision(f.request("t-side", "side-1")));
+  CHECK(trim(git(side.repo_dir, {"for-each-ref", "--format=%(refname)", "refs/remotes"})) ==
+        "refs/remotes/origin/HEAD\nrefs/remotes/origin/main\nrefs/remotes/origin/side-1");
   // Each landing adds a task branch to the origin and the mirror; every 16th packs them all.
   std::string last;
   for (int i = 1; i <= 16; ++i) {
@@ -367,7 +371,8 @@ TEST_CASE("a clone's remote branches are packed, and landings keep the refs of m
   // Packed refs are read like loose ones: the next task starts from the last landing.
   Workspace next = f.provision("t17");
   CHECK(next.base_commit == last);
-  CHECK(rev_parse(next.repo_dir, "refs/remotes/origin/polyphony/t16") == last);
+  CHECK(rev_parse(next.repo_dir, "refs/remotes/origin/main") == last);
+  CHECK(trim(git(next.repo_dir, {"for-each-ref", "--format=%(refname)", "refs/remotes/origin/polyphony"})).empty());
 }
 
 TEST_CASE("an origin with a receive hook or receive settings gets a real git push, which runs the hook") {
@@ -861,8 +866,10 @@ TEST_CASE("provision_from brings a spare to the moved base on the task branch, i
   CHECK(rev_parse(ws.repo_dir, "HEAD") == moved);
   CHECK(trim(git(ws.repo_dir, {"for-each-ref", "--format=%(refname)", "refs/heads"})) ==
         "refs/heads/polyphony/t1");
+  // Only the base (here also the default branch) is tracked: neither the branch that came nor
+  // the one that went.
   CHECK(trim(git(ws.repo_dir, {"for-each-ref", "--format=%(refname)", "refs/remotes"})) ==
-        "refs/remotes/origin/HEAD\nrefs/remotes/origin/feature\nrefs/remotes/origin/main");
+        "refs/remotes/origin/HEAD\nrefs/remotes/origin/main");
   CHECK(rev_parse(ws.repo_dir, "refs/remotes/origin/main") == moved);
   CHECK(read_file(ws.repo_dir / "added" / "new.txt") == "new\n");
   CHECK(read_file(ws.repo_dir / "src" / "app.txt") == "v2\n");
