@@ -108,6 +108,7 @@ std::optional<WarmSlot> ContainerPool::take(const WarmKey& key) {
   std::optional<WarmSlot> found;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    last_activity_ = Clock::now();
     auto it = std::find_if(ready_.begin(), ready_.end(), [&](const Ready& r) { return r.key_id == id; });
     if (it != ready_.end()) {
       found = std::move(it->slot);
@@ -129,9 +130,11 @@ std::optional<WarmSlot> ContainerPool::take(const WarmKey& key) {
           auto other = std::find_if(ready_.begin(), ready_.end(), [&](const Ready& r) { return r.key_id != id; });
           if (other == ready_.end()) break;
           disposals_.push_back(std::move(other->slot));
+          disposals_at_.push_back(last_activity_);
           ready_.erase(other);
         }
         wanted_.push_back(key);
+        wanted_at_.push_back(last_activity_);
       }
     }
   }
@@ -143,7 +146,9 @@ void ContainerPool::dispose(const std::string& container_id) {
   if (container_id.empty()) return;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    last_activity_ = Clock::now();
     disposals_.push_back({container_id, {}, nullptr});
+    disposals_at_.push_back(last_activity_);
   }
   wake_.notify_all();
 }
@@ -159,21 +164,33 @@ bool ContainerPool::settle(std::chrono::milliseconds timeout) const {
   return settled_.wait_for(lock, timeout, [&] { return wanted_.empty() && disposals_.empty() && busy_ == 0; });
 }
 
+bool ContainerPool::wait_for_quiet(std::unique_lock<std::mutex>& lock, const std::deque<Clock::time_point>& queued) {
+  while (!stopping_ && !queued.empty()) {
+    const auto due = std::min(last_activity_ + options_.quiet, queued.front() + options_.max_delay);
+    if (Clock::now() >= due) return true;
+    wake_.wait_until(lock, due);
+  }
+  return false;
+}
+
 void ContainerPool::maker_loop(bool disposer) {
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
     wake_.wait(lock, [&] { return stopping_ || (disposer ? !disposals_.empty() : !wanted_.empty()); });
     if (stopping_) return;
+    if (options_.quiet.count() > 0 && !wait_for_quiet(lock, disposer ? disposals_at_ : wanted_at_)) continue;
     ++busy_;
     if (disposer) {
       WarmSlot gone = std::move(disposals_.front());
       disposals_.pop_front();
+      disposals_at_.pop_front();
       lock.unlock();
       destroy(gone);
       lock.lock();
     } else {
       WarmKey key = wanted_.front();
       wanted_.pop_front();
+      wanted_at_.pop_front();
       const std::string id = key.id();
       ++making_[id];
       ++making_total_;

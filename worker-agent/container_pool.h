@@ -74,6 +74,11 @@ class ContainerPool {
     std::string worker_id;
     int size = 0;     // warm containers kept at most (over all keys); 0: none
     int makers = 2;   // threads making them (and one more removes containers)
+    // Background work (making and removing containers) waits until neither take() nor
+    // dispose() was called for `quiet`, or it has waited `max_delay`: tasks starting and ending
+    // together (a burst of dispatches, a wave of landings) get the machine first.
+    std::chrono::milliseconds quiet{0};
+    std::chrono::milliseconds max_delay{0};
   };
 
   ContainerPool(DockerClient& docker, Workspaces& workspaces, Options options);
@@ -105,7 +110,12 @@ class ContainerPool {
     WarmSlot slot;
   };
 
+  using Clock = std::chrono::steady_clock;
+
   void maker_loop(bool disposer);
+  // Waits (the lock held by `lock`) until the oldest of `queued` may be worked on; false when
+  // the pool stops or the queue empties meanwhile.
+  bool wait_for_quiet(std::unique_lock<std::mutex>& lock, const std::deque<Clock::time_point>& queued);
   Result<WarmSlot> make(const WarmKey& key);
   void destroy(const WarmSlot& slot);
 
@@ -116,6 +126,9 @@ class ContainerPool {
   mutable std::condition_variable wake_;
   mutable std::condition_variable settled_;
   std::deque<WarmKey> wanted_;         // keys to make a warm container for
+  std::deque<Clock::time_point> wanted_at_;     // when each was asked for
+  std::deque<Clock::time_point> disposals_at_;  // when each disposal was asked for
+  Clock::time_point last_activity_{};  // the last take() or dispose()
   std::deque<Ready> ready_;            // oldest first
   std::deque<WarmSlot> disposals_;     // containers (and spares) to remove
   std::map<std::string, int> failures_; // key id -> consecutive failures to make one

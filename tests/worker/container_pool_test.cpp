@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "docker_test_support.h"
 #include "test_support.h"
@@ -192,4 +193,35 @@ TEST_CASE("a taken warm container is found by its task's name once renamed") {
   pool.dispose(slot->container_id);
   (void)f.workspaces->discard_spare(slot->spare);
   REQUIRE(pool.settle(std::chrono::seconds(60)));
+}
+
+TEST_CASE("a pool's background work waits for a quiet moment, and no longer than its longest delay") {
+  PoolFixture f;
+  using Clock = std::chrono::steady_clock;
+  using std::chrono::milliseconds;
+  {
+    // Every take() starts the quiet period again: the refill waits for 600 ms after the last.
+    ContainerPool pool(*f.docker, *f.workspaces, {f.worker_id, 1, 1, milliseconds(600), std::chrono::seconds(60)});
+    CHECK_FALSE(pool.take(f.key(f.origin)));
+    std::this_thread::sleep_for(milliseconds(300));
+    const auto last = Clock::now();
+    CHECK_FALSE(pool.take(f.key(f.origin)));
+    std::this_thread::sleep_for(milliseconds(400));
+    CHECK(f.warm_containers() == 0);  // 700 ms after the first take, 400 after the last: not yet
+    REQUIRE(pool.settle(std::chrono::seconds(60)));
+    CHECK(Clock::now() - last >= milliseconds(600));
+    CHECK(pool.ready(f.key(f.origin)) == 1);
+  }
+  {
+    // Quiet never comes in time (30 s): after its longest delay (1 s) the refill goes ahead.
+    ContainerPool pool(*f.docker, *f.workspaces, {f.worker_id, 1, 1, std::chrono::seconds(30), std::chrono::seconds(1)});
+    const auto asked = Clock::now();
+    CHECK_FALSE(pool.take(f.key(f.other)));
+    std::this_thread::sleep_for(milliseconds(300));
+    CHECK(f.warm_containers() == 0);
+    REQUIRE(pool.settle(std::chrono::seconds(60)));
+    CHECK(Clock::now() - asked >= std::chrono::seconds(1));
+    CHECK(Clock::now() - asked < std::chrono::seconds(30));
+    CHECK(pool.ready(f.key(f.other)) == 1);
+  }
 }
