@@ -257,8 +257,10 @@ Result<std::vector<std::string>> GitRepo::reset_to_new_branch(const std::string&
   return touched;
 }
 
-Status GitRepo::create_branch_and_checkout(const std::string& branch, const git_oid& commit, bool move) {
+Result<std::vector<std::string>> GitRepo::create_branch_and_checkout(const std::string& branch, const git_oid& commit,
+                                                                     bool move) {
   POLY_TRY(lookup_commit(commit));
+  std::vector<std::string> touched;
   git_reference* out = nullptr;
   std::string ref = std::string(kHeadsPrefix) + branch;
   if (git_reference_create(&out, repo_.get(), ref.c_str(), &commit, move ? 1 : 0,
@@ -268,10 +270,13 @@ Status GitRepo::create_branch_and_checkout(const std::string& branch, const git_
   git_reference_free(out);
   git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
   co.checkout_strategy = GIT_CHECKOUT_FORCE;
+  co.notify_flags = GIT_CHECKOUT_NOTIFY_UPDATED;
+  co.notify_cb = record_path;
+  co.notify_payload = &touched;
   if (git_checkout_head(repo_.get(), &co) != 0) {
     return libgit2_error("checking out " + branch, path_);
   }
-  return ok_status();
+  return touched;
 }
 
 Result<git_oid> GitRepo::resolve(const std::string& refname) const {

@@ -90,8 +90,10 @@ class GitRepo {
                                                        const git_oid& commit);
 
   // Points refs/heads/<branch> at `commit` and force-checks-out HEAD (already on it). `move`:
-  // the branch may exist already and is moved.
-  Status create_branch_and_checkout(const std::string& branch, const git_oid& commit, bool move = false);
+  // the branch may exist already and is moved. Returns the paths the checkout wrote or
+  // deleted, relative to the work tree.
+  Result<std::vector<std::string>> create_branch_and_checkout(const std::string& branch, const git_oid& commit,
+                                                              bool move = false);
 
   // Replays the commits reachable from `head` but not from `base`, oldest first, onto `onto`
   // (a rebase in memory: work tree and refs untouched). Each keeps its author and message; the

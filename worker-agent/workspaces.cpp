@@ -376,6 +376,9 @@ class GitWorkspaces final : public Workspaces {
   Result<Workspace> place_spare(const WorkspaceRequest& request, const Spare& spare);
   Status refresh_spare(Workspace& ws, const std::string& requested_base);
   Status give_paths_to_owner(const fs::path& repo_dir, const std::vector<std::string>& paths) const;
+  // give_paths_to_owner, then the index learns the touched files' new ctimes (so git does not
+  // read them again) and goes to the owner too.
+  Status give_touched_to_owner(GitRepo& repo, const fs::path& repo_dir, const std::vector<std::string>& paths) const;
 
   Status check_request(const WorkspaceRequest& request) const;
   // The mirror's branches, the mirror brought up to date with the origin first. `new_work_base`
@@ -699,8 +702,9 @@ Result<std::optional<std::string>> GitWorkspaces::rebase_onto_origin(Workspace& 
                           new_base.substr(0, 12) + "); conflicting paths: " + paths,
                       ws.task_id);
   }
-  POLY_TRY(repo->create_branch_and_checkout(ws.branch, *replayed->commit, true));
-  POLY_TRY(give_to_owner(ws.repo_dir));
+  auto touched = repo->create_branch_and_checkout(ws.branch, *replayed->commit, true);
+  POLY_TRY(touched);
+  POLY_TRY(give_touched_to_owner(*repo, ws.repo_dir, *touched));
   ws.base_commit = new_base;
   POLY_TRY(write_metadata(ws));
   spdlog::info("workspace rebased task={} branch={} onto={} head={}", ws.task_id, ws.branch, new_base.substr(0, 12),
@@ -1017,11 +1021,7 @@ Status GitWorkspaces::refresh_spare(Workspace& ws, const std::string& requested_
   POLY_TRY(touched);
   POLY_TRY(empty_directory(ws.task_dir / "meta"));
   POLY_TRY(write_metadata(ws));
-  POLY_TRY(give_paths_to_owner(ws.repo_dir, *touched));
-  if (owner_uid_ >= 0 && !touched->empty()) {
-    POLY_TRY(repo->restat_index_after_chown(&*touched));
-    POLY_TRY(lchown_path(ws.repo_dir / ".git" / "index", owner_uid_, owner_gid_));
-  }
+  POLY_TRY(give_touched_to_owner(*repo, ws.repo_dir, *touched));
   spdlog::debug("spare for task={} wrote or deleted {} paths", ws.task_id, touched->size());
   return ok_status();
 }
@@ -1043,6 +1043,14 @@ Status GitWorkspaces::give_paths_to_owner(const fs::path& repo_dir,
     }
   }
   return ok_status();
+}
+
+Status GitWorkspaces::give_touched_to_owner(GitRepo& repo, const fs::path& repo_dir,
+                                            const std::vector<std::string>& paths) const {
+  POLY_TRY(give_paths_to_owner(repo_dir, paths));
+  if (owner_uid_ < 0 || paths.empty()) return ok_status();
+  POLY_TRY(repo.restat_index_after_chown(&paths));
+  return lchown_path(repo_dir / ".git" / "index", owner_uid_, owner_gid_);
 }
 
 Result<Workspace> GitWorkspaces::provision_from(const WorkspaceRequest& request, const Spare& spare) {

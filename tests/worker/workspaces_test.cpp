@@ -721,6 +721,25 @@ TEST_CASE(
   CHECK(require_ok(f.workspaces->commits_ahead(ws)) == 3);
 }
 
+TEST_CASE("a rebase gives what it wrote to the container user, and git there still finds the tree clean") {
+  if (::geteuid() != 0 || find_program("setpriv").empty()) {
+    WARN("skipped: needs root and setpriv");
+    return;
+  }
+  Fixture f(1000, 1000);
+  Workspace ws = f.provision("t1");
+  commit_to_bare(f.origin, {{"lib/new/theirs.txt", "theirs\n"}, {"src/app.txt", "v2\n"}}, "meanwhile");
+  write_file(ws.repo_dir / "ours.txt", "ours\n");  // as the agent would: its own file
+  REQUIRE(::lchown((ws.repo_dir / "ours.txt").c_str(), 1000, 1000) == 0);
+  REQUIRE(require_ok(f.workspaces->commit_all(ws, "agent's work")).has_value());
+  REQUIRE(require_ok(f.workspaces->rebase_onto_origin(ws)).has_value());
+  CHECK(read_file(ws.repo_dir / "lib/new/theirs.txt") == "theirs\n");
+  CHECK(not_owned_by(ws.repo_dir, 1000, 1000).empty());
+  CHECK(git_as_container_user(ws.repo_dir, {"diff-files", "--name-only"}).out.empty());
+  CHECK(git_as_container_user(ws.repo_dir, {"status", "--porcelain"}).out.empty());
+  CHECK(git_as_container_user(ws.repo_dir, {"commit", "-q", "--allow-empty", "-m", "agent"}).exit_code == 0);
+}
+
 TEST_CASE("credentials in URLs are redacted from git error messages") {
   auto [in, out] = GENERATE(table<std::string, std::string>({
       {"https://user:token@github.com/o/r.git", "https://***@github.com/o/r.git"},
