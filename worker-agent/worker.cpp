@@ -173,13 +173,13 @@ void WorkerAgent::run(const std::atomic<bool>& stop) {
     spdlog::error("no task can run on this worker: {}", runner.error().to_string());
   }
   if (options_.warm_containers > 0 && !pool_) {
-    // Refills and removals wait for a quarter second without a task starting or ending (2 s at
+    // Refills and removals wait for a quarter second without a task starting or ending (1 s at
     // most): a container's create or removal costs the engine a few hundred ms of CPU, which
     // tasks starting or landing together would otherwise share.
     pool_ = std::make_unique<ContainerPool>(
         docker_, workspaces_,
         ContainerPool::Options{options_.worker_id, options_.warm_containers, 2, std::chrono::milliseconds(250),
-                               std::chrono::seconds(2)});
+                               std::chrono::seconds(1)});
   }
   connect();
   spdlog::info("worker {} connected to {} (capacity {})", options_.worker_id, options_.coordinator_endpoint,

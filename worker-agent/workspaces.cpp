@@ -386,6 +386,8 @@ class GitWorkspaces final : public Workspaces {
   // landing of this process holds the mirror, the mirror is taken as it is rather than waited
   // for, when it has that base. It is then at most that landing behind, which the rebase before
   // verify picks up; a rebase itself (no `new_work_base`) waits, so it sees the landing.
+  // The origin's base for a rebase of `ws`, with its objects in the mirror.
+  Result<BranchHead> base_now(const Origin& origin, const Workspace& ws);
   Result<BranchSnapshot> sync_mirror(const Origin& origin, const fs::path& mirror,
                                      const std::optional<std::string>& new_work_base = std::nullopt);
   Status update_mirror(const Origin& origin, const fs::path& mirror);
@@ -674,12 +676,29 @@ Result<std::string> GitWorkspaces::head_tree(const Workspace& ws) {
   return detail::oid_hex(*tree);
 }
 
+// A local origin whose base the mirror has at the same commit needs no sync: two ref reads,
+// where a sync compares every branch of both (and the origin keeps every landed task's). The
+// mirror's ref moves only once a landing's objects are all there. Anything else syncs.
+Result<BranchHead> GitWorkspaces::base_now(const Origin& origin, const Workspace& ws) {
+  if (origin.local) {
+    auto source = GitRepo::open(origin.url);
+    auto copy = GitRepo::open(ws.mirror_dir);
+    if (source.ok() && copy.ok()) {
+      const std::string ref = "refs/heads/" + ws.base_branch;
+      auto theirs = source->resolve(ref);
+      auto ours = copy->resolve(ref);
+      if (theirs.ok() && ours.ok() && git_oid_equal(&*theirs, &*ours)) return BranchHead{ws.base_branch, *theirs};
+    }
+  }
+  auto branches = sync_mirror(origin, ws.mirror_dir);
+  POLY_TRY(branches);
+  return pick_base(*branches, ws.base_branch, origin.url);
+}
+
 Result<std::optional<std::string>> GitWorkspaces::rebase_onto_origin(Workspace& ws) {
   auto origin = resolve_origin(ws.repo_url);
   if (!origin.ok()) return make_error(origin.error().code, origin.error().message, ws.task_id);
-  auto branches = sync_mirror(*origin, ws.mirror_dir);
-  POLY_TRY(branches);
-  auto base = pick_base(*branches, ws.base_branch, origin->url);
+  auto base = base_now(*origin, ws);
   if (!base.ok()) return make_error(base.error().code, base.error().message, ws.task_id);
   const std::string new_base = detail::oid_hex(base->commit);
   if (new_base == ws.base_commit) return std::optional<std::string>();

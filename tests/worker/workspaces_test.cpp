@@ -475,6 +475,26 @@ TEST_CASE("rebase_onto_origin replays the branch onto the moved base, and land t
   CHECK(old_base != moved);
 }
 
+TEST_CASE("a rebase onto a landing the mirror has learned reads two refs and fetches nothing") {
+  Fixture f;
+  Workspace first = f.provision("t1");
+  Workspace second = f.provision("t2");
+  write_file(first.repo_dir / "one.txt", "1\n");
+  require_ok(f.workspaces->commit_all(first, "one"));
+  const std::string landed = require_ok(f.workspaces->land(first)).merged_commit;
+  // The mirror learned the landing in-process: with its remote broken, no fetch could succeed.
+  git(second.mirror_dir, {"config", "remote.origin.url", (f.tmp / "nowhere.git").string()});
+  write_file(second.repo_dir / "two.txt", "2\n");
+  require_ok(f.workspaces->commit_all(second, "two"));
+  CHECK(require_ok(f.workspaces->rebase_onto_origin(second)) == std::optional<std::string>(landed));
+  CHECK(read_file(second.repo_dir / "one.txt") == "1\n");
+  // A base moved by someone else is fetched (and fails here, saying so).
+  commit_to_bare(f.origin, {{"three.txt", "3\n"}}, "elsewhere");
+  auto moved = f.workspaces->rebase_onto_origin(second);
+  REQUIRE_FALSE(moved.ok());
+  CHECK_THAT(moved.error().message, Catch::Contains("fetch") || Catch::Contains("nowhere"));
+}
+
 TEST_CASE("rebase_onto_origin with a conflicting change returns conflict naming the path, changing nothing") {
   Fixture f;
   Workspace ws = f.provision("t1");
