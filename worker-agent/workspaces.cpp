@@ -381,13 +381,13 @@ class GitWorkspaces final : public Workspaces {
   Status give_touched_to_owner(GitRepo& repo, const fs::path& repo_dir, const std::vector<std::string>& paths) const;
 
   Status check_request(const WorkspaceRequest& request) const;
+  // The origin's base for a rebase of `ws`, with its objects in the mirror.
+  Result<BranchHead> base_now(const Origin& origin, const Workspace& ws);
   // The mirror's branches, the mirror brought up to date with the origin first. `new_work_base`
   // (set for a new workspace or spare: the base it wants, "" for the default branch): while a
   // landing of this process holds the mirror, the mirror is taken as it is rather than waited
   // for, when it has that base. It is then at most that landing behind, which the rebase before
   // verify picks up; a rebase itself (no `new_work_base`) waits, so it sees the landing.
-  // The origin's base for a rebase of `ws`, with its objects in the mirror.
-  Result<BranchHead> base_now(const Origin& origin, const Workspace& ws);
   Result<BranchSnapshot> sync_mirror(const Origin& origin, const fs::path& mirror,
                                      const std::optional<std::string>& new_work_base = std::nullopt);
   Status update_mirror(const Origin& origin, const fs::path& mirror);
