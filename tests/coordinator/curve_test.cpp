@@ -36,7 +36,7 @@ const char* kCurveConfig =
 
 }  // namespace
 
-TEST_CASE("over CURVE an allowed worker registers and gets work; an unknown key never registers", "[fleet][curve]") {
+TEST_CASE("over CURVE an allowed worker registers and gets work, and an unknown key never registers", "[fleet][curve]") {
   LogCapture log;
   FleetCoordinator c(kCurveConfig);
   const Keys k = write_fleet_keys(c.home());

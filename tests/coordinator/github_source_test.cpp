@@ -92,7 +92,7 @@ const std::vector<TaskState> kToVerifying{TaskState::kClaimed, TaskState::kRoute
 
 }  // namespace
 
-TEST_CASE("gh api -i output parses into status, headers and body; Link gives the next page") {
+TEST_CASE("gh api -i output parses into status, headers and body, and Link gives the next page") {
   auto r = parse_gh_include_output("HTTP/2.0 200 OK\r\nEtag: W/\"abc\"\r\nLink: <https://api.github.com/repositories/"
                                    "4242/issues?state=open&page=2>; rel=\"next\", <https://api.github.com/repositories/"
                                    "4242/issues?state=open&page=3>; rel=\"last\"\r\n\r\n[1,2]");
@@ -249,7 +249,7 @@ TEST_CASE("closing, deleting or unlabelling an issue cancels its unfinished task
   CHECK(h.github.calls_to("GET", "repos/acme/widgets/issues/1").size() == 1);
 }
 
-TEST_CASE("an issue edited before its run starts updates the task; after, the run keeps what it was given") {
+TEST_CASE("an issue edited before its run starts updates the task, and after it the run keeps what it was given") {
   Harness h;
   h.github.add_issue(1, "Old title", "old body", {"polyphony"});
   h.github.add_issue(2, "Running", "as given", {"polyphony"});

@@ -67,7 +67,7 @@ TEST_CASE("rules are evaluated top-down and the first match wins") {
   }
 }
 
-TEST_CASE("the default carries the fallback chain; an explicit agent has none") {
+TEST_CASE("the default carries the fallback chain, and an explicit agent has none") {
   TaskRequest t;
   auto d = route(t, sample_policy(), sample_agents());
   REQUIRE(d.ok());

@@ -7,7 +7,7 @@ using namespace polyphony;
 
 using Labels = std::vector<std::string>;
 
-TEST_CASE("needs: labels are requirements; other task labels ask nothing of the worker") {
+TEST_CASE("needs: labels are requirements, and other task labels ask nothing of the worker") {
   struct Case {
     Labels task;
     Labels worker;

@@ -62,7 +62,7 @@ TEST_CASE("the offset of the first ill-formed byte is reported", "[validation]")
   CHECK(detail::utf8_error_offset("\xe2\x82") == 0);
 }
 
-TEST_CASE("wire text has no ill-formed UTF-8 and no NUL; repair replaces them", "[validation]") {
+TEST_CASE("wire text has no ill-formed UTF-8 and no NUL, and repair replaces them", "[validation]") {
   CHECK(detail::is_wire_text("é ✓"));
   CHECK_FALSE(detail::is_wire_text(std::string("a\0b", 3)));
   CHECK_FALSE(detail::is_wire_text("a\xff" "b"));
