@@ -104,14 +104,17 @@ Result<BranchSnapshot> GitRepo::branches() const {
     snapshot.branches.push_back({name, *target});
   }
   if (rc != GIT_ITEROVER) return libgit2_error("listing branches", path_);
-  git_reference* head_raw = nullptr;
-  if (git_reference_lookup(&head_raw, repo_.get(), "HEAD") == 0) {
-    Reference head(head_raw);
-    const char* target = git_reference_symbolic_target(head.get());
-    std::string_view t = target != nullptr ? target : "";
-    if (t.starts_with(kHeadsPrefix)) snapshot.default_branch = t.substr(kHeadsPrefix.size());
-  }
+  snapshot.default_branch = head_branch();
   return snapshot;
+}
+
+std::string GitRepo::head_branch() const {
+  git_reference* head_raw = nullptr;
+  if (git_reference_lookup(&head_raw, repo_.get(), "HEAD") != 0) return {};
+  Reference head(head_raw);
+  const char* target = git_reference_symbolic_target(head.get());
+  std::string_view t = target != nullptr ? target : "";
+  return t.starts_with(kHeadsPrefix) ? std::string(t.substr(kHeadsPrefix.size())) : std::string();
 }
 
 Status GitRepo::add_remote(const std::string& name, const std::string& url,

@@ -61,6 +61,8 @@ class GitRepo {
   const std::filesystem::path& path() const { return path_; }
 
   Result<BranchSnapshot> branches() const;
+  // The branch HEAD names (without refs/heads/), or "" when HEAD names none.
+  std::string head_branch() const;
 
   // Adds remote `name` (url, standard fetch refspec) and refs/remotes/<name>/* for every
   // branch of `origin` (plus <name>/HEAD), packed, without fetching anything.

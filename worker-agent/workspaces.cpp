@@ -388,8 +388,12 @@ class GitWorkspaces final : public Workspaces {
   // landing of this process holds the mirror, the mirror is taken as it is rather than waited
   // for, when it has that base. It is then at most that landing behind, which the rebase before
   // verify picks up; a rebase itself (no `new_work_base`) waits, so it sees the landing.
+  // `wanted_base` (or `new_work_base`): the one base the caller needs ("" for the default
+  // branch). When a local origin and the mirror agree on it and on the default branch, only
+  // those two are returned, with no lock taken and nothing compared or fetched.
   Result<BranchSnapshot> sync_mirror(const Origin& origin, const fs::path& mirror,
-                                     const std::optional<std::string>& new_work_base = std::nullopt);
+                                     const std::optional<std::string>& new_work_base = std::nullopt,
+                                     const std::optional<std::string>& wanted_base = std::nullopt);
   Status update_mirror(const Origin& origin, const fs::path& mirror);
   Status create_mirror(const Origin& origin, const fs::path& mirror);
   Status build_clone(const Workspace& ws, const BranchSnapshot& origin_branches,
@@ -457,8 +461,33 @@ Status GitWorkspaces::create_mirror(const Origin& origin, const fs::path& mirror
   return ok_status();
 }
 
+// The wanted base (its default branch when empty) and the default branch of a local origin,
+// when the mirror has both at the same commits and the same default branch: a few ref reads,
+// where a sync compares every branch of both (and the origin keeps every landed task's). The
+// mirror's refs move only once their objects are all there, by a fetch (which brings every
+// branch) or a landing learned (its base and task branch).
+static std::optional<BranchSnapshot> mirror_has_heads(const Origin& origin, const fs::path& mirror,
+                                                      const std::string& base) {
+  if (!origin.local) return std::nullopt;
+  auto source = GitRepo::open(origin.url);
+  auto copy = source.ok() ? GitRepo::open(mirror) : Result<GitRepo>(source.error());
+  if (!copy.ok()) return std::nullopt;
+  BranchSnapshot heads;
+  heads.default_branch = source->head_branch();
+  if (heads.default_branch.empty() || copy->head_branch() != heads.default_branch) return std::nullopt;
+  for (const std::string& name : {base.empty() ? heads.default_branch : base, heads.default_branch}) {
+    if (heads.find(name) != nullptr) continue;
+    auto theirs = source->resolve("refs/heads/" + name);
+    auto ours = copy->resolve("refs/heads/" + name);
+    if (!theirs.ok() || !ours.ok() || !git_oid_equal(&*theirs, &*ours)) return std::nullopt;
+    heads.branches.push_back({name, *theirs});
+  }
+  return heads;
+}
+
 Result<BranchSnapshot> GitWorkspaces::sync_mirror(const Origin& origin, const fs::path& mirror,
-                                                  const std::optional<std::string>& new_work_base) {
+                                                  const std::optional<std::string>& new_work_base,
+                                                  const std::optional<std::string>& wanted_base) {
   auto requested = std::chrono::steady_clock::now();
   std::error_code ec;
   fs::create_directories(mirrors_dir(), ec);
@@ -467,6 +496,10 @@ Result<BranchSnapshot> GitWorkspaces::sync_mirror(const Origin& origin, const fs
     auto repo = GitRepo::open(mirror);
     auto branches = repo.ok() ? repo->branches() : Result<BranchSnapshot>(repo.error());
     if (branches.ok() && (new_work_base->empty() || branches->find(*new_work_base) != nullptr)) return branches;
+  }
+  const auto& base = new_work_base ? new_work_base : wanted_base;
+  if (base) {
+    if (auto heads = mirror_has_heads(origin, mirror, *base)) return *heads;
   }
   std::lock_guard guard(state.mutex);
   auto lock = lock_mirror_file(mirror);
@@ -676,21 +709,8 @@ Result<std::string> GitWorkspaces::head_tree(const Workspace& ws) {
   return detail::oid_hex(*tree);
 }
 
-// A local origin whose base the mirror has at the same commit needs no sync: two ref reads,
-// where a sync compares every branch of both (and the origin keeps every landed task's). The
-// mirror's ref moves only once a landing's objects are all there. Anything else syncs.
 Result<BranchHead> GitWorkspaces::base_now(const Origin& origin, const Workspace& ws) {
-  if (origin.local) {
-    auto source = GitRepo::open(origin.url);
-    auto copy = GitRepo::open(ws.mirror_dir);
-    if (source.ok() && copy.ok()) {
-      const std::string ref = "refs/heads/" + ws.base_branch;
-      auto theirs = source->resolve(ref);
-      auto ours = copy->resolve(ref);
-      if (theirs.ok() && ours.ok() && git_oid_equal(&*theirs, &*ours)) return BranchHead{ws.base_branch, *theirs};
-    }
-  }
-  auto branches = sync_mirror(origin, ws.mirror_dir);
+  auto branches = sync_mirror(origin, ws.mirror_dir, std::nullopt, ws.base_branch);
   POLY_TRY(branches);
   return pick_base(*branches, ws.base_branch, origin.url);
 }

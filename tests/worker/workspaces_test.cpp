@@ -495,6 +495,29 @@ TEST_CASE("a rebase onto a landing the mirror has learned reads two refs and fet
   CHECK_THAT(moved.error().message, Catch::Contains("fetch") || Catch::Contains("nowhere"));
 }
 
+TEST_CASE("a provision on a base the mirror has reads a few refs and fetches nothing, and a new base is fetched") {
+  Fixture f;
+  Workspace first = f.provision("t1");
+  Spare spare = require_ok(f.workspaces->make_spare(f.origin.string(), "main"));
+  const std::string url = trim(git(first.mirror_dir, {"config", "remote.origin.url"}));
+  // With the mirror's remote broken, no fetch could succeed.
+  git(first.mirror_dir, {"config", "remote.origin.url", (f.tmp / "nowhere.git").string()});
+  Workspace second = f.provision("t2");
+  CHECK(second.base_commit == first.base_commit);
+  Workspace third = require_ok(f.workspaces->provision_from(f.request("t3"), spare));
+  CHECK(third.base_commit == first.base_commit);
+  CHECK(trim(git(third.repo_dir, {"for-each-ref", "--format=%(refname)", "refs/remotes"})) ==
+        "refs/remotes/origin/HEAD\nrefs/remotes/origin/main");
+  // A branch the mirror has not seen is fetched (and the fetch fails here, saying so).
+  commit_to_bare(f.origin, {{"r.txt", "r\n"}}, "release", "release");
+  auto release = f.workspaces->provision(f.request("t4", "release"));
+  REQUIRE_FALSE(release.ok());
+  CHECK_THAT(release.error().message, Catch::Contains("fetch") || Catch::Contains("nowhere"));
+  git(first.mirror_dir, {"config", "remote.origin.url", url});
+  Workspace fetched = require_ok(f.workspaces->provision(f.request("t5", "release")));
+  CHECK(read_file(fetched.repo_dir / "r.txt") == "r\n");
+}
+
 TEST_CASE("rebase_onto_origin with a conflicting change returns conflict naming the path, changing nothing") {
   Fixture f;
   Workspace ws = f.provision("t1");
