@@ -387,10 +387,10 @@ class GitWorkspaces final : public Workspaces {
   // (set for a new workspace or spare: the base it wants, "" for the default branch): while a
   // landing of this process holds the mirror, the mirror is taken as it is rather than waited
   // for, when it has that base. It is then at most that landing behind, which the rebase before
-  // verify picks up; a rebase itself (no `new_work_base`) waits, so it sees the landing.
-  // `wanted_base` (or `new_work_base`): the one base the caller needs ("" for the default
-  // branch). When a local origin and the mirror agree on it and on the default branch, only
-  // those two are returned, with no lock taken and nothing compared or fetched.
+  // verify picks up; a rebase itself (no `new_work_base`) waits, so it sees the landing once
+  // pushed. `wanted_base` (or `new_work_base`): the one base the caller needs ("" for the
+  // default branch). When a local origin and the mirror agree on it and on the default branch,
+  // only those two are returned, with no lock taken and nothing compared or fetched.
   Result<BranchSnapshot> sync_mirror(const Origin& origin, const fs::path& mirror,
                                      const std::optional<std::string>& new_work_base = std::nullopt,
                                      const std::optional<std::string>& wanted_base = std::nullopt);
