@@ -20,7 +20,7 @@ constexpr size_t kBinarySniffBytes = 8000;
 struct Candidate {
   std::string path;
   uint64_t size = 0;
-  std::string object;  // blob id (git) or empty (work tree)
+  git_oid object{};     // the blob (read from a commit); zero for a work tree file
 };
 
 bool looks_binary(std::string_view content) {
@@ -75,7 +75,7 @@ Result<std::vector<Candidate>> list_blobs(git_repository* repo, git_tree* tree, 
       w.failed = true;
       return -1;
     }
-    w.all.push_back({std::string(root) + git_tree_entry_name(entry), size, detail::oid_hex(*git_tree_entry_id(entry))});
+    w.all.push_back({std::string(root) + git_tree_entry_name(entry), size, *git_tree_entry_id(entry)});
     return 0;
   };
   if (git_tree_walk(tree, GIT_TREEWALK_PRE, visit, &walk) != 0 || walk.failed) {
@@ -155,9 +155,8 @@ Result<RepoText> read_repo_at(const fs::path& repo, const std::string& rev, cons
   RepoText text;
   text.source = source;
   for (const auto& f : select(std::move(*all), limits, text)) {
-    git_oid id;
     git_blob* blob_raw = nullptr;
-    if (git_oid_fromstr(&id, f.object.c_str()) != 0 || git_blob_lookup(&blob_raw, handle.get(), &id) != 0) {
+    if (git_blob_lookup(&blob_raw, handle.get(), &f.object) != 0) {
       return libgit2_error("reading " + f.path, repo);
     }
     detail::Blob blob(blob_raw);
@@ -181,7 +180,7 @@ Result<RepoText> read_work_tree(const fs::path& dir, const ScanLimits& limits) {
       continue;
     }
     if (it->is_symlink(ec) || !it->is_regular_file(ec)) continue;
-    all.push_back({fs::relative(it->path(), dir, ec).generic_string(), it->file_size(ec), ""});
+    all.push_back({fs::relative(it->path(), dir, ec).generic_string(), it->file_size(ec), {}});
   }
   RepoText text;
   text.source = dir.string() + " (work tree)";
