@@ -4,6 +4,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "cli/cli.h"
@@ -70,6 +71,26 @@ json task_json(const Task& t) {
               {"reviewer", t.reviewer},
               {"created_at_ms", r.created_at_ms},
               {"updated_at_ms", t.updated_at_ms}};
+}
+
+// The agent runs the state DB recorded for the task (none when it has no DB yet).
+std::vector<AgentRun> agent_runs_of(const Config& config, const std::string& id) {
+  if (!fs::exists(config.state_db)) return {};
+  auto store = StateStore::open(config.state_db, true);
+  if (!store.ok()) return {};
+  auto runs = store->agent_runs(id);
+  return runs.ok() ? *runs : std::vector<AgentRun>{};
+}
+
+json runs_json(const std::vector<AgentRun>& runs) {
+  json out = json::array();
+  for (const auto& r : runs) {
+    const auto& u = r.usage;
+    out.push_back({{"attempt", r.attempt}, {"role", u.role}, {"agent", u.agent}, {"model", u.model},
+                   {"turns", u.turns}, {"input_tokens", u.input_tokens}, {"output_tokens", u.output_tokens},
+                   {"cost_usd", u.cost_usd}, {"final_message", u.final_message}});
+  }
+  return out;
 }
 
 std::string clip(const std::string& s, size_t n) {
@@ -148,7 +169,11 @@ int cmd_status(const std::vector<std::string>& argv) {
   if (!args->positional.empty() && shown.empty()) return report(make_error("not_found", "no such task", args->positional[0]));
   if (args->has("json")) {
     json out = json::array();
-    for (const auto& t : shown) out.push_back(task_json(t));
+    for (const auto& t : shown) {
+      json j = task_json(t);
+      j["agent_runs"] = runs_json(agent_runs_of(settings->config, t.request.id));
+      out.push_back(std::move(j));
+    }
     std::cout << out.dump(2) << "\n";
   } else {
     print_github_health(settings->config);
@@ -177,6 +202,7 @@ int cmd_show(const std::vector<std::string>& argv) {
     json j = task_json(*task);
     j["body"] = task->request.body;
     j["pull_request"] = pull_url(settings->config, task->request.id);
+    j["agent_runs"] = runs_json(agent_runs_of(settings->config, task->request.id));
     j["events"] = json::array();
     for (const auto& e : events) {
       j["events"].push_back({{"from", e.from}, {"to", e.to}, {"attempt", e.attempt}, {"worker", e.worker},
@@ -195,6 +221,18 @@ int cmd_show(const std::vector<std::string>& argv) {
             << "branch  " << (t.branch.empty() ? "-" : t.branch) << "\n";
   if (!t.merged_commit.empty()) std::cout << "landed  " << t.merged_commit << "\n";
   if (const std::string pr = pull_url(settings->config, t.request.id); !pr.empty()) std::cout << "pull    " << pr << "\n";
+  const auto runs = agent_runs_of(settings->config, t.request.id);
+  if (!runs.empty()) std::cout << "agent runs:\n";
+  for (const auto& r : runs) {
+    const auto& u = r.usage;
+    std::ostringstream cost;
+    cost << std::fixed << std::setprecision(4) << u.cost_usd;
+    std::cout << "  attempt " << r.attempt << "  " << std::setw(11) << u.role << " " << u.agent
+              << (u.model.empty() ? "" : " (" + u.model + ")") << "  turns " << u.turns << "  tokens "
+              << u.input_tokens << " in / " << u.output_tokens << " out" << (u.cost_usd > 0 ? "  $" + cost.str() : "")
+              << "\n";
+    if (!u.final_message.empty()) std::cout << "    " << clip(u.final_message, 160) << "\n";
+  }
   std::cout << "history:\n";
   for (const auto& e : events) {
     std::time_t secs = static_cast<std::time_t>(e.at_ms / 1000);

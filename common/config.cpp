@@ -2,6 +2,7 @@
 #include "common/config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 
 #include "common/config_security.h"
@@ -111,6 +112,21 @@ Status read_container(const YamlReader& y, const YAML::Node& node, ContainerConf
   if (c.cpus < 0) return y.error(node["cpus"], "container.cpus must not be negative");
   if (c.network.empty()) return y.error(node["network"], "container.network must not be empty (bridge, none, host, or a network name)");
   return {};
+}
+
+Result<Budget> read_budget(const YamlReader& y, const YAML::Node& node, const std::string& what) {
+  POLY_TRY(y.check_keys(node, {"max_turns", "max_tokens", "max_wall_s"}, what));
+  Budget b;
+  b.line = y.line(node);
+  auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, what + "." + w); };
+  POLY_TRY(read_opt(node, "max_turns", b.max_turns, num));
+  POLY_TRY(read_opt(node, "max_tokens", b.max_tokens, num));
+  POLY_TRY(read_opt(node, "max_wall_s", b.max_wall_s, num));
+  for (auto [key, v] : {std::pair{"max_turns", static_cast<int64_t>(b.max_turns)}, {"max_tokens", b.max_tokens},
+                        {"max_wall_s", b.max_wall_s}}) {
+    if (v < 0) return y.error(node[key], what + "." + key + " must be 0 (no limit) or more");
+  }
+  return b;
 }
 
 Status read_repos(const YamlReader& y, const YAML::Node& node, Config& c) {
@@ -236,7 +252,7 @@ Result<Config> load_config(const fs::path& file, const fs::path& home) {
     POLY_TRY(y.check_keys(root, {"workspace_root", "state_db", "queue_db", "log_dir", "poll_interval_ms",
                                  "max_concurrency", "max_concurrency_per_repo", "max_attempts", "review_rounds",
                                  "retry_backoff_base_ms", "retry_backoff_cap_ms", "docker_host", "coordinator", "worker",
-                                 "container", "repos", "github"}, "config.yaml"));
+                                 "container", "budget", "repos", "github"}, "config.yaml"));
     auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, w); };
     auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, w); };
     POLY_TRY(read_opt(root, "workspace_root", workspace_root, str));
@@ -267,6 +283,11 @@ Result<Config> load_config(const fs::path& file, const fs::path& home) {
     if (root["coordinator"].IsDefined() && !root["coordinator"].IsNull()) POLY_TRY(read_coordinator(y, root["coordinator"], c));
     if (root["worker"].IsDefined() && !root["worker"].IsNull()) POLY_TRY(read_worker(y, root["worker"], c));
     if (root["container"].IsDefined() && !root["container"].IsNull()) POLY_TRY(read_container(y, root["container"], c.container));
+    if (root["budget"].IsDefined() && !root["budget"].IsNull()) {
+      auto b = read_budget(y, root["budget"], "budget");
+      if (!b.ok()) return b.error();
+      c.budget = *b;
+    }
     if (root["repos"].IsDefined() && !root["repos"].IsNull()) POLY_TRY(read_repos(y, root["repos"], c));
     if (root["github"].IsDefined() && !root["github"].IsNull()) POLY_TRY(read_github(y, root["github"], c));
   }
@@ -288,7 +309,8 @@ Result<IdentityEnv> read_identity_env(const YamlReader& y, const std::string& wh
     e.value = value.Scalar();
     return e;
   }
-  POLY_TRY(y.check_keys(value, {"value", "from_env", "from_file"}, what));
+  POLY_TRY(y.check_keys(value, {"value", "from_env", "from_file", "optional"}, what));
+  POLY_TRY(read_opt(value, "optional", e.optional, [&](const YAML::Node& n, const std::string& w) { return y.as_bool(n, what + "." + w); }));
   int given = 0;
   for (auto [k, field] : {std::pair{"value", &e.value}, {"from_env", &e.from_env}, {"from_file", &e.from_file}}) {
     if (!value[k].IsDefined()) continue;
@@ -301,13 +323,50 @@ Result<IdentityEnv> read_identity_env(const YamlReader& y, const std::string& wh
   return e;
 }
 
+// files: a list of paths, or of {host: path, as: name in the config directory}.
+Result<std::vector<IdentityFile>> read_identity_files(const YamlReader& y, const YAML::Node& node,
+                                                      const std::string& what) {
+  if (!node.IsSequence()) return y.error(node, what + " must be a list of paths or {host, as}");
+  std::vector<IdentityFile> out;
+  for (size_t i = 0; i < node.size(); ++i) {
+    const YAML::Node f = node[i];
+    const std::string fw = what + "[" + std::to_string(i) + "]";
+    IdentityFile file;
+    file.line = y.line(f);
+    if (f.IsMap()) {
+      POLY_TRY(y.check_keys(f, {"host", "as"}, fw));
+      auto host = y.as_string(f["host"], fw + ".host");
+      if (!host.ok()) return host.error();
+      file.host_path = *host;
+      POLY_TRY(read_opt(f, "as", file.as, [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, fw + "." + w); }));
+    } else {
+      auto host = y.as_string(f, fw);
+      if (!host.ok()) return host.error();
+      file.host_path = *host;
+    }
+    if (file.host_path.empty()) return y.error(f, fw + " needs a host path");
+    if (file.as.empty()) file.as = fs::path(file.host_path).filename().string();
+    const fs::path as(file.as);
+    bool climbs = as.is_absolute() || file.as.empty();
+    for (const auto& part : as) climbs = climbs || part == ".." || part == ".";
+    if (climbs) return y.error(f, fw + ".as must be a relative path inside the config directory, got '" + file.as + "'");
+    out.push_back(file);
+  }
+  return out;
+}
+
 Result<Identity> read_identity(const YamlReader& y, const std::string& name, const YAML::Node& node) {
   const std::string what = "identities." + name;
   Identity id;
   id.name = name;
   id.line = y.line(node);
   if (node.IsNull()) return id;
-  POLY_TRY(y.check_keys(node, {"mounts", "env"}, what));
+  POLY_TRY(y.check_keys(node, {"mounts", "files", "env"}, what));
+  if (node["files"].IsDefined() && !node["files"].IsNull()) {
+    auto files = read_identity_files(y, node["files"], what + ".files");
+    if (!files.ok()) return files.error();
+    id.files = *files;
+  }
   if (node["mounts"].IsDefined() && !node["mounts"].IsNull()) {
     if (!node["mounts"].IsSequence()) return y.error(node["mounts"], what + ".mounts must be a list of {host, container}");
     for (size_t i = 0; i < node["mounts"].size(); ++i) {
@@ -363,7 +422,7 @@ namespace {
 
 Result<AgentProfile> read_agent(const YamlReader& y, const std::string& name, const YAML::Node& node) {
   const std::string what = "agents." + name;
-  POLY_TRY(y.check_keys(node, {"command", "identity", "tier", "strengths", "env"}, what));
+  POLY_TRY(y.check_keys(node, {"command", "identity", "tier", "strengths", "env", "stdin", "output", "config_dir_env"}, what));
   AgentProfile a;
   a.name = name;
   if (!node["command"].IsDefined()) return y.error(node, what + " needs a command (an argv list)");
@@ -375,6 +434,19 @@ Result<AgentProfile> read_agent(const YamlReader& y, const std::string& name, co
   POLY_TRY(read_opt(node, "identity", a.identity, str));
   POLY_TRY(read_opt(node, "tier", a.tier, str));
   if (a.tier != "cheap" && a.tier != "strong") return y.error(node["tier"], what + ".tier must be cheap or strong, got '" + a.tier + "'");
+  POLY_TRY(read_opt(node, "stdin", a.stdin_template, str));
+  POLY_TRY(read_opt(node, "output", a.output_format, str));
+  if (a.output_format == "text") a.output_format.clear();
+  if (!is_known_output_format(a.output_format)) {
+    return y.error(node["output"], what + ".output must be text, claude-stream-json or codex-json, got '" + a.output_format + "'");
+  }
+  POLY_TRY(read_opt(node, "config_dir_env", a.config_dir_env, str));
+  bool env_name = !a.config_dir_env.empty() && !std::isdigit(static_cast<unsigned char>(a.config_dir_env[0]));
+  for (char c : a.config_dir_env) env_name = env_name && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+  if (!a.config_dir_env.empty() && !env_name) {
+    return y.error(node["config_dir_env"], what + ".config_dir_env must be a variable name such as CLAUDE_CONFIG_DIR, got '" +
+                                               a.config_dir_env + "'");
+  }
   if (node["strengths"].IsDefined() && !node["strengths"].IsNull()) {
     auto s = y.as_string_list(node["strengths"], what + ".strengths");
     if (!s.ok()) return s.error();
@@ -389,6 +461,10 @@ Result<AgentProfile> read_agent(const YamlReader& y, const std::string& name, co
 }
 
 }  // namespace
+
+bool is_known_output_format(const std::string& format) {
+  return format.empty() || format == "claude-stream-json" || format == "codex-json";
+}
 
 Result<std::map<std::string, AgentProfile>> load_agents(const fs::path& file) {
   YamlReader y(file.string());
@@ -483,9 +559,14 @@ Status read_scoring(const YamlReader& y, const YAML::Node& node, ScoringPolicy& 
 }
 
 Result<RouteRule> read_rule(const YamlReader& y, const YAML::Node& r, const std::string& what) {
-  POLY_TRY(y.check_keys(r, {"match", "agent", "plan"}, what));
+  POLY_TRY(y.check_keys(r, {"match", "agent", "plan", "budget"}, what));
   RouteRule rule;
   rule.line = y.line(r);
+  if (r["budget"].IsDefined() && !r["budget"].IsNull()) {
+    auto b = read_budget(y, r["budget"], what + ".budget");
+    if (!b.ok()) return b.error();
+    rule.budget = *b;
+  }
   if (r["match"].IsDefined() && !r["match"].IsNull()) {
     auto m = read_match(y, r["match"], what + ".match");
     if (!m.ok()) return m.error();

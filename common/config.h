@@ -87,6 +87,15 @@ struct GithubConfig {
   bool enabled() const { return !repo.empty(); }
 };
 
+// What one agent run may spend (config.yaml `budget:`, a routing rule's `budget:` over it).
+// 0: no limit. Passing a limit stops the agent; the attempt fails with kind "budget".
+struct Budget {
+  int max_turns = 0;              // model turns, as the agent's structured output counts them
+  int64_t max_tokens = 0;         // input + output tokens, as it reports them
+  int64_t max_wall_s = 0;         // its run time; 0: container.run_timeout_s
+  int line = 0;                   // where it was set (0: not set)
+};
+
 struct Config {
   std::filesystem::path home;                 // the directory the files came from
   std::filesystem::path workspace_root;       // default <home>/workspaces
@@ -115,6 +124,7 @@ struct Config {
   CoordinatorSecurity coordinator_security;
   WorkerSecurity worker_security;
   ContainerConfig container;
+  Budget budget;
   std::map<std::string, RepoConfig> repos;
   GithubConfig github;
 };
@@ -131,6 +141,14 @@ struct IdentityEnv {
   std::string from_env;     // name of a host environment variable, or
   std::string from_file;    // path of a file whose content (trimmed) is the value
   int line = 0;
+  bool optional = false;    // from_env / from_file: left out when unset or missing
+};
+
+// A credential or config file copied into the agent's own config directory for each run.
+struct IdentityFile {
+  std::string host_path;    // on the coordinator's host ("~/" allowed)
+  std::string as;           // its path in the config directory; default: the file's name
+  int line = 0;
 };
 
 struct Identity {
@@ -138,6 +156,7 @@ struct Identity {
   std::vector<IdentityMount> mounts;
   std::vector<IdentityEnv> env;
   int line = 0;
+  std::vector<IdentityFile> files;
 };
 
 struct AgentProfile {
@@ -150,7 +169,19 @@ struct AgentProfile {
   std::vector<std::string> strengths;
   std::map<std::string, std::string> env;      // non-secret env for the container
   int line = 0;
+  // What the agent reads on stdin, with the same placeholders as command ("{prompt}"); empty:
+  // nothing. A task of any size fits there, unlike in an argv element.
+  std::string stdin_template;
+  // How its stdout reads: "" (plain text), "claude-stream-json" or "codex-json"; the worker
+  // reads the run's model, turns, tokens, cost and final message from it.
+  std::string output_format;
+  // The variable that names the CLI's config directory (CLAUDE_CONFIG_DIR, CODEX_HOME): each run
+  // gets its own writable one, holding copies of its identity's files.
+  std::string config_dir_env;
 };
+
+// The structured output formats an agent profile may name.
+bool is_known_output_format(const std::string& format);
 
 struct RouteMatch {
   std::optional<std::string> task_type;
@@ -174,6 +205,7 @@ struct RouteRule {
   RouteMatch match;
   std::string agent;                           // empty only when the rule names a plan
   std::optional<Plan> plan;
+  std::optional<Budget> budget;                // over config.yaml's for the tasks it matches
   int line = 0;
 };
 

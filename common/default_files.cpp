@@ -65,6 +65,15 @@ worker:
   # Plain TCP to a loopback coordinator, without keys.
   # insecure: false
 
+# What one agent run may spend (0: no limit); a routing rule may set its own `budget:`.
+# Turns and tokens are counted from the agent's structured output (agents.yaml `output:`);
+# max_wall_s replaces container.run_timeout_s. Passing one stops the agent: the attempt fails
+# with reason "budget" and is not retried.
+budget:
+  max_turns: 0
+  max_tokens: 0
+  max_wall_s: 0
+
 # Every agent and verify run happens in a container made from this image.
 container:
   image: polyphony-worker:latest
@@ -107,31 +116,41 @@ repos: {}
 )";
 
 constexpr const char* kIdentitiesYaml = R"(# Credential bundles (identities.yaml). An agent in agents.yaml names the identity it uses.
-# Mounts are always read-only. Env values come from a literal `value`, the host's
-# environment (`from_env`) or a file (`from_file`); they never appear in logs or status.
+# The coordinator resolves them and ships them with each task, so workers on other hosts need
+# none of these files.
+#   env:    values from a literal `value`, the host's environment (`from_env`) or a file
+#           (`from_file`); `optional: true` leaves one out when it is not set. They never appear
+#           in logs or status. An identity with none of its credentials set is refused.
+#   files:  credential or config files copied (never written back) into each agent run's own
+#           writable config directory (CLAUDE_CONFIG_DIR, CODEX_HOME): a path, or {host, as}.
+#   mounts: host directories mounted read-only (paths on the worker's host).
 identities:
   anthropic:
-    mounts:
-      - host: ~/.claude
-        container: /home/agent/.claude
+    # An API key, or a subscription: run `claude setup-token` once and export the token it
+    # prints as CLAUDE_CODE_OAUTH_TOKEN.
     env:
-      ANTHROPIC_API_KEY: {from_env: ANTHROPIC_API_KEY}
+      ANTHROPIC_API_KEY: {from_env: ANTHROPIC_API_KEY, optional: true}
+      CLAUDE_CODE_OAUTH_TOKEN: {from_env: CLAUDE_CODE_OAUTH_TOKEN, optional: true}
   openai:
-    mounts:
-      - host: ~/.codex
-        container: /home/agent/.codex
+    # An API key, or a ChatGPT login: `codex login` on this host writes ~/.codex/auth.json;
+    # list it under files (see the README on sharing one login between many runs).
     env:
-      OPENAI_API_KEY: {from_env: OPENAI_API_KEY}
+      OPENAI_API_KEY: {from_env: OPENAI_API_KEY, optional: true}
+    # files:
+    #   - ~/.codex/auth.json
   moonshot:
-    mounts:
-      - host: ~/.kimi
-        container: /home/agent/.kimi
     env:
-      KIMI_API_KEY: {from_env: KIMI_API_KEY}
+      KIMI_API_KEY: {from_env: KIMI_API_KEY, optional: true}
 )";
 
 constexpr const char* kAgentsYaml = R"(# Agent profiles (agents.yaml): the command run in the container, as an argv list.
 # Placeholders: {prompt} (title and body), {title}, {task_file} (/polyphony/task.md), {branch}.
+# stdin: what the agent reads on its standard input, with the same placeholders (a task of
+#   any size fits there, unlike in an argument).
+# output: how its stdout reads: text, claude-stream-json or codex-json; Polyphony reads the
+#   model, turns, tokens, cost and final message of each run from it (`polyphony show`).
+# config_dir_env: the variable naming the CLI's config directory; each run gets its own,
+#   writable, holding copies of its identity's files.
 # tier: cheap or strong; the router prefers cheap agents for simple tasks.
 agents:
   scripted:
@@ -140,16 +159,30 @@ agents:
     tier: cheap
     strengths: [scripted, tests, demos]
   claude:
-    command: [claude, -p, "{prompt}", --dangerously-skip-permissions]
+    # Claude Code, headless. The container is the sandbox: permission prompts are off (Claude
+    # allows that because the container user is not root).
+    command: [claude, -p, --output-format, stream-json, --verbose, --dangerously-skip-permissions]
+    stdin: "{prompt}"
+    output: claude-stream-json
+    config_dir_env: CLAUDE_CONFIG_DIR
     identity: anthropic
+    env:
+      DISABLE_AUTOUPDATER: "1"
+      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1"
     tier: strong
     strengths: [refactoring, security, architecture]
   codex:
-    command: [codex, exec, --full-auto, "{prompt}"]
+    # Codex, headless; the container is the sandbox, so Codex's own is off.
+    command: [codex, exec, --json, --dangerously-bypass-approvals-and-sandbox, --skip-git-repo-check, "-"]
+    stdin: "{prompt}"
+    output: codex-json
+    config_dir_env: CODEX_HOME
     identity: openai
     tier: cheap
     strengths: [bugfix, tests]
   kimi:
+    # Untested: Kimi's CLI is in no registry Polyphony's image build reaches (docker/README.md
+    # says how to add it to the image).
     command: [kimi, --print, -p, "{prompt}"]
     identity: moonshot
     tier: cheap

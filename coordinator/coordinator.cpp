@@ -577,6 +577,9 @@ void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m, c
   if (!task) return;
   if (w.running.erase(m.task_id)) slot_freed_ = true;
   release_land(m.task_id);
+  if (auto s = store_->record_agent_runs(m.task_id, m.attempt, m.usage); !s.ok()) {
+    spdlog::error("task {}: cannot record its agent runs: {}", m.task_id, s.error().to_string());
+  }
   if (m.outcome != "landed") {
     fail_attempt(*task, task->state, m.failure_kind.empty() ? "infra" : m.failure_kind, m.reason, m.tree);
     return;
@@ -1035,9 +1038,13 @@ Status Coordinator::dispatch_one(const Task& t, WorkerEntry& w) {
   if (t.attempt > 0 && t.failure_kind != "agent_unavailable" && !t.reason.empty()) {
     // What went wrong before, for the agent to avoid (it sees it in its prompt and task file).
     d.spec.feedback = t.reason;
-    d.spec.agent.command = expand_command(settings_.agents.at(agent_name).command,
-                                          with_feedback(task.request, t.reason), d.spec.branch);
+    const TaskRequest told = with_feedback(task.request, t.reason);
+    d.spec.agent.command = expand_command(settings_.agents.at(agent_name).command, told, d.spec.branch);
+    if (!d.spec.agent.stdin_text.empty()) {
+      d.spec.agent.stdin_text = expand_text(settings_.agents.at(agent_name).stdin_template, told, d.spec.branch);
+    }
   }
+  if (decision->budget) apply_budget(d.spec, *decision->budget);
   if (decision->plan == Plan::kReview && !decision->reviewer.empty() && decision->reviewer != agent_name) {
     auto reviewer_identity = identity_of(decision->reviewer);
     if (!reviewer_identity.ok()) {
@@ -1047,8 +1054,10 @@ Status Coordinator::dispatch_one(const Task& t, WorkerEntry& w) {
     d.spec.reviewer = agent_spec(settings_.agents.at(decision->reviewer), *reviewer_identity,
                                  review_request(task.request, d.spec.branch), d.spec.branch);
     d.spec.review_rounds = settings_.config.review_rounds;
-    d.spec.rework_command = expand_command(settings_.agents.at(agent_name).command,
-                                           rework_request(with_feedback(task.request, d.spec.feedback)), d.spec.branch);
+    const TaskRequest rework = rework_request(with_feedback(task.request, d.spec.feedback));
+    d.spec.rework_command = expand_command(settings_.agents.at(agent_name).command, rework, d.spec.branch);
+    const std::string& rework_stdin = settings_.agents.at(agent_name).stdin_template;
+    if (!rework_stdin.empty()) d.spec.rework_stdin = expand_text(rework_stdin, rework, d.spec.branch);
   }
   landing_.erase(t.request.id);  // a new attempt holds a slot until it too asks to land
   w.running.insert(t.request.id);

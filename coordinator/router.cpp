@@ -110,38 +110,53 @@ Result<RouteDecision> route(const TaskRequest& task, const RoutingPolicy& policy
   const bool agent_chosen = rule && !rule->agent.empty();
   d.agent = agent_chosen ? rule->agent : policy.default_agent;
   if (!rule) d.because = "default";
+  if (rule) d.budget = rule->budget;
   choose_plan(d, rule ? rule->plan : std::nullopt, policy.scoring, score);
   staff(d, policy, agents, agent_chosen);
   return d;
 }
 
+std::string expand_text(const std::string& text, const TaskRequest& task, const std::string& branch) {
+  const std::string prompt = task.body.empty() ? task.title : task.title + "\n\n" + task.body;
+  // One pass over the template only, so text from the task that happens to contain "{title}" is
+  // never expanded again.
+  std::string result;
+  size_t i = 0;
+  while (i < text.size()) {
+    bool replaced = false;
+    for (const auto& [key, value] : {std::pair<std::string, const std::string*>{"{prompt}", &prompt},
+                                     {"{title}", &task.title},
+                                     {"{task_file}", nullptr},
+                                     {"{branch}", &branch}}) {
+      if (text.compare(i, key.size(), key) == 0) {
+        result += value ? *value : std::string("/polyphony/task.md");
+        i += key.size();
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) result += text[i++];
+  }
+  return result;
+}
+
 std::vector<std::string> expand_command(const std::vector<std::string>& command, const TaskRequest& task,
                                         const std::string& branch) {
-  const std::string prompt = task.body.empty() ? task.title : task.title + "\n\n" + task.body;
   std::vector<std::string> out;
-  for (std::string arg : command) {
-    // One pass per placeholder over the template only, so text from the task that happens to
-    // contain "{title}" is never expanded again.
-    std::string result;
-    size_t i = 0;
-    while (i < arg.size()) {
-      bool replaced = false;
-      for (const auto& [key, value] : {std::pair<std::string, const std::string*>{"{prompt}", &prompt},
-                                       {"{title}", &task.title},
-                                       {"{task_file}", nullptr},
-                                       {"{branch}", &branch}}) {
-        if (arg.compare(i, key.size(), key) == 0) {
-          result += value ? *value : std::string("/polyphony/task.md");
-          i += key.size();
-          replaced = true;
-          break;
-        }
-      }
-      if (!replaced) result += arg[i++];
-    }
-    out.push_back(result);
+  for (const std::string& arg : command) {
+    std::string expanded = expand_text(arg, task, branch);
+    out.push_back(expanded.size() > kMaxArgBytes ? std::string(kTooLongForArgv) : std::move(expanded));
   }
   return out;
+}
+
+void apply_budget(protocol::RunSpec& spec, const Budget& budget) {
+  spec.max_turns = budget.max_turns;
+  spec.max_tokens = budget.max_tokens;
+  if (budget.max_wall_s > 0) {
+    spec.run_timeout_s = budget.max_wall_s;
+    spec.run_timeout_is_budget = true;
+  }
 }
 
 TaskRequest review_request(const TaskRequest& task, const std::string& branch) {
@@ -177,6 +192,10 @@ protocol::AgentSpec agent_spec(const AgentProfile& agent, const ResolvedIdentity
   a.env = agent.env;
   for (const auto& [k, v] : identity.env) a.env[k] = v;
   a.mounts = identity.mounts;
+  if (!agent.stdin_template.empty()) a.stdin_text = expand_text(agent.stdin_template, seen, branch);
+  a.output_format = agent.output_format;
+  a.config_env = agent.config_dir_env;
+  a.files = identity.files;
   return a;
 }
 
@@ -204,6 +223,7 @@ protocol::RunSpec make_run_spec(const Task& task, const AgentProfile& agent, con
   s.run_timeout_s = config.container.run_timeout_s;
   s.verify_timeout_s = config.container.verify_timeout_s;
   s.stall_timeout_s = config.container.stall_timeout_s;
+  apply_budget(s, config.budget);
   return s;
 }
 

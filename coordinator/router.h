@@ -20,6 +20,7 @@ struct RouteDecision {
   std::string reviewer;               // the review plan's second agent; empty otherwise
   std::string plan_because;           // "score 5 (4-6: review)", "routing.yaml:12 names plan review", ...
   int rule_line = 0;                  // line of the matching rule in routing.yaml; 0: none matched
+  std::optional<Budget> budget;       // the matching rule's, over config.yaml's
 };
 
 // True when every condition `match` names holds for the task.
@@ -40,6 +41,7 @@ Result<RouteDecision> route(const TaskRequest& task, const RoutingPolicy& policy
 struct ResolvedIdentity {
   std::vector<protocol::Mount> mounts;
   std::map<std::string, std::string> env;
+  std::vector<protocol::AgentFile> files;  // copied into the agent's own config directory
 };
 
 // Everything the worker needs for one attempt. Placeholders in the agent's command are
@@ -61,8 +63,21 @@ TaskRequest with_feedback(const TaskRequest& task, const std::string& feedback);
 protocol::AgentSpec agent_spec(const AgentProfile& agent, const ResolvedIdentity& identity, const TaskRequest& seen,
                                const std::string& branch);
 
-// Substitutes {prompt}, {title}, {task_file}, {branch} in each argv element.
+// Substitutes {prompt}, {title}, {task_file}, {branch} in each argv element. An element that
+// would pass kMaxArgBytes (the kernel refuses a larger one) becomes kTooLongForArgv instead:
+// the whole task is in the task file.
 std::vector<std::string> expand_command(const std::vector<std::string>& command, const TaskRequest& task,
                                         const std::string& branch);
+
+// The same substitution for one text (an agent's stdin template), with no size limit.
+std::string expand_text(const std::string& text, const TaskRequest& task, const std::string& branch);
+
+inline constexpr size_t kMaxArgBytes = 96 * 1024;
+inline constexpr const char* kTooLongForArgv =
+    "The task is too long for the command line: it is in /polyphony/task.md. Read that file first and do what it says.";
+
+// The budget of one agent run: the rule's when it sets one, else config.yaml's; its max_wall_s
+// (when set) replaces the run timeout.
+void apply_budget(protocol::RunSpec& spec, const Budget& budget);
 
 }  // namespace polyphony

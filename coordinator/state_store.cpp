@@ -64,6 +64,20 @@ CREATE TABLE IF NOT EXISTS events (
   at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_task ON events(task_id);
+CREATE TABLE IF NOT EXISTS agent_runs (
+  task_id TEXT NOT NULL REFERENCES tasks(id),
+  attempt INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  role TEXT NOT NULL,
+  agent TEXT NOT NULL,
+  model TEXT NOT NULL DEFAULT '',
+  turns INTEGER NOT NULL DEFAULT 0,
+  input_tokens INTEGER NOT NULL DEFAULT 0,
+  output_tokens INTEGER NOT NULL DEFAULT 0,
+  cost_usd REAL NOT NULL DEFAULT 0,
+  final_message TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (task_id, attempt, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta(key, value) VALUES ('epoch', 0), ('schema', 1);
 )";
@@ -165,6 +179,51 @@ Status StateStore::note(const std::string& id, const std::string& reason, int64_
   const std::string state(to_string(t.state));
   ev->bind(1, id).bind(2, state).bind(3, state).bind(4, t.attempt).bind(5, t.worker).bind(6, reason).bind(7, now);
   return ev->run();
+}
+
+Status StateStore::record_agent_runs(const std::string& id, int attempt,
+                                     const std::vector<protocol::AgentUsage>& runs) {
+  int seq = 0;
+  for (const auto& u : runs) {
+    ++seq;
+    // A run that reported nothing (a plain-text agent) costs the DB nothing.
+    if (u.model.empty() && u.turns == 0 && u.input_tokens == 0 && u.output_tokens == 0 && u.final_message.empty()) continue;
+    auto st = db_.prepare(
+        "INSERT OR REPLACE INTO agent_runs(task_id, attempt, seq, role, agent, model, turns, input_tokens, "
+        "output_tokens, cost_usd, final_message) VALUES (?,?,?,?,?,?,?,?,?,?,?)");
+    if (!st.ok()) return st.error();
+    st->bind(1, id).bind(2, attempt).bind(3, seq).bind(4, u.role).bind(5, u.agent).bind(6, u.model).bind(7, u.turns);
+    st->bind(8, u.input_tokens).bind(9, u.output_tokens).bind(10, u.cost_usd).bind(11, u.final_message);
+    POLY_TRY(st->run());
+  }
+  return {};
+}
+
+Result<std::vector<AgentRun>> StateStore::agent_runs(const std::string& id) {
+  auto st = db_.prepare(
+      "SELECT attempt, role, agent, model, turns, input_tokens, output_tokens, cost_usd, final_message "
+      "FROM agent_runs WHERE task_id=? ORDER BY attempt, seq");
+  // A DB from before agent runs were recorded, opened read-only, has no such table: no runs.
+  if (!st.ok()) return std::vector<AgentRun>{};
+  st->bind(1, id);
+  std::vector<AgentRun> out;
+  while (true) {
+    auto row = st->step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    AgentRun r;
+    r.attempt = static_cast<int>(st->int64(0));
+    r.usage.role = st->text(1);
+    r.usage.agent = st->text(2);
+    r.usage.model = st->text(3);
+    r.usage.turns = static_cast<int>(st->int64(4));
+    r.usage.input_tokens = st->int64(5);
+    r.usage.output_tokens = st->int64(6);
+    r.usage.cost_usd = st->real(7);
+    r.usage.final_message = st->text(8);
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 Result<bool> StateStore::add(const TaskRequest& r, int64_t now) {

@@ -10,10 +10,17 @@
 #include "common/result.h"
 #include "common/sqlite.h"
 #include "coordinator/task.h"
+#include "protocol/messages.h"
 
 namespace polyphony {
 
 inline constexpr int32_t kStateDbApplicationId = 0x506f6c79;  // "Poly"
+
+// One agent run of one attempt, as its structured output reported it.
+struct AgentRun {
+  int attempt = 0;
+  protocol::AgentUsage usage;
+};
 
 // What a transition changes besides the state; unset fields keep their value.
 struct TransitionUpdate {
@@ -87,6 +94,12 @@ class StateStore {
 
   // Appends an event that changes no state (a review verdict, a fallback), for the history.
   Status note(const std::string& id, const std::string& reason, int64_t now_ms);
+
+  // What the agent runs of an attempt reported (model, turns, tokens, cost, final message);
+  // runs that reported nothing are not stored. Recording the same attempt again replaces it.
+  Status record_agent_runs(const std::string& id, int attempt, const std::vector<protocol::AgentUsage>& runs);
+  // Every recorded agent run of the task, by attempt.
+  Result<std::vector<AgentRun>> agent_runs(const std::string& id);
 
   // A new lease epoch, strictly larger than every one handed out before (survives restarts).
   Result<int64_t> next_epoch();

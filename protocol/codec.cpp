@@ -4,6 +4,7 @@
 // field counter and writer of `encode` and the checking reader of `decode`.
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <concepts>
 #include <cstring>
@@ -94,8 +95,10 @@ constexpr std::array<std::string_view, 2> kOutcomes = {"landed", "failed"};
 constexpr std::array<std::string_view, 3> kWorkerStates = {"ready", "busy", "lost"};
 constexpr std::array<std::string_view, 2> kLandModes = {"merge", "branch"};
 constexpr std::array<std::string_view, 3> kControlActions = {"query", "cancel", "retry"};
-constexpr std::array<std::string_view, 9> kFailureKinds = {
-    "agent", "verify", "infra", "timeout", "conflict", "cancelled", "config", "review", "agent_unavailable"};
+constexpr std::array<std::string_view, 10> kFailureKinds = {
+    "agent", "verify", "infra", "timeout", "conflict", "cancelled", "config", "review", "agent_unavailable", "budget"};
+constexpr std::array<std::string_view, 3> kOutputFormats = {"", "claude-stream-json", "codex-json"};
+constexpr std::array<std::string_view, 2> kRoles = {"implementer", "reviewer"};
 
 Problem task_id(const std::string& v) {
   if (is_valid_task_id(v)) return std::nullopt;
@@ -159,12 +162,44 @@ void describe(V& v, S& m) {
   v.opt("read_only", m.read_only);
 }
 
+// A path inside the agent's config directory: relative, and never climbing out of it.
+Problem relative_path(const std::string& v) {
+  bool ok = !v.empty() && v.front() != '/' && v.find('\0') == v.npos;
+  for (size_t at = 0; ok && at <= v.size();) {
+    const size_t end = std::min(v.find('/', at), v.size());
+    const std::string_view part(v.data() + at, end - at);
+    ok = !part.empty() && part != "." && part != "..";
+    at = end + 1;
+  }
+  if (ok) return std::nullopt;
+  return "invalid path " + quote(v) + ": must be relative, without empty, '.' or '..' parts";
+}
+
+template <class V, Is<AgentFile> S>
+void describe(V& v, S& f) {
+  v.req("path", f.path, relative_path);
+  v.bytes("content", f.content);
+  v.opt("mode", f.mode, between(0, 0777));
+}
+
+// The name of an environment variable: letters, digits and '_', not starting with a digit.
+Problem env_name_or_empty(const std::string& v) {
+  bool ok = v.empty() || !std::isdigit(static_cast<unsigned char>(v.front()));
+  for (char c : v) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+  if (ok) return std::nullopt;
+  return "invalid variable name " + quote(v) + ": use A-Z a-z 0-9 _";
+}
+
 template <class V, Is<AgentSpec> S>
 void describe(V& v, S& a) {
   v.req("name", a.name);  // non-empty for the implementer: RunSpec checks it (a reviewer may be absent)
   v.req("command", a.command);
   v.opt("env", a.env, env_names);
   v.opt("mounts", a.mounts);
+  v.opt("stdin_text", a.stdin_text);
+  v.opt("output_format", a.output_format, one_of(kOutputFormats));
+  v.opt("config_env", a.config_env, env_name_or_empty);
+  v.opt("files", a.files);
 }
 
 template <class V, Is<RunSpec> S>
@@ -198,6 +233,10 @@ void describe(V& v, S& r) {
   v.opt("stall_timeout_s", r.stall_timeout_s, at_least<int64_t>(0));
   v.opt("verify_command", r.verify_command);
   v.opt("land_mode", r.land_mode, one_of(kLandModes));
+  v.opt("rework_stdin", r.rework_stdin);
+  v.opt("max_turns", r.max_turns, at_least(0));
+  v.opt("max_tokens", r.max_tokens, at_least<int64_t>(0));
+  v.opt("run_timeout_is_budget", r.run_timeout_is_budget);
 }
 
 template <class V, Is<RunningTask> S>
@@ -262,6 +301,18 @@ void describe(V& v, S& c) {
   v.bytes("data", c.data);
 }
 
+template <class V, Is<AgentUsage> S>
+void describe(V& v, S& u) {
+  v.req("role", u.role, one_of(kRoles));
+  v.req("agent", u.agent, non_empty);
+  v.opt("model", u.model);
+  v.opt("turns", u.turns, at_least(0));
+  v.opt("input_tokens", u.input_tokens, at_least<int64_t>(0));
+  v.opt("output_tokens", u.output_tokens, at_least<int64_t>(0));
+  v.opt("cost_usd", u.cost_usd, finite_non_negative);
+  v.opt("final_message", u.final_message);
+}
+
 Problem failure_kind_matches(const TaskResult& r) {
   if (r.outcome == "failed") return one_of(kFailureKinds)(r.failure_kind);
   if (r.failure_kind.empty()) return std::nullopt;
@@ -278,6 +329,7 @@ void describe(V& v, S& r) {
   v.opt("commit", r.commit, commit_or_empty);
   v.opt("merged_commit", r.merged_commit, commit_or_empty);
   v.opt("tree", r.tree, commit_or_empty);
+  v.opt("usage", r.usage);
   v.rule("failure_kind", [&r] { return failure_kind_matches(r); });
 }
 
@@ -364,6 +416,7 @@ void describe(V& v, S& r) {
 
 template <class T>
 constexpr bool kIsRecord = std::is_same_v<T, Mount> || std::is_same_v<T, AgentSpec> ||
+                           std::is_same_v<T, AgentFile> || std::is_same_v<T, AgentUsage> ||
                            std::is_same_v<T, RunSpec> || std::is_same_v<T, RunningTask> ||
                            std::is_same_v<T, WorkerStatus>;
 

@@ -25,11 +25,26 @@ struct Mount {
 };
 
 // Which agent runs, and how: resolved by the coordinator from agents.yaml and identities.yaml.
+// A file of the agent's identity (a credential, a CLI config) the worker writes into the agent's
+// own writable config directory before it starts; never written back.
+struct AgentFile {
+  std::string path;     // relative to the config directory, no ".." and no leading '/'
+  std::string content;  // the bytes
+  int mode = 0600;
+
+  bool operator==(const AgentFile&) const = default;
+};
+
 struct AgentSpec {
   std::string name;                          // "scripted", "claude", ...
   std::vector<std::string> command;          // argv; placeholders already substituted
   std::map<std::string, std::string> env;    // env overlay for the container (may hold secrets)
   std::vector<Mount> mounts;                 // identity mounts, always read-only
+  std::string stdin_text;                    // given to the agent on stdin; "" : /dev/null
+  std::string output_format;                 // how its stdout reads: "" (text), "claude-stream-json", "codex-json"
+  std::string config_env;                    // variable that names its writable config dir
+                                             // (CLAUDE_CONFIG_DIR, CODEX_HOME); "" : none
+  std::vector<AgentFile> files;              // written into that dir before it starts
 
   bool operator==(const AgentSpec&) const = default;
 };
@@ -66,6 +81,10 @@ struct RunSpec {
   int64_t stall_timeout_s = 0;  // agent silent (no output) for this long is stopped; 0: never
   std::string verify_command;   // from config.yaml, used when the repo has no .polyphony.yaml
   std::string land_mode = "merge"; // "merge": land on base_branch; "branch": push only the task branch (a PR follows)
+  std::string rework_stdin;     // the implementer's stdin after a review asked for changes
+  int max_turns = 0;            // budget: model turns per agent run; 0: no limit
+  int64_t max_tokens = 0;       // budget: input + output tokens per agent run; 0: no limit
+  bool run_timeout_is_budget = false;  // run_timeout_s is the budget's max_wall_s: passing it is "budget"
 
   bool operator==(const RunSpec&) const = default;
 };
@@ -141,6 +160,20 @@ struct LogChunk {
 };
 
 // worker -> coordinator: how the attempt ended. Repeated until acknowledged.
+// What one agent run reported through its structured output (absent fields stay 0 / "").
+struct AgentUsage {
+  std::string role;             // "implementer" or "reviewer"
+  std::string agent;            // the profile's name
+  std::string model;
+  int turns = 0;
+  int64_t input_tokens = 0;
+  int64_t output_tokens = 0;
+  double cost_usd = 0;
+  std::string final_message;    // its last message, at most 4 KiB
+
+  bool operator==(const AgentUsage&) const = default;
+};
+
 struct TaskResult {
   std::string task_id;
   int attempt = 0;
@@ -149,12 +182,14 @@ struct TaskResult {
   std::string failure_kind;     // when failed: "agent", "verify", "infra", "timeout", "conflict", "cancelled"
                                 // "config" (misconfigured worker or repo, e.g. image missing), "review"
                                 // (the reviewer kept requesting changes), "agent_unavailable"
-                                // (the agent's CLI is missing, rate-limited, unauthorized or crashed)
+                                // (the agent's CLI is missing, rate-limited, unauthorized or crashed),
+                                // "budget" (the agent passed max_turns, max_tokens or its run time)
   std::string reason;           // human-readable
   std::string branch;
   std::string commit;           // head of the task branch
   std::string merged_commit;    // head of the base branch after landing
   std::string tree;             // tree of the verified branch head (failed verify or landed)
+  std::vector<AgentUsage> usage;  // each agent run of the attempt, in order
 
   bool operator==(const TaskResult&) const = default;
 };

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,6 +19,7 @@
 #include <thread>
 
 #include "common/yaml_reader.h"
+#include "worker-agent/agent_output.h"
 
 namespace polyphony {
 
@@ -153,8 +155,12 @@ class Attempt {
     r.attempt = spec_.attempt;
     r.epoch = spec_.epoch;
     r.branch = spec_.branch;
+    r.usage = usage_;
     return r;
   }
+
+  // An agent run's report, carried by the attempt's result whatever its outcome.
+  void record(const protocol::AgentUsage& usage) { usage_.push_back(usage); }
 
   bool cancelled() const { return ctx_.cancelled != nullptr && ctx_.cancelled->load(); }
 
@@ -162,6 +168,7 @@ class Attempt {
   const protocol::RunSpec& spec_;
   RunContext& ctx_;
   int64_t seq_ = 0;
+  std::vector<protocol::AgentUsage> usage_;
 };
 
 struct ContainerOutcome {
@@ -169,6 +176,7 @@ struct ContainerOutcome {
   bool timed_out = false;
   bool stalled = false;
   bool cancelled = false;
+  bool halted = false;  // the observer asked to stop (a budget passed)
   std::string tail;  // last lines of output, for failure reasons
 };
 
@@ -181,16 +189,19 @@ std::string tail_of(const std::string& text, size_t max_bytes = 600) {
 using OutputSink = std::function<bool(int, std::string_view)>;
 
 // Runs `body` (a process whose output it hands to the sink, returning its exit code) under a
-// watchdog that calls `stop` at the deadline, when the output stalls, or on cancel; streams the
-// output as `stream`.
+// watchdog that calls `stop` at the deadline, when the output stalls, on cancel, or when
+// `observe` (shown every chunk, fd 1 stdout, 2 stderr) returns false; streams the output as
+// `stream`.
 Result<ContainerOutcome> watched(const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s,
                                  Attempt& attempt, const std::function<void()>& stop,
-                                 const std::function<Result<int>(const OutputSink&)>& body) {
+                                 const std::function<Result<int>(const OutputSink&)>& body,
+                                 const OutputSink& observe = {}) {
   ContainerOutcome out;
   std::atomic<bool> done{false};
   std::atomic<bool> timed_out{false};
   std::atomic<bool> stalled{false};
   std::atomic<bool> cancelled{false};
+  std::atomic<bool> halted{false};
   using Clock = std::chrono::steady_clock;
   std::atomic<Clock::rep> last_output{Clock::now().time_since_epoch().count()};
   // The watchdog sleeps on a condition the body's end signals, so the step's end is not held up
@@ -206,7 +217,7 @@ Result<ContainerOutcome> watched(const std::string& stream, int64_t timeout_s, i
       const auto now = Clock::now();
       if (now >= deadline) timed_out = true;
       if (now - Clock::time_point(Clock::duration(last_output.load())) >= stall) stalled = true;
-      if (cancelled || timed_out || stalled) {
+      if (cancelled || timed_out || stalled || halted) {
         lock.unlock();
         stop();
         return;
@@ -215,8 +226,12 @@ Result<ContainerOutcome> watched(const std::string& stream, int64_t timeout_s, i
     }
   });
   std::string captured;
-  auto code = body([&](int, std::string_view data) {
+  auto code = body([&](int fd, std::string_view data) {
     attempt.log(stream, data);
+    if (observe && !halted && !observe(fd, data)) {
+      halted = true;
+      wake.notify_all();
+    }
     last_output = Clock::now().time_since_epoch().count();
     captured.append(data);
     if (captured.size() > 64 * 1024) captured.erase(0, captured.size() - 32 * 1024);
@@ -231,10 +246,11 @@ Result<ContainerOutcome> watched(const std::string& stream, int64_t timeout_s, i
   out.timed_out = timed_out;
   out.stalled = stalled;
   out.cancelled = cancelled;
+  out.halted = halted;
   out.tail = tail_of(captured);
   // A process stopped by the watchdog may leave the engine without an exit code: the flags say why.
   if (!code.ok()) {
-    if (out.timed_out || out.stalled || out.cancelled) return out;
+    if (out.timed_out || out.stalled || out.cancelled || out.halted) return out;
     return code.error();
   }
   out.exit_code = *code;
@@ -244,7 +260,8 @@ Result<ContainerOutcome> watched(const std::string& stream, int64_t timeout_s, i
 // Creates, starts and follows one container to its end, streaming its output as `stream`,
 // and removes it. A watchdog stops it at the deadline or on cancel.
 Result<ContainerOutcome> run_container(const ContainerSpec& cs, const std::string& stream, int64_t timeout_s,
-                                       int64_t stall_timeout_s, Attempt& attempt, RunContext& ctx) {
+                                       int64_t stall_timeout_s, Attempt& attempt, RunContext& ctx,
+                                       const OutputSink& observe = {}) {
   auto id = ctx.docker.create_container(cs);
   if (!id.ok()) return id.error();
   struct Remover {
@@ -261,7 +278,8 @@ Result<ContainerOutcome> run_container(const ContainerSpec& cs, const std::strin
                    auto logs = ctx.docker.stream_logs(*id, true, sink);
                    if (!logs.ok()) spdlog::warn("logs of container {}: {}", *id, logs.error().to_string());
                    return ctx.docker.wait_container(*id, std::chrono::seconds(60));
-                 });
+                 },
+                 observe);
 }
 
 int64_t ms_between(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
@@ -321,6 +339,147 @@ Status write_task_file(const protocol::RunSpec& spec, const Workspace& ws) {
   if (!spec.feedback.empty()) text += "\n## An earlier attempt failed; do not repeat it\n\n" + quoted(spec.feedback) + "\n";
   return write_file(meta / "task.md", text);
 }
+
+// How an agent starts in its container: a fixed prelude (it never holds task text) copies the
+// identity's files into the run's own writable config directory, then execs the agent's argv
+// with its stdin. $1: the files (read-only, under /polyphony), $2: the config directory ("" :
+// none), $3: the stdin file ("" : /dev/null), then the argv.
+constexpr const char* kAgentPrelude =
+    "set -e; if [ -n \"$2\" ]; then umask 077; mkdir -p \"$2\"; "
+    "if [ -d \"$1\" ]; then cp -R \"$1\"/. \"$2\"/; fi; fi; "
+    "in=$3; shift 3; if [ -n \"$in\" ]; then exec \"$@\" <\"$in\"; fi; exec \"$@\" </dev/null";
+
+struct AgentLaunch {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // the config directory's variable, when the profile names one
+};
+
+// Writes a file root owns the directory of (the meta directory, mounted read-only) for the
+// container user to read.
+Status write_for_container(const fs::path& path, const std::string& text, int mode, const RunContext& ctx) {
+  POLY_TRY(write_file(path, text));
+  if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0 ||
+      ::chown(path.c_str(), static_cast<uid_t>(ctx.container_uid), static_cast<gid_t>(ctx.container_gid)) != 0) {
+    return make_error("io", std::string("cannot hand to the container user: ") + std::strerror(errno), path.string());
+  }
+  return ok_status();
+}
+
+Status make_container_dir(const fs::path& dir, const RunContext& ctx) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return make_error("io", "cannot create " + dir.string() + ": " + ec.message(), dir.string());
+  if (::chmod(dir.c_str(), 0700) != 0 ||
+      ::chown(dir.c_str(), static_cast<uid_t>(ctx.container_uid), static_cast<gid_t>(ctx.container_gid)) != 0) {
+    return make_error("io", std::string("cannot hand to the container user: ") + std::strerror(errno), dir.string());
+  }
+  return ok_status();
+}
+
+// Puts the agent's identity files and stdin in `meta` (the host side of /polyphony in its
+// container) under names of its `role`, and returns the argv that starts it. Every run gets
+// a fresh config directory: the host's login is never written to.
+Result<AgentLaunch> prepare_agent(const protocol::AgentSpec& agent, const std::vector<std::string>& command,
+                                  const std::string& stdin_text, const fs::path& meta, const std::string& role,
+                                  const RunContext& ctx) {
+  AgentLaunch launch;
+  const bool has_config = !agent.config_env.empty() || !agent.files.empty();
+  if (!has_config && stdin_text.empty()) {
+    launch.argv = command;
+    return launch;
+  }
+  const fs::path files_dir = meta / (role + "-config");
+  std::error_code ec;
+  fs::remove_all(files_dir, ec);
+  if (!agent.files.empty()) {
+    POLY_TRY(make_container_dir(files_dir, ctx));
+    for (const auto& f : agent.files) {
+      const fs::path path = files_dir / f.path;
+      for (fs::path dir = path.parent_path(); dir != files_dir; dir = dir.parent_path()) {
+        POLY_TRY(make_container_dir(dir, ctx));
+      }
+      POLY_TRY(write_for_container(path, f.content, f.mode & 0700, ctx));
+    }
+  }
+  std::string stdin_in_container;
+  if (!stdin_text.empty()) {
+    POLY_TRY(write_for_container(meta / (role + "-stdin.md"), stdin_text, 0600, ctx));
+    stdin_in_container = "/polyphony/" + role + "-stdin.md";
+  }
+  const std::string config_dir = has_config ? "/home/agent/.polyphony/" + role + "-" + agent.name : "";
+  if (!agent.config_env.empty()) launch.env.push_back(agent.config_env + "=" + config_dir);
+  launch.argv = {"sh", "-c", kAgentPrelude, "polyphony-agent", "/polyphony/" + role + "-config", config_dir,
+                 stdin_in_container};
+  launch.argv.insert(launch.argv.end(), command.begin(), command.end());
+  return launch;
+}
+
+// Reads the agent's structured output and stops it when it passes its budget.
+class AgentWatch {
+ public:
+  AgentWatch(const protocol::AgentSpec& agent, const std::string& role, const protocol::RunSpec& spec)
+      : output_(agent.output_format), agent_(agent.name), role_(role), spec_(spec) {}
+
+  // The observer for watched(): false once a budget is passed.
+  OutputSink observer() {
+    return [this](int fd, std::string_view data) {
+      output_.feed(fd, data);
+      const auto& u = output_.usage();
+      if (spec_.max_turns > 0 && u.turns > spec_.max_turns) {
+        over_ = "agent " + agent_ + " passed its budget of " + std::to_string(spec_.max_turns) + " turns";
+      } else if (spec_.max_tokens > 0 && output_.tokens() > spec_.max_tokens) {
+        over_ = "agent " + agent_ + " passed its budget of " + std::to_string(spec_.max_tokens) + " tokens (used " +
+                std::to_string(output_.tokens()) + ")";
+      }
+      return over_.empty();
+    };
+  }
+
+  // The run ended: what it reported, for the attempt's result.
+  protocol::AgentUsage finish() {
+    output_.finish();
+    protocol::AgentUsage u = output_.usage();
+    u.role = role_;
+    u.agent = agent_;
+    return u;
+  }
+
+  const AgentOutput& output() const { return output_; }
+  const std::string& over_budget() const { return over_; }
+
+  // Why a run that exited `exit_code` failed, as {failure kind, reason}; kind "" : it did not.
+  std::pair<std::string, std::string> judge(int exit_code, const std::string& tail) const {
+    const std::string who = role_ == "reviewer" ? "reviewer " + agent_ : "agent " + agent_;
+    if (!output_.structured()) {
+      if (exit_code == 0) return {};
+      return {looks_unavailable(exit_code, tail) ? "agent_unavailable" : "agent",
+              who + " exited with status " + std::to_string(exit_code) + (tail.empty() ? "" : ": " + tail)};
+    }
+    const std::string said = output_.error().empty() ? "" : ": " + output_.error();
+    if ((exit_code != 0 || output_.failed()) && !output_.refusal().empty()) {
+      return {"agent_unavailable", "the model API refused " + who + " (" + output_.refusal() + ")" + said};
+    }
+    if (exit_code != 0) {
+      const std::string why = said.empty() && !tail.empty() ? ": " + tail : said;
+      return {looks_unavailable(exit_code, "") ? "agent_unavailable" : "agent",
+              who + " exited with status " + std::to_string(exit_code) + why};
+    }
+    if (output_.failed()) return {"agent", who + " reported that its run failed" + said};
+    if (!output_.finished()) {
+      return {"agent", who + " exited without the closing event of its structured output (" +
+                           std::to_string(output_.malformed_lines()) + " lines were not JSON events): how its run ended "
+                           "is unknown"};
+    }
+    return {};
+  }
+
+ private:
+  AgentOutput output_;
+  std::string agent_;
+  std::string role_;
+  const protocol::RunSpec& spec_;
+  std::string over_;
+};
 
 // A missing image is the operator's to fix (retrying cannot help); anything else from the
 // engine is infrastructure.
@@ -386,7 +545,8 @@ class Run {
   Status ensure_container();
   // Runs `cmd` in the task container as the container user, under the watchdog.
   Result<ContainerOutcome> exec_in(const std::vector<std::string>& cmd, std::vector<std::string> env,
-                                   const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s);
+                                   const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s,
+                                   const OutputSink& observe = {});
   void release_container();
   // Rebases the branch onto the origin's base; `moved_to` is the new base when it moved. A
   // failure (conflict, infra) is the attempt's result.
@@ -417,7 +577,8 @@ Status Run::ensure_container() {
 }
 
 Result<ContainerOutcome> Run::exec_in(const std::vector<std::string>& cmd, std::vector<std::string> env,
-                                      const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s) {
+                                      const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s,
+                                      const OutputSink& observe) {
   POLY_TRY(ensure_container());
   ExecSpec exec{cmd, std::move(env), "", "/workspace"};
   // Hanging up on the runner ends everything in the container (and the stop makes sure): the
@@ -428,7 +589,7 @@ Result<ContainerOutcome> Run::exec_in(const std::vector<std::string>& cmd, std::
         runner_->hang_up();
         (void)ctx_.docker.stop_container(container_, 0);
       },
-      [&](const OutputSink& sink) { return runner_->run(exec, sink); });
+      [&](const OutputSink& sink) { return runner_->run(exec, sink); }, observe);
 }
 
 std::optional<protocol::TaskResult> Run::rebase_onto_base(std::optional<std::string>& moved_to) {
@@ -478,26 +639,39 @@ std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string
   for (const auto& [k, v] : spec_.agent.env) env.push_back(k + "=" + v);
   env.push_back("POLYPHONY_ROLE=implementer");
   env.push_back("POLYPHONY_ROUND=" + std::to_string(round + 1));
+  const bool rework = round > 0 && !spec_.rework_command.empty();
+  auto launch = prepare_agent(spec_.agent, command, rework ? spec_.rework_stdin : spec_.agent.stdin_text,
+                              ws_.task_dir / "meta", "implementer", ctx_);
+  if (!launch.ok()) return attempt_.failed("infra", "preparing the agent's files: " + launch.error().to_string());
+  env.insert(env.end(), launch->env.begin(), launch->env.end());
+  AgentWatch watch(spec_.agent, "implementer", spec_);
   const auto started = std::chrono::steady_clock::now();
-  auto run = exec_in(command, std::move(env), "agent", spec_.run_timeout_s, spec_.stall_timeout_s);
+  auto run = exec_in(launch->argv, std::move(env), "agent", spec_.run_timeout_s, spec_.stall_timeout_s,
+                     watch.observer());
   const auto ran = std::chrono::steady_clock::now();
+  attempt_.record(watch.finish());
   if (!run.ok()) return container_failure(attempt_, spec_, "agent", run.error());
   if (run->cancelled) return attempt_.failed("cancelled", "cancelled while the agent ran");
+  if (run->halted) return attempt_.failed("budget", watch.over_budget() + " and was stopped");
   if (run->stalled) {
     return attempt_.failed("timeout", "the agent printed nothing for " + std::to_string(spec_.stall_timeout_s) +
                                           " s and was stopped (stall timeout)");
   }
   if (run->timed_out) {
+    if (spec_.run_timeout_is_budget) {
+      return attempt_.failed("budget", "agent " + spec_.agent.name + " passed its budget of " +
+                                           std::to_string(spec_.run_timeout_s) + " s and was stopped");
+    }
     return attempt_.failed("timeout", "the agent ran past " + std::to_string(spec_.run_timeout_s) + " s and was stopped");
   }
-  if (run->exit_code != 0) {
-    const std::string what = "agent " + spec_.agent.name + " exited with status " + std::to_string(run->exit_code) +
-                             (run->tail.empty() ? "" : ": " + run->tail);
-    // SIGKILL comes from outside (the kernel's OOM killer, a stop): the machine's trouble, not
-    // the agent's, so the same agent tries again.
-    if (run->exit_code == 137) return attempt_.failed("infra", what + " (killed: out of memory, or stopped from outside)");
-    return attempt_.failed(looks_unavailable(run->exit_code, run->tail) ? "agent_unavailable" : "agent", what);
+  // SIGKILL comes from outside (the kernel's OOM killer, a stop): the machine's trouble, not
+  // the agent's, so the same agent tries again.
+  if (run->exit_code == 137) {
+    return attempt_.failed("infra", "agent " + spec_.agent.name + " exited with status 137" +
+                                        (run->tail.empty() ? "" : ": " + run->tail) +
+                                        " (killed: out of memory, or stopped from outside)");
   }
+  if (auto [kind, reason] = watch.judge(run->exit_code, run->tail); !kind.empty()) return attempt_.failed(kind, reason);
   auto committed = ctx_.workspaces.commit_all(ws_, "polyphony: changes left uncommitted by " + spec_.agent.name);
   if (!committed.ok()) return attempt_.failed("infra", "committing the agent's changes: " + committed.error().to_string());
   auto ahead = ctx_.workspaces.commits_ahead(ws_);
@@ -557,19 +731,27 @@ Result<Verdict> Run::review(int round) {
     if (m.container_path == "/polyphony") m.host_path = meta.string();
   }
   cs.mounts.push_back({out.string(), fs::path(protocol::kVerdictFile).parent_path().string(), false});
-  cs.cmd = spec_.reviewer.command;
+  auto launch = prepare_agent(spec_.reviewer, spec_.reviewer.command, spec_.reviewer.stdin_text, meta, "reviewer", ctx_);
+  POLY_TRY(launch);
+  cs.cmd = launch->argv;
+  cs.env.insert(cs.env.end(), launch->env.begin(), launch->env.end());
   for (const auto& [k, v] : spec_.reviewer.env) cs.env.push_back(k + "=" + v);
   for (const auto& m : spec_.reviewer.mounts) cs.mounts.push_back({m.host_path, m.container_path, true});
   cs.env.push_back("POLYPHONY_ROLE=reviewer");
   cs.env.push_back("POLYPHONY_ROUND=" + std::to_string(round + 1));
   cs.env.push_back(std::string("POLYPHONY_VERDICT_FILE=") + protocol::kVerdictFile);
-  auto run = run_container(cs, "review", spec_.run_timeout_s, spec_.stall_timeout_s, attempt_, ctx_);
+  AgentWatch watch(spec_.reviewer, "reviewer", spec_);
+  auto run = run_container(cs, "review", spec_.run_timeout_s, spec_.stall_timeout_s, attempt_, ctx_, watch.observer());
+  attempt_.record(watch.finish());
   POLY_TRY(run);
   if (run->cancelled) return make_error("cancelled", "cancelled during review");
-  if (run->exit_code != 0 || run->timed_out || run->stalled) {
-    return make_error("agent", "reviewer " + spec_.reviewer.name + " exited with status " +
-                                   std::to_string(run->exit_code) + (run->tail.empty() ? "" : ": " + run->tail));
+  if (run->halted) return make_error("budget", watch.over_budget() + " and was stopped");
+  if (run->timed_out || run->stalled) {
+    return make_error("agent", "reviewer " + spec_.reviewer.name + " was stopped: " +
+                                   (run->stalled ? "it printed nothing for " + std::to_string(spec_.stall_timeout_s) + " s"
+                                                 : "it ran past " + std::to_string(spec_.run_timeout_s) + " s"));
   }
+  if (auto [kind, reason] = watch.judge(run->exit_code, run->tail); !kind.empty()) return make_error(kind, reason);
   std::ifstream in(out / "verdict.md", std::ios::binary);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto verdict = parse_verdict(text);
@@ -599,8 +781,11 @@ std::optional<protocol::TaskResult> Run::implement_and_review() {
     if (!reviewed) return std::nullopt;
     auto verdict = review(round);
     if (!verdict.ok()) {
-      if (verdict.error().code == "cancelled") return attempt_.failed("cancelled", verdict.error().message);
-      return attempt_.failed(verdict.error().code == "agent" ? "agent" : "infra", verdict.error().message);
+      const std::string& code = verdict.error().code;
+      if (code == "cancelled" || code == "budget" || code == "agent_unavailable") {
+        return attempt_.failed(code, verdict.error().message);
+      }
+      return attempt_.failed(code == "agent" ? "agent" : "infra", verdict.error().message);
     }
     const std::string who = "review by " + spec_.reviewer.name + " (round " + std::to_string(round + 1) + "): ";
     const std::string comments = tail_of(verdict->comments, 1500);

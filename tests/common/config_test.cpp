@@ -1,6 +1,8 @@
 // Loading the four config files: defaults, and errors that name file:line.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "common/config.h"
 #include "test_support.h"
 
@@ -64,6 +66,13 @@ TEST_CASE("config errors name the file, line and what is wrong") {
       {"routing.yaml", "default:\n  agent: ghost\n", "routing.yaml:2", "default agent 'ghost'"},
       {"identities.yaml", "identities:\n  a:\n    mounts:\n      - host: /x\n        container: rel\n", "identities.yaml:5:20", "absolute path"},
       {"identities.yaml", "identities:\n  a:\n    env:\n      K: {value: v, from_env: V}\n", "identities.yaml:4:10", "exactly one"},
+      {"identities.yaml", "identities:\n  a:\n    files:\n      - {host: /x/auth.json, as: ../auth.json}\n", "identities.yaml:4:9", "relative path inside"},
+      {"identities.yaml", "identities:\n  a:\n    files: /x/auth.json\n", "identities.yaml:3:12", "must be a list"},
+      {"agents.yaml", "agents:\n  x:\n    command: [a]\n    output: xml\n", "agents.yaml:4:13", "text, claude-stream-json or codex-json"},
+      {"agents.yaml", "agents:\n  x:\n    command: [a]\n    config_dir_env: \"A B\"\n", "agents.yaml:4:21", "variable name"},
+      {"config.yaml", "budget:\n  max_turns: -1\n", "config.yaml:2:14", "budget.max_turns must be 0"},
+      {"config.yaml", "budget:\n  max_turn: 3\n", "config.yaml:2:3", "unknown key 'max_turn'"},
+      {"routing.yaml", "rules:\n  - match: {risk: high}\n    agent: scripted\n    budget: {max_tokenz: 5}\n", "routing.yaml:4:14", "unknown key 'max_tokenz'"},
   };
   for (const auto& c : cases) {
     INFO(c.file << ": " << c.text);
@@ -183,4 +192,44 @@ TEST_CASE("CURVE settings that cannot work are config errors at their line") {
     CHECK(s.error().message.find(c.says) != std::string::npos);
     CHECK(s.error().where.rfind((dir / "config.yaml").string() + ":" + std::to_string(c.line) + ":", 0) == 0);
   }
+}
+
+TEST_CASE("the shipped claude and codex profiles read the task on stdin, parse structured output and get their own config dir") {
+  TempDir dir;
+  auto s = load_with(dir, {});
+  REQUIRE(s.ok());
+  const auto& claude = s->agents.at("claude");
+  CHECK(claude.stdin_template == "{prompt}");
+  CHECK(claude.output_format == "claude-stream-json");
+  CHECK(claude.config_dir_env == "CLAUDE_CONFIG_DIR");
+  CHECK(std::find(claude.command.begin(), claude.command.end(), "{prompt}") == claude.command.end());
+  const auto& codex = s->agents.at("codex");
+  CHECK(codex.output_format == "codex-json");
+  CHECK(codex.config_dir_env == "CODEX_HOME");
+  CHECK(std::find(codex.command.begin(), codex.command.end(), "--full-auto") == codex.command.end());
+  CHECK(s->config.budget.max_turns == 0);
+  // Credentials are alternatives: none is required by itself.
+  for (const auto& e : s->identities.at("anthropic").env) CHECK(e.optional);
+}
+
+TEST_CASE("budgets load from config.yaml and from a routing rule, and identity files from a path or {host, as}") {
+  TempDir dir;
+  auto s = load_with(dir, {{"config.yaml", "budget:\n  max_turns: 20\n  max_tokens: 100000\n  max_wall_s: 600\n"},
+                           {"routing.yaml", "rules:\n  - match: {risk: high}\n    agent: scripted\n    budget: {max_turns: 5}\n"
+                                            "default:\n  agent: scripted\n"},
+                           {"identities.yaml", "identities:\n  anthropic:\n    files:\n      - ~/.claude/.credentials.json\n"
+                                               "      - {host: /etc/codex.toml, as: config.toml}\n"
+                                               "  openai: {}\n  moonshot: {}\n"}});
+  REQUIRE(s.ok());
+  CHECK(s->config.budget.max_turns == 20);
+  CHECK(s->config.budget.max_tokens == 100000);
+  CHECK(s->config.budget.max_wall_s == 600);
+  REQUIRE(s->routing.rules.front().budget.has_value());
+  CHECK(s->routing.rules.front().budget->max_turns == 5);
+  const auto& files = s->identities.at("anthropic").files;
+  REQUIRE(files.size() == 2);
+  CHECK(files[0].host_path == "~/.claude/.credentials.json");
+  CHECK(files[0].as == ".credentials.json");
+  CHECK(files[1].as == "config.toml");
+  CHECK(files[1].line == 5);
 }

@@ -167,7 +167,7 @@ TEST_CASE("retry backoff grows exponentially up to the cap, with bounded jitter"
 
 TEST_CASE("the agent chain is the routed agent then its fallbacks, known agents only, without repeats") {
   std::map<std::string, AgentProfile> agents;
-  for (const char* n : {"codex", "claude", "kimi"}) agents[n] = AgentProfile{n, {n}, "", "cheap", {}, {}, 0};
+  for (const char* n : {"codex", "claude", "kimi"}) agents[n] = AgentProfile{n, {n}, "", "cheap", {}, {}, 0, "", "", ""};
   RouteDecision d;
   d.agent = "codex";
   d.fallback = {"claude", "unknown", "codex", "kimi"};
@@ -177,4 +177,50 @@ TEST_CASE("the agent chain is the routed agent then its fallbacks, known agents 
   CHECK(next_in_chain(chain, "claude") == std::optional<std::string>("kimi"));
   CHECK_FALSE(next_in_chain(chain, "kimi"));
   CHECK_FALSE(next_in_chain(chain, "scripted"));
+}
+
+TEST_CASE("a placeholder too large for one argv element becomes a pointer to the task file, and stdin takes any size") {
+  TaskRequest t;
+  t.title = "Big";
+  t.body = std::string(1 << 20, 'x');
+  auto argv = expand_command({"agent", "-p", "{prompt}", "{branch}"}, t, "polyphony/a-big");
+  REQUIRE(argv.size() == 4);
+  CHECK(argv[2] == kTooLongForArgv);
+  CHECK(argv[3] == "polyphony/a-big");
+  CHECK(expand_text("{prompt}", t, "b").size() == 3 + 2 + t.body.size());
+}
+
+TEST_CASE("the agent spec carries its stdin, output format, config variable and identity files; budgets reach the run spec") {
+  Config c;
+  c.budget.max_turns = 7;
+  c.budget.max_tokens = 5000;
+  c.budget.max_wall_s = 120;
+  Task task;
+  task.request.id = "ab12cd34";
+  task.request.title = "Fix auth bug";
+  task.request.body = "in {branch}";
+  task.request.repo = "/srv/app.git";
+  AgentProfile agent;
+  agent.name = "claude";
+  agent.command = {"claude", "-p"};
+  agent.stdin_template = "{prompt}";
+  agent.output_format = "claude-stream-json";
+  agent.config_dir_env = "CLAUDE_CONFIG_DIR";
+  ResolvedIdentity id;
+  id.files = {{".credentials.json", "{\"token\":\"t\"}", 0600}};
+  auto s = make_run_spec(task, agent, id, c, 1, 3);
+  CHECK(s.agent.stdin_text == "Fix auth bug\n\nin {branch}");
+  CHECK(s.agent.output_format == "claude-stream-json");
+  CHECK(s.agent.config_env == "CLAUDE_CONFIG_DIR");
+  REQUIRE(s.agent.files.size() == 1);
+  CHECK(s.agent.files[0].path == ".credentials.json");
+  CHECK(s.max_turns == 7);
+  CHECK(s.max_tokens == 5000);
+  CHECK(s.run_timeout_s == 120);
+  CHECK(s.run_timeout_is_budget);
+  Budget rule;
+  rule.max_turns = 2;
+  apply_budget(s, rule);
+  CHECK(s.max_turns == 2);
+  CHECK(s.max_tokens == 0);
 }

@@ -384,3 +384,22 @@ TEST_CASE("several steps advanced at once write the row once and keep an event f
   CHECK_THAT(bad.error().message, Catch::Contains("LANDED -> RUNNING"));
   CHECK(store->events("t1")->size() == 6);
 }
+
+TEST_CASE("agent runs are stored per attempt, a resent result replaces them, and runs that reported nothing cost nothing") {
+  TempDir dir;
+  auto store = StateStore::open(dir / "state.db");
+  REQUIRE(store.ok());
+  REQUIRE(*store->add(request("t1"), 1000));
+  protocol::AgentUsage impl{"implementer", "claude", "claude-sonnet-4-5", 4, 1200, 300, 0.02, "Fixed it."};
+  protocol::AgentUsage review{"reviewer", "codex", "", 2, 500, 50, 0, "approve"};
+  protocol::AgentUsage silent{"implementer", "scripted", "", 0, 0, 0, 0, ""};
+  REQUIRE(store->record_agent_runs("t1", 1, {silent}).ok());
+  REQUIRE(store->record_agent_runs("t1", 2, {impl, review}).ok());
+  REQUIRE(store->record_agent_runs("t1", 2, {impl, review}).ok());  // resent
+  auto runs = store->agent_runs("t1");
+  REQUIRE(runs.ok());
+  REQUIRE(runs->size() == 2);
+  CHECK((*runs)[0].attempt == 2);
+  CHECK((*runs)[0].usage == impl);
+  CHECK((*runs)[1].usage == review);
+}

@@ -40,6 +40,14 @@ inline RunSpec run_spec() {
   s.review_rounds = 2;
   s.rework_command = {"codex", "exec", "fix the pager; read /polyphony/review.md"};
   s.feedback = "verify `make test` exited with status 2";
+  s.agent.stdin_text = "Fix the pager\n\nSteps: ...";
+  s.agent.output_format = "claude-stream-json";
+  s.agent.config_env = "CLAUDE_CONFIG_DIR";
+  s.agent.files = {{".credentials.json", std::string("{\"token\":\"t\0k\"}", 17), 0600}, {"sub/dir/config.toml", "", 0644}};
+  s.rework_stdin = "Fix the pager; read /polyphony/review.md";
+  s.max_turns = 30;
+  s.max_tokens = 200000;
+  s.run_timeout_is_budget = true;
   return s;
 }
 
@@ -81,7 +89,9 @@ inline TaskResult task_result() {
                     "polyphony/task-42_b-fix-pager",
                     "0123456789abcdef0123456789abcdef01234567",
                     "89abcdef0123456789abcdef0123456789abcdef",
-                    "fedcba9876543210fedcba9876543210fedcba98"};
+                    "fedcba9876543210fedcba9876543210fedcba98",
+                    {{"implementer", "claude", "claude-sonnet-4-5", 6, 12000, 800, 0.0421, "Fixed the pager."},
+                     {"reviewer", "codex", "", 2, 3000, 90, 0, "approve"}}};
 }
 
 inline ResultAck result_ack() { return ResultAck{"task-42_b", 3, 17}; }
