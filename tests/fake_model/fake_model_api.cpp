@@ -162,8 +162,33 @@ json failure_now() {
   return fail;
 }
 
-void stall_forever() {
+[[noreturn]] void stall_forever() {
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
+// "stall": true never answers; "stall": "stream" sends the SSE response headers, then nothing.
+bool stalled(httplib::Response& res) {
+  json stall = state.script.value("stall", json(false));
+  if (stall == true) stall_forever();
+  if (stall != "stream") return false;
+  res.set_chunked_content_provider("text/event-stream",
+                                   [](size_t, httplib::DataSink&) -> bool { stall_forever(); });
+  return true;
+}
+
+using ErrorBody = json (*)(int status, const std::string& message);
+
+// For a main request: stalls, or sends the scripted failure and returns true; else false.
+bool stall_or_fail(httplib::Response& res, ErrorBody error_body) {
+  if (stalled(res)) return true;
+  json fail = failure_now();
+  if (fail.is_null()) return false;
+  res.status = fail.value("status", 500);
+  if (fail.contains("retry_after"))
+    res.set_header("retry-after", std::to_string(fail["retry_after"].get<int>()));
+  std::string message = fail.value("message", "Scripted failure");
+  res.set_content(error_body(res.status, message).dump(), "application/json");
+  return true;
 }
 
 // ---- Server-sent events --------------------------------------------------------------------
@@ -258,29 +283,14 @@ json anthropic_error(int status, const std::string& message) {
   return {{"type", "error"}, {"error", {{"type", type}, {"message", message}}}};
 }
 
-void send_failure(httplib::Response& res, const json& fail, const json& body) {
-  res.status = fail.value("status", 500);
-  if (fail.contains("retry_after"))
-    res.set_header("retry-after", std::to_string(fail["retry_after"].get<int>()));
-  res.set_content(body.dump(), "application/json");
-}
-
 void handle_messages(const httplib::Request& req, httplib::Response& res) {
   log_request(req);
   json body = json::parse(req.body, nullptr, false);
   if (body.is_discarded()) body = json::object();
-  bool main = has_tools(body);
-  if (main && state.script.value("stall", false)) stall_forever();
-  if (main) {
-    json fail = failure_now();
-    if (!fail.is_null()) {
-      int status = fail.value("status", 500);
-      return send_failure(res, fail,
-                          anthropic_error(status, fail.value("message", "Scripted failure")));
-    }
-  }
-  Turn t = turn_for(main ? anthropic_steps_taken(body) : 0, body);
-  json block = main ? claude_block(t.step, body)
+  bool is_main = has_tools(body);
+  if (is_main && stall_or_fail(res, anthropic_error)) return;
+  Turn t = turn_for(is_main ? anthropic_steps_taken(body) : 0, body);
+  json block = is_main ? claude_block(t.step, body)
                     : json{{"type", "text"}, {"text", state.script.value("side_text", "Fake")}};
   json message = anthropic_message(block, t);
   res.set_header("request-id", next_id("req_fake_"));
@@ -419,17 +429,10 @@ void handle_responses(const httplib::Request& req, httplib::Response& res) {
   log_request(req);
   json body = json::parse(req.body, nullptr, false);
   if (body.is_discarded()) body = json::object();
-  bool main = has_tools(body);
-  if (main && state.script.value("stall", false)) stall_forever();
-  if (main) {
-    json fail = failure_now();
-    if (!fail.is_null())
-      return send_failure(res, fail,
-                          openai_error(fail.value("status", 500),
-                                       fail.value("message", "Scripted failure")));
-  }
-  Turn t = turn_for(main ? openai_steps_taken(body) : 0, body);
-  json item = main ? codex_item(t.step, body)
+  bool is_main = has_tools(body);
+  if (is_main && stall_or_fail(res, openai_error)) return;
+  Turn t = turn_for(is_main ? openai_steps_taken(body) : 0, body);
+  json item = is_main ? codex_item(t.step, body)
                    : codex_item(json{{"final", state.script.value("side_text", "Fake")}}, body);
   res.set_header("x-request-id", next_id("req_fake_"));
   res.set_content(openai_stream(item, t), "text/event-stream");
