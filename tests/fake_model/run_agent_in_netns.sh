@@ -12,7 +12,9 @@
 #
 # Environment: FAKE_MODEL_API (default: build/tests/fake_model_api of this checkout),
 # CLAUDE_BIN, CODEX_BIN (the native binaries), AGENT_UID (default 1000), RETRIES (the CLI's
-# retry count, default 0), EXTRA_ENV (more VAR=value words for the CLI's environment).
+# retry count, default 0), EXTRA_ENV (more VAR=value words for the CLI's environment),
+# TRACE=1 (strace the CLI's connect() calls into OUT_DIR/connects.txt: any address other than
+# 127.0.0.1 there is traffic that would have left the machine).
 set -euo pipefail
 
 readonly AGENT=$1 SCRIPT=$(realpath "$2") OUT=$3 PROMPT_FILE=${4:-}
@@ -96,6 +98,7 @@ inside_namespace() {
   [[ $AGENT == codex ]] && codex_config "$port" >"$OUT/config/config.toml"
   chown -R "$AGENT_UID:$AGENT_UID" "$OUT/config"
   mapfile -t command < <(agent_command "$port")
+  [[ ${TRACE:-} == 1 ]] && command=(strace -f -qq -e trace=connect -o "$OUT/connects.txt" "${command[@]}")
   local start=$SECONDS rc=0
   (cd "$OUT/work" && setpriv --reuid="$AGENT_UID" --regid="$AGENT_UID" --clear-groups \
     "${command[@]}" <"$OUT/prompt" >"$OUT/stdout" 2>"$OUT/stderr") || rc=$?
@@ -106,6 +109,6 @@ inside_namespace() {
 
 make_repository
 export -f inside_namespace agent_command codex_config
-export AGENT SCRIPT OUT PROMPT_FILE SERVER AGENT_UID RETRIES CLAUDE_BIN CODEX_BIN EXTRA_ENV
+export AGENT SCRIPT OUT PROMPT_FILE SERVER AGENT_UID RETRIES CLAUDE_BIN CODEX_BIN EXTRA_ENV TRACE
 unshare --net bash -c "set -euo pipefail; inside_namespace"
 echo "$AGENT: exit $(cat "$OUT/rc") after $(cat "$OUT/seconds")s; $(wc -l <"$OUT/requests.jsonl") requests"
