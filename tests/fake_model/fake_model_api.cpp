@@ -26,7 +26,6 @@
 #include <sstream>
 #include <string>
 #include <thread>
-#include <vector>
 
 using nlohmann::json;
 
@@ -340,14 +339,12 @@ std::string single_quoted(const std::string& s) {
   return out + "'";
 }
 
-// The shell command for a step when there is no apply_patch tool (and for read/shell steps).
+// The shell command for a step; write and edit go through the shell only when no apply_patch
+// tool is offered (an unknown model name), as the heredoc form Codex intercepts and applies.
 std::string step_command(const json& step) {
   if (step.contains("read")) return "cat " + single_quoted(step["read"]);
   if (step.contains("shell")) return step["shell"];
-  if (step.contains("write"))
-    return "printf %s " + single_quoted(step["write"]["content"]) + " > " +
-           single_quoted(step["write"]["path"]);
-  return "apply_patch <<'PATCH'\n" + apply_patch_text(step) + "PATCH\n";  // Codex intercepts it
+  return "apply_patch <<'PATCH'\n" + apply_patch_text(step) + "PATCH\n";
 }
 
 // The output item (message, function_call or custom_tool_call) that carries a step to Codex.
