@@ -167,13 +167,19 @@ agents:
     config_dir_env: CLAUDE_CONFIG_DIR
     identity: anthropic
     env:
-      DISABLE_AUTOUPDATER: "1"
+      # No telemetry, error reports, update checks or other calls beside the model API's.
       CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1"
+      DISABLE_AUTOUPDATER: "1"
+      DISABLE_TELEMETRY: "1"
+      DISABLE_ERROR_REPORTING: "1"
     tier: strong
     strengths: [refactoring, security, architecture]
   codex:
-    # Codex, headless; the container is the sandbox, so Codex's own is off.
-    command: [codex, exec, --json, --dangerously-bypass-approvals-and-sandbox, --skip-git-repo-check, "-"]
+    # Codex, headless; the container is the sandbox, so Codex's own is off. The -c settings
+    # stop its analytics, update checks and plugin and app syncs (calls beside the model API's).
+    command: [codex, exec, --json, --dangerously-bypass-approvals-and-sandbox, --skip-git-repo-check,
+              -c, analytics.enabled=false, -c, feedback.enabled=false, -c, check_for_update_on_startup=false,
+              -c, features.plugins=false, -c, features.apps=false, "-"]
     stdin: "{prompt}"
     output: codex-json
     config_dir_env: CODEX_HOME

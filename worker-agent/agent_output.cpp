@@ -75,7 +75,7 @@ std::string api_refusal_in(std::string_view text) {
   }
   if (has_status(t, "529") || has_status(t, "503") || has_any(t, {"overloaded"})) return "overloaded";
   if (has_status(t, "401") || has_status(t, "403") ||
-      has_any(t, {"unauthorized", "authentication_error", "authentication failed", "invalid api key",
+      has_any(t, {"unauthorized", "authentication_error", "authentication failed", "authentication_failed", "invalid api key",
                   "invalid x-api-key", "not logged in", "/login", "oauth token has expired", "permission_error"})) {
     return "unauthorized";
   }
@@ -137,11 +137,16 @@ void AgentOutput::claude_event(const void* raw) {
   const json& e = *static_cast<const json*>(raw);
   const std::string type = e["type"].get<std::string>();
   if (type == "system" && string_of(e, "subtype") == "init") {
-    if (auto m = string_of(e, "model"); !m.empty()) usage_.model = m;
+    // The model asked for; the one that answered (below) wins.
+    if (auto m = string_of(e, "model"); !m.empty() && !answered_model_) usage_.model = m;
   } else if (type == "assistant" && e.contains("message") && e["message"].is_object()) {
     const json& m = e["message"];
     const std::string id = string_of(m, "id");
-    if (usage_.model.empty()) usage_.model = string_of(m, "model");
+    // "<synthetic>" marks a message Claude made up itself (an API error's text).
+    if (auto model = string_of(m, "model"); !model.empty() && model.front() != '<') {
+      usage_.model = model;
+      answered_model_ = true;
+    }
     if (id.empty() || id != last_message_id_) {
       ++usage_.turns;
       last_message_id_ = id;
@@ -168,6 +173,9 @@ void AgentOutput::claude_event(const void* raw) {
     const bool is_error = e.value("is_error", false) || string_of(e, "subtype").rfind("error", 0) == 0;
     if (is_error) {
       failed_ = true;
+      if (e.contains("api_error_status") && e["api_error_status"].is_number_integer()) {
+        scan_for_refusal("status " + std::to_string(e["api_error_status"].get<int>()));
+      }
       std::string why = result.empty() ? string_of(e, "subtype") : result;
       if (e.contains("errors") && e["errors"].is_array() && !e["errors"].empty()) why += ": " + e["errors"].dump();
       note_error(why);

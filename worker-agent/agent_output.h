@@ -47,6 +47,7 @@ class AgentOutput {
   std::string partial_[3];
   protocol::AgentUsage usage_;
   std::string last_message_id_;
+  bool answered_model_ = false;
   bool finished_ = false;
   bool failed_ = false;
   std::string error_;

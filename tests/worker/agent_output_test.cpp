@@ -1,6 +1,8 @@
 // Reading the agent CLIs' structured output: usage, final message, failures and refusals.
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -42,6 +44,14 @@ const char* kCodexRun =
     "\n"
     R"({"type":"turn.completed","usage":{"input_tokens":900,"cached_input_tokens":300,"output_tokens":80}})"
     "\n";
+
+std::string fixture(const std::string& name) {
+  std::ifstream in(std::string(POLYPHONY_FIXTURES_DIR) + "/agents/" + name, std::ios::binary);
+  REQUIRE(in);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 AgentOutput fed(const std::string& format, const std::string& text, size_t chunk = 7) {
   AgentOutput out(format);
@@ -139,5 +149,44 @@ TEST_CASE("refusals are told from other errors by status codes and the APIs' wor
   for (const auto& c : cases) {
     INFO(c.text);
     CHECK(api_refusal_in(c.text) == c.want);
+  }
+}
+
+// The real CLIs' output, recorded against the stand-in model API (tests/fixtures/agents/README.md).
+TEST_CASE("recorded Claude Code runs: a success's usage, and each API refusal told apart") {
+  const auto ok = fed("claude-stream-json", fixture("claude-success.jsonl"), 4096);
+  CHECK(ok.finished());
+  CHECK_FALSE(ok.failed());
+  CHECK(ok.malformed_lines() == 0);
+  CHECK(ok.usage().model == "fake-model-1");
+  CHECK(ok.usage().turns == 4);
+  CHECK(ok.usage().input_tokens == 5400);
+  CHECK(ok.usage().output_tokens == 220);
+  CHECK(ok.usage().cost_usd > 0);
+  CHECK_FALSE(ok.usage().final_message.empty());
+  for (auto [file, want] : {std::pair{"claude-429.jsonl", "rate limited"}, {"claude-401.jsonl", "unauthorized"},
+                            {"claude-529.jsonl", "overloaded"}}) {
+    INFO(file);
+    const auto out = fed("claude-stream-json", fixture(file), 4096);
+    CHECK(out.failed());
+    CHECK(out.refusal() == want);
+  }
+}
+
+TEST_CASE("recorded Codex runs: a success's usage, and each API refusal told apart") {
+  const auto ok = fed("codex-json", fixture("codex-success.jsonl"), 4096);
+  CHECK(ok.finished());
+  CHECK_FALSE(ok.failed());
+  CHECK(ok.malformed_lines() == 0);
+  CHECK(ok.usage().input_tokens == 5400);
+  CHECK(ok.usage().output_tokens == 220);
+  CHECK(ok.usage().turns >= 3);
+  CHECK_FALSE(ok.usage().final_message.empty());
+  for (auto [file, want] : {std::pair{"codex-429.jsonl", "rate limited"}, {"codex-401.jsonl", "unauthorized"},
+                            {"codex-529.jsonl", "overloaded"}}) {
+    INFO(file);
+    const auto out = fed("codex-json", fixture(file), 4096);
+    CHECK(out.failed());
+    CHECK(out.refusal() == want);
   }
 }
