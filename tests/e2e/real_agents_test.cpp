@@ -228,3 +228,42 @@ TEST_CASE("review plan with real agents: codex implements, a real claude reviewe
   for (const auto& run : s["agent_runs"]) reviews += run["role"] == "reviewer" && run["agent"] == "claude";
   CHECK(reviews == 2);
 }
+
+TEST_CASE("bad agents: a structured profile whose CLI is missing falls back, garbage events fail, a silent API stalls out") {
+  ModelNet net;
+  TempDir dir;
+  const int anthropic = net.serve("anthropic", fix_script());
+  const int silent = net.serve("silent", json{{"stall", true}});
+  auto box = box_in(net, dir, anthropic, 1, "max_attempts: 1\ncontainer: {stall_timeout_s: 5}\n");
+  // Over the shipped profiles: a claude that is not installed, one that prints garbage, and one
+  // whose model API never answers (its identity points it at the silent stand-in).
+  std::string agents = read_file(box->home() / "agents.yaml");
+  agents += "  missing:\n    command: [polyphony-no-such-cli, -p]\n    stdin: \"{prompt}\"\n    output: claude-stream-json\n"
+            "    identity: anthropic\n"
+            "  garbage:\n    command: [sh, -c, \"echo not json; echo '{\\\"type\\\":\\\"assistant\\\"'; echo > calc.sh\"]\n"
+            "    output: claude-stream-json\n"
+            "  hanging:\n    command: [claude, -p, --output-format, stream-json, --verbose, --dangerously-skip-permissions]\n"
+            "    stdin: \"{prompt}\"\n    output: claude-stream-json\n    config_dir_env: CLAUDE_CONFIG_DIR\n    identity: silent\n";
+  write_file(box->home() / "agents.yaml", agents);
+  std::string ids = read_file(box->home() / "identities.yaml");
+  ids += "  silent:\n    env:\n      ANTHROPIC_API_KEY: {value: test-silent-key-7170}\n"
+         "      ANTHROPIC_BASE_URL: {value: \"http://127.0.0.1:" + std::to_string(silent) + "\"}\n";
+  write_file(box->home() / "identities.yaml", ids);
+  write_file(box->home() / "routing.yaml",
+             "rules:\n  - match: {task_type: missing}\n    agent: missing\ndefault:\n  agent: missing\n  fallback: [claude]\n");
+  const std::string missing = box->spawn_routed("Fix add", "The test fails.", {"--type", "missing"});
+  const std::string garbage = box->spawn("Fix add", "The test fails.", {"--agent", "garbage"});
+  const std::string hanging = box->spawn("Fix add", "The test fails.", {"--agent", "hanging"});
+  box->serve();
+  auto states = box->wait_finished({missing, garbage, hanging}, std::chrono::seconds(300));
+  INFO(box->serve_log());
+  CHECK(states[missing] == "LANDED");
+  CHECK(history_has(show(*box, missing), "agent missing unavailable, falling back to claude"));
+  CHECK(states[garbage] == "FAILED");
+  CHECK(box->task(garbage)["failure_kind"] == "agent");
+  CHECK_THAT(box->task(garbage)["reason"].get<std::string>(),
+             Catch::Contains("without the closing event of its structured output (2 lines were not JSON events)"));
+  CHECK(states[hanging] == "BLOCKED");
+  CHECK_THAT(box->task(hanging)["reason"].get<std::string>(), Catch::Contains("printed nothing for 5 s"));
+  CHECK_FALSE(main_requests(net, "silent").empty());
+}
