@@ -95,8 +95,6 @@ constexpr std::array<std::string_view, 2> kOutcomes = {"landed", "failed"};
 constexpr std::array<std::string_view, 3> kWorkerStates = {"ready", "busy", "lost"};
 constexpr std::array<std::string_view, 2> kLandModes = {"merge", "branch"};
 constexpr std::array<std::string_view, 3> kControlActions = {"query", "cancel", "retry"};
-constexpr std::array<std::string_view, 10> kFailureKinds = {
-    "agent", "verify", "infra", "timeout", "conflict", "cancelled", "config", "review", "agent_unavailable", "budget"};
 constexpr std::array<std::string_view, 3> kOutputFormats = {"", "claude-stream-json", "codex-json"};
 constexpr std::array<std::string_view, 2> kRoles = {"implementer", "reviewer"};
 

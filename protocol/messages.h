@@ -1,6 +1,7 @@
 // The wire messages between coordinator, workers and clients (see protocol/PROTOCOL.md).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -160,6 +161,19 @@ struct LogChunk {
 };
 
 // worker -> coordinator: how the attempt ended. Repeated until acknowledged.
+// Every failure kind a worker may report (TaskResult.failure_kind): the one list both ends use,
+// so nothing a worker sends is refused by the coordinator's decoder.
+inline constexpr std::array<std::string_view, 11> kFailureKinds = {
+    "agent", "verify", "infra", "timeout", "conflict", "cancelled", "config", "review", "agent_unavailable", "budget",
+    "repo"};
+
+inline bool is_failure_kind(std::string_view kind) {
+  for (auto k : kFailureKinds) {
+    if (k == kind) return true;
+  }
+  return false;
+}
+
 // What one agent run reported through its structured output (absent fields stay 0 / "").
 struct AgentUsage {
   std::string role;             // "implementer" or "reviewer"
@@ -183,7 +197,8 @@ struct TaskResult {
                                 // "config" (misconfigured worker or repo, e.g. image missing), "review"
                                 // (the reviewer kept requesting changes), "agent_unavailable"
                                 // (the agent's CLI is missing, rate-limited, unauthorized or crashed),
-                                // "budget" (the agent passed max_turns, max_tokens or its run time)
+                                // "budget" (the agent passed max_turns, max_tokens or its run time),
+                                // "repo" (the repo or its base branch cannot be used: not retried)
   std::string reason;           // human-readable
   std::string branch;
   std::string commit;           // head of the task branch

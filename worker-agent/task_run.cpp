@@ -140,7 +140,12 @@ class Attempt {
 
   void say(const std::string& line) { log("system", "polyphony: " + line + "\n"); }
 
-  protocol::TaskResult failed(const std::string& kind, const std::string& reason) {
+  protocol::TaskResult failed(std::string kind, const std::string& reason) {
+    if (!protocol::is_failure_kind(kind)) {
+      // A kind the coordinator would refuse leaves the task without an end: report it as infra.
+      spdlog::error("task {}: failure kind '{}' is not in the protocol; reporting infra", spec_.task_id, kind);
+      kind = "infra";
+    }
     say("attempt failed (" + kind + "): " + reason);
     auto r = base_result();
     r.outcome = "failed";

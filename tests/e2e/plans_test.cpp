@@ -223,3 +223,16 @@ TEST_CASE("a verify failure on a tree that already failed is not retried again: 
   CHECK(t["attempt"] == 2);
   CHECK_THAT(t["reason"].get<std::string>(), Catch::Contains("same tree") && Catch::Contains("exited with status 1"));
 }
+
+TEST_CASE("a task on a base branch the origin does not have ends FAILED at once, naming the branch") {
+  SingleBox box(kRepo);
+  const std::string id = box.spawn("On a missing base", kImplementer, {"--base", "nosuchbranch"});
+  box.serve();
+  auto states = box.wait_finished({id}, std::chrono::seconds(60));
+  INFO(box.serve_log());
+  REQUIRE(states[id] == "FAILED");
+  const auto t = box.task(id);
+  CHECK(t["failure_kind"] == "repo");
+  CHECK_THAT(t["reason"].get<std::string>(), Catch::Contains("nosuchbranch"));
+  CHECK(t["attempt"] == 1);  // the user's to fix: not retried
+}

@@ -181,3 +181,12 @@ TEST_CASE("encode leaves log chunk bytes untouched", "[codec]") {
   c.data = std::string("\0\xff\xc3", 3);
   CHECK(std::get<LogChunk>(decode_ok(encode(c))).data == c.data);
 }
+
+TEST_CASE("every failure kind a worker may send decodes on the coordinator's side", "[codec]") {
+  for (auto kind : kFailureKinds) {
+    INFO(kind);
+    auto r = samples::task_result();
+    r.failure_kind = std::string(kind);
+    CHECK(std::get<TaskResult>(decode_ok(encode(Message{r}))).failure_kind == kind);
+  }
+}
