@@ -1,9 +1,16 @@
 // `polyphony serve` (coordinator + embedded worker) and `polyphony-worker` (a remote worker).
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <thread>
+
+#include <spdlog/spdlog.h>
 
 #include "cli/cli.h"
 #include "cli/client_connection.h"
@@ -13,6 +20,8 @@
 #include "worker-agent/worker.h"
 
 namespace polyphony::cli {
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -95,6 +104,40 @@ Result<std::optional<protocol::CurveClientKeys>> worker_curve(const Args& args, 
   return protocol::load_worker_keys(s);
 }
 
+// The home's serve lock: one `polyphony serve` per POLYPHONY_HOME. A second would take the
+// socket and reap the first's containers as orphans. The lock is an flock, so it goes with the
+// process however it ends; the file keeps the holder's pid for the message.
+class ServeLock {
+ public:
+  static Result<std::unique_ptr<ServeLock>> take(const fs::path& home) {
+    std::error_code ec;
+    fs::create_directories(home, ec);
+    const fs::path path = home / "serve.lock";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return make_error("io", std::string("cannot open the serve lock: ") + std::strerror(errno), path.string());
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      char buf[32] = {};
+      const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+      ::close(fd);
+      const std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
+      return make_error("busy", "another polyphony serve (pid " + pid + ") is serving this home; stop it first, or "
+                                "set POLYPHONY_HOME to another directory", home.string());
+    }
+    const std::string pid = std::to_string(::getpid());
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+      spdlog::warn("cannot write the pid into {}: {}", path.string(), std::strerror(errno));
+    }
+    return std::unique_ptr<ServeLock>(new ServeLock(fd));
+  }
+  ~ServeLock() { ::close(fd_); }
+  ServeLock(const ServeLock&) = delete;
+  ServeLock& operator=(const ServeLock&) = delete;
+
+ private:
+  explicit ServeLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
 }  // namespace
 
 int cmd_serve(const std::vector<std::string>& argv) {
@@ -103,6 +146,8 @@ int cmd_serve(const std::vector<std::string>& argv) {
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
   const Config config = settings->config;
+  auto lock = ServeLock::take(config.home);
+  if (!lock.ok()) return report(lock.error());
   const bool embedded = config.embedded_worker && !args->has("no-embedded-worker");
   std::unique_ptr<DockerClient> docker;
   if (embedded) {

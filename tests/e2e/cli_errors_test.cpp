@@ -73,3 +73,14 @@ TEST_CASE("no Docker engine is a clear error") {
   CHECK(r.exit_code != 0);
   CHECK_THAT(r.err, Catch::Contains("/nonexistent/docker.sock"));
 }
+
+TEST_CASE("a second polyphony serve on the same home is refused with the first one's pid, and the first keeps serving") {
+  SingleBox box(std::map<std::string, std::string>{{"README.md", "# one serve\n"}, {".polyphony.yaml", "verify: true\n"}});
+  box.serve();
+  REQUIRE(eventually([&] { return box.serve_log().find("serving") != std::string::npos; }));
+  auto second = box.cli({"serve"});
+  CHECK(second.exit_code != 0);
+  CHECK_THAT(second.err, Catch::Contains("another polyphony serve (pid ") && Catch::Contains("is serving this home"));
+  const std::string id = box.spawn("Still served", "```sh\necho yes > yes.txt\n```\n");
+  CHECK(box.wait_finished({id})[id] == "LANDED");
+}
