@@ -20,7 +20,7 @@ namespace {
 Result<std::optional<std::string>> env_value(const IdentityEnv& e, const std::string& where) {
   if (!e.from_env.empty()) {
     const char* v = std::getenv(e.from_env.c_str());
-    if (v == nullptr && e.optional) return std::optional<std::string>();
+    if ((v == nullptr || *v == '\0') && e.optional) return std::optional<std::string>();  // empty is no credential
     if (v == nullptr) {
       return make_error("identity", "env " + e.name + " comes from the host variable " + e.from_env +
                         ", which is not set; export it before starting the coordinator", where);

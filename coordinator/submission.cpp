@@ -2,6 +2,8 @@
 #include "coordinator/submission.h"
 
 #include "common/ids.h"
+#include "coordinator/identity_broker.h"
+#include "coordinator/router.h"
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
 
@@ -68,6 +70,22 @@ Status validate_text(const std::string& title, const std::string& body) {
   return {};
 }
 
+// The agent the task would run (routed as it is now, before any score) must have its
+// credentials here: refused at once, naming them, rather than failing when it runs.
+Status check_identity(const TaskRequest& r, const Settings& settings) {
+  auto decision = route(r, settings.routing, settings.agents);
+  if (!decision.ok()) return {};  // the router's own errors are reported where it runs
+  const auto agent = settings.agents.find(decision->agent);
+  if (agent == settings.agents.end() || agent->second.identity.empty()) return {};
+  const auto identity = settings.identities.find(agent->second.identity);
+  if (identity == settings.identities.end()) return {};
+  auto resolved = resolve_identity(identity->second, (settings.config.home / "identities.yaml").string());
+  if (resolved.ok()) return {};
+  return make_error("identity", "the task would run agent " + decision->agent + " (" + decision->because +
+                                    "), whose credentials are not here: " + resolved.error().message,
+                    resolved.error().where);
+}
+
 }  // namespace
 
 Status validate_submission(TaskRequest& r, const Settings& settings) {
@@ -86,7 +104,7 @@ Status validate_submission(TaskRequest& r, const Settings& settings) {
   for (const auto& label : r.labels) {
     if (label.empty() || !is_valid_utf8(label)) return make_error("usage", "labels must be non-empty UTF-8", "labels");
   }
-  return {};
+  return check_identity(r, settings);
 }
 
 Result<std::string> submit_task(TaskRequest r, const Settings& settings) {

@@ -14,6 +14,7 @@ Result<std::string> validate_repo(const Settings& settings, const std::filesyste
   TaskRequest r;
   r.title = "A task";
   r.repo = repo.string();
+  r.agent = "scripted";  // needs no credentials
   POLY_TRY(validate_submission(r, settings));
   return r.repo;
 }

@@ -84,3 +84,16 @@ TEST_CASE("a second polyphony serve on the same home is refused with the first o
   const std::string id = box.spawn("Still served", "```sh\necho yes > yes.txt\n```\n");
   CHECK(box.wait_finished({id})[id] == "LANDED");
 }
+
+TEST_CASE("spawn refuses at once a task whose agent's credentials are not set, naming the variables and file:line") {
+  SingleBox box(std::map<std::string, std::string>{{"README.md", "# creds\n"}});
+  write_file(box.home() / "routing.yaml", "default:\n  agent: codex\n");
+  box.set_env("OPENAI_API_KEY", "");
+  auto r = box.cli({"spawn", "Needs codex", "--repo", box.origin().string()});
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.err, Catch::Contains("agent codex") && Catch::Contains("OPENAI_API_KEY") &&
+                        Catch::Contains("identities.yaml:"));
+  CHECK(box.status().empty());
+  box.set_env("OPENAI_API_KEY", "sk-test-0123456789");
+  CHECK(box.cli({"spawn", "Needs codex", "--repo", box.origin().string()}).exit_code == 0);
+}
