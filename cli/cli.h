@@ -38,6 +38,9 @@ int cmd_workers(const std::vector<std::string>& args);
 // Prints "polyphony: <where>: <message>" to stderr and returns the exit code for the error.
 int report(const Error& e);
 
+// True while a `polyphony serve` holds this home's serve lock.
+bool serve_is_running(const std::filesystem::path& home);
+
 // Loads every file under POLYPHONY_HOME; on error prints it and returns nullopt.
 std::optional<Settings> load_or_report();
 

@@ -1,8 +1,11 @@
-// `polyphony cancel` and `polyphony retry`: requests the coordinator applies from the queue.
+// `polyphony cancel` and `polyphony retry`: asked of the running serve, which answers applied or
+// refused; with no serve running, queued for the coordinator to apply when it starts.
 #include <iostream>
 #include <thread>
 
 #include "cli/cli.h"
+#include "cli/client_connection.h"
+#include "coordinator/coordinator.h"
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
 
@@ -38,6 +41,20 @@ int request(const std::vector<std::string>& argv, const std::string& action) {
       }
     }
     if (!queued) return report(make_error("not_found", "no task with this id (see `polyphony status`)", id));
+  }
+  if (serve_is_running(config.home)) {
+    // Serve answers at once: applied (exit 0) or refused with its reason (exit 1).
+    zmq::context_t ctx;
+    auto reply = cli::request(ctx, local_client_endpoint(config.home), protocol::Control{id, action}, std::nullopt);
+    if (reply.ok()) {
+      const auto* r = std::get_if<protocol::ClientReply>(&*reply);
+      if (r == nullptr) return report(make_error("protocol", "the coordinator answered with a " + protocol::type_name(*reply), id));
+      if (!r->ok) return report(make_error("refused", action + " refused: " + r->error, id));
+      std::cerr << "polyphony: task " << id << " is " << r->state << (r->reason.empty() ? "" : " (" + r->reason + ")") << "\n";
+      return kExitOk;
+    }
+    std::cerr << "polyphony: the running serve did not answer (" << reply.error().to_string() << "); queueing the "
+              << action << "\n";
   }
   auto queue = SqliteQueue::open(config.queue_db);
   if (!queue.ok()) return report(queue.error());

@@ -140,6 +140,14 @@ class ServeLock {
 
 }  // namespace
 
+bool serve_is_running(const fs::path& home) {
+  const int fd = ::open((home / "serve.lock").c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);
+  return held;
+}
+
 int cmd_serve(const std::vector<std::string>& argv) {
   auto args = parse_args(argv, {{"no-embedded-worker", false}});
   if (!args.ok()) return report(args.error());

@@ -97,3 +97,20 @@ TEST_CASE("spawn refuses at once a task whose agent's credentials are not set, n
   box.set_env("OPENAI_API_KEY", "sk-test-0123456789");
   CHECK(box.cli({"spawn", "Needs codex", "--repo", box.origin().string()}).exit_code == 0);
 }
+
+TEST_CASE("with serve running, cancel and retry report whether serve applied them: a refusal exits non-zero with its reason") {
+  SingleBox box(std::map<std::string, std::string>{{"README.md", "# control\n"}, {".polyphony.yaml", "verify: true\n"}});
+  const std::string id = box.spawn("Lands", "```sh\necho yes > yes.txt\n```\n");
+  box.serve();
+  REQUIRE(box.wait_finished({id})[id] == "LANDED");
+  auto cancel = box.cli({"cancel", id});
+  CHECK(cancel.exit_code == 1);
+  CHECK_THAT(cancel.err, Catch::Contains("cancel refused") && Catch::Contains("already LANDED"));
+  auto retry = box.cli({"retry", id});
+  CHECK(retry.exit_code == 1);
+  CHECK_THAT(retry.err, Catch::Contains("only FAILED or BLOCKED tasks can be retried"));
+  box.stop_serving();
+  auto queued = box.cli({"cancel", id});
+  CHECK(queued.exit_code == 0);
+  CHECK_THAT(queued.err, Catch::Contains("is queued"));
+}
