@@ -459,6 +459,7 @@ Status run_npm_install(const AgentPin& pin, const fs::path& into, const BuildPat
                        const ImageBuildOptions& options) {
   ProcessOptions po;
   po.timeout = kNpmTimeout;
+  po.cwd = into;  // not a node project the caller happens to be in
   auto r = run_process({options.npm, "install", "--prefix", into.string(), "--cache", p.npm_cache.string(),
                         "--ignore-scripts", "--omit=dev", "--no-audit", "--no-fund", "--no-update-notifier",
                         npm_spec(pin)},
