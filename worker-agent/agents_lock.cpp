@@ -120,7 +120,9 @@ Result<std::vector<AgentPin>> select_agents(const std::vector<AgentPin>& lock, c
     }
     names.push_back(name);
   }
-  if (names.empty()) return make_error("usage", flag + " needs all, none, or agent names such as claude,codex", flag);
+  if (names.empty()) {
+    return make_error("usage", flag + " needs all, none, or agent names such as claude,codex", flag);
+  }
   std::vector<AgentPin> out;
   for (const auto& p : lock) {
     if (std::find(names.begin(), names.end(), p.name) != names.end()) out.push_back(p);

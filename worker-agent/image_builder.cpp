@@ -520,7 +520,8 @@ Result<InstalledAgent> ensure_agent_installed(const BuildPaths& p, const AgentPi
   return InstalledAgent{pin, dir};
 }
 
-Result<std::vector<InstalledAgent>> ensure_agents_installed(const BuildPaths& p, const std::vector<AgentPin>& agents,
+Result<std::vector<InstalledAgent>> ensure_agents_installed(const BuildPaths& p,
+                                                            const std::vector<AgentPin>& agents,
                                                             const ImageBuildOptions& options) {
   std::vector<InstalledAgent> out;
   for (const auto& pin : agents) {
@@ -542,7 +543,8 @@ Status add_agent(const fs::path& root, const InstalledAgent& agent) {
   if (ec) return io_error("cannot create", target.parent_path(), ec);
   ProcessOptions po;
   po.timeout = kTarTimeout;
-  POLY_TRY(run_checked({"cp", "-a", (agent.dir / "node_modules" / pin.native_package_dir()).string(), target.string()}, po));
+  fs::path package = agent.dir / "node_modules" / pin.native_package_dir();
+  POLY_TRY(run_checked({"cp", "-a", package.string(), target.string()}, po));
   fs::path link = root / "usr/local/bin" / pin.name;
   fs::remove(link, ec);
   fs::create_symlink(fs::path(kAgentsHome) / pin.name / pin.native_executable, link, ec);
@@ -599,10 +601,11 @@ Status tar_rootfs(const BuildPaths& p) {
 }
 
 // Tarballs, staging copies and debootstrap trees of other versions are dead weight, and so
-// are npm installs of pins the lock file no longer has.
+// are npm installs of pins the lock file no longer has, and npm's download cache (each
+// install is kept whole in p.agents).
 Status prune_cache(const BuildPaths& p) {
   std::error_code ec;
-  std::vector<fs::path> stale;
+  std::vector<fs::path> stale{p.npm_cache};
   for (const auto& e : fs::directory_iterator(p.cache, ec)) {
     std::string name = e.path().filename().string();
     bool ours = name.rfind("rootfs-", 0) == 0 || name.rfind("debootstrap-", 0) == 0;
@@ -622,7 +625,8 @@ Status prune_cache(const BuildPaths& p) {
 
 // The image's rootfs tarball, made from the debootstrapped rootfs and the agents' npm
 // installs unless already cached.
-Status ensure_tarball(const BuildPaths& p, const std::vector<AgentPin>& agents, const ImageBuildOptions& options) {
+Status ensure_tarball(const BuildPaths& p, const std::vector<AgentPin>& agents,
+                      const ImageBuildOptions& options) {
   if (!options.force && fs::exists(p.tarball)) {
     say(options, "reusing the image tarball " + p.tarball.string());
     return ok_status();
