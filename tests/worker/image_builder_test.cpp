@@ -256,7 +256,12 @@ TEST_CASE("a pinned version npm cannot install is an error naming it, and no ima
 
 TEST_CASE("the worker image runs the pinned claude and codex as agent without network") {
   auto docker = docker_for_tests();
-  require_worker_image(*docker);
+  // Not require_worker_image's once-per-process check: a build of another version (another
+  // checkout sharing the engine) may have replaced the image since; this one is a no-op when
+  // the image is current, as it is after scripts/setup.sh.
+  auto current = build_worker_image(*docker, ImageBuildOptions{});
+  INFO((current.ok() ? std::string() : current.error().to_string()));
+  REQUIRE(current.ok());
   ContainerJanitor janitor(*docker);
   auto pins = builtin_agents_lock();
   REQUIRE(pins.ok());
@@ -265,8 +270,11 @@ TEST_CASE("the worker image runs the pinned claude and codex as agent without ne
     ContainerSpec spec = janitor.spec({pin.name, "--version"});  // network none
     spec.user = "1000:1000";
     auto id = docker->create_container(spec);
+    INFO((id.ok() ? std::string() : id.error().to_string()));
     REQUIRE(id.ok());
-    REQUIRE(docker->start_container(*id).ok());
+    auto started = docker->start_container(*id);
+    INFO((started.ok() ? std::string() : started.error().to_string()));
+    REQUIRE(started.ok());
     auto code = docker->wait_container(*id, std::chrono::seconds(60));
     REQUIRE(code.ok());
     std::string out;
