@@ -63,12 +63,27 @@ int cmd_cleanup(const std::vector<std::string>& argv) {
   return failures == 0 ? kExitOk : kExitFailed;
 }
 
+namespace {
+
+constexpr const char* kImageUsage = "usage: polyphony image build [--force] [--mirror URL] [--agents all|none|NAME,...]";
+
+// The agent CLIs --agents selects from the lock file compiled into this program (all by default).
+Result<std::vector<AgentPin>> agents_from_flag(const Args& args) {
+  auto lock = builtin_agents_lock();
+  if (!lock.ok()) return lock.error();
+  return select_agents(*lock, args.get("agents", "all"), "--agents");
+}
+
+}  // namespace
+
 int cmd_image(const std::vector<std::string>& argv) {
-  auto args = parse_args(argv, {{"force", false}, {"mirror"}});
+  auto args = parse_args(argv, {{"force", false}, {"mirror"}, {"agents"}});
   if (!args.ok()) return report(args.error());
   if (args->positional.size() != 1 || args->positional[0] != "build") {
-    return report(make_error("usage", "usage: polyphony image build [--force] [--mirror URL]", "image"));
+    return report(make_error("usage", kImageUsage, "image"));
   }
+  auto agents = agents_from_flag(*args);
+  if (!agents.ok()) return report(agents.error());
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
   auto host = resolve_docker_host(settings->config.docker_host);
@@ -79,10 +94,12 @@ int cmd_image(const std::vector<std::string>& argv) {
   options.tag = settings->config.container.image;
   options.force = args->has("force");
   options.mirror = args->get("mirror");
+  options.agents = *agents;
   options.progress = [](const std::string& line) { std::cerr << "polyphony: " << line << "\n"; };
   auto built = build_worker_image(*docker, options);
   if (!built.ok()) return report(built.error());
-  std::cerr << "polyphony: image " << options.tag << (*built ? " built" : " is already up to date") << "\n";
+  std::cerr << "polyphony: image " << options.tag << (*built ? " built" : " is already up to date") << " with "
+            << describe_agents(*agents) << "\n";
   return kExitOk;
 }
 

@@ -22,7 +22,9 @@ Commands:
   cancel ID                      stop a task (its container is stopped, nothing lands)
   retry ID                       run a FAILED or BLOCKED task again
   cleanup [--dry-run]            remove workspaces and containers of finished tasks
-  image build [--force]          build the worker image polyphony-worker:latest
+  image build [--force] [--agents all|none|claude,codex]
+                                 build the worker image polyphony-worker:latest with the agent
+                                 CLIs pinned in docker/agents.lock (default: all of them)
   route --explain TITLE --repo R [--json] [task flags as for spawn]
                                  score a task against a local repo and show its routing; runs nothing
   config check                   report unknown agents, shadowed rules and other problems with file:line

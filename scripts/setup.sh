@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs every dependency (Debian bookworm packages), builds Polyphony, makes sure a Docker
-# engine answers (starting a private dockerd when none does) and builds the worker image.
+# engine answers (starting a private dockerd when none does) and builds the worker image with
+# the agent CLIs pinned in docker/agents.lock (npm downloads them once into the image build's
+# cache under /var/cache/polyphony; later runs reuse it).
 # Idempotent. Prints `export` lines for DOCKER_HOST and PATH on stdout when --print-env is given.
 #
 # Environment: BUILD_DIR (default build), BUILD_TYPE (default RelWithDebInfo).
@@ -26,6 +28,9 @@ install_packages() {
   for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+  # npm installs the agent CLIs at image-build time. Any npm will do (a nodesource nodejs
+  # brings its own, and Debian's npm would conflict with it): Debian's only when there is none.
+  command -v npm >/dev/null || missing+=(npm)
   if [[ ${#missing[@]} -eq 0 ]]; then
     log "all packages present"
     return

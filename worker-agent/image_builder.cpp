@@ -1,5 +1,6 @@
-// Builds the worker image without a registry: debootstrap (cached), add the agent user and
-// the scripted agent, tar the rootfs (cached), then `docker import` it with its config.
+// Builds the worker image without a registry: debootstrap (cached), npm installs of the pinned
+// agent CLIs (cached), add the agent user, the scripted agent and the CLIs, tar the rootfs
+// (cached), then `docker import` it with its config and check the CLIs run in it.
 #include "worker-agent/image_builder.h"
 
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "common/process.h"
+#include "common/sha256.h"
 #include "worker-agent/scripted_agent_text.h"
 
 namespace polyphony {
@@ -25,12 +27,14 @@ namespace polyphony {
 namespace fs = std::filesystem;
 
 // Bump when the build steps below change what goes into the image.
-constexpr const char* kImageRecipe = "2";
+constexpr const char* kImageRecipe = "3";
 // Bump when the debootstrap command (suite, variant, packages) changes.
 constexpr const char* kBaseVersion = "bookworm-minbase-1";
 
-const std::string kImageVersion =
-    std::string(kImageRecipe) + "-" + std::string(detail::kScriptedAgentSha256).substr(0, 12);
+std::string image_version(const std::vector<AgentPin>& agents) {
+  return std::string(kImageRecipe) + "-" + std::string(detail::kScriptedAgentSha256).substr(0, 12) +
+         "-" + agents_digest(agents);
+}
 
 namespace {
 
@@ -40,6 +44,10 @@ constexpr const char* kCompleteMarker = ".polyphony-complete";
 constexpr int kAgentUid = 1000;
 constexpr auto kDebootstrapTimeout = std::chrono::minutes(20);
 constexpr auto kTarTimeout = std::chrono::minutes(10);
+constexpr auto kNpmTimeout = std::chrono::minutes(20);
+constexpr auto kAgentCheckTimeout = std::chrono::seconds(60);
+// Where the image keeps the agent CLIs; /usr/local/bin/<name> links into it.
+constexpr const char* kAgentsHome = "/opt/polyphony/agents";
 
 // ---- apt sources ----
 
@@ -172,6 +180,8 @@ namespace {
 
 struct BuildPaths {
   fs::path cache;
+  fs::path agents;        // one npm install a pin, kept across image versions
+  fs::path npm_cache;     // npm's own download cache
   fs::path base;          // the debootstrapped rootfs, reused across image versions
   fs::path base_partial;  // where debootstrap writes before the rename
   fs::path staging;       // a copy of base being customised
@@ -179,9 +189,11 @@ struct BuildPaths {
   fs::path tarball_partial;
 };
 
-BuildPaths paths_for(const fs::path& cache) {
-  std::string rootfs = "rootfs-" + kImageVersion;
+BuildPaths paths_for(const fs::path& cache, const std::string& version) {
+  std::string rootfs = "rootfs-" + version;
   return BuildPaths{cache,
+                    cache / "agents",
+                    cache / "npm",
                     cache / ("debootstrap-" + std::string(kBaseVersion)),
                     cache / ("debootstrap-" + std::string(kBaseVersion) + ".partial"),
                     cache / (rootfs + ".staging"),
@@ -228,14 +240,14 @@ class BuildLock {
   int fd_;
 };
 
-Result<bool> image_is_current(DockerClient& docker, const std::string& tag) {
+Result<bool> image_is_current(DockerClient& docker, const std::string& tag, const std::string& version) {
   auto labels = docker.image_labels(tag);
   if (!labels.ok()) {
     if (labels.error().code == "not_found") return false;
     return labels.error();
   }
   auto it = labels->find(kVersionLabel);
-  return it != labels->end() && it->second == kImageVersion;
+  return it != labels->end() && it->second == version;
 }
 
 Status require_root(const std::string& step) {
@@ -425,11 +437,143 @@ Status shrink_rootfs(const fs::path& root) {
   return ok_status();
 }
 
-Status customise_rootfs(const fs::path& root) {
+// ---- the agent CLIs ----
+
+// One pin's npm install in the cache.
+struct InstalledAgent {
+  AgentPin pin;
+  fs::path dir;  // holds node_modules/
+};
+
+std::string npm_spec(const AgentPin& pin) { return pin.package + "@" + pin.version; }
+
+// Keyed by the pin's whole line, so changing any of its fields installs afresh.
+fs::path agent_install_dir(const BuildPaths& p, const AgentPin& pin) {
+  return p.agents / (pin.name + "-" + pin.version + "-" + sha256_hex(pin.canonical()).substr(0, 12));
+}
+
+// Without install scripts: claude-code's postinstall only copies its native binary over a
+// placeholder (we link the binary in the platform package directly), and no package's script
+// runs as root on the build host.
+Status run_npm_install(const AgentPin& pin, const fs::path& into, const BuildPaths& p,
+                       const ImageBuildOptions& options) {
+  ProcessOptions po;
+  po.timeout = kNpmTimeout;
+  po.cwd = into;  // not a node project the caller happens to be in
+  auto r = run_process({options.npm, "install", "--prefix", into.string(), "--cache", p.npm_cache.string(),
+                        "--ignore-scripts", "--omit=dev", "--no-audit", "--no-fund", "--no-update-notifier",
+                        npm_spec(pin)},
+                       po);
+  if (!r.ok() && r.error().code == "not_found") {
+    return make_error("not_found",
+                      "npm is not installed, and it installs the agent CLIs: run `apt-get install npm` "
+                      "(scripts/setup.sh does), or build without them: --agents none",
+                      options.npm);
+  }
+  if (!r.ok()) return r.error();
+  if (r->exit_code == 0) return ok_status();
+  return make_error("process",
+                    "npm could not install " + npm_spec(pin) + " (agent " + pin.name + ", pinned in " +
+                        kAgentsLockName + "), exit status " + std::to_string(r->exit_code) + ": " +
+                        last_lines(r->out + "\n" + r->err, 6) + " (check that the version exists: `npm view " +
+                        npm_spec(pin) + " version`, and that the npm registry is reachable)",
+                    npm_spec(pin));
+}
+
+Status check_native_executable(const AgentPin& pin, const fs::path& dir) {
+  fs::path exe = dir / "node_modules" / pin.native_executable;
+  if (fs::is_regular_file(exe) && ::access(exe.c_str(), X_OK) == 0) return ok_status();
+  return make_error("process",
+                    "npm installed " + npm_spec(pin) + " but not the executable " + kAgentsLockName +
+                        " names for " + pin.name + " (" + pin.native_executable +
+                        "): npm installs the platform package of this machine (OS, CPU, libc) only; "
+                        "correct the native-executable column for it",
+                    exe.string());
+}
+
+// The pin's npm install: reused when complete, else made in a .partial directory that is
+// renamed once it holds the native executable, so a failed install leaves nothing behind.
+Result<InstalledAgent> ensure_agent_installed(const BuildPaths& p, const AgentPin& pin,
+                                              const ImageBuildOptions& options) {
+  fs::path dir = agent_install_dir(p, pin);
+  if (fs::exists(dir / kCompleteMarker)) {
+    say(options, "reusing " + pin.name + " " + pin.version + " (" + pin.package + ") from " + dir.string());
+    return InstalledAgent{pin, dir};
+  }
+  fs::path partial = dir.string() + ".partial";
+  POLY_TRY(remove_tree(partial));
+  POLY_TRY(remove_tree(dir));
+  std::error_code ec;
+  fs::create_directories(partial, ec);
+  if (ec) return io_error("cannot create", partial, ec);
+  say(options, "installing " + pin.name + " " + pin.version + " (" + pin.package + ") with npm into " +
+                   partial.string());
+  Status installed = run_npm_install(pin, partial, p, options);
+  if (installed.ok()) installed = check_native_executable(pin, partial);
+  if (installed.ok()) installed = write_text(partial / kCompleteMarker, pin.canonical() + "\n");
+  if (!installed.ok()) {
+    fs::remove_all(partial, ec);
+    return installed.error();
+  }
+  fs::rename(partial, dir, ec);
+  if (ec) return io_error("cannot rename the finished install to", dir, ec);
+  return InstalledAgent{pin, dir};
+}
+
+Result<std::vector<InstalledAgent>> ensure_agents_installed(const BuildPaths& p,
+                                                            const std::vector<AgentPin>& agents,
+                                                            const ImageBuildOptions& options) {
+  std::vector<InstalledAgent> out;
+  for (const auto& pin : agents) {
+    auto installed = ensure_agent_installed(p, pin, options);
+    if (!installed.ok()) return installed.error();
+    out.push_back(*installed);
+  }
+  return out;
+}
+
+// The package holding the native executable goes to <kAgentsHome>/<name>/, and
+// /usr/local/bin/<name> links to the executable in it (which finds its sibling files, such as
+// codex's bundled rg, from its own path).
+Status add_agent(const fs::path& root, const InstalledAgent& agent) {
+  const AgentPin& pin = agent.pin;
+  fs::path target = root / fs::path(kAgentsHome).relative_path() / pin.name / pin.native_package_dir();
+  std::error_code ec;
+  fs::create_directories(target.parent_path(), ec);
+  if (ec) return io_error("cannot create", target.parent_path(), ec);
+  ProcessOptions po;
+  po.timeout = kTarTimeout;
+  fs::path package = agent.dir / "node_modules" / pin.native_package_dir();
+  POLY_TRY(run_checked({"cp", "-a", package.string(), target.string()}, po));
+  fs::path link = root / "usr/local/bin" / pin.name;
+  fs::remove(link, ec);
+  fs::create_symlink(fs::path(kAgentsHome) / pin.name / pin.native_executable, link, ec);
+  if (ec) return io_error("cannot link", link, ec);
+  return ok_status();
+}
+
+// <kAgentsHome>/agents.lock: what the image carries, in the lock file's format.
+Status add_agents(const fs::path& root, const std::vector<InstalledAgent>& agents) {
+  std::string lock = "# The agent CLIs in this image (from polyphony's docker/agents.lock)\n";
+  for (const auto& agent : agents) {
+    POLY_TRY(add_agent(root, agent));
+    lock += agent.pin.canonical() + "\n";
+  }
+  fs::path home = root / fs::path(kAgentsHome).relative_path();
+  std::error_code ec;
+  fs::create_directories(home, ec);
+  if (ec) return io_error("cannot create", home, ec);
+  return write_text(home / "agents.lock", lock);
+}
+
+// ---- the image ----
+
+Status customise_rootfs(const fs::path& root, const std::vector<InstalledAgent>& agents) {
   POLY_TRY(add_agent_user(root));
   POLY_TRY(make_owned_dir(root / "workspace", kAgentUid, kAgentUid, fs::perms(0755)));
   POLY_TRY(make_owned_dir(root / "polyphony", 0, 0, fs::perms(0755)));
   POLY_TRY(install_scripted_agent(root));
+  POLY_TRY(add_agents(root, agents));
   POLY_TRY(write_text(root / "etc/gitconfig", kGitConfig));
   return shrink_rootfs(root);
 }
@@ -456,41 +600,56 @@ Status tar_rootfs(const BuildPaths& p) {
   return ok_status();
 }
 
-// Tarballs, staging copies and debootstrap trees of other versions are dead weight.
+// Tarballs, staging copies and debootstrap trees of other versions are dead weight, and so
+// are npm installs of pins the lock file no longer has, and npm's download cache (each
+// install is kept whole in p.agents).
 Status prune_cache(const BuildPaths& p) {
   std::error_code ec;
-  std::vector<fs::path> stale;
+  std::vector<fs::path> stale{p.npm_cache};
   for (const auto& e : fs::directory_iterator(p.cache, ec)) {
     std::string name = e.path().filename().string();
     bool ours = name.rfind("rootfs-", 0) == 0 || name.rfind("debootstrap-", 0) == 0;
     if (ours && e.path() != p.tarball && e.path() != p.base) stale.push_back(e.path());
   }
+  auto lock = builtin_agents_lock();
+  for (const auto& e : fs::directory_iterator(p.agents, ec)) {
+    bool pinned = false;
+    for (const auto& pin : lock.ok() ? *lock : std::vector<AgentPin>{}) {
+      pinned |= e.path() == agent_install_dir(p, pin);
+    }
+    if (!pinned) stale.push_back(e.path());
+  }
   for (const auto& path : stale) POLY_TRY(remove_rootfs(path));
   return ok_status();
 }
 
-// The image's rootfs tarball, made from the debootstrapped rootfs unless already cached.
-Status ensure_tarball(const BuildPaths& p, const ImageBuildOptions& options) {
+// The image's rootfs tarball, made from the debootstrapped rootfs and the agents' npm
+// installs unless already cached.
+Status ensure_tarball(const BuildPaths& p, const std::vector<AgentPin>& agents,
+                      const ImageBuildOptions& options) {
   if (!options.force && fs::exists(p.tarball)) {
     say(options, "reusing the image tarball " + p.tarball.string());
     return ok_status();
   }
+  auto installed = ensure_agents_installed(p, agents, options);  // before minutes of debootstrap
+  if (!installed.ok()) return installed.error();
   POLY_TRY(ensure_base_rootfs(p, options));
   POLY_TRY(require_root("preparing the rootfs"));
-  say(options, "adding the agent user, /workspace and the scripted agent in " + p.staging.string());
+  say(options, "adding the agent user, /workspace, the scripted agent and " + describe_agents(agents) +
+                   " in " + p.staging.string());
   POLY_TRY(copy_rootfs(p.base, p.staging));
-  POLY_TRY(customise_rootfs(p.staging));
+  POLY_TRY(customise_rootfs(p.staging, *installed));
   say(options, "writing " + p.tarball.string());
   POLY_TRY(tar_rootfs(p));
   return prune_cache(p);
 }
 
-std::vector<std::string> image_changes() {
+std::vector<std::string> image_changes(const std::string& version) {
   return {"USER agent",
           "WORKDIR /workspace",
           "ENV HOME=/home/agent",
           "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-          std::string("LABEL ") + kVersionLabel + "=" + kImageVersion};
+          std::string("LABEL ") + kVersionLabel + "=" + version};
 }
 
 // Untags (and deletes, when nothing else uses it) the image `tag` names now, so a rebuild
@@ -505,45 +664,109 @@ Status remove_old_image(DockerClient& docker, const ImageBuildOptions& options) 
   return ok_status();
 }
 
-Status import_tarball(DockerClient& docker, const BuildPaths& p, const ImageBuildOptions& options) {
+Status import_tarball(DockerClient& docker, const BuildPaths& p, const std::string& version,
+                      const ImageBuildOptions& options) {
   POLY_TRY(remove_old_image(docker, options));
   say(options, "importing " + p.tarball.string() + " as " + options.tag);
-  POLY_TRY(docker.import_image(p.tarball, options.tag, image_changes()));
-  auto current = image_is_current(docker, options.tag);
+  POLY_TRY(docker.import_image(p.tarball, options.tag, image_changes(version)));
+  auto current = image_is_current(docker, options.tag, version);
   if (!current.ok()) return current.error();
   if (!*current) {
     return make_error("docker", "imported " + options.tag + " but it does not carry the label " +
-                                    kVersionLabel + "=" + kImageVersion,
+                                    kVersionLabel + "=" + version,
                       docker.endpoint());
   }
   return ok_status();
 }
 
+// Starts the created container `id`, waits for it, and returns its exit code and output.
+Result<std::pair<int, std::string>> run_to_end(DockerClient& docker, const std::string& id) {
+  POLY_TRY(docker.start_container(id));
+  auto code = docker.wait_container(id, kAgentCheckTimeout);
+  if (!code.ok()) return code.error();
+  std::string output;
+  POLY_TRY(docker.stream_logs(id, false, [&](int, std::string_view data) {
+    output.append(data);
+    return true;
+  }));
+  return std::make_pair(*code, output);
+}
+
+// `<name> --version` in a container of `tag`, as the agent user and without network, must
+// exit 0 and print the pinned version.
+Status check_agent_runs(DockerClient& docker, const std::string& tag, const AgentPin& pin) {
+  ContainerSpec spec;
+  spec.image = tag;
+  spec.cmd = {pin.name, "--version"};
+  spec.user = std::to_string(kAgentUid) + ":" + std::to_string(kAgentUid);
+  spec.network_mode = "none";
+  spec.labels = {{"polyphony.image-check", pin.name}};
+  auto id = docker.create_container(spec);
+  if (!id.ok()) return id.error();
+  auto ran = run_to_end(docker, *id);
+  POLY_TRY(docker.remove_container(*id));
+  if (!ran.ok()) return ran.error();
+  auto [code, output] = *ran;
+  if (code == 0 && output.find(pin.version) != std::string::npos) return ok_status();
+  return make_error("process",
+                    "`" + pin.name + " --version` in the new image (as uid " + std::to_string(kAgentUid) +
+                        ", no network) exited with status " + std::to_string(code) +
+                        " and did not print the pinned version " + pin.version + ": " + last_lines(output, 4),
+                    npm_spec(pin));
+}
+
+// Every agent runs in the imported image; otherwise the image and its tarball are removed, so
+// no broken image stays tagged and the next build starts from the npm installs again.
+Status check_agents_run(DockerClient& docker, const BuildPaths& p, const std::vector<AgentPin>& agents,
+                        const ImageBuildOptions& options) {
+  for (const auto& pin : agents) {
+    say(options, "checking `" + pin.name + " --version` in " + options.tag + " (as agent, no network)");
+    auto ran = check_agent_runs(docker, options.tag, pin);
+    if (ran.ok()) continue;
+    auto removed = docker.remove_image(options.tag);
+    if (!removed.ok()) say(options, "cannot remove the broken " + options.tag + ": " + removed.error().message);
+    std::error_code ec;
+    fs::remove(p.tarball, ec);
+    return ran.error();
+  }
+  return ok_status();
+}
+
 // True when there is nothing to do: not forced, and the image carries the current version.
-Result<bool> up_to_date(DockerClient& docker, const ImageBuildOptions& options) {
+Result<bool> up_to_date(DockerClient& docker, const std::string& version, const ImageBuildOptions& options) {
   if (options.force) return false;
-  return image_is_current(docker, options.tag);
+  return image_is_current(docker, options.tag, version);
+}
+
+Result<std::vector<AgentPin>> agents_to_install(const ImageBuildOptions& options) {
+  if (options.agents) return *options.agents;
+  return builtin_agents_lock();
 }
 
 }  // namespace
 
 Result<bool> build_worker_image(DockerClient& docker, const ImageBuildOptions& options) {
+  auto agents = agents_to_install(options);
+  if (!agents.ok()) return agents.error();
+  const std::string version = image_version(*agents);
   POLY_TRY(docker.ping());  // before minutes of debootstrap, not after
-  auto done = up_to_date(docker, options);
+  auto done = up_to_date(docker, version, options);
   if (!done.ok()) return done.error();
   if (*done) return false;
-  BuildPaths p = paths_for(options.cache_dir.empty() ? default_cache_dir() : options.cache_dir);
+  BuildPaths p = paths_for(options.cache_dir.empty() ? default_cache_dir() : options.cache_dir, version);
   std::error_code ec;
   fs::create_directories(p.cache, ec);
   if (ec) return io_error("cannot create the cache directory", p.cache, ec);
   auto lock = BuildLock::take(p.cache, options);
   if (!lock.ok()) return lock.error();
-  done = up_to_date(docker, options);  // another build may have finished while we waited
+  done = up_to_date(docker, version, options);  // another build may have finished while we waited
   if (!done.ok()) return done.error();
   if (*done) return false;
-  POLY_TRY(ensure_tarball(p, options));
-  POLY_TRY(import_tarball(docker, p, options));
-  say(options, options.tag + " is ready (" + kVersionLabel + "=" + kImageVersion + ")");
+  POLY_TRY(ensure_tarball(p, *agents, options));
+  POLY_TRY(import_tarball(docker, p, version, options));
+  POLY_TRY(check_agents_run(docker, p, *agents, options));
+  say(options, options.tag + " is ready with " + describe_agents(*agents) + " (" + kVersionLabel + "=" +
+                   version + ")");
   return true;
 }
 

@@ -66,6 +66,17 @@ TEST_CASE("serve names the command that builds a missing image") {
   CHECK_THAT(r.err, Catch::Contains("polyphony image build"));
 }
 
+TEST_CASE("image build refuses an unknown agent in --agents, naming the flag and the pinned ones") {
+  SingleBox box(kOneFile);
+  for (const std::string spec : {"kimi", "claude,kimi", ""}) {
+    auto r = box.cli({"image", "build", "--agents", spec});
+    INFO(r.err);
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains("--agents"));
+    CHECK_THAT(r.err, Catch::Contains(spec.empty() ? "needs all, none, or agent names" : "docker/agents.lock pins: claude, codex"));
+  }
+}
+
 TEST_CASE("no Docker engine is a clear error") {
   SingleBox box(kOneFile);
   write_file(box.home() / "config.yaml", "docker_host: unix:///nonexistent/docker.sock\n");
