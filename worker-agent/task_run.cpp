@@ -468,9 +468,11 @@ exec git --git-dir=/workspace/.git -c core.hooksPath=/dev/null bundle create --q
 
 // Run in the container by verify, as its user, before the verify command: kill(-1) ends what
 // the agent or an earlier step left; the workspace is brought to exactly the pinned commit (its
-// objects taken from the bundle when one is named); then the command runs (eval: no second shell
-// to start; it is an argument, never spliced into the script). 125: the workspace could not be
-// brought there.
+// objects taken from the bundle when one is named); then the command runs (eval in a subshell,
+// so an `exit` in it still comes back here; the command is an argument, never spliced into the
+// script), and what it left running is killed
+// too before its status is reported, so nothing of it outlives verify into review or landing.
+// 125: the workspace could not be brought there.
 constexpr const char* kVerifyScript = R"sh(kill -KILL -1 2>/dev/null
 polyphony_cmd=$4
 g() { git --git-dir=/workspace/.git --work-tree=/workspace -c core.hooksPath=/dev/null -c core.fsmonitor=false "$@"; }
@@ -478,7 +480,10 @@ g() { git --git-dir=/workspace/.git --work-tree=/workspace -c core.hooksPath=/de
   { echo "polyphony: cannot bring /workspace to the pinned commit $2" >&2; exit 125; }
 unset -f g
 set --
-eval "$polyphony_cmd"
+(eval "$polyphony_cmd")
+polyphony_status=$?
+kill -KILL -1 2>/dev/null
+exit $polyphony_status
 )sh";
 
 // The most of a branch's bundle taken from a container.

@@ -107,8 +107,10 @@ TEST_CASE("an agent that swaps its objects directory for a symlink to a host pat
 
 TEST_CASE("a process the agent's tests leave running that moves the branch after verify does not change what lands") {
   SingleBox box(kSampleRepo);
-  // Verify runs tests/*.test, so the agent's test starts it; it commits for a few seconds.
-  const std::string mover = "( i=0; while [ $i -lt 80 ]; do "
+  // Verify runs tests/*.test, so the agent's test moves the branch then, and leaves a process
+  // that goes on committing for a few seconds.
+  const std::string mover = "git -C /workspace -c user.name=e -c user.email=e@e commit -q --allow-empty -m evil-now\n"
+                            "( i=0; while [ $i -lt 80 ]; do "
                             "git -C /workspace -c user.name=e -c user.email=e@e commit -q --allow-empty -m \"evil $i\"; "
                             "i=$((i+1)); sleep 0.05; done ) >/dev/null 2>&1 &\n";
   const std::string id = box.spawn("Add a test", sh_block("cat > tests/mover.test <<'EOF'\n" + mover + "EOF\n"
@@ -121,6 +123,7 @@ TEST_CASE("a process the agent's tests leave running that moves the branch after
   CHECK_THAT(git(box.origin(), {"log", "--format=%s", "refs/heads/" + branch}), !Catch::Contains("evil"));
   CHECK(git(box.origin(), {"rev-parse", "main"}).substr(0, 40) == t["merged_commit"].get<std::string>());
   // The attack did happen: the clone's branch (read here by the test, never by the worker) moved.
+  // What verify left running was killed as verify ended.
   CHECK_THAT(git(box.home() / "workspaces" / "tasks" / id / "repo", {"log", "--format=%s", branch}),
              Catch::Contains("evil"));
 }
@@ -173,4 +176,28 @@ TEST_CASE("the reviewer's container runs nothing the implementer put in its git 
   }
   CHECK(approved_first);
   CHECK(git(box.origin(), {"show", "main:fix.txt"}) == "fixed\n");
+}
+
+TEST_CASE("a branch rebased on the worker's side reaches the container as data, and a host core.worktree stays untouched") {
+  SingleBox box(kSampleRepo);
+  TempDir host("polyphony-host-dir");
+  write_file(host.path() / "secret.txt", "host secret\n");
+  const std::string first = box.spawn("Add one", sh_block("echo one > one.txt"));
+  // The second agent works long enough for the first to land, so its branch is rebased.
+  const std::string second = box.spawn("Add two", sh_block("sleep 6\n"
+                                                           "echo two > two.txt\n"
+                                                           "git add two.txt && git commit -q -m two\n"
+                                                           "mkdir -p " + host.path().string() + "\n"
+                                                           "git config core.worktree " + host.path().string()));
+  box.serve();
+  auto states = box.wait_finished({first, second});
+  INFO(box.serve_log());
+  INFO(box.cli({"logs", second}).out);
+  REQUIRE(states[first] == "LANDED");
+  REQUIRE(states[second] == "LANDED");
+  CHECK_THAT(box.cli({"logs", second}).out, Catch::Contains("rebased onto it"));
+  CHECK(git(box.origin(), {"show", "main:one.txt"}) == "one\n");
+  CHECK(git(box.origin(), {"show", "main:two.txt"}) == "two\n");
+  CHECK_THROWS(git(box.origin(), {"show", "main:secret.txt"}));
+  CHECK(entries_of(host.path()) == std::vector<std::string>{"secret.txt"});
 }
