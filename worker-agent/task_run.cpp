@@ -410,10 +410,8 @@ class Run {
   std::string verify_command_;
   std::string container_;   // the task container's id, once there is one
   std::shared_ptr<RunnerChannel> runner_;  // its PID 1, connected
-  // The pinned commit, which verify brings the workspace to first; and, when the workspace lacks
-  // its objects (it was rebased on this side), the bundle in /polyphony that carries them.
+  // The pinned commit, which verify brings the workspace to first.
   std::string pinned_;
-  std::string pinned_bundle_;
 };
 
 Status Run::ensure_container() {
@@ -467,18 +465,32 @@ exec git --git-dir=/workspace/.git -c core.hooksPath=/dev/null bundle create --q
 )sh";
 
 // Run in the container by verify, as its user, before the verify command: kill(-1) ends what
-// the agent or an earlier step left; the workspace is brought to exactly the pinned commit (its
-// objects taken from the bundle when one is named); then the command runs (eval in a subshell,
-// so an `exit` in it still comes back here; the command is an argument, never spliced into the
-// script), and what it left running is killed
-// too before its status is reported, so nothing of it outlives verify into review or landing.
-// 125: the workspace could not be brought there.
+// the agent or an earlier step left. Then the clone's git state is put back as the worker made
+// it, so nothing of the agent's can stand between the pinned commit and the files verify sees:
+// its config (filters, core.worktree, checkStat, extensions) rewritten; info/attributes, grafts,
+// shallow and a commondir removed; its objects replaced by the mirror's (alternates) and the
+// pinned branch's from the worker's bundle (hashed as they are indexed); its refs replaced by
+// the branch and the base's remote-tracking ref. The workspace is brought to exactly the
+// pinned commit; then the command runs (eval in a subshell, so an `exit` in it still comes back
+// here; the command is an argument, never spliced into the script), and what it left running is
+// killed too before its status is reported, so nothing of it outlives verify into review or
+// landing. 125: the workspace could not be brought there.
 constexpr const char* kVerifyScript = R"sh(kill -KILL -1 2>/dev/null
-polyphony_cmd=$4
-g() { git --git-dir=/workspace/.git --work-tree=/workspace -c core.hooksPath=/dev/null -c core.fsmonitor=false "$@"; }
-{ [ -z "$3" ] || g bundle unbundle "$3" >/dev/null; } && g checkout -q --force -B "$1" "$2" && g clean -fdq ||
-  { echo "polyphony: cannot bring /workspace to the pinned commit $2" >&2; exit 125; }
-unset -f g
+polyphony_cmd=$8
+polyphony_sync() {
+  cd /workspace && [ -d .git ] && [ ! -L .git ] || return 1
+  rm -rf .git/objects .git/refs .git/packed-refs .git/logs .git/HEAD .git/commondir .git/shallow \
+    .git/info/attributes .git/info/grafts .git/config.worktree || return 1
+  { [ -f .git/index ] && [ ! -L .git/index ]; } || rm -f .git/index || return 1
+  mkdir -p .git/objects/info .git/objects/pack .git/refs/heads .git/refs/tags || return 1
+  printf '%s\n' "$3" > .git/objects/info/alternates && printf 'ref: refs/heads/%s\n' "$1" > .git/HEAD || return 1
+  printf '[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n[remote "origin"]\n\turl = %s\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n' "$4" > .git/config || return 1
+  g() { git --git-dir=/workspace/.git --work-tree=/workspace -c core.hooksPath=/dev/null "$@"; }
+  g bundle unbundle "$5" >/dev/null && g update-ref "refs/remotes/origin/$6" "$7" &&
+    g checkout -q --force -B "$1" "$2" && g clean -fdq
+}
+(polyphony_sync "$@") || { echo "polyphony: cannot bring /workspace to the pinned commit $2" >&2; exit 125; }
+unset -f polyphony_sync
 set --
 (eval "$polyphony_cmd")
 polyphony_status=$?
@@ -518,7 +530,6 @@ std::optional<protocol::TaskResult> Run::collect_branch() {
                            "taking in the agent's branch: " + pinned.error().to_string());
   }
   pinned_ = *pinned;
-  pinned_bundle_.clear();
   spdlog::info("task {}: branch committed in the container and pinned at {} in {} ms", spec_.task_id,
                pinned_.substr(0, 12), ms_between(started, std::chrono::steady_clock::now()));
   return std::nullopt;
@@ -532,15 +543,10 @@ std::optional<protocol::TaskResult> Run::rebase_onto_base(std::optional<std::str
   }
   moved_to = *moved;
   if (!moved_to) return std::nullopt;
-  // The rebased commit exists only here: the workspace takes it from a bundle in /polyphony
-  // (read-only to the container) when verify brings it there.
+  // The rebased commit exists only here: verify takes it to the workspace in its bundle.
   auto head = ctx_.workspaces.head_commit(ws_);
   if (!head.ok()) return attempt_.failed("infra", "reading the rebased branch: " + head.error().to_string());
-  if (auto s = ctx_.workspaces.write_pinned_bundle(ws_, ws_.task_dir / "meta" / "pinned.bundle"); !s.ok()) {
-    return attempt_.failed("infra", "writing the rebased branch for the container: " + s.error().to_string());
-  }
   pinned_ = *head;
-  pinned_bundle_ = "/polyphony/pinned.bundle";
   return std::nullopt;
 }
 
@@ -613,10 +619,15 @@ std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string
 std::optional<protocol::TaskResult> Run::verify() {
   attempt_.log("verify", "$ " + verify_command_ + "\n");
   // Whatever the agent left running goes first, so nothing of it can touch the tree while the
-  // tests run, and the tree is the pinned commit's: what lands is what was verified.
+  // tests run, and the tree is the pinned commit's, from objects the worker wrote: what lands is
+  // what was verified.
   const auto started = std::chrono::steady_clock::now();
-  auto run = exec_in({"sh", "-c", kVerifyScript, "polyphony-verify", spec_.branch, pinned_, pinned_bundle_,
-                      verify_command_},
+  if (auto s = ctx_.workspaces.write_pinned_bundle(ws_, ws_.task_dir / "meta" / "pinned.bundle"); !s.ok()) {
+    return attempt_.failed("infra", "writing the pinned branch for verify: " + s.error().to_string());
+  }
+  auto run = exec_in({"sh", "-c", kVerifyScript, "polyphony-verify", spec_.branch, pinned_,
+                      (ws_.mirror_dir / "objects").string(), ws_.repo_url, "/polyphony/pinned.bundle",
+                      ws_.base_branch, ws_.base_commit, verify_command_},
                      attempt_env(spec_), "verify", spec_.verify_timeout_s, 0);
   spdlog::info("task {}: verify ran {} ms", spec_.task_id, ms_between(started, std::chrono::steady_clock::now()));
   if (!run.ok()) return container_failure(attempt_, spec_, "verify", run.error());

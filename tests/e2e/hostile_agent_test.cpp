@@ -201,3 +201,21 @@ TEST_CASE("a branch rebased on the worker's side reaches the container as data, 
   CHECK_THROWS(git(box.origin(), {"show", "main:secret.txt"}));
   CHECK(entries_of(host.path()) == std::vector<std::string>{"secret.txt"});
 }
+
+TEST_CASE("verify sees the clone as the worker made it: the agent's filters, attributes, stat settings and objects are gone") {
+  std::map<std::string, std::string> repo = kSampleRepo;
+  repo[".polyphony.yaml"] =
+      "verify: test -z \"$(git config --get filter.sneak.smudge)\" && test -z \"$(git config --get core.checkStat)\" && "
+      "! test -e .git/info/attributes && ! test -e .git/objects/planted && "
+      "for t in tests/*.test; do sh \"$t\" || exit 1; done\n";
+  SingleBox box(repo);
+  const std::string id = box.spawn("Fix it", sh_block("echo fixed > fix.txt\n"
+                                                       "git config filter.sneak.smudge cat\n"
+                                                       "git config filter.sneak.clean cat\n"
+                                                       "git config core.checkStat minimal\n"
+                                                       "git config core.trustctime false\n"
+                                                       "echo '* filter=sneak' > .git/info/attributes\n"
+                                                       "touch .git/objects/planted"));
+  require_landed(box, id);
+  CHECK(git(box.origin(), {"show", "main:fix.txt"}) == "fixed\n");
+}
