@@ -682,14 +682,9 @@ Status GitWorkspaces::write_pinned_bundle(const Workspace& ws, const fs::path& p
   POLY_TRY(pinned);
   auto head = pinned_head(ws, *pinned);
   POLY_TRY(head);
-  std::error_code ec;
-  fs::remove(path, ec);
-  // git in a repository this process made and configured; the container only reads the file.
-  POLY_TRY(detail::run_git({"-c", "core.hooksPath=/dev/null", "bundle", "create", "--quiet", path.string(),
-                            "^" + ws.base_commit, "refs/heads/" + ws.branch},
-                           pinned_dir(ws)));
-  ::chmod(path.c_str(), 0644);
-  return ok_status();
+  auto base = detail::parse_oid(ws.base_commit, ws.task_dir);
+  POLY_TRY(base);
+  return pinned->write_bundle(*head, *base, "refs/heads/" + ws.branch, path);
 }
 
 Result<fs::path> GitWorkspaces::make_review_clone(const Workspace& ws) {
