@@ -467,7 +467,8 @@ exec git --git-dir=/workspace/.git -c core.hooksPath=/dev/null bundle create --q
 // Run in the container by verify, as its user, before the verify command: kill(-1) ends what
 // the agent or an earlier step left. Then the clone's git state is put back as the worker made
 // it, so nothing of the agent's can stand between the pinned commit and the files verify sees:
-// its config (filters, core.worktree, checkStat, extensions) rewritten; info/attributes, grafts,
+// its config (filters, core.worktree, checkStat, extensions) rewritten and no global or system
+// config or attributes read (the agent can write its home); info/attributes, grafts,
 // shallow and a commondir removed; its objects replaced by the mirror's (alternates) and the
 // pinned branch's from the worker's bundle (hashed as they are indexed); its refs replaced by
 // the branch and the base's remote-tracking ref. The workspace is brought to exactly the
@@ -478,6 +479,8 @@ exec git --git-dir=/workspace/.git -c core.hooksPath=/dev/null bundle create --q
 constexpr const char* kVerifyScript = R"sh(kill -KILL -1 2>/dev/null
 polyphony_cmd=$8
 polyphony_sync() {
+  export HOME=/nonexistent XDG_CONFIG_HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null \
+    GIT_ATTR_NOSYSTEM=1
   cd /workspace && [ -d .git ] && [ ! -L .git ] || return 1
   rm -rf .git/objects .git/refs .git/packed-refs .git/logs .git/HEAD .git/commondir .git/shallow \
     .git/info/attributes .git/info/grafts .git/config.worktree || return 1

@@ -206,7 +206,7 @@ TEST_CASE("verify sees the clone as the worker made it: the agent's filters, att
   std::map<std::string, std::string> repo = kSampleRepo;
   repo[".polyphony.yaml"] =
       "verify: test -z \"$(git config --get filter.sneak.smudge)\" && test -z \"$(git config --get core.checkStat)\" && "
-      "! test -e .git/info/attributes && ! test -e .git/objects/planted && "
+      "! test -e .git/info/attributes && ! test -e .git/objects/planted && ! grep -q \"$(printf '\\r')\" greet.sh && "
       "for t in tests/*.test; do sh \"$t\" || exit 1; done\n";
   SingleBox box(repo);
   const std::string id = box.spawn("Fix it", sh_block("echo fixed > fix.txt\n"
@@ -215,7 +215,11 @@ TEST_CASE("verify sees the clone as the worker made it: the agent's filters, att
                                                        "git config core.checkStat minimal\n"
                                                        "git config core.trustctime false\n"
                                                        "echo '* filter=sneak' > .git/info/attributes\n"
-                                                       "touch .git/objects/planted"));
+                                                       "touch .git/objects/planted\n"
+                                                       // In its home too: a CRLF conversion would change what
+                                                       // verify reads from what lands.
+                                                       "git config --global core.autocrlf true\n"
+                                                       "mkdir -p ~/.config/git && echo '* text eol=crlf' > ~/.config/git/attributes"));
   require_landed(box, id);
   CHECK(git(box.origin(), {"show", "main:fix.txt"}) == "fixed\n");
 }
