@@ -1,8 +1,12 @@
 // libgit2 operations on one repository: branches, borrowing clones, commits, merges, reads.
 #include "worker-agent/git_repo.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <fstream>
 #include <set>
@@ -490,6 +494,55 @@ Status GitRepo::copy_objects_to(const git_oid& head, const git_oid& known, const
                       git_odb_object_type(object.get())) != 0) {
       return libgit2_error("writing object " + oid_hex(oid), objects_dir);
     }
+  }
+  return ok_status();
+}
+
+Status GitRepo::write_bundle(const git_oid& head, const git_oid& known, const std::string& ref,
+                             const fs::path& path) const {
+  git_revwalk* walk_raw = nullptr;
+  if (git_revwalk_new(&walk_raw, repo_.get()) != 0) return libgit2_error("walking commits", path_);
+  Revwalk walk(walk_raw);
+  if (git_revwalk_push(walk.get(), &head) != 0 || git_revwalk_hide(walk.get(), &known) != 0) {
+    return libgit2_error("walking " + oid_hex(head) + " not in " + oid_hex(known), path_);
+  }
+  git_packbuilder* pb_raw = nullptr;
+  if (git_packbuilder_new(&pb_raw, repo_.get()) != 0) return libgit2_error("starting a pack", path_);
+  Packbuilder pb(pb_raw);
+  if (git_packbuilder_insert_walk(pb.get(), walk.get()) != 0) {
+    return libgit2_error("collecting the objects of " + oid_hex(head), path_);
+  }
+  ::unlink(path.c_str());
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return make_error("io", std::string("cannot create the bundle: ") + std::strerror(errno), path.string());
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  const std::string header = "# v2 git bundle\n-" + oid_hex(known) + "\n" + oid_hex(head) + " " + ref + "\n\n";
+  auto write_all = [](int out, const char* data, size_t size) {
+    while (size > 0) {
+      const ssize_t n = ::write(out, data, size);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      data += n;
+      size -= static_cast<size_t>(n);
+    }
+    return true;
+  };
+  if (!write_all(fd, header.data(), header.size())) {
+    return make_error("io", std::string("cannot write the bundle: ") + std::strerror(errno), path.string());
+  }
+  struct Sink {
+    int fd;
+    bool (*write_all)(int, const char*, size_t);
+  } sink{fd, +write_all};
+  auto on_data = [](void* buf, size_t size, void* payload) -> int {
+    auto* out = static_cast<Sink*>(payload);
+    return out->write_all(out->fd, static_cast<const char*>(buf), size) ? 0 : -1;
+  };
+  if (git_packbuilder_foreach(pb.get(), on_data, &sink) != 0) {
+    return make_error("io", "cannot write the bundle's pack", path.string());
   }
   return ok_status();
 }

@@ -130,6 +130,12 @@ class GitRepo {
   static constexpr size_t kLooseObjectLimit = 100;
   Status copy_objects_to(const git_oid& head, const git_oid& known, const std::filesystem::path& objects_dir) const;
 
+  // Writes a v2 git bundle to `path` (created anew, not following a symlink, mode 0644): `ref`
+  // at `head`, with the objects reachable from it but not from `known` (its one prerequisite),
+  // as one pack, what `git bundle create path ^known ref` writes, without a git process.
+  Status write_bundle(const git_oid& head, const git_oid& known, const std::string& ref,
+                      const std::filesystem::path& path) const;
+
   // Why a push into this repository must go through `git receive-pack` (it is not bare, has a
   // receive hook, core.hooksPath, or a receive.*, transfer.fsckObjects or core.sharedRepository
   // setting); "" when taking a landing in-process (take_landing) does exactly what

@@ -548,10 +548,18 @@ class Run {
   protocol::TaskResult attempt_work();
   // The task container, created now when the attempt took none from the pool.
   Status ensure_container();
-  // Runs `cmd` in the task container as the container user, under the watchdog.
+  // Runs `cmd` in the task container as the container user, under the watchdog. `stdout_to`
+  // set: the process's stdout goes there (data, not the log) until it returns an error, which is
+  // kept in `stdout_status`.
   Result<ContainerOutcome> exec_in(const std::vector<std::string>& cmd, std::vector<std::string> env,
                                    const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s,
-                                   const OutputSink& observe = {});
+                                   const OutputSink& observe = {},
+                                   const std::function<Status(std::string_view)>& stdout_to = {},
+                                   Status* stdout_status = nullptr);
+  // Inside the container, as its user, once everything the agent left running is killed: commits
+  // what the agent left uncommitted and writes the branch as a bundle to stdout, which is taken
+  // into pinned.git and pinned. A failure is the attempt's result.
+  std::optional<protocol::TaskResult> collect_branch();
   void release_container();
   // Rebases the branch onto the origin's base; `moved_to` is the new base when it moved. A
   // failure (conflict, infra) is the attempt's result.
@@ -567,6 +575,8 @@ class Run {
   std::string verify_command_;
   std::string container_;   // the task container's id, once there is one
   std::shared_ptr<RunnerChannel> runner_;  // its PID 1, connected
+  // The pinned commit, which verify brings the workspace to first.
+  std::string pinned_;
 };
 
 Status Run::ensure_container() {
@@ -583,7 +593,9 @@ Status Run::ensure_container() {
 
 Result<ContainerOutcome> Run::exec_in(const std::vector<std::string>& cmd, std::vector<std::string> env,
                                       const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s,
-                                      const OutputSink& observe) {
+                                      const OutputSink& observe,
+                                      const std::function<Status(std::string_view)>& stdout_to,
+                                      Status* stdout_status) {
   POLY_TRY(ensure_container());
   ExecSpec exec{cmd, std::move(env), "", "/workspace"};
   // Hanging up on the runner ends everything in the container (and the stop makes sure): the
@@ -594,7 +606,103 @@ Result<ContainerOutcome> Run::exec_in(const std::vector<std::string>& cmd, std::
         runner_->hang_up();
         (void)ctx_.docker.stop_container(container_, 0);
       },
-      [&](const OutputSink& sink) { return runner_->run(exec, sink); }, observe);
+      [&](const OutputSink& sink) {
+        if (!stdout_to) return runner_->run(exec, sink);
+        return runner_->run(exec, [&](int fd, std::string_view data) {
+          if (fd != 1) return sink(fd, data);
+          if (stdout_status->ok()) *stdout_status = stdout_to(data);
+          return true;
+        });
+      },
+      observe);
+}
+
+// Run in the container by collect_branch, as its user: kill(-1) first ends every process the
+// agent left (all but the runner and this shell). git runs on /workspace whatever core.worktree
+// says, with no hooks and no fsmonitor, so nothing new is started; everything but the bundle
+// goes to stderr. Exit 3: HEAD is not on the branch; 5: the branch holds nothing past the base.
+constexpr const char* kCollectScript = R"sh(kill -KILL -1 2>/dev/null
+branch=$1 base=$2 message=$3 name=$4 email=$5
+g() { git --git-dir=/workspace/.git --work-tree=/workspace -c core.hooksPath=/dev/null -c core.fsmonitor=false "$@"; }
+[ "$(g symbolic-ref -q HEAD)" = "refs/heads/$branch" ] || { echo "HEAD is not on branch $branch" >&2; exit 3; }
+g add -A >&2 || exit 4
+g diff --cached --quiet || g -c user.name="$name" -c user.email="$email" commit -q --no-verify -m "$message" >&2 || exit 4
+[ "$(g rev-parse "refs/heads/$branch")" != "$base" ] || exit 5
+exec git --git-dir=/workspace/.git -c core.hooksPath=/dev/null bundle create --quiet - "^$base" "refs/heads/$branch"
+)sh";
+
+// Run in the container by verify, as its user, before the verify command: kill(-1) ends what
+// the agent or an earlier step left. Then the clone's git state is put back as the worker made
+// it, so nothing of the agent's can stand between the pinned commit and the files verify sees:
+// its config (filters, core.worktree, checkStat, extensions) rewritten and no global or system
+// config or attributes read (the agent can write its home); info/attributes, grafts,
+// shallow and a commondir removed; its objects replaced by the mirror's (alternates) and the
+// pinned branch's from the worker's bundle (hashed as they are indexed); its refs replaced by
+// the branch and the base's remote-tracking ref. The workspace is brought to exactly the
+// pinned commit; then the command runs (eval in a subshell, so an `exit` in it still comes back
+// here; the command is an argument, never spliced into the script), and what it left running is
+// killed too before its status is reported, so nothing of it outlives verify into review or
+// landing. 125: the workspace could not be brought there.
+constexpr const char* kVerifyScript = R"sh(kill -KILL -1 2>/dev/null
+polyphony_cmd=$8
+polyphony_sync() {
+  export HOME=/nonexistent XDG_CONFIG_HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null \
+    GIT_ATTR_NOSYSTEM=1
+  cd /workspace && [ -d .git ] && [ ! -L .git ] || return 1
+  rm -rf .git/objects .git/refs .git/packed-refs .git/logs .git/HEAD .git/commondir .git/shallow \
+    .git/info/attributes .git/info/grafts .git/config.worktree || return 1
+  { [ -f .git/index ] && [ ! -L .git/index ]; } || rm -f .git/index || return 1
+  mkdir -p .git/objects/info .git/objects/pack .git/refs/heads .git/refs/tags || return 1
+  printf '%s\n' "$3" > .git/objects/info/alternates && printf 'ref: refs/heads/%s\n' "$1" > .git/HEAD || return 1
+  printf '[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n[remote "origin"]\n\turl = %s\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n' "$4" > .git/config || return 1
+  g() { git --git-dir=/workspace/.git --work-tree=/workspace -c core.hooksPath=/dev/null "$@"; }
+  g bundle unbundle "$5" >/dev/null && g update-ref "refs/remotes/origin/$6" "$7" &&
+    g checkout -q --force -B "$1" "$2" && g clean -fdq
+}
+(polyphony_sync "$@") || { echo "polyphony: cannot bring /workspace to the pinned commit $2" >&2; exit 125; }
+unset -f polyphony_sync
+set --
+(eval "$polyphony_cmd")
+polyphony_status=$?
+kill -KILL -1 2>/dev/null
+exit $polyphony_status
+)sh";
+
+// The most of a branch's bundle taken from a container.
+constexpr size_t kMaxBundleBytes = size_t{1} << 30;
+
+std::optional<protocol::TaskResult> Run::collect_branch() {
+  const auto started = std::chrono::steady_clock::now();
+  auto import = ctx_.workspaces.import_branch(ws_, kMaxBundleBytes);
+  if (!import.ok()) return attempt_.failed("infra", "taking in the agent's branch: " + import.error().to_string());
+  const CommitIdentity who = ctx_.workspaces.commit_identity();
+  Status taken = ok_status();
+  auto run = exec_in({"sh", "-c", kCollectScript, "polyphony-collect", spec_.branch, ws_.base_commit,
+                      "polyphony: changes left uncommitted by " + spec_.agent.name, who.name, who.email},
+                     attempt_env(spec_), "agent", spec_.verify_timeout_s, 0, {},
+                     [&](std::string_view data) { return (*import)->add(data); }, &taken);
+  if (!run.ok()) return container_failure(attempt_, spec_, "agent", run.error());
+  if (run->cancelled) return attempt_.failed("cancelled", "cancelled while the agent's work was committed");
+  if (run->timed_out) return attempt_.failed("timeout", "committing the agent's work ran out of time");
+  if (run->exit_code == 5) return attempt_.failed("agent", "agent " + spec_.agent.name + " made no changes");
+  if (run->exit_code == 3) {
+    return attempt_.failed("agent", "agent " + spec_.agent.name + " left the workspace off branch " + spec_.branch);
+  }
+  if (run->exit_code != 0 || !taken.ok()) {
+    const std::string why = !taken.ok() ? taken.error().to_string()
+                                        : "exited with status " + std::to_string(run->exit_code) +
+                                              (run->tail.empty() ? "" : ": " + run->tail);
+    return attempt_.failed("agent", "the agent's branch could not be committed and taken in: " + why);
+  }
+  auto pinned = ctx_.workspaces.pin_import(ws_, **import);
+  if (!pinned.ok()) {
+    return attempt_.failed(pinned.error().code == "bad_bundle" ? "agent" : "infra",
+                           "taking in the agent's branch: " + pinned.error().to_string());
+  }
+  pinned_ = *pinned;
+  spdlog::info("task {}: branch committed in the container and pinned at {} in {} ms", spec_.task_id,
+               pinned_.substr(0, 12), ms_between(started, std::chrono::steady_clock::now()));
+  return std::nullopt;
 }
 
 std::optional<protocol::TaskResult> Run::rebase_onto_base(std::optional<std::string>& moved_to) {
@@ -604,6 +712,11 @@ std::optional<protocol::TaskResult> Run::rebase_onto_base(std::optional<std::str
                            "rebasing onto " + ws_.base_branch + ": " + moved.error().to_string());
   }
   moved_to = *moved;
+  if (!moved_to) return std::nullopt;
+  // The rebased commit exists only here: verify takes it to the workspace in its bundle.
+  auto head = ctx_.workspaces.head_commit(ws_);
+  if (!head.ok()) return attempt_.failed("infra", "reading the rebased branch: " + head.error().to_string());
+  pinned_ = *head;
   return std::nullopt;
 }
 
@@ -677,24 +790,27 @@ std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string
                                         " (killed: out of memory, or stopped from outside)");
   }
   if (auto [kind, reason] = watch.judge(run->exit_code, run->tail); !kind.empty()) return attempt_.failed(kind, reason);
-  auto committed = ctx_.workspaces.commit_all(ws_, "polyphony: changes left uncommitted by " + spec_.agent.name);
-  if (!committed.ok()) return attempt_.failed("infra", "committing the agent's changes: " + committed.error().to_string());
+  if (auto failed = collect_branch()) return failed;
   auto ahead = ctx_.workspaces.commits_ahead(ws_);
   if (!ahead.ok()) return attempt_.failed("infra", ahead.error().to_string());
   if (*ahead == 0) return attempt_.failed("agent", "agent " + spec_.agent.name + " made no changes");
-  spdlog::info("task {}: agent ran {} ms, its work committed in {} ms", spec_.task_id, ms_between(started, ran),
-               ms_between(ran, std::chrono::steady_clock::now()));
+  spdlog::info("task {}: agent ran {} ms, its work committed and pinned in {} ms", spec_.task_id,
+               ms_between(started, ran), ms_between(ran, std::chrono::steady_clock::now()));
   return std::nullopt;
 }
 
 std::optional<protocol::TaskResult> Run::verify() {
   attempt_.log("verify", "$ " + verify_command_ + "\n");
   // Whatever the agent left running goes first, so nothing of it can touch the tree while the
-  // tests run: as the container user, kill(-1) reaches every process but the holder (PID 1) and
-  // the caller, which then runs the command (eval: no second shell to start). The command is an
-  // argument, never spliced into the script.
+  // tests run, and the tree is the pinned commit's, from objects the worker wrote: what lands is
+  // what was verified.
   const auto started = std::chrono::steady_clock::now();
-  auto run = exec_in({"sh", "-c", "kill -KILL -1 2>/dev/null; eval \"set --; $1\"", "polyphony-verify", verify_command_},
+  if (auto s = ctx_.workspaces.write_pinned_bundle(ws_, ws_.task_dir / "meta" / "pinned.bundle"); !s.ok()) {
+    return attempt_.failed("infra", "writing the pinned branch for verify: " + s.error().to_string());
+  }
+  auto run = exec_in({"sh", "-c", kVerifyScript, "polyphony-verify", spec_.branch, pinned_,
+                      (ws_.mirror_dir / "objects").string(), ws_.repo_url, "/polyphony/pinned.bundle",
+                      ws_.base_branch, ws_.base_commit, verify_command_},
                      attempt_env(spec_), "verify", spec_.verify_timeout_s, 0);
   spdlog::info("task {}: verify ran {} ms", spec_.task_id, ms_between(started, std::chrono::steady_clock::now()));
   if (!run.ok()) return container_failure(attempt_, spec_, "verify", run.error());
@@ -713,8 +829,8 @@ std::optional<protocol::TaskResult> Run::verify() {
   return std::nullopt;
 }
 
-// Runs the reviewer in its own container on the implementer's branch (read-only) and reads
-// the verdict it leaves in its own writable directory.
+// Runs the reviewer in its own container on a fresh clone of the pinned commit (read-only) and
+// reads the verdict it leaves in its own writable directory.
 Result<Verdict> Run::review(int round) {
   const fs::path meta = ws_.task_dir / "review-meta";
   const fs::path out = ws_.task_dir / "review-out";
@@ -730,9 +846,16 @@ Result<Verdict> Run::review(int round) {
                           ws_.base_commit.substr(0, 12) + " (read-only at /workspace). Write your verdict to " +
                           protocol::kVerdictFile + ": its first line `approve` or `changes requested`, then your "
                           "comments.\n\nThe task was:\n\n" + quoted(spec_.title + "\n\n" + spec_.body) + "\n"));
+  // A clone of its own, of the pinned commit: the implementer's .git (its config, hooks) never
+  // reaches the reviewer's container.
+  auto clone = ctx_.workspaces.make_review_clone(ws_);
+  POLY_TRY(clone);
   ContainerSpec cs = base_container(spec_, ws_, ctx_, "reviewer");
   for (auto& m : cs.mounts) {
-    if (m.container_path == "/workspace") m.read_only = true;
+    if (m.container_path == "/workspace") {
+      m.host_path = clone->string();
+      m.read_only = true;
+    }
     if (m.container_path == "/polyphony") m.host_path = meta.string();
   }
   cs.mounts.push_back({out.string(), fs::path(protocol::kVerdictFile).parent_path().string(), false});

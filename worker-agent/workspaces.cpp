@@ -339,6 +339,11 @@ class GitWorkspaces final : public Workspaces {
   Result<Workspace> open(const std::string& task_id) override;
   Result<std::optional<std::string>> commit_all(const Workspace& ws,
                                                 const std::string& message) override;
+  Result<std::unique_ptr<BundleImport>> import_branch(const Workspace& ws, size_t max_bytes) override;
+  Result<std::string> pin_import(const Workspace& ws, BundleImport& import) override;
+  Status write_pinned_bundle(const Workspace& ws, const fs::path& path) override;
+  CommitIdentity commit_identity() const override { return identity_; }
+  Result<fs::path> make_review_clone(const Workspace& ws) override;
   Result<std::string> head_commit(const Workspace& ws) override;
   Result<int> commits_ahead(const Workspace& ws) override;
   Result<std::optional<std::string>> landed_earlier(const Workspace& ws) override;
@@ -381,6 +386,10 @@ class GitWorkspaces final : public Workspaces {
   Status give_touched_to_owner(GitRepo& repo, const fs::path& repo_dir, const std::vector<std::string>& paths) const;
 
   Status check_request(const WorkspaceRequest& request) const;
+  // <task_dir>/pinned.git, made (bare, borrowing the mirror's objects) when it is missing.
+  Result<GitRepo> pinned_repo(const Workspace& ws) const;
+  // The pinned commit, or the base commit while nothing is pinned.
+  Result<git_oid> pinned_head(const Workspace& ws, const GitRepo& pinned) const;
   // The origin's base for a rebase of `ws`, with its objects in the mirror.
   Result<BranchHead> base_now(const Origin& origin, const Workspace& ws);
   // The mirror's branches, the mirror brought up to date with the origin first. `new_work_base`
@@ -631,6 +640,73 @@ Result<Workspace> GitWorkspaces::open(const std::string& task_id) {
   return ws;
 }
 
+fs::path pinned_dir(const Workspace& ws) { return ws.task_dir / "pinned.git"; }
+
+Result<GitRepo> GitWorkspaces::pinned_repo(const Workspace& ws) const {
+  const fs::path dir = pinned_dir(ws);
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) == 0) {
+    // Made by this process, in a directory no container mounts: anything else is not ours to open.
+    if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) {
+      return make_error("io", "pinned.git is not a directory of this worker's", dir.string());
+    }
+    return GitRepo::open(dir);
+  }
+  return GitRepo::init_borrowing(dir, {ws.mirror_dir / "objects"}, ws.branch, true);
+}
+
+Result<git_oid> GitWorkspaces::pinned_head(const Workspace& ws, const GitRepo& pinned) const {
+  if (auto head = pinned.resolve("refs/heads/" + ws.branch); head.ok()) return head;
+  return detail::parse_oid(ws.base_commit, ws.task_dir);
+}
+
+Result<std::unique_ptr<BundleImport>> GitWorkspaces::import_branch(const Workspace& ws, size_t max_bytes) {
+  POLY_TRY(pinned_repo(ws));
+  return BundleImport::start(pinned_dir(ws), max_bytes);
+}
+
+Result<std::string> GitWorkspaces::pin_import(const Workspace& ws, BundleImport& import) {
+  auto id = import.finish("refs/heads/" + ws.branch);
+  POLY_TRY(id);
+  auto pinned = pinned_repo(ws);  // opened after the pack is in, so it sees it
+  POLY_TRY(pinned);
+  auto oid = detail::parse_oid(*id, ws.task_dir);
+  POLY_TRY(oid);
+  POLY_TRY(pinned->set_ref("refs/heads/" + ws.branch, *oid, "polyphony: pinned from the container's bundle"));
+  spdlog::info("workspace pinned task={} branch={} commit={}", ws.task_id, ws.branch, id->substr(0, 12));
+  return id;
+}
+
+Status GitWorkspaces::write_pinned_bundle(const Workspace& ws, const fs::path& path) {
+  auto pinned = pinned_repo(ws);
+  POLY_TRY(pinned);
+  auto head = pinned_head(ws, *pinned);
+  POLY_TRY(head);
+  auto base = detail::parse_oid(ws.base_commit, ws.task_dir);
+  POLY_TRY(base);
+  return pinned->write_bundle(*head, *base, "refs/heads/" + ws.branch, path);
+}
+
+Result<fs::path> GitWorkspaces::make_review_clone(const Workspace& ws) {
+  const fs::path dir = ws.task_dir / "review-repo";
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (ec) return make_error("io", "cannot remove the last review's clone: " + ec.message(), dir.string());
+  auto pinned = pinned_repo(ws);
+  POLY_TRY(pinned);
+  auto head = pinned_head(ws, *pinned);
+  POLY_TRY(head);
+  auto base = detail::parse_oid(ws.base_commit, ws.task_dir);
+  POLY_TRY(base);
+  auto clone = GitRepo::init_borrowing(dir, {ws.mirror_dir / "objects"}, ws.branch);
+  POLY_TRY(clone);
+  POLY_TRY(pinned->copy_objects_to(*head, *base, dir / ".git" / "objects"));
+  POLY_TRY(clone->set_ref("refs/remotes/origin/" + ws.base_branch, *base, "polyphony: the task's base"));
+  POLY_TRY(checkout_new_clone(dir, {"-B", ws.branch, detail::oid_hex(*head)}));
+  POLY_TRY(give_clone_to_owner(dir));
+  return dir;
+}
+
 Result<std::optional<std::string>> GitWorkspaces::commit_all(const Workspace& ws,
                                                              const std::string& message) {
   auto repo = GitRepo::open(ws.repo_dir);
@@ -639,35 +715,43 @@ Result<std::optional<std::string>> GitWorkspaces::commit_all(const Workspace& ws
   POLY_TRY(commit);
   // Objects, refs and the index were just written by root; the container user must own them.
   POLY_TRY(give_to_owner(ws.repo_dir / ".git"));
+  auto head = repo->resolve("refs/heads/" + ws.branch);
+  POLY_TRY(head);
+  auto pinned = pinned_repo(ws);
+  POLY_TRY(pinned);
+  auto base = detail::parse_oid(ws.base_commit, ws.repo_dir);
+  POLY_TRY(base);
+  POLY_TRY(repo->copy_objects_to(*head, *base, pinned_dir(ws) / "objects"));
+  POLY_TRY(pinned->set_ref("refs/heads/" + ws.branch, *head, "polyphony: committed in a trusted tree"));
   if (!*commit) return std::optional<std::string>();
   return std::optional<std::string>(detail::oid_hex(**commit));
 }
 
 Result<std::string> GitWorkspaces::head_commit(const Workspace& ws) {
-  auto repo = GitRepo::open(ws.repo_dir);
-  POLY_TRY(repo);
-  auto head = repo->resolve("refs/heads/" + ws.branch);
+  auto pinned = pinned_repo(ws);
+  POLY_TRY(pinned);
+  auto head = pinned_head(ws, *pinned);
   POLY_TRY(head);
   return detail::oid_hex(*head);
 }
 
 Result<int> GitWorkspaces::commits_ahead(const Workspace& ws) {
-  auto repo = GitRepo::open(ws.repo_dir);
-  POLY_TRY(repo);
-  auto head = repo->resolve("refs/heads/" + ws.branch);
+  auto pinned = pinned_repo(ws);
+  POLY_TRY(pinned);
+  auto head = pinned_head(ws, *pinned);
   POLY_TRY(head);
-  auto base = detail::parse_oid(ws.base_commit, ws.repo_dir);
+  auto base = detail::parse_oid(ws.base_commit, ws.task_dir);
   POLY_TRY(base);
-  return repo->count_ahead(*head, *base);
+  return pinned->count_ahead(*head, *base);
 }
 
 Result<std::optional<std::string>> GitWorkspaces::read_at_base(const Workspace& ws,
                                                                const std::string& path) {
-  auto repo = GitRepo::open(ws.repo_dir);
-  POLY_TRY(repo);
-  auto base = detail::parse_oid(ws.base_commit, ws.repo_dir);
+  auto mirror = GitRepo::open(ws.mirror_dir);
+  POLY_TRY(mirror);
+  auto base = detail::parse_oid(ws.base_commit, ws.mirror_dir);
   POLY_TRY(base);
-  return repo->read_file_at(*base, path);
+  return mirror->read_file_at(*base, path);
 }
 
 Result<std::optional<std::string>> GitWorkspaces::landed_earlier(const Workspace& ws) {
@@ -700,11 +784,11 @@ Result<LandResult> GitWorkspaces::land_on(const Workspace& ws, GitRepo& repo, co
 }
 
 Result<std::string> GitWorkspaces::head_tree(const Workspace& ws) {
-  auto repo = GitRepo::open(ws.repo_dir);
-  POLY_TRY(repo);
-  auto head = repo->resolve("refs/heads/" + ws.branch);
+  auto pinned = pinned_repo(ws);
+  POLY_TRY(pinned);
+  auto head = pinned_head(ws, *pinned);
   POLY_TRY(head);
-  auto tree = repo->tree_of(*head);
+  auto tree = pinned->tree_of(*head);
   POLY_TRY(tree);
   return detail::oid_hex(*tree);
 }
@@ -722,14 +806,14 @@ Result<std::optional<std::string>> GitWorkspaces::rebase_onto_origin(Workspace& 
   if (!base.ok()) return make_error(base.error().code, base.error().message, ws.task_id);
   const std::string new_base = detail::oid_hex(base->commit);
   if (new_base == ws.base_commit) return std::optional<std::string>();
-  auto repo = GitRepo::open(ws.repo_dir);
+  auto repo = pinned_repo(ws);  // opened after the sync, so it sees the new base
   POLY_TRY(repo);
-  auto head = repo->resolve("refs/heads/" + ws.branch);
+  auto head = pinned_head(ws, *repo);
   POLY_TRY(head);
   auto contained = repo->is_ancestor(base->commit, *head);
   POLY_TRY(contained);
   if (*contained) return std::optional<std::string>();
-  auto old_base = detail::parse_oid(ws.base_commit, ws.repo_dir);
+  auto old_base = detail::parse_oid(ws.base_commit, ws.task_dir);
   POLY_TRY(old_base);
   auto replayed = repo->replay(*old_base, *head, base->commit, identity_);
   POLY_TRY(replayed);
@@ -741,9 +825,7 @@ Result<std::optional<std::string>> GitWorkspaces::rebase_onto_origin(Workspace& 
                           new_base.substr(0, 12) + "); conflicting paths: " + paths,
                       ws.task_id);
   }
-  auto touched = repo->create_branch_and_checkout(ws.branch, *replayed->commit, true);
-  POLY_TRY(touched);
-  POLY_TRY(give_touched_to_owner(*repo, ws.repo_dir, *touched));
+  POLY_TRY(repo->set_ref("refs/heads/" + ws.branch, *replayed->commit, "polyphony: rebased onto " + new_base));
   ws.base_commit = new_base;
   POLY_TRY(write_metadata(ws));
   spdlog::info("workspace rebased task={} branch={} onto={} head={}", ws.task_id, ws.branch, new_base.substr(0, 12),
@@ -751,21 +833,21 @@ Result<std::optional<std::string>> GitWorkspaces::rebase_onto_origin(Workspace& 
   return std::optional<std::string>(new_base);
 }
 
-// Runs `fn(scratch_dir, branch_head)` with a fresh root-owned bare repository that borrows the
-// workspace's objects, and removes it afterwards. git (push, fetch) runs there, never in the
-// workspace itself: the agent controls its config and hooks (core.hooksPath, a pre-push hook,
-// core.sshCommand, remote URLs), which would otherwise run as root.
+// Runs `fn(scratch_dir, pinned_commit)` with a fresh root-owned bare repository that borrows the
+// pinned repository's objects and the mirror's, and removes it afterwards. git (push, fetch)
+// runs there, never in the workspace: the agent controls its config, hooks and layout. What is
+// pushed is the pinned commit, whatever the workspace's refs say by now.
 Result<LandResult> GitWorkspaces::in_scratch_repo(
     const Workspace& ws, const std::function<Result<LandResult>(const fs::path&, const git_oid&)>& fn) {
-  auto workspace = GitRepo::open(ws.repo_dir);
-  POLY_TRY(workspace);
-  auto head = workspace->resolve("refs/heads/" + ws.branch);
-  POLY_TRY(head);
+  auto pinned = pinned_repo(ws);
+  POLY_TRY(pinned);
+  auto head = pinned->resolve("refs/heads/" + ws.branch);
+  if (!head.ok()) return make_error("usage", "nothing is pinned for branch '" + ws.branch + "' to land", ws.task_id);
   fs::path land_dir = ws.task_dir / "land.git";
   std::error_code ec;
   fs::remove_all(land_dir, ec);
   auto repo = GitRepo::init_borrowing(
-      land_dir, {ws.repo_dir / ".git" / "objects", ws.mirror_dir / "objects"}, ws.branch, true);
+      land_dir, {pinned_dir(ws) / "objects", ws.mirror_dir / "objects"}, ws.branch, true);
   auto result = repo.ok() ? fn(land_dir, *head) : Result<LandResult>(repo.error());
   fs::remove_all(land_dir, ec);
   return result;
@@ -776,9 +858,9 @@ Result<LandResult> GitWorkspaces::in_scratch_repo(
 // and fetches nothing. The mirror's base only moves forward: a fetch since may have gone further.
 // The caller holds the mirror's lock.
 Status GitWorkspaces::learn_landing(const Workspace& ws, const fs::path& land_dir, const git_oid& head) {
-  auto base = detail::parse_oid(ws.base_commit, ws.repo_dir);
+  auto base = detail::parse_oid(ws.base_commit, ws.task_dir);
   POLY_TRY(base);
-  auto source = GitRepo::open(land_dir);  // borrows the workspace's objects and the mirror's
+  auto source = GitRepo::open(land_dir);  // borrows the pinned objects and the mirror's
   POLY_TRY(source);
   POLY_TRY(source->copy_objects_to(head, *base, ws.mirror_dir / "objects"));
   auto mirror = GitRepo::open(ws.mirror_dir);  // opened after the objects are there

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "worker-agent/bundle_import.h"
 
 namespace polyphony {
 
@@ -98,12 +99,40 @@ class Workspaces {
   // Re-opens an existing workspace (after a worker restart).
   virtual Result<Workspace> open(const std::string& task_id) = 0;
 
-  // Commits every change left in the work tree (new, modified, deleted files; .gitignore
-  // respected). Returns the new commit id, or nullopt when the tree was clean.
+  // The task's branch is pinned in a repository of the worker's own, <task_dir>/pinned.git (bare,
+  // borrowing the mirror's objects, its config written by this process): what head_commit,
+  // commits_ahead, head_tree, rebase_onto_origin, land and push_branch work from. The clone the
+  // agent had is never opened by this process once a container has run on it; its branch
+  // reaches the pin only as data, a bundle written inside the container (import_branch).
+
+  // Starts taking in a bundle of the branch (what `git bundle create - ^<base> refs/heads/<branch>`
+  // writes in the container), at most `max_bytes` of it. Errors: "git", "io".
+  virtual Result<std::unique_ptr<BundleImport>> import_branch(const Workspace& ws, size_t max_bytes) = 0;
+
+  // Ends `import` and pins the branch at the commit the bundle carries as refs/heads/<branch>,
+  // returning its id. Errors: "bad_bundle" (the agent's doing), "git".
+  virtual Result<std::string> pin_import(const Workspace& ws, BundleImport& import) = 0;
+
+  // Writes a bundle of the pinned commit (its objects that the base lacks, the ref
+  // refs/heads/<branch>) to `path`, for the container to take in after a rebase here. Errors: "git".
+  virtual Status write_pinned_bundle(const Workspace& ws, const std::filesystem::path& path) = 0;
+
+  // A fresh clone of the pinned commit for a reviewer, <task_dir>/review-repo (made anew, its
+  // config this process's, the branch's own objects copied in, the rest borrowed from the
+  // mirror; owned like the task's clone): nothing of the implementer's .git comes with it.
+  // Returns its path. Errors: "git", "io".
+  virtual Result<std::filesystem::path> make_review_clone(const Workspace& ws) = 0;
+
+  // Who the worker's own commits (leftovers committed for the agent, rebased commits) are by.
+  virtual CommitIdentity commit_identity() const { return {}; }
+
+  // For tests and trusted trees only, never a tree an agent had: commits every change left in
+  // the work tree as this process (new, modified, deleted files; .gitignore respected) and pins
+  // the branch there. Returns the new commit id, or nullopt when the tree was clean.
   virtual Result<std::optional<std::string>> commit_all(const Workspace& ws,
                                                         const std::string& message) = 0;
 
-  // The commit the branch points at now.
+  // The pinned commit (the base commit while nothing is pinned).
   virtual Result<std::string> head_commit(const Workspace& ws) = 0;
 
   // Number of commits on the branch that are not on base_commit.
@@ -119,17 +148,19 @@ class Workspaces {
   // its head is already contained in the base branch, the base branch's head; else nullopt.
   virtual Result<std::optional<std::string>> landed_earlier(const Workspace& ws) = 0;
 
-  // The tree id of the branch head (what verify saw).
+  // The tree id of the pinned commit (what verify saw).
   virtual Result<std::string> head_tree(const Workspace& ws) = 0;
 
-  // Brings the branch up to the origin's base branch as it is now: when the base moved past
-  // ws.base_commit, the branch's own commits are replayed onto it (a rebase), the branch and
-  // work tree move there, and ws.base_commit becomes the new base, which is returned; nullopt
-  // when the branch already sits on the origin's base. Errors: "conflict" (a commit does not
-  // apply; the message names the paths; nothing was changed), "git".
+  // Brings the pinned branch up to the origin's base branch as it is now: when the base moved
+  // past ws.base_commit, the branch's own commits are replayed onto it in pinned.git (a rebase
+  // in memory; the clone is not touched: write_pinned_bundle carries the result to it), the pin
+  // moves there, and ws.base_commit becomes the new base, which is returned; nullopt when the
+  // branch already sits on the origin's base. Errors: "conflict" (a commit does not apply; the
+  // message names the paths; nothing was changed), "git".
   virtual Result<std::optional<std::string>> rebase_onto_origin(Workspace& ws) = 0;
 
-  // Pushes the branch to the origin, then fast-forwards the base branch to it. Errors:
+  // Pushes the pinned commit to the origin's task branch, then fast-forwards the base branch to
+  // it (whatever the clone's refs say by then). Errors:
   // "base_moved" (the origin's base is not an ancestor of the branch: rebase first; the base
   // is unchanged), "push_rejected" (the base moved during landing), "git".
   virtual Result<LandResult> land(const Workspace& ws) = 0;

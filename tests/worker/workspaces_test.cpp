@@ -457,7 +457,12 @@ TEST_CASE("rebase_onto_origin replays the branch onto the moved base, and land t
   CHECK(*rebased == moved);
   CHECK(ws.base_commit == moved);
   CHECK(require_ok(f.workspaces->commits_ahead(ws)) == 2);
-  // The work tree follows the branch: both sides' files are there for verify to see.
+  // The clone is not touched: the rebased branch reaches it as a bundle, both sides' files in it.
+  CHECK_FALSE(fs::exists(ws.repo_dir / "other.txt"));
+  const fs::path bundle = f.tmp / "pinned.bundle";
+  require_ok(f.workspaces->write_pinned_bundle(ws, bundle));
+  git(ws.repo_dir, {"bundle", "unbundle", bundle.string()});
+  git(ws.repo_dir, {"checkout", "-q", "--force", require_ok(f.workspaces->head_commit(ws))});
   CHECK(read_file(ws.repo_dir / "other.txt") == "theirs\n");
   CHECK(read_file(ws.repo_dir / "README.md") == "ours\n");
   // Nothing more to do the second time.
@@ -487,7 +492,8 @@ TEST_CASE("a rebase onto a landing the mirror has learned reads two refs and fet
   write_file(second.repo_dir / "two.txt", "2\n");
   require_ok(f.workspaces->commit_all(second, "two"));
   CHECK(require_ok(f.workspaces->rebase_onto_origin(second)) == std::optional<std::string>(landed));
-  CHECK(read_file(second.repo_dir / "one.txt") == "1\n");
+  CHECK(git(second.task_dir / "pinned.git", {"show", require_ok(f.workspaces->head_commit(second)) + ":one.txt"}) ==
+        "1\n");
   // A base moved by someone else is fetched (and fails here, saying so).
   commit_to_bare(f.origin, {{"three.txt", "3\n"}}, "elsewhere");
   auto moved = f.workspaces->rebase_onto_origin(second);
@@ -761,10 +767,11 @@ TEST_CASE(
       git_as_container_user(ws.repo_dir, {"commit", "-q", "--allow-empty", "-m", "again"});
   INFO(verify.err);
   CHECK(verify.exit_code == 0);
-  CHECK(require_ok(f.workspaces->commits_ahead(ws)) == 3);
+  // The pin does not follow the clone's branch: what counts is what was pinned.
+  CHECK(require_ok(f.workspaces->commits_ahead(ws)) == 2);
 }
 
-TEST_CASE("a rebase gives what it wrote to the container user, and git there still finds the tree clean") {
+TEST_CASE("a rebase leaves the clone alone, and the container user takes the rebased branch from its bundle") {
   if (::geteuid() != 0 || find_program("setpriv").empty()) {
     WARN("skipped: needs root and setpriv");
     return;
@@ -776,9 +783,15 @@ TEST_CASE("a rebase gives what it wrote to the container user, and git there sti
   REQUIRE(::lchown((ws.repo_dir / "ours.txt").c_str(), 1000, 1000) == 0);
   REQUIRE(require_ok(f.workspaces->commit_all(ws, "agent's work")).has_value());
   REQUIRE(require_ok(f.workspaces->rebase_onto_origin(ws)).has_value());
-  CHECK(read_file(ws.repo_dir / "lib/new/theirs.txt") == "theirs\n");
+  CHECK_FALSE(fs::exists(ws.repo_dir / "lib/new/theirs.txt"));
   CHECK(not_owned_by(ws.repo_dir, 1000, 1000).empty());
-  CHECK(git_as_container_user(ws.repo_dir, {"diff-files", "--name-only"}).out.empty());
+  CHECK(not_owned_by(ws.task_dir / "pinned.git", 0, 0).empty());
+  const fs::path bundle = f.tmp / "pinned.bundle";
+  require_ok(f.workspaces->write_pinned_bundle(ws, bundle));
+  CHECK(git_as_container_user(ws.repo_dir, {"bundle", "unbundle", bundle.string()}).exit_code == 0);
+  const std::string head = require_ok(f.workspaces->head_commit(ws));
+  CHECK(git_as_container_user(ws.repo_dir, {"checkout", "-q", "--force", "-B", ws.branch, head}).exit_code == 0);
+  CHECK(read_file(ws.repo_dir / "lib/new/theirs.txt") == "theirs\n");
   CHECK(git_as_container_user(ws.repo_dir, {"status", "--porcelain"}).out.empty());
   CHECK(git_as_container_user(ws.repo_dir, {"commit", "-q", "--allow-empty", "-m", "agent"}).exit_code == 0);
 }
@@ -1122,6 +1135,13 @@ TEST_CASE("a spare and the workspace provisioned from it belong to the container
   CHECK(st.st_uid == 0);
   CHECK(git_as_container_user(ws.repo_dir, {"commit", "-q", "--allow-empty", "-m", "agent"})
             .exit_code == 0);
+  // The clone's commit counts once it is taken in, as the container user's bundle.
+  CHECK(require_ok(f.workspaces->commits_ahead(ws)) == 0);
+  auto bundle = git_as_container_user(ws.repo_dir, {"bundle", "create", "-", "^" + ws.base_commit, "refs/heads/" + ws.branch});
+  REQUIRE(bundle.exit_code == 0);
+  auto import = require_ok(f.workspaces->import_branch(ws, 1 << 20));
+  require_ok(import->add(bundle.out));
+  require_ok(f.workspaces->pin_import(ws, *import));
   CHECK(require_ok(f.workspaces->commits_ahead(ws)) == 1);
 }
 
