@@ -731,6 +731,7 @@ protocol::ClientReply Coordinator::control(const std::string& task_id, const std
 }
 
 protocol::ClientReply Coordinator::cancel(const Task& t, const std::string& reason) {
+  if (t.state == TaskState::kCancelled) return task_reply(t);  // what was asked already holds
   if (!can_transition(t.state, TaskState::kCancelled)) {
     return refusal(make_error("usage", "task is already " + std::string(to_string(t.state)), "task_id"));
   }

@@ -15,8 +15,10 @@ bool looks_like_url(const std::string& repo);
 
 // Checks the request and normalizes it in place (a local repo path becomes absolute and
 // canonical). Errors have code "usage" and name the field at fault in `where`: "title",
-// "body", "repo", "agent", "base_branch". Nothing is queued here.
-Status validate_submission(TaskRequest& request, const Settings& settings);
+// "body", "repo", "agent", "base_branch". With `check_credentials`, the agent the task routes to
+// must have its identity's credentials on this host (error "identity", at identities.yaml:line).
+// Nothing is queued here.
+Status validate_submission(TaskRequest& request, const Settings& settings, bool check_credentials = true);
 
 // Validates, gives the task a new id and appends it to the queue at settings.config.queue_db.
 // Returns the id.

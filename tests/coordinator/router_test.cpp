@@ -190,7 +190,7 @@ TEST_CASE("a placeholder too large for one argv element becomes a pointer to the
   CHECK(expand_text("{prompt}", t, "b").size() == 3 + 2 + t.body.size());
 }
 
-TEST_CASE("the agent spec carries its stdin, output format, config variable and identity files; budgets reach the run spec") {
+TEST_CASE("the agent spec carries its stdin, output format, config variable and identity files, and budgets reach the run spec") {
   Config c;
   c.budget.max_turns = 7;
   c.budget.max_tokens = 5000;

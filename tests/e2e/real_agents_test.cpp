@@ -76,6 +76,19 @@ std::vector<json> main_requests(const ModelNet& net, const std::string& name) {
   return out;
 }
 
+// Spawns the fix for `agent`, serves until it ends, and requires it LANDED with the fix on the
+// origin. Returns the task id.
+std::string lands_fix(SingleBox& box, const std::string& agent) {
+  const std::string id = box.spawn("Fix add in calc.sh", "The test fails: add 2 3 gives -1.", {"--agent", agent});
+  box.serve();
+  auto states = box.wait_finished({id}, std::chrono::seconds(300));
+  INFO(box.serve_log());
+  INFO(box.cli({"logs", id}).out);
+  REQUIRE(states[id] == "LANDED");
+  CHECK_THAT(git(box.origin(), {"show", "main:calc.sh"}), Catch::Contains("$1 + $2"));
+  return id;
+}
+
 bool history_has(const json& shown, const std::string& text) {
   for (const auto& e : shown["events"]) {
     if (e["reason"].get<std::string>().find(text) != std::string::npos) return true;
@@ -90,13 +103,7 @@ TEST_CASE("real claude fixes a failing test, and the task lands with show report
   TempDir dir;
   const int port = net.serve("anthropic", fix_script());
   auto box = box_in(net, dir, port, 1);
-  const std::string id = box->spawn("Fix add in calc.sh", "The test fails: add 2 3 gives -1.", {"--agent", "claude"});
-  box->serve();
-  auto states = box->wait_finished({id}, std::chrono::seconds(300));
-  INFO(box->serve_log());
-  INFO(box->cli({"logs", id}).out);
-  REQUIRE(states[id] == "LANDED");
-  CHECK_THAT(git(box->origin(), {"show", "main:calc.sh"}), Catch::Contains("$1 + $2"));
+  const std::string id = lands_fix(*box, "claude");
   const auto requests = main_requests(net, "anthropic");
   REQUIRE(requests.size() >= 4);
   CHECK_THAT(requests.front().dump(), Catch::Contains("add 2 3 gives -1"));  // the prompt, on stdin
@@ -119,13 +126,7 @@ TEST_CASE("real codex fixes a failing test, and the task lands with its tokens r
   TempDir dir;
   const int port = net.serve("openai", fix_script());
   auto box = box_in(net, dir, 1, port);
-  const std::string id = box->spawn("Fix add in calc.sh", "The test fails: add 2 3 gives -1.", {"--agent", "codex"});
-  box->serve();
-  auto states = box->wait_finished({id}, std::chrono::seconds(300));
-  INFO(box->serve_log());
-  INFO(box->cli({"logs", id}).out);
-  REQUIRE(states[id] == "LANDED");
-  CHECK_THAT(git(box->origin(), {"show", "main:calc.sh"}), Catch::Contains("$1 + $2"));
+  const std::string id = lands_fix(*box, "codex");
   const auto requests = main_requests(net, "openai");
   REQUIRE(requests.size() >= 4);
   CHECK(requests.front()["model"] == "gpt-5.5");  // from the identity's config.toml, in the run's own CODEX_HOME

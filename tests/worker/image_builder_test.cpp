@@ -165,7 +165,7 @@ TEST_CASE("the compiled-in lock file is docker/agents.lock and pins the claude a
         "codex @openai/codex 0.171.0 @openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex");
 }
 
-TEST_CASE("--agents selects all, none, or named agents from the lock in lock order") {
+TEST_CASE("the --agents flag selects all, none, or named agents from the lock in lock order") {
   auto c = GENERATE(values<SelectCase>({
       {"all", {"claude", "codex"}, ""},
       {"none", {}, ""},
