@@ -54,7 +54,37 @@ void register_secret(const std::string& value) {
   secrets().insert(value);
 }
 
+namespace {
+
+// Where a URL's authority ends: at a path, a query, whitespace or a quote.
+bool ends_authority(char c) {
+  return c == '/' || c == '?' || c == '#' || c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '"' ||
+         c == '\'' || c == '<' || c == '>' || c == '`';
+}
+
+// "scheme://user:password@host" -> "scheme://user:***@host", everywhere in `text`.
+void redact_url_passwords(std::string& text) {
+  size_t pos = 0;
+  while ((pos = text.find("://", pos)) != std::string::npos) {
+    const size_t start = pos + 3;
+    size_t end = start;
+    while (end < text.size() && !ends_authority(text[end])) ++end;
+    const size_t at = text.rfind('@', end == start ? start : end - 1);
+    if (at != std::string::npos && at >= start && at < end) {
+      const size_t colon = text.find(':', start);
+      if (colon != std::string::npos && colon < at && at - colon - 1 > 0 && text.compare(colon + 1, at - colon - 1, "***") != 0) {
+        text.replace(colon + 1, at - colon - 1, "***");
+        end = colon + 1 + 3 + 1;
+      }
+    }
+    pos = end > start ? end : start;
+  }
+}
+
+}  // namespace
+
 std::string redact(std::string text) {
+  redact_url_passwords(text);
   std::lock_guard<std::mutex> lock(secrets_mutex());
   for (const auto& s : secrets()) {
     size_t pos = 0;

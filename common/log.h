@@ -15,7 +15,9 @@ void init_logging(const std::string& level = "info");
 // ignored (they would redact ordinary words).
 void register_secret(const std::string& value);
 
-// `text` with every registered secret replaced by "***".
+// `text` with every registered secret, and the password of every URL that carries one
+// (https://user:token@host), replaced by "***". The one place redaction happens: logs, stored
+// reasons and history, stored output and GitHub comments all go through it.
 std::string redact(std::string text);
 
 }  // namespace polyphony
