@@ -51,9 +51,11 @@ Status secure_home(const Config& config) {
   make_private_db(config.state_db);
   make_private_db(config.queue_db);
   make_private_tree(config.home / "keys");
+  // Made now, private, rather than later by whoever writes there first.
+  POLY_TRY(make_private_dir(config.log_dir));
   make_private_tree(config.log_dir);
+  POLY_TRY(make_private_dir(config.workspace_root));
   make_private(config.home / "mirrors");
-  make_private(config.workspace_root);
   return {};
 }
 

@@ -21,7 +21,8 @@ int open_private_append(const std::filesystem::path& path);
 
 // The home and what Polyphony keeps in it: the config files, the DBs and their WAL files, the
 // client socket, keys/ and logs/ (all they hold), the workspace root and the mirrors directory
-// (themselves: what is in them is mounted into containers and keeps its own modes).
+// (themselves: what is in them is mounted into containers and keeps its own modes). The log
+// directory and the workspace root are created when missing.
 Status secure_home(const Config& config);
 
 }  // namespace polyphony

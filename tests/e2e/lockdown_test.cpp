@@ -148,7 +148,7 @@ TEST_CASE("a reviewer's verdict that is a symlink, a FIFO or huge is no verdict,
   const std::map<std::string, std::string> attacks{{"shadow", "is refused: it is a symbolic link"},
                                                    {"zero", "is refused: it is a symbolic link"},
                                                    {"fifo", "is refused: it is a FIFO"},
-                                                   {"huge", "more than the 64 KiB allowed"}};
+                                                   {"huge", "is refused: it is 200008 bytes, more than the 64 KiB allowed"}};
   std::map<std::string, std::string> ids;
   for (const auto& [attack, why] : attacks) {
     ids[attack] = box.spawn_routed("Review " + attack, sh_block("echo done > done.txt\n"), {"--type", "reviewed"});
