@@ -172,6 +172,15 @@ Status read_repos(const YamlReader& y, const YAML::Node& node, Config& c) {
   for (const auto& kv : node) {
     const std::string name = kv.first.Scalar();
     const std::string what = "repos." + name;
+    if (name == "allowed_roots") {
+      auto roots = y.as_string_list(kv.second, what);
+      if (!roots.ok()) return roots.error();
+      for (const auto& r : *roots) {
+        if (r.empty()) return y.error(kv.second, what + " takes directories, got an empty one");
+        c.repo_allowed_roots.push_back(resolve_path(r, c.home));
+      }
+      continue;
+    }
     POLY_TRY(y.check_keys(kv.second, {"url", "base_branch", "verify"}, what));
     RepoConfig rc;
     rc.name = name;

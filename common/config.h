@@ -128,6 +128,9 @@ struct Config {
   WorkerSecurity worker_security;
   ContainerConfig container;
   std::map<std::string, RepoConfig> repos;
+  // repos.allowed_roots: the local-path repos a client on the client endpoint may name must lie
+  // under one of these (symlinks resolved). Empty: any local git repository.
+  std::vector<std::filesystem::path> repo_allowed_roots;
   GithubConfig github;
 };
 

@@ -101,6 +101,7 @@ container:
 # Per-repo settings, used when `spawn --repo` names the repo or its url.
 # The verify command here applies when the repo has no .polyphony.yaml at its root.
 repos: {}
+#  allowed_roots: [/srv/git]   # local paths a client (polyphony-submit) may name; default: any
 #  myapp:
 #    url: /srv/git/myapp.git
 #    base_branch: main

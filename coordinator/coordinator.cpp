@@ -498,14 +498,11 @@ void Coordinator::on_updates(WorkerEntry& w, const std::vector<const protocol::T
   for (const auto* m : run) spdlog::info("task {} {} (worker {})", m->task_id, m->state, w.hello.worker_id);
 }
 
-void Coordinator::on_log(WorkerEntry& w, const protocol::LogChunk& m) {
-  if (!leased_task(w, m.task_id, m.epoch, "a log chunk")) return;
-  last_activity_ms_[m.task_id] = now_ms();
-  fs::path dir = settings_.config.log_dir / m.task_id;
-  (void)make_private_dir(settings_.config.log_dir);
-  (void)make_private_dir(dir);
-  const int fd = open_private_append(dir / (std::to_string(m.attempt) + "-" + m.stream + ".log"));
-  const std::string data = redact(m.data);
+namespace {
+
+// Appends `data` to a log file only its owner reads.
+bool append_log(const fs::path& file, const std::string& data) {
+  const int fd = open_private_append(file);
   bool written = fd >= 0;
   for (size_t at = 0; written && at < data.size();) {
     const ssize_t n = ::write(fd, data.data() + at, data.size() - at);
@@ -514,10 +511,38 @@ void Coordinator::on_log(WorkerEntry& w, const protocol::LogChunk& m) {
     if (written) at += static_cast<size_t>(n);
   }
   if (fd >= 0) ::close(fd);
-  if (!written) spdlog::error("task {}: cannot write its log under {}", m.task_id, dir.string());
+  return written;
+}
+
+}  // namespace
+
+void Coordinator::on_log(WorkerEntry& w, const protocol::LogChunk& m) {
+  if (!leased_task(w, m.task_id, m.epoch, "a log chunk")) return;
+  last_activity_ms_[m.task_id] = now_ms();
+  fs::path dir = settings_.config.log_dir / m.task_id;
+  (void)make_private_dir(settings_.config.log_dir);
+  (void)make_private_dir(dir);
+  const fs::path file = dir / (std::to_string(m.attempt) + "-" + m.stream + ".log");
+  // What may be the start of a secret (or of a URL's password) waits for the next chunk, or
+  // the attempt's result, so a secret split across two chunks is still redacted.
+  std::string& held = held_logs_[file.string()];
+  std::string text = redact(held + m.data);
+  const size_t keep = redaction_hold(text);
+  held = text.substr(text.size() - keep);
+  text.resize(text.size() - keep);
+  if (!append_log(file, text)) spdlog::error("task {}: cannot write its log under {}", m.task_id, dir.string());
+}
+
+void Coordinator::flush_logs(const std::string& task_id) {
+  const std::string prefix = (settings_.config.log_dir / task_id).string() + "/";
+  for (auto it = held_logs_.lower_bound(prefix); it != held_logs_.end() && it->first.rfind(prefix, 0) == 0;) {
+    if (!append_log(it->first, it->second)) spdlog::error("task {}: cannot write its log {}", task_id, it->first);
+    it = held_logs_.erase(it);
+  }
 }
 
 void Coordinator::on_result(WorkerEntry& w, const protocol::TaskResult& m) {
+  flush_logs(m.task_id);  // the attempt's output is all there before its end is recorded
   auto current = store_->get(m.task_id);
   const bool recorded = current.ok() && current->has_value() && (*current)->epoch == m.epoch &&
                         !is_active((*current)->state);
@@ -731,6 +756,9 @@ protocol::ClientReply Coordinator::submit(const protocol::Submit& m) {
   r.labels = m.labels;
   r.agent = m.agent;
   r.source = "client";
+  // A client may be on another host: the local paths it may name are the config's to say.
+  if (auto valid = validate_submission(r, settings_); !valid.ok()) return refusal(valid.error());
+  if (auto allowed = check_client_repo(r, settings_.config); !allowed.ok()) return refusal(allowed.error());
   auto id = submit_task(r, settings_);
   if (!id.ok()) return refusal(id.error());
   discover();

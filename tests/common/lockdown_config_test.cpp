@@ -109,3 +109,26 @@ TEST_CASE("POLYPHONY_HOME and what Polyphony keeps in it are private whatever th
   CHECK(mode_of(c.log_dir / "t1/2-agent.log") == 0600);
   ::umask(old);
 }
+
+TEST_CASE("output redacted piece by piece hides a secret or a URL password split anywhere across two pieces") {
+  const std::string secret = "sk-split-test-90af";
+  register_secret(secret);
+  const std::string output = "before " + secret + " middle https://bot:" + secret + "x@example.com/r.git after\n";
+  for (size_t cut = 0; cut <= output.size(); ++cut) {
+    std::string held, stored;
+    for (const std::string& piece : {output.substr(0, cut), output.substr(cut)}) {
+      std::string text = redact(held + piece);
+      const size_t keep = redaction_hold(text);
+      held = text.substr(text.size() - keep);
+      text.resize(text.size() - keep);
+      stored += text;
+    }
+    stored += held;  // the attempt's end
+    INFO("cut at " << cut << ": " << stored);
+    CHECK(stored == "before *** middle https://bot:***@example.com/r.git after\n");
+  }
+  CHECK(redaction_hold("nothing to hold\n") == 0);
+  CHECK(redaction_hold("a prefix sk-spl") == 6);
+  CHECK(redaction_hold("see https://github.com/acme ok") == 0);
+  CHECK(redaction_hold("see https:/") == 7);
+}

@@ -195,7 +195,9 @@ TEST_CASE("a secret the agent echoes is in no stored reason, history, log, show 
   write_file(box.home() / "identities.yaml", "identities:\n  vault:\n    env:\n      SECRET_VAR: " + secret + "\n");
   write_file(box.home() / "agents.yaml",
              "agents:\n  leaky:\n    identity: vault\n    command: [sh, -c, 'echo \"$SECRET_VAR\"; "
-             "echo \"https://bot:$SECRET_VAR@example.com/x.git\"; exit 1']\n");
+             "echo \"https://bot:$SECRET_VAR@example.com/x.git\"; "
+             // The secret again, in two chunks a second apart.
+             "printf %s \"${SECRET_VAR%??????????}\"; sleep 1; printf \"%s\\n\" \"${SECRET_VAR#?????????}\"; exit 1']\n");
   write_file(box.home() / "routing.yaml", "default:\n  agent: leaky\n");
   box.serve();
   const std::string id = github_task_id("acme/widgets", 11);
@@ -212,7 +214,8 @@ TEST_CASE("a secret the agent echoes is in no stored reason, history, log, show 
   CHECK(box.cli({"status", "--json"}).out.find(secret) == std::string::npos);
   CHECK(box.cli({"status"}).out.find(secret) == std::string::npos);
   const std::string logs = box.cli({"logs", id}).out;
-  CHECK_THAT(logs, Catch::Contains("***"));
+  CHECK_THAT(logs, Catch::Contains("https://bot:***@example.com/x.git\n***"));
+  CHECK(logs.find("lit-secre") == std::string::npos);  // not even the first half of the split one
   CHECK(logs.find(secret) == std::string::npos);
   CHECK(box.serve_log().find(secret) == std::string::npos);
   box.stop_serving();
