@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "common/private_files.h"
 #include "common/process.h"
 #include "worker-agent/docker_client.h"
 
@@ -60,13 +61,12 @@ int cmd_init(const std::vector<std::string>& argv) {
       return report(make_error("usage", "refusing to overwrite " + existing + " (use --force to replace them)", "init"));
     }
   }
-  std::error_code ec;
-  fs::create_directories(home, ec);
-  if (ec) return report(make_error("io", "cannot create the directory: " + ec.message(), home.string()));
+  if (auto s = make_private_dir(home); !s.ok()) return report(s.error());
   for (const auto& [name, text] : files) {
     std::ofstream out(home / name, std::ios::trunc);
     out << text;
     if (!out) return report(make_error("io", "cannot write the file", (home / name).string()));
+    make_private(home / name);
   }
   std::cerr << "polyphony: wrote config.yaml, identities.yaml, agents.yaml, routing.yaml to " << home.string() << "\n";
   auto settings = load_settings(home);

@@ -16,6 +16,7 @@
 #include "cli/client_connection.h"
 #include "common/endpoint_policy.h"
 #include "common/log.h"
+#include "common/private_files.h"
 #include "coordinator/coordinator.h"
 #include "worker-agent/worker.h"
 
@@ -56,7 +57,27 @@ Result<std::unique_ptr<DockerClient>> ready_docker(const Config& config) {
   return docker;
 }
 
-WorkerOptions worker_options(const Config& config, const std::string& id, const std::string& endpoint, int capacity) {
+// The worker's allow-list: config.yaml's, else the configured image, the configured network and
+// none, the workspace root and the identities' mount sources.
+AllowList allow_list(const Settings& settings) {
+  const ContainerConfig& c = settings.config.container;
+  AllowList a;
+  a.images = c.allowed_images.empty() ? std::vector<std::string>{c.image} : c.allowed_images;
+  // No network is always allowed: it can only take away.
+  a.networks = c.allowed_networks.empty() ? std::vector<std::string>{c.network, "none"} : c.allowed_networks;
+  if (!c.allowed_mount_roots.empty()) {
+    for (const auto& r : c.allowed_mount_roots) a.mount_roots.emplace_back(r);
+    return a;
+  }
+  a.mount_roots.push_back(settings.config.workspace_root);
+  for (const auto& [name, identity] : settings.identities) {
+    for (const auto& m : identity.mounts) a.mount_roots.push_back(resolve_path(m.host_path, "/"));
+  }
+  return a;
+}
+
+WorkerOptions worker_options(const Settings& settings, const std::string& id, const std::string& endpoint, int capacity) {
+  const Config& config = settings.config;
   WorkerOptions o;
   o.worker_id = id;
   o.coordinator_endpoint = endpoint;
@@ -69,6 +90,12 @@ WorkerOptions worker_options(const Config& config, const std::string& id, const 
   o.liveness = config.heartbeat_liveness;
   o.workspace_root = config.workspace_root.string();
   o.warm_containers = config.container.warm < 0 ? capacity : config.container.warm;
+  o.limits.pids_limit = config.container.pids_limit;
+  o.limits.workspace_limit_bytes = config.container.workspace_limit_bytes;
+  o.limits.output_limit_bytes = config.container.output_limit_bytes;
+  o.limits.read_only_root = config.container.read_only_root;
+  o.limits.cap_add = config.container.cap_add;
+  o.allowed = allow_list(settings);
   return o;
 }
 
@@ -154,6 +181,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
   const Config config = settings->config;
+  if (auto s = secure_home(config); !s.ok()) return report(s.error());
   auto lock = ServeLock::take(config.home);
   if (!lock.ok()) return report(lock.error());
   const bool embedded = config.embedded_worker && !args->has("no-embedded-worker");
@@ -177,7 +205,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
   if (embedded) {
     workspaces = local_workspaces(config);
     worker = std::make_unique<WorkerAgent>(
-        context, worker_options(config, embedded_worker_id(config), kEmbeddedWorkerEndpoint, config.max_concurrency),
+        context, worker_options(*settings, embedded_worker_id(config), kEmbeddedWorkerEndpoint, config.max_concurrency),
         *docker, *workspaces);
     worker_thread = std::thread([&] { worker->run(g_stop); });
   }
@@ -209,6 +237,7 @@ int worker_main(const std::vector<std::string>& argv) {
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
   Config config = settings->config;
+  if (auto s = secure_home(config); !s.ok()) return report(s.error());
   int capacity = config.worker_capacity;
   if (args->has("capacity")) {
     try {
@@ -227,7 +256,8 @@ int worker_main(const std::vector<std::string>& argv) {
   install_signal_handlers();
   zmq::context_t context;
   auto workspaces = local_workspaces(config);
-  WorkerOptions options = worker_options(config, args->get("id", default_worker_id()), endpoint, capacity);
+  settings->config = config;  // with the flags' labels
+  WorkerOptions options = worker_options(*settings, args->get("id", default_worker_id()), endpoint, capacity);
   options.curve = *curve;
   WorkerAgent worker(context, options, **docker, *workspaces);
   worker.run(g_stop);

@@ -74,9 +74,62 @@ Status read_opt(const YAML::Node& map, const char* key, T& out, F&& reader) {
   return {};
 }
 
+// A size key ("10g", "512m", a number of bytes) of `container:`.
+Status read_size(const YamlReader& y, const YAML::Node& node, const char* key, int64_t& out) {
+  if (!node[key].IsDefined() || node[key].IsNull()) return {};
+  auto text = y.as_string(node[key], std::string("container.") + key);
+  if (!text.ok()) return text.error();
+  auto bytes = parse_bytes(*text);
+  if (!bytes) return y.error(node[key], std::string("container.") + key + " must be a size like 10g or 512m, got '" + *text + "'");
+  out = *bytes;
+  return {};
+}
+
+Status read_list(const YamlReader& y, const YAML::Node& node, const char* key, std::vector<std::string>& out) {
+  if (!node[key].IsDefined() || node[key].IsNull()) return {};
+  auto list = y.as_string_list(node[key], std::string("container.") + key);
+  if (!list.ok()) return list.error();
+  out = *list;
+  return {};
+}
+
+// The limits and the allow-list the worker imposes on its containers.
+Status read_lockdown(const YamlReader& y, const YAML::Node& node, ContainerConfig& c) {
+  if (node["pids_limit"].IsDefined() && !node["pids_limit"].IsNull()) {
+    auto n = y.as_int(node["pids_limit"], "container.pids_limit");
+    if (!n.ok()) return n.error();
+    if (*n < 0) return y.error(node["pids_limit"], "container.pids_limit must be 0 (no limit) or more");
+    c.pids_limit = *n;
+  }
+  POLY_TRY(read_size(y, node, "workspace_limit", c.workspace_limit_bytes));
+  POLY_TRY(read_size(y, node, "output_limit", c.output_limit_bytes));
+  if (node["read_only_root"].IsDefined() && !node["read_only_root"].IsNull()) {
+    auto b = y.as_bool(node["read_only_root"], "container.read_only_root");
+    if (!b.ok()) return b.error();
+    c.read_only_root = *b;
+  }
+  POLY_TRY(read_list(y, node, "cap_add", c.cap_add));
+  for (const auto& cap : c.cap_add) {
+    const bool ok = !cap.empty() && std::all_of(cap.begin(), cap.end(), [](char ch) { return std::isupper(static_cast<unsigned char>(ch)) || ch == '_'; });
+    if (!ok) return y.error(node["cap_add"], "container.cap_add takes capability names such as NET_BIND_SERVICE, got '" + cap + "'");
+  }
+  POLY_TRY(read_list(y, node, "allowed_images", c.allowed_images));
+  POLY_TRY(read_list(y, node, "allowed_networks", c.allowed_networks));
+  POLY_TRY(read_list(y, node, "allowed_mount_roots", c.allowed_mount_roots));
+  for (const auto& root : c.allowed_mount_roots) {
+    if (root.empty() || root[0] != '/') {
+      return y.error(node["allowed_mount_roots"], "container.allowed_mount_roots takes absolute paths, got '" + root + "'");
+    }
+  }
+  return {};
+}
+
 Status read_container(const YamlReader& y, const YAML::Node& node, ContainerConfig& c) {
   POLY_TRY(y.check_keys(node, {"image", "network", "cpus", "memory", "user", "run_timeout_s",
-                               "verify_timeout_s", "stall_timeout_s", "warm"}, "container"));
+                               "verify_timeout_s", "stall_timeout_s", "warm", "pids_limit", "workspace_limit",
+                               "output_limit", "read_only_root", "cap_add", "allowed_images",
+                               "allowed_networks", "allowed_mount_roots"}, "container"));
+  POLY_TRY(read_lockdown(y, node, c));
   auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "container." + w); };
   auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, "container." + w); };
   POLY_TRY(read_opt(node, "image", c.image, str));
@@ -134,6 +187,15 @@ Status read_repos(const YamlReader& y, const YAML::Node& node, Config& c) {
   for (const auto& kv : node) {
     const std::string name = kv.first.Scalar();
     const std::string what = "repos." + name;
+    if (name == "allowed_roots") {
+      auto roots = y.as_string_list(kv.second, what);
+      if (!roots.ok()) return roots.error();
+      for (const auto& r : *roots) {
+        if (r.empty()) return y.error(kv.second, what + " takes directories, got an empty one");
+        c.repo_allowed_roots.push_back(resolve_path(r, c.home));
+      }
+      continue;
+    }
     POLY_TRY(y.check_keys(kv.second, {"url", "base_branch", "verify"}, what));
     RepoConfig rc;
     rc.name = name;

@@ -38,6 +38,18 @@ struct ContainerConfig {
   int64_t verify_timeout_s = 1800;
   int64_t stall_timeout_s = 900;              // agent silent this long is stopped; 0: never
   int warm = -1;                              // warm task containers per worker; -1: its capacity
+  // What the worker imposes on every container it starts, whatever a RunSpec says (the agent
+  // is hostile: README "Security").
+  int64_t pids_limit = 512;                   // processes (and threads) per container; 0: none
+  int64_t workspace_limit_bytes = 10LL << 30; // the workspace's disk use; past it the task fails; 0: none
+  int64_t output_limit_bytes = 16LL << 20;    // output kept per attempt; the rest is dropped; 0: none
+  bool read_only_root = true;                 // root filesystem read-only; /tmp and $HOME are tmpfs
+  std::vector<std::string> cap_add;           // capabilities given back (all are dropped), e.g. NET_BIND_SERVICE
+  // The worker's allow-list: a RunSpec naming anything else is refused. Empty: the defaults
+  // (the configured image, the configured network, identity mount sources and workspace_root).
+  std::vector<std::string> allowed_images;
+  std::vector<std::string> allowed_networks;
+  std::vector<std::string> allowed_mount_roots;
 };
 
 // CURVE on the coordinator's TCP endpoints (config.yaml `coordinator:`). Paths are resolved
@@ -126,6 +138,9 @@ struct Config {
   ContainerConfig container;
   Budget budget;
   std::map<std::string, RepoConfig> repos;
+  // repos.allowed_roots: the local-path repos a client on the client endpoint may name must lie
+  // under one of these (symlinks resolved). Empty: any local git repository.
+  std::vector<std::filesystem::path> repo_allowed_roots;
   GithubConfig github;
 };
 

@@ -91,10 +91,26 @@ container:
   # repo it served last, so an agent starts without waiting for Docker or a clone. Costs a
   # checkout of disk and an idle container each. Default: the worker's capacity; 0: none.
   # warm: 4
+  # Limits the worker imposes on every container, whatever the coordinator asks (README
+  # "Security"): processes per container, the workspace's disk use (the task fails past it),
+  # output kept per attempt (the rest is dropped, with a note).
+  pids_limit: 512
+  workspace_limit: 10g
+  output_limit: 16m
+  # Root filesystem read-only (/tmp and /home/agent are tmpfs); every capability is dropped,
+  # cap_add gives some back (e.g. [NET_BIND_SERVICE]).
+  read_only_root: true
+  # cap_add: []
+  # The worker's allow-list: a RunSpec naming another image, network mode or mount source is
+  # refused. Default: the image and network above, workspace_root and identity mount sources.
+  # allowed_images: [polyphony-worker:latest]
+  # allowed_networks: [bridge]
+  # allowed_mount_roots: [/home/me/.claude]
 
 # Per-repo settings, used when `spawn --repo` names the repo or its url.
 # The verify command here applies when the repo has no .polyphony.yaml at its root.
 repos: {}
+#  allowed_roots: [/srv/git]   # local paths a client (polyphony-submit) may name; default: any
 #  myapp:
 #    url: /srv/git/myapp.git
 #    base_branch: main

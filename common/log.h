@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <string>
+#include <string_view>
 
 namespace polyphony {
 
@@ -15,7 +16,14 @@ void init_logging(const std::string& level = "info");
 // ignored (they would redact ordinary words).
 void register_secret(const std::string& value);
 
-// `text` with every registered secret replaced by "***".
+// `text` with every registered secret, and the password of every URL that carries one
+// (https://user:token@host), replaced by "***". The one place redaction happens: logs, stored
+// reasons and history, stored output and GitHub comments all go through it.
 std::string redact(std::string text);
+
+// How many bytes at the end of (already redacted) `text` could be the start of a registered
+// secret, or of a URL whose password is still to come. Output redacted piece by piece holds
+// them back until the next piece, so a secret split across two pieces is still caught.
+size_t redaction_hold(std::string_view text);
 
 }  // namespace polyphony

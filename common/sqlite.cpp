@@ -1,6 +1,8 @@
 // A small SQLite wrapper.
 #include "common/sqlite.h"
 
+#include "common/private_files.h"
+
 namespace polyphony {
 
 namespace detail {
@@ -119,6 +121,10 @@ Result<Database> Database::open(const std::filesystem::path& path, int32_t appli
     return make_error("db", std::string("cannot open: ") + (raw ? sqlite3_errmsg(raw) : "out of memory"), path.string());
   }
   sqlite3_busy_timeout(raw, 10000);
+  // Only the owner reads the DB; SQLite gives its WAL and shared-memory files the same mode.
+  if (!read_only) {
+    for (const char* suffix : {"", "-wal", "-shm"}) make_private(path.string() + suffix);
+  }
   POLY_TRY(check_owned(db, path, application_id));
   if (!read_only) {
     POLY_TRY(db.exec("PRAGMA journal_mode=WAL"));

@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+
 #include <fstream>
 #include <random>
 #include <zmq_addon.hpp>
@@ -10,6 +12,7 @@
 #include "common/endpoint_policy.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/private_files.h"
 #include "coordinator/identity_broker.h"
 #include "coordinator/router.h"
 #include "coordinator/scheduling.h"
@@ -151,6 +154,7 @@ Status bind_all(zmq::socket_t& socket, const std::vector<std::string>& endpoints
     } catch (const zmq::error_t& e) {
       return make_error("network", std::string("cannot listen for ") + what + ": " + e.what(), ep);
     }
+    if (ep.rfind("ipc://", 0) == 0) make_private(ep.substr(6));
     if (i >= local) spdlog::info("listening for {} on {} ({})", what, ep, keys ? "CURVE" : "plain TCP, loopback");
   }
   return {};
@@ -335,6 +339,13 @@ void Coordinator::handle_message(const std::string& routing_id, const Result<pro
   }
   WorkerEntry* w = heard_from(routing_id, *msg);
   if (w == nullptr) return;
+  if (w->key_name != key_name) {
+    // Heartbeats are dropped without a word: the refused hello was logged.
+    if (std::holds_alternative<protocol::Heartbeat>(*msg)) return;
+    spdlog::warn("dropped a {} from peer {:?}: it comes with CURVE key {:?}, and worker {} registered with key {:?}",
+                 protocol::type_name(*msg), routing_id, key_name, routing_id, w->key_name);
+    return;
+  }
   std::visit(
       [&](const auto& m) {
         using T = std::decay_t<decltype(m)>;
@@ -359,6 +370,15 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
   // registering under a worker id that is already connected.
   if (m.worker_id != routing_id) {
     spdlog::warn("refused hello from peer {:?}: worker id {} differs from its routing id", routing_id, m.worker_id);
+    return;
+  }
+  // A worker id belongs to the key it first registered with (for this coordinator's life):
+  // another allowed key cannot take over its id, and with it its leases.
+  if (auto bound = workers_.find(routing_id);
+      bound != workers_.end() && !bound->second.hello.worker_id.empty() && bound->second.key_name != key_name) {
+    spdlog::warn("refused hello from worker {}: it registered with CURVE key {:?} and this hello comes with key {:?}; "
+                 "a worker id stays with its first key until the coordinator restarts",
+                 m.worker_id, bound->second.key_name, key_name);
     return;
   }
   WorkerEntry& w = workers_[routing_id];
@@ -478,18 +498,51 @@ void Coordinator::on_updates(WorkerEntry& w, const std::vector<const protocol::T
   for (const auto* m : run) spdlog::info("task {} {} (worker {})", m->task_id, m->state, w.hello.worker_id);
 }
 
+namespace {
+
+// Appends `data` to a log file only its owner reads.
+bool append_log(const fs::path& file, const std::string& data) {
+  const int fd = open_private_append(file);
+  bool written = fd >= 0;
+  for (size_t at = 0; written && at < data.size();) {
+    const ssize_t n = ::write(fd, data.data() + at, data.size() - at);
+    if (n < 0 && errno == EINTR) continue;
+    written = n > 0;
+    if (written) at += static_cast<size_t>(n);
+  }
+  if (fd >= 0) ::close(fd);
+  return written;
+}
+
+}  // namespace
+
 void Coordinator::on_log(WorkerEntry& w, const protocol::LogChunk& m) {
   if (!leased_task(w, m.task_id, m.epoch, "a log chunk")) return;
   last_activity_ms_[m.task_id] = now_ms();
   fs::path dir = settings_.config.log_dir / m.task_id;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  std::ofstream out(dir / (std::to_string(m.attempt) + "-" + m.stream + ".log"), std::ios::app | std::ios::binary);
-  out << redact(m.data);
-  if (!out) spdlog::error("task {}: cannot write its log under {}", m.task_id, dir.string());
+  (void)make_private_dir(settings_.config.log_dir);
+  (void)make_private_dir(dir);
+  const fs::path file = dir / (std::to_string(m.attempt) + "-" + m.stream + ".log");
+  // What may be the start of a secret (or of a URL's password) waits for the next chunk, or
+  // the attempt's result, so a secret split across two chunks is still redacted.
+  std::string& held = held_logs_[file.string()];
+  std::string text = redact(held + m.data);
+  const size_t keep = redaction_hold(text);
+  held = text.substr(text.size() - keep);
+  text.resize(text.size() - keep);
+  if (!append_log(file, text)) spdlog::error("task {}: cannot write its log under {}", m.task_id, dir.string());
+}
+
+void Coordinator::flush_logs(const std::string& task_id) {
+  const std::string prefix = (settings_.config.log_dir / task_id).string() + "/";
+  for (auto it = held_logs_.lower_bound(prefix); it != held_logs_.end() && it->first.rfind(prefix, 0) == 0;) {
+    if (!append_log(it->first, it->second)) spdlog::error("task {}: cannot write its log {}", task_id, it->first);
+    it = held_logs_.erase(it);
+  }
 }
 
 void Coordinator::on_result(WorkerEntry& w, const protocol::TaskResult& m) {
+  flush_logs(m.task_id);  // the attempt's output is all there before its end is recorded
   auto current = store_->get(m.task_id);
   const bool recorded = current.ok() && current->has_value() && (*current)->epoch == m.epoch &&
                         !is_active((*current)->state);
@@ -706,6 +759,9 @@ protocol::ClientReply Coordinator::submit(const protocol::Submit& m) {
   r.labels = m.labels;
   r.agent = m.agent;
   r.source = "client";
+  // A client may be on another host: the local paths it may name are the config's to say.
+  if (auto valid = validate_submission(r, settings_); !valid.ok()) return refusal(valid.error());
+  if (auto allowed = check_client_repo(r, settings_.config); !allowed.ok()) return refusal(allowed.error());
   auto id = submit_task(r, settings_);
   if (!id.ok()) return refusal(id.error());
   discover();

@@ -152,6 +152,8 @@ class Coordinator {
   // by one otherwise.
   void on_updates(WorkerEntry& w, const std::vector<const protocol::TaskUpdate*>& run);
   void on_log(WorkerEntry& w, const protocol::LogChunk& m);
+  // Writes what the task's log streams still hold back (see held_logs_).
+  void flush_logs(const std::string& task_id);
   void on_result(WorkerEntry& w, const protocol::TaskResult& m);
   void on_land_request(WorkerEntry& w, const protocol::LandRequest& m);
   void answer_land(const std::string& routing_id, const protocol::LandRequest& m, bool granted,
@@ -215,6 +217,9 @@ class Coordinator {
   std::map<std::string, WorkerEntry> workers_;  // by routing id
   // When each dispatched task was last heard of (dispatch sent, update or log received).
   std::map<std::string, int64_t> last_activity_ms_;
+  // The redacted tail of each stored log file (by path), held back until the next chunk or the
+  // attempt's result, so a secret split across two chunks is still redacted.
+  std::map<std::string, std::string> held_logs_;
   std::optional<protocol::CoordinatorKeys> keys_;  // set when CURVE is configured
   std::unique_ptr<protocol::ZapHandler> zap_;
   std::set<std::string> unplaceable_logged_;      // tasks logged as waiting for a fitting worker

@@ -1,6 +1,8 @@
 // GitHub Issues as a work source: list, claim, reconcile, report through an outbox.
 #include "coordinator/github_source.h"
 
+#include "common/log.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -452,9 +454,14 @@ Result<std::map<int64_t, GithubSource::Link>> GithubSource::links() {
 
 Status GithubSource::enqueue(Database& db, const std::string& key, int64_t number, const std::string& kind,
                              const json& payload) {
+  // What goes to GitHub is public to the repo's readers: no registered secret in it.
+  json sent = payload;
+  for (const char* field : {"body", "title"}) {
+    if (sent.contains(field) && sent[field].is_string()) sent[field] = redact(sent[field].get<std::string>());
+  }
   auto st = db.prepare("INSERT OR IGNORE INTO github_outbox(key, repo, number, kind, payload, created_at) VALUES (?,?,?,?,?,?)");
   if (!st.ok()) return st.error();
-  st->bind(1, key).bind(2, config_.repo).bind(3, number).bind(4, kind).bind(5, payload.dump()).bind(6, now_());
+  st->bind(1, key).bind(2, config_.repo).bind(3, number).bind(4, kind).bind(5, sent.dump()).bind(6, now_());
   return st->run();
 }
 

@@ -1,6 +1,8 @@
 // The coordinator's SQLite state DB.
 #include "coordinator/state_store.h"
 
+#include "common/log.h"
+
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <algorithm>
@@ -177,7 +179,7 @@ Status StateStore::note(const std::string& id, const std::string& reason, int64_
       "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at) VALUES (?,?,?,?,?,?,?)");
   if (!ev.ok()) return ev.error();
   const std::string state(to_string(t.state));
-  ev->bind(1, id).bind(2, state).bind(3, state).bind(4, t.attempt).bind(5, t.worker).bind(6, reason).bind(7, now);
+  ev->bind(1, id).bind(2, state).bind(3, state).bind(4, t.attempt).bind(5, t.worker).bind(6, redact(reason)).bind(7, now);
   return ev->run();
 }
 
@@ -315,7 +317,7 @@ Status StateStore::apply(Task& t, const std::vector<std::pair<TaskState, Transit
     if (u.branch) t.branch = *u.branch;
     if (u.worker) t.worker = *u.worker;
     if (u.epoch) t.epoch = *u.epoch;
-    if (u.reason) t.reason = *u.reason;
+    if (u.reason) t.reason = redact(*u.reason);
     if (u.failure_kind) t.failure_kind = *u.failure_kind;
     if (u.commit) t.commit = *u.commit;
     if (u.merged_commit) t.merged_commit = *u.merged_commit;
@@ -353,7 +355,7 @@ Status StateStore::apply(Task& t, const std::vector<std::pair<TaskState, Transit
         "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at) VALUES (?,?,?,?,?,?,?)");
     if (!ev.ok()) return ev.error();
     ev->bind(1, id).bind(2, to_string(e.from)).bind(3, to_string(e.to)).bind(4, e.attempt).bind(5, e.worker);
-    ev->bind(6, e.reason->value_or("")).bind(7, now);
+    ev->bind(6, redact(e.reason->value_or(""))).bind(7, now);
     POLY_TRY(ev->run());
   }
   return {};

@@ -107,6 +107,22 @@ Status validate_submission(TaskRequest& r, const Settings& settings, bool check_
   return check_credentials ? check_identity(r, settings) : Status{};
 }
 
+Status check_client_repo(const TaskRequest& r, const Config& config) {
+  if (config.repo_allowed_roots.empty() || find_repo(config, r.repo) != nullptr || looks_like_url(r.repo)) return {};
+  std::error_code ec;
+  const fs::path repo = fs::weakly_canonical(r.repo, ec);
+  std::string roots;
+  for (const auto& root : config.repo_allowed_roots) {
+    const fs::path allowed = fs::weakly_canonical(root, ec);
+    const fs::path rel = repo.lexically_relative(allowed);
+    if (!rel.empty() && *rel.begin() != "..") return {};
+    roots += (roots.empty() ? "" : ", ") + root.string();
+  }
+  return make_error("usage", "repository " + repo.string() + " is outside the directories clients may name (" + roots +
+                                 "; repos.allowed_roots in the coordinator's config.yaml): name a repos: entry or a URL",
+                    "repo");
+}
+
 Result<std::string> submit_task(TaskRequest r, const Settings& settings) {
   POLY_TRY(validate_submission(r, settings));
   r.id = new_task_id();

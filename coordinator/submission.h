@@ -20,6 +20,10 @@ bool looks_like_url(const std::string& repo);
 // Nothing is queued here.
 Status validate_submission(TaskRequest& request, const Settings& settings, bool check_credentials = true);
 
+// For a task a client sent over the client endpoint, after validate_submission: a local-path
+// repo must lie under one of repos.allowed_roots when that is set. Error "usage" at "repo".
+Status check_client_repo(const TaskRequest& request, const Config& config);
+
 // Validates, gives the task a new id and appends it to the queue at settings.config.queue_db.
 // Returns the id.
 Result<std::string> submit_task(TaskRequest request, const Settings& settings);

@@ -15,11 +15,32 @@ namespace {
 // this many failures in a row, until one is made for it again.
 constexpr int kMaxFailures = 3;
 
+// The hardening every task container gets (see task_container_spec).
+void lock_down(ContainerSpec& cs, const WarmKey& key) {
+  const ContainerLimits& l = key.limits;
+  cs.drop_all_caps = true;
+  cs.cap_add = l.cap_add;
+  cs.no_new_privileges = true;
+  cs.pids_limit = l.pids_limit;
+  cs.file_size_limit = l.workspace_limit_bytes;
+  if (!l.read_only_root) return;
+  cs.read_only_root = true;
+  const std::string size = l.workspace_limit_bytes > 0 ? ",size=" + std::to_string(l.workspace_limit_bytes) : "";
+  const auto colon = key.user.find(':');
+  const std::string uid = key.user.substr(0, colon);
+  const std::string gid = colon == std::string::npos ? uid : key.user.substr(colon + 1);
+  // exec: the engine's tmpfs default is noexec, and builds and test suites run what they make
+  // in /tmp (the workspace is executable anyway).
+  cs.tmpfs["/tmp"] = "rw,exec,nosuid,nodev,mode=1777" + size;
+  cs.tmpfs["/home/agent"] = "rw,exec,nosuid,nodev,mode=0700,uid=" + uid + ",gid=" + gid + size;
+}
+
 }  // namespace
 
 std::string WarmKey::id() const {
   std::string s = image + '\n' + user + '\n' + network_mode + '\n' + std::to_string(memory_bytes) + '\n' +
-                  std::to_string(nano_cpus) + '\n' + repo_url + '\n' + base_branch + '\n' + runner;
+                  std::to_string(nano_cpus) + '\n' + repo_url + '\n' + base_branch + '\n' + runner + '\n' +
+                  limits.id();
   for (const auto& m : mounts) {
     s += '\n' + m.host_path + ':' + m.container_path + (m.read_only ? ":ro" : ":rw");
   }
@@ -48,6 +69,7 @@ ContainerSpec task_container_spec(const WarmKey& key, const fs::path& repo_dir, 
     cs.cmd = {kRunnerInContainer, kRunnerSocketInContainer};
   }
   cs.env = {"HOME=/home/agent"};
+  lock_down(cs, key);
   return cs;
 }
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "worker-agent/docker_client.h"
+#include "worker-agent/lockdown.h"
 #include "worker-agent/runner_channel.h"
 #include "worker-agent/workspaces.h"
 
@@ -34,6 +35,7 @@ struct WarmKey {
   std::string base_branch;
   std::vector<BindMount> mounts;     // the agent's identity mounts (read-only)
   std::string runner;                // polyphony-runner on the engine's host (install_runner)
+  ContainerLimits limits;            // the worker's own, whatever the RunSpec says
 
   // A canonical text of all of the above: two keys are the same when their ids are.
   std::string id() const;
@@ -42,7 +44,10 @@ struct WarmKey {
 // The container a task's agent and verify run in: the repo at /workspace, the task's meta
 // directory read-only at /polyphony, the mirror the clone borrows from read-only at its own path,
 // identity mounts read-only, and the runner as PID 1 (an idle `sleep infinity` when the key names
-// no runner: a container whose command the caller sets).
+// no runner: a container whose command the caller sets). Locked down whatever the key says:
+// every capability dropped (but limits.cap_add), no-new-privileges; and by the key's limits:
+// a process limit, a read-only root with tmpfs /tmp and /home/agent (owned by the user), and
+// no file larger than the workspace limit.
 ContainerSpec task_container_spec(const WarmKey& key, const std::filesystem::path& repo_dir,
                                   const std::filesystem::path& meta_dir,
                                   const std::filesystem::path& mirror_dir,

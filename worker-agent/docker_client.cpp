@@ -319,6 +319,15 @@ json host_config_of(const ContainerSpec& spec) {
   if (spec.memory_bytes > 0) host["Memory"] = spec.memory_bytes;
   if (spec.nano_cpus > 0) host["NanoCpus"] = spec.nano_cpus;
   if (!spec.network_mode.empty()) host["NetworkMode"] = spec.network_mode;
+  if (spec.drop_all_caps) host["CapDrop"] = json::array({"ALL"});
+  if (!spec.cap_add.empty()) host["CapAdd"] = spec.cap_add;
+  if (spec.no_new_privileges) host["SecurityOpt"] = json::array({"no-new-privileges"});
+  if (spec.pids_limit > 0) host["PidsLimit"] = spec.pids_limit;
+  if (spec.read_only_root) host["ReadonlyRootfs"] = true;
+  if (!spec.tmpfs.empty()) host["Tmpfs"] = spec.tmpfs;
+  if (spec.file_size_limit > 0) {
+    host["Ulimits"] = json::array({{{"Name", "fsize"}, {"Soft", spec.file_size_limit}, {"Hard", spec.file_size_limit}}});
+  }
   return host;
 }
 

@@ -33,6 +33,15 @@ struct ContainerSpec {
   int64_t memory_bytes = 0;                    // 0: no limit
   int64_t nano_cpus = 0;                       // 0: no limit
   std::string network_mode;                    // "" : engine default
+  // Hardening (HostConfig): CapDrop ALL, then cap_add back; SecurityOpt no-new-privileges;
+  // PidsLimit; ReadonlyRootfs with tmpfs mounts; the fsize ulimit of every process in it.
+  bool drop_all_caps = false;
+  std::vector<std::string> cap_add;
+  bool no_new_privileges = false;
+  int64_t pids_limit = 0;                      // 0: none
+  bool read_only_root = false;
+  std::map<std::string, std::string> tmpfs;    // container path -> mount options
+  int64_t file_size_limit = 0;                 // bytes, RLIMIT_FSIZE; 0: none
 };
 
 // A process to run in a running container (docker exec).

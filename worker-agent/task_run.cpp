@@ -35,9 +35,10 @@ std::map<std::string, std::string> run_labels(const protocol::RunSpec& spec, con
 }
 
 WarmKey warm_key(const protocol::RunSpec& spec, int uid, int gid, const std::string& hosts_file,
-                 const std::string& runner) {
+                 const std::string& runner, const ContainerLimits& limits) {
   WarmKey key;
   key.runner = runner;
+  key.limits = limits;
   key.image = spec.image;
   key.user = std::to_string(uid) + ":" + std::to_string(gid);
   key.network_mode = spec.network_mode;
@@ -117,6 +118,7 @@ class Attempt {
   Attempt(const protocol::RunSpec& spec, RunContext& ctx) : spec_(spec), ctx_(ctx) {}
 
   void update(const std::string& state, const std::string& detail = {}) {
+    state_ = state;
     protocol::TaskUpdate u;
     u.task_id = spec_.task_id;
     u.attempt = spec_.attempt;
@@ -124,6 +126,26 @@ class Attempt {
     u.state = state;
     u.detail = detail;
     ctx_.emit(u);
+  }
+
+  // Output of the attempt's processes, kept up to the worker's output limit; what passes it is
+  // dropped, noted once in the log and in the task's history.
+  void output(const std::string& stream, std::string_view data) {
+    const int64_t limit = ctx_.limits.output_limit_bytes;
+    if (limit > 0 && output_bytes_ + static_cast<int64_t>(data.size()) > limit) {
+      if (!overflowed_) {
+        overflowed_ = true;
+        log(stream, data.substr(0, static_cast<size_t>(std::max<int64_t>(limit - output_bytes_, 0))));
+        const std::string note = "output past " + human_bytes(limit) +
+                                 " for this attempt is dropped (container.output_limit)";
+        say(note);
+        if (!state_.empty()) update(state_, note);
+      }
+      output_bytes_ = limit;
+      return;
+    }
+    output_bytes_ += static_cast<int64_t>(data.size());
+    log(stream, data);
   }
 
   void log(const std::string& stream, std::string_view data) {
@@ -174,6 +196,9 @@ class Attempt {
   RunContext& ctx_;
   int64_t seq_ = 0;
   std::vector<protocol::AgentUsage> usage_;
+  std::string state_;         // the last state sent, for notes
+  int64_t output_bytes_ = 0;  // output kept so far
+  bool overflowed_ = false;
 };
 
 struct ContainerOutcome {
@@ -182,7 +207,8 @@ struct ContainerOutcome {
   bool stalled = false;
   bool cancelled = false;
   bool halted = false;  // the observer asked to stop (a budget passed)
-  std::string tail;  // last lines of output, for failure reasons
+  std::string limit;    // the worker limit it passed and was stopped for (workspace, processes)
+  std::string tail;     // last lines of output, for failure reasons
 };
 
 std::string tail_of(const std::string& text, size_t max_bytes = 600) {
@@ -192,15 +218,21 @@ std::string tail_of(const std::string& text, size_t max_bytes = 600) {
 }
 
 using OutputSink = std::function<bool(int, std::string_view)>;
+// Which worker limit the attempt has passed (a reason for people); nullopt while within them.
+using LimitCheck = std::function<std::optional<std::string>()>;
+
+// How often the watchdog looks at the workspace's size and the process limit.
+constexpr auto kLimitCheckInterval = std::chrono::milliseconds(500);
 
 // Runs `body` (a process whose output it hands to the sink, returning its exit code) under a
 // watchdog that calls `stop` at the deadline, when the output stalls, on cancel, or when
+// `over_limit` names a limit passed (checked now and then, and once more at the end), or when
 // `observe` (shown every chunk, fd 1 stdout, 2 stderr) returns false; streams the output as
 // `stream`.
 Result<ContainerOutcome> watched(const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s,
                                  Attempt& attempt, const std::function<void()>& stop,
                                  const std::function<Result<int>(const OutputSink&)>& body,
-                                 const OutputSink& observe = {}) {
+                                 const LimitCheck& over_limit = {}, const OutputSink& observe = {}) {
   ContainerOutcome out;
   std::atomic<bool> done{false};
   std::atomic<bool> timed_out{false};
@@ -213,16 +245,22 @@ Result<ContainerOutcome> watched(const std::string& stream, int64_t timeout_s, i
   // by its polling interval.
   std::mutex wake_mutex;
   std::condition_variable wake;
+  std::string limit;  // written by the watchdog only, read after it is joined
   std::thread watchdog([&] {
     const auto deadline = Clock::now() + std::chrono::seconds(timeout_s > 0 ? timeout_s : 1LL << 30);
     const auto stall = std::chrono::seconds(stall_timeout_s > 0 ? stall_timeout_s : 1LL << 30);
+    auto next_check = Clock::now() + kLimitCheckInterval;
     std::unique_lock lock(wake_mutex);
     while (!done.load()) {
       if (attempt.cancelled()) cancelled = true;
       const auto now = Clock::now();
       if (now >= deadline) timed_out = true;
       if (now - Clock::time_point(Clock::duration(last_output.load())) >= stall) stalled = true;
-      if (cancelled || timed_out || stalled || halted) {
+      if (over_limit && now >= next_check) {
+        next_check = now + kLimitCheckInterval;
+        if (auto passed = over_limit()) limit = *passed;
+      }
+      if (cancelled || timed_out || stalled || halted || !limit.empty()) {
         lock.unlock();
         stop();
         return;
@@ -232,7 +270,7 @@ Result<ContainerOutcome> watched(const std::string& stream, int64_t timeout_s, i
   });
   std::string captured;
   auto code = body([&](int fd, std::string_view data) {
-    attempt.log(stream, data);
+    attempt.output(stream, data);
     if (observe && !halted && !observe(fd, data)) {
       halted = true;
       wake.notify_all();
@@ -253,9 +291,15 @@ Result<ContainerOutcome> watched(const std::string& stream, int64_t timeout_s, i
   out.cancelled = cancelled;
   out.halted = halted;
   out.tail = tail_of(captured);
+  // A process that failed because it ran into a limit (a fork refused, a file too large) fails
+  // for that limit.
+  if (limit.empty() && over_limit) {
+    if (auto passed = over_limit()) limit = *passed;
+  }
+  out.limit = limit;
   // A process stopped by the watchdog may leave the engine without an exit code: the flags say why.
   if (!code.ok()) {
-    if (out.timed_out || out.stalled || out.cancelled || out.halted) return out;
+    if (out.timed_out || out.stalled || out.cancelled || out.halted || !out.limit.empty()) return out;
     return code.error();
   }
   out.exit_code = *code;
@@ -266,7 +310,7 @@ Result<ContainerOutcome> watched(const std::string& stream, int64_t timeout_s, i
 // and removes it. A watchdog stops it at the deadline or on cancel.
 Result<ContainerOutcome> run_container(const ContainerSpec& cs, const std::string& stream, int64_t timeout_s,
                                        int64_t stall_timeout_s, Attempt& attempt, RunContext& ctx,
-                                       const OutputSink& observe = {}) {
+                                       const LimitCheck& over_limit = {}, const OutputSink& observe = {}) {
   auto id = ctx.docker.create_container(cs);
   if (!id.ok()) return id.error();
   struct Remover {
@@ -284,7 +328,7 @@ Result<ContainerOutcome> run_container(const ContainerSpec& cs, const std::strin
                    if (!logs.ok()) spdlog::warn("logs of container {}: {}", *id, logs.error().to_string());
                    return ctx.docker.wait_container(*id, std::chrono::seconds(60));
                  },
-                 observe);
+                 over_limit, observe);
 }
 
 int64_t ms_between(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
@@ -302,7 +346,7 @@ std::vector<std::string> attempt_env(const protocol::RunSpec& spec) {
 // mounts and limits, without the implementer's identity mounts.
 ContainerSpec base_container(const protocol::RunSpec& spec, const Workspace& ws, const RunContext& ctx,
                              const std::string& role) {
-  WarmKey key = warm_key(spec, ctx.container_uid, ctx.container_gid, ctx.hosts_file);
+  WarmKey key = warm_key(spec, ctx.container_uid, ctx.container_gid, ctx.hosts_file, "", ctx.limits);
   key.mounts.clear();
   ContainerSpec cs = task_container_spec(key, ws.repo_dir, ws.task_dir / "meta", ws.mirror_dir,
                                          run_labels(spec, role, ctx.worker_id));
@@ -561,6 +605,9 @@ class Run {
   // into pinned.git and pinned. A failure is the attempt's result.
   std::optional<protocol::TaskResult> collect_branch();
   void release_container();
+  // Which of the worker's limits the attempt has passed: the workspace's size, or the task
+  // container's process limit (a fork refused for it); nullopt while within them.
+  std::optional<std::string> limit_passed();
   // Rebases the branch onto the origin's base; `moved_to` is the new base when it moved. A
   // failure (conflict, infra) is the attempt's result.
   std::optional<protocol::TaskResult> rebase_onto_base(std::optional<std::string>& moved_to);
@@ -574,10 +621,31 @@ class Run {
   Workspace ws_;
   std::string verify_command_;
   std::string container_;   // the task container's id, once there is one
+  int container_pid_ = 0;   // its PID 1 on the host, for its cgroup; 0: unknown
   std::shared_ptr<RunnerChannel> runner_;  // its PID 1, connected
   // The pinned commit, which verify brings the workspace to first.
   std::string pinned_;
 };
+
+std::optional<std::string> Run::limit_passed() {
+  const ContainerLimits& l = ctx_.limits;
+  if (l.workspace_limit_bytes > 0 && !ws_.repo_dir.empty()) {
+    const int64_t used = disk_usage(ws_.repo_dir, l.workspace_limit_bytes);
+    if (used >= l.workspace_limit_bytes) {
+      return "the workspace grew past its limit of " + human_bytes(l.workspace_limit_bytes) +
+             " (container.workspace_limit) and the attempt was stopped";
+    }
+  }
+  if (l.pids_limit > 0 && container_pid_ > 0) {
+    auto refused = pids_limit_refusals(container_pid_);
+    if (refused && *refused > 0) {
+      return "the container ran into its limit of " + std::to_string(l.pids_limit) +
+             " processes (container.pids_limit; " + std::to_string(*refused) +
+             " forks refused: a fork bomb, or work that needs a higher limit) and the attempt was stopped";
+    }
+  }
+  return std::nullopt;
+}
 
 Status Run::ensure_container() {
   if (!container_.empty()) return ok_status();
@@ -591,12 +659,19 @@ Status Run::ensure_container() {
   return ok_status();
 }
 
+// The task container's PID 1 on the host, looked up once per container.
+int host_pid_of(DockerClient& docker, const std::string& container) {
+  auto pid = docker.container_pid(container);
+  return pid.ok() ? *pid : 0;
+}
+
 Result<ContainerOutcome> Run::exec_in(const std::vector<std::string>& cmd, std::vector<std::string> env,
                                       const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s,
                                       const OutputSink& observe,
                                       const std::function<Status(std::string_view)>& stdout_to,
                                       Status* stdout_status) {
   POLY_TRY(ensure_container());
+  if (container_pid_ == 0 && ctx_.limits.pids_limit > 0) container_pid_ = host_pid_of(ctx_.docker, container_);
   ExecSpec exec{cmd, std::move(env), "", "/workspace"};
   // Hanging up on the runner ends everything in the container (and the stop makes sure): the
   // attempt is over then.
@@ -614,7 +689,7 @@ Result<ContainerOutcome> Run::exec_in(const std::vector<std::string>& cmd, std::
           return true;
         });
       },
-      observe);
+      [this] { return limit_passed(); }, observe);
 }
 
 // Run in the container by collect_branch, as its user: kill(-1) first ends every process the
@@ -732,6 +807,7 @@ std::optional<protocol::TaskResult> Run::catch_up_with_base() {
 void Run::release_container() {
   if (runner_) runner_->hang_up();
   runner_.reset();
+  container_pid_ = 0;
   if (container_.empty()) return;
   if (ctx_.pool != nullptr) {
     ctx_.pool->dispose(container_);
@@ -771,6 +847,7 @@ std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string
   if (!run.ok()) return container_failure(attempt_, spec_, "agent", run.error());
   if (run->cancelled) return attempt_.failed("cancelled", "cancelled while the agent ran");
   if (run->halted) return attempt_.failed("budget", watch.over_budget() + " and was stopped");
+  if (!run->limit.empty()) return attempt_.failed("agent", "agent " + spec_.agent.name + ": " + run->limit);
   if (run->stalled) {
     return attempt_.failed("timeout", "the agent printed nothing for " + std::to_string(spec_.stall_timeout_s) +
                                           " s and was stopped (stall timeout)");
@@ -815,6 +892,7 @@ std::optional<protocol::TaskResult> Run::verify() {
   spdlog::info("task {}: verify ran {} ms", spec_.task_id, ms_between(started, std::chrono::steady_clock::now()));
   if (!run.ok()) return container_failure(attempt_, spec_, "verify", run.error());
   if (run->cancelled) return attempt_.failed("cancelled", "cancelled during verify");
+  if (!run->limit.empty()) return attempt_.failed("verify", "verify `" + verify_command_ + "`: " + run->limit);
   if (run->timed_out) {
     return attempt_.failed("timeout", "verify ran past " + std::to_string(spec_.verify_timeout_s) + " s and was stopped");
   }
@@ -869,20 +947,32 @@ Result<Verdict> Run::review(int round) {
   cs.env.push_back("POLYPHONY_ROUND=" + std::to_string(round + 1));
   cs.env.push_back(std::string("POLYPHONY_VERDICT_FILE=") + protocol::kVerdictFile);
   AgentWatch watch(spec_.reviewer, "reviewer", spec_);
-  auto run = run_container(cs, "review", spec_.run_timeout_s, spec_.stall_timeout_s, attempt_, ctx_, watch.observer());
+  const int64_t out_limit = ctx_.limits.workspace_limit_bytes;
+  auto run = run_container(
+      cs, "review", spec_.run_timeout_s, spec_.stall_timeout_s, attempt_, ctx_,
+      [&]() -> std::optional<std::string> {
+        if (out_limit <= 0 || disk_usage(out, out_limit) < out_limit) return std::nullopt;
+        return "its verdict directory grew past " + human_bytes(out_limit) + " (container.workspace_limit) and it was stopped";
+      },
+      watch.observer());
   attempt_.record(watch.finish());
   POLY_TRY(run);
   if (run->cancelled) return make_error("cancelled", "cancelled during review");
   if (run->halted) return make_error("budget", watch.over_budget() + " and was stopped");
+  if (!run->limit.empty()) return make_error("agent", "reviewer " + spec_.reviewer.name + ": " + run->limit);
   if (run->timed_out || run->stalled) {
     return make_error("agent", "reviewer " + spec_.reviewer.name + " was stopped: " +
                                    (run->stalled ? "it printed nothing for " + std::to_string(spec_.stall_timeout_s) + " s"
                                                  : "it ran past " + std::to_string(spec_.run_timeout_s) + " s"));
   }
   if (auto [kind, reason] = watch.judge(run->exit_code, run->tail); !kind.empty()) return make_error(kind, reason);
-  std::ifstream in(out / "verdict.md", std::ios::binary);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto verdict = parse_verdict(text);
+  // The reviewer wrote it, and root reads it: no symlink, FIFO or device, and no more than a cap.
+  auto text = read_untrusted_file(out / "verdict.md", kMaxVerdictBytes);
+  if (!text.ok()) {
+    return make_error("agent", "reviewer " + spec_.reviewer.name + " left no verdict: " + protocol::kVerdictFile + " " +
+                                   (text.error().code == "not_found" ? std::string("is missing") : "is refused: " + text.error().message));
+  }
+  auto verdict = parse_verdict(*text);
   if (!verdict) {
     return make_error("agent", "reviewer " + spec_.reviewer.name + " left no verdict in " + protocol::kVerdictFile +
                                    " (its first line must be `approve` or `changes requested`)");
@@ -1008,13 +1098,18 @@ protocol::TaskResult Run::attempt_work() {
   attempt_.say("attempt " + std::to_string(spec_.attempt) + " of task " + spec_.task_id + " with agent " +
                spec_.agent.name + (spec_.reviewer.name.empty() ? "" : ", reviewer " + spec_.reviewer.name));
   const auto started = std::chrono::steady_clock::now();
+  // The worker's own allow-list, whatever the coordinator asked for: nothing is made for a spec
+  // outside it.
+  if (auto refused = refusal(spec_, ctx_.allowed)) {
+    return attempt_.failed("config", "worker " + ctx_.worker_id + " refuses this RunSpec: " + *refused);
+  }
   // What an earlier attempt left goes first: its containers (stopping whatever still writes in
   // its workspace), then its workspace. The coordinator records each attempt before it sends it,
   // so a first attempt has no earlier one: the engine is not asked.
   if (spec_.attempt > 1) clear_leftover_containers(spec_, ctx_);
   (void)ctx_.workspaces.remove(spec_.task_id);
   const int64_t cleared_ms = ms_between(started, std::chrono::steady_clock::now());
-  key_ = warm_key(spec_, ctx_.container_uid, ctx_.container_gid, ctx_.hosts_file, ctx_.runner);
+  key_ = warm_key(spec_, ctx_.container_uid, ctx_.container_gid, ctx_.hosts_file, ctx_.runner, ctx_.limits);
   const WorkspaceRequest request{spec_.task_id, spec_.repo_url, spec_.base_branch, spec_.branch};
   std::optional<WarmSlot> warm = ctx_.pool != nullptr ? ctx_.pool->take(key_) : std::nullopt;
   // A warm container is named for the task (so that a crash from here on leaves nothing

@@ -34,7 +34,14 @@ struct RunContext {
   std::string hosts_file;
   // polyphony-runner where the engine can mount it (install_runner): PID 1 of task containers.
   std::string runner;
+  // The worker's own limits for every container of the attempt, and what a RunSpec may name:
+  // an attempt whose spec is outside `allowed` fails (config) before anything is made for it.
+  ContainerLimits limits{};
+  AllowList allowed{};
 };
+
+// The most of a reviewer's verdict file that is read; a larger one is no verdict.
+inline constexpr int64_t kMaxVerdictBytes = 64 * 1024;
 
 // Runs the attempt to its end and returns its result (landed or failed with a kind and a
 // reason a person can act on). Emits task updates and log chunks on the way. The agent and
@@ -66,7 +73,7 @@ std::optional<Verdict> parse_verdict(const std::string& text);
 // What this attempt's task container is made of (the pool's key). `hosts_file`: mounted at
 // /etc/hosts when the container has no network ("" : none); `runner`: its PID 1.
 WarmKey warm_key(const protocol::RunSpec& spec, int uid, int gid, const std::string& hosts_file = "",
-                 const std::string& runner = "");
+                 const std::string& runner = "", const ContainerLimits& limits = {});
 
 // Docker labels every container of this attempt carries.
 std::map<std::string, std::string> run_labels(const protocol::RunSpec& spec, const std::string& role,

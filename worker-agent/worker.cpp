@@ -185,7 +185,9 @@ void WorkerAgent::run(const std::atomic<bool>& stop) {
   spdlog::info("worker {} connected to {} (capacity {})", options_.worker_id, options_.coordinator_endpoint,
                options_.capacity);
   while (!stop.load()) {
-    zmq::pollitem_t items[] = {{dealer_->handle(), 0, ZMQ_POLLIN, 0}, {outbox_.handle(), 0, ZMQ_POLLIN, 0}};
+    // A held frame waits for room on the connection (POLLOUT), and the outbox for it.
+    zmq::pollitem_t items[] = {{dealer_->handle(), 0, static_cast<short>(ZMQ_POLLIN | (held_ ? ZMQ_POLLOUT : 0)), 0},
+                               {outbox_.handle(), 0, static_cast<short>(held_ ? 0 : ZMQ_POLLIN), 0}};
     try {
       zmq::poll(items, 2, std::chrono::milliseconds(100));
     } catch (const zmq::error_t& e) {
@@ -224,11 +226,19 @@ void WorkerAgent::run(const std::atomic<bool>& stop) {
     }
   }
   for (auto& [id, run] : runs_) run->cancelled = true;
+  // The outbox is drained while the runs end: one blocked on a full outbox could not end.
+  auto all_finished = [&] {
+    return std::all_of(runs_.begin(), runs_.end(), [](const auto& r) { return r.second->finished.load(); });
+  };
+  while (!all_finished()) {
+    forward_outbox(true);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   for (auto& [id, run] : runs_) {
     if (run->thread.joinable()) run->thread.join();
   }
   pool_.reset();  // removes the warm containers and what the runs handed it
-  forward_outbox();
+  forward_outbox(true);
   spdlog::info("worker {} stopped", options_.worker_id);
 }
 
@@ -335,7 +345,8 @@ void WorkerAgent::start_run(const protocol::RunSpec& spec) {
                    options_.container_gid, emit,
                    &raw->cancelled,    [raw, &emit]() { return wait_for_land_grant(*raw, emit); },
                    pool_.get(),        hosts_file_,
-                   runner_};
+                   runner_,            options_.limits,
+                   options_.allowed};
     protocol::TaskResult result;
     try {
       result = execute_run(raw->spec, ctx);
@@ -392,20 +403,28 @@ Status WorkerAgent::wait_for_land_grant(Run& run, const std::function<void(const
   }
 }
 
-void WorkerAgent::forward_outbox() {
+void WorkerAgent::forward_outbox(bool drop_when_full) {
   for (int i = 0; i < 10000; ++i) {
-    zmq::message_t frame;
-    if (!outbox_.recv(frame, zmq::recv_flags::dontwait)) return;
-    auto msg = protocol::decode(frame.to_string_view());
-    if (msg.ok()) {
-      if (const auto* r = std::get_if<protocol::TaskResult>(&*msg)) unacked_results_[r->task_id] = *r;
+    if (!held_) {
+      zmq::message_t frame;
+      if (!outbox_.recv(frame, zmq::recv_flags::dontwait)) return;
+      auto msg = protocol::decode(frame.to_string_view());
+      if (msg.ok()) {
+        if (const auto* r = std::get_if<protocol::TaskResult>(&*msg)) unacked_results_[r->task_id] = *r;
+      }
+      held_ = std::move(frame);
     }
     try {
-      dealer_->send(frame, zmq::send_flags::dontwait);
-      last_sent_ms_ = clock_ms();
+      if (!dealer_->send(*held_, zmq::send_flags::dontwait)) {
+        if (!drop_when_full) return;  // tried again on the next turn of the loop
+        spdlog::warn("dropped a message to the coordinator while shutting down: the connection is full");
+      } else {
+        last_sent_ms_ = clock_ms();
+      }
     } catch (const zmq::error_t& e) {
       spdlog::warn("cannot forward a message to the coordinator: {}", e.what());
     }
+    held_.reset();
   }
 }
 

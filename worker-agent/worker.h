@@ -46,6 +46,10 @@ struct WorkerOptions {
   // Task containers kept started ahead of tasks (on spare workspaces of the repos served last);
   // 0: none, every attempt creates its container.
   int warm_containers = 0;
+  // The worker's own limits for every container, and what a RunSpec may name (an empty list
+  // allows nothing); a spec outside it is refused.
+  ContainerLimits limits;
+  AllowList allowed;
 };
 
 // A default worker id: "<hostname>-<pid>" made id-safe.
@@ -85,7 +89,10 @@ class WorkerAgent {
   void send(const protocol::Message& m);
   void handle(const protocol::Message& m);
   void on_dispatch(const protocol::Dispatch& d);
-  void forward_outbox();
+  // Passes what the runs emitted on to the coordinator. When the connection is full (its
+  // high-water mark) the frame waits and the outbox is not read further, so the runs' sends
+  // block: back-pressure, nothing dropped. `drop_when_full` (shutting down) drops it instead.
+  void forward_outbox(bool drop_when_full = false);
   void reap_finished_runs();
   void resend_results();
   void start_run(const protocol::RunSpec& spec);
@@ -99,6 +106,7 @@ class WorkerAgent {
   Workspaces& workspaces_;
   std::unique_ptr<zmq::socket_t> dealer_;
   zmq::socket_t outbox_;               // PULL: run threads push encoded frames here
+  std::optional<zmq::message_t> held_; // a frame from the outbox the connection had no room for
   std::string outbox_endpoint_;
   std::map<std::string, std::unique_ptr<Run>> runs_;               // by task id
   std::string hosts_file_;                                         // mounted at /etc/hosts without a network

@@ -138,3 +138,42 @@ TEST_CASE("a coordinator refuses to start on plain non-loopback TCP, or with a w
   CHECK(c.start_error()->message.find("chmod 600") != std::string::npos);
   CHECK(c.start_error()->where.find("config.yaml:") != std::string::npos);
 }
+
+TEST_CASE("a worker id stays with the CURVE key it first registered with: another allowed key is refused and logged",
+          "[fleet][curve]") {
+  LogCapture log;
+  FleetCoordinator c(kCurveConfig);
+  const Keys k = write_fleet_keys(c.home());
+  const auto other = *protocol::generate_key_pair();
+  REQUIRE(protocol::write_key_pair(c.home() / "keys/workers", "worker2", other, false).ok());
+  std::filesystem::remove(c.home() / "keys/workers/worker2.key");
+  c.start();
+  REQUIRE_FALSE(c.start_error());
+  {
+    FakeWorker first(c.context(), c.worker_endpoint(), "worker-1", {}, 1, CurveClientKeys{k.worker, k.coordinator.public_key});
+    first.hello();
+    REQUIRE(first.wait_for<protocol::Welcome>());
+  }
+  // The first connection is gone; a holder of another allowed key claims its id.
+  bool refused = false;
+  {
+    FakeWorker impostor(c.context(), c.worker_endpoint(), "worker-1", {}, 1, CurveClientKeys{other, k.coordinator.public_key});
+    for (int i = 0; i < 20 && !refused; ++i) {
+      impostor.hello();
+      CHECK_FALSE(impostor.wait_for<protocol::Welcome>(std::chrono::milliseconds(200)));
+      refused = log.contains("refused hello from worker worker-1: it registered with CURVE key \"worker1\"");
+    }
+  }
+  CHECK(refused);
+  auto row = worker_row(c.context(), c.client_endpoint(), "worker-1");
+  REQUIRE(row);
+  CHECK(row->key == "worker1");
+  // The rightful key still gets back in.
+  FakeWorker back(c.context(), c.worker_endpoint(), "worker-1", {}, 1, CurveClientKeys{k.worker, k.coordinator.public_key});
+  bool welcomed = false;
+  for (int i = 0; i < 20 && !welcomed; ++i) {
+    back.hello();
+    welcomed = back.wait_for<protocol::Welcome>(std::chrono::milliseconds(300)).has_value();
+  }
+  CHECK(welcomed);
+}

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "coordinator/submission.h"
+#include "fleet_support.h"
 #include "test_support.h"
 
 using namespace polyphony;
@@ -59,5 +60,35 @@ TEST_CASE("a submitted path is a repository when git would take it for one, and 
     auto missing = validate_repo(*settings, dir / "nowhere");
     REQUIRE_FALSE(missing.ok());
     CHECK_THAT(missing.error().message, Catch::Contains("does not exist"));
+  }
+}
+
+TEST_CASE("a client may name a local-path repo only under repos.allowed_roots, when that is set") {
+  TempDir repos;
+  make_bare_repo(repos / "allowed/app.git", {{"README.md", "x\n"}});
+  make_bare_repo(repos / "elsewhere/secret.git", {{"README.md", "x\n"}});
+  std::filesystem::create_directory_symlink(repos / "elsewhere", repos / "allowed/link");
+  FleetCoordinator c("  allowed_roots: [" + (repos / "allowed").string() + "]\ncoordinator: {insecure: true}\n");
+  c.start();
+  REQUIRE_FALSE(c.start_error());
+  auto submit_repo = [&](const std::string& repo) {
+    protocol::Submit s;
+    s.title = "Local path";
+    s.repo = repo;
+    s.agent = "scripted";
+    auto reply = ask(c.context(), c.client_endpoint(), s);
+    REQUIRE(reply);
+    const auto* r = std::get_if<protocol::ClientReply>(&*reply);
+    REQUIRE(r != nullptr);
+    return *r;
+  };
+  CHECK(submit_repo((repos / "allowed/app.git").string()).ok);
+  CHECK(submit_repo("app").ok);  // a repos: name
+  for (const auto& outside : {repos / "elsewhere/secret.git", repos / "allowed/link/secret.git"}) {
+    INFO(outside);
+    auto refused = submit_repo(outside.string());
+    CHECK_FALSE(refused.ok);
+    CHECK_THAT(refused.error, Catch::Contains("outside the directories clients may name") &&
+                                  Catch::Contains("repos.allowed_roots"));
   }
 }
