@@ -154,11 +154,20 @@ TEST_CASE("a worker id stays with the CURVE key it first registered with: anothe
     first.hello();
     REQUIRE(first.wait_for<protocol::Welcome>());
   }
-  // The first connection is gone; a holder of another allowed key claims its id.
+  // The first connection is gone (the coordinator lists it lost, so the ROUTER holds no
+  // connection under its id any more); a holder of another allowed key claims its id.
+  REQUIRE(eventually(
+      [&] {
+        auto r = worker_row(c.context(), c.client_endpoint(), "worker-1");
+        return r && r->state == "lost";
+      },
+      std::chrono::seconds(15)));
   bool refused = false;
   {
     FakeWorker impostor(c.context(), c.worker_endpoint(), "worker-1", {}, 1, CurveClientKeys{other, k.coordinator.public_key});
-    for (int i = 0; i < 20 && !refused; ++i) {
+    // Until the ROUTER has let go of the first connection's routing id, a hello under it is
+    // refused for that (a busy machine takes a few seconds); then for its key.
+    for (int i = 0; i < 100 && !refused; ++i) {
       impostor.hello();
       CHECK_FALSE(impostor.wait_for<protocol::Welcome>(std::chrono::milliseconds(200)));
       refused = log.contains("refused hello from worker worker-1: it registered with CURVE key \"worker1\"");
@@ -171,7 +180,7 @@ TEST_CASE("a worker id stays with the CURVE key it first registered with: anothe
   // The rightful key still gets back in.
   FakeWorker back(c.context(), c.worker_endpoint(), "worker-1", {}, 1, CurveClientKeys{k.worker, k.coordinator.public_key});
   bool welcomed = false;
-  for (int i = 0; i < 20 && !welcomed; ++i) {
+  for (int i = 0; i < 100 && !welcomed; ++i) {  // again once the ROUTER lets go of the impostor's connection
     back.hello();
     welcomed = back.wait_for<protocol::Welcome>(std::chrono::milliseconds(300)).has_value();
   }

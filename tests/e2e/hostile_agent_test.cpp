@@ -2,6 +2,8 @@
 // running must not reach the host through the worker's root process, nor change what lands.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include "single_box.h"
 
 using namespace polyphony;
@@ -222,4 +224,35 @@ TEST_CASE("verify sees the clone as the worker made it: the agent's filters, att
                                                        "mkdir -p ~/.config/git && echo '* text eol=crlf' > ~/.config/git/attributes"));
   require_landed(box, id);
   CHECK(git(box.origin(), {"show", "main:fix.txt"}) == "fixed\n");
+}
+
+TEST_CASE("a background process swapping workspace directories for symlinks to a host directory gets nothing chowned there") {
+  SingleBox box(kSampleRepo);
+  TempDir host("polyphony-host-dir");
+  write_file(host.path() / "owned-by-root.txt", "host file\n");
+  const std::string first = box.spawn("Add one", sh_block("echo one > one.txt"));
+  // While the first lands, the second's branch must be rebased and verified again: every step
+  // where the root side once walked the clone. A loop keeps replacing directories of the clone
+  // (tracked ones and .git's) with symlinks to the host directory, the race a chown walk loses.
+  const std::string race =
+      "while :; do for d in tests .git/refs/heads .git/objects/info; do rm -rf \"$d.x\"; mv \"$d\" \"$d.x\" 2>/dev/null; "
+      "ln -sfn " + host.path().string() + " \"$d\"; rm -f \"$d\"; mv \"$d.x\" \"$d\" 2>/dev/null; done; done";
+  const std::string second = box.spawn("Add two", sh_block("(" + race + ") >/dev/null 2>&1 &\n"
+                                                           "sleep 6\n"
+                                                           "echo two > two.txt"));
+  box.serve();
+  auto states = box.wait_finished({first, second});
+  INFO(box.serve_log());
+  INFO(box.cli({"logs", second}).out);
+  CHECK(states[first] == "LANDED");
+  CHECK((states[second] == "LANDED" || states[second] == "FAILED" || states[second] == "BLOCKED"));
+  struct stat st{};
+  REQUIRE(::lstat(host.path().c_str(), &st) == 0);
+  CHECK(st.st_uid == 0);
+  for (const auto& e : fs::recursive_directory_iterator(host.path())) {
+    REQUIRE(::lstat(e.path().c_str(), &st) == 0);
+    INFO(e.path());
+    CHECK(st.st_uid == 0);
+  }
+  CHECK(entries_of(host.path()) == std::vector<std::string>{"owned-by-root.txt"});
 }

@@ -175,26 +175,30 @@ TEST_CASE("a task whose agent passes its turn budget stops with reason budget an
   CHECK_THAT(git(box->origin(), {"show", "main:calc.sh"}), Catch::Contains("$1 - $2"));  // nothing landed
 }
 
-TEST_CASE("a task body of 1 MiB reaches claude whole on stdin and lands") {
-  ModelNet net;
-  TempDir dir;
-  const int port = net.serve("anthropic", fix_script());
-  auto box = box_in(net, dir, port, 1);
+TEST_CASE("a task body of 1 MiB reaches each real agent whole on stdin and lands") {
   std::string body = "The test fails: add 2 3 gives -1.\n";
   while (body.size() < (1 << 20) - 64) body += "Context line that pads the task to the 1 MiB limit.\n";
-  write_file(box->home() / "body.md", body);
-  auto spawned = box->cli({"spawn", "Fix add", "--repo", box->origin().string(), "--agent", "claude", "--body-file",
-                           (box->home() / "body.md").string()});
-  INFO(spawned.err);
-  REQUIRE(spawned.exit_code == 0);
-  const std::string id = spawned.out.substr(0, 8);
-  box->serve();
-  auto states = box->wait_finished({id}, std::chrono::seconds(300));
-  INFO(box->serve_log());
-  REQUIRE(states[id] == "LANDED");
-  const auto requests = main_requests(net, "anthropic");
-  REQUIRE_FALSE(requests.empty());
-  CHECK(requests.front().dump().size() > body.size());
+  for (const std::string agent : {"claude", "codex"}) {
+    INFO(agent);
+    ModelNet net;
+    TempDir dir;
+    const std::string api = agent == "claude" ? "anthropic" : "openai";
+    const int port = net.serve(api, fix_script());
+    auto box = box_in(net, dir, agent == "claude" ? port : 1, agent == "codex" ? port : 1);
+    write_file(box->home() / "body.md", body);
+    auto spawned = box->cli({"spawn", "Fix add", "--repo", box->origin().string(), "--agent", agent, "--body-file",
+                             (box->home() / "body.md").string()});
+    INFO(spawned.err);
+    REQUIRE(spawned.exit_code == 0);
+    const std::string id = spawned.out.substr(0, 8);
+    box->serve();
+    auto states = box->wait_finished({id}, std::chrono::seconds(400));
+    INFO(box->serve_log());
+    REQUIRE(states[id] == "LANDED");
+    const auto requests = main_requests(net, api);
+    REQUIRE_FALSE(requests.empty());
+    CHECK(requests.front().dump().size() > body.size());
+  }
 }
 
 TEST_CASE("review plan with real agents: codex implements, a real claude reviewer requests changes once, then approves") {
