@@ -714,7 +714,8 @@ exec git --git-dir=/workspace/.git -c core.hooksPath=/dev/null bundle create --q
 // shallow and a commondir removed; its objects replaced by the mirror's (alternates) and the
 // pinned branch's from the worker's bundle (hashed as they are indexed); its refs replaced by
 // the branch and the base's remote-tracking ref. The workspace is brought to exactly the
-// pinned commit; then the command runs (eval in a subshell, so an `exit` in it still comes back
+// pinned commit: untracked and ignored files go too (nested repositories included), so nothing
+// the agent left beside the commit can make verify pass; then the command runs (eval in a subshell, so an `exit` in it still comes back
 // here; the command is an argument, never spliced into the script), and what it left running is
 // killed too before its status is reported, so nothing of it outlives verify into review or
 // landing. 125: the workspace could not be brought there.
@@ -732,7 +733,7 @@ polyphony_sync() {
   printf '[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n[remote "origin"]\n\turl = %s\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n' "$4" > .git/config || return 1
   g() { git --git-dir=/workspace/.git --work-tree=/workspace -c core.hooksPath=/dev/null "$@"; }
   g bundle unbundle "$5" >/dev/null && g update-ref "refs/remotes/origin/$6" "$7" &&
-    g checkout -q --force -B "$1" "$2" && g clean -fdq
+    g checkout -q --force -B "$1" "$2" && g clean -ffdxq
 }
 (polyphony_sync "$@") || { echo "polyphony: cannot bring /workspace to the pinned commit $2" >&2; exit 125; }
 unset -f polyphony_sync

@@ -256,3 +256,17 @@ TEST_CASE("a background process swapping workspace directories for symlinks to a
   }
   CHECK(entries_of(host.path()) == std::vector<std::string>{"owned-by-root.txt"});
 }
+
+TEST_CASE("an ignored file the agent leaves beside its commit is gone before verify, so it cannot make verify pass") {
+  auto repo = kSampleRepo;
+  repo[".gitignore"] = "planted/\n";
+  // Verify passes only when nothing but the commit is in the work tree; the agent plants an
+  // ignored file (and an ignored nested repository) that would change the answer.
+  repo[".polyphony.yaml"] = "verify: test ! -e planted && for t in tests/*.test; do sh \"$t\" || exit 1; done\n";
+  SingleBox box(repo);
+  const std::string id = box.spawn("Fix it", sh_block("echo fixed > fix.txt\n"
+                                                       "mkdir -p planted/nested && echo x > planted/result\n"
+                                                       "git -C planted/nested init -q"));
+  require_landed(box, id);
+  CHECK(git(box.origin(), {"show", "main:fix.txt"}) == "fixed\n");
+}
