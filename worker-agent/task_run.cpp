@@ -604,6 +604,8 @@ class Run {
   // what the agent left uncommitted and writes the branch as a bundle to stdout, which is taken
   // into pinned.git and pinned. A failure is the attempt's result.
   std::optional<protocol::TaskResult> collect_branch();
+  // Says so when verify's output shows the workspace's branch away from the pinned commit.
+  void note_branch_moved(const std::string& verify_tail);
   void release_container();
   // Which of the worker's limits the attempt has passed: the workspace's size, or the task
   // container's process limit (a fork refused for it); nullopt while within them.
@@ -720,7 +722,7 @@ exec git --git-dir=/workspace/.git -c core.hooksPath=/dev/null bundle create --q
 // killed too before its status is reported, so nothing of it outlives verify into review or
 // landing. 125: the workspace could not be brought there.
 constexpr const char* kVerifyScript = R"sh(kill -KILL -1 2>/dev/null
-polyphony_cmd=$8
+polyphony_cmd=$8 polyphony_branch=$1
 polyphony_sync() {
   export HOME=/nonexistent XDG_CONFIG_HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null \
     GIT_ATTR_NOSYSTEM=1
@@ -741,8 +743,16 @@ set --
 (eval "$polyphony_cmd")
 polyphony_status=$?
 kill -KILL -1 2>/dev/null
+if [ $polyphony_status -eq 0 ]; then
+  polyphony_now=$(cd / && git --git-dir=/workspace/.git -c core.hooksPath=/dev/null -c core.fsmonitor=false \
+    rev-parse -q --verify "refs/heads/$polyphony_branch" 2>/dev/null)
+  printf '\n%s%s\n' "polyphony: after verify the workspace's branch is at " "${polyphony_now:-nothing}"
+fi
 exit $polyphony_status
 )sh";
+
+// The last line kVerifyScript prints when verify passed.
+constexpr std::string_view kBranchAfterVerify = "polyphony: after verify the workspace's branch is at ";
 
 // The most of a branch's bundle taken from a container.
 constexpr size_t kMaxBundleBytes = size_t{1} << 30;
@@ -905,7 +915,22 @@ std::optional<protocol::TaskResult> Run::verify() {
     if (tree.ok()) r.tree = *tree;
     return r;
   }
+  note_branch_moved(run->tail);
   return std::nullopt;
+}
+
+// The workspace's branch is data the agent (or verify's own processes) could move; it is never
+// what lands. When it no longer names the pinned commit, the move is refused out loud: the task's
+// history says what lands instead.
+void Run::note_branch_moved(const std::string& tail) {
+  const size_t at = tail.rfind(kBranchAfterVerify);
+  if (at == std::string::npos) return;
+  const std::string now = tail.substr(at + kBranchAfterVerify.size());
+  if (now == pinned_) return;
+  const std::string note = "the workspace's branch moved during verify (to " + now.substr(0, 40) +
+                           "); that is refused: the verified commit " + pinned_.substr(0, 12) + " is what lands";
+  attempt_.say(note);
+  attempt_.update("VERIFYING", note);
 }
 
 // Runs the reviewer in its own container on a fresh clone of the pinned commit (read-only) and

@@ -124,6 +124,8 @@ TEST_CASE("a process the agent's tests leave running that moves the branch after
   CHECK_THAT(git(box.origin(), {"log", "--format=%s", "main"}), !Catch::Contains("evil"));
   CHECK_THAT(git(box.origin(), {"log", "--format=%s", "refs/heads/" + branch}), !Catch::Contains("evil"));
   CHECK(git(box.origin(), {"rev-parse", "main"}).substr(0, 40) == t["merged_commit"].get<std::string>());
+  // The move is refused out loud, in the task's history.
+  CHECK_THAT(box.cli({"show", id}).out, Catch::Contains("branch moved during verify") && Catch::Contains("is what lands"));
   // The attack did happen: the clone's branch (read here by the test, never by the worker) moved.
   // What verify left running was killed as verify ended.
   CHECK_THAT(git(box.home() / "workspaces" / "tasks" / id / "repo", {"log", "--format=%s", branch}),
