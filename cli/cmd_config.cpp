@@ -44,13 +44,30 @@ int check(const fs::path& home) {
       problems.push_back((home / p.file).string() + ":" + std::to_string(p.line) + ": " + p.message);
     }
   }
+  // A missing or empty file loads as the defaults: said, not called consistent. No home at all
+  // is a problem.
+  std::vector<std::string> notes;
+  if (!fs::is_directory(home)) {
+    problems.push_back(home.string() + ": no such directory (run `polyphony init`, or set POLYPHONY_HOME)");
+  } else {
+    for (const char* name : {"config.yaml", "identities.yaml", "agents.yaml", "routing.yaml"}) {
+      std::error_code ec;
+      const fs::path file = home / name;
+      if (!fs::exists(file, ec)) {
+        notes.push_back(file.string() + ": missing: the built-in defaults are used (`polyphony init` writes them)");
+      } else if (fs::is_regular_file(file, ec) && fs::file_size(file, ec) == 0) {
+        notes.push_back(file.string() + ": empty: the built-in defaults are used");
+      }
+    }
+  }
   for (const auto& p : problems) std::cout << p << "\n";
   if (!problems.empty()) {
     std::cerr << "polyphony: config check: " << problems.size() << " problem(s) in " << home.string() << "\n";
     return kExitUsage;
   }
+  for (const auto& n : notes) std::cout << n << "\n";
   std::cout << "config check: " << home.string() << ": config.yaml, identities.yaml, agents.yaml and routing.yaml are "
-            << "consistent (" << l.routing->rules.size() << " rule(s), " << l.agents->size() << " agent(s))\n";
+            << "consistent" << (notes.empty() ? "" : " (" + std::to_string(notes.size()) + " of them the defaults)") << " (" << l.routing->rules.size() << " rule(s), " << l.agents->size() << " agent(s))\n";
   return kExitOk;
 }
 

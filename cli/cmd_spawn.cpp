@@ -72,7 +72,7 @@ int cmd_spawn(const std::vector<std::string>& argv) {
   request->source = "spawn";
   // The same validation and queueing as a remote client's submission.
   auto id = submit_task(*request, *settings);
-  if (!id.ok()) return report(as_flag_error(id.error()));
+  if (!id.ok()) return report(as_flag_error(id.error(), *args));
   // A running coordinator is asked about the new task, which makes it read the queue now
   // rather than at its next poll; without one the task waits in the queue as before.
   // Without one, a missing worker image is worth a warning now; a running coordinator's worker

@@ -291,6 +291,12 @@ int cmd_logs(const std::vector<std::string>& argv_in) {
     } catch (const std::exception&) {
       return report(make_error("usage", "--attempt needs a number", "--attempt"));
     }
+    const int attempts = std::max(task->attempt, 1);
+    if (only < 1 || only > attempts) {
+      return report(make_error("usage", "task " + task->request.id + " has " + std::to_string(task->attempt) +
+                                            " attempt(s) so far; --attempt takes 1 to " + std::to_string(attempts),
+                               "--attempt"));
+    }
   }
   const fs::path dir = settings->config.log_dir / task->request.id;
   std::map<std::string, std::streamoff> offsets;

@@ -42,8 +42,9 @@ std::string flag_for_field(const std::string& field) {
   return it == flags.end() ? field : it->second;
 }
 
-Error as_flag_error(Error e) {
-  e.where = flag_for_field(e.where);
+Error as_flag_error(Error e, const Args& args) {
+  // The body came from the flag the user gave: an error in it names that flag.
+  e.where = e.where == "body" && args.has("body-file") ? "--body-file" : flag_for_field(e.where);
   return e;
 }
 
@@ -70,7 +71,7 @@ Result<TaskRequest> read_task_flags(const Args& args, const Settings& settings, 
   auto r = task_from_flags(args, command);
   if (!r.ok()) return r.error();
   // Explaining a route runs nothing: it needs no credentials.
-  if (auto s = validate_submission(*r, settings, false); !s.ok()) return as_flag_error(s.error());
+  if (auto s = validate_submission(*r, settings, false); !s.ok()) return as_flag_error(s.error(), args);
   return r;
 }
 

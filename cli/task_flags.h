@@ -23,6 +23,6 @@ Result<TaskRequest> read_task_flags(const Args& args, const Settings& settings, 
 
 // The command-line flag for a submission field ("repo" -> "--repo", "title" -> "TITLE").
 std::string flag_for_field(const std::string& field);
-Error as_flag_error(Error e);
+Error as_flag_error(Error e, const Args& args);
 
 }  // namespace polyphony::cli

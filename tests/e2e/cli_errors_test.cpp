@@ -13,6 +13,7 @@ const std::map<std::string, std::string> kOneFile{{"README.md", "x\n"}};
 TEST_CASE("spawn refuses bad input, naming the flag, and queues nothing") {
   SingleBox box(kOneFile);
   TempDir plain;
+  write_file(plain / "big.md", std::string(2 << 20, 'x'));
   struct Case {
     std::vector<std::string> args;
     std::string where;
@@ -29,6 +30,8 @@ TEST_CASE("spawn refuses bad input, naming the flag, and queues nothing") {
       {{"spawn", "t"}, "--repo: a repo is required"},
       {{"spawn", "t", "--repo", box.origin().string(), "--base", "a..b"}, "--base"},
       {{"spawn", "t", "--repo", box.origin().string(), "--body-file", "/nonexistent"}, "--body-file"},
+      {{"spawn", "t", "--repo", box.origin().string(), "--agent", "scripted", "--body-file", (plain / "big.md").string()},
+       "--body-file: the body is larger than 1 MiB"},
   };
   for (const auto& c : cases) {
     auto r = box.cli(c.args);
@@ -124,4 +127,30 @@ TEST_CASE("with serve running, cancel and retry report whether serve applied the
   auto queued = box.cli({"cancel", id});
   CHECK(queued.exit_code == 0);
   CHECK_THAT(queued.err, Catch::Contains("is queued"));
+}
+
+TEST_CASE("logs --attempt naming an attempt the task has not had is a usage error naming the flag") {
+  SingleBox box(std::map<std::string, std::string>{{"README.md", "# logs\n"}});
+  const std::string id = box.spawn("Queued", "```sh\necho x > x.txt\n```\n");
+  auto r = box.cli({"logs", id, "--attempt", "9"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("--attempt") && Catch::Contains("--attempt takes 1 to 1"));
+  CHECK(box.cli({"logs", id, "--attempt", "1"}).exit_code == 0);
+}
+
+TEST_CASE("config check says when there is no home, and which files are missing or empty and so the defaults") {
+  SingleBox box(std::map<std::string, std::string>{{"README.md", "# config\n"}});
+  write_file(box.home() / "config.yaml", "");
+  std::filesystem::remove(box.home() / "routing.yaml");
+  auto r = box.cli({"config", "check"});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("config.yaml: empty: the built-in defaults are used") &&
+                        Catch::Contains("routing.yaml: missing") && Catch::Contains("(2 of them the defaults)"));
+  ProcessOptions o;
+  o.env["POLYPHONY_HOME"] = (box.home() / "absent").string();
+  o.timeout = std::chrono::seconds(30);
+  auto none = run_process({POLYPHONY_CLI, "config", "check"}, o);
+  REQUIRE(none.ok());
+  CHECK(none->exit_code == 2);
+  CHECK_THAT(none->out, Catch::Contains("absent: no such directory"));
 }
