@@ -48,13 +48,13 @@ constexpr size_t kMaxIdentityFileBytes = 1 << 20;
 void register_file_secrets(const std::string& content) {
   auto doc = nlohmann::json::parse(content, nullptr, false);
   if (doc.is_discarded()) return;
-  std::vector<std::pair<std::string, const nlohmann::json*>> todo{{"", &doc}};
-  while (!todo.empty()) {
-    auto [key, node] = todo.back();
-    todo.pop_back();
+  std::vector<std::pair<std::string, const nlohmann::json*>> pending{{"", &doc}};
+  while (!pending.empty()) {
+    auto [key, node] = pending.back();
+    pending.pop_back();
     if (node->is_structured()) {
       for (auto it = node->begin(); it != node->end(); ++it) {
-        todo.emplace_back(node->is_object() ? it.key() : key, &*it);
+        pending.emplace_back(node->is_object() ? it.key() : key, &*it);
       }
     } else if (node->is_string()) {
       std::string k = key;
