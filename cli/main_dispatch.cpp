@@ -16,6 +16,7 @@ Commands:
   serve                          run the coordinator with an embedded local worker
   spawn TITLE --repo R [...]     queue a task; prints its id
         [--body TEXT | --body-file F] [--type T] [--risk R] [--label L]... [--agent A] [--base BRANCH]
+        [--land-to REMOTE]       R a working clone: land on its remote REMOTE instead of in it
   status [ID] [--json]           tasks: id, state, agent, branch, worker, age
   show ID [--json]               one task with its whole history
   logs ID [--attempt N] [-f]     the agent's and verify's output; -f follows it live

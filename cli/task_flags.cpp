@@ -6,6 +6,7 @@
 
 #include <map>
 
+#include "common/process.h"
 #include "coordinator/submission.h"
 
 namespace polyphony::cli {
@@ -27,11 +28,39 @@ Result<std::string> read_body(const Args& args) {
   return ss.str();
 }
 
+// The URL of `remote` in the working clone `repo` (--land-to): where the task goes instead of
+// the clone. A relative local path is taken from the clone's top directory, as git takes it there.
+Result<std::string> remote_url(const std::string& repo, const std::string& remote) {
+  if (remote.empty() || remote.front() == '-') {
+    return make_error("usage", "'" + remote + "' is not a remote name (e.g. origin)", "--land-to");
+  }
+  if (repo.empty()) return make_error("usage", "--land-to needs --repo, the working clone whose remote it names", "--land-to");
+  std::error_code ec;
+  const fs::path clone = fs::absolute(repo, ec);
+  if (ec || !fs::is_directory(clone)) {
+    return make_error("usage", "--land-to names a remote of a local clone, and --repo " + repo + " is not a directory",
+                      "--land-to");
+  }
+  ProcessOptions options;
+  options.env = {{"GIT_TERMINAL_PROMPT", "0"}, {"LC_ALL", "C"}};
+  options.timeout = std::chrono::seconds(30);
+  auto url = run_process({"git", "-c", "safe.directory=*", "-C", clone.string(), "remote", "get-url", remote}, options);
+  if (!url.ok()) return make_error("usage", "cannot ask git for the remote: " + url.error().message, "--land-to");
+  std::string out = url->out;
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  if (url->exit_code != 0 || out.empty()) {
+    return make_error("usage", clone.string() + " has no remote '" + remote + "' (git remote -v lists them)", "--land-to");
+  }
+  const bool local_relative = out.find("://") == std::string::npos && out.find(':') == std::string::npos && out.front() != '/';
+  return local_relative ? (clone / out).lexically_normal().string() : out;
+}
+
 }  // namespace
 
 
 std::vector<FlagSpec> task_flag_specs() {
-  return {{"repo"}, {"body"}, {"body-file"}, {"type"}, {"risk"}, {"label", true, true}, {"agent"}, {"base"}};
+  return {{"repo"}, {"body"}, {"body-file"}, {"type"}, {"risk"}, {"label", true, true}, {"agent"}, {"base"},
+          {"land-to"}};
 }
 
 std::string flag_for_field(const std::string& field) {
@@ -59,6 +88,11 @@ Result<TaskRequest> task_from_flags(const Args& args, const std::string& command
   if (!body.ok()) return body.error();
   r.body = *body;
   r.repo = args.get("repo");
+  if (args.has("land-to")) {
+    auto upstream = remote_url(r.repo, args.get("land-to"));
+    if (!upstream.ok()) return upstream.error();
+    r.repo = *upstream;
+  }
   r.task_type = args.get("type");
   r.risk = args.get("risk");
   r.labels = args.all("label");

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,13 @@ struct ProcessOptions {
   std::vector<std::string> unset_env;             // removed from the inherited environment
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};
   std::string stdin_data;                         // written to the child's stdin, then closed
+  // When set, the child runs as this user (its supplementary groups dropped) instead of as
+  // this process: for work in a directory another user owns, such as a user's own clone.
+  struct User {
+    unsigned uid = 0;
+    unsigned gid = 0;
+  };
+  std::optional<User> run_as;
 };
 
 struct ProcessResult {

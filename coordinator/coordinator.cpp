@@ -640,8 +640,9 @@ void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m, c
   TransitionUpdate u;
   u.commit = m.commit;
   u.merged_commit = m.merged_commit;
-  u.reason = m.merged_commit.empty() ? "pushed " + m.commit.substr(0, 12) + " to " + m.branch
-                                     : "landed " + m.merged_commit.substr(0, 12) + " from " + m.branch;
+  u.reason = !m.merged_commit.empty() ? "landed " + m.merged_commit.substr(0, 12) + " from " + m.branch
+             : !m.reason.empty()       ? m.reason
+                                       : "pushed " + m.commit.substr(0, 12) + " to " + m.branch;
   auto s = store_->advance(*task, TaskState::kLanded, u, now_ms());
   last_activity_ms_.erase(m.task_id);
   if (!s.ok()) spdlog::error("task {}: cannot record landing: {}", m.task_id, s.error().to_string());

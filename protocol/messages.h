@@ -163,9 +163,9 @@ struct LogChunk {
 // worker -> coordinator: how the attempt ended. Repeated until acknowledged.
 // Every failure kind a worker may report (TaskResult.failure_kind): the one list both ends use,
 // so nothing a worker sends is refused by the coordinator's decoder.
-inline constexpr std::array<std::string_view, 11> kFailureKinds = {
+inline constexpr std::array<std::string_view, 12> kFailureKinds = {
     "agent", "verify", "infra", "timeout", "conflict", "cancelled", "config", "review", "agent_unavailable", "budget",
-    "repo"};
+    "repo", "landing"};
 
 inline bool is_failure_kind(std::string_view kind) {
   for (auto k : kFailureKinds) {
@@ -198,8 +198,11 @@ struct TaskResult {
                                 // (the reviewer kept requesting changes), "agent_unavailable"
                                 // (the agent's CLI is missing, rate-limited, unauthorized or crashed),
                                 // "budget" (the agent passed max_turns, max_tokens or its run time),
-                                // "repo" (the repo or its base branch cannot be used: not retried)
-  std::string reason;           // human-readable
+                                // "repo" (the repo or its base branch cannot be used: not retried),
+                                // "landing" (the origin refused the push: a hook, a protected
+                                // branch, a clone that cannot take it; not retried)
+  std::string reason;           // human-readable; for "landed": empty, or why the base did not
+                                // move (the branch landed alone, e.g. a working clone with changes)
   std::string branch;
   std::string commit;           // head of the task branch
   std::string merged_commit;    // head of the base branch after landing

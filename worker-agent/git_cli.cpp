@@ -1,9 +1,17 @@
 // The git command line through Boost.Process: argv only, a timeout, no prompts, redacted errors.
 #include "worker-agent/git_cli.h"
 
+#include <pwd.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
 #include <regex>
 
 namespace polyphony::detail {
+
+namespace fs = std::filesystem;
 
 std::string redact_credentials(std::string_view text) {
   static const std::regex kUserInfo(R"(([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@)");
@@ -24,22 +32,61 @@ std::string describe(const std::vector<std::string>& args) {
   return redact_credentials(cmd);
 }
 
+// git's system-wide config as this process's git sees it: /etc/gitconfig, and safe.directory=*.
+// `-c safe.directory=*` reaches only the git this process starts, not the upload-pack or
+// receive-pack it starts in turn for a local path, which then refuses a repository another user
+// owns (a user's own clone, as --repo); the system level reaches them too. The file lives in
+// /tmp/polyphony-git-<uid>, a directory of this user's alone (mode 0700, checked: one somebody
+// else made is not used), rewritten by each process; empty when it could not be made (the -c
+// still covers every repository but a local origin's).
+const std::string& system_config_with_safe_directories() {
+  static const std::string path = [] {
+    std::error_code ec;
+    fs::path base = fs::temp_directory_path(ec);
+    const fs::path dir = (ec ? fs::path("/tmp") : base) / ("polyphony-git-" + std::to_string(::geteuid()));
+    (void)::mkdir(dir.c_str(), 0700);
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() ||
+        (st.st_mode & 077) != 0) {
+      return std::string();
+    }
+    const fs::path file = dir / "gitconfig";
+    const fs::path partial = dir / ("gitconfig." + std::to_string(::getpid()));
+    {
+      std::ofstream out(partial, std::ios::trunc);
+      out << "[safe]\n\tdirectory = *\n[include]\n\tpath = /etc/gitconfig\n";
+      if (!out.flush()) return std::string();
+    }
+    fs::rename(partial, file, ec);
+    return ec ? std::string() : file.string();
+  }();
+  return path;
+}
+
 // Runs git; an error only when it could not be run at all. A non-zero exit is in the result.
 Result<ProcessResult> run_git_unchecked(const std::vector<std::string>& args,
                                         const std::filesystem::path& cwd,
-                                        std::chrono::milliseconds timeout) {
+                                        std::chrono::milliseconds timeout,
+                                        const std::optional<GitUser>& user = std::nullopt) {
   std::vector<std::string> argv{"git", "-c", "safe.directory=*"};
   argv.insert(argv.end(), args.begin(), args.end());
   ProcessOptions opts;
   opts.cwd = cwd;
   opts.timeout = timeout;
   opts.env = {{"GIT_TERMINAL_PROMPT", "0"}, {"LC_ALL", "C"}};
-  opts.unset_env = {"GIT_DIR",
+  if (user) {
+    opts.run_as = ProcessOptions::User{user->uid, user->gid};
+    opts.env["HOME"] = user->home;
+    opts.unset_env = {"XDG_CONFIG_HOME", "GIT_CONFIG_SYSTEM"};
+  } else if (const auto& system = system_config_with_safe_directories(); !system.empty()) {
+    opts.env["GIT_CONFIG_SYSTEM"] = system;
+  }
+  opts.unset_env.insert(opts.unset_env.end(), {"GIT_DIR",
                     "GIT_WORK_TREE",
                     "GIT_INDEX_FILE",
                     "GIT_OBJECT_DIRECTORY",
                     "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-                    "GIT_NAMESPACE"};
+                    "GIT_NAMESPACE"});
   auto r = run_process(argv, opts);
   if (!r.ok()) {
     return make_error("git", describe(args) + ": " + redact_credentials(r.error().message),
@@ -64,6 +111,44 @@ Result<ProcessResult> run_git(const std::vector<std::string>& args,
   auto r = run_git_unchecked(args, cwd, timeout);
   if (r.ok() && r->exit_code != 0) return exit_error(args, *r, cwd);
   return r;
+}
+
+Result<ProcessResult> run_git_as(const GitUser& user, const std::vector<std::string>& args,
+                                 const std::filesystem::path& cwd, std::chrono::milliseconds timeout) {
+  return run_git_unchecked(args, cwd, timeout, user);
+}
+
+GitUser owner_of(const struct stat& st) {
+  GitUser user{st.st_uid, st.st_gid, "/nonexistent"};
+  std::vector<char> buf(16384);
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  if (::getpwuid_r(st.st_uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr && pw.pw_dir) {
+    user.home = pw.pw_dir;
+  }
+  return user;
+}
+
+std::string refusal_summary(std::string_view porcelain_out, std::string_view err) {
+  std::string summary;
+  auto add_lines = [&](std::string_view text, auto keep) {
+    size_t pos = 0;
+    while (pos < text.size() && summary.size() < 1000) {
+      size_t end = text.find('\n', pos);
+      std::string_view line = text.substr(pos, end == std::string_view::npos ? end : end - pos);
+      if (keep(line)) summary += (summary.empty() ? "" : "; ") + std::string(line.substr(0, 300));
+      if (end == std::string_view::npos) break;
+      pos = end + 1;
+    }
+  };
+  // The refused refs ("!\t<from>:<to>\t[remote rejected] (hook declined)"), then what the
+  // remote said (its hooks' output, "remote: ...").
+  add_lines(porcelain_out, [](std::string_view l) { return l.starts_with("!\t"); });
+  add_lines(err, [](std::string_view l) { return l.starts_with("remote: ") && l.size() > 8; });
+  for (auto& c : summary) {
+    if (c == '\t') c = ' ';
+  }
+  return redact_credentials(summary);
 }
 
 bool push_was_rejected(std::string_view porcelain_out) {
@@ -97,6 +182,9 @@ Status push(const std::filesystem::path& repo, const std::string& remote, const 
                           "meanwhile); land again",
                       repo.string());
   }
+  if (auto refused = refusal_summary(r->out, r->err); !refused.empty()) {
+    return make_error("push_refused", redact_credentials(remote) + " refused the push: " + refused, repo.string());
+  }
   return exit_error(args, *r, repo);
 }
 
@@ -115,6 +203,9 @@ Status push_landing(const std::filesystem::path& repo, const std::string& remote
   }
   if ((r->err + r->out).find("does not support --atomic") != std::string::npos) {
     return make_error("unsupported", redact_credentials(remote) + " does not take atomic pushes", repo.string());
+  }
+  if (auto refused = refusal_summary(r->out, r->err); !refused.empty()) {
+    return make_error("push_refused", redact_credentials(remote) + " refused the push: " + refused, repo.string());
   }
   return exit_error(args, *r, repo);
 }

@@ -2,6 +2,8 @@
 // helpers, ssh config, hooks, every transport) and creating mirrors.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -19,6 +21,27 @@ Result<ProcessResult> run_git(const std::vector<std::string>& args,
                               const std::filesystem::path& cwd,
                               std::chrono::milliseconds timeout = std::chrono::minutes(10));
 
+// A user git runs as, and the HOME it gets (whose git config it reads).
+struct GitUser {
+  unsigned uid = 0;
+  unsigned gid = 0;
+  std::string home;
+};
+
+// The user who owns what `st` describes, with the home the password database gives (else
+// /nonexistent, so git reads no one else's config).
+GitUser owner_of(const struct stat& st);
+
+// run_git's unchecked form run as `user`: a non-zero exit is in the result, not an error.
+Result<ProcessResult> run_git_as(const GitUser& user, const std::vector<std::string>& args,
+                                 const std::filesystem::path& cwd,
+                                 std::chrono::milliseconds timeout = std::chrono::minutes(10));
+
+// What a refused `git push --porcelain` said, in one line: the refused refs with git's reason
+// and what the remote printed ("remote: ..." lines, its hooks' output). Empty when no ref was
+// refused (the push failed some other way: the connection, the transport).
+std::string refusal_summary(std::string_view porcelain_out, std::string_view err);
+
 // `text` with the user:password part of any scheme://user:password@host URL replaced by ***.
 std::string redact_credentials(std::string_view text);
 
@@ -28,12 +51,15 @@ bool push_was_rejected(std::string_view porcelain_out);
 
 // Lands `src` in one atomic push: the task branch `branch_ref` replaced (forced) and the base
 // `base_ref` fast-forwarded, both or neither. Errors: "push_rejected" (the base is not an
-// ancestor of src: it moved), "unsupported" (the remote takes no atomic pushes), "git".
+// ancestor of src: it moved), "unsupported" (the remote takes no atomic pushes),
+// "push_refused" (as push's), "git".
 Status push_landing(const std::filesystem::path& repo, const std::string& remote, const std::string& src,
                     const std::string& branch_ref, const std::string& base_ref);
 
 // Pushes `src` (a commit id or ref of the repository at `repo`) to `dst_ref` at `remote` (a
-// URL or path). Errors: "push_rejected" (not a fast forward and `force` is false), "git".
+// URL or path). Errors: "push_rejected" (not a fast forward and `force` is false),
+// "push_refused" (the remote refused a ref: a hook, a protected branch, a permission; the
+// message says why), "git".
 Status push(const std::filesystem::path& repo, const std::string& remote, const std::string& src,
             const std::string& dst_ref, bool force);
 

@@ -547,6 +547,8 @@ Status GitRepo::write_bundle(const git_oid& head, const git_oid& known, const st
   return ok_status();
 }
 
+bool GitRepo::is_bare() const { return git_repository_is_bare(repo_.get()) == 1; }
+
 Result<std::string> GitRepo::needs_receive_pack() const {
   if (git_repository_is_bare(repo_.get()) != 1) return std::string("the origin has a work tree");
   git_config* raw = nullptr;

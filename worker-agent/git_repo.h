@@ -59,6 +59,7 @@ class GitRepo {
                                         const std::string& branch, bool bare = false);
 
   const std::filesystem::path& path() const { return path_; }
+  bool is_bare() const;
 
   Result<BranchSnapshot> branches() const;
   // The branch HEAD names (without refs/heads/), or "" when HEAD names none.

@@ -1055,7 +1055,8 @@ protocol::TaskResult Run::push_branch() {
     return ctx_.workspaces.push_branch(ws_);
   }();
   if (!pushed.ok()) {
-    return attempt_.failed(pushed.error().code == "push_rejected" ? "conflict" : "infra",
+    const auto& code = pushed.error().code;
+    return attempt_.failed(code == "push_rejected" ? "conflict" : code == "push_refused" ? "landing" : "infra",
                            "pushing " + spec_.branch + ": " + pushed.error().to_string());
   }
   attempt_.say("pushed " + pushed->branch_commit + " to " + spec_.branch + " (a pull request lands it)");
@@ -1096,11 +1097,13 @@ protocol::TaskResult Run::land() {
                  spec_.task_id, round, ms_between(asked, granted_at), ms_between(granted_at, rebased_at),
                  ms_between(rebased_at, verified_at), ms_between(verified_at, Clock::now()));
     if (landed.ok()) {
-      attempt_.say("landed " + landed->merged_commit + " on " + ws_.base_branch);
+      attempt_.say(landed->merged_commit.empty() ? landed->note
+                                                 : "landed " + landed->merged_commit + " on " + ws_.base_branch);
       auto r = attempt_.base_result();
       r.outcome = "landed";
       r.commit = landed->branch_commit;
       r.merged_commit = landed->merged_commit;
+      r.reason = landed->note;
       if (auto tree = ctx_.workspaces.head_tree(ws_); tree.ok()) r.tree = *tree;
       return r;
     }
@@ -1109,8 +1112,11 @@ protocol::TaskResult Run::land() {
       attempt_.say("landing raced another: " + landed.error().message + "; rebasing again");
       continue;
     }
+    // A race lost every round is a conflict (retried); a refusal (a hook, a protected branch, a
+    // clone that cannot take the branch) would refuse the next attempt too: reported once.
     const bool raced = code == "base_moved" || code == "push_rejected";
-    return attempt_.failed(raced ? "conflict" : "infra", "landing: " + landed.error().to_string());
+    return attempt_.failed(raced ? "conflict" : code == "push_refused" ? "landing" : "infra",
+                           "landing: " + landed.error().to_string());
   }
 }
 

@@ -25,6 +25,7 @@
 
 #include "worker-agent/git_cli.h"
 #include "worker-agent/git_repo.h"
+#include "worker-agent/working_clone.h"
 
 namespace polyphony {
 
@@ -411,7 +412,7 @@ class GitWorkspaces final : public Workspaces {
   Status give_clone_to_owner(const fs::path& repo_dir) const;
   Result<LandResult> in_scratch_repo(
       const Workspace& ws, const std::function<Result<LandResult>(const fs::path&, const git_oid&)>& fn);
-  Status learn_landing(const Workspace& ws, const fs::path& land_dir, const git_oid& head);
+  Status learn_landing(const Workspace& ws, const fs::path& land_dir, const git_oid& head, bool base_moved);
   void pack_refs_after_landings(const Workspace& ws);
   std::optional<Status> land_in_process(const Workspace& ws, const fs::path& land_dir, const git_oid& head);
   Result<LandResult> push_and_land(const Workspace& ws, const fs::path& land_dir,
@@ -780,7 +781,7 @@ Result<LandResult> GitWorkspaces::land_on(const Workspace& ws, GitRepo& repo, co
                       ws.task_id);
   }
   POLY_TRY(detail::push(repo.path(), ws.repo_url, head_hex, "refs/heads/" + ws.base_branch, false));
-  return LandResult{head_hex, head_hex, true};
+  return LandResult{head_hex, head_hex, true, ""};
 }
 
 Result<std::string> GitWorkspaces::head_tree(const Workspace& ws) {
@@ -857,7 +858,8 @@ Result<LandResult> GitWorkspaces::in_scratch_repo(
 // branch moved forward), so the next rebase or provision on this repo finds the mirror current
 // and fetches nothing. The mirror's base only moves forward: a fetch since may have gone further.
 // The caller holds the mirror's lock.
-Status GitWorkspaces::learn_landing(const Workspace& ws, const fs::path& land_dir, const git_oid& head) {
+Status GitWorkspaces::learn_landing(const Workspace& ws, const fs::path& land_dir, const git_oid& head,
+                                    bool base_moved) {
   auto base = detail::parse_oid(ws.base_commit, ws.task_dir);
   POLY_TRY(base);
   auto source = GitRepo::open(land_dir);  // borrows the pinned objects and the mirror's
@@ -865,13 +867,14 @@ Status GitWorkspaces::learn_landing(const Workspace& ws, const fs::path& land_di
   POLY_TRY(source->copy_objects_to(head, *base, ws.mirror_dir / "objects"));
   auto mirror = GitRepo::open(ws.mirror_dir);  // opened after the objects are there
   POLY_TRY(mirror);
+  const std::string why = "polyphony: landed " + ws.branch;
+  if (!base_moved) return mirror->set_ref("refs/heads/" + ws.branch, head, why);
   const std::string base_ref = "refs/heads/" + ws.base_branch;
   if (auto current = mirror->resolve(base_ref); current.ok()) {
     auto forward = mirror->is_ancestor(*current, head);
     POLY_TRY(forward);
     if (!*forward) return ok_status();
   }
-  const std::string why = "polyphony: landed " + ws.branch;
   POLY_TRY(mirror->set_ref(base_ref, head, why));
   return mirror->set_ref("refs/heads/" + ws.branch, head, why);
 }
@@ -881,7 +884,10 @@ Status GitWorkspaces::learn_landing(const Workspace& ws, const fs::path& land_di
 // logged.
 void GitWorkspaces::pack_refs_after_landings(const Workspace& ws) {
   std::vector<fs::path> repos{ws.mirror_dir};
-  if (auto origin = resolve_origin(ws.repo_url); origin.ok() && origin->local) repos.emplace_back(origin->url);
+  // A working clone takes landings through git run as its owner, which leaves its refs to git.
+  if (auto origin = resolve_origin(ws.repo_url); origin.ok() && origin->local && !is_working_clone(origin->url)) {
+    repos.emplace_back(origin->url);
+  }
   for (const auto& dir : repos) {
     auto repo = GitRepo::open(dir);
     auto packed = repo.ok() ? repo->pack_refs() : Status(repo.error());
@@ -904,7 +910,8 @@ Result<LandResult> GitWorkspaces::land(const Workspace& ws) {
     auto lock = lock_mirror_file(ws.mirror_dir);
     auto pushed = push_and_land(ws, land_dir, head);
     if (pushed.ok()) {
-      if (auto s = lock.ok() ? learn_landing(ws, land_dir, head) : Status(lock.error()); !s.ok()) {
+      const bool base_moved = !pushed->merged_commit.empty();
+      if (auto s = lock.ok() ? learn_landing(ws, land_dir, head, base_moved) : Status(lock.error()); !s.ok()) {
         spdlog::warn("task {}: the mirror did not take the landing ({}); the next use fetches it", ws.task_id,
                      s.error().to_string());
       } else if (++state.learned % kPackRefsEvery == 0) {
@@ -925,7 +932,7 @@ Result<LandResult> GitWorkspaces::push_branch(const Workspace& ws) {
   auto pushed = in_scratch_repo(ws, [&](const fs::path& land_dir, const git_oid& head) -> Result<LandResult> {
     const std::string head_hex = detail::oid_hex(head);
     POLY_TRY(detail::push(land_dir, ws.repo_url, head_hex, "refs/heads/" + ws.branch, true));
-    return LandResult{head_hex, "", false};
+    return LandResult{head_hex, "", false, ""};
   });
   if (pushed.ok()) {
     spdlog::info("workspace pushed task={} branch={} commit={}", ws.task_id, ws.branch,
@@ -963,11 +970,18 @@ Result<LandResult> GitWorkspaces::push_and_land(const Workspace& ws, const fs::p
   // all where the remote takes one. Either way the base only fast-forwards, so a base that
   // moved refuses it and the caller rebases again.
   const std::string head_hex = detail::oid_hex(head);
+  if (auto origin = resolve_origin(ws.repo_url); origin.ok() && origin->local && is_working_clone(origin->url)) {
+    auto landed = land_in_working_clone(
+        origin->url, [&](const fs::path& bundle) { return write_pinned_bundle(ws, bundle); }, head_hex, ws.branch,
+        ws.base_branch);
+    if (!landed.ok()) return make_error(landed.error().code, landed.error().message, ws.task_id);
+    return LandResult{head_hex, landed->merged_commit, !landed->merged_commit.empty(), landed->note};
+  }
   auto local = land_in_process(ws, land_dir, head);
   Status pushed = local ? *local
                         : detail::push_landing(land_dir, ws.repo_url, head_hex, "refs/heads/" + ws.branch,
                                                "refs/heads/" + ws.base_branch);
-  if (pushed.ok()) return LandResult{head_hex, head_hex, true};
+  if (pushed.ok()) return LandResult{head_hex, head_hex, true, ""};
   if (pushed.error().code == "push_rejected") {
     // Never an unverified merge: the caller rebases onto the new base and verifies again.
     return make_error("base_moved",

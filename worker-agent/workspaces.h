@@ -35,6 +35,7 @@ struct LandResult {
   std::string branch_commit;  // head of the task branch that was pushed
   std::string merged_commit;  // new head of the base branch on the origin
   bool fast_forward = false;
+  std::string note;           // when merged_commit is empty after land(): why the base did not move
 };
 
 struct CommitIdentity {
