@@ -120,8 +120,17 @@ Colour state_colour(TaskState state) {
 void print_table(const std::vector<Task>& tasks, const Terminal& term) {
   const int64_t now = now_ms();
   // The id and the state are never cut; the reason wraps, so it is read whole on a terminal.
-  Table table({{"ID", Overflow::kKeep}, {"STATE", Overflow::kKeep}, {"AGENT"}, {"SCORE", Overflow::kKeep},
-               {"PLAN"}, {"BRANCH"}, {"WORKER"}, {"AGE", Overflow::kKeep}, {"REASON", Overflow::kWrap, 12}});
+  // A narrow terminal leaves out the score, the plan, the worker, then the branch (`show` and
+  // --json have them) before the reason would get too narrow to read.
+  Table table({{"ID", Overflow::kKeep},
+               {"STATE", Overflow::kKeep},
+               {"AGENT"},
+               {"SCORE", Overflow::kKeep, 0, 1},
+               {"PLAN", Overflow::kTruncate, 0, 2},
+               {"BRANCH", Overflow::kTruncate, 20, 4},
+               {"WORKER", Overflow::kTruncate, 12, 3},
+               {"AGE", Overflow::kKeep},
+               {"REASON", Overflow::kWrap, 30}});
   for (const auto& t : tasks) {
     const bool show_reason = t.state == TaskState::kFailed || t.state == TaskState::kBlocked ||
                              t.state == TaskState::kCancelled || t.state == TaskState::kDiscovered;
@@ -229,7 +238,7 @@ Result<size_t> parse_limit(const std::string& text) {
     used = 0;
   }
   if (used == 0 || used != text.size() || n < 1) {
-    return make_error("usage", "--limit takes a positive whole number, got '" + text + "'", "--limit");
+    return make_error("usage", "expected a positive whole number (the most tasks to show), got '" + text + "'", "--limit");
   }
   return static_cast<size_t>(n);
 }

@@ -62,8 +62,13 @@ Colour worker_state_colour(const std::string& state) {
 
 void print_table(const protocol::WorkersReply& r, const Terminal& term) {
   // The worker id is never cut; the labels and the running tasks wrap.
-  Table table({{"WORKER", Overflow::kKeep}, {"STATE", Overflow::kKeep}, {"HEARTBEAT", Overflow::kKeep},
-               {"LOAD", Overflow::kKeep}, {"LABELS", Overflow::kWrap}, {"VERSION"}, {"RUNNING", Overflow::kWrap}});
+  Table table({{"WORKER", Overflow::kKeep},
+               {"STATE", Overflow::kKeep},
+               {"HEARTBEAT", Overflow::kKeep},
+               {"LOAD", Overflow::kKeep},
+               {"LABELS", Overflow::kWrap, 0, 2},
+               {"VERSION", Overflow::kTruncate, 0, 1},
+               {"RUNNING", Overflow::kWrap, 9}});
   for (const auto& w : r.workers) {
     table.add_row({{w.worker_id},
                    {w.state, worker_state_colour(w.state)},

@@ -185,22 +185,52 @@ std::string paint(std::string_view text, Colour colour, bool enabled) {
   return std::string(sgr(colour)) + std::string(text) + "\x1b[0m";
 }
 
+namespace {
+
+size_t least_width(const Column& c, size_t natural) {
+  if (c.overflow == Overflow::kKeep) return natural;
+  return std::min(natural, c.min_width > 0 ? c.min_width : display_width(c.header));
+}
+
+// Total width of the shown columns (width > 0) with gaps between them.
+size_t total_width(const std::vector<size_t>& widths, size_t gap) {
+  size_t total = 0, shown = 0;
+  for (size_t w : widths) {
+    total += w;
+    shown += w > 0;
+  }
+  return total + (shown > 0 ? gap * (shown - 1) : 0);
+}
+
+// Leaves out hideable columns, lowest hide_order first, until the rest fit at their minimum.
+void hide_columns(const std::vector<Column>& columns, std::vector<size_t>& widths, size_t width, size_t gap) {
+  std::vector<size_t> least;
+  for (size_t c = 0; c < columns.size(); ++c) least.push_back(least_width(columns[c], widths[c]));
+  std::vector<size_t> order;
+  for (size_t c = 0; c < columns.size(); ++c) {
+    if (columns[c].hide_order > 0) order.push_back(c);
+  }
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return columns[a].hide_order < columns[b].hide_order; });
+  for (size_t c : order) {
+    if (total_width(least, gap) <= width) return;
+    least[c] = 0;
+    widths[c] = 0;
+  }
+}
+
+}  // namespace
+
 std::vector<size_t> fit_widths(const std::vector<Column>& columns, const std::vector<size_t>& natural, size_t width,
                                size_t gap) {
   std::vector<size_t> widths = natural;
   if (width == 0 || widths.empty()) return widths;
-  size_t total = gap * (widths.size() - 1);
-  for (size_t w : widths) total += w;
+  hide_columns(columns, widths, width, gap);
+  size_t total = total_width(widths, gap);
   while (total > width) {
     size_t widest = widths.size();
-    size_t slack = 0;
     for (size_t c = 0; c < widths.size(); ++c) {
-      if (columns[c].overflow == Overflow::kKeep) continue;
-      const size_t least = columns[c].min_width > 0 ? columns[c].min_width : display_width(columns[c].header);
-      if (widths[c] > least && widths[c] - least > slack && (widest == widths.size() || widths[c] > widths[widest])) {
-        widest = c;
-        slack = widths[c] - least;
-      }
+      if (widths[c] == 0 || widths[c] <= least_width(columns[c], natural[c])) continue;
+      if (widest == widths.size() || widths[c] > widths[widest]) widest = c;
     }
     if (widest == widths.size()) break;
     --widths[widest];
@@ -228,7 +258,8 @@ std::string Table::render(const Terminal& term) const {
     size_t height = 1;
     for (size_t c = 0; c < row.size(); ++c) {
       const std::string& text = row[c].text;
-      if (display_width(text) <= widths[c]) parts.push_back({text});
+      if (widths[c] == 0) parts.push_back({});
+      else if (display_width(text) <= widths[c]) parts.push_back({text});
       else if (columns_[c].overflow == Overflow::kWrap) parts.push_back(wrap_to(text, widths[c]));
       else parts.push_back({truncate_to(text, widths[c])});
       height = std::max(height, parts.back().size());
@@ -237,9 +268,10 @@ std::string Table::render(const Terminal& term) const {
     for (size_t line = 0; line < height; ++line) {
       std::string text;
       for (size_t c = 0; c < row.size(); ++c) {
+        if (widths[c] == 0) continue;  // left out
         const std::string part = line < parts[c].size() ? parts[c][line] : "";
         text += paint(part, row[c].colour, term.colour);
-        if (c + 1 < row.size()) text += std::string(widths[c] - std::min(widths[c], display_width(part)) + kGap, ' ');
+        text += std::string(widths[c] - std::min(widths[c], display_width(part)) + kGap, ' ');
       }
       out += rtrim(std::move(text)) + "\n";
     }

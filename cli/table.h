@@ -54,6 +54,10 @@ struct Column {
   std::string header;
   Overflow overflow = Overflow::kTruncate;
   size_t min_width = 0;  // shrinks no further; 0: the header's width
+  // 0: always shown. Otherwise the column is left out when the table cannot fit with it (each
+  // column at its minimum), those with the lowest hide_order first: on a narrow terminal the
+  // widest column keeps room to be read rather than every column being cut to a stub.
+  int hide_order = 0;
 };
 
 struct Cell {
@@ -62,8 +66,9 @@ struct Cell {
 };
 
 // Widths of the columns for `natural` widths fitted into `width` (0: no limit) with `gap`
-// spaces between columns: while too wide, the widest shrinkable column loses a column.
-// When every shrinkable column is at its minimum the table stays wider than `width`.
+// spaces between columns. Columns that cannot fit at their minimum widths are left out (width
+// 0) by hide_order; then, while too wide, the widest shrinkable column loses a column. When
+// every shrinkable column is at its minimum and none can be left out, the table stays wider.
 std::vector<size_t> fit_widths(const std::vector<Column>& columns, const std::vector<size_t>& natural, size_t width,
                                size_t gap);
 

@@ -110,6 +110,28 @@ TEST_CASE("fitting shrinks the widest shrinkable column first and never a kept o
   CHECK(widths == std::vector<size_t>{8, 6, 6});
 }
 
+TEST_CASE("a terminal too narrow for every column leaves out the hideable ones, lowest hide order first") {
+  const std::vector<Column> columns{{"ID", Overflow::kKeep},
+                                    {"SCORE", Overflow::kKeep, 0, 1},
+                                    {"BRANCH", Overflow::kTruncate, 20, 2},
+                                    {"REASON", Overflow::kWrap, 30}};
+  const std::vector<size_t> natural{8, 5, 60, 150};
+  CHECK(fit_widths(columns, natural, 80, 2) == std::vector<size_t>{8, 5, 30, 31});  // all fit at their minimum
+  CHECK(fit_widths(columns, natural, 64, 2) == std::vector<size_t>{8, 0, 22, 30});  // the score is left out
+  CHECK(fit_widths(columns, natural, 60, 2) == std::vector<size_t>{8, 0, 0, 50});   // and then the branch
+  CHECK(fit_widths(columns, natural, 20, 2) == std::vector<size_t>{8, 0, 0, 30});   // none left to leave out
+  CHECK(fit_widths(columns, natural, 0, 2) == natural);
+
+  Table t(columns);
+  t.add_row({{"a1b2c3d4"}, {"7"}, {"polyphony/a1b2c3d4-fix-the-login-page-redirect"}, {kReason}});
+  const std::string out = t.render(Terminal{true, 60, false});
+  INFO(out);
+  CHECK(out.find("SCORE") == std::string::npos);
+  CHECK(out.find("BRANCH") == std::string::npos);
+  CHECK(out.rfind("ID        REASON\n", 0) == 0);
+  for (const auto& line : lines_of(out)) CHECK(display_width(line) <= 60);
+}
+
 TEST_CASE("on a narrow terminal every line fits, the id stays whole and the reason wraps whole") {
   Terminal term{true, 60, false};
   const std::string out = task_table().render(term);
