@@ -195,8 +195,9 @@ failed, was blocked or cancelled.
   --repo R    only tasks on repo R (a repos: name in config.yaml, its url, or a local path)
   --limit N   at most the N newest of the tasks shown
   --json      the same tasks as JSON, with ISO 8601 UTC times beside the epoch milliseconds
-On a terminal the table fits its width and states are coloured (not when NO_COLOR is set or
-TERM=dumb); piped, it is plain text with one line a task.
+On a terminal the table fits its width (a narrow one leaves out the score, the plan, the worker,
+then the branch; the reason wraps) and states are coloured (not when NO_COLOR is set or
+TERM=dumb). Piped or redirected, it is plain text, one line a task, nothing cut.
 )";
 
 struct StatusFilter {
