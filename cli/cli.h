@@ -46,5 +46,10 @@ std::optional<Settings> load_or_report();
 
 // "3s", "5m", "2h", "4d" since `then_ms`.
 std::string age(int64_t then_ms, int64_t now_ms);
+// For people: "12s ago", "3m ago", "2h ago", "4d ago"; "in 5m" for a time still to come; "-"
+// when `then_ms` is 0 (never).
+std::string ago(int64_t then_ms, int64_t now_ms);
+// For programs: "2026-11-25T18:00:01Z" (ISO 8601, UTC, whole seconds); "" when `ms` is 0.
+std::string iso_utc(int64_t ms);
 
 }  // namespace polyphony::cli

@@ -1,7 +1,10 @@
 // `polyphony config check`: loads the four files and reports every problem with file:line.
+// `polyphony config show`: the configuration in effect, each value with where it came from.
 #include <iostream>
 
 #include "cli/cli.h"
+#include "cli/config_view.h"
+#include "cli/table.h"
 #include "coordinator/policy_check.h"
 
 namespace polyphony::cli {
@@ -71,15 +74,78 @@ int check(const fs::path& home) {
   return kExitOk;
 }
 
+constexpr const char* kConfigUsage = R"(usage: polyphony config check
+       polyphony config show [--json]
+
+check: loads config.yaml, identities.yaml, agents.yaml and routing.yaml under POLYPHONY_HOME and
+       reports every problem with file:line.
+show:  the configuration in effect, value by value, each with the file:line that set it or
+       "default" (the built-in value). Credentials are never printed: an identity's variable
+       shows the host variable it comes from and whether it is set; token-like values show
+       as <redacted>. --json prints the same as {home, files, values: [{file, key, value,
+       source, line}]}.
+)";
+
+std::string source_of(const ConfigEntry& e, const fs::path& home, bool full_path) {
+  if (e.line == 0) return "default";
+  return (full_path ? (home / e.file).string() : e.file) + ":" + std::to_string(e.line);
+}
+
+int show(const fs::path& home, bool as_json) {
+  auto settings = load_settings(home);
+  if (!settings.ok()) {
+    report(settings.error());
+    std::cerr << "polyphony: `polyphony config check` lists every problem\n";
+    return kExitUsage;
+  }
+  const std::vector<ConfigEntry> entries = describe_config(home, *settings);
+  const char* files[] = {"config.yaml", "identities.yaml", "agents.yaml", "routing.yaml"};
+  if (as_json) {
+    nlohmann::json out{{"home", home.string()}, {"files", nlohmann::json::object()}, {"values", nlohmann::json::array()}};
+    for (const char* f : files) {
+      std::error_code ec;
+      out["files"][f] = {{"path", (home / f).string()}, {"exists", fs::exists(home / f, ec)}};
+    }
+    for (const auto& e : entries) {
+      out["values"].push_back({{"file", e.file}, {"key", e.key}, {"value", e.value},
+                               {"source", source_of(e, home, true)},
+                               {"line", e.line > 0 ? nlohmann::json(e.line) : nlohmann::json(nullptr)}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return kExitOk;
+  }
+  const Terminal term = stdout_terminal();
+  std::cout << "POLYPHONY_HOME " << home.string() << "\n";
+  for (const char* f : files) {
+    std::error_code ec;
+    const bool exists = fs::exists(home / f, ec);
+    std::cout << "\n" << paint(f, Colour::kBold, term.colour) << "  " << (home / f).string()
+              << (exists ? "" : "  (missing: the built-in defaults)") << "\n";
+    Table table({{"KEY", Overflow::kKeep}, {"VALUE", Overflow::kWrap, 12}, {"SOURCE", Overflow::kKeep}});
+    for (const auto& e : entries) {
+      if (e.file != f) continue;
+      table.add_row({{e.key}, {e.text}, {source_of(e, home, false), e.line == 0 ? Colour::kDim : Colour::kNone}});
+    }
+    std::cout << table.render(term);
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int cmd_config(const std::vector<std::string>& argv) {
-  auto args = parse_args(argv, {});
-  if (!args.ok()) return report(args.error());
-  if (args->positional.size() != 1 || args->positional[0] != "check") {
-    return report(make_error("usage", "usage: polyphony config check", "config"));
+  if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
+    std::cout << kConfigUsage;
+    return kExitOk;
   }
-  return check(polyphony_home());
+  auto args = parse_args(argv, {{"json", false}});
+  if (!args.ok()) return report(args.error());
+  const std::string sub = args->positional.size() == 1 ? args->positional[0] : "";
+  if (sub == "show") return show(polyphony_home(), args->has("json"));
+  if (sub == "check" && !args->has("json")) return check(polyphony_home());
+  if (sub == "check") return report(make_error("usage", "config check takes no --json (config show does)", "--json"));
+  std::cerr << kConfigUsage;
+  return report(make_error("usage", "config takes check or show", "config"));
 }
 
 }  // namespace polyphony::cli

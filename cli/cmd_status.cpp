@@ -1,4 +1,5 @@
 // `polyphony status`, `show` and `logs`: read the state DB, the queue and the log files.
+#include <cctype>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -8,6 +9,7 @@
 #include <thread>
 
 #include "cli/cli.h"
+#include "cli/table.h"
 #include "coordinator/github_source.h"
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
@@ -70,7 +72,9 @@ json task_json(const Task& t) {
               {"plan", t.plan},
               {"reviewer", t.reviewer},
               {"created_at_ms", r.created_at_ms},
-              {"updated_at_ms", t.updated_at_ms}};
+              {"created_at", iso_utc(r.created_at_ms)},
+              {"updated_at_ms", t.updated_at_ms},
+              {"updated_at", iso_utc(t.updated_at_ms)}};
 }
 
 // The agent runs the state DB recorded for the task (none when it has no DB yet).
@@ -98,20 +102,49 @@ std::string clip(const std::string& s, size_t n) {
   return one.size() <= n ? one : one.substr(0, n - 3) + "...";
 }
 
-void print_table(const std::vector<Task>& tasks) {
+std::string or_dash(const std::string& s) { return s.empty() ? "-" : s; }
+
+Colour state_colour(TaskState state) {
+  switch (state) {
+    case TaskState::kLanded: return Colour::kGreen;
+    case TaskState::kFailed:
+    case TaskState::kBlocked: return Colour::kRed;
+    case TaskState::kRunning: return Colour::kYellow;
+    case TaskState::kVerifying: return Colour::kCyan;
+    case TaskState::kCancelled: return Colour::kMagenta;
+    case TaskState::kDiscovered: return Colour::kDim;
+    default: return Colour::kBlue;
+  }
+}
+
+void print_table(const std::vector<Task>& tasks, const Terminal& term) {
   const int64_t now = now_ms();
-  std::cout << std::left << std::setw(10) << "ID" << std::setw(12) << "STATE" << std::setw(10) << "AGENT"
-            << std::setw(6) << "SCORE" << std::setw(8) << "PLAN" << std::setw(44) << "BRANCH" << std::setw(22) << "WORKER" << std::setw(6) << "AGE" << "REASON\n";
+  // The id and the state are never cut; the reason wraps, so it is read whole on a terminal.
+  // A narrow terminal leaves out the score, the plan, the worker, then the branch (`show` and
+  // --json have them) before the reason would get too narrow to read.
+  Table table({{"ID", Overflow::kKeep},
+               {"STATE", Overflow::kKeep},
+               {"AGENT"},
+               {"SCORE", Overflow::kKeep, 0, 1},
+               {"PLAN", Overflow::kTruncate, 0, 2},
+               {"BRANCH", Overflow::kTruncate, 20, 4},
+               {"WORKER", Overflow::kTruncate, 12, 3},
+               {"AGE", Overflow::kKeep},
+               {"REASON", Overflow::kWrap, 30}});
   for (const auto& t : tasks) {
     const bool show_reason = t.state == TaskState::kFailed || t.state == TaskState::kBlocked ||
                              t.state == TaskState::kCancelled || t.state == TaskState::kDiscovered;
-    std::cout << std::setw(10) << t.request.id << std::setw(12) << to_string(t.state) << std::setw(10)
-              << clip(t.agent.empty() ? (t.request.agent.empty() ? "-" : t.request.agent) : t.agent, 9)
-              << std::setw(6) << (t.score >= 0 ? std::to_string(t.score) : "-") << std::setw(8)
-              << (t.plan.empty() ? "-" : clip(t.plan, 7)) << std::setw(44) << clip(t.branch.empty() ? "-" : t.branch, 43) << std::setw(22)
-              << clip(t.worker.empty() ? "-" : t.worker, 21) << std::setw(6) << age(t.request.created_at_ms, now)
-              << (show_reason ? clip(t.reason, 100) : "") << "\n";
+    table.add_row({{t.request.id},
+                   {std::string(to_string(t.state)), state_colour(t.state)},
+                   {or_dash(t.agent.empty() ? t.request.agent : t.agent)},
+                   {t.score >= 0 ? std::to_string(t.score) : "-"},
+                   {or_dash(t.plan)},
+                   {or_dash(t.branch)},
+                   {or_dash(t.worker)},
+                   {ago(t.request.created_at_ms, now)},
+                   {show_reason ? t.reason.substr(0, t.reason.find('\n')) : ""}});
   }
+  std::cout << table.render(term);
 }
 
 // The pull request GitHub mode opened for the task; empty when none.
@@ -122,7 +155,7 @@ std::string pull_url(const Config& config, const std::string& id) {
 
 // One line on the GitHub work source, when GitHub mode has run: whether it answers, and when a
 // back-off (rate limit, gh not logged in, network down) ends.
-void print_github_health(const Config& config) {
+void print_github_health(const Config& config, const Terminal& term) {
   auto health = read_github_health(config.state_db);
   if (!health.ok()) {
     std::cout << "github: cannot read its state: " << health.error().to_string() << "\n";
@@ -134,12 +167,11 @@ void print_github_health(const Config& config) {
     std::cout << "github " << h.repo << ": ok\n\n";
     return;
   }
-  std::time_t secs = static_cast<std::time_t>(h.until_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  std::cout << "github " << h.repo << ": " << (h.state == "rate_limited" ? "RATE LIMITED" : "ERROR");
-  if (h.until_ms > now_ms()) std::cout << ", backing off until " << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
-  std::cout << "\n  " << h.message << "\n\n";
+  std::cout << "github " << h.repo << ": " << paint(h.state == "rate_limited" ? "RATE LIMITED" : "ERROR", Colour::kRed, term.colour);
+  if (const int64_t now = now_ms(); h.until_ms > now) {
+    std::cout << ", backing off until " << iso_utc(h.until_ms) << " (" << ago(h.until_ms, now) << ")";
+  }
+  std::cout << "\n  " << printable(h.message) << "\n\n";
 }
 
 Result<Task> find_task(const Config& config, const std::string& id) {
@@ -153,20 +185,130 @@ Result<Task> find_task(const Config& config, const std::string& id) {
 
 }  // namespace
 
+namespace {
+
+constexpr const char* kStatusUsage = R"(usage: polyphony status [ID...] [--state S]... [--repo R] [--limit N] [--json]
+
+Lists tasks, newest first: id, state, agent, score, plan, branch, worker, age, and why a task
+failed, was blocked or cancelled.
+  --state S   only tasks in state S (any case); repeat it or give several: --state failed,blocked
+  --repo R    only tasks on repo R (a repos: name in config.yaml, its url, or a local path)
+  --limit N   at most the N newest of the tasks shown
+  --json      the same tasks as JSON, with ISO 8601 UTC times beside the epoch milliseconds
+On a terminal the table fits its width (a narrow one leaves out the score, the plan, the worker,
+then the branch; the reason wraps) and states are coloured (not when NO_COLOR is set or
+TERM=dumb). Piped or redirected, it is plain text, one line a task, nothing cut.
+)";
+
+struct StatusFilter {
+  std::vector<std::string> ids;
+  std::set<TaskState> states;  // empty: all
+  std::string repo;            // empty: all
+  size_t limit = 0;            // 0: no limit
+};
+
+std::string valid_states() {
+  std::string out;
+  for (TaskState s : all_task_states()) out += (out.empty() ? "" : ", ") + std::string(to_string(s));
+  return out;
+}
+
+Result<std::set<TaskState>> parse_states(const std::vector<std::string>& values) {
+  std::set<TaskState> states;
+  for (const auto& value : values) {
+    std::stringstream list(value);
+    for (std::string name; std::getline(list, name, ',');) {
+      std::string upper;
+      for (char c : name) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      auto state = parse_task_state(upper);
+      if (!state) {
+        return make_error("usage", "unknown state '" + name + "' (valid states: " + valid_states() + ")", "--state");
+      }
+      states.insert(*state);
+    }
+  }
+  return states;
+}
+
+Result<size_t> parse_limit(const std::string& text) {
+  size_t used = 0;
+  long long n = 0;
+  try {
+    n = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || n < 1) {
+    return make_error("usage", "expected a positive whole number (the most tasks to show), got '" + text + "'", "--limit");
+  }
+  return static_cast<size_t>(n);
+}
+
+Result<StatusFilter> parse_filter(const Args& args) {
+  StatusFilter f;
+  f.ids = args.positional;
+  auto states = parse_states(args.all("state"));
+  if (!states.ok()) return states.error();
+  f.states = *states;
+  if (args.has("repo")) {
+    f.repo = args.get("repo");
+    if (f.repo.empty()) return make_error("usage", "--repo needs a repo name, url or path", "--repo");
+  }
+  if (args.has("limit")) {
+    auto limit = parse_limit(args.get("limit"));
+    if (!limit.ok()) return limit.error();
+    f.limit = *limit;
+  }
+  return f;
+}
+
+// The repo as config.yaml knows it (its url), else as an absolute path when it is one on disk.
+std::string repo_identity(const Config& config, const std::string& repo) {
+  if (const RepoConfig* rc = find_repo(config, repo)) return rc->url;
+  std::error_code ec;
+  if (fs::exists(repo, ec)) {
+    auto canonical = fs::weakly_canonical(fs::absolute(repo, ec), ec);
+    if (!ec) return canonical.string();
+  }
+  return repo;
+}
+
+std::vector<Task> apply_filter(std::vector<Task> tasks, const StatusFilter& f, const Config& config) {
+  std::stable_sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
+    return a.request.created_at_ms > b.request.created_at_ms;
+  });
+  const std::string repo = f.repo.empty() ? "" : repo_identity(config, f.repo);
+  std::vector<Task> shown;
+  for (auto& t : tasks) {
+    if (!f.ids.empty() && std::find(f.ids.begin(), f.ids.end(), t.request.id) == f.ids.end()) continue;
+    if (!f.states.empty() && !f.states.count(t.state)) continue;
+    if (!repo.empty() && t.request.repo != f.repo && repo_identity(config, t.request.repo) != repo) continue;
+    if (f.limit > 0 && shown.size() == f.limit) break;
+    shown.push_back(std::move(t));
+  }
+  return shown;
+}
+
+}  // namespace
+
 int cmd_status(const std::vector<std::string>& argv) {
-  auto args = parse_args(argv, {{"json", false}});
+  if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
+    std::cout << kStatusUsage;
+    return kExitOk;
+  }
+  auto args = parse_args(argv, {{"json", false}, {"state", true, true}, {"repo"}, {"limit"}});
   if (!args.ok()) return report(args.error());
+  auto filter = parse_filter(*args);
+  if (!filter.ok()) return report(filter.error());
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
   auto tasks = all_tasks(settings->config);
   if (!tasks.ok()) return report(tasks.error());
-  std::vector<Task> shown;
-  for (const auto& t : *tasks) {
-    if (args->positional.empty() || std::find(args->positional.begin(), args->positional.end(), t.request.id) != args->positional.end()) {
-      shown.push_back(t);
-    }
+  for (const auto& id : filter->ids) {
+    auto known = std::find_if(tasks->begin(), tasks->end(), [&](const Task& t) { return t.request.id == id; });
+    if (known == tasks->end()) return report(make_error("not_found", "no such task (see `polyphony status`)", id));
   }
-  if (!args->positional.empty() && shown.empty()) return report(make_error("not_found", "no such task", args->positional[0]));
+  const std::vector<Task> shown = apply_filter(std::move(*tasks), *filter, settings->config);
   if (args->has("json")) {
     json out = json::array();
     for (const auto& t : shown) {
@@ -176,8 +318,9 @@ int cmd_status(const std::vector<std::string>& argv) {
     }
     std::cout << out.dump(2) << "\n";
   } else {
-    print_github_health(settings->config);
-    print_table(shown);
+    const Terminal term = stdout_terminal();
+    print_github_health(settings->config, term);
+    print_table(shown, term);
   }
   return kExitOk;
 }
@@ -206,7 +349,7 @@ int cmd_show(const std::vector<std::string>& argv) {
     j["events"] = json::array();
     for (const auto& e : events) {
       j["events"].push_back({{"from", e.from}, {"to", e.to}, {"attempt", e.attempt}, {"worker", e.worker},
-                             {"reason", e.reason}, {"at_ms", e.at_ms}});
+                             {"reason", e.reason}, {"at_ms", e.at_ms}, {"at", iso_utc(e.at_ms)}});
     }
     std::cout << j.dump(2) << "\n";
     return kExitOk;

@@ -6,7 +6,9 @@
 
 #include "cli/cli.h"
 #include "cli/client_connection.h"
+#include "cli/table.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/state_store.h"
 
 namespace polyphony::cli {
 
@@ -27,6 +29,7 @@ json worker_json(const protocol::WorkerStatus& w) {
               {"hostname", w.hostname},
               {"state", w.state},
               {"heartbeat_age_ms", w.heartbeat_age_ms},
+              {"last_heartbeat_at", iso_utc(now_ms() - w.heartbeat_age_ms)},
               {"capacity", w.capacity},
               {"load", w.load},
               {"labels", w.labels},
@@ -39,27 +42,44 @@ json worker_json(const protocol::WorkerStatus& w) {
 
 std::string joined(const std::vector<std::string>& items) {
   std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
+  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
   return out.empty() ? "-" : out;
 }
 
 std::string heartbeat_age(int64_t ms) {
   std::ostringstream s;
-  if (ms < 10000) s << std::fixed << std::setprecision(1) << static_cast<double>(ms) / 1000.0 << "s";
-  else s << age(0, ms);
+  if (ms < 10000) s << std::fixed << std::setprecision(1) << static_cast<double>(ms) / 1000.0 << "s ago";
+  else s << ago(0, ms);
   return s.str();
 }
 
-void print_table(const protocol::WorkersReply& r) {
-  std::cout << std::left << std::setw(24) << "WORKER" << std::setw(7) << "STATE" << std::setw(11) << "HEARTBEAT"
-            << std::setw(6) << "LOAD" << std::setw(24) << "LABELS" << std::setw(10) << "VERSION" << "RUNNING\n";
+Colour worker_state_colour(const std::string& state) {
+  if (state == "ready") return Colour::kGreen;
+  if (state == "busy") return Colour::kYellow;
+  if (state == "lost") return Colour::kRed;
+  return Colour::kNone;
+}
+
+void print_table(const protocol::WorkersReply& r, const Terminal& term) {
+  // The worker id is never cut; the labels and the running tasks wrap.
+  Table table({{"WORKER", Overflow::kKeep},
+               {"STATE", Overflow::kKeep},
+               {"HEARTBEAT", Overflow::kKeep},
+               {"LOAD", Overflow::kKeep},
+               {"LABELS", Overflow::kWrap, 0, 2},
+               {"VERSION", Overflow::kTruncate, 0, 1},
+               {"RUNNING", Overflow::kWrap, 9}});
   for (const auto& w : r.workers) {
-    std::cout << std::left << std::setw(24) << w.worker_id << std::setw(7) << w.state << std::setw(11)
-              << heartbeat_age(w.heartbeat_age_ms) << std::setw(6)
-              << (std::to_string(w.load) + "/" + std::to_string(w.capacity)) << std::setw(24) << joined(w.labels)
-              << std::setw(10) << w.version << joined(w.running) << "\n";
+    table.add_row({{w.worker_id},
+                   {w.state, worker_state_colour(w.state)},
+                   {heartbeat_age(w.heartbeat_age_ms)},
+                   {std::to_string(w.load) + "/" + std::to_string(w.capacity)},
+                   {joined(w.labels)},
+                   {w.version},
+                   {joined(w.running)}});
   }
-  if (r.workers.empty()) std::cout << "(no worker has registered with " << r.coordinator_id << ")\n";
+  std::cout << table.render(term);
+  if (r.workers.empty()) std::cout << "(no worker has registered with " << printable(r.coordinator_id) << ")\n";
 }
 
 }  // namespace
@@ -92,7 +112,7 @@ int cmd_workers(const std::vector<std::string>& argv) {
     for (const auto& w : table->workers) out.push_back(worker_json(w));
     std::cout << json{{"coordinator", table->coordinator_id}, {"workers", out}}.dump(2) << "\n";
   } else {
-    print_table(*table);
+    print_table(*table, stdout_terminal());
   }
   return kExitOk;
 }

@@ -17,7 +17,10 @@ Commands:
   spawn TITLE --repo R [...]     queue a task; prints its id
         [--body TEXT | --body-file F] [--type T] [--risk R] [--label L]... [--agent A] [--base BRANCH]
         [--land-to REMOTE]       R a working clone: land on its remote REMOTE instead of in it
-  status [ID] [--json]           tasks: id, state, agent, branch, worker, age
+  status [ID] [--json]           tasks, newest first: id, state, agent, branch, worker, age
+         [--state S]... [--repo R] [--limit N]
+                                 only tasks in state S (any case; failed,blocked for two), on repo R;
+                                 the N newest (`polyphony status --help` says more)
   show ID [--json]               one task with its whole history
   logs ID [--attempt N] [-f]     the agent's and verify's output; -f follows it live
   cancel ID                      stop a task (its container is stopped, nothing lands)
@@ -29,6 +32,7 @@ Commands:
   route --explain TITLE --repo R [--json] [task flags as for spawn]
                                  score a task against a local repo and show its routing; runs nothing
   config check                   report unknown agents, shadowed rules and other problems with file:line
+  config show [--json]           the configuration in effect, each value with its file:line or "default"
   workers [--json]               the coordinator's workers: state, heartbeat age, load, labels, tasks
   keys gen --name N [--out DIR]  make a CURVE key pair (N.key secret, N.pub public) for a fleet
   version                        print the version
@@ -75,14 +79,6 @@ std::optional<Settings> load_or_report() {
     return std::nullopt;
   }
   return *s;
-}
-
-std::string age(int64_t then_ms, int64_t now_ms) {
-  int64_t s = std::max<int64_t>(0, (now_ms - then_ms) / 1000);
-  if (s < 120) return std::to_string(s) + "s";
-  if (s < 7200) return std::to_string(s / 60) + "m";
-  if (s < 172800) return std::to_string(s / 3600) + "h";
-  return std::to_string(s / 86400) + "d";
 }
 
 }  // namespace polyphony::cli
