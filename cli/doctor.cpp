@@ -71,6 +71,14 @@ std::string seconds(int64_t ms) {
 
 std::string config_file(const Config& c) { return (c.home / "config.yaml").string(); }
 
+// "file:line", or for a file that is missing (its built-in default is in use) the same words as
+// the loaders' errors (common/yaml_reader.h).
+std::string place(const fs::path& file, int line) {
+  std::error_code ec;
+  if (fs::exists(file, ec)) return file.string() + ":" + std::to_string(line);
+  return file.string() + " (missing: built-in default, line " + std::to_string(line) + ")";
+}
+
 // Where the Docker socket choice came from, for the person reading.
 std::string socket_source(const Config& c) {
   if (!c.docker_host.empty()) return "docker_host in " + config_file(c);
@@ -223,9 +231,8 @@ std::optional<ImageContents> check_image(DockerClient& docker, const Settings& s
 // Each agent's CLI is in the image. A missing one is a warning: tasks routed to that agent
 // fall back to the next of the chain (README "Routing").
 void check_agents(const Settings& s, const ImageContents& contents, std::vector<Finding>& out) {
-  const std::string file = (s.config.home / "agents.yaml").string();
   for (const auto& [name, agent] : s.agents) {
-    const std::string where = file + ":" + std::to_string(agent.line);
+    const std::string where = place(s.config.home / "agents.yaml", agent.line);
     if (agent.command.empty()) continue;
     const std::string& cmd = agent.command[0];
     if (contents.found.count(cmd)) {
@@ -293,9 +300,9 @@ void check_network(DockerClient& docker, const Config& c, std::vector<Finding>& 
 
 // Each identity resolves here: its required variables set, its files and mounts there. One
 // with only optional credentials, none of them set, is a warning: its agents are refused.
-void check_identity(const Identity& id, const std::string& file, const Settings& s, std::vector<Finding>& out) {
+void check_identity(const Identity& id, const fs::path& file, const Settings& s, std::vector<Finding>& out) {
   const std::string check = "identity " + id.name;
-  const auto at = [&](int line) { return file + ":" + std::to_string(line); };
+  const auto at = [&](int line) { return place(file, line); };
   size_t problems = 0;
   size_t present = 0;
   std::vector<std::string> alternatives;
@@ -452,7 +459,7 @@ const char* health_name(Health health) {
 std::vector<Finding> run_doctor(const Settings& settings, const DoctorOptions& options) {
   std::vector<Finding> out;
   if (options.worker_host) check_worker_host(settings, out);
-  const std::string identities = (settings.config.home / "identities.yaml").string();
+  const fs::path identities = settings.config.home / "identities.yaml";
   for (const auto& [name, identity] : settings.identities) check_identity(identity, identities, settings, out);
   if (options.worker_host) check_disk(settings.config, options, out);
   if (options.measure_clocks) check_clocks(settings.config, options, out);

@@ -544,7 +544,7 @@ protocol::TaskResult container_failure(Attempt& attempt, const protocol::RunSpec
   }
   if (e.code == "not_found") {
     const bool network = e.message.find("network") != std::string::npos;
-    return attempt.failed("config", role + " container: " + e.to_string() +
+    return attempt.failed("config", role + " container: the Docker engine says: " + e.message +
                                         (network ? " (config.yaml container.network is '" + spec.network_mode +
                                                        "'; `polyphony doctor` checks it against the engine)"
                                                  : ""));
