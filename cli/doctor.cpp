@@ -2,7 +2,11 @@
 // findings; run_doctor strings them together.
 #include "cli/doctor.h"
 
+#include <signal.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cstdio>
@@ -114,14 +118,30 @@ struct ImageContents {
   std::set<std::string> missing;
 };
 
+constexpr const char* kProbeLabel = "polyphony.doctor";
+constexpr const char* kProbePidLabel = "polyphony.doctor.pid";
+
+// Probes whose doctor died before removing them (a serve killed at start): those of a process
+// on this host that no longer exists. A live doctor's probe is never touched.
+void reap_orphan_probes(DockerClient& docker) {
+  auto probes = docker.list_containers({{kProbeLabel, "probe"}});
+  if (!probes.ok()) return;
+  for (const auto& p : *probes) {
+    const auto it = p.labels.find(kProbePidLabel);
+    const pid_t pid = it == p.labels.end() ? 0 : static_cast<pid_t>(std::atoi(it->second.c_str()));
+    if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH) (void)docker.remove_container(p.id);
+  }
+}
+
 Result<std::string> run_probe(DockerClient& docker, const Config& c, const std::vector<std::string>& commands) {
+  reap_orphan_probes(docker);
   ContainerSpec spec;
   spec.image = c.container.image;
   spec.cmd = {"sh", "-c", kProbeScript, "polyphony-doctor"};
   spec.cmd.insert(spec.cmd.end(), commands.begin(), commands.end());
   spec.user = std::to_string(c.container.uid) + ":" + std::to_string(c.container.gid);
   spec.network_mode = "none";
-  spec.labels = {{"polyphony.doctor", "probe"}};
+  spec.labels = {{kProbeLabel, "probe"}, {kProbePidLabel, std::to_string(::getpid())}};
   auto id = docker.create_container(spec);
   if (!id.ok()) return id.error();
   std::string output;

@@ -39,8 +39,9 @@ struct DoctorOptions {
 
 // Runs every check against `settings` (loaded from `settings.config.home`) and this host, in a
 // fixed order: docker, image, agents, network, identities, disk, clock. Never fails: what it
-// cannot look at is a finding too. Starts one short-lived container (no network, removed after)
-// to list the agent CLIs the image holds.
+// cannot look at is a finding too. Starts one short-lived container (no network, removed after;
+// labelled polyphony.doctor=probe with its pid, so one a killed doctor left is removed by the
+// next) to list the agent CLIs the image holds.
 std::vector<Finding> run_doctor(const Settings& settings, const DoctorOptions& options);
 
 // True when any finding is a problem.

@@ -2,9 +2,11 @@
 // network typo, the first failing line of verify, the program that reports an error.
 #include <catch2/catch.hpp>
 
-#include <thread>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "single_box.h"
+#include "worker-agent/docker_client.h"
 
 using namespace polyphony;
 using namespace polyphony::testing;
@@ -56,6 +58,35 @@ TEST_CASE("doctor says OK about a healthy home and exits 0") {
   REQUIRE(kimi.size() == 1);
   CHECK(kimi[0]["health"] == "warning");
   CHECK_THAT(kimi[0]["where"].get<std::string>(), Catch::Contains("agents.yaml:"));
+}
+
+TEST_CASE("doctor removes the probe container a doctor that died left, and no other") {
+  SingleBox box(kOneFile);
+  auto docker = make_docker_client(test_docker_host());
+  // A pid that no process has now: a child that has ended and been waited for.
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  REQUIRE(dead > 0);
+  ::waitpid(dead, nullptr, 0);
+  auto make = [&](const std::string& pid) {
+    ContainerSpec spec;
+    spec.image = "polyphony-worker:latest";
+    spec.cmd = {"true"};
+    spec.network_mode = "none";
+    spec.labels = {{"polyphony.doctor", "probe"}, {"polyphony.doctor.pid", pid}};
+    auto id = docker->create_container(spec);
+    REQUIRE(id.ok());
+    return *id;
+  };
+  const std::string orphan = make(std::to_string(dead));
+  const std::string live = make(std::to_string(::getpid()));  // this test is alive
+  auto r = box.cli({"doctor"});
+  INFO(r.out + r.err);
+  CHECK(r.exit_code == 0);
+  auto gone = docker->container_pid(orphan);
+  CHECK((!gone.ok() && gone.error().code == "not_found"));
+  CHECK(docker->container_pid(live).ok());
+  (void)docker->remove_container(live);
 }
 
 TEST_CASE("doctor names an identity variable that is not set with identities.yaml and its line, and exits 1") {
@@ -124,11 +155,7 @@ TEST_CASE("a task on a misspelt network fails with the engine's words about the 
   CHECK_THAT(reason, !Catch::Contains("is missing"));
   // serve's start checks say it too (beside the start, so perhaps after the task failed).
   const std::string said = "doctor: problem network: network 'brigde' not found on the engine";
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (box.serve_log().find(said) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  CHECK_THAT(box.serve_log(), Catch::Contains(said));
+  CHECK(eventually([&] { return box.serve_log().find(said) != std::string::npos; }));
   CHECK(box.no_containers_left(id));
 }
 
@@ -155,14 +182,14 @@ TEST_CASE("a verify failure's reason quotes the first failing line, not the last
 TEST_CASE("doctor measures a running serve's worker clock from its heartbeats") {
   SingleBox box(kOneFile);
   box.serve();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   std::string out;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto r = box.cli({"doctor"});
-    out = r.out + r.err;
-    if (out.find("OK       clock local-") != std::string::npos) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  eventually(
+      [&] {
+        auto r = box.cli({"doctor"});
+        out = r.out + r.err;
+        return out.find("OK       clock local-") != std::string::npos;
+      },
+      std::chrono::seconds(60));
   INFO(out);
   INFO(box.serve_log());
   CHECK_THAT(out, Catch::Contains("OK       clock local-") && Catch::Contains("ms of the coordinator's"));
@@ -176,4 +203,16 @@ TEST_CASE("polyphony-worker and polyphony-submit call themselves by their own na
   auto submit = box.run(POLYPHONY_SUBMIT_CLI, {"t", "--colour", "red"});
   CHECK(submit.exit_code == 2);
   CHECK_THAT(submit.err, Catch::StartsWith("polyphony-submit: ") && Catch::Contains("--colour"));
+}
+
+TEST_CASE("an error about a setting of a missing config file names the built-in default, not a file line") {
+  SingleBox box(kOneFile);
+  std::filesystem::remove(box.home() / "config.yaml");
+  // The default worker.coordinator is plain TCP, which a worker refuses without `insecure`.
+  auto worker = box.run(POLYPHONY_WORKER_CLI, {});
+  INFO(worker.err);
+  CHECK(worker.exit_code == 2);
+  CHECK_THAT(worker.err, Catch::StartsWith("polyphony-worker: ") &&
+                             Catch::Contains("config.yaml (missing: built-in default, line ") &&
+                             !Catch::Contains("config.yaml:"));
 }
