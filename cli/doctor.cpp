@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -318,76 +319,86 @@ void check_network(DockerClient& docker, const Config& c, std::vector<Finding>& 
   }
 }
 
-// Each identity resolves here: its required variables set, its files and mounts there. One
-// with only optional credentials, none of them set, is a warning: its agents are refused.
-void check_identity(const Identity& id, const fs::path& file, const Settings& s, std::vector<Finding>& out) {
-  const std::string check = "identity " + id.name;
-  const auto at = [&](int line) { return place(file, line); };
+// What an identity's pieces look like on this host, and the problems found on the way.
+struct IdentityTally {
+  std::string check;                      // "identity <name>"
+  std::function<std::string(int)> at;     // its file's place of a line
   size_t problems = 0;
-  size_t present = 0;
-  std::vector<std::string> alternatives;
-  for (const auto& e : id.env) {
-    if (!e.from_env.empty()) {
-      const char* v = std::getenv(e.from_env.c_str());
-      const bool set = v != nullptr && *v != '\0';
-      present += set ? 1 : 0;
-      if (!set && e.optional) alternatives.push_back(e.from_env);
-      if (!set && !e.optional) {
-        ++problems;
-        out.push_back(problem(check, "env " + e.name + " comes from the host variable " + e.from_env +
-                                         ", which is not set; export it before starting the coordinator",
-                              at(e.line)));
-      }
-    } else if (!e.from_file.empty()) {
-      const fs::path path = resolve_path(e.from_file, "/");
-      const bool readable = std::ifstream(path).good();
-      present += readable ? 1 : 0;
-      if (!readable && e.optional) alternatives.push_back(path.string());
-      if (!readable && !e.optional) {
-        ++problems;
-        out.push_back(problem(check, "env " + e.name + " comes from " + path.string() + ", which cannot be read",
-                              at(e.line)));
-      }
-    } else {
-      ++present;
-    }
+  size_t present = 0;                     // credentials found
+  std::vector<std::string> alternatives;  // optional ones not found: variables or paths
+};
+
+void tally_env(const IdentityEnv& e, IdentityTally& t, std::vector<Finding>& out) {
+  if (e.from_env.empty() && e.from_file.empty()) {
+    ++t.present;  // a literal value
+    return;
   }
+  const char* v = e.from_env.empty() ? nullptr : std::getenv(e.from_env.c_str());
+  const std::string source = e.from_env.empty() ? resolve_path(e.from_file, "/").string() : e.from_env;
+  const bool found = e.from_env.empty() ? std::ifstream(source).good() : v != nullptr && *v != '\0';
+  if (found) {
+    ++t.present;
+  } else if (e.optional) {
+    t.alternatives.push_back(source);
+  } else {
+    ++t.problems;
+    out.push_back(problem(t.check, "env " + e.name + " comes from " +
+                                       (e.from_env.empty() ? source + ", which cannot be read"
+                                                           : "the host variable " + source +
+                                                                 ", which is not set; export it before starting the "
+                                                                 "coordinator"),
+                          t.at(e.line)));
+  }
+}
+
+void tally_files_and_mounts(const Identity& id, IdentityTally& t, std::vector<Finding>& out) {
+  std::error_code ec;
   for (const auto& f : id.files) {
     const fs::path host = resolve_path(f.host_path, "/");
-    std::error_code ec;
     if (fs::is_regular_file(host, ec) && std::ifstream(host).good()) {
-      ++present;
+      ++t.present;
       continue;
     }
-    ++problems;
-    out.push_back(problem(check, "copies " + host.string() + " into each agent run, but it is " +
-                                     (fs::exists(host, ec) ? "not a readable regular file" : "missing") + " on this host",
-                          at(f.line)));
+    ++t.problems;
+    out.push_back(problem(t.check, "copies " + host.string() + " into each agent run, but it is " +
+                                       (fs::exists(host, ec) ? "not a readable regular file" : "missing") +
+                                       " on this host",
+                          t.at(f.line)));
   }
   for (const auto& m : id.mounts) {
     const fs::path host = resolve_path(m.host_path, "/");
-    std::error_code ec;
     if (fs::exists(host, ec)) {
-      ++present;
+      ++t.present;
       continue;
     }
-    ++problems;
-    out.push_back(problem(check, "mounts " + host.string() + ", which does not exist on this host", at(m.line)));
+    ++t.problems;
+    out.push_back(problem(t.check, "mounts " + host.string() + ", which does not exist on this host", t.at(m.line)));
   }
-  if (problems > 0) return;
-  std::vector<std::string> users;
-  for (const auto& [name, agent] : s.agents) {
-    if (agent.identity == id.name) users.push_back(name);
-  }
-  if (present == 0 && !alternatives.empty()) {
+}
+
+// Each identity resolves here: its required variables set, its files and mounts there. One
+// with only optional credentials, none of them set, is a warning: its agents are refused.
+void check_identity(const Identity& id, const fs::path& file, const Settings& s, std::vector<Finding>& out) {
+  IdentityTally t;
+  t.check = "identity " + id.name;
+  t.at = [&](int line) { return place(file, line); };
+  for (const auto& e : id.env) tally_env(e, t, out);
+  tally_files_and_mounts(id, t, out);
+  if (t.problems > 0) return;
+  if (t.present == 0 && !t.alternatives.empty()) {
+    std::vector<std::string> users;
+    for (const auto& [name, agent] : s.agents) {
+      if (agent.identity == id.name) users.push_back(name);
+    }
     std::string any;
-    for (const auto& a : alternatives) any += (any.empty() ? "" : " or ") + a;
-    out.push_back(warning(check, "none of its credentials is set (set " + any + "); tasks for " +
-                                     joined(users, "its agents") + " are refused until one is",
-                          at(id.line)));
+    for (const auto& a : t.alternatives) any += (any.empty() ? "" : " or ") + a;
+    out.push_back(warning(t.check, "none of its credentials is set (set " + any + "); tasks for " +
+                                       joined(users, "its agents") + " are refused until one is",
+                          t.at(id.line)));
     return;
   }
-  out.push_back(ok(check, "resolves on this host (" + std::to_string(present) + " credential(s) present)", at(id.line)));
+  out.push_back(ok(t.check, "resolves on this host (" + std::to_string(t.present) + " credential(s) present)",
+                   t.at(id.line)));
 }
 
 // Free space where workspaces go (or the nearest directory above it that exists).
