@@ -34,8 +34,14 @@ int cmd_route(const std::vector<std::string>& args);
 int cmd_config(const std::vector<std::string>& args);
 int cmd_keys(const std::vector<std::string>& args);
 int cmd_workers(const std::vector<std::string>& args);
+int cmd_doctor(const std::vector<std::string>& args);
 
-// Prints "polyphony: <where>: <message>" to stderr and returns the exit code for the error.
+// The name this program calls itself in its messages: "polyphony" unless a main sets
+// another ("polyphony-worker", "polyphony-submit").
+void set_program_name(const std::string& name);
+const std::string& program_name();
+
+// Prints "<program>: <where>: <message>" to stderr and returns the exit code for the error.
 int report(const Error& e);
 
 // True while a `polyphony serve` holds this home's serve lock.

@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "cli/client_connection.h"
+#include "cli/doctor.h"
 #include "common/endpoint_policy.h"
 #include "common/log.h"
 #include "common/private_files.h"
@@ -165,6 +166,26 @@ class ServeLock {
   int fd_;
 };
 
+// `polyphony doctor`'s checks, run beside serve's start: what is not fine is logged as a
+// warning, and never stops serve. The workers' clocks are not measured: none has registered yet.
+std::jthread start_checks(const Settings& settings, bool embedded) {
+  return std::jthread([settings, embedded] {
+    DoctorOptions options;
+    options.worker_host = embedded;
+    options.measure_clocks = false;
+    size_t fine = 0;
+    for (const auto& f : run_doctor(settings, options)) {
+      if (f.health == Health::kOk) {
+        ++fine;
+        continue;
+      }
+      spdlog::warn("doctor: {} {}: {}{}", health_name(f.health), f.check, f.message,
+                   f.where.empty() ? "" : " (" + f.where + ")");
+    }
+    spdlog::info("doctor: {} check(s) fine at start; `polyphony doctor` runs them again", fine);
+  });
+}
+
 }  // namespace
 
 bool serve_is_running(const fs::path& home) {
@@ -209,6 +230,7 @@ int cmd_serve(const std::vector<std::string>& argv) {
         *docker, *workspaces);
     worker_thread = std::thread([&] { worker->run(g_stop); });
   }
+  std::jthread checks = start_checks(*settings, embedded);
   (*coordinator)->run(g_stop);
   if (worker_thread.joinable()) worker_thread.join();
   return kExitOk;
@@ -225,6 +247,7 @@ Docker engine. Settings come from $POLYPHONY_HOME/config.yaml (`worker:`); flags
 )";
 
 int worker_main(const std::vector<std::string>& argv) {
+  set_program_name("polyphony-worker");
   init_logging("info");
   if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
     std::cout << kWorkerUsage << kClientSecurityUsage;

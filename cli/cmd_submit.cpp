@@ -50,6 +50,7 @@ bool finished(const std::string& state) {
 }  // namespace
 
 int submit_main(const std::vector<std::string>& argv) {
+  set_program_name("polyphony-submit");
   init_logging("warn");
   if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
     std::cout << kSubmitUsage << kClientSecurityUsage;

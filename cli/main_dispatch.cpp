@@ -34,6 +34,8 @@ Commands:
   config check                   report unknown agents, shadowed rules and other problems with file:line
   config show [--json]           the configuration in effect, each value with its file:line or "default"
   workers [--json]               the coordinator's workers: state, heartbeat age, load, labels, tasks
+  doctor [--json]                check this host: Docker engine, image and its agent CLIs, identities,
+                                 network, disk, clocks; one line each, exit 1 on a problem
   keys gen --name N [--out DIR]  make a CURVE key pair (N.key secret, N.pub public) for a fleet
   version                        print the version
 )";
@@ -49,7 +51,8 @@ int polyphony_main(const std::vector<std::string>& args) {
   static const std::map<std::string, int (*)(const std::vector<std::string>&)> commands{
       {"init", cmd_init},   {"serve", cmd_serve}, {"spawn", cmd_spawn},     {"status", cmd_status},
       {"show", cmd_show},   {"logs", cmd_logs},   {"cleanup", cmd_cleanup}, {"image", cmd_image}, {"cancel", cmd_cancel}, {"retry", cmd_retry},
-      {"route", cmd_route}, {"config", cmd_config}, {"keys", cmd_keys}, {"workers", cmd_workers}};
+      {"route", cmd_route}, {"config", cmd_config}, {"keys", cmd_keys}, {"workers", cmd_workers},
+      {"doctor", cmd_doctor}};
   if (args[0] == "version" || args[0] == "--version") {
     std::cout << "polyphony " << POLYPHONY_VERSION << "\n";
     return kExitOk;
@@ -67,8 +70,16 @@ int polyphony_main(const std::vector<std::string>& args) {
   }
 }
 
+namespace {
+std::string g_program_name = "polyphony";
+}  // namespace
+
+void set_program_name(const std::string& name) { g_program_name = name; }
+
+const std::string& program_name() { return g_program_name; }
+
 int report(const Error& e) {
-  std::cerr << "polyphony: " << e.to_string() << "\n";
+  std::cerr << g_program_name << ": " << e.to_string() << "\n";
   return (e.code == "usage" || e.code == "config") ? kExitUsage : kExitFailed;
 }
 

@@ -57,9 +57,15 @@ const RepoConfig* find_repo(const Config& config, const std::string& repo) {
 
 namespace {
 
+// A reader of `file`, or of its built-in default text when it is missing.
+YamlReader reader_of(const fs::path& file) {
+  std::error_code ec;
+  return fs::exists(file, ec) ? YamlReader(file.string()) : YamlReader::built_in_default(file.string());
+}
+
 // The parsed file, or the parsed default text `polyphony init` would write when it is missing.
 Result<YAML::Node> load_or_default(const YamlReader& y, const fs::path& file) {
-  if (!fs::exists(file)) return y.load_string(default_config_files()[file.filename().string()]);
+  if (y.is_built_in_default()) return y.load_string(default_config_files()[file.filename().string()]);
   return y.load();
 }
 
@@ -303,7 +309,7 @@ Status read_worker(const YamlReader& y, const YAML::Node& node, Config& c) {
 }  // namespace
 
 Result<Config> load_config(const fs::path& file, const fs::path& home) {
-  YamlReader y(file.string());
+  const YamlReader y = reader_of(file);
   auto doc = load_or_default(y, file);
   if (!doc.ok()) return doc.error();
   Config c;
@@ -461,7 +467,7 @@ Result<Identity> read_identity(const YamlReader& y, const std::string& name, con
 }  // namespace
 
 Result<std::map<std::string, Identity>> load_identities(const fs::path& file) {
-  YamlReader y(file.string());
+  const YamlReader y = reader_of(file);
   auto doc = load_or_default(y, file);
   if (!doc.ok()) return doc.error();
   std::map<std::string, Identity> out;
@@ -529,7 +535,7 @@ bool is_known_output_format(const std::string& format) {
 }
 
 Result<std::map<std::string, AgentProfile>> load_agents(const fs::path& file) {
-  YamlReader y(file.string());
+  const YamlReader y = reader_of(file);
   auto doc = load_or_default(y, file);
   if (!doc.ok()) return doc.error();
   const YAML::Node root = *doc;
@@ -669,7 +675,7 @@ std::optional<Plan> parse_plan(const std::string& text) {
 }
 
 Result<RoutingPolicy> load_routing(const fs::path& file) {
-  YamlReader y(file.string());
+  const YamlReader y = reader_of(file);
   auto doc = load_or_default(y, file);
   if (!doc.ok()) return doc.error();
   RoutingPolicy p;

@@ -47,6 +47,7 @@ Result<YAML::Node> YamlReader::load() const {
 std::string YamlReader::where(const YAML::Node& node) const {
   const YAML::Mark mark = node.Mark();
   if (mark.is_null() || mark.line < 0) return file_;
+  if (built_in_) return file_ + " (missing: built-in default, line " + std::to_string(mark.line + 1) + ")";
   return file_ + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
 }
 

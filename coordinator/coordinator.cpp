@@ -311,6 +311,12 @@ size_t update_run(const std::vector<Coordinator::WorkerFrame>& frames, size_t at
   return n;
 }
 
+// A heartbeat's load, and how far the worker's clock is from ours when it says its own.
+void note_heartbeat(WorkerEntry& w, const protocol::Heartbeat& m, int64_t now) {
+  w.reported_load = m.load;
+  if (m.sent_ms > 0) w.clock_offset_ms = m.sent_ms - now;
+}
+
 }  // namespace
 
 void Coordinator::handle_frames(const std::vector<WorkerFrame>& frames) {
@@ -353,7 +359,7 @@ void Coordinator::handle_message(const std::string& routing_id, const Result<pro
         else if constexpr (std::is_same_v<T, protocol::LogChunk>) on_log(*w, m);
         else if constexpr (std::is_same_v<T, protocol::TaskResult>) on_result(*w, m);
         else if constexpr (std::is_same_v<T, protocol::LandRequest>) on_land_request(*w, m);
-        else if constexpr (std::is_same_v<T, protocol::Heartbeat>) w->reported_load = m.load;
+        else if constexpr (std::is_same_v<T, protocol::Heartbeat>) note_heartbeat(*w, m, now_ms());
         else spdlog::warn("dropped an unexpected {} from worker {}", protocol::type_name(m), w->hello.worker_id);
       },
       *msg);
@@ -1017,6 +1023,8 @@ protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& wo
     s.image_present = w.hello.image_present;
     s.free_disk_bytes = w.hello.free_disk_bytes;
     s.key = w.key_name;
+    s.clock_known = w.clock_offset_ms.has_value();
+    s.clock_offset_ms = w.clock_offset_ms.value_or(0);
     r.workers.push_back(std::move(s));
   }
   return r;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -38,6 +39,7 @@ struct WorkerEntry {
   bool lost = false;
   int64_t lost_at_ms = 0;
   int reported_load = 0;           // from its last heartbeat
+  std::optional<int64_t> clock_offset_ms;  // its clock minus ours, from its last heartbeat that said
   std::string key_name;            // its CURVE key's name on the allow-list; "" without CURVE
   // (task id, epoch) pairs it was told to cancel because the lease is not its own any more.
   std::set<std::pair<std::string, int64_t>> stale_cancelled;

@@ -269,6 +269,7 @@ template <class V, Is<Heartbeat> S>
 void describe(V& v, S& h) {
   v.req("seq", h.seq, at_least<int64_t>(0));
   v.opt("load", h.load, at_least(0));
+  v.opt("sent_ms", h.sent_ms, at_least<int64_t>(0));
 }
 
 template <class V, Is<Dispatch> S>
@@ -404,6 +405,8 @@ void describe(V& v, S& w) {
   v.opt("image_present", w.image_present);
   v.opt("free_disk_bytes", w.free_disk_bytes, at_least<int64_t>(0));
   v.opt("key", w.key);
+  v.opt("clock_known", w.clock_known);
+  v.opt("clock_offset_ms", w.clock_offset_ms);
 }
 
 template <class V, Is<WorkersReply> S>

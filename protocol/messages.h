@@ -126,6 +126,7 @@ struct Welcome {
 struct Heartbeat {
   int64_t seq = 0;
   int load = 0;                 // tasks the sender is running (worker) / 0 (coordinator)
+  int64_t sent_ms = 0;          // the sender's wall clock (ms since the epoch); 0: not said
 
   bool operator==(const Heartbeat&) const = default;
 };
@@ -308,6 +309,10 @@ struct WorkerStatus {
   bool image_present = false;
   int64_t free_disk_bytes = 0;
   std::string key;                    // name of its CURVE key on the allow-list; "" without CURVE
+  // Its wall clock minus the coordinator's, from its last heartbeat (transit time included);
+  // known only once a heartbeat carried its clock.
+  bool clock_known = false;
+  int64_t clock_offset_ms = 0;
   bool operator==(const WorkerStatus&) const = default;
 };
 

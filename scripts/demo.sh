@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The single-box demo: sets everything up (scripts/setup.sh), makes a sample repository with a
 # bare origin, spawns three tasks with the scripted agent, serves until they end, and shows two
-# LANDED (their commits on the origin's main) and one BLOCKED because its verify fails (the
-# retry makes the same tree, so it is not tried a third time).
+# LANDED (their commits on the origin's main) and one BLOCKED because its verify fails. A verify
+# failure is retried (max_attempts: 3) unless the retry makes a tree whose verify already failed;
+# the other two tasks land meanwhile, so a retry works on a newer main and makes a new tree: the
+# task usually runs attempts 1, 2 and 3, then is BLOCKED with the last reason.
 #
 # Environment: DEMO_DIR (default: a new temporary directory), DEMO_NETWORK (default none).
 set -euo pipefail
@@ -35,7 +37,7 @@ cat > "$seed/tests/run.sh" <<'SH'
 #!/bin/sh
 # The sample's test suite: every tests/*.test file is a command that must succeed.
 set -e
-for t in tests/*.test; do sh "$t"; echo "ok $t"; done
+for t in tests/*.test; do sh "$t" || { echo "FAIL $t"; exit 1; }; echo "ok $t"; done
 SH
 echo 'test "$(sh greet.sh Ada)" = "Hello, Ada!"' > "$seed/tests/greet.test"
 echo 'verify: sh tests/run.sh' > "$seed/.polyphony.yaml"

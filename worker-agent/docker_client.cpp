@@ -174,6 +174,26 @@ class EngineClient final : public DockerClient {
     return ok_status();
   }
 
+  Result<EngineVersion> engine_version() override {
+    Call c{.method = "GET", .path = "/version", .what = "ask the Docker engine its version"};
+    auto r = expect_ok(c);
+    if (!r.ok()) return r.error();
+    auto j = json_of(*r, c);
+    if (!j.ok()) return j.error();
+    auto text = [&](const char* key) {
+      return j->contains(key) && (*j)[key].is_string() ? (*j)[key].get<std::string>() : std::string();
+    };
+    return EngineVersion{text("Version"), text("ApiVersion"), text("Os")};
+  }
+
+  Result<bool> network_exists(const std::string& name) override {
+    Call c{.method = "GET", .path = "/networks/" + url_encode(name), .what = "inspect network '" + name + "'"};
+    auto r = expect_ok(c);
+    if (r.ok()) return true;
+    if (r.error().code == "not_found") return false;
+    return r.error();
+  }
+
   Result<bool> image_exists(const std::string& ref) override {
     Call c{.method = "GET", .path = "/images/" + ref + "/json", .what = "inspect image '" + ref + "'"};
     auto r = expect_ok(c);
@@ -352,7 +372,8 @@ Result<std::string> EngineClient::create_container(const ContainerSpec& spec) {
          .body = create_body_of(spec).dump()};
   auto r = expect_ok(c);
   if (!r.ok()) {
-    if (r.error().code != "not_found") return r.error();
+    // A 404 is the image only when the engine says so: a missing network is a 404 too.
+    if (r.error().code != "not_found" || !names_missing_image(r.error().message)) return r.error();
     Error e = r.error();
     e.message += ". Build the worker image with `polyphony image build`";
     return e;
@@ -672,6 +693,12 @@ Result<std::string> resolve_docker_host(const std::string& configured) {
                     "no Docker socket found (looked at $DOCKER_HOST, " + looked +
                         "). Start Docker, or run `scripts/ensure-docker.sh` and export the "
                         "DOCKER_HOST it prints");
+}
+
+bool names_missing_image(const std::string& engine_text) {
+  std::string lower;
+  for (char c : engine_text) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower.find("no such image") != std::string::npos;
 }
 
 std::unique_ptr<DockerClient> make_docker_client(const std::string& docker_host) {

@@ -52,6 +52,13 @@ struct ExecSpec {
   std::string working_dir;                     // "" : the container's
 };
 
+// What GET /version says about the engine.
+struct EngineVersion {
+  std::string version;       // "24.0.7"
+  std::string api_version;   // "1.43"
+  std::string os;            // "linux"
+};
+
 struct ContainerInfo {
   std::string id;
   std::string name;
@@ -62,13 +69,18 @@ struct ContainerInfo {
 
 // Every call can fail with code "docker" (engine answered with an error; message
 // carries the engine's own text), "docker_unreachable" (no engine on the socket),
-// or "not_found" (no such container/image).
+// or "not_found" (no such container/image). create_container's "not_found" carries the
+// engine's text too: the image, or another thing the spec names (a network), is missing.
 class DockerClient {
  public:
   virtual ~DockerClient() = default;
 
   // GET /_ping.
   virtual Status ping() = 0;
+  // GET /version.
+  virtual Result<EngineVersion> engine_version() = 0;
+  // GET /networks/{name}: true when the engine has a network of that name (or id).
+  virtual Result<bool> network_exists(const std::string& name) = 0;
   // GET /images/{ref}/json: true when present.
   virtual Result<bool> image_exists(const std::string& ref) = 0;
   // GET /images/{ref}/json: the image's labels (Config.Labels). Error "not_found" when absent.
@@ -120,6 +132,10 @@ class DockerClient {
 // every place it looked. An explicit choice (`configured` or $DOCKER_HOST) is never passed
 // over: when its socket is missing that is the error; a tcp:// host is an error too.
 Result<std::string> resolve_docker_host(const std::string& configured);
+
+// True when an engine error's text says an image is missing ("No such image: x"), as opposed
+// to another thing a container spec names (the engine's "network x not found" is a 404 too).
+bool names_missing_image(const std::string& engine_text);
 
 // A client for `docker_host` ("unix:///path" or a plain path).
 std::unique_ptr<DockerClient> make_docker_client(const std::string& docker_host);

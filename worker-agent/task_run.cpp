@@ -20,6 +20,7 @@
 
 #include "common/yaml_reader.h"
 #include "worker-agent/agent_output.h"
+#include "worker-agent/failure_excerpt.h"
 
 namespace polyphony {
 
@@ -209,6 +210,7 @@ struct ContainerOutcome {
   bool halted = false;  // the observer asked to stop (a budget passed)
   std::string limit;    // the worker limit it passed and was stopped for (workspace, processes)
   std::string tail;     // last lines of output, for failure reasons
+  std::string output;   // the output's last 32-64 KiB, where a failing test's lines are found
 };
 
 std::string tail_of(const std::string& text, size_t max_bytes = 600) {
@@ -291,6 +293,7 @@ Result<ContainerOutcome> watched(const std::string& stream, int64_t timeout_s, i
   out.cancelled = cancelled;
   out.halted = halted;
   out.tail = tail_of(captured);
+  out.output = std::move(captured);
   // A process that failed because it ran into a limit (a fork refused, a file too large) fails
   // for that limit.
   if (limit.empty() && over_limit) {
@@ -530,14 +533,21 @@ class AgentWatch {
   std::string over_;
 };
 
-// A missing image is the operator's to fix (retrying cannot help); anything else from the
-// engine is infrastructure.
+// A missing image, network or other thing the spec names is the operator's to fix (retrying
+// cannot help), said in the engine's own words; anything else from the engine is infrastructure.
 protocol::TaskResult container_failure(Attempt& attempt, const protocol::RunSpec& spec, const std::string& role,
                                        const Error& e) {
   if (e.code == "no_runner") return attempt.failed("config", role + " container: " + e.message);
-  if (e.code == "not_found") {
+  if (e.code == "not_found" && names_missing_image(e.message)) {
     return attempt.failed("config", role + " container: image " + spec.image +
                                         " is missing on this worker: run `polyphony image build` (" + e.to_string() + ")");
+  }
+  if (e.code == "not_found") {
+    const bool network = e.message.find("network") != std::string::npos;
+    return attempt.failed("config", role + " container: the Docker engine says: " + e.message +
+                                        (network ? " (config.yaml container.network is '" + spec.network_mode +
+                                                       "'; `polyphony doctor` checks it against the engine)"
+                                                 : ""));
   }
   if (role == "agent" && (e.message.find("executable file not found") != std::string::npos ||
                           e.message.find("no such file or directory") != std::string::npos)) {
@@ -545,6 +555,16 @@ protocol::TaskResult container_failure(Attempt& attempt, const protocol::RunSpec
                                                    spec.image + " (" + e.message + ")");
   }
   return attempt.failed("infra", role + " container: " + e.to_string());
+}
+
+// The first failing line says why verify failed, not the last line (often a later test that
+// passed); output without one is quoted as its end, and said to be.
+std::string verify_failure_reason(const std::string& command, int exit_code, const std::string& output) {
+  const FailureExcerpt excerpt = failure_excerpt(output);
+  const std::string head = "verify `" + command + "` exited with status " + std::to_string(exit_code);
+  if (excerpt.text.empty()) return head + " and printed nothing";
+  if (excerpt.at_failure) return head + ": " + excerpt.text;
+  return head + ", printing no line that reads as a failure; its output ends: " + excerpt.text;
 }
 
 // Landings on one origin are serialized within this worker (its merge queue): a branch is
@@ -908,8 +928,7 @@ std::optional<protocol::TaskResult> Run::verify() {
     return attempt_.failed("timeout", "verify ran past " + std::to_string(spec_.verify_timeout_s) + " s and was stopped");
   }
   if (run->exit_code != 0) {
-    auto r = attempt_.failed("verify", "verify `" + verify_command_ + "` exited with status " +
-                                           std::to_string(run->exit_code) + (run->tail.empty() ? "" : ": " + run->tail));
+    auto r = attempt_.failed("verify", verify_failure_reason(verify_command_, run->exit_code, run->output));
     // The tree lets the coordinator tell a deterministic failure from one worth retrying.
     auto tree = ctx_.workspaces.head_tree(ws_);
     if (tree.ok()) r.tree = *tree;

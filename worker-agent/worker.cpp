@@ -23,6 +23,12 @@ int64_t clock_ms() {
   return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
+// The wall clock a heartbeat carries, so the coordinator can tell how far apart the clocks are.
+int64_t wall_clock_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
 std::string unique_outbox_endpoint() {
   static std::atomic<int> counter{0};
   return "inproc://polyphony-worker-outbox-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
@@ -213,6 +219,7 @@ void WorkerAgent::run(const std::atomic<bool>& stop) {
       protocol::Heartbeat hb;
       hb.seq = ++heartbeat_seq_;
       hb.load = static_cast<int>(runs_.size());
+      hb.sent_ms = wall_clock_ms();
       send(hb);
     }
     if (now - last_heard_ms_ > options_.heartbeat_interval_ms * options_.liveness) {

@@ -69,7 +69,7 @@ inline Hello hello() {
 
 inline Welcome welcome() { return Welcome{kProtocolVersion, "coord-a", 250, 4}; }
 
-inline Heartbeat heartbeat() { return Heartbeat{991, 3}; }
+inline Heartbeat heartbeat() { return Heartbeat{991, 3, 1'767'225'600'123}; }
 
 inline TaskUpdate task_update() {
   return TaskUpdate{"task-42_b", 3, 17, "VERIFYING", "container 3f2a; make test"};
@@ -120,7 +120,7 @@ inline WorkersReply workers_reply() {
   WorkersReply r;
   r.coordinator_id = "coord-1:42";
   WorkerStatus a{"gpu-box-1", "gpu-box-1.lan", "0.1.0", "busy", 850, 2, 2, {"gpu", "arch=amd64"},
-                 {"task-42_b", "task-7"}, true, 512LL << 30, "gpu-box-1"};
+                 {"task-42_b", "task-7"}, true, 512LL << 30, "gpu-box-1", true, -1250};
   WorkerStatus b{"arm-1", "arm-1.lan", "0.1.0", "lost", 61000, 4, 0, {"arch=arm64"}, {}, false, 0, ""};
   r.workers = {a, b};
   return r;
