@@ -3,6 +3,7 @@
 #include <map>
 
 #include "cli/cli.h"
+#include "common/data_dir.h"
 #include "common/log.h"
 
 namespace polyphony::cli {
@@ -30,7 +31,7 @@ Commands:
   config check                   report unknown agents, shadowed rules and other problems with file:line
   workers [--json]               the coordinator's workers: state, heartbeat age, load, labels, tasks
   keys gen --name N [--out DIR]  make a CURVE key pair (N.key secret, N.pub public) for a fleet
-  version                        print the version
+  version                        print the version and where its data files (docker/) are
 )";
 
 }  // namespace
@@ -46,7 +47,9 @@ int polyphony_main(const std::vector<std::string>& args) {
       {"show", cmd_show},   {"logs", cmd_logs},   {"cleanup", cmd_cleanup}, {"image", cmd_image}, {"cancel", cmd_cancel}, {"retry", cmd_retry},
       {"route", cmd_route}, {"config", cmd_config}, {"keys", cmd_keys}, {"workers", cmd_workers}};
   if (args[0] == "version" || args[0] == "--version") {
-    std::cout << "polyphony " << POLYPHONY_VERSION << "\n";
+    auto data = data_dir();  // image build's docker/ files: under the install prefix, else the source tree
+    std::cout << "polyphony " << POLYPHONY_VERSION << "\n"
+              << "data: " << (data ? data->string() : data.error().message) << "\n";
     return kExitOk;
   }
   auto it = commands.find(args[0]);
