@@ -3,6 +3,7 @@
 #include <map>
 
 #include "cli/cli.h"
+#include "common/data_dir.h"
 #include "common/log.h"
 
 namespace polyphony::cli {
@@ -37,7 +38,7 @@ Commands:
   doctor [--json]                check this host: Docker engine, image and its agent CLIs, identities,
                                  network, disk, clocks; one line each, exit 1 on a problem
   keys gen --name N [--out DIR]  make a CURVE key pair (N.key secret, N.pub public) for a fleet
-  version                        print the version
+  version                        print the version and where its data files (docker/) are
 )";
 
 }  // namespace
@@ -54,7 +55,9 @@ int polyphony_main(const std::vector<std::string>& args) {
       {"route", cmd_route}, {"config", cmd_config}, {"keys", cmd_keys}, {"workers", cmd_workers},
       {"doctor", cmd_doctor}};
   if (args[0] == "version" || args[0] == "--version") {
-    std::cout << "polyphony " << POLYPHONY_VERSION << "\n";
+    auto data = data_dir();  // image build's docker/ files: under the install prefix, else the source tree
+    std::cout << "polyphony " << POLYPHONY_VERSION << "\n"
+              << "data: " << (data ? data->string() : data.error().message) << "\n";
     return kExitOk;
   }
   auto it = commands.find(args[0]);

@@ -5,7 +5,9 @@
 # cache under /var/cache/polyphony; later runs reuse it).
 # Idempotent. Prints `export` lines for DOCKER_HOST and PATH on stdout when --print-env is given.
 #
-# Environment: BUILD_DIR (default build), BUILD_TYPE (default RelWithDebInfo).
+# Environment: BUILD_DIR (default build), BUILD_TYPE (default RelWithDebInfo),
+#   POLYPHONY_WERROR (ON or OFF: compiler warnings are errors; .ci/run sets ON; unset, ON when
+#   CI is set, else whatever the build directory was configured with, OFF for a new one).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -45,9 +47,22 @@ install_packages() {
   apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 }
 
+# -DPOLYPHONY_WERROR=... when CI or the caller asks for a value; nothing otherwise.
+werror_args() {
+  local werror=${POLYPHONY_WERROR:-}
+  [[ -z "$werror" && -n "${CI:-}" ]] && werror=ON
+  case "${werror^^}" in
+    "") ;;
+    ON|OFF) echo "-DPOLYPHONY_WERROR=${werror^^}" ;;
+    *) log "POLYPHONY_WERROR must be ON or OFF, not '$werror'"; exit 2 ;;
+  esac
+}
+
 build() {
-  log "building ($BUILD_TYPE) in $BUILD_DIR"
-  cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >&2
+  local werror
+  werror=$(werror_args)
+  log "building ($BUILD_TYPE) in $BUILD_DIR${werror:+ with $werror}"
+  cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" ${werror:+"$werror"} >&2
   cmake --build "$BUILD_DIR" -j "$(nproc)" >&2
 }
 

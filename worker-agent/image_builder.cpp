@@ -18,6 +18,7 @@
 #include <sstream>
 #include <vector>
 
+#include "common/data_dir.h"
 #include "common/process.h"
 #include "common/sha256.h"
 #include "worker-agent/scripted_agent_text.h"
@@ -250,12 +251,20 @@ Result<bool> image_is_current(DockerClient& docker, const std::string& tag, cons
   return it != labels->end() && it->second == version;
 }
 
+// The `docker build` context holding the registry-based Dockerfile, for hints: the installed
+// copy (share/polyphony/docker), else the source tree's docker/.
+std::string dockerfile_dir() {
+  auto dir = data_dir();
+  return dir ? (*dir / "docker").string() : std::string("docker");
+}
+
 Status require_root(const std::string& step) {
   if (::geteuid() == 0) return ok_status();
+  const std::string context = dockerfile_dir();
   return make_error("permission",
                     step + " needs root (it creates files owned by other users): run "
-                           "`sudo polyphony image build`, or build docker/Dockerfile with "
-                           "`docker build -t polyphony-worker:latest docker/` where a registry "
+                           "`sudo polyphony image build`, or build " + context + "/Dockerfile with "
+                           "`docker build -t polyphony-worker:latest " + context + "` where a registry "
                            "is reachable");
 }
 
@@ -328,8 +337,8 @@ Status run_debootstrap(const BuildPaths& p, const std::string& mirror) {
                        po);
   if (!r.ok() && r.error().code == "not_found") {
     return make_error("not_found",
-                      "debootstrap is not installed: run `apt-get install debootstrap`, or build "
-                      "docker/Dockerfile with `docker build` where a registry is reachable");
+                      "debootstrap is not installed: run `apt-get install debootstrap`, or build " +
+                          dockerfile_dir() + "/Dockerfile with `docker build` where a registry is reachable");
   }
   if (!r.ok()) return r.error();
   if (r->exit_code == 0) return ok_status();
