@@ -272,7 +272,8 @@ Status read_github(const YamlReader& y, const YAML::Node& node, Config& c) {
 Status read_coordinator(const YamlReader& y, const YAML::Node& node, Config& c) {
   POLY_TRY(y.check_keys(node, {"embedded_worker", "worker_endpoint", "client_endpoint", "heartbeat_interval_ms",
                                "heartbeat_liveness", "secret_key_file", "public_key_file", "allowed_workers_dir",
-                               "allowed_worker_keys", "allowed_clients_dir", "allowed_client_keys", "insecure"},
+                               "allowed_worker_keys", "allowed_clients_dir", "allowed_client_keys", "insecure",
+                               "mirror_timeout_s"},
                         "coordinator"));
   POLY_TRY(detail::read_coordinator_security(y, node, c.home, c.coordinator_security));
   auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "coordinator." + w); };
@@ -285,6 +286,8 @@ Status read_coordinator(const YamlReader& y, const YAML::Node& node, Config& c) 
   POLY_TRY(read_opt(node, "heartbeat_liveness", c.heartbeat_liveness, num));
   if (c.heartbeat_interval_ms < 10) return y.error(node["heartbeat_interval_ms"], "coordinator.heartbeat_interval_ms must be at least 10");
   if (c.heartbeat_liveness < 1) return y.error(node["heartbeat_liveness"], "coordinator.heartbeat_liveness must be at least 1");
+  POLY_TRY(read_opt(node, "mirror_timeout_s", c.mirror_timeout_s, num));
+  if (c.mirror_timeout_s < 1) return y.error(node["mirror_timeout_s"], "coordinator.mirror_timeout_s must be at least 1");
   return detail::check_coordinator_transport(y, node, c);
 }
 

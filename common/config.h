@@ -129,6 +129,9 @@ struct Config {
   bool embedded_worker = true;
   int64_t heartbeat_interval_ms = 1000;
   int heartbeat_liveness = 5;
+  // How long the coordinator's clone or fetch of a remote repo (the mirror it scores tasks
+  // against) may take; past it the tasks waiting on it proceed unscored.
+  int64_t mirror_timeout_s = 600;
   // For a standalone polyphony-worker.
   std::string coordinator_endpoint = "tcp://127.0.0.1:7701";
   int worker_capacity = 4;

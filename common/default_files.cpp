@@ -36,6 +36,9 @@ coordinator:
   heartbeat_interval_ms: 1000
   # Missed heartbeats before a worker counts as lost.
   heartbeat_liveness: 5
+  # Seconds a clone or fetch of a remote repo may take when the coordinator mirrors it to score
+  # a task (off its socket loop); past it the task proceeds unscored, the reason saying why.
+  mirror_timeout_s: 600
   # Endpoint polyphony-submit and `polyphony workers` reach from other hosts; empty: only
   # ipc://<this directory>/coordinator.sock. Example: tcp://0.0.0.0:7702
   # client_endpoint: ""

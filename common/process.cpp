@@ -25,6 +25,9 @@ namespace polyphony {
 
 namespace {
 
+// How often a child with a cancel flag has it checked.
+constexpr std::chrono::milliseconds kCancelCheck{100};
+
 // The child's environment, built here rather than with bp::environment: Boost 1.74's lookup
 // compares keys with a memcmp that reads past the end of shorter entries (AddressSanitizer
 // reports it), so the executor's envp is set directly.
@@ -110,11 +113,18 @@ Result<ProcessResult> run_process(const std::vector<std::string>& argv, const Pr
                     bp::std_out > out, bp::std_err > err, bp::std_in < in_pipe, ios, user, bp::posix::use_vfork);
     boost::asio::async_write(in_pipe, boost::asio::buffer(options.stdin_data),
                              [&in_pipe](const boost::system::error_code&, std::size_t) { in_pipe.close(); });
-    ios.run_for(options.timeout);
+    const auto deadline = std::chrono::steady_clock::now() + options.timeout;
+    const auto cancelled = [&] { return options.cancel != nullptr && options.cancel->load(); };
+    for (auto now = std::chrono::steady_clock::now(); !ios.stopped() && now < deadline && !cancelled();
+         now = std::chrono::steady_clock::now()) {
+      const std::chrono::steady_clock::duration left = deadline - now;
+      ios.run_for(options.cancel == nullptr ? left : std::min<std::chrono::steady_clock::duration>(left, kCancelCheck));
+    }
     if (!ios.stopped()) {
       std::error_code ec;
       child.terminate(ec);
       child.wait(ec);
+      if (cancelled()) return make_error("cancelled", "'" + argv[0] + "' was stopped: its caller is shutting down", argv[0]);
       return make_error("timeout",
                         "'" + argv[0] + "' did not finish within " +
                             std::to_string(options.timeout.count()) + " ms and was killed",

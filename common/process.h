@@ -1,6 +1,7 @@
 // Child processes through Boost.Process: always an argv vector, never a shell string, always a timeout.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -25,6 +26,9 @@ struct ProcessOptions {
     unsigned gid = 0;
   };
   std::optional<User> run_as;
+  // When set and it becomes true, the child is killed (checked every 100 ms): how a caller
+  // that is shutting down stops a slow child before its timeout.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct ProcessResult {
@@ -35,7 +39,8 @@ struct ProcessResult {
 
 // Runs argv[0] (searched on PATH when it has no '/') with the rest as arguments.
 // Errors: code "not_found" when the program does not exist, "timeout" when it ran
-// past options.timeout (it is killed), "process" when it could not be started.
+// past options.timeout (it is killed), "cancelled" when options.cancel became true (it is
+// killed), "process" when it could not be started.
 // A non-zero exit is not an error: check exit_code.
 Result<ProcessResult> run_process(const std::vector<std::string>& argv,
                                   const ProcessOptions& options = {});

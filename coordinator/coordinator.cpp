@@ -97,11 +97,17 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_t& context
   auto queue = SqliteQueue::open(c->settings_.config.queue_db);
   if (!queue.ok()) return queue.error();
   c->queue_ = std::move(*queue);
+  c->scoring_jobs_ = std::make_unique<BackgroundJobs>(kScoringThreads);
+  c->github_jobs_ = std::make_unique<BackgroundJobs>(1);
   if (c->settings_.config.github.enabled()) {
     const auto& gh = c->settings_.config.github;
-    auto source = GithubSource::open(c->settings_, make_gh_cli(gh.gh, std::chrono::milliseconds(gh.gh_timeout_ms)));
+    auto source = GithubSource::open(c->settings_, make_gh_cli(gh.gh, std::chrono::milliseconds(gh.gh_timeout_ms),
+                                                               &c->github_jobs_->stopping()));
     if (!source.ok()) return source.error();
     c->github_ = std::move(*source);
+    auto github_store = StateStore::open(c->settings_.config.state_db);
+    if (!github_store.ok()) return github_store.error();
+    c->github_store_.emplace(std::move(*github_store));
   }
   POLY_TRY(c->start_zap());
   POLY_TRY(c->bind_worker_endpoints(endpoints));
@@ -209,16 +215,19 @@ void Coordinator::drain_workers() {
   std::optional<zmq::error_t> socket_error;
   try {
     drain(socket_, [&](std::vector<zmq::message_t>& frames) {
-      received.push_back({frames[0].to_string(), protocol::decode(frames[1].to_string_view()),
-                          protocol::peer_user_id(frames[1])});
+      WorkerFrame f{frames[0].to_string(), protocol::decode(frames[1].to_string_view()),
+                    protocol::peer_user_id(frames[1]), std::nullopt};
+      if (!f.message.ok()) f.result_lease = protocol::result_lease(frames[1].to_string_view());
+      received.push_back(std::move(f));
     });
   } catch (const zmq::error_t& e) {
     socket_error = e;  // what arrived before it is still handled
   }
+  last_worker_read_ms_ = now_ms();
   auto handle_all = [&] { handle_frames(received); };
   // Heartbeats alone record nothing: no transaction (most turns with 1,000 idle workers).
   const bool records = std::any_of(received.begin(), received.end(), [](const WorkerFrame& f) {
-    return f.message.ok() && !std::holds_alternative<protocol::Heartbeat>(*f.message);
+    return f.result_lease || (f.message.ok() && !std::holds_alternative<protocol::Heartbeat>(*f.message));
   });
   if (records) batch(handle_all);
   else handle_all();
@@ -226,14 +235,18 @@ void Coordinator::drain_workers() {
 }
 
 void Coordinator::step(int64_t wait_ms) {
+  // The background jobs' descriptors wake the poll when a result is ready to apply.
   zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
                              {client_socket_.handle(), 0, ZMQ_POLLIN, 0},
+                             {nullptr, scoring_jobs_->wake_fd(), ZMQ_POLLIN, 0},
+                             {nullptr, github_jobs_->wake_fd(), ZMQ_POLLIN, 0},
                              {zap_ ? zap_->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
   // A freed slot waits at most kMinDispatchGapMs, not a whole poll interval.
   if (slot_freed_) wait_ms = std::clamp<int64_t>(last_dispatch_ms_ + kMinDispatchGapMs - now_ms(), 0, wait_ms);
   try {
-    zmq::poll(items, zap_ ? 3 : 2, std::chrono::milliseconds(wait_ms));
-    if (zap_ && (items[2].revents & ZMQ_POLLIN)) zap_->serve();
+    zmq::poll(items, zap_ ? 5 : 4, std::chrono::milliseconds(wait_ms));
+    last_worker_read_ms_ = now_ms();  // whatever waits on the workers' socket is read next
+    if (zap_ && (items[4].revents & ZMQ_POLLIN)) zap_->serve();
     if (items[0].revents & ZMQ_POLLIN) drain_workers();
     if (items[1].revents & ZMQ_POLLIN) {
       drain(client_socket_, [&](std::vector<zmq::message_t>& frames) {
@@ -243,6 +256,7 @@ void Coordinator::step(int64_t wait_ms) {
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) spdlog::error("socket error: {}", e.what());
   }
+  apply_background((items[2].revents & ZMQ_POLLIN) != 0, (items[3].revents & ZMQ_POLLIN) != 0);
   if (now_ms() >= next_periodic_ms_) {
     periodic();
     next_periodic_ms_ = now_ms() + settings_.config.poll_interval_ms;
@@ -275,10 +289,10 @@ void Coordinator::batch(const std::function<void()>& fn) {
   if (socket_error) throw *socket_error;
 }
 
-WorkerEntry* Coordinator::heard_from(const std::string& routing_id, const protocol::Message& msg) {
+WorkerEntry* Coordinator::heard_from(const std::string& routing_id, const std::string& type) {
   WorkerEntry* w = worker_by_routing(routing_id);
   if (w == nullptr) {
-    spdlog::warn("dropped a {} from unregistered peer {:?}", protocol::type_name(msg), routing_id);
+    spdlog::warn("dropped a {} from unregistered peer {:?}", type, routing_id);
     return nullptr;
   }
   if (w->lost) {
@@ -323,8 +337,8 @@ void Coordinator::handle_frames(const std::vector<WorkerFrame>& frames) {
   for (size_t i = 0; i < frames.size();) {
     const size_t n = update_run(frames, i);
     if (n == 1) {
-      handle_message(frames[i].routing_id, frames[i].message, frames[i].key_name);
-    } else if (WorkerEntry* w = heard_from(frames[i].routing_id, *frames[i].message)) {
+      handle_message(frames[i]);
+    } else if (WorkerEntry* w = heard_from(frames[i].routing_id, "task_update")) {
       std::vector<const protocol::TaskUpdate*> run;
       for (size_t k = i; k < i + n; ++k) run.push_back(&std::get<protocol::TaskUpdate>(*frames[k].message));
       on_updates(*w, run);
@@ -333,8 +347,14 @@ void Coordinator::handle_frames(const std::vector<WorkerFrame>& frames) {
   }
 }
 
-void Coordinator::handle_message(const std::string& routing_id, const Result<protocol::Message>& msg,
-                                 const std::string& key_name) {
+void Coordinator::handle_message(const WorkerFrame& f) {
+  const std::string& routing_id = f.routing_id;
+  const Result<protocol::Message>& msg = f.message;
+  const std::string& key_name = f.key_name;
+  if (!msg.ok() && f.result_lease) {
+    on_undecodable_result(f, *f.result_lease, msg.error());
+    return;
+  }
   if (!msg.ok()) {
     spdlog::warn("dropped a frame from peer {:?}: {} (field {})", routing_id, msg.error().message, msg.error().where);
     return;
@@ -343,7 +363,7 @@ void Coordinator::handle_message(const std::string& routing_id, const Result<pro
     on_hello(routing_id, *hello, key_name);
     return;
   }
-  WorkerEntry* w = heard_from(routing_id, *msg);
+  WorkerEntry* w = heard_from(routing_id, protocol::type_name(*msg));
   if (w == nullptr) return;
   if (w->key_name != key_name) {
     // Heartbeats are dropped without a word: the refused hello was logged.
@@ -560,6 +580,31 @@ void Coordinator::on_result(WorkerEntry& w, const protocol::TaskResult& m) {
   ack.attempt = m.attempt;
   ack.epoch = m.epoch;
   send(w.routing_id, ack);
+}
+
+void Coordinator::on_undecodable_result(const WorkerFrame& f, const protocol::ResultAck& lease, const Error& why) {
+  WorkerEntry* w = heard_from(f.routing_id, "task_result");
+  if (w == nullptr) return;
+  if (w->key_name != f.key_name) {
+    spdlog::warn("dropped a task_result from peer {:?}: it comes with CURVE key {:?}, and worker {} registered with key {:?}",
+                 f.routing_id, f.key_name, f.routing_id, w->key_name);
+    return;
+  }
+  spdlog::warn("task {}: the result of epoch {} from worker {} cannot be read: {} (field {})", lease.task_id,
+               lease.epoch, w->hello.worker_id, why.message, why.where);
+  flush_logs(lease.task_id);
+  auto current = store_->get(lease.task_id);
+  const bool recorded = current.ok() && current->has_value() && (*current)->epoch == lease.epoch &&
+                        !is_active((*current)->state);
+  if (!recorded) {
+    if (auto task = check_lease(*w, current, lease.task_id, lease.epoch, "a result")) {
+      // Not retried: what the attempt did (it may have landed) is unknown; the reason says why.
+      fail_attempt(*task, task->state, "protocol",
+                   "worker " + w->hello.worker_id + " sent a result the coordinator cannot read: field " + why.where +
+                       ": " + why.message);
+    }
+  }
+  send(w->routing_id, lease);  // answered like any result, so the worker stops resending it
 }
 
 void Coordinator::on_land_request(WorkerEntry& w, const protocol::LandRequest& m) {
@@ -843,7 +888,7 @@ void Coordinator::apply_commands() {
   }
   for (const auto& c : *commands) {
     if (c.action == "github_issue") {
-      if (adopt_issue(c.task_id)) (void)queue_->ack_command(c.seq);
+      if (adopt_issue(c.seq, c.task_id)) (void)queue_->ack_command(c.seq);
       continue;
     }
     auto reply = control(c.task_id, c.action);
@@ -854,9 +899,9 @@ void Coordinator::apply_commands() {
 
 void Coordinator::periodic() {
   discover();
-  sync_github();
   apply_commands();
-  batch([&] { claim_discovered(); });
+  sync_github();
+  claim_discovered();
   expire_unheld_tasks();
   expire_unanswered_dispatches();
   batch([&] { dispatch_claimed(); });
@@ -883,42 +928,87 @@ void Coordinator::discover() {
 void Coordinator::claim_discovered() {
   auto tasks = store_->list({TaskState::kDiscovered});
   if (!tasks.ok()) return;
-  RepoTextCache repo_texts;  // one read of each repo per pass, not one per task
-  int claimed = 0;
+  // By origin: the tasks of one repo are scored together (one fetch, one read), and never while
+  // a job for that origin is under way, so no task is scored twice at once.
+  std::map<std::string, std::vector<Task>> by_origin;
+  int taken = 0;
   for (const auto& t : *tasks) {
-    // A large backlog is claimed over several passes, so the loop keeps answering heartbeats.
-    if (++claimed > kMaxClaimsPerPass) break;
-    TransitionUpdate u;
-    std::string why = "claimed by " + coordinator_id_;
-    // Scored once, at the claim, against the repository at the task's base; the plan follows.
-    auto scored = score_task(t.request, settings_, &repo_texts);
-    std::optional<int> total;
-    if (scored.ok()) {
-      total = scored->total;
-      u.score = scored->total;
-      why += "; complexity " + std::to_string(scored->total) + "/10";
-    } else {
-      spdlog::warn("task {}: cannot score it: {}", t.request.id, scored.error().to_string());
-      why += "; not scored (" + scored.error().message + ")";
-    }
-    auto decision = route(t.request, settings_.routing, settings_.agents, total);
-    if (decision.ok()) {
-      u.plan = plan_name(decision->plan);
-      u.reviewer = decision->reviewer;
-      why += "; plan " + std::string(plan_name(decision->plan)) + " (" + decision->plan_because + ")";
-    }
-    u.reason = why;
-    auto s = store_->transition(t.request.id, TaskState::kDiscovered, TaskState::kClaimed, u, now_ms());
-    if (!s.ok()) spdlog::error("task {}: {}", t.request.id, s.error().to_string());
+    std::string key = "score " + scoring_origin(t.request, settings_.config);
+    if (scoring_jobs_->pending(key)) continue;  // claimed when that job's result comes back
+    // A large backlog is scored over several passes.
+    if (++taken > kMaxClaimsPerPass) break;
+    by_origin[std::move(key)].push_back(t);
+  }
+  for (auto& [key, batch_of_tasks] : by_origin) scoring_jobs_->submit(key, score_job(std::move(batch_of_tasks)));
+}
+
+BackgroundJobs::Job Coordinator::score_job(std::vector<Task> tasks) {
+  const std::atomic<bool>* cancel = &scoring_jobs_->stopping();
+  // Off the loop: reads only settings_, which nothing changes while the coordinator lives.
+  return [this, cancel, tasks = std::move(tasks)]() -> BackgroundJobs::Apply {
+    RepoTextCache texts;  // one read of the origin for all its tasks
+    std::vector<Result<Score>> scores;
+    for (const auto& t : tasks) scores.push_back(score_task(t.request, settings_, &texts, cancel));
+    return [this, tasks, scores = std::move(scores)] {
+      batch([&] {
+        for (size_t i = 0; i < tasks.size(); ++i) claim(tasks[i], scores[i]);
+      });
+      slot_freed_ = true;  // new work to dispatch: at once rather than at the next poll
+    };
+  };
+}
+
+void Coordinator::claim(const Task& t, const Result<Score>& scored) {
+  TransitionUpdate u;
+  std::string why = "claimed by " + coordinator_id_;
+  // Scored once, at the claim, against the repository at the task's base; the plan follows.
+  std::optional<int> total;
+  if (scored.ok()) {
+    total = scored->total;
+    u.score = scored->total;
+    why += "; complexity " + std::to_string(scored->total) + "/10";
+  } else {
+    spdlog::warn("task {}: cannot score it: {}", t.request.id, scored.error().to_string());
+    why += "; not scored (" + scored.error().message + ")";
+  }
+  auto decision = route(t.request, settings_.routing, settings_.agents, total);
+  if (decision.ok()) {
+    u.plan = plan_name(decision->plan);
+    u.reviewer = decision->reviewer;
+    why += "; plan " + std::string(plan_name(decision->plan)) + " (" + decision->plan_because + ")";
+  }
+  u.reason = why;
+  // Refused when the task left DISCOVERED while it was scored (cancelled, say).
+  auto s = store_->transition(t.request.id, TaskState::kDiscovered, TaskState::kClaimed, u, now_ms());
+  if (!s.ok()) spdlog::warn("task {}: not claimed: {}", t.request.id, s.error().to_string());
+}
+
+void Coordinator::apply_background(bool scoring, bool github) {
+  if (scoring) scoring_jobs_->apply_finished();
+  if (github) github_jobs_->apply_finished();
+}
+
+void Coordinator::read_workers_before_judging() {
+  // Cheap when nothing waits (one read that finds nothing); said when the loop was held up.
+  const int64_t unread_ms = now_ms() - last_worker_read_ms_;
+  if (unread_ms > settings_.config.heartbeat_interval_ms) {
+    spdlog::warn("the coordinator's loop did not read the workers' socket for {} ms; reading it before judging "
+                 "liveness", unread_ms);
+  }
+  try {
+    drain_workers();
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) spdlog::error("socket error: {}", e.what());
   }
 }
 
 // Active tasks held by a worker that has not been heard from within its liveness budget
 // (e.g. after a coordinator restart nobody re-registered) are failed and retried.
 void Coordinator::expire_unheld_tasks() {
-  const int64_t now = now_ms();
   const int64_t budget = settings_.config.heartbeat_interval_ms * settings_.config.heartbeat_liveness;
-  if (now - started_ms_ < budget) return;
+  if (now_ms() - started_ms_ < budget) return;
+  read_workers_before_judging();
+  const int64_t now = now_ms();
   auto active = store_->list(active_task_states());
   if (!active.ok()) return;
   for (const auto& t : *active) {
@@ -1141,10 +1231,12 @@ Result<ResolvedIdentity> Coordinator::identity_of(const std::string& agent_name)
 }
 
 void Coordinator::heartbeat_workers() {
-  const int64_t now = now_ms();
+  int64_t now = now_ms();
   // Nothing is due before the earliest deadline the last walk saw: a heartbeat sent or
   // received since only moves a deadline later, and a new worker's first is an interval away.
   if (now < next_heartbeat_walk_ms_) return;
+  read_workers_before_judging();
+  now = now_ms();
   const int64_t interval = settings_.config.heartbeat_interval_ms;
   const int64_t budget = interval * settings_.config.heartbeat_liveness;
   int64_t next = now + interval;
@@ -1197,7 +1289,7 @@ void Coordinator::send_frame(const std::string& routing_id, const std::string& b
 
 namespace polyphony {
 
-bool Coordinator::adopt_issue(const std::string& ref_text) {
+bool Coordinator::adopt_issue(int64_t seq, const std::string& ref_text) {
   auto ref = parse_issue_ref(ref_text);
   if (!github_ || !ref.ok() || ref->repo != settings_.config.github.repo) {
     spdlog::error("spawn --issue {}: refused: {}", ref_text,
@@ -1206,21 +1298,38 @@ bool Coordinator::adopt_issue(const std::string& ref_text) {
                               : "this coordinator serves " + settings_.config.github.repo);
     return true;
   }
-  auto id = github_->adopt(*store_, ref->number);
-  if (!id.ok() && id.error().code == "retry") return false;
-  if (!id.ok()) spdlog::error("spawn --issue {}: {}", ref_text, id.error().to_string());
-  return true;
+  // Adopted by a GitHub job; while one is under way the command waits in the queue.
+  if (!github_jobs_->pending("github")) adoptions_.push_back({seq, ref_text, ref->number});
+  return false;
 }
 
 void Coordinator::sync_github() {
-  if (!github_) return;
-  for (const auto& c : github_->sync(*store_)) {
+  if (!github_ || github_jobs_->pending("github")) return;
+  // Off the loop: the job alone uses github_ and github_store_ (one job at a time); the loop
+  // applies what it returns.
+  github_jobs_->submit("github", [this, adoptions = std::move(adoptions_)]() -> BackgroundJobs::Apply {
+    std::vector<int64_t> done;
+    for (const auto& a : adoptions) {
+      auto id = github_->adopt(*github_store_, a.number);
+      if (!id.ok() && id.error().code == "retry") continue;  // GitHub cannot answer now: kept for the next job
+      if (!id.ok()) spdlog::error("spawn --issue {}: {}", a.ref, id.error().to_string());
+      done.push_back(a.seq);
+    }
+    auto cancels = github_->sync(*github_store_);
+    github_->report(*github_store_);
+    return [this, cancels = std::move(cancels), done = std::move(done)] { apply_github(cancels, done); };
+  });
+  adoptions_.clear();
+}
+
+void Coordinator::apply_github(const std::vector<GithubCancel>& cancels, const std::vector<int64_t>& done_commands) {
+  for (int64_t seq : done_commands) (void)queue_->ack_command(seq);
+  for (const auto& c : cancels) {
     auto t = store_->get(c.task_id);
     if (!t.ok() || !t->has_value() || !can_transition((*t)->state, TaskState::kCancelled)) continue;
     auto reply = cancel(**t, c.reason);
     if (!reply.ok) spdlog::error("task {}: cannot cancel it ({}): {}", c.task_id, c.reason, reply.error);
   }
-  github_->report(*store_);
 }
 
 }  // namespace polyphony

@@ -1,5 +1,7 @@
 // The coordinator: discovers tasks, claims and routes them, dispatches RunSpecs to workers
-// over ZeroMQ, and records what the workers report. One thread owns the socket and the DB.
+// over ZeroMQ, and records what the workers report. One thread (the loop) owns the sockets and
+// the DB; slow work (scoring against a remote's mirror, GitHub calls) runs on background jobs
+// whose results the loop applies, so heartbeats are always read within their budget.
 #pragma once
 
 #include <atomic>
@@ -15,8 +17,10 @@
 
 #include "common/config.h"
 #include "common/result.h"
+#include "coordinator/background_jobs.h"
 #include "coordinator/github_source.h"
 #include "coordinator/router.h"
+#include "coordinator/scoring.h"
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
 #include "coordinator/worker_match.h"
@@ -72,8 +76,13 @@ inline constexpr int64_t kMinDispatchGapMs = 25;
 // connected worker fits (their labels) and that must not hold back those behind them.
 inline constexpr int kDispatchLookahead = 32;
 
-// Tasks claimed (and scored) in one pass of the loop; the rest wait for the next pass.
+// Tasks sent to be scored (and then claimed) in one pass of the loop; the rest wait for the
+// next pass. Tasks of one origin are scored together, off the loop, one job per origin at a time.
 inline constexpr int kMaxClaimsPerPass = 256;
+
+// Threads that score tasks (mirror fetches included): a stalled remote holds one of them, not
+// the others' origins.
+inline constexpr int kScoringThreads = 2;
 
 // The client endpoint every coordinator binds: ipc://<home>/coordinator.sock.
 std::string local_client_endpoint(const std::filesystem::path& home);
@@ -118,23 +127,31 @@ class Coordinator {
   Status bind_worker_endpoints(const std::vector<std::string>& endpoints);
   Status bind_client_endpoints(const std::vector<std::string>& endpoints);
   Status start_zap();
-  // A worker's message as decoded (or refused by the decoder).
-  void handle_message(const std::string& routing_id, const Result<protocol::Message>& msg, const std::string& key_name);
-  // The registered sender of `msg` (heard now), or null (logged) for an unknown peer.
-  WorkerEntry* heard_from(const std::string& routing_id, const protocol::Message& msg);
+  // The registered sender of a message of `type` (heard now), or null (logged) for an unknown peer.
+  WorkerEntry* heard_from(const std::string& routing_id, const std::string& type);
   void handle_client_frame(const std::string& routing_id, const std::string& body);
   void answer_client(const std::string& routing_id, const protocol::Message& reply);
   protocol::ClientReply submit(const protocol::Submit& m);
   protocol::ClientReply cancel(const Task& task, const std::string& reason = "cancelled by a user");
   protocol::ClientReply retry(const Task& task);
   void apply_commands();
-  // GitHub mode: adopt an issue named by `polyphony spawn --issue`; false to keep the command.
-  bool adopt_issue(const std::string& ref);
+  // GitHub mode: an issue named by `polyphony spawn --issue` (command `seq`) joins the next
+  // GitHub job; true when the command is done with (refused), false to keep it for now.
+  bool adopt_issue(int64_t seq, const std::string& ref);
+  // Starts a GitHub job (adoptions, sync, reports) unless one is under way.
   void sync_github();
+  // On the loop: what a GitHub job found (issues gone: their tasks cancelled; adoption
+  // commands done with: acknowledged).
+  void apply_github(const std::vector<GithubCancel>& cancels, const std::vector<int64_t>& done_commands);
   // Hands each [routing id, body] message waiting on `socket` (up to 1,000) to fn.
   void drain(zmq::socket_t& socket, const std::function<void(std::vector<zmq::message_t>&)>& fn);
   // Reads what the workers sent, then handles it in one batch (no batch for heartbeats alone).
   void drain_workers();
+  // Reads what waits on the workers' socket before liveness is judged: frames that waited while
+  // the loop was busy are not silence.
+  void read_workers_before_judging();
+  // Applies the results of finished background jobs; `scoring`/`github` say whose fd polled.
+  void apply_background(bool scoring, bool github);
 
  public:
   // A message from a worker, decoded (or refused by the decoder).
@@ -142,9 +159,13 @@ class Coordinator {
     std::string routing_id;
     Result<protocol::Message> message;
     std::string key_name;
+    // A task_result that failed to decode but whose lease reads: answered, its attempt failed.
+    std::optional<protocol::ResultAck> result_lease;
   };
 
  private:
+  // A worker's message as decoded (or refused by the decoder).
+  void handle_message(const WorkerFrame& f);
   // Handles `frames` in order, consecutive updates of one attempt together.
   void handle_frames(const std::vector<WorkerFrame>& frames);
   void on_hello(const std::string& routing_id, const protocol::Hello& m, const std::string& key_name);
@@ -157,6 +178,9 @@ class Coordinator {
   // Writes what the task's log streams still hold back (see held_logs_).
   void flush_logs(const std::string& task_id);
   void on_result(WorkerEntry& w, const protocol::TaskResult& m);
+  // A result frame that failed to decode (`why`) but names its lease: the attempt fails with a
+  // reason naming the bad field, and the worker is answered so it stops resending.
+  void on_undecodable_result(const WorkerFrame& f, const protocol::ResultAck& lease, const Error& why);
   void on_land_request(WorkerEntry& w, const protocol::LandRequest& m);
   void answer_land(const std::string& routing_id, const protocol::LandRequest& m, bool granted,
                    const std::string& reason);
@@ -169,7 +193,12 @@ class Coordinator {
 
   void periodic();
   void discover();
+  // Sends the DISCOVERED tasks not being scored to be scored, by origin (off the loop).
   void claim_discovered();
+  // A scoring job for tasks of one origin; what it returns claims them on the loop.
+  BackgroundJobs::Job score_job(std::vector<Task> tasks);
+  // DISCOVERED -> CLAIMED with its score (or why it has none) and its plan.
+  void claim(const Task& task, const Result<Score>& scored);
   void dispatch_claimed();
   Status dispatch_one(const Task& task, WorkerEntry& worker);
   void fail_attempt(const Task& task, TaskState from, const std::string& kind, const std::string& reason,
@@ -248,6 +277,19 @@ class Coordinator {
     std::string routing_id, body, type;
   };
   std::vector<Outgoing> deferred_;  // sent when the batch commits
+  int64_t last_worker_read_ms_ = 0;  // when the workers' socket was last polled or drained
+  // GitHub mode: the state DB as the GitHub jobs use it (their own connection, used by one job
+  // at a time) and the adoptions waiting for the next job.
+  std::optional<StateStore> github_store_;
+  struct Adoption {
+    int64_t seq = 0;
+    std::string ref;
+    int64_t number = 0;
+  };
+  std::vector<Adoption> adoptions_;
+  // Declared last, so destroyed first: no job outlives what it reads (settings_, github_).
+  std::unique_ptr<BackgroundJobs> scoring_jobs_;
+  std::unique_ptr<BackgroundJobs> github_jobs_;
 };
 
 }  // namespace polyphony

@@ -26,13 +26,15 @@ bool contains(const std::string& hay, const std::string& needle) { return lower(
 
 class GhCli final : public GhClient {
  public:
-  GhCli(std::string program, std::chrono::milliseconds timeout) : program_(std::move(program)), timeout_(timeout) {}
+  GhCli(std::string program, std::chrono::milliseconds timeout, const std::atomic<bool>* cancel)
+      : program_(std::move(program)), timeout_(timeout), cancel_(cancel) {}
 
   Result<GhResponse> api(const GhRequest& request) override {
     std::vector<std::string> argv{program_};
     for (auto& a : gh_api_argv(request)) argv.push_back(std::move(a));
     ProcessOptions o;
     o.timeout = timeout_;
+    o.cancel = cancel_;
     o.stdin_data = request.json_body.value_or("");
     // Never prompt, never print update notices or colour into what we parse.
     o.env = {{"GH_PROMPT_DISABLED", "1"}, {"GH_NO_UPDATE_NOTIFIER", "1"}, {"NO_COLOR", "1"}, {"CLICOLOR", "0"}};
@@ -52,6 +54,7 @@ class GhCli final : public GhClient {
  private:
   std::string program_;
   std::chrono::milliseconds timeout_;
+  const std::atomic<bool>* cancel_;
 };
 
 }  // namespace
@@ -133,8 +136,9 @@ std::string next_page_path(const std::string& link) {
   return {};
 }
 
-std::unique_ptr<GhClient> make_gh_cli(std::string program, std::chrono::milliseconds timeout) {
-  return std::make_unique<GhCli>(std::move(program), timeout);
+std::unique_ptr<GhClient> make_gh_cli(std::string program, std::chrono::milliseconds timeout,
+                                      const std::atomic<bool>* cancel) {
+  return std::make_unique<GhCli>(std::move(program), timeout, cancel);
 }
 
 }  // namespace polyphony

@@ -2,6 +2,7 @@
 // The real client runs `gh` with an argv (never a shell) and a timeout; tests use a fake.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -40,8 +41,10 @@ class GhClient {
   virtual Result<GhResponse> api(const GhRequest& request) = 0;
 };
 
-// Runs `program api --method M PATH -i [-H ...] [--input -]` for each request.
-std::unique_ptr<GhClient> make_gh_cli(std::string program, std::chrono::milliseconds timeout);
+// Runs `program api --method M PATH -i [-H ...] [--input -]` for each request, killed after
+// `timeout` or once `*cancel` is set (error code "cancelled"), when `cancel` is given.
+std::unique_ptr<GhClient> make_gh_cli(std::string program, std::chrono::milliseconds timeout,
+                                      const std::atomic<bool>* cancel = nullptr);
 
 // The argv make_gh_cli runs for `request` (without the program name).
 std::vector<std::string> gh_api_argv(const GhRequest& request);

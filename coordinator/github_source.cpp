@@ -534,9 +534,11 @@ void GithubSource::queue_reports(StateStore& store, const Link& link, const Task
     return;
   }
   const std::string ref = config_.repo + "#" + std::to_string(link.number);
+  // Written before the transaction: it reads the repository, which must not hold the DB's lock.
+  const std::string body_of_pull = t.state == TaskState::kLanded ? pr_body(store, t, link.number) : "";
   auto s = db_.transaction([&]() -> Status {
     if (t.state == TaskState::kLanded) {
-      json pull{{"title", t.request.title}, {"head", t.branch}, {"body", pr_body(store, t, link.number)}};
+      json pull{{"title", t.request.title}, {"head", t.branch}, {"body", body_of_pull}};
       POLY_TRY(enqueue(db_, "pull:" + t.request.id, link.number, "pull", pull));
       const std::string body = "Polyphony task `" + t.request.id + "` is LANDED: agent " + t.agent +
                                " pushed branch `" + t.branch + "`, verify passed, pull request {pr}.";

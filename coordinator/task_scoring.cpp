@@ -22,11 +22,12 @@ std::string mirror_name(const std::string& url) {
   return safe.substr(0, 40) + "-" + hash + ".git";
 }
 
-Result<fs::path> ensure_mirror(const std::string& url, const Config& config) {
+Result<fs::path> ensure_mirror(const std::string& url, const Config& config, const std::atomic<bool>* cancel) {
   const fs::path dir = config.home / "mirrors";
   const fs::path mirror = dir / mirror_name(url);
   ProcessOptions o;
-  o.timeout = std::chrono::minutes(10);
+  o.timeout = std::chrono::seconds(config.mirror_timeout_s);
+  o.cancel = cancel;
   o.env["GIT_TERMINAL_PROMPT"] = "0";
   std::error_code ec;
   if (fs::exists(mirror / "HEAD", ec)) {
@@ -48,32 +49,39 @@ Result<fs::path> ensure_mirror(const std::string& url, const Config& config) {
 
 }  // namespace
 
-Result<std::pair<fs::path, std::string>> scoring_source(const TaskRequest& task, const Config& config) {
+std::string scoring_origin(const TaskRequest& task, const Config& config) {
   const RepoConfig* rc = find_repo(config, task.repo);
-  const std::string url = rc ? rc->url : task.repo;
+  return rc ? rc->url : task.repo;
+}
+
+Result<std::pair<fs::path, std::string>> scoring_source(const TaskRequest& task, const Config& config,
+                                                        const std::atomic<bool>* cancel) {
+  const RepoConfig* rc = find_repo(config, task.repo);
+  const std::string url = scoring_origin(task, config);
   std::string rev = !task.base_branch.empty() ? task.base_branch : (rc ? rc->base_branch : "");
   if (rev.empty()) rev = "HEAD";
   if (!looks_like_url(url)) return std::pair<fs::path, std::string>{fs::path(url), rev};
-  auto mirror = ensure_mirror(url, config);
+  auto mirror = ensure_mirror(url, config, cancel);
   if (!mirror.ok()) return mirror.error();
   return std::pair<fs::path, std::string>{*mirror, rev};
 }
 
 namespace {
 
-Result<RepoText> read_task_repo(const TaskRequest& task, const Config& config) {
-  auto where = scoring_source(task, config);
+Result<RepoText> read_task_repo(const TaskRequest& task, const Config& config, const std::atomic<bool>* cancel) {
+  auto where = scoring_source(task, config, cancel);
   if (!where.ok()) return where.error();
   return read_repo_at(where->first, where->second);
 }
 
 }  // namespace
 
-Result<Score> score_task(const TaskRequest& task, const Settings& settings, RepoTextCache* cache) {
+Result<Score> score_task(const TaskRequest& task, const Settings& settings, RepoTextCache* cache,
+                         const std::atomic<bool>* cancel) {
   const auto key = std::make_pair(task.repo, task.base_branch);
   auto it = cache ? cache->find(key) : RepoTextCache::iterator();
   if (!cache || it == cache->end()) {
-    auto text = read_task_repo(task, settings.config);
+    auto text = read_task_repo(task, settings.config, cancel);
     if (!cache) return text.ok() ? Result<Score>(score(collect_signals(task, *text), settings.routing.scoring)) : text.error();
     it = cache->emplace(key, std::move(text)).first;
   }

@@ -1,8 +1,11 @@
 // Scoring a task against its real repository, as the coordinator does when it claims it: the
 // repository is read at the task's base (a local path directly, a URL through a mirror the
 // coordinator keeps under <home>/mirrors), and the pure scorer turns what it finds into a score.
+// It may take as long as a remote does (up to coordinator.mirror_timeout_s): the coordinator
+// calls it off its socket loop.
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -14,18 +17,24 @@
 
 namespace polyphony {
 
+// The repository scoring reads for the task: its repos: entry's URL or path, else task.repo as
+// given. Tasks of one origin share one mirror.
+std::string scoring_origin(const TaskRequest& task, const Config& config);
+
 // Where to read the task's repository from: (git directory or work tree, revision). For a URL,
-// the coordinator's mirror of it is created or fetched first (git CLI, argv, with a timeout).
-// Errors: "git" (cannot mirror or fetch, message names the repo).
-Result<std::pair<std::filesystem::path, std::string>> scoring_source(const TaskRequest& task,
-                                                                      const Config& config);
+// the coordinator's mirror of it is created or fetched first (git CLI, argv, with the timeout
+// config.mirror_timeout_s; killed early once `cancel` is set). Errors: "git" (cannot mirror
+// or fetch, message names the repo).
+Result<std::pair<std::filesystem::path, std::string>> scoring_source(const TaskRequest& task, const Config& config,
+                                                                      const std::atomic<bool>* cancel = nullptr);
 
 // Repository texts read during one claim pass, by (task.repo, task.base_branch), errors
 // included: the tasks of one repo claimed together read (and fetch) it once.
 using RepoTextCache = std::map<std::pair<std::string, std::string>, Result<RepoText>>;
 
 // The task's complexity score with its evidence. With a cache, a repository already read for
-// another task of the same pass is not read again.
-Result<Score> score_task(const TaskRequest& task, const Settings& settings, RepoTextCache* cache = nullptr);
+// another task of the same pass is not read again. `cancel` as for scoring_source.
+Result<Score> score_task(const TaskRequest& task, const Settings& settings, RepoTextCache* cache = nullptr,
+                         const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace polyphony

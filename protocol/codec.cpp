@@ -990,4 +990,27 @@ Result<Message> decode(std::string_view frame) {
   }
 }
 
+std::optional<ResultAck> result_lease(std::string_view frame) {
+  if (frame.size() > kMaxFrameBytes) return std::nullopt;
+  try {
+    if (Census::of(frame) != Census::Verdict::kOk) return std::nullopt;
+    msgpack::object_handle handle;
+    if (unpack_frame(frame, handle)) return std::nullopt;
+    const msgpack::object& top = handle.get();
+    if (top.type != msgpack::type::MAP) return std::nullopt;
+    MapReader reader(top, Path{});
+    int version = 0;
+    std::string type;
+    reader.req("v", version);
+    reader.req("type", type);
+    if (reader.error() || version != kProtocolVersion || type != kTypeName<TaskResult>) return std::nullopt;
+    ResultAck lease;
+    describe_lease(reader, lease);
+    if (reader.error()) return std::nullopt;
+    return lease;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 }  // namespace polyphony::protocol

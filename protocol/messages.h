@@ -339,6 +339,12 @@ std::string encode(const Message& m);
 // A frame of another protocol version (or without one) fails with `where` == "v".
 Result<Message> decode(std::string_view frame);
 
+// The lease a task_result frame names (its task_id, attempt and epoch as a ResultAck), read
+// when decode refuses the frame for another field: nullopt unless the frame is a task_result of
+// this protocol version whose task_id, attempt and epoch are themselves valid. Lets the
+// coordinator answer a result it cannot accept, so the worker stops resending it.
+std::optional<ResultAck> result_lease(std::string_view frame);
+
 // Frames larger than this are refused before decoding.
 inline constexpr size_t kMaxFrameBytes = 16 * 1024 * 1024;
 

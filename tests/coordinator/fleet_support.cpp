@@ -42,9 +42,10 @@ int free_port() {
   return ntohs(addr.sin_port);
 }
 
-FleetCoordinator::FleetCoordinator(const std::string& extra_config)
+FleetCoordinator::FleetCoordinator(const std::string& extra_config, const std::string& extra_repos)
     : dir_("polyphony-fleet"),
       extra_(extra_config),
+      extra_repos_(extra_repos),
       worker_endpoint_("tcp://127.0.0.1:" + std::to_string(free_port())),
       client_endpoint_(local_client_endpoint(dir_.path())) {}
 
@@ -53,7 +54,7 @@ void FleetCoordinator::write_config() {
   write_file(dir_ / "config.yaml",
              "poll_interval_ms: 20\nmax_concurrency: 16\nretry_backoff_base_ms: 10\nretry_backoff_cap_ms: 20\n"
              "max_attempts: 5\n"
-             "repos:\n  app: {url: \"https://example.invalid/app.git\"}\n" + extra_);
+             "repos:\n  app: {url: \"https://example.invalid/app.git\"}\n" + extra_repos_ + extra_);
 }
 
 void FleetCoordinator::start() {

@@ -32,10 +32,12 @@ class LogCapture {
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int free_port();
 
-// The coordinator's home, config and thread. `extra_config` is appended to config.yaml.
+// The coordinator's home, config and thread. `extra_config` is appended to config.yaml;
+// `extra_repos` (lines such as "  name: {url: ...}\n") are added under repos: beside "app".
 class FleetCoordinator {
  public:
-  explicit FleetCoordinator(const std::string& extra_config = "coordinator: {insecure: true}\n");
+  explicit FleetCoordinator(const std::string& extra_config = "coordinator: {insecure: true}\n",
+                            const std::string& extra_repos = "");
   ~FleetCoordinator();
 
   const std::string& worker_endpoint() const { return worker_endpoint_; }
@@ -53,6 +55,7 @@ class FleetCoordinator {
  private:
   TempDir dir_;
   std::string extra_;
+  std::string extra_repos_;
   std::string worker_endpoint_;
   std::string client_endpoint_;
   zmq::context_t context_;

@@ -134,6 +134,43 @@ TEST_CASE("a stale result is acknowledged, not recorded, and its epoch cancelled
   CHECK(std::get<protocol::ClientReply>(*reply).state == "ROUTED");
 }
 
+TEST_CASE("a result that fails to decode is acknowledged and fails its attempt with a reason naming the field",
+          "[fleet]") {
+  FleetCoordinator c;
+  c.start();
+  FakeWorker a(c.context(), c.worker_endpoint(), "worker-a", {}, 1);
+  a.hello();
+  const std::string id = submit(c.context(), c.client_endpoint(), "Fix it");
+  auto d = a.wait_for<protocol::Dispatch>();
+  REQUIRE(d);
+  protocol::TaskResult r;
+  r.task_id = id;
+  r.attempt = d->spec.attempt;
+  r.epoch = d->spec.epoch;
+  r.outcome = "failed";
+  r.failure_kind = "no-such-kind";  // the decoder refuses it; the lease still reads
+  r.reason = "it broke";
+  r.branch = d->spec.branch;
+  REQUIRE_FALSE(protocol::decode(protocol::encode(r)).ok());
+  a.send(r);
+  auto ack = a.wait_for<protocol::ResultAck>();
+  REQUIRE(ack);
+  CHECK(ack->task_id == id);
+  CHECK(ack->epoch == r.epoch);
+  CHECK(ack->attempt == r.attempt);
+  auto reply = ask(c.context(), c.client_endpoint(), protocol::Control{id, "query"});
+  REQUIRE(reply);
+  const auto& task = std::get<protocol::ClientReply>(*reply);
+  CHECK(task.state == "FAILED");
+  CHECK_THAT(task.reason, Catch::Contains("task_result.failure_kind") && Catch::Contains("worker-a"));
+  // Resent (its ack lost, say): answered again, recorded once.
+  a.send(r);
+  REQUIRE(a.wait_for<protocol::ResultAck>());
+  auto again = ask(c.context(), c.client_endpoint(), protocol::Control{id, "query"});
+  REQUIRE(again);
+  CHECK(std::get<protocol::ClientReply>(*again).reason == task.reason);
+}
+
 TEST_CASE("a hello whose worker id is not its routing id is refused", "[fleet]") {
   LogCapture log;
   FleetCoordinator c;

@@ -250,5 +250,5 @@ TEST_CASE("a query about a task still in the queue makes the coordinator pick th
   const auto& r = std::get<protocol::ClientReply>(*reply);
   CHECK(r.ok);
   CHECK(r.task_id == id);
-  CHECK(r.state == "DISCOVERED");  // as it stood when asked; claimed and routed on the same turn
+  CHECK(r.state == "DISCOVERED");  // as it stood when asked; scored, claimed and routed right after
 }

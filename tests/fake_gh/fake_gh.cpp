@@ -7,7 +7,8 @@
 //                "comments": {"12": [...]}, "pulls": [...]}},
 //                "page_size": 100,          caps per_page, to exercise pagination
 //                "rate_limit_until": 0,     epoch seconds: until then every call gets 403
-//                "fail": ""}                "auth" or "network": gh fails before any HTTP
+//                "fail": ""}                "auth" or "network": gh fails before any HTTP;
+//                                           "hang": gh never answers (until it is killed)
 //   calls.log   one JSON object a line: {"argv": [...], "stdin": "..."}
 //   lock        flock'ed around every read-modify-write (tests take it too)
 // Writes change the state (labels added, comments, pull requests, merges), so what a test
@@ -412,6 +413,11 @@ int main(int argc, char** argv) {
     std::cerr << "To get started with GitHub CLI, please run:  gh auth login\n"
                  "Alternatively, populate the GH_TOKEN environment variable with a GitHub API authentication token.\n";
     return 4;
+  }
+  if (fail == "hang") {
+    // A GitHub that never answers: the caller's timeout has to kill this process.
+    if (lock >= 0) ::close(lock);
+    while (true) ::pause();
   }
   if (fail == "network") {
     std::cerr << "error connecting to api.github.com\ncheck your internet connection or https://githubstatus.com\n";

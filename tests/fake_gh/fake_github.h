@@ -34,7 +34,8 @@ class FakeGithub {
   void edit_issue(int64_t number, const std::string& title, const std::string& body);
   // Every call gets 403 with X-RateLimit-Remaining 0 until this time (epoch seconds).
   void rate_limit_until(int64_t epoch_s);
-  // "auth" (not logged in), "network" (GitHub unreachable) or "" (working).
+  // "auth" (not logged in), "network" (GitHub unreachable), "hang" (gh never answers, until
+  // killed) or "" (working).
   void fail(const std::string& mode);
   // Caps per_page, so lists span several pages.
   void page_size(int n);

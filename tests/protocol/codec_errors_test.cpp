@@ -179,3 +179,34 @@ TEST_CASE("hostile text in an error message is escaped and shortened", "[codec][
   CHECK(r.error().message.find(std::string(100, 'x')) == std::string::npos);
   CHECK(r.error().message.size() < 360);  // the list of known types, plus 64 characters of the value
 }
+
+TEST_CASE("the lease of a result that fails to decode is still read, and only then", "[codec][errors]") {
+  const TaskResult r = samples::task_result();
+  struct LeaseCase {
+    Case spoiled;
+    bool lease_reads;
+  };
+  const std::vector<LeaseCase> cases = {
+      {{r, "/failure_kind", "no-such-kind", "", ""}, true},
+      {{r, "/branch", "main", "", ""}, true},
+      {{r, "/usage", 7, "", ""}, true},
+      {{r, "/task_id", "../etc", "", ""}, false},
+      {{r, "/attempt", 0, "", ""}, false},
+      {{r, "/epoch", -1, "", ""}, false},
+      {erased(r, "/epoch", "", ""), false},
+      {{r, "/v", 2, "", ""}, false},
+      {{r, "/type", "task_update", "", ""}, false},
+      {{samples::task_update(), "/state", "LANDED", "", ""}, false},
+  };
+  for (const auto& c : cases) {
+    INFO("case: " << type_name(c.spoiled.base) << " " << c.spoiled.pointer
+                  << (c.spoiled.erase ? " erased" : " = " + c.spoiled.value.dump()));
+    const std::string frame = spoil(c.spoiled);
+    REQUIRE_FALSE(decode(frame).ok());
+    const auto lease = result_lease(frame);
+    REQUIRE(lease.has_value() == c.lease_reads);
+    if (lease) CHECK(*lease == ResultAck{r.task_id, r.attempt, r.epoch});
+  }
+  CHECK_FALSE(result_lease("\x81\xa1v").has_value());  // truncated MessagePack
+  CHECK_FALSE(result_lease("").has_value());
+}
