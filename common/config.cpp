@@ -287,7 +287,9 @@ Status read_coordinator(const YamlReader& y, const YAML::Node& node, Config& c) 
   if (c.heartbeat_interval_ms < 10) return y.error(node["heartbeat_interval_ms"], "coordinator.heartbeat_interval_ms must be at least 10");
   if (c.heartbeat_liveness < 1) return y.error(node["heartbeat_liveness"], "coordinator.heartbeat_liveness must be at least 1");
   POLY_TRY(read_opt(node, "mirror_timeout_s", c.mirror_timeout_s, num));
-  if (c.mirror_timeout_s < 1) return y.error(node["mirror_timeout_s"], "coordinator.mirror_timeout_s must be at least 1");
+  if (c.mirror_timeout_s < 1) {
+    return y.error(node["mirror_timeout_s"], "coordinator.mirror_timeout_s must be at least 1");
+  }
   return detail::check_coordinator_transport(y, node, c);
 }
 

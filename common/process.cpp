@@ -124,7 +124,9 @@ Result<ProcessResult> run_process(const std::vector<std::string>& argv, const Pr
       std::error_code ec;
       child.terminate(ec);
       child.wait(ec);
-      if (cancelled()) return make_error("cancelled", "'" + argv[0] + "' was stopped: its caller is shutting down", argv[0]);
+      if (cancelled()) {
+        return make_error("cancelled", "'" + argv[0] + "' was stopped: its caller is shutting down", argv[0]);
+      }
       return make_error("timeout",
                         "'" + argv[0] + "' did not finish within " +
                             std::to_string(options.timeout.count()) + " ms and was killed",

@@ -586,8 +586,8 @@ void Coordinator::on_undecodable_result(const WorkerFrame& f, const protocol::Re
   WorkerEntry* w = heard_from(f.routing_id, "task_result");
   if (w == nullptr) return;
   if (w->key_name != f.key_name) {
-    spdlog::warn("dropped a task_result from peer {:?}: it comes with CURVE key {:?}, and worker {} registered with key {:?}",
-                 f.routing_id, f.key_name, f.routing_id, w->key_name);
+    spdlog::warn("dropped a task_result from peer {:?}: it comes with CURVE key {:?}, and worker {} registered with "
+                 "key {:?}", f.routing_id, f.key_name, f.routing_id, w->key_name);
     return;
   }
   spdlog::warn("task {}: the result of epoch {} from worker {} cannot be read: {} (field {})", lease.task_id,

@@ -99,7 +99,8 @@ TEST_CASE("a stalled git remote and a hanging gh neither expire a running attemp
   w.hello();
   REQUIRE(w.wait_for<protocol::Welcome>());
 
-  const std::string running = submit_to(c.context(), c.client_endpoint(), "Runs meanwhile", (dir / "local.git").string());
+  const std::string running =
+      submit_to(c.context(), c.client_endpoint(), "Runs meanwhile", (dir / "local.git").string());
   auto dispatch = w.wait_for<protocol::Dispatch>();
   REQUIRE(dispatch);
   REQUIRE(dispatch->spec.task_id == running);
