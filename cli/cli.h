@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "cli/args.h"
+#include "cli/command_line.h"
 #include "common/config.h"
 
 namespace polyphony::cli {
@@ -19,22 +19,23 @@ int polyphony_main(const std::vector<std::string>& args);
 int worker_main(const std::vector<std::string>& args);
 int submit_main(const std::vector<std::string>& args);
 
-// Subcommands (args exclude the subcommand name).
-int cmd_init(const std::vector<std::string>& args);
-int cmd_serve(const std::vector<std::string>& args);
-int cmd_spawn(const std::vector<std::string>& args);
-int cmd_status(const std::vector<std::string>& args);
-int cmd_show(const std::vector<std::string>& args);
-int cmd_logs(const std::vector<std::string>& args);
-int cmd_cleanup(const std::vector<std::string>& args);
-int cmd_image(const std::vector<std::string>& args);
-int cmd_cancel(const std::vector<std::string>& args);
-int cmd_retry(const std::vector<std::string>& args);
-int cmd_route(const std::vector<std::string>& args);
-int cmd_config(const std::vector<std::string>& args);
-int cmd_keys(const std::vector<std::string>& args);
-int cmd_workers(const std::vector<std::string>& args);
-int cmd_doctor(const std::vector<std::string>& args);
+// The programs' command lines: every command and flag, defined once.
+CommandLine polyphony_command_line();
+CommandLine worker_command_line();
+CommandLine submit_command_line();
+
+// Each defines its commands on `polyphony`'s command line (the program's root command).
+void add_init(Command& polyphony);
+void add_serve(Command& polyphony);
+void add_spawn(Command& polyphony);
+void add_status(Command& polyphony);   // status, show, logs
+void add_control(Command& polyphony);  // cancel, retry
+void add_cleanup(Command& polyphony);  // cleanup, image build
+void add_route(Command& polyphony);
+void add_config(Command& polyphony);
+void add_workers(Command& polyphony);
+void add_doctor(Command& polyphony);
+void add_keys(Command& polyphony);
 
 // The name this program calls itself in its messages: "polyphony" unless a main sets
 // another ("polyphony-worker", "polyphony-submit").

@@ -7,6 +7,14 @@
 
 namespace polyphony::cli {
 
+void add_client_security_flags(Command& command) {
+  command
+      .option("--secret-key", "FILE", "this program's CURVE secret key (`polyphony keys gen`); needed for a tcp:// "
+                                      "coordinator, whose allow-list must hold its .pub")
+      .option("--coordinator-key", "K", "the coordinator's public key: a .pub file or its 40 Z85 characters")
+      .flag("--insecure", "allow plain TCP to a loopback (127.0.0.0/8) coordinator");
+}
+
 Result<std::optional<protocol::CurveClientKeys>> client_keys(const Args& args, const std::string& endpoint) {
   if (args.has("secret-key") != args.has("coordinator-key")) {
     return make_error("usage", "--secret-key and --coordinator-key go together",

@@ -6,22 +6,15 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "cli/args.h"
+#include "cli/command_line.h"
 #include "protocol/messages.h"
 #include "protocol/security.h"
 
 namespace polyphony::cli {
 
-// The client flags every program that talks to a remote coordinator takes.
-inline const std::vector<FlagSpec> kClientSecurityFlags = {{"secret-key"}, {"coordinator-key"}, {"insecure", false}};
-
-// Usage lines for kClientSecurityFlags.
-inline constexpr const char* kClientSecurityUsage =
-    R"(  --secret-key FILE        this program's CURVE secret key (`polyphony keys gen`); needed for
-                           a tcp:// coordinator, whose allow-list must hold its .pub
-  --coordinator-key K      the coordinator's public key: a .pub file or its 40 Z85 characters
-  --insecure               allow plain TCP to a loopback (127.0.0.0/8) coordinator
-)";
+// Defines the flags every program that talks to a remote coordinator takes: --secret-key,
+// --coordinator-key, --insecure.
+void add_client_security_flags(Command& command);
 
 // Keys from the flags for `endpoint`: nullopt for ipc://, inproc:// and insecure loopback;
 // errors (naming the flag) for a tcp:// endpoint without keys.

@@ -14,9 +14,9 @@ namespace polyphony::cli {
 
 namespace fs = std::filesystem;
 
-int cmd_cleanup(const std::vector<std::string>& argv) {
-  auto args = parse_args(argv, {{"dry-run", false}});
-  if (!args.ok()) return report(args.error());
+namespace {
+
+int cleanup(const Args& args) {
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
   const Config& config = settings->config;
@@ -34,7 +34,7 @@ int cmd_cleanup(const std::vector<std::string>& argv) {
   auto present = workspaces->list();
   std::set<std::string> with_workspace;
   if (present.ok()) with_workspace.insert(present->begin(), present->end());
-  const bool dry = args->has("dry-run");
+  const bool dry = args.has("dry-run");
   int containers = 0, dirs = 0, failures = 0;
   for (const auto& t : *finished) {
     const std::string& id = t.request.id;
@@ -63,10 +63,6 @@ int cmd_cleanup(const std::vector<std::string>& argv) {
   return failures == 0 ? kExitOk : kExitFailed;
 }
 
-namespace {
-
-constexpr const char* kImageUsage = "usage: polyphony image build [--force] [--mirror URL] [--agents all|none|NAME,...]";
-
 // The agent CLIs --agents selects from the lock file compiled into this program (all by default).
 Result<std::vector<AgentPin>> agents_from_flag(const Args& args) {
   auto lock = builtin_agents_lock();
@@ -74,15 +70,8 @@ Result<std::vector<AgentPin>> agents_from_flag(const Args& args) {
   return select_agents(*lock, args.get("agents", "all"), "--agents");
 }
 
-}  // namespace
-
-int cmd_image(const std::vector<std::string>& argv) {
-  auto args = parse_args(argv, {{"force", false}, {"mirror"}, {"agents"}});
-  if (!args.ok()) return report(args.error());
-  if (args->positional.size() != 1 || args->positional[0] != "build") {
-    return report(make_error("usage", kImageUsage, "image"));
-  }
-  auto agents = agents_from_flag(*args);
+int image_build(const Args& args) {
+  auto agents = agents_from_flag(args);
   if (!agents.ok()) return report(agents.error());
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
@@ -92,8 +81,8 @@ int cmd_image(const std::vector<std::string>& argv) {
   if (auto s = docker->ping(); !s.ok()) return report(s.error());
   ImageBuildOptions options;
   options.tag = settings->config.container.image;
-  options.force = args->has("force");
-  options.mirror = args->get("mirror");
+  options.force = args.has("force");
+  options.mirror = args.get("mirror");
   options.agents = *agents;
   options.progress = [](const std::string& line) { std::cerr << "polyphony: " << line << "\n"; };
   auto built = build_worker_image(*docker, options);
@@ -101,6 +90,19 @@ int cmd_image(const std::vector<std::string>& argv) {
   std::cerr << "polyphony: image " << options.tag << (*built ? " built" : " is already up to date") << " with "
             << describe_agents(*agents) << "\n";
   return kExitOk;
+}
+
+}  // namespace
+
+void add_cleanup(Command& polyphony) {
+  polyphony.add("cleanup", "remove workspaces and containers of finished tasks", cleanup)
+      .flag("--dry-run", "say what would be removed, and remove nothing");
+  polyphony.add("image", "the worker image", nullptr)
+      .add("build", "build the worker image (polyphony-worker:latest) with the agent CLIs pinned in docker/agents.lock",
+           image_build)
+      .flag("--force", "build it again even when it is up to date")
+      .option("--mirror", "URL", "the Debian archive debootstrap reads (default: the one in /etc/apt, else deb.debian.org)")
+      .option("--agents", "all|none|NAME,...", "the agent CLIs to put in it (default: all of them)");
 }
 
 }  // namespace polyphony::cli

@@ -74,17 +74,10 @@ int check(const fs::path& home) {
   return kExitOk;
 }
 
-constexpr const char* kConfigUsage = R"(usage: polyphony config check
-       polyphony config show [--json]
-
-check: loads config.yaml, identities.yaml, agents.yaml and routing.yaml under POLYPHONY_HOME and
-       reports every problem with file:line.
-show:  the configuration in effect, value by value, each with the file:line that set it or
-       "default" (the built-in value). Credentials are never printed: an identity's variable
-       shows the host variable it comes from and whether it is set; token-like values show
-       as <redacted>. --json prints the same as {home, files, values: [{file, key, value,
-       source, line}]}.
-)";
+constexpr const char* kShowFooter = R"(Each value with the file:line that set it or "default" (the built-in value). Credentials
+are never printed: an identity's variable shows the host variable it comes from and whether it
+is set; token-like values show as <redacted>. --json prints the same as {home, files, values:
+[{file, key, value, source, line}]}.)";
 
 std::string source_of(const ConfigEntry& e, const fs::path& home, bool full_path) {
   if (e.line == 0) return "default";
@@ -133,19 +126,14 @@ int show(const fs::path& home, bool as_json) {
 
 }  // namespace
 
-int cmd_config(const std::vector<std::string>& argv) {
-  if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
-    std::cout << kConfigUsage;
-    return kExitOk;
-  }
-  auto args = parse_args(argv, {{"json", false}});
-  if (!args.ok()) return report(args.error());
-  const std::string sub = args->positional.size() == 1 ? args->positional[0] : "";
-  if (sub == "show") return show(polyphony_home(), args->has("json"));
-  if (sub == "check" && !args->has("json")) return check(polyphony_home());
-  if (sub == "check") return report(make_error("usage", "config check takes no --json (config show does)", "--json"));
-  std::cerr << kConfigUsage;
-  return report(make_error("usage", "config takes check or show", "config"));
+void add_config(Command& polyphony) {
+  Command config = polyphony.add("config", "check or show the configuration under POLYPHONY_HOME", nullptr);
+  config.add("check", "load config.yaml, identities.yaml, agents.yaml and routing.yaml and report every problem "
+                      "with file:line", [](const Args&) { return check(polyphony_home()); });
+  config.add("show", "the configuration in effect, value by value, each with its file:line or \"default\"",
+             [](const Args& args) { return show(polyphony_home(), args.has("json")); })
+      .flag("--json", "the same as JSON")
+      .footer(kShowFooter);
 }
 
 }  // namespace polyphony::cli

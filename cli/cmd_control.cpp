@@ -22,14 +22,12 @@ std::optional<Task> recorded_task(const Config& config, const std::string& id) {
   return t.ok() ? *t : std::nullopt;
 }
 
-int request(const std::vector<std::string>& argv, const std::string& action) {
-  auto args = parse_args(argv, {});
-  if (!args.ok()) return report(args.error());
-  if (args->positional.size() != 1) return report(make_error("usage", action + " takes one task ID", "ID"));
+int request(const Args& args, const std::string& action) {
+  if (args.positional.size() != 1) return report(make_error("usage", action + " takes one task ID", "ID"));
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
   const Config& config = settings->config;
-  const std::string id = args->positional[0];
+  const std::string id = args.positional[0];
   auto before = recorded_task(config, id);
   if (!before) {
     auto queue = SqliteQueue::open(config.queue_db, true);
@@ -77,7 +75,13 @@ int request(const std::vector<std::string>& argv, const std::string& action) {
 
 }  // namespace
 
-int cmd_cancel(const std::vector<std::string>& args) { return request(args, "cancel"); }
-int cmd_retry(const std::vector<std::string>& args) { return request(args, "retry"); }
+void add_control(Command& polyphony) {
+  polyphony.add("cancel", "stop a task (its container is stopped, nothing lands)", [](const Args& args) {
+    return request(args, "cancel");
+  }).positionals("ID", "the task's id");
+  polyphony.add("retry", "run a FAILED or BLOCKED task again", [](const Args& args) {
+    return request(args, "retry");
+  }).positionals("ID", "the task's id");
+}
 
 }  // namespace polyphony::cli

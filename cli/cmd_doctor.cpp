@@ -11,14 +11,11 @@ namespace polyphony::cli {
 
 namespace {
 
-constexpr const char* kDoctorUsage = R"(usage: polyphony doctor [--json]
-
-Checks this host for what Polyphony needs, one line each: the Docker engine (which socket, its
-version), the worker image and the agent CLIs it holds, each agent's CLI, each identity in
-identities.yaml (variables set, files readable), the container network, free disk in
-workspace_root, and, when `polyphony serve` runs, its workers' clocks.
-Exit 0 when nothing is a problem (warnings are printed but keep 0), 1 otherwise.
-)";
+constexpr const char* kDoctorFooter = R"(One line each: the Docker engine (which socket, its version), the worker image and the agent
+CLIs it holds, each agent's CLI, each identity in identities.yaml (variables set, files
+readable), the container network, free disk in workspace_root, and, when `polyphony serve`
+runs, its workers' clocks. Exit 0 when nothing is a problem (warnings are printed but keep 0),
+1 otherwise.)";
 
 std::string label(Health h) {
   switch (h) {
@@ -46,18 +43,7 @@ nlohmann::json findings_json(const std::vector<Finding>& findings, const std::st
   return {{"home", home}, {"ok", !has_problem(findings)}, {"findings", list}};
 }
 
-}  // namespace
-
-int cmd_doctor(const std::vector<std::string>& argv) {
-  if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
-    std::cout << kDoctorUsage;
-    return kExitOk;
-  }
-  auto args = parse_args(argv, {{"json", false}});
-  if (!args.ok()) return report(args.error());
-  if (!args->positional.empty()) {
-    return report(make_error("usage", "unexpected argument " + args->positional[0], "doctor"));
-  }
+int doctor(const Args& args) {
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
   std::vector<Finding> findings;
@@ -68,7 +54,7 @@ int cmd_doctor(const std::vector<std::string>& argv) {
                         "(`polyphony init` writes them)", settings->config.home.string()});
   }
   for (auto& f : run_doctor(*settings, DoctorOptions{})) findings.push_back(std::move(f));
-  if (args->has("json")) {
+  if (args.has("json")) {
     std::cout << findings_json(findings, settings->config.home.string()).dump(2) << "\n";
   } else {
     print_text(findings);
@@ -78,6 +64,15 @@ int cmd_doctor(const std::vector<std::string>& argv) {
   if (problems == 0) return kExitOk;
   std::cerr << program_name() << ": doctor: " << problems << " problem(s)\n";
   return kExitFailed;
+}
+
+}  // namespace
+
+void add_doctor(Command& polyphony) {
+  polyphony.add("doctor", "check this host for what Polyphony needs: Docker engine, image and its agent CLIs, "
+                          "identities, network, disk, clocks", doctor)
+      .flag("--json", "the findings as JSON")
+      .footer(kDoctorFooter);
 }
 
 }  // namespace polyphony::cli

@@ -46,13 +46,12 @@ bool check_prerequisites(const Config& config) {
   return all;
 }
 
-int cmd_init(const std::vector<std::string>& argv) {
-  auto args = parse_args(argv, {{"force", false}});
-  if (!args.ok()) return report(args.error());
-  if (!args->positional.empty()) return report(make_error("usage", "init takes no arguments", args->positional[0]));
+namespace {
+
+int init(const Args& args) {
   const fs::path home = polyphony_home();
   const auto files = default_config_files();
-  if (!args->has("force")) {
+  if (!args.has("force")) {
     std::string existing;
     for (const auto& [name, text] : files) {
       if (fs::exists(home / name)) existing += (existing.empty() ? "" : ", ") + (home / name).string();
@@ -74,6 +73,13 @@ int cmd_init(const std::vector<std::string>& argv) {
   std::cerr << "prerequisites:\n";
   check_prerequisites(settings->config);
   return kExitOk;
+}
+
+}  // namespace
+
+void add_init(Command& polyphony) {
+  polyphony.add("init", "create POLYPHONY_HOME (default ~/.polyphony) with commented config files", init)
+      .flag("--force", "replace the files that are there");
 }
 
 }  // namespace polyphony::cli

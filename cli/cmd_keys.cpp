@@ -9,37 +9,35 @@ namespace polyphony::cli {
 
 namespace {
 
-constexpr const char* kKeysUsage = R"(usage: polyphony keys gen --name NAME [--out DIR] [--force]
-
-Writes DIR/NAME.key (the CURVE secret key) and DIR/NAME.pub (its public key), both mode 0600.
+constexpr const char* kKeysFooter = R"(Writes DIR/NAME.key (the CURVE secret key) and DIR/NAME.pub (its public key), both mode 0600.
 DIR defaults to $POLYPHONY_HOME/keys. Give NAME.pub to the peers that should accept NAME:
 a worker's or client's .pub goes into the coordinator's allowed_workers_dir or
 allowed_clients_dir; the coordinator's .pub goes to each worker (coordinator_public_key_file)
-and client (--coordinator-key).
-)";
+and client (--coordinator-key).)";
 
-}  // namespace
-
-int cmd_keys(const std::vector<std::string>& argv) {
-  if (argv.empty() || argv[0] != "gen") {
-    std::cerr << kKeysUsage;
-    return argv.size() == 1 && (argv[0] == "--help" || argv[0] == "-h") ? kExitOk : kExitUsage;
-  }
-  auto args = parse_args(std::vector<std::string>(argv.begin() + 1, argv.end()),
-                         {{"name"}, {"out"}, {"force", false}});
-  if (!args.ok()) return report(args.error());
-  if (!args->positional.empty()) return report(make_error("usage", "unexpected argument " + args->positional[0], "gen"));
-  const std::string name = args->get("name");
+int keys_gen(const Args& args) {
+  const std::string name = args.get("name");
   if (!is_valid_id(name)) {
     return report(make_error("usage", "give a name of 1-64 characters from A-Z a-z 0-9 _ - (e.g. worker1)", "--name"));
   }
-  const std::filesystem::path dir = args->has("out") ? std::filesystem::path(args->get("out")) : polyphony_home() / "keys";
+  const std::filesystem::path dir = args.has("out") ? std::filesystem::path(args.get("out")) : polyphony_home() / "keys";
   auto keys = protocol::generate_key_pair();
   if (!keys.ok()) return report(keys.error());
-  if (auto s = protocol::write_key_pair(dir, name, *keys, args->has("force")); !s.ok()) return report(s.error());
+  if (auto s = protocol::write_key_pair(dir, name, *keys, args.has("force")); !s.ok()) return report(s.error());
   std::cout << "secret key: " << (dir / (name + ".key")).string() << "\n"
             << "public key: " << (dir / (name + ".pub")).string() << "  " << keys->public_key << "\n";
   return kExitOk;
+}
+
+}  // namespace
+
+void add_keys(Command& polyphony) {
+  polyphony.add("keys", "CURVE keys for a fleet", nullptr)
+      .add("gen", "make a CURVE key pair (NAME.key secret, NAME.pub public)", keys_gen)
+      .option("--name", "NAME", "the key pair's name, e.g. worker1")
+      .option("--out", "DIR", "where to write it (default: $POLYPHONY_HOME/keys)")
+      .flag("--force", "replace a key pair of that name")
+      .footer(kKeysFooter);
 }
 
 }  // namespace polyphony::cli

@@ -126,28 +126,32 @@ Result<Explanation> explain(const Args& args, const Settings& settings) {
   return e;
 }
 
-}  // namespace
-
-int cmd_route(const std::vector<std::string>& argv) {
-  auto specs = task_flag_specs();
-  specs.push_back({"explain", false});
-  specs.push_back({"json", false});
-  auto args = parse_args(argv, specs);
-  if (!args.ok()) return report(args.error());
-  if (!args->has("explain")) {
+int route_command(const Args& args) {
+  if (!args.has("explain")) {
     return report(make_error("usage", "route only explains for now: polyphony route --explain TITLE --repo R [...]",
                              "--explain"));
   }
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
-  auto e = explain(*args, *settings);
+  auto e = explain(args, *settings);
   if (!e.ok()) return report(e.error());
-  if (args->has("json")) {
+  if (args.has("json")) {
     print_json(*e, *settings);
   } else {
     print_text(*e, *settings);
   }
   return kExitOk;
+}
+
+}  // namespace
+
+void add_route(Command& polyphony) {
+  Command route = polyphony.add("route", "with --explain: score a task against a local repo and show its routing; "
+                                         "runs nothing", route_command);
+  route.positionals("TITLE", "the task's title (quote it; after -- when it starts with -)")
+      .flag("--explain", "show the score, its evidence, and the plan and agents routing picks")
+      .flag("--json", "the same as JSON");
+  add_task_flags(route);
 }
 
 }  // namespace polyphony::cli

@@ -196,16 +196,16 @@ bool serve_is_running(const fs::path& home) {
   return held;
 }
 
-int cmd_serve(const std::vector<std::string>& argv) {
-  auto args = parse_args(argv, {{"no-embedded-worker", false}});
-  if (!args.ok()) return report(args.error());
+namespace {
+
+int serve(const Args& args) {
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
   const Config config = settings->config;
   if (auto s = secure_home(config); !s.ok()) return report(s.error());
   auto lock = ServeLock::take(config.home);
   if (!lock.ok()) return report(lock.error());
-  const bool embedded = config.embedded_worker && !args->has("no-embedded-worker");
+  const bool embedded = config.embedded_worker && !args.has("no-embedded-worker");
   std::unique_ptr<DockerClient> docker;
   if (embedded) {
     auto d = ready_docker(config);
@@ -236,43 +236,23 @@ int cmd_serve(const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
-constexpr const char* kWorkerUsage = R"(usage: polyphony-worker [options]
-
-Registers with a coordinator and runs the tasks it dispatches in containers on this host's
-Docker engine. Settings come from $POLYPHONY_HOME/config.yaml (`worker:`); flags override them.
-  --coordinator ENDPOINT   the coordinator's worker endpoint, e.g. tcp://coord:7701
-  --id ID                  this worker's id (default: <hostname>-<pid>); keep it stable
-  --capacity N             tasks run at once (1-4096)
-  --label L                a label tasks can require with needs:L (repeatable), e.g. gpu
-)";
-
-int worker_main(const std::vector<std::string>& argv) {
-  set_program_name("polyphony-worker");
-  init_logging("info");
-  if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
-    std::cout << kWorkerUsage << kClientSecurityUsage;
-    return kExitOk;
-  }
-  std::vector<FlagSpec> flags{{"coordinator"}, {"id"}, {"capacity"}, {"label", true, true}};
-  flags.insert(flags.end(), kClientSecurityFlags.begin(), kClientSecurityFlags.end());
-  auto args = parse_args(argv, flags);
-  if (!args.ok()) return report(args.error());
+int worker(const Args& args) {
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
   Config config = settings->config;
   if (auto s = secure_home(config); !s.ok()) return report(s.error());
   int capacity = config.worker_capacity;
-  if (args->has("capacity")) {
+  if (args.has("capacity")) {
     try {
-      capacity = std::stoi(args->get("capacity"));
+      capacity = std::stoi(args.get("capacity"));
     } catch (const std::exception&) {
       capacity = 0;
     }
     if (capacity < 1 || capacity > 4096) return report(make_error("usage", "--capacity must be 1..4096", "--capacity"));
   }
-  for (const auto& l : args->all("label")) config.worker_labels.push_back(l);
-  const std::string endpoint = args->get("coordinator", config.coordinator_endpoint);
-  auto curve = worker_curve(*args, config, endpoint);
+  for (const auto& l : args.all("label")) config.worker_labels.push_back(l);
+  const std::string endpoint = args.get("coordinator", config.coordinator_endpoint);
+  auto curve = worker_curve(args, config, endpoint);
   if (!curve.ok()) return report(curve.error());
   auto docker = ready_docker(config);
   if (!docker.ok()) return report(docker.error());
@@ -280,11 +260,38 @@ int worker_main(const std::vector<std::string>& argv) {
   zmq::context_t context;
   auto workspaces = local_workspaces(config);
   settings->config = config;  // with the flags' labels
-  WorkerOptions options = worker_options(*settings, args->get("id", default_worker_id()), endpoint, capacity);
+  WorkerOptions options = worker_options(*settings, args.get("id", default_worker_id()), endpoint, capacity);
   options.curve = *curve;
-  WorkerAgent worker(context, options, **docker, *workspaces);
-  worker.run(g_stop);
+  WorkerAgent agent(context, options, **docker, *workspaces);
+  agent.run(g_stop);
   return kExitOk;
+}
+
+}  // namespace
+
+void add_serve(Command& polyphony) {
+  polyphony.add("serve", "run the coordinator with an embedded local worker", serve)
+      .flag("--no-embedded-worker", "run the coordinator alone: remote workers (polyphony-worker) run the tasks");
+}
+
+CommandLine worker_command_line() {
+  CommandLine line("polyphony-worker",
+                   "Registers with a coordinator and runs the tasks it dispatches in containers on this host's Docker "
+                   "engine. Settings come from $POLYPHONY_HOME/config.yaml (worker:); flags override them.",
+                   worker);
+  Command root = line.root();
+  root.option("--coordinator", "ENDPOINT", "the coordinator's worker endpoint, e.g. tcp://coord:7701")
+      .option("--id", "ID", "this worker's id (default: <hostname>-<pid>); keep it stable")
+      .option("--capacity", "N", "tasks run at once (1-4096)")
+      .repeatable("--label", "L", "a label tasks can require with needs:L (repeatable), e.g. gpu");
+  add_client_security_flags(root);
+  return line;
+}
+
+int worker_main(const std::vector<std::string>& argv) {
+  set_program_name("polyphony-worker");
+  init_logging("info");
+  return worker_command_line().run(argv);
 }
 
 }  // namespace polyphony::cli

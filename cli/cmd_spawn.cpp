@@ -30,8 +30,8 @@ void warn_if_image_missing(const Config& config) {
 int spawn_issue(const Args& args, const Settings& settings) {
   const GithubConfig& g = settings.config.github;
   if (!args.positional.empty()) return report(make_error("usage", "spawn --issue takes no TITLE: the issue's title is used", "TITLE"));
-  for (const auto& flag : task_flag_specs()) {
-    if (args.has(flag.name)) return report(make_error("usage", "--" + flag.name + " cannot be combined with --issue", "--" + flag.name));
+  for (const auto& flag : task_flag_names()) {
+    if (args.has(flag)) return report(make_error("usage", "--" + flag + " cannot be combined with --issue", "--" + flag));
   }
   if (!g.enabled()) return report(make_error("usage", "--issue needs GitHub mode: set github.repo in config.yaml", "--issue"));
   auto ref = parse_issue_ref(args.get("issue"));
@@ -57,22 +57,16 @@ int spawn_issue(const Args& args, const Settings& settings) {
   return kExitOk;
 }
 
-}  // namespace
-
-int cmd_spawn(const std::vector<std::string>& argv) {
-  auto specs = task_flag_specs();
-  specs.push_back({"issue"});
-  auto args = parse_args(argv, specs);
-  if (!args.ok()) return report(args.error());
+int spawn(const Args& args) {
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
-  if (args->has("issue")) return spawn_issue(*args, *settings);
-  auto request = task_from_flags(*args, "spawn");
+  if (args.has("issue")) return spawn_issue(args, *settings);
+  auto request = task_from_flags(args, "spawn");
   if (!request.ok()) return report(request.error());
   request->source = "spawn";
   // The same validation and queueing as a remote client's submission.
   auto id = submit_task(*request, *settings);
-  if (!id.ok()) return report(as_flag_error(id.error(), *args));
+  if (!id.ok()) return report(as_flag_error(id.error(), args));
   // A running coordinator is asked about the new task, which makes it read the queue now
   // rather than at its next poll; without one the task waits in the queue as before.
   // Without one, a missing worker image is worth a warning now; a running coordinator's worker
@@ -82,6 +76,15 @@ int cmd_spawn(const std::vector<std::string>& argv) {
   }
   std::cout << *id << std::endl;
   return kExitOk;
+}
+
+}  // namespace
+
+void add_spawn(Command& polyphony) {
+  Command spawn_command = polyphony.add("spawn", "queue a task; prints its id", spawn);
+  spawn_command.positionals("TITLE", "what to do, in one line (quote it; after -- when it starts with -)");
+  add_task_flags(spawn_command);
+  spawn_command.option("--issue", "OWNER/NAME#N", "a GitHub issue as the task (GitHub mode); no TITLE or task flags");
 }
 
 }  // namespace polyphony::cli

@@ -187,15 +187,7 @@ Result<Task> find_task(const Config& config, const std::string& id) {
 
 namespace {
 
-constexpr const char* kStatusUsage = R"(usage: polyphony status [ID...] [--state S]... [--repo R] [--limit N] [--json]
-
-Lists tasks, newest first: id, state, agent, score, plan, branch, worker, age, and why a task
-failed, was blocked or cancelled.
-  --state S   only tasks in state S (any case); repeat it or give several: --state failed,blocked
-  --repo R    only tasks on repo R (a repos: name in config.yaml, its url, or a local path)
-  --limit N   at most the N newest of the tasks shown
-  --json      the same tasks as JSON, with ISO 8601 UTC times beside the epoch milliseconds
-On a terminal the table fits its width (a narrow one leaves out the score, the plan, the worker,
+constexpr const char* kStatusFooter = R"(On a terminal the table fits its width (a narrow one leaves out the score, the plan, the worker,
 then the branch; the reason wraps) and states are coloured (not when NO_COLOR is set or
 TERM=dumb). Piped or redirected, it is plain text, one line a task, nothing cut.
 )";
@@ -289,16 +281,8 @@ std::vector<Task> apply_filter(std::vector<Task> tasks, const StatusFilter& f, c
   return shown;
 }
 
-}  // namespace
-
-int cmd_status(const std::vector<std::string>& argv) {
-  if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
-    std::cout << kStatusUsage;
-    return kExitOk;
-  }
-  auto args = parse_args(argv, {{"json", false}, {"state", true, true}, {"repo"}, {"limit"}});
-  if (!args.ok()) return report(args.error());
-  auto filter = parse_filter(*args);
+int status(const Args& args) {
+  auto filter = parse_filter(args);
   if (!filter.ok()) return report(filter.error());
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
@@ -309,7 +293,7 @@ int cmd_status(const std::vector<std::string>& argv) {
     if (known == tasks->end()) return report(make_error("not_found", "no such task (see `polyphony status`)", id));
   }
   const std::vector<Task> shown = apply_filter(std::move(*tasks), *filter, settings->config);
-  if (args->has("json")) {
+  if (args.has("json")) {
     json out = json::array();
     for (const auto& t : shown) {
       json j = task_json(t);
@@ -325,13 +309,11 @@ int cmd_status(const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
-int cmd_show(const std::vector<std::string>& argv) {
-  auto args = parse_args(argv, {{"json", false}});
-  if (!args.ok()) return report(args.error());
-  if (args->positional.size() != 1) return report(make_error("usage", "show takes one task ID", "ID"));
+int show(const Args& args) {
+  if (args.positional.size() != 1) return report(make_error("usage", "show takes one task ID", "ID"));
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
-  auto task = find_task(settings->config, args->positional[0]);
+  auto task = find_task(settings->config, args.positional[0]);
   if (!task.ok()) return report(task.error());
   std::vector<TaskEvent> events;
   if (fs::exists(settings->config.state_db)) {
@@ -341,7 +323,7 @@ int cmd_show(const std::vector<std::string>& argv) {
     if (!ev.ok()) return report(ev.error());
     events = *ev;
   }
-  if (args->has("json")) {
+  if (args.has("json")) {
     json j = task_json(*task);
     j["body"] = task->request.body;
     j["pull_request"] = pull_url(settings->config, task->request.id);
@@ -388,8 +370,6 @@ int cmd_show(const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
-namespace {
-
 // Prints what was appended to the attempt's log files since `offsets`, with a header whenever
 // the stream changes. Returns whether anything was printed.
 bool print_new_output(const fs::path& dir, int attempt, std::map<std::string, std::streamoff>& offsets,
@@ -413,24 +393,16 @@ bool print_new_output(const fs::path& dir, int attempt, std::map<std::string, st
   return printed;
 }
 
-}  // namespace
-
-int cmd_logs(const std::vector<std::string>& argv_in) {
-  std::vector<std::string> argv = argv_in;
-  for (auto& a : argv) {
-    if (a == "-f") a = "--follow";
-  }
-  auto args = parse_args(argv, {{"attempt"}, {"follow", false}});
-  if (!args.ok()) return report(args.error());
-  if (args->positional.size() != 1) return report(make_error("usage", "logs takes one task ID", "ID"));
+int logs(const Args& args) {
+  if (args.positional.size() != 1) return report(make_error("usage", "logs takes one task ID", "ID"));
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
-  auto task = find_task(settings->config, args->positional[0]);
+  auto task = find_task(settings->config, args.positional[0]);
   if (!task.ok()) return report(task.error());
   int only = 0;
-  if (args->has("attempt")) {
+  if (args.has("attempt")) {
     try {
-      only = std::stoi(args->get("attempt"));
+      only = std::stoi(args.get("attempt"));
     } catch (const std::exception&) {
       return report(make_error("usage", "--attempt needs a number", "--attempt"));
     }
@@ -450,7 +422,7 @@ int cmd_logs(const std::vector<std::string>& argv_in) {
       if (only == 0 || attempt == only) any |= print_new_output(dir, attempt, offsets, last_header);
     }
     // A retried failure goes straight back to CLAIMED, so a finished state is final.
-    if (!args->has("follow") || is_finished(task->state)) break;
+    if (!args.has("follow") || is_finished(task->state)) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     auto next = find_task(settings->config, task->request.id);
     if (!next.ok()) return report(next.error());
@@ -458,6 +430,27 @@ int cmd_logs(const std::vector<std::string>& argv_in) {
   }
   if (!any) std::cerr << "polyphony: no output recorded yet for task " << task->request.id << "\n";
   return kExitOk;
+}
+
+}  // namespace
+
+void add_status(Command& polyphony) {
+  polyphony
+      .add("status", "tasks, newest first: id, state, agent, score, plan, branch, worker, age, and why a task "
+                     "failed, was blocked or cancelled", status)
+      .positionals("ID", "only these tasks")
+      .flag("--json", "the same tasks as JSON, with ISO 8601 UTC times beside the epoch milliseconds")
+      .repeatable("--state", "S", "only tasks in state S (any case); repeat it or give several: --state failed,blocked")
+      .option("--repo", "R", "only tasks on repo R (a repos: name in config.yaml, its url, or a local path)")
+      .option("--limit", "N", "at most the N newest of the tasks shown")
+      .footer(kStatusFooter);
+  polyphony.add("show", "one task with its whole history", show)
+      .positionals("ID", "the task's id")
+      .flag("--json", "the task, its agent runs and its events as JSON");
+  polyphony.add("logs", "the agent's and verify's output", logs)
+      .positionals("ID", "the task's id")
+      .option("--attempt", "N", "only attempt N's output")
+      .flag("-f,--follow", "follow it live until the task ends");
 }
 
 }  // namespace polyphony::cli

@@ -16,17 +16,6 @@ namespace polyphony::cli {
 
 namespace {
 
-constexpr const char* kSubmitUsage = R"(usage: polyphony-submit TITLE --repo R [options]
-
-Submits a task to a coordinator's client endpoint and prints its id.
-  --coordinator ENDPOINT   e.g. tcp://host:7702 (default: this machine's coordinator,
-                           ipc://$POLYPHONY_HOME/coordinator.sock)
-  --body TEXT | --body-file F, --type T, --risk R, --label L (repeatable), --agent A, --base B
-  --wait                   wait until the task ends; exit 0 only when it LANDED
-  --timeout SECONDS        give up waiting after this long (default 3600)
-  --json                   print the task as JSON instead of its id
-)";
-
 // One request, one ClientReply.
 Result<protocol::ClientReply> ask(zmq::context_t& ctx, const std::string& endpoint, const protocol::Message& m,
                                   const std::optional<protocol::CurveClientKeys>& keys) {
@@ -47,52 +36,38 @@ bool finished(const std::string& state) {
   return state == "LANDED" || state == "FAILED" || state == "BLOCKED" || state == "CANCELLED";
 }
 
-}  // namespace
-
-int submit_main(const std::vector<std::string>& argv) {
-  set_program_name("polyphony-submit");
-  init_logging("warn");
-  if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
-    std::cout << kSubmitUsage << kClientSecurityUsage;
-    return kExitOk;
-  }
-  std::vector<FlagSpec> flags{{"coordinator"}, {"repo"},  {"body"},          {"body-file"}, {"type"},
-                              {"risk"},        {"label", true, true},             {"agent"},     {"base"},
-                              {"wait", false}, {"timeout"}, {"json", false}};
-  flags.insert(flags.end(), kClientSecurityFlags.begin(), kClientSecurityFlags.end());
-  auto args = parse_args(argv, flags);
-  if (!args.ok()) return report(args.error());
-  if (args->positional.size() != 1) return report(make_error("usage", "give exactly one TITLE (quote it)", "TITLE"));
+int submit(const Args& args) {
+  if (args.positional.size() != 1) return report(make_error("usage", "give exactly one TITLE (quote it)", "TITLE"));
   protocol::Submit m;
-  m.title = args->positional[0];
-  m.repo = args->get("repo");
-  if (args->has("body-file")) {
-    std::ifstream in(args->get("body-file"), std::ios::binary);
-    if (!in) return report(make_error("usage", "cannot read " + args->get("body-file"), "--body-file"));
+  m.title = args.positional[0];
+  m.repo = args.get("repo");
+  if (args.has("body-file")) {
+    std::ifstream in(args.get("body-file"), std::ios::binary);
+    if (!in) return report(make_error("usage", "cannot read " + args.get("body-file"), "--body-file"));
     m.body.assign(std::istreambuf_iterator<char>(in), {});
   } else {
-    m.body = args->get("body");
+    m.body = args.get("body");
   }
-  m.task_type = args->get("type");
-  m.risk = args->get("risk");
-  m.labels = args->all("label");
-  m.agent = args->get("agent");
-  m.base_branch = args->get("base");
+  m.task_type = args.get("type");
+  m.risk = args.get("risk");
+  m.labels = args.all("label");
+  m.agent = args.get("agent");
+  m.base_branch = args.get("base");
   int64_t timeout_s = 3600;
   try {
-    if (args->has("timeout")) timeout_s = std::stoll(args->get("timeout"));
+    if (args.has("timeout")) timeout_s = std::stoll(args.get("timeout"));
   } catch (const std::exception&) {
     return report(make_error("usage", "--timeout needs a number of seconds", "--timeout"));
   }
-  const std::string endpoint = args->get("coordinator", local_client_endpoint(polyphony_home()));
-  auto keys = client_keys(*args, endpoint);
+  const std::string endpoint = args.get("coordinator", local_client_endpoint(polyphony_home()));
+  auto keys = client_keys(args, endpoint);
   if (!keys.ok()) return report(keys.error());
   zmq::context_t ctx;
   auto reply = ask(ctx, endpoint, m, *keys);
   if (!reply.ok()) return report(reply.error());
   if (!reply->ok) return report(make_error("usage", reply->error, flag_for_field(reply->where)));
   const std::string id = reply->task_id;
-  if (args->has("wait")) {
+  if (args.has("wait")) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
     while (!finished(reply->state)) {
       if (std::chrono::steady_clock::now() >= deadline) {
@@ -109,16 +84,38 @@ int submit_main(const std::vector<std::string>& argv) {
       reply = next;
     }
   }
-  if (args->has("json")) {
+  if (args.has("json")) {
     std::cout << reply_json(*reply).dump(2) << "\n";
   } else {
     std::cout << id << "\n";
-    if (args->has("wait")) {
+    if (args.has("wait")) {
       std::cerr << "polyphony-submit: task " << id << " " << reply->state
                 << (reply->reason.empty() ? "" : " (" + reply->reason + ")") << "\n";
     }
   }
-  return !args->has("wait") || reply->state == "LANDED" ? kExitOk : kExitFailed;
+  return !args.has("wait") || reply->state == "LANDED" ? kExitOk : kExitFailed;
+}
+
+}  // namespace
+
+CommandLine submit_command_line() {
+  CommandLine line("polyphony-submit", "Submits a task to a coordinator's client endpoint and prints its id.", submit);
+  Command root = line.root();
+  root.positionals("TITLE", "what to do, in one line (quote it; after -- when it starts with -)")
+      .option("--coordinator", "ENDPOINT",
+              "e.g. tcp://host:7702 (default: this machine's coordinator, ipc://$POLYPHONY_HOME/coordinator.sock)");
+  add_task_flags(root, false);
+  root.flag("--wait", "wait until the task ends; exit 0 only when it LANDED")
+      .option("--timeout", "SECONDS", "give up waiting after this long (default 3600)")
+      .flag("--json", "print the task as JSON instead of its id");
+  add_client_security_flags(root);
+  return line;
+}
+
+int submit_main(const std::vector<std::string>& argv) {
+  set_program_name("polyphony-submit");
+  init_logging("warn");
+  return submit_command_line().run(argv);
 }
 
 }  // namespace polyphony::cli

@@ -16,13 +16,9 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kWorkersUsage = R"(usage: polyphony workers [--json] [--coordinator ENDPOINT]
-
-Shows every worker the running coordinator knows: state (ready: has free capacity, busy: full,
-lost: silent past its liveness budget), heartbeat age, load/capacity, labels, running tasks,
-version. Asks the coordinator at ipc://$POLYPHONY_HOME/coordinator.sock unless --coordinator
-names another client endpoint.
-)";
+constexpr const char* kWorkersFooter = R"(A worker is ready (has free capacity), busy (full) or lost (silent past its liveness budget).
+Asks the coordinator at ipc://$POLYPHONY_HOME/coordinator.sock unless --coordinator names another
+client endpoint.)";
 
 json worker_json(const protocol::WorkerStatus& w) {
   return json{{"id", w.worker_id},
@@ -82,20 +78,9 @@ void print_table(const protocol::WorkersReply& r, const Terminal& term) {
   if (r.workers.empty()) std::cout << "(no worker has registered with " << printable(r.coordinator_id) << ")\n";
 }
 
-}  // namespace
-
-int cmd_workers(const std::vector<std::string>& argv) {
-  if (!argv.empty() && (argv[0] == "--help" || argv[0] == "-h")) {
-    std::cout << kWorkersUsage << kClientSecurityUsage;
-    return kExitOk;
-  }
-  std::vector<FlagSpec> flags{{"json", false}, {"coordinator"}};
-  flags.insert(flags.end(), kClientSecurityFlags.begin(), kClientSecurityFlags.end());
-  auto args = parse_args(argv, flags);
-  if (!args.ok()) return report(args.error());
-  if (!args->positional.empty()) return report(make_error("usage", "unexpected argument " + args->positional[0], "workers"));
-  const std::string endpoint = args->get("coordinator", local_client_endpoint(polyphony_home()));
-  auto keys = client_keys(*args, endpoint);
+int workers(const Args& args) {
+  const std::string endpoint = args.get("coordinator", local_client_endpoint(polyphony_home()));
+  auto keys = client_keys(args, endpoint);
   if (!keys.ok()) return report(keys.error());
   zmq::context_t ctx;
   auto reply = request(ctx, endpoint, protocol::WorkersQuery{}, *keys);
@@ -107,7 +92,7 @@ int cmd_workers(const std::vector<std::string>& argv) {
   if (table == nullptr) {
     return report(make_error("protocol", "the coordinator answered with a " + protocol::type_name(*reply), endpoint));
   }
-  if (args->has("json")) {
+  if (args.has("json")) {
     json out = json::array();
     for (const auto& w : table->workers) out.push_back(worker_json(w));
     std::cout << json{{"coordinator", table->coordinator_id}, {"workers", out}}.dump(2) << "\n";
@@ -115,6 +100,17 @@ int cmd_workers(const std::vector<std::string>& argv) {
     print_table(*table, stdout_terminal());
   }
   return kExitOk;
+}
+
+}  // namespace
+
+void add_workers(Command& polyphony) {
+  Command workers_command = polyphony.add(
+      "workers", "the coordinator's workers: state, heartbeat age, load, labels, running tasks, version", workers);
+  workers_command.flag("--json", "the same as JSON")
+      .option("--coordinator", "ENDPOINT", "the coordinator's client endpoint, e.g. tcp://host:7702")
+      .footer(kWorkersFooter);
+  add_client_security_flags(workers_command);
 }
 
 }  // namespace polyphony::cli

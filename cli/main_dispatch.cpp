@@ -1,6 +1,5 @@
 // `polyphony <command>`: finds the subcommand and runs it.
 #include <iostream>
-#include <map>
 
 #include "cli/cli.h"
 #include "common/data_dir.h"
@@ -10,67 +9,62 @@ namespace polyphony::cli {
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: polyphony <command> [options]
+int print_version(const Args&) {
+  auto data = data_dir();  // image build's docker/ files: under the install prefix, else the source tree
+  std::cout << "polyphony " << POLYPHONY_VERSION << "\n"
+            << "data: " << (data ? data->string() : data.error().message) << "\n";
+  return kExitOk;
+}
 
-Commands:
-  init [--force]                 create ~/.polyphony (POLYPHONY_HOME) with commented config files
-  serve                          run the coordinator with an embedded local worker
-  spawn TITLE --repo R [...]     queue a task; prints its id
-        [--body TEXT | --body-file F] [--type T] [--risk R] [--label L]... [--agent A] [--base BRANCH]
-        [--land-to REMOTE]       R a working clone: land on its remote REMOTE instead of in it
-  status [ID] [--json]           tasks, newest first: id, state, agent, branch, worker, age
-         [--state S]... [--repo R] [--limit N]
-                                 only tasks in state S (any case; failed,blocked for two), on repo R;
-                                 the N newest (`polyphony status --help` says more)
-  show ID [--json]               one task with its whole history
-  logs ID [--attempt N] [-f]     the agent's and verify's output; -f follows it live
-  cancel ID                      stop a task (its container is stopped, nothing lands)
-  retry ID                       run a FAILED or BLOCKED task again
-  cleanup [--dry-run]            remove workspaces and containers of finished tasks
-  image build [--force] [--agents all|none|claude,codex]
-                                 build the worker image polyphony-worker:latest with the agent
-                                 CLIs pinned in docker/agents.lock (default: all of them)
-  route --explain TITLE --repo R [--json] [task flags as for spawn]
-                                 score a task against a local repo and show its routing; runs nothing
-  config check                   report unknown agents, shadowed rules and other problems with file:line
-  config show [--json]           the configuration in effect, each value with its file:line or "default"
-  workers [--json]               the coordinator's workers: state, heartbeat age, load, labels, tasks
-  doctor [--json]                check this host: Docker engine, image and its agent CLIs, identities,
-                                 network, disk, clocks; one line each, exit 1 on a problem
-  keys gen --name N [--out DIR]  make a CURVE key pair (N.key secret, N.pub public) for a fleet
-  version                        print the version and where its data files (docker/) are
-)";
+// `polyphony completion bash`: the completion script of the three programs.
+int print_bash_completion(const Args&) {
+  std::cout << polyphony_command_line().bash_completion() << "\n"
+            << worker_command_line().bash_completion() << "\n"
+            << submit_command_line().bash_completion();
+  return kExitOk;
+}
+
+// `polyphony help [COMMAND...]`: the help of the program or of the command named.
+int print_help(const Args& args) {
+  const CommandLine line = polyphony_command_line();
+  const std::string text = line.help(args.positional);
+  if (text.empty()) {
+    std::string name;
+    for (const auto& w : args.positional) name += (name.empty() ? "" : " ") + w;
+    return report(make_error("usage", "unknown command '" + name + "' (`polyphony --help` lists them)", "help"));
+  }
+  std::cout << text;
+  return kExitOk;
+}
 
 }  // namespace
 
+CommandLine polyphony_command_line() {
+  // With no command: the usage on stderr, a usage error; --version prints the version.
+  CommandLine line("polyphony", "Runs coding agents in containers, one per task, and lands only verified work.",
+                   [](const Args& args) {
+                     if (args.has("version")) return print_version(args);
+                     std::cerr << polyphony_command_line().help();
+                     return kExitUsage;
+                   });
+  Command root = line.root();
+  root.flag("--version", "print the version and where its data files (docker/) are");
+  for (auto add : {add_init, add_serve, add_spawn, add_status, add_control, add_cleanup, add_route, add_config,
+                   add_workers, add_doctor, add_keys}) {
+    add(root);
+  }
+  root.add("version", "print the version and where its data files (docker/) are", print_version);
+  root.add("completion", "print a shell completion script", nullptr)
+      .add("bash", "the bash completion of polyphony, polyphony-worker and polyphony-submit: "
+                   "source <(polyphony completion bash)", print_bash_completion);
+  root.add("help", "print the help of the program or of a command", print_help)
+      .positionals("COMMAND", "the command, e.g. status or image build");
+  return line;
+}
+
 int polyphony_main(const std::vector<std::string>& args) {
   init_logging("info");
-  if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
-    (args.empty() ? std::cerr : std::cout) << kUsage;
-    return args.empty() ? kExitUsage : kExitOk;
-  }
-  static const std::map<std::string, int (*)(const std::vector<std::string>&)> commands{
-      {"init", cmd_init},   {"serve", cmd_serve}, {"spawn", cmd_spawn},     {"status", cmd_status},
-      {"show", cmd_show},   {"logs", cmd_logs},   {"cleanup", cmd_cleanup}, {"image", cmd_image}, {"cancel", cmd_cancel}, {"retry", cmd_retry},
-      {"route", cmd_route}, {"config", cmd_config}, {"keys", cmd_keys}, {"workers", cmd_workers},
-      {"doctor", cmd_doctor}};
-  if (args[0] == "version" || args[0] == "--version") {
-    auto data = data_dir();  // image build's docker/ files: under the install prefix, else the source tree
-    std::cout << "polyphony " << POLYPHONY_VERSION << "\n"
-              << "data: " << (data ? data->string() : data.error().message) << "\n";
-    return kExitOk;
-  }
-  auto it = commands.find(args[0]);
-  if (it == commands.end()) {
-    std::cerr << "polyphony: unknown command '" << args[0] << "'\n\n" << kUsage;
-    return kExitUsage;
-  }
-  try {
-    return it->second(std::vector<std::string>(args.begin() + 1, args.end()));
-  } catch (const std::exception& e) {
-    std::cerr << "polyphony: internal error: " << e.what() << "\n";
-    return kExitFailed;
-  }
+  return polyphony_command_line().run(args);
 }
 
 namespace {

@@ -57,10 +57,20 @@ Result<std::string> remote_url(const std::string& repo, const std::string& remot
 
 }  // namespace
 
+void add_task_flags(Command& command, bool land_to) {
+  command.option("--repo", "R", "the repository: a repos: name in config.yaml, a URL, or a local path")
+      .option("--body", "TEXT", "what to do, in more words than the title")
+      .option("--body-file", "F", "the body, read from file F")
+      .option("--type", "T", "the task's type, e.g. bugfix or feature (routing rules match it)")
+      .option("--risk", "R", "the task's risk, e.g. high (routing rules match it)")
+      .repeatable("--label", "L", "a label (repeatable); needs:L requires a worker with label L")
+      .option("--agent", "A", "run agent A (agents.yaml) instead of the one routing picks")
+      .option("--base", "BRANCH", "the branch to start from and land on (default: the repo's)");
+  if (land_to) command.option("--land-to", "REMOTE", "with --repo a working clone: land on its remote REMOTE instead of in it");
+}
 
-std::vector<FlagSpec> task_flag_specs() {
-  return {{"repo"}, {"body"}, {"body-file"}, {"type"}, {"risk"}, {"label", true, true}, {"agent"}, {"base"},
-          {"land-to"}};
+std::vector<std::string> task_flag_names() {
+  return {"repo", "body", "body-file", "type", "risk", "label", "agent", "base", "land-to"};
 }
 
 std::string flag_for_field(const std::string& field) {

@@ -4,15 +4,19 @@
 #include <string>
 #include <vector>
 
-#include "cli/args.h"
+#include "cli/command_line.h"
 #include "common/config.h"
 #include "coordinator/submission.h"
 #include "coordinator/task.h"
 
 namespace polyphony::cli {
 
-// --repo, --body, --body-file, --type, --risk, --label (repeatable), --agent, --base.
-std::vector<FlagSpec> task_flag_specs();
+// Defines --repo, --body, --body-file, --type, --risk, --label (repeatable), --agent, --base and,
+// with `land_to` (a local clone's remote: not for a remote coordinator), --land-to on `command`.
+void add_task_flags(Command& command, bool land_to = true);
+
+// Their names without dashes ("repo", "body", ...).
+std::vector<std::string> task_flag_names();
 
 // The task the flags and the single TITLE describe, not yet validated. Errors name the flag.
 Result<TaskRequest> task_from_flags(const Args& args, const std::string& command);
