@@ -69,8 +69,7 @@ int doctor(const Args& args) {
 }  // namespace
 
 void add_doctor(Command& polyphony) {
-  polyphony.add("doctor", "check this host for what Polyphony needs: Docker engine, image and its agent CLIs, "
-                          "identities, network, disk, clocks", doctor)
+  polyphony.add("doctor", "check this host: Docker, image, agent CLIs, identities, network, disk, clocks", doctor)
       .flag("--json", "the findings as JSON")
       .footer(kDoctorFooter);
 }

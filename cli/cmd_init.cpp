@@ -78,7 +78,7 @@ int init(const Args& args) {
 }  // namespace
 
 void add_init(Command& polyphony) {
-  polyphony.add("init", "create POLYPHONY_HOME (default ~/.polyphony) with commented config files", init)
+  polyphony.add("init", "create POLYPHONY_HOME (~/.polyphony) with commented config files", init)
       .flag("--force", "replace the files that are there");
 }
 

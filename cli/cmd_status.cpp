@@ -436,8 +436,7 @@ int logs(const Args& args) {
 
 void add_status(Command& polyphony) {
   polyphony
-      .add("status", "tasks, newest first: id, state, agent, score, plan, branch, worker, age, and why a task "
-                     "failed, was blocked or cancelled", status)
+      .add("status", "tasks, newest first: id, state, agent, score, plan, branch, worker, age", status)
       .positionals("ID", "only these tasks")
       .flag("--json", "the same tasks as JSON, with ISO 8601 UTC times beside the epoch milliseconds")
       .repeatable("--state", "S", "only tasks in state S (any case); repeat it or give several: --state failed,blocked")

@@ -106,7 +106,7 @@ int workers(const Args& args) {
 
 void add_workers(Command& polyphony) {
   Command workers_command = polyphony.add(
-      "workers", "the coordinator's workers: state, heartbeat age, load, labels, running tasks, version", workers);
+      "workers", "the coordinator's workers: state, heartbeat age, load, labels, tasks", workers);
   workers_command.flag("--json", "the same as JSON")
       .option("--coordinator", "ENDPOINT", "the coordinator's client endpoint, e.g. tcp://host:7702")
       .footer(kWorkersFooter);

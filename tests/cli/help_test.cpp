@@ -52,6 +52,14 @@ TEST_CASE("polyphony-worker and polyphony-submit answer --help and -h with each 
   check_help(POLYPHONY_SUBMIT_CLI, submit_command_line());
 }
 
+TEST_CASE("polyphony-runner, which takes a socket and no flags, answers --help and -h") {
+  for (const std::string help : {"--help", "-h"}) {
+    const auto r = run({POLYPHONY_RUNNER_CLI, help});
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains("usage: polyphony-runner SOCKET"));
+  }
+}
+
 TEST_CASE("polyphony --help lists every command with its description, from the same definitions") {
   const auto r = run({POLYPHONY_CLI, "--help"});
   CHECK(r.exit_code == 0);
