@@ -101,7 +101,8 @@ void add_cleanup(Command& polyphony) {
       .add("build", "build the worker image (polyphony-worker:latest) with the agent CLIs pinned in docker/agents.lock",
            image_build)
       .flag("--force", "build it again even when it is up to date")
-      .option("--mirror", "URL", "the Debian archive debootstrap reads (default: the one in /etc/apt, else deb.debian.org)")
+      .option("--mirror", "URL",
+              "the Debian archive debootstrap reads (default: the one in /etc/apt, else deb.debian.org)")
       .option("--agents", "all|none|NAME,...", "the agent CLIs to put in it (default: all of them)");
 }
 

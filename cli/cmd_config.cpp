@@ -74,7 +74,8 @@ int check(const fs::path& home) {
   return kExitOk;
 }
 
-constexpr const char* kShowFooter = R"(Each value with the file:line that set it or "default" (the built-in value). Credentials
+constexpr const char* kShowFooter =
+    R"(Each value with the file:line that set it or "default" (the built-in value). Credentials
 are never printed: an identity's variable shows the host variable it comes from and whether it
 is set; token-like values show as <redacted>. --json prints the same as {home, files, values:
 [{file, key, value, source, line}]}.)";

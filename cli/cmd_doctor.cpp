@@ -11,7 +11,8 @@ namespace polyphony::cli {
 
 namespace {
 
-constexpr const char* kDoctorFooter = R"(One line each: the Docker engine (which socket, its version), the worker image and the agent
+constexpr const char* kDoctorFooter =
+    R"(One line each: the Docker engine (which socket, its version), the worker image and the agent
 CLIs it holds, each agent's CLI, each identity in identities.yaml (variables set, files
 readable), the container network, free disk in workspace_root, and, when `polyphony serve`
 runs, its workers' clocks. Exit 0 when nothing is a problem (warnings are printed but keep 0),

@@ -9,7 +9,8 @@ namespace polyphony::cli {
 
 namespace {
 
-constexpr const char* kKeysFooter = R"(Writes DIR/NAME.key (the CURVE secret key) and DIR/NAME.pub (its public key), both mode 0600.
+constexpr const char* kKeysFooter =
+    R"(Writes DIR/NAME.key (the CURVE secret key) and DIR/NAME.pub (its public key), both mode 0600.
 DIR defaults to $POLYPHONY_HOME/keys. Give NAME.pub to the peers that should accept NAME:
 a worker's or client's .pub goes into the coordinator's allowed_workers_dir or
 allowed_clients_dir; the coordinator's .pub goes to each worker (coordinator_public_key_file)
@@ -20,7 +21,8 @@ int keys_gen(const Args& args) {
   if (!is_valid_id(name)) {
     return report(make_error("usage", "give a name of 1-64 characters from A-Z a-z 0-9 _ - (e.g. worker1)", "--name"));
   }
-  const std::filesystem::path dir = args.has("out") ? std::filesystem::path(args.get("out")) : polyphony_home() / "keys";
+  const std::filesystem::path dir =
+      args.has("out") ? std::filesystem::path(args.get("out")) : polyphony_home() / "keys";
   auto keys = protocol::generate_key_pair();
   if (!keys.ok()) return report(keys.error());
   if (auto s = protocol::write_key_pair(dir, name, *keys, args.has("force")); !s.ok()) return report(s.error());

@@ -146,7 +146,8 @@ int route_command(const Args& args) {
 }  // namespace
 
 void add_route(Command& polyphony) {
-  Command route = polyphony.add("route", "--explain: score a task against a local repo, show its routing; runs nothing", route_command);
+  Command route = polyphony.add(
+      "route", "--explain: score a task against a local repo, show its routing; runs nothing", route_command);
   route.positionals("TITLE", "the task's title (quote it; after -- when it starts with -)")
       .flag("--explain", "show the score, its evidence, and the plan and agents routing picks")
       .flag("--json", "the same as JSON");

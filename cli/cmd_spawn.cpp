@@ -31,7 +31,9 @@ int spawn_issue(const Args& args, const Settings& settings) {
   const GithubConfig& g = settings.config.github;
   if (!args.positional.empty()) return report(make_error("usage", "spawn --issue takes no TITLE: the issue's title is used", "TITLE"));
   for (const auto& flag : task_flag_names()) {
-    if (args.has(flag)) return report(make_error("usage", "--" + flag + " cannot be combined with --issue", "--" + flag));
+    if (args.has(flag)) {
+      return report(make_error("usage", "--" + flag + " cannot be combined with --issue", "--" + flag));
+    }
   }
   if (!g.enabled()) return report(make_error("usage", "--issue needs GitHub mode: set github.repo in config.yaml", "--issue"));
   auto ref = parse_issue_ref(args.get("issue"));

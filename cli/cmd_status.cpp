@@ -187,7 +187,8 @@ Result<Task> find_task(const Config& config, const std::string& id) {
 
 namespace {
 
-constexpr const char* kStatusFooter = R"(On a terminal the table fits its width (a narrow one leaves out the score, the plan, the worker,
+constexpr const char* kStatusFooter =
+    R"(On a terminal the table fits its width (a narrow one leaves out the score, the plan, the worker,
 then the branch; the reason wraps) and states are coloured (not when NO_COLOR is set or
 TERM=dumb). Piped or redirected, it is plain text, one line a task, nothing cut.
 )";

@@ -16,7 +16,8 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kWorkersFooter = R"(A worker is ready (has free capacity), busy (full) or lost (silent past its liveness budget).
+constexpr const char* kWorkersFooter =
+    R"(A worker is ready (has free capacity), busy (full) or lost (silent past its liveness budget).
 Asks the coordinator at ipc://$POLYPHONY_HOME/coordinator.sock unless --coordinator names another
 client endpoint.)";
 

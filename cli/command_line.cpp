@@ -37,7 +37,9 @@ std::vector<const CLI::App*> subcommands_of(const CLI::App& app) { return app.ge
 // The words that name `app` after the program ({"image", "build"}); {} for the program itself.
 std::vector<std::string> command_words(const CLI::App& app) {
   std::vector<std::string> words;
-  for (const CLI::App* a = &app; a->get_parent() != nullptr; a = a->get_parent()) words.insert(words.begin(), a->get_name());
+  for (const CLI::App* a = &app; a->get_parent() != nullptr; a = a->get_parent()) {
+    words.insert(words.begin(), a->get_name());
+  }
   return words;
 }
 
@@ -68,9 +70,8 @@ Error usage_error(const CLI::ParseError& e) {
   return make_error("usage", m);
 }
 
-// An argument the command line left over: an unknown flag, an unknown command, or one
-// positional argument too many for a command that takes none.
-// `word` came before `--` (`flag_like`: it may be a flag) or after it (a positional argument).
+// An argument no definition took: an unknown flag, an unknown command, or an argument given to
+// a command that takes none. `flag_like`: it came before `--`, so it may be a flag.
 Error leftover_error(const CLI::App& app, const std::string& word, bool flag_like = true) {
   const std::string path = command_path(app);
   const std::string command = path.empty() ? app.get_name() : path;
@@ -219,7 +220,8 @@ int CommandLine::run(const std::vector<std::string>& argv) {
     std::cerr << help(command_words(*command));
     std::vector<std::string> names;
     for (const auto* s : subcommands_of(*command)) names.push_back(s->get_name());
-    return report(make_error("usage", command->get_name() + " takes a command: " + joined(names), command_path(*command)));
+    const std::string what = command->get_name() + " takes a command: " + joined(names);
+    return report(make_error("usage", what, command_path(*command)));
   }
   try {
     return handler(args);

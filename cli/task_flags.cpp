@@ -66,7 +66,9 @@ void add_task_flags(Command& command, bool land_to) {
       .repeatable("--label", "L", "a label (repeatable); needs:L requires a worker with label L")
       .option("--agent", "A", "run agent A (agents.yaml) instead of the one routing picks")
       .option("--base", "BRANCH", "the branch to start from and land on (default: the repo's)");
-  if (land_to) command.option("--land-to", "REMOTE", "with --repo a working clone: land on its remote REMOTE instead of in it");
+  if (land_to) {
+    command.option("--land-to", "REMOTE", "with --repo a working clone: land on its remote REMOTE instead of in it");
+  }
 }
 
 std::vector<std::string> task_flag_names() {
