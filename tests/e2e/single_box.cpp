@@ -42,6 +42,16 @@ std::string merged_config(const std::string& extra) {
 
 }  // namespace
 
+const std::map<std::string, std::string>& sample_repo() {
+  static const std::map<std::string, std::string> files{
+      {"README.md", "# sample\n"},
+      {"greet.sh", "echo \"Hello, $1!\"\n"},
+      {"tests/greet.test", "test \"$(sh greet.sh Ada)\" = \"Hello, Ada!\"\n"},
+      {".polyphony.yaml", "verify: for t in tests/*.test; do sh \"$t\" || exit 1; done\n"},
+  };
+  return files;
+}
+
 SingleBox::SingleBox(const std::map<std::string, std::string>& files, const std::string& extra_config)
     : dir_("polyphony-e2e"), home_(dir_.path() / "home"), origin_(dir_.path() / "origin.git") {
   auto init = cli({"init"});

@@ -14,6 +14,10 @@
 
 namespace polyphony::testing {
 
+// The sample repository most end-to-end tests start from: greet.sh, its test, and a verify
+// command that runs tests/*.test.
+const std::map<std::string, std::string>& sample_repo();
+
 class SingleBox {
  public:
   // Writes the default config files, then `config_yaml` over config.yaml (network none, a

@@ -8,12 +8,7 @@ using namespace polyphony::testing;
 
 namespace {
 
-const std::map<std::string, std::string> kSampleRepo{
-    {"README.md", "# sample\n"},
-    {"greet.sh", "echo \"Hello, $1!\"\n"},
-    {"tests/greet.test", "test \"$(sh greet.sh Ada)\" = \"Hello, Ada!\"\n"},
-    {".polyphony.yaml", "verify: for t in tests/*.test; do sh \"$t\" || exit 1; done\n"},
-};
+const std::map<std::string, std::string>& kSampleRepo = sample_repo();
 
 std::string sh_block(const std::string& script) { return "Do it.\n\n```sh\n" + script + "\n```\n"; }
 

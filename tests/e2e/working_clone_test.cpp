@@ -11,12 +11,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::map<std::string, std::string> kSampleRepo{
-    {"README.md", "# sample\n"},
-    {"greet.sh", "echo \"Hello, $1!\"\n"},
-    {"tests/greet.test", "test \"$(sh greet.sh Ada)\" = \"Hello, Ada!\"\n"},
-    {".polyphony.yaml", "verify: for t in tests/*.test; do sh \"$t\" || exit 1; done\n"},
-};
+const std::map<std::string, std::string>& kSampleRepo = sample_repo();
 
 // A user who is not root, as the owner of a clone (no password entry is needed to own files).
 constexpr unsigned kUser = 4242;
