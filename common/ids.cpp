@@ -26,6 +26,15 @@ bool is_valid_id(std::string_view id) {
   return true;
 }
 
+bool is_valid_task_id(std::string_view id) { return is_valid_id(id); }
+
+Status check_task_id(std::string_view id) {
+  if (is_valid_task_id(id)) return ok_status();
+  return make_error("usage",
+                    "task id '" + std::string(id) + "' is not valid: use 1 to 64 characters from A-Z a-z 0-9 _ -",
+                    std::string(id));
+}
+
 std::string slugify(std::string_view title, size_t max_len) {
   std::string out;
   bool pending_dash = false;
@@ -65,24 +74,58 @@ bool is_valid_branch_name(std::string_view name) {
   return true;
 }
 
-bool is_valid_utf8(std::string_view text) {
-  size_t i = 0;
-  const size_t n = text.size();
-  while (i < n) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    if (len == 0 || i + len > n) return false;
-    uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
-    for (size_t k = 1; k < len; ++k) {
-      unsigned char cc = static_cast<unsigned char>(text[i + k]);
-      if ((cc >> 6) != 0x2) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+namespace {
+
+// Length of the UTF-8 sequence a lead byte announces, 0 for a byte that cannot lead one.
+int utf8_sequence_length(unsigned char lead) {
+  if (lead < 0x80) return 1;
+  if (lead >= 0xc2 && lead <= 0xdf) return 2;
+  if (lead >= 0xe0 && lead <= 0xef) return 3;
+  if (lead >= 0xf0 && lead <= 0xf4) return 4;
+  return 0;
+}
+
+// The allowed range of the byte after `lead`; it rules out overlong forms, UTF-16 surrogates
+// and code points above U+10FFFF (RFC 3629; table 3-7 of the Unicode standard).
+bool second_byte_ok(unsigned char lead, unsigned char b) {
+  switch (lead) {
+    case 0xe0:
+      return b >= 0xa0 && b <= 0xbf;
+    case 0xed:
+      return b >= 0x80 && b <= 0x9f;
+    case 0xf0:
+      return b >= 0x90 && b <= 0xbf;
+    case 0xf4:
+      return b >= 0x80 && b <= 0x8f;
+    default:
+      return b >= 0x80 && b <= 0xbf;
+  }
+}
+
+bool is_continuation(unsigned char b) { return (b & 0xc0) == 0x80; }
+
+}  // namespace
+
+size_t utf8_sequence_at(std::string_view text, size_t i) {
+  const auto lead = static_cast<unsigned char>(text[i]);
+  const int len = utf8_sequence_length(lead);
+  if (len == 0 || text.size() - i < static_cast<size_t>(len)) return 0;
+  if (len > 1 && !second_byte_ok(lead, static_cast<unsigned char>(text[i + 1]))) return 0;
+  for (int k = 2; k < len; ++k) {
+    if (!is_continuation(static_cast<unsigned char>(text[i + k]))) return 0;
+  }
+  return static_cast<size_t>(len);
+}
+
+size_t utf8_error_offset(std::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const size_t len = utf8_sequence_at(text, i);
+    if (len == 0) return i;
     i += len;
   }
-  return true;
+  return std::string_view::npos;
 }
+
+bool is_valid_utf8(std::string_view text) { return utf8_error_offset(text) == std::string_view::npos; }
 
 }  // namespace polyphony

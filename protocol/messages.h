@@ -10,6 +10,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/ids.h"
 #include "common/result.h"
 
 namespace polyphony::protocol {
@@ -360,9 +361,9 @@ inline constexpr size_t kMaxFrameValues = 1 << 20;
 // decode; it keeps a chunk far below kMaxFrameBytes and the coordinator's writes small).
 inline constexpr size_t kMaxLogChunkBytes = 256 * 1024;
 
-// True when `id` is 1-64 characters from [A-Za-z0-9_-] (common/ids.h is_valid_id): safe in
-// paths, container names and labels.
-bool is_valid_task_id(std::string_view id);
+// True when `id` is 1-64 characters from [A-Za-z0-9_-]: safe in paths, container names and
+// labels. The one task-id check, common/ids.h's.
+using polyphony::is_valid_task_id;
 
 // True for worker and coordinator ids: 1-255 characters from [A-Za-z0-9._:-], not starting
 // with '.'. A worker's id is also its ZeroMQ routing id.

@@ -14,58 +14,9 @@ bool is_peer_id_char(char c) {
          c == '-' || c == '.' || c == ':';
 }
 
-// Length of the UTF-8 sequence a lead byte announces, 0 for a byte that cannot lead one.
-int utf8_sequence_length(unsigned char lead) {
-  if (lead < 0x80) return 1;
-  if (lead >= 0xc2 && lead <= 0xdf) return 2;
-  if (lead >= 0xe0 && lead <= 0xef) return 3;
-  if (lead >= 0xf0 && lead <= 0xf4) return 4;
-  return 0;
-}
-
-// The allowed range of the byte after `lead`; it rules out overlong forms, UTF-16 surrogates
-// and code points above U+10FFFF (RFC 3629; table 3-7 of the Unicode standard).
-bool second_byte_ok(unsigned char lead, unsigned char b) {
-  switch (lead) {
-    case 0xe0:
-      return b >= 0xa0 && b <= 0xbf;
-    case 0xed:
-      return b >= 0x80 && b <= 0x9f;
-    case 0xf0:
-      return b >= 0x90 && b <= 0xbf;
-    case 0xf4:
-      return b >= 0x80 && b <= 0x8f;
-    default:
-      return b >= 0x80 && b <= 0xbf;
-  }
-}
-
-bool is_continuation(unsigned char b) { return (b & 0xc0) == 0x80; }
-
-// Length of the well-formed UTF-8 sequence starting at s[i], or 0 when there is none.
-std::size_t valid_sequence_at(std::string_view s, std::size_t i) {
-  const auto lead = static_cast<unsigned char>(s[i]);
-  const int len = utf8_sequence_length(lead);
-  if (len == 0 || s.size() - i < static_cast<std::size_t>(len)) return 0;
-  if (len > 1 && !second_byte_ok(lead, static_cast<unsigned char>(s[i + 1]))) return 0;
-  for (int k = 2; k < len; ++k) {
-    if (!is_continuation(static_cast<unsigned char>(s[i + k]))) return 0;
-  }
-  return static_cast<std::size_t>(len);
-}
-
 }  // namespace
 
 namespace detail {
-
-std::size_t utf8_error_offset(std::string_view s) {
-  for (std::size_t i = 0; i < s.size();) {
-    const std::size_t len = valid_sequence_at(s, i);
-    if (len == 0) return i;
-    i += len;
-  }
-  return std::string_view::npos;
-}
 
 bool is_wire_text(std::string_view s) {
   return s.find('\0') == s.npos && utf8_error_offset(s) == s.npos;
@@ -77,7 +28,7 @@ std::string to_wire_text(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 8);
   for (std::size_t i = 0; i < s.size();) {
-    const std::size_t len = valid_sequence_at(s, i);
+    const std::size_t len = utf8_sequence_at(s, i);
     if (len == 0 || s[i] == '\0') {
       out += kReplacement;
       ++i;
@@ -90,8 +41,6 @@ std::string to_wire_text(std::string_view s) {
 }
 
 }  // namespace detail
-
-bool is_valid_task_id(std::string_view id) { return is_valid_id(id); }
 
 bool is_valid_peer_id(std::string_view id) {
   if (id.empty() || id.size() > 255 || id.front() == '.') return false;

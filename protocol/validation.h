@@ -6,10 +6,13 @@
 #include <string>
 #include <string_view>
 
+#include "common/ids.h"
+
 namespace polyphony::protocol::detail {
 
-// Offset of the first byte that makes `s` ill-formed UTF-8, or std::string_view::npos.
-std::size_t utf8_error_offset(std::string_view s);
+// Offset of the first byte that makes `s` ill-formed UTF-8, or std::string_view::npos: the one
+// UTF-8 check, common/ids.h's.
+using polyphony::utf8_error_offset;
 
 // True when `s` may travel as a MessagePack str: valid UTF-8 without NUL characters.
 bool is_wire_text(std::string_view s);

@@ -23,6 +23,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "common/ids.h"
 #include "worker-agent/git_cli.h"
 #include "worker-agent/git_repo.h"
 #include "worker-agent/working_clone.h"
@@ -37,25 +38,11 @@ using detail::GitRepo;
 namespace {
 
 constexpr char kMetadataFile[] = "workspace.json";
-constexpr size_t kMaxTaskIdLength = 64;
 // A spare's repo/.git/config as make_spare wrote it, kept outside repo/ (which a container may
 // have mounted before the task came): provision_from puts it back before opening the clone.
 constexpr char kSpareGitConfig[] = "spare-git-config";
 // HEAD of a spare before its checkout; the branch is never created (the checkout detaches).
 constexpr char kSpareHead[] = "polyphony-spare";
-
-bool is_valid_task_id(const std::string& id) {
-  if (id.empty() || id.size() > kMaxTaskIdLength) return false;
-  return std::all_of(id.begin(), id.end(),
-                     [](unsigned char c) { return std::isalnum(c) != 0 || c == '_' || c == '-'; });
-}
-
-Status check_task_id(const std::string& id) {
-  if (is_valid_task_id(id)) return ok_status();
-  return make_error(
-      "usage", "task id '" + id + "' is not valid: use 1 to 64 characters from A-Z a-z 0-9 _ -",
-      id);
-}
 
 // Where the origin lives: `url` is what git is given; `local` is set for an on-disk origin.
 struct Origin {

@@ -57,3 +57,56 @@ TEST_CASE("utf-8 validation rejects malformed sequences") {
   CHECK_FALSE(is_valid_utf8("\xc0\xaf"));          // overlong
   CHECK_FALSE(is_valid_utf8("\xed\xa0\x80"));      // surrogate
 }
+
+TEST_CASE("a task id is checked by one rule, and a bad one is a usage error naming it") {
+  struct Case {
+    std::string id;
+    bool valid;
+  };
+  const auto c = GENERATE(values<Case>({
+      {"ab12cd34", true},
+      {"Task_1-x", true},
+      {std::string(64, 'a'), true},
+      {"", false},
+      {std::string(65, 'a'), false},
+      {"..", false},
+      {"a/b", false},
+      {"a b", false},
+      {"\xc3\xa9", false},
+      {std::string("a\0b", 3), false},
+  }));
+  INFO(c.id);
+  CHECK(is_valid_task_id(c.id) == c.valid);
+  CHECK(is_valid_id(c.id) == c.valid);
+  const Status checked = check_task_id(c.id);
+  CHECK(checked.ok() == c.valid);
+  if (!checked.ok()) {
+    CHECK(checked.error().code == "usage");
+    CHECK(checked.error().where == c.id);
+    CHECK_THAT(checked.error().message, Catch::Contains("1 to 64 characters from A-Z a-z 0-9 _ -"));
+  }
+}
+
+TEST_CASE("utf-8 error offsets point at the first bad byte, and agree with the validator") {
+  struct Case {
+    std::string text;
+    size_t bad;  // npos: well-formed
+  };
+  const auto c = GENERATE(values<Case>({
+      {"", std::string::npos},
+      {"plain", std::string::npos},
+      {"h\xc3\xa9llo", std::string::npos},
+      {"\xef\xbf\xbd", std::string::npos},
+      {"\xf4\x8f\xbf\xbf", std::string::npos},  // U+10FFFF
+      {"ab\xff", 2},
+      {"ab\xc3\xa9\xc3", 4},                     // truncated
+      {"\xc1\xbf", 0},                           // overlong
+      {"x\xe0\x80\x80", 1},                      // overlong
+      {"\xed\xa0\x80", 0},                       // surrogate
+      {"\xf4\x90\x80\x80", 0},                   // above U+10FFFF
+      {"\xf5\x80\x80\x80", 0},
+      {"a\xe2\x28\xa1", 1},                      // bad continuation
+  }));
+  CHECK(utf8_error_offset(c.text) == c.bad);
+  CHECK(is_valid_utf8(c.text) == (c.bad == std::string::npos));
+}
