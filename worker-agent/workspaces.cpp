@@ -26,6 +26,7 @@
 #include "common/ids.h"
 #include "worker-agent/git_cli.h"
 #include "worker-agent/git_repo.h"
+#include "worker-agent/mirror.h"
 #include "worker-agent/working_clone.h"
 
 namespace polyphony {
@@ -34,6 +35,13 @@ namespace fs = std::filesystem;
 using detail::BranchHead;
 using detail::BranchSnapshot;
 using detail::GitRepo;
+using detail::lock_mirror_file;
+using detail::millis_since;
+using detail::mirror_state;
+using detail::MirrorState;
+using detail::Origin;
+using detail::pick_base;
+using detail::resolve_origin;
 
 namespace {
 
@@ -44,122 +52,9 @@ constexpr char kSpareGitConfig[] = "spare-git-config";
 // HEAD of a spare before its checkout; the branch is never created (the checkout detaches).
 constexpr char kSpareHead[] = "polyphony-spare";
 
-// Where the origin lives: `url` is what git is given; `local` is set for an on-disk origin.
-struct Origin {
-  std::string url;
-  bool local = false;
-};
-
-bool is_remote_url(const std::string& url) {
-  if (url.starts_with("file://")) return false;
-  if (url.find("://") != std::string::npos) return true;
-  size_t colon = url.find(':');
-  size_t slash = url.find('/');
-  return colon != std::string::npos && (slash == std::string::npos || colon < slash);  // host:path
-}
-
-Result<Origin> resolve_local_origin(const std::string& repo_url) {
-  std::string raw = repo_url.starts_with("file://") ? repo_url.substr(7) : repo_url;
-  std::error_code ec;
-  fs::path path = fs::weakly_canonical(fs::absolute(raw), ec);
-  if (ec || !fs::exists(path)) {
-    return make_error("not_found", "repository path '" + raw +
-                                       "' does not exist; give the path of a git repository "
-                                       "or a remote URL");
-  }
-  if (!GitRepo::open(path).ok()) {
-    return make_error("not_found", "'" + path.string() +
-                                       "' is not a git repository (neither a work tree with "
-                                       ".git nor a bare repository)");
-  }
-  return Origin{path.string(), true};
-}
-
-Result<Origin> resolve_origin(const std::string& repo_url) {
-  if (repo_url.empty() || repo_url.front() == '-') {
-    return make_error("usage", "'" + repo_url + "' is not a repository path or URL");
-  }
-  if (is_remote_url(repo_url)) return Origin{repo_url, false};
-  return resolve_local_origin(repo_url);
-}
-
-uint64_t fnv1a(std::string_view s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
-
-// "<basename>-<12 hex digits of the normalized URL's hash>", e.g. "app-3f9a0c1b2d4e".
-std::string mirror_name(const Origin& origin) {
-  std::string url = origin.url;
-  while (url.size() > 1 && url.back() == '/') url.pop_back();
-  if (!origin.local && url.ends_with(".git")) url.resize(url.size() - 4);
-  std::string base = url.substr(url.find_last_of("/:") + 1);
-  if (base.ends_with(".git")) base.resize(base.size() - 4);
-  for (char& c : base) {
-    if (std::isalnum(static_cast<unsigned char>(c)) == 0 && c != '-' && c != '_' && c != '.')
-      c = '_';
-  }
-  if (base.empty() || base.front() == '.') base = "repo" + base;
-  char hash[17];
-  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(fnv1a(url)));
-  return base.substr(0, 64) + "-" + std::string(hash, 12);
-}
-
-// An exclusive flock(2) held until destruction: serializes mirror updates across processes.
-class FileLock {
- public:
-  static Result<FileLock> acquire(const fs::path& path) {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-      return make_error("io", "cannot open lock file: " + std::string(std::strerror(errno)),
-                        path.string());
-    while (::flock(fd, LOCK_EX) != 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return make_error("io", "cannot lock: " + std::string(std::strerror(err)), path.string());
-    }
-    return FileLock(fd);
-  }
-  FileLock(FileLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  FileLock& operator=(FileLock&&) = delete;
-  ~FileLock() {
-    if (fd_ >= 0) ::close(fd_);  // closing the descriptor releases the lock
-  }
-
- private:
-  explicit FileLock(int fd) : fd_(fd) {}
-  int fd_ = -1;
-};
-
-// Per mirror path, for the whole process: a mutex serializing its updates between threads (the
-// file lock does it between processes), and when the last successful update started.
-struct MirrorState {
-  std::mutex mutex;
-  std::chrono::steady_clock::time_point updated_from = std::chrono::steady_clock::time_point::min();
-  std::atomic<int> landings{0};  // landings of this process holding (or about to hold) the mutex
-  int learned = 0;               // landings learned, under the mutex (refs packed every kPackRefsEvery)
-};
-
 // Every this many landings into a mirror, its refs and those of a local origin are packed: each
 // landing adds a task branch to both.
 constexpr int kPackRefsEvery = 16;
-
-MirrorState& mirror_state(const fs::path& mirror) {
-  static std::mutex registry_mutex;
-  static std::map<std::string, MirrorState> states;
-  std::lock_guard guard(registry_mutex);
-  return states[mirror.string()];
-}
-
-// The mirror's lock between processes (<name>.lock beside it); MirrorState::mutex is its
-// counterpart between this process's threads, taken first.
-Result<FileLock> lock_mirror_file(const fs::path& mirror) {
-  fs::path lock_path = mirror;
-  lock_path.replace_extension(".lock");
-  return FileLock::acquire(lock_path);
-}
 
 Status chown_tree(const fs::path& dir, int uid, int gid) {
   auto chown_one = [&](const fs::path& p) -> Status {
@@ -229,34 +124,6 @@ Result<Workspace> read_metadata(const fs::path& task_dir, const std::string& tas
   }
 }
 
-Result<BranchHead> pick_base(const BranchSnapshot& branches, const std::string& requested,
-                             const std::string& url) {
-  if (branches.branches.empty()) {
-    return make_error("not_found", "the origin " + detail::redact_credentials(url) +
-                                       " has no branches (an empty repository?); push a first "
-                                       "commit to it");
-  }
-  std::string name = requested.empty() ? branches.default_branch : requested;
-  if (name.empty()) {
-    return make_error("not_found", "the origin " + detail::redact_credentials(url) +
-                                       " has no default branch (its HEAD names no branch); "
-                                       "name a base branch. Branches: " +
-                                       branches.names());
-  }
-  const BranchHead* head = branches.find(name);
-  if (head == nullptr) {
-    return make_error("not_found", "base branch '" + name + "' does not exist in " +
-                                       detail::redact_credentials(url) +
-                                       "; its branches are: " + branches.names());
-  }
-  return *head;
-}
-
-long long millis_since(std::chrono::steady_clock::time_point start) {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(steady_clock::now() - start).count();
-}
-
 // "<mirror name>-<8 random hex digits>": unique enough to retry on the rare clash.
 std::string spare_name(const fs::path& mirror) {
   static std::mutex mutex;
@@ -318,7 +185,8 @@ class GitWorkspaces final : public Workspaces {
       : root_(fs::absolute(root).lexically_normal()),
         identity_(std::move(identity)),
         owner_uid_(owner_uid),
-        owner_gid_(owner_gid) {
+        owner_gid_(owner_gid),
+        mirrors_(root_ / "mirrors") {
     // libgit2 is set up by its first use (GitRepo): its TLS set-up alone is about 3 MB of
     // memory that an idle worker never needs.
   }
@@ -350,16 +218,13 @@ class GitWorkspaces final : public Workspaces {
 
  private:
   fs::path tasks_dir() const { return root_ / "tasks"; }
-  fs::path mirrors_dir() const { return root_ / "mirrors"; }
   fs::path spares_dir() const { return root_ / "spares"; }
   // A directory right under spares_dir(): never anything else is renamed or deleted as a spare.
   bool is_spare_dir(const fs::path& dir) const {
     const std::string name = dir.filename().string();
     return dir.parent_path() == spares_dir() && !name.empty() && name.front() != '.';
   }
-  fs::path mirror_of(const Origin& origin) const {
-    return mirrors_dir() / (mirror_name(origin) + ".git");
-  }
+  fs::path mirror_of(const Origin& origin) const { return mirrors_.mirror_of(origin); }
 
   Status check_spare(const WorkspaceRequest& request, const Spare& spare,
                      const fs::path& mirror) const;
@@ -380,19 +245,6 @@ class GitWorkspaces final : public Workspaces {
   Result<git_oid> pinned_head(const Workspace& ws, const GitRepo& pinned) const;
   // The origin's base for a rebase of `ws`, with its objects in the mirror.
   Result<BranchHead> base_now(const Origin& origin, const Workspace& ws);
-  // The mirror's branches, the mirror brought up to date with the origin first. `new_work_base`
-  // (set for a new workspace or spare: the base it wants, "" for the default branch): while a
-  // landing of this process holds the mirror, the mirror is taken as it is rather than waited
-  // for, when it has that base. It is then at most that landing behind, which the rebase before
-  // verify picks up; a rebase itself (no `new_work_base`) waits, so it sees the landing once
-  // pushed. `wanted_base` (or `new_work_base`): the one base the caller needs ("" for the
-  // default branch). When a local origin and the mirror agree on it and on the default branch,
-  // only those two are returned, with no lock taken and nothing compared or fetched.
-  Result<BranchSnapshot> sync_mirror(const Origin& origin, const fs::path& mirror,
-                                     const std::optional<std::string>& new_work_base = std::nullopt,
-                                     const std::optional<std::string>& wanted_base = std::nullopt);
-  Status update_mirror(const Origin& origin, const fs::path& mirror);
-  Status create_mirror(const Origin& origin, const fs::path& mirror);
   Status build_clone(const Workspace& ws, const BranchSnapshot& origin_branches,
                      const git_oid& base);
   Status give_to_owner(const fs::path& dir) const;
@@ -411,6 +263,7 @@ class GitWorkspaces final : public Workspaces {
   CommitIdentity identity_;
   int owner_uid_;
   int owner_gid_;
+  detail::MirrorStore mirrors_;
 };
 
 Status GitWorkspaces::check_request(const WorkspaceRequest& request) const {
@@ -429,122 +282,6 @@ Status GitWorkspaces::check_request(const WorkspaceRequest& request) const {
                           (tasks_dir() / request.task_id).string() + "; remove it first",
                       request.task_id);
   }
-  return ok_status();
-}
-
-Status GitWorkspaces::create_mirror(const Origin& origin, const fs::path& mirror) {
-  fs::path partial = mirror;
-  partial += ".partial";
-  std::error_code ec;
-  fs::remove_all(partial, ec);  // left over by a crash; we hold the lock
-  // The CLI: credential helpers, ssh config and every transport work as they do for the user,
-  // and a local origin's objects are hardlinked rather than copied.
-  // gc stays off and never prunes: workspaces borrow these objects without the mirror knowing.
-  auto cloned = detail::run_git(
-      {"clone", "--mirror", "--quiet", "-c", "gc.auto=0", "-c", "gc.pruneExpire=never", "-c",
-       "maintenance.auto=false", "--", origin.url, partial.string()},
-      mirrors_dir(), std::chrono::hours(1));
-  if (!cloned.ok()) {
-    fs::remove_all(partial, ec);
-    return make_error(
-        "git",
-        "cannot mirror " + detail::redact_credentials(origin.url) + ": " + cloned.error().message,
-        mirror.string());
-  }
-  fs::rename(partial, mirror, ec);
-  if (ec)
-    return make_error("io", "cannot move the new mirror in place: " + ec.message(),
-                      mirror.string());
-  return ok_status();
-}
-
-// The wanted base (its default branch when empty) and the default branch of a local origin,
-// when the mirror has both at the same commits and the same default branch: a few ref reads,
-// where a sync compares every branch of both (and the origin keeps every landed task's). The
-// mirror's refs move only once their objects are all there, by a fetch (which brings every
-// branch) or a landing learned (its base and task branch).
-static std::optional<BranchSnapshot> mirror_has_heads(const Origin& origin, const fs::path& mirror,
-                                                      const std::string& base) {
-  if (!origin.local) return std::nullopt;
-  auto source = GitRepo::open(origin.url);
-  auto copy = source.ok() ? GitRepo::open(mirror) : Result<GitRepo>(source.error());
-  if (!copy.ok()) return std::nullopt;
-  BranchSnapshot heads;
-  heads.default_branch = source->head_branch();
-  if (heads.default_branch.empty() || copy->head_branch() != heads.default_branch) return std::nullopt;
-  for (const std::string& name : {base.empty() ? heads.default_branch : base, heads.default_branch}) {
-    if (heads.find(name) != nullptr) continue;
-    auto theirs = source->resolve("refs/heads/" + name);
-    auto ours = copy->resolve("refs/heads/" + name);
-    if (!theirs.ok() || !ours.ok() || !git_oid_equal(&*theirs, &*ours)) return std::nullopt;
-    heads.branches.push_back({name, *theirs});
-  }
-  return heads;
-}
-
-Result<BranchSnapshot> GitWorkspaces::sync_mirror(const Origin& origin, const fs::path& mirror,
-                                                  const std::optional<std::string>& new_work_base,
-                                                  const std::optional<std::string>& wanted_base) {
-  auto requested = std::chrono::steady_clock::now();
-  std::error_code ec;
-  fs::create_directories(mirrors_dir(), ec);
-  MirrorState& state = mirror_state(mirror);
-  if (new_work_base && state.landings.load() > 0 && fs::exists(mirror)) {
-    auto repo = GitRepo::open(mirror);
-    auto branches = repo.ok() ? repo->branches() : Result<BranchSnapshot>(repo.error());
-    if (branches.ok() && (new_work_base->empty() || branches->find(*new_work_base) != nullptr)) return branches;
-  }
-  const auto& base = new_work_base ? new_work_base : wanted_base;
-  if (base) {
-    if (auto heads = mirror_has_heads(origin, mirror, *base)) return *heads;
-  }
-  std::lock_guard guard(state.mutex);
-  auto lock = lock_mirror_file(mirror);
-  POLY_TRY(lock);
-  // An update that started after this request was made already holds every commit it must see.
-  if (state.updated_from <= requested || !fs::exists(mirror)) {
-    auto started = std::chrono::steady_clock::now();
-    POLY_TRY(update_mirror(origin, mirror));
-    state.updated_from = started;
-  }
-  auto repo = GitRepo::open(mirror);
-  POLY_TRY(repo);
-  return repo->branches();
-}
-
-// A local origin whose branches and default branch the mirror already has: nothing to fetch.
-// Read in-process (a few ref files), which costs far less than starting `git fetch`.
-static bool mirror_is_current(const Origin& origin, const fs::path& mirror) {
-  if (!origin.local) return false;
-  auto source = GitRepo::open(origin.url);
-  auto copy = GitRepo::open(mirror);
-  if (!source.ok() || !copy.ok()) return false;
-  auto theirs = source->branches();
-  auto ours = copy->branches();
-  if (!theirs.ok() || !ours.ok() || theirs->default_branch != ours->default_branch ||
-      theirs->branches.size() != ours->branches.size()) {
-    return false;
-  }
-  for (const auto& b : theirs->branches) {
-    const BranchHead* mine = ours->find(b.name);
-    if (mine == nullptr || !git_oid_equal(&mine->commit, &b.commit)) return false;
-  }
-  return true;
-}
-
-Status GitWorkspaces::update_mirror(const Origin& origin, const fs::path& mirror) {
-  auto start = std::chrono::steady_clock::now();
-  bool existed = fs::exists(mirror);
-  if (existed && mirror_is_current(origin, mirror)) return ok_status();
-  if (existed) {
-    // The CLI: an incremental fetch through any transport, with the user's credentials.
-    POLY_TRY(
-        detail::run_git({"fetch", "--prune", "--quiet", "origin"}, mirror, std::chrono::hours(1)));
-  } else {
-    POLY_TRY(create_mirror(origin, mirror));
-  }
-  spdlog::debug("mirror {} {} in {} ms", mirror.string(), existed ? "fetched" : "created",
-                millis_since(start));
   return ok_status();
 }
 
@@ -585,7 +322,7 @@ Result<Workspace> GitWorkspaces::provision(const WorkspaceRequest& request) {
   auto origin = resolve_origin(request.repo_url);
   if (!origin.ok()) return make_error(origin.error().code, origin.error().message, request.task_id);
   fs::path mirror = mirror_of(*origin);
-  auto branches = sync_mirror(*origin, mirror, request.base_branch);
+  auto branches = mirrors_.sync(*origin, mirror, request.base_branch);
   POLY_TRY(branches);
   auto base = pick_base(*branches, request.base_branch, origin->url);
   if (!base.ok()) return make_error(base.error().code, base.error().message, request.task_id);
@@ -782,7 +519,7 @@ Result<std::string> GitWorkspaces::head_tree(const Workspace& ws) {
 }
 
 Result<BranchHead> GitWorkspaces::base_now(const Origin& origin, const Workspace& ws) {
-  auto branches = sync_mirror(origin, ws.mirror_dir, std::nullopt, ws.base_branch);
+  auto branches = mirrors_.sync(origin, ws.mirror_dir, std::nullopt, ws.base_branch);
   POLY_TRY(branches);
   return pick_base(*branches, ws.base_branch, origin.url);
 }
@@ -1053,7 +790,7 @@ Result<Spare> GitWorkspaces::make_spare(const std::string& repo_url, const std::
   auto origin = resolve_origin(repo_url);
   POLY_TRY(origin);
   const fs::path mirror = mirror_of(*origin);
-  auto branches = sync_mirror(*origin, mirror, base_branch);
+  auto branches = mirrors_.sync(*origin, mirror, base_branch);
   POLY_TRY(branches);
   auto base = pick_base(*branches, base_branch, origin->url);
   POLY_TRY(base);
@@ -1122,7 +859,7 @@ Result<Workspace> GitWorkspaces::place_spare(const WorkspaceRequest& request, co
 Status GitWorkspaces::refresh_spare(Workspace& ws, const std::string& requested_base) {
   auto origin = resolve_origin(ws.repo_url);
   if (!origin.ok()) return make_error(origin.error().code, origin.error().message, ws.task_id);
-  auto branches = sync_mirror(*origin, ws.mirror_dir, requested_base);
+  auto branches = mirrors_.sync(*origin, ws.mirror_dir, requested_base);
   POLY_TRY(branches);
   auto base = pick_base(*branches, requested_base, origin->url);
   if (!base.ok()) return make_error(base.error().code, base.error().message, ws.task_id);
