@@ -61,34 +61,26 @@ class Workspaces {
   virtual ~Workspaces() = default;
 
   // Makes a spare for repo_url at base_branch (fetching or first creating the mirror), owned by
-  // uid/gid like a provisioned task. Errors as provision's.
-  virtual Result<Spare> make_spare(const std::string& repo_url, const std::string& /*base_branch*/) {
-    return make_error("usage", "this workspace manager keeps no spares", repo_url);
-  }
+  // uid/gid like a provisioned task. Errors as provision's. The default keeps no spares: "usage".
+  virtual Result<Spare> make_spare(const std::string& repo_url, const std::string& base_branch);
 
   // Provisions the task from `spare` (made by make_spare for the same repo_url and base_branch):
   // renames spare.dir to <root>/tasks/<id>, fetches the mirror, brings repo/ to the base branch's
   // current head and creates and checks out the task branch there. The same Workspace as
   // provision(request) results; only faster, since the files are mostly in place. On error the
-  // spare is removed. Error "usage" when the spare does not fit the request.
-  virtual Result<Workspace> provision_from(const WorkspaceRequest& request, const Spare& spare) {
-    (void)discard_spare(spare);
-    return provision(request);
-  }
+  // spare is removed. Error "usage" when the spare does not fit the request. The default
+  // discards the spare and provisions.
+  virtual Result<Workspace> provision_from(const WorkspaceRequest& request, const Spare& spare);
 
   // Deletes a spare that will not be used. Absent is not an error.
-  virtual Status discard_spare(const Spare& spare) {
-    std::error_code ec;
-    std::filesystem::remove_all(spare.dir, ec);
-    return {};
-  }
+  virtual Status discard_spare(const Spare& spare);
 
   // Deletes every spare under this manager's root, returning how many. A spare is known only
   // to the process that made it (its Spare value), so those found at start are stale: a
   // restarted worker calls this once, before it makes spares or starts containers on them (and
   // removes any container an earlier run started on one). Spares never show in list() and
-  // remove() never touches them.
-  virtual Result<int> clear_spares() { return 0; }
+  // remove() never touches them. The default has none: 0.
+  virtual Result<int> clear_spares();
 
   // Fetches (or first creates) the repo's mirror, then makes <root>/tasks/<id>/repo: a clone
   // whose objects/info/alternates points at the mirror, the origin remote set to repo_url,
@@ -125,7 +117,8 @@ class Workspaces {
   virtual Result<std::filesystem::path> make_review_clone(const Workspace& ws) = 0;
 
   // Who the worker's own commits (leftovers committed for the agent, rebased commits) are by.
-  virtual CommitIdentity commit_identity() const { return {}; }
+  // The default: CommitIdentity{}.
+  virtual CommitIdentity commit_identity() const;
 
   // For tests and trusted trees only, never a tree an agent had: commits every change left in
   // the work tree as this process (new, modified, deleted files; .gitignore respected) and pins
@@ -168,10 +161,8 @@ class Workspaces {
 
   // Pushes only the task branch to the origin (replacing an earlier attempt's), leaving the base
   // branch alone: GitHub mode, where a pull request lands it. merged_commit stays empty.
-  // Errors: "push_rejected", "git".
-  virtual Result<LandResult> push_branch(const Workspace& ws) {
-    return make_error("usage", "this workspace manager cannot push a branch alone", ws.task_id);
-  }
+  // Errors: "push_rejected", "git". The default cannot: "usage".
+  virtual Result<LandResult> push_branch(const Workspace& ws);
 
   // Deletes the task's directory. Absent is not an error.
   virtual Status remove(const std::string& task_id) = 0;
