@@ -56,7 +56,7 @@ struct Column {
   size_t min_width = 0;  // shrinks no further; 0: the header's width
   // 0: always shown. Otherwise the column is left out when the table cannot fit with it (each
   // column at its minimum), those with the lowest hide_order first: on a narrow terminal the
-  // widest column keeps room to be read rather than every column being cut to a stub.
+  // widest column keeps room to be read rather than every column being cut to a few characters.
   int hide_order = 0;
 };
 

@@ -23,6 +23,7 @@ BackgroundJobs::~BackgroundJobs() {
     stopping_ = true;
     queued_.clear();
   }
+  stopping_.notify_all();  // a job may wait on stopping() itself (std::atomic::wait)
   wake_threads_.notify_all();
   for (auto& t : threads_) t.join();
   ::close(wake_fd_);

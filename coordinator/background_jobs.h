@@ -41,7 +41,8 @@ class BackgroundJobs {
   int apply_finished();
   // A file descriptor (an eventfd) that polls readable while results wait to be applied.
   int wake_fd() const { return wake_fd_; }
-  // True once the destructor began.
+  // True once the destructor began; a job can also block on it (stopping().wait(false)), which
+  // the destructor wakes.
   const std::atomic<bool>& stopping() const { return stopping_; }
 
  private:

@@ -69,7 +69,7 @@ std::string read_file(const fs::path& path) {
   return ss.str();
 }
 
-static std::string trim(std::string s) {
+std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   return s;
 }

@@ -28,6 +28,9 @@ class TempDir {
 // Runs git with argv in `cwd`; throws std::runtime_error (with stderr) on failure. Returns stdout.
 std::string git(const std::filesystem::path& cwd, const std::vector<std::string>& args);
 
+// `s` without its trailing newlines, carriage returns and spaces (e.g. git's one-line output).
+std::string trim(std::string s);
+
 // Creates a bare repository at `bare` whose branch `branch` holds `files` (path -> content) in
 // one commit. Returns the commit id.
 std::string make_bare_repo(const std::filesystem::path& bare,

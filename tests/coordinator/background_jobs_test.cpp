@@ -65,7 +65,7 @@ TEST_CASE("a key holds one job at a time, until its result is applied") {
 TEST_CASE("a job that never ends does not hold back another thread's jobs") {
   BackgroundJobs jobs(2);
   REQUIRE(jobs.submit("stalled", [&jobs]() -> BackgroundJobs::Apply {
-    while (!jobs.stopping()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    jobs.stopping().wait(false);
     return [] {};
   }));
   int done = 0;
@@ -84,7 +84,7 @@ TEST_CASE("the destructor tells a running job to stop, and queued jobs never run
     BackgroundJobs jobs(1);
     REQUIRE(jobs.submit("running", [&jobs, &started]() -> BackgroundJobs::Apply {
       started.set_value();
-      while (!jobs.stopping()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      jobs.stopping().wait(false);
       return [] {};
     }));
     REQUIRE(jobs.submit("queued", [&]() -> BackgroundJobs::Apply {

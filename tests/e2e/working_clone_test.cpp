@@ -20,11 +20,6 @@ const std::string kFarewell =
     "Do it.\n\n```sh\necho 'echo \"Bye, $1!\"' > bye.sh\n"
     "echo 'test \"$(sh bye.sh Ada)\" = \"Bye, Ada!\"' > tests/bye.test\n```\n";
 
-std::string trimmed(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 // A working clone of the box's origin, owned by kUser.
 fs::path make_working_clone(const SingleBox& box, const TempDir& dir) {
   const fs::path clone = dir.path() / "app";
@@ -42,7 +37,7 @@ std::string spawn_into(const SingleBox& box, const std::vector<std::string>& rep
   auto r = box.cli(args);
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
-  return trimmed(r.out);
+  return trim(r.out);
 }
 
 // Paths under `dir` that do not belong to kUser.
@@ -69,12 +64,12 @@ TEST_CASE("spawn into a working clone lands into its checked-out branch, its fil
 
   auto t = box.task(id);
   const std::string merged = t["merged_commit"];
-  CHECK(trimmed(git(clone, {"rev-parse", "HEAD"})) == merged);
-  CHECK(trimmed(git(clone, {"symbolic-ref", "HEAD"})) == "refs/heads/main");
+  CHECK(trim(git(clone, {"rev-parse", "HEAD"})) == merged);
+  CHECK(trim(git(clone, {"symbolic-ref", "HEAD"})) == "refs/heads/main");
   // The work tree followed, as receive.denyCurrentBranch=updateInstead would have it.
   CHECK(read_file(clone / "bye.sh") == "echo \"Bye, $1!\"\n");
   CHECK(git(clone, {"--no-optional-locks", "status", "--porcelain"}).empty());
-  CHECK(trimmed(git(clone, {"rev-parse", "refs/heads/" + t["branch"].get<std::string>()})) == merged);
+  CHECK(trim(git(clone, {"rev-parse", "refs/heads/" + t["branch"].get<std::string>()})) == merged);
   CHECK(not_owned_by_user(clone) == std::vector<std::string>{});
   CHECK_THAT(t["reason"].get<std::string>(), Catch::StartsWith("landed " + merged.substr(0, 12)));
   // The bare origin the clone came from is untouched.
@@ -86,7 +81,7 @@ TEST_CASE("a working clone with local changes gets the branch, keeps its checked
   TempDir dir("polyphony-wc");
   const fs::path clone = make_working_clone(box, dir);
   write_file(clone / "README.md", "# sample, being edited\n");
-  const std::string before = trimmed(git(clone, {"rev-parse", "HEAD"}));
+  const std::string before = trim(git(clone, {"rev-parse", "HEAD"}));
   const std::string id = spawn_into(box, {"--repo", clone.string()});
   box.serve();
   auto states = box.wait_finished({id});
@@ -98,10 +93,10 @@ TEST_CASE("a working clone with local changes gets the branch, keeps its checked
   CHECK_THAT(reason, Catch::Contains("landed as branch " + t["branch"].get<std::string>()) &&
                          Catch::Contains("'main' has local changes") && Catch::Contains("git merge --ff-only"));
   CHECK(t["merged_commit"] == "");
-  CHECK(trimmed(git(clone, {"rev-parse", "HEAD"})) == before);
+  CHECK(trim(git(clone, {"rev-parse", "HEAD"})) == before);
   CHECK(read_file(clone / "README.md") == "# sample, being edited\n");
   CHECK_FALSE(fs::exists(clone / "bye.sh"));
-  CHECK(trimmed(git(clone, {"rev-parse", "refs/heads/" + t["branch"].get<std::string>()})) == t["commit"]);
+  CHECK(trim(git(clone, {"rev-parse", "refs/heads/" + t["branch"].get<std::string>()})) == t["commit"]);
   CHECK(git(clone, {"show", t["commit"].get<std::string>() + ":bye.sh"}) == "echo \"Bye, $1!\"\n");
   CHECK(not_owned_by_user(clone) == std::vector<std::string>{});
 }
@@ -115,7 +110,7 @@ TEST_CASE("spawn --land-to origin sends the task to the working clone's upstream
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.err, Catch::Contains("--land-to") && Catch::Contains("no remote 'upstream'"));
 
-  const std::string before = trimmed(git(clone, {"rev-parse", "HEAD"}));
+  const std::string before = trim(git(clone, {"rev-parse", "HEAD"}));
   const std::string id = spawn_into(box, {"--repo", clone.string(), "--land-to", "origin"});
   CHECK(box.task(id)["repo"] == box.origin().string());
   box.serve();
@@ -123,7 +118,7 @@ TEST_CASE("spawn --land-to origin sends the task to the working clone's upstream
   INFO(box.serve_log());
   REQUIRE(states[id] == "LANDED");
   CHECK(git(box.origin(), {"show", "main:bye.sh"}) == "echo \"Bye, $1!\"\n");
-  CHECK(trimmed(git(clone, {"rev-parse", "HEAD"})) == before);
+  CHECK(trim(git(clone, {"rev-parse", "HEAD"})) == before);
 }
 
 TEST_CASE("a push the origin refuses fails the task once as a landing failure with the origin's reason") {

@@ -11,15 +11,11 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::git;
+using testing::trim;
 using testing::make_bare_repo;
 using testing::read_file;
 using testing::TempDir;
 using testing::write_file;
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
 
 struct Lands {
   TempDir tmp{"polyphony-landing"};

@@ -12,13 +12,9 @@ namespace {
 namespace fs = std::filesystem;
 using testing::commit_to_bare;
 using testing::git;
+using testing::trim;
 using testing::make_bare_repo;
 using testing::TempDir;
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
 
 TEST_CASE("remote URLs are told from local paths", "[mirror]") {
   struct Case {

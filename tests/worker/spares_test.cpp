@@ -13,6 +13,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::commit_to_bare;
 using testing::git;
+using testing::trim;
 using testing::make_bare_repo;
 using testing::read_file;
 using testing::TempDir;
@@ -21,11 +22,6 @@ ino_t inode_of(const fs::path& p) {
   struct stat st {};
   REQUIRE(::stat(p.c_str(), &st) == 0);
   return st.st_ino;
-}
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
 }
 
 struct Pool {

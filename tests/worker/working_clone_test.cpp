@@ -10,11 +10,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string trimmed(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 // A working clone of a bare origin, and the task's commit made elsewhere (in `work`), handed
 // over as a bundle the way a worker hands over the pinned branch.
 struct CloneFixture {
@@ -34,7 +29,7 @@ struct CloneFixture {
     write_file(work / "b.txt", "b\n");
     git(work, {"add", "b.txt"});
     git(work, {"commit", "--quiet", "-m", "add b"});
-    head = trimmed(git(work, {"rev-parse", "HEAD"}));
+    head = trim(git(work, {"rev-parse", "HEAD"}));
   }
 
   Result<CloneLanding> land() {
@@ -47,7 +42,7 @@ struct CloneFixture {
         head, branch, "main");
   }
 
-  std::string rev(const std::string& ref) { return trimmed(git(clone, {"rev-parse", ref})); }
+  std::string rev(const std::string& ref) { return trim(git(clone, {"rev-parse", ref})); }
 };
 
 }  // namespace
@@ -70,7 +65,7 @@ TEST_CASE("a working clone on another branch has its base moved as a ref and its
   REQUIRE(landed.ok());
   CHECK(landed->merged_commit == f.head);
   CHECK(f.rev("refs/heads/main") == f.head);
-  CHECK(trimmed(git(f.clone, {"symbolic-ref", "HEAD"})) == "refs/heads/dev");
+  CHECK(trim(git(f.clone, {"symbolic-ref", "HEAD"})) == "refs/heads/dev");
   CHECK_FALSE(fs::exists(f.clone / "b.txt"));
 }
 

@@ -20,6 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::commit_to_bare;
 using testing::git;
+using testing::trim;
 using testing::make_bare_repo;
 using testing::read_file;
 using testing::TempDir;
@@ -37,11 +38,6 @@ T require_ok(Result<T> r) {
 void require_ok(const Status& s) {
   INFO((s.ok() ? std::string() : describe(s.error())));
   REQUIRE(s.ok());
-}
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
 }
 
 std::string rev_parse(const fs::path& repo, const std::string& rev) {
