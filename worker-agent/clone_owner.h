@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "worker-agent/git_repo.h"
+#include "git/git_repo.h"
 
 namespace polyphony::detail {
 

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "worker-agent/git_cli.h"
-#include "worker-agent/mirror.h"
+#include "git/git_cli.h"
+#include "git/mirror.h"
 #include "worker-agent/working_clone.h"
 
 namespace polyphony::detail {

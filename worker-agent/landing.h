@@ -8,7 +8,7 @@
 #include <optional>
 
 #include "common/result.h"
-#include "worker-agent/git_repo.h"
+#include "git/git_repo.h"
 #include "worker-agent/task_clones.h"
 #include "worker-agent/workspaces.h"
 

@@ -13,7 +13,7 @@
 #include <random>
 #include <vector>
 
-#include "worker-agent/git_cli.h"
+#include "git/git_cli.h"
 
 namespace polyphony::detail {
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "common/result.h"
-#include "worker-agent/mirror.h"
+#include "git/mirror.h"
 #include "worker-agent/task_clones.h"
 #include "worker-agent/workspaces.h"
 

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/ids.h"
-#include "worker-agent/git_cli.h"
+#include "git/git_cli.h"
 
 namespace polyphony::detail {
 

@@ -12,8 +12,8 @@
 #include "common/result.h"
 #include "worker-agent/bundle_import.h"
 #include "worker-agent/clone_owner.h"
-#include "worker-agent/git_repo.h"
-#include "worker-agent/mirror.h"
+#include "git/git_repo.h"
+#include "git/mirror.h"
 #include "worker-agent/workspaces.h"
 
 namespace polyphony::detail {

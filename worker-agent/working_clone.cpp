@@ -9,8 +9,8 @@
 #include <optional>
 #include <vector>
 
-#include "worker-agent/git_cli.h"
-#include "worker-agent/git_repo.h"
+#include "git/git_cli.h"
+#include "git/git_repo.h"
 
 namespace fs = std::filesystem;
 

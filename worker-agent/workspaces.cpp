@@ -8,7 +8,7 @@
 #include "common/ids.h"
 #include "worker-agent/clone_owner.h"
 #include "worker-agent/landing.h"
-#include "worker-agent/mirror.h"
+#include "git/mirror.h"
 #include "worker-agent/spares.h"
 #include "worker-agent/task_clones.h"
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "git/commit_identity.h"
 #include "worker-agent/bundle_import.h"
 
 namespace polyphony {
@@ -36,11 +37,6 @@ struct LandResult {
   std::string merged_commit;  // new head of the base branch on the origin
   bool fast_forward = false;
   std::string note;           // when merged_commit is empty after land(): why the base did not move
-};
-
-struct CommitIdentity {
-  std::string name = "Polyphony";
-  std::string email = "polyphony@localhost";
 };
 
 // A workspace made ahead of time for a task that has not arrived yet (a warm worker keeps one

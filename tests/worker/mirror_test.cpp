@@ -1,6 +1,6 @@
 // The mirror unit: origin resolution, mirror names, base picking, and syncs against real bare
 // repositories.
-#include "worker-agent/mirror.h"
+#include "git/mirror.h"
 
 #include <catch2/catch.hpp>
 

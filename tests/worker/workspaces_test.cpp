@@ -11,8 +11,8 @@
 
 #include "common/process.h"
 #include "test_support.h"
-#include "worker-agent/git_cli.h"
-#include "worker-agent/git_repo.h"
+#include "git/git_cli.h"
+#include "git/git_repo.h"
 
 namespace polyphony {
 namespace {

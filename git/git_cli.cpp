@@ -1,5 +1,5 @@
 // The git command line through Boost.Process: argv only, a timeout, no prompts, redacted errors.
-#include "worker-agent/git_cli.h"
+#include "git/git_cli.h"
 
 #include <pwd.h>
 

@@ -1,5 +1,5 @@
 // The reference mirror of an origin: naming, locking, and creating or fetching it.
-#include "worker-agent/mirror.h"
+#include "git/mirror.h"
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
@@ -13,7 +13,7 @@
 #include <map>
 #include <utility>
 
-#include "worker-agent/git_cli.h"
+#include "git/git_cli.h"
 
 namespace polyphony::detail {
 

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "common/result.h"
-#include "worker-agent/git_repo.h"
+#include "git/git_repo.h"
 
 namespace polyphony::detail {
 

@@ -1,5 +1,5 @@
 // libgit2 operations on one repository: branches, borrowing clones, commits, merges, reads.
-#include "worker-agent/git_repo.h"
+#include "git/git_repo.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

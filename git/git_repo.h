@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "common/result.h"
 #include "common/git_handles.h"
-#include "worker-agent/workspaces.h"
+#include "common/result.h"
+#include "git/commit_identity.h"
 
 namespace polyphony::detail {
 
