@@ -10,6 +10,7 @@
 #include <zmq_addon.hpp>
 
 #include "common/config.h"
+#include "protocol/validation.h"
 
 namespace polyphony::testing {
 
@@ -101,7 +102,8 @@ void FakeWorker::hello(std::vector<protocol::RunningTask> running) {
   send(h);
 }
 
-void FakeWorker::send(const protocol::Message& m) { send_frames({protocol::encode(m)}); }
+// Unchecked: a fake worker may send what a real one must not, for the coordinator to refuse.
+void FakeWorker::send(const protocol::Message& m) { send_frames({protocol::detail::encode_unchecked(m)}); }
 
 void FakeWorker::send_frames(const std::vector<std::string>& frames) {
   std::vector<zmq::const_buffer> parts;
