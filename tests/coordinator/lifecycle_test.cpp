@@ -4,6 +4,7 @@
 #include <set>
 
 #include "coordinator/lifecycle.h"
+#include "protocol/messages.h"
 
 using namespace polyphony;
 using S = TaskState;
