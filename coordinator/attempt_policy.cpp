@@ -120,7 +120,8 @@ std::string implementer(const Task& t, const RouteDecision& decision,
   std::string agent = chain.empty() ? decision.agent : chain.front();
   if (t.attempt > 0 && std::find(chain.begin(), chain.end(), t.agent) != chain.end()) {
     agent = t.agent;
-    if (t.failure_kind == to_string(FailureKind::kAgentUnavailable)) agent = next_in_chain(chain, t.agent).value_or(t.agent);
+    const bool unavailable = t.failure_kind == to_string(FailureKind::kAgentUnavailable);
+    if (unavailable) agent = next_in_chain(chain, t.agent).value_or(t.agent);
   }
   return agent;
 }

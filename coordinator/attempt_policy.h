@@ -48,7 +48,8 @@ Steps failure_steps(const Task& task, TaskState from, FailureKind kind, const st
 
 // The agent that implements the next attempt of `task`: the chain's first; on a retry the one
 // that ran before, or after an unavailable agent the next in the chain.
-std::string implementer(const Task& task, const RouteDecision& decision, const std::map<std::string, AgentProfile>& agents);
+std::string implementer(const Task& task, const RouteDecision& decision,
+                        const std::map<std::string, AgentProfile>& agents);
 
 // What earlier attempts got wrong, shown to the next one: the last failure's reason, unless the
 // agent never ran (unavailable) or this is the first attempt.

@@ -1,24 +1,18 @@
-// The coordinator loop: discover -> claim -> route -> dispatch, and the workers' reports.
+// The coordinator loop: discover -> claim -> route -> dispatch, and the workers' reports. It
+// wires the worker registry, the land queue and the attempt policy to the sockets and the DB.
 #include "coordinator/coordinator.h"
 
 #include <unistd.h>
 
 #include <cerrno>
-
-#include <fstream>
 #include <random>
 #include <zmq_addon.hpp>
 
-#include "common/endpoint_policy.h"
 #include "common/ids.h"
 #include "common/log.h"
-#include "common/private_files.h"
 #include "coordinator/identity_broker.h"
-#include "coordinator/router.h"
 #include "coordinator/scheduling.h"
 #include "coordinator/submission.h"
-#include "coordinator/task_scoring.h"
-#include "coordinator/worker_match.h"
 
 namespace polyphony {
 
@@ -177,79 +171,6 @@ WorkerEntry* Coordinator::heard_from(const std::string& routing_id, const std::s
   return heard.worker;
 }
 
-namespace {
-
-// How many messages from `at` on are task updates from one sender about one attempt (1 when
-// the message at `at` is not an update).
-size_t update_run(const std::vector<Coordinator::WorkerFrame>& frames, size_t at) {
-  const auto* first = frames[at].message.ok() ? std::get_if<protocol::TaskUpdate>(&*frames[at].message) : nullptr;
-  size_t n = 1;
-  while (first != nullptr && at + n < frames.size()) {
-    const auto& f = frames[at + n];
-    const auto* u = f.message.ok() ? std::get_if<protocol::TaskUpdate>(&*f.message) : nullptr;
-    if (u == nullptr || f.routing_id != frames[at].routing_id || u->task_id != first->task_id ||
-        u->epoch != first->epoch) {
-      break;
-    }
-    ++n;
-  }
-  return n;
-}
-
-}  // namespace
-
-void Coordinator::handle_frames(const std::vector<WorkerFrame>& frames) {
-  for (size_t i = 0; i < frames.size();) {
-    const size_t n = update_run(frames, i);
-    if (n == 1) {
-      handle_message(frames[i]);
-    } else if (WorkerEntry* w = heard_from(frames[i].routing_id, "task_update")) {
-      std::vector<const protocol::TaskUpdate*> run;
-      for (size_t k = i; k < i + n; ++k) run.push_back(&std::get<protocol::TaskUpdate>(*frames[k].message));
-      on_updates(*w, run);
-    }
-    i += n;
-  }
-}
-
-void Coordinator::handle_message(const WorkerFrame& f) {
-  const std::string& routing_id = f.routing_id;
-  const Result<protocol::Message>& msg = f.message;
-  const std::string& key_name = f.key_name;
-  if (!msg.ok() && f.result_lease) {
-    on_undecodable_result(f, *f.result_lease, msg.error());
-    return;
-  }
-  if (!msg.ok()) {
-    spdlog::warn("dropped a frame from peer {:?}: {} (field {})", routing_id, msg.error().message, msg.error().where);
-    return;
-  }
-  if (const auto* hello = std::get_if<protocol::Hello>(&*msg)) {
-    on_hello(routing_id, *hello, key_name);
-    return;
-  }
-  WorkerEntry* w = heard_from(routing_id, protocol::type_name(*msg));
-  if (w == nullptr) return;
-  if (w->key_name != key_name) {
-    // Heartbeats are dropped without a word: the refused hello was logged.
-    if (std::holds_alternative<protocol::Heartbeat>(*msg)) return;
-    spdlog::warn("dropped a {} from peer {:?}: it comes with CURVE key {:?}, and worker {} registered with key {:?}",
-                 protocol::type_name(*msg), routing_id, key_name, routing_id, w->key_name);
-    return;
-  }
-  std::visit(
-      [&](const auto& m) {
-        using T = std::decay_t<decltype(m)>;
-        if constexpr (std::is_same_v<T, protocol::TaskUpdate>) on_update(*w, m);
-        else if constexpr (std::is_same_v<T, protocol::LogChunk>) on_log(*w, m);
-        else if constexpr (std::is_same_v<T, protocol::TaskResult>) on_result(*w, m);
-        else if constexpr (std::is_same_v<T, protocol::LandRequest>) on_land_request(*w, m);
-        else if constexpr (std::is_same_v<T, protocol::Heartbeat>) WorkerRegistry::note_heartbeat(*w, m, now());
-        else spdlog::warn("dropped an unexpected {} from worker {}", protocol::type_name(m), w->hello.worker_id);
-      },
-      *msg);
-}
-
 void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello& m, const std::string& key_name) {
   const auto out = registry_.hello(routing_id, m, key_name, now());
   switch (out.verdict) {
@@ -287,139 +208,16 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
   auto active = store_->held_by(m.worker_id);
   if (!active.ok()) return;
   for (const auto& t : *active) {
-    bool still = std::any_of(m.running.begin(), m.running.end(),
-                             [&](const protocol::RunningTask& r) { return r.task_id == t.request.id && r.epoch == t.epoch; });
+    const bool still = std::any_of(m.running.begin(), m.running.end(), [&](const protocol::RunningTask& r) {
+      return r.task_id == t.request.id && r.epoch == t.epoch;
+    });
     if (still) {
       w.running.insert(t.request.id);
     } else {
-      fail_attempt(t, t.state, FailureKind::kInfra, "worker " + m.worker_id + " restarted and no longer runs this attempt");
+      fail_attempt(t, t.state, FailureKind::kInfra,
+                   "worker " + m.worker_id + " restarted and no longer runs this attempt");
     }
   }
-}
-
-std::optional<Task> Coordinator::leased_task(WorkerEntry& w, const std::string& task_id, int64_t epoch,
-                                             const char* what) {
-  return check_lease(w, store_->get(task_id), task_id, epoch, what);
-}
-
-std::optional<Task> Coordinator::check_lease(WorkerEntry& w, const Result<std::optional<Task>>& t,
-                                             const std::string& task_id, int64_t epoch, const char* what) {
-  if (!t.ok() || !t->has_value()) {
-    spdlog::warn("dropped {} for unknown task {} from worker {}", what, task_id, w.hello.worker_id);
-    if (t.ok()) cancel_stale(w, task_id, epoch, "no such task on this coordinator");
-    return std::nullopt;
-  }
-  const Task& task = **t;
-  if (task.epoch != epoch || task.worker != w.hello.worker_id) {
-    spdlog::warn("refused {} for task {} from worker {}: stale lease epoch {} (current {} held by {})", what, task_id,
-                 w.hello.worker_id, epoch, task.epoch, task.worker.empty() ? "nobody" : task.worker);
-    cancel_stale(w, task_id, epoch,
-                 "stale lease: epoch " + std::to_string(epoch) + " was superseded by " + std::to_string(task.epoch));
-    return std::nullopt;
-  }
-  return task;
-}
-
-void Coordinator::on_update(WorkerEntry& w, const protocol::TaskUpdate& m) {
-  auto task = leased_task(w, m.task_id, m.epoch, "an update");
-  if (!task) return;
-  last_activity_ms_[m.task_id] = now();
-  auto to = parse_task_state(m.state);
-  if (to && *to == task->state) {  // no change of state: a note for the history (a review verdict)
-    if (m.detail.empty()) return;
-    auto s = store_->note(m.task_id, m.detail, now());
-    if (!s.ok()) spdlog::error("task {}: {}", m.task_id, s.error().to_string());
-    else spdlog::info("task {} {}: {} (worker {})", m.task_id, m.state, m.detail, w.hello.worker_id);
-    return;
-  }
-  if (!to || !can_transition(task->state, *to)) {
-    spdlog::warn("task {}: ignored update {} -> {} from worker {}", m.task_id, to_string(task->state), m.state,
-                 w.hello.worker_id);
-    return;
-  }
-  TransitionUpdate u;
-  if (!m.detail.empty()) u.reason = m.detail;
-  auto s = store_->advance(*task, *to, u, now());
-  if (!s.ok()) {
-    spdlog::error("task {}: {}", m.task_id, s.error().to_string());
-    return;
-  }
-  spdlog::info("task {} {} (worker {})", m.task_id, m.state, w.hello.worker_id);
-}
-
-void Coordinator::on_updates(WorkerEntry& w, const std::vector<const protocol::TaskUpdate*>& run) {
-  auto one_by_one = [&] {
-    for (const auto* m : run) on_update(w, *m);
-  };
-  const protocol::TaskUpdate& first = *run.front();
-  auto task = leased_task(w, first.task_id, first.epoch, "an update");
-  if (!task) {  // refused (and logged) as the first was; so is each of the rest
-    for (size_t i = 1; i < run.size(); ++i) on_update(w, *run[i]);
-    return;
-  }
-  std::vector<std::pair<TaskState, TransitionUpdate>> steps;
-  TaskState at = task->state;
-  for (const auto* m : run) {
-    auto to = parse_task_state(m->state);
-    if (!to || *to == at || !can_transition(at, *to)) return one_by_one();  // a note or a refusal among them
-    TransitionUpdate u;
-    if (!m->detail.empty()) u.reason = m->detail;
-    steps.push_back({*to, std::move(u)});
-    at = *to;
-  }
-  last_activity_ms_[first.task_id] = now();
-  auto s = store_->advance(*task, steps, now());
-  if (!s.ok()) {
-    spdlog::error("task {}: {}", first.task_id, s.error().to_string());
-    return;
-  }
-  for (const auto* m : run) spdlog::info("task {} {} (worker {})", m->task_id, m->state, w.hello.worker_id);
-}
-
-void Coordinator::on_log(WorkerEntry& w, const protocol::LogChunk& m) {
-  if (!leased_task(w, m.task_id, m.epoch, "a log chunk")) return;
-  last_activity_ms_[m.task_id] = now();
-  logs_.append(m.task_id, m.attempt, m.stream, m.data);
-}
-
-void Coordinator::on_result(WorkerEntry& w, const protocol::TaskResult& m) {
-  logs_.flush(m.task_id);  // the attempt's output is all there before its end is recorded
-  auto current = store_->get(m.task_id);
-  const bool recorded = current.ok() && current->has_value() && (*current)->epoch == m.epoch &&
-                        !is_active((*current)->state);
-  if (!recorded) record_result(w, m, current);
-  // Acknowledged even when stale or already recorded, so the worker stops resending it; a
-  // stale result itself is never recorded (leased_task refuses it).
-  protocol::ResultAck ack;
-  ack.task_id = m.task_id;
-  ack.attempt = m.attempt;
-  ack.epoch = m.epoch;
-  send(w.routing_id, ack);
-}
-
-void Coordinator::on_undecodable_result(const WorkerFrame& f, const protocol::ResultAck& lease, const Error& why) {
-  WorkerEntry* w = heard_from(f.routing_id, "task_result");
-  if (w == nullptr) return;
-  if (w->key_name != f.key_name) {
-    spdlog::warn("dropped a task_result from peer {:?}: it comes with CURVE key {:?}, and worker {} registered with "
-                 "key {:?}", f.routing_id, f.key_name, f.routing_id, w->key_name);
-    return;
-  }
-  spdlog::warn("task {}: the result of epoch {} from worker {} cannot be read: {} (field {})", lease.task_id,
-               lease.epoch, w->hello.worker_id, why.message, why.where);
-  logs_.flush(lease.task_id);
-  auto current = store_->get(lease.task_id);
-  const bool recorded = current.ok() && current->has_value() && (*current)->epoch == lease.epoch &&
-                        !is_active((*current)->state);
-  if (!recorded) {
-    if (auto task = check_lease(*w, current, lease.task_id, lease.epoch, "a result")) {
-      // Not retried: what the attempt did (it may have landed) is unknown; the reason says why.
-      fail_attempt(*task, task->state, FailureKind::kProtocol,
-                   "worker " + w->hello.worker_id + " sent a result the coordinator cannot read: field " + why.where +
-                       ": " + why.message);
-    }
-  }
-  send(w->routing_id, lease);  // answered like any result, so the worker stops resending it
 }
 
 void Coordinator::on_land_request(WorkerEntry& w, const protocol::LandRequest& m) {
@@ -470,32 +268,6 @@ void Coordinator::forget_attempt(const std::string& task_id) {
   release_land(task_id);
 }
 
-void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m, const Result<std::optional<Task>>& current) {
-  auto task = check_lease(w, current, m.task_id, m.epoch, "a result");
-  if (!task) return;
-  if (w.running.erase(m.task_id)) slot_freed_ = true;
-  release_land(m.task_id);
-  if (auto s = store_->record_agent_runs(m.task_id, m.attempt, m.usage); !s.ok()) {
-    spdlog::error("task {}: cannot record its agent runs: {}", m.task_id, s.error().to_string());
-  }
-  if (m.outcome != "landed") {
-    // The decoder let through only the kinds a worker may report; none is infra.
-    const auto kind = protocol::parse_failure_kind(m.failure_kind).value_or(FailureKind::kInfra);
-    fail_attempt(*task, task->state, kind, m.reason, m.tree);
-    return;
-  }
-  TransitionUpdate u;
-  u.commit = m.commit;
-  u.merged_commit = m.merged_commit;
-  u.reason = !m.merged_commit.empty() ? "landed " + m.merged_commit.substr(0, 12) + " from " + m.branch
-             : !m.reason.empty()       ? m.reason
-                                       : "pushed " + m.commit.substr(0, 12) + " to " + m.branch;
-  auto s = store_->advance(*task, TaskState::kLanded, u, now());
-  last_activity_ms_.erase(m.task_id);
-  if (!s.ok()) spdlog::error("task {}: cannot record landing: {}", m.task_id, s.error().to_string());
-  else spdlog::info("task {} LANDED ({})", m.task_id, m.merged_commit);
-}
-
 void Coordinator::fail_attempt(const Task& task, TaskState from, FailureKind kind, const std::string& reason,
                                const std::string& tree) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -521,82 +293,6 @@ void Coordinator::periodic() {
   expire_unheld_tasks();
   expire_unanswered_dispatches();
   batch([&] { dispatch_claimed(); });
-}
-
-void Coordinator::discover() {
-  auto pending = queue_->poll();
-  if (!pending.ok()) {
-    spdlog::error("cannot read the queue: {}", pending.error().to_string());
-    return;
-  }
-  for (const auto& r : *pending) {
-    auto added = store_->add(r, now());
-    if (!added.ok()) {
-      spdlog::error("task {}: cannot record it: {}", r.id, added.error().to_string());
-      continue;
-    }
-    if (*added) spdlog::info("task {} DISCOVERED: {}", r.id, r.title);
-    auto acked = queue_->ack(r.id);
-    if (!acked.ok()) spdlog::error("task {}: cannot acknowledge it in the queue: {}", r.id, acked.error().to_string());
-  }
-}
-
-void Coordinator::claim_discovered() {
-  auto tasks = store_->list({TaskState::kDiscovered});
-  if (!tasks.ok()) return;
-  // By origin: the tasks of one repo are scored together (one fetch, one read), and never while
-  // a job for that origin is under way, so no task is scored twice at once.
-  std::map<std::string, std::vector<Task>> by_origin;
-  int taken = 0;
-  for (const auto& t : *tasks) {
-    std::string key = "score " + scoring_origin(t.request, settings_.config);
-    if (scoring_jobs_->pending(key)) continue;  // claimed when that job's result comes back
-    // A large backlog is scored over several passes.
-    if (++taken > kMaxClaimsPerPass) break;
-    by_origin[std::move(key)].push_back(t);
-  }
-  for (auto& [key, batch_of_tasks] : by_origin) scoring_jobs_->submit(key, score_job(std::move(batch_of_tasks)));
-}
-
-BackgroundJobs::Job Coordinator::score_job(std::vector<Task> tasks) {
-  const std::atomic<bool>* cancel = &scoring_jobs_->stopping();
-  // Off the loop: reads only settings_, which nothing changes while the coordinator lives.
-  return [this, cancel, tasks = std::move(tasks)]() -> BackgroundJobs::Apply {
-    RepoTextCache texts;  // one read of the origin for all its tasks
-    std::vector<Result<Score>> scores;
-    for (const auto& t : tasks) scores.push_back(score_task(t.request, settings_, &texts, cancel));
-    return [this, tasks, scores = std::move(scores)] {
-      batch([&] {
-        for (size_t i = 0; i < tasks.size(); ++i) claim(tasks[i], scores[i]);
-      });
-      slot_freed_ = true;  // new work to dispatch: at once rather than at the next poll
-    };
-  };
-}
-
-void Coordinator::claim(const Task& t, const Result<Score>& scored) {
-  TransitionUpdate u;
-  std::string why = "claimed by " + coordinator_id_;
-  // Scored once, at the claim, against the repository at the task's base; the plan follows.
-  std::optional<int> total;
-  if (scored.ok()) {
-    total = scored->total;
-    u.score = scored->total;
-    why += "; complexity " + std::to_string(scored->total) + "/10";
-  } else {
-    spdlog::warn("task {}: cannot score it: {}", t.request.id, scored.error().to_string());
-    why += "; not scored (" + scored.error().message + ")";
-  }
-  auto decision = route(t.request, settings_.routing, settings_.agents, total);
-  if (decision.ok()) {
-    u.plan = plan_name(decision->plan);
-    u.reviewer = decision->reviewer;
-    why += "; plan " + std::string(plan_name(decision->plan)) + " (" + decision->plan_because + ")";
-  }
-  u.reason = why;
-  // Refused when the task left DISCOVERED while it was scored (cancelled, say).
-  auto s = store_->transition(t.request.id, TaskState::kDiscovered, TaskState::kClaimed, u, now());
-  if (!s.ok()) spdlog::warn("task {}: not claimed: {}", t.request.id, s.error().to_string());
 }
 
 void Coordinator::apply_background(bool scoring, bool github) {
@@ -729,7 +425,9 @@ void Coordinator::send_attempt(const Task& task, const Result<RouteDecision>& de
                                WorkerEntry& w) {
   if (!decision.ok()) return fail_attempt(task, TaskState::kRouted, FailureKind::kConfig, decision.error().to_string());
   auto identity = identity_of(task.agent);
-  if (!identity.ok()) return fail_attempt(task, TaskState::kRouted, FailureKind::kIdentity, identity.error().to_string());
+  if (!identity.ok()) {
+    return fail_attempt(task, TaskState::kRouted, FailureKind::kIdentity, identity.error().to_string());
+  }
   std::optional<ResolvedIdentity> reviewer;
   if (has_reviewer(*decision, task.agent)) {
     auto resolved = identity_of(decision->reviewer);
@@ -751,7 +449,8 @@ void Coordinator::send_attempt(const Task& task, const Result<RouteDecision>& de
 Result<ResolvedIdentity> Coordinator::identity_of(const std::string& agent_name) const {
   const AgentProfile& agent = settings_.agents.at(agent_name);
   if (agent.identity.empty()) return ResolvedIdentity{};
-  return resolve_identity(settings_.identities.at(agent.identity), (settings_.config.home / "identities.yaml").string());
+  const std::string file = (settings_.config.home / "identities.yaml").string();
+  return resolve_identity(settings_.identities.at(agent.identity), file);
 }
 
 void Coordinator::heartbeat_workers() {

@@ -10,8 +10,9 @@ int slots_held(const WorkerEntry& w, const std::set<std::string>& landing) {
                                         [&](const std::string& id) { return !landing.count(id); }));
 }
 
-protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& workers, const std::string& coordinator_id,
-                                    int64_t now, const std::set<std::string>& landing) {
+protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& workers,
+                                    const std::string& coordinator_id, int64_t now,
+                                    const std::set<std::string>& landing) {
   protocol::WorkersReply r;
   r.coordinator_id = coordinator_id;
   for (const auto& [rid, w] : workers) {

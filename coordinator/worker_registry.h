@@ -38,8 +38,9 @@ int slots_held(const WorkerEntry& w, const std::set<std::string>& landing);
 
 // The worker table as clients see it (`polyphony workers`). A worker's load is the slots its
 // attempts hold: those in `landing` (passed verify, asked to land) are listed but hold none.
-protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& workers, const std::string& coordinator_id,
-                                    int64_t now_ms, const std::set<std::string>& landing = {});
+protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& workers,
+                                    const std::string& coordinator_id, int64_t now_ms,
+                                    const std::set<std::string>& landing = {});
 
 class WorkerRegistry {
  public:

@@ -282,7 +282,8 @@ struct Cancel {
 struct Submit {
   std::string title;
   std::string body;
-  std::string repo;           // a repos: name from the coordinator's config.yaml, a path on the coordinator's host, or a URL
+  std::string repo;           // a repos: name from the coordinator's config.yaml, a path on the
+                              // coordinator's host, or a URL
   std::string base_branch;    // empty: the repo's default
   std::string task_type;
   std::string risk;

@@ -65,7 +65,7 @@ void FleetCoordinator::start() {
   settings->config.heartbeat_interval_ms = 100;
   settings->config.heartbeat_liveness = 20;  // 2 s: fake workers heartbeat only while a test waits on them
   settings->config.embedded_worker = false;
-  auto c = Coordinator::create(context_, *settings, {worker_endpoint_}, {client_endpoint_});
+  auto c = Coordinator::create(context_, *settings, {worker_endpoint_}, {client_endpoint_}, clock_);
   if (!c.ok()) {
     start_error_ = c.error();
     return;

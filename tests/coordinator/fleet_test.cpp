@@ -76,6 +76,7 @@ TEST_CASE("a silent worker is listed as lost, its task is requeued, and its stal
   REQUIRE(first);
 
   a.go_silent();
+  c.clock().jump(3000);  // past its 2 s liveness budget, without waiting for it
   REQUIRE(eventually([&] {
     auto row = worker_row(c.context(), c.client_endpoint(), "worker-a");
     return row && row->state == "lost";

@@ -145,7 +145,8 @@ TEST_CASE("the run spec carries repo settings, limits and identity") {
   CHECK(s.agent.mounts[0].read_only);
 }
 
-TEST_CASE("a placeholder too large for one argv element becomes a pointer to the task file, and stdin takes any size") {
+TEST_CASE(
+    "a placeholder too large for one argv element becomes a pointer to the task file, and stdin takes any size") {
   TaskRequest t;
   t.title = "Big";
   t.body = std::string(1 << 20, 'x');
@@ -156,7 +157,9 @@ TEST_CASE("a placeholder too large for one argv element becomes a pointer to the
   CHECK(expand_text("{prompt}", t, "b").size() == 3 + 2 + t.body.size());
 }
 
-TEST_CASE("the agent spec carries its stdin, output format, config variable and identity files, and budgets reach the run spec") {
+TEST_CASE(
+    "the agent spec carries its stdin, output format, config variable and identity files, "
+    "and budgets reach the run spec") {
   Config c;
   c.budget.max_turns = 7;
   c.budget.max_tokens = 5000;
