@@ -2,10 +2,14 @@
 // over ZeroMQ, and records what the workers report. One thread (the loop) owns the sockets and
 // the DB; slow work (scoring against a remote's mirror, GitHub calls) runs on background jobs
 // whose results the loop applies, so heartbeats are always read within their budget.
+//
+// The loop only wires the units beside it: the worker registry and liveness
+// (worker_registry.h), the land queue (land_queue.h), the attempt policy (attempt_policy.h),
+// the attempts' logs (task_logs.h); the client endpoint is in client_requests.cpp, the sockets'
+// binding in endpoints.cpp.
 #pragma once
 
 #include <atomic>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -15,15 +19,20 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/result.h"
+#include "coordinator/attempt_policy.h"
 #include "coordinator/background_jobs.h"
 #include "coordinator/github_source.h"
+#include "coordinator/land_queue.h"
 #include "coordinator/router.h"
 #include "coordinator/scoring.h"
 #include "coordinator/state_store.h"
+#include "coordinator/task_logs.h"
 #include "coordinator/work_source.h"
 #include "coordinator/worker_match.h"
+#include "coordinator/worker_registry.h"
 #include "protocol/messages.h"
 #include "protocol/security.h"
 
@@ -32,41 +41,10 @@ namespace polyphony {
 // The in-process endpoint the embedded single-box worker connects to.
 inline constexpr const char* kEmbeddedWorkerEndpoint = "inproc://polyphony-workers";
 
-struct WorkerEntry {
-  std::string routing_id;
-  protocol::Hello hello;
-  std::set<std::string> running;   // task ids dispatched to it and not yet finished
-  int64_t last_seen_ms = 0;
-  int64_t last_sent_ms = 0;
-  int64_t heartbeat_seq = 0;
-  // Silent past its liveness budget: kept in the table, given no work, until it is heard again.
-  bool lost = false;
-  int64_t lost_at_ms = 0;
-  int reported_load = 0;           // from its last heartbeat
-  std::optional<int64_t> clock_offset_ms;  // its clock minus ours, from its last heartbeat that said
-  std::string key_name;            // its CURVE key's name on the allow-list; "" without CURVE
-  // (task id, epoch) pairs it was told to cancel because the lease is not its own any more.
-  std::set<std::pair<std::string, int64_t>> stale_cancelled;
-};
-
-// Slots the tasks dispatched to `w` hold: all but those in `landing` (passed verify, asked to land).
-int slots_held(const WorkerEntry& w, const std::set<std::string>& landing);
-
-// The worker table as clients see it (`polyphony workers`). A worker's load is the slots its
-// attempts hold: those in `landing` (passed verify, asked to land) are listed but hold none.
-protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& workers, const std::string& coordinator_id,
-                                    int64_t now_ms, const std::set<std::string>& landing = {});
-
-// Retry policy: exponential backoff from base to cap, with +-20% jitter.
-int64_t retry_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms, uint64_t random);
-
 // A dispatched task the worker has said nothing about for this long is failed and retried
 // (the dispatch was lost or refused).
 inline constexpr int64_t kDispatchAnswerTimeoutMs = 30000;
 
-// A task that holds its repo's landing slot is not failed for a silent worker for this long
-// after the grant (it is pushing), so a slow heartbeat cannot make two attempts land.
-inline constexpr int64_t kLandGraceMs = 120000;
 // When a worker frees a slot the coordinator dispatches at once rather than at the next poll,
 // but at most this often (a pass has a fixed cost: it reads the free workers and each repo's
 // oldest claimed tasks).
@@ -90,23 +68,15 @@ std::string local_client_endpoint(const std::filesystem::path& home);
 // The task's standing as a client reply.
 protocol::ClientReply task_reply(const Task& task);
 
-// Whether a failure of this kind is worth another attempt.
-bool is_retryable(const std::string& failure_kind);
-
-// The agents that may implement a task, in order: the routed one, then its fallback chain
-// (agents not in `agents` and repeats left out).
-std::vector<std::string> agent_chain(const RouteDecision& decision, const std::map<std::string, AgentProfile>& agents);
-
-// The agent after `after` in the chain; nullopt when it is the last or not in it.
-std::optional<std::string> next_in_chain(const std::vector<std::string>& chain, const std::string& after);
-
 class Coordinator {
  public:
   // Opens the state DB and the queue; binds `endpoints` on the workers' ROUTER socket and
   // `client_endpoints` on the clients' ROUTER socket.
+  // Every decision by time reads `clock` (which must outlive the coordinator).
   static Result<std::unique_ptr<Coordinator>> create(zmq::context_t& context, Settings settings,
                                                      std::vector<std::string> endpoints,
-                                                     std::vector<std::string> client_endpoints = {});
+                                                     std::vector<std::string> client_endpoints = {},
+                                                     const Clock& clock = system_clock());
 
   // Cancels an unfinished task or retries a FAILED/BLOCKED one; the reply says what happened.
   protocol::ClientReply control(const std::string& task_id, const std::string& action);
@@ -122,7 +92,8 @@ class Coordinator {
   void step(int64_t wait_ms);
 
  private:
-  Coordinator(zmq::context_t& context, Settings settings);
+  Coordinator(zmq::context_t& context, Settings settings, const Clock& clock);
+  int64_t now() const { return clock_.now_ms(); }
 
   Status bind_worker_endpoints(const std::vector<std::string>& endpoints);
   Status bind_client_endpoints(const std::vector<std::string>& endpoints);
@@ -175,8 +146,6 @@ class Coordinator {
   // by one otherwise.
   void on_updates(WorkerEntry& w, const std::vector<const protocol::TaskUpdate*>& run);
   void on_log(WorkerEntry& w, const protocol::LogChunk& m);
-  // Writes what the task's log streams still hold back (see held_logs_).
-  void flush_logs(const std::string& task_id);
   void on_result(WorkerEntry& w, const protocol::TaskResult& m);
   // A result frame that failed to decode (`why`) but names its lease: the attempt fails with a
   // reason naming the bad field, and the worker is answered so it stops resending.
@@ -187,7 +156,6 @@ class Coordinator {
   // Ends the task's hold on its repo's landing slot (if it had it or waited for it) and grants
   // the slot to the next request in line that still holds its lease.
   void release_land(const std::string& task_id);
-  void grant_next_land(const std::string& repo);
   // Records a result under the lease it names; `current` is the task as on_result read it.
   void record_result(WorkerEntry& w, const protocol::TaskResult& m, const Result<std::optional<Task>>& current);
 
@@ -201,30 +169,24 @@ class Coordinator {
   void claim(const Task& task, const Result<Score>& scored);
   void dispatch_claimed();
   Status dispatch_one(const Task& task, WorkerEntry& worker);
-  void fail_attempt(const Task& task, TaskState from, const std::string& kind, const std::string& reason,
+  // Sends the routed task's attempt to `w`, or fails it (config, identity) when it cannot run.
+  void send_attempt(const Task& routed, const Result<RouteDecision>& decision, const std::string& feedback,
+                    WorkerEntry& w);
+  void fail_attempt(const Task& task, TaskState from, FailureKind kind, const std::string& reason,
                     const std::string& tree = {});
-  std::optional<std::pair<TaskState, TransitionUpdate>> after_failure(const Task& task, const std::string& kind,
-                                                                     const std::string& reason,
-                                                                     const std::string& tree);
   Result<ResolvedIdentity> identity_of(const std::string& agent_name) const;
   void expire_unheld_tasks();
   void expire_unanswered_dispatches();
   void heartbeat_workers();
 
-  WorkerEntry* worker_by_routing(const std::string& routing_id);
-  // The workers a dispatch pass may give work to (live, image present, capacity free), read
-  // once a pass rather than once a task.
-  struct FreeWorkers {
-    std::vector<WorkerCandidate> candidates;
-    std::vector<WorkerEntry*> entries;  // the same order
-  };
-  FreeWorkers free_workers();
+  using FreeWorkers = WorkerRegistry::FreeWorkers;
   // The live worker with free capacity, meeting the task's needs: labels, least loaded. Counts
   // the chosen one's new task in `free`.
   WorkerEntry* pick_worker(const Task& task, FreeWorkers& free);
   // Tells `w` to stop and clean up an attempt whose lease it no longer holds (once per epoch).
   void cancel_stale(WorkerEntry& w, const std::string& task_id, int64_t epoch, const std::string& why);
-  int running_count() const;  // slots held over all workers
+  // The task ended or left its worker: no worker runs it, it holds no landing slot.
+  void forget_attempt(const std::string& task_id);
   // The task if the message's epoch and sender match its current lease; logs and returns
   // nullopt otherwise.
   std::optional<Task> leased_task(WorkerEntry& w, const std::string& task_id, int64_t epoch,
@@ -239,38 +201,26 @@ class Coordinator {
   void send_frame(const std::string& routing_id, const std::string& body, const std::string& type);
 
   zmq::context_t& context_;
+  const Clock& clock_;
   zmq::socket_t socket_;
   zmq::socket_t client_socket_;
   Settings settings_;
   std::optional<StateStore> store_;
   std::unique_ptr<SqliteQueue> queue_;
   std::unique_ptr<GithubSource> github_;  // null unless config.yaml has github.repo
-  std::map<std::string, WorkerEntry> workers_;  // by routing id
+  WorkerRegistry registry_;
   // When each dispatched task was last heard of (dispatch sent, update or log received).
   std::map<std::string, int64_t> last_activity_ms_;
-  // The redacted tail of each stored log file (by path), held back until the next chunk or the
-  // attempt's result, so a secret split across two chunks is still redacted.
-  std::map<std::string, std::string> held_logs_;
+  TaskLogs logs_;
   std::optional<protocol::CoordinatorKeys> keys_;  // set when CURVE is configured
   std::unique_ptr<protocol::ZapHandler> zap_;
   std::set<std::string> unplaceable_logged_;      // tasks logged as waiting for a fitting worker
-  // The merge queue across workers: per repo, the task that may land now and those waiting.
-  struct PendingLand {
-    std::string routing_id;
-    protocol::LandRequest request;
-  };
-  std::map<std::string, std::string> land_holder_;               // repo -> task id
-  std::map<std::string, int64_t> land_granted_at_ms_;            // task id -> when
-  std::map<std::string, std::deque<PendingLand>> land_waiting_;  // repo -> requests in order
-  // Attempts that passed verify and asked to land (granted or waiting): their agents are done,
-  // so they hold no max_concurrency slot or worker capacity while they wait for and do their
-  // landing; the next task starts beside them. Until their result, they stay in `running`.
-  std::set<std::string> landing_;
+  // The merge queue across workers, and the attempts landing (they hold no worker slot).
+  LandQueue lands_;
   std::string coordinator_id_;
   int64_t started_ms_ = 0;
   int64_t next_periodic_ms_ = 0;
   int64_t last_dispatch_ms_ = 0;
-  int64_t next_heartbeat_walk_ms_ = 0;  // heartbeat_workers has nothing to do before this
   bool slot_freed_ = false;  // a worker slot freed (or a worker came) since the last dispatch pass
   bool batching_ = false;
   struct Outgoing {

@@ -12,6 +12,7 @@
 #include <msgpack.hpp>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <type_traits>
 
 #include "common/ids.h"
@@ -77,16 +78,22 @@ Problem finite_non_negative(double v) {
   return "must be a finite number >= 0, got " + std::to_string(v);
 }
 
-auto one_of(std::span<const std::string_view> allowed) {
-  return [allowed](const std::string& v) -> Problem {
+// A field whose value is one of a fixed list (an enum on the wire): checked on encode as on
+// decode.
+struct OneOf {
+  std::span<const std::string_view> allowed;
+
+  Problem operator()(const std::string& v) const {
     for (std::string_view a : allowed) {
       if (v == a) return std::nullopt;
     }
     std::string list;
     for (std::string_view a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
     return "must be one of " + list + "; got " + quote(v);
-  };
-}
+  }
+};
+
+OneOf one_of(std::span<const std::string_view> allowed) { return OneOf{allowed}; }
 
 constexpr std::array<std::string_view, 3> kTaskStates = {"PROVISIONED", "RUNNING", "VERIFYING"};
 constexpr std::array<std::string_view, 4> kStreams = {"agent", "verify", "review", "system"};
@@ -97,6 +104,10 @@ constexpr std::array<std::string_view, 2> kLandModes = {"merge", "branch"};
 constexpr std::array<std::string_view, 3> kControlActions = {"query", "cancel", "retry"};
 constexpr std::array<std::string_view, 3> kOutputFormats = {"", "claude-stream-json", "codex-json"};
 constexpr std::array<std::string_view, 2> kRoles = {"implementer", "reviewer"};
+constexpr std::array<std::string_view, 11> kReplyStates = {
+    "", kLifecycleStates[0], kLifecycleStates[1], kLifecycleStates[2], kLifecycleStates[3], kLifecycleStates[4],
+    kLifecycleStates[5], kLifecycleStates[6], kLifecycleStates[7], kLifecycleStates[8], kLifecycleStates[9]};
+const OneOf state_or_empty{kReplyStates};
 
 Problem task_id(const std::string& v) {
   if (is_valid_task_id(v)) return std::nullopt;
@@ -329,7 +340,7 @@ void describe(V& v, S& r) {
   v.opt("merged_commit", r.merged_commit, commit_or_empty);
   v.opt("tree", r.tree, commit_or_empty);
   v.opt("usage", r.usage);
-  v.rule("failure_kind", [&r] { return failure_kind_matches(r); });
+  v.enum_rule("failure_kind", [&r] { return failure_kind_matches(r); });
 }
 
 template <class V, Is<ResultAck> S>
@@ -380,7 +391,7 @@ void describe(V& v, S& r) {
   v.opt("error", r.error);
   v.opt("where", r.where);
   v.opt("task_id", r.task_id);
-  v.opt("state", r.state);
+  v.opt("state", r.state, state_or_empty);
   v.opt("reason", r.reason);
   v.opt("attempt", r.attempt, at_least(0));
   v.opt("agent", r.agent);
@@ -581,6 +592,12 @@ class MapReader {
   void rule(std::string_view key, F problem) {
     if (error_) return;
     if (Problem p = problem()) error_ = protocol_error(path_.field(key), std::move(*p));
+  }
+
+  // A rule on an enum-like field (checked on encode too).
+  template <class F>
+  void enum_rule(std::string_view key, F problem) {
+    rule(key, std::move(problem));
   }
 
   // Names the map for error paths once its type is known (the frame's top-level map).
@@ -894,6 +911,8 @@ struct FieldCounter {
   void bytes(std::string_view, const std::string&) { ++count; }
   template <class F>
   void rule(std::string_view, F&&) {}
+  template <class F>
+  void enum_rule(std::string_view, F&&) {}
 };
 
 // Writes every field, optional ones included, so a frame always says everything.
@@ -915,6 +934,8 @@ struct MapWriter {
   }
   template <class F>
   void rule(std::string_view, F&&) {}
+  template <class F>
+  void enum_rule(std::string_view, F&&) {}
 };
 
 void write(Sink& out, const std::map<std::string, std::string>& m) {
@@ -941,6 +962,71 @@ void write(Sink& out, const T& record) {
   describe(writer, record);
 }
 
+// ---- checks on encode: every enum-like value (OneOf fields, enum rules), nested records and
+// lists of records included, so a sender never emits a frame its peer would refuse for one.
+
+template <class T>
+constexpr bool kIsRecordList = false;
+template <class T>
+constexpr bool kIsRecordList<std::vector<T>> = kIsRecord<T>;
+
+template <class T>
+requires kIsRecord<T> MaybeError check_enums(const T& record, const Path& at);
+
+class EnumChecker {
+ public:
+  explicit EnumChecker(const Path& path) : path_(path) {}
+
+  template <class T, class Check = NoCheck>
+  void req(std::string_view key, const T& v, Check check = {}) {
+    field(key, v, check);
+  }
+  template <class T, class Check = NoCheck>
+  void opt(std::string_view key, const T& v, Check check = {}) {
+    field(key, v, check);
+  }
+  void bytes(std::string_view, const std::string&) {}
+  template <class F>
+  void rule(std::string_view, F&&) {}
+  template <class F>
+  void enum_rule(std::string_view key, F problem) {
+    if (error_) return;
+    if (Problem p = problem()) error_ = protocol_error(path_.field(key), std::move(*p));
+  }
+  const MaybeError& error() const { return error_; }
+
+ private:
+  template <class T, class Check>
+  void field(std::string_view key, const T& v, const Check& check) {
+    if (error_) return;
+    const Path at = path_.field(key);
+    if constexpr (std::is_same_v<Check, OneOf>) {
+      if (Problem p = check(v)) error_ = protocol_error(at, std::move(*p));
+    } else if constexpr (kIsRecord<T>) {
+      error_ = check_enums(v, at);
+    } else if constexpr (kIsRecordList<T>) {
+      for (std::size_t i = 0; i < v.size() && !error_; ++i) error_ = check_enums(v[i], at.element(i));
+    }
+  }
+
+  Path path_;
+  MaybeError error_;
+};
+
+template <class T>
+requires kIsRecord<T> MaybeError check_enums(const T& record, const Path& at) {
+  EnumChecker checker(at);
+  describe(checker, record);
+  return checker.error();
+}
+
+template <class T>
+MaybeError check_message_enums(const T& msg) {
+  EnumChecker checker(Path{nullptr, Path::Kind::kRoot, kTypeName<T>});
+  describe(checker, msg);
+  return checker.error();
+}
+
 template <class T>
 std::string encode_message(const T& msg) {
   Sink out;
@@ -961,7 +1047,22 @@ std::string type_name(const Message& m) {
       [](const auto& msg) { return std::string(kTypeName<std::decay_t<decltype(msg)>>); }, m);
 }
 
+Result<std::string> try_encode(const Message& m) {
+  MaybeError bad = std::visit([](const auto& msg) { return check_message_enums(msg); }, m);
+  if (bad) return *bad;
+  return detail::encode_unchecked(m);
+}
+
 std::string encode(const Message& m) {
+  auto frame = try_encode(m);
+  if (!frame.ok()) {
+    throw std::invalid_argument("cannot encode a " + type_name(m) + ": field " + frame.error().where + ": " +
+                                frame.error().message);
+  }
+  return std::move(*frame);
+}
+
+std::string detail::encode_unchecked(const Message& m) {
   return std::visit([](const auto& msg) { return encode_message(msg); }, m);
 }
 

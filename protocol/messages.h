@@ -163,18 +163,41 @@ struct LogChunk {
 };
 
 // worker -> coordinator: how the attempt ended. Repeated until acknowledged.
-// Every failure kind a worker may report (TaskResult.failure_kind): the one list both ends use,
-// so nothing a worker sends is refused by the coordinator's decoder.
+// Why an attempt failed: the one enum both ends use. A worker reports the kinds up to kLanding
+// (TaskResult.failure_kind); the coordinator also records kIdentity and kProtocol itself.
+enum class FailureKind {
+  kAgent,
+  kVerify,
+  kInfra,
+  kTimeout,
+  kConflict,
+  kCancelled,
+  kConfig,
+  kReview,
+  kAgentUnavailable,
+  kBudget,
+  kRepo,
+  kLanding,
+  // Recorded by the coordinator only, never on the wire:
+  kIdentity,  // an agent's identity cannot be resolved
+  kProtocol,  // the worker's result could not be read
+};
+
+// Every failure kind a worker may report (TaskResult.failure_kind), as on the wire, in the
+// enum's order: the one list both ends use, so nothing a worker sends is refused by the
+// coordinator's decoder.
 inline constexpr std::array<std::string_view, 12> kFailureKinds = {
     "agent", "verify", "infra", "timeout", "conflict", "cancelled", "config", "review", "agent_unavailable", "budget",
     "repo", "landing"};
 
-inline bool is_failure_kind(std::string_view kind) {
-  for (auto k : kFailureKinds) {
-    if (k == kind) return true;
-  }
-  return false;
-}
+// The kind's name: its wire string for the reported kinds, "identity" and "protocol" otherwise.
+std::string_view to_string(FailureKind kind);
+
+// The kind a name (any of to_string's) stands for; nullopt for any other text.
+std::optional<FailureKind> parse_failure_kind(std::string_view name);
+
+// True when a worker may report `kind` (it is in kFailureKinds).
+bool is_failure_kind(std::string_view kind);
 
 // What one agent run reported through its structured output (absent fields stay 0 / "").
 struct AgentUsage {
@@ -259,7 +282,8 @@ struct Cancel {
 struct Submit {
   std::string title;
   std::string body;
-  std::string repo;           // a repos: name from the coordinator's config.yaml, a path on the coordinator's host, or a URL
+  std::string repo;           // a repos: name from the coordinator's config.yaml, a path on the
+                              // coordinator's host, or a URL
   std::string base_branch;    // empty: the repo's default
   std::string task_type;
   std::string risk;
@@ -275,13 +299,18 @@ struct Control {
   bool operator==(const Control&) const = default;
 };
 
+// Every lifecycle state name a ClientReply may carry (coordinator/lifecycle.h's, in its order).
+inline constexpr std::array<std::string_view, 10> kLifecycleStates = {
+    "DISCOVERED", "CLAIMED", "ROUTED", "PROVISIONED", "RUNNING", "VERIFYING", "LANDED", "FAILED", "BLOCKED",
+    "CANCELLED"};
+
 // coordinator -> client: the answer to a Submit or Control.
 struct ClientReply {
   bool ok = false;
   std::string error;          // when !ok: what is wrong
   std::string where;          // when !ok: the field or flag at fault
   std::string task_id;
-  std::string state;          // lifecycle state name, when known
+  std::string state;          // lifecycle state name (kLifecycleStates), when known; else empty
   std::string reason;
   int attempt = 0;
   std::string agent;
@@ -331,8 +360,15 @@ using Message = std::variant<Hello, Welcome, Heartbeat, Dispatch, TaskUpdate, Lo
 // The "type" string of a message on the wire ("hello", "welcome", ...).
 std::string type_name(const Message& m);
 
-// One MessagePack-encoded frame. Never fails: text that is not valid UTF-8 or holds NUL is
-// sent with U+FFFD in place of the bad bytes. It does not check ids or ranges; decode does.
+// One MessagePack-encoded frame. Text that is not valid UTF-8 or holds NUL is sent with U+FFFD
+// in place of the bad bytes. Every enum-like value (failure kinds, states, streams, plans, land
+// modes, outcomes, roles, actions, output formats) is checked as decode checks it: one outside
+// its list fails with an Error (code "protocol") whose `where` names the field, e.g.
+// "task_result.failure_kind". Ids and ranges are not checked; decode does.
+Result<std::string> try_encode(const Message& m);
+
+// try_encode for values the program built itself: a value outside its list is a bug in the
+// sender, thrown as std::invalid_argument naming the field.
 std::string encode(const Message& m);
 
 // Decodes one frame. Errors (code "protocol") name the offending field in `where`,

@@ -22,3 +22,12 @@ bool is_wire_text(std::string_view s);
 std::string to_wire_text(std::string_view s);
 
 }  // namespace polyphony::protocol::detail
+
+#include "protocol/messages.h"
+
+namespace polyphony::protocol::detail {
+
+// encode without its checks: for tests that hand a peer a frame it must refuse.
+std::string encode_unchecked(const Message& m);
+
+}  // namespace polyphony::protocol::detail

@@ -10,6 +10,7 @@
 #include <zmq_addon.hpp>
 
 #include "common/config.h"
+#include "protocol/validation.h"
 
 namespace polyphony::testing {
 
@@ -64,7 +65,7 @@ void FleetCoordinator::start() {
   settings->config.heartbeat_interval_ms = 100;
   settings->config.heartbeat_liveness = 20;  // 2 s: fake workers heartbeat only while a test waits on them
   settings->config.embedded_worker = false;
-  auto c = Coordinator::create(context_, *settings, {worker_endpoint_}, {client_endpoint_});
+  auto c = Coordinator::create(context_, *settings, {worker_endpoint_}, {client_endpoint_}, clock_);
   if (!c.ok()) {
     start_error_ = c.error();
     return;
@@ -101,7 +102,8 @@ void FakeWorker::hello(std::vector<protocol::RunningTask> running) {
   send(h);
 }
 
-void FakeWorker::send(const protocol::Message& m) { send_frames({protocol::encode(m)}); }
+// Unchecked: a fake worker may send what a real one must not, for the coordinator to refuse.
+void FakeWorker::send(const protocol::Message& m) { send_frames({protocol::detail::encode_unchecked(m)}); }
 
 void FakeWorker::send_frames(const std::vector<std::string>& frames) {
   std::vector<zmq::const_buffer> parts;

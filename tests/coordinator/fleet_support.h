@@ -10,6 +10,7 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "common/clock.h"
 #include "coordinator/coordinator.h"
 #include "protocol/messages.h"
 #include "protocol/security.h"
@@ -29,6 +30,18 @@ class LogCapture {
   std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
 };
 
+// The real clocks, moved forward by hand: a test jumps past a deadline (a liveness budget, say)
+// instead of waiting for it, while the loop's other timers keep running in real time.
+class JumpClock final : public Clock {
+ public:
+  int64_t now_ms() const override { return system_clock().now_ms() + skew_ms_.load(); }
+  int64_t steady_ms() const override { return system_clock().steady_ms() + skew_ms_.load(); }
+  void jump(int64_t ms) { skew_ms_ += ms; }
+
+ private:
+  std::atomic<int64_t> skew_ms_{0};
+};
+
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int free_port();
 
@@ -44,6 +57,8 @@ class FleetCoordinator {
   const std::string& client_endpoint() const { return client_endpoint_; }
   const std::filesystem::path& home() const { return dir_.path(); }
   zmq::context_t& context() { return context_; }
+  // The coordinator's clock (liveness budget: 2 s).
+  JumpClock& clock() { return clock_; }
 
   // Writes the config files into home() (start() does it too).
   void write_config();
@@ -59,6 +74,7 @@ class FleetCoordinator {
   std::string worker_endpoint_;
   std::string client_endpoint_;
   zmq::context_t context_;
+  JumpClock clock_;
   std::unique_ptr<Coordinator> coordinator_;
   std::optional<Error> start_error_;
   std::atomic<bool> stop_{false};

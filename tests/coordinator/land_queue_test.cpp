@@ -1,254 +1,119 @@
-// The coordinator's side of landing, over real ZeroMQ sockets with a scripted worker: one
-// landing per repo at a time, in order, and never for a stale lease.
-#include <catch2/catch.hpp>
-#include <zmq.hpp>
-#include <zmq_addon.hpp>
+// The land queue on its own: requests and releases in, grants out; no sockets.
+#include "coordinator/land_queue.h"
 
-#include "coordinator/coordinator.h"
-#include "coordinator/submission.h"
-#include "test_support.h"
+#include <catch2/catch.hpp>
 
 using namespace polyphony;
-using namespace polyphony::testing;
 
 namespace {
 
-// A worker that speaks the protocol by hand.
-class ScriptedWorker {
- public:
-  ScriptedWorker(zmq::context_t& ctx, const std::string& endpoint, const std::string& id)
-      : socket_(ctx, zmq::socket_type::dealer) {
-    socket_.set(zmq::sockopt::routing_id, id);
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.connect(endpoint);
-    protocol::Hello h;
-    h.worker_id = id;
-    h.hostname = "test";
-    h.version = "test";
-    h.capacity = 8;
-    h.image_present = true;  // the coordinator dispatches only to workers that have the image
-    send(h);
-  }
-
-  void send(const protocol::Message& m) { socket_.send(zmq::buffer(protocol::encode(m)), zmq::send_flags::none); }
-
-  // The next message of type T, turning the coordinator's loop meanwhile.
-  template <class T>
-  std::optional<T> next(Coordinator& c, int max_steps = 100) {
-    for (int i = 0; i < max_steps; ++i) {
-      c.step(20);
-      zmq::message_t frame;
-      while (socket_.recv(frame, zmq::recv_flags::dontwait)) {
-        auto m = protocol::decode(frame.to_string_view());
-        if (m.ok() && std::holds_alternative<T>(*m)) return std::get<T>(*m);
-      }
-    }
-    return std::nullopt;
-  }
-
-  void update(const protocol::RunSpec& s, const std::string& state) {
-    send(protocol::TaskUpdate{s.task_id, s.attempt, s.epoch, state, ""});
-  }
-  void ask_to_land(const protocol::RunSpec& s) { send(protocol::LandRequest{s.task_id, s.attempt, s.epoch}); }
-  void landed(const protocol::RunSpec& s) {
-    protocol::TaskResult r;
-    r.task_id = s.task_id;
-    r.attempt = s.attempt;
-    r.epoch = s.epoch;
-    r.outcome = "landed";
-    r.branch = s.branch;
-    r.merged_commit = std::string(40, 'a');
-    send(r);
-  }
-
- private:
-  zmq::socket_t socket_;
+// One step of a script against one LandQueue, and what it must answer.
+struct Step {
+  enum class Op { kRequest, kRelease, kNext, kPushing } op;
+  std::string task;       // kRequest, kRelease, kPushing
+  std::string repo;       // kRequest, kNext; kRelease: the repo it must free ("" for none)
+  int64_t at_ms = 0;      // kRequest, kPushing
+  // kRequest: granted; kPushing: pushing. kNext: the task that comes out ("" for none).
+  bool yes = false;
+  std::string out;        // kRequest: the task it waits behind; kNext: the task taken out
+  int64_t epoch = 1;      // kRequest
 };
 
-struct Fixture {
-  TempDir dir{"polyphony-land-queue"};
-  zmq::context_t ctx;
-  Settings settings;
-  std::unique_ptr<Coordinator> coordinator;
-  std::string endpoint = "inproc://land-queue-test";
-  std::string client_endpoint = "inproc://land-queue-test-clients";
+Step ask(std::string task, std::string repo, int64_t at, bool granted, std::string behind = "", int64_t epoch = 1) {
+  return {Step::Op::kRequest, std::move(task), std::move(repo), at, granted, std::move(behind), epoch};
+}
+Step release(std::string task, std::string freed = "") {
+  return {Step::Op::kRelease, std::move(task), std::move(freed), 0, false, "", 1};
+}
+Step next(std::string repo, std::string out = "") { return {Step::Op::kNext, "", std::move(repo), 0, false, out, 1}; }
+Step pushing(std::string task, int64_t at, bool yes) {
+  return {Step::Op::kPushing, std::move(task), "", at, yes, "", 1};
+}
 
-  explicit Fixture(int poll_interval_ms = 10, int max_concurrency = 4) {
-    make_bare_repo(dir / "origin.git", {{"README.md", "x\n"}});
-    write_file(dir / "home/config.yaml", "coordinator: {embedded_worker: false}\npoll_interval_ms: " +
-                                             std::to_string(poll_interval_ms) + "\nmax_concurrency: " +
-                                             std::to_string(max_concurrency) + "\n");
-    settings = *load_settings(dir / "home");
-    auto c = Coordinator::create(ctx, settings, {endpoint}, {client_endpoint});
-    REQUIRE(c.ok());
-    coordinator = std::move(*c);
+void run(LandQueue& q, const Step& s) {
+  switch (s.op) {
+    case Step::Op::kRequest: {
+      const auto a = q.request(s.repo, {"w-" + s.task, {s.task, 1, s.epoch}}, s.at_ms);
+      CHECK(a.granted == s.yes);
+      CHECK(a.behind == s.out);
+      break;
+    }
+    case Step::Op::kRelease:
+      CHECK(q.release(s.task).value_or("") == s.repo);
+      break;
+    case Step::Op::kNext: {
+      const auto n = q.next_waiting(s.repo);
+      CHECK((n ? n->request.task_id : "") == s.out);
+      if (n) CHECK(n->routing_id == "w-" + s.out);
+      break;
+    }
+    case Step::Op::kPushing:
+      CHECK(q.pushing(s.task, s.at_ms) == s.yes);
+      break;
   }
+}
 
-  std::string submit(const std::string& title) {
-    TaskRequest r;
-    r.title = title;
-    r.repo = (dir / "origin.git").string();
-    r.agent = "scripted";
-    auto id = submit_task(r, settings);
-    REQUIRE(id.ok());
-    return *id;
-  }
+struct Script {
+  std::string name;
+  std::vector<Step> steps;
 };
 
 }  // namespace
 
-TEST_CASE("landings on one repo are granted one at a time, in order, and the next when the first reports") {
-  Fixture f;
-  ScriptedWorker w(f.ctx, f.endpoint, "w1");
-  f.submit("first");
-  f.submit("second");
-  auto a = w.next<protocol::Dispatch>(*f.coordinator);
-  auto b = w.next<protocol::Dispatch>(*f.coordinator);
-  REQUIRE(a);
-  REQUIRE(b);
-  for (const auto* d : {&*a, &*b}) {
-    for (const char* state : {"PROVISIONED", "RUNNING", "VERIFYING"}) w.update(d->spec, state);
-  }
-  w.ask_to_land(a->spec);
-  w.ask_to_land(b->spec);
-  auto first = w.next<protocol::LandGrant>(*f.coordinator);
-  REQUIRE(first);
-  CHECK(first->task_id == a->spec.task_id);
-  CHECK(first->granted);
-  // The second waits while the first lands.
-  CHECK_FALSE(w.next<protocol::LandGrant>(*f.coordinator, 20));
-  // Asking again does not jump the queue.
-  w.ask_to_land(b->spec);
-  CHECK_FALSE(w.next<protocol::LandGrant>(*f.coordinator, 10));
-  w.landed(a->spec);
-  auto second = w.next<protocol::LandGrant>(*f.coordinator);
-  REQUIRE(second);
-  CHECK(second->task_id == b->spec.task_id);
-  CHECK(second->granted);
-}
-
-TEST_CASE("a task that asked to land holds no slot: the next task is dispatched beside its landing") {
-  Fixture f(10, 1);  // max_concurrency 1
-  ScriptedWorker w(f.ctx, f.endpoint, "w1");
-  f.submit("first");
-  f.submit("second");
-  f.submit("third");
-  auto a = w.next<protocol::Dispatch>(*f.coordinator);
-  REQUIRE(a);
-  // Provisioning, running and verifying, the first holds the only slot.
-  for (const char* state : {"PROVISIONED", "RUNNING", "VERIFYING"}) {
-    w.update(a->spec, state);
-    CHECK_FALSE(w.next<protocol::Dispatch>(*f.coordinator, 10));
-  }
-  // Once it asks to land, its agent is done: the second starts while it lands.
-  w.ask_to_land(a->spec);
-  auto grant = w.next<protocol::LandGrant>(*f.coordinator);
-  REQUIRE(grant);
-  CHECK(grant->granted);
-  auto b = w.next<protocol::Dispatch>(*f.coordinator);
-  REQUIRE(b);
-  CHECK(b->spec.task_id != a->spec.task_id);
-  // `polyphony workers`: both on the worker, one slot held.
-  const auto table = f.coordinator->workers();
-  REQUIRE(table.workers.size() == 1);
-  CHECK(table.workers[0].running.size() == 2);
-  CHECK(table.workers[0].load == 1);
-  // The second holds the slot now: nothing more until it too asks to land, however the
-  // first's landing ends.
-  CHECK_FALSE(w.next<protocol::Dispatch>(*f.coordinator, 10));
-  w.landed(a->spec);
-  CHECK_FALSE(w.next<protocol::Dispatch>(*f.coordinator, 10));
-  CHECK(f.coordinator->workers().workers.at(0).running == std::vector<std::string>{b->spec.task_id});
-  for (const char* state : {"PROVISIONED", "RUNNING", "VERIFYING"}) w.update(b->spec, state);
-  w.ask_to_land(b->spec);
-  REQUIRE(w.next<protocol::LandGrant>(*f.coordinator));
-  auto c = w.next<protocol::Dispatch>(*f.coordinator);
-  REQUIRE(c);
-  CHECK(c->spec.task_id != b->spec.task_id);
-  CHECK(c->spec.task_id != a->spec.task_id);
-}
-
-TEST_CASE("a land request from a stale lease is refused, and so is one from a task not verifying") {
-  Fixture f;
-  ScriptedWorker w(f.ctx, f.endpoint, "w1");
-  f.submit("only");
-  auto d = w.next<protocol::Dispatch>(*f.coordinator);
-  REQUIRE(d);
-  w.update(d->spec, "PROVISIONED");
-  w.update(d->spec, "RUNNING");
-  w.ask_to_land(d->spec);  // still RUNNING
-  auto early = w.next<protocol::LandGrant>(*f.coordinator);
-  REQUIRE(early);
-  CHECK_FALSE(early->granted);
-  CHECK_THAT(early->reason, Catch::Contains("RUNNING"));
-
-  w.update(d->spec, "VERIFYING");
-  protocol::RunSpec stale = d->spec;
-  stale.epoch = d->spec.epoch - 1;
-  w.ask_to_land(stale);
-  auto refused = w.next<protocol::LandGrant>(*f.coordinator);
-  REQUIRE(refused);
-  CHECK_FALSE(refused->granted);
-  CHECK(refused->epoch == stale.epoch);
-  CHECK_THAT(refused->reason, Catch::Contains("stale lease"));
-
-  w.ask_to_land(d->spec);
-  auto granted = w.next<protocol::LandGrant>(*f.coordinator);
-  REQUIRE(granted);
-  CHECK(granted->granted);
-}
-
-TEST_CASE("a large backlog is claimed over several passes, so one pass never holds the loop for all of it") {
-  Fixture f;
-  {
-    auto queue = SqliteQueue::open(f.settings.config.queue_db);
-    REQUIRE(queue.ok());
-    for (int i = 0; i < kMaxClaimsPerPass + 40; ++i) {
-      TaskRequest r;
-      r.id = "bk" + std::to_string(1000 + i);
-      r.title = "backlog " + std::to_string(i);
-      r.repo = (f.dir / "origin.git").string();
-      r.agent = "scripted";
-      REQUIRE((*queue)->enqueue(r).ok());
+TEST_CASE("the land queue grants one landing per repo at a time, in order of asking", "[land_queue]") {
+  const std::vector<Script> scripts = {
+      {"the first to ask lands, the rest wait behind it",
+       {ask("a", "app", 0, true), ask("b", "app", 1, false, "a"), ask("c", "app", 2, false, "a")}},
+      {"repos do not wait for each other", {ask("a", "app", 0, true), ask("b", "lib", 0, true)}},
+      {"the holder asking again is granted again", {ask("a", "app", 0, true), ask("a", "app", 5, true)}},
+      {"a release frees the slot for the first in line, then the next",
+       {ask("a", "app", 0, true), ask("b", "app", 1, false, "a"), ask("c", "app", 2, false, "a"),
+        release("a", "app"), next("app", "b"), ask("b", "app", 3, true), next("app"), release("b", "app"),
+        next("app", "c")}},
+      {"nobody is taken out of line while the slot is held",
+       {ask("a", "app", 0, true), ask("b", "app", 1, false, "a"), next("app")}},
+      {"a waiting task that ends leaves the line and frees nothing",
+       {ask("a", "app", 0, true), ask("b", "app", 1, false, "a"), ask("c", "app", 2, false, "a"), release("b"),
+        release("a", "app"), next("app", "c")}},
+      {"a task that asks again keeps its place in line, with its new request",
+       {ask("a", "app", 0, true), ask("b", "app", 1, false, "a"), ask("c", "app", 2, false, "a"),
+        ask("b", "app", 3, false, "a", 2), release("a", "app"), next("app", "b")}},
+      {"releasing a task the queue never saw changes nothing", {ask("a", "app", 0, true), release("z"), next("app")}},
+      {"the holder is pushing for the grace period after its grant, not after",
+       {ask("a", "app", 1000, true), pushing("a", 1000, true), pushing("a", 1000 + kLandGraceMs - 1, true),
+        pushing("a", 1000 + kLandGraceMs, false), pushing("b", 1000, false)}},
+      {"a released task is no longer pushing", {ask("a", "app", 0, true), release("a", "app"), pushing("a", 1, false)}},
+      {"a waiting task is not pushing", {ask("a", "app", 0, true), ask("b", "app", 0, false, "a"),
+                                         pushing("b", 1, false)}},
+  };
+  for (const Script& script : scripts) {
+    SECTION(script.name) {
+      LandQueue q;
+      for (size_t i = 0; i < script.steps.size(); ++i) {
+        INFO("step " << i);
+        run(q, script.steps[i]);
+      }
     }
   }
-  auto store = StateStore::open(f.settings.config.state_db, true);
-  REQUIRE(store.ok());
-  auto count = [&](TaskState s) { return store->list({s})->size(); };
-  REQUIRE(eventually([&] {
-    f.coordinator->step(5);
-    return count(TaskState::kClaimed) > 0;
-  }));
-  CHECK(count(TaskState::kClaimed) == static_cast<size_t>(kMaxClaimsPerPass));
-  CHECK(count(TaskState::kDiscovered) == 40);
-  REQUIRE(eventually([&] {
-    f.coordinator->step(5);
-    return count(TaskState::kDiscovered) == 0;
-  }));
-  CHECK(count(TaskState::kClaimed) == static_cast<size_t>(kMaxClaimsPerPass + 40));
 }
 
-TEST_CASE("a query about a task still in the queue makes the coordinator pick the queue up at once") {
-  Fixture f(600000);  // the poll alone would find the task in ten minutes
-  ScriptedWorker w(f.ctx, f.endpoint, "w1");
-  REQUIRE(w.next<protocol::Welcome>(*f.coordinator));
-  const std::string id = f.submit("spawned");
-  CHECK_FALSE(w.next<protocol::Dispatch>(*f.coordinator, 10));
+TEST_CASE("the land queue says which tasks are landing until they end or start again", "[land_queue]") {
+  LandQueue q;
+  q.request("app", {"w", {"a", 1, 1}}, 0);
+  q.request("app", {"w", {"b", 1, 1}}, 0);
+  CHECK(q.landing() == std::set<std::string>{"a", "b"});
+  CHECK(q.holder("app") == "a");
+  CHECK(q.waiting("app") == std::vector<std::string>{"b"});
+  q.forget_landing("b");  // a new attempt of b: it holds a worker slot again
+  CHECK(q.landing() == std::set<std::string>{"a"});
+  q.release("a");
+  CHECK(q.landing().empty());
+  CHECK_FALSE(q.holder("app"));
+}
 
-  // What `polyphony spawn` sends after queueing: a query about the new task.
-  zmq::socket_t client(f.ctx, zmq::socket_type::dealer);
-  client.set(zmq::sockopt::linger, 0);
-  client.connect(f.client_endpoint);
-  client.send(zmq::buffer(protocol::encode(protocol::Control{id, "query"})), zmq::send_flags::none);
-  auto d = w.next<protocol::Dispatch>(*f.coordinator, 10);
-  REQUIRE(d);
-  CHECK(d->spec.task_id == id);
-  zmq::message_t frame;
-  REQUIRE(client.recv(frame, zmq::recv_flags::dontwait));
-  auto reply = protocol::decode(frame.to_string_view());
-  REQUIRE(reply.ok());
-  const auto& r = std::get<protocol::ClientReply>(*reply);
-  CHECK(r.ok);
-  CHECK(r.task_id == id);
-  CHECK(r.state == "DISCOVERED");  // as it stood when asked; scored, claimed and routed right after
+TEST_CASE("the land queue's answer says whether a request newly joined the line", "[land_queue]") {
+  LandQueue q;
+  CHECK_FALSE(q.request("app", {"w", {"a", 1, 1}}, 0).queued);
+  CHECK(q.request("app", {"w", {"b", 1, 1}}, 0).queued);
+  CHECK_FALSE(q.request("app", {"w", {"b", 1, 2}}, 0).queued);
 }

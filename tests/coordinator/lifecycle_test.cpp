@@ -4,6 +4,7 @@
 #include <set>
 
 #include "coordinator/lifecycle.h"
+#include "protocol/messages.h"
 
 using namespace polyphony;
 using S = TaskState;
@@ -41,4 +42,11 @@ TEST_CASE("finished and active states are told apart") {
   }
   CHECK_FALSE(is_active(S::kClaimed));
   CHECK(active_task_states() == std::vector<S>{S::kRouted, S::kProvisioned, S::kRunning, S::kVerifying});
+}
+
+TEST_CASE("the protocol's list of lifecycle states is the lifecycle's, in order", "[lifecycle]") {
+  REQUIRE(polyphony::protocol::kLifecycleStates.size() == polyphony::all_task_states().size());
+  for (size_t i = 0; i < polyphony::all_task_states().size(); ++i) {
+    CHECK(polyphony::protocol::kLifecycleStates[i] == polyphony::to_string(polyphony::all_task_states()[i]));
+  }
 }

@@ -145,41 +145,8 @@ TEST_CASE("the run spec carries repo settings, limits and identity") {
   CHECK(s.agent.mounts[0].read_only);
 }
 
-TEST_CASE("retry backoff grows exponentially up to the cap, with bounded jitter") {
-  CHECK(retry_backoff_ms(1, 1000, 60000, 0) >= 800);
-  CHECK(retry_backoff_ms(1, 1000, 60000, 0) <= 1200);
-  for (uint64_t r : {0ull, 7ull, 123456789ull}) {
-    int64_t d3 = retry_backoff_ms(3, 1000, 60000, r);
-    CHECK(d3 >= 3200);
-    CHECK(d3 <= 4800);
-    int64_t d20 = retry_backoff_ms(20, 1000, 60000, r);
-    CHECK(d20 >= 48000);
-    CHECK(d20 <= 72000);
-  }
-  CHECK(is_retryable("infra"));
-  CHECK(is_retryable("conflict"));
-  CHECK(is_retryable("verify"));  // unless the same tree failed before: the coordinator checks that
-  CHECK(is_retryable("agent_unavailable"));
-  CHECK_FALSE(is_retryable("agent"));
-  CHECK_FALSE(is_retryable("review"));
-  CHECK_FALSE(is_retryable("config"));
-}
-
-TEST_CASE("the agent chain is the routed agent then its fallbacks, known agents only, without repeats") {
-  std::map<std::string, AgentProfile> agents;
-  for (const char* n : {"codex", "claude", "kimi"}) agents[n] = AgentProfile{n, {n}, "", "cheap", {}, {}, 0, "", "", ""};
-  RouteDecision d;
-  d.agent = "codex";
-  d.fallback = {"claude", "unknown", "codex", "kimi"};
-  const auto chain = agent_chain(d, agents);
-  CHECK(chain == std::vector<std::string>{"codex", "claude", "kimi"});
-  CHECK(next_in_chain(chain, "codex") == std::optional<std::string>("claude"));
-  CHECK(next_in_chain(chain, "claude") == std::optional<std::string>("kimi"));
-  CHECK_FALSE(next_in_chain(chain, "kimi"));
-  CHECK_FALSE(next_in_chain(chain, "scripted"));
-}
-
-TEST_CASE("a placeholder too large for one argv element becomes a pointer to the task file, and stdin takes any size") {
+TEST_CASE(
+    "a placeholder too large for one argv element becomes a pointer to the task file, and stdin takes any size") {
   TaskRequest t;
   t.title = "Big";
   t.body = std::string(1 << 20, 'x');
@@ -190,7 +157,9 @@ TEST_CASE("a placeholder too large for one argv element becomes a pointer to the
   CHECK(expand_text("{prompt}", t, "b").size() == 3 + 2 + t.body.size());
 }
 
-TEST_CASE("the agent spec carries its stdin, output format, config variable and identity files, and budgets reach the run spec") {
+TEST_CASE(
+    "the agent spec carries its stdin, output format, config variable and identity files, "
+    "and budgets reach the run spec") {
   Config c;
   c.budget.max_turns = 7;
   c.budget.max_tokens = 5000;

@@ -1,0 +1,85 @@
+// The coordinator's intake: tasks read from the queue (DISCOVERED), scored off the loop by
+// origin, and claimed with their score and plan (CLAIMED).
+#include "common/log.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/task_scoring.h"
+
+namespace polyphony {
+
+void Coordinator::discover() {
+  auto pending = queue_->poll();
+  if (!pending.ok()) {
+    spdlog::error("cannot read the queue: {}", pending.error().to_string());
+    return;
+  }
+  for (const auto& r : *pending) {
+    auto added = store_->add(r, now());
+    if (!added.ok()) {
+      spdlog::error("task {}: cannot record it: {}", r.id, added.error().to_string());
+      continue;
+    }
+    if (*added) spdlog::info("task {} DISCOVERED: {}", r.id, r.title);
+    auto acked = queue_->ack(r.id);
+    if (!acked.ok()) spdlog::error("task {}: cannot acknowledge it in the queue: {}", r.id, acked.error().to_string());
+  }
+}
+
+void Coordinator::claim_discovered() {
+  auto tasks = store_->list({TaskState::kDiscovered});
+  if (!tasks.ok()) return;
+  // By origin: the tasks of one repo are scored together (one fetch, one read), and never while
+  // a job for that origin is under way, so no task is scored twice at once.
+  std::map<std::string, std::vector<Task>> by_origin;
+  int taken = 0;
+  for (const auto& t : *tasks) {
+    std::string key = "score " + scoring_origin(t.request, settings_.config);
+    if (scoring_jobs_->pending(key)) continue;  // claimed when that job's result comes back
+    // A large backlog is scored over several passes.
+    if (++taken > kMaxClaimsPerPass) break;
+    by_origin[std::move(key)].push_back(t);
+  }
+  for (auto& [key, batch_of_tasks] : by_origin) scoring_jobs_->submit(key, score_job(std::move(batch_of_tasks)));
+}
+
+BackgroundJobs::Job Coordinator::score_job(std::vector<Task> tasks) {
+  const std::atomic<bool>* cancel = &scoring_jobs_->stopping();
+  // Off the loop: reads only settings_, which nothing changes while the coordinator lives.
+  return [this, cancel, tasks = std::move(tasks)]() -> BackgroundJobs::Apply {
+    RepoTextCache texts;  // one read of the origin for all its tasks
+    std::vector<Result<Score>> scores;
+    for (const auto& t : tasks) scores.push_back(score_task(t.request, settings_, &texts, cancel));
+    return [this, tasks, scores = std::move(scores)] {
+      batch([&] {
+        for (size_t i = 0; i < tasks.size(); ++i) claim(tasks[i], scores[i]);
+      });
+      slot_freed_ = true;  // new work to dispatch: at once rather than at the next poll
+    };
+  };
+}
+
+void Coordinator::claim(const Task& t, const Result<Score>& scored) {
+  TransitionUpdate u;
+  std::string why = "claimed by " + coordinator_id_;
+  // Scored once, at the claim, against the repository at the task's base; the plan follows.
+  std::optional<int> total;
+  if (scored.ok()) {
+    total = scored->total;
+    u.score = scored->total;
+    why += "; complexity " + std::to_string(scored->total) + "/10";
+  } else {
+    spdlog::warn("task {}: cannot score it: {}", t.request.id, scored.error().to_string());
+    why += "; not scored (" + scored.error().message + ")";
+  }
+  auto decision = route(t.request, settings_.routing, settings_.agents, total);
+  if (decision.ok()) {
+    u.plan = plan_name(decision->plan);
+    u.reviewer = decision->reviewer;
+    why += "; plan " + std::string(plan_name(decision->plan)) + " (" + decision->plan_because + ")";
+  }
+  u.reason = why;
+  // Refused when the task left DISCOVERED while it was scored (cancelled, say).
+  auto s = store_->transition(t.request.id, TaskState::kDiscovered, TaskState::kClaimed, u, now());
+  if (!s.ok()) spdlog::warn("task {}: not claimed: {}", t.request.id, s.error().to_string());
+}
+
+}  // namespace polyphony

@@ -1,0 +1,211 @@
+// The coordinator's client endpoint and commands: submit, query, cancel, retry, the worker
+// table, and GitHub mode's adoptions and sync (run as background jobs).
+#include <zmq_addon.hpp>
+
+#include "common/log.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/submission.h"
+
+namespace polyphony {
+
+protocol::ClientReply task_reply(const Task& t) {
+  protocol::ClientReply r;
+  r.ok = true;
+  r.task_id = t.request.id;
+  r.state = std::string(to_string(t.state));
+  r.reason = t.reason;
+  r.attempt = t.attempt;
+  r.agent = t.agent;
+  r.branch = t.branch;
+  r.merged_commit = t.merged_commit;
+  return r;
+}
+
+namespace {
+
+protocol::ClientReply refusal(const Error& e) {
+  protocol::ClientReply r;
+  r.ok = false;
+  r.error = e.message;
+  r.where = e.where;
+  return r;
+}
+
+}  // namespace
+
+void Coordinator::handle_client_frame(const std::string& routing_id, const std::string& body) {
+  auto msg = protocol::decode(body);
+  protocol::ClientReply reply;
+  if (!msg.ok()) {
+    spdlog::warn("dropped a client frame: {} (field {})", msg.error().message, msg.error().where);
+    reply = refusal(msg.error());
+  } else if (const auto* s = std::get_if<protocol::Submit>(&*msg)) {
+    reply = submit(*s);
+  } else if (const auto* c = std::get_if<protocol::Control>(&*msg)) {
+    reply = control(c->task_id, c->action);
+  } else if (std::holds_alternative<protocol::WorkersQuery>(*msg)) {
+    answer_client(routing_id, workers());
+    return;
+  } else {
+    spdlog::warn("dropped a {} on the client endpoint", protocol::type_name(*msg));
+    reply = refusal(make_error("protocol", "clients may send submit, control or workers_query only", "type"));
+  }
+  answer_client(routing_id, reply);
+}
+
+void Coordinator::answer_client(const std::string& routing_id, const protocol::Message& reply) {
+  try {
+    auto encoded = protocol::try_encode(reply);
+    if (!encoded.ok()) {
+      spdlog::error("cannot answer a client: {}", encoded.error().to_string());
+      return;
+    }
+    const std::string& out = *encoded;
+    std::array<zmq::const_buffer, 2> frames{zmq::buffer(routing_id), zmq::buffer(out)};
+    zmq::send_multipart(client_socket_, frames, zmq::send_flags::dontwait);
+  } catch (const zmq::error_t& e) {
+    spdlog::warn("cannot answer a client: {}", e.what());
+  }
+}
+
+protocol::ClientReply Coordinator::submit(const protocol::Submit& m) {
+  TaskRequest r;
+  r.title = m.title;
+  r.body = m.body;
+  r.repo = m.repo;
+  r.base_branch = m.base_branch;
+  r.task_type = m.task_type;
+  r.risk = m.risk;
+  r.labels = m.labels;
+  r.agent = m.agent;
+  r.source = "client";
+  // A client may be on another host: the local paths it may name are the config's to say.
+  if (auto valid = validate_submission(r, settings_); !valid.ok()) return refusal(valid.error());
+  if (auto allowed = check_client_repo(r, settings_.config); !allowed.ok()) return refusal(allowed.error());
+  auto id = submit_task(r, settings_);
+  if (!id.ok()) return refusal(id.error());
+  discover();
+  auto t = store_->get(*id);
+  if (!t.ok() || !t->has_value()) return refusal(make_error("db", "the task was queued but cannot be read back", *id));
+  return task_reply(**t);
+}
+
+protocol::ClientReply Coordinator::control(const std::string& task_id, const std::string& action) {
+  auto t = store_->get(task_id);
+  if (t.ok() && !t->has_value()) {
+    // Perhaps just queued (`polyphony spawn` asks about its new task): read the queue now, and
+    // claim and dispatch on this turn of the loop rather than at the next poll.
+    discover();
+    next_periodic_ms_ = std::min(next_periodic_ms_, now());
+    t = store_->get(task_id);
+  }
+  if (!t.ok()) return refusal(t.error());
+  if (!t->has_value()) return refusal(make_error("not_found", "no task with this id", "task_id"));
+  if (action == "cancel") return cancel(**t);
+  if (action == "retry") return retry(**t);
+  return task_reply(**t);
+}
+
+protocol::ClientReply Coordinator::cancel(const Task& t, const std::string& reason) {
+  if (t.state == TaskState::kCancelled) return task_reply(t);  // what was asked already holds
+  if (!can_transition(t.state, TaskState::kCancelled)) {
+    return refusal(make_error("usage", "task is already " + std::string(to_string(t.state)), "task_id"));
+  }
+  for (auto& [rid, w] : registry_.entries()) {
+    if (w.hello.worker_id == t.worker && w.running.count(t.request.id)) {
+      protocol::Cancel c;
+      c.task_id = t.request.id;
+      c.epoch = t.epoch;
+      c.reason = reason;
+      send(rid, c);
+      if (w.running.erase(t.request.id)) slot_freed_ = true;
+    }
+  }
+  TransitionUpdate u;
+  u.reason = reason;
+  u.failure_kind = "cancelled";
+  auto s = store_->transition(t.request.id, t.state, TaskState::kCancelled, u, now());
+  if (!s.ok()) return refusal(s.error());
+  last_activity_ms_.erase(t.request.id);
+  release_land(t.request.id);
+  spdlog::info("task {} CANCELLED: {}", t.request.id, reason);
+  return task_reply(**store_->get(t.request.id));
+}
+
+protocol::ClientReply Coordinator::retry(const Task& t) {
+  if (t.state != TaskState::kFailed && t.state != TaskState::kBlocked) {
+    return refusal(make_error("usage", "only FAILED or BLOCKED tasks can be retried; this one is " +
+                                           std::string(to_string(t.state)), "task_id"));
+  }
+  TransitionUpdate u;
+  u.reason = "retry requested by a user";
+  u.worker = "";
+  u.next_attempt_at_ms = 0;
+  u.budget_start = t.attempt;
+  auto s = store_->transition(t.request.id, t.state, TaskState::kClaimed, u, now());
+  if (!s.ok()) return refusal(s.error());
+  spdlog::info("task {} retry requested", t.request.id);
+  return task_reply(**store_->get(t.request.id));
+}
+
+void Coordinator::apply_commands() {
+  auto commands = queue_->pending_commands();
+  if (!commands.ok()) {
+    spdlog::error("cannot read commands: {}", commands.error().to_string());
+    return;
+  }
+  for (const auto& c : *commands) {
+    if (c.action == "github_issue") {
+      if (adopt_issue(c.seq, c.task_id)) (void)queue_->ack_command(c.seq);
+      continue;
+    }
+    auto reply = control(c.task_id, c.action);
+    if (!reply.ok) spdlog::warn("{} of task {} refused: {}", c.action, c.task_id, reply.error);
+    (void)queue_->ack_command(c.seq);
+  }
+}
+
+bool Coordinator::adopt_issue(int64_t seq, const std::string& ref_text) {
+  auto ref = parse_issue_ref(ref_text);
+  if (!github_ || !ref.ok() || ref->repo != settings_.config.github.repo) {
+    spdlog::error("spawn --issue {}: refused: {}", ref_text,
+                  !github_ ? "GitHub mode is off (config.yaml has no github.repo)"
+                  : !ref.ok() ? ref.error().message
+                              : "this coordinator serves " + settings_.config.github.repo);
+    return true;
+  }
+  // Adopted by a GitHub job; while one is under way the command waits in the queue.
+  if (!github_jobs_->pending("github")) adoptions_.push_back({seq, ref_text, ref->number});
+  return false;
+}
+
+void Coordinator::sync_github() {
+  if (!github_ || github_jobs_->pending("github")) return;
+  // Off the loop: the job alone uses github_ and github_store_ (one job at a time); the loop
+  // applies what it returns.
+  github_jobs_->submit("github", [this, adoptions = std::move(adoptions_)]() -> BackgroundJobs::Apply {
+    std::vector<int64_t> done;
+    for (const auto& a : adoptions) {
+      auto id = github_->adopt(*github_store_, a.number);
+      if (!id.ok() && id.error().code == "retry") continue;  // GitHub cannot answer now: kept for the next job
+      if (!id.ok()) spdlog::error("spawn --issue {}: {}", a.ref, id.error().to_string());
+      done.push_back(a.seq);
+    }
+    auto cancels = github_->sync(*github_store_);
+    github_->report(*github_store_);
+    return [this, cancels = std::move(cancels), done = std::move(done)] { apply_github(cancels, done); };
+  });
+  adoptions_.clear();
+}
+
+void Coordinator::apply_github(const std::vector<GithubCancel>& cancels, const std::vector<int64_t>& done_commands) {
+  for (int64_t seq : done_commands) (void)queue_->ack_command(seq);
+  for (const auto& c : cancels) {
+    auto t = store_->get(c.task_id);
+    if (!t.ok() || !t->has_value() || !can_transition((*t)->state, TaskState::kCancelled)) continue;
+    auto reply = cancel(**t, c.reason);
+    if (!reply.ok) spdlog::error("task {}: cannot cancel it ({}): {}", c.task_id, c.reason, reply.error);
+  }
+}
+
+}  // namespace polyphony
