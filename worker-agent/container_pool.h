@@ -3,9 +3,9 @@
 // that is already checked out.
 //
 // A task container's PID 1 is polyphony-runner (runner/runner.h), connected to the worker from
-// the moment the container starts; the agent and verify run through it, one after the other. The container is the task's sandbox: its
-// mounts, limits and network are fixed when it is created, so a warm container is only used by a
-// task that needs exactly the same (the WarmKey).
+// the moment the container starts; the agent and verify run through it, one after the other.
+// The container is the task's sandbox: its mounts, limits and network are fixed when it is
+// created, so a warm container is only used by a task that needs exactly the same (the WarmKey).
 #pragma once
 
 #include <condition_variable>
