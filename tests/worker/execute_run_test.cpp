@@ -587,3 +587,46 @@ TEST_CASE("execute_run of a later attempt clears the earlier one's containers an
   }
   CHECK(f.docker.live().empty());  // the leftover went first
 }
+
+TEST_CASE("execute_run stops an agent that passes its budget of turns") {
+  RunFixture f;
+  f.spec.agent.output_format = "claude-stream-json";
+  f.spec.max_turns = 1;
+  // Two model turns, then it would go on until stopped.
+  f.agent = [](const Request&) {
+    return ProcessReply{R"({"type":"assistant","message":{"id":"m1","content":[],"usage":{"output_tokens":1}}})"
+                        "\n"
+                        R"({"type":"assistant","message":{"id":"m2","content":[],"usage":{"output_tokens":1}}})"
+                        "\n",
+                        "", 0, true};
+  };
+  auto r = f.run();
+  require_failed(r, "budget", "agent scripted passed its budget of 1 turns and was stopped");
+  REQUIRE(r.usage.size() == 1);
+  CHECK(r.usage[0].turns == 2);
+  CHECK(f.runs("collect") == 0);
+  CHECK(f.docker.live().empty());
+}
+
+TEST_CASE("execute_run reports a structured agent the model API refused as unavailable") {
+  RunFixture f;
+  f.spec.agent.output_format = "claude-stream-json";
+  f.agent = [](const Request&) {
+    return ProcessReply{R"({"type":"result","subtype":"success","is_error":true,"num_turns":1,)"
+                        R"("result":"API Error: 429 {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\"}}"})"
+                        "\n",
+                        "", 1, false};
+  };
+  require_failed(f.run(), "agent_unavailable", "the model API refused agent scripted");
+}
+
+TEST_CASE("execute_run keeps an attempt's output up to the worker's limit and says that the rest is dropped") {
+  RunFixture f;
+  f.ctx.limits.output_limit_bytes = 64;
+  f.agent = [](const Request&) { return prints(std::string(200, 'x') + "\n"); };
+  require_landed(f.run());
+  const std::string log = f.logged();
+  CHECK(log.find(std::string(40, 'x')) != std::string::npos);
+  CHECK(log.find(std::string(100, 'x')) == std::string::npos);
+  CHECK(log.find("is dropped (container.output_limit)") != std::string::npos);
+}
