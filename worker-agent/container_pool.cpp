@@ -15,6 +15,9 @@ namespace {
 // this many failures in a row, until one is made for it again.
 constexpr int kMaxFailures = 3;
 
+// The longest a maker waiting for a quiet moment sleeps before it reads the clock again.
+constexpr std::chrono::milliseconds kQuietSlice{100};
+
 // The hardening every task container gets (see task_container_spec).
 void lock_down(ContainerSpec& cs, const WarmKey& key) {
   const ContainerLimits& l = key.limits;
@@ -105,8 +108,8 @@ Result<std::vector<ContainerInfo>> task_containers(DockerClient& docker, const s
   return labelled;
 }
 
-ContainerPool::ContainerPool(DockerClient& docker, Workspaces& workspaces, Options options)
-    : docker_(docker), workspaces_(workspaces), options_(std::move(options)) {
+ContainerPool::ContainerPool(DockerClient& docker, Workspaces& workspaces, Options options, const Clock& clock)
+    : docker_(docker), workspaces_(workspaces), options_(std::move(options)), clock_(clock) {
   const int makers = std::max(1, std::min(options_.makers, std::max(options_.size, 1)));
   for (int i = 0; i < makers; ++i) makers_.emplace_back([this] { maker_loop(false); });
   // Removals have a thread of their own: a finished task's container never waits behind a make.
@@ -130,7 +133,7 @@ std::optional<WarmSlot> ContainerPool::take(const WarmKey& key) {
   std::optional<WarmSlot> found;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    last_activity_ = Clock::now();
+    last_activity_ = clock_.steady_ms();
     auto it = std::find_if(ready_.begin(), ready_.end(), [&](const Ready& r) { return r.key_id == id; });
     if (it != ready_.end()) {
       found = std::move(it->slot);
@@ -168,7 +171,7 @@ void ContainerPool::dispose(const std::string& container_id) {
   if (container_id.empty()) return;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    last_activity_ = Clock::now();
+    last_activity_ = clock_.steady_ms();
     disposals_.push_back({container_id, {}, nullptr});
     disposals_at_.push_back(last_activity_);
   }
@@ -186,11 +189,13 @@ bool ContainerPool::settle(std::chrono::milliseconds timeout) const {
   return settled_.wait_for(lock, timeout, [&] { return wanted_.empty() && disposals_.empty() && busy_ == 0; });
 }
 
-bool ContainerPool::wait_for_quiet(std::unique_lock<std::mutex>& lock, const std::deque<Clock::time_point>& queued) {
+bool ContainerPool::wait_for_quiet(std::unique_lock<std::mutex>& lock, const std::deque<int64_t>& queued) {
   while (!stopping_ && !queued.empty()) {
-    const auto due = std::min(last_activity_ + options_.quiet, queued.front() + options_.max_delay);
-    if (Clock::now() >= due) return true;
-    wake_.wait_until(lock, due);
+    const int64_t due = std::min(last_activity_ + options_.quiet.count(), queued.front() + options_.max_delay.count());
+    const int64_t now = clock_.steady_ms();
+    if (now >= due) return true;
+    // In slices: a clock other than the system's (a test's) moves without waking anyone.
+    wake_.wait_for(lock, std::min(std::chrono::milliseconds(due - now), kQuietSlice));
   }
   return false;
 }

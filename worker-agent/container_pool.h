@@ -3,9 +3,9 @@
 // that is already checked out.
 //
 // A task container's PID 1 is polyphony-runner (runner/runner.h), connected to the worker from
-// the moment the container starts; the agent and verify run through it, one after the other. The container is the task's sandbox: its
-// mounts, limits and network are fixed when it is created, so a warm container is only used by a
-// task that needs exactly the same (the WarmKey).
+// the moment the container starts; the agent and verify run through it, one after the other.
+// The container is the task's sandbox: its mounts, limits and network are fixed when it is
+// created, so a warm container is only used by a task that needs exactly the same (the WarmKey).
 #pragma once
 
 #include <condition_variable>
@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "worker-agent/docker_client.h"
 #include "worker-agent/lockdown.h"
 #include "worker-agent/runner_channel.h"
@@ -86,7 +87,8 @@ class ContainerPool {
     std::chrono::milliseconds max_delay{0};
   };
 
-  ContainerPool(DockerClient& docker, Workspaces& workspaces, Options options);
+  // `clock` times the quiet period and the longest delay (steady_ms).
+  ContainerPool(DockerClient& docker, Workspaces& workspaces, Options options, const Clock& clock = system_clock());
   // Stops the makers and removes every warm container and spare it holds, and every container
   // handed to dispose() that is not removed yet.
   ~ContainerPool();
@@ -115,25 +117,24 @@ class ContainerPool {
     WarmSlot slot;
   };
 
-  using Clock = std::chrono::steady_clock;
-
   void maker_loop(bool disposer);
   // Waits (the lock held by `lock`) until the oldest of `queued` may be worked on; false when
   // the pool stops or the queue empties meanwhile.
-  bool wait_for_quiet(std::unique_lock<std::mutex>& lock, const std::deque<Clock::time_point>& queued);
+  bool wait_for_quiet(std::unique_lock<std::mutex>& lock, const std::deque<int64_t>& queued);
   Result<WarmSlot> make(const WarmKey& key);
   void destroy(const WarmSlot& slot);
 
   DockerClient& docker_;
   Workspaces& workspaces_;
   Options options_;
+  const Clock& clock_;
   mutable std::mutex mutex_;
   mutable std::condition_variable wake_;
   mutable std::condition_variable settled_;
   std::deque<WarmKey> wanted_;         // keys to make a warm container for
-  std::deque<Clock::time_point> wanted_at_;     // when each was asked for
-  std::deque<Clock::time_point> disposals_at_;  // when each disposal was asked for
-  Clock::time_point last_activity_{};  // the last take() or dispose()
+  std::deque<int64_t> wanted_at_;      // when each was asked for (clock_.steady_ms())
+  std::deque<int64_t> disposals_at_;   // when each disposal was asked for
+  int64_t last_activity_ = 0;          // the last take() or dispose()
   std::deque<Ready> ready_;            // oldest first
   std::deque<WarmSlot> disposals_;     // containers (and spares) to remove
   std::map<std::string, int> failures_; // key id -> consecutive failures to make one

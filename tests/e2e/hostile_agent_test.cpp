@@ -17,6 +17,19 @@ const std::map<std::string, std::string>& kSampleRepo = sample_repo();
 
 std::string sh_block(const std::string& script) { return "Do it.\n\n```sh\n" + script + "\n```\n"; }
 
+// Agent script lines that wait (two minutes at most) until the test lets the agent go on
+// (release_after_landing): /polyphony is the task's meta directory, which the test can write.
+constexpr const char* kWaitForGo =
+    "i=0; while [ ! -e /polyphony/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n";
+
+// Lets the agent of `waiting` (in kWaitForGo) go on once `first` has landed.
+void release_after_landing(const SingleBox& box, const std::string& first, const std::string& waiting) {
+  REQUIRE(box.wait_state(first, "LANDED"));
+  const fs::path meta = box.home() / "workspaces" / "tasks" / waiting / "meta";
+  REQUIRE(eventually([&] { return fs::exists(meta / "task.md"); }));
+  write_file(meta / "go", "");
+}
+
 std::vector<std::string> entries_of(const fs::path& dir) {
   std::vector<std::string> names;
   for (const auto& e : fs::recursive_directory_iterator(dir)) names.push_back(e.path().lexically_relative(dir));
@@ -182,13 +195,14 @@ TEST_CASE("a branch rebased on the worker's side reaches the container as data, 
   TempDir host("polyphony-host-dir");
   write_file(host.path() / "secret.txt", "host secret\n");
   const std::string first = box.spawn("Add one", sh_block("echo one > one.txt"));
-  // The second agent works long enough for the first to land, so its branch is rebased.
-  const std::string second = box.spawn("Add two", sh_block("sleep 6\n"
+  // The second agent works until the first has landed, so its branch is rebased.
+  const std::string second = box.spawn("Add two", sh_block(std::string(kWaitForGo) +
                                                            "echo two > two.txt\n"
                                                            "git add two.txt && git commit -q -m two\n"
                                                            "mkdir -p " + host.path().string() + "\n"
                                                            "git config core.worktree " + host.path().string()));
   box.serve();
+  release_after_landing(box, first, second);
   auto states = box.wait_finished({first, second});
   INFO(box.serve_log());
   INFO(box.cli({"logs", second}).out);
@@ -234,10 +248,10 @@ TEST_CASE("a background process swapping workspace directories for symlinks to a
   const std::string race =
       "while :; do for d in tests .git/refs/heads .git/objects/info; do rm -rf \"$d.x\"; mv \"$d\" \"$d.x\" 2>/dev/null; "
       "ln -sfn " + host.path().string() + " \"$d\"; rm -f \"$d\"; mv \"$d.x\" \"$d\" 2>/dev/null; done; done";
-  const std::string second = box.spawn("Add two", sh_block("(" + race + ") >/dev/null 2>&1 &\n"
-                                                           "sleep 6\n"
+  const std::string second = box.spawn("Add two", sh_block("(" + race + ") >/dev/null 2>&1 &\n" + kWaitForGo +
                                                            "echo two > two.txt"));
   box.serve();
+  release_after_landing(box, first, second);
   auto states = box.wait_finished({first, second});
   INFO(box.serve_log());
   INFO(box.cli({"logs", second}).out);

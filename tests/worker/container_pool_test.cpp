@@ -1,12 +1,15 @@
-// The warm pool against a real engine, real libgit2 workspaces and real bare repositories.
+// The warm pool against a real engine, real libgit2 workspaces and real bare repositories; its
+// timing against fakes and a clock moved by hand.
 #include <catch2/catch.hpp>
 
 #include <sys/stat.h>
 
 #include <filesystem>
-#include <thread>
 
 #include "docker_test_support.h"
+#include "fake_clock.h"
+#include "fakes/fake_docker_client.h"
+#include "fakes/fake_workspaces.h"
 #include "test_support.h"
 #include "worker-agent/container_pool.h"
 
@@ -196,32 +199,53 @@ TEST_CASE("a taken warm container is found by its task's name once renamed") {
 }
 
 TEST_CASE("a pool's background work waits for a quiet moment, and no longer than its longest delay") {
-  PoolFixture f;
-  using Clock = std::chrono::steady_clock;
+  // Timing only: the fakes stand in for the engine and git, and the clock moves by hand.
+  TempDir tmp{"pf-pool"};
+  FakeDockerClient docker;
+  FakeWorkspaces workspaces{tmp / "w"};
+  FakeClock clock;
+  WarmKey key;
+  key.image = kWorkerImage;
+  key.user = "1000:1000";
+  key.repo_url = "/repos/origin.git";
+  key.base_branch = "main";
+  key.runner = "/fake/polyphony-runner";
   using std::chrono::milliseconds;
   {
     // Every take() starts the quiet period again: the refill waits for 600 ms after the last.
-    ContainerPool pool(*f.docker, *f.workspaces, {f.worker_id, 1, 1, milliseconds(600), std::chrono::seconds(60)});
-    CHECK_FALSE(pool.take(f.key(f.origin)));
-    std::this_thread::sleep_for(milliseconds(300));
-    const auto last = Clock::now();
-    CHECK_FALSE(pool.take(f.key(f.origin)));
-    std::this_thread::sleep_for(milliseconds(400));
-    CHECK(f.warm_containers() == 0);  // 700 ms after the first take, 400 after the last: not yet
-    REQUIRE(pool.settle(std::chrono::seconds(60)));
-    CHECK(Clock::now() - last >= milliseconds(600));
-    CHECK(pool.ready(f.key(f.origin)) == 1);
+    ContainerPool pool(docker, workspaces, {"w1", 1, 1, milliseconds(600), std::chrono::seconds(60)}, clock);
+    CHECK_FALSE(pool.take(key));
+    clock.advance(300);
+    CHECK_FALSE(pool.take(key));
+    clock.advance(400);
+    // 700 ms after the first take, 400 after the last: not yet.
+    CHECK_FALSE(pool.settle(milliseconds(0)));
+    CHECK(workspaces.count("make_spare") == 0);
+    clock.advance(200);
+    REQUIRE(pool.settle(std::chrono::seconds(30)));
+    CHECK(pool.ready(key) == 1);
+    CHECK(workspaces.count("make_spare") == 1);
+
+    // A disposal waits for quiet too.
+    const std::string taken = pool.take(key)->container_id;
+    pool.dispose(taken);
+    CHECK_FALSE(pool.settle(milliseconds(0)));
+    CHECK(docker.calls_of("remove_container").empty());
+    clock.advance(600);
+    REQUIRE(pool.settle(std::chrono::seconds(30)));
+    auto removed = docker.calls_of("remove_container");
+    REQUIRE(removed.size() == 1);
+    CHECK(removed[0].target == taken);
   }
   {
     // Quiet never comes in time (30 s): after its longest delay (1 s) the refill goes ahead.
-    ContainerPool pool(*f.docker, *f.workspaces, {f.worker_id, 1, 1, std::chrono::seconds(30), std::chrono::seconds(1)});
-    const auto asked = Clock::now();
-    CHECK_FALSE(pool.take(f.key(f.other)));
-    std::this_thread::sleep_for(milliseconds(300));
-    CHECK(f.warm_containers() == 0);
-    REQUIRE(pool.settle(std::chrono::seconds(60)));
-    CHECK(Clock::now() - asked >= std::chrono::seconds(1));
-    CHECK(Clock::now() - asked < std::chrono::seconds(30));
-    CHECK(pool.ready(f.key(f.other)) == 1);
+    ContainerPool pool(docker, workspaces, {"w1", 1, 1, std::chrono::seconds(30), std::chrono::seconds(1)}, clock);
+    key.repo_url = "/repos/other.git";
+    CHECK_FALSE(pool.take(key));
+    clock.advance(300);
+    CHECK_FALSE(pool.settle(milliseconds(0)));
+    clock.advance(700);
+    REQUIRE(pool.settle(std::chrono::seconds(30)));
+    CHECK(pool.ready(key) == 1);
   }
 }

@@ -414,12 +414,21 @@ TEST_CASE("exec in a stopped or absent container fails with the engine's reason"
 TEST_CASE("a stop ends an exec that is still running") {
   Fixture f;
   std::string id = create_and_start(*f.docker, f.janitor.spec({"sleep", "infinity"}));
+  // The stop comes once the exec is running (its first output is in).
+  std::atomic<bool> started{false};
   std::thread stopper([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    started.wait(false);
     (void)f.docker->stop_container(id, 0);
   });
   const auto start = std::chrono::steady_clock::now();
-  auto code = f.docker->exec(id, {{"sleep", "120"}, {}, "", ""}, [](int, std::string_view) { return true; });
+  auto code = f.docker->exec(id, {{"sh", "-c", "echo started; exec sleep 120"}, {}, "", ""},
+                             [&](int, std::string_view) {
+                               started = true;
+                               started.notify_all();
+                               return true;
+                             });
+  started = true;  // a run that printed nothing must not leave the stopper waiting
+  started.notify_all();
   stopper.join();
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(60));
   if (code.ok()) CHECK(*code != 0);

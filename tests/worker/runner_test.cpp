@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/process.hpp>
 #include <filesystem>
 #include <random>
@@ -208,12 +209,22 @@ TEST_CASE("a process that leaves a child holding its output still ends its run")
 
 TEST_CASE("hanging up on the runner ends a run in progress, and the runner with it") {
   LocalRunner r;
+  // Another thread hangs up once the run has started (its first output is in).
+  std::atomic<bool> started{false};
   std::thread stopper([&] {
-    std::this_thread::sleep_for(300ms);
+    started.wait(false);
     r.channel->hang_up();
   });
   Output o;
-  auto code = r.channel->run({{"sleep", "60"}, {}, "", ""}, o.sink());
+  auto code = r.channel->run({{"sh", "-c", "echo started; exec sleep 60"}, {}, "", ""},
+                             [&](int stream, std::string_view d) {
+                               (stream == 1 ? o.out : o.err).append(d);
+                               started = true;
+                               started.notify_all();
+                               return true;
+                             });
+  started = true;  // a run that printed nothing must not leave the stopper waiting
+  started.notify_all();
   stopper.join();
   REQUIRE_FALSE(code.ok());
   CHECK(code.error().code == "runner");
@@ -300,17 +311,12 @@ TEST_CASE("in a task container the runner is PID 1, out of the agent's reach, an
   CHECK(again.out == "kept\n");
 
   started->runner.reset();  // the worker hangs up
-  int state_checks = 0;
-  std::string state;
-  for (; state_checks < 100; ++state_checks) {
-    auto list = docker->list_containers(janitor.labels());
-    REQUIRE(list.ok());
-    REQUIRE(list->size() == 1);
-    state = list->front().state;
-    if (state == "exited") break;
-    std::this_thread::sleep_for(100ms);
-  }
-  CHECK(state == "exited");
+  CHECK(eventually(
+      [&] {
+        auto list = docker->list_containers(janitor.labels());
+        return list.ok() && list->size() == 1 && list->front().state == "exited";
+      },
+      10s));
 }
 
 TEST_CASE("a container whose runner cannot start is removed, and the error says why") {
