@@ -1,5 +1,6 @@
-// GitHub mode end to end: real `polyphony serve`, real containers and a real bare origin, with
-// the stand-in `gh` first on PATH answering as GitHub would and logging every call.
+// GitHub mode end to end: real `polyphony serve`, real containers and a real bare origin, and
+// the real `gh` (github.gh) talking to the stand-in GitHub REST server (github.host), which
+// answers as GitHub would and logs every request.
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
@@ -7,7 +8,7 @@
 #include <thread>
 
 #include "coordinator/github_source.h"
-#include "fake_gh/fake_github.h"
+#include "fake_github/fake_github.h"
 #include "single_box.h"
 
 using namespace polyphony;
@@ -28,11 +29,8 @@ std::string agent_script(const std::string& extra) { return "Please.\n\n```sh\n"
 
 // A box in GitHub mode on acme/widgets, whose git remote is the box's bare origin.
 void github_mode(SingleBox& box, const FakeGithub& github) {
-  write_file(box.home() / "config.yaml", read_file(box.home() / "config.yaml") +
-                                             "github:\n  repo: acme/widgets\n  remote: " + box.origin().string() +
-                                             "\n  poll_interval_ms: 200\n");
-  const char* path = std::getenv("PATH");
-  box.set_env("PATH", github.dir().string() + ":" + (path ? path : "/usr/bin:/bin"));
+  write_file(box.home() / "config.yaml", read_file(box.home() / "config.yaml") + "github:\n" + github.config_yaml() +
+                                             "  remote: " + box.origin().string() + "\n  poll_interval_ms: 200\n");
 }
 
 bool has_label(const json& issue, const std::string& name) {
