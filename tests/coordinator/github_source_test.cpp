@@ -104,8 +104,8 @@ TEST_CASE("gh api -i output parses into status, headers and body, and Link gives
   GhRequest list;
   list.path = "repos/o/r/issues?state=open";
   list.headers["If-None-Match"] = "W/\"abc\"";
-  CHECK(gh_api_argv(list) == std::vector<std::string>{"api", "--method", "GET", "repos/o/r/issues?state=open", "-i", "-H",
-                                                      "Accept: application/vnd.github+json", "-H",
+  CHECK(gh_api_argv(list) == std::vector<std::string>{"api", "--method", "GET", "repos/o/r/issues?state=open", "-i",
+                                                      "-H", "Accept: application/vnd.github+json", "-H",
                                                       "If-None-Match: W/\"abc\""});
   list.json_body = "{}";
   CHECK(gh_api_argv(list).back() == "-");  // the JSON body goes through stdin, never a shell

@@ -90,7 +90,8 @@ TEST_CASE("a stalled git remote and a hanging gh neither expire a running attemp
   github.fail("hang");
   // Liveness budget 2 s (fleet_support); the remote and gh each hold a job for longer than that.
   FleetCoordinator c("coordinator: {insecure: true, mirror_timeout_s: 4}\n"
-                     "github: {repo: " + github.repo() + ", gh: " + github.program() + ", host: \"" + github.host() + "\"" +
+                     "github: {repo: " + github.repo() + ", gh: " + github.program() +
+                         ", host: \"" + github.host() + "\"" +
                          ", gh_timeout_ms: 3000, poll_interval_ms: 50}\n",
                      "  stall: {url: \"" + remote.url() + "\"}\n");
   c.start();

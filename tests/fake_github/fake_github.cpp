@@ -24,6 +24,7 @@ namespace {
 constexpr int64_t kRepoId = 4242;
 constexpr const char* kToken = "ghp_polyphonyStandInToken0000000000000000";
 constexpr const char* kDocs = "https://docs.github.com/rest";
+constexpr const char* kHeadSha = "e5bd3914e2e596debea16f433f57875b5b90bcd6";
 
 std::string now_iso() {
   std::time_t t = std::time(nullptr);
@@ -256,7 +257,9 @@ struct FakeGithub::Impl {
 
   Answer answer(const httplib::Request& req, const std::string& target) {
     if (target == "graphql" || req.path == "/api/graphql") {
-      if (req.get_header_value("Authorization") != std::string("token ") + kToken) return error_answer(401, "Bad credentials");
+      if (req.get_header_value("Authorization") != std::string("token ") + kToken) {
+        return error_answer(401, "Bad credentials");
+      }
       return Answer{200, {{"data", {{"viewer", {{"login", "polyphony-bot"}}}}}}, {}};
     }
     const std::string auth = req.get_header_value("Authorization");
@@ -466,7 +469,7 @@ struct FakeGithub::Impl {
     const std::string html = base() + "/" + repo + "/pull/" + std::to_string(n);
     return {{"id", 700000 + n}, {"number", n}, {"state", "open"}, {"title", title}, {"body", body},
             {"html_url", html}, {"url", api() + "/repos/" + repo + "/pulls/" + std::to_string(n)},
-            {"head", {{"ref", head}, {"label", owner() + ":" + head}, {"sha", "e5bd3914e2e596debea16f433f57875b5b90bcd6"}}},
+            {"head", {{"ref", head}, {"label", owner() + ":" + head}, {"sha", kHeadSha}}},
             {"base", {{"ref", base_ref}, {"label", owner() + ":" + base_ref}}},
             {"merged", false}, {"mergeable", true}, {"created_at", now_iso()}, {"user", {{"login", "polyphony-bot"}}}};
   }
@@ -475,8 +478,9 @@ struct FakeGithub::Impl {
   void add_pull_issue(const json& p, const std::vector<std::string>& labels) {
     json issue = issue_object(p["number"], p["title"], p["body"], labels);
     issue["html_url"] = p["html_url"];
-    issue["pull_request"] = {{"url", p["url"]}, {"html_url", p["html_url"]}, {"diff_url", p["html_url"].get<std::string>() + ".diff"},
-                             {"patch_url", p["html_url"].get<std::string>() + ".patch"}, {"merged_at", nullptr}};
+    const std::string html = p["html_url"];
+    issue["pull_request"] = {{"url", p["url"]}, {"html_url", html}, {"diff_url", html + ".diff"},
+                             {"patch_url", html + ".patch"}, {"merged_at", nullptr}};
     issues[p["number"]] = issue;
   }
 
@@ -491,9 +495,9 @@ struct FakeGithub::Impl {
     const std::string head = input["head"];
     for (const auto& p : pulls) {
       if (p["head"]["ref"] == head && p["state"] == "open") {
+        const std::string words = "A pull request already exists for " + owner() + ":" + head + ".";
         return error_answer(422, "Validation Failed",
-                            json::array({{{"resource", "PullRequest"}, {"code", "custom"},
-                                          {"message", "A pull request already exists for " + owner() + ":" + head + "."}}}));
+                            json::array({{{"resource", "PullRequest"}, {"code", "custom"}, {"message", words}}}));
       }
     }
     json p = pull_object(next_number(), input["title"], head, input["base"], input.value("body", ""));

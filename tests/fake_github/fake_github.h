@@ -1,10 +1,11 @@
 // A stand-in GitHub REST server for tests, which the real `gh` talks to: HTTPS on 127.0.0.1
 // with a certificate made for the test, served at https://ghe.localhost:PORT/api/v3/ the way
 // a GitHub Enterprise host serves it. Not github.localhost: gh treats that name as GitHub's own
-// development host, and a redirected call to it (a moved repository) loses its token. It keeps the state calls change (labels, comments, pull
-// requests, merges), logs every request, and answers in GitHub's shapes, failures included:
-// Link pagination, ETag and 304, primary and secondary rate limits, 401, 404, 410, 422, 5xx,
-// 301/307 for a moved repository, pull requests in the issues list, 405/409 merge conflicts.
+// development host, and a redirected call to it (a moved repository) loses its token. It keeps
+// the state calls change (labels, comments, pull requests, merges), logs every request, and
+// answers in GitHub's shapes, failures included: Link pagination, ETag and 304, primary and
+// secondary rate limits, 401, 404, 410, 422, 5xx, 301/307 for a moved repository, pull requests
+// in the issues list, 405/409 merge conflicts.
 //
 // program() is the real gh behind gh_confined (gh_confined.cpp), which resolves
 // ghe.localhost to 127.0.0.1 in a private mount namespace for that gh alone and hands it
