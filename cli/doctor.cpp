@@ -497,7 +497,8 @@ std::string gh_version(const std::string& out) {
 
 ProcessOptions gh_options(const GithubConfig& g) {
   ProcessOptions o;
-  o.timeout = std::chrono::milliseconds(g.gh_timeout_ms);
+  // Short: serve runs these beside its start and waits for them when it stops.
+  o.timeout = std::chrono::milliseconds(std::min<int64_t>(g.gh_timeout_ms, 15000));
   o.env = {{"GH_HOST", g.host}, {"GH_PROMPT_DISABLED", "1"}, {"GH_NO_UPDATE_NOTIFIER", "1"}, {"NO_COLOR", "1"}};
   return o;
 }
