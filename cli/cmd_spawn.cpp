@@ -43,9 +43,10 @@ int spawn_issue(const Args& args, const Settings& settings) {
   }
   GhRequest req;
   req.path = "repos/" + g.repo + "/issues/" + std::to_string(ref->number);
-  auto r = make_gh_cli(g.gh, std::chrono::milliseconds(g.gh_timeout_ms))->api(req);
+  auto r = make_gh_cli(g)->api(req);
   if (!r.ok()) return report(r.error());
   const std::string name = args.get("issue");
+  if (r->status == 401) return report(gh_unauthorized(g.host, "HTTP 401"));
   if (r->status == 404 || r->status == 410) return report(make_error("not_found", "GitHub has no issue " + name, "--issue"));
   if (r->status != 200) return report(make_error("github", "GitHub answered HTTP " + std::to_string(r->status) + ": " + r->body.substr(0, 300), "--issue"));
   auto issue = parse_github_issue(nlohmann::json::parse(r->body, nullptr, false));

@@ -20,6 +20,7 @@
 
 #include "cli/cli.h"
 #include "cli/client_connection.h"
+#include "common/process.h"
 #include "coordinator/coordinator.h"
 #include "worker-agent/agents_lock.h"
 #include "worker-agent/docker_client.h"
@@ -475,7 +476,76 @@ void check_worker_host(const Settings& s, std::vector<Finding>& out) {
   check_network(*docker, s.config, out);
 }
 
+// The first line of `text` that says something, trimmed.
+std::string first_line(const std::string& text, const std::string& containing = "") {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    const auto b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos || line.find(containing) == std::string::npos) continue;
+    return line.substr(b, line.find_last_not_of(" \t\r") + 1 - b);
+  }
+  return {};
+}
+
+// "gh version 2.23.0 (2023-02-27 ...)" -> "2.23.0"; empty when it does not say.
+std::string gh_version(const std::string& out) {
+  const std::string prefix = "gh version ";
+  const std::string line = first_line(out, prefix);
+  if (line.rfind(prefix, 0) != 0) return {};
+  return line.substr(prefix.size(), line.find(' ', prefix.size()) - prefix.size());
+}
+
+ProcessOptions gh_options(const GithubConfig& g) {
+  ProcessOptions o;
+  // Short: serve runs these beside its start and waits for them when it stops.
+  o.timeout = std::chrono::milliseconds(std::min<int64_t>(g.gh_timeout_ms, 15000));
+  o.env = {{"GH_HOST", g.host}, {"GH_PROMPT_DISABLED", "1"}, {"GH_NO_UPDATE_NOTIFIER", "1"}, {"NO_COLOR", "1"}};
+  return o;
+}
+
+void check_gh_login(const GithubConfig& g, std::vector<Finding>& out) {
+  // gh 2.x prints its status on stderr; it exits 0 only when a token works against the host.
+  auto r = run_process({g.gh, "auth", "status", "--hostname", g.host}, gh_options(g));
+  const std::string said = r.ok() ? first_line(r->err + "\n" + r->out, "Logged in to") : "";
+  if (r.ok() && r->exit_code == 0) {
+    out.push_back(ok("gh login", said.empty() ? "gh is logged in to " + g.host : said, "github.host"));
+    return;
+  }
+  const std::string why = r.ok() ? first_line(r->err + "\n" + r->out, "X ") : r.error().to_string();
+  const std::string token = g.host == "github.com" ? "GH_TOKEN" : "GH_ENTERPRISE_TOKEN";
+  out.push_back(problem("gh login", "gh is not logged in to " + g.host + ": run `gh auth login --hostname " + g.host +
+                                        "` or set " + token + (why.empty() ? "" : " (gh: " + why + ")"),
+                        "github.host"));
+}
+
 }  // namespace
+
+std::vector<Finding> check_github(const GithubConfig& g) {
+  std::vector<Finding> out;
+  auto r = run_process({g.gh, "--version"}, gh_options(g));
+  if (!r.ok() || r->exit_code != 0) {
+    out.push_back(problem("gh", "gh does not run ('" + g.gh + "'" +
+                                    (r.ok() ? " exited " + std::to_string(r->exit_code) : ": " + r.error().message) +
+                                    "): install gh " + kGhSupported + " or set github.gh in config.yaml",
+                          "github.gh"));
+    return out;
+  }
+  const std::string version = gh_version(r->out);
+  int major = 0;
+  try {
+    major = std::stoi(version);
+  } catch (const std::exception&) {
+  }
+  if (major < 2) {
+    out.push_back(warning("gh", "gh " + (version.empty() ? "of unknown version" : version) +
+                                    " is not a supported version (" + kGhSupported + "): upgrade gh",
+                          "github.gh"));
+  } else {
+    out.push_back(ok("gh", "gh " + version + " (" + g.gh + ")", "github.gh"));
+  }
+  check_gh_login(g, out);
+  return out;
+}
 
 const char* health_name(Health health) {
   switch (health) {
@@ -494,6 +564,9 @@ std::vector<Finding> run_doctor(const Settings& settings, const DoctorOptions& o
   for (const auto& [name, identity] : settings.identities) check_identity(identity, identities, settings, out);
   if (options.worker_host) check_disk(settings.config, options, out);
   if (options.measure_clocks) check_clocks(settings.config, options, out);
+  if (settings.config.github.enabled()) {
+    for (auto& f : check_github(settings.config.github)) out.push_back(std::move(f));
+  }
   return out;
 }
 

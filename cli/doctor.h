@@ -38,11 +38,19 @@ struct DoctorOptions {
 };
 
 // Runs every check against `settings` (loaded from `settings.config.home`) and this host, in a
-// fixed order: docker, image, agents, network, identities, disk, clock. Never fails: what it
+// fixed order: docker, image, agents, network, identities, disk, clock, gh. Never fails: what it
 // cannot look at is a finding too. Starts one short-lived container (no network, removed after;
 // labelled polyphony.doctor=probe with its pid, so one a killed doctor left is removed by the
 // next) to list the agent CLIs the image holds.
 std::vector<Finding> run_doctor(const Settings& settings, const DoctorOptions& options);
+
+// The gh versions GitHub mode is tested with and supports.
+inline constexpr const char* kGhSupported = "2.x (tested with 2.23.0, Debian bookworm's)";
+
+// GitHub mode's checks (run_doctor runs them when github.repo is set): "gh", the version of
+// github.gh (a problem when it does not run, a warning before 2.0), and "gh login", whether
+// `gh auth status --hostname <github.host>` finds a working token for that host.
+std::vector<Finding> check_github(const GithubConfig& config);
 
 // True when any finding is a problem.
 bool has_problem(const std::vector<Finding>& findings);

@@ -231,7 +231,7 @@ bool is_github_repo(const std::string& s) {
 Status read_github(const YamlReader& y, const YAML::Node& node, Config& c) {
   POLY_TRY(y.check_keys(node, {"repo", "remote", "base_branch", "label", "claimed_label", "filter_labels",
                                "type_label_prefix", "risk_label_prefix", "poll_interval_ms", "auto_merge", "gh",
-                               "gh_timeout_ms"}, "github"));
+                               "gh_timeout_ms", "host"}, "github"));
   GithubConfig& g = c.github;
   g.line = y.line(node);
   auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "github." + w); };
@@ -239,7 +239,7 @@ Status read_github(const YamlReader& y, const YAML::Node& node, Config& c) {
   for (auto [key, field] : {std::pair{"repo", &g.repo}, {"remote", &g.remote}, {"base_branch", &g.base_branch},
                             {"label", &g.label}, {"claimed_label", &g.claimed_label},
                             {"type_label_prefix", &g.type_label_prefix}, {"risk_label_prefix", &g.risk_label_prefix},
-                            {"auto_merge", &g.auto_merge}, {"gh", &g.gh}}) {
+                            {"auto_merge", &g.auto_merge}, {"gh", &g.gh}, {"host", &g.host}}) {
     POLY_TRY(read_opt(node, key, *field, str));
   }
   POLY_TRY(read_opt(node, "poll_interval_ms", g.poll_interval_ms, num));
@@ -262,7 +262,11 @@ Status read_github(const YamlReader& y, const YAML::Node& node, Config& c) {
     return y.error(node["auto_merge"], "github.auto_merge must be merge, squash or rebase (or absent), got '" + g.auto_merge + "'");
   }
   if (g.gh.empty()) return y.error(node["gh"], "github.gh must name the gh program");
-  if (g.remote.empty()) g.remote = "https://github.com/" + g.repo + ".git";
+  if (g.host.empty() || g.host.find("://") != std::string::npos || g.host.find('/') != std::string::npos) {
+    return y.error(node["host"], "github.host must be a host name such as github.com or ghe.example.com[:port] "
+                                 "(no scheme, no path), got '" + g.host + "'");
+  }
+  if (g.remote.empty()) g.remote = "https://" + g.host + "/" + g.repo + ".git";
   if (!c.repos.count(g.remote) && g.remote.find("://") == std::string::npos && g.remote.find('@') == std::string::npos) {
     g.remote = resolve_path(g.remote, c.home).string();
   }

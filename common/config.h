@@ -83,7 +83,7 @@ struct WorkerSecurity {
 // GitHub Issues as a work source (config.yaml `github:`); absent: the source is off.
 struct GithubConfig {
   std::string repo;                             // "owner/name"; empty: GitHub mode is off
-  std::string remote;                           // a repos: name, git URL or path; empty: https://github.com/<repo>.git
+  std::string remote;                           // a repos: name, git URL or path; empty: https://<host>/<repo>.git
   std::string base_branch;                      // PR base; empty: the repos: entry's, else the GitHub default branch
   std::string label = "polyphony";              // issues carrying it become tasks
   std::string claimed_label = "polyphony:claimed";
@@ -93,6 +93,7 @@ struct GithubConfig {
   int64_t poll_interval_ms = 60000;
   std::string auto_merge;                       // "", "merge", "squash" or "rebase"
   std::string gh = "gh";                        // the gh program
+  std::string host = "github.com";              // GitHub or a GitHub Enterprise host[:port]; gh's GH_HOST
   int64_t gh_timeout_ms = 60000;
   int line = 0;                                 // where `github:` is in config.yaml
 

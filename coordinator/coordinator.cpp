@@ -42,8 +42,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_t& context
   c->github_jobs_ = std::make_unique<BackgroundJobs>(1);
   if (c->settings_.config.github.enabled()) {
     const auto& gh = c->settings_.config.github;
-    auto source = GithubSource::open(c->settings_, make_gh_cli(gh.gh, std::chrono::milliseconds(gh.gh_timeout_ms),
-                                                               &c->github_jobs_->stopping()));
+    auto source = GithubSource::open(c->settings_, make_gh_cli(gh, &c->github_jobs_->stopping()));
     if (!source.ok()) return source.error();
     c->github_ = std::move(*source);
     auto github_store = StateStore::open(c->settings_.config.state_db);

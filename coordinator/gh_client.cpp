@@ -26,10 +26,25 @@ bool contains(const std::string& hay, const std::string& needle) { return lower(
 
 class GhCli final : public GhClient {
  public:
-  GhCli(std::string program, std::chrono::milliseconds timeout, const std::atomic<bool>* cancel)
-      : program_(std::move(program)), timeout_(timeout), cancel_(cancel) {}
+  GhCli(const GithubConfig& config, const std::atomic<bool>* cancel)
+      : program_(config.gh), host_(config.host), timeout_(config.gh_timeout_ms), cancel_(cancel) {}
 
   Result<GhResponse> api(const GhRequest& request) override {
+    auto r = run(request);
+    GhRequest moved = request;
+    for (int hops = 0; hops < kMaxRedirects && r.ok() && (r->status == 307 || r->status == 308); ++hops) {
+      const std::string location = r->header("location");
+      if (location.empty()) break;
+      moved.path = location;
+      r = run(moved);
+    }
+    return r;
+  }
+
+ private:
+  static constexpr int kMaxRedirects = 5;
+
+  Result<GhResponse> run(const GhRequest& request) {
     std::vector<std::string> argv{program_};
     for (auto& a : gh_api_argv(request)) argv.push_back(std::move(a));
     ProcessOptions o;
@@ -37,7 +52,8 @@ class GhCli final : public GhClient {
     o.cancel = cancel_;
     o.stdin_data = request.json_body.value_or("");
     // Never prompt, never print update notices or colour into what we parse.
-    o.env = {{"GH_PROMPT_DISABLED", "1"}, {"GH_NO_UPDATE_NOTIFIER", "1"}, {"NO_COLOR", "1"}, {"CLICOLOR", "0"}};
+    o.env = {{"GH_PROMPT_DISABLED", "1"}, {"GH_NO_UPDATE_NOTIFIER", "1"}, {"NO_COLOR", "1"}, {"CLICOLOR", "0"},
+             {"GH_HOST", host_}};
     auto r = run_process(argv, o);
     if (!r.ok()) {
       Error e = r.error();
@@ -51,8 +67,8 @@ class GhCli final : public GhClient {
     return e;
   }
 
- private:
   std::string program_;
+  std::string host_;
   std::chrono::milliseconds timeout_;
   const std::atomic<bool>* cancel_;
 };
@@ -110,6 +126,12 @@ Error classify_gh_failure(int exit_code, const std::string& err) {
   return make_error("gh", "gh exited with status " + std::to_string(exit_code) + (said.empty() ? "" : ": " + said));
 }
 
+Error gh_unauthorized(const std::string& host, const std::string& said) {
+  const std::string token = host == "github.com" ? "GH_TOKEN" : "GH_ENTERPRISE_TOKEN";
+  return make_error("auth", "gh is not logged in to " + host + " (GitHub answered " + said + "): run `gh auth login " +
+                                "--hostname " + host + "` on the coordinator host, or set " + token + " for it");
+}
+
 std::string next_page_path(const std::string& link) {
   // <https://api.github.com/repositories/1/issues?page=2>; rel="next", <...>; rel="last"
   size_t pos = 0;
@@ -120,25 +142,15 @@ std::string next_page_path(const std::string& link) {
     if (gt == std::string::npos) break;
     const size_t comma = link.find(',', gt);
     const std::string params = link.substr(gt + 1, comma == std::string::npos ? std::string::npos : comma - gt - 1);
-    if (params.find("rel=\"next\"") != std::string::npos) {
-      std::string url = link.substr(lt + 1, gt - lt - 1);
-      const size_t scheme = url.find("://");
-      if (scheme != std::string::npos) {
-        const size_t slash = url.find('/', scheme + 3);
-        url = slash == std::string::npos ? std::string() : url.substr(slash + 1);
-      }
-      while (!url.empty() && url.front() == '/') url.erase(0, 1);
-      return url;
-    }
+    if (params.find("rel=\"next\"") != std::string::npos) return trim(link.substr(lt + 1, gt - lt - 1));
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
   return {};
 }
 
-std::unique_ptr<GhClient> make_gh_cli(std::string program, std::chrono::milliseconds timeout,
-                                      const std::atomic<bool>* cancel) {
-  return std::make_unique<GhCli>(std::move(program), timeout, cancel);
+std::unique_ptr<GhClient> make_gh_cli(const GithubConfig& config, const std::atomic<bool>* cancel) {
+  return std::make_unique<GhCli>(config, cancel);
 }
 
 }  // namespace polyphony

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/config.h"
 #include "common/result.h"
 
 namespace polyphony {
@@ -41,23 +42,34 @@ class GhClient {
   virtual Result<GhResponse> api(const GhRequest& request) = 0;
 };
 
-// Runs `program api --method M PATH -i [-H ...] [--input -]` for each request, killed after
-// `timeout` or once `*cancel` is set (error code "cancelled"), when `cancel` is given.
-std::unique_ptr<GhClient> make_gh_cli(std::string program, std::chrono::milliseconds timeout,
-                                      const std::atomic<bool>* cancel = nullptr);
+// Runs `<config.gh> api --method M PATH -i [-H ...] [--input -]` for each request with
+// GH_HOST=<config.host>, killed after config.gh_timeout_ms or once `*cancel` is set (error code
+// "cancelled"), when `cancel` is given. A 307/308 answer (GitHub's redirect of a non-GET call
+// to a renamed repository, which gh does not follow when the call has a body) is followed to
+// its Location, up to 5 times; gh itself follows 301 for GET.
+std::unique_ptr<GhClient> make_gh_cli(const GithubConfig& config, const std::atomic<bool>* cancel = nullptr);
 
 // The argv make_gh_cli runs for `request` (without the program name).
 std::vector<std::string> gh_api_argv(const GhRequest& request);
 
-// Parses what `gh api -i` prints: "HTTP/2.0 200 OK", header lines, a blank line, the body.
-// nullopt when `out` does not start with a status line.
+// Parses what `gh api -i` prints: "HTTP/2.0 200 OK" (or HTTP/1.1), header lines in Go's
+// canonical case ("X-Ratelimit-Remaining"), a blank line, the body. gh prints this for every
+// HTTP answer, 304 and 4xx/5xx included (then exits 1): an answer is read from stdout whatever
+// the exit code. nullopt when `out` does not start with a status line.
 std::optional<GhResponse> parse_gh_include_output(const std::string& out);
 
 // An error for a `gh` run that printed no HTTP answer, classified from its stderr.
 Error classify_gh_failure(int exit_code, const std::string& err);
 
-// The URL of the rel="next" page in a Link header, as a path for gh api
-// ("repos/o/r/issues?page=2"); empty when there is none.
+// The error for an HTTP 401 answer, code "auth": gh has no valid token for `host` (the real gh
+// sends an unauthenticated request to a GitHub Enterprise host it has no token for, rather
+// than failing before it). `said` is GitHub's message.
+Error gh_unauthorized(const std::string& host, const std::string& said);
+
+// The URL of the rel="next" page in a Link header, as given ("https://api.github.com/
+// repositories/1/issues?page=2"): gh api takes a full URL as its endpoint, and a path cut from
+// it would be wrong on GitHub Enterprise, where it starts with /api/v3/ and gh adds that
+// again. Empty when there is none.
 std::string next_page_path(const std::string& link_header);
 
 }  // namespace polyphony

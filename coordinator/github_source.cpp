@@ -87,8 +87,12 @@ std::string github_message(const GhResponse& r) {
   auto j = json::parse(r.body, nullptr, false);
   std::string m = j.is_object() && j.contains("message") && j["message"].is_string() ? j["message"].get<std::string>() : "";
   if (j.is_object() && j.contains("errors") && j["errors"].is_array()) {
+    // A validation error has a message, or only resource, field and code ("missing_field").
     for (const auto& e : j["errors"]) {
-      if (e.is_object() && e.contains("message") && e["message"].is_string()) m += "; " + e["message"].get<std::string>();
+      if (!e.is_object()) continue;
+      auto part = [&](const char* k) { return e.contains(k) && e[k].is_string() ? e[k].get<std::string>() : ""; };
+      if (!part("message").empty()) m += "; " + part("message");
+      else if (!part("code").empty()) m += "; " + part("resource") + "." + part("field") + " " + part("code");
     }
   }
   return "HTTP " + std::to_string(r.status) + (m.empty() ? "" : " " + m);
@@ -234,6 +238,11 @@ Status GithubSource::migrate() { return db_.exec(kSchema); }
 Result<GhResponse> GithubSource::call(GhRequest request) {
   auto r = gh_->api(request);
   if (!r.ok()) return failed(r.error());
+  if (r->status == 401) {
+    Error e = gh_unauthorized(config_.host, github_message(*r));
+    e.where = request.method + " " + request.path;
+    return failed(e);
+  }
   if (auto until = rate_limit_until(*r, now_())) {
     back_off("rate_limited", "GitHub API rate limit (" + github_message(*r) + "); no calls until " + utc(*until) +
                                  " (" + request.method + " " + request.path + ")",

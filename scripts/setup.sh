@@ -22,7 +22,7 @@ readonly PACKAGES=(
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libyaml-cpp-dev libsqlite3-dev libgit2-dev
   libboost-dev libboost-filesystem-dev libboost-system-dev
   libspdlog-dev catch2 libcurl4-openssl-dev nlohmann-json3-dev libcpp-httplib-dev libcli11-dev
-  docker.io debootstrap iproute2 gh
+  docker.io debootstrap iproute2 gh openssl libssl-dev
 )
 
 install_packages() {

@@ -29,7 +29,15 @@ TEST_CASE("a github: section takes its defaults and resolves the remote") {
   CHECK(g.poll_interval_ms == 60000);
   CHECK(g.auto_merge.empty());
   CHECK(g.gh == "gh");
+  CHECK(g.host == "github.com");
   CHECK(g.remote == "https://github.com/acme/widgets.git");
+
+  // GitHub Enterprise: the host is gh's GH_HOST, and the default remote is on it.
+  write_file(dir / "config.yaml", "github:\n  repo: acme/widgets\n  host: ghe.example.com:8443\n");
+  c = load_config(dir / "config.yaml", dir.path());
+  REQUIRE(c.ok());
+  CHECK(c->github.host == "ghe.example.com:8443");
+  CHECK(c->github.remote == "https://ghe.example.com:8443/acme/widgets.git");
 
   write_file(dir / "config.yaml",
              "repos:\n  widgets: {url: /srv/git/widgets.git}\n"
@@ -60,6 +68,7 @@ TEST_CASE("a wrong github: section is refused at its file:line") {
       {"github:\n  repo: a/b\n  claimed_label: polyphony\n", ":3:", "differ from github.label"},
       {"github:\n  repo: a/b\n  poll_interval_ms: 1\n", ":3:", "at least 10"},
       {"github:\n  repo: a/b\n  colour: red\n", ":3:", "colour"},
+      {"github:\n  repo: a/b\n  host: https://ghe.example.com/api/v3\n", ":3:", "no scheme, no path"},
   };
   for (const auto& c : cases) {
     TempDir dir;

@@ -1,12 +1,13 @@
-// GitHub mode against the stand-in `gh`: the real GhClient runs it, so every assertion is about
-// the calls actually made. A fake clock drives polls and back-off.
+// GitHub mode against the stand-in GitHub REST server, through the real GhClient running the
+// real `gh`: every assertion is about the HTTP requests GitHub would have received. A fake clock
+// drives polls and back-off.
 #include <catch2/catch.hpp>
 
 #include <ctime>
 
 #include "coordinator/gh_client.h"
 #include "coordinator/github_source.h"
-#include "fake_gh/fake_github.h"
+#include "fake_github/fake_github.h"
 #include "test_support.h"
 
 using namespace polyphony;
@@ -15,9 +16,7 @@ using nlohmann::json;
 
 namespace {
 
-const std::vector<std::string> kAccept{"-H", "Accept: application/vnd.github+json"};
-
-// A state DB, settings with github: acme/widgets, and a source on the stand-in gh.
+// A state DB, settings with github: acme/widgets on the stand-in server, and a source on gh.
 struct Harness {
   TempDir dir{"polyphony-gh-source"};
   FakeGithub github;
@@ -31,10 +30,9 @@ struct Harness {
     settings = *s;
     settings.config.state_db = dir / "state.db";
     GithubConfig& g = settings.config.github;
-    g.repo = "acme/widgets";
+    g = github.config();
     g.remote = "/srv/git/widgets.git";
     g.poll_interval_ms = 1000;
-    g.gh = github.program();
     if (tweak) tweak(g);
     auto st = StateStore::open(settings.config.state_db);
     REQUIRE(st.ok());
@@ -42,8 +40,7 @@ struct Harness {
   }
 
   std::unique_ptr<GithubSource> source() {
-    auto s = GithubSource::open(settings, make_gh_cli(github.program(), std::chrono::seconds(20)),
-                                [this] { return clock_ms; });
+    auto s = GithubSource::open(settings, make_gh_cli(settings.config.github), [this] { return clock_ms; });
     REQUIRE(s.ok());
     return std::move(*s);
   }
@@ -100,7 +97,18 @@ TEST_CASE("gh api -i output parses into status, headers and body, and Link gives
   CHECK(r->status == 200);
   CHECK(r->header("etag") == "W/\"abc\"");
   CHECK(r->body == "[1,2]");
-  CHECK(next_page_path(r->header("link")) == "repositories/4242/issues?state=open&page=2");
+  CHECK(next_page_path(r->header("link")) == "https://api.github.com/repositories/4242/issues?state=open&page=2");
+  // On GitHub Enterprise the path starts with /api/v3/, which gh adds to a path: the URL is kept whole.
+  CHECK(next_page_path("<https://ghe.example.com/api/v3/repositories/7/issues?page=2>; rel=\"next\"") ==
+        "https://ghe.example.com/api/v3/repositories/7/issues?page=2");
+  GhRequest list;
+  list.path = "repos/o/r/issues?state=open";
+  list.headers["If-None-Match"] = "W/\"abc\"";
+  CHECK(gh_api_argv(list) == std::vector<std::string>{"api", "--method", "GET", "repos/o/r/issues?state=open", "-i",
+                                                      "-H", "Accept: application/vnd.github+json", "-H",
+                                                      "If-None-Match: W/\"abc\""});
+  list.json_body = "{}";
+  CHECK(gh_api_argv(list).back() == "-");  // the JSON body goes through stdin, never a shell
   CHECK(next_page_path("<https://api.github.com/x?page=1>; rel=\"prev\"").empty());
   CHECK_FALSE(parse_gh_include_output("gh: not logged in"));
   CHECK(classify_gh_failure(4, "To get started with GitHub CLI, please run:  gh auth login").code == "auth");
@@ -110,10 +118,10 @@ TEST_CASE("gh api -i output parses into status, headers and body, and Link gives
   CHECK_FALSE(parse_issue_ref("widgets#3").ok());
 }
 
-TEST_CASE("the stand-in gh answers 304 Not Modified to a matching If-None-Match") {
+TEST_CASE("the real gh against the stand-in server: 304 Not Modified to a matching If-None-Match") {
   FakeGithub github;
   github.add_issue(7, "Fix the pager", "It skips a line.", {"polyphony"});
-  auto gh = make_gh_cli(github.program(), std::chrono::seconds(20));
+  auto gh = make_gh_cli(github.config());
   GhRequest req;
   req.path = "repos/acme/widgets/issues?labels=polyphony&state=open&per_page=100";
   auto first = gh->api(req);
@@ -137,7 +145,7 @@ TEST_CASE("an open labelled issue becomes one task, claimed on GitHub with a lab
   const Task t = h.task(7);
   CHECK(t.state == TaskState::kDiscovered);
   CHECK(t.request.title == "Fix the pager");
-  CHECK(t.request.body == "It skips a line.\n\nGitHub issue: https://github.com/acme/widgets/issues/7\n");
+  CHECK(t.request.body == "It skips a line.\n\nGitHub issue: https://" + h.github.host() + "/acme/widgets/issues/7\n");
   CHECK(t.request.task_type == "bugfix");
   CHECK(t.request.risk == "high");
   CHECK(t.request.repo == "/srv/git/widgets.git");
@@ -147,13 +155,11 @@ TEST_CASE("an open labelled issue becomes one task, claimed on GitHub with a lab
   // The real calls: one list, one label, one comment.
   auto lists = h.github.calls_to("GET", "repos/acme/widgets/issues?");
   REQUIRE(lists.size() == 1);
-  std::vector<std::string> want{"api", "--method", "GET", "repos/acme/widgets/issues?labels=polyphony&state=open&per_page=100", "-i"};
-  want.insert(want.end(), kAccept.begin(), kAccept.end());
-  CHECK(lists[0]["argv"].get<std::vector<std::string>>() == want);
+  CHECK(lists[0]["path"] == "repos/acme/widgets/issues?labels=polyphony&state=open&per_page=100");
+  CHECK(lists[0]["headers"]["Accept"] == "application/vnd.github+json");
   auto labels = h.github.calls_to("POST", "repos/acme/widgets/issues/7/labels");
   REQUIRE(labels.size() == 1);
-  CHECK(json::parse(labels[0]["stdin"].get<std::string>()) == json{{"labels", {"polyphony:claimed"}}});
-  CHECK(labels[0]["argv"].back() == "-");  // the JSON body goes through stdin, never a shell
+  CHECK(json::parse(labels[0]["body"].get<std::string>()) == json{{"labels", {"polyphony:claimed"}}});
   REQUIRE(h.github.calls_to("POST", "repos/acme/widgets/issues/7/comments").size() == 1);
 
   // Visible on GitHub.
@@ -206,10 +212,11 @@ TEST_CASE("the list is read page by page through Link headers, and an unchanged 
   auto source = h.source();
   h.round(*source);
   CHECK(h.store->list()->size() == 5);
-  auto lists = h.github.calls_to("GET", "repos");
-  REQUIRE(lists.size() == 3);  // page 1 by name, pages 2 and 3 as GitHub's Link names them
-  CHECK(lists[1]["argv"][3] == "repositories/4242/issues?labels=polyphony&state=open&per_page=2&page=2");
-  CHECK(lists[2]["argv"][3] == "repositories/4242/issues?labels=polyphony&state=open&per_page=2&page=3");
+  auto lists = h.github.calls();
+  REQUIRE(lists.size() >= 3);  // page 1 by name, pages 2 and 3 as GitHub's Link names them
+  CHECK(lists[0]["path"] == "repos/acme/widgets/issues?labels=polyphony&state=open&per_page=100");
+  CHECK(lists[1]["path"] == "repositories/4242/issues?labels=polyphony&state=open&per_page=100&page=2");
+  CHECK(lists[2]["path"] == "repositories/4242/issues?labels=polyphony&state=open&per_page=100&page=3");
 
   h.clock_ms += 1000;
   h.round(*source);  // the claims changed the issues: fresh pages
@@ -219,8 +226,8 @@ TEST_CASE("the list is read page by page through Link headers, and an unchanged 
   auto again = h.github.calls();
   REQUIRE(again.size() == 3);
   for (const auto& c : again) {
-    auto argv = c["argv"].get<std::vector<std::string>>();
-    CHECK(std::find_if(argv.begin(), argv.end(), [](const std::string& a) { return a.rfind("If-None-Match: W/", 0) == 0; }) != argv.end());
+    CHECK_THAT(c["headers"].value("If-None-Match", ""), Catch::StartsWith("W/\""));
+    CHECK(c["status"] == 304);
   }
   CHECK(h.store->list()->size() == 5);
   CHECK(source->health().state == "ok");
@@ -280,7 +287,7 @@ TEST_CASE("a LANDED task opens a pull request that closes the issue, then commen
 
   auto pulls = h.github.calls_to("POST", "repos/acme/widgets/pulls");
   REQUIRE(pulls.size() == 1);
-  json body = json::parse(pulls[0]["stdin"].get<std::string>());
+  json body = json::parse(pulls[0]["body"].get<std::string>());
   const std::string id = github_task_id("acme/widgets", 7);
   CHECK(body["title"] == "Fix the pager");
   CHECK(body["head"] == "polyphony/" + id + "-fix");
@@ -297,7 +304,7 @@ TEST_CASE("a LANDED task opens a pull request that closes the issue, then commen
   CHECK_THAT(comments[1]["body"].get<std::string>(), Catch::Contains("LANDED") && Catch::Contains(pr_url));
   auto merges = h.github.calls_to("PUT", "repos/acme/widgets/pulls/");
   REQUIRE(merges.size() == 1);
-  CHECK(json::parse(merges[0]["stdin"].get<std::string>()) == json{{"merge_method", "squash"}});
+  CHECK(json::parse(merges[0]["body"].get<std::string>()) == json{{"merge_method", "squash"}});
   CHECK(h.github.pulls()[0]["merged"] == true);
   CHECK(*read_github_pull_url(h.settings.config.state_db, id) == pr_url);
 }
@@ -309,7 +316,7 @@ TEST_CASE("a pull request already open for the branch is adopted, not opened twi
   h.round(*source);
   const std::string id = github_task_id("acme/widgets", 7);
   // Opened by an earlier life that crashed before recording it.
-  auto gh = make_gh_cli(h.github.program(), std::chrono::seconds(20));
+  auto gh = make_gh_cli(h.settings.config.github);
   GhRequest req;
   req.method = "POST";
   req.path = "repos/acme/widgets/pulls";
@@ -408,20 +415,23 @@ TEST_CASE("gh not logged in or GitHub unreachable is reported, and retried with 
   h.github.fail("auth");
   auto source = h.source();
   h.round(*source);
+  // The real gh sends an enterprise host's call without a token when it has none: a 401.
   CHECK(source->health().state == "error");
-  CHECK_THAT(source->health().message, Catch::Contains("gh auth login"));
+  CHECK_THAT(source->health().message, Catch::Contains("gh auth login --hostname " + h.github.host()) &&
+                                           Catch::Contains("GH_ENTERPRISE_TOKEN") && Catch::Contains("401"));
+  CHECK(h.github.calls()[0]["status"] == 401);
   h.clock_ms += 500;  // within the first wait (one poll interval): no call
   h.round(*source);
   CHECK(h.github.calls().size() == 1);
   h.github.fail("network");
   h.clock_ms += 500;
-  h.round(*source);
-  CHECK(h.github.calls().size() == 2);
-  CHECK_THAT(source->health().message, Catch::Contains("cannot be reached"));
+  h.round(*source);  // gh ran and could not connect: nothing reached the server
+  CHECK(h.github.calls().size() == 1);
+  CHECK_THAT(source->health().message, Catch::Contains("cannot be reached") && Catch::Contains("connection refused"));
   h.github.fail("");
   h.clock_ms += 1000;  // the second wait is twice as long
   h.round(*source);
-  CHECK(h.github.calls().size() == 2);
+  CHECK(h.github.calls().size() == 1);
   h.clock_ms += 1000;
   h.round(*source);
   CHECK(source->health().state == "ok");
@@ -438,7 +448,7 @@ TEST_CASE("spawn --issue adopts an unlabelled issue, labelling and claiming it, 
   CHECK(*source->adopt(*h.store, 9) == *id);
   auto labels = h.github.calls_to("POST", "repos/acme/widgets/issues/9/labels");
   REQUIRE(labels.size() == 1);
-  CHECK(json::parse(labels[0]["stdin"].get<std::string>()) == json{{"labels", {"polyphony", "polyphony:claimed"}}});
+  CHECK(json::parse(labels[0]["body"].get<std::string>()) == json{{"labels", {"polyphony", "polyphony:claimed"}}});
   // Now labelled, it stays a task on the next poll rather than being cancelled.
   h.clock_ms += 1000;
   CHECK(h.round(*source).empty());
@@ -461,12 +471,161 @@ TEST_CASE("a comment or merge sent just before a crash is found on GitHub and no
     REQUIRE(db.ok());
     REQUIRE(db->exec("UPDATE github_outbox SET done=0 WHERE kind IN ('comment', 'merge')").ok());
   }
+  h.github.page_size(1);  // one comment a page: the second is found through the Link header
   auto restarted = h.source();
   restarted->report(*h.store);
   CHECK(h.github.comments(7).size() == 2);
+  CHECK(h.github.calls_to("GET", "repositories/4242/issues/7/comments?per_page=100&page=2").size() == 1);
   CHECK(h.github.calls_to("POST", "repos/acme/widgets/issues/7/comments").size() == 2);
   CHECK(h.github.calls_to("PUT", "repos/acme/widgets/pulls/").size() == 1);
   CHECK(h.github.calls_to("GET", "repos/acme/widgets/issues/7/comments?per_page=100").size() == 2);
   CHECK_THAT(h.github.comments(7)[0]["body"].get<std::string>(),
              Catch::EndsWith("<!-- polyphony:claim-comment:acme/widgets#7 -->"));
+}
+
+namespace {
+
+// The outbox row of `kind`: {done, last_error}.
+std::pair<int64_t, std::string> outbox_row(const Harness& h, const std::string& kind) {
+  auto db = Database::open(h.settings.config.state_db, kStateDbApplicationId, false, true);
+  REQUIRE(db.ok());
+  auto st = db->prepare("SELECT done, last_error FROM github_outbox WHERE kind=?");
+  REQUIRE(st.ok());
+  st->bind(1, kind);
+  auto row = st->step();
+  REQUIRE(row.ok());
+  REQUIRE(*row);
+  return {st->int64(0), st->text(1)};
+}
+
+const std::vector<TaskState> kToLanded{TaskState::kClaimed, TaskState::kRouted, TaskState::kProvisioned,
+                                       TaskState::kRunning, TaskState::kVerifying, TaskState::kLanded};
+
+}  // namespace
+
+TEST_CASE("a pull request in the issues list, even with the trigger label, never becomes a task") {
+  Harness h;
+  h.github.add_issue(7, "Fix the pager", "", {"polyphony"});
+  h.github.add_pull(8, "Someone's change", "feature", {"polyphony"});
+  auto source = h.source();
+  h.round(*source);
+  auto listed = h.github.calls_to("GET", "repos/acme/widgets/issues?");
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0]["status"] == 200);
+  CHECK(h.store->list()->size() == 1);
+  CHECK(h.task(7).request.title == "Fix the pager");
+  CHECK(h.github.calls_to("POST", "repos/acme/widgets/issues/8").empty());
+  auto adopted = source->adopt(*h.store, 8);
+  REQUIRE_FALSE(adopted.ok());
+  CHECK_THAT(adopted.error().message, Catch::Contains("is a pull request"));
+}
+
+TEST_CASE("a secondary rate limit (403 or 429 with Retry-After) backs off for exactly that long") {
+  const int status = GENERATE(403, 429);
+  Harness h;
+  h.github.add_issue(7, "Fix the pager", "", {"polyphony"});
+  h.github.fail_next("GET repos/acme/widgets/issues?", status, 1, 120);
+  auto source = h.source();
+  h.round(*source);
+  CHECK(h.store->list()->empty());
+  CHECK(source->health().state == "rate_limited");
+  CHECK(source->health().until_ms == h.clock_ms + 120 * 1000);
+  CHECK_THAT(source->health().message, Catch::Contains("secondary rate limit") &&
+                                           Catch::Contains("HTTP " + std::to_string(status)));
+  h.clock_ms += 119 * 1000;
+  h.round(*source);
+  CHECK(h.github.calls().size() == 1);
+  h.clock_ms += 1000;
+  h.round(*source);
+  CHECK(h.store->list()->size() == 1);
+  CHECK(source->health().state == "ok");
+}
+
+TEST_CASE("a 5xx answer (JSON or GitHub's HTML page) backs off, and the next poll recovers") {
+  const int status = GENERATE(500, 502);
+  Harness h;
+  h.github.add_issue(7, "Fix the pager", "", {"polyphony"});
+  h.github.fail_next("GET repos/acme/widgets/issues?", status);
+  auto source = h.source();
+  h.round(*source);
+  CHECK(source->health().state == "error");
+  CHECK_THAT(source->health().message, Catch::Contains("GitHub answered HTTP " + std::to_string(status)));
+  CHECK(h.store->list()->empty());
+  h.clock_ms += 1000;
+  h.round(*source);
+  CHECK(source->health().state == "ok");
+  CHECK(h.store->list()->size() == 1);
+}
+
+TEST_CASE("a renamed repository is followed: gh follows 301 for reads, GhClient follows 307 for writes") {
+  Harness h;
+  h.github.add_issue(7, "Fix the pager", "", {"polyphony"});
+  h.github.move_repo("acme/gadgets");
+  auto source = h.source();
+  h.round(*source);
+  REQUIRE(h.store->list()->size() == 1);
+  auto list = h.github.calls_to("GET", "repos/acme/widgets/issues?");
+  REQUIRE(list.size() == 1);
+  CHECK(list[0]["status"] == 301);
+  CHECK(h.github.calls_to("GET", "repositories/4242/issues?").size() == 1);
+  auto label = h.github.calls_to("POST", "repos/acme/widgets/issues/7/labels");
+  REQUIRE(label.size() == 1);
+  CHECK(label[0]["status"] == 307);
+  auto moved = h.github.calls_to("POST", "repositories/4242/issues/7/labels");
+  REQUIRE(moved.size() == 1);
+  CHECK(moved[0]["status"] == 200);
+  CHECK(moved[0]["body"] == label[0]["body"]);
+  CHECK(h.github.comments(7).size() == 1);
+  CHECK(source->health().state == "ok");
+}
+
+TEST_CASE("a merge GitHub refuses (405 not mergeable, 409 head modified) fails for good with its words, once") {
+  const auto [status, words] = GENERATE(table<int, std::string>(
+      {{405, "Pull Request is not mergeable"}, {409, "Head branch was modified"}}));
+  Harness h([](GithubConfig& g) { g.auto_merge = "merge"; });
+  h.github.add_issue(7, "Fix the pager", "", {"polyphony"});
+  h.github.fail_next("PUT repos/acme/widgets/pulls/", status);
+  auto source = h.source();
+  h.round(*source);
+  h.walk(7, kToLanded);
+  source->report(*h.store);
+  source->report(*h.store);
+  CHECK(h.github.calls_to("PUT", "repos/acme/widgets/pulls/").size() == 1);
+  CHECK(h.github.pulls()[0]["merged"] == false);
+  const auto [done, error] = outbox_row(h, "merge");
+  CHECK(done == 2);
+  CHECK_THAT(error, Catch::Contains("HTTP " + std::to_string(status)) && Catch::Contains(words));
+  CHECK(h.github.comments(7).size() == 2);  // the landing is still reported
+  CHECK(source->health().state == "ok");
+}
+
+TEST_CASE("a 422 opening the pull request, with no open one to adopt, fails for good with GitHub's validation words") {
+  Harness h;
+  h.github.add_issue(7, "Fix the pager", "", {"polyphony"});
+  h.github.fail_next("POST repos/acme/widgets/pulls", 422);
+  auto source = h.source();
+  h.round(*source);
+  h.walk(7, kToLanded);
+  source->report(*h.store);
+  source->report(*h.store);
+  CHECK(h.github.pulls().empty());
+  CHECK(h.github.calls_to("POST", "repos/acme/widgets/pulls").size() == 1);
+  const auto [done, error] = outbox_row(h, "pull");
+  CHECK(done == 2);
+  CHECK_THAT(error, Catch::Contains("HTTP 422 Validation Failed; body is too long") &&
+                        Catch::Contains("; PullRequest.base invalid"));
+}
+
+TEST_CASE("the real gh exits 1 on a 4xx yet prints the answer, which is read with its headers") {
+  Harness h;
+  auto gh = make_gh_cli(h.settings.config.github);
+  GhRequest req;
+  req.method = "POST";
+  req.path = "repos/acme/widgets/pulls";
+  req.json_body = json{{"head", "x"}, {"base", "main"}}.dump();
+  auto r = gh->api(req);
+  REQUIRE(r.ok());
+  CHECK(r->status == 422);
+  CHECK(json::parse(r->body)["errors"][0]["code"] == "missing_field");
+  CHECK(r->header("x-ratelimit-remaining") == "4999");  // gh prints it as X-Ratelimit-Remaining
 }

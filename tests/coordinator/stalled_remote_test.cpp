@@ -11,7 +11,7 @@
 
 #include "coordinator/github_source.h"
 #include "coordinator/state_store.h"
-#include "fake_gh/fake_github.h"
+#include "fake_github/fake_github.h"
 #include "fleet_support.h"
 
 using namespace polyphony;
@@ -91,6 +91,7 @@ TEST_CASE("a stalled git remote and a hanging gh neither expire a running attemp
   // Liveness budget 2 s (fleet_support); the remote and gh each hold a job for longer than that.
   FleetCoordinator c("coordinator: {insecure: true, mirror_timeout_s: 4}\n"
                      "github: {repo: " + github.repo() + ", gh: " + github.program() +
+                         ", host: \"" + github.host() + "\"" +
                          ", gh_timeout_ms: 3000, poll_interval_ms: 50}\n",
                      "  stall: {url: \"" + remote.url() + "\"}\n");
   c.start();

@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "coordinator/github_source.h"
-#include "fake_gh/fake_github.h"
+#include "fake_github/fake_github.h"
 #include "single_box.h"
 #include "worker-agent/lockdown.h"
 
@@ -188,10 +188,8 @@ TEST_CASE("a secret the agent echoes is in no stored reason, history, log, show 
   FakeGithub github;
   github.add_issue(11, "Leak it", "Please.\n", {"polyphony", "type:leaky"});
   SingleBox box(kRepo, "max_attempts: 1\n");
-  write_file(box.home() / "config.yaml", read_file(box.home() / "config.yaml") + "github:\n  repo: acme/widgets\n  remote: " +
-                                             box.origin().string() + "\n  poll_interval_ms: 200\n");
-  const char* path = std::getenv("PATH");
-  box.set_env("PATH", github.dir().string() + ":" + (path ? path : "/usr/bin:/bin"));
+  write_file(box.home() / "config.yaml", read_file(box.home() / "config.yaml") + "github:\n" + github.config_yaml() +
+                                             "  remote: " + box.origin().string() + "\n  poll_interval_ms: 200\n");
   write_file(box.home() / "identities.yaml", "identities:\n  vault:\n    env:\n      SECRET_VAR: " + secret + "\n");
   write_file(box.home() / "agents.yaml",
              "agents:\n  leaky:\n    identity: vault\n    command: [sh, -c, 'echo \"$SECRET_VAR\"; "
