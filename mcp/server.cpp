@@ -4,6 +4,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "mcp/jsonrpc.h"
@@ -217,7 +218,7 @@ class Calls {
     threads_[n] = std::thread([this, &server, n, id, stop, line = std::move(line)] {
       auto response = server.handle(line, *stop);
       std::lock_guard lock(mutex_);
-      const bool cancelled = stop->load() && !stopping_;
+      const bool cancelled = cancelled_.erase(id.dump()) > 0;
       stops_.erase(id.dump());
       if (response && !cancelled) out_ << to_line(*response) << std::flush;
       done_.push_back(n);
@@ -226,7 +227,10 @@ class Calls {
 
   void cancel(const json& id) {
     std::lock_guard lock(mutex_);
-    if (auto it = stops_.find(id.dump()); it != stops_.end()) it->second->store(true);
+    if (auto it = stops_.find(id.dump()); it != stops_.end()) {
+      it->second->store(true);
+      cancelled_.insert(id.dump());
+    }
   }
 
   // Stops every call and waits for each to answer.
@@ -234,7 +238,6 @@ class Calls {
     std::vector<std::thread> threads;
     {
       std::lock_guard lock(mutex_);
-      stopping_ = true;
       for (auto& [_, stop] : stops_) stop->store(true);
       for (auto& [_, t] : threads_) threads.push_back(std::move(t));
       threads_.clear();
@@ -257,9 +260,9 @@ class Calls {
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<std::atomic<bool>>> stops_;
   std::map<uint64_t, std::thread> threads_;
+  std::set<std::string> cancelled_;
   std::vector<uint64_t> done_;
   uint64_t next_ = 0;
-  bool stopping_ = false;
 };
 
 }  // namespace
