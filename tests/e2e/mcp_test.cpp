@@ -1,0 +1,163 @@
+// `polyphony mcp` end to end: an MCP client drives it over stdin and stdout against a running
+// coordinator with real containers and the scripted agent.
+#include <catch2/catch.hpp>
+
+#include <set>
+
+#include "mcp_client.h"
+#include "single_box.h"
+
+using namespace polyphony;
+using namespace polyphony::testing;
+using nlohmann::json;
+
+namespace {
+
+std::string sh_block(const std::string& script) { return "Do it.\n\n```sh\n" + script + "\n```\n"; }
+
+// `polyphony mcp` on the box's home, past the initialize handshake.
+std::unique_ptr<McpClient> mcp_session(const SingleBox& box, const TempDir& dir) {
+  auto client = std::make_unique<McpClient>(std::vector<std::string>{POLYPHONY_CLI, "mcp"},
+                                            std::map<std::string, std::string>{{"POLYPHONY_HOME", box.home().string()}},
+                                            dir / "mcp.stderr");
+  json init = client->request("initialize", {{"protocolVersion", "2025-11-25"},
+                                             {"capabilities", json::object()},
+                                             {"clientInfo", {{"name", "e2e"}, {"version", "1"}}}});
+  INFO(init.dump());
+  REQUIRE(init["result"]["protocolVersion"] == "2025-11-25");
+  CHECK(init["result"]["serverInfo"]["name"] == "polyphony");
+  CHECK(init["result"]["capabilities"]["tools"].is_object());
+  client->notify("notifications/initialized");
+  return client;
+}
+
+std::string text_of(const json& result) { return result["content"][0]["text"].get<std::string>(); }
+
+}  // namespace
+
+TEST_CASE("polyphony mcp lists its tools, explains a route, spawns a task, waits until it LANDED and shows it") {
+  SingleBox box(sample_repo());
+  box.serve();
+  TempDir dir;
+  auto mcp = mcp_session(box, dir);
+  INFO(read_file(dir / "mcp.stderr"));
+
+  json listed = mcp->request("tools/list", json::object());
+  std::set<std::string> names;
+  for (const auto& t : listed["result"]["tools"]) {
+    names.insert(t["name"].get<std::string>());
+    CHECK(t["inputSchema"]["type"] == "object");
+    CHECK(t["outputSchema"]["type"] == "object");
+  }
+  CHECK(names == std::set<std::string>{"spawn", "status", "show", "logs", "wait", "cancel", "retry", "route_explain",
+                                       "team"});
+
+  json route = mcp->call("route_explain", {{"title", "Add a farewell script"}, {"repo", box.origin().string()}});
+  INFO(route.dump());
+  REQUIRE(route["isError"] == false);
+  CHECK(route["structuredContent"]["total"].is_number_integer());
+  CHECK(route["structuredContent"]["dimensions"].size() > 0);
+  CHECK(route["structuredContent"]["plan"].is_string());
+  CHECK(box.status().empty());  // explaining queued nothing
+
+  json spawned = mcp->call("spawn", {{"title", "Add a farewell script"},
+                                     {"repo", box.origin().string()},
+                                     {"agent", "scripted"},
+                                     {"body", sh_block("echo 'echo \"Bye, $1!\"' > bye.sh\n"
+                                                       "echo 'test \"$(sh bye.sh Ada)\" = \"Bye, Ada!\"' > tests/bye.test")}});
+  INFO(spawned.dump());
+  REQUIRE(spawned["isError"] == false);
+  const std::string id = spawned["structuredContent"]["id"];
+  CHECK(id.size() == 8);
+  CHECK(json::parse(text_of(spawned))["id"] == id);
+
+  json waited = mcp->call("wait", {{"id", id}, {"timeout_s", 240}}, std::chrono::seconds(260));
+  INFO(waited.dump());
+  INFO(box.serve_log());
+  REQUIRE(waited["structuredContent"]["state"] == "LANDED");
+  CHECK(waited["structuredContent"]["finished"] == true);
+  CHECK(waited["structuredContent"]["merged_commit"] == trim(git(box.origin(), {"rev-parse", "main"})));
+  CHECK(git(box.origin(), {"show", "main:bye.sh"}) == "echo \"Bye, $1!\"\n");
+
+  // show and status give what `show --json` and `status --json` print.
+  json shown = mcp->call("show", {{"id", id}});
+  REQUIRE(shown["isError"] == false);
+  json cli_show = json::parse(box.cli({"show", id, "--json"}).out);
+  CHECK(shown["structuredContent"] == cli_show);
+  CHECK(shown["structuredContent"]["events"].back()["to"] == "LANDED");
+  json status = mcp->call("status", {{"ids", {id}}});
+  REQUIRE(status["structuredContent"]["tasks"].size() == 1);
+  CHECK(status["structuredContent"]["tasks"][0]["state"] == "LANDED");
+
+  // logs: a bounded tail by default, and pages from an offset that add up to what `logs` prints.
+  const std::string cli_logs = box.cli({"logs", id}).out;
+  REQUIRE(cli_logs.size() > 100);
+  json tail = mcp->call("logs", {{"id", id}, {"max_bytes", 64}});
+  REQUIRE(tail["isError"] == false);
+  const json& t = tail["structuredContent"];
+  CHECK(t["total_bytes"] == cli_logs.size());
+  CHECK(t["next_offset"] == cli_logs.size());
+  CHECK(t["text"].get<std::string>().size() <= 64);
+  CHECK(cli_logs.substr(t["offset"].get<size_t>()) == t["text"].get<std::string>());
+  std::string paged;
+  for (size_t offset = 0; offset < cli_logs.size();) {
+    json page = mcp->call("logs", {{"id", id}, {"offset", offset}, {"max_bytes", 1000}})["structuredContent"];
+    REQUIRE(page["next_offset"].get<size_t>() > offset);
+    paged += page["text"].get<std::string>();
+    offset = page["next_offset"];
+  }
+  CHECK(paged == cli_logs);
+  CHECK_THAT(paged, Catch::Contains("==> attempt 1 agent <==") && Catch::Contains("running sh"));
+
+  CHECK(mcp->close() == 0);
+}
+
+TEST_CASE("polyphony mcp spawns a team on one base branch, and answers bad input with the CLI's errors") {
+  std::map<std::string, std::string> files = sample_repo();
+  SingleBox box(files);
+  commit_to_bare(box.origin(), {{"FEATURE.md", "# the feature\n"}}, "Start the feature", "feature");
+  box.serve();
+  TempDir dir;
+  auto mcp = mcp_session(box, dir);
+  INFO(read_file(dir / "mcp.stderr"));
+
+  json team = mcp->call("team", {{"repo", box.origin().string()},
+                                 {"base", "feature"},
+                                 {"tasks", {{{"title", "Add one"}, {"agent", "scripted"}, {"body", sh_block("echo 1 > one.txt")}},
+                                            {{"title", "Add two"}, {"agent", "scripted"}, {"body", sh_block("echo 2 > two.txt")}}}}});
+  INFO(team.dump());
+  REQUIRE(team["isError"] == false);
+  const json ids = team["structuredContent"]["ids"];
+  REQUIRE(ids.size() == 2);
+  for (const auto& id : ids) {
+    json waited = mcp->call("wait", {{"id", id}, {"timeout_s", 240}}, std::chrono::seconds(260));
+    INFO(box.serve_log());
+    CHECK(waited["structuredContent"]["state"] == "LANDED");
+  }
+  CHECK(git(box.origin(), {"show", "feature:one.txt"}) == "1\n");
+  CHECK(git(box.origin(), {"show", "feature:two.txt"}) == "2\n");
+  CHECK_THROWS(git(box.origin(), {"show", "main:one.txt"}));  // the team landed on its base, not on main
+
+  // The coordinator's refusal reads as the CLI's, with the argument in place of the flag.
+  const auto cli = box.cli({"spawn", "t", "--repo", "/nonexistent/repo"});
+  REQUIRE(cli.exit_code == 2);
+  const std::string prefix = "polyphony: --repo: ";
+  REQUIRE(cli.err.rfind(prefix, 0) == 0);
+  json refused = mcp->call("spawn", {{"title", "t"}, {"repo", "/nonexistent/repo"}});
+  CHECK(refused["isError"] == true);
+  CHECK(text_of(refused) + "\n" == "repo: " + cli.err.substr(prefix.size()));
+
+  json cancel = mcp->call("cancel", {{"id", ids[0]}});
+  CHECK(cancel["isError"] == true);
+  CHECK_THAT(text_of(cancel), Catch::StartsWith(ids[0].get<std::string>() + ": cancel refused: "));
+  json unknown = mcp->call("show", {{"id", "zzzzzzzz"}});
+  CHECK(text_of(unknown) == "zzzzzzzz: no task with this id (see `polyphony status`)");
+
+  // Malformed input and unknown tools are errors; the server goes on answering.
+  mcp->send_line("{not json");
+  CHECK(mcp->read()["error"]["code"] == -32700);
+  json no_tool = mcp->request("tools/call", {{"name", "deploy"}, {"arguments", json::object()}});
+  CHECK(no_tool["error"]["code"] == -32602);
+  CHECK(mcp->request("ping", json::object())["result"] == json::object());
+  CHECK(mcp->close() == 0);
+}
