@@ -66,10 +66,12 @@ int install_skills(const Args& args) {
   std::sort(names.begin(), names.end());
   std::string existing;
   for (const auto& name : names) {
-    if (fs::exists(to / name / "SKILL.md")) existing += (existing.empty() ? "" : ", ") + (to / name / "SKILL.md").string();
+    const fs::path file = to / name / "SKILL.md";
+    if (fs::exists(file)) existing += (existing.empty() ? "" : ", ") + file.string();
   }
   if (!existing.empty() && !args.has("force")) {
-    return report(make_error("usage", "refusing to overwrite " + existing + " (use --force to replace them)", "--skills"));
+    return report(
+        make_error("usage", "refusing to overwrite " + existing + " (use --force to replace them)", "--skills"));
   }
   std::string list;
   for (const auto& name : names) {

@@ -477,8 +477,9 @@ Result<std::string> logs_text(const Args& args, const Config& config) {
   std::map<std::string, std::streamoff> offsets;
   std::string last_header;
   std::string out;
+  const fs::path dir = config.log_dir / task->request.id;
   for (int attempt = 1; attempt <= std::max(task->attempt, 1); ++attempt) {
-    if (*only == 0 || attempt == *only) out += new_output(config.log_dir / task->request.id, attempt, offsets, last_header);
+    if (*only == 0 || attempt == *only) out += new_output(dir, attempt, offsets, last_header);
   }
   return out;
 }

@@ -21,7 +21,8 @@ std::variant<Request, ClientResponse, json> parse_message(std::string_view line)
   json m = json::parse(line, nullptr, false);
   if (m.is_discarded()) return error_response(nullptr, kParseError, "parse error: the line is not JSON");
   if (m.is_array()) {
-    return error_response(nullptr, kInvalidRequest, "invalid request: batches are not supported (send one message a line)");
+    return error_response(nullptr, kInvalidRequest,
+                          "invalid request: batches are not supported (send one message a line)");
   }
   if (!m.is_object()) return error_response(nullptr, kInvalidRequest, "invalid request: a message is a JSON object");
   if (!m.contains("jsonrpc") || m["jsonrpc"] != "2.0") {

@@ -96,7 +96,8 @@ Status check_against_schema(const json& schema, const json& value, const std::st
       return make_error("usage", "must be " + a_type(type) + ", got " + type_of(value), where);
     }
   }
-  if (schema.contains("enum") && std::find(schema["enum"].begin(), schema["enum"].end(), value) == schema["enum"].end()) {
+  const json choices = schema.value("enum", json::array());
+  if (schema.contains("enum") && std::find(choices.begin(), choices.end(), value) == choices.end()) {
     return make_error("usage", "must be one of " + schema["enum"].dump() + ", got " + value.dump(), where);
   }
   if (value.is_object()) return check_object(schema, value, where);
@@ -189,7 +190,8 @@ json Server::call_tool(const json& id, const json& params, const std::atomic<boo
     }
   }();
   if (!out.ok()) {
-    return result_response(id, {{"content", {{{"type", "text"}, {"text", out.error().to_string()}}}}, {"isError", true}});
+    json text{{"type", "text"}, {"text", out.error().to_string()}};
+    return result_response(id, {{"content", json::array({text})}, {"isError", true}});
   }
   json result{{"content", {{{"type", "text"}, {"text", out->dump(2, ' ', false, json::error_handler_t::replace)}}}},
               {"isError", false}};

@@ -35,7 +35,8 @@ json result(json properties, std::vector<std::string> required) {
 json task_fields() {
   return {{"title", text("what to do, in one line")},
           {"body", text("what to do, in more words: the agent's instructions")},
-          {"repo", text("the repository: a repos: name in the coordinator's config.yaml, a URL, or a path on its host")},
+          {"repo", text("the repository: a repos: name in the coordinator's config.yaml, a URL, or a path on "
+                        "its host")},
           {"type", text("the task's type, e.g. bugfix or feature (routing rules match it)")},
           {"risk", text("the task's risk, e.g. high (routing rules match it)")},
           {"labels", strings("labels; needs:L requires a worker with label L")},
@@ -74,9 +75,8 @@ Error as_argument_error(Error e) {
 cli::Args task_args(const json& a) {
   cli::Args args;
   if (a.contains("title")) args.positional = {a["title"].get<std::string>()};
-  for (const auto& [key, flag] : std::map<std::string, std::string>{
-           {"body", "body"}, {"repo", "repo"}, {"type", "type"}, {"risk", "risk"}, {"agent", "agent"}, {"base", "base"}}) {
-    if (a.contains(key)) args.values[flag] = {a[key].get<std::string>()};
+  for (const char* key : {"body", "repo", "type", "risk", "agent", "base"}) {
+    if (a.contains(key)) args.values[key] = {a[key].get<std::string>()};
   }
   if (a.contains("labels")) args.values["label"] = a["labels"].get<std::vector<std::string>>();
   return args;
@@ -186,7 +186,8 @@ Tool logs_tool(const ToolOptions& o) {
   json out = result({{"id", text("the task's id")},
                      {"text", text("the output: a '==> attempt N stream <==' line before each stream's part")},
                      {"offset", {{"type", "integer"}, {"description", "where text starts in the whole output"}}},
-                     {"next_offset", {{"type", "integer"}, {"description", "where text ends: the offset of the next page"}}},
+                     {"next_offset",
+                      {{"type", "integer"}, {"description", "where text ends: the offset of the next page"}}},
                      {"total_bytes", {{"type", "integer"}, {"description", "the whole output's size so far"}}}},
                     {"id", "text", "offset", "next_offset", "total_bytes"});
   return {"logs", "Read a task's output",
@@ -283,7 +284,8 @@ Tool team_tool(const ToolOptions& o) {
               m["repo"] = a["repo"];
               if (a.contains("base")) m["base"] = a["base"];
               auto checked = cli::task_from_flags(task_args(m), "spawn");
-              if (!checked.ok()) return make_error("usage", checked.error().message, "tasks[" + std::to_string(i) + "]");
+              const std::string where = "tasks[" + std::to_string(i) + "]";
+              if (!checked.ok()) return make_error("usage", checked.error().message, where);
               members.push_back(std::move(m));
             }
             zmq::context_t ctx;

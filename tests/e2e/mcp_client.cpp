@@ -78,7 +78,8 @@ void McpClient::notify(const std::string& method, const json& params) {
 json McpClient::read(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (buffer_.find('\n') == std::string::npos) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    using std::chrono::milliseconds;
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
     INFO("waiting for a line from the MCP server; have: " << buffer_);
     REQUIRE(left.count() > 0);
     pollfd p{from_server_, POLLIN, 0};

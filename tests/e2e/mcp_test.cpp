@@ -60,11 +60,12 @@ TEST_CASE("polyphony mcp lists its tools, explains a route, spawns a task, waits
   CHECK(route["structuredContent"]["plan"].is_string());
   CHECK(box.status().empty());  // explaining queued nothing
 
+  const std::string body = sh_block("echo 'echo \"Bye, $1!\"' > bye.sh\n"
+                                    "echo 'test \"$(sh bye.sh Ada)\" = \"Bye, Ada!\"' > tests/bye.test");
   json spawned = mcp->call("spawn", {{"title", "Add a farewell script"},
                                      {"repo", box.origin().string()},
                                      {"agent", "scripted"},
-                                     {"body", sh_block("echo 'echo \"Bye, $1!\"' > bye.sh\n"
-                                                       "echo 'test \"$(sh bye.sh Ada)\" = \"Bye, Ada!\"' > tests/bye.test")}});
+                                     {"body", body}});
   INFO(spawned.dump());
   REQUIRE(spawned["isError"] == false);
   const std::string id = spawned["structuredContent"]["id"];
@@ -121,10 +122,9 @@ TEST_CASE("polyphony mcp spawns a team on one base branch, and answers bad input
   auto mcp = mcp_session(box, dir);
   INFO(read_file(dir / "mcp.stderr"));
 
-  json team = mcp->call("team", {{"repo", box.origin().string()},
-                                 {"base", "feature"},
-                                 {"tasks", {{{"title", "Add one"}, {"agent", "scripted"}, {"body", sh_block("echo 1 > one.txt")}},
-                                            {{"title", "Add two"}, {"agent", "scripted"}, {"body", sh_block("echo 2 > two.txt")}}}}});
+  const json tasks{{{"title", "Add one"}, {"agent", "scripted"}, {"body", sh_block("echo 1 > one.txt")}},
+                   {{"title", "Add two"}, {"agent", "scripted"}, {"body", sh_block("echo 2 > two.txt")}}};
+  json team = mcp->call("team", {{"repo", box.origin().string()}, {"base", "feature"}, {"tasks", tasks}});
   INFO(team.dump());
   REQUIRE(team["isError"] == false);
   const json ids = team["structuredContent"]["ids"];

@@ -203,7 +203,8 @@ TEST_CASE("arguments that break the tool's schema are a tool error naming the ar
       {{{"word", "x"}, {"count", "2"}}, "arguments.count: must be an integer, got a string"},
       {{{"word", "x"}, {"tags", {"a", 1}}}, "arguments.tags[1]: must be a string, got an integer"},
       {{{"word", "x"}, {"tags", {"a", "b", "c"}}}, "arguments.tags: takes at most 2 item(s)"},
-      {{{"word", "x"}, {"colour", "red"}}, "arguments.colour: is not an argument of this tool (it takes: count, tags, word)"},
+      {{{"word", "x"}, {"colour", "red"}},
+       "arguments.colour: is not an argument of this tool (it takes: count, tags, word)"},
       {json::array(), "arguments: must be an object, got an array"},
   };
   auto server_ptr = initialized_server();
