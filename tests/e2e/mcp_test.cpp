@@ -2,10 +2,13 @@
 // coordinator with real containers and the scripted agent.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
 #include <set>
 
 #include "mcp_client.h"
+#include "model_net.h"
 #include "single_box.h"
+#include "worker-agent/docker_client.h"
 
 using namespace polyphony;
 using namespace polyphony::testing;
@@ -160,4 +163,97 @@ TEST_CASE("polyphony mcp spawns a team on one base branch, and answers bad input
   CHECK(no_tool["error"]["code"] == -32602);
   CHECK(mcp->request("ping", json::object())["result"] == json::object());
   CHECK(mcp->close() == 0);
+}
+
+namespace {
+
+// The Claude Code binary the worker image was built from ($POLYPHONY_CACHE_DIR/agents, the
+// image build's npm cache), or $POLYPHONY_TEST_CLAUDE.
+std::string claude_binary() {
+  if (const char* given = std::getenv("POLYPHONY_TEST_CLAUDE"); given != nullptr && *given != '\0') return given;
+  const char* cache = std::getenv("POLYPHONY_CACHE_DIR");
+  const std::filesystem::path agents =
+      std::filesystem::path(cache != nullptr && *cache != '\0' ? cache : "/var/cache/polyphony") / "agents";
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(agents, ec)) {
+    const auto binary = entry.path() / "node_modules/@anthropic-ai/claude-code-linux-x64/claude";
+    if (entry.path().filename().string().rfind("claude-", 0) == 0 && std::filesystem::exists(binary)) {
+      return binary.string();
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("real claude with polyphony mcp as its MCP server spawns a task, waits for it, and the task lands") {
+  const std::string claude = claude_binary();
+  INFO("no Claude Code binary: build the worker image (polyphony image build) or set POLYPHONY_TEST_CLAUDE");
+  REQUIRE_FALSE(claude.empty());
+  SingleBox box(sample_repo());
+  box.serve();
+  ModelNet net;
+  TempDir dir;
+  // The model's turns: spawn, then wait on the id spawn returned, then a final message.
+  const json spawn_input{{"title", "Add a farewell script"},
+                         {"repo", box.origin().string()},
+                         {"agent", "scripted"},
+                         {"body", sh_block("echo 'echo \"Bye, $1!\"' > bye.sh")}};
+  const json script{{"model", "fake-model-1"},
+                    {"steps",
+                     {{{"tool", {{"name", "mcp__polyphony__spawn"}, {"input", spawn_input}}}},
+                      {{"tool", {{"name", "mcp__polyphony__wait"},
+                                 {"input", {{"id", "{{result.id}}"}, {"timeout_s", 240}}}}}},
+                      {{"final", "The task landed."}}}}};
+  const int port = net.serve("anthropic", script);
+  write_file(dir / "mcp.json", json{{"mcpServers", {{"polyphony", {{"command", POLYPHONY_CLI}, {"args", {"mcp"}},
+                                                                   {"env", {{"POLYPHONY_HOME", box.home().string()}}}}}}}}
+                                   .dump(2));
+  std::filesystem::create_directories(dir / "config");
+  std::filesystem::create_directories(dir / "work");
+  auto pid = make_docker_client(test_docker_host())->container_pid(net.network_mode().substr(10));
+  REQUIRE(pid.ok());
+  // Claude runs in the model net (loopback only); `polyphony mcp` reaches the coordinator over
+  // its unix socket, which no network namespace hides.
+  ProcessOptions o;
+  o.cwd = dir / "work";
+  o.timeout = std::chrono::seconds(300);
+  o.stdin_data = "Add a farewell script to the sample repository through Polyphony, and wait until it lands.";
+  o.env = {{"HOME", (dir / "config").string()},
+           {"CLAUDE_CONFIG_DIR", (dir / "config").string()},
+           {"ANTHROPIC_BASE_URL", "http://127.0.0.1:" + std::to_string(port)},
+           {"ANTHROPIC_API_KEY", "test-anthropic-key-5150"},
+           {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"},
+           {"DISABLE_AUTOUPDATER", "1"},
+           {"DISABLE_TELEMETRY", "1"},
+           {"DISABLE_ERROR_REPORTING", "1"},
+           {"CLAUDE_CODE_MAX_RETRIES", "0"},
+           {"MCP_TOOL_TIMEOUT", "280000"}};
+  auto run = run_process({"/usr/bin/nsenter", "--net=/proc/" + std::to_string(*pid) + "/ns/net", claude, "-p",
+                          "--mcp-config", (dir / "mcp.json").string(), "--strict-mcp-config", "--allowedTools",
+                          "mcp__polyphony__spawn,mcp__polyphony__wait", "--output-format", "stream-json", "--verbose"},
+                         o);
+  REQUIRE(run.ok());
+  INFO(run->out);
+  INFO(run->err);
+  INFO(box.serve_log());
+  CHECK(run->exit_code == 0);
+  const json tasks = box.status();
+  REQUIRE(tasks.size() == 1);
+  CHECK(tasks[0]["state"] == "LANDED");
+  CHECK(tasks[0]["title"] == "Add a farewell script");
+  CHECK(git(box.origin(), {"show", "main:bye.sh"}) == "echo \"Bye, $1!\"\n");
+  // The model saw the tools, then the id from spawn, then wait's answer: LANDED.
+  std::vector<json> main_requests;
+  for (auto& r : net.requests("anthropic")) {
+    const json& body = r["body"];
+    if (body.is_object() && body.contains("tools") && !body["tools"].empty()) main_requests.push_back(r);
+  }
+  REQUIRE(main_requests.size() == 3);
+  // Claude Code offers MCP tools to the model by name (it may defer their schemas to a tool search).
+  CHECK_THAT(main_requests[0]["body"].dump(), Catch::Contains("mcp__polyphony__spawn"));
+  const std::string id = tasks[0]["id"];
+  CHECK_THAT(main_requests[1]["body"]["messages"].dump(), Catch::Contains(id));
+  CHECK_THAT(main_requests[2]["body"]["messages"].dump(), Catch::Contains("LANDED"));
+  CHECK_THAT(run->out, Catch::Contains("The task landed."));
 }
