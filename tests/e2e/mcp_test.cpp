@@ -206,9 +206,9 @@ TEST_CASE("real claude with polyphony mcp as its MCP server spawns a task, waits
                                  {"input", {{"id", "{{result.id}}"}, {"timeout_s", 240}}}}}},
                       {{"final", "The task landed."}}}}};
   const int port = net.serve("anthropic", script);
-  write_file(dir / "mcp.json", json{{"mcpServers", {{"polyphony", {{"command", POLYPHONY_CLI}, {"args", {"mcp"}},
-                                                                   {"env", {{"POLYPHONY_HOME", box.home().string()}}}}}}}}
-                                   .dump(2));
+  // Claude Code's --mcp-config: the server `claude mcp add polyphony -- polyphony mcp` registers.
+  const json server{{"command", POLYPHONY_CLI}, {"args", {"mcp"}}, {"env", {{"POLYPHONY_HOME", box.home().string()}}}};
+  write_file(dir / "mcp.json", json{{"mcpServers", {{"polyphony", server}}}}.dump(2));
   std::filesystem::create_directories(dir / "config");
   std::filesystem::create_directories(dir / "work");
   auto pid = make_docker_client(test_docker_host())->container_pid(net.network_mode().substr(10));
