@@ -91,9 +91,13 @@ Status check_range(const json& schema, const json& value, const std::string& whe
 
 Status check_against_schema(const json& schema, const json& value, const std::string& where) {
   if (schema.contains("type")) {
-    const std::string type = schema["type"].get<std::string>();
-    if (!has_type(value, type)) {
-      return make_error("usage", "must be " + a_type(type) + ", got " + type_of(value), where);
+    // One type name, or a list of them (["object", "null"]).
+    const json types = schema["type"].is_array() ? schema["type"] : json::array({schema["type"]});
+    const bool any = std::any_of(types.begin(), types.end(), [&](const json& t) { return has_type(value, t); });
+    if (!any) {
+      std::string names;
+      for (const auto& t : types) names += (names.empty() ? "" : " or ") + a_type(t.get<std::string>());
+      return make_error("usage", "must be " + names + ", got " + type_of(value), where);
     }
   }
   const json choices = schema.value("enum", json::array());

@@ -218,6 +218,15 @@ TEST_CASE("arguments that break the tool's schema are a tool error naming the ar
   }
 }
 
+TEST_CASE("a schema may allow several types, and names them all when none matches") {
+  const json schema{{"type", {"string", "null"}}};
+  CHECK(check_against_schema(schema, "x", "arguments.a").ok());
+  CHECK(check_against_schema(schema, nullptr, "arguments.a").ok());
+  auto wrong = check_against_schema(schema, 3, "arguments.a");
+  REQUIRE_FALSE(wrong.ok());
+  CHECK(wrong.error().to_string() == "arguments.a: must be a string or a null, got an integer");
+}
+
 TEST_CASE("a failing tool answers with isError and the error as the CLI prints it, a throwing one too") {
   auto server_ptr = initialized_server();
   Server& server = *server_ptr;
