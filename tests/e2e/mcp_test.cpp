@@ -257,3 +257,53 @@ TEST_CASE("real claude with polyphony mcp as its MCP server spawns a task, waits
   CHECK_THAT(main_requests[2]["body"]["messages"].dump(), Catch::Contains("LANDED"));
   CHECK_THAT(run->out, Catch::Contains("The task landed."));
 }
+
+TEST_CASE("polyphony mcp reaches a coordinator on another host over CURVE with polyphony-submit's flags") {
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  SingleBox box(sample_repo(), "coordinator: {client_endpoint: \"" + endpoint +
+                                   "\", secret_key_file: keys/coordinator.key, allowed_clients_dir: keys/clients}\n");
+  const auto keys = box.home() / "keys";
+  TempDir elsewhere;  // the client's machine: its own (empty) POLYPHONY_HOME and keys
+  for (const auto& [name, dir] : std::map<std::string, std::filesystem::path>{{"coordinator", keys},
+                                                                               {"alice", elsewhere / "keys"}}) {
+    auto gen = box.cli({"keys", "gen", "--name", name, "--out", dir.string()});
+    INFO(gen.err);
+    REQUIRE(gen.exit_code == 0);
+  }
+  std::filesystem::create_directories(keys / "clients");
+  std::filesystem::copy_file(elsewhere / "keys/alice.pub", keys / "clients/alice.pub");
+  box.serve();
+  McpClient mcp({POLYPHONY_CLI, "mcp", "--coordinator", endpoint, "--secret-key",
+                 (elsewhere / "keys/alice.key").string(), "--coordinator-key", (keys / "coordinator.pub").string()},
+                {{"POLYPHONY_HOME", (elsewhere / "home").string()}}, elsewhere / "mcp.stderr");
+  json init = mcp.request("initialize", {{"protocolVersion", "2025-06-18"},
+                                         {"capabilities", json::object()},
+                                         {"clientInfo", {{"name", "e2e"}, {"version", "1"}}}});
+  REQUIRE(init["result"]["protocolVersion"] == "2025-06-18");
+  mcp.notify("notifications/initialized");
+  INFO(read_file(elsewhere / "mcp.stderr"));
+
+  json spawned = mcp.call("spawn", {{"title", "Add a remote file"},
+                                    {"repo", box.origin().string()},
+                                    {"agent", "scripted"},
+                                    {"body", sh_block("echo remote > remote.txt")}});
+  INFO(spawned.dump());
+  REQUIRE(spawned["isError"] == false);
+  const std::string id = spawned["structuredContent"]["id"];
+  json waited = mcp.call("wait", {{"id", id}, {"timeout_s", 240}}, std::chrono::seconds(260));
+  INFO(box.serve_log());
+  CHECK(waited["structuredContent"]["state"] == "LANDED");
+  CHECK(git(box.origin(), {"show", "main:remote.txt"}) == "remote\n");
+  json status = mcp.call("status", {{"ids", {id}}});
+  CHECK(status["structuredContent"]["tasks"][0]["state"] == "LANDED");
+  // show reads the coordinator's home, which is not on this machine.
+  json shown = mcp.call("show", {{"id", id}});
+  CHECK(shown["isError"] == true);
+  CHECK_THAT(text_of(shown), Catch::Contains("run `polyphony mcp` there"));
+  CHECK(mcp.close() == 0);
+
+  // Without the key pair, the flags are refused before the server starts, as polyphony-submit does.
+  auto plain = box.cli({"mcp", "--coordinator", endpoint, "--secret-key", (elsewhere / "keys/alice.key").string()});
+  CHECK(plain.exit_code == 2);
+  CHECK_THAT(plain.err, Catch::Contains("--secret-key and --coordinator-key go together"));
+}
