@@ -36,6 +36,7 @@ void add_config(Command& polyphony);
 void add_workers(Command& polyphony);
 void add_doctor(Command& polyphony);
 void add_keys(Command& polyphony);
+void add_mcp(Command& polyphony);
 
 // The name this program calls itself in its messages: "polyphony" unless a main sets
 // another ("polyphony-worker", "polyphony-submit").

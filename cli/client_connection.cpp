@@ -2,7 +2,9 @@
 #include "cli/client_connection.h"
 
 #include <filesystem>
+#include <thread>
 
+#include "cli/task_flags.h"
 #include "common/endpoint_policy.h"
 
 namespace polyphony::cli {
@@ -74,6 +76,63 @@ Result<protocol::Message> request(zmq::context_t& ctx, const std::string& endpoi
   auto msg = protocol::decode(reply.to_string_view());
   if (!msg.ok()) return make_error("protocol", "the coordinator's reply does not decode: " + msg.error().to_string(), endpoint);
   return *msg;
+}
+
+Result<protocol::ClientReply> ask(zmq::context_t& ctx, const ClientTarget& target, const protocol::Message& m) {
+  auto msg = request(ctx, target.endpoint, m, target.keys);
+  if (!msg.ok()) return msg.error();
+  const auto* r = std::get_if<protocol::ClientReply>(&*msg);
+  if (r == nullptr) {
+    return make_error("protocol", "the coordinator answered with a " + protocol::type_name(*msg), target.endpoint);
+  }
+  return *r;
+}
+
+Result<protocol::ClientReply> submit_to(zmq::context_t& ctx, const ClientTarget& target, const TaskRequest& task) {
+  protocol::Submit m;
+  m.title = task.title;
+  m.body = task.body;
+  m.repo = task.repo;
+  m.base_branch = task.base_branch;
+  m.task_type = task.task_type;
+  m.risk = task.risk;
+  m.labels = task.labels;
+  m.agent = task.agent;
+  auto reply = ask(ctx, target, m);
+  if (!reply.ok()) return reply.error();
+  if (!reply->ok) return make_error("usage", reply->error, flag_for_field(reply->where));
+  return reply;
+}
+
+Result<protocol::ClientReply> control_task(zmq::context_t& ctx, const ClientTarget& target, const std::string& id,
+                                           const std::string& action) {
+  auto reply = ask(ctx, target, protocol::Control{id, action});
+  if (!reply.ok()) return reply.error();
+  if (!reply->ok) return make_error("refused", action + " refused: " + reply->error, id);
+  return reply;
+}
+
+bool finished_state(const std::string& state) {
+  return state == "LANDED" || state == "FAILED" || state == "BLOCKED" || state == "CANCELLED";
+}
+
+Result<protocol::ClientReply> wait_for_task(zmq::context_t& ctx, const ClientTarget& target, const std::string& id,
+                                            std::chrono::steady_clock::time_point deadline,
+                                            const std::atomic<bool>* stop) {
+  while (true) {
+    auto reply = ask(ctx, target, protocol::Control{id, "query"});
+    if (!reply.ok()) return reply.error();
+    if (!reply->ok) return make_error("failed", reply->error, id);
+    if (finished_state(reply->state) || std::chrono::steady_clock::now() >= deadline) return reply;
+    if (stop != nullptr && stop->load()) return reply;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+}
+
+nlohmann::json reply_json(const protocol::ClientReply& r) {
+  return {{"id", r.task_id},      {"state", r.state}, {"reason", r.reason},
+          {"attempt", r.attempt}, {"agent", r.agent}, {"branch", r.branch},
+          {"merged_commit", r.merged_commit}};
 }
 
 }  // namespace polyphony::cli

@@ -1,12 +1,15 @@
 // One request and its reply on a coordinator's client endpoint, with CURVE when it crosses hosts.
 #pragma once
 
+#include <atomic>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
 
 #include "cli/command_line.h"
+#include "coordinator/task.h"
 #include "protocol/messages.h"
 #include "protocol/security.h"
 
@@ -28,5 +31,36 @@ bool notify(const std::string& endpoint, const protocol::Message& m, std::chrono
 // Sends `m` over a fresh DEALER socket and waits up to 10 s for one reply.
 Result<protocol::Message> request(zmq::context_t& ctx, const std::string& endpoint, const protocol::Message& m,
                                   const std::optional<protocol::CurveClientKeys>& keys);
+
+// Where a client talks to a coordinator, and how: the endpoint and its CURVE keys.
+struct ClientTarget {
+  std::string endpoint;
+  std::optional<protocol::CurveClientKeys> keys;
+};
+
+// One request whose answer must be a ClientReply (a Submit's or a Control's).
+Result<protocol::ClientReply> ask(zmq::context_t& ctx, const ClientTarget& target, const protocol::Message& m);
+
+// Submits `task` (a Submit message); the coordinator validates it as `polyphony spawn` does. A
+// refusal is an error "usage" naming the flag at fault (flag_for_field). Returns the reply.
+Result<protocol::ClientReply> submit_to(zmq::context_t& ctx, const ClientTarget& target, const TaskRequest& task);
+
+// Asks the coordinator to apply `action` ("cancel", "retry") to the task; a refusal is an error
+// "refused": "<action> refused: <why>".
+Result<protocol::ClientReply> control_task(zmq::context_t& ctx, const ClientTarget& target, const std::string& id,
+                                           const std::string& action);
+
+// True for the states a task ends in: LANDED, FAILED, BLOCKED, CANCELLED.
+bool finished_state(const std::string& state);
+
+// Queries the task every 300 ms until it is in a finished state, `deadline` passes or `stop`
+// becomes true; returns the last answer (the caller compares its state).
+Result<protocol::ClientReply> wait_for_task(zmq::context_t& ctx, const ClientTarget& target, const std::string& id,
+                                            std::chrono::steady_clock::time_point deadline,
+                                            const std::atomic<bool>* stop = nullptr);
+
+// A reply as `polyphony-submit --json` prints it: id, state, reason, attempt, agent, branch,
+// merged_commit.
+nlohmann::json reply_json(const protocol::ClientReply& r);
 
 }  // namespace polyphony::cli

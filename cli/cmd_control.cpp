@@ -43,14 +43,13 @@ int request(const Args& args, const std::string& action) {
   if (serve_is_running(config.home)) {
     // Serve answers at once: applied (exit 0) or refused with its reason (exit 1).
     zmq::context_t ctx;
-    auto reply = cli::request(ctx, local_client_endpoint(config.home), protocol::Control{id, action}, std::nullopt);
+    auto reply = control_task(ctx, {local_client_endpoint(config.home), std::nullopt}, id, action);
     if (reply.ok()) {
-      const auto* r = std::get_if<protocol::ClientReply>(&*reply);
-      if (r == nullptr) return report(make_error("protocol", "the coordinator answered with a " + protocol::type_name(*reply), id));
-      if (!r->ok) return report(make_error("refused", action + " refused: " + r->error, id));
-      std::cerr << "polyphony: task " << id << " is " << r->state << (r->reason.empty() ? "" : " (" + r->reason + ")") << "\n";
+      std::cerr << "polyphony: task " << id << " is " << reply->state
+                << (reply->reason.empty() ? "" : " (" + reply->reason + ")") << "\n";
       return kExitOk;
     }
+    if (reply.error().code == "refused") return report(reply.error());
     std::cerr << "polyphony: the running serve did not answer (" << reply.error().to_string() << "); queueing the "
               << action << "\n";
   }

@@ -1,8 +1,10 @@
 // `polyphony init`: writes the commented config files and checks the prerequisites.
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 
 #include "cli/cli.h"
+#include "common/data_dir.h"
 #include "common/private_files.h"
 #include "common/process.h"
 #include "worker-agent/docker_client.h"
@@ -48,7 +50,44 @@ bool check_prerequisites(const Config& config) {
 
 namespace {
 
+// `init --skills DIR`: each skill (skills/<name>/SKILL.md) into DIR/<name>/, e.g. Claude Code's
+// ~/.claude/skills. Leaves POLYPHONY_HOME alone.
+int install_skills(const Args& args) {
+  const fs::path to = args.get("skills");
+  if (to.empty()) return report(make_error("usage", "--skills needs a directory, e.g. ~/.claude/skills", "--skills"));
+  auto data = data_dir();
+  if (!data.ok()) return report(data.error());
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(*data / "skills", ec)) {
+    if (fs::exists(entry.path() / "SKILL.md")) names.push_back(entry.path().filename().string());
+  }
+  if (names.empty()) return report(make_error("not_found", "no skills found", (*data / "skills").string()));
+  std::sort(names.begin(), names.end());
+  std::string existing;
+  for (const auto& name : names) {
+    const fs::path file = to / name / "SKILL.md";
+    if (fs::exists(file)) existing += (existing.empty() ? "" : ", ") + file.string();
+  }
+  if (!existing.empty() && !args.has("force")) {
+    return report(
+        make_error("usage", "refusing to overwrite " + existing + " (use --force to replace them)", "--skills"));
+  }
+  std::string list;
+  for (const auto& name : names) {
+    fs::create_directories(to / name, ec);
+    if (ec || !fs::copy_file(*data / "skills" / name / "SKILL.md", to / name / "SKILL.md",
+                             fs::copy_options::overwrite_existing, ec)) {
+      return report(make_error("io", "cannot write the skill: " + ec.message(), (to / name / "SKILL.md").string()));
+    }
+    list += (list.empty() ? "" : ", ") + name;
+  }
+  std::cerr << "polyphony: installed the skills " << list << " in " << to.string() << "\n";
+  return kExitOk;
+}
+
 int init(const Args& args) {
+  if (args.has("skills")) return install_skills(args);
   const fs::path home = polyphony_home();
   const auto files = default_config_files();
   if (!args.has("force")) {
@@ -79,7 +118,9 @@ int init(const Args& args) {
 
 void add_init(Command& polyphony) {
   polyphony.add("init", "create POLYPHONY_HOME (~/.polyphony) with commented config files", init)
-      .flag("--force", "replace the files that are there");
+      .flag("--force", "replace the files that are there")
+      .option("--skills", "DIR", "instead: install the agent skills (delegation, team, review) in DIR, e.g. "
+                                 "~/.claude/skills");
 }
 
 }  // namespace polyphony::cli

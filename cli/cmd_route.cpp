@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/task_flags.h"
+#include "cli/task_views.h"
 #include "common/ids.h"
 #include "coordinator/router.h"
 #include "coordinator/scoring.h"
@@ -87,7 +88,7 @@ json agent_json(const Settings& s, const std::string& name, const TaskRequest& t
           {"command", expand_command(a.command, task, "polyphony/<id>-" + slugify(task.title))}};
 }
 
-void print_json(const Explanation& e, const Settings& s) {
+json explanation_json(const Explanation& e, const Settings& s) {
   json dims = json::array();
   for (const auto& d : e.score.dimensions) {
     dims.push_back({{"name", dimension_name(d.dimension)}, {"value", d.value}, {"evidence", d.evidence}});
@@ -104,7 +105,7 @@ void print_json(const Explanation& e, const Settings& s) {
            {"implementer", agent_json(s, r.agent, e.task)},
            {"reviewer", agent_json(s, r.reviewer, e.task)},
            {"fallback", r.fallback}};
-  std::cout << out.dump(2) << "\n";
+  return out;
 }
 
 Result<Explanation> explain(const Args& args, const Settings& settings) {
@@ -136,7 +137,7 @@ int route_command(const Args& args) {
   auto e = explain(args, *settings);
   if (!e.ok()) return report(e.error());
   if (args.has("json")) {
-    print_json(*e, *settings);
+    std::cout << explanation_json(*e, *settings).dump(2) << "\n";
   } else {
     print_text(*e, *settings);
   }
@@ -144,6 +145,12 @@ int route_command(const Args& args) {
 }
 
 }  // namespace
+
+Result<json> route_explain_json(const Args& args, const Settings& settings) {
+  auto e = explain(args, settings);
+  if (!e.ok()) return e.error();
+  return explanation_json(*e, settings);
+}
 
 void add_route(Command& polyphony) {
   Command route = polyphony.add(

@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "cli/table.h"
+#include "cli/task_views.h"
 #include "coordinator/github_source.h"
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
@@ -185,6 +186,30 @@ Result<Task> find_task(const Config& config, const std::string& id) {
 
 }  // namespace
 
+Result<std::vector<TaskEvent>> task_events(const Config& config, const std::string& id) {
+  if (!fs::exists(config.state_db)) return std::vector<TaskEvent>{};
+  auto store = StateStore::open(config.state_db, true);
+  if (!store.ok()) return store.error();
+  return store->events(id);
+}
+
+Result<json> show_json(const std::string& id, const Config& config) {
+  auto task = find_task(config, id);
+  if (!task.ok()) return task.error();
+  auto events = task_events(config, task->request.id);
+  if (!events.ok()) return events.error();
+  json j = task_json(*task);
+  j["body"] = task->request.body;
+  j["pull_request"] = pull_url(config, task->request.id);
+  j["agent_runs"] = runs_json(agent_runs_of(config, task->request.id));
+  j["events"] = json::array();
+  for (const auto& e : *events) {
+    j["events"].push_back({{"from", e.from}, {"to", e.to}, {"attempt", e.attempt}, {"worker", e.worker},
+                           {"reason", e.reason}, {"at_ms", e.at_ms}, {"at", iso_utc(e.at_ms)}});
+  }
+  return j;
+}
+
 namespace {
 
 constexpr const char* kStatusFooter =
@@ -282,31 +307,33 @@ std::vector<Task> apply_filter(std::vector<Task> tasks, const StatusFilter& f, c
   return shown;
 }
 
-int status(const Args& args) {
+Result<std::vector<Task>> selected_tasks(const Args& args, const Config& config) {
   auto filter = parse_filter(args);
-  if (!filter.ok()) return report(filter.error());
-  auto settings = load_or_report();
-  if (!settings) return kExitUsage;
-  auto tasks = all_tasks(settings->config);
-  if (!tasks.ok()) return report(tasks.error());
+  if (!filter.ok()) return filter.error();
+  auto tasks = all_tasks(config);
+  if (!tasks.ok()) return tasks.error();
   for (const auto& id : filter->ids) {
     auto known = std::find_if(tasks->begin(), tasks->end(), [&](const Task& t) { return t.request.id == id; });
-    if (known == tasks->end()) return report(make_error("not_found", "no such task (see `polyphony status`)", id));
+    if (known == tasks->end()) return make_error("not_found", "no such task (see `polyphony status`)", id);
   }
-  const std::vector<Task> shown = apply_filter(std::move(*tasks), *filter, settings->config);
+  return apply_filter(std::move(*tasks), *filter, config);
+}
+
+int status(const Args& args) {
+  if (auto filter = parse_filter(args); !filter.ok()) return report(filter.error());
+  auto settings = load_or_report();
+  if (!settings) return kExitUsage;
   if (args.has("json")) {
-    json out = json::array();
-    for (const auto& t : shown) {
-      json j = task_json(t);
-      j["agent_runs"] = runs_json(agent_runs_of(settings->config, t.request.id));
-      out.push_back(std::move(j));
-    }
-    std::cout << out.dump(2) << "\n";
-  } else {
-    const Terminal term = stdout_terminal();
-    print_github_health(settings->config, term);
-    print_table(shown, term);
+    auto out = status_json(args, settings->config);
+    if (!out.ok()) return report(out.error());
+    std::cout << out->dump(2) << "\n";
+    return kExitOk;
   }
+  auto shown = selected_tasks(args, settings->config);
+  if (!shown.ok()) return report(shown.error());
+  const Terminal term = stdout_terminal();
+  print_github_health(settings->config, term);
+  print_table(*shown, term);
   return kExitOk;
 }
 
@@ -314,29 +341,16 @@ int show(const Args& args) {
   if (args.positional.size() != 1) return report(make_error("usage", "show takes one task ID", "ID"));
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
-  auto task = find_task(settings->config, args.positional[0]);
-  if (!task.ok()) return report(task.error());
-  std::vector<TaskEvent> events;
-  if (fs::exists(settings->config.state_db)) {
-    auto store = StateStore::open(settings->config.state_db, true);
-    if (!store.ok()) return report(store.error());
-    auto ev = store->events(task->request.id);
-    if (!ev.ok()) return report(ev.error());
-    events = *ev;
-  }
   if (args.has("json")) {
-    json j = task_json(*task);
-    j["body"] = task->request.body;
-    j["pull_request"] = pull_url(settings->config, task->request.id);
-    j["agent_runs"] = runs_json(agent_runs_of(settings->config, task->request.id));
-    j["events"] = json::array();
-    for (const auto& e : events) {
-      j["events"].push_back({{"from", e.from}, {"to", e.to}, {"attempt", e.attempt}, {"worker", e.worker},
-                             {"reason", e.reason}, {"at_ms", e.at_ms}, {"at", iso_utc(e.at_ms)}});
-    }
-    std::cout << j.dump(2) << "\n";
+    auto j = show_json(args.positional[0], settings->config);
+    if (!j.ok()) return report(j.error());
+    std::cout << j->dump(2) << "\n";
     return kExitOk;
   }
+  auto task = find_task(settings->config, args.positional[0]);
+  if (!task.ok()) return report(task.error());
+  auto events = task_events(settings->config, task->request.id);
+  if (!events.ok()) return report(events.error());
   const auto& t = *task;
   std::cout << "task " << t.request.id << ": " << t.request.title << "\n"
             << "state   " << to_string(t.state) << (t.reason.empty() ? "" : " (" + t.reason + ")") << "\n"
@@ -360,7 +374,7 @@ int show(const Args& args) {
     if (!u.final_message.empty()) std::cout << "    " << clip(u.final_message, 160) << "\n";
   }
   std::cout << "history:\n";
-  for (const auto& e : events) {
+  for (const auto& e : *events) {
     std::time_t secs = static_cast<std::time_t>(e.at_ms / 1000);
     std::tm tm{};
     gmtime_r(&secs, &tm);
@@ -371,11 +385,11 @@ int show(const Args& args) {
   return kExitOk;
 }
 
-// Prints what was appended to the attempt's log files since `offsets`, with a header whenever
-// the stream changes. Returns whether anything was printed.
-bool print_new_output(const fs::path& dir, int attempt, std::map<std::string, std::streamoff>& offsets,
-                      std::string& last_header) {
-  bool printed = false;
+// What was appended to the attempt's log files since `offsets`, with a header whenever the
+// stream changes.
+std::string new_output(const fs::path& dir, int attempt, std::map<std::string, std::streamoff>& offsets,
+                       std::string& last_header) {
+  std::string out;
   for (const char* stream : {"system", "agent", "verify", "review"}) {
     const std::string name = std::to_string(attempt) + "-" + stream + ".log";
     std::ifstream in(dir / name, std::ios::binary);
@@ -385,13 +399,29 @@ bool print_new_output(const fs::path& dir, int attempt, std::map<std::string, st
     if (chunk.empty()) continue;
     offsets[name] += static_cast<std::streamoff>(chunk.size());
     const std::string header = "==> attempt " + std::to_string(attempt) + " " + stream + " <==";
-    if (header != last_header) std::cout << header << "\n";
+    if (header != last_header) out += header + "\n";
     last_header = header;
-    std::cout << chunk;
-    std::cout.flush();
-    printed = true;
+    out += chunk;
   }
-  return printed;
+  return out;
+}
+
+// --attempt N of `logs`: 0 when not given (every attempt).
+Result<int> attempt_flag(const Args& args, const Task& task) {
+  if (!args.has("attempt")) return 0;
+  int only = 0;
+  try {
+    only = std::stoi(args.get("attempt"));
+  } catch (const std::exception&) {
+    return make_error("usage", "--attempt needs a number", "--attempt");
+  }
+  const int attempts = std::max(task.attempt, 1);
+  if (only < 1 || only > attempts) {
+    return make_error("usage", "task " + task.request.id + " has " + std::to_string(task.attempt) +
+                                   " attempt(s) so far; --attempt takes 1 to " + std::to_string(attempts),
+                      "--attempt");
+  }
+  return only;
 }
 
 int logs(const Args& args) {
@@ -400,27 +430,18 @@ int logs(const Args& args) {
   if (!settings) return kExitUsage;
   auto task = find_task(settings->config, args.positional[0]);
   if (!task.ok()) return report(task.error());
-  int only = 0;
-  if (args.has("attempt")) {
-    try {
-      only = std::stoi(args.get("attempt"));
-    } catch (const std::exception&) {
-      return report(make_error("usage", "--attempt needs a number", "--attempt"));
-    }
-    const int attempts = std::max(task->attempt, 1);
-    if (only < 1 || only > attempts) {
-      return report(make_error("usage", "task " + task->request.id + " has " + std::to_string(task->attempt) +
-                                            " attempt(s) so far; --attempt takes 1 to " + std::to_string(attempts),
-                               "--attempt"));
-    }
-  }
+  auto only = attempt_flag(args, *task);
+  if (!only.ok()) return report(only.error());
   const fs::path dir = settings->config.log_dir / task->request.id;
   std::map<std::string, std::streamoff> offsets;
   std::string last_header;
   bool any = false;
   while (true) {
     for (int attempt = 1; attempt <= std::max(task->attempt, 1); ++attempt) {
-      if (only == 0 || attempt == only) any |= print_new_output(dir, attempt, offsets, last_header);
+      if (*only != 0 && attempt != *only) continue;
+      const std::string out = new_output(dir, attempt, offsets, last_header);
+      std::cout << out << std::flush;
+      any |= !out.empty();
     }
     // A retried failure goes straight back to CLAIMED, so a finished state is final.
     if (!args.has("follow") || is_finished(task->state)) break;
@@ -434,6 +455,34 @@ int logs(const Args& args) {
 }
 
 }  // namespace
+
+Result<json> status_json(const Args& args, const Config& config) {
+  auto shown = selected_tasks(args, config);
+  if (!shown.ok()) return shown.error();
+  json out = json::array();
+  for (const auto& t : *shown) {
+    json j = task_json(t);
+    j["agent_runs"] = runs_json(agent_runs_of(config, t.request.id));
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+Result<std::string> logs_text(const Args& args, const Config& config) {
+  if (args.positional.size() != 1) return make_error("usage", "logs takes one task ID", "ID");
+  auto task = find_task(config, args.positional[0]);
+  if (!task.ok()) return task.error();
+  auto only = attempt_flag(args, *task);
+  if (!only.ok()) return only.error();
+  std::map<std::string, std::streamoff> offsets;
+  std::string last_header;
+  std::string out;
+  const fs::path dir = config.log_dir / task->request.id;
+  for (int attempt = 1; attempt <= std::max(task->attempt, 1); ++attempt) {
+    if (*only == 0 || attempt == *only) out += new_output(dir, attempt, offsets, last_header);
+  }
+  return out;
+}
 
 void add_status(Command& polyphony) {
   polyphony

@@ -50,7 +50,7 @@ CommandLine polyphony_command_line() {
   Command root = line.root();
   root.flag("--version", "print the version and where its data files (docker/) are");
   for (auto add : {add_init, add_serve, add_spawn, add_status, add_control, add_cleanup, add_route, add_config,
-                   add_workers, add_doctor, add_keys}) {
+                   add_workers, add_doctor, add_keys, add_mcp}) {
     add(root);
   }
   root.add("version", "print the version and where its data files (docker/) are", print_version);

@@ -9,7 +9,11 @@
 
 #include "common/process.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/process.hpp>
 
@@ -167,6 +171,21 @@ int BackgroundProcess::stop() {
 void BackgroundProcess::kill9() {
   ::kill(impl_->child.id(), SIGKILL);
   impl_->child.wait();
+}
+
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("cannot make a socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+                     ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  ::close(fd);
+  if (!bound) throw std::runtime_error("cannot bind a port on 127.0.0.1");
+  return ntohs(addr.sin_port);
 }
 
 }  // namespace polyphony::testing

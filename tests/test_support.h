@@ -66,6 +66,9 @@ class BackgroundProcess {
   std::unique_ptr<Impl> impl_;
 };
 
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int free_loopback_port();
+
 // Writes a file, creating parent directories.
 void write_file(const std::filesystem::path& path, const std::string& content);
 std::string read_file(const std::filesystem::path& path);

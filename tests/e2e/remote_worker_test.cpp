@@ -1,9 +1,4 @@
 // A standalone polyphony-worker on loopback TCP: the same protocol as the embedded worker.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 
 #include "single_box.h"
@@ -12,20 +7,6 @@ using namespace polyphony;
 using namespace polyphony::testing;
 
 namespace {
-
-// A TCP port on 127.0.0.1 that was free a moment ago.
-int free_loopback_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  socklen_t len = sizeof(addr);
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 const std::map<std::string, std::string> kRepo{
     {"README.md", "# remote\n"},

@@ -219,6 +219,39 @@ std::string absolute(const std::string& path, const std::string& cwd) {
   return cwd + "/" + path;
 }
 
+// The text of the newest tool result in an Anthropic conversation ("" when none).
+std::string last_tool_result(const json& body) {
+  std::string text;
+  for (const auto& m : body.value("messages", json::array())) {
+    if (m.value("role", "") != "user" || !m["content"].is_array()) continue;
+    for (const auto& block : m["content"]) {
+      if (block.value("type", "") != "tool_result") continue;
+      const json& c = block.contains("content") ? block["content"] : json("");
+      if (c.is_string()) text = c.get<std::string>();
+      if (!c.is_array()) continue;
+      text.clear();
+      for (const auto& part : c) text += part.value("text", "");
+    }
+  }
+  return text;
+}
+
+// A `tool` step's input, with each string "{{result.KEY}}" replaced by KEY of the newest tool
+// result (read as JSON): how a script passes an id one tool returned to the next.
+json with_results(const json& input, const std::string& result_text) {
+  if (input.is_string()) {
+    const std::string s = input.get<std::string>();
+    if (s.rfind("{{result.", 0) != 0 || s.size() < 12 || s.substr(s.size() - 2) != "}}") return input;
+    json result = json::parse(result_text, nullptr, false);
+    const std::string key = s.substr(9, s.size() - 11);
+    return result.is_object() && result.contains(key) ? result[key] : json(nullptr);
+  }
+  if (!input.is_object() && !input.is_array()) return input;
+  json out = input;
+  for (auto& v : out) v = with_results(v, result_text);
+  return out;
+}
+
 // The content block (text or tool_use) that carries a step to Claude Code.
 json claude_block(const json& step, const json& body) {
   auto cwd = claude_cwd(body);
@@ -226,6 +259,9 @@ json claude_block(const json& step, const json& body) {
     return json{{"type", "tool_use"}, {"id", next_id("toolu_fake_")}, {"name", name},
                 {"input", input}};
   };
+  if (step.contains("tool"))
+    return tool(step["tool"]["name"], with_results(step["tool"].value("input", json::object()),
+                                                   last_tool_result(body)));
   if (step.contains("read"))
     return tool("Read", {{"file_path", absolute(step["read"], cwd)}});
   if (step.contains("write"))
