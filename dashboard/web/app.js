@@ -102,6 +102,11 @@ async function follow() {
   }
 }
 
+// Replaces the children of `node`, leaving out the null ones.
+function fill(node, ...children) {
+  node.replaceChildren(...children.filter((c) => c !== null && c !== undefined));
+}
+
 function debounce(fn, ms) {
   let t = null;
   return () => { clearTimeout(t); t = setTimeout(fn, ms); };
@@ -316,7 +321,7 @@ function taskPage(id) {
       const before = task;
       task = await api('/api/tasks/' + id);
       document.title = 'Polyphony · ' + task.id;
-      head.replaceChildren(
+      fill(head,
         el('h1', { id: 'task-title' }, task.title),
         el('div', {}, task.id, ' · ', el('span', { class: 'state state-' + task.state, id: 'task-state' }, task.state),
           task.reason ? ' · ' + task.reason : ''),
@@ -358,7 +363,7 @@ function workersPage() {
         el('td', {}, w.labels.join(', ') || '-'),
         el('td', {}, ...w.running.flatMap((t, i) => [i ? ', ' : '', el('a', { href: '/tasks/' + t }, t)])),
         el('td', {}, w.version), el('td', {}, w.hostname)));
-      box.replaceChildren(el('p', { class: 'dim' }, 'coordinator ', r.coordinator),
+      fill(box, el('p', { class: 'dim' }, 'coordinator ', r.coordinator),
         el('table', { id: 'workers' }, el('tr', {}, ...['worker', 'state', 'heartbeat', 'load', 'labels', 'tasks',
           'version', 'host'].map((h) => el('th', {}, h))), ...rows),
         r.workers.length ? null : el('p', {}, 'No worker has registered.'));
