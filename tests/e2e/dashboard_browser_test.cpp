@@ -21,7 +21,8 @@ std::string env_or(const char* name, const std::string& fallback) {
 
 TEST_CASE("in headless Chromium the board lands a task live, the task page follows and cancels, titles stay text") {
   const std::string chromium = env_or("POLYPHONY_CHROMIUM", "/usr/bin/chromium");
-  const std::string modules = env_or("POLYPHONY_BROWSER_MODULES", "/var/cache/polyphony/browser-test/node_modules");
+  const std::string modules =
+      env_or("POLYPHONY_BROWSER_TEST_DIR", "/var/cache/polyphony/browser-test") + "/node_modules";
   INFO("run scripts/setup.sh: it installs chromium (apt) and puppeteer-core (npm, into " << modules << ")");
   REQUIRE(std::filesystem::exists(chromium));
   REQUIRE(std::filesystem::exists(std::filesystem::path(modules) / "puppeteer-core"));
