@@ -250,12 +250,16 @@ function history(task) {
       el('td', {}, e.worker || '-'), el('td', {}, e.reason))));
 }
 
+// The score's evidence is the reason of the last claim; the rule and the agent, the routing's.
 function routeExplanation(task) {
-  const routed = task.events.filter((e) => e.to === 'ROUTED' && e.from !== e.to).pop();
+  const last = (state) => task.events.filter((e) => e.to === state && e.from !== e.to).pop();
+  const claimed = last('CLAIMED');
+  const routed = last('ROUTED');
   return el('div', { id: 'route' },
     el('div', {}, 'score ', task.score === null ? '-' : task.score + '/10', ' · plan ', task.plan || '-',
       task.reviewer ? ' (reviewer ' + task.reviewer + ')' : '', ' · agent ', task.agent || '-'),
-    routed && routed.reason ? el('div', { class: 'dim' }, routed.reason) : null);
+    claimed && claimed.reason ? el('div', { class: 'dim' }, 'claimed: ', claimed.reason) : null,
+    routed && routed.reason ? el('div', { class: 'dim' }, 'routed: ', routed.reason) : null);
 }
 
 function actions(task, status) {
