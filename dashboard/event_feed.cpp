@@ -72,11 +72,6 @@ int64_t EventFeed::last_seq() const {
   return last_seq_;
 }
 
-bool EventFeed::stopping() const {
-  std::lock_guard lock(mu_);
-  return stop_;
-}
-
 std::vector<TaskEvent> EventFeed::after(int64_t seq, int64_t wait_ms, bool& lost) {
   std::unique_lock lock(mu_);
   changed_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stop_ || last_seq_ > seq; });

@@ -26,7 +26,6 @@ class EventFeed {
   // `seq` have already been dropped from the kept window (the reader should re-read the tasks).
   std::vector<TaskEvent> after(int64_t seq, int64_t wait_ms, bool& lost);
   std::string render_metrics(const MetricsSnapshot& snapshot) const;
-  bool stopping() const;
 
  private:
   void poll_once();

@@ -2,6 +2,7 @@
 #include <httplib.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <fstream>
 #include <random>
 #include <set>
@@ -51,6 +52,7 @@ class Server final : public Dashboard {
         feed_(options.state_db, options.poll_interval_ms) {}
 
   ~Server() override {
+    stopping_ = true;  // ends the event streams, which hold their connections' threads
     http_.stop();
     if (thread_.joinable()) thread_.join();
   }
@@ -256,7 +258,7 @@ class Server final : public Dashboard {
     res.set_chunked_content_provider("text/event-stream", [this, cursor](size_t, httplib::DataSink& sink) mutable {
       std::string out = cursor == feed_.last_seq() ? ": polyphony events\n\n" : "";
       auto quiet_since = std::chrono::steady_clock::now();
-      while (!feed_.stopping() && sink.is_writable()) {
+      while (!stopping_ && sink.is_writable()) {
         bool lost = false;
         for (const auto& e : feed_.after(cursor, kStreamWaitMs, lost)) {
           if (lost) out += "event: reset\ndata: {}\n\n";
@@ -329,6 +331,7 @@ class Server final : public Dashboard {
   EventFeed feed_;
   httplib::Server http_;
   int port_ = 0;
+  std::atomic<bool> stopping_{false};
   std::thread thread_;
 };
 

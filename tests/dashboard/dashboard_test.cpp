@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <catch2/catch.hpp>
+#include <future>
 #include <nlohmann/json.hpp>
 
 #include "coordinator/state_store.h"
@@ -301,6 +302,29 @@ TEST_CASE("the event stream sends each transition recorded after it opened, with
   CHECK(received.find("event: transition") != std::string::npos);
   CHECK(received.find("\"task_id\":\"t-run\"") != std::string::npos);
   CHECK(received.find("\"to\":\"LANDED\"") == std::string::npos);  // history before it opened is not resent
+}
+
+TEST_CASE("stopping the dashboard ends the open event streams instead of waiting for their clients") {
+  Fixture f;
+  auto d = start(f.options(), f.link);
+  auto c = client_of(*d);
+  std::string received;
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    c.Get("/api/events", [&](const char* data, size_t n) {
+      received.append(data, n);
+      return true;
+    });
+    done = true;
+  });
+  REQUIRE(eventually([&] { return received.find(": polyphony events") != std::string::npos; }));
+  auto stopped = std::async(std::launch::async, [&] { d.reset(); });
+  const bool in_time = stopped.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  CHECK(in_time);
+  CHECK(eventually([&] { return done.load(); }, std::chrono::seconds(10)));
+  c.stop();
+  reader.join();
+  stopped.wait();
 }
 
 TEST_CASE("a log is read from an offset, so a page can follow it as it grows") {
