@@ -171,13 +171,18 @@ class Server final : public Dashboard {
     });
     const std::string state = req.get_param_value("state");
     const std::string repo = req.get_param_value("repo");
+    // Pull requests exist only in GitHub mode, for landed work: asked for those alone.
+    auto github = read_github_health(options_.state_db);
+    const bool github_mode = github.ok() && github->has_value();
     json out = json::array();
     for (const auto& t : *list) {
       if (!state.empty() && to_string(t.state) != state) continue;
       if (!repo.empty() && t.request.repo != repo) continue;
       json j = task_json(t);
-      auto pr = read_github_pull_url(options_.state_db, t.request.id);
-      if (pr.ok() && !pr->empty()) j["pull_request"] = redact(*pr);
+      if (github_mode && t.state == TaskState::kLanded) {
+        auto pr = read_github_pull_url(options_.state_db, t.request.id);
+        if (pr.ok() && !pr->empty()) j["pull_request"] = redact(*pr);
+      }
       out.push_back(std::move(j));
     }
     send_json(res, out);
