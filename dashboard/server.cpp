@@ -127,6 +127,7 @@ class Server final : public Dashboard {
     page("/");
     page(R"(/tasks/([A-Za-z0-9_-]{1,64}))");
     page("/workers");
+    http_.Get("/favicon.ico", [](const httplib::Request&, httplib::Response& res) { res.status = 204; });
     http_.Get("/static/app.js", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(std::string(kAppJs), "text/javascript; charset=utf-8");
     });

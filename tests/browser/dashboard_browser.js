@@ -1,8 +1,10 @@
 // Drives the dashboard of a running `polyphony serve` in headless Chromium (puppeteer-core):
 // spawns a task from the board's form and watches it land without a reload, follows a running
 // agent's log on its task page, cancels it from there, and opens the workers page.
-// Environment: DASHBOARD_URL, ORIGIN (the repo to spawn on), ARTIFACTS (screenshots go there),
-// CHROMIUM (the browser). Prints one JSON line {landed, cancelled, title}; exits 1 on a failure.
+// The listener is off loopback, so the page must first be refused without the token, then be
+// given it through its token form.
+// Environment: DASHBOARD_URL, TOKEN, ORIGIN (the repo to spawn on), ARTIFACTS (screenshots go
+// there), CHROMIUM (the browser). Prints one JSON line {landed, cancelled, title}; exits 1 on a failure.
 'use strict';
 
 const puppeteer = require('puppeteer-core');
@@ -11,6 +13,7 @@ const path = require('path');
 const url = process.env.DASHBOARD_URL;
 const origin = process.env.ORIGIN;
 const artifacts = process.env.ARTIFACTS;
+const token = process.env.TOKEN;
 const hostileTitle = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> greet';
 
 function check(condition, what) {
@@ -25,8 +28,17 @@ async function noReloadSince(page) {
   return page.evaluate(() => window.__noReload === true);
 }
 
-async function board(page) {
+async function login(page) {
   await page.goto(url, { waitUntil: 'domcontentloaded' });
+  await page.waitForSelector('#token-form:not([hidden])', { timeout: 15000 });
+  const status = await page.evaluate(async () => (await fetch('/api/tasks')).status);
+  check(status === 401, 'a request without the token is refused: ' + status);
+  check(await page.$eval('#main', (m) => !m.querySelector('.card')), 'no task is shown without the token');
+  await page.type('#token', token);
+  await Promise.all([page.waitForNavigation({ waitUntil: 'domcontentloaded' }), page.click('#token-form button')]);
+}
+
+async function board(page) {
   await page.waitForSelector('#column-landed');
   await page.waitForFunction(() => document.getElementById('live').textContent === 'live', { timeout: 15000 });
   // Remember every state a card shows, to see it move; a reload would lose both marks.
@@ -65,7 +77,9 @@ async function board(page) {
 async function taskPage(page) {
   const body = shBlock('for i in $(seq 1 90); do echo "tick $i"; sleep 1; done');
   const id = await page.evaluate(async (repo, text) => {
-    const r = await fetch('/api/tasks', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+    const r = await fetch('/api/tasks', { method: 'POST',
+      headers: { 'Content-Type': 'application/json',
+        Authorization: 'Bearer ' + localStorage.getItem('polyphony-token') },
       body: JSON.stringify({ title: 'Count slowly', repo, agent: 'scripted', body: text }) });
     return (await r.json()).task_id;
   }, origin, body);
@@ -106,7 +120,9 @@ async function workersPage(page) {
     await page.setViewport({ width: 1500, height: 900 });
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => { if (m.type() === 'error' && !/401/.test(m.text())) errors.push(m.text()); });
     page.on('dialog', (d) => d.accept());
+    await login(page);
     const landed = await board(page);
     const cancelled = await taskPage(page);
     await workersPage(page);

@@ -19,7 +19,7 @@ std::string env_or(const char* name, const std::string& fallback) {
 
 }  // namespace
 
-TEST_CASE("in headless Chromium the board lands a task live, the task page follows and cancels, titles stay text") {
+TEST_CASE("in headless Chromium behind a token the board lands a task live, the task page follows and cancels") {
   const std::string chromium = env_or("POLYPHONY_CHROMIUM", "/usr/bin/chromium");
   const std::string modules =
       env_or("POLYPHONY_BROWSER_TEST_DIR", "/var/cache/polyphony/browser-test") + "/node_modules";
@@ -27,18 +27,22 @@ TEST_CASE("in headless Chromium the board lands a task live, the task page follo
   REQUIRE(std::filesystem::exists(chromium));
   REQUIRE(std::filesystem::exists(std::filesystem::path(modules) / "puppeteer-core"));
 
-  SingleBox box(sample_repo(), "coordinator: {http_listen: \"127.0.0.1:0\"}\n");
+  // Off loopback, so every request needs the token; the browser still talks to 127.0.0.1 only.
+  SingleBox box(sample_repo(), "coordinator: {http_listen: \"0.0.0.0:0\", http_token_file: keys/http.token}\n");
+  REQUIRE(box.cli({"keys", "gen", "--http"}).exit_code == 0);
+  const std::string token = trim(read_file(box.home() / "keys/http.token"));
   box.serve();
   const auto url_file = box.home() / "dashboard.url";
   REQUIRE(eventually([&] { return std::filesystem::exists(url_file); }, std::chrono::seconds(20)));
-  const std::string url = trim(read_file(url_file));
-  CHECK(url.rfind("http://127.0.0.1:", 0) == 0);
+  std::string url = trim(read_file(url_file));
+  REQUIRE(url.rfind("http://0.0.0.0:", 0) == 0);
+  url.replace(7, 7, "127.0.0.1");
 
   const std::filesystem::path artifacts = std::filesystem::path(POLYPHONY_ARTIFACTS_DIR) / "dashboard";
   std::filesystem::create_directories(artifacts);
   ProcessOptions o;
-  o.env = {{"DASHBOARD_URL", url}, {"ORIGIN", box.origin().string()}, {"ARTIFACTS", artifacts.string()},
-           {"CHROMIUM", chromium}, {"NODE_PATH", modules}};
+  o.env = {{"DASHBOARD_URL", url},   {"TOKEN", token},          {"ORIGIN", box.origin().string()},
+           {"CHROMIUM", chromium}, {"NODE_PATH", modules}, {"ARTIFACTS", artifacts.string()}};
   o.timeout = std::chrono::minutes(8);
   auto run = run_process({"node", POLYPHONY_BROWSER_SCRIPT}, o);
   REQUIRE(run.ok());
