@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "cli/client_connection.h"
+#include "cli/dashboard_link.h"
 #include "cli/doctor.h"
 #include "common/endpoint_policy.h"
 #include "common/log.h"
@@ -220,6 +221,10 @@ int serve(const Args& args) {
   if (!config.client_endpoint.empty()) client_endpoints.push_back(config.client_endpoint);
   auto coordinator = Coordinator::create(context, *settings, endpoints, client_endpoints);
   if (!coordinator.ok()) return report(coordinator.error());
+  // A taken port leaves serve running without the dashboard; a bad token setting stops it.
+  auto dashboard = start_dashboard(context, config);
+  if (!dashboard.ok() && dashboard.error().code != "io") return report(dashboard.error());
+  if (!dashboard.ok()) spdlog::warn("dashboard: {}", dashboard.error().to_string());
   std::unique_ptr<Workspaces> workspaces;
   std::unique_ptr<WorkerAgent> worker;
   std::thread worker_thread;

@@ -14,6 +14,7 @@
 #include "coordinator/github_source.h"
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
+#include "dashboard/api_json.h"
 
 namespace polyphony::cli {
 
@@ -51,32 +52,9 @@ Result<std::vector<Task>> all_tasks(const Config& config) {
   return tasks;
 }
 
-json task_json(const Task& t) {
-  const auto& r = t.request;
-  return json{{"id", r.id},
-              {"title", r.title},
-              {"state", std::string(to_string(t.state))},
-              {"repo", r.repo},
-              {"base_branch", r.base_branch},
-              {"task_type", r.task_type},
-              {"risk", r.risk},
-              {"labels", r.labels},
-              {"agent", t.agent.empty() ? r.agent : t.agent},
-              {"branch", t.branch},
-              {"worker", t.worker},
-              {"attempt", t.attempt},
-              {"reason", t.reason},
-              {"failure_kind", t.failure_kind},
-              {"commit", t.commit},
-              {"merged_commit", t.merged_commit},
-              {"score", t.score >= 0 ? json(t.score) : json(nullptr)},
-              {"plan", t.plan},
-              {"reviewer", t.reviewer},
-              {"created_at_ms", r.created_at_ms},
-              {"created_at", iso_utc(r.created_at_ms)},
-              {"updated_at_ms", t.updated_at_ms},
-              {"updated_at", iso_utc(t.updated_at_ms)}};
-}
+// The shapes the dashboard's API answers with too: one home (dashboard/api_json.h).
+using dashboard::runs_json;
+using dashboard::task_json;
 
 // The agent runs the state DB recorded for the task (none when it has no DB yet).
 std::vector<AgentRun> agent_runs_of(const Config& config, const std::string& id) {
@@ -85,17 +63,6 @@ std::vector<AgentRun> agent_runs_of(const Config& config, const std::string& id)
   if (!store.ok()) return {};
   auto runs = store->agent_runs(id);
   return runs.ok() ? *runs : std::vector<AgentRun>{};
-}
-
-json runs_json(const std::vector<AgentRun>& runs) {
-  json out = json::array();
-  for (const auto& r : runs) {
-    const auto& u = r.usage;
-    out.push_back({{"attempt", r.attempt}, {"role", u.role}, {"agent", u.agent}, {"model", u.model},
-                   {"turns", u.turns}, {"input_tokens", u.input_tokens}, {"output_tokens", u.output_tokens},
-                   {"cost_usd", u.cost_usd}, {"final_message", u.final_message}});
-  }
-  return out;
 }
 
 std::string clip(const std::string& s, size_t n) {

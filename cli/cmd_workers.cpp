@@ -9,6 +9,7 @@
 #include "cli/table.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/state_store.h"
+#include "dashboard/api_json.h"
 
 namespace polyphony::cli {
 
@@ -20,22 +21,6 @@ constexpr const char* kWorkersFooter =
     R"(A worker is ready (has free capacity), busy (full) or lost (silent past its liveness budget).
 Asks the coordinator at ipc://$POLYPHONY_HOME/coordinator.sock unless --coordinator names another
 client endpoint.)";
-
-json worker_json(const protocol::WorkerStatus& w) {
-  return json{{"id", w.worker_id},
-              {"hostname", w.hostname},
-              {"state", w.state},
-              {"heartbeat_age_ms", w.heartbeat_age_ms},
-              {"last_heartbeat_at", iso_utc(now_ms() - w.heartbeat_age_ms)},
-              {"capacity", w.capacity},
-              {"load", w.load},
-              {"labels", w.labels},
-              {"running", w.running},
-              {"version", w.version},
-              {"image_present", w.image_present},
-              {"free_disk_bytes", w.free_disk_bytes},
-              {"key", w.key}};
-}
 
 std::string joined(const std::vector<std::string>& items) {
   std::string out;
@@ -95,7 +80,7 @@ int workers(const Args& args) {
   }
   if (args.has("json")) {
     json out = json::array();
-    for (const auto& w : table->workers) out.push_back(worker_json(w));
+    for (const auto& w : table->workers) out.push_back(dashboard::worker_json(w, now_ms()));
     std::cout << json{{"coordinator", table->coordinator_id}, {"workers", out}}.dump(2) << "\n";
   } else {
     print_table(*table, stdout_terminal());

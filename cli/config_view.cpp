@@ -129,6 +129,8 @@ void coordinator(FileView& v, const Config& c) {
   v.add({"coordinator", "embedded_worker"}, c.embedded_worker);
   v.add({"coordinator", "worker_endpoint"}, redact(c.worker_endpoint));
   v.add({"coordinator", "client_endpoint"}, redact(c.client_endpoint));
+  v.add({"coordinator", "http_listen"}, c.http_listen);
+  v.add({"coordinator", "http_token_file"}, path_text(c.http_token_file));
   v.add({"coordinator", "heartbeat_interval_ms"}, c.heartbeat_interval_ms);
   v.add({"coordinator", "heartbeat_liveness"}, c.heartbeat_liveness);
   // Key files are named, never read; the keys listed are public ones.

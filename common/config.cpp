@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "common/config_security.h"
+#include "common/endpoint_policy.h"
 #include "common/yaml_reader.h"
 
 namespace polyphony {
@@ -273,11 +274,32 @@ Status read_github(const YamlReader& y, const YAML::Node& node, Config& c) {
   return {};
 }
 
+// coordinator.http_listen and http_token_file: "host:port" with a port, or empty (off); an
+// address other than loopback only with a token file.
+Status read_http(const YamlReader& y, const YAML::Node& node, Config& c) {
+  auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "coordinator." + w); };
+  POLY_TRY(read_opt(node, "http_listen", c.http_listen, str));
+  std::string token_file;
+  POLY_TRY(read_opt(node, "http_token_file", token_file, str));
+  if (!token_file.empty()) c.http_token_file = resolve_path(token_file, c.home);
+  if (c.http_listen.empty()) return {};
+  const auto split = parse_http_listen(c.http_listen);
+  if (!split) {
+    return y.error(node["http_listen"], "coordinator.http_listen must be HOST:PORT (e.g. 127.0.0.1:7780, port 0-65535) "
+                                        "or empty to turn the dashboard off, got '" + c.http_listen + "'");
+  }
+  if (!is_loopback_host(split->first) && c.http_token_file.empty()) {
+    return y.error(node["http_listen"], "coordinator.http_listen " + c.http_listen + " is not a loopback address: set "
+                                        "coordinator.http_token_file too (make one with `polyphony keys gen --http`)");
+  }
+  return {};
+}
+
 Status read_coordinator(const YamlReader& y, const YAML::Node& node, Config& c) {
   POLY_TRY(y.check_keys(node, {"embedded_worker", "worker_endpoint", "client_endpoint", "heartbeat_interval_ms",
                                "heartbeat_liveness", "secret_key_file", "public_key_file", "allowed_workers_dir",
                                "allowed_worker_keys", "allowed_clients_dir", "allowed_client_keys", "insecure",
-                               "mirror_timeout_s"},
+                               "mirror_timeout_s", "http_listen", "http_token_file"},
                         "coordinator"));
   POLY_TRY(detail::read_coordinator_security(y, node, c.home, c.coordinator_security));
   auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "coordinator." + w); };
@@ -294,6 +316,7 @@ Status read_coordinator(const YamlReader& y, const YAML::Node& node, Config& c) 
   if (c.mirror_timeout_s < 1) {
     return y.error(node["mirror_timeout_s"], "coordinator.mirror_timeout_s must be at least 1");
   }
+  POLY_TRY(read_http(y, node, c));
   return detail::check_coordinator_transport(y, node, c);
 }
 

@@ -128,6 +128,10 @@ struct Config {
   std::string worker_endpoint;
   std::string client_endpoint;
   bool embedded_worker = true;
+  // The web dashboard and /metrics (`polyphony serve`): "host:port", empty: off. Any address
+  // but loopback needs http_token_file, a file holding the bearer token clients must send.
+  std::string http_listen = "127.0.0.1:7780";
+  std::filesystem::path http_token_file;
   int64_t heartbeat_interval_ms = 1000;
   int heartbeat_liveness = 5;
   // How long the coordinator's clone or fetch of a remote repo (the mirror it scores tasks

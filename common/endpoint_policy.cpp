@@ -13,16 +13,6 @@ constexpr std::string_view kZ85Alphabet =
 
 bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
 
-// "127.a.b.c" with each part 0..255, or "localhost".
-bool is_loopback_host(std::string_view host) {
-  if (host == "localhost") return true;
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  char extra = 0;
-  const std::string h(host);
-  if (std::sscanf(h.c_str(), "%u.%u.%u.%u%c", &a, &b, &c, &d, &extra) != 4) return false;
-  return a == 127 && b <= 255 && c <= 255 && d <= 255;
-}
-
 // "host:port" -> "host" ("*:port" and ":port" give "*" and "").
 std::string_view host_of(std::string_view address) {
   const size_t colon = address.rfind(':');
@@ -30,6 +20,32 @@ std::string_view host_of(std::string_view address) {
 }
 
 }  // namespace
+
+bool is_loopback_host(std::string_view host) {
+  if (host == "localhost" || host == "::1") return true;
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  char extra = 0;
+  const std::string h(host);
+  if (std::sscanf(h.c_str(), "%u.%u.%u.%u%c", &a, &b, &c, &d, &extra) != 4) return false;
+  return a == 127 && b <= 255 && c <= 255 && d <= 255;
+}
+
+std::optional<std::pair<std::string, int>> parse_http_listen(std::string_view address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+  std::string host(address.substr(0, colon));
+  const std::string_view port = address.substr(colon + 1);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  else if (host.find(':') != std::string::npos) return std::nullopt;  // IPv6 needs brackets
+  if (port.empty() || port.size() > 5) return std::nullopt;
+  int n = 0;
+  for (char ch : port) {
+    if (ch < '0' || ch > '9') return std::nullopt;
+    n = n * 10 + (ch - '0');
+  }
+  if (n > 65535 || host.find_first_of(" /\t") != std::string::npos) return std::nullopt;
+  return std::pair{host, n};
+}
 
 bool crosses_host(std::string_view endpoint) {
   return !starts_with(endpoint, "ipc://") && !starts_with(endpoint, "inproc://");

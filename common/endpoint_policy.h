@@ -1,8 +1,10 @@
 // Which ZeroMQ endpoints may carry plain (unencrypted, unauthenticated) traffic. Pure.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/result.h"
 
@@ -21,6 +23,13 @@ bool is_loopback_tcp(std::string_view endpoint);
 // `key_setting`, the setting that would turn CURVE on.
 Status check_plain_endpoint(std::string_view endpoint, bool insecure, const std::string& key_setting,
                             const std::string& insecure_setting, const std::string& where);
+
+// True for a host in 127.0.0.0/8, "::1" or "localhost".
+bool is_loopback_host(std::string_view host);
+
+// An HTTP listen address "HOST:PORT" ("[::1]:PORT" for IPv6) split into host and port (0-65535;
+// 0: any free port); nullopt when it is not one.
+std::optional<std::pair<std::string, int>> parse_http_listen(std::string_view address);
 
 // True when `text` is a Z85-encoded CURVE key: 40 characters of the Z85 alphabet.
 bool is_z85_key(std::string_view text);

@@ -483,6 +483,23 @@ Result<std::vector<TaskEvent>> StateStore::events(const std::string& id) {
   return out;
 }
 
+Result<std::vector<TaskEvent>> StateStore::events_after(int64_t seq, int limit) {
+  auto st = db_.prepare(
+      "SELECT task_id, from_state, to_state, attempt, worker, reason, at, seq FROM events WHERE seq>? ORDER BY seq "
+      "LIMIT ?");
+  if (!st.ok()) return st.error();
+  st->bind(1, seq).bind(2, limit);
+  std::vector<TaskEvent> out;
+  while (true) {
+    auto row = st->step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    out.push_back(TaskEvent{st->text(0), st->text(1), st->text(2), static_cast<int>(st->int64(3)), st->text(4),
+                            st->text(5), st->int64(6), st->int64(7)});
+  }
+  return out;
+}
+
 Result<int64_t> StateStore::next_epoch() {
   if (!epoch_) {
     auto st = db_.prepare("SELECT value FROM meta WHERE key='epoch'");

@@ -76,6 +76,9 @@ class StateStore {
   // Tasks in any of `states` (all when empty), oldest first.
   Result<std::vector<Task>> list(const std::vector<TaskState>& states = {});
   Result<std::vector<TaskEvent>> events(const std::string& id);
+  // Every task's events recorded after `seq` (0: from the first), oldest first, at most `limit`,
+  // each with its seq: a reader follows the history by passing the last seq it saw.
+  Result<std::vector<TaskEvent>> events_after(int64_t seq, int limit);
   // CLAIMED tasks due at `now_ms`: of each repo the `per_repo` oldest, all oldest first. What
   // dispatch_order needs to fill `per_repo` slots, without reading the whole backlog.
   Result<std::vector<Task>> dispatchable(int64_t now_ms, int per_repo);

@@ -54,6 +54,7 @@ struct TaskEvent {
   std::string worker;
   std::string reason;
   int64_t at_ms = 0;
+  int64_t seq = 0;  // its place in the DB's order of all events (events_after)
 };
 
 }  // namespace polyphony

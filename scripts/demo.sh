@@ -82,6 +82,9 @@ log=$DEMO_DIR/serve.log
 polyphony serve > "$log" 2>&1 &
 serve_pid=$!
 trap 'kill $serve_pid 2>/dev/null || true' EXIT
+# The web dashboard (coordinator.http_listen): open it to watch the tasks land live.
+for _ in $(seq 50); do [[ -s $POLYPHONY_HOME/dashboard.url ]] && break; sleep 0.2; done
+[[ -s $POLYPHONY_HOME/dashboard.url ]] && say "watch live: $(cat "$POLYPHONY_HOME/dashboard.url") (metrics at /metrics)"
 deadline=$((SECONDS + 300))
 while (( SECONDS < deadline )); do
   open=$(polyphony status --json | grep -c '"state": "\(DISCOVERED\|CLAIMED\|ROUTED\|PROVISIONED\|RUNNING\|VERIFYING\)"' || true)

@@ -23,6 +23,7 @@ readonly PACKAGES=(
   libboost-dev libboost-filesystem-dev libboost-system-dev
   libspdlog-dev catch2 libcurl4-openssl-dev nlohmann-json3-dev libcpp-httplib-dev libcli11-dev
   docker.io debootstrap iproute2 gh openssl libssl-dev
+  chromium python3-prometheus-client
 )
 
 install_packages() {
@@ -47,6 +48,22 @@ install_packages() {
   apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 }
 
+# The dashboard's browser test drives Debian's chromium with puppeteer-core, pinned, installed by
+# npm once into a cache directory (the tests find it there, or under $POLYPHONY_BROWSER_TEST_DIR).
+readonly BROWSER_TEST_DIR=${POLYPHONY_BROWSER_TEST_DIR:-/var/cache/polyphony/browser-test}
+readonly PUPPETEER_CORE=puppeteer-core@24.43.1
+
+install_browser_driver() {
+  local installed=$BROWSER_TEST_DIR/node_modules/puppeteer-core/package.json
+  if [[ -f $installed ]] && grep -q "\"version\": \"${PUPPETEER_CORE#*@}\"" "$installed"; then
+    return
+  fi
+  log "installing $PUPPETEER_CORE into $BROWSER_TEST_DIR"
+  mkdir -p "$BROWSER_TEST_DIR"
+  npm install --prefix "$BROWSER_TEST_DIR" --cache "$BROWSER_TEST_DIR/.npm" --no-audit --no-fund \
+    "$PUPPETEER_CORE" >&2
+}
+
 # -DPOLYPHONY_WERROR=... when CI or the caller asks for a value; nothing otherwise.
 werror_args() {
   local werror=${POLYPHONY_WERROR:-}
@@ -67,6 +84,7 @@ build() {
 }
 
 install_packages
+install_browser_driver
 build
 DOCKER_HOST=$("$ROOT/scripts/ensure-docker.sh")
 export DOCKER_HOST

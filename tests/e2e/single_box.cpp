@@ -17,12 +17,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The test defaults (network none, short poll interval, small limits) with `extra` laid over
-// them, one level deep: `container:` in `extra` changes only the keys it names.
+// The test defaults (network none, short poll interval, small limits, the dashboard on a free
+// port) with `extra` laid over them, one level deep: `container:` in `extra` changes only the keys it names.
 std::string merged_config(const std::string& extra) {
   YAML::Node base = YAML::Load(
       "poll_interval_ms: 100\n"
-      "coordinator: {heartbeat_interval_ms: 200, heartbeat_liveness: 10}\n"
+      "coordinator: {heartbeat_interval_ms: 200, heartbeat_liveness: 10, http_listen: \"127.0.0.1:0\"}\n"
       "container: {network: none, cpus: 1, memory: 512m, run_timeout_s: 120, verify_timeout_s: 120}\n");
   YAML::Node over = YAML::Load(extra);
   if (over.IsMap()) {
