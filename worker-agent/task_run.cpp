@@ -25,6 +25,7 @@
 namespace polyphony {
 
 namespace fs = std::filesystem;
+using FK = protocol::FailureKind;
 
 std::map<std::string, std::string> run_labels(const protocol::RunSpec& spec, const std::string& role,
                                               const std::string& worker_id) {
@@ -163,16 +164,12 @@ class Attempt {
 
   void say(const std::string& line) { log("system", "polyphony: " + line + "\n"); }
 
-  protocol::TaskResult failed(std::string kind, const std::string& reason) {
-    if (!protocol::is_failure_kind(kind)) {
-      // A kind the coordinator would refuse leaves the task without an end: report it as infra.
-      spdlog::error("task {}: failure kind '{}' is not in the protocol; reporting infra", spec_.task_id, kind);
-      kind = "infra";
-    }
-    say("attempt failed (" + kind + "): " + reason);
+  protocol::TaskResult failed(FK kind, const std::string& reason) {
+    const std::string name(protocol::to_string(kind));
+    say("attempt failed (" + name + "): " + reason);
     auto r = base_result();
     r.outcome = "failed";
-    r.failure_kind = kind;
+    r.failure_kind = name;
     r.reason = reason;
     return r;
   }
@@ -499,30 +496,30 @@ class AgentWatch {
   const AgentOutput& output() const { return output_; }
   const std::string& over_budget() const { return over_; }
 
-  // Why a run that exited `exit_code` failed, as {failure kind, reason}; kind "" : it did not.
-  std::pair<std::string, std::string> judge(int exit_code, const std::string& tail) const {
+  // Why a run that exited `exit_code` failed, as {failure kind, reason}; nullopt: it did not.
+  std::optional<std::pair<FK, std::string>> judge(int exit_code, const std::string& tail) const {
     const std::string who = role_ == "reviewer" ? "reviewer " + agent_ : "agent " + agent_;
     if (!output_.structured()) {
-      if (exit_code == 0) return {};
-      return {looks_unavailable(exit_code, tail) ? "agent_unavailable" : "agent",
+      if (exit_code == 0) return std::nullopt;
+      return std::pair{looks_unavailable(exit_code, tail) ? FK::kAgentUnavailable : FK::kAgent,
               who + " exited with status " + std::to_string(exit_code) + (tail.empty() ? "" : ": " + tail)};
     }
     const std::string said = output_.error().empty() ? "" : ": " + output_.error();
     if ((exit_code != 0 || output_.failed()) && !output_.refusal().empty()) {
-      return {"agent_unavailable", "the model API refused " + who + " (" + output_.refusal() + ")" + said};
+      return std::pair{FK::kAgentUnavailable, "the model API refused " + who + " (" + output_.refusal() + ")" + said};
     }
     if (exit_code != 0) {
       const std::string why = said.empty() && !tail.empty() ? ": " + tail : said;
-      return {looks_unavailable(exit_code, "") ? "agent_unavailable" : "agent",
+      return std::pair{looks_unavailable(exit_code, "") ? FK::kAgentUnavailable : FK::kAgent,
               who + " exited with status " + std::to_string(exit_code) + why};
     }
-    if (output_.failed()) return {"agent", who + " reported that its run failed" + said};
+    if (output_.failed()) return std::pair{FK::kAgent, who + " reported that its run failed" + said};
     if (!output_.finished()) {
-      return {"agent", who + " exited without the closing event of its structured output (" +
+      return std::pair{FK::kAgent, who + " exited without the closing event of its structured output (" +
                            std::to_string(output_.malformed_lines()) + " lines were not JSON events): how its run ended "
                            "is unknown"};
     }
-    return {};
+    return std::nullopt;
   }
 
  private:
@@ -537,24 +534,24 @@ class AgentWatch {
 // cannot help), said in the engine's own words; anything else from the engine is infrastructure.
 protocol::TaskResult container_failure(Attempt& attempt, const protocol::RunSpec& spec, const std::string& role,
                                        const Error& e) {
-  if (e.code == "no_runner") return attempt.failed("config", role + " container: " + e.message);
+  if (e.code == "no_runner") return attempt.failed(FK::kConfig, role + " container: " + e.message);
   if (e.code == "not_found" && names_missing_image(e.message)) {
-    return attempt.failed("config", role + " container: image " + spec.image +
+    return attempt.failed(FK::kConfig, role + " container: image " + spec.image +
                                         " is missing on this worker: run `polyphony image build` (" + e.to_string() + ")");
   }
   if (e.code == "not_found") {
     const bool network = e.message.find("network") != std::string::npos;
-    return attempt.failed("config", role + " container: the Docker engine says: " + e.message +
+    return attempt.failed(FK::kConfig, role + " container: the Docker engine says: " + e.message +
                                         (network ? " (config.yaml container.network is '" + spec.network_mode +
                                                        "'; `polyphony doctor` checks it against the engine)"
                                                  : ""));
   }
   if (role == "agent" && (e.message.find("executable file not found") != std::string::npos ||
                           e.message.find("no such file or directory") != std::string::npos)) {
-    return attempt.failed("agent_unavailable", "agent " + spec.agent.name + " cannot start: its CLI is missing from image " +
+    return attempt.failed(FK::kAgentUnavailable, "agent " + spec.agent.name + " cannot start: its CLI is missing from image " +
                                                    spec.image + " (" + e.message + ")");
   }
-  return attempt.failed("infra", role + " container: " + e.to_string());
+  return attempt.failed(FK::kInfra, role + " container: " + e.to_string());
 }
 
 // The first failing line says why verify failed, not the last line (often a later test that
@@ -780,7 +777,7 @@ constexpr size_t kMaxBundleBytes = size_t{1} << 30;
 std::optional<protocol::TaskResult> Run::collect_branch() {
   const auto started = std::chrono::steady_clock::now();
   auto import = ctx_.workspaces.import_branch(ws_, kMaxBundleBytes);
-  if (!import.ok()) return attempt_.failed("infra", "taking in the agent's branch: " + import.error().to_string());
+  if (!import.ok()) return attempt_.failed(FK::kInfra, "taking in the agent's branch: " + import.error().to_string());
   const CommitIdentity who = ctx_.workspaces.commit_identity();
   Status taken = ok_status();
   auto run = exec_in({"sh", "-c", kCollectScript, "polyphony-collect", spec_.branch, ws_.base_commit,
@@ -788,21 +785,21 @@ std::optional<protocol::TaskResult> Run::collect_branch() {
                      attempt_env(spec_), "agent", spec_.verify_timeout_s, 0, {},
                      [&](std::string_view data) { return (*import)->add(data); }, &taken);
   if (!run.ok()) return container_failure(attempt_, spec_, "agent", run.error());
-  if (run->cancelled) return attempt_.failed("cancelled", "cancelled while the agent's work was committed");
-  if (run->timed_out) return attempt_.failed("timeout", "committing the agent's work ran out of time");
-  if (run->exit_code == 5) return attempt_.failed("agent", "agent " + spec_.agent.name + " made no changes");
+  if (run->cancelled) return attempt_.failed(FK::kCancelled, "cancelled while the agent's work was committed");
+  if (run->timed_out) return attempt_.failed(FK::kTimeout, "committing the agent's work ran out of time");
+  if (run->exit_code == 5) return attempt_.failed(FK::kAgent, "agent " + spec_.agent.name + " made no changes");
   if (run->exit_code == 3) {
-    return attempt_.failed("agent", "agent " + spec_.agent.name + " left the workspace off branch " + spec_.branch);
+    return attempt_.failed(FK::kAgent, "agent " + spec_.agent.name + " left the workspace off branch " + spec_.branch);
   }
   if (run->exit_code != 0 || !taken.ok()) {
     const std::string why = !taken.ok() ? taken.error().to_string()
                                         : "exited with status " + std::to_string(run->exit_code) +
                                               (run->tail.empty() ? "" : ": " + run->tail);
-    return attempt_.failed("agent", "the agent's branch could not be committed and taken in: " + why);
+    return attempt_.failed(FK::kAgent, "the agent's branch could not be committed and taken in: " + why);
   }
   auto pinned = ctx_.workspaces.pin_import(ws_, **import);
   if (!pinned.ok()) {
-    return attempt_.failed(pinned.error().code == "bad_bundle" ? "agent" : "infra",
+    return attempt_.failed(pinned.error().code == "bad_bundle" ? FK::kAgent : FK::kInfra,
                            "taking in the agent's branch: " + pinned.error().to_string());
   }
   pinned_ = *pinned;
@@ -814,14 +811,14 @@ std::optional<protocol::TaskResult> Run::collect_branch() {
 std::optional<protocol::TaskResult> Run::rebase_onto_base(std::optional<std::string>& moved_to) {
   auto moved = ctx_.workspaces.rebase_onto_origin(ws_);
   if (!moved.ok()) {
-    return attempt_.failed(moved.error().code == "conflict" ? "conflict" : "infra",
+    return attempt_.failed(moved.error().code == "conflict" ? FK::kConflict : FK::kInfra,
                            "rebasing onto " + ws_.base_branch + ": " + moved.error().to_string());
   }
   moved_to = *moved;
   if (!moved_to) return std::nullopt;
   // The rebased commit exists only here: verify takes it to the workspace in its bundle.
   auto head = ctx_.workspaces.head_commit(ws_);
-  if (!head.ok()) return attempt_.failed("infra", "reading the rebased branch: " + head.error().to_string());
+  if (!head.ok()) return attempt_.failed(FK::kInfra, "reading the rebased branch: " + head.error().to_string());
   pinned_ = *head;
   return std::nullopt;
 }
@@ -867,7 +864,7 @@ std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string
   const bool rework = round > 0 && !spec_.rework_command.empty();
   auto launch = prepare_agent(spec_.agent, command, rework ? spec_.rework_stdin : spec_.agent.stdin_text,
                               ws_.task_dir / "meta", "implementer", ctx_);
-  if (!launch.ok()) return attempt_.failed("infra", "preparing the agent's files: " + launch.error().to_string());
+  if (!launch.ok()) return attempt_.failed(FK::kInfra, "preparing the agent's files: " + launch.error().to_string());
   env.insert(env.end(), launch->env.begin(), launch->env.end());
   AgentWatch watch(spec_.agent, "implementer", spec_);
   const auto started = std::chrono::steady_clock::now();
@@ -876,32 +873,32 @@ std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string
   const auto ran = std::chrono::steady_clock::now();
   attempt_.record(watch.finish());
   if (!run.ok()) return container_failure(attempt_, spec_, "agent", run.error());
-  if (run->cancelled) return attempt_.failed("cancelled", "cancelled while the agent ran");
-  if (run->halted) return attempt_.failed("budget", watch.over_budget() + " and was stopped");
-  if (!run->limit.empty()) return attempt_.failed("agent", "agent " + spec_.agent.name + ": " + run->limit);
+  if (run->cancelled) return attempt_.failed(FK::kCancelled, "cancelled while the agent ran");
+  if (run->halted) return attempt_.failed(FK::kBudget, watch.over_budget() + " and was stopped");
+  if (!run->limit.empty()) return attempt_.failed(FK::kAgent, "agent " + spec_.agent.name + ": " + run->limit);
   if (run->stalled) {
-    return attempt_.failed("timeout", "the agent printed nothing for " + std::to_string(spec_.stall_timeout_s) +
+    return attempt_.failed(FK::kTimeout, "the agent printed nothing for " + std::to_string(spec_.stall_timeout_s) +
                                           " s and was stopped (stall timeout)");
   }
   if (run->timed_out) {
     if (spec_.run_timeout_is_budget) {
-      return attempt_.failed("budget", "agent " + spec_.agent.name + " passed its budget of " +
+      return attempt_.failed(FK::kBudget, "agent " + spec_.agent.name + " passed its budget of " +
                                            std::to_string(spec_.run_timeout_s) + " s and was stopped");
     }
-    return attempt_.failed("timeout", "the agent ran past " + std::to_string(spec_.run_timeout_s) + " s and was stopped");
+    return attempt_.failed(FK::kTimeout, "the agent ran past " + std::to_string(spec_.run_timeout_s) + " s and was stopped");
   }
   // SIGKILL comes from outside (the kernel's OOM killer, a stop): the machine's trouble, not
   // the agent's, so the same agent tries again.
   if (run->exit_code == 137) {
-    return attempt_.failed("infra", "agent " + spec_.agent.name + " exited with status 137" +
+    return attempt_.failed(FK::kInfra, "agent " + spec_.agent.name + " exited with status 137" +
                                         (run->tail.empty() ? "" : ": " + run->tail) +
                                         " (killed: out of memory, or stopped from outside)");
   }
-  if (auto [kind, reason] = watch.judge(run->exit_code, run->tail); !kind.empty()) return attempt_.failed(kind, reason);
+  if (auto judged = watch.judge(run->exit_code, run->tail)) return attempt_.failed(judged->first, judged->second);
   if (auto failed = collect_branch()) return failed;
   auto ahead = ctx_.workspaces.commits_ahead(ws_);
-  if (!ahead.ok()) return attempt_.failed("infra", ahead.error().to_string());
-  if (*ahead == 0) return attempt_.failed("agent", "agent " + spec_.agent.name + " made no changes");
+  if (!ahead.ok()) return attempt_.failed(FK::kInfra, ahead.error().to_string());
+  if (*ahead == 0) return attempt_.failed(FK::kAgent, "agent " + spec_.agent.name + " made no changes");
   spdlog::info("task {}: agent ran {} ms, its work committed and pinned in {} ms", spec_.task_id,
                ms_between(started, ran), ms_between(ran, std::chrono::steady_clock::now()));
   return std::nullopt;
@@ -914,7 +911,7 @@ std::optional<protocol::TaskResult> Run::verify() {
   // what was verified.
   const auto started = std::chrono::steady_clock::now();
   if (auto s = ctx_.workspaces.write_pinned_bundle(ws_, ws_.task_dir / "meta" / "pinned.bundle"); !s.ok()) {
-    return attempt_.failed("infra", "writing the pinned branch for verify: " + s.error().to_string());
+    return attempt_.failed(FK::kInfra, "writing the pinned branch for verify: " + s.error().to_string());
   }
   auto run = exec_in({"sh", "-c", kVerifyScript, "polyphony-verify", spec_.branch, pinned_,
                       (ws_.mirror_dir / "objects").string(), ws_.repo_url, "/polyphony/pinned.bundle",
@@ -922,13 +919,13 @@ std::optional<protocol::TaskResult> Run::verify() {
                      attempt_env(spec_), "verify", spec_.verify_timeout_s, 0);
   spdlog::info("task {}: verify ran {} ms", spec_.task_id, ms_between(started, std::chrono::steady_clock::now()));
   if (!run.ok()) return container_failure(attempt_, spec_, "verify", run.error());
-  if (run->cancelled) return attempt_.failed("cancelled", "cancelled during verify");
-  if (!run->limit.empty()) return attempt_.failed("verify", "verify `" + verify_command_ + "`: " + run->limit);
+  if (run->cancelled) return attempt_.failed(FK::kCancelled, "cancelled during verify");
+  if (!run->limit.empty()) return attempt_.failed(FK::kVerify, "verify `" + verify_command_ + "`: " + run->limit);
   if (run->timed_out) {
-    return attempt_.failed("timeout", "verify ran past " + std::to_string(spec_.verify_timeout_s) + " s and was stopped");
+    return attempt_.failed(FK::kTimeout, "verify ran past " + std::to_string(spec_.verify_timeout_s) + " s and was stopped");
   }
   if (run->exit_code != 0) {
-    auto r = attempt_.failed("verify", verify_failure_reason(verify_command_, run->exit_code, run->output));
+    auto r = attempt_.failed(FK::kVerify, verify_failure_reason(verify_command_, run->exit_code, run->output));
     // The tree lets the coordinator tell a deterministic failure from one worth retrying.
     auto tree = ctx_.workspaces.head_tree(ws_);
     if (tree.ok()) r.tree = *tree;
@@ -1010,7 +1007,9 @@ Result<Verdict> Run::review(int round) {
                                    (run->stalled ? "it printed nothing for " + std::to_string(spec_.stall_timeout_s) + " s"
                                                  : "it ran past " + std::to_string(spec_.run_timeout_s) + " s"));
   }
-  if (auto [kind, reason] = watch.judge(run->exit_code, run->tail); !kind.empty()) return make_error(kind, reason);
+  if (auto judged = watch.judge(run->exit_code, run->tail)) {
+    return make_error(std::string(protocol::to_string(judged->first)), judged->second);
+  }
   // The reviewer wrote it, and root reads it: no symlink, FIFO or device, and no more than a cap.
   auto text = read_untrusted_file(out / "verdict.md", kMaxVerdictBytes);
   if (!text.ok()) {
@@ -1046,9 +1045,9 @@ std::optional<protocol::TaskResult> Run::implement_and_review() {
     if (!verdict.ok()) {
       const std::string& code = verdict.error().code;
       if (code == "cancelled" || code == "budget" || code == "agent_unavailable") {
-        return attempt_.failed(code, verdict.error().message);
+        return attempt_.failed(*protocol::parse_failure_kind(code), verdict.error().message);
       }
-      return attempt_.failed(code == "agent" ? "agent" : "infra", verdict.error().message);
+      return attempt_.failed(code == "agent" ? FK::kAgent : FK::kInfra, verdict.error().message);
     }
     const std::string who = "review by " + spec_.reviewer.name + " (round " + std::to_string(round + 1) + "): ";
     const std::string comments = tail_of(verdict->comments, 1500);
@@ -1056,26 +1055,26 @@ std::optional<protocol::TaskResult> Run::implement_and_review() {
                                      (comments.empty() ? "" : ": " + comments));
     if (verdict->approved) return std::nullopt;
     if (round >= spec_.review_rounds) {
-      return attempt_.failed("review", "reviewer " + spec_.reviewer.name + " still requests changes after " +
+      return attempt_.failed(FK::kReview, "reviewer " + spec_.reviewer.name + " still requests changes after " +
                                            std::to_string(round + 1) + " reviews: " + comments);
     }
     if (auto s = write_file(ws_.task_dir / "meta" / "review.md",
                             "Review by " + spec_.reviewer.name + ": changes requested\n\n" + verdict->comments);
         !s.ok()) {
-      return attempt_.failed("infra", s.error().to_string());
+      return attempt_.failed(FK::kInfra, s.error().to_string());
     }
   }
 }
 
 protocol::TaskResult Run::push_branch() {
-  if (attempt_.cancelled()) return attempt_.failed("cancelled", "cancelled before pushing");
+  if (attempt_.cancelled()) return attempt_.failed(FK::kCancelled, "cancelled before pushing");
   auto pushed = [&] {
     std::lock_guard<std::mutex> serialized(land_lock(spec_.repo_url));
     return ctx_.workspaces.push_branch(ws_);
   }();
   if (!pushed.ok()) {
     const auto& code = pushed.error().code;
-    return attempt_.failed(code == "push_rejected" ? "conflict" : code == "push_refused" ? "landing" : "infra",
+    return attempt_.failed(code == "push_rejected" ? FK::kConflict : code == "push_refused" ? FK::kLanding : FK::kInfra,
                            "pushing " + spec_.branch + ": " + pushed.error().to_string());
   }
   attempt_.say("pushed " + pushed->branch_commit + " to " + spec_.branch + " (a pull request lands it)");
@@ -1090,13 +1089,13 @@ protocol::TaskResult Run::land() {
   if (spec_.land_mode == "branch") return push_branch();
   using Clock = std::chrono::steady_clock;
   for (int round = 1;; ++round) {
-    if (attempt_.cancelled()) return attempt_.failed("cancelled", "cancelled before landing");
+    if (attempt_.cancelled()) return attempt_.failed(FK::kCancelled, "cancelled before landing");
     const auto asked = Clock::now();
     if (ctx_.request_land) {
       auto granted = ctx_.request_land();
       if (!granted.ok()) {
         const auto& code = granted.error().code;
-        return attempt_.failed(code == "cancelled" ? "cancelled" : "infra",
+        return attempt_.failed(code == "cancelled" ? FK::kCancelled : FK::kInfra,
                                "the coordinator did not let this attempt land: " + granted.error().message);
       }
     }
@@ -1134,7 +1133,7 @@ protocol::TaskResult Run::land() {
     // A race lost every round is a conflict (retried); a refusal (a hook, a protected branch, a
     // clone that cannot take the branch) would refuse the next attempt too: reported once.
     const bool raced = code == "base_moved" || code == "push_rejected";
-    return attempt_.failed(raced ? "conflict" : code == "push_refused" ? "landing" : "infra",
+    return attempt_.failed(raced ? FK::kConflict : code == "push_refused" ? FK::kLanding : FK::kInfra,
                            "landing: " + landed.error().to_string());
   }
 }
@@ -1152,7 +1151,7 @@ protocol::TaskResult Run::attempt_work() {
   // The worker's own allow-list, whatever the coordinator asked for: nothing is made for a spec
   // outside it.
   if (auto refused = refusal(spec_, ctx_.allowed)) {
-    return attempt_.failed("config", "worker " + ctx_.worker_id + " refuses this RunSpec: " + *refused);
+    return attempt_.failed(FK::kConfig, "worker " + ctx_.worker_id + " refuses this RunSpec: " + *refused);
   }
   // What an earlier attempt left goes first: its containers (stopping whatever still writes in
   // its workspace), then its workspace. The coordinator records each attempt before it sends it,
@@ -1202,12 +1201,12 @@ protocol::TaskResult Run::attempt_work() {
   }
   if (!ws.ok()) {
     const bool users_fault = ws.error().code == "not_found" || ws.error().code == "usage";
-    return attempt_.failed(users_fault ? "repo" : "infra", "provisioning failed: " + ws.error().to_string());
+    return attempt_.failed(users_fault ? FK::kRepo : FK::kInfra, "provisioning failed: " + ws.error().to_string());
   }
   ws_ = *ws;
   if (spec_.attempt > 1) {
     auto earlier = ctx_.workspaces.landed_earlier(ws_);
-    if (!earlier.ok()) return attempt_.failed("infra", "checking for an earlier landing: " + earlier.error().to_string());
+    if (!earlier.ok()) return attempt_.failed(FK::kInfra, "checking for an earlier landing: " + earlier.error().to_string());
     if (earlier->has_value()) {
       attempt_.say("an earlier attempt already landed " + spec_.branch + " (base now " + **earlier +
                    "); not running it again");
@@ -1221,17 +1220,17 @@ protocol::TaskResult Run::attempt_work() {
       return r;
     }
   }
-  if (auto s = write_task_file(spec_, ws_); !s.ok()) return attempt_.failed("infra", s.error().to_string());
+  if (auto s = write_task_file(spec_, ws_); !s.ok()) return attempt_.failed(FK::kInfra, s.error().to_string());
   attempt_.update("PROVISIONED", "branch " + spec_.branch + " at " + ws_.base_commit.substr(0, 12));
   hold_for_tests("PROVISIONED");
-  if (attempt_.cancelled()) return attempt_.failed("cancelled", "cancelled before the agent started");
+  if (attempt_.cancelled()) return attempt_.failed(FK::kCancelled, "cancelled before the agent started");
   // The verify command is read before the agent runs, from the base, so the agent cannot change it.
   auto verify_command = choose_verify(spec_, ws_, ctx_);
   if (!verify_command.ok()) {
-    return attempt_.failed("config", "cannot read the repo's verify command: " + verify_command.error().to_string());
+    return attempt_.failed(FK::kConfig, "cannot read the repo's verify command: " + verify_command.error().to_string());
   }
   if (verify_command->empty()) {
-    return attempt_.failed("config", "no verify command: add `verify: <command>` to .polyphony.yaml at the repo root, "
+    return attempt_.failed(FK::kConfig, "no verify command: add `verify: <command>` to .polyphony.yaml at the repo root, "
                                      "or set repos.<name>.verify in config.yaml");
   }
   verify_command_ = *verify_command;

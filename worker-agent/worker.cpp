@@ -324,7 +324,7 @@ void WorkerAgent::on_dispatch(const protocol::Dispatch& d) {
     r.epoch = spec.epoch;
     r.branch = spec.branch;
     r.outcome = "failed";
-    r.failure_kind = "infra";
+    r.failure_kind = protocol::to_string(protocol::FailureKind::kInfra);
     r.reason = "worker " + options_.worker_id + " is full (capacity " + std::to_string(options_.capacity) + ")";
     unacked_results_[spec.task_id] = r;
     send(r);
@@ -363,12 +363,12 @@ void WorkerAgent::start_run(const protocol::RunSpec& spec) {
       result.epoch = raw->spec.epoch;
       result.branch = raw->spec.branch;
       result.outcome = "failed";
-      result.failure_kind = "infra";
+      result.failure_kind = protocol::to_string(protocol::FailureKind::kInfra);
       result.reason = std::string("worker error: ") + e.what();
     }
     // A cancelled attempt leaves nothing behind: its container is already gone, and so goes its
     // workspace (a later attempt would start from a fresh clone anyway).
-    if (result.outcome == "failed" && result.failure_kind == "cancelled") {
+    if (result.outcome == "failed" && result.failure_kind == protocol::to_string(protocol::FailureKind::kCancelled)) {
       auto removed = workspaces_.remove(raw->spec.task_id);
       if (!removed.ok()) spdlog::warn("task {}: cannot remove its workspace: {}", raw->spec.task_id, removed.error().to_string());
     }
