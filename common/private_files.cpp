@@ -55,7 +55,6 @@ Status secure_home(const Config& config) {
   POLY_TRY(make_private_dir(config.log_dir));
   make_private_tree(config.log_dir);
   POLY_TRY(make_private_dir(config.workspace_root));
-  make_private(config.home / "mirrors");
   return {};
 }
 

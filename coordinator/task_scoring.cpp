@@ -1,10 +1,8 @@
 // Reads a task's repository for scoring: local paths as they are, URLs through a mirror.
 #include "coordinator/task_scoring.h"
 
-#include <functional>
-
-#include "common/process.h"
 #include "coordinator/submission.h"
+#include "git/mirror.h"
 
 namespace polyphony {
 
@@ -12,38 +10,16 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A mirror directory name that is stable for the URL and safe as a path component.
-std::string mirror_name(const std::string& url) {
-  std::string tail = url.substr(url.find_last_of("/:") + 1);
-  std::string safe;
-  for (char c : tail) safe += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') ? c : '_';
-  char hash[17];
-  std::snprintf(hash, sizeof hash, "%016zx", std::hash<std::string>{}(url));
-  return safe.substr(0, 40) + "-" + hash + ".git";
-}
-
+// The mirror of remote `url` in the host's one mirror store (<workspace_root>/mirrors, which the
+// workspaces borrow from too), brought up to date within the mirror timeout and `cancel`.
 Result<fs::path> ensure_mirror(const std::string& url, const Config& config, const std::atomic<bool>* cancel) {
-  const fs::path dir = config.home / "mirrors";
-  const fs::path mirror = dir / mirror_name(url);
-  ProcessOptions o;
-  o.timeout = std::chrono::seconds(config.mirror_timeout_s);
-  o.cancel = cancel;
-  o.env["GIT_TERMINAL_PROMPT"] = "0";
-  std::error_code ec;
-  if (fs::exists(mirror / "HEAD", ec)) {
-    o.cwd = mirror;
-    auto fetched = run_checked({"git", "fetch", "--prune", "--quiet", "origin"}, o, "git");
-    if (!fetched.ok()) return make_error("git", "cannot fetch the mirror of " + url + ": " + fetched.error().message, url);
-    return mirror;
-  }
-  fs::create_directories(dir, ec);
-  const fs::path partial = dir / (mirror.filename().string() + ".partial");
-  fs::remove_all(partial, ec);
-  o.cwd = dir;
-  auto cloned = run_checked({"git", "clone", "--mirror", "--quiet", "--", url, partial.string()}, o, "git");
-  if (!cloned.ok()) return make_error("git", "cannot mirror " + url + ": " + cloned.error().message, url);
-  fs::rename(partial, mirror, ec);
-  if (ec) return make_error("io", "cannot move the new mirror in place: " + ec.message(), mirror.string());
+  auto origin = detail::resolve_origin(url);
+  if (!origin.ok()) return origin.error();
+  const detail::MirrorStore store(config.workspace_root / "mirrors",
+                                  detail::GitLimits{std::chrono::seconds(config.mirror_timeout_s), cancel});
+  const fs::path mirror = store.mirror_of(*origin);
+  auto synced = store.sync(*origin, mirror);
+  if (!synced.ok()) return synced.error();
   return mirror;
 }
 

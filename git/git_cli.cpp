@@ -67,12 +67,14 @@ const std::string& system_config_with_safe_directories() {
 Result<ProcessResult> run_git_unchecked(const std::vector<std::string>& args,
                                         const std::filesystem::path& cwd,
                                         std::chrono::milliseconds timeout,
-                                        const std::optional<GitUser>& user = std::nullopt) {
+                                        const std::optional<GitUser>& user = std::nullopt,
+                                        const std::atomic<bool>* cancel = nullptr) {
   std::vector<std::string> argv{"git", "-c", "safe.directory=*"};
   argv.insert(argv.end(), args.begin(), args.end());
   ProcessOptions opts;
   opts.cwd = cwd;
   opts.timeout = timeout;
+  opts.cancel = cancel;
   opts.env = {{"GIT_TERMINAL_PROMPT", "0"}, {"LC_ALL", "C"}};
   if (user) {
     opts.run_as = ProcessOptions::User{user->uid, user->gid};
@@ -109,6 +111,13 @@ Error exit_error(const std::vector<std::string>& args, const ProcessResult& r,
 Result<ProcessResult> run_git(const std::vector<std::string>& args,
                               const std::filesystem::path& cwd, std::chrono::milliseconds timeout) {
   auto r = run_git_unchecked(args, cwd, timeout);
+  if (r.ok() && r->exit_code != 0) return exit_error(args, *r, cwd);
+  return r;
+}
+
+Result<ProcessResult> run_git(const std::vector<std::string>& args, const std::filesystem::path& cwd,
+                              const GitLimits& limits) {
+  auto r = run_git_unchecked(args, cwd, limits.timeout, std::nullopt, limits.cancel);
   if (r.ok() && r->exit_code != 0) return exit_error(args, *r, cwd);
   return r;
 }

@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -20,6 +21,17 @@ namespace polyphony::detail {
 Result<ProcessResult> run_git(const std::vector<std::string>& args,
                               const std::filesystem::path& cwd,
                               std::chrono::milliseconds timeout = std::chrono::minutes(10));
+
+// How long git may take, and a flag that stops it early (set by whoever cancels the work).
+struct GitLimits {
+  std::chrono::milliseconds timeout = std::chrono::hours(1);
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+// run_git within `limits`: past the timeout or once *cancel is set, git is killed and this is
+// an Error "git" saying so.
+Result<ProcessResult> run_git(const std::vector<std::string>& args, const std::filesystem::path& cwd,
+                              const GitLimits& limits);
 
 // A user git runs as, and the HOME it gets (whose git config it reads).
 struct GitUser {

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <thread>
 #include <utility>
 
 #include "git/git_cli.h"
@@ -150,16 +151,55 @@ long long millis_since(std::chrono::steady_clock::time_point start) {
   return duration_cast<milliseconds>(steady_clock::now() - start).count();
 }
 
-Result<FileLock> FileLock::acquire(const fs::path& path) {
+namespace {
+
+// How often a wait for a lock held by another thread or process looks at its limits again.
+constexpr auto kLockPoll = std::chrono::milliseconds(10);
+
+// Why a wait that started with `limits` must stop now (its cancel flag is set, or `deadline`
+// passed); "" to keep waiting.
+std::string wait_must_stop(const GitLimits& limits, std::chrono::steady_clock::time_point deadline) {
+  if (limits.cancel != nullptr && limits.cancel->load()) return "cancelled";
+  if (std::chrono::steady_clock::now() >= deadline) {
+    return "still held by another update after " +
+           std::to_string(std::chrono::duration_cast<std::chrono::seconds>(limits.timeout).count()) + " s";
+  }
+  return "";
+}
+
+// `mutex` locked within `limits`. Errors: "git" (the wait ran out; the message says why).
+Result<std::unique_lock<std::timed_mutex>> lock_within(std::timed_mutex& mutex, const GitLimits& limits,
+                                                        const fs::path& mirror) {
+  const auto deadline = std::chrono::steady_clock::now() + limits.timeout;
+  std::unique_lock lock(mutex, std::defer_lock);
+  while (!lock.try_lock_for(kLockPoll)) {
+    if (auto why = wait_must_stop(limits, deadline); !why.empty()) {
+      return make_error("git", "waiting for the mirror: " + why, mirror.string());
+    }
+  }
+  return lock;
+}
+
+}  // namespace
+
+Result<FileLock> FileLock::acquire(const fs::path& path, const GitLimits& limits) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0)
     return make_error("io", "cannot open lock file: " + std::string(std::strerror(errno)),
                       path.string());
-  while (::flock(fd, LOCK_EX) != 0) {
-    if (errno == EINTR) continue;
-    int err = errno;
-    ::close(fd);
-    return make_error("io", "cannot lock: " + std::string(std::strerror(err)), path.string());
+  const auto deadline = std::chrono::steady_clock::now() + limits.timeout;
+  while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    if (err == EINTR) continue;
+    if (err != EWOULDBLOCK) {
+      ::close(fd);
+      return make_error("io", "cannot lock: " + std::string(std::strerror(err)), path.string());
+    }
+    if (auto why = wait_must_stop(limits, deadline); !why.empty()) {
+      ::close(fd);
+      return make_error("git", "waiting for the lock: " + why, path.string());
+    }
+    std::this_thread::sleep_for(kLockPoll);
   }
   return FileLock(fd);
 }
@@ -177,10 +217,10 @@ MirrorState& mirror_state(const fs::path& mirror) {
   return states[mirror.string()];
 }
 
-Result<FileLock> lock_mirror_file(const fs::path& mirror) {
+Result<FileLock> lock_mirror_file(const fs::path& mirror, const GitLimits& limits) {
   fs::path lock_path = mirror;
   lock_path.replace_extension(".lock");
-  return FileLock::acquire(lock_path);
+  return FileLock::acquire(lock_path, limits);
 }
 
 Status MirrorStore::create(const Origin& origin, const fs::path& mirror) const {
@@ -194,7 +234,7 @@ Status MirrorStore::create(const Origin& origin, const fs::path& mirror) const {
   auto cloned = run_git(
       {"clone", "--mirror", "--quiet", "-c", "gc.auto=0", "-c", "gc.pruneExpire=never", "-c",
        "maintenance.auto=false", "--", origin.url, partial.string()},
-      dir_, std::chrono::hours(1));
+      dir_, limits_);
   if (!cloned.ok()) {
     fs::remove_all(partial, ec);
     return make_error(
@@ -225,8 +265,9 @@ Result<BranchSnapshot> MirrorStore::sync(const Origin& origin, const fs::path& m
   if (base) {
     if (auto heads = mirror_has_heads(origin, mirror, *base)) return *heads;
   }
-  std::lock_guard guard(state.mutex);
-  auto lock = lock_mirror_file(mirror);
+  auto guard = lock_within(state.mutex, limits_, mirror);
+  POLY_TRY(guard);
+  auto lock = lock_mirror_file(mirror, limits_);
   POLY_TRY(lock);
   // An update that started after this request was made already holds every commit it must see.
   if (state.updated_from <= requested || !fs::exists(mirror)) {
@@ -245,7 +286,7 @@ Status MirrorStore::update(const Origin& origin, const fs::path& mirror) const {
   if (existed && mirror_is_current(origin, mirror)) return ok_status();
   if (existed) {
     // The CLI: an incremental fetch through any transport, with the user's credentials.
-    POLY_TRY(run_git({"fetch", "--prune", "--quiet", "origin"}, mirror, std::chrono::hours(1)));
+    POLY_TRY(run_git({"fetch", "--prune", "--quiet", "origin"}, mirror, limits_));
   } else {
     POLY_TRY(create(origin, mirror));
   }

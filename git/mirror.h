@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/result.h"
+#include "git/git_cli.h"
 #include "git/git_repo.h"
 
 namespace polyphony::detail {
@@ -45,8 +46,10 @@ long long millis_since(std::chrono::steady_clock::time_point start);
 // An exclusive flock(2) held until destruction: serializes mirror updates across processes.
 class FileLock {
  public:
-  // Opens (creating) and locks `path`, waiting for another holder. Errors: "io".
-  static Result<FileLock> acquire(const std::filesystem::path& path);
+  // Opens (creating) and locks `path`, waiting for another holder: for ever when `limits` has no
+  // cancel flag and the default timeout, else until its timeout passes or *cancel is set.
+  // Errors: "io"; "git" when the wait ran out (the message says why).
+  static Result<FileLock> acquire(const std::filesystem::path& path, const GitLimits& limits = {});
   FileLock(FileLock&& other) noexcept;
   FileLock& operator=(FileLock&&) = delete;
   ~FileLock();
@@ -59,7 +62,7 @@ class FileLock {
 // Per mirror path, for the whole process: a mutex serializing its updates between threads (the
 // file lock does it between processes), and when the last successful update started.
 struct MirrorState {
-  std::mutex mutex;
+  std::timed_mutex mutex;
   std::chrono::steady_clock::time_point updated_from = std::chrono::steady_clock::time_point::min();
   std::atomic<int> landings{0};  // landings of this process holding (or about to hold) the mutex
   int learned = 0;               // landings learned, under the mutex (refs packed every kPackRefsEvery)
@@ -69,13 +72,17 @@ struct MirrorState {
 MirrorState& mirror_state(const std::filesystem::path& mirror);
 
 // The mirror's lock between processes (<name>.lock beside it); MirrorState::mutex is its
-// counterpart between this process's threads, to be taken first. Errors: "io".
-Result<FileLock> lock_mirror_file(const std::filesystem::path& mirror);
+// counterpart between this process's threads, to be taken first. Errors: "io", and "git" when
+// `limits` ran out first.
+Result<FileLock> lock_mirror_file(const std::filesystem::path& mirror, const GitLimits& limits = {});
 
-// The mirrors under one directory (<root>/mirrors), each <mirror_name>.git.
+// The mirrors under one directory (<root>/mirrors), each <mirror_name>.git: one per origin on a
+// host, shared by the workspaces and by the coordinator's scoring. `limits` bound every git
+// command and every wait for the mirror's locks (scoring passes its job's timeout and cancel flag).
 class MirrorStore {
  public:
-  explicit MirrorStore(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  explicit MirrorStore(std::filesystem::path dir, GitLimits limits = {})
+      : dir_(std::move(dir)), limits_(limits) {}
 
   const std::filesystem::path& dir() const { return dir_; }
 
@@ -103,6 +110,7 @@ class MirrorStore {
   Status create(const Origin& origin, const std::filesystem::path& mirror) const;
 
   std::filesystem::path dir_;
+  GitLimits limits_;
 };
 
 }  // namespace polyphony::detail
