@@ -111,6 +111,14 @@ protocol::ClientReply Coordinator::cancel(const Task& t, const std::string& reas
   if (!can_transition(t.state, TaskState::kCancelled)) {
     return refusal(make_error("usage", "task is already " + std::string(to_string(t.state)), "task_id"));
   }
+  // Past its land grant the worker may be pushing: a cancel now could leave the work on the
+  // origin with the task CANCELLED. It lands or fails on its own, and `show` says which.
+  if (lands_.holder(t.request.repo) == t.request.id) {
+    return refusal(make_error("landing",
+                              "task is landing (its turn to land was granted): it can no longer be "
+                              "cancelled; `polyphony show " + t.request.id + "` says whether it landed",
+                              "task_id"));
+  }
   for (auto& [rid, w] : registry_.entries()) {
     if (w.hello.worker_id == t.worker && w.running.count(t.request.id)) {
       protocol::Cancel c;

@@ -845,15 +845,25 @@ void Run::release_container() {
   container_.clear();
 }
 
-// Fault injection for the kill tests: POLYPHONY_TEST_HOLD_<STATE>_MS keeps the attempt in that
-// state for a while, so a test can kill a process there. Unset in production.
+// Fault injection for the kill and cancel tests, unset in production: the attempt stays in
+// `state` for POLYPHONY_TEST_HOLD_<STATE>_MS, or until the file POLYPHONY_TEST_HOLD_<STATE>_UNTIL
+// names exists (the test releases it), so a test can act there without racing a timer. A cancel
+// ends the hold early. The worker's log says when a hold starts, which is what tests wait for.
 void Run::hold_for_tests(const char* state) {
-  const char* ms = std::getenv((std::string("POLYPHONY_TEST_HOLD_") + state + "_MS").c_str());
-  if (ms == nullptr) return;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::atoll(ms));
+  const std::string prefix = std::string("POLYPHONY_TEST_HOLD_") + state;
+  const char* ms = std::getenv((prefix + "_MS").c_str());
+  const char* until_file = std::getenv((prefix + "_UNTIL").c_str());
+  if (ms == nullptr && until_file == nullptr) return;
+  const auto now = std::chrono::steady_clock::now();
+  // A released file is never waited on for more than ten minutes: a test that died keeps no
+  // attempt forever.
+  const auto until = now + std::chrono::milliseconds(ms != nullptr ? std::atoll(ms) : 600000);
+  spdlog::info("task {}: test hold in {} starts", spec_.task_id, state);
   while (std::chrono::steady_clock::now() < until && !attempt_.cancelled()) {
+    if (until_file != nullptr && std::filesystem::exists(until_file)) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  spdlog::info("task {}: test hold in {} ends", spec_.task_id, state);
 }
 
 std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string>& command, int round) {
@@ -1099,6 +1109,7 @@ protocol::TaskResult Run::land() {
                                "the coordinator did not let this attempt land: " + granted.error().message);
       }
     }
+    hold_for_tests("LANDING");
     std::lock_guard<std::mutex> serialized(land_lock(spec_.repo_url));
     const auto granted_at = Clock::now();
     std::optional<std::string> moved_to;

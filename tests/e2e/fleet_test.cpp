@@ -156,6 +156,21 @@ struct Fleet {
   }
 };
 
+// An agent that waits (two minutes at most) until the test writes /polyphony/go, the task's
+// meta directory on whichever host runs it (let_go).
+std::string agent_waiting_for_go(const std::string& name) {
+  return "```sh\ni=0; while [ ! -e /polyphony/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n"
+         "echo " + name + " > done-" + name + ".txt\n```\n";
+}
+
+// Lets the agent of task `id` go on, on every host that has (or gets) a workspace for it.
+void let_go(const Fleet& f, const std::string& id) {
+  for (int i = 1; i <= 3; ++i) {
+    const auto meta = f.worker_home(i) / "workspaces" / "tasks" / id / "meta";
+    if (std::filesystem::exists(meta)) write_file(meta / "go", "");
+  }
+}
+
 std::string agent(const std::string& name, int sleep_s) {
   return "```sh\nsleep " + std::to_string(sleep_s) + "\necho " + name + " > done-" + name + ".txt\n```\n";
 }
@@ -195,7 +210,8 @@ TEST_CASE("a worker host killed mid-run: its task lands on another host, once") 
 
 TEST_CASE("a worker host cut off mid-run comes back after its lease expired: its late landing is refused, the task lands once") {
   Fleet f;
-  const std::string id = f.box.spawn("Partitioned task", agent("cut", 8));
+  // The agent waits for the test: the cut-off host's attempt is still running when it comes back.
+  const std::string id = f.box.spawn("Partitioned task", agent_waiting_for_go("cut"));
   REQUIRE(f.box.wait_state(id, "RUNNING"));
   const std::string first = f.box.task(id)["worker"];
   const int cut = first.back() - '0';
@@ -204,7 +220,14 @@ TEST_CASE("a worker host cut off mid-run comes back after its lease expired: its
   REQUIRE(eventually([&] { return f.box.task(id)["worker"] != first && f.box.task(id)["attempt"] == 2; },
                      std::chrono::seconds(60)));
   f.net.set_link(cut, true);
-  auto states = f.box.wait_finished({id}, std::chrono::seconds(180));
+  std::map<std::string, std::string> states;
+  REQUIRE(eventually(
+      [&] {
+        let_go(f, id);
+        states = f.box.wait_finished({id}, std::chrono::seconds(1));
+        return states[id] == "LANDED" || states[id] == "FAILED" || states[id] == "BLOCKED";
+      },
+      std::chrono::seconds(180)));
   REQUIRE(states[id] == "LANDED");
   // The cut-off host comes back with its stale attempt: what it sends is refused, it never lands.
   REQUIRE(eventually([&] { return f.logs().find("stale lease epoch") != std::string::npos; },
