@@ -160,7 +160,9 @@ std::string refusal_summary(std::string_view porcelain_out, std::string_view err
   return redact_credentials(summary);
 }
 
-bool push_was_rejected(std::string_view porcelain_out) {
+bool push_was_rejected(std::string_view porcelain_out, std::string_view err) {
+  const bool atomic_failed = porcelain_out.find("\t[remote rejected] (atomic transaction failed)") != std::string_view::npos;
+  if (atomic_failed && err.find("remote: error: cannot lock ref '") != std::string_view::npos) return true;
   // Porcelain lines: "<flag>\t<from>:<to>\t<summary>"; "!" marks a refused ref, and
   // "[rejected]" (unlike "[remote rejected]") means non-fast-forward, fetch first or stale.
   size_t pos = 0;
@@ -184,7 +186,7 @@ Status push(const std::filesystem::path& repo, const std::string& remote, const 
   auto r = run_git_unchecked(args, repo, std::chrono::minutes(10));
   POLY_TRY(r);
   if (r->exit_code == 0) return ok_status();
-  if (!force && push_was_rejected(r->out)) {
+  if (!force && push_was_rejected(r->out, r->err)) {
     return make_error("push_rejected",
                       redact_credentials(remote) + " refused to move " + dst_ref + " to " + src +
                           " because that is not a fast forward (it moved on the origin "
@@ -204,7 +206,7 @@ Status push_landing(const std::filesystem::path& repo, const std::string& remote
   auto r = run_git_unchecked(args, repo, std::chrono::minutes(10));
   POLY_TRY(r);
   if (r->exit_code == 0) return ok_status();
-  if (push_was_rejected(r->out)) {
+  if (push_was_rejected(r->out, r->err)) {
     return make_error("push_rejected",
                       redact_credentials(remote) + " refused to move " + base_ref + " to " + src +
                           " because that is not a fast forward (it moved on the origin meanwhile); land again",

@@ -57,9 +57,11 @@ std::string refusal_summary(std::string_view porcelain_out, std::string_view err
 // `text` with the user:password part of any scheme://user:password@host URL replaced by ***.
 std::string redact_credentials(std::string_view text);
 
-// True when `git push --porcelain` output reports a ref refused because it was not a fast
-// forward (the remote moved), as opposed to a hook or permission refusal.
-bool push_was_rejected(std::string_view porcelain_out);
+// True when `git push --porcelain` output (and its stderr, `err`) reports a ref refused because
+// it was not a fast forward or another push moved it first (the remote moved), as opposed to a
+// hook or permission refusal. An atomic push that lost the race for a ref's lock says so only on
+// stderr ("remote: error: cannot lock ref ..."), its refs all "(atomic transaction failed)".
+bool push_was_rejected(std::string_view porcelain_out, std::string_view err = {});
 
 // Lands `src` in one atomic push: the task branch `branch_ref` replaced (forced) and the base
 // `base_ref` fast-forwarded, both or neither. Errors: "push_rejected" (the base is not an

@@ -811,6 +811,18 @@ TEST_CASE("only a non-fast-forward refusal in push porcelain output counts as pu
   CHECK(detail::push_was_rejected(out) == rejected);
 }
 
+TEST_CASE("an atomic push that lost the race for the base's lock counts as push_rejected, a hook's refusal does not") {
+  const std::string atomic_failed =
+      "To /o.git\n!\tabc:refs/heads/main\t[remote rejected] (atomic transaction failed)\n"
+      "!\tabc:refs/heads/polyphony/t1\t[remote rejected] (atomic transaction failed)\nDone\n";
+  CHECK(detail::push_was_rejected(
+      atomic_failed, "remote: error: cannot lock ref 'refs/heads/main': is at 1111 but expected 2222\n"));
+  CHECK_FALSE(detail::push_was_rejected(atomic_failed, "remote: error: some other failure\n"));
+  CHECK_FALSE(detail::push_was_rejected(
+      "To /o.git\n!\tabc:refs/heads/main\t[remote rejected] (pre-receive hook declined)\n",
+      "remote: main is protected\n"));
+}
+
 
 TEST_CASE("push_branch pushes only the task branch and leaves the base alone, replacing an earlier push") {
   Fixture f;
