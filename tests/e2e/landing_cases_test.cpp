@@ -111,14 +111,14 @@ TEST_CASE("the agent's commit keeps its author, date and message through a rebas
   // The landed commit sits on the moved base and is still Ada's.
   CHECK(trim(git(box.origin(), {"rev-parse", "main^"})) == moved);
   CHECK(trim(git(box.origin(), {"log", "-1", "--format=%an <%ae>", "main"})) == "Ada Lovelace <ada@example.org>");
-  CHECK(trim(git(box.origin(), {"log", "-1", "--format=%aI", "main"})) == "2001-02-03T04:05:06Z");
+  CHECK(trim(git(box.origin(), {"log", "-1", "--format=%aI", "main"})) == "2001-02-03T04:05:06+00:00");
   CHECK(trim(git(box.origin(), {"log", "-1", "--format=%B", "main"})) == "Ada writes done.txt\n\nWith a body line.");
   CHECK(commits_with_subject(box.origin(), "Ada writes done.txt") == 1);
   CHECK(git(box.origin(), {"show", "main:done.txt"}) == "done\n");
   CHECK(git(box.origin(), {"show", "main:while-working.txt"}) == "1\n");
 }
 
-TEST_CASE("two workers pushing into one origin at the same moment both land exactly once: the loser rebases and goes round again") {
+TEST_CASE("two workers racing to push into one origin both land exactly once, the loser after rebasing again") {
   // Two boxes (two coordinators, two workers) share the first box's origin, so no merge queue
   // serializes them. Its pre-receive hook holds each push until both have arrived: they race
   // for main with the same old value, and git lets exactly one of them move it.

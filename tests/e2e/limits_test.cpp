@@ -129,33 +129,53 @@ TEST_CASE("cleanup removes what finished tasks left and leaves a running task's 
 }
 
 TEST_CASE("dispatch is fair across repos: a repo's one task does not wait behind another repo's queue") {
-  // Two slots, three tasks on the box's origin queued first, one on a second repo queued last:
-  // the second repo's task takes the second slot, before the first repo's second task.
+  // Two slots, both taken by the busy repo's first tasks (their agents wait for the test). Then
+  // two more busy-repo tasks are queued, and one on a quiet repo after them. When a slot frees,
+  // the quiet repo's task takes it, though the busy repo's are older.
   SingleBox box(kRepo, "max_concurrency: 2\n");
   TempDir other_dir("polyphony-fair");
   const fs::path other = other_dir.path() / "other.git";
   make_bare_repo(other, kRepo);
-  std::vector<std::string> busy;
-  for (int i = 1; i <= 3; ++i) {
-    busy.push_back(box.spawn("Busy repo task " + std::to_string(i),
-                             "```sh\necho done > done.txt\necho " + std::to_string(i) + " > busy-" +
-                                 std::to_string(i) + ".txt\n```\n"));
-  }
+  auto busy_task = [&](int i) {
+    return box.spawn("Busy repo task " + std::to_string(i),
+                     std::string("```sh\n") + kWaitForGo + "echo done > done.txt\necho " + std::to_string(i) +
+                         " > busy-" + std::to_string(i) + ".txt\n```\n");
+  };
+  std::vector<std::string> busy{busy_task(1), busy_task(2)};
+  box.serve();
+  REQUIRE(box.wait_state(busy[0], "RUNNING"));
+  REQUIRE(box.wait_state(busy[1], "RUNNING"));
+  busy.push_back(busy_task(3));
+  busy.push_back(busy_task(4));
   auto r = box.cli({"spawn", "Quiet repo task", "--repo", other.string(), "--agent", "scripted", "--body",
-                    "```sh\necho done > done.txt\n```\n"});
+                    std::string("```sh\n") + kWaitForGo + "echo done > done.txt\n```\n"});
   REQUIRE(r.exit_code == 0);
   const std::string quiet = trim(r.out);
-  box.serve();
+  for (const auto& id : {busy[2], busy[3], quiet}) REQUIRE(box.wait_state(id, "CLAIMED"));
+  // One slot frees: busy 1 finishes.
+  const fs::path tasks = box.home() / "workspaces" / "tasks";
+  write_file(tasks / busy[0] / "meta" / "go", "");
+  REQUIRE(box.wait_state(quiet, "RUNNING"));
+  CHECK(box.task(busy[2])["state"] == "CLAIMED");
+  CHECK(box.task(busy[3])["state"] == "CLAIMED");
+  // Then every agent may finish, as each starts.
   std::vector<std::string> all = busy;
   all.push_back(quiet);
-  auto states = box.wait_finished(all, std::chrono::seconds(300));
+  std::map<std::string, std::string> states;
+  REQUIRE(eventually(
+      [&] {
+        for (const auto& id : all) {
+          if (fs::exists(tasks / id / "meta" / "task.md")) write_file(tasks / id / "meta" / "go", "");
+        }
+        states = box.wait_finished(all, std::chrono::seconds(1));
+        for (const auto& id : all) {
+          if (states[id] != "LANDED" && states[id] != "FAILED" && states[id] != "BLOCKED") return false;
+        }
+        return true;
+      },
+      std::chrono::seconds(300)));
   INFO(box.serve_log());
-  for (const auto& id : all) REQUIRE(states[id] == "LANDED");
-  const int64_t quiet_at = first_time_in(box, quiet, "PROVISIONED");
-  const int64_t second_busy_at = first_time_in(box, busy[1], "PROVISIONED");
-  REQUIRE(quiet_at > 0);
-  REQUIRE(second_busy_at > 0);
-  CHECK(quiet_at < second_busy_at);
-  CHECK(first_time_in(box, busy[0], "PROVISIONED") < second_busy_at);
+  for (const auto& id : all) CHECK(states[id] == "LANDED");
+  CHECK(first_time_in(box, quiet, "PROVISIONED") < first_time_in(box, busy[2], "PROVISIONED"));
   CHECK(git(other, {"show", "main:done.txt"}) == "done\n");
 }
