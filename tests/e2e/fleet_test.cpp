@@ -196,12 +196,20 @@ TEST_CASE("twelve tasks spread over three worker hosts in their own namespaces, 
 
 TEST_CASE("a worker host killed mid-run: its task lands on another host, once") {
   Fleet f;
-  const std::string id = f.box.spawn("Orphaned by a dead host", agent("dead", 6));
+  // The agent waits for the test, so the host dies with the attempt still running.
+  const std::string id = f.box.spawn("Orphaned by a dead host", agent_waiting_for_go("dead"));
   REQUIRE(f.box.wait_state(id, "RUNNING"));
   const std::string first = f.box.task(id)["worker"];
   const int victim = first.back() - '0';
   f.workers[victim]->kill9();
-  auto states = f.box.wait_finished({id}, std::chrono::seconds(180));
+  std::map<std::string, std::string> states;
+  REQUIRE(eventually(
+      [&] {
+        let_go(f, id);
+        states = f.box.wait_finished({id}, std::chrono::seconds(1));
+        return states[id] == "LANDED" || states[id] == "FAILED" || states[id] == "BLOCKED";
+      },
+      std::chrono::seconds(180)));
   INFO(f.logs());
   REQUIRE(states[id] == "LANDED");
   CHECK(f.box.task(id)["worker"] != first);
