@@ -11,6 +11,7 @@
 #include "common/ids.h"
 #include "coordinator/router.h"
 #include "coordinator/scoring.h"
+#include "coordinator/state_store.h"
 
 namespace polyphony::cli {
 
@@ -25,6 +26,7 @@ struct Explanation {
   Score score;
   RouteDecision decision;
   std::string routing_file;
+  std::optional<BandOutcomes> outcomes;  // none without a state DB
 };
 
 // The local repository and revision to read: a repos: entry's url or the path itself; the
@@ -58,6 +60,27 @@ std::string rule_text(const Explanation& e) {
          e.decision.because.substr(e.decision.because.find(' ') + 1);
 }
 
+// How the finished tasks of the task's repo in its score band ended, from the state DB (read
+// only); nullopt when there is no DB yet.
+Result<std::optional<BandOutcomes>> recorded_outcomes(const TaskRequest& task, int score, const Settings& s) {
+  if (!std::filesystem::exists(s.config.state_db)) return std::optional<BandOutcomes>();
+  auto store = StateStore::open(s.config.state_db, true);
+  if (!store.ok()) return store.error();
+  const ScoreBand band = score_band(score, s.routing.scoring);
+  auto rows = store->task_outcomes(task.repo, band.min, band.max);
+  if (!rows.ok()) return rows.error();
+  return std::optional<BandOutcomes>(summarize(task.repo, band, *rows));
+}
+
+void print_learning(const Explanation& e, const Settings& s) {
+  std::ostream& o = std::cout;
+  const std::vector<std::string> lines =
+      e.outcomes ? describe(*e.outcomes) : std::vector<std::string>{"no state DB yet (" + s.config.state_db.string() + ")"};
+  for (size_t i = 0; i < lines.size(); ++i) o << (i ? std::string(13, ' ') : "outcomes:    ") << lines[i] << "\n";
+  o << "learning:    "
+    << (s.routing.learning.enabled ? e.decision.learning : "off (routing.yaml learning.enabled is false)") << "\n";
+}
+
 void print_text(const Explanation& e, const Settings& s) {
   std::ostream& o = std::cout;
   std::string labels;
@@ -77,8 +100,9 @@ void print_text(const Explanation& e, const Settings& s) {
     << "rule:        " << rule_text(e) << "\n"
     << "implementer: " << agent_line(s, r.agent, e.task) << "\n"
     << "reviewer:    " << agent_line(s, r.reviewer, e.task) << "\n"
-    << "fallback:    " << (r.fallback.empty() ? "-" : json(r.fallback).dump()) << "\n"
-    << "(explain only: nothing was queued or run)\n";
+    << "fallback:    " << (r.fallback.empty() ? "-" : json(r.fallback).dump()) << "\n";
+  print_learning(e, s);
+  o << "(explain only: nothing was queued or run)\n";
 }
 
 json agent_json(const Settings& s, const std::string& name, const TaskRequest& task) {
@@ -86,6 +110,23 @@ json agent_json(const Settings& s, const std::string& name, const TaskRequest& t
   const AgentProfile& a = s.agents.at(name);
   return {{"name", name}, {"tier", a.tier},
           {"command", expand_command(a.command, task, "polyphony/<id>-" + slugify(task.title))}};
+}
+
+json outcomes_json(const std::optional<BandOutcomes>& outcomes) {
+  if (!outcomes) return nullptr;
+  json agents = json::array();
+  for (const auto& [name, a] : outcomes->agents) {
+    agents.push_back({{"name", name}, {"tasks", a.tasks}, {"landed", a.landed}, {"landing_rate", a.landing_rate()},
+                      {"attempts", a.attempts}, {"review_rounds", a.review_rounds},
+                      {"tokens", a.tokens_known ? json(a.tokens) : json(nullptr)},
+                      {"cost_usd", a.cost_known ? json(a.cost_usd) : json(nullptr)},
+                      {"median_land_ms", a.median_land_ms ? json(*a.median_land_ms) : json(nullptr)}});
+  }
+  const ScoreBand& b = outcomes->band;
+  return {{"repo", outcomes->repo},
+          {"band", {{"min", b.min}, {"max", b.max}, {"plan", plan_name(b.plan)}}},
+          {"agents", agents},
+          {"lines", describe(*outcomes)}};
 }
 
 json explanation_json(const Explanation& e, const Settings& s) {
@@ -104,7 +145,9 @@ json explanation_json(const Explanation& e, const Settings& s) {
            {"rule", r.rule_line ? json{{"file", e.routing_file}, {"line", r.rule_line}} : json(nullptr)},
            {"implementer", agent_json(s, r.agent, e.task)},
            {"reviewer", agent_json(s, r.reviewer, e.task)},
-           {"fallback", r.fallback}};
+           {"fallback", r.fallback},
+           {"outcomes", outcomes_json(e.outcomes)},
+           {"learning", {{"enabled", s.routing.learning.enabled}, {"decided", r.learned}, {"because", r.learning}}}};
   return out;
 }
 
@@ -120,7 +163,11 @@ Result<Explanation> explain(const Args& args, const Settings& settings) {
   e.repo = std::move(*text);
   e.signals = collect_signals(e.task, e.repo);
   e.score = score(e.signals, settings.routing.scoring);
-  auto decision = route(e.task, settings.routing, settings.agents, e.score.total);
+  auto outcomes = recorded_outcomes(e.task, e.score.total, settings);
+  if (!outcomes.ok()) return outcomes.error();
+  e.outcomes = *outcomes;
+  auto decision =
+      route(e.task, settings.routing, settings.agents, e.score.total, e.outcomes ? &*e.outcomes : nullptr);
   if (!decision.ok()) return decision.error();
   e.decision = *decision;
   e.routing_file = (polyphony_home() / "routing.yaml").string();
@@ -156,7 +203,8 @@ void add_route(Command& polyphony) {
   Command route = polyphony.add(
       "route", "--explain: score a task against a local repo, show its routing; runs nothing", route_command);
   route.positionals("TITLE", "the task's title (quote it; after -- when it starts with -)")
-      .flag("--explain", "show the score, its evidence, and the plan and agents routing picks")
+      .flag("--explain", "show the score, its evidence, the plan and agents routing picks, and how earlier tasks "
+                         "of this repo and score band ended")
       .flag("--json", "the same as JSON");
   add_task_flags(route);
 }

@@ -658,6 +658,36 @@ Status read_scoring(const YamlReader& y, const YAML::Node& node, ScoringPolicy& 
   return {};
 }
 
+Status read_learning(const YamlReader& y, const YAML::Node& node, LearningPolicy& l) {
+  if (!node.IsMap()) return y.error(node, "learning must be a map (enabled, min_tasks, min_landing_rate)");
+  POLY_TRY(y.check_keys(node, {"enabled", "min_tasks", "min_landing_rate"}, "learning"));
+  l.line = y.line(node);
+  if (node["enabled"].IsDefined()) {
+    auto on = y.as_bool(node["enabled"], "learning.enabled");
+    if (!on.ok()) return on.error();
+    l.enabled = *on;
+  }
+  if (node["min_tasks"].IsDefined()) {
+    auto n = y.as_int(node["min_tasks"], "learning.min_tasks");
+    if (!n.ok()) return n.error();
+    if (*n < 1 || *n > 1'000'000) {
+      return y.error(node["min_tasks"], "learning.min_tasks must be a whole number of tasks from 1, got " +
+                                            std::to_string(*n));
+    }
+    l.min_tasks = static_cast<int>(*n);
+  }
+  if (node["min_landing_rate"].IsDefined()) {
+    auto r = y.as_double(node["min_landing_rate"], "learning.min_landing_rate");
+    if (!r.ok()) return r.error();
+    if (!(*r > 0 && *r <= 1)) {
+      return y.error(node["min_landing_rate"], "learning.min_landing_rate must be a share above 0 and at most 1 "
+                                               "(0.8 for 80%), got " + node["min_landing_rate"].Scalar());
+    }
+    l.min_landing_rate = *r;
+  }
+  return {};
+}
+
 Result<RouteRule> read_rule(const YamlReader& y, const YAML::Node& r, const std::string& what) {
   POLY_TRY(y.check_keys(r, {"match", "agent", "plan", "budget"}, what));
   RouteRule rule;
@@ -713,7 +743,7 @@ Result<RoutingPolicy> load_routing(const fs::path& file) {
   RoutingPolicy p;
   const YAML::Node root = *doc;
   if (root.IsNull()) return p;
-  POLY_TRY(y.check_keys(root, {"rules", "default", "scoring"}, "routing.yaml"));
+  POLY_TRY(y.check_keys(root, {"rules", "default", "scoring", "learning"}, "routing.yaml"));
   if (root["rules"].IsDefined() && !root["rules"].IsNull()) {
     if (!root["rules"].IsSequence()) return y.error(root["rules"], "rules must be a list");
     for (size_t i = 0; i < root["rules"].size(); ++i) {
@@ -723,6 +753,7 @@ Result<RoutingPolicy> load_routing(const fs::path& file) {
     }
   }
   if (root["scoring"].IsDefined() && !root["scoring"].IsNull()) POLY_TRY(read_scoring(y, root["scoring"], p.scoring));
+  if (root["learning"].IsDefined() && !root["learning"].IsNull()) POLY_TRY(read_learning(y, root["learning"], p.learning));
   if (root["default"].IsDefined() && !root["default"].IsNull()) {
     const YAML::Node d = root["default"];
     POLY_TRY(y.check_keys(d, {"agent", "fallback"}, "default"));

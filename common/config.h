@@ -251,12 +251,25 @@ struct ScoringPolicy {
   int line = 0;                                // where `scoring:` is in routing.yaml (0: defaults)
 };
 
+// Routing that learns from outcomes (routing.yaml `learning:`), off by default. When on, a task
+// whose agent no --agent and no rule names goes to the cheapest agent (tier cheap before strong,
+// then the lower cost a task, then the default's order) that finished at least min_tasks tasks
+// of this repo in the task's score band and landed at least min_landing_rate of them; for the
+// strong plan only agents of tier strong qualify.
+struct LearningPolicy {
+  bool enabled = false;
+  int min_tasks = 5;
+  double min_landing_rate = 0.8;
+  int line = 0;                                // where `learning:` is in routing.yaml (0: defaults)
+};
+
 struct RoutingPolicy {
   std::vector<RouteRule> rules;
   std::string default_agent = "scripted";
   std::vector<std::string> fallback;
   int default_line = 0;
   ScoringPolicy scoring;
+  LearningPolicy learning;
 };
 
 // Everything under POLYPHONY_HOME, validated across files (agents name known identities,

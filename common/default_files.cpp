@@ -243,6 +243,17 @@ scoring:
     call_sites: [4, 12]             # calls of the functions the task names
     security_keywords: [1, 3]       # distinct auth/PII words in the task and those files
     concurrency_keywords: [1, 3]    # distinct lock/transaction words
+# Routing that learns from outcomes. The state DB keeps how earlier tasks of each repo ended,
+# per agent and score band (the bands of the thresholds above); `polyphony route --explain`
+# shows it. When enabled, a task whose agent no rule names (and no --agent) goes to the
+# cheapest agent (tier cheap before strong, then the lower cost a task) that finished at least
+# min_tasks tasks of this repo in the task's band and landed at least min_landing_rate of them;
+# the strong plan takes only strong agents. The agent it replaced heads the fallback chain, and
+# the task's history says what it picked, why, and what it replaced.
+learning:
+  enabled: false
+  min_tasks: 5
+  min_landing_rate: 0.8
 )";
 
 }  // namespace

@@ -63,8 +63,8 @@ std::pair<TaskState, TransitionUpdate> blocked(std::string reason) {
 // The next agent of the chain takes over at once; this attempt does not count against
 // max_attempts, because the task itself was never tried.
 std::pair<TaskState, TransitionUpdate> fall_back(const Task& task, const std::string& reason,
-                                                 const Settings& settings) {
-  auto decision = route(task.request, settings.routing, settings.agents, known_score(task));
+                                                 const Settings& settings, const BandOutcomes* outcomes) {
+  auto decision = route(task.request, settings.routing, settings.agents, known_score(task), outcomes);
   auto next = decision.ok() ? next_in_chain(agent_chain(*decision, settings.agents), task.agent) : std::nullopt;
   if (!next) return blocked("no agent left in the fallback chain could run; last (" + task.agent + "): " + reason);
   TransitionUpdate r;
@@ -79,13 +79,14 @@ std::pair<TaskState, TransitionUpdate> fall_back(const Task& task, const std::st
 std::optional<std::pair<TaskState, TransitionUpdate>> after_failure(const Task& task, FailureKind kind,
                                                                     const std::string& reason,
                                                                     const std::string& tree, const Settings& settings,
-                                                                    int64_t now_ms, uint64_t random) {
+                                                                    int64_t now_ms, uint64_t random,
+                                                                    const BandOutcomes* outcomes) {
   if (!is_retryable(kind)) return std::nullopt;
   if (repeats_failed_tree(task, kind, tree)) {
     return blocked("verify failed again on the same tree " + tree.substr(0, 12) +
                    " as an earlier attempt; another attempt would repeat it; last: " + reason);
   }
-  if (kind == FailureKind::kAgentUnavailable) return fall_back(task, reason, settings);
+  if (kind == FailureKind::kAgentUnavailable) return fall_back(task, reason, settings, outcomes);
   const Config& config = settings.config;
   if (task.attempt - task.budget_start >= config.max_attempts) {
     return blocked("gave up after " + std::to_string(task.attempt - task.budget_start) + " attempts; last: " + reason);
@@ -101,7 +102,8 @@ std::optional<std::pair<TaskState, TransitionUpdate>> after_failure(const Task& 
 }  // namespace
 
 Steps failure_steps(const Task& task, TaskState from, FailureKind kind, const std::string& reason,
-                    const std::string& tree, const Settings& settings, int64_t now_ms, uint64_t random) {
+                    const std::string& tree, const Settings& settings, int64_t now_ms, uint64_t random,
+                    const BandOutcomes* outcomes) {
   Steps steps;
   if (from != TaskState::kFailed) {
     TransitionUpdate u;
@@ -110,7 +112,9 @@ Steps failure_steps(const Task& task, TaskState from, FailureKind kind, const st
     if (kind == FailureKind::kVerify) u.failed_tree = tree;
     steps.push_back({TaskState::kFailed, u});
   }
-  if (auto next = after_failure(task, kind, reason, tree, settings, now_ms, random)) steps.push_back(*next);
+  if (auto next = after_failure(task, kind, reason, tree, settings, now_ms, random, outcomes)) {
+    steps.push_back(*next);
+  }
   return steps;
 }
 
@@ -137,7 +141,8 @@ bool has_reviewer(const RouteDecision& decision, const std::string& implementer)
 
 std::string dispatch_reason(const RouteDecision& d, const std::string& agent, const std::string& worker) {
   return "agent " + agent + " (" + d.because + "), plan " + plan_name(d.plan) +
-         (d.reviewer.empty() ? "" : " with reviewer " + d.reviewer) + ", worker " + worker;
+         (d.reviewer.empty() ? "" : " with reviewer " + d.reviewer) + ", worker " + worker +
+         (d.learned ? "; " + d.learning : "");
 }
 
 namespace {

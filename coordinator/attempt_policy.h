@@ -41,10 +41,12 @@ std::optional<std::string> next_in_chain(const std::vector<std::string>& chain, 
 // transaction: FAILED (unless it already is), then what follows: CLAIMED again (a retry after a
 // backoff from `now_ms`, `random` its jitter; or at once with the next agent of the chain when
 // the agent was unavailable), BLOCKED (attempts used up, the same tree failed verify again, no
-// agent left), or nothing (not retryable: it rests FAILED until a user retries it).
+// agent left), or nothing (not retryable: it rests FAILED until a user retries it). `outcomes`:
+// what routing learns from (route()), so the chain is the one the dispatch routed with.
 using Steps = std::vector<std::pair<TaskState, TransitionUpdate>>;
 Steps failure_steps(const Task& task, TaskState from, FailureKind kind, const std::string& reason,
-                    const std::string& tree, const Settings& settings, int64_t now_ms, uint64_t random);
+                    const std::string& tree, const Settings& settings, int64_t now_ms, uint64_t random,
+                    const BandOutcomes* outcomes = nullptr);
 
 // The agent that implements the next attempt of `task`: the chain's first; on a retry the one
 // that ran before, or after an unavailable agent the next in the chain.
@@ -59,7 +61,8 @@ std::string feedback_for(const Task& task);
 // implementer.
 bool has_reviewer(const RouteDecision& decision, const std::string& implementer);
 
-// The history line of a dispatch: the agent and why, the plan, the reviewer, the worker.
+// The history line of a dispatch: the agent and why, the plan, the reviewer, the worker, and
+// the learning rule's account when it picked the agent.
 std::string dispatch_reason(const RouteDecision& decision, const std::string& agent, const std::string& worker);
 
 // Everything run_spec needs besides the settings.

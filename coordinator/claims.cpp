@@ -70,16 +70,35 @@ void Coordinator::claim(const Task& t, const Result<Score>& scored) {
     spdlog::warn("task {}: cannot score it: {}", t.request.id, scored.error().to_string());
     why += "; not scored (" + scored.error().message + ")";
   }
-  auto decision = route(t.request, settings_.routing, settings_.agents, total);
+  const auto outcomes = outcomes_for(t, total, true);
+  auto decision = route(t.request, settings_.routing, settings_.agents, total, outcomes ? &*outcomes : nullptr);
   if (decision.ok()) {
     u.plan = plan_name(decision->plan);
     u.reviewer = decision->reviewer;
     why += "; plan " + std::string(plan_name(decision->plan)) + " (" + decision->plan_because + ")";
+    if (!decision->learning.empty()) why += "; " + decision->learning;
+  }
+  // The evidence routing may learn from, kept with the task whatever routing.yaml says.
+  if (outcomes) {
+    why += "; outcomes:";
+    for (const auto& line : describe(*outcomes)) why += " " + line + ";";
+    why.pop_back();
   }
   u.reason = why;
   // Refused when the task left DISCOVERED while it was scored (cancelled, say).
   auto s = store_->transition(t.request.id, TaskState::kDiscovered, TaskState::kClaimed, u, now());
   if (!s.ok()) spdlog::warn("task {}: not claimed: {}", t.request.id, s.error().to_string());
+}
+
+std::optional<BandOutcomes> Coordinator::outcomes_for(const Task& t, std::optional<int> score, bool always) {
+  if (!score || (!always && !settings_.routing.learning.enabled)) return std::nullopt;
+  const ScoreBand band = score_band(*score, settings_.routing.scoring);
+  auto rows = store_->task_outcomes(t.request.repo, band.min, band.max);
+  if (!rows.ok()) {
+    spdlog::warn("task {}: cannot read the outcomes of earlier tasks: {}", t.request.id, rows.error().to_string());
+    return std::nullopt;
+  }
+  return summarize(t.request.repo, band, *rows);
 }
 
 }  // namespace polyphony

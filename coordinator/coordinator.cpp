@@ -271,7 +271,9 @@ void Coordinator::fail_attempt(const Task& task, TaskState from, FailureKind kin
                                const std::string& tree) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   // The retry decision is part of the same transaction, so nobody sees a retried task as FAILED.
-  const Steps steps = failure_steps(task, from, kind, reason, tree, settings_, now(), rng());
+  const auto outcomes = outcomes_for(task, task.score >= 0 ? std::optional<int>(task.score) : std::nullopt);
+  const Steps steps =
+      failure_steps(task, from, kind, reason, tree, settings_, now(), rng(), outcomes ? &*outcomes : nullptr);
   if (steps.empty()) return;
   auto s = store_->transitions(task.request.id, from, steps, now());
   if (!s.ok()) {
@@ -403,8 +405,9 @@ void Coordinator::dispatch_claimed() {
 }
 
 Status Coordinator::dispatch_one(const Task& t, WorkerEntry& w) {
-  auto decision = route(t.request, settings_.routing, settings_.agents,
-                        t.score >= 0 ? std::optional<int>(t.score) : std::nullopt);
+  const std::optional<int> score = t.score >= 0 ? std::optional<int>(t.score) : std::nullopt;
+  const auto outcomes = outcomes_for(t, score);
+  auto decision = route(t.request, settings_.routing, settings_.agents, score, outcomes ? &*outcomes : nullptr);
   auto epoch = store_->next_epoch();
   if (!epoch.ok()) return epoch.error();
   TransitionUpdate u;

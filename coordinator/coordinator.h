@@ -167,6 +167,10 @@ class Coordinator {
   BackgroundJobs::Job score_job(std::vector<Task> tasks);
   // DISCOVERED -> CLAIMED with its score (or why it has none) and its plan.
   void claim(const Task& task, const Result<Score>& scored);
+  // How the finished tasks of the task's repo in the band of `score` ended (what routing learns
+  // from); nullopt without a score or when the DB cannot say. `always`: also when learning is off
+  // (for the claim's explanation).
+  std::optional<BandOutcomes> outcomes_for(const Task& task, std::optional<int> score, bool always = false);
   void dispatch_claimed();
   Status dispatch_one(const Task& task, WorkerEntry& worker);
   // Sends the routed task's attempt to `w`, or fails it (config, identity) when it cannot run.

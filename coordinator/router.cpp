@@ -47,16 +47,19 @@ std::string pick(const RoutingPolicy& policy, const std::map<std::string, AgentP
   return {};
 }
 
-// Fills the plan, implementer and reviewer once the rule (or default) is known.
-void staff(RouteDecision& d, const RoutingPolicy& policy, const std::map<std::string, AgentProfile>& agents,
-           bool agent_chosen) {
-  if (d.plan == Plan::kStrong && !agent_chosen) {
-    if (std::string strong = pick(policy, agents, true); !strong.empty()) {
-      d.agent = strong;
-    } else {
-      d.plan_because += "; no agent has tier strong, so " + d.agent + " runs it";
-    }
+// The strong plan's implementer, once the rule (or default) is known.
+void staff_implementer(RouteDecision& d, const RoutingPolicy& policy,
+                       const std::map<std::string, AgentProfile>& agents, bool agent_chosen) {
+  if (d.plan != Plan::kStrong || agent_chosen) return;
+  if (std::string strong = pick(policy, agents, true); !strong.empty()) {
+    d.agent = strong;
+  } else {
+    d.plan_because += "; no agent has tier strong, so " + d.agent + " runs it";
   }
+}
+
+// The review plan's reviewer: another agent than the implementer, a strong one when there is one.
+void staff_reviewer(RouteDecision& d, const RoutingPolicy& policy, const std::map<std::string, AgentProfile>& agents) {
   if (d.plan != Plan::kReview) return;
   d.reviewer = pick(policy, agents, true, d.agent);
   if (d.reviewer.empty()) d.reviewer = pick(policy, agents, false, d.agent);
@@ -82,10 +85,80 @@ void choose_plan(RouteDecision& d, const std::optional<Plan>& rule_plan, const S
   }
 }
 
+std::string percent(double share) { return std::to_string(static_cast<int>(share * 100 + 0.5)) + "%"; }
+
+// Whether `a` costs less than `b`: tier cheap before strong, then the lower known cost a task,
+// then the earlier in the preference order.
+bool cheaper(const std::string& a, const std::string& b, const BandOutcomes& o,
+             const std::map<std::string, AgentProfile>& agents, const std::vector<std::string>& order) {
+  const bool a_strong = is_strong(agents, a), b_strong = is_strong(agents, b);
+  if (a_strong != b_strong) return !a_strong;
+  const auto ca = o.agents.at(a).cost_per_task(), cb = o.agents.at(b).cost_per_task();
+  if (ca && cb && *ca != *cb) return *ca < *cb;
+  return std::find(order.begin(), order.end(), a) < std::find(order.begin(), order.end(), b);
+}
+
+// The agents of `agents` whose record in the band meets the policy, cheapest first.
+std::vector<std::string> proven(const BandOutcomes& o, const RoutingPolicy& policy,
+                                const std::map<std::string, AgentProfile>& agents, bool strong_only) {
+  const LearningPolicy& l = policy.learning;
+  std::vector<std::string> out;
+  for (const auto& [name, a] : o.agents) {
+    if (!agents.count(name) || (strong_only && !is_strong(agents, name))) continue;
+    if (a.tasks >= l.min_tasks && a.landing_rate() + 1e-9 >= l.min_landing_rate) out.push_back(name);
+  }
+  const std::vector<std::string> order = preference(policy, agents);
+  std::sort(out.begin(), out.end(),
+            [&](const std::string& a, const std::string& b) { return cheaper(a, b, o, agents, order); });
+  return out;
+}
+
+// The learning rule (policy.learning): picks the implementer from the outcomes when no --agent
+// and no rule names one, and says why in d.learning either way.
+void learn(RouteDecision& d, const RoutingPolicy& policy, const std::map<std::string, AgentProfile>& agents,
+           bool agent_chosen, std::optional<int> score, const BandOutcomes* outcomes) {
+  const LearningPolicy& l = policy.learning;
+  if (!l.enabled) return;
+  const std::string where = "learning (routing.yaml:" + std::to_string(l.line) + ")";
+  if (agent_chosen) {
+    d.learning = where + " not used: routing.yaml:" + std::to_string(d.rule_line) + " names the agent";
+    return;
+  }
+  if (!score || !outcomes) {
+    d.learning = where + " not used: " + (score ? "no outcomes were recorded" : "the task has no score, so no band");
+    return;
+  }
+  const bool strong = d.plan == Plan::kStrong;
+  const std::string bar = "landed at least " + percent(l.min_landing_rate) + " of at least " +
+                          std::to_string(l.min_tasks) + " tasks scored " + band_text(outcomes->band) + " here";
+  const auto candidates = proven(*outcomes, policy, agents, strong);
+  if (candidates.empty()) {
+    d.learning = where + " did not decide: no agent" + (strong ? " of tier strong" : "") + " " + bar +
+                 "; routing as configured picks " + d.agent;
+    return;
+  }
+  const std::string& best = candidates.front();
+  d.learned = true;
+  d.learning = where + " picked " + best + ", the cheapest" + (strong ? " strong" : "") + " agent that " + bar +
+               " (" + describe(best, outcomes->agents.at(best), outcomes->band) + ")";
+  if (best == d.agent) {
+    d.learning += "; routing as configured picks it too";
+    return;
+  }
+  d.learning += "; otherwise " + d.agent + " (" + d.because + ")";
+  std::vector<std::string> chain{d.agent};
+  for (const auto& a : policy.fallback) {
+    if (a != best && std::find(chain.begin(), chain.end(), a) == chain.end()) chain.push_back(a);
+  }
+  d.fallback = chain;
+  d.agent = best;
+}
+
 }  // namespace
 
 Result<RouteDecision> route(const TaskRequest& task, const RoutingPolicy& policy,
-                            const std::map<std::string, AgentProfile>& agents, std::optional<int> score) {
+                            const std::map<std::string, AgentProfile>& agents, std::optional<int> score,
+                            const BandOutcomes* outcomes) {
   RouteDecision d;
   d.fallback = policy.fallback;
   if (!task.agent.empty()) {
@@ -98,6 +171,9 @@ Result<RouteDecision> route(const TaskRequest& task, const RoutingPolicy& policy
     d.because = "--agent";
     d.plan_because = "--agent runs solo";
     d.fallback.clear();
+    if (policy.learning.enabled) {
+      d.learning = "learning (routing.yaml:" + std::to_string(policy.learning.line) + ") not used: --agent names the agent";
+    }
     return d;
   }
   const RouteRule* rule = nullptr;
@@ -112,7 +188,9 @@ Result<RouteDecision> route(const TaskRequest& task, const RoutingPolicy& policy
   if (!rule) d.because = "default";
   if (rule) d.budget = rule->budget;
   choose_plan(d, rule ? rule->plan : std::nullopt, policy.scoring, score);
-  staff(d, policy, agents, agent_chosen);
+  staff_implementer(d, policy, agents, agent_chosen);
+  learn(d, policy, agents, agent_chosen, score, outcomes);
+  staff_reviewer(d, policy, agents);
   return d;
 }
 

@@ -7,6 +7,7 @@
 
 #include "common/config.h"
 #include "common/result.h"
+#include "coordinator/outcomes.h"
 #include "coordinator/task.h"
 #include "protocol/messages.h"
 
@@ -21,6 +22,11 @@ struct RouteDecision {
   std::string plan_because;           // "score 5 (4-6: review)", "routing.yaml:12 names plan review", ...
   int rule_line = 0;                  // line of the matching rule in routing.yaml; 0: none matched
   std::optional<Budget> budget;       // the matching rule's, over config.yaml's
+  // The learning rule's account (routing.yaml `learning:`): which agent it picked and on what
+  // evidence, and what routing would have picked otherwise; or why it did not decide. Empty
+  // when learning is off.
+  std::string learning;
+  bool learned = false;               // the learning rule picked the implementer
 };
 
 // True when every condition `match` names holds for the task.
@@ -32,10 +38,13 @@ bool rule_matches(const RouteMatch& match, const TaskRequest& task, std::optiona
 // the rule's or the default agent implements; the strong plan without a rule's agent takes the
 // strongest agent (tier strong: the default, else the first in the fallback chain, else by
 // name); the review plan adds a different agent as reviewer, a strong one when there is one.
+// With policy.learning enabled and `outcomes` (the finished tasks of the task's repo in its
+// score band), an agent neither --agent nor a rule names is the cheapest proven one (see
+// LearningPolicy); the one routing would have picked otherwise heads the fallback chain.
 // Error "usage" when the explicit agent is not in `agents`.
 Result<RouteDecision> route(const TaskRequest& task, const RoutingPolicy& policy,
                             const std::map<std::string, AgentProfile>& agents,
-                            std::optional<int> score = std::nullopt);
+                            std::optional<int> score = std::nullopt, const BandOutcomes* outcomes = nullptr);
 
 // Resolved identity material for a container: read-only mounts and env values.
 struct ResolvedIdentity {

@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS events (
   attempt INTEGER NOT NULL,
   worker TEXT NOT NULL DEFAULT '',
   reason TEXT NOT NULL DEFAULT '',
-  at INTEGER NOT NULL
+  at INTEGER NOT NULL,
+  agent TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_task ON events(task_id);
 CREATE TABLE IF NOT EXISTS agent_runs (
@@ -95,6 +96,31 @@ constexpr std::pair<const char*, const char*> kAddedColumns[] = {
     {"plan", "TEXT NOT NULL DEFAULT ''"},
     {"reviewer", "TEXT NOT NULL DEFAULT ''"},
     {"failed_trees", "TEXT NOT NULL DEFAULT ''"},
+};
+
+// How finished tasks ended, derived from the events and agent runs (nothing is stored twice).
+// attempt_outcomes: one row per attempt of a task (its events carry the attempt and the agent
+// that implemented it): when it was routed, whether it landed, the reviews of its work (the
+// worker's VERIFYING notes "review by ..."), the tokens and cost its runs reported (NULL when
+// none did). task_outcomes: per finished task and agent, those attempts summed up.
+constexpr std::pair<const char*, const char*> kViews[] = {
+    {"attempt_outcomes",
+     "CREATE VIEW attempt_outcomes AS SELECT t.repo AS repo, t.score AS score, t.state AS task_state, "
+     "e.task_id AS task_id, e.attempt AS attempt, e.agent AS agent, min(e.at) AS started_at, "
+     "max(CASE WHEN e.to_state='LANDED' THEN e.at END) AS landed_at, "
+     "sum(e.from_state='VERIFYING' AND e.to_state='VERIFYING' AND e.reason LIKE 'review by %') AS review_rounds, "
+     "(SELECT sum(r.input_tokens + r.output_tokens) FROM agent_runs r "
+     "WHERE r.task_id=e.task_id AND r.attempt=e.attempt) AS tokens, "
+     "(SELECT nullif(sum(r.cost_usd), 0) FROM agent_runs r "
+     "WHERE r.task_id=e.task_id AND r.attempt=e.attempt) AS cost_usd "
+     "FROM events e JOIN tasks t ON t.id=e.task_id WHERE e.attempt > 0 AND e.agent <> '' "
+     "GROUP BY t.repo, t.score, e.task_id, e.attempt, e.agent"},
+    {"task_outcomes",
+     "CREATE VIEW task_outcomes AS SELECT repo, score, task_id, agent, count(*) AS attempts, "
+     "max(landed_at IS NOT NULL) AS landed, sum(review_rounds) AS review_rounds, sum(tokens) AS tokens, "
+     "sum(cost_usd) AS cost_usd, min(started_at) AS started_at, max(landed_at) AS landed_at "
+     "FROM attempt_outcomes WHERE task_state IN ('LANDED','FAILED','BLOCKED') "
+     "GROUP BY repo, score, task_id, agent"},
 };
 
 Task read_task(const Statement& st) {
@@ -167,7 +193,65 @@ Status StateStore::migrate() {
   for (const auto& [name, decl] : kAddedColumns) {
     if (!have.count(name)) POLY_TRY(db_.exec(std::string("ALTER TABLE tasks ADD COLUMN ") + name + " " + decl));
   }
+  POLY_TRY(migrate_events());
+  return migrate_views();
+}
+
+Status StateStore::migrate_events() {
+  auto st = db_.prepare("SELECT count(*) FROM pragma_table_info('events') WHERE name='agent'");
+  if (!st.ok()) return st.error();
+  auto row = st->step();
+  if (!row.ok()) return row.error();
+  if (*row && st->int64(0) > 0) return {};
+  // Events from before they named the agent: each attempt's agent is taken to be the task's
+  // last one, which is right for every task that never fell back to another agent.
+  return db_.transaction([&]() -> Status {
+    POLY_TRY(db_.exec("ALTER TABLE events ADD COLUMN agent TEXT NOT NULL DEFAULT ''"));
+    return db_.exec("UPDATE events SET agent=(SELECT agent FROM tasks WHERE tasks.id=events.task_id) WHERE attempt > 0");
+  });
+}
+
+Status StateStore::migrate_views() {
+  for (const auto& [name, sql] : kViews) {
+    auto st = db_.prepare("SELECT sql FROM sqlite_master WHERE type='view' AND name=?");
+    if (!st.ok()) return st.error();
+    st->bind(1, name);
+    auto row = st->step();
+    if (!row.ok()) return row.error();
+    if (*row && st->text(0) == sql) continue;
+    // A view of an older version is replaced (a view holds no data).
+    POLY_TRY(db_.exec(std::string("DROP VIEW IF EXISTS ") + name));
+    POLY_TRY(db_.exec(sql));
+  }
   return {};
+}
+
+Result<std::vector<TaskOutcome>> StateStore::task_outcomes(const std::string& repo, int score_min, int score_max) {
+  auto st = db_.prepare(
+      "SELECT task_id, agent, score, attempts, landed, review_rounds, tokens, cost_usd, started_at, landed_at "
+      "FROM task_outcomes WHERE repo=? AND score BETWEEN ? AND ? ORDER BY started_at, task_id");
+  // A DB from before outcomes were derived, opened read-only, has no such view: no outcomes.
+  if (!st.ok()) return std::vector<TaskOutcome>{};
+  st->bind(1, repo).bind(2, score_min).bind(3, score_max);
+  std::vector<TaskOutcome> out;
+  while (true) {
+    auto row = st->step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    TaskOutcome o;
+    o.task_id = st->text(0);
+    o.agent = st->text(1);
+    o.score = static_cast<int>(st->int64(2));
+    o.attempts = static_cast<int>(st->int64(3));
+    o.landed = st->int64(4) != 0;
+    o.review_rounds = static_cast<int>(st->int64(5));
+    if (!st->is_null(6)) o.tokens = st->int64(6);
+    if (!st->is_null(7)) o.cost_usd = st->real(7);
+    o.started_at_ms = st->int64(8);
+    if (!st->is_null(9)) o.landed_at_ms = st->int64(9);
+    out.push_back(std::move(o));
+  }
+  return out;
 }
 
 Status StateStore::note(const std::string& id, const std::string& reason, int64_t now) {
@@ -176,10 +260,11 @@ Status StateStore::note(const std::string& id, const std::string& reason, int64_
   if (!cur->has_value()) return make_error("not_found", "no such task", id);
   const Task& t = **cur;
   auto ev = db_.prepare(
-      "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at) VALUES (?,?,?,?,?,?,?)");
+      "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at, agent) VALUES (?,?,?,?,?,?,?,?)");
   if (!ev.ok()) return ev.error();
   const std::string state(to_string(t.state));
   ev->bind(1, id).bind(2, state).bind(3, state).bind(4, t.attempt).bind(5, t.worker).bind(6, redact(reason)).bind(7, now);
+  ev->bind(8, t.attempt > 0 ? t.agent : std::string());
   return ev->run();
 }
 
@@ -309,6 +394,7 @@ Status StateStore::apply(Task& t, const std::vector<std::pair<TaskState, Transit
     int attempt;
     std::string worker;
     const std::optional<std::string>* reason;
+    std::string agent;
   };
   std::vector<Event> events;
   for (const auto& [to, u] : steps) {
@@ -327,7 +413,7 @@ Status StateStore::apply(Task& t, const std::vector<std::pair<TaskState, Transit
     if (u.plan) t.plan = *u.plan;
     if (u.reviewer) t.reviewer = *u.reviewer;
     if (u.failed_tree && !u.failed_tree->empty()) t.failed_trees.push_back(*u.failed_tree);
-    events.push_back({t.state, to, t.attempt, t.worker, &u.reason});
+    events.push_back({t.state, to, t.attempt, t.worker, &u.reason, t.attempt > 0 ? t.agent : std::string()});
     t.state = to;
   }
   t.updated_at_ms = now;
@@ -352,10 +438,10 @@ Status StateStore::apply(Task& t, const std::vector<std::pair<TaskState, Transit
   // Every step keeps its own event, with the attempt and worker as they were after it.
   for (const auto& e : events) {
     auto ev = db_.prepare(
-        "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at) VALUES (?,?,?,?,?,?,?)");
+        "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at, agent) VALUES (?,?,?,?,?,?,?,?)");
     if (!ev.ok()) return ev.error();
     ev->bind(1, id).bind(2, to_string(e.from)).bind(3, to_string(e.to)).bind(4, e.attempt).bind(5, e.worker);
-    ev->bind(6, redact(e.reason->value_or(""))).bind(7, now);
+    ev->bind(6, redact(e.reason->value_or(""))).bind(7, now).bind(8, e.agent);
     POLY_TRY(ev->run());
   }
   return {};

@@ -9,6 +9,7 @@
 
 #include "common/result.h"
 #include "common/sqlite.h"
+#include "coordinator/outcomes.h"
 #include "coordinator/task.h"
 #include "protocol/messages.h"
 
@@ -104,11 +105,18 @@ class StateStore {
   // Every recorded agent run of the task, by attempt.
   Result<std::vector<AgentRun>> agent_runs(const std::string& id);
 
+  // How the finished tasks (LANDED, FAILED, BLOCKED) of `repo` whose score is in
+  // [score_min, score_max] ended, a row per task and agent that implemented an attempt of it,
+  // oldest first. Derived from the events and agent runs (the task_outcomes view).
+  Result<std::vector<TaskOutcome>> task_outcomes(const std::string& repo, int score_min, int score_max);
+
   // A new lease epoch, strictly larger than every one handed out before (survives restarts).
   Result<int64_t> next_epoch();
 
  private:
   Status migrate();
+  Status migrate_events();  // events name the agent of their attempt
+  Status migrate_views();   // the views outcomes are read from
   // The transitions `steps` of `t` (updated in place) inside the caller's transaction.
   Status apply(Task& t, const std::vector<std::pair<TaskState, TransitionUpdate>>& steps, int64_t now_ms);
   Database db_;
