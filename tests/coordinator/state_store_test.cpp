@@ -194,10 +194,12 @@ TEST_CASE("a state DB made before the score columns existed gains them on open, 
     REQUIRE(store.ok());
     REQUIRE(*store->add(request("old"), 1000));
   }
-  // Make it look like the first schema: the later columns dropped.
+  // Make it look like the first schema: the later columns dropped (and the outcome views, which
+  // read them, with them).
   {
     auto db = Database::open(dir / "state.db", kStateDbApplicationId, false);
     REQUIRE(db.ok());
+    REQUIRE(db->exec("DROP VIEW task_outcomes; DROP VIEW attempt_outcomes").ok());
     for (const char* column : {"score", "plan", "reviewer", "failed_trees"}) {
       REQUIRE(db->exec(std::string("ALTER TABLE tasks DROP COLUMN ") + column).ok());
     }
