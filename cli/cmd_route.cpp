@@ -26,7 +26,8 @@ struct Explanation {
   Score score;
   RouteDecision decision;
   std::string routing_file;
-  std::optional<BandOutcomes> outcomes;  // none without a state DB
+  BandOutcomes outcomes;  // none recorded without a state DB
+  bool has_state_db = false;
 };
 
 // The local repository and revision to read: a repos: entry's url or the path itself; the
@@ -61,21 +62,22 @@ std::string rule_text(const Explanation& e) {
 }
 
 // How the finished tasks of the task's repo in its score band ended, from the state DB (read
-// only); nullopt when there is no DB yet.
-Result<std::optional<BandOutcomes>> recorded_outcomes(const TaskRequest& task, int score, const Settings& s) {
-  if (!std::filesystem::exists(s.config.state_db)) return std::optional<BandOutcomes>();
+// only); none when there is no DB yet.
+Result<BandOutcomes> recorded_outcomes(const TaskRequest& task, int score, const Settings& s) {
+  const ScoreBand band = score_band(score, s.routing.scoring);
+  if (!std::filesystem::exists(s.config.state_db)) return summarize(task.repo, band, {});
   auto store = StateStore::open(s.config.state_db, true);
   if (!store.ok()) return store.error();
-  const ScoreBand band = score_band(score, s.routing.scoring);
   auto rows = store->task_outcomes(task.repo, band.min, band.max);
   if (!rows.ok()) return rows.error();
-  return std::optional<BandOutcomes>(summarize(task.repo, band, *rows));
+  return summarize(task.repo, band, *rows);
 }
 
 void print_learning(const Explanation& e, const Settings& s) {
   std::ostream& o = std::cout;
   const std::vector<std::string> lines =
-      e.outcomes ? describe(*e.outcomes) : std::vector<std::string>{"no state DB yet (" + s.config.state_db.string() + ")"};
+      e.has_state_db ? describe(e.outcomes)
+                     : std::vector<std::string>{"no state DB yet (" + s.config.state_db.string() + ")"};
   for (size_t i = 0; i < lines.size(); ++i) o << (i ? std::string(13, ' ') : "outcomes:    ") << lines[i] << "\n";
   o << "learning:    "
     << (s.routing.learning.enabled ? e.decision.learning : "off (routing.yaml learning.enabled is false)") << "\n";
@@ -112,7 +114,7 @@ json agent_json(const Settings& s, const std::string& name, const TaskRequest& t
           {"command", expand_command(a.command, task, "polyphony/<id>-" + slugify(task.title))}};
 }
 
-json outcomes_json(const std::optional<BandOutcomes>& outcomes) {
+json outcomes_json(const BandOutcomes* outcomes) {
   if (!outcomes) return nullptr;
   json agents = json::array();
   for (const auto& [name, a] : outcomes->agents) {
@@ -146,7 +148,7 @@ json explanation_json(const Explanation& e, const Settings& s) {
            {"implementer", agent_json(s, r.agent, e.task)},
            {"reviewer", agent_json(s, r.reviewer, e.task)},
            {"fallback", r.fallback},
-           {"outcomes", outcomes_json(e.outcomes)},
+           {"outcomes", outcomes_json(e.has_state_db ? &e.outcomes : nullptr)},
            {"learning", {{"enabled", s.routing.learning.enabled}, {"decided", r.learned}, {"because", r.learning}}}};
   return out;
 }
@@ -166,8 +168,8 @@ Result<Explanation> explain(const Args& args, const Settings& settings) {
   auto outcomes = recorded_outcomes(e.task, e.score.total, settings);
   if (!outcomes.ok()) return outcomes.error();
   e.outcomes = *outcomes;
-  auto decision =
-      route(e.task, settings.routing, settings.agents, e.score.total, e.outcomes ? &*e.outcomes : nullptr);
+  e.has_state_db = std::filesystem::exists(settings.config.state_db);
+  auto decision = route(e.task, settings.routing, settings.agents, e.score.total, &e.outcomes);
   if (!decision.ok()) return decision.error();
   e.decision = *decision;
   e.routing_file = (polyphony_home() / "routing.yaml").string();

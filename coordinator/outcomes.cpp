@@ -39,6 +39,12 @@ std::string one_decimal(double v) {
   return buf;
 }
 
+// "1 attempt", "1.5 attempts", "0 review rounds".
+std::string count_of(double v, const std::string& noun) {
+  const std::string n = one_decimal(v);
+  return n + " " + noun + (n == "1" ? "" : "s");
+}
+
 std::string tokens_text(double tokens) {
   if (tokens >= 1e6) return one_decimal(tokens / 1e6) + "M";
   if (tokens >= 1e3) return one_decimal(tokens / 1e3) + "k";
@@ -81,8 +87,8 @@ std::string describe(const std::string& agent, const AgentOutcomes& a, const Sco
                      (a.tasks == 1 ? "" : "s") + " scored " + band_text(band) + " here";
   if (a.median_land_ms) line += ", median " + human_duration(*a.median_land_ms) + " to land";
   if (a.tasks > 0) {
-    line += ", " + one_decimal(static_cast<double>(a.attempts) / a.tasks) + " attempts and " +
-            one_decimal(static_cast<double>(a.review_rounds) / a.tasks) + " review rounds a task";
+    line += ", " + count_of(static_cast<double>(a.attempts) / a.tasks, "attempt") + " and " +
+            count_of(static_cast<double>(a.review_rounds) / a.tasks, "review round") + " a task";
   }
   if (a.tokens_known) line += ", " + tokens_text(static_cast<double>(a.tokens) / a.tokens_known) + " tokens a task";
   if (auto cost = a.cost_per_task()) {

@@ -193,7 +193,7 @@ TEST_CASE("outcomes sum up per agent with the median time to land and read as a 
   CHECK(lines[0] == "codex landed 3 of 5 tasks scored 0-3 here, median 6 min to land, "
                     "1.2 attempts and 0.4 review rounds a task");
   CHECK(lines[1] == "claude landed 1 of 2 tasks scored 0-3 here, median 8 min to land, "
-                    "1 attempts and 0 review rounds a task");
+                    "1 attempt and 0 review rounds a task");
   CHECK(describe(summarize("/srv/none", band, {})) ==
         std::vector<std::string>{"no finished task scored 0-3 here yet"});
 }
@@ -309,7 +309,7 @@ TEST_CASE("the learning rule picks the cheapest agent proven in the band and say
       {"a proven cheap agent replaces the default", {{"kimi", record(4, 4)}, {"codex", record(10, 5)}}, 2, "", "",
        true, "kimi", true,
        "learning (routing.yaml:9) picked kimi, the cheapest agent that landed at least 75% of at least 4 tasks "
-       "scored 0-3 here (kimi landed 4 of 4 tasks scored 0-3 here, 1 attempts and 0 review rounds a task); "
+       "scored 0-3 here (kimi landed 4 of 4 tasks scored 0-3 here, 1 attempt and 0 review rounds a task); "
        "otherwise codex (default)",
        {"codex", "claude"}},  // what it replaced first; kimi is not its own fallback
       {"too few tasks do not count", {{"kimi", record(3, 3)}}, 2, "", "", true, "codex", false,

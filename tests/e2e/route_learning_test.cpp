@@ -13,10 +13,11 @@ namespace {
 const std::map<std::string, std::string> kRepo{
     {"README.md", "# notes\n"},
     {".polyphony.yaml", "verify: sh verify.sh\n"},
-    {"verify.sh", "set -e\ntest -s notes.txt\n"},
+    {"verify.sh", "set -e\nls ./*.txt\n"},
 };
 
-std::string note_body(const std::string& word) { return "```sh\necho " + word + " >> notes.txt\n```\n"; }
+// Each task writes a file of its own, so tasks landing together never conflict.
+std::string note_body(const std::string& word) { return "```sh\necho " + word + " > " + word + ".txt\n```\n"; }
 
 // Two agents without credentials: `scripted`, and `idle`, which changes nothing (its tasks fail).
 const std::string kAgents =
@@ -67,7 +68,7 @@ TEST_CASE("route --explain shows how earlier tasks of the band ended, and learni
   INFO(after.err);
   REQUIRE(after.exit_code == 0);
   CHECK_THAT(after.out, Catch::Contains("outcomes:    scripted landed 2 of 2 tasks scored 0-3 here, median "));
-  CHECK_THAT(after.out, Catch::Contains("1 attempts and 0 review rounds a task"));
+  CHECK_THAT(after.out, Catch::Contains("1 attempt and 0 review rounds a task"));
   CHECK_THAT(after.out, Catch::Contains("implementer: scripted"));
   CHECK_THAT(after.out, Catch::Contains("picked scripted, the cheapest agent that landed at least 90% of at least 2 "
                                         "tasks scored 0-3 here"));
