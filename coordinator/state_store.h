@@ -22,6 +22,15 @@ struct AgentRun {
   protocol::AgentUsage usage;
 };
 
+// One grant of a repo's landing slot: how long the attempt waited in the merge queue.
+struct LandWait {
+  std::string task_id;
+  int attempt = 0;
+  std::string repo;
+  int64_t asked_at_ms = 0;     // its first land_request
+  int64_t granted_at_ms = 0;
+};
+
 // What a transition changes besides the state; unset fields keep their value.
 struct TransitionUpdate {
   std::optional<int> attempt;
@@ -103,6 +112,11 @@ class StateStore {
   Status record_agent_runs(const std::string& id, int attempt, const std::vector<protocol::AgentUsage>& runs);
   // Every recorded agent run of the task, by attempt.
   Result<std::vector<AgentRun>> agent_runs(const std::string& id);
+
+  // Records a grant of a landing slot (the merge-queue wait, for /metrics).
+  Status record_land_wait(const LandWait& wait);
+  // Every grant recorded, oldest first (none in a DB from before they were recorded).
+  Result<std::vector<LandWait>> land_waits();
 
   // A new lease epoch, strictly larger than every one handed out before (survives restarts).
   Result<int64_t> next_epoch();
