@@ -150,7 +150,7 @@ TEST_CASE("a scrape of /metrics parses as Prometheus text with the counts and ti
   CHECK(value_of(s, "polyphony_tasks", {{"state", "RUNNING"}}) == 0);
   CHECK(value_of(s, "polyphony_queue_depth") == 0);
   CHECK(value_of(s, "polyphony_transitions_total", {{"from", "VERIFYING"}, {"to", "LANDED"}}) == 1);
-  CHECK(value_of(s, "polyphony_transitions_total", {{"from", "DISCOVERED"}, {"to", "CLAIMED"}}) == 2);
+  CHECK(value_of(s, "polyphony_transitions_total", {{"from", "DISCOVERED"}, {"to", "CLAIMED"}}) == 3);
   CHECK(value_of(s, "polyphony_attempts_total", {{"outcome", "landed"}}) == 1);
   CHECK(value_of(s, "polyphony_attempts_total", {{"outcome", "failed"}, {"failure_kind", "verify"}}) == 1);
   CHECK(value_of(s, "polyphony_attempts_total", {{"outcome", "failed"}, {"failure_kind", "timeout"}}) == 1);
@@ -160,10 +160,11 @@ TEST_CASE("a scrape of /metrics parses as Prometheus text with the counts and ti
   CHECK(value_of(s, "polyphony_merge_queue_wait_seconds_bucket", {{"le", "10"}}) == 0);
   CHECK(value_of(s, "polyphony_merge_queue_wait_seconds_bucket", {{"le", "30"}}) == 1);
   CHECK(value_of(s, "polyphony_landings_total") == 1);
-  CHECK(value_of(s, "polyphony_dispatch_latency_seconds_count") == 1);
-  CHECK(value_of(s, "polyphony_dispatch_latency_seconds_sum") == 3);
+  // Each of a's one and c's two attempts took 3 s from CLAIMED to RUNNING.
+  CHECK(value_of(s, "polyphony_dispatch_latency_seconds_count") == 3);
+  CHECK(value_of(s, "polyphony_dispatch_latency_seconds_sum") == 9);
   CHECK(value_of(s, "polyphony_dispatch_latency_seconds_bucket", {{"le", "2.5"}}) == 0);
-  CHECK(value_of(s, "polyphony_dispatch_latency_seconds_bucket", {{"le", "5"}}) == 1);
+  CHECK(value_of(s, "polyphony_dispatch_latency_seconds_bucket", {{"le", "5"}}) == 3);
   CHECK(value_of(s, "polyphony_landing_wait_seconds_sum") == 60);
   CHECK(value_of(s, "polyphony_time_in_state_seconds_sum", {{"state", "RUNNING"}}) == 6 + 1 + 1);
   CHECK(value_of(s, "polyphony_time_in_state_seconds_count", {{"state", "CLAIMED"}}) == 5);
