@@ -282,8 +282,10 @@ std::string codex_binary() {
 
 TEST_CASE("real codex with polyphony mcp in its config.toml spawns a task, waits for it, and the task lands") {
   const std::string codex = codex_binary();
-  INFO("no Codex binary: build the worker image (polyphony image build) or set POLYPHONY_TEST_CODEX");
-  REQUIRE_FALSE(codex.empty());
+  {
+    INFO("no Codex binary: build the worker image (polyphony image build) or set POLYPHONY_TEST_CODEX");
+    REQUIRE_FALSE(codex.empty());
+  }
   SingleBox box(sample_repo());
   box.serve();
   ModelNet net;

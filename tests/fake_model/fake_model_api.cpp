@@ -383,20 +383,29 @@ std::string step_command(const json& step) {
   return "apply_patch <<'PATCH'\n" + apply_patch_text(step) + "PATCH\n";
 }
 
-// The newest tool result in an OpenAI conversation (a function_call_output item), as text. Codex
-// gives an MCP tool's result as parts ("Wall time: ...\nOutput:", then the tool's text): the
-// last part that reads as JSON is the result.
+// The JSON in a tool output: all of it, or what follows Codex's "Wall time: ...\nOutput:\n"
+// header (from its first line that starts with '{'); empty when there is none.
+std::string json_in(const std::string& text) {
+  if (!json::parse(text, nullptr, false).is_discarded()) return text;
+  for (size_t at = text.find("\n{"); at != std::string::npos; at = text.find("\n{", at + 1)) {
+    if (!json::parse(text.substr(at + 1), nullptr, false).is_discarded()) return text.substr(at + 1);
+  }
+  return "";
+}
+
+// The newest tool result in an OpenAI conversation (a function_call_output item), as JSON text.
+// Codex gives an MCP tool's result as one string ("Wall time: ...\nOutput:\n" and the tool's
+// text) or, for a failed call, as parts of which the last is the tool's text.
 std::string last_openai_tool_result(const json& body) {
   std::string text;
   for (const auto& item : body.value("input", json::array())) {
     if (item.value("type", "") != "function_call_output" || !item.contains("output")) continue;
     const json& out = item["output"];
-    if (out.is_string()) text = out.get<std::string>();
+    if (out.is_string()) text = json_in(out.get<std::string>());
     if (!out.is_array()) continue;
     text.clear();
     for (const auto& part : out) {
-      const std::string t = part.value("text", "");
-      if (!json::parse(t, nullptr, false).is_discarded()) text = t;
+      if (std::string t = json_in(part.value("text", "")); !t.empty()) text = t;
     }
   }
   return text;
