@@ -141,6 +141,27 @@ TEST_CASE("polyphony mcp spawns a team on one base branch, and answers bad input
   CHECK(git(box.origin(), {"show", "feature:two.txt"}) == "2\n");
   CHECK_THROWS(git(box.origin(), {"show", "main:one.txt"}));  // the team landed on its base, not on main
 
+  // retry and cancel when they apply: a task whose verify fails ends FAILED or BLOCKED; retry
+  // queues it again, and cancel stops it.
+  json failing = mcp->call("spawn", {{"title", "Add a failing test"},
+                                     {"repo", box.origin().string()},
+                                     {"agent", "scripted"},
+                                     {"body", sh_block("echo false > tests/fails.test")}});
+  REQUIRE(failing["isError"] == false);
+  const std::string bad = failing["structuredContent"]["id"];
+  json ended = mcp->call("wait", {{"id", bad}, {"timeout_s", 240}}, std::chrono::seconds(260));
+  INFO(ended.dump());
+  const std::string end_state = ended["structuredContent"]["state"];
+  REQUIRE((end_state == "BLOCKED" || end_state == "FAILED"));
+  json retried = mcp->call("retry", {{"id", bad}});
+  INFO(retried.dump());
+  REQUIRE(retried["isError"] == false);
+  CHECK(retried["structuredContent"]["state"] == "CLAIMED");
+  json stopped = mcp->call("cancel", {{"id", bad}});
+  INFO(stopped.dump());
+  REQUIRE(stopped["isError"] == false);
+  CHECK(stopped["structuredContent"]["state"] == "CANCELLED");
+
   // The coordinator's refusal reads as the CLI's, with the argument in place of the flag.
   const auto cli = box.cli({"spawn", "t", "--repo", "/nonexistent/repo"});
   REQUIRE(cli.exit_code == 2);
