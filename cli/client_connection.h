@@ -28,9 +28,10 @@ Result<std::optional<protocol::CurveClientKeys>> client_keys(const Args& args, c
 // message was handed to a socket that exists (a coordinator listens, or did until it stopped).
 bool notify(const std::string& endpoint, const protocol::Message& m, std::chrono::milliseconds linger);
 
-// Sends `m` over a fresh DEALER socket and waits up to 10 s for one reply.
+// Sends `m` over a fresh DEALER socket and waits up to `timeout` for one reply.
 Result<protocol::Message> request(zmq::context_t& ctx, const std::string& endpoint, const protocol::Message& m,
-                                  const std::optional<protocol::CurveClientKeys>& keys);
+                                  const std::optional<protocol::CurveClientKeys>& keys,
+                                  std::chrono::seconds timeout = std::chrono::seconds(10));
 
 // Where a client talks to a coordinator, and how: the endpoint and its CURVE keys.
 struct ClientTarget {
@@ -58,6 +59,15 @@ bool finished_state(const std::string& state);
 Result<protocol::ClientReply> wait_for_task(zmq::context_t& ctx, const ClientTarget& target, const std::string& id,
                                             std::chrono::steady_clock::time_point deadline,
                                             const std::atomic<bool>* stop = nullptr);
+
+// How long a client waits for a view (route_explain reads a whole repository).
+inline constexpr std::chrono::seconds kViewTimeout{60};
+// Room a ViewReply needs besides its JSON.
+inline constexpr size_t kViewReplyMargin = 64 * 1024;
+
+// Asks the coordinator for a view (ViewQuery) and returns its JSON; a refusal is the
+// coordinator's error as the CLI gives it (code, message, the flag at fault).
+Result<nlohmann::json> ask_view(zmq::context_t& ctx, const ClientTarget& target, const protocol::ViewQuery& query);
 
 // A reply as `polyphony-submit --json` prints it: id, state, reason, attempt, agent, branch,
 // merged_commit.

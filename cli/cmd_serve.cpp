@@ -16,6 +16,7 @@
 #include "cli/client_connection.h"
 #include "cli/dashboard_link.h"
 #include "cli/doctor.h"
+#include "cli/task_views.h"
 #include "common/endpoint_policy.h"
 #include "common/log.h"
 #include "common/private_files.h"
@@ -221,6 +222,8 @@ int serve(const Args& args) {
   if (!config.client_endpoint.empty()) client_endpoints.push_back(config.client_endpoint);
   auto coordinator = Coordinator::create(context, *settings, endpoints, client_endpoints);
   if (!coordinator.ok()) return report(coordinator.error());
+  // Clients on other hosts see what status, show, logs and route --explain show here.
+  (*coordinator)->serve_views([views = *settings](const protocol::ViewQuery& q) { return answer_view(q, views); });
   // A taken port leaves serve running without the dashboard; a bad token setting stops it.
   auto dashboard = start_dashboard(context, config);
   if (!dashboard.ok() && dashboard.error().code != "io") return report(dashboard.error());

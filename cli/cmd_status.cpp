@@ -172,7 +172,8 @@ Result<json> show_json(const std::string& id, const Config& config) {
   j["events"] = json::array();
   for (const auto& e : *events) {
     j["events"].push_back({{"from", e.from}, {"to", e.to}, {"attempt", e.attempt}, {"worker", e.worker},
-                           {"reason", e.reason}, {"at_ms", e.at_ms}, {"at", iso_utc(e.at_ms)}});
+                           {"reason", e.reason}, {"failure_kind", e.failure_kind}, {"at_ms", e.at_ms},
+                           {"at", iso_utc(e.at_ms)}});
   }
   return j;
 }

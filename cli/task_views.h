@@ -10,6 +10,7 @@
 #include "cli/command_line.h"
 #include "common/config.h"
 #include "coordinator/state_store.h"
+#include "protocol/messages.h"
 
 namespace polyphony::cli {
 
@@ -29,5 +30,16 @@ Result<std::string> logs_text(const Args& args, const Config& config);
 
 // What `route --explain --json` prints for the task in `args` (TITLE and the task flags).
 Result<nlohmann::json> route_explain_json(const Args& args, const Settings& settings);
+
+// The part of `text` from byte `offset` (the last `max_bytes` when offset is negative), cut at
+// UTF-8 character boundaries: how the logs view pages. Returns {start, end}.
+std::pair<size_t, size_t> log_window(const std::string& text, int64_t offset, int64_t max_bytes);
+
+// The coordinator's answer to a client's ViewQuery, from its host's state as the CLI reads it:
+// status and show as `status --json` and `show ID --json`; logs as {"id", "text", "offset",
+// "next_offset", "total_bytes"}, a page of what `logs ID` prints; route_explain as `route
+// --explain --json` (a local-path repo must be one clients may name: check_client_repo). An
+// error is the CLI's, its `where` the flag at fault.
+protocol::ViewReply answer_view(const protocol::ViewQuery& query, const Settings& settings);
 
 }  // namespace polyphony::cli

@@ -1,5 +1,6 @@
 // The coordinator's client endpoint and commands: submit, query, cancel, retry, the worker
 // table, and GitHub mode's adoptions and sync (run as background jobs).
+#include <memory>
 #include <zmq_addon.hpp>
 
 #include "common/log.h"
@@ -46,9 +47,13 @@ void Coordinator::handle_client_frame(const std::string& routing_id, const std::
   } else if (std::holds_alternative<protocol::WorkersQuery>(*msg)) {
     answer_client(routing_id, workers());
     return;
+  } else if (const auto* v = std::get_if<protocol::ViewQuery>(&*msg)) {
+    view(routing_id, *v);
+    return;
   } else {
     spdlog::warn("dropped a {} on the client endpoint", protocol::type_name(*msg));
-    reply = refusal(make_error("protocol", "clients may send submit, control or workers_query only", "type"));
+    reply = refusal(make_error("protocol", "clients may send submit, control, workers_query or view_query only",
+                               "type"));
   }
   answer_client(routing_id, reply);
 }
@@ -66,6 +71,29 @@ void Coordinator::answer_client(const std::string& routing_id, const protocol::M
   } catch (const zmq::error_t& e) {
     spdlog::warn("cannot answer a client: {}", e.what());
   }
+}
+
+void Coordinator::view(const std::string& routing_id, const protocol::ViewQuery& q) {
+  auto refuse = [&](const std::string& code, const std::string& why) {
+    answer_client(routing_id, protocol::ViewReply{false, code, why, "view", ""});
+  };
+  if (!views_) return refuse("usage", "this coordinator answers no view queries");
+  if (views_pending_ >= kMaxPendingViews) {
+    return refuse("busy", "the coordinator has " + std::to_string(views_pending_) + " view queries under way; ask again");
+  }
+  const bool queued = view_jobs_->submit("view-" + std::to_string(++views_asked_), [this, routing_id, q] {
+    auto reply = std::make_shared<protocol::ViewReply>();
+    try {
+      *reply = views_(q);
+    } catch (const std::exception& e) {
+      *reply = protocol::ViewReply{false, "internal", std::string("the view failed: ") + e.what(), "view", ""};
+    }
+    return [this, routing_id, reply] {
+      --views_pending_;
+      answer_client(routing_id, *reply);
+    };
+  });
+  if (queued) ++views_pending_;
 }
 
 protocol::ClientReply Coordinator::submit(const protocol::Submit& m) {

@@ -40,6 +40,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_t& context
   c->queue_ = std::move(*queue);
   c->scoring_jobs_ = std::make_unique<BackgroundJobs>(kScoringThreads);
   c->github_jobs_ = std::make_unique<BackgroundJobs>(1);
+  c->view_jobs_ = std::make_unique<BackgroundJobs>(kViewThreads);
   if (c->settings_.config.github.enabled()) {
     const auto& gh = c->settings_.config.github;
     auto source = GithubSource::open(c->settings_, make_gh_cli(gh, &c->github_jobs_->stopping()));
@@ -110,13 +111,14 @@ void Coordinator::step(int64_t wait_ms) {
                              {client_socket_.handle(), 0, ZMQ_POLLIN, 0},
                              {nullptr, scoring_jobs_->wake_fd(), ZMQ_POLLIN, 0},
                              {nullptr, github_jobs_->wake_fd(), ZMQ_POLLIN, 0},
+                             {nullptr, view_jobs_->wake_fd(), ZMQ_POLLIN, 0},
                              {zap_ ? zap_->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
   // A freed slot waits at most kMinDispatchGapMs, not a whole poll interval.
   if (slot_freed_) wait_ms = std::clamp<int64_t>(last_dispatch_ms_ + kMinDispatchGapMs - now(), 0, wait_ms);
   try {
-    zmq::poll(items, zap_ ? 5 : 4, std::chrono::milliseconds(wait_ms));
+    zmq::poll(items, zap_ ? 6 : 5, std::chrono::milliseconds(wait_ms));
     last_worker_read_ms_ = now();  // whatever waits on the workers' socket is read next
-    if (zap_ && (items[4].revents & ZMQ_POLLIN)) zap_->serve();
+    if (zap_ && (items[5].revents & ZMQ_POLLIN)) zap_->serve();
     if (items[0].revents & ZMQ_POLLIN) drain_workers();
     if (items[1].revents & ZMQ_POLLIN) {
       drain(client_socket_, [&](std::vector<zmq::message_t>& frames) {
@@ -127,6 +129,7 @@ void Coordinator::step(int64_t wait_ms) {
     if (e.num() != EINTR) spdlog::error("socket error: {}", e.what());
   }
   apply_background((items[2].revents & ZMQ_POLLIN) != 0, (items[3].revents & ZMQ_POLLIN) != 0);
+  if (items[4].revents & ZMQ_POLLIN) view_jobs_->apply_finished();
   if (now() >= next_periodic_ms_) {
     periodic();
     next_periodic_ms_ = now() + settings_.config.poll_interval_ms;
@@ -233,6 +236,12 @@ void Coordinator::on_land_request(WorkerEntry& w, const protocol::LandRequest& m
   last_activity_ms_[m.task_id] = now();
   if (!lands_.landing().count(m.task_id)) slot_freed_ = true;  // its agent is done: the next task may start
   const auto answer = lands_.request(task->request.repo, {w.routing_id, m}, now());
+  if (answer.waited_ms) {
+    const LandWait wait{m.task_id, m.attempt, task->request.repo, now() - *answer.waited_ms, now()};
+    if (auto s = store_->record_land_wait(wait); !s.ok()) {
+      spdlog::error("task {}: cannot record its merge-queue wait: {}", m.task_id, s.error().to_string());
+    }
+  }
   if (answer.granted) answer_land(w.routing_id, m, true, "");
   if (answer.queued) {
     spdlog::info("task {} waits to land behind task {} on {}", m.task_id, answer.behind, task->request.repo);

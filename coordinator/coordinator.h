@@ -62,6 +62,11 @@ inline constexpr int kMaxClaimsPerPass = 256;
 // the others' origins.
 inline constexpr int kScoringThreads = 2;
 
+// Threads that answer clients' view queries (status, show, logs, route_explain), and the most
+// queries that may wait for one: more are refused until some are answered.
+inline constexpr int kViewThreads = 2;
+inline constexpr int kMaxPendingViews = 64;
+
 // The client endpoint every coordinator binds: ipc://<home>/coordinator.sock.
 std::string local_client_endpoint(const std::filesystem::path& home);
 
@@ -84,6 +89,13 @@ class Coordinator {
   // The registered workers, lost ones included.
   protocol::WorkersReply workers() const;
 
+  // How a ViewQuery from a client is answered: the CLI's views of this coordinator's state,
+  // which cli/ gives (the coordinator does not know their shapes). Called on a thread of its
+  // own, never the loop's, so a slow view (route_explain reads a repository) holds up nothing.
+  // Without it, view queries are refused.
+  using ViewFn = std::function<protocol::ViewReply(const protocol::ViewQuery&)>;
+  void serve_views(ViewFn fn) { views_ = std::move(fn); }
+
   // Serves until `stop` is set. Never throws.
   void run(const std::atomic<bool>& stop);
 
@@ -103,6 +115,8 @@ class Coordinator {
   void handle_client_frame(const std::string& routing_id, const std::string& body);
   void answer_client(const std::string& routing_id, const protocol::Message& reply);
   protocol::ClientReply submit(const protocol::Submit& m);
+  // Answers a ViewQuery off the loop (views_), or refuses it.
+  void view(const std::string& routing_id, const protocol::ViewQuery& q);
   protocol::ClientReply cancel(const Task& task, const std::string& reason = "cancelled by a user");
   protocol::ClientReply retry(const Task& task);
   void apply_commands();
@@ -241,9 +255,13 @@ class Coordinator {
     int64_t number = 0;
   };
   std::vector<Adoption> adoptions_;
+  ViewFn views_;
+  uint64_t views_asked_ = 0;      // view queries given to view_jobs_, for their keys
+  int views_pending_ = 0;         // of those, not yet answered
   // Declared last, so destroyed first: no job outlives what it reads (settings_, github_).
   std::unique_ptr<BackgroundJobs> scoring_jobs_;
   std::unique_ptr<BackgroundJobs> github_jobs_;
+  std::unique_ptr<BackgroundJobs> view_jobs_;
 };
 
 }  // namespace polyphony

@@ -149,6 +149,36 @@ std::string next_page_path(const std::string& link) {
   return {};
 }
 
+std::string github_endpoint_kind(const std::string& method, const std::string& path) {
+  std::string rest = path.substr(0, path.find('?'));
+  if (const auto scheme = rest.find("://"); scheme != std::string::npos) {
+    const auto slash = rest.find('/', scheme + 3);
+    rest = slash == std::string::npos ? "" : rest.substr(slash + 1);
+  }
+  if (rest.rfind("api/v3/", 0) == 0) rest.erase(0, 7);  // GitHub Enterprise
+  std::vector<std::string> parts;
+  for (size_t at = 0; at <= rest.size();) {
+    size_t end = rest.find('/', at);
+    if (end == std::string::npos) end = rest.size();
+    if (end > at) parts.push_back(rest.substr(at, end - at));
+    at = end + 1;
+  }
+  // repos/OWNER/NAME/... or repositories/ID/...
+  size_t skip = 0;
+  if (parts.size() >= 3 && parts[0] == "repos") skip = 3;
+  else if (parts.size() >= 2 && parts[0] == "repositories") skip = 2;
+  std::string kind;
+  for (size_t i = skip; i < parts.size(); ++i) {
+    const std::string& p = parts[i];
+    const bool number = std::all_of(p.begin(), p.end(), [](unsigned char c) { return std::isdigit(c); });
+    const bool word = std::all_of(p.begin(), p.end(), [](unsigned char c) { return std::islower(c) || c == '_'; });
+    if (!number && !word) return method + " other";
+    kind += (kind.empty() ? "" : "/") + (number ? std::string("{n}") : p);
+  }
+  if (skip == 0 || parts.size() - skip > 4) return method + " other";
+  return method + " " + (kind.empty() ? "repo" : kind);
+}
+
 std::unique_ptr<GhClient> make_gh_cli(const GithubConfig& config, const std::atomic<bool>* cancel) {
   return std::make_unique<GhCli>(config, cancel);
 }

@@ -72,4 +72,10 @@ Error gh_unauthorized(const std::string& host, const std::string& said);
 // again. Empty when there is none.
 std::string next_page_path(const std::string& link_header);
 
+// The kind of endpoint a call is, for counting calls: the method and the path with the host,
+// the repository, numbers and the query taken out ("GET issues", "POST issues/{n}/comments",
+// "PUT pulls/{n}/merge", "GET repo"); "METHOD other" for a path of another shape, so the kinds
+// stay few whatever the paths hold.
+std::string github_endpoint_kind(const std::string& method, const std::string& path);
+
 }  // namespace polyphony

@@ -53,6 +53,20 @@ CREATE TABLE IF NOT EXISTS github_health (
   until_ms INTEGER NOT NULL,
   at_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS github_calls (
+  endpoint TEXT NOT NULL,
+  status TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  PRIMARY KEY (endpoint, status)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS github_rate_limits (
+  resource TEXT PRIMARY KEY,
+  lim INTEGER NOT NULL,
+  remaining INTEGER NOT NULL,
+  used INTEGER NOT NULL,
+  reset_at_ms INTEGER NOT NULL,
+  at_ms INTEGER NOT NULL
+);
 )";
 
 constexpr int64_t kMaxBackoffMs = 15 * 60 * 1000;
@@ -197,6 +211,32 @@ Result<std::optional<GithubHealth>> read_github_health(const fs::path& state_db)
   return std::optional<GithubHealth>(GithubHealth{st->text(0), st->text(1), st->text(2), st->int64(3), st->int64(4)});
 }
 
+Result<GithubUsage> read_github_usage(const fs::path& state_db) {
+  GithubUsage usage;
+  if (!fs::exists(state_db)) return usage;
+  auto db = Database::open(state_db, kStateDbApplicationId, false, true);
+  if (!db.ok()) return db.error();
+  auto calls = db->prepare("SELECT endpoint, status, count FROM github_calls ORDER BY endpoint, status");
+  if (!calls.ok()) return usage;  // no table: GitHub mode never ran
+  while (true) {
+    auto row = calls->step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    usage.calls.push_back({calls->text(0), calls->text(1), calls->int64(2)});
+  }
+  auto limits = db->prepare(
+      "SELECT resource, lim, remaining, used, reset_at_ms, at_ms FROM github_rate_limits ORDER BY resource");
+  if (!limits.ok()) return usage;
+  while (true) {
+    auto row = limits->step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    usage.rate_limits.push_back({limits->text(0), limits->int64(1), limits->int64(2), limits->int64(3),
+                                 limits->int64(4), limits->int64(5)});
+  }
+  return usage;
+}
+
 Result<std::string> read_github_pull_url(const fs::path& state_db, const std::string& task_id) {
   if (!fs::exists(state_db)) return std::string();
   auto db = Database::open(state_db, kStateDbApplicationId, false, true);
@@ -235,8 +275,49 @@ Status GithubSource::migrate() { return db_.exec(kSchema); }
 
 // ---- calls and back-off
 
+namespace {
+
+// The X-RateLimit-* headers of an answer, when it has them and they read as numbers.
+std::optional<GithubRateLimit> rate_limit_of(const GhResponse& r, int64_t now) {
+  if (r.header("x-ratelimit-limit").empty()) return std::nullopt;
+  auto number = [&](const char* name) {
+    const std::string v = r.header(name);
+    return v.empty() ? int64_t{0} : std::stoll(v);
+  };
+  try {
+    const std::string resource = r.header("x-ratelimit-resource");
+    return GithubRateLimit{resource.empty() ? "core" : resource, number("x-ratelimit-limit"),
+                           number("x-ratelimit-remaining"), number("x-ratelimit-used"),
+                           number("x-ratelimit-reset") * 1000, now};
+  } catch (const std::exception&) {
+    return std::nullopt;  // not GitHub's numbers: nothing to keep
+  }
+}
+
+}  // namespace
+
+void GithubSource::record_call(const GhRequest& request, const Result<GhResponse>& r) {
+  auto count = db_.prepare(
+      "INSERT INTO github_calls(endpoint, status, count) VALUES (?,?,1) "
+      "ON CONFLICT(endpoint, status) DO UPDATE SET count = count + 1");
+  if (!count.ok()) return spdlog::error("github: cannot count a call: {}", count.error().to_string());
+  count->bind(1, github_endpoint_kind(request.method, request.path));
+  count->bind(2, r.ok() ? std::to_string(r->status) : r.error().code);
+  if (auto s = count->run(); !s.ok()) spdlog::error("github: cannot count a call: {}", s.error().to_string());
+  const auto limit = r.ok() ? rate_limit_of(*r, now_()) : std::nullopt;
+  if (!limit) return;
+  auto keep = db_.prepare(
+      "INSERT OR REPLACE INTO github_rate_limits(resource, lim, remaining, used, reset_at_ms, at_ms) "
+      "VALUES (?,?,?,?,?,?)");
+  if (!keep.ok()) return spdlog::error("github: cannot keep the rate limit: {}", keep.error().to_string());
+  keep->bind(1, limit->resource).bind(2, limit->limit).bind(3, limit->remaining).bind(4, limit->used);
+  keep->bind(5, limit->reset_at_ms).bind(6, limit->at_ms);
+  if (auto s = keep->run(); !s.ok()) spdlog::error("github: cannot keep the rate limit: {}", s.error().to_string());
+}
+
 Result<GhResponse> GithubSource::call(GhRequest request) {
   auto r = gh_->api(request);
+  record_call(request, r);
   if (!r.ok()) return failed(r.error());
   if (r->status == 401) {
     Error e = gh_unauthorized(config_.host, github_message(*r));

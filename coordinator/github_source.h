@@ -67,6 +67,34 @@ struct GithubHealth {
 // The health the coordinator last recorded in `state_db`; nullopt when GitHub mode never ran.
 Result<std::optional<GithubHealth>> read_github_health(const std::filesystem::path& state_db);
 
+// Every GitHub call the coordinator made, counted by endpoint kind (github_endpoint_kind) and
+// status: the HTTP status ("200", "304", "403") or, when no HTTP answer came, the GhClient's
+// error code ("network", "timeout", "auth", "not_found", "gh", "cancelled").
+struct GithubCallCount {
+  std::string endpoint;
+  std::string status;
+  int64_t count = 0;
+};
+
+// The rate limit GitHub last reported for a resource ("core", "search", ...), from the
+// X-RateLimit-* headers of its last answer that carried them.
+struct GithubRateLimit {
+  std::string resource;
+  int64_t limit = 0;
+  int64_t remaining = 0;
+  int64_t used = 0;
+  int64_t reset_at_ms = 0;   // when the window resets
+  int64_t at_ms = 0;         // when the answer came
+};
+
+struct GithubUsage {
+  std::vector<GithubCallCount> calls;
+  std::vector<GithubRateLimit> rate_limits;
+};
+
+// What the coordinator recorded in `state_db`; empty when GitHub mode never ran.
+Result<GithubUsage> read_github_usage(const std::filesystem::path& state_db);
+
 // The pull request recorded for a task; empty when none.
 Result<std::string> read_github_pull_url(const std::filesystem::path& state_db, const std::string& task_id);
 
@@ -144,6 +172,8 @@ class GithubSource {
   std::string pr_body(StateStore& store, const Task& task, int64_t number);
 
   Result<GhResponse> call(GhRequest request);
+  // Counts the call and keeps the rate limit its answer reports (read_github_usage).
+  void record_call(const GhRequest& request, const Result<GhResponse>& answer);
   // Handles an error of a call: backs off when it is transient; returns the error to return.
   Error failed(const Error& e);
   void back_off(const std::string& state, const std::string& message, int64_t until_ms);

@@ -8,26 +8,29 @@ namespace polyphony {
 LandQueue::Answer LandQueue::request(const std::string& repo, const LandAsk& ask, int64_t now_ms) {
   const std::string& task_id = ask.request.task_id;
   landing_.insert(task_id);
+  asked_at_ms_.try_emplace(task_id, now_ms);
   auto holder = holder_.find(repo);
-  if (holder == holder_.end() || holder->second == task_id) {
+  if (holder != holder_.end() && holder->second == task_id) return {true, false, "", std::nullopt};
+  if (holder == holder_.end()) {
     holder_[repo] = task_id;
     granted_at_ms_[task_id] = now_ms;
-    return {true, false, ""};
+    return {true, false, "", std::max<int64_t>(0, now_ms - asked_at_ms_[task_id])};
   }
   auto& line = waiting_[repo];
   for (auto& waiting : line) {
     if (waiting.request.task_id == task_id) {
       waiting = ask;  // asked again (maybe from a new epoch): keeps its place
-      return {false, false, holder->second};
+      return {false, false, holder->second, std::nullopt};
     }
   }
   line.push_back(ask);
-  return {false, true, holder->second};
+  return {false, true, holder->second, std::nullopt};
 }
 
 std::optional<std::string> LandQueue::release(const std::string& task_id) {
   landing_.erase(task_id);
   granted_at_ms_.erase(task_id);
+  asked_at_ms_.erase(task_id);
   for (auto& [repo, line] : waiting_) {
     std::erase_if(line, [&](const LandAsk& a) { return a.request.task_id == task_id; });
   }

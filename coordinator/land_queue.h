@@ -31,6 +31,9 @@ class LandQueue {
     bool granted = false;
     bool queued = false;           // not granted, and newly in line (not asked again)
     std::string behind;            // when not granted: the task that holds the repo's slot
+    // Set when this call granted the slot anew (not to its holder asking again): how long the
+    // task waited since it first asked, the merge-queue wait.
+    std::optional<int64_t> waited_ms;
   };
 
   // `ask` (a current lease, in VERIFYING) wants to land on `repo` at `now_ms`. Granted when no
@@ -48,7 +51,10 @@ class LandQueue {
   std::optional<LandAsk> next_waiting(const std::string& repo);
 
   // A new attempt of the task starts: it holds a worker slot again until it too asks to land.
-  void forget_landing(const std::string& task_id) { landing_.erase(task_id); }
+  void forget_landing(const std::string& task_id) {
+    landing_.erase(task_id);
+    asked_at_ms_.erase(task_id);
+  }
 
   // True when the task was granted its slot less than kLandGraceMs before `now_ms` (it may be
   // pushing, whatever its worker's heartbeats say).
@@ -67,6 +73,7 @@ class LandQueue {
  private:
   std::map<std::string, std::string> holder_;               // repo -> task id
   std::map<std::string, int64_t> granted_at_ms_;            // task id -> when
+  std::map<std::string, int64_t> asked_at_ms_;              // task id -> when it first asked
   std::map<std::string, std::deque<LandAsk>> waiting_;      // repo -> requests in order
   std::set<std::string> landing_;
 };

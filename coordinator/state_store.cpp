@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS events (
   worker TEXT NOT NULL DEFAULT '',
   reason TEXT NOT NULL DEFAULT '',
   at INTEGER NOT NULL,
-  agent TEXT NOT NULL DEFAULT ''
+  agent TEXT NOT NULL DEFAULT '',
+  failure_kind TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_task ON events(task_id);
 CREATE TABLE IF NOT EXISTS agent_runs (
@@ -81,6 +82,14 @@ CREATE TABLE IF NOT EXISTS agent_runs (
   final_message TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (task_id, attempt, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS land_waits (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  task_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  repo TEXT NOT NULL,
+  asked_at INTEGER NOT NULL,
+  granted_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta(key, value) VALUES ('epoch', 0), ('schema', 1);
 )";
@@ -193,6 +202,11 @@ Status StateStore::migrate() {
   for (const auto& [name, decl] : kAddedColumns) {
     if (!have.count(name)) POLY_TRY(db_.exec(std::string("ALTER TABLE tasks ADD COLUMN ") + name + " " + decl));
   }
+  auto ev = db_.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name='failure_kind'");
+  if (!ev.ok()) return ev.error();
+  auto has = ev->step();
+  if (!has.ok()) return has.error();
+  if (!*has) POLY_TRY(db_.exec("ALTER TABLE events ADD COLUMN failure_kind TEXT NOT NULL DEFAULT ''"));
   POLY_TRY(migrate_events());
   return migrate_views();
 }
@@ -313,6 +327,26 @@ Result<std::vector<AgentRun>> StateStore::agent_runs(const std::string& id) {
   return out;
 }
 
+Status StateStore::record_land_wait(const LandWait& w) {
+  auto st = db_.prepare("INSERT INTO land_waits(task_id, attempt, repo, asked_at, granted_at) VALUES (?,?,?,?,?)");
+  if (!st.ok()) return st.error();
+  st->bind(1, w.task_id).bind(2, w.attempt).bind(3, w.repo).bind(4, w.asked_at_ms).bind(5, w.granted_at_ms);
+  return st->run();
+}
+
+Result<std::vector<LandWait>> StateStore::land_waits() {
+  auto st = db_.prepare("SELECT task_id, attempt, repo, asked_at, granted_at FROM land_waits ORDER BY seq");
+  if (!st.ok()) return std::vector<LandWait>{};  // a DB from before, opened read-only: none recorded
+  std::vector<LandWait> out;
+  while (true) {
+    auto row = st->step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    out.push_back({st->text(0), static_cast<int>(st->int64(1)), st->text(2), st->int64(3), st->int64(4)});
+  }
+  return out;
+}
+
 Result<bool> StateStore::add(const TaskRequest& r, int64_t now) {
   auto st = db_.prepare(
       "INSERT OR IGNORE INTO tasks(id, title, body, repo, base_branch, task_type, risk, labels, "
@@ -395,6 +429,7 @@ Status StateStore::apply(Task& t, const std::vector<std::pair<TaskState, Transit
     std::string worker;
     const std::optional<std::string>* reason;
     std::string agent;
+    const std::optional<std::string>* failure_kind;
   };
   std::vector<Event> events;
   for (const auto& [to, u] : steps) {
@@ -413,7 +448,8 @@ Status StateStore::apply(Task& t, const std::vector<std::pair<TaskState, Transit
     if (u.plan) t.plan = *u.plan;
     if (u.reviewer) t.reviewer = *u.reviewer;
     if (u.failed_tree && !u.failed_tree->empty()) t.failed_trees.push_back(*u.failed_tree);
-    events.push_back({t.state, to, t.attempt, t.worker, &u.reason, t.attempt > 0 ? t.agent : std::string()});
+    events.push_back({t.state, to, t.attempt, t.worker, &u.reason, t.attempt > 0 ? t.agent : std::string(),
+                      &u.failure_kind});
     t.state = to;
   }
   t.updated_at_ms = now;
@@ -438,10 +474,11 @@ Status StateStore::apply(Task& t, const std::vector<std::pair<TaskState, Transit
   // Every step keeps its own event, with the attempt and worker as they were after it.
   for (const auto& e : events) {
     auto ev = db_.prepare(
-        "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at, agent) VALUES (?,?,?,?,?,?,?,?)");
+        "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at, agent, failure_kind) "
+        "VALUES (?,?,?,?,?,?,?,?,?)");
     if (!ev.ok()) return ev.error();
     ev->bind(1, id).bind(2, to_string(e.from)).bind(3, to_string(e.to)).bind(4, e.attempt).bind(5, e.worker);
-    ev->bind(6, redact(e.reason->value_or(""))).bind(7, now).bind(8, e.agent);
+    ev->bind(6, redact(e.reason->value_or(""))).bind(7, now).bind(8, e.agent).bind(9, e.failure_kind->value_or(""));
     POLY_TRY(ev->run());
   }
   return {};
@@ -553,37 +590,43 @@ Result<std::map<std::string, int>> StateStore::active_per_repo() {
   return out;
 }
 
-Result<std::vector<TaskEvent>> StateStore::events(const std::string& id) {
-  auto st = db_.prepare(
-      "SELECT task_id, from_state, to_state, attempt, worker, reason, at FROM events WHERE task_id=? ORDER BY seq");
-  if (!st.ok()) return st.error();
-  st->bind(1, id);
+namespace {
+
+// Events as `filter` (a WHERE ... clause) selects them, with their seq. A read-only DB an older
+// coordinator wrote has no failure_kind column: its events read with none.
+Result<Statement> select_events(Database& db, const std::string& filter) {
+  const std::string columns = "task_id, from_state, to_state, attempt, worker, reason, at, seq, ";
+  auto st = db.prepare("SELECT " + columns + "failure_kind FROM events " + filter);
+  if (st.ok()) return st;
+  return db.prepare("SELECT " + columns + "'' FROM events " + filter);
+}
+
+Result<std::vector<TaskEvent>> read_events(Statement& st) {
   std::vector<TaskEvent> out;
   while (true) {
-    auto row = st->step();
+    auto row = st.step();
     if (!row.ok()) return row.error();
     if (!*row) break;
-    out.push_back(TaskEvent{st->text(0), st->text(1), st->text(2), static_cast<int>(st->int64(3)), st->text(4),
-                            st->text(5), st->int64(6)});
+    out.push_back(TaskEvent{st.text(0), st.text(1), st.text(2), static_cast<int>(st.int64(3)), st.text(4),
+                            st.text(5), st.int64(6), st.int64(7), st.text(8)});
   }
   return out;
 }
 
+}  // namespace
+
+Result<std::vector<TaskEvent>> StateStore::events(const std::string& id) {
+  auto st = select_events(db_, "WHERE task_id=? ORDER BY seq");
+  if (!st.ok()) return st.error();
+  st->bind(1, id);
+  return read_events(*st);
+}
+
 Result<std::vector<TaskEvent>> StateStore::events_after(int64_t seq, int limit) {
-  auto st = db_.prepare(
-      "SELECT task_id, from_state, to_state, attempt, worker, reason, at, seq FROM events WHERE seq>? ORDER BY seq "
-      "LIMIT ?");
+  auto st = select_events(db_, "WHERE seq>? ORDER BY seq LIMIT ?");
   if (!st.ok()) return st.error();
   st->bind(1, seq).bind(2, limit);
-  std::vector<TaskEvent> out;
-  while (true) {
-    auto row = st->step();
-    if (!row.ok()) return row.error();
-    if (!*row) break;
-    out.push_back(TaskEvent{st->text(0), st->text(1), st->text(2), static_cast<int>(st->int64(3)), st->text(4),
-                            st->text(5), st->int64(6), st->int64(7)});
-  }
-  return out;
+  return read_events(*st);
 }
 
 Result<int64_t> StateStore::next_epoch() {

@@ -23,6 +23,15 @@ struct AgentRun {
   protocol::AgentUsage usage;
 };
 
+// One grant of a repo's landing slot: how long the attempt waited in the merge queue.
+struct LandWait {
+  std::string task_id;
+  int attempt = 0;
+  std::string repo;
+  int64_t asked_at_ms = 0;     // its first land_request
+  int64_t granted_at_ms = 0;
+};
+
 // What a transition changes besides the state; unset fields keep their value.
 struct TransitionUpdate {
   std::optional<int> attempt;
@@ -109,6 +118,10 @@ class StateStore {
   // [score_min, score_max] ended, a row per task and agent that implemented an attempt of it,
   // oldest first. Derived from the events and agent runs (the task_outcomes view).
   Result<std::vector<TaskOutcome>> task_outcomes(const std::string& repo, int score_min, int score_max);
+  // Records a grant of a landing slot (the merge-queue wait, for /metrics).
+  Status record_land_wait(const LandWait& wait);
+  // Every grant recorded, oldest first (none in a DB from before they were recorded).
+  Result<std::vector<LandWait>> land_waits();
 
   // A new lease epoch, strictly larger than every one handed out before (survives restarts).
   Result<int64_t> next_epoch();

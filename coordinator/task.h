@@ -55,6 +55,9 @@ struct TaskEvent {
   std::string reason;
   int64_t at_ms = 0;
   int64_t seq = 0;  // its place in the DB's order of all events (events_after)
+  // The failure kind (protocol::FailureKind's name) of the attempt this event failed: set on
+  // the event that entered FAILED, or CANCELLED an attempt ("cancelled"); empty otherwise.
+  std::string failure_kind;
 };
 
 }  // namespace polyphony

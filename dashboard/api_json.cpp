@@ -58,9 +58,16 @@ json runs_json(const std::vector<AgentRun>& runs) {
 }
 
 json event_json(const TaskEvent& e) {
-  return json{{"seq", e.seq},       {"task_id", e.task_id},          {"from", e.from},
-              {"to", e.to},         {"attempt", e.attempt},          {"worker", e.worker},
-              {"reason", redact(e.reason)}, {"at_ms", e.at_ms},      {"at", iso_utc(e.at_ms)}};
+  return json{{"seq", e.seq},
+              {"task_id", e.task_id},
+              {"from", e.from},
+              {"to", e.to},
+              {"attempt", e.attempt},
+              {"worker", e.worker},
+              {"reason", redact(e.reason)},
+              {"failure_kind", e.failure_kind},
+              {"at_ms", e.at_ms},
+              {"at", iso_utc(e.at_ms)}};
 }
 
 json worker_json(const protocol::WorkerStatus& w, int64_t now_ms) {

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <set>
 
+#include "common/log.h"
+
 namespace polyphony::dashboard {
 
 namespace {
@@ -35,7 +37,8 @@ class TextWriter {
     if (!labels.empty()) {
       out_ += "{";
       for (size_t i = 0; i < labels.size(); ++i) {
-        out_ += (i ? "," : "") + labels[i].first + "=\"" + escape_label(labels[i].second) + "\"";
+        // Label values come from the config, workers and GitHub: redacted like every output.
+        out_ += (i ? "," : "") + labels[i].first + "=\"" + escape_label(redact(labels[i].second)) + "\"";
       }
       out_ += "}";
     }
@@ -147,7 +150,40 @@ void render_agents(TextWriter& w, const MetricsSnapshot& s) {
   }
 }
 
+void render_land_waits(TextWriter& w, const MetricsSnapshot& s) {
+  Histogram h = histogram_of(kLatencyBounds);
+  for (const auto& wait : s.land_waits) h.observe(seconds(std::max<int64_t>(0, wait.granted_at_ms - wait.asked_at_ms)));
+  w.family("polyphony_merge_queue_wait_seconds", "histogram",
+           "Time from an attempt's request to land to the grant of its repo's landing slot (the merge queue).");
+  w.histogram("polyphony_merge_queue_wait_seconds", {}, h);
+}
+
+void render_github_usage(TextWriter& w, const MetricsSnapshot& s) {
+  const GithubUsage& u = s.github_usage;
+  if (u.calls.empty() && u.rate_limits.empty()) return;
+  w.family("polyphony_github_calls_total", "counter",
+           "GitHub API calls, by endpoint kind and status (HTTP status, or the error when no answer came).");
+  for (const auto& c : u.calls) {
+    w.sample("polyphony_github_calls_total", {{"endpoint", c.endpoint}, {"status", c.status}},
+             static_cast<double>(c.count));
+  }
+  w.family("polyphony_github_rate_limit_limit", "gauge", "Calls GitHub allows per window, by resource, as last reported.");
+  for (const auto& l : u.rate_limits) {
+    w.sample("polyphony_github_rate_limit_limit", {{"resource", l.resource}}, static_cast<double>(l.limit));
+  }
+  w.family("polyphony_github_rate_limit_remaining", "gauge", "Calls left in the window, by resource, as last reported.");
+  for (const auto& l : u.rate_limits) {
+    w.sample("polyphony_github_rate_limit_remaining", {{"resource", l.resource}}, static_cast<double>(l.remaining));
+  }
+  w.family("polyphony_github_rate_limit_reset_timestamp_seconds", "gauge",
+           "When the window resets (Unix time), by resource, as last reported.");
+  for (const auto& l : u.rate_limits) {
+    w.sample("polyphony_github_rate_limit_reset_timestamp_seconds", {{"resource", l.resource}}, seconds(l.reset_at_ms));
+  }
+}
+
 void render_github(TextWriter& w, const MetricsSnapshot& s) {
+  render_github_usage(w, s);
   if (!s.github) return;
   w.family("polyphony_github_state", "gauge",
            "1 for the GitHub work source's current state (ok, rate_limited, error).");
@@ -186,7 +222,12 @@ void MetricsModel::add(const TaskEvent& e) {
   last_seq_ = std::max(last_seq_, e.seq);
   if (e.from == e.to) return;
   ++transitions_[{e.from, e.to}];
-  if (const std::string o = outcome_of(e); !o.empty()) ++outcomes_[o];
+  if (const std::string o = outcome_of(e); !o.empty()) {
+    // An event of an older DB has no failure kind: its failure counts as "unknown".
+    const std::string kind = o == "landed" ? "" : e.failure_kind.empty() ? "unknown" : e.failure_kind;
+    ++attempts_[{o, kind}];
+    if (o == "landed") ++landings_;
+  }
   Open& open = open_[e.task_id];
   if (!open.state.empty() && open.state == e.from) {
     auto [it, fresh] = time_in_state_.try_emplace(open.state, histogram_of(kDurationBounds));
@@ -213,14 +254,14 @@ void MetricsModel::render_history(std::string& out) const {
   for (const auto& [k, n] : transitions_) {
     w.sample("polyphony_transitions_total", {{"from", k.first}, {"to", k.second}}, static_cast<double>(n));
   }
-  w.family("polyphony_attempts_total", "counter", "Attempts that ended, by outcome (landed, failed, cancelled).");
-  for (const char* o : {"landed", "failed", "cancelled"}) {
-    const auto it = outcomes_.find(o);
-    w.sample("polyphony_attempts_total", {{"outcome", o}}, it == outcomes_.end() ? 0 : static_cast<double>(it->second));
+  w.family("polyphony_attempts_total", "counter",
+           "Attempts that ended, by outcome (landed, failed, cancelled) and failure kind (empty when landed).");
+  if (!attempts_.count({"landed", ""})) w.sample("polyphony_attempts_total", {{"outcome", "landed"}, {"failure_kind", ""}}, 0);
+  for (const auto& [k, n] : attempts_) {
+    w.sample("polyphony_attempts_total", {{"outcome", k.first}, {"failure_kind", k.second}}, static_cast<double>(n));
   }
   w.family("polyphony_landings_total", "counter", "Tasks landed.");
-  const auto landed = outcomes_.find("landed");
-  w.sample("polyphony_landings_total", {}, landed == outcomes_.end() ? 0 : static_cast<double>(landed->second));
+  w.sample("polyphony_landings_total", {}, static_cast<double>(landings_));
   w.family("polyphony_dispatch_latency_seconds", "histogram",
            "Time from CLAIMED to RUNNING: queueing, retry back-off, routing and container start.");
   w.histogram("polyphony_dispatch_latency_seconds", {}, dispatch_latency_);
@@ -238,6 +279,7 @@ std::string MetricsModel::render(const MetricsSnapshot& s) const {
   TextWriter w(out);
   render_tasks(w, s);
   render_history(out);
+  render_land_waits(w, s);
   render_workers(w, s);
   render_agents(w, s);
   render_github(w, s);

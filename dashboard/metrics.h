@@ -31,6 +31,8 @@ struct MetricsSnapshot {
   std::vector<AgentRun> runs;                        // every recorded agent run
   std::optional<protocol::WorkersReply> workers;     // nullopt: the coordinator did not answer
   std::optional<GithubHealth> github;                // nullopt: GitHub mode never ran
+  GithubUsage github_usage;                          // GitHub calls and rate limits recorded
+  std::vector<LandWait> land_waits;                  // every grant of a landing slot
 };
 
 class MetricsModel {
@@ -50,7 +52,8 @@ class MetricsModel {
   };
   void render_history(std::string& out) const;
   std::map<std::pair<std::string, std::string>, uint64_t> transitions_;
-  std::map<std::string, uint64_t> outcomes_;
+  std::map<std::pair<std::string, std::string>, uint64_t> attempts_;  // (outcome, failure kind)
+  uint64_t landings_ = 0;
   std::map<std::string, Histogram> time_in_state_;
   Histogram dispatch_latency_;
   Histogram landing_wait_;

@@ -295,8 +295,12 @@ class Server final : public Dashboard {
         auto runs = s->agent_runs(t.request.id);
         if (runs.ok()) snap.runs.insert(snap.runs.end(), runs->begin(), runs->end());
       }
+      auto waits = s->land_waits();
+      if (waits.ok()) snap.land_waits = std::move(*waits);
       auto health = read_github_health(options_.state_db);
       if (health.ok()) snap.github = *health;
+      auto usage = read_github_usage(options_.state_db);
+      if (usage.ok()) snap.github_usage = std::move(*usage);
     }
     if (auto w = link_.workers(); w.ok()) snap.workers = *w;
     res.set_content(feed_.render_metrics(snap), "text/plain; version=0.0.4; charset=utf-8");

@@ -88,13 +88,13 @@ Result<Settings> local_settings() {
   return *s;
 }
 
-Status needs_home(const ToolOptions& o, const std::string& tool) {
-  if (o.local) return {};
-  return make_error("usage",
-                    tool + " reads the coordinator's POLYPHONY_HOME, and " + o.target.endpoint +
-                        " is another machine's coordinator: run `polyphony mcp` there (status with ids, wait, "
-                        "cancel and retry work from here)",
-                    tool);
+// A view of a coordinator on another host, asked over its client endpoint; its errors read as
+// the local view's.
+Result<json> remote_view(const ToolOptions& o, const protocol::ViewQuery& q) {
+  zmq::context_t ctx;
+  auto view = cli::ask_view(ctx, o.target, q);
+  if (!view.ok()) return as_argument_error(view.error());
+  return view;
 }
 
 // Validates the task as `polyphony spawn` does and submits it. A local path is made absolute
@@ -122,19 +122,16 @@ Tool spawn_tool(const ToolOptions& o) {
           }};
 }
 
-Result<json> query_tasks(const ToolOptions& o, const json& a) {
-  if (!a.contains("ids") || a["ids"].empty()) {
-    return make_error("usage", "a remote coordinator is asked task by task: give ids", "ids");
-  }
-  zmq::context_t ctx;
-  json tasks = json::array();
-  for (const auto& id : a["ids"]) {
-    auto reply = cli::ask(ctx, o.target, protocol::Control{id.get<std::string>(), "query"});
-    if (!reply.ok()) return reply.error();
-    if (!reply->ok) return make_error("not_found", reply->error, id.get<std::string>());
-    tasks.push_back(cli::reply_json(*reply));
-  }
-  return json{{"tasks", tasks}};
+Result<json> remote_status(const ToolOptions& o, const json& a) {
+  protocol::ViewQuery q;
+  q.view = "status";
+  if (a.contains("ids")) q.task_ids = a["ids"].get<std::vector<std::string>>();
+  if (a.contains("states")) q.states = a["states"].get<std::vector<std::string>>();
+  q.repo = a.value("repo", "");
+  q.limit = a.value("limit", int64_t{0});
+  auto tasks = remote_view(o, q);
+  if (!tasks.ok()) return tasks.error();
+  return json{{"tasks", *tasks}};
 }
 
 Tool status_tool(const ToolOptions& o) {
@@ -144,10 +141,10 @@ Tool status_tool(const ToolOptions& o) {
                     {"limit", integer("at most the N newest of the tasks shown", 1, 100000)}});
   return {"status", "List tasks",
           "Tasks, newest first, as `polyphony status --json` gives them (id, state, agent, score, plan, branch, "
-          "reason, agent runs...). With a remote coordinator, only the given ids, each with its current state.",
+          "reason, agent runs...).",
           in, result({{"tasks", {{"type", "array"}, {"items", {{"type", "object"}}}}}}, {"tasks"}),
           [o](const json& a, const std::atomic<bool>&) -> Result<json> {
-            if (!o.local) return query_tasks(o, a);
+            if (!o.local) return remote_status(o, a);
             cli::Args args;
             if (a.contains("ids")) args.positional = a["ids"].get<std::vector<std::string>>();
             if (a.contains("states")) args.values["state"] = a["states"].get<std::vector<std::string>>();
@@ -169,7 +166,12 @@ Tool show_tool(const ToolOptions& o) {
           result({{"id", text("the task's id")}, {"state", text("its state")}, {"events", {{"type", "array"}}}},
                  {"id", "state", "events"}),
           [o](const json& a, const std::atomic<bool>&) -> Result<json> {
-            POLY_TRY(needs_home(o, "show"));
+            if (!o.local) {
+              protocol::ViewQuery q;
+              q.view = "show";
+              q.task_ids = {a["id"].get<std::string>()};
+              return remote_view(o, q);
+            }
             auto settings = local_settings();
             if (!settings.ok()) return settings.error();
             return cli::show_json(a["id"].get<std::string>(), settings->config);
@@ -194,7 +196,15 @@ Tool logs_tool(const ToolOptions& o) {
           "The agent's, verify's and review's output of a task, as `polyphony logs ID` prints it, a bounded page at a "
           "time: by default its last max_bytes; pass offset (e.g. a previous next_offset) to page.",
           in, out, [o](const json& a, const std::atomic<bool>&) -> Result<json> {
-            POLY_TRY(needs_home(o, "logs"));
+            if (!o.local) {
+              protocol::ViewQuery q;
+              q.view = "logs";
+              q.task_ids = {a["id"].get<std::string>()};
+              q.attempt = static_cast<int>(a.value("attempt", int64_t{0}));
+              q.offset = a.value("offset", int64_t{-1});
+              q.max_bytes = a.value("max_bytes", int64_t{16384});
+              return remote_view(o, q);
+            }
             auto settings = local_settings();
             if (!settings.ok()) return settings.error();
             cli::Args args;
@@ -241,6 +251,21 @@ Tool control_tool(const ToolOptions& o, const std::string& action, const std::st
           }};
 }
 
+// The route_explain tool's arguments as a view query.
+protocol::ViewQuery route_query(const json& a) {
+  protocol::ViewQuery q;
+  q.view = "route_explain";
+  q.title = a.value("title", "");
+  q.body = a.value("body", "");
+  q.repo = a.value("repo", "");
+  q.base_branch = a.value("base", "");
+  q.task_type = a.value("type", "");
+  q.risk = a.value("risk", "");
+  q.agent = a.value("agent", "");
+  q.labels = a.value("labels", std::vector<std::string>{});
+  return q;
+}
+
 Tool route_explain_tool(const ToolOptions& o) {
   json out = result({{"total", {{"type", "integer"}, {"description", "the complexity score, 0 to 10"}}},
                      {"plan", text("solo, review or strong: how the task would run")},
@@ -248,11 +273,11 @@ Tool route_explain_tool(const ToolOptions& o) {
                      {"implementer", {{"type", {"object", "null"}}}}},
                     {"total", "plan", "dimensions"});
   return {"route_explain", "Score and route a task without queueing it",
-          "Scores the task against the repository (a local path or a repos: entry whose url is one) and shows the "
-          "plan and agents routing would pick, with the evidence for each score dimension, as `polyphony route "
-          "--explain --json`. Nothing is queued or run.",
+          "Scores the task against the repository (a local path or a repos: entry whose url is one, on the "
+          "coordinator's host) and shows the plan and agents routing would pick, with the evidence for each score "
+          "dimension, as `polyphony route --explain --json`. Nothing is queued or run.",
           object(task_fields(), {"title", "repo"}), out, [o](const json& a, const std::atomic<bool>&) -> Result<json> {
-            POLY_TRY(needs_home(o, "route_explain"));
+            if (!o.local) return remote_view(o, route_query(a));
             auto settings = local_settings();
             if (!settings.ok()) return settings.error();
             auto e = cli::route_explain_json(task_args(a), *settings);
@@ -307,18 +332,6 @@ Tool team_tool(const ToolOptions& o) {
 }
 
 }  // namespace
-
-std::pair<size_t, size_t> log_window(const std::string& text, int64_t offset, int64_t max_bytes) {
-  const size_t size = text.size();
-  const size_t bytes = static_cast<size_t>(std::max<int64_t>(max_bytes, 0));
-  size_t start = offset < 0 ? (size > bytes ? size - bytes : 0) : std::min(size, static_cast<size_t>(offset));
-  size_t end = std::min(size, start + bytes);
-  auto continuation = [&](size_t i) { return i < size && (static_cast<unsigned char>(text[i]) & 0xC0) == 0x80; };
-  // A page starts and ends between characters: a tail moves its start forward, a cut end back.
-  while (start < end && continuation(start)) ++start;
-  while (end > start && end < size && continuation(end)) --end;
-  return {start, end};
-}
 
 std::vector<Tool> polyphony_tools(const ToolOptions& o) {
   return {spawn_tool(o),

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/client_connection.h"
+#include "cli/task_views.h"
 #include "mcp/server.h"
 
 namespace polyphony::mcp {
@@ -14,20 +15,19 @@ struct ToolOptions {
   // The coordinator's client endpoint and, for a tcp:// one, the CURVE keys.
   cli::ClientTarget target;
   // True when the coordinator keeps its state in this machine's POLYPHONY_HOME (the default
-  // endpoint): status, show and logs then read it as the CLI does. A remote coordinator answers
-  // status for given ids only; show, logs and route_explain need its home.
+  // endpoint): status, show, logs and route_explain then read it as the CLI does. Otherwise
+  // they ask the coordinator for the same views over its client endpoint (a view_query).
   bool local = true;
 };
 
 // The most bytes of log text one `logs` call returns (its max_bytes may ask for less).
-inline constexpr int64_t kMaxLogBytes = 256 * 1024;
+inline constexpr int64_t kMaxLogBytes = protocol::kMaxViewLogBytes;
 // The most tasks one `team` call spawns.
 inline constexpr int kMaxTeamTasks = 20;
 
 std::vector<Tool> polyphony_tools(const ToolOptions& options);
 
-// The part of `text` from byte `offset` (the last `max_bytes` when offset is negative), cut at
-// UTF-8 character boundaries: the `logs` tool's paging. Returns {start, end}.
-std::pair<size_t, size_t> log_window(const std::string& text, int64_t offset, int64_t max_bytes);
+// The `logs` tool's paging (cli/task_views.h).
+using cli::log_window;
 
 }  // namespace polyphony::mcp

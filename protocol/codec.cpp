@@ -426,6 +426,34 @@ void describe(V& v, S& r) {
   v.opt("workers", r.workers);
 }
 
+template <class V, Is<ViewQuery> S>
+void describe(V& v, S& q) {
+  v.req("view", q.view, one_of(kViews));
+  v.opt("task_ids", q.task_ids);
+  v.opt("states", q.states);
+  v.opt("repo", q.repo);
+  v.opt("limit", q.limit, at_least<int64_t>(0));
+  v.opt("attempt", q.attempt, at_least(0));
+  v.opt("offset", q.offset, at_least<int64_t>(-1));
+  v.opt("max_bytes", q.max_bytes, between<int64_t>(1, kMaxViewLogBytes));
+  v.opt("title", q.title);
+  v.opt("body", q.body);
+  v.opt("base_branch", q.base_branch, base_branch_or_empty);
+  v.opt("task_type", q.task_type);
+  v.opt("risk", q.risk);
+  v.opt("labels", q.labels);
+  v.opt("agent", q.agent);
+}
+
+template <class V, Is<ViewReply> S>
+void describe(V& v, S& r) {
+  v.req("ok", r.ok);
+  v.opt("code", r.code);
+  v.opt("error", r.error);
+  v.opt("where", r.where);
+  v.opt("json", r.json);
+}
+
 template <class T>
 constexpr bool kIsRecord = std::is_same_v<T, Mount> || std::is_same_v<T, AgentSpec> ||
                            std::is_same_v<T, AgentFile> || std::is_same_v<T, AgentUsage> ||
@@ -452,6 +480,8 @@ template <> constexpr std::string_view kTypeName<Control> = "control";
 template <> constexpr std::string_view kTypeName<ClientReply> = "client_reply";
 template <> constexpr std::string_view kTypeName<WorkersQuery> = "workers_query";
 template <> constexpr std::string_view kTypeName<WorkersReply> = "workers_reply";
+template <> constexpr std::string_view kTypeName<ViewQuery> = "view_query";
+template <> constexpr std::string_view kTypeName<ViewReply> = "view_reply";
 // clang-format on
 
 // ---- decoding

@@ -353,9 +353,49 @@ struct WorkersReply {
   bool operator==(const WorkersReply&) const = default;
 };
 
+// The read-only views a client may ask for with a ViewQuery: what `polyphony status --json`,
+// `show ID --json`, `logs ID` and `route --explain --json` give on the coordinator's host.
+inline constexpr std::array<std::string_view, 4> kViews = {"status", "show", "logs", "route_explain"};
+
+// The most bytes of log text one ViewQuery of the logs view returns.
+inline constexpr int64_t kMaxViewLogBytes = 256 * 1024;
+
+// client -> coordinator (client endpoint): ask for one view of the coordinator's state, so a
+// client on another host sees what the CLI shows on the coordinator's. Answered with a
+// ViewReply. Fields a view does not use are ignored.
+struct ViewQuery {
+  std::string view;                   // one of kViews
+  std::vector<std::string> task_ids;  // status: only these (empty: all); show, logs: exactly one
+  std::vector<std::string> states;    // status: only tasks in these states (any case)
+  std::string repo;                   // status: only tasks on this repo; route_explain: the task's repo
+  int64_t limit = 0;                  // status: only the newest N (0: all)
+  int attempt = 0;                    // logs: only this attempt (0: every attempt)
+  int64_t offset = -1;                // logs: from this byte of the whole output (-1: its last max_bytes)
+  int64_t max_bytes = 16384;          // logs: the most bytes of text, 1..kMaxViewLogBytes
+  // route_explain: the task to score, as in a Submit (nothing is queued).
+  std::string title;
+  std::string body;
+  std::string base_branch;
+  std::string task_type;
+  std::string risk;
+  std::vector<std::string> labels;
+  std::string agent;
+  bool operator==(const ViewQuery&) const = default;
+};
+
+// coordinator -> client: the answer to a ViewQuery.
+struct ViewReply {
+  bool ok = false;
+  std::string code;           // when !ok: the kind of error ("usage", "not_found", "busy", ...)
+  std::string error;          // when !ok: what is wrong, as the CLI says it
+  std::string where;          // when !ok: the field at fault
+  std::string json;           // when ok: the view, one JSON document
+  bool operator==(const ViewReply&) const = default;
+};
+
 using Message = std::variant<Hello, Welcome, Heartbeat, Dispatch, TaskUpdate, LogChunk, TaskResult,
                              ResultAck, LandRequest, LandGrant, Cancel, Submit, Control, ClientReply, WorkersQuery,
-                             WorkersReply>;
+                             WorkersReply, ViewQuery, ViewReply>;
 
 // The "type" string of a message on the wire ("hello", "welcome", ...).
 std::string type_name(const Message& m);

@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 
 #include <ctime>
+#include <map>
+#include <tuple>
 
 #include "coordinator/gh_client.h"
 #include "coordinator/github_source.h"
@@ -628,4 +630,62 @@ TEST_CASE("the real gh exits 1 on a 4xx yet prints the answer, which is read wit
   CHECK(r->status == 422);
   CHECK(json::parse(r->body)["errors"][0]["code"] == "missing_field");
   CHECK(r->header("x-ratelimit-remaining") == "4999");  // gh prints it as X-Ratelimit-Remaining
+}
+
+TEST_CASE("a GitHub call's endpoint kind keeps the method and the path's shape, never its numbers or names") {
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases{
+      {"GET", "repos/acme/widgets/issues?labels=polyphony&state=open&per_page=100", "GET issues"},
+      {"GET", "https://api.github.com/repositories/123/issues?page=2", "GET issues"},
+      {"GET", "https://ghe.example.com/api/v3/repos/acme/widgets/issues?page=3", "GET issues"},
+      {"GET", "repos/acme/widgets/issues/7", "GET issues/{n}"},
+      {"POST", "repos/acme/widgets/issues/7/comments", "POST issues/{n}/comments"},
+      {"POST", "repos/acme/widgets/issues/7/labels", "POST issues/{n}/labels"},
+      {"PUT", "repos/acme/widgets/pulls/12/merge", "PUT pulls/{n}/merge"},
+      {"GET", "repos/acme/widgets/pulls?head=acme%3Apolyphony%2Fx&state=open", "GET pulls"},
+      {"GET", "repos/acme/widgets", "GET repo"},
+      {"DELETE", "repos/acme/widgets/issues/7/labels/polyphony:claimed", "DELETE other"},
+      {"GET", "user", "GET other"},
+  };
+  for (const auto& [method, path, kind] : cases) {
+    INFO(method << " " << path);
+    CHECK(github_endpoint_kind(method, path) == kind);
+  }
+}
+
+TEST_CASE("every GitHub call is counted by endpoint kind and status, with the rate limit GitHub last reported") {
+  Harness h;
+  h.github.add_issue(7, "Fix the pager", "", {"polyphony"});
+  auto source = h.source();
+  h.round(*source);
+  REQUIRE(h.store->list()->size() == 1);
+  auto usage = read_github_usage(h.settings.config.state_db);
+  REQUIRE(usage.ok());
+  std::map<std::pair<std::string, std::string>, int64_t> counted;
+  int64_t total = 0;
+  for (const auto& c : usage->calls) {
+    counted[{c.endpoint, c.status}] = c.count;
+    total += c.count;
+  }
+  CHECK(total == static_cast<int64_t>(h.github.calls().size()));
+  CHECK(counted[{"GET issues", "200"}] == 1);
+  CHECK(counted[{"POST issues/{n}/labels", "200"}] == 1);
+  CHECK(counted[{"POST issues/{n}/comments", "201"}] == 1);
+  REQUIRE(usage->rate_limits.size() == 1);
+  CHECK(usage->rate_limits[0].resource == "core");
+  CHECK(usage->rate_limits[0].limit == 5000);
+  CHECK(usage->rate_limits[0].remaining == 4999);
+
+  // A rate-limited poll: counted as a 403, and the exhausted window is what is kept.
+  const int64_t reset_s = h.clock_ms / 1000 + 600;
+  h.github.rate_limit_until(reset_s);
+  h.clock_ms += 60 * 1000;
+  h.round(*source);
+  usage = read_github_usage(h.settings.config.state_db);
+  REQUIRE(usage.ok());
+  bool limited = false;
+  for (const auto& c : usage->calls) limited |= c.endpoint == "GET issues" && c.status == "403" && c.count == 1;
+  CHECK(limited);
+  REQUIRE(usage->rate_limits.size() == 1);
+  CHECK(usage->rate_limits[0].remaining == 0);
+  CHECK(usage->rate_limits[0].reset_at_ms == reset_s * 1000);
 }

@@ -117,3 +117,26 @@ TEST_CASE("the land queue's answer says whether a request newly joined the line"
   CHECK(q.request("app", {"w", {"b", 1, 1}}, 0).queued);
   CHECK_FALSE(q.request("app", {"w", {"b", 1, 2}}, 0).queued);
 }
+
+TEST_CASE("a grant says how long the task waited in the merge queue, once, and a holder asking again is not a new grant") {
+  LandQueue q;
+  auto at = [&](const std::string& task, int64_t ms, int64_t epoch = 1) {
+    return q.request("r", {"w-" + task, {task, 1, epoch}}, ms);
+  };
+  const auto a = at("a", 1000);
+  CHECK(a.granted);
+  CHECK(a.waited_ms == 0);
+  CHECK_FALSE(at("b", 1500).waited_ms.has_value());  // waits behind a
+  CHECK_FALSE(at("b", 4000, 2).waited_ms.has_value());  // asks again from a new epoch: keeps its first ask
+  CHECK_FALSE(at("a", 5000).waited_ms.has_value());  // the holder asking again is no new grant
+  CHECK(q.release("a") == "r");
+  const auto next = q.next_waiting("r");
+  REQUIRE(next);
+  const auto b = q.request("r", *next, 9500);
+  CHECK(b.granted);
+  CHECK(b.waited_ms == 8000);  // from its first ask at 1500
+  // A new attempt of a released task starts its wait afresh.
+  CHECK(q.release("b") == "r");
+  q.forget_landing("a");
+  CHECK(at("a", 20000).waited_ms == 0);
+}

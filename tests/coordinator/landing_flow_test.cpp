@@ -125,6 +125,17 @@ TEST_CASE("landings on one repo are granted one at a time, in order, and the nex
   REQUIRE(second);
   CHECK(second->task_id == b->spec.task_id);
   CHECK(second->granted);
+  // Each grant is recorded with its merge-queue wait (/metrics): none for the first, the first's
+  // landing for the second, counted from its first ask.
+  auto store = StateStore::open(f.settings.config.state_db, true);
+  REQUIRE(store.ok());
+  auto waits = store->land_waits();
+  REQUIRE(waits.ok());
+  REQUIRE(waits->size() == 2);
+  CHECK((*waits)[0].task_id == a->spec.task_id);
+  CHECK((*waits)[0].granted_at_ms == (*waits)[0].asked_at_ms);
+  CHECK((*waits)[1].task_id == b->spec.task_id);
+  CHECK((*waits)[1].granted_at_ms > (*waits)[1].asked_at_ms);
 }
 
 TEST_CASE("a task that asked to land holds no slot: the next task is dispatched beside its landing") {

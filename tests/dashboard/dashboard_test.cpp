@@ -6,6 +6,7 @@
 #include <future>
 #include <nlohmann/json.hpp>
 
+#include "common/log.h"
 #include "coordinator/state_store.h"
 #include "dashboard/dashboard.h"
 #include "test_support.h"
@@ -339,4 +340,33 @@ TEST_CASE("a log is read from an offset, so a page can follow it as it grows") {
   chunk = get_json(c, "/api/tasks/t-run/log?attempt=1&stream=agent&offset=6");
   CHECK(chunk["text"] == "second\n");
   CHECK(get_json(c, "/api/tasks/t-run/log?attempt=1&stream=../x", 400)["where"] == "stream");
+}
+
+TEST_CASE("a registered secret in a title, body, reason or log never reaches an API answer, a page or /metrics") {
+  const std::string secret = "sekrit-dashboard-token-6160";
+  register_secret(secret);
+  Fixture f;
+  {
+    auto store = StateStore::open(f.db);
+    REQUIRE(store.ok());
+    TaskRequest r = request_of("t-leak", "deploy with " + secret);
+    r.body = "the token is " + secret + "\n";
+    REQUIRE(store->add(r, kT0).ok());
+    TransitionUpdate u;
+    u.reason = "claimed; token " + secret;
+    REQUIRE(store->transition("t-leak", TaskState::kDiscovered, TaskState::kClaimed, u, kT0 + 1000).ok());
+  }
+  write_file(f.dir / "logs/t-leak/1-agent.log", "echo " + secret + "\n");
+  auto d = start(f.options(), f.link);
+  auto c = client_of(*d);
+  for (const std::string path : {"/api/tasks", "/api/tasks/t-leak", "/api/tasks/t-leak/log?attempt=1&stream=agent",
+                                 "/metrics", "/", "/tasks/t-leak"}) {
+    auto res = c.Get(path.c_str());
+    REQUIRE(res);
+    INFO(path << ": " << res->body);
+    CHECK(res->status == 200);
+    CHECK(res->body.find(secret) == std::string::npos);
+  }
+  CHECK(get_json(c, "/api/tasks/t-leak")["title"] == "deploy with ***");
+  CHECK(get_json(c, "/api/tasks/t-leak/log?attempt=1&stream=agent")["text"] == "echo ***\n");
 }

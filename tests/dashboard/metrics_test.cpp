@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/log.h"
 #include "common/process.h"
 #include "coordinator/state_store.h"
 #include "dashboard/dashboard.h"
@@ -106,9 +107,28 @@ TEST_CASE("a scrape of /metrics parses as Prometheus text with the counts and ti
     u.output_tokens = 300;
     u.cost_usd = 0.5;
     REQUIRE(store->record_agent_runs("a", 1, {u}).ok());
+    // a asked to land at +12 s and was granted the slot at +42 s: 30 s in the merge queue.
+    REQUIRE(store->record_land_wait({"a", 1, "sample", kT0 + 12000, kT0 + 42000}).ok());
     // b: claimed, then cancelled while queued.
     REQUIRE(store->transition("b", TaskState::kDiscovered, TaskState::kClaimed, {}, kT0 + 1000).ok());
     REQUIRE(store->transition("b", TaskState::kClaimed, TaskState::kCancelled, {}, kT0 + 2000).ok());
+    // c: its first attempt fails verify and is retried, its second times out, its third is cancelled.
+    add_task(*store, "c");
+    int64_t at = kT0 + 1000;
+    REQUIRE(store->transition("c", TaskState::kDiscovered, TaskState::kClaimed, {}, at).ok());
+    for (const char* kind : {"verify", "timeout"}) {  // each attempt: 1 s in CLAIMED, ROUTED, PROVISIONED, RUNNING
+      REQUIRE(store->transition("c", TaskState::kClaimed, TaskState::kRouted, {}, at += 1000).ok());
+      REQUIRE(store->transition("c", TaskState::kRouted, TaskState::kProvisioned, {}, at += 1000).ok());
+      REQUIRE(store->transition("c", TaskState::kProvisioned, TaskState::kRunning, {}, at += 1000).ok());
+      TransitionUpdate failed;
+      failed.failure_kind = kind;
+      REQUIRE(store->transitions("c", TaskState::kRunning, {{TaskState::kFailed, failed}, {TaskState::kClaimed, {}}},
+                                 at += 1000).ok());
+    }
+    REQUIRE(store->transition("c", TaskState::kClaimed, TaskState::kRouted, {}, at += 1000).ok());
+    TransitionUpdate cancelled;
+    cancelled.failure_kind = "cancelled";
+    REQUIRE(store->transition("c", TaskState::kRouted, TaskState::kCancelled, cancelled, at += 1000).ok());
   }
   OneWorker link;
   dashboard::DashboardOptions o;
@@ -126,20 +146,28 @@ TEST_CASE("a scrape of /metrics parses as Prometheus text with the counts and ti
   const json s = parse_with_prometheus_client(res->body);
 
   CHECK(value_of(s, "polyphony_tasks", {{"state", "LANDED"}}) == 1);
-  CHECK(value_of(s, "polyphony_tasks", {{"state", "CANCELLED"}}) == 1);
+  CHECK(value_of(s, "polyphony_tasks", {{"state", "CANCELLED"}}) == 2);
   CHECK(value_of(s, "polyphony_tasks", {{"state", "RUNNING"}}) == 0);
   CHECK(value_of(s, "polyphony_queue_depth") == 0);
   CHECK(value_of(s, "polyphony_transitions_total", {{"from", "VERIFYING"}, {"to", "LANDED"}}) == 1);
-  CHECK(value_of(s, "polyphony_transitions_total", {{"from", "DISCOVERED"}, {"to", "CLAIMED"}}) == 2);
+  CHECK(value_of(s, "polyphony_transitions_total", {{"from", "DISCOVERED"}, {"to", "CLAIMED"}}) == 3);
   CHECK(value_of(s, "polyphony_attempts_total", {{"outcome", "landed"}}) == 1);
+  CHECK(value_of(s, "polyphony_attempts_total", {{"outcome", "failed"}, {"failure_kind", "verify"}}) == 1);
+  CHECK(value_of(s, "polyphony_attempts_total", {{"outcome", "failed"}, {"failure_kind", "timeout"}}) == 1);
+  CHECK(value_of(s, "polyphony_attempts_total", {{"outcome", "cancelled"}, {"failure_kind", "cancelled"}}) == 1);
+  CHECK(value_of(s, "polyphony_merge_queue_wait_seconds_count") == 1);
+  CHECK(value_of(s, "polyphony_merge_queue_wait_seconds_sum") == 30);
+  CHECK(value_of(s, "polyphony_merge_queue_wait_seconds_bucket", {{"le", "10"}}) == 0);
+  CHECK(value_of(s, "polyphony_merge_queue_wait_seconds_bucket", {{"le", "30"}}) == 1);
   CHECK(value_of(s, "polyphony_landings_total") == 1);
-  CHECK(value_of(s, "polyphony_dispatch_latency_seconds_count") == 1);
-  CHECK(value_of(s, "polyphony_dispatch_latency_seconds_sum") == 3);
+  // Each of a's one and c's two attempts took 3 s from CLAIMED to RUNNING.
+  CHECK(value_of(s, "polyphony_dispatch_latency_seconds_count") == 3);
+  CHECK(value_of(s, "polyphony_dispatch_latency_seconds_sum") == 9);
   CHECK(value_of(s, "polyphony_dispatch_latency_seconds_bucket", {{"le", "2.5"}}) == 0);
-  CHECK(value_of(s, "polyphony_dispatch_latency_seconds_bucket", {{"le", "5"}}) == 1);
+  CHECK(value_of(s, "polyphony_dispatch_latency_seconds_bucket", {{"le", "5"}}) == 3);
   CHECK(value_of(s, "polyphony_landing_wait_seconds_sum") == 60);
-  CHECK(value_of(s, "polyphony_time_in_state_seconds_sum", {{"state", "RUNNING"}}) == 6);
-  CHECK(value_of(s, "polyphony_time_in_state_seconds_count", {{"state", "CLAIMED"}}) == 2);
+  CHECK(value_of(s, "polyphony_time_in_state_seconds_sum", {{"state", "RUNNING"}}) == 6 + 1 + 1);
+  CHECK(value_of(s, "polyphony_time_in_state_seconds_count", {{"state", "CLAIMED"}}) == 5);
   CHECK(value_of(s, "polyphony_workers", {{"state", "ready"}}) == 1);
   CHECK(value_of(s, "polyphony_worker_heartbeat_age_seconds", {{"worker", "w\"1"}}) == 2.5);
   CHECK(value_of(s, "polyphony_worker_load", {{"worker", "w\"1"}}) == 1);
@@ -148,6 +176,47 @@ TEST_CASE("a scrape of /metrics parses as Prometheus text with the counts and ti
   CHECK(value_of(s, "polyphony_agent_cost_usd_total", {{"agent", "scripted"}}) == 0.5);
 }
 
+TEST_CASE("GitHub calls by endpoint and status, and the rate limit GitHub last reported, parse as Prometheus text") {
+  dashboard::MetricsModel model;
+  dashboard::MetricsSnapshot snap;
+  snap.now_ms = kT0;
+  snap.github = GithubHealth{"acme/widgets", "rate_limited", "API rate limit", kT0 + 90000, kT0};
+  snap.github_usage.calls = {{"GET issues", "200", 7}, {"GET issues", "304", 12}, {"GET issues", "403", 1},
+                             {"POST issues/{n}/comments", "network", 2}};
+  snap.github_usage.rate_limits = {{"core", 5000, 0, 5000, kT0 + 90000, kT0}};
+  const json s = parse_with_prometheus_client(model.render(snap));
+  CHECK(value_of(s, "polyphony_github_calls_total", {{"endpoint", "GET issues"}, {"status", "304"}}) == 12);
+  CHECK(value_of(s, "polyphony_github_calls_total", {{"endpoint", "POST issues/{n}/comments"}, {"status", "network"}}) ==
+        2);
+  CHECK(value_of(s, "polyphony_github_rate_limit_limit", {{"resource", "core"}}) == 5000);
+  CHECK(value_of(s, "polyphony_github_rate_limit_remaining", {{"resource", "core"}}) == 0);
+  CHECK(value_of(s, "polyphony_github_rate_limit_reset_timestamp_seconds", {{"resource", "core"}}) ==
+        (kT0 + 90000) / 1000.0);
+  CHECK(value_of(s, "polyphony_github_state", {{"state", "rate_limited"}}) == 1);
+  CHECK(value_of(s, "polyphony_github_state", {{"state", "ok"}}) == 0);
+  CHECK(value_of(s, "polyphony_github_backoff_seconds") == 90);
+  // Without GitHub mode there are no GitHub families at all.
+  dashboard::MetricsSnapshot plain;
+  CHECK(model.render(plain).find("polyphony_github") == std::string::npos);
+}
+
 TEST_CASE("label values escape backslash, double quote and newline") {
   CHECK(dashboard::escape_label("a\\b\"c\nd") == "a\\\\b\\\"c\\nd");
+}
+
+TEST_CASE("a registered secret never reaches a metric label") {
+  register_secret("sekrit-metrics-token-5150");
+  dashboard::MetricsModel model;
+  dashboard::MetricsSnapshot snap;
+  protocol::WorkersReply workers;
+  protocol::WorkerStatus w;
+  w.worker_id = "box-sekrit-metrics-token-5150";
+  w.state = "ready";
+  workers.workers.push_back(w);
+  snap.workers = workers;
+  snap.github_usage.calls = {{"GET sekrit-metrics-token-5150", "200", 1}};
+  const std::string text = model.render(snap);
+  CHECK(text.find("sekrit-metrics-token-5150") == std::string::npos);
+  const json s = parse_with_prometheus_client(text);
+  CHECK(value_of(s, "polyphony_worker_capacity", {{"worker", "box-***"}}) == 1);
 }

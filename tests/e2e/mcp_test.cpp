@@ -141,6 +141,27 @@ TEST_CASE("polyphony mcp spawns a team on one base branch, and answers bad input
   CHECK(git(box.origin(), {"show", "feature:two.txt"}) == "2\n");
   CHECK_THROWS(git(box.origin(), {"show", "main:one.txt"}));  // the team landed on its base, not on main
 
+  // retry and cancel when they apply: a task whose verify fails ends FAILED or BLOCKED; retry
+  // queues it again, and cancel stops it.
+  json failing = mcp->call("spawn", {{"title", "Add a failing test"},
+                                     {"repo", box.origin().string()},
+                                     {"agent", "scripted"},
+                                     {"body", sh_block("echo false > tests/fails.test")}});
+  REQUIRE(failing["isError"] == false);
+  const std::string bad = failing["structuredContent"]["id"];
+  json ended = mcp->call("wait", {{"id", bad}, {"timeout_s", 240}}, std::chrono::seconds(260));
+  INFO(ended.dump());
+  const std::string end_state = ended["structuredContent"]["state"];
+  REQUIRE((end_state == "BLOCKED" || end_state == "FAILED"));
+  json retried = mcp->call("retry", {{"id", bad}});
+  INFO(retried.dump());
+  REQUIRE(retried["isError"] == false);
+  CHECK(retried["structuredContent"]["state"] == "CLAIMED");
+  json stopped = mcp->call("cancel", {{"id", bad}});
+  INFO(stopped.dump());
+  REQUIRE(stopped["isError"] == false);
+  CHECK(stopped["structuredContent"]["state"] == "CANCELLED");
+
   // The coordinator's refusal reads as the CLI's, with the argument in place of the flag.
   const auto cli = box.cli({"spawn", "t", "--repo", "/nonexistent/repo"});
   REQUIRE(cli.exit_code == 2);
@@ -258,6 +279,100 @@ TEST_CASE("real claude with polyphony mcp as its MCP server spawns a task, waits
   CHECK_THAT(run->out, Catch::Contains("The task landed."));
 }
 
+namespace {
+
+// The Codex binary the worker image was built from ($POLYPHONY_CACHE_DIR/agents), or
+// $POLYPHONY_TEST_CODEX.
+std::string codex_binary() {
+  if (const char* given = std::getenv("POLYPHONY_TEST_CODEX"); given != nullptr && *given != '\0') return given;
+  const char* cache = std::getenv("POLYPHONY_CACHE_DIR");
+  const std::filesystem::path agents =
+      std::filesystem::path(cache != nullptr && *cache != '\0' ? cache : "/var/cache/polyphony") / "agents";
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(agents, ec)) {
+    const auto binary =
+        entry.path() / "node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex";
+    if (entry.path().filename().string().rfind("codex-", 0) == 0 && std::filesystem::exists(binary)) {
+      return binary.string();
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("real codex with polyphony mcp in its config.toml spawns a task, waits for it, and the task lands") {
+  const std::string codex = codex_binary();
+  {
+    INFO("no Codex binary: build the worker image (polyphony image build) or set POLYPHONY_TEST_CODEX");
+    REQUIRE_FALSE(codex.empty());
+  }
+  SingleBox box(sample_repo());
+  box.serve();
+  ModelNet net;
+  TempDir dir;
+  const json spawn_input{{"title", "Add a farewell script"},
+                         {"repo", box.origin().string()},
+                         {"agent", "scripted"},
+                         {"body", sh_block("echo 'echo \"Bye, $1!\"' > bye.sh")}};
+  // Codex offers MCP tools to a model it does not know in a namespace (fake_model/README.md).
+  const json script{{"model", "fake-model-1"},
+                    {"steps",
+                     {{{"tool", {{"name", "mcp__polyphony__spawn"}, {"input", spawn_input}}}},
+                      {{"tool", {{"name", "mcp__polyphony__wait"},
+                                 {"input", {{"id", "{{result.id}}"}, {"timeout_s", 240}}}}}},
+                      {{"final", "The task landed."}}}}};
+  const int port = net.serve("openai", script);
+  // The README's [mcp_servers.polyphony], beside the stand-in provider.
+  std::filesystem::create_directories(dir / "codex");
+  std::filesystem::create_directories(dir / "home");
+  std::filesystem::create_directories(dir / "work");
+  write_file(dir / "codex/config.toml",
+             "model = \"fake-model-1\"\nmodel_provider = \"fake\"\napproval_policy = \"never\"\n"
+             "sandbox_mode = \"danger-full-access\"\ncheck_for_update_on_startup = false\nweb_search = \"disabled\"\n"
+             "[model_providers.fake]\nname = \"Fake\"\nbase_url = \"http://127.0.0.1:" + std::to_string(port) +
+             "/v1\"\nenv_key = \"FAKE_MODEL_API_KEY\"\nwire_api = \"responses\"\nrequest_max_retries = 0\n"
+             "stream_max_retries = 0\n[analytics]\nenabled = false\n[feedback]\nenabled = false\n"
+             "[features]\nplugins = false\n"
+             "[mcp_servers.polyphony]\ncommand = \"" + std::string(POLYPHONY_CLI) + "\"\nargs = [\"mcp\"]\n"
+             "env = { POLYPHONY_HOME = \"" + box.home().string() + "\" }\ntool_timeout_sec = 300\n");
+  auto pid = make_docker_client(test_docker_host())->container_pid(net.network_mode().substr(10));
+  REQUIRE(pid.ok());
+  // Codex runs in the model net (loopback only); `polyphony mcp` reaches the coordinator over
+  // its unix socket.
+  ProcessOptions o;
+  o.cwd = dir / "work";
+  o.timeout = std::chrono::seconds(300);
+  o.stdin_data = "Add a farewell script to the sample repository through Polyphony, and wait until it lands.";
+  o.env = {{"HOME", (dir / "home").string()}, {"CODEX_HOME", (dir / "codex").string()},
+           {"FAKE_MODEL_API_KEY", "test-openai-key-6160"}, {"LANG", "C.UTF-8"}};
+  auto run = run_process({"/usr/bin/nsenter", "--net=/proc/" + std::to_string(*pid) + "/ns/net", codex, "exec",
+                          "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox"},
+                         o);
+  REQUIRE(run.ok());
+  INFO(run->out);
+  INFO(run->err);
+  INFO(box.serve_log());
+  CHECK(run->exit_code == 0);
+  const json tasks = box.status();
+  REQUIRE(tasks.size() == 1);
+  CHECK(tasks[0]["state"] == "LANDED");
+  CHECK(tasks[0]["title"] == "Add a farewell script");
+  CHECK(git(box.origin(), {"show", "main:bye.sh"}) == "echo \"Bye, $1!\"\n");
+  // The model saw polyphony's tools, then the id from spawn, then wait's answer: LANDED.
+  std::vector<json> main_requests;
+  for (auto& r : net.requests("openai")) {
+    const json& body = r["body"];
+    if (body.is_object() && body.contains("tools") && !body["tools"].empty()) main_requests.push_back(r);
+  }
+  REQUIRE(main_requests.size() == 3);
+  CHECK_THAT(main_requests[0]["body"]["tools"].dump(), Catch::Contains("mcp__polyphony") && Catch::Contains("spawn"));
+  const std::string id = tasks[0]["id"];
+  CHECK_THAT(main_requests[1]["body"]["input"].dump(), Catch::Contains(id));
+  CHECK_THAT(main_requests[2]["body"]["input"].dump(), Catch::Contains("LANDED"));
+  CHECK_THAT(run->out, Catch::Contains("The task landed."));
+}
+
 TEST_CASE("polyphony mcp reaches a coordinator on another host over CURVE with polyphony-submit's flags") {
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
   SingleBox box(sample_repo(), "coordinator: {client_endpoint: \"" + endpoint +
@@ -294,12 +409,47 @@ TEST_CASE("polyphony mcp reaches a coordinator on another host over CURVE with p
   INFO(box.serve_log());
   CHECK(waited["structuredContent"]["state"] == "LANDED");
   CHECK(git(box.origin(), {"show", "main:remote.txt"}) == "remote\n");
+  // status, show, logs and route_explain: the coordinator's views over CURVE (its home is not on
+  // this machine), the same as the CLI gives on the coordinator's host.
   json status = mcp.call("status", {{"ids", {id}}});
   CHECK(status["structuredContent"]["tasks"][0]["state"] == "LANDED");
-  // show reads the coordinator's home, which is not on this machine.
+  json listed = mcp.call("status", {{"states", {"landed"}}});
+  INFO(listed.dump());
+  REQUIRE(listed["isError"] == false);
+  CHECK(listed["structuredContent"]["tasks"] == json::parse(box.cli({"status", "--json", "--state", "landed"}).out));
   json shown = mcp.call("show", {{"id", id}});
-  CHECK(shown["isError"] == true);
-  CHECK_THAT(text_of(shown), Catch::Contains("run `polyphony mcp` there"));
+  INFO(shown.dump());
+  REQUIRE(shown["isError"] == false);
+  CHECK(shown["structuredContent"] == json::parse(box.cli({"show", id, "--json"}).out));
+  CHECK(shown["structuredContent"]["events"].back()["to"] == "LANDED");
+  const std::string cli_logs = box.cli({"logs", id}).out;
+  REQUIRE(cli_logs.size() > 100);
+  json tail = mcp.call("logs", {{"id", id}, {"max_bytes", 64}});
+  REQUIRE(tail["isError"] == false);
+  CHECK(tail["structuredContent"]["total_bytes"] == cli_logs.size());
+  CHECK(cli_logs.substr(tail["structuredContent"]["offset"].get<size_t>()) == tail["structuredContent"]["text"]);
+  std::string paged;
+  for (size_t offset = 0; offset < cli_logs.size();) {
+    json page = mcp.call("logs", {{"id", id}, {"offset", offset}, {"max_bytes", 700}})["structuredContent"];
+    REQUIRE(page["next_offset"].get<size_t>() > offset);
+    paged += page["text"].get<std::string>();
+    offset = page["next_offset"];
+  }
+  CHECK(paged == cli_logs);
+  json route = mcp.call("route_explain", {{"title", "Add a farewell script"}, {"repo", box.origin().string()}});
+  INFO(route.dump());
+  REQUIRE(route["isError"] == false);
+  CHECK(route["structuredContent"] ==
+        json::parse(box.cli({"route", "--explain", "--json", "Add a farewell script", "--repo",
+                             box.origin().string()}).out));
+  CHECK(box.status().size() == 1);  // explaining queued nothing
+  // Errors read as the CLI's on the coordinator's host.
+  json unknown = mcp.call("show", {{"id", "zzzzzzzz"}});
+  CHECK(unknown["isError"] == true);
+  CHECK(text_of(unknown) == "zzzzzzzz: no task with this id (see `polyphony status`)");
+  json bad_attempt = mcp.call("logs", {{"id", id}, {"attempt", 9}});
+  CHECK(bad_attempt["isError"] == true);
+  CHECK_THAT(text_of(bad_attempt), Catch::StartsWith("attempt: task " + id + " has 1 attempt(s) so far"));
   CHECK(mcp.close() == 0);
 
   // Without the key pair, the flags are refused before the server starts, as polyphony-submit does.

@@ -383,9 +383,56 @@ std::string step_command(const json& step) {
   return "apply_patch <<'PATCH'\n" + apply_patch_text(step) + "PATCH\n";
 }
 
+// The JSON in a tool output: all of it, or what follows Codex's "Wall time: ...\nOutput:\n"
+// header (from its first line that starts with '{'); empty when there is none.
+std::string json_in(const std::string& text) {
+  if (!json::parse(text, nullptr, false).is_discarded()) return text;
+  for (size_t at = text.find("\n{"); at != std::string::npos; at = text.find("\n{", at + 1)) {
+    if (!json::parse(text.substr(at + 1), nullptr, false).is_discarded()) return text.substr(at + 1);
+  }
+  return "";
+}
+
+// The newest tool result in an OpenAI conversation (a function_call_output item), as JSON text.
+// Codex gives an MCP tool's result as one string ("Wall time: ...\nOutput:\n" and the tool's
+// text) or, for a failed call, as parts of which the last is the tool's text.
+std::string last_openai_tool_result(const json& body) {
+  std::string text;
+  for (const auto& item : body.value("input", json::array())) {
+    if (item.value("type", "") != "function_call_output" || !item.contains("output")) continue;
+    const json& out = item["output"];
+    if (out.is_string()) text = json_in(out.get<std::string>());
+    if (!out.is_array()) continue;
+    text.clear();
+    for (const auto& part : out) {
+      if (std::string t = json_in(part.value("text", "")); !t.empty()) text = t;
+    }
+  }
+  return text;
+}
+
+// A `tool` step for Codex: a function call. Codex offers an MCP server's tools in a namespace
+// tool ("mcp__polyphony", holding "spawn", ...), and takes a call with that namespace and the
+// tool's own name; a script names the tool as Claude Code does ("mcp__polyphony__spawn").
+json codex_tool_call(const json& step, const json& body, const std::map<std::string, std::string>& tools) {
+  std::string name = step["tool"]["name"];
+  json call{{"type", "function_call"}, {"id", next_id("fc_fake_")}, {"call_id", next_id("call_fake_")},
+            {"arguments", with_results(step["tool"].value("input", json::object()), last_openai_tool_result(body)).dump()},
+            {"status", "completed"}};
+  const auto split = name.rfind("__");
+  if (name.rfind("mcp__", 0) == 0 && split != std::string::npos && split > 5 &&
+      tools.count(name.substr(0, split)) && tools.at(name.substr(0, split)) == "namespace") {
+    call["namespace"] = name.substr(0, split);
+    name = name.substr(split + 2);
+  }
+  call["name"] = name;
+  return call;
+}
+
 // The output item (message, function_call or custom_tool_call) that carries a step to Codex.
 json codex_item(const json& step, const json& body) {
   auto tools = offered_tools(body);
+  if (step.contains("tool")) return codex_tool_call(step, body, tools);
   bool patch = step.contains("write") || step.contains("edit");
   if (patch && tools.count("apply_patch")) {
     if (tools["apply_patch"] == "custom")

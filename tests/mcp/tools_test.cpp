@@ -1,5 +1,5 @@
 // Polyphony's MCP tools without a coordinator: their schemas, the paging of logs, and the
-// errors they give when no coordinator answers or it is on another machine.
+// errors they give when no coordinator answers.
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
@@ -108,22 +108,4 @@ TEST_CASE("spawn and team check the task as the CLI does before anything is sent
   CHECK(no_title["content"][0]["text"] == "arguments.title: is required");
   json bad_member = call(server, "team", {{"repo", "/r"}, {"tasks", {{{"title", "a"}}, {{"body", "no title"}}}}});
   CHECK(bad_member["content"][0]["text"] == "arguments.tasks[1].title: is required");
-}
-
-TEST_CASE("with a coordinator on another machine show, logs and route_explain say to run the server there") {
-  ToolOptions options;
-  options.target.endpoint = "tcp://127.0.0.1:1";
-  options.local = false;
-  auto server_ptr = server_for(options);
-  Server& server = *server_ptr;
-  for (const auto& tool : {"show", "logs"}) {
-    json r = call(server, tool, {{"id", "abc"}});
-    CHECK(r["isError"] == true);
-    CHECK_THAT(r["content"][0]["text"].get<std::string>(),
-               Catch::Contains("another machine's coordinator") && Catch::Contains("run `polyphony mcp` there"));
-  }
-  json explain = call(server, "route_explain", {{"title", "t"}, {"repo", "/r"}});
-  CHECK_THAT(explain["content"][0]["text"].get<std::string>(), Catch::Contains("run `polyphony mcp` there"));
-  json all = call(server, "status", json::object());
-  CHECK(all["content"][0]["text"] == "ids: a remote coordinator is asked task by task: give ids");
 }

@@ -126,10 +126,32 @@ inline WorkersReply workers_reply() {
   return r;
 }
 
+inline ViewQuery view_query() {
+  ViewQuery q;
+  q.view = "route_explain";
+  q.task_ids = {"task-42_b"};
+  q.states = {"failed", "BLOCKED"};
+  q.repo = "app";
+  q.limit = 20;
+  q.attempt = 2;
+  q.offset = 4096;
+  q.max_bytes = 1024;
+  q.title = "Fix auth bug";
+  q.body = "It fails.";
+  q.base_branch = "main";
+  q.task_type = "bugfix";
+  q.risk = "high";
+  q.labels = {"auth"};
+  q.agent = "scripted";
+  return q;
+}
+
+inline ViewReply view_reply() { return ViewReply{true, "", "", "", R"({"total":3,"plan":"solo"})"}; }
+
 inline std::vector<Message> all() {
   return {hello(),     welcome(),     heartbeat(),  dispatch(), task_update(), log_chunk(),
           task_result(), result_ack(), land_request(), land_grant(), cancel(),    submit(),   control(),     client_reply(),
-          workers_query(), workers_reply()};
+          workers_query(), workers_reply(), view_query(), view_reply()};
 }
 
 }  // namespace polyphony::protocol::samples
