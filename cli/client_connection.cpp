@@ -48,7 +48,7 @@ bool notify(const std::string& endpoint, const protocol::Message& m, std::chrono
 }
 
 Result<protocol::Message> request(zmq::context_t& ctx, const std::string& endpoint, const protocol::Message& m,
-                                  const std::optional<protocol::CurveClientKeys>& keys) {
+                                  const std::optional<protocol::CurveClientKeys>& keys, std::chrono::seconds wait) {
   if (endpoint.rfind("ipc://", 0) == 0 && !std::filesystem::exists(endpoint.substr(6))) {
     return make_error("network", "no coordinator listens here (no socket " + endpoint.substr(6) +
                                      "); start it with `polyphony serve`, or pass --coordinator", endpoint);
@@ -65,11 +65,12 @@ Result<protocol::Message> request(zmq::context_t& ctx, const std::string& endpoi
   const std::string body = protocol::encode(m);
   s.send(zmq::buffer(body), zmq::send_flags::none);
   zmq::pollitem_t items[] = {{s.handle(), 0, ZMQ_POLLIN, 0}};
-  zmq::poll(items, 1, std::chrono::seconds(10));
+  zmq::poll(items, 1, std::chrono::milliseconds(wait));
   zmq::message_t reply;
   if (!(items[0].revents & ZMQ_POLLIN) || !s.recv(reply, zmq::recv_flags::dontwait)) {
     return make_error("network",
-                      std::string("no coordinator answered within 10 s (is `polyphony serve` running there?") +
+                      "no coordinator answered within " + std::to_string(wait.count()) +
+                          " s (is `polyphony serve` running there?" +
                           (keys ? " Is this client's public key in its allowed_clients?)" : ")"),
                       endpoint);
   }

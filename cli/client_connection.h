@@ -28,9 +28,10 @@ Result<std::optional<protocol::CurveClientKeys>> client_keys(const Args& args, c
 // message was handed to a socket that exists (a coordinator listens, or did until it stopped).
 bool notify(const std::string& endpoint, const protocol::Message& m, std::chrono::milliseconds linger);
 
-// Sends `m` over a fresh DEALER socket and waits up to 10 s for one reply.
+// Sends `m` over a fresh DEALER socket and waits up to `wait` (10 s by default) for one reply.
 Result<protocol::Message> request(zmq::context_t& ctx, const std::string& endpoint, const protocol::Message& m,
-                                  const std::optional<protocol::CurveClientKeys>& keys);
+                                  const std::optional<protocol::CurveClientKeys>& keys,
+                                  std::chrono::seconds wait = std::chrono::seconds(10));
 
 // Where a client talks to a coordinator, and how: the endpoint and its CURVE keys.
 struct ClientTarget {
