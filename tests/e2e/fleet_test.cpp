@@ -178,9 +178,11 @@ void let_go(const Fleet& f, const std::string& id) {
 // The worker ids `polyphony workers --json` lists.
 std::set<std::string> listed_workers(const SingleBox& box) {
   auto r = box.cli({"workers", "--json"});
+  UNSCOPED_INFO("polyphony workers --json: exit " << r.exit_code << "\n" << r.out << r.err);
   if (r.exit_code != 0) return {"<workers failed: " + r.err + ">"};
   std::set<std::string> ids;
-  for (const auto& w : nlohmann::json::parse(r.out)["workers"]) ids.insert(w["id"].get<std::string>());
+  const auto table = nlohmann::json::parse(r.out);
+  for (const auto& w : table["workers"]) ids.insert(w["id"].get<std::string>());
   return ids;
 }
 
@@ -322,9 +324,10 @@ TEST_CASE("a worker killed with kill -9 is lost within 3 heartbeat intervals by 
   const int victim = first.back() - '0';
   f.workers[victim]->kill9();
   const std::regex lost_line("worker " + first + " lost \\((\\d+) ms after it was last heard");
+  std::string log;  // what m points into
   std::smatch m;
   REQUIRE(eventually([&] {
-    const std::string log = f.box.serve_log();
+    log = f.box.serve_log();
     return std::regex_search(log, m, lost_line);
   }, std::chrono::seconds(60)));
   INFO(f.logs());
