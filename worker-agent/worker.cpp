@@ -80,14 +80,6 @@ int64_t free_disk_bytes(const std::string& path) {
 
 }  // namespace
 
-std::string default_worker_id() {
-  char host[256] = {};
-  gethostname(host, sizeof(host) - 1);
-  std::string id;
-  for (char c : std::string(host)) id += (std::isalnum(static_cast<unsigned char>(c)) || c == '-') ? c : '-';
-  return (id.empty() ? "worker" : id) + "-" + std::to_string(getpid());
-}
-
 Result<std::string> persisted_worker_id(const std::filesystem::path& home) {
   namespace fs = std::filesystem;
   const fs::path file = home / "worker-id";

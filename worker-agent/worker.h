@@ -54,9 +54,6 @@ struct WorkerOptions {
   AllowList allowed;
 };
 
-// A default worker id: "<hostname>-<pid>" made id-safe.
-std::string default_worker_id();
-
 // This host's worker id, kept in `<home>/worker-id`: read when the file is there, else made
 // ("<hostname>-<6 hex digits>", id-safe) and written, so a restarted worker keeps its id and
 // reaps its own leftovers. Errors name the file.
