@@ -152,8 +152,10 @@ class ServeLock {
       const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
       ::close(fd);
       const std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
-      return make_error("busy", "another " + holder + " (pid " + pid + ") is running with this home; stop it first, or "
-                                "set POLYPHONY_HOME to another directory", path.string());
+      return make_error("busy", "another " + holder + " (pid " + pid + ") is " +
+                                    (file == "serve.lock" ? "serving this home" : "running with this home") +
+                                    "; stop it first, or set POLYPHONY_HOME to another directory",
+                        file == "serve.lock" ? home.string() : path.string());
     }
     const std::string pid = std::to_string(::getpid());
     if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
