@@ -4,6 +4,8 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "cli/client_connection.h"
+#include "coordinator/coordinator.h"
 #include "coordinator/state_store.h"
 #include "worker-agent/container_pool.h"
 #include "worker-agent/docker_client.h"
@@ -16,10 +18,45 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// A coordinator serves: each connected worker cleans up its own host, and says what it removed.
+int cleanup_through_coordinator(const Args& args, const std::string& endpoint) {
+  auto keys = client_keys(args, endpoint);
+  if (!keys.ok()) return report(keys.error());
+  zmq::context_t ctx;
+  protocol::CleanupRequest m;
+  m.dry_run = args.has("dry-run");
+  auto reply = request(ctx, endpoint, m, *keys, std::chrono::seconds(kCleanupAnswerMs / 1000 + 10));
+  if (!reply.ok()) return report(reply.error());
+  if (const auto* refused = std::get_if<protocol::ClientReply>(&*reply)) {
+    return report(make_error("failed", "the coordinator refused: " + refused->error, endpoint));
+  }
+  const auto* answer = std::get_if<protocol::CleanupReply>(&*reply);
+  if (answer == nullptr) {
+    return report(make_error("protocol", "the coordinator answered with a " + protocol::type_name(*reply), endpoint));
+  }
+  int failed = 0;
+  for (const auto& r : answer->reports) {
+    std::cout << r.worker_id << ": ";
+    if (!r.answered) {
+      std::cout << r.error << "\n";
+      ++failed;
+      continue;
+    }
+    std::cout << (m.dry_run ? "would remove " : "removed ") << r.workspaces << " workspace(s) and " << r.containers
+              << " container(s)" << (r.error.empty() ? "" : "; " + r.error) << "\n";
+    if (!r.error.empty()) ++failed;
+  }
+  std::cerr << "polyphony: " << answer->reports.size() << " worker(s) asked"
+            << (answer->reports.empty() ? " (none is connected)" : "") << "\n";
+  return failed == 0 ? kExitOk : kExitFailed;
+}
+
 int cleanup(const Args& args) {
+  if (args.has("coordinator")) return cleanup_through_coordinator(args, args.get("coordinator"));
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
   const Config& config = settings->config;
+  if (serve_is_running(config.home)) return cleanup_through_coordinator(args, local_client_endpoint(config.home));
   if (!fs::exists(config.state_db)) {
     std::cerr << "polyphony: nothing to clean up (no tasks yet)\n";
     return kExitOk;
@@ -95,8 +132,14 @@ int image_build(const Args& args) {
 }  // namespace
 
 void add_cleanup(Command& polyphony) {
-  polyphony.add("cleanup", "remove workspaces and containers of finished tasks", cleanup)
-      .flag("--dry-run", "say what would be removed, and remove nothing");
+  Command cleanup_command =
+      polyphony.add("cleanup",
+                    "remove workspaces and containers of finished tasks: with a coordinator serving, on every "
+                    "connected worker's host (one line per worker); else in this home",
+                    cleanup);
+  cleanup_command.flag("--dry-run", "say what would be removed, and remove nothing")
+      .option("--coordinator", "ENDPOINT", "ask the coordinator at this client endpoint, e.g. tcp://host:7702");
+  add_client_security_flags(cleanup_command);
   polyphony.add("image", "the worker image", nullptr)
       .add("build", "build the worker image (polyphony-worker:latest) with the agent CLIs pinned in docker/agents.lock",
            image_build)

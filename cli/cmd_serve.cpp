@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/private_files.h"
 #include "coordinator/coordinator.h"
+#include "worker-agent/task_cleanup.h"
 #include "worker-agent/worker.h"
 
 namespace polyphony::cli {
@@ -136,13 +137,15 @@ Result<std::optional<protocol::CurveClientKeys>> worker_curve(const Args& args, 
 
 // The home's serve lock: one `polyphony serve` per POLYPHONY_HOME. A second would take the
 // socket and reap the first's containers as orphans. The lock is an flock, so it goes with the
-// process however it ends; the file keeps the holder's pid for the message.
+// process however it ends; the file keeps the holder's pid for the message. A worker takes
+// one per worker id (worker-<id>.lock), which `polyphony-worker cleanup` respects.
 class ServeLock {
  public:
-  static Result<std::unique_ptr<ServeLock>> take(const fs::path& home) {
+  static Result<std::unique_ptr<ServeLock>> take(const fs::path& home, const std::string& file = "serve.lock",
+                                                 const std::string& holder = "polyphony serve") {
     std::error_code ec;
     fs::create_directories(home, ec);
-    const fs::path path = home / "serve.lock";
+    const fs::path path = home / file;
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return make_error("io", std::string("cannot open the serve lock: ") + std::strerror(errno), path.string());
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -150,8 +153,10 @@ class ServeLock {
       const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
       ::close(fd);
       const std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
-      return make_error("busy", "another polyphony serve (pid " + pid + ") is serving this home; stop it first, or "
-                                "set POLYPHONY_HOME to another directory", home.string());
+      return make_error("busy", "another " + holder + " (pid " + pid + ") is " +
+                                    (file == "serve.lock" ? "serving this home" : "running with this home") +
+                                    "; stop it first, or set POLYPHONY_HOME to another directory",
+                        file == "serve.lock" ? home.string() : path.string());
     }
     const std::string pid = std::to_string(::getpid());
     if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
@@ -167,6 +172,10 @@ class ServeLock {
   explicit ServeLock(int fd) : fd_(fd) {}
   int fd_;
 };
+
+Result<std::unique_ptr<ServeLock>> take_worker_lock(const fs::path& home, const std::string& worker_id) {
+  return ServeLock::take(home, "worker-" + worker_id + ".lock", "polyphony-worker " + worker_id);
+}
 
 // `polyphony doctor`'s checks, run beside serve's start: what is not fine is logged as a
 // warning, and never stops serve. The workers' clocks are not measured: none has registered yet.
@@ -268,11 +277,40 @@ int worker(const Args& args) {
   zmq::context_t context;
   auto workspaces = local_workspaces(config);
   settings->config = config;  // with the flags' labels
-  WorkerOptions options = worker_options(*settings, args.get("id", default_worker_id()), endpoint, capacity);
+  auto id = args.has("id") ? Result<std::string>(args.get("id")) : persisted_worker_id(config.home);
+  if (!id.ok()) return report(id.error());
+  auto worker_lock = take_worker_lock(config.home, *id);
+  if (!worker_lock.ok()) return report(worker_lock.error());
+  WorkerOptions options = worker_options(*settings, *id, endpoint, capacity);
   options.curve = *curve;
   WorkerAgent agent(context, options, **docker, *workspaces);
   agent.run(g_stop);
   return kExitOk;
+}
+
+// `polyphony-worker cleanup`: what finished tasks left on this host, removed while no worker of
+// this id runs (a running one is asked through `polyphony cleanup` on the coordinator).
+int worker_cleanup(const Args& args) {
+  auto settings = load_or_report();
+  if (!settings) return kExitUsage;
+  const Config& config = settings->config;
+  auto id = args.has("id") ? Result<std::string>(args.get("id")) : persisted_worker_id(config.home);
+  if (!id.ok()) return report(id.error());
+  auto lock = take_worker_lock(config.home, *id);
+  if (!lock.ok()) {
+    return report(make_error("busy", lock.error().message + " (a running worker cleans up when the coordinator asks: "
+                                     "run `polyphony cleanup` there)", lock.error().where));
+  }
+  auto host = resolve_docker_host(config.docker_host);
+  if (!host.ok()) return report(host.error());
+  auto docker = make_docker_client(*host);
+  auto workspaces = local_workspaces(config);
+  const bool dry = args.has("dry-run");
+  const CleanupCount count = clean_up_finished_tasks(*docker, *workspaces, *id, {}, dry);
+  for (const auto& e : count.errors) std::cerr << "polyphony-worker: " << e << "\n";
+  std::cerr << "polyphony-worker: worker " << *id << ": " << (dry ? "would remove " : "removed ") << count.workspaces
+            << " workspace(s) and " << count.containers << " container(s) of finished tasks\n";
+  return count.errors.empty() ? kExitOk : kExitFailed;
 }
 
 }  // namespace
@@ -289,10 +327,14 @@ CommandLine worker_command_line() {
                    worker);
   Command root = line.root();
   root.option("--coordinator", "ENDPOINT", "the coordinator's worker endpoint, e.g. tcp://coord:7701")
-      .option("--id", "ID", "this worker's id (default: <hostname>-<pid>); keep it stable")
+      .option("--id", "ID", "this worker's id (default: made on first start and kept in $POLYPHONY_HOME/worker-id)")
       .option("--capacity", "N", "tasks run at once (1-4096)")
       .repeatable("--label", "L", "a label tasks can require with needs:L (repeatable), e.g. gpu");
   add_client_security_flags(root);
+  root.add("cleanup", "remove the workspaces and containers of finished tasks on this host (no worker of this id "
+                      "may be running)", worker_cleanup)
+      .option("--id", "ID", "the worker's id (default: the one kept in $POLYPHONY_HOME/worker-id)")
+      .flag("--dry-run", "say what would be removed, and remove nothing");
   return line;
 }
 

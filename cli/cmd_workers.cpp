@@ -88,6 +88,25 @@ int workers(const Args& args) {
   return kExitOk;
 }
 
+int remove(const Args& args) {
+  if (args.positional.size() != 1) {
+    return report(make_error("usage", "name one worker: polyphony workers remove ID", "ID"));
+  }
+  const std::string endpoint = args.get("coordinator", local_client_endpoint(polyphony_home()));
+  auto keys = client_keys(args, endpoint);
+  if (!keys.ok()) return report(keys.error());
+  zmq::context_t ctx;
+  protocol::WorkerRemove m{args.positional[0], args.has("force")};
+  auto reply = ask(ctx, {endpoint, *keys}, m);
+  if (!reply.ok()) return report(reply.error());
+  if (!reply->ok) {
+    const std::string where = reply->where == "force" ? "--force" : reply->where == "worker_id" ? "ID" : endpoint;
+    return report(make_error(reply->where == "force" ? "refused" : "not_found", reply->error, where));
+  }
+  std::cerr << program_name() << ": " << reply->reason << "\n";
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_workers(Command& polyphony) {
@@ -97,6 +116,12 @@ void add_workers(Command& polyphony) {
       .option("--coordinator", "ENDPOINT", "the coordinator's client endpoint, e.g. tcp://host:7702")
       .footer(kWorkersFooter);
   add_client_security_flags(workers_command);
+  Command remove_command = workers_command.add(
+      "remove", "take a worker off the table (a lost or decommissioned one); refused while it holds tasks", remove);
+  remove_command.positionals("ID", "the worker's id, as `polyphony workers` lists it")
+      .flag("--force", "remove it even while it holds tasks: they are requeued, and the worker told to stop them")
+      .option("--coordinator", "ENDPOINT", "the coordinator's client endpoint, e.g. tcp://host:7702");
+  add_client_security_flags(remove_command);
 }
 
 }  // namespace polyphony::cli

@@ -133,6 +133,7 @@ void coordinator(FileView& v, const Config& c) {
   v.add({"coordinator", "http_token_file"}, path_text(c.http_token_file));
   v.add({"coordinator", "heartbeat_interval_ms"}, c.heartbeat_interval_ms);
   v.add({"coordinator", "heartbeat_liveness"}, c.heartbeat_liveness);
+  v.add({"coordinator", "lost_worker_expiry_ms"}, c.lost_worker_expiry_ms);
   // Key files are named, never read; the keys listed are public ones.
   v.add({"coordinator", "secret_key_file"}, path_text(s.secret_key_file));
   v.add({"coordinator", "public_key_file"}, path_text(s.public_key_file));

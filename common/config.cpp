@@ -299,7 +299,7 @@ Status read_coordinator(const YamlReader& y, const YAML::Node& node, Config& c) 
   POLY_TRY(y.check_keys(node, {"embedded_worker", "worker_endpoint", "client_endpoint", "heartbeat_interval_ms",
                                "heartbeat_liveness", "secret_key_file", "public_key_file", "allowed_workers_dir",
                                "allowed_worker_keys", "allowed_clients_dir", "allowed_client_keys", "insecure",
-                               "mirror_timeout_s", "http_listen", "http_token_file"},
+                               "mirror_timeout_s", "http_listen", "http_token_file", "lost_worker_expiry_ms"},
                         "coordinator"));
   POLY_TRY(detail::read_coordinator_security(y, node, c.home, c.coordinator_security));
   auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "coordinator." + w); };
@@ -312,6 +312,10 @@ Status read_coordinator(const YamlReader& y, const YAML::Node& node, Config& c) 
   POLY_TRY(read_opt(node, "heartbeat_liveness", c.heartbeat_liveness, num));
   if (c.heartbeat_interval_ms < 10) return y.error(node["heartbeat_interval_ms"], "coordinator.heartbeat_interval_ms must be at least 10");
   if (c.heartbeat_liveness < 1) return y.error(node["heartbeat_liveness"], "coordinator.heartbeat_liveness must be at least 1");
+  POLY_TRY(read_opt(node, "lost_worker_expiry_ms", c.lost_worker_expiry_ms, num));
+  if (c.lost_worker_expiry_ms < 0) {
+    return y.error(node["lost_worker_expiry_ms"], "coordinator.lost_worker_expiry_ms must be 0 (never) or more");
+  }
   POLY_TRY(read_opt(node, "mirror_timeout_s", c.mirror_timeout_s, num));
   if (c.mirror_timeout_s < 1) {
     return y.error(node["mirror_timeout_s"], "coordinator.mirror_timeout_s must be at least 1");

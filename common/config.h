@@ -133,7 +133,9 @@ struct Config {
   std::string http_listen = "127.0.0.1:7780";
   std::filesystem::path http_token_file;
   int64_t heartbeat_interval_ms = 1000;
-  int heartbeat_liveness = 5;
+  int heartbeat_liveness = 3;
+  // A worker lost (silent past its liveness budget) for this long leaves the worker table; 0: never.
+  int64_t lost_worker_expiry_ms = 3600000;
   // How long the coordinator's clone or fetch of a remote repo (the mirror it scores tasks
   // against) may take; past it the tasks waiting on it proceed unscored.
   int64_t mirror_timeout_s = 600;

@@ -34,8 +34,12 @@ coordinator:
   # Example: tcp://0.0.0.0:7701
   worker_endpoint: ""
   heartbeat_interval_ms: 1000
-  # Missed heartbeats before a worker counts as lost.
-  heartbeat_liveness: 5
+  # Missed heartbeats before a worker counts as lost (its tasks are then requeued). A worker
+  # whose connection closes is lost after one interval unless it reconnects.
+  heartbeat_liveness: 3
+  # How long a lost worker stays in `polyphony workers` before it is dropped; 0: until
+  # `polyphony workers remove`.
+  lost_worker_expiry_ms: 3600000
   # Seconds a clone or fetch of a remote repo may take when the coordinator mirrors it to score
   # a task (off its socket loop); past it the task proceeds unscored, the reason saying why.
   mirror_timeout_s: 600

@@ -50,10 +50,17 @@ void Coordinator::handle_client_frame(const std::string& routing_id, const std::
   } else if (const auto* v = std::get_if<protocol::ViewQuery>(&*msg)) {
     view(routing_id, *v);
     return;
+  } else if (const auto* r = std::get_if<protocol::WorkerRemove>(&*msg)) {
+    reply = remove_worker(*r);
+  } else if (const auto* c = std::get_if<protocol::CleanupRequest>(&*msg)) {
+    start_cleanup(routing_id, *c);  // answered when the workers have reported
+    return;
   } else {
     spdlog::warn("dropped a {} on the client endpoint", protocol::type_name(*msg));
-    reply = refusal(make_error("protocol", "clients may send submit, control, workers_query or view_query only",
-                               "type"));
+    reply = refusal(make_error(
+        "protocol",
+        "clients may send submit, control, workers_query, view_query, worker_remove or cleanup_request only",
+        "type"));
   }
   answer_client(routing_id, reply);
 }

@@ -24,8 +24,10 @@ Coordinator::Coordinator(zmq::context_t& context, Settings settings, const Clock
       socket_(context, zmq::socket_type::router),
       client_socket_(context, zmq::socket_type::router),
       settings_(std::move(settings)),
-      registry_(settings_.config.heartbeat_interval_ms, settings_.config.heartbeat_liveness),
-      logs_(settings_.config.log_dir) {}
+      registry_(settings_.config.heartbeat_interval_ms, settings_.config.heartbeat_liveness,
+                settings_.config.lost_worker_expiry_ms),
+      logs_(settings_.config.log_dir),
+      monitor_(context, zmq::socket_type::pair) {}
 
 Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_t& context, Settings settings,
                                                          std::vector<std::string> endpoints,
@@ -51,6 +53,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_t& context
     c->github_store_.emplace(std::move(*github_store));
   }
   POLY_TRY(c->start_zap());
+  POLY_TRY(c->watch_worker_connections());
   POLY_TRY(c->bind_worker_endpoints(endpoints));
   POLY_TRY(c->bind_client_endpoints(client_endpoints));
   char host[256] = {};
@@ -87,7 +90,7 @@ void Coordinator::drain_workers() {
   try {
     drain(socket_, [&](std::vector<zmq::message_t>& frames) {
       WorkerFrame f{frames[0].to_string(), protocol::decode(frames[1].to_string_view()),
-                    protocol::peer_user_id(frames[1]), std::nullopt};
+                    protocol::peer_user_id(frames[1]), std::nullopt, zmq_msg_get(frames[1].handle(), ZMQ_SRCFD)};
       if (!f.message.ok()) f.result_lease = protocol::result_lease(frames[1].to_string_view());
       received.push_back(std::move(f));
     });
@@ -112,14 +115,17 @@ void Coordinator::step(int64_t wait_ms) {
                              {nullptr, scoring_jobs_->wake_fd(), ZMQ_POLLIN, 0},
                              {nullptr, github_jobs_->wake_fd(), ZMQ_POLLIN, 0},
                              {nullptr, view_jobs_->wake_fd(), ZMQ_POLLIN, 0},
+                             {monitor_.handle(), 0, ZMQ_POLLIN, 0},
                              {zap_ ? zap_->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
   // A freed slot waits at most kMinDispatchGapMs, not a whole poll interval.
   if (slot_freed_) wait_ms = std::clamp<int64_t>(last_dispatch_ms_ + kMinDispatchGapMs - now(), 0, wait_ms);
   try {
-    zmq::poll(items, zap_ ? 6 : 5, std::chrono::milliseconds(wait_ms));
+    zmq::poll(items, zap_ ? 7 : 6, std::chrono::milliseconds(wait_ms));
     last_worker_read_ms_ = now();  // whatever waits on the workers' socket is read next
-    if (zap_ && (items[5].revents & ZMQ_POLLIN)) zap_->serve();
+    if (zap_ && (items[6].revents & ZMQ_POLLIN)) zap_->serve();
+    // Messages first: a worker's last frames (a goodbye) come before its connection's close.
     if (items[0].revents & ZMQ_POLLIN) drain_workers();
+    if (items[5].revents & ZMQ_POLLIN) read_connection_events();
     if (items[1].revents & ZMQ_POLLIN) {
       drain(client_socket_, [&](std::vector<zmq::message_t>& frames) {
         handle_client_frame(frames[0].to_string(), frames[1].to_string());
@@ -138,6 +144,7 @@ void Coordinator::step(int64_t wait_ms) {
     batch([&] { dispatch_claimed(); });
   }
   heartbeat_workers();
+  if (!cleanups_.empty()) finish_cleanups();
 }
 
 void Coordinator::batch(const std::function<void()>& fn) {
@@ -165,7 +172,10 @@ void Coordinator::batch(const std::function<void()>& fn) {
 WorkerEntry* Coordinator::heard_from(const std::string& routing_id, const std::string& type) {
   const auto heard = registry_.heard(routing_id, now());
   if (heard.worker == nullptr) {
-    spdlog::warn("dropped a {} from unregistered peer {:?}", type, routing_id);
+    if (once_a_second_.allow("unregistered:" + routing_id, now())) {
+      spdlog::warn("dropped a {} from unregistered peer {:?} (it has not said hello, said goodbye, or was removed)",
+                   type, routing_id);
+    }
   } else if (heard.lost_for_ms) {
     // Tasks failed while it was lost are refused (stale epoch) and cancelled on it.
     spdlog::info("worker {} recovered (was lost for {} ms)", heard.worker->hello.worker_id, *heard.lost_for_ms);
@@ -470,9 +480,14 @@ void Coordinator::heartbeat_workers() {
   const int64_t at = now();
   const auto walk = registry_.walk(at);
   for (WorkerEntry* w : walk.lost) {
-    // Kept in the table as lost; expire_unheld_tasks fails and requeues what it held.
-    spdlog::warn("worker {} lost (silent for {} ms); its {} task(s) will be requeued", w->hello.worker_id,
-                 at - w->last_seen_ms, w->running.size());
+    // Kept in the table as lost (until it expires); what it held is requeued now.
+    spdlog::warn("worker {} lost ({} ms after it was last heard{}); requeueing its {} task(s)", w->hello.worker_id,
+                 at - w->last_seen_ms, w->disconnected_ms ? ", its connection closed" : "", w->running.size());
+    requeue_tasks_of(w->hello.worker_id, "worker " + w->hello.worker_id + " lost (no heartbeat)");
+  }
+  for (const auto& id : walk.expired) {
+    spdlog::info("worker {} dropped from the table: lost for more than {} ms (coordinator.lost_worker_expiry_ms)", id,
+                 settings_.config.lost_worker_expiry_ms);
   }
   for (WorkerEntry* w : walk.heartbeat_due) {
     protocol::Heartbeat hb;
@@ -502,7 +517,14 @@ void Coordinator::send_frame(const std::string& routing_id, const std::string& b
     zmq::send_multipart(socket_, frames, zmq::send_flags::dontwait);
     registry_.sent(routing_id, now());
   } catch (const zmq::error_t& e) {
-    spdlog::warn("cannot send a {} to peer {:?}: {}", type, routing_id, e.what());
+    // Tried again no sooner than an interval later; with no route, the peer has no connection.
+    registry_.sent(routing_id, now());
+    WorkerEntry* w = registry_.find(routing_id);
+    if (e.num() == EHOSTUNREACH && w != nullptr) registry_.disconnected(*w, now());
+    if (once_a_second_.allow("send:" + routing_id, now())) {
+      spdlog::warn("cannot send a {} to peer {:?}: {}", type, routing_id,
+                   e.num() == EHOSTUNREACH ? "it is not connected" : e.what());
+    }
   }
 }
 

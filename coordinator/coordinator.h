@@ -21,6 +21,7 @@
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/log.h"
 #include "common/result.h"
 #include "coordinator/attempt_policy.h"
 #include "coordinator/background_jobs.h"
@@ -53,6 +54,10 @@ inline constexpr int64_t kMinDispatchGapMs = 25;
 // How many tasks beyond the free slots a dispatch pass reads of each repo, for tasks that no
 // connected worker fits (their labels) and that must not hold back those behind them.
 inline constexpr int kDispatchLookahead = 32;
+
+// How long `polyphony cleanup` waits for the workers' reports; a worker silent past it is
+// reported as not answering.
+inline constexpr int64_t kCleanupAnswerMs = 20000;
 
 // Tasks sent to be scored (and then claimed) in one pass of the loop; the rest wait for the
 // next pass. Tasks of one origin are scored together, off the loop, one job per origin at a time.
@@ -96,6 +101,10 @@ class Coordinator {
   using ViewFn = std::function<protocol::ViewReply(const protocol::ViewQuery&)>;
   void serve_views(ViewFn fn) { views_ = std::move(fn); }
 
+  // Takes a worker off the table (`polyphony workers remove`): refused while it holds tasks
+  // unless `force`, which requeues them (and tells the worker to stop them).
+  protocol::ClientReply remove_worker(const protocol::WorkerRemove& m);
+
   // Serves until `stop` is set. Never throws.
   void run(const std::atomic<bool>& stop);
 
@@ -110,6 +119,10 @@ class Coordinator {
   Status bind_worker_endpoints(const std::vector<std::string>& endpoints);
   Status bind_client_endpoints(const std::vector<std::string>& endpoints);
   Status start_zap();
+  // Watches the workers' socket for closed connections and failed handshakes (a ZeroMQ socket
+  // monitor on an inproc PAIR socket the loop polls).
+  Status watch_worker_connections();
+  void read_connection_events();
   // The registered sender of a message of `type` (heard now), or null (logged) for an unknown peer.
   WorkerEntry* heard_from(const std::string& routing_id, const std::string& type);
   void handle_client_frame(const std::string& routing_id, const std::string& body);
@@ -146,6 +159,7 @@ class Coordinator {
     std::string key_name;
     // A task_result that failed to decode but whose lease reads: answered, its attempt failed.
     std::optional<protocol::ResultAck> result_lease;
+    int fd = -1;  // the socket it came on (ZMQ_SRCFD), to tell which worker a closed connection was
   };
 
  private:
@@ -165,6 +179,17 @@ class Coordinator {
   // reason naming the bad field, and the worker is answered so it stops resending.
   void on_undecodable_result(const WorkerFrame& f, const protocol::ResultAck& lease, const Error& why);
   void on_land_request(WorkerEntry& w, const protocol::LandRequest& m);
+  // The worker is stopping: off the table at once, what it held requeued.
+  void on_goodbye(WorkerEntry& w, const protocol::Goodbye& m);
+  // Fails (and so requeues) every attempt the state DB says `worker_id` holds, but those
+  // pushing a granted landing (they end by their result or by expire_unheld_tasks).
+  void requeue_tasks_of(const std::string& worker_id, const std::string& why);
+  // `polyphony cleanup`: asks every connected worker to clean up; the client is answered when
+  // all have reported or kCleanupAnswerMs passed.
+  void start_cleanup(const std::string& client_routing_id, const protocol::CleanupRequest& m);
+  void on_cleanup_report(WorkerEntry& w, const protocol::CleanupReport& m);
+  // Answers the cleanups every worker reported on, and those past their deadline.
+  void finish_cleanups();
   void answer_land(const std::string& routing_id, const protocol::LandRequest& m, bool granted,
                    const std::string& reason);
   // Ends the task's hold on its repo's landing slot (if it had it or waited for it) and grants
@@ -233,6 +258,17 @@ class Coordinator {
   std::optional<protocol::CoordinatorKeys> keys_;  // set when CURVE is configured
   std::unique_ptr<protocol::ZapHandler> zap_;
   std::set<std::string> unplaceable_logged_;      // tasks logged as waiting for a fitting worker
+  zmq::socket_t monitor_;                         // PAIR: the workers' socket's monitor events
+  LogLimiter once_a_second_{1000};                 // lines about one peer: at most one a second
+  struct PendingCleanup {
+    std::string client;                           // its routing id on the client socket
+    bool dry_run = false;
+    std::set<std::string> waiting;                // workers yet to report
+    std::vector<protocol::CleanupReport> reports;
+    int64_t deadline_ms = 0;
+  };
+  std::map<int64_t, PendingCleanup> cleanups_;    // by request id
+  int64_t next_cleanup_id_ = 1;
   // The merge queue across workers, and the attempts landing (they hold no worker slot).
   LandQueue lands_;
   std::string coordinator_id_;

@@ -66,6 +66,7 @@ WorkerRegistry::HelloOutcome WorkerRegistry::hello(const std::string& routing_id
   w.hello = m;
   w.last_seen_ms = now_ms;
   w.lost = false;
+  w.disconnected_ms.reset();
   w.key_name = key_name;
   w.running.clear();
   for (const auto& r : m.running) w.running.insert(r.task_id);
@@ -84,6 +85,7 @@ WorkerRegistry::Heard WorkerRegistry::heard(const std::string& routing_id, int64
     next_walk_ms_ = 0;  // its heartbeats are due again
   }
   out.worker->last_seen_ms = now_ms;
+  out.worker->disconnected_ms.reset();
   return out;
 }
 
@@ -96,21 +98,66 @@ void WorkerRegistry::sent(const std::string& routing_id, int64_t now_ms) {
   if (WorkerEntry* w = find(routing_id)) w->last_sent_ms = now_ms;
 }
 
+WorkerEntry* WorkerRegistry::disconnected(int fd, int64_t now_ms) {
+  if (fd < 0) return nullptr;
+  for (auto& [rid, w] : workers_) {
+    if (w.connection_fd != fd || w.lost) continue;
+    disconnected(w, now_ms);
+    return &w;
+  }
+  return nullptr;
+}
+
+void WorkerRegistry::disconnected(WorkerEntry& w, int64_t now_ms) {
+  w.connection_fd = -1;
+  if (w.lost || w.disconnected_ms) return;
+  w.disconnected_ms = now_ms;
+  next_walk_ms_ = 0;  // its confirmation deadline is earlier than what the last walk saw
+}
+
+bool WorkerRegistry::remove(const std::string& routing_id) { return workers_.erase(routing_id) > 0; }
+
+namespace {
+
+// The time past which `w` (live) is lost: its budget after it was last heard, or one interval
+// after its connection closed, whichever comes first.
+int64_t lost_after(const WorkerEntry& w, int64_t interval_ms, int64_t budget_ms) {
+  const int64_t silent = w.last_seen_ms + budget_ms;
+  return w.disconnected_ms ? std::min(silent, *w.disconnected_ms + interval_ms) : silent;
+}
+
+}  // namespace
+
 WorkerRegistry::Walk WorkerRegistry::walk(int64_t now) {
   Walk out;
   int64_t next = now + interval_ms_;
-  for (auto& [rid, w] : workers_) {
-    if (w.lost) continue;
-    if (now - w.last_seen_ms > budget_ms_) {
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    WorkerEntry& w = it->second;
+    if (w.lost) {
+      if (lost_expiry_ms_ > 0 && now - w.lost_at_ms > lost_expiry_ms_) {
+        out.expired.push_back(it->first);
+        it = workers_.erase(it);
+        continue;
+      }
+      if (lost_expiry_ms_ > 0) next = std::min(next, w.lost_at_ms + lost_expiry_ms_ + 1);
+      ++it;
+      continue;
+    }
+    ++it;
+    const int64_t deadline = lost_after(w, interval_ms_, budget_ms_);
+    if (now > deadline) {
       w.lost = true;
       w.lost_at_ms = now;
       out.lost.push_back(&w);
+      if (lost_expiry_ms_ > 0) next = std::min(next, now + lost_expiry_ms_ + 1);
       continue;
     }
+    next = std::min(next, deadline + 1);
+    if (w.disconnected_ms) continue;  // nothing to send a heartbeat on
     if (now - w.last_sent_ms >= interval_ms_) out.heartbeat_due.push_back(&w);
     // A heartbeat due now is sent now by the caller: its next is an interval away.
     const int64_t sent = now - w.last_sent_ms >= interval_ms_ ? now : w.last_sent_ms;
-    next = std::min({next, sent + interval_ms_, w.last_seen_ms + budget_ms_ + 1});
+    next = std::min(next, sent + interval_ms_);
   }
   next_walk_ms_ = next;
   return out;
@@ -119,14 +166,15 @@ WorkerRegistry::Walk WorkerRegistry::walk(int64_t now) {
 bool WorkerRegistry::holds(const std::string& worker_id, const std::string& task_id, int64_t now) const {
   // A worker's id is its routing id (hello refuses any other), so this is its entry.
   auto it = workers_.find(worker_id);
-  return it != workers_.end() && now - it->second.last_seen_ms < budget_ms_ && it->second.running.count(task_id) > 0;
+  return it != workers_.end() && !it->second.lost && now - it->second.last_seen_ms < budget_ms_ &&
+         it->second.running.count(task_id) > 0;
 }
 
 WorkerRegistry::FreeWorkers WorkerRegistry::free_workers(int64_t now, const std::set<std::string>& landing) {
   FreeWorkers free;
   for (auto& [rid, w] : workers_) {
     WorkerCandidate c{w.hello.worker_id, w.hello.capacity, slots_held(w, landing), {},
-                      !w.lost && now - w.last_seen_ms <= budget_ms_, w.hello.image_present};
+                      !w.lost && !w.disconnected_ms && now - w.last_seen_ms <= budget_ms_, w.hello.image_present};
     if (!c.live || !c.image_present || c.capacity < 1 || c.load >= c.capacity) continue;  // choose_worker's own rule
     c.labels = w.hello.labels;
     free.candidates.push_back(std::move(c));

@@ -26,6 +26,10 @@ struct WorkerEntry {
   // Silent past its liveness budget: kept in the table, given no work, until it is heard again.
   bool lost = false;
   int64_t lost_at_ms = 0;
+  // When its connection closed (the socket monitor said so) and nothing was heard since: lost
+  // unless heard within one heartbeat interval (it may reconnect at once).
+  std::optional<int64_t> disconnected_ms;
+  int connection_fd = -1;          // the socket its last message came on (-1: unknown, inproc)
   int reported_load = 0;           // from its last heartbeat
   std::optional<int64_t> clock_offset_ms;  // its clock minus ours, from its last heartbeat that said
   std::string key_name;            // its CURVE key's name on the allow-list; "" without CURVE
@@ -44,9 +48,12 @@ protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& wo
 
 class WorkerRegistry {
  public:
-  // A worker silent for more than interval_ms * liveness is lost.
-  WorkerRegistry(int64_t heartbeat_interval_ms, int liveness)
-      : interval_ms_(heartbeat_interval_ms), budget_ms_(heartbeat_interval_ms * liveness) {}
+  // A worker silent for more than interval_ms * liveness is lost; one lost for more than
+  // `lost_expiry_ms` leaves the table (0: never).
+  WorkerRegistry(int64_t heartbeat_interval_ms, int liveness, int64_t lost_expiry_ms = 0)
+      : interval_ms_(heartbeat_interval_ms),
+        budget_ms_(heartbeat_interval_ms * liveness),
+        lost_expiry_ms_(lost_expiry_ms) {}
 
   int64_t budget_ms() const { return budget_ms_; }
 
@@ -81,14 +88,26 @@ class WorkerRegistry {
   // A message was sent to `routing_id` at `now_ms` (a heartbeat is due an interval later).
   void sent(const std::string& routing_id, int64_t now_ms);
 
+  // The connection on socket `fd` closed at `now_ms`. Returns the worker whose last message
+  // came on it (null: none). It gets no heartbeats, and is lost unless heard again within a
+  // heartbeat interval (a reconnect).
+  WorkerEntry* disconnected(int fd, int64_t now_ms);
+  // The same for a worker known to have no connection (a send found no route to it).
+  void disconnected(WorkerEntry& w, int64_t now_ms);
+
+  // Takes the worker off the table; false when it was not on it.
+  bool remove(const std::string& routing_id);
+
   // True when the liveness walk has something to do at `now_ms` (see walk()).
   bool walk_due(int64_t now_ms) const { return now_ms >= next_walk_ms_; }
 
   struct Walk {
-    std::vector<WorkerEntry*> lost;            // newly lost now (silent past the budget)
-    std::vector<WorkerEntry*> heartbeat_due;   // live, and sent nothing for an interval
+    std::vector<WorkerEntry*> lost;            // newly lost now (silent past the budget, or disconnected)
+    std::vector<WorkerEntry*> heartbeat_due;   // live, connected, and sent nothing for an interval
+    std::vector<std::string> expired;          // lost for longer than the expiry: taken off the table
   };
-  // Judges liveness at `now_ms`: marks silent workers lost and lists those due a heartbeat.
+  // Judges liveness at `now_ms`: marks silent workers lost, takes those lost too long off the
+  // table, and lists those due a heartbeat.
   // Nothing is due again before the earliest deadline it saw, so walk_due() stays false until
   // then (a heartbeat sent or received only moves a deadline later).
   Walk walk(int64_t now_ms);
@@ -117,6 +136,7 @@ class WorkerRegistry {
  private:
   int64_t interval_ms_;
   int64_t budget_ms_;
+  int64_t lost_expiry_ms_;
   std::map<std::string, WorkerEntry> workers_;  // by routing id (= worker id)
   int64_t next_walk_ms_ = 0;
 };

@@ -54,6 +54,7 @@ void Coordinator::handle_message(const WorkerFrame& f) {
   }
   if (const auto* hello = std::get_if<protocol::Hello>(&*msg)) {
     on_hello(routing_id, *hello, key_name);
+    if (WorkerEntry* w = registry_.find(routing_id); w != nullptr && w->key_name == key_name) w->connection_fd = f.fd;
     return;
   }
   WorkerEntry* w = heard_from(routing_id, protocol::type_name(*msg));
@@ -65,6 +66,7 @@ void Coordinator::handle_message(const WorkerFrame& f) {
                  protocol::type_name(*msg), routing_id, key_name, routing_id, w->key_name);
     return;
   }
+  if (f.fd >= 0) w->connection_fd = f.fd;
   std::visit(
       [&](const auto& m) {
         using T = std::decay_t<decltype(m)>;
@@ -73,6 +75,8 @@ void Coordinator::handle_message(const WorkerFrame& f) {
         else if constexpr (std::is_same_v<T, protocol::TaskResult>) on_result(*w, m);
         else if constexpr (std::is_same_v<T, protocol::LandRequest>) on_land_request(*w, m);
         else if constexpr (std::is_same_v<T, protocol::Heartbeat>) WorkerRegistry::note_heartbeat(*w, m, now());
+        else if constexpr (std::is_same_v<T, protocol::Goodbye>) on_goodbye(*w, m);
+        else if constexpr (std::is_same_v<T, protocol::CleanupReport>) on_cleanup_report(*w, m);
         else spdlog::warn("dropped an unexpected {} from worker {}", protocol::type_name(m), w->hello.worker_id);
       },
       *msg);

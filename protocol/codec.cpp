@@ -454,11 +454,43 @@ void describe(V& v, S& r) {
   v.opt("json", r.json);
 }
 
+template <class V, Is<Goodbye> S>
+void describe(V& v, S& g) {
+  v.opt("reason", g.reason);
+}
+
+template <class V, Is<WorkerRemove> S>
+void describe(V& v, S& r) {
+  v.req("worker_id", r.worker_id, peer_id);
+  v.opt("force", r.force);
+}
+
+template <class V, Is<CleanupRequest> S>
+void describe(V& v, S& r) {
+  v.opt("request_id", r.request_id, at_least<int64_t>(0));
+  v.opt("dry_run", r.dry_run);
+}
+
+template <class V, Is<CleanupReport> S>
+void describe(V& v, S& r) {
+  v.req("request_id", r.request_id, at_least<int64_t>(0));
+  v.req("worker_id", r.worker_id, peer_id);
+  v.opt("workspaces", r.workspaces, at_least(0));
+  v.opt("containers", r.containers, at_least(0));
+  v.opt("answered", r.answered);
+  v.opt("error", r.error);
+}
+
+template <class V, Is<CleanupReply> S>
+void describe(V& v, S& r) {
+  v.opt("reports", r.reports);
+}
+
 template <class T>
 constexpr bool kIsRecord = std::is_same_v<T, Mount> || std::is_same_v<T, AgentSpec> ||
                            std::is_same_v<T, AgentFile> || std::is_same_v<T, AgentUsage> ||
                            std::is_same_v<T, RunSpec> || std::is_same_v<T, RunningTask> ||
-                           std::is_same_v<T, WorkerStatus>;
+                           std::is_same_v<T, WorkerStatus> || std::is_same_v<T, CleanupReport>;
 
 // The "type" of each message on the wire.
 template <class T>
@@ -482,6 +514,11 @@ template <> constexpr std::string_view kTypeName<WorkersQuery> = "workers_query"
 template <> constexpr std::string_view kTypeName<WorkersReply> = "workers_reply";
 template <> constexpr std::string_view kTypeName<ViewQuery> = "view_query";
 template <> constexpr std::string_view kTypeName<ViewReply> = "view_reply";
+template <> constexpr std::string_view kTypeName<Goodbye> = "goodbye";
+template <> constexpr std::string_view kTypeName<WorkerRemove> = "worker_remove";
+template <> constexpr std::string_view kTypeName<CleanupRequest> = "cleanup_request";
+template <> constexpr std::string_view kTypeName<CleanupReport> = "cleanup_report";
+template <> constexpr std::string_view kTypeName<CleanupReply> = "cleanup_reply";
 // clang-format on
 
 // ---- decoding

@@ -118,7 +118,7 @@ struct Welcome {
   int protocol_version = kProtocolVersion;
   std::string coordinator_id;
   int64_t heartbeat_interval_ms = 1000;
-  int liveness = 5;             // missed heartbeats before the peer is considered lost
+  int liveness = 3;             // missed heartbeats before the peer is considered lost
 
   bool operator==(const Welcome&) const = default;
 };
@@ -393,9 +393,56 @@ struct ViewReply {
   bool operator==(const ViewReply&) const = default;
 };
 
+// worker -> coordinator: the worker is stopping (SIGTERM, SIGINT). The coordinator removes it
+// from its table at once and requeues the attempts it held; nothing more is read from it.
+struct Goodbye {
+  std::string reason;
+
+  bool operator==(const Goodbye&) const = default;
+};
+
+// client -> coordinator: take a worker off the table (`polyphony workers remove`). Refused while
+// it holds tasks unless `force`, which requeues them. Answered with a ClientReply.
+struct WorkerRemove {
+  std::string worker_id;
+  bool force = false;
+
+  bool operator==(const WorkerRemove&) const = default;
+};
+
+// client -> coordinator: ask every connected worker to remove finished tasks' workspaces and
+// containers (answered with a CleanupReply); coordinator -> worker: do so now (answered with a
+// CleanupReport). A worker keeps what its current attempts and unacknowledged results hold.
+struct CleanupRequest {
+  int64_t request_id = 0;       // the coordinator's, echoed in the reports; 0 from a client
+  bool dry_run = false;         // count what would go, remove nothing
+
+  bool operator==(const CleanupRequest&) const = default;
+};
+
+// worker -> coordinator: what one worker removed for a CleanupRequest.
+struct CleanupReport {
+  int64_t request_id = 0;
+  std::string worker_id;
+  int workspaces = 0;           // task workspaces removed (or that would be, dry run)
+  int containers = 0;           // task containers removed (or that would be)
+  bool answered = true;         // false: the worker did not answer in time (set by the coordinator)
+  std::string error;            // what could not be removed, "" when all went
+
+  bool operator==(const CleanupReport&) const = default;
+};
+
+// coordinator -> client: the answer to a CleanupRequest, one report per worker asked.
+struct CleanupReply {
+  std::vector<CleanupReport> reports;  // by worker id
+
+  bool operator==(const CleanupReply&) const = default;
+};
+
 using Message = std::variant<Hello, Welcome, Heartbeat, Dispatch, TaskUpdate, LogChunk, TaskResult,
                              ResultAck, LandRequest, LandGrant, Cancel, Submit, Control, ClientReply, WorkersQuery,
-                             WorkersReply, ViewQuery, ViewReply>;
+                             WorkersReply, ViewQuery, ViewReply, Goodbye, WorkerRemove, CleanupRequest, CleanupReport,
+                             CleanupReply>;
 
 // The "type" string of a message on the wire ("hello", "welcome", ...).
 std::string type_name(const Message& m);

@@ -7,11 +7,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
+#include <random>
+#include <set>
 #include <filesystem>
 #include <fstream>
 #include <zmq_addon.hpp>
 
 #include "common/ids.h"
+#include "worker-agent/task_cleanup.h"
 #include "worker-agent/task_run.h"
 
 namespace polyphony {
@@ -76,12 +80,40 @@ int64_t free_disk_bytes(const std::string& path) {
 
 }  // namespace
 
-std::string default_worker_id() {
+Result<std::string> persisted_worker_id(const std::filesystem::path& home) {
+  namespace fs = std::filesystem;
+  const fs::path file = home / "worker-id";
+  std::error_code ec;
+  if (fs::exists(file, ec)) {
+    std::ifstream in(file);
+    std::string id;
+    std::getline(in, id);
+    while (!id.empty() && std::isspace(static_cast<unsigned char>(id.back()))) id.pop_back();
+    if (!protocol::is_valid_peer_id(id)) {
+      return make_error("config", "the worker id kept here is not a valid id (" + id +
+                                      "); fix or delete the file (a new one is made), or pass --id", file.string());
+    }
+    return id;
+  }
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
   std::string id;
   for (char c : std::string(host)) id += (std::isalnum(static_cast<unsigned char>(c)) || c == '-') ? c : '-';
-  return (id.empty() ? "worker" : id) + "-" + std::to_string(getpid());
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::random_device random;
+  id = (id.empty() ? "worker" : id) + "-";
+  for (int i = 0; i < 6; ++i) id += kHex[random() % 16];
+  fs::create_directories(home, ec);
+  const fs::path partial = file.string() + ".partial";
+  {
+    std::ofstream out(partial, std::ios::trunc);
+    out << id << "\n";
+    if (!out.flush()) return make_error("io", "cannot write this worker's id; pass --id instead", partial.string());
+  }
+  fs::rename(partial, file, ec);
+  if (ec) return make_error("io", "cannot write this worker's id: " + ec.message() + "; pass --id instead", file.string());
+  spdlog::info("this worker's id is {} (kept in {})", id, file.string());
+  return id;
 }
 
 WorkerAgent::WorkerAgent(zmq::context_t& context, WorkerOptions options, DockerClient& docker, Workspaces& workspaces)
@@ -96,6 +128,7 @@ WorkerAgent::WorkerAgent(zmq::context_t& context, WorkerOptions options, DockerC
 }
 
 WorkerAgent::~WorkerAgent() {
+  join_cleanup();
   for (auto& [id, run] : runs_) {
     run->cancelled = true;
     if (run->thread.joinable()) run->thread.join();
@@ -104,11 +137,24 @@ WorkerAgent::~WorkerAgent() {
 }
 
 void WorkerAgent::connect() {
+  monitor_.reset();
   dealer_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
   dealer_->set(zmq::sockopt::routing_id, options_.worker_id);
   dealer_->set(zmq::sockopt::linger, 0);
   dealer_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));
   if (options_.curve) protocol::make_curve_client(*dealer_, *options_.curve);
+  static std::atomic<int> monitors{0};
+  const std::string monitor = "inproc://polyphony-worker-monitor-" + std::to_string(getpid()) + "-" +
+                              std::to_string(monitors++);
+  const int events = ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                     ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+  if (zmq_socket_monitor(dealer_->handle(), monitor.c_str(), events) == 0) {
+    monitor_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
+    monitor_->set(zmq::sockopt::linger, 0);
+    monitor_->connect(monitor);
+  } else {
+    spdlog::warn("cannot watch the connection's handshakes: {}", zmq_strerror(zmq_errno()));
+  }
   dealer_->connect(options_.coordinator_endpoint);
   last_heard_ms_ = clock_ms();
   send_hello();
@@ -188,14 +234,16 @@ void WorkerAgent::run(const std::atomic<bool>& stop) {
                                std::chrono::seconds(1)});
   }
   connect();
-  spdlog::info("worker {} connected to {} (capacity {})", options_.worker_id, options_.coordinator_endpoint,
+  spdlog::info("worker {} connecting to {} (capacity {})", options_.worker_id, options_.coordinator_endpoint,
                options_.capacity);
   while (!stop.load()) {
     // A held frame waits for room on the connection (POLLOUT), and the outbox for it.
     zmq::pollitem_t items[] = {{dealer_->handle(), 0, static_cast<short>(ZMQ_POLLIN | (held_ ? ZMQ_POLLOUT : 0)), 0},
-                               {outbox_.handle(), 0, static_cast<short>(held_ ? 0 : ZMQ_POLLIN), 0}};
+                               {outbox_.handle(), 0, static_cast<short>(held_ ? 0 : ZMQ_POLLIN), 0},
+                               {monitor_ ? monitor_->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, 2, std::chrono::milliseconds(100));
+      zmq::poll(items, monitor_ ? 3 : 2, std::chrono::milliseconds(100));
+      if (monitor_ && (items[2].revents & ZMQ_POLLIN)) read_connection_events();
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) spdlog::error("worker poll: {}", e.what());
     }
@@ -232,6 +280,7 @@ void WorkerAgent::run(const std::atomic<bool>& stop) {
       connect();
     }
   }
+  say_goodbye();
   for (auto& [id, run] : runs_) run->cancelled = true;
   // The outbox is drained while the runs end: one blocked on a full outbox could not end.
   auto all_finished = [&] {
@@ -244,6 +293,7 @@ void WorkerAgent::run(const std::atomic<bool>& stop) {
   for (auto& [id, run] : runs_) {
     if (run->thread.joinable()) run->thread.join();
   }
+  join_cleanup();
   pool_.reset();  // removes the warm containers and what the runs handed it
   forward_outbox(true);
   spdlog::info("worker {} stopped", options_.worker_id);
@@ -263,10 +313,14 @@ void WorkerAgent::handle(const protocol::Message& m) {
     it->second->grant_ready.notify_all();
   } else if (const auto* c = std::get_if<protocol::Cancel>(&m)) {
     on_cancel(*c);
+  } else if (const auto* c = std::get_if<protocol::CleanupRequest>(&m)) {
+    on_cleanup(*c);
   } else if (std::holds_alternative<protocol::Welcome>(m)) {
     const auto& w = std::get<protocol::Welcome>(m);
     options_.heartbeat_interval_ms = w.heartbeat_interval_ms;
     options_.liveness = w.liveness;
+    spdlog::info("worker {} registered with coordinator {} at {} (capacity {})", options_.worker_id,
+                 w.coordinator_id, options_.coordinator_endpoint, options_.capacity);
   }
 }
 
@@ -298,8 +352,73 @@ void WorkerAgent::clean_up_task(const std::string& task_id) {
   if (!s.ok()) spdlog::warn("task {}: cannot remove its workspace: {}", task_id, s.error().to_string());
 }
 
+void WorkerAgent::read_connection_events() {
+  for (int i = 0; i < 100; ++i) {
+    std::vector<zmq::message_t> frames;
+    if (!zmq::recv_multipart(*monitor_, std::back_inserter(frames), zmq::recv_flags::dontwait)) return;
+    if (frames.size() != 2 || frames[0].size() < 6) continue;
+    uint16_t event = 0;
+    uint32_t value = 0;
+    std::memcpy(&event, frames[0].data(), sizeof event);
+    std::memcpy(&value, static_cast<const char*>(frames[0].data()) + 2, sizeof value);
+    if (!every_30s_.allow(std::to_string(event), clock_ms())) continue;
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+      spdlog::error("the coordinator at {} refused this worker's CURVE key (ZAP status {}): add this worker's .pub "
+                    "to the coordinator's coordinator.allowed_workers_dir (or allowed_worker_keys); retrying",
+                    options_.coordinator_endpoint, value);
+    } else {
+      spdlog::error("the CURVE handshake with the coordinator at {} failed ({} {}): is "
+                    "worker.coordinator_public_key_file (or --coordinator-key) the coordinator's public key?; "
+                    "retrying",
+                    options_.coordinator_endpoint,
+                    event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error" : "no detail", value);
+    }
+  }
+}
+
+void WorkerAgent::say_goodbye() {
+  if (said_goodbye_ || !dealer_) return;
+  protocol::Goodbye g;
+  g.reason = "stopping";
+  send(g);
+  said_goodbye_ = true;
+  // The goodbye leaves before the socket closes; nothing is sent after it.
+  dealer_->set(zmq::sockopt::linger, 1000);
+  spdlog::info("worker {} said goodbye to the coordinator; stopping its {} attempt(s)", options_.worker_id,
+               runs_.size());
+}
+
+void WorkerAgent::join_cleanup() {
+  if (cleanup_thread_.joinable()) cleanup_thread_.join();
+}
+
+void WorkerAgent::on_cleanup(const protocol::CleanupRequest& m) {
+  join_cleanup();
+  std::set<std::string> keep;
+  for (const auto& [id, run] : runs_) keep.insert(id);
+  for (const auto& [id, result] : unacked_results_) keep.insert(id);
+  cleanup_thread_ = std::thread([this, m, keep] {
+    const CleanupCount count = clean_up_finished_tasks(docker_, workspaces_, options_.worker_id, keep, m.dry_run);
+    protocol::CleanupReport r;
+    r.request_id = m.request_id;
+    r.worker_id = options_.worker_id;
+    r.workspaces = count.workspaces;
+    r.containers = count.containers;
+    for (const auto& e : count.errors) r.error += (r.error.empty() ? "" : "; ") + e;
+    spdlog::info("cleanup {}: {} {} workspace(s) and {} container(s) of finished tasks{}", m.request_id,
+                 m.dry_run ? "would remove" : "removed", r.workspaces, r.containers,
+                 r.error.empty() ? "" : " (" + r.error + ")");
+    zmq::socket_t push(context_, zmq::socket_type::push);
+    push.set(zmq::sockopt::linger, 2000);
+    push.connect(outbox_endpoint_);
+    const std::string body = protocol::encode(r);
+    push.send(zmq::buffer(body), zmq::send_flags::none);
+  });
+}
+
 void WorkerAgent::on_dispatch(const protocol::Dispatch& d) {
   const auto& spec = d.spec;
+  join_cleanup();  // a cleanup under way must not take the new attempt's workspace
   if (auto it = runs_.find(spec.task_id); it != runs_.end()) {
     if (it->second->spec.epoch == spec.epoch) return;  // a duplicate of what we already run
     spdlog::warn("task {}: new lease epoch {} replaces {}; stopping the old attempt", spec.task_id, spec.epoch,
@@ -420,6 +539,10 @@ void WorkerAgent::forward_outbox(bool drop_when_full) {
         if (const auto* r = std::get_if<protocol::TaskResult>(&*msg)) unacked_results_[r->task_id] = *r;
       }
       held_ = std::move(frame);
+    }
+    if (said_goodbye_) {  // the coordinator has let this worker go: what its runs say is moot
+      held_.reset();
+      continue;
     }
     try {
       if (!dealer_->send(*held_, zmq::send_flags::dontwait)) {

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <map>
@@ -13,6 +14,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/log.h"
 #include "protocol/messages.h"
 #include "protocol/security.h"
 #include "worker-agent/container_pool.h"
@@ -37,7 +39,7 @@ struct WorkerOptions {
   int container_uid = 1000;
   int container_gid = 1000;
   int64_t heartbeat_interval_ms = 1000;
-  int liveness = 5;
+  int liveness = 3;
   int64_t result_resend_ms = 2000;
   // CURVE keys for a coordinator across hosts; nullopt: plain (inproc, ipc, insecure loopback).
   std::optional<protocol::CurveClientKeys> curve;
@@ -52,8 +54,10 @@ struct WorkerOptions {
   AllowList allowed;
 };
 
-// A default worker id: "<hostname>-<pid>" made id-safe.
-std::string default_worker_id();
+// This host's worker id, kept in `<home>/worker-id`: read when the file is there, else made
+// ("<hostname>-<6 hex digits>", id-safe) and written, so a restarted worker keeps its id and
+// reaps its own leftovers. Errors name the file.
+Result<std::string> persisted_worker_id(const std::filesystem::path& home);
 
 class WorkerAgent {
  public:
@@ -85,6 +89,13 @@ class WorkerAgent {
   static Status wait_for_land_grant(Run& run, const std::function<void(const protocol::Message&)>& emit);
   void reap_orphans();
   void connect();
+  // What the connection's monitor saw: a refused or failed CURVE handshake is said at once.
+  void read_connection_events();
+  // Says goodbye to the coordinator (it requeues what this worker ran) before stopping.
+  void say_goodbye();
+  // The coordinator asked for a cleanup: done on a thread of its own, answered through the outbox.
+  void on_cleanup(const protocol::CleanupRequest& m);
+  void join_cleanup();
   void send_hello();
   void send(const protocol::Message& m);
   void handle(const protocol::Message& m);
@@ -105,6 +116,7 @@ class WorkerAgent {
   DockerClient& docker_;
   Workspaces& workspaces_;
   std::unique_ptr<zmq::socket_t> dealer_;
+  std::unique_ptr<zmq::socket_t> monitor_;  // PAIR: dealer_'s handshake events
   zmq::socket_t outbox_;               // PULL: run threads push encoded frames here
   std::optional<zmq::message_t> held_; // a frame from the outbox the connection had no room for
   std::string outbox_endpoint_;
@@ -118,6 +130,9 @@ class WorkerAgent {
   int64_t last_resend_ms_ = 0;
   int64_t heartbeat_seq_ = 0;
   int64_t reconnect_delay_ms_ = 250;
+  bool said_goodbye_ = false;        // nothing more goes to the coordinator
+  std::thread cleanup_thread_;       // a cleanup the coordinator asked for; joined before a run starts
+  LogLimiter every_30s_{30000};      // a refused handshake repeats on every reconnect
 };
 
 }  // namespace polyphony

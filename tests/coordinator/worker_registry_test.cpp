@@ -194,3 +194,93 @@ TEST_CASE("the worker table shows each worker's state, load, heartbeat age and c
   CHECK(ready.clock_offset_ms == 50);
   CHECK(r.find("ready")->reported_load == 1);
 }
+
+TEST_CASE("a disconnected worker is lost one interval after its connection closed, unless heard again", "[worker_registry]") {
+  struct Case {
+    std::string name;
+    int64_t heard_after_ms;  // < 0: never heard again
+    int64_t walk_at_ms;      // after the disconnect
+    bool lost;
+  };
+  const std::vector<Case> cases = {
+      {"within the interval it is still live", -1, kInterval, false},
+      {"just past the interval it is lost", -1, kInterval + 1, true},
+      {"lost long before its silence budget", -1, kInterval * kLiveness - 1, true},
+      {"heard again (a reconnect) it is not lost", 50, kInterval + 1, false},
+  };
+  for (const Case& c : cases) {
+    INFO(c.name);
+    FakeClock clock;
+    WorkerRegistry r(kInterval, kLiveness);
+    const int64_t t0 = clock.now_ms();
+    r.hello("w1", hello("w1"), "", t0);
+    r.find("w1")->connection_fd = 7;
+    r.sent("w1", t0);
+    CHECK(r.disconnected(8, t0) == nullptr);  // another connection: nobody's
+    WorkerEntry* w = r.disconnected(7, t0);
+    REQUIRE(w != nullptr);
+    CHECK(r.walk_due(t0));
+    // No heartbeat goes to it while it has no connection.
+    CHECK(r.walk(t0 + kInterval / 2).heartbeat_due.empty());
+    if (c.heard_after_ms >= 0) r.heard("w1", t0 + c.heard_after_ms);
+    const auto walk = r.walk(t0 + c.walk_at_ms);
+    CHECK((walk.lost.size() == 1) == c.lost);
+    CHECK(r.find("w1")->lost == c.lost);
+    // A disconnected worker gets no work until it is heard again.
+    CHECK(r.free_workers(t0 + c.walk_at_ms, {}).entries.size() == (c.heard_after_ms >= 0 ? 1u : 0u));
+  }
+}
+
+TEST_CASE("the default liveness of 3 loses a silent worker within 3 intervals", "[worker_registry]") {
+  const protocol::Welcome defaults;
+  REQUIRE(defaults.liveness == 3);
+  FakeClock clock;
+  WorkerRegistry r(1000, defaults.liveness);
+  const int64_t t0 = clock.now_ms();
+  r.hello("w1", hello("w1", 2, {{"a", 1, 3}}), "", t0);
+  int64_t lost_at = -1;
+  for (int64_t t = t0; t <= t0 + 5000 && lost_at < 0; t += 100) {
+    if (!r.walk_due(t)) continue;
+    if (!r.walk(t).lost.empty()) lost_at = t;
+  }
+  CHECK(lost_at > t0);
+  CHECK(lost_at - t0 <= 3100);  // 3 intervals, and the walk's 100 ms step
+  CHECK_FALSE(r.holds("w1", "a", lost_at));
+}
+
+TEST_CASE("a lost worker leaves the table after the expiry, and never with an expiry of 0", "[worker_registry]") {
+  struct Case {
+    int64_t expiry_ms;
+    int64_t after_lost_ms;
+    bool listed;
+  };
+  const std::vector<Case> cases = {
+      {1000, 1000, true}, {1000, 1001, false}, {0, 100000000, true},
+  };
+  for (const Case& c : cases) {
+    INFO("expiry " << c.expiry_ms << ", " << c.after_lost_ms << " ms after it was lost");
+    WorkerRegistry r(kInterval, kLiveness, c.expiry_ms);
+    r.hello("w1", hello("w1"), "", 0);
+    r.hello("w2", hello("w2"), "", 0);
+    const int64_t lost_at = kInterval * kLiveness + 1;
+    r.heard("w2", lost_at);  // w2 stays live
+    REQUIRE(r.walk(lost_at).lost.size() == 1);
+    r.heard("w2", lost_at + c.after_lost_ms);
+    if (c.expiry_ms > 0) CHECK(r.walk_due(lost_at + c.expiry_ms + 1));
+    const auto walk = r.walk(lost_at + c.after_lost_ms);
+    CHECK((r.find("w1") != nullptr) == c.listed);
+    CHECK(walk.expired == (c.listed ? std::vector<std::string>{} : std::vector<std::string>{"w1"}));
+    CHECK(r.find("w2") != nullptr);
+  }
+}
+
+TEST_CASE("a removed worker is off the table, and heard from it is nothing", "[worker_registry]") {
+  WorkerRegistry r(kInterval, kLiveness);
+  r.hello("w1", hello("w1", 2, {{"a", 1, 3}}), "", 0);
+  CHECK(r.remove("w1"));
+  CHECK_FALSE(r.remove("w1"));
+  CHECK(r.find("w1") == nullptr);
+  CHECK(r.heard("w1", 10).worker == nullptr);
+  CHECK_FALSE(r.holds("w1", "a", 10));
+  CHECK(r.running_count({}) == 0);
+}

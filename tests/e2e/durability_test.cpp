@@ -52,7 +52,7 @@ TEST_CASE("kill -9 of serve while the agent runs: after restart the task lands e
   // this life when it stopped: nothing of this worker is left.
   const std::string log = box.serve_log();
   std::smatch m;
-  REQUIRE(std::regex_search(log, m, std::regex("worker (\\S+) connected")));
+  REQUIRE(std::regex_search(log, m, std::regex("worker (\\S+) connecting to")));
   box.stop_serving();
   auto left = make_docker_client(test_docker_host())->list_containers({{"polyphony.worker", m[1].str()}});
   REQUIRE(left.ok());

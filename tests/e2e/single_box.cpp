@@ -67,7 +67,7 @@ SingleBox::~SingleBox() {
   // warm containers behind, as a dead host would; the engine here outlives the test.
   const std::string log = serve_log();
   std::vector<std::string> workers;
-  static const std::regex kConnected("worker (\\S+) connected");
+  static const std::regex kConnected("worker (\\S+) connecting to");
   for (auto it = std::sregex_iterator(log.begin(), log.end(), kConnected); it != std::sregex_iterator(); ++it) {
     workers.push_back((*it)[1].str());
   }

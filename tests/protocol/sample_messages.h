@@ -148,10 +148,24 @@ inline ViewQuery view_query() {
 
 inline ViewReply view_reply() { return ViewReply{true, "", "", "", R"({"total":3,"plan":"solo"})"}; }
 
+inline Goodbye goodbye() { return Goodbye{"stopping (SIGTERM)"}; }
+
+inline WorkerRemove worker_remove() { return WorkerRemove{"gpu-box-1", true}; }
+
+inline CleanupRequest cleanup_request() { return CleanupRequest{7, false}; }
+
+inline CleanupReport cleanup_report() { return CleanupReport{7, "gpu-box-1", 3, 2, true, ""}; }
+
+inline CleanupReply cleanup_reply() {
+  return CleanupReply{{cleanup_report(), CleanupReport{7, "arm-1", 0, 0, false, "no answer within 8 s"}}};
+}
+
 inline std::vector<Message> all() {
-  return {hello(),     welcome(),     heartbeat(),  dispatch(), task_update(), log_chunk(),
-          task_result(), result_ack(), land_request(), land_grant(), cancel(),    submit(),   control(),     client_reply(),
-          workers_query(), workers_reply(), view_query(), view_reply()};
+  return {hello(),         welcome(),       heartbeat(),    dispatch(),      task_update(),
+          log_chunk(),     task_result(),   result_ack(),   land_request(),  land_grant(),
+          cancel(),        submit(),        control(),      client_reply(),  workers_query(),
+          workers_reply(), view_query(),    view_reply(),   goodbye(),       worker_remove(),
+          cleanup_request(), cleanup_report(), cleanup_reply()};
 }
 
 }  // namespace polyphony::protocol::samples
