@@ -135,6 +135,7 @@ void Coordinator::step(int64_t wait_ms) {
     batch([&] { dispatch_claimed(); });
   }
   heartbeat_workers();
+  tell_watchers();
 }
 
 void Coordinator::batch(const std::function<void()>& fn) {

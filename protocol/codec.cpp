@@ -340,6 +340,7 @@ void describe(V& v, S& r) {
   v.opt("merged_commit", r.merged_commit, commit_or_empty);
   v.opt("tree", r.tree, commit_or_empty);
   v.opt("usage", r.usage);
+  v.opt("already_in_base", r.already_in_base, commit_or_empty);
   v.enum_rule("failure_kind", [&r] { return failure_kind_matches(r); });
 }
 
@@ -402,6 +403,11 @@ void describe(V& v, S& r) {
 template <class V, Is<WorkersQuery> S>
 void describe(V&, S&) {}
 
+template <class V, Is<Watch> S>
+void describe(V& v, S& w) {
+  v.req("task_id", w.task_id, task_id);
+}
+
 template <class V, Is<WorkerStatus> S>
 void describe(V& v, S& w) {
   v.req("worker_id", w.worker_id, peer_id);
@@ -452,6 +458,7 @@ template <> constexpr std::string_view kTypeName<Control> = "control";
 template <> constexpr std::string_view kTypeName<ClientReply> = "client_reply";
 template <> constexpr std::string_view kTypeName<WorkersQuery> = "workers_query";
 template <> constexpr std::string_view kTypeName<WorkersReply> = "workers_reply";
+template <> constexpr std::string_view kTypeName<Watch> = "watch";
 // clang-format on
 
 // ---- decoding

@@ -259,6 +259,16 @@ Result<std::string> TaskClones::head_tree(const Workspace& ws) const {
   return oid_hex(*tree);
 }
 
+Result<bool> TaskClones::changes_base(const Workspace& ws) const {
+  auto pinned = pinned_branch(ws);
+  POLY_TRY(pinned);
+  auto head = pinned->repo.tree_of(pinned->head);
+  POLY_TRY(head);
+  auto base = pinned->repo.tree_of(pinned->base);
+  POLY_TRY(base);
+  return git_oid_cmp(&*head, &*base) != 0;
+}
+
 Result<std::optional<std::string>> TaskClones::read_at_base(const Workspace& ws, const std::string& path) const {
   auto mirror = GitRepo::open(ws.mirror_dir);
   POLY_TRY(mirror);
