@@ -148,11 +148,11 @@ Result<protocol::ClientReply> wait_for_task(zmq::context_t& ctx, const ClientTar
   auto s = client_socket(ctx, target.endpoint, target.keys);
   if (!s.ok()) return s.error();
   std::optional<protocol::ClientReply> last;
-  auto asked = steady_clock::time_point::min();
+  std::optional<steady_clock::time_point> asked;
   auto heard = steady_clock::now();
   while (true) {
     // Renewed now and then: a coordinator that restarted meanwhile learns of this watch again.
-    if (steady_clock::now() - asked >= kWatchRenewal) {
+    if (!asked || steady_clock::now() - *asked >= kWatchRenewal) {
       (*s)->send(zmq::buffer(protocol::encode(protocol::Watch{id})), zmq::send_flags::none);
       asked = steady_clock::now();
     }

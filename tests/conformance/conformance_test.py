@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """PROTOCOL.md's conformance test: a client written from the document alone (polyphony_client.py)
 submits a task to a real coordinator over TCP with CURVE, watches it (the `watch` request, no
 polling) and sees it land on a real bare origin, run by the embedded worker in a real container.

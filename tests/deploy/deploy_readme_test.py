@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """deploy/README.md, followed literally: the blocks marked ```sh deploy-test=ROLE run as they are
 written, in the document's order, each on its host: the coordinator, a worker and a client, each
 in a network namespace of its own (joined by a bridge this test makes) with a home of its own.
@@ -211,7 +211,7 @@ def wait_registered(coordinator, worker_id, bin_dir, source):
     while time.monotonic() < deadline:
         r = subprocess.run(["ip", "netns", "exec", coordinator.ns, os.path.join(bin_dir, "polyphony"), "workers", "--json"],
                            env=coordinator.env, cwd=source, capture_output=True, text=True, timeout=30)
-        if r.returncode == 0 and any(w.get("worker_id") == worker_id and w.get("state") != "lost"
+        if r.returncode == 0 and any(w.get("id") == worker_id and w.get("state") != "lost"
                                      for w in json.loads(r.stdout).get("workers", [])):
             return
         time.sleep(0.2)

@@ -46,7 +46,7 @@ TEST_CASE("type_name gives the wire type of each message", "[codec]") {
                                              "task_result", "result_ack",  "land_request",
                                              "land_grant",  "cancel",
                                              "submit",      "control",     "client_reply",
-                                             "workers_query", "workers_reply"};
+                                             "workers_query", "workers_reply", "watch"};
   const auto messages = samples::all();
   REQUIRE(messages.size() == expected.size());
   for (size_t i = 0; i < messages.size(); ++i) CHECK(type_name(messages[i]) == expected[i]);
