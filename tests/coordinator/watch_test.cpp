@@ -150,3 +150,38 @@ TEST_CASE("a result already in base is recorded LANDED with that base commit and
   CHECK(r->merged_commit == kBase);
   CHECK_THAT(r->reason, Catch::StartsWith("already in base: 89abcdef0123"));
 }
+
+TEST_CASE("task watches: a renewal replaces what was told, news goes to those not told, a gone client leaves",
+          "[watch]") {
+  TaskWatches w;
+  protocol::ClientReply running;
+  running.ok = true;
+  running.task_id = "t1";
+  running.state = "RUNNING";
+  protocol::ClientReply landed = running;
+  landed.state = "LANDED";
+  REQUIRE(w.add("t1", "a", running));
+  REQUIRE(w.add("t1", "b", landed));
+  REQUIRE(w.add("t1", "a", running));  // renewed, not doubled
+  CHECK(w.size() == 2);
+  CHECK(w.news("t1", landed) == std::vector<std::string>{"a"});
+  CHECK(w.news("t1", landed).empty());
+  REQUIRE(w.add("t2", "a", running));
+  w.drop_client("a");
+  CHECK(w.size() == 1);
+  CHECK_FALSE(w.watched("t2"));
+  w.end("t1");
+  CHECK(w.empty());
+  CHECK(is_final_state("BLOCKED"));
+  CHECK_FALSE(is_final_state("VERIFYING"));
+}
+
+TEST_CASE("task watches refuse a new watch past kMaxWatches but still renew one held", "[watch]") {
+  TaskWatches w;
+  protocol::ClientReply r;
+  for (size_t i = 0; i < kMaxWatches; ++i) REQUIRE(w.add("t" + std::to_string(i), "c", r));
+  CHECK_FALSE(w.add("one-more", "c", r));
+  CHECK_FALSE(w.watched("one-more"));
+  CHECK(w.add("t0", "c", r));
+  CHECK(w.size() == kMaxWatches);
+}
