@@ -150,7 +150,8 @@ class Workspaces {
   // past ws.base_commit, the branch's own commits are replayed onto it in pinned.git (a rebase
   // in memory; the clone is not touched: write_pinned_bundle carries the result to it), the pin
   // moves there, and ws.base_commit becomes the new base, which is returned; nullopt when the
-  // branch already sits on the origin's base. Errors: "conflict" (a commit does not apply; the
+  // branch already sits on the origin's base (when that base is the pinned commit itself,
+  // another task having landed the very same commit, ws.base_commit becomes it). Errors: "conflict" (a commit does not apply; the
   // message names the paths; nothing was changed), "git".
   virtual Result<std::optional<std::string>> rebase_onto_origin(Workspace& ws) = 0;
 
