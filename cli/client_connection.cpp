@@ -2,7 +2,8 @@
 #include "cli/client_connection.h"
 
 #include <filesystem>
-#include <thread>
+#include <algorithm>
+#include <memory>
 
 #include "cli/task_flags.h"
 #include "common/endpoint_policy.h"
@@ -47,36 +48,60 @@ bool notify(const std::string& endpoint, const protocol::Message& m, std::chrono
   }
 }
 
-Result<protocol::Message> request(zmq::context_t& ctx, const std::string& endpoint, const protocol::Message& m,
-                                  const std::optional<protocol::CurveClientKeys>& keys, std::chrono::seconds timeout) {
+namespace {
+
+// A DEALER connected to `endpoint` (with CURVE when `keys`), ready for requests.
+Result<std::unique_ptr<zmq::socket_t>> client_socket(zmq::context_t& ctx, const std::string& endpoint,
+                                                     const std::optional<protocol::CurveClientKeys>& keys) {
   if (endpoint.rfind("ipc://", 0) == 0 && !std::filesystem::exists(endpoint.substr(6))) {
     return make_error("network", "no coordinator listens here (no socket " + endpoint.substr(6) +
                                      "); start it with `polyphony serve`, or pass --coordinator", endpoint);
   }
-  zmq::socket_t s(ctx, zmq::socket_type::dealer);
-  s.set(zmq::sockopt::linger, 0);
-  s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));
-  if (keys) protocol::make_curve_client(s, *keys);
+  auto s = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+  s->set(zmq::sockopt::linger, 0);
+  s->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));
+  if (keys) protocol::make_curve_client(*s, *keys);
   try {
-    s.connect(endpoint);
+    s->connect(endpoint);
   } catch (const zmq::error_t& e) {
     return make_error("network", std::string("cannot connect: ") + e.what(), endpoint);
   }
-  const std::string body = protocol::encode(m);
-  s.send(zmq::buffer(body), zmq::send_flags::none);
+  return s;
+}
+
+// The next message on `s` within `wait`; nullopt when none came.
+Result<std::optional<protocol::Message>> receive(zmq::socket_t& s, std::chrono::milliseconds wait,
+                                                 const std::string& endpoint) {
   zmq::pollitem_t items[] = {{s.handle(), 0, ZMQ_POLLIN, 0}};
-  zmq::poll(items, 1, timeout);
+  zmq::poll(items, 1, wait);
   zmq::message_t reply;
   if (!(items[0].revents & ZMQ_POLLIN) || !s.recv(reply, zmq::recv_flags::dontwait)) {
-    return make_error("network",
-                      "no coordinator answered within " + std::to_string(timeout.count()) +
-                          " s (is `polyphony serve` running there?" +
-                          (keys ? " Is this client's public key in its allowed_clients?)" : ")"),
-                      endpoint);
+    return std::optional<protocol::Message>();
   }
   auto msg = protocol::decode(reply.to_string_view());
   if (!msg.ok()) return make_error("protocol", "the coordinator's reply does not decode: " + msg.error().to_string(), endpoint);
-  return *msg;
+  return std::optional<protocol::Message>(std::move(*msg));
+}
+
+Error no_answer(const std::string& endpoint, bool keys, std::chrono::seconds timeout) {
+  return make_error("network",
+                    "no coordinator answered within " + std::to_string(timeout.count()) +
+                        " s (is `polyphony serve` running there?" +
+                        (keys ? " Is this client's public key in its allowed_clients?)" : ")"),
+                    endpoint);
+}
+
+}  // namespace
+
+Result<protocol::Message> request(zmq::context_t& ctx, const std::string& endpoint, const protocol::Message& m,
+                                  const std::optional<protocol::CurveClientKeys>& keys, std::chrono::seconds timeout) {
+  auto s = client_socket(ctx, endpoint, keys);
+  if (!s.ok()) return s.error();
+  (*s)->send(zmq::buffer(protocol::encode(m)), zmq::send_flags::none);
+  auto reply = receive(**s, timeout, endpoint);
+  if (!reply.ok()) return reply.error();
+  if (!*reply) return no_answer(endpoint, keys.has_value(), timeout);
+  return std::move(**reply);
 }
 
 Result<protocol::ClientReply> ask(zmq::context_t& ctx, const ClientTarget& target, const protocol::Message& m) {
@@ -114,19 +139,45 @@ Result<protocol::ClientReply> control_task(zmq::context_t& ctx, const ClientTarg
 }
 
 bool finished_state(const std::string& state) {
-  return state == "LANDED" || state == "FAILED" || state == "BLOCKED" || state == "CANCELLED";
+  return std::find(protocol::kFinalStates.begin(), protocol::kFinalStates.end(), state) != protocol::kFinalStates.end();
 }
 
 Result<protocol::ClientReply> wait_for_task(zmq::context_t& ctx, const ClientTarget& target, const std::string& id,
                                             std::chrono::steady_clock::time_point deadline,
                                             const std::atomic<bool>* stop) {
+  using std::chrono::steady_clock;
+  auto s = client_socket(ctx, target.endpoint, target.keys);
+  if (!s.ok()) return s.error();
+  std::optional<protocol::ClientReply> last;
+  std::optional<steady_clock::time_point> asked;
+  auto heard = steady_clock::now();
   while (true) {
-    auto reply = ask(ctx, target, protocol::Control{id, "query"});
-    if (!reply.ok()) return reply.error();
-    if (!reply->ok) return make_error("failed", reply->error, id);
-    if (finished_state(reply->state) || std::chrono::steady_clock::now() >= deadline) return reply;
-    if (stop != nullptr && stop->load()) return reply;
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    // Renewed now and then: a coordinator that restarted meanwhile learns of this watch again.
+    if (!asked || steady_clock::now() - *asked >= kWatchRenewal) {
+      (*s)->send(zmq::buffer(protocol::encode(protocol::Watch{id})), zmq::send_flags::none);
+      asked = steady_clock::now();
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady_clock::now());
+    auto msg = receive(**s, std::clamp(left, std::chrono::milliseconds(0), std::chrono::milliseconds(300)),
+                       target.endpoint);
+    if (!msg.ok()) return msg.error();
+    if (*msg) {
+      const auto* r = std::get_if<protocol::ClientReply>(&**msg);
+      if (r == nullptr) {
+        return make_error("protocol", "the coordinator answered a watch with a " + protocol::type_name(**msg),
+                          target.endpoint);
+      }
+      if (!r->ok) return make_error("failed", r->error, id);
+      heard = steady_clock::now();
+      if (r->task_id == id) last = *r;
+      if (last && finished_state(last->state)) return *last;
+    } else if (!last && steady_clock::now() - heard >= std::chrono::seconds(10)) {
+      return no_answer(target.endpoint, target.keys.has_value(), std::chrono::seconds(10));
+    }
+    if (steady_clock::now() >= deadline || (stop != nullptr && stop->load())) {
+      if (last) return *last;
+      return ask(ctx, target, protocol::Control{id, "query"});
+    }
   }
 }
 

@@ -54,8 +54,12 @@ Result<protocol::ClientReply> control_task(zmq::context_t& ctx, const ClientTarg
 // True for the states a task ends in: LANDED, FAILED, BLOCKED, CANCELLED.
 bool finished_state(const std::string& state);
 
-// Queries the task every 300 ms until it is in a finished state, `deadline` passes or `stop`
-// becomes true; returns the last answer (the caller compares its state).
+// How often wait_for_task renews its watch (so a restarted coordinator learns of it again).
+inline constexpr std::chrono::seconds kWatchRenewal{15};
+
+// Follows the task with a `watch` (the coordinator sends its news; no polling) until it is in a
+// finished state, `deadline` passes or `stop` becomes true (checked every 300 ms); returns the
+// last answer (the caller compares its state).
 Result<protocol::ClientReply> wait_for_task(zmq::context_t& ctx, const ClientTarget& target, const std::string& id,
                                             std::chrono::steady_clock::time_point deadline,
                                             const std::atomic<bool>* stop = nullptr);

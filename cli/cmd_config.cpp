@@ -6,6 +6,7 @@
 #include "cli/config_view.h"
 #include "cli/table.h"
 #include "coordinator/policy_check.h"
+#include "protocol/security.h"
 
 namespace polyphony::cli {
 
@@ -18,6 +19,7 @@ struct Loaded {
   std::optional<std::map<std::string, Identity>> identities;
   std::optional<std::map<std::string, AgentProfile>> agents;
   std::optional<RoutingPolicy> routing;
+  std::optional<Config> config;
   std::vector<std::string> errors;
 };
 
@@ -32,7 +34,7 @@ void keep(Result<T> r, std::optional<T>& out, std::vector<std::string>& errors) 
 
 Loaded load_each(const fs::path& home) {
   Loaded l;
-  if (auto c = load_config(home / "config.yaml", home); !c.ok()) l.errors.push_back(c.error().to_string());
+  keep(load_config(home / "config.yaml", home), l.config, l.errors);
   keep(load_identities(home / "identities.yaml"), l.identities, l.errors);
   keep(load_agents(home / "agents.yaml"), l.agents, l.errors);
   keep(load_routing(home / "routing.yaml"), l.routing, l.errors);
@@ -42,6 +44,10 @@ Loaded load_each(const fs::path& home) {
 int check(const fs::path& home) {
   Loaded l = load_each(home);
   std::vector<std::string> problems = l.errors;
+  // The key files are read as `serve` and `polyphony-worker` read them at start.
+  if (l.config) {
+    for (const auto& e : protocol::check_key_files(*l.config)) problems.push_back(e.to_string());
+  }
   if (l.identities && l.agents && l.routing) {
     for (const auto& p : check_policy(*l.routing, *l.agents, *l.identities)) {
       problems.push_back((home / p.file).string() + ":" + std::to_string(p.line) + ": " + p.message);

@@ -327,7 +327,11 @@ int show(const Args& args) {
             << "score   " << (t.score >= 0 ? std::to_string(t.score) + "/10" : "-") << "   plan "
             << (t.plan.empty() ? "-" : t.plan) << (t.reviewer.empty() ? "" : " (reviewer " + t.reviewer + ")") << "\n"
             << "branch  " << (t.branch.empty() ? "-" : t.branch) << "\n";
-  if (!t.merged_commit.empty()) std::cout << "landed  " << t.merged_commit << "\n";
+  if (const std::string held = already_in_base(t); !held.empty()) {
+    std::cout << "landed  nothing: " << held << " on the base already holds this change\n";
+  } else if (!t.merged_commit.empty()) {
+    std::cout << "landed  " << t.merged_commit << "\n";
+  }
   if (const std::string pr = pull_url(settings->config, t.request.id); !pr.empty()) std::cout << "pull    " << pr << "\n";
   const auto runs = agent_runs_of(settings->config, t.request.id);
   if (!runs.empty()) std::cout << "agent runs:\n";

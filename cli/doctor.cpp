@@ -21,6 +21,7 @@
 #include "cli/cli.h"
 #include "cli/client_connection.h"
 #include "common/process.h"
+#include "protocol/security.h"
 #include "coordinator/coordinator.h"
 #include "worker-agent/agents_lock.h"
 #include "worker-agent/docker_client.h"
@@ -557,8 +558,21 @@ const char* health_name(Health health) {
   return "?";
 }
 
+namespace {
+
+// The CURVE key files config.yaml names, read as the programs read them at start.
+void check_keys(const Config& c, std::vector<Finding>& out) {
+  if (!c.coordinator_security.curve() && !c.worker_security.curve()) return;
+  const auto problems = protocol::check_key_files(c);
+  for (const auto& e : problems) out.push_back(problem("keys", e.message, e.where));
+  if (problems.empty()) out.push_back(ok("keys", "the key files exist, are private and match their public halves"));
+}
+
+}  // namespace
+
 std::vector<Finding> run_doctor(const Settings& settings, const DoctorOptions& options) {
   std::vector<Finding> out;
+  check_keys(settings.config, out);
   if (options.worker_host) check_worker_host(settings, out);
   const fs::path identities = settings.config.home / "identities.yaml";
   for (const auto& [name, identity] : settings.identities) check_identity(identity, identities, settings, out);

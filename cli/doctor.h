@@ -21,7 +21,7 @@ enum class Health {
 const char* health_name(Health health);
 
 struct Finding {
-  std::string check;    // "docker", "image", "agent claude", "identity anthropic", "network", "disk", "clock"
+  std::string check;    // "keys", "docker", "image", "agent claude", "identity anthropic", "network", "disk", "clock"
   Health health = Health::kOk;
   std::string message;  // one line: what was found and, unless it is fine, what to do
   std::string where;    // the file:line, config key or socket it concerns; "" when none
@@ -38,7 +38,7 @@ struct DoctorOptions {
 };
 
 // Runs every check against `settings` (loaded from `settings.config.home`) and this host, in a
-// fixed order: docker, image, agents, network, identities, disk, clock, gh. Never fails: what it
+// fixed order: keys, docker, image, agents, network, identities, disk, clock, gh. Never fails: what it
 // cannot look at is a finding too. Starts one short-lived container (no network, removed after;
 // labelled polyphony.doctor=probe with its pid, so one a killed doctor left is removed by the
 // next) to list the agent CLIs the image holds.

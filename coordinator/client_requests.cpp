@@ -1,6 +1,7 @@
 // The coordinator's client endpoint and commands: submit, query, cancel, retry, the worker
 // table, and GitHub mode's adoptions and sync (run as background jobs).
 #include <memory>
+#include <cerrno>
 #include <zmq_addon.hpp>
 
 #include "common/log.h"
@@ -44,6 +45,9 @@ void Coordinator::handle_client_frame(const std::string& routing_id, const std::
     reply = submit(*s);
   } else if (const auto* c = std::get_if<protocol::Control>(&*msg)) {
     reply = control(c->task_id, c->action);
+  } else if (const auto* w = std::get_if<protocol::Watch>(&*msg)) {
+    watch(routing_id, *w);
+    return;
   } else if (std::holds_alternative<protocol::WorkersQuery>(*msg)) {
     answer_client(routing_id, workers());
     return;
@@ -59,24 +63,85 @@ void Coordinator::handle_client_frame(const std::string& routing_id, const std::
     spdlog::warn("dropped a {} on the client endpoint", protocol::type_name(*msg));
     reply = refusal(make_error(
         "protocol",
-        "clients may send submit, control, workers_query, view_query, worker_remove or cleanup_request only",
+        "clients may send submit, control, watch, workers_query, view_query, worker_remove or cleanup_request only",
         "type"));
   }
   answer_client(routing_id, reply);
 }
 
-void Coordinator::answer_client(const std::string& routing_id, const protocol::Message& reply) {
+bool Coordinator::answer_client(const std::string& routing_id, const protocol::Message& reply) {
   try {
     auto encoded = protocol::try_encode(reply);
     if (!encoded.ok()) {
       spdlog::error("cannot answer a client: {}", encoded.error().to_string());
-      return;
+      return false;
     }
     const std::string& out = *encoded;
     std::array<zmq::const_buffer, 2> frames{zmq::buffer(routing_id), zmq::buffer(out)};
-    zmq::send_multipart(client_socket_, frames, zmq::send_flags::dontwait);
+    return zmq::send_multipart(client_socket_, frames, zmq::send_flags::dontwait).has_value();
   } catch (const zmq::error_t& e) {
-    spdlog::warn("cannot answer a client: {}", e.what());
+    // EHOSTUNREACH: the client went away (a watcher that stopped waiting); not worth a warning.
+    if (e.num() != EHOSTUNREACH) spdlog::warn("cannot answer a client: {}", e.what());
+    return false;
+  }
+}
+
+Result<Task> Coordinator::client_task(const std::string& task_id) {
+  auto t = store_->get(task_id);
+  if (t.ok() && !t->has_value()) {
+    // Perhaps just queued (`polyphony spawn` asks about its new task): read the queue now, and
+    // claim and dispatch on this turn of the loop rather than at the next poll.
+    discover();
+    next_periodic_ms_ = std::min(next_periodic_ms_, now());
+    t = store_->get(task_id);
+  }
+  if (!t.ok()) return t.error();
+  if (!t->has_value()) return make_error("not_found", "no task with this id", "task_id");
+  return **t;
+}
+
+void Coordinator::watch(const std::string& routing_id, const protocol::Watch& m) {
+  // Read before the task, so no change recorded after this read is missed.
+  if (watches_.empty()) {
+    auto seq = store_->last_event_seq();
+    if (!seq.ok()) return (void)answer_client(routing_id, refusal(seq.error()));
+    watched_seq_ = *seq;
+  }
+  auto t = client_task(m.task_id);
+  if (!t.ok()) return (void)answer_client(routing_id, refusal(t.error()));
+  const auto reply = task_reply(*t);
+  if (!is_final_state(reply.state) && !watches_.add(m.task_id, routing_id, reply)) {
+    return (void)answer_client(routing_id, refusal(make_error("busy", "the coordinator follows " +
+                                                                          std::to_string(kMaxWatches) +
+                                                                          " watches already; query instead",
+                                                                      "task_id")));
+  }
+  if (!answer_client(routing_id, reply)) watches_.drop_client(routing_id);
+}
+
+void Coordinator::tell_watchers() {
+  if (watches_.empty()) return;
+  std::set<std::string> changed;
+  while (true) {
+    auto events = store_->events_after(watched_seq_, 1000);
+    if (!events.ok()) {
+      spdlog::error("cannot read task events for watching clients: {}", events.error().to_string());
+      return;
+    }
+    for (const auto& e : *events) {
+      watched_seq_ = e.seq;
+      if (watches_.watched(e.task_id)) changed.insert(e.task_id);
+    }
+    if (events->size() < 1000) break;
+  }
+  for (const auto& id : changed) {
+    auto t = store_->get(id);
+    if (!t.ok() || !t->has_value()) continue;
+    const auto reply = task_reply(**t);
+    for (const auto& client : watches_.news(id, reply)) {
+      if (!answer_client(client, reply)) watches_.drop_client(client);
+    }
+    if (is_final_state(reply.state)) watches_.end(id);
   }
 }
 
@@ -126,19 +191,11 @@ protocol::ClientReply Coordinator::submit(const protocol::Submit& m) {
 }
 
 protocol::ClientReply Coordinator::control(const std::string& task_id, const std::string& action) {
-  auto t = store_->get(task_id);
-  if (t.ok() && !t->has_value()) {
-    // Perhaps just queued (`polyphony spawn` asks about its new task): read the queue now, and
-    // claim and dispatch on this turn of the loop rather than at the next poll.
-    discover();
-    next_periodic_ms_ = std::min(next_periodic_ms_, now());
-    t = store_->get(task_id);
-  }
+  auto t = client_task(task_id);
   if (!t.ok()) return refusal(t.error());
-  if (!t->has_value()) return refusal(make_error("not_found", "no task with this id", "task_id"));
-  if (action == "cancel") return cancel(**t);
-  if (action == "retry") return retry(**t);
-  return task_reply(**t);
+  if (action == "cancel") return cancel(*t);
+  if (action == "retry") return retry(*t);
+  return task_reply(*t);
 }
 
 protocol::ClientReply Coordinator::cancel(const Task& t, const std::string& reason) {

@@ -145,6 +145,7 @@ void Coordinator::step(int64_t wait_ms) {
   }
   heartbeat_workers();
   if (!cleanups_.empty()) finish_cleanups();
+  tell_watchers();
 }
 
 void Coordinator::batch(const std::function<void()>& fn) {

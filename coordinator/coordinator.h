@@ -31,6 +31,7 @@
 #include "coordinator/scoring.h"
 #include "coordinator/state_store.h"
 #include "coordinator/task_logs.h"
+#include "coordinator/task_watches.h"
 #include "coordinator/work_source.h"
 #include "coordinator/worker_match.h"
 #include "coordinator/worker_registry.h"
@@ -126,7 +127,14 @@ class Coordinator {
   // The registered sender of a message of `type` (heard now), or null (logged) for an unknown peer.
   WorkerEntry* heard_from(const std::string& routing_id, const std::string& type);
   void handle_client_frame(const std::string& routing_id, const std::string& body);
-  void answer_client(const std::string& routing_id, const protocol::Message& reply);
+  // False when the client cannot be told (its connection is gone, or its queue is full).
+  bool answer_client(const std::string& routing_id, const protocol::Message& reply);
+  // A task the client names: read again after the queue when not held yet (just submitted).
+  Result<Task> client_task(const std::string& task_id);
+  // Answers a watch with the task's standing now and, unless it is final, follows it.
+  void watch(const std::string& routing_id, const protocol::Watch& m);
+  // Tells each watching client what changed in the tasks it follows since the last call.
+  void tell_watchers();
   protocol::ClientReply submit(const protocol::Submit& m);
   // Answers a ViewQuery off the loop (views_), or refuses it.
   void view(const std::string& routing_id, const protocol::ViewQuery& q);
@@ -255,6 +263,8 @@ class Coordinator {
   // When each dispatched task was last heard of (dispatch sent, update or log received).
   std::map<std::string, int64_t> last_activity_ms_;
   TaskLogs logs_;
+  TaskWatches watches_;
+  int64_t watched_seq_ = -1;  // the last event tell_watchers read; -1 while nobody watches
   std::optional<protocol::CoordinatorKeys> keys_;  // set when CURVE is configured
   std::unique_ptr<protocol::ZapHandler> zap_;
   std::set<std::string> unplaceable_logged_;      // tasks logged as waiting for a fitting worker

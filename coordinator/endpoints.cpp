@@ -77,6 +77,8 @@ Status Coordinator::bind_worker_endpoints(const std::vector<std::string>& endpoi
 
 Status Coordinator::bind_client_endpoints(const std::vector<std::string>& endpoints) {
   client_socket_.set(zmq::sockopt::linger, 0);
+  // A reply to a client whose connection is gone fails rather than vanishing: its watches end.
+  client_socket_.set(zmq::sockopt::router_mandatory, 1);
   client_socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));
   return bind_all(client_socket_, endpoints, keys_, protocol::kClientsDomain,
                   settings_.config.coordinator_security.insecure, "clients");

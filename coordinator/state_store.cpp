@@ -629,6 +629,14 @@ Result<std::vector<TaskEvent>> StateStore::events_after(int64_t seq, int limit) 
   return read_events(*st);
 }
 
+Result<int64_t> StateStore::last_event_seq() {
+  auto st = db_.prepare("SELECT COALESCE(MAX(seq), 0) FROM events");
+  if (!st.ok()) return st.error();
+  auto row = st->step();
+  if (!row.ok()) return row.error();
+  return *row ? st->int64(0) : 0;
+}
+
 Result<int64_t> StateStore::next_epoch() {
   if (!epoch_) {
     auto st = db_.prepare("SELECT value FROM meta WHERE key='epoch'");

@@ -89,6 +89,8 @@ class StateStore {
   // Every task's events recorded after `seq` (0: from the first), oldest first, at most `limit`,
   // each with its seq: a reader follows the history by passing the last seq it saw.
   Result<std::vector<TaskEvent>> events_after(int64_t seq, int limit);
+  // The seq of the last event recorded (0: none yet): where a reader of what comes next starts.
+  Result<int64_t> last_event_seq();
   // CLAIMED tasks due at `now_ms`: of each repo the `per_repo` oldest, all oldest first. What
   // dispatch_order needs to fill `per_repo` slots, without reading the whole backlog.
   Result<std::vector<Task>> dispatchable(int64_t now_ms, int per_repo);

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "coordinator/lifecycle.h"
@@ -45,6 +46,22 @@ struct Task {
   std::string reviewer;      // the review plan's reviewer
   std::vector<std::string> failed_trees;  // trees whose verify failed: the same tree is not tried again
 };
+
+// A task LANDED with nothing pushed when the base already held its change (its branch, rebased
+// onto the base, changed nothing): its reason starts with this, its merged_commit is that base
+// commit and its commit is empty.
+inline constexpr std::string_view kAlreadyInBase = "already in base";
+
+inline std::string already_in_base_reason(const std::string& base_commit) {
+  return std::string(kAlreadyInBase) + ": " + base_commit.substr(0, 12) +
+         " on the base branch already holds this change; nothing was pushed";
+}
+
+// The base commit that already held the task's change when it LANDED with nothing pushed; else empty.
+inline std::string already_in_base(const Task& t) {
+  const bool held = t.state == TaskState::kLanded && t.commit.empty() && t.reason.rfind(kAlreadyInBase, 0) == 0;
+  return held ? t.merged_commit : std::string();
+}
 
 struct TaskEvent {
   std::string task_id;

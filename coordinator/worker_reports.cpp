@@ -225,9 +225,15 @@ void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m,
   TransitionUpdate u;
   u.commit = m.commit;
   u.merged_commit = m.merged_commit;
-  u.reason = !m.merged_commit.empty() ? "landed " + m.merged_commit.substr(0, 12) + " from " + m.branch
-             : !m.reason.empty()       ? m.reason
-                                       : "pushed " + m.commit.substr(0, 12) + " to " + m.branch;
+  u.reason = !m.already_in_base.empty() ? already_in_base_reason(m.already_in_base)
+             : !m.merged_commit.empty() ? "landed " + m.merged_commit.substr(0, 12) + " from " + m.branch
+             : !m.reason.empty()        ? m.reason
+                                        : "pushed " + m.commit.substr(0, 12) + " to " + m.branch;
+  if (!m.already_in_base.empty()) {
+    // Nothing was pushed: the base, which already held the change, is what the task left there.
+    u.commit = "";
+    u.merged_commit = m.already_in_base;
+  }
   auto s = store_->advance(*task, TaskState::kLanded, u, now());
   last_activity_ms_.erase(m.task_id);
   if (!s.ok()) spdlog::error("task {}: cannot record landing: {}", m.task_id, s.error().to_string());

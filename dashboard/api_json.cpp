@@ -37,6 +37,7 @@ json task_json(const Task& t) {
               {"failure_kind", t.failure_kind},
               {"commit", t.commit},
               {"merged_commit", t.merged_commit},
+              {"already_in_base", already_in_base(t)},
               {"score", t.score >= 0 ? json(t.score) : json(nullptr)},
               {"plan", t.plan},
               {"reviewer", t.reviewer},

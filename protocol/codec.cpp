@@ -340,6 +340,7 @@ void describe(V& v, S& r) {
   v.opt("merged_commit", r.merged_commit, commit_or_empty);
   v.opt("tree", r.tree, commit_or_empty);
   v.opt("usage", r.usage);
+  v.opt("already_in_base", r.already_in_base, commit_or_empty);
   v.enum_rule("failure_kind", [&r] { return failure_kind_matches(r); });
 }
 
@@ -401,6 +402,11 @@ void describe(V& v, S& r) {
 
 template <class V, Is<WorkersQuery> S>
 void describe(V&, S&) {}
+
+template <class V, Is<Watch> S>
+void describe(V& v, S& w) {
+  v.req("task_id", w.task_id, task_id);
+}
 
 template <class V, Is<WorkerStatus> S>
 void describe(V& v, S& w) {
@@ -519,6 +525,7 @@ template <> constexpr std::string_view kTypeName<WorkerRemove> = "worker_remove"
 template <> constexpr std::string_view kTypeName<CleanupRequest> = "cleanup_request";
 template <> constexpr std::string_view kTypeName<CleanupReport> = "cleanup_report";
 template <> constexpr std::string_view kTypeName<CleanupReply> = "cleanup_reply";
+template <> constexpr std::string_view kTypeName<Watch> = "watch";
 // clang-format on
 
 // ---- decoding

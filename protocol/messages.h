@@ -233,6 +233,8 @@ struct TaskResult {
   std::string merged_commit;    // head of the base branch after landing
   std::string tree;             // tree of the verified branch head (failed verify or landed)
   std::vector<AgentUsage> usage;  // each agent run of the attempt, in order
+  std::string already_in_base;  // "landed" with nothing pushed: the base commit that already holds
+                                // the change (the branch, rebased onto it, changes nothing)
 
   bool operator==(const TaskResult&) const = default;
 };
@@ -299,12 +301,24 @@ struct Control {
   bool operator==(const Control&) const = default;
 };
 
+// client -> coordinator (client endpoint): follow a task. Answered at once with a ClientReply
+// (its standing now), then with another each time its standing changes, until it is in a
+// final state (kFinalStates) or the client's connection is gone. Sending it again on the same
+// connection renews it (answered with the standing now), never doubles it.
+struct Watch {
+  std::string task_id;
+  bool operator==(const Watch&) const = default;
+};
+
+// The states a task ends in: nothing moves it out of them but a user's retry (FAILED, BLOCKED).
+inline constexpr std::array<std::string_view, 4> kFinalStates = {"LANDED", "FAILED", "BLOCKED", "CANCELLED"};
+
 // Every lifecycle state name a ClientReply may carry (coordinator/lifecycle.h's, in its order).
 inline constexpr std::array<std::string_view, 10> kLifecycleStates = {
     "DISCOVERED", "CLAIMED", "ROUTED", "PROVISIONED", "RUNNING", "VERIFYING", "LANDED", "FAILED", "BLOCKED",
     "CANCELLED"};
 
-// coordinator -> client: the answer to a Submit or Control.
+// coordinator -> client: the answer to a Submit, Control or Watch (and a Watch's later news).
 struct ClientReply {
   bool ok = false;
   std::string error;          // when !ok: what is wrong
@@ -441,8 +455,8 @@ struct CleanupReply {
 
 using Message = std::variant<Hello, Welcome, Heartbeat, Dispatch, TaskUpdate, LogChunk, TaskResult,
                              ResultAck, LandRequest, LandGrant, Cancel, Submit, Control, ClientReply, WorkersQuery,
-                             WorkersReply, ViewQuery, ViewReply, Goodbye, WorkerRemove, CleanupRequest, CleanupReport,
-                             CleanupReply>;
+                             WorkersReply, Watch, ViewQuery, ViewReply, Goodbye, WorkerRemove, CleanupRequest,
+                             CleanupReport, CleanupReply>;
 
 // The "type" string of a message on the wire ("hello", "welcome", ...).
 std::string type_name(const Message& m);

@@ -25,8 +25,10 @@ int64_t steady_ms() {
 }
 
 // "file (from where)" for error messages.
+// The file as an error's message names it: the error's `where` is the setting that named it
+// when there is one (so the message says which file), else the file itself (said once).
 std::string named(const fs::path& file, const std::string& where) {
-  return where.empty() ? file.string() : file.string() + " (" + where + ")";
+  return where.empty() ? "" : " " + file.string();
 }
 
 std::string trim(const std::string& s) {
@@ -97,13 +99,13 @@ Status write_key_pair(const fs::path& dir, const std::string& name, const CurveK
 Result<std::string> read_key_file(const fs::path& file, bool secret, const std::string& where) {
   struct stat st {};
   if (::stat(file.c_str(), &st) != 0) {
-    return make_error("config", "cannot read the key file " + named(file, where) + ": " + std::strerror(errno),
+    return make_error("config", "cannot read the key file" + named(file, where) + ": " + std::strerror(errno),
                       where.empty() ? file.string() : where);
   }
   if (secret && (st.st_mode & 077) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return make_error("config", "the secret key file " + named(file, where) + " is readable by others (mode " + mode +
+    return make_error("config", "the secret key file" + named(file, where) + " is readable by group or others (mode " + mode +
                                     "); run: chmod 600 " + file.string(),
                       where.empty() ? file.string() : where);
   }
@@ -117,11 +119,11 @@ Result<std::string> read_key_file(const fs::path& file, bool secret, const std::
     ++keys;
   }
   if (!in.eof()) {
-    return make_error("config", "cannot read the key file " + named(file, where), where.empty() ? file.string() : where);
+    return make_error("config", "cannot read the key file" + named(file, where), where.empty() ? file.string() : where);
   }
   if (keys != 1 || !is_z85_key(key)) {
-    return make_error("config", named(file, where) + " does not hold one CURVE key (a line of 40 Z85 characters, "
-                                                     "as `polyphony keys gen` writes)",
+    return make_error("config", "the key file" + named(file, where) + " does not hold one CURVE key (a line of 40 Z85 "
+                                                               "characters, as `polyphony keys gen` writes)",
                       where.empty() ? file.string() : where);
   }
   return key;
@@ -135,7 +137,7 @@ Result<AllowList> load_allow_list(const fs::path& dir, const std::vector<std::st
   std::error_code ec;
   fs::directory_iterator it(dir, ec);
   if (ec) {
-    return make_error("config", "cannot list the allow-list directory " + named(dir, where) + ": " + ec.message(),
+    return make_error("config", "cannot list the allow-list directory" + named(dir, where) + ": " + ec.message(),
                       where.empty() ? dir.string() : where);
   }
   std::vector<fs::path> files;
@@ -214,6 +216,17 @@ Result<std::optional<CurveClientKeys>> load_worker_keys(const WorkerSecurity& s)
     }
   }
   return std::optional<CurveClientKeys>(*k);
+}
+
+std::vector<Error> check_key_files(const Config& config) {
+  std::vector<Error> out;
+  if (config.coordinator_security.curve()) {
+    if (auto k = load_coordinator_keys(config.coordinator_security); !k.ok()) out.push_back(k.error());
+  }
+  if (config.worker_security.curve()) {
+    if (auto k = load_worker_keys(config.worker_security); !k.ok()) out.push_back(k.error());
+  }
+  return out;
 }
 
 void make_curve_server(zmq::socket_t& socket, const CurveKeyPair& server, const std::string& zap_domain) {

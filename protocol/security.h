@@ -38,7 +38,7 @@ Status write_key_pair(const std::filesystem::path& dir, const std::string& name,
                       bool force);
 
 // Reads a key file: one line of 40 Z85 characters; blank lines and lines starting with '#'
-// are ignored. A secret key file must not be readable by group or others. Errors name the
+// are ignored (`polyphony keys gen` writes a comment line first). A secret key file must not be readable by group or others. Errors name the
 // file, and `where` (the config setting or flag that named it) when given.
 Result<std::string> read_key_file(const std::filesystem::path& file, bool secret, const std::string& where = "");
 
@@ -68,6 +68,13 @@ Result<std::optional<CurveClientKeys>> load_worker_keys(const WorkerSecurity& se
 Result<CurveClientKeys> load_client_keys(const std::filesystem::path& secret_key_file,
                                          const std::string& server_key_or_file, const std::string& secret_where,
                                          const std::string& server_where);
+
+// The key files `config` names (its coordinator: and worker: CURVE settings), read as the
+// programs read them at start: each exists and is readable, a secret key file is not readable by
+// group or others, each holds one key, and each public key file is its secret key's public half.
+// Every problem found (the first of each section), each naming its setting; empty when all is
+// fine or no CURVE is configured.
+std::vector<Error> check_key_files(const Config& config);
 
 // Socket options (set before bind/connect; they apply to later binds/connects only).
 void make_curve_server(zmq::socket_t& socket, const CurveKeyPair& server, const std::string& zap_domain);

@@ -259,6 +259,16 @@ Result<std::string> TaskClones::head_tree(const Workspace& ws) const {
   return oid_hex(*tree);
 }
 
+Result<bool> TaskClones::changes_base(const Workspace& ws) const {
+  auto pinned = pinned_branch(ws);
+  POLY_TRY(pinned);
+  auto head = pinned->repo.tree_of(pinned->head);
+  POLY_TRY(head);
+  auto base = pinned->repo.tree_of(pinned->base);
+  POLY_TRY(base);
+  return git_oid_cmp(&*head, &*base) != 0;
+}
+
 Result<std::optional<std::string>> TaskClones::read_at_base(const Workspace& ws, const std::string& path) const {
   auto mirror = GitRepo::open(ws.mirror_dir);
   POLY_TRY(mirror);
@@ -297,6 +307,13 @@ Result<std::optional<std::string>> TaskClones::rebase_onto_origin(Workspace& ws)
   POLY_TRY(pinned);
   auto contained = pinned->repo.is_ancestor(base->commit, pinned->head);
   POLY_TRY(contained);
+  if (*contained && git_oid_equal(&base->commit, &pinned->head)) {
+    // The base is the pinned commit itself (another task landed the very same commit: the same
+    // parent, tree, message and time): the branch sits on it and adds nothing (changes_base).
+    ws.base_commit = new_base;
+    POLY_TRY(write_metadata(ws));
+    return std::optional<std::string>();
+  }
   if (*contained) return std::optional<std::string>();
   auto replayed = pinned->repo.replay(pinned->base, pinned->head, base->commit, identity_);
   POLY_TRY(replayed);

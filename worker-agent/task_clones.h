@@ -72,6 +72,7 @@ class TaskClones {
   Result<std::optional<std::string>> read_at_base(const Workspace& ws, const std::string& path) const;
   Result<std::optional<std::string>> landed_earlier(const Workspace& ws) const;
   Result<std::string> head_tree(const Workspace& ws) const;
+  Result<bool> changes_base(const Workspace& ws) const;
   Result<std::optional<std::string>> rebase_onto_origin(Workspace& ws) const;
 
  private:

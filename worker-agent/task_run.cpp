@@ -630,6 +630,7 @@ class Run {
   // Rebases the branch onto the origin's base; `moved_to` is the new base when it moved. A
   // failure (conflict, infra) is the attempt's result.
   std::optional<protocol::TaskResult> rebase_onto_base(std::optional<std::string>& moved_to);
+  std::optional<protocol::TaskResult> already_in_base();
   // Rebases the branch onto the origin's base when it moved, and says so (no verify here).
   std::optional<protocol::TaskResult> catch_up_with_base();
 
@@ -1095,6 +1096,21 @@ protocol::TaskResult Run::push_branch() {
   return r;
 }
 
+// The branch, on the base as it is now, changes nothing (another task landed the same change):
+// the task is done without a push, and says which base commit holds its change.
+std::optional<protocol::TaskResult> Run::already_in_base() {
+  auto changes = ctx_.workspaces.changes_base(ws_);
+  if (!changes.ok()) return attempt_.failed(FK::kInfra, "comparing the branch with its base: " + changes.error().to_string());
+  if (*changes) return std::nullopt;
+  attempt_.say(ws_.base_branch + " at " + ws_.base_commit.substr(0, 12) +
+               " already holds this change: nothing to land, nothing pushed");
+  auto r = attempt_.base_result();
+  r.outcome = "landed";
+  r.already_in_base = ws_.base_commit;
+  r.reason = "already in base: " + ws_.base_branch + " at " + ws_.base_commit.substr(0, 12) + " holds this change";
+  return r;
+}
+
 protocol::TaskResult Run::land() {
   if (spec_.land_mode == "branch") return push_branch();
   using Clock = std::chrono::steady_clock;
@@ -1115,6 +1131,7 @@ protocol::TaskResult Run::land() {
     std::optional<std::string> moved_to;
     if (auto failed = rebase_onto_base(moved_to)) return *failed;
     const auto rebased_at = Clock::now();
+    if (auto held = already_in_base()) return *held;
     if (moved_to) {
       attempt_.say(ws_.base_branch + " moved to " + moved_to->substr(0, 12) +
                    ": rebased the branch onto it; verifying again before landing");

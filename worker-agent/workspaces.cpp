@@ -37,6 +37,8 @@ Result<int> Workspaces::clear_spares() { return 0; }
 
 CommitIdentity Workspaces::commit_identity() const { return {}; }
 
+Result<bool> Workspaces::changes_base(const Workspace&) { return true; }
+
 Result<LandResult> Workspaces::push_branch(const Workspace& ws) {
   return make_error("usage", "this workspace manager cannot push a branch alone", ws.task_id);
 }
@@ -79,6 +81,7 @@ class GitWorkspaces final : public Workspaces {
     return clones_.landed_earlier(ws);
   }
   Result<std::string> head_tree(const Workspace& ws) override { return clones_.head_tree(ws); }
+  Result<bool> changes_base(const Workspace& ws) override { return clones_.changes_base(ws); }
   Result<std::optional<std::string>> rebase_onto_origin(Workspace& ws) override {
     return clones_.rebase_onto_origin(ws);
   }

@@ -141,11 +141,17 @@ class Workspaces {
   // The tree id of the pinned commit (what verify saw).
   virtual Result<std::string> head_tree(const Workspace& ws) = 0;
 
+  // Whether the pinned commit's tree differs from base_commit's: false when the branch, as it
+  // sits on the base now, changes nothing (the base already holds its change, e.g. another task
+  // landed the same one). The default: true.
+  virtual Result<bool> changes_base(const Workspace& ws);
+
   // Brings the pinned branch up to the origin's base branch as it is now: when the base moved
   // past ws.base_commit, the branch's own commits are replayed onto it in pinned.git (a rebase
   // in memory; the clone is not touched: write_pinned_bundle carries the result to it), the pin
   // moves there, and ws.base_commit becomes the new base, which is returned; nullopt when the
-  // branch already sits on the origin's base. Errors: "conflict" (a commit does not apply; the
+  // branch already sits on the origin's base (when that base is the pinned commit itself,
+  // another task having landed the very same commit, ws.base_commit becomes it). Errors: "conflict" (a commit does not apply; the
   // message names the paths; nothing was changed), "git".
   virtual Result<std::optional<std::string>> rebase_onto_origin(Workspace& ws) = 0;
 

@@ -154,3 +154,38 @@ TEST_CASE("config check says when there is no home, and which files are missing 
   CHECK(none->exit_code == 2);
   CHECK_THAT(none->out, Catch::Contains("absent: no such directory"));
 }
+
+TEST_CASE("config check and doctor refuse a key file that is missing, readable by others, or not the secret's half") {
+  SingleBox box(std::map<std::string, std::string>{{"README.md", "# keys\n"}});
+  const auto home = box.home();
+  REQUIRE(box.cli({"keys", "gen", "--name", "coordinator", "--out", (home / "keys").string()}).exit_code == 0);
+  REQUIRE(box.cli({"keys", "gen", "--name", "other", "--out", (home / "keys").string()}).exit_code == 0);
+  std::filesystem::create_directories(home / "keys" / "workers");
+  std::filesystem::copy_file(home / "keys" / "other.pub", home / "keys" / "workers" / "w1.pub");
+  const std::string base = "coordinator:\n  worker_endpoint: tcp://127.0.0.1:7799\n"
+                           "  allowed_workers_dir: keys/workers\n";
+  auto check = [&](const std::string& keys) {
+    write_file(home / "config.yaml", base + keys);
+    return box.cli({"config", "check"});
+  };
+  auto fine = check("  secret_key_file: keys/coordinator.key\n  public_key_file: keys/coordinator.pub\n");
+  CHECK(fine.exit_code == 0);
+  auto missing = check("  secret_key_file: keys/absent.key\n");
+  CHECK(missing.exit_code == 2);
+  CHECK_THAT(missing.out, Catch::Contains("config.yaml:4") && Catch::Contains("cannot read the key file") &&
+                              Catch::Contains("absent.key"));
+  auto mismatched = check("  secret_key_file: keys/coordinator.key\n  public_key_file: keys/other.pub\n");
+  CHECK(mismatched.exit_code == 2);
+  CHECK_THAT(mismatched.out, Catch::Contains("other.pub is not the public half of"));
+  std::filesystem::permissions(home / "keys" / "coordinator.key", std::filesystem::perms::others_read,
+                               std::filesystem::perm_options::add);
+  auto open = check("  secret_key_file: keys/coordinator.key\n");
+  CHECK(open.exit_code == 2);
+  CHECK_THAT(open.out, Catch::Contains("readable by group or others") && Catch::Contains("chmod 600"));
+  // The location is said once: as the error's place, not again inside its message.
+  const std::string line = open.out.substr(0, open.out.find('\n'));
+  CHECK(line.find("config.yaml:4") == line.rfind("config.yaml:4"));
+  auto doctor = box.cli({"doctor", "--json"});
+  CHECK(doctor.exit_code != 0);
+  CHECK_THAT(doctor.out, Catch::Contains("\"keys\"") && Catch::Contains("readable by group or others"));
+}

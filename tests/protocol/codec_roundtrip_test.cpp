@@ -46,9 +46,10 @@ TEST_CASE("type_name gives the wire type of each message", "[codec]") {
                                              "task_result", "result_ack",  "land_request",
                                              "land_grant",  "cancel",
                                              "submit",      "control",     "client_reply",
-                                             "workers_query", "workers_reply", "view_query",
-                                             "view_reply",  "goodbye",     "worker_remove",
-                                             "cleanup_request", "cleanup_report", "cleanup_reply"};
+                                             "workers_query", "workers_reply", "watch",
+                                             "view_query",  "view_reply",  "goodbye",
+                                             "worker_remove", "cleanup_request", "cleanup_report",
+                                             "cleanup_reply"};
   const auto messages = samples::all();
   REQUIRE(messages.size() == expected.size());
   for (size_t i = 0; i < messages.size(); ++i) CHECK(type_name(messages[i]) == expected[i]);

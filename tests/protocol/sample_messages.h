@@ -91,7 +91,8 @@ inline TaskResult task_result() {
                     "89abcdef0123456789abcdef0123456789abcdef",
                     "fedcba9876543210fedcba9876543210fedcba98",
                     {{"implementer", "claude", "claude-sonnet-4-5", 6, 12000, 800, 0.0421, "Fixed the pager."},
-                     {"reviewer", "codex", "", 2, 3000, 90, 0, "approve"}}};
+                     {"reviewer", "codex", "", 2, 3000, 90, 0, "approve"}},
+                    ""};
 }
 
 inline ResultAck result_ack() { return ResultAck{"task-42_b", 3, 17}; }
@@ -115,6 +116,8 @@ inline ClientReply client_reply() {
 }
 
 inline WorkersQuery workers_query() { return WorkersQuery{}; }
+
+inline Watch watch() { return Watch{"task-42_b"}; }
 
 inline WorkersReply workers_reply() {
   WorkersReply r;
@@ -161,11 +164,11 @@ inline CleanupReply cleanup_reply() {
 }
 
 inline std::vector<Message> all() {
-  return {hello(),         welcome(),       heartbeat(),    dispatch(),      task_update(),
-          log_chunk(),     task_result(),   result_ack(),   land_request(),  land_grant(),
-          cancel(),        submit(),        control(),      client_reply(),  workers_query(),
-          workers_reply(), view_query(),    view_reply(),   goodbye(),       worker_remove(),
-          cleanup_request(), cleanup_report(), cleanup_reply()};
+  return {hello(),         welcome(),         heartbeat(),      dispatch(),      task_update(),
+          log_chunk(),     task_result(),     result_ack(),     land_request(),  land_grant(),
+          cancel(),        submit(),          control(),        client_reply(),  workers_query(),
+          workers_reply(), watch(),           view_query(),     view_reply(),    goodbye(),
+          worker_remove(), cleanup_request(), cleanup_report(), cleanup_reply()};
 }
 
 }  // namespace polyphony::protocol::samples
