@@ -223,6 +223,7 @@ void WorkerAgent::run(const std::atomic<bool>& stop) {
       send(hb);
     }
     if (now - last_heard_ms_ > options_.heartbeat_interval_ms * options_.liveness) {
+      fence_runs(now - last_heard_ms_);
       spdlog::warn("coordinator silent for {} ms; reconnecting in {} ms{}", now - last_heard_ms_, reconnect_delay_ms_,
                    options_.curve ? " (if this lasts: is this worker's .pub in the coordinator's allowed_workers_dir, "
                                     "and is the coordinator's key right?)"
@@ -371,6 +372,13 @@ void WorkerAgent::start_run(const protocol::RunSpec& spec) {
     if (result.outcome == "failed" && result.failure_kind == protocol::to_string(protocol::FailureKind::kCancelled)) {
       auto removed = workspaces_.remove(raw->spec.task_id);
       if (!removed.ok()) spdlog::warn("task {}: cannot remove its workspace: {}", raw->spec.task_id, removed.error().to_string());
+      if (raw->fenced.load()) {
+        // Not a user's cancel: the lease lapsed. Should the coordinator still hold this epoch
+        // (it restarted, say), the attempt is retried by the usual rules.
+        result.failure_kind = protocol::to_string(protocol::FailureKind::kInfra);
+        result.reason = "worker " + options_.worker_id + " lost the coordinator past its lease and stopped the attempt (" +
+                        result.reason + ")";
+      }
     }
     raw->reported = true;
     emit(result);
@@ -432,6 +440,21 @@ void WorkerAgent::forward_outbox(bool drop_when_full) {
       spdlog::warn("cannot forward a message to the coordinator: {}", e.what());
     }
     held_.reset();
+  }
+}
+
+void WorkerAgent::fence_runs(int64_t silent_ms) {
+  for (auto& [task_id, run] : runs_) {
+    if (run->finished.load() || run->reported.load() || run->cancelled.load()) continue;
+    {
+      std::lock_guard lock(run->grant_mutex);
+      if (run->grant && run->grant->granted) continue;  // pushing under its grant
+    }
+    spdlog::warn("task {}: coordinator silent for {} ms, past the lease: stopping attempt {} (epoch {}) so that it "
+                 "never runs beside an attempt dispatched elsewhere",
+                 task_id, silent_ms, run->spec.attempt, run->spec.epoch);
+    run->fenced = true;
+    run->cancelled = true;
   }
 }
 
