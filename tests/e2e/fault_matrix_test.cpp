@@ -9,6 +9,8 @@
 // side, and no container or stale workspace of it is left.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
+
 #include "fleet.h"
 
 using namespace polyphony;
@@ -53,6 +55,15 @@ const std::string kAgents = R"(agents:
 const std::string kRouting =
     "rules:\n  - match: {task_type: faulty}\n    agent: scripted\n    plan: review\ndefault:\n  agent: scripted\n";
 
+// The timestamp ("2026-12-03T03:21:10.469") of the first line of `log` that holds `text`, "" when none.
+std::string log_time(const std::string& log, const std::string& text) {
+  const size_t at = log.find(text);
+  if (at == std::string::npos) return "";
+  const size_t line = log.rfind('\n', at);
+  const size_t start = line == std::string::npos ? 0 : line + 1;
+  return log.substr(start, log.find(' ', start) - start);
+}
+
 const char* fault_name(Fault f) {
   switch (f) {
     case Fault::kKillCoordinator: return "kill -9 of serve";
@@ -78,14 +89,23 @@ class MatrixCase {
     const std::string body = std::string("```sh\n") + (step_.holder == Holder::kAgent ? "sleep 8\n" : "") +
                              "echo x > done-x.txt\n```\n";
     id_ = f_.box.spawn_routed(title_, body, {"--type", "faulty"});
-    INFO(f_.logs());
-    REQUIRE(reach_step());
+    if (!reach_step()) FAIL("the task never reached " << step_.name << "\n" << f_.logs());
     strike();
     check_invariants();
   }
 
  private:
   std::string hold_var() const { return "POLYPHONY_TEST_HOLD_" + step_.name + "_MS"; }
+
+  // Fails the case with `what` and every log when `condition` does not hold within `timeout`.
+  void require_within(const std::function<bool()>& condition, std::chrono::seconds timeout, const std::string& what) {
+    if (eventually(condition, timeout)) return;
+    FAIL(what << " within " << timeout.count() << " s\n" << f_.logs());
+  }
+  bool ready(int host) const { return f_.worker_state(host) == "ready"; }
+  bool lost(int host) const { return f_.worker_state(host) == "lost"; }
+  // Host 1's current life noticed its coordinator's silence (longer than the lease).
+  bool silent_noticed() const { return f_.worker_log(1).find("coordinator silent") != std::string::npos; }
 
   // Serve and the workers that must be up before the task comes; with no live worker (CLAIMED)
   // host 1 suffers the fault first and the task then arrives.
@@ -95,15 +115,18 @@ class MatrixCase {
     if (step_.holder == Holder::kNoWorker) {
       if (fault_ == Fault::kKillCoordinator) return;
       f_.start_worker(1);
-      REQUIRE(eventually([&] { return f_.worker_state(1) == "ready"; }, std::chrono::seconds(60)));
+      require_within([&] { return ready(1); }, std::chrono::seconds(60), "host 1 registers");
       if (fault_ == Fault::kKillWorker) f_.workers[1]->kill9();
       if (fault_ == Fault::kPartition) f_.net.set_link(1, false);
-      REQUIRE(eventually([&] { return f_.worker_state(1) == "lost"; }, std::chrono::seconds(60)));
+      require_within([&] { return lost(1); }, std::chrono::seconds(60), "the coordinator finds host 1 lost");
       return;
     }
     f_.start_worker(1, step_.holder == Holder::kWorker ? std::map<std::string, std::string>{{hold_var(), kHoldMs}}
                                                        : std::map<std::string, std::string>{});
-    if (step_.holder == Holder::kCoordinator) f_.start_worker(2);
+    if (step_.holder == Holder::kCoordinator) {
+      f_.start_worker(2);
+      require_within([&] { return ready(1) && ready(2); }, std::chrono::seconds(60), "both hosts register");
+    }
   }
 
   bool reach_step() {
@@ -121,7 +144,20 @@ class MatrixCase {
     if (step_.holder == Holder::kAgent && !f_.box.wait_state(id_, "RUNNING")) return false;
     // The first attempt is on host 1; host 2 can take the next.
     f_.start_worker(2);
-    return eventually([&] { return f_.worker_state(2) == "ready"; }, std::chrono::seconds(60));
+    require_within([&] { return ready(2); }, std::chrono::seconds(60), "host 2 registers");
+    return true;
+  }
+
+  // The task moved on without host 1: an attempt runs on host 2 (or it ended); the next one,
+  // when host 1 had the first.
+  bool moved_on() const {
+    const auto t = f_.box.task(id_);
+    if (!t.contains("state") || !t["worker"].is_string()) return false;
+    const std::string state = t["state"];
+    if (state == "LANDED" || state == "BLOCKED") return true;
+    const int attempt = step_.holder == Holder::kCoordinator ? 1 : 2;
+    return t["attempt"].get<int>() >= attempt && f_.host_of(t["worker"].get<std::string>()) == 2 &&
+           (state == "RUNNING" || state == "VERIFYING");
   }
 
   void strike() {
@@ -138,10 +174,16 @@ class MatrixCase {
       case Fault::kPartition:
         if (step_.holder != Holder::kNoWorker) {
           f_.net.set_link(1, false);
-          // Longer than the lease: both sides have noticed.
-          REQUIRE(eventually([&] { return f_.worker_state(1) == "lost"; }, std::chrono::seconds(60)));
-          REQUIRE(eventually([&] { return f_.worker_log(1).find("coordinator silent") != std::string::npos; },
-                             std::chrono::seconds(60)));
+          // Longer than the lease: both sides have noticed, and the task went on without host 1
+          // (a landing keeps its lease: host 1 pushes while cut off).
+          require_within([&] { return lost(1) && silent_noticed(); }, std::chrono::seconds(60),
+                         "both sides notice the partition");
+          if (step_.name == "LANDING") {
+            require_within([&] { return f_.worker_log(1).find("landing round 1") != std::string::npos; },
+                           std::chrono::seconds(60), "host 1 lands while cut off");
+          } else {
+            require_within([&] { return moved_on(); }, std::chrono::seconds(120), "the task moves on to host 2");
+          }
         }
         f_.net.set_link(1, true);
         break;
@@ -158,6 +200,18 @@ class MatrixCase {
     CHECK(history_problem(show) == "");
     CHECK(watch_.samples() > 0);
     CHECK(watch_.overlaps().empty());
+    if (fault_ == Fault::kPartition && step_.holder != Holder::kNoWorker && step_.holder != Holder::kCoordinator &&
+        step_.name != "LANDING") {
+      // Host 1, cut off, stopped its attempt before host 2 started the next: the hosts share
+      // one engine here, where host 2 would remove host 1's containers anyway, so their logs
+      // (one clock) are the witness, not the containers.
+      const std::string fenced = log_time(f_.worker_log(1), "task " + id_ + ": coordinator silent");
+      const std::string next = log_time(f_.worker_log(2), "task " + id_ + ": starting attempt 2");
+      INFO("host 1 stopped its attempt at '" << fenced << "', host 2 started the next at '" << next << "'");
+      CHECK(!fenced.empty());
+      CHECK(!next.empty());
+      CHECK(fenced < next);
+    }
     CHECK(f_.box.no_containers_left(id_, std::chrono::seconds(30)));
     // The landed attempt's workspace stays (until `polyphony cleanup`); no other host keeps one.
     const int last = f_.host_of(f_.box.task(id_)["worker"].get<std::string>());
@@ -179,6 +233,11 @@ class MatrixCase {
 
 void run_case(Fault fault, const Step& step) {
   INFO(fault_name(fault) << " in " << step.name);
+  // POLYPHONY_FAULT_STEPS=RUNNING,LANDING runs only those steps (when chasing one case).
+  if (const char* only = std::getenv("POLYPHONY_FAULT_STEPS");
+      only != nullptr && ("," + std::string(only) + ",").find("," + step.name + ",") == std::string::npos) {
+    return;
+  }
   MatrixCase(step, fault).run();
 }
 
