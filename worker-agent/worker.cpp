@@ -156,6 +156,7 @@ void WorkerAgent::reap_orphans() {
     auto cleared = workspaces_.clear_spares();
     if (!cleared.ok()) spdlog::warn("cannot clear stale spare workspaces: {}", cleared.error().to_string());
     else if (*cleared > 0) spdlog::info("removed {} stale spare workspace(s)", *cleared);
+    remove_dead_runs_workspaces();
   }
   for (const auto& c : *list) {
     auto task = c.labels.count("polyphony.task") ? c.labels.at("polyphony.task") : std::string();
@@ -166,6 +167,40 @@ void WorkerAgent::reap_orphans() {
     if (!task.empty() && runs_.count(task)) continue;
     spdlog::info("reaping orphaned container {}{}", c.id.substr(0, 12), task.empty() ? " (warm)" : " of task " + task);
     (void)docker_.remove_container(c.id);
+  }
+}
+
+namespace {
+
+// In a task's workspace: its run ended (LANDED, failed, refused); absent while a run works there.
+constexpr const char* kEndedMark = "ended";
+
+}  // namespace
+
+void WorkerAgent::mark_ended(const std::string& task_id) {
+  if (options_.workspace_root.empty()) return;
+  const auto dir = std::filesystem::path(options_.workspace_root) / "tasks" / task_id;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return;
+  std::ofstream mark(dir / kEndedMark);
+  if (!mark) spdlog::warn("task {}: cannot mark its workspace ended in {}", task_id, dir.string());
+}
+
+void WorkerAgent::remove_dead_runs_workspaces() {
+  if (options_.workspace_root.empty()) return;
+  auto tasks = workspaces_.list();
+  if (!tasks.ok()) {
+    spdlog::warn("cannot list task workspaces: {}", tasks.error().to_string());
+    return;
+  }
+  for (const auto& task_id : *tasks) {
+    std::error_code ec;
+    const auto mark = std::filesystem::path(options_.workspace_root) / "tasks" / task_id / kEndedMark;
+    if (std::filesystem::exists(mark, ec)) continue;
+    spdlog::info("task {}: removing the workspace of a run that died with an earlier life of this worker", task_id);
+    if (auto s = workspaces_.remove(task_id); !s.ok()) {
+      spdlog::warn("task {}: cannot remove its workspace: {}", task_id, s.error().to_string());
+    }
   }
 }
 
@@ -380,6 +415,7 @@ void WorkerAgent::start_run(const protocol::RunSpec& spec) {
                         result.reason + ")";
       }
     }
+    mark_ended(raw->spec.task_id);
     raw->reported = true;
     emit(result);
     raw->finished = true;

@@ -87,6 +87,13 @@ class WorkerAgent {
 
   static Status wait_for_land_grant(Run& run, const std::function<void(const protocol::Message&)>& emit);
   void reap_orphans();
+  // At start (no run of this life yet): removes the task workspaces whose run died with an
+  // earlier life of this worker (killed mid-run: no `ended` mark). Their tasks are retried,
+  // maybe elsewhere, so nothing else would remove them; the workspace of a run that ended
+  // stays until `polyphony cleanup`.
+  void remove_dead_runs_workspaces();
+  // Marks the task's workspace as that of a run that ended (its result is about to be sent).
+  void mark_ended(const std::string& task_id);
   void connect();
   void send_hello();
   void send(const protocol::Message& m);
