@@ -3,7 +3,7 @@
 // off past their lease at random, then the invariants over every task: it ended once (LANDED
 // exactly once on the origin, or BLOCKED with a reason), its history is whole, no two workers
 // ran it side by side, and no container of it or stale workspace is left. Prints one summary
-// line. POLYPHONY_SOAK_TASKS (default 500), POLYPHONY_SOAK_SECONDS (default 600: the time the
+// line. POLYPHONY_SOAK_TASKS (default 300), POLYPHONY_SOAK_SECONDS (default 600: the time the
 // tasks get to finish, faults included) and POLYPHONY_SOAK_SEED (default: from the clock) set it.
 #include <catch2/catch.hpp>
 
@@ -86,7 +86,7 @@ size_t task_containers_left(const Fleet& f) {
 }  // namespace
 
 TEST_CASE("soak: many tasks over three worker hosts killed and cut off at random all end once", "[.soak]") {
-  const int tasks = static_cast<int>(env_int("POLYPHONY_SOAK_TASKS", 500));
+  const int tasks = static_cast<int>(env_int("POLYPHONY_SOAK_TASKS", 300));
   const auto budget = std::chrono::seconds(env_int("POLYPHONY_SOAK_SECONDS", 600));
   const uint64_t seed = static_cast<uint64_t>(
       env_int("POLYPHONY_SOAK_SEED", std::chrono::steady_clock::now().time_since_epoch().count()));
