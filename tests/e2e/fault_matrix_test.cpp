@@ -3,7 +3,7 @@
 // of the worker that holds the task, and a partition of that worker past its lease and back.
 // A fleet of two hosts in network namespaces (fleet.h); host 1 takes the first attempt, and a
 // hook, not timing, keeps the task in the step: POLYPHONY_TEST_HOLD_<STEP>_MS in the worker
-// (first attempt only) or the coordinator (DISCOVERED), no live worker (CLAIMED), or an agent
+// or the coordinator (DISCOVERED), no live worker (CLAIMED), or an agent
 // that sleeps (RUNNING). Each case then checks the invariants: the task lands exactly once,
 // its history is whole and never has two attempts at once, no two workers ran it side by
 // side, and no container or stale workspace of it is left.
