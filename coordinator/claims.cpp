@@ -1,5 +1,7 @@
 // The coordinator's intake: tasks read from the queue (DISCOVERED), scored off the loop by
 // origin, and claimed with their score and plan (CLAIMED).
+#include <cstdlib>
+
 #include "common/log.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/task_scoring.h"
@@ -24,7 +26,23 @@ void Coordinator::discover() {
   }
 }
 
+namespace {
+
+// Fault injection for the fault tests: POLYPHONY_TEST_HOLD_DISCOVERED_MS keeps tasks DISCOVERED
+// that long after the coordinator first looks for tasks to claim, so a test can kill a process
+// or cut a link there. Unset in production.
+int64_t hold_discovered_until(int64_t now_ms) {
+  const char* ms = std::getenv("POLYPHONY_TEST_HOLD_DISCOVERED_MS");
+  if (ms == nullptr) return 0;
+  spdlog::info("tasks held in DISCOVERED for {} ms (POLYPHONY_TEST_HOLD_DISCOVERED_MS)", ms);
+  return now_ms + std::atoll(ms);
+}
+
+}  // namespace
+
 void Coordinator::claim_discovered() {
+  static const int64_t held_until = hold_discovered_until(now());
+  if (now() < held_until) return;
   auto tasks = store_->list({TaskState::kDiscovered});
   if (!tasks.ok()) return;
   // By origin: the tasks of one repo are scored together (one fetch, one read), and never while

@@ -229,6 +229,8 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
     } else {
       fail_attempt(t, t.state, FailureKind::kInfra,
                    "worker " + m.worker_id + " restarted and no longer runs this attempt");
+      // What its dead run left (workspace, containers) goes now: the retry may run elsewhere.
+      cancel_stale(w, t.request.id, t.epoch, "the attempt died with the worker's previous life");
     }
   }
 }

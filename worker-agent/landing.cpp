@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <chrono>
+#include <filesystem>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -122,6 +124,27 @@ Result<LandResult> Landing::push_branch(const Workspace& ws) const {
   return pushed;
 }
 
+namespace {
+
+// A ref lock older than this in a local origin was left by a pusher that died holding it.
+constexpr auto kStaleRefLock = std::chrono::seconds(10);
+
+// A worker killed -9 between taking a ref's lock and moving the ref leaves `<ref>.lock` in the
+// origin, and every later landing there would fail on it (the task BLOCKED after its retries).
+// Landings into one repo are serialized (the coordinator grants one at a time, and this worker
+// holds the repo's land lock), and git holds a ref lock for milliseconds: an old one is stale.
+void clear_stale_ref_lock(const fs::path& git_dir, const std::string& ref, const std::string& task_id) {
+  const fs::path lock = git_dir / (ref + ".lock");
+  std::error_code ec;
+  const auto written = fs::last_write_time(lock, ec);
+  if (ec || fs::file_time_type::clock::now() - written < kStaleRefLock) return;
+  spdlog::warn("task {}: removing the stale lock {} (left by a pusher that died)", task_id, lock.string());
+  fs::remove(lock, ec);
+  if (ec) spdlog::warn("task {}: cannot remove {}: {}", task_id, lock.string(), ec.message());
+}
+
+}  // namespace
+
 // A local bare origin that runs no hooks and has no receive settings takes the landing
 // in-process: the objects it lacks as one pack and both refs moved under git's own ref locks,
 // which is all receive-pack would do there, without its eight processes. nullopt: push with
@@ -140,6 +163,8 @@ std::optional<Status> Landing::land_in_process(const Workspace& ws, const fs::pa
   }
   auto source = GitRepo::open(land_dir);
   if (!source.ok()) return Status(source.error());
+  clear_stale_ref_lock(origin->url, "refs/heads/" + ws.base_branch, ws.task_id);
+  clear_stale_ref_lock(origin->url, "refs/heads/" + ws.branch, ws.task_id);
   return target->take_landing(*source, head, "refs/heads/" + ws.base_branch, "refs/heads/" + ws.branch);
 }
 

@@ -963,6 +963,8 @@ void Run::note_branch_moved(const std::string& tail) {
 // Runs the reviewer in its own container on a fresh clone of the pinned commit (read-only) and
 // reads the verdict it leaves in its own writable directory.
 Result<Verdict> Run::review(int round) {
+  hold_for_tests("REVIEW");
+  if (attempt_.cancelled()) return make_error("cancelled", "cancelled before review");
   const fs::path meta = ws_.task_dir / "review-meta";
   const fs::path out = ws_.task_dir / "review-out";
   std::error_code ec;
@@ -1047,6 +1049,7 @@ std::optional<protocol::TaskResult> Run::implement_and_review() {
     if (auto failed = run_agent(command, round)) return failed;
     attempt_.update("VERIFYING", verify_command_);
     hold_for_tests("VERIFYING");
+    if (attempt_.cancelled()) return attempt_.failed(FK::kCancelled, "cancelled before verify");
     // Verify what would land now: the branch on the base as it is, not as it was when the agent
     // started. Landing then verifies again only when the base moves once more meanwhile.
     if (auto failed = catch_up_with_base()) return failed;
@@ -1175,6 +1178,8 @@ protocol::TaskResult Run::execute() {
 protocol::TaskResult Run::attempt_work() {
   attempt_.say("attempt " + std::to_string(spec_.attempt) + " of task " + spec_.task_id + " with agent " +
                spec_.agent.name + (spec_.reviewer.name.empty() ? "" : ", reviewer " + spec_.reviewer.name));
+  hold_for_tests("ROUTED");
+  if (attempt_.cancelled()) return attempt_.failed(FK::kCancelled, "cancelled before provisioning");
   const auto started = std::chrono::steady_clock::now();
   // The worker's own allow-list, whatever the coordinator asked for: nothing is made for a spec
   // outside it.

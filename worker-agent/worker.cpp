@@ -202,6 +202,7 @@ void WorkerAgent::reap_orphans() {
     auto cleared = workspaces_.clear_spares();
     if (!cleared.ok()) spdlog::warn("cannot clear stale spare workspaces: {}", cleared.error().to_string());
     else if (*cleared > 0) spdlog::info("removed {} stale spare workspace(s)", *cleared);
+    remove_dead_runs_workspaces();
   }
   for (const auto& c : *list) {
     auto task = c.labels.count("polyphony.task") ? c.labels.at("polyphony.task") : std::string();
@@ -212,6 +213,40 @@ void WorkerAgent::reap_orphans() {
     if (!task.empty() && runs_.count(task)) continue;
     spdlog::info("reaping orphaned container {}{}", c.id.substr(0, 12), task.empty() ? " (warm)" : " of task " + task);
     (void)docker_.remove_container(c.id);
+  }
+}
+
+namespace {
+
+// In a task's workspace: its run ended (LANDED, failed, refused); absent while a run works there.
+constexpr const char* kEndedMark = "ended";
+
+}  // namespace
+
+void WorkerAgent::mark_ended(const std::string& task_id) {
+  if (options_.workspace_root.empty()) return;
+  const auto dir = std::filesystem::path(options_.workspace_root) / "tasks" / task_id;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return;
+  std::ofstream mark(dir / kEndedMark);
+  if (!mark) spdlog::warn("task {}: cannot mark its workspace ended in {}", task_id, dir.string());
+}
+
+void WorkerAgent::remove_dead_runs_workspaces() {
+  if (options_.workspace_root.empty()) return;
+  auto tasks = workspaces_.list();
+  if (!tasks.ok()) {
+    spdlog::warn("cannot list task workspaces: {}", tasks.error().to_string());
+    return;
+  }
+  for (const auto& task_id : *tasks) {
+    std::error_code ec;
+    const auto mark = std::filesystem::path(options_.workspace_root) / "tasks" / task_id / kEndedMark;
+    if (std::filesystem::exists(mark, ec)) continue;
+    spdlog::info("task {}: removing the workspace of a run that died with an earlier life of this worker", task_id);
+    if (auto s = workspaces_.remove(task_id); !s.ok()) {
+      spdlog::warn("task {}: cannot remove its workspace: {}", task_id, s.error().to_string());
+    }
   }
 }
 
@@ -271,6 +306,7 @@ void WorkerAgent::run(const std::atomic<bool>& stop) {
       send(hb);
     }
     if (now - last_heard_ms_ > options_.heartbeat_interval_ms * options_.liveness) {
+      fence_runs(now - last_heard_ms_);
       spdlog::warn("coordinator silent for {} ms; reconnecting in {} ms{}", now - last_heard_ms_, reconnect_delay_ms_,
                    options_.curve ? " (if this lasts: is this worker's .pub in the coordinator's allowed_workers_dir, "
                                     "and is the coordinator's key right?)"
@@ -490,7 +526,15 @@ void WorkerAgent::start_run(const protocol::RunSpec& spec) {
     if (result.outcome == "failed" && result.failure_kind == protocol::to_string(protocol::FailureKind::kCancelled)) {
       auto removed = workspaces_.remove(raw->spec.task_id);
       if (!removed.ok()) spdlog::warn("task {}: cannot remove its workspace: {}", raw->spec.task_id, removed.error().to_string());
+      if (raw->fenced.load()) {
+        // Not a user's cancel: the lease lapsed. Should the coordinator still hold this epoch
+        // (it restarted, say), the attempt is retried by the usual rules.
+        result.failure_kind = protocol::to_string(protocol::FailureKind::kInfra);
+        result.reason = "worker " + options_.worker_id + " lost the coordinator past its lease and stopped the attempt (" +
+                        result.reason + ")";
+      }
     }
+    mark_ended(raw->spec.task_id);
     raw->reported = true;
     emit(result);
     raw->finished = true;
@@ -555,6 +599,21 @@ void WorkerAgent::forward_outbox(bool drop_when_full) {
       spdlog::warn("cannot forward a message to the coordinator: {}", e.what());
     }
     held_.reset();
+  }
+}
+
+void WorkerAgent::fence_runs(int64_t silent_ms) {
+  for (auto& [task_id, run] : runs_) {
+    if (run->finished.load() || run->reported.load() || run->cancelled.load()) continue;
+    {
+      std::lock_guard lock(run->grant_mutex);
+      if (run->grant && run->grant->granted) continue;  // pushing under its grant
+    }
+    spdlog::warn("task {}: coordinator silent for {} ms, past the lease: stopping attempt {} (epoch {}) so that it "
+                 "never runs beside an attempt dispatched elsewhere",
+                 task_id, silent_ms, run->spec.attempt, run->spec.epoch);
+    run->fenced = true;
+    run->cancelled = true;
   }
 }
 

@@ -80,6 +80,9 @@ class WorkerAgent {
     // (the coordinator counts it the same way) and the next task starts beside its landing.
     std::atomic<bool> landing{false};
     bool clean_up = false;             // the coordinator cancelled it: remove its workspace when it ends
+    // Stopped because the coordinator was silent past the lease: it may have given the task to
+    // another worker, so this attempt must not run beside that one.
+    std::atomic<bool> fenced{false};
     // The coordinator's answer to this attempt's land request, handed from the socket thread.
     std::mutex grant_mutex;
     std::condition_variable grant_ready;
@@ -88,6 +91,13 @@ class WorkerAgent {
 
   static Status wait_for_land_grant(Run& run, const std::function<void(const protocol::Message&)>& emit);
   void reap_orphans();
+  // At start (no run of this life yet): removes the task workspaces whose run died with an
+  // earlier life of this worker (killed mid-run: no `ended` mark). Their tasks are retried,
+  // maybe elsewhere, so nothing else would remove them; the workspace of a run that ended
+  // stays until `polyphony cleanup`.
+  void remove_dead_runs_workspaces();
+  // Marks the task's workspace as that of a run that ended (its result is about to be sent).
+  void mark_ended(const std::string& task_id);
   void connect();
   // What the connection's monitor saw: a refused or failed CURVE handshake is said at once.
   void read_connection_events();
@@ -105,6 +115,11 @@ class WorkerAgent {
   // block: back-pressure, nothing dropped. `drop_when_full` (shutting down) drops it instead.
   void forward_outbox(bool drop_when_full = false);
   void reap_finished_runs();
+  // The coordinator has been silent for `silent_ms`, past the lease it gives (liveness x
+  // heartbeat interval): it presumes this worker lost and may dispatch its tasks elsewhere, so
+  // every attempt not yet granted its landing stops (a granted one is pushing, and the
+  // coordinator keeps its lease for that). Its result then says why, as an `infra` failure.
+  void fence_runs(int64_t silent_ms);
   void resend_results();
   void start_run(const protocol::RunSpec& spec);
   void on_cancel(const protocol::Cancel& c);

@@ -1,164 +1,20 @@
 // A fleet end to end: one coordinator and three worker hosts, each in a network namespace of
-// its own with its own address and workspace root, joined by a bridge this test makes. They
-// share nothing but the coordinator's endpoint (and the Docker engine's unix socket, which
-// stands for each host's own engine). A partition is a link set down. Traffic goes only to the
-// addresses made here; every namespace is deleted at the end. The endpoint is not loopback, so
-// it runs CURVE: each host has its own key pair, allowed by the coordinator.
+// its own (fleet.h): work spreads over the hosts, a dead host's task lands elsewhere, and a
+// host cut off past its lease never lands its stale attempt; refused keys, goodbyes, removal
+// and cleanup across hosts.
 #include <signal.h>
-#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
 
-#include "common/process.h"
-#include "single_box.h"
+#include "fleet.h"
 
 using namespace polyphony;
 using namespace polyphony::testing;
 
 namespace {
-
-const std::map<std::string, std::string> kRepo{
-    {"README.md", "# fleet\n"},
-    {".polyphony.yaml", "verify: sh verify.sh\n"},
-    {"verify.sh", "set -e\nls done-*.txt >/dev/null\n"},
-};
-
-constexpr int kPort = 47120;
-constexpr const char* kCoordinatorAddress = "10.231.7.1";
-
-void ip(const std::vector<std::string>& args) {
-  std::vector<std::string> argv{"ip"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = run_process(argv);
-  std::string joined;
-  for (const auto& a : args) joined += " " + a;
-  INFO("ip" << joined << ": " << (r.ok() ? r->err : r.error().message));
-  REQUIRE(r.ok());
-  REQUIRE(r->exit_code == 0);
-}
-
-// The namespaces, the bridge and the links; torn down in the destructor.
-class Network {
- public:
-  explicit Network(int workers) : prefix_("pf" + std::to_string(::getpid() % 100000) + "-") {
-    ip({"netns", "add", hub()});
-    namespaces_.push_back(hub());
-    ip({"-n", hub(), "link", "set", "lo", "up"});
-    ip({"-n", hub(), "link", "add", "br0", "type", "bridge"});
-    ip({"-n", hub(), "addr", "add", std::string(kCoordinatorAddress) + "/24", "dev", "br0"});
-    ip({"-n", hub(), "link", "set", "br0", "up"});
-    for (int i = 1; i <= workers; ++i) {
-      const std::string ns = host(i);
-      ip({"netns", "add", ns});
-      namespaces_.push_back(ns);
-      ip({"-n", ns, "link", "set", "lo", "up"});
-      ip({"-n", hub(), "link", "add", link(i), "type", "veth", "peer", "name", "eth0", "netns", ns});
-      ip({"-n", hub(), "link", "set", link(i), "master", "br0"});
-      ip({"-n", hub(), "link", "set", link(i), "up"});
-      ip({"-n", ns, "addr", "add", "10.231.7." + std::to_string(10 + i) + "/24", "dev", "eth0"});
-      ip({"-n", ns, "link", "set", "eth0", "up"});
-    }
-  }
-  ~Network() {
-    for (const auto& ns : namespaces_) (void)run_process({"ip", "netns", "del", ns});
-  }
-  Network(const Network&) = delete;
-  Network& operator=(const Network&) = delete;
-
-  std::string hub() const { return prefix_ + "hub"; }
-  std::string host(int i) const { return prefix_ + "w" + std::to_string(i); }
-  std::string link(int i) const { return "v" + std::to_string(i); }
-  std::vector<std::string> exec_in(const std::string& ns) const { return {find_program("ip"), "netns", "exec", ns}; }
-  // Cuts or restores host i's only link.
-  void set_link(int i, bool up) { ip({"-n", hub(), "link", "set", link(i), up ? "up" : "down"}); }
-
- private:
-  std::string prefix_;
-  std::vector<std::string> namespaces_;
-};
-
-std::string endpoint() { return "tcp://" + std::string(kCoordinatorAddress) + ":" + std::to_string(kPort); }
-
-struct Fleet {
-  Network net{3};
-  SingleBox box;
-  std::map<int, std::unique_ptr<BackgroundProcess>> workers;
-  std::map<int, int> starts;
-
-  // `liveness`: the coordinator's heartbeat_liveness setting, "" for its default.
-  explicit Fleet(const std::string& extra = "", const std::string& liveness = "heartbeat_liveness: 10, ")
-      : box(kRepo, "max_concurrency: 6\ncoordinator: {embedded_worker: false, worker_endpoint: \"" +
-                       endpoint() + "\", heartbeat_interval_ms: 200, " + liveness +
-                       "secret_key_file: keys/coordinator.key, allowed_workers_dir: keys/workers}\n" + extra) {
-    make_keys();
-    box.serve({}, net.exec_in(net.hub()));
-    for (int i = 1; i <= 3; ++i) start_worker(i);
-  }
-
-  std::filesystem::path worker_home(int i) const { return box.home().parent_path() / ("host" + std::to_string(i)); }
-  // Unique per test run: tests run side by side on one engine, and a worker reaps containers
-  // labelled with its id.
-  std::string worker_id(int i) const { return net.host(i); }
-
-  // A host killed for good leaves its warm containers on the engine the hosts share.
-  ~Fleet() {
-    workers.clear();
-    remove_containers_of_workers({worker_id(1), worker_id(2), worker_id(3)});
-  }
-
-  // `polyphony keys gen` for the coordinator and each host; each host's .pub is allowed.
-  void make_keys() {
-    auto gen = [&](const std::string& name, const std::filesystem::path& dir) {
-      auto r = box.cli({"keys", "gen", "--name", name, "--out", dir.string()});
-      INFO(r.err);
-      REQUIRE(r.exit_code == 0);
-    };
-    gen("coordinator", box.home() / "keys");
-    std::filesystem::create_directories(box.home() / "keys/workers");
-    for (int i = 1; i <= 3; ++i) {
-      gen(worker_id(i), worker_home(i) / "keys");
-      std::filesystem::copy_file(worker_home(i) / "keys" / (worker_id(i) + ".pub"),
-                                 box.home() / "keys/workers" / (worker_id(i) + ".pub"));
-    }
-  }
-
-  void start_worker(int i) {
-    const auto home = worker_home(i);
-    if (!std::filesystem::exists(home / "config.yaml")) {
-      write_file(home / "config.yaml", "workspace_root: " + (home / "workspaces").string() +
-                                           "\nworker: {coordinator: \"" + endpoint() +
-                                           "\", capacity: 2, secret_key_file: keys/" + worker_id(i) +
-                                           ".key, coordinator_public_key_file: " +
-                                           (box.home() / "keys/coordinator.pub").string() + "}\n");
-    }
-    auto argv = net.exec_in(net.host(i));
-    argv.insert(argv.end(), {POLYPHONY_WORKER_CLI, "--id", worker_id(i)});
-    workers[i] = std::make_unique<BackgroundProcess>(
-        argv, std::map<std::string, std::string>{{"POLYPHONY_HOME", home.string()}},
-        home / ("worker-" + std::to_string(++starts[i]) + ".log"));
-  }
-
-  std::string logs() const {
-    std::string all = box.serve_log();
-    for (int i = 1; i <= 3; ++i) {
-      for (int n = 1; n <= starts.at(i); ++n) {
-        const auto f = worker_home(i) / ("worker-" + std::to_string(n) + ".log");
-        if (std::filesystem::exists(f)) all += "\n--- host " + std::to_string(i) + " #" + std::to_string(n) + "\n" + read_file(f);
-      }
-    }
-    return all;
-  }
-
-  int landings_of(const std::string& title) const {
-    const std::string log = git(box.origin(), {"log", "--format=%s", "main"});
-    int n = 0;
-    for (size_t pos = 0; (pos = log.find(title + "\n", pos)) != std::string::npos; pos += title.size()) ++n;
-    return n;
-  }
-};
 
 // An agent that waits (two minutes at most) until the test writes /polyphony/go, the task's
 // meta directory on whichever host runs it (let_go).
@@ -272,7 +128,7 @@ TEST_CASE("a rogue worker key is refused: the coordinator logs it once, the rogu
   auto gen = f.box.cli({"keys", "gen", "--name", "rogue", "--out", (home / "keys").string()});
   REQUIRE(gen.exit_code == 0);
   write_file(home / "config.yaml", "workspace_root: " + (home / "workspaces").string() + "\nworker: {coordinator: \"" +
-                                       endpoint() + "\", capacity: 1, secret_key_file: keys/rogue.key, "
+                                       fleet_endpoint() + "\", capacity: 1, secret_key_file: keys/rogue.key, "
                                        "coordinator_public_key_file: " + (f.box.home() / "keys/coordinator.pub").string() + "}\n");
   auto argv = f.net.exec_in(f.net.host(3));
   argv.push_back(POLYPHONY_WORKER_CLI);  // no --id: it makes one and keeps it in its home
@@ -317,7 +173,7 @@ TEST_CASE("a worker stopped with SIGTERM says goodbye: it leaves the table at on
 }
 
 TEST_CASE("a worker killed with kill -9 is lost within 3 heartbeat intervals by default, and workers remove takes it off the table") {
-  Fleet f("", "");  // the default liveness
+  Fleet f(3, "", true, fleet_repo(), "");  // the default liveness
   const std::string id = f.box.spawn("Orphaned by a killed host", agent("killed", 8));
   REQUIRE(f.box.wait_state(id, "RUNNING"));
   const std::string first = f.box.task(id)["worker"];
