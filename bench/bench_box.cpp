@@ -42,9 +42,13 @@ std::string container_config(int max_concurrency, int poll_interval_ms) {
          "container:\n  network: none\n  cpus: 1\n  memory: 512m\n  run_timeout_s: 300\n  verify_timeout_s: 300\n";
 }
 
-std::string docker_cli() { return fs::exists("/usr/bin/docker") ? "/usr/bin/docker" : "docker"; }
+std::string docker_cli() {
+  return fs::exists("/usr/bin/docker") ? "/usr/bin/docker" : "docker";
+}
 
-void progress(const std::string& line) { std::cerr << "bench: " << line << std::endl; }
+void progress(const std::string& line) {
+  std::cerr << "bench: " << line << std::endl;
+}
 
 ProcessResult must_run(const std::vector<std::string>& argv, const ProcessOptions& options) {
   auto r = run_process(argv, options);
@@ -99,7 +103,8 @@ void walk(const fs::path& dir, const std::vector<std::string>& skip_top, Visit v
   std::error_code ec;
   for (fs::recursive_directory_iterator it(dir, fs::directory_options::none, ec), end; !ec && it != end;
        it.increment(ec)) {
-    if (it.depth() == 0 && std::find(skip_top.begin(), skip_top.end(), it->path().filename().string()) != skip_top.end()) {
+    if (it.depth() == 0 &&
+        std::find(skip_top.begin(), skip_top.end(), it->path().filename().string()) != skip_top.end()) {
       it.disable_recursion_pending();
       continue;
     }
@@ -156,7 +161,9 @@ Background::Background(const std::vector<std::string>& argv, const std::map<std:
   if (pid_ < 0) throw BenchError("cannot fork for " + argv[0]);
 }
 
-Background::~Background() { stop(); }
+Background::~Background() {
+  stop();
+}
 
 bool Background::running() {
   if (status_ || pid_ <= 0) return false;
@@ -195,7 +202,8 @@ double cpu_seconds(int pid) {
   const std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
   // The command name (field 2) may hold spaces; the fields after its closing parenthesis don't.
   const size_t close = stat.rfind(')');
-  if (close == std::string::npos) throw BenchError("no CPU times for process " + std::to_string(pid) + " (did it exit?)");
+  if (close == std::string::npos)
+    throw BenchError("no CPU times for process " + std::to_string(pid) + " (did it exit?)");
   std::istringstream in(stat.substr(close + 2));
   std::string field;
   long long utime = 0, stime = 0;
@@ -245,7 +253,9 @@ Box::Box(const BenchOptions& options, const fs::path& dir, const std::string& co
   }
 }
 
-Box::~Box() { stop_serving(); }
+Box::~Box() {
+  stop_serving();
+}
 
 std::map<std::string, std::string> Box::env() const {
   return {{"POLYPHONY_HOME", home_.string()}, {"DOCKER_HOST", options_.docker_host}, {"POLYPHONY_LOG_LEVEL", "info"}};
@@ -341,8 +351,9 @@ void enqueue_tasks(const fs::path& queue_db, const fs::path& repo, int n) {
     TaskRequest r;
     r.id = new_task_id();
     r.title = "Queued task " + std::to_string(i) + ": fix the flaky retry in the HTTP client";
-    r.body = "The retry loop in src/http/client.cpp gives up after one attempt when the server answers 503.\n"
-             "Make it back off and try again, and add a test.\n";
+    r.body =
+        "The retry loop in src/http/client.cpp gives up after one attempt when the server answers 503.\n"
+        "Make it back off and try again, and add a test.\n";
     r.repo = repo.string();
     r.agent = "scripted";
     r.source = "spawn";

@@ -23,11 +23,11 @@ struct BenchError : std::runtime_error {
 };
 
 struct BenchOptions {
-  bool smoke = false;                   // each benchmark once, on tiny sizes
-  std::filesystem::path work_dir;       // scratch space; each benchmark takes a subdirectory
-  std::filesystem::path big_repo;       // the generated repository of the provisioning benchmark
-  std::string docker_host;              // unix:///... socket
-  std::string polyphony;                // the programs measured
+  bool smoke = false;              // each benchmark once, on tiny sizes
+  std::filesystem::path work_dir;  // scratch space; each benchmark takes a subdirectory
+  std::filesystem::path big_repo;  // the generated repository of the provisioning benchmark
+  std::string docker_host;         // unix:///... socket
+  std::string polyphony;           // the programs measured
   std::string worker;
   std::string image = "polyphony-worker:latest";
 };

@@ -1,8 +1,8 @@
 // polyphony-bench: runs the benchmarks of issue 8 and prints one table (or --json).
 // bench/run builds it, makes sure Docker, the image and the generated repository exist,
 // and calls it; see bench/README.md.
-#include <cstdlib>
 #include <spdlog/spdlog.h>
+#include <cstdlib>
 
 #include <iostream>
 #include <set>
@@ -16,7 +16,8 @@ namespace {
 using namespace polyphony::bench;
 namespace fs = std::filesystem;
 
-constexpr const char* kUsage = R"(usage: polyphony-bench --big-repo PATH [--docker-host unix:///SOCK (default: $DOCKER_HOST)] [options]
+constexpr const char* kUsage =
+    R"(usage: polyphony-bench --big-repo PATH [--docker-host unix:///SOCK (default: $DOCKER_HOST)] [options]
        polyphony-bench --only fleet [--smoke] [--json]   (simulated workers: needs no Docker)
   --json             print a JSON list instead of the table
   --smoke            each benchmark once, on tiny sizes
@@ -54,16 +55,26 @@ Flags parse(int argc, char** argv) {
       if (i + 1 >= argc) throw BenchError(a + " needs a value\n" + kUsage);
       return argv[++i];
     };
-    if (a == "--json") f.json = true;
-    else if (a == "--smoke") f.options.smoke = true;
-    else if (a == "--keep") f.keep = true;
-    else if (a == "--only") f.only = split(value());
-    else if (a == "--work-dir") f.options.work_dir = value();
-    else if (a == "--big-repo") f.options.big_repo = value();
-    else if (a == "--docker-host") f.options.docker_host = value();
-    else if (a == "--polyphony") f.options.polyphony = value();
-    else if (a == "--worker") f.options.worker = value();
-    else throw BenchError("unknown argument '" + a + "'\n" + kUsage);
+    if (a == "--json")
+      f.json = true;
+    else if (a == "--smoke")
+      f.options.smoke = true;
+    else if (a == "--keep")
+      f.keep = true;
+    else if (a == "--only")
+      f.only = split(value());
+    else if (a == "--work-dir")
+      f.options.work_dir = value();
+    else if (a == "--big-repo")
+      f.options.big_repo = value();
+    else if (a == "--docker-host")
+      f.options.docker_host = value();
+    else if (a == "--polyphony")
+      f.options.polyphony = value();
+    else if (a == "--worker")
+      f.options.worker = value();
+    else
+      throw BenchError("unknown argument '" + a + "'\n" + kUsage);
   }
   for (const auto& b : f.only) {
     if (b != "dispatch" && b != "provision" && b != "parallel" && b != "footprint" && b != "fleet") {
@@ -97,7 +108,10 @@ int run(int argc, char** argv) {
   fs::create_directories(f.options.work_dir);
   progress("scratch space " + f.options.work_dir.string());
   const std::vector<std::pair<std::string, std::vector<Row> (*)(const BenchOptions&)>> benchmarks{
-      {"dispatch", run_dispatch}, {"provision", run_provision}, {"parallel", run_parallel}, {"footprint", run_footprint},
+      {"dispatch", run_dispatch},
+      {"provision", run_provision},
+      {"parallel", run_parallel},
+      {"footprint", run_footprint},
       {"fleet", run_fleet}};
   std::vector<Row> rows;
   int failures = 0;

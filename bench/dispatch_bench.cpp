@@ -44,10 +44,11 @@ double entered_ms(const std::vector<TaskEvent>& events, const std::string& state
 }
 
 struct Sample {
-  double latency = 0;      // seconds, spawn returned -> agent started
-  double to_routed = 0;    // spawn returned -> ROUTED (queue poll, discover, claim, route, send)
+  double latency = 0;         // seconds, spawn returned -> agent started
+  double to_routed = 0;       // spawn returned -> ROUTED (queue poll, discover, claim, route, send)
   double to_provisioned = 0;  // ROUTED -> PROVISIONED (worker: leftovers, warm container, spare brought to the base)
-  double to_agent = 0;     // PROVISIONED -> agent started (verify command read, the runner starts it in the task container)
+  double to_agent =
+      0;  // PROVISIONED -> agent started (verify command read, the runner starts it in the task container)
 };
 
 Sample one_dispatch(const Box& box, const fs::path& origin) {
@@ -92,7 +93,9 @@ Baseline run_baseline(const BenchOptions& options, const Box& box, const fs::pat
   return b;
 }
 
-std::string ms(double seconds) { return std::to_string(static_cast<long>(seconds * 1000 + 0.5)) + " ms"; }
+std::string ms(double seconds) {
+  return std::to_string(static_cast<long>(seconds * 1000 + 0.5)) + " ms";
+}
 
 std::vector<double> field(const std::vector<Sample>& s, double Sample::*f) {
   std::vector<double> out;
@@ -128,7 +131,8 @@ std::vector<Row> run_dispatch(const BenchOptions& options) {
              ms(median(field(samples, &Sample::to_routed))) + ", ROUTED->PROVISIONED " +
              ms(median(field(samples, &Sample::to_provisioned))) + ", PROVISIONED->agent start " +
              ms(median(field(samples, &Sample::to_agent))) +
-             " (spawn->ROUTED can be negative: the coordinator may route the task before spawn has returned). Baseline median: docker run " +
+             " (spawn->ROUTED can be negative: the coordinator may route the task before spawn has returned). Baseline "
+             "median: docker run " +
              ms(median(base.docker)) + " + git clone --reference " + ms(median(base.clone)) + ".";
   Row tail = compare("dispatch latency, p95", p95(lat) * 1000, p95(base.total) * 1000, "ms");
   return {med, tail};

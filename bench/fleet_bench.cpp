@@ -21,7 +21,9 @@ struct Shape {
   double rtt_window_s;
 };
 
-Shape shape(const BenchOptions& o) { return o.smoke ? Shape{20, 50, 1, 0.2} : Shape{1000, 5000, 10, 2}; }
+Shape shape(const BenchOptions& o) {
+  return o.smoke ? Shape{20, 50, 1, 0.2} : Shape{1000, 5000, 10, 2};
+}
 
 std::string fleet_config(const std::string& endpoint, int max_concurrency) {
   return "max_concurrency: " + std::to_string(max_concurrency) + "\n" +
@@ -42,8 +44,8 @@ double cpu_percent(int pid, double seconds) {
 }
 
 void wait_welcomed(const SimulatedFleet& fleet, int n) {
-  wait_until([&] { return fleet.stats().welcomed >= n; }, 120s,
-             std::to_string(n) + " simulated workers to be welcomed", 20ms);
+  wait_until([&] { return fleet.stats().welcomed >= n; }, 120s, std::to_string(n) + " simulated workers to be welcomed",
+             20ms);
 }
 
 Row heartbeat_cpu(const BenchOptions& options, const Shape& s) {
@@ -70,10 +72,12 @@ Row heartbeat_cpu(const BenchOptions& options, const Shape& s) {
   r.pass = busy < 10;
   const double in = static_cast<double>(after.heartbeats_out - before.heartbeats_out) / s.cpu_window_s;
   const double out = static_cast<double>(after.heartbeats_in - before.heartbeats_in) / s.cpu_window_s;
-  r.note = "`serve --no-embedded-worker`, " + std::to_string(s.workers) + " simulated workers (bench/fleet_sim, one "
-           "thread, real codec) on tcp://127.0.0.1; utime+stime of the serve process over " + fixed(s.cpu_window_s, 0) +
-           " s: " + fixed(in, 0) + " heartbeats/s in, " + fixed(out, 0) + " out; the same process with no worker " +
-           "used " + fixed(idle, 2) + "% (default poll_interval_ms 500); RSS " + fixed(rss, 1) + " MB.";
+  r.note = "`serve --no-embedded-worker`, " + std::to_string(s.workers) +
+           " simulated workers (bench/fleet_sim, one "
+           "thread, real codec) on tcp://127.0.0.1; utime+stime of the serve process over " +
+           fixed(s.cpu_window_s, 0) + " s: " + fixed(in, 0) + " heartbeats/s in, " + fixed(out, 0) +
+           " out; the same process with no worker " + "used " + fixed(idle, 2) +
+           "% (default poll_interval_ms 500); RSS " + fixed(rss, 1) + " MB.";
   return r;
 }
 
@@ -104,10 +108,10 @@ DispatchRun dispatch_run(const BenchOptions& options, const Shape& s) {
            std::to_string(s.workers) + " workers");
   const double cpu0 = cpu_seconds(box.server()->pid()), wall0 = steady_now();
   SimulatedFleet fleet({endpoint, s.workers, 1, 1000, FleetOptions::Mode::kLand, "sim"});
-  wait_until([&] { return fleet.stats().acks >= s.tasks; }, 900s,
-             std::to_string(s.tasks) + " results to be acknowledged (serve log: " + (box.dir() / "serve.log").string() +
-                 ")",
-             20ms);
+  wait_until(
+      [&] { return fleet.stats().acks >= s.tasks; }, 900s,
+      std::to_string(s.tasks) + " results to be acknowledged (serve log: " + (box.dir() / "serve.log").string() + ")",
+      20ms);
   const FleetStats st = fleet.stats();
   d.cpu_s = cpu_seconds(box.server()->pid()) - cpu0;
   d.wall_s = steady_now() - wall0;
@@ -121,8 +125,8 @@ DispatchRun dispatch_run(const BenchOptions& options, const Shape& s) {
   }
   d.landed = count_in_state(box.home(), TaskState::kLanded);
   if (d.landed != static_cast<size_t>(s.tasks)) {
-    throw BenchError(std::to_string(d.landed) + " of " + std::to_string(s.tasks) + " tasks LANDED (serve log: " +
-                     (box.dir() / "serve.log").string() + ")");
+    throw BenchError(std::to_string(d.landed) + " of " + std::to_string(s.tasks) +
+                     " tasks LANDED (serve log: " + (box.dir() / "serve.log").string() + ")");
   }
   return d;
 }
@@ -144,20 +148,22 @@ std::vector<Row> run_fleet(const BenchOptions& options) {
   progress("fleet: dispatching " + std::to_string(s.tasks) + " tasks to " + std::to_string(s.workers) + " workers");
   const DispatchRun d = dispatch_run(options, s);
 
-  Row rate = compare("dispatch rate, " + std::to_string(s.tasks) + " queued tasks to " + std::to_string(s.workers) +
-                         " idle workers",
-                     d.rate, rtt, "/s");
+  Row rate = compare(
+      "dispatch rate, " + std::to_string(s.tasks) + " queued tasks to " + std::to_string(s.workers) + " idle workers",
+      d.rate, rtt, "/s");
   rate.target = ">=2000/s";
   rate.pass = d.rate >= 2000;
-  rate.note = "RunSpecs received by the simulated workers per second, first to last; each worker (capacity 1) "
-              "answers at once with PROVISIONED, RUNNING, VERIFYING and a landed result, so a task ends LANDED " +
-              std::string("with its 7 transitions recorded. Landed (result acknowledged) ") + fixed(d.landed_rate, 0) +
-              "/s. Before that, discovering and claiming the queue took " + fixed(d.claim_s, 1) +
-              " s. The coordinator used " + fixed(d.cpu_s, 1) + " s of CPU in the " + fixed(d.wall_s, 1) +
-              " s from connecting the workers to the last acknowledgement (" + fixed(100 * d.cpu_s / d.wall_s, 0) +
-              "% of one core), i.e. " + fixed(s.tasks / std::max(d.cpu_s, 1e-3), 0) +
-              " tasks dispatched and landed per CPU-second of the coordinator. Baseline: the empty round trip above; default poll_interval_ms 500, max_concurrency " +
-              std::to_string(s.workers) + ".";
+  rate.note =
+      "RunSpecs received by the simulated workers per second, first to last; each worker (capacity 1) "
+      "answers at once with PROVISIONED, RUNNING, VERIFYING and a landed result, so a task ends LANDED " +
+      std::string("with its 7 transitions recorded. Landed (result acknowledged) ") + fixed(d.landed_rate, 0) +
+      "/s. Before that, discovering and claiming the queue took " + fixed(d.claim_s, 1) + " s. The coordinator used " +
+      fixed(d.cpu_s, 1) + " s of CPU in the " + fixed(d.wall_s, 1) +
+      " s from connecting the workers to the last acknowledgement (" + fixed(100 * d.cpu_s / d.wall_s, 0) +
+      "% of one core), i.e. " + fixed(s.tasks / std::max(d.cpu_s, 1e-3), 0) +
+      " tasks dispatched and landed per CPU-second of the coordinator. Baseline: the empty round trip above; default "
+      "poll_interval_ms 500, max_concurrency " +
+      std::to_string(s.workers) + ".";
   Row db;
   db.name = "state DB per landed task, " + std::to_string(s.tasks) + " tasks through the protocol";
   db.value = d.db_bytes / static_cast<double>(s.tasks);

@@ -14,9 +14,9 @@
 namespace polyphony::bench {
 
 struct FleetOptions {
-  std::string endpoint;              // the coordinator's worker endpoint, tcp://127.0.0.1:PORT
+  std::string endpoint;  // the coordinator's worker endpoint, tcp://127.0.0.1:PORT
   int workers = 1000;
-  int capacity = 1;                  // each worker's hello.capacity
+  int capacity = 1;  // each worker's hello.capacity
   int64_t heartbeat_interval_ms = 1000;
   // kLand: answer each dispatch at once with PROVISIONED, RUNNING, VERIFYING and a landed
   // result (resent until acknowledged). kHold: answer PROVISIONED and RUNNING, then hold the
@@ -27,13 +27,13 @@ struct FleetOptions {
 
 // Counters since the fleet started; times are steady_now() seconds (0 until it happened).
 struct FleetStats {
-  int welcomed = 0;              // workers that got their welcome
-  int64_t dispatches = 0;        // dispatch frames received
-  int64_t acks = 0;              // result_acks received for a result not yet acknowledged
-  int64_t heartbeats_in = 0;     // heartbeats from the coordinator
-  int64_t heartbeats_out = 0;    // heartbeats sent
-  int64_t held = 0;              // attempts held now (kHold)
-  int64_t bad_frames = 0;        // frames that failed to decode
+  int welcomed = 0;            // workers that got their welcome
+  int64_t dispatches = 0;      // dispatch frames received
+  int64_t acks = 0;            // result_acks received for a result not yet acknowledged
+  int64_t heartbeats_in = 0;   // heartbeats from the coordinator
+  int64_t heartbeats_out = 0;  // heartbeats sent
+  int64_t held = 0;            // attempts held now (kHold)
+  int64_t bad_frames = 0;      // frames that failed to decode
   double first_dispatch = 0;
   double last_dispatch = 0;
   double last_ack = 0;

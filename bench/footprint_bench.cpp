@@ -66,8 +66,11 @@ std::vector<Row> coordinator_rss(const BenchOptions& options) {
   std::snprintf(took_s, sizeof took_s, "%.1f s", took);
   med.note = "`serve --no-embedded-worker`, default poll_interval_ms 500, " + std::to_string(workers) +
              " simulated workers (bench/fleet_sim) on tcp://127.0.0.1 heartbeating every second, each holding one "
-             "RUNNING task (max_concurrency " + std::to_string(workers) + "), the rest CLAIMED. Discovering and "
-             "claiming all " + std::to_string(n) + " took " + took_s + "; peak RSS (VmHWM) " + mb(peak) + "; " +
+             "RUNNING task (max_concurrency " +
+             std::to_string(workers) +
+             "), the rest CLAIMED. Discovering and "
+             "claiming all " +
+             std::to_string(n) + " took " + took_s + "; peak RSS (VmHWM) " + mb(peak) + "; " +
              std::to_string(kSamples) + " samples 300 ms apart.";
   Row tail = med;
   tail.name = "coordinator RSS, " + std::to_string(n) + " queued tasks, " + std::to_string(workers) + " workers, p95";

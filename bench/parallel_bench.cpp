@@ -246,8 +246,9 @@ std::vector<Row> run_parallel(const BenchOptions& options) {
              std::to_string(shape.concurrency) + ", poll_interval_ms " + std::to_string(kBenchPollIntervalMs) +
              "; baseline = ideal " + std::to_string(shape.tasks) + " x " + std::to_string(shape.sleep_s) + " s / " +
              std::to_string(shape.concurrency) + ". " + std::to_string(landed) + "/" + std::to_string(expected) +
-             " landed in " + std::to_string(attempts) + " attempts. Per task, ROUTED->LANDED beyond the sleep: median " +
-             fixed(median(overhead), 2) + " s, p95 " + fixed(p95(overhead), 2) + " s.";
+             " landed in " + std::to_string(attempts) +
+             " attempts. Per task, ROUTED->LANDED beyond the sleep: median " + fixed(median(overhead), 2) + " s, p95 " +
+             fixed(p95(overhead), 2) + " s.";
   Row tail = compare("parallel wall time, p95", p95(walls), ideal, "s");
   Row floor = compare("bare Docker lanes (no orchestrator), median", median(bare), ideal, "s");
   floor.note = "the Docker work alone of the same " + std::to_string(shape.tasks) + " tasks in " +
@@ -258,9 +259,10 @@ std::vector<Row> run_parallel(const BenchOptions& options) {
                " runs; baseline = the same ideal. Polyphony's median is " +
                fixed(median(walls) / std::max(median(bare), 1e-9), 2) + "x this.";
   Row exec_floor = compare("bare Docker lanes with docker exec, median", median(bare_exec), ideal, "s");
-  exec_floor.note = "the same lanes with the two steps as `docker exec` in a `sleep infinity` container, as the "
-                    "worker ran them before polyphony-runner; " +
-                    fixed(median(bare_exec) / std::max(median(bare), 1e-9), 2) + "x the runner's lanes.";
+  exec_floor.note =
+      "the same lanes with the two steps as `docker exec` in a `sleep infinity` container, as the "
+      "worker ran them before polyphony-runner; " +
+      fixed(median(bare_exec) / std::max(median(bare), 1e-9), 2) + "x the runner's lanes.";
 
   const auto all = box.tasks();
   int finished = 0;

@@ -19,7 +19,9 @@ struct Method {
   std::vector<double> checkout;  // bytes allocated by the checked-out files alone
 };
 
-double median_of(const std::vector<double>& v) { return median(v); }
+double median_of(const std::vector<double>& v) {
+  return median(v);
+}
 
 std::string mb(double bytes) {
   char buf[32];
@@ -27,7 +29,9 @@ std::string mb(double bytes) {
   return buf;
 }
 
-std::string ms(double seconds) { return std::to_string(static_cast<long>(seconds * 1000 + 0.5)) + " ms"; }
+std::string ms(double seconds) {
+  return std::to_string(static_cast<long>(seconds * 1000 + 0.5)) + " ms";
+}
 
 class ProvisionBench {
  public:
@@ -99,19 +103,19 @@ class ProvisionBench {
                        ": provision_from a spare made beforehand (make_spare, not timed, as a warm worker "
                        "keeps one per repo), mirror warm (the origin does not move, so no provision fetches), clone "
                        "chowned to 1000:1000 as serve does when root. git clone --reference " +
-                       ms(median_of(reference_.seconds)) + ". Extra disk: provision " +
-                       mb(median_of(polyphony_.disk)) + ", cold provision " + mb(median_of(cold_.disk)) +
-                       ", worktree add " +
+                       ms(median_of(reference_.seconds)) + ". Extra disk: provision " + mb(median_of(polyphony_.disk)) +
+                       ", cold provision " + mb(median_of(cold_.disk)) + ", worktree add " +
                        mb(median_of(worktree_.disk)) + ", clone --reference " + mb(median_of(reference_.disk)) +
                        ", plain clone " + mb(median_of(plain_.disk)) + "; checked-out files " +
-                       mb(median_of(polyphony_.checkout)) + " on disk (" + mb(checked_out_apparent_) +
-                       " apparent).";
+                       mb(median_of(polyphony_.checkout)) + " on disk (" + mb(checked_out_apparent_) + " apparent).";
     Row tail = compare("provision time (from a spare) vs git worktree add, p95", p95(polyphony_.seconds) * 1000,
                        p95(worktree_.seconds) * 1000, "ms");
-    Row vs_plain = compare("provision time (from a spare) vs plain git clone, median", p * 1000, median_of(plain_.seconds) * 1000, "ms");
+    Row vs_plain = compare("provision time (from a spare) vs plain git clone, median", p * 1000,
+                           median_of(plain_.seconds) * 1000, "ms");
     vs_plain.target = "<=0.10x (10x faster)";
     vs_plain.pass = vs_plain.ratio && *vs_plain.ratio <= 0.10;
-    vs_plain.note = std::to_string(plain_.seconds.size()) + " plain clones over file:// (the pack protocol, as from a "
+    vs_plain.note = std::to_string(plain_.seconds.size()) +
+                    " plain clones over file:// (the pack protocol, as from a "
                     "server; a local-path clone would hardlink the objects instead)";
     Row plain_tail = compare("provision time (from a spare) vs plain git clone, p95", p95(polyphony_.seconds) * 1000,
                              p95(plain_.seconds) * 1000, "ms");
@@ -119,9 +123,10 @@ class ProvisionBench {
     Row cold_worktree = compare("cold provision (no spare) vs git worktree add, median", c * 1000,
                                 median_of(worktree_.seconds) * 1000, "ms");
     cold_worktree.target = "-";
-    cold_worktree.note = "provision() as when no spare fits: mirror fetch, clone, a checkout of every file "
-                         "(git checkout), chown; p95 " + ms(p95(cold_.seconds)) + " against worktree add " +
-                         ms(p95(worktree_.seconds));
+    cold_worktree.note =
+        "provision() as when no spare fits: mirror fetch, clone, a checkout of every file "
+        "(git checkout), chown; p95 " +
+        ms(p95(cold_.seconds)) + " against worktree add " + ms(p95(worktree_.seconds));
     Row cold_plain = compare("cold provision (no spare) vs plain git clone, median", c * 1000,
                              median_of(plain_.seconds) * 1000, "ms");
     cold_plain.target = "-";
@@ -129,16 +134,15 @@ class ProvisionBench {
                        median_of(polyphony_.checkout) / 1e6, "MB");
     disk.target = "<=1.05x";
     disk.pass = disk.ratio && *disk.ratio <= 1.05;
-    disk.note = "allocated blocks (du) of the whole task directory provisioned from a spare against those of "
-                "its work tree without .git (cold provision: " + mb(median_of(cold_.disk)) + " against " +
-                mb(median_of(cold_.checkout)) + ")";
+    disk.note =
+        "allocated blocks (du) of the whole task directory provisioned from a spare against those of "
+        "its work tree without .git (cold provision: " +
+        mb(median_of(cold_.disk)) + " against " + mb(median_of(cold_.checkout)) + ")";
     return {vs_worktree, tail, vs_plain, plain_tail, cold_worktree, cold_plain, disk};
   }
 
  private:
-  WorkspaceRequest request(const std::string& id) const {
-    return {id, origin_.string(), "main", "bench/" + id};
-  }
+  WorkspaceRequest request(const std::string& id) const { return {id, origin_.string(), "main", "bench/" + id}; }
 
   Workspace provision(const std::string& id) {
     auto ws = workspaces_->provision(request(id));

@@ -1,8 +1,8 @@
 // Client-side connection to the coordinator's client endpoint.
 #include "cli/client_connection.h"
 
-#include <filesystem>
 #include <algorithm>
+#include <filesystem>
 #include <memory>
 
 #include "cli/task_flags.h"
@@ -12,8 +12,9 @@ namespace polyphony::cli {
 
 void add_client_security_flags(Command& command) {
   command
-      .option("--secret-key", "FILE", "this program's CURVE secret key (`polyphony keys gen`); needed for a tcp:// "
-                                      "coordinator, whose allow-list must hold its .pub")
+      .option("--secret-key", "FILE",
+              "this program's CURVE secret key (`polyphony keys gen`); needed for a tcp:// "
+              "coordinator, whose allow-list must hold its .pub")
       .option("--coordinator-key", "K", "the coordinator's public key: a .pub file or its 40 Z85 characters")
       .flag("--insecure", "allow plain TCP to a loopback (127.0.0.0/8) coordinator");
 }
@@ -54,8 +55,10 @@ namespace {
 Result<std::unique_ptr<zmq::socket_t>> client_socket(zmq::context_t& ctx, const std::string& endpoint,
                                                      const std::optional<protocol::CurveClientKeys>& keys) {
   if (endpoint.rfind("ipc://", 0) == 0 && !std::filesystem::exists(endpoint.substr(6))) {
-    return make_error("network", "no coordinator listens here (no socket " + endpoint.substr(6) +
-                                     "); start it with `polyphony serve`, or pass --coordinator", endpoint);
+    return make_error("network",
+                      "no coordinator listens here (no socket " + endpoint.substr(6) +
+                          "); start it with `polyphony serve`, or pass --coordinator",
+                      endpoint);
   }
   auto s = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
   s->set(zmq::sockopt::linger, 0);
@@ -79,7 +82,8 @@ Result<std::optional<protocol::Message>> receive(zmq::socket_t& s, std::chrono::
     return std::optional<protocol::Message>();
   }
   auto msg = protocol::decode(reply.to_string_view());
-  if (!msg.ok()) return make_error("protocol", "the coordinator's reply does not decode: " + msg.error().to_string(), endpoint);
+  if (!msg.ok())
+    return make_error("protocol", "the coordinator's reply does not decode: " + msg.error().to_string(), endpoint);
   return std::optional<protocol::Message>(std::move(*msg));
 }
 
@@ -158,8 +162,8 @@ Result<protocol::ClientReply> wait_for_task(zmq::context_t& ctx, const ClientTar
       asked = steady_clock::now();
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady_clock::now());
-    auto msg = receive(**s, std::clamp(left, std::chrono::milliseconds(0), std::chrono::milliseconds(300)),
-                       target.endpoint);
+    auto msg =
+        receive(**s, std::clamp(left, std::chrono::milliseconds(0), std::chrono::milliseconds(300)), target.endpoint);
     if (!msg.ok()) return msg.error();
     if (*msg) {
       const auto* r = std::get_if<protocol::ClientReply>(&**msg);
@@ -182,8 +186,12 @@ Result<protocol::ClientReply> wait_for_task(zmq::context_t& ctx, const ClientTar
 }
 
 nlohmann::json reply_json(const protocol::ClientReply& r) {
-  return {{"id", r.task_id},      {"state", r.state}, {"reason", r.reason},
-          {"attempt", r.attempt}, {"agent", r.agent}, {"branch", r.branch},
+  return {{"id", r.task_id},
+          {"state", r.state},
+          {"reason", r.reason},
+          {"attempt", r.attempt},
+          {"agent", r.agent},
+          {"branch", r.branch},
           {"merged_commit", r.merged_commit}};
 }
 

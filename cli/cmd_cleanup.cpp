@@ -78,13 +78,15 @@ int cleanup(const Args& args) {
     if (docker) {
       auto list = task_containers(*docker, id);
       for (const auto& c : list.ok() ? *list : std::vector<ContainerInfo>{}) {
-        std::cerr << (dry ? "would remove" : "removing") << " container " << c.id.substr(0, 12) << " of task " << id << "\n";
+        std::cerr << (dry ? "would remove" : "removing") << " container " << c.id.substr(0, 12) << " of task " << id
+                  << "\n";
         if (!dry && !docker->remove_container(c.id).ok()) ++failures;
         ++containers;
       }
     }
     if (with_workspace.count(id)) {
-      std::cerr << (dry ? "would remove" : "removing") << " workspace of task " << id << " (" << to_string(t.state) << ")\n";
+      std::cerr << (dry ? "would remove" : "removing") << " workspace of task " << id << " (" << to_string(t.state)
+                << ")\n";
       if (!dry) {
         auto s = workspaces->remove(id);
         if (!s.ok()) {

@@ -76,7 +76,8 @@ int check(const fs::path& home) {
   }
   for (const auto& n : notes) std::cout << n << "\n";
   std::cout << "config check: " << home.string() << ": config.yaml, identities.yaml, agents.yaml and routing.yaml are "
-            << "consistent" << (notes.empty() ? "" : " (" + std::to_string(notes.size()) + " of them the defaults)") << " (" << l.routing->rules.size() << " rule(s), " << l.agents->size() << " agent(s))\n";
+            << "consistent" << (notes.empty() ? "" : " (" + std::to_string(notes.size()) + " of them the defaults)")
+            << " (" << l.routing->rules.size() << " rule(s), " << l.agents->size() << " agent(s))\n";
   return kExitOk;
 }
 
@@ -101,13 +102,16 @@ int show(const fs::path& home, bool as_json) {
   const std::vector<ConfigEntry> entries = describe_config(home, *settings);
   const char* files[] = {"config.yaml", "identities.yaml", "agents.yaml", "routing.yaml"};
   if (as_json) {
-    nlohmann::json out{{"home", home.string()}, {"files", nlohmann::json::object()}, {"values", nlohmann::json::array()}};
+    nlohmann::json out{
+        {"home", home.string()}, {"files", nlohmann::json::object()}, {"values", nlohmann::json::array()}};
     for (const char* f : files) {
       std::error_code ec;
       out["files"][f] = {{"path", (home / f).string()}, {"exists", fs::exists(home / f, ec)}};
     }
     for (const auto& e : entries) {
-      out["values"].push_back({{"file", e.file}, {"key", e.key}, {"value", e.value},
+      out["values"].push_back({{"file", e.file},
+                               {"key", e.key},
+                               {"value", e.value},
                                {"source", source_of(e, home, true)},
                                {"line", e.line > 0 ? nlohmann::json(e.line) : nlohmann::json(nullptr)}});
     }
@@ -119,7 +123,8 @@ int show(const fs::path& home, bool as_json) {
   for (const char* f : files) {
     std::error_code ec;
     const bool exists = fs::exists(home / f, ec);
-    std::cout << "\n" << paint(f, Colour::kBold, term.colour) << "  " << (home / f).string()
+    std::cout << "\n"
+              << paint(f, Colour::kBold, term.colour) << "  " << (home / f).string()
               << (exists ? "" : "  (missing: the built-in defaults)") << "\n";
     Table table({{"KEY", Overflow::kKeep}, {"VALUE", Overflow::kWrap, 12}, {"SOURCE", Overflow::kKeep}});
     for (const auto& e : entries) {
@@ -135,10 +140,13 @@ int show(const fs::path& home, bool as_json) {
 
 void add_config(Command& polyphony) {
   Command config = polyphony.add("config", "check or show the configuration under POLYPHONY_HOME", nullptr);
-  config.add("check", "load config.yaml, identities.yaml, agents.yaml and routing.yaml and report every problem "
-                      "with file:line", [](const Args&) { return check(polyphony_home()); });
-  config.add("show", "the configuration in effect, value by value, each with its file:line or \"default\"",
-             [](const Args& args) { return show(polyphony_home(), args.has("json")); })
+  config.add("check",
+             "load config.yaml, identities.yaml, agents.yaml and routing.yaml and report every problem "
+             "with file:line",
+             [](const Args&) { return check(polyphony_home()); });
+  config
+      .add("show", "the configuration in effect, value by value, each with its file:line or \"default\"",
+           [](const Args& args) { return show(polyphony_home(), args.has("json")); })
       .flag("--json", "the same as JSON")
       .footer(kShowFooter);
 }

@@ -75,12 +75,12 @@ int request(const Args& args, const std::string& action) {
 }  // namespace
 
 void add_control(Command& polyphony) {
-  polyphony.add("cancel", "stop a task (its container is stopped, nothing lands)", [](const Args& args) {
-    return request(args, "cancel");
-  }).positionals("ID", "the task's id");
-  polyphony.add("retry", "run a FAILED or BLOCKED task again", [](const Args& args) {
-    return request(args, "retry");
-  }).positionals("ID", "the task's id");
+  polyphony
+      .add("cancel", "stop a task (its container is stopped, nothing lands)",
+           [](const Args& args) { return request(args, "cancel"); })
+      .positionals("ID", "the task's id");
+  polyphony.add("retry", "run a FAILED or BLOCKED task again", [](const Args& args) { return request(args, "retry"); })
+      .positionals("ID", "the task's id");
 }
 
 }  // namespace polyphony::cli

@@ -20,10 +20,14 @@ runs, its workers' clocks. Exit 0 when nothing is a problem (warnings are printe
 
 std::string label(Health h) {
   switch (h) {
-    case Health::kOk: return "OK";
-    case Health::kSkipped: return "SKIPPED";
-    case Health::kWarning: return "WARNING";
-    case Health::kProblem: return "PROBLEM";
+    case Health::kOk:
+      return "OK";
+    case Health::kSkipped:
+      return "SKIPPED";
+    case Health::kWarning:
+      return "WARNING";
+    case Health::kProblem:
+      return "PROBLEM";
   }
   return "?";
 }
@@ -52,7 +56,8 @@ int doctor(const Args& args) {
   if (!std::filesystem::is_directory(settings->config.home, ec)) {
     findings.push_back({"home", Health::kWarning,
                         settings->config.home.string() + " does not exist: the built-in defaults are used "
-                        "(`polyphony init` writes them)", settings->config.home.string()});
+                                                         "(`polyphony init` writes them)",
+                        settings->config.home.string()});
   }
   for (auto& f : run_doctor(*settings, DoctorOptions{})) findings.push_back(std::move(f));
   if (args.has("json")) {

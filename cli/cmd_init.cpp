@@ -35,9 +35,9 @@ bool check_prerequisites(const Config& config) {
     docker = make_docker_client(*host);
     engine = docker->ping().ok();
   }
-  all &= check(engine, "Docker engine" + (host.ok() ? " at " + *host : std::string()),
-               host.ok() ? "the engine does not answer: start it, or run scripts/ensure-docker.sh"
-                         : host.error().message);
+  all &=
+      check(engine, "Docker engine" + (host.ok() ? " at " + *host : std::string()),
+            host.ok() ? "the engine does not answer: start it, or run scripts/ensure-docker.sh" : host.error().message);
   all &= check(!find_program("git").empty(), "git", "install git (apt-get install git)");
   bool image = false;
   if (engine) {
@@ -96,7 +96,8 @@ int init(const Args& args) {
       if (fs::exists(home / name)) existing += (existing.empty() ? "" : ", ") + (home / name).string();
     }
     if (!existing.empty()) {
-      return report(make_error("usage", "refusing to overwrite " + existing + " (use --force to replace them)", "init"));
+      return report(
+          make_error("usage", "refusing to overwrite " + existing + " (use --force to replace them)", "init"));
     }
   }
   if (auto s = make_private_dir(home); !s.ok()) return report(s.error());
@@ -119,8 +120,9 @@ int init(const Args& args) {
 void add_init(Command& polyphony) {
   polyphony.add("init", "create POLYPHONY_HOME (~/.polyphony) with commented config files", init)
       .flag("--force", "replace the files that are there")
-      .option("--skills", "DIR", "instead: install the agent skills (delegation, team, review) in DIR, e.g. "
-                                 "~/.claude/skills");
+      .option("--skills", "DIR",
+              "instead: install the agent skills (delegation, team, review) in DIR, e.g. "
+              "~/.claude/skills");
 }
 
 }  // namespace polyphony::cli

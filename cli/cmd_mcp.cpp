@@ -35,8 +35,9 @@ int mcp(const Args& args) {
 
 void add_mcp(Command& polyphony) {
   Command command = polyphony.add("mcp", "serve Polyphony's tools to agents over MCP (stdio)", mcp);
-  command.option("--coordinator", "ENDPOINT",
-                 "e.g. tcp://host:7702 (default: this machine's coordinator, ipc://$POLYPHONY_HOME/coordinator.sock)")
+  command
+      .option("--coordinator", "ENDPOINT",
+              "e.g. tcp://host:7702 (default: this machine's coordinator, ipc://$POLYPHONY_HOME/coordinator.sock)")
       .footer(kMcpFooter);
   add_client_security_flags(command);
 }

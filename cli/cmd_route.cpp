@@ -53,7 +53,9 @@ std::string agent_line(const Settings& s, const std::string& name, const TaskReq
   return name + " (" + a.tier + "): " + json(expand_command(a.command, task, branch)).dump();
 }
 
-std::string or_none(const std::string& s) { return s.empty() ? "(none)" : s; }
+std::string or_none(const std::string& s) {
+  return s.empty() ? "(none)" : s;
+}
 
 std::string rule_text(const Explanation& e) {
   if (!e.decision.rule_line) return e.decision.because == "--agent" ? "--agent" : "none matched; the default agent";
@@ -110,7 +112,8 @@ void print_text(const Explanation& e, const Settings& s) {
 json agent_json(const Settings& s, const std::string& name, const TaskRequest& task) {
   if (name.empty()) return nullptr;
   const AgentProfile& a = s.agents.at(name);
-  return {{"name", name}, {"tier", a.tier},
+  return {{"name", name},
+          {"tier", a.tier},
           {"command", expand_command(a.command, task, "polyphony/<id>-" + slugify(task.title))}};
 }
 
@@ -118,8 +121,12 @@ json outcomes_json(const BandOutcomes* outcomes) {
   if (!outcomes) return nullptr;
   json agents = json::array();
   for (const auto& [name, a] : outcomes->agents) {
-    agents.push_back({{"name", name}, {"tasks", a.tasks}, {"landed", a.landed}, {"landing_rate", a.landing_rate()},
-                      {"attempts", a.attempts}, {"review_rounds", a.review_rounds},
+    agents.push_back({{"name", name},
+                      {"tasks", a.tasks},
+                      {"landed", a.landed},
+                      {"landing_rate", a.landing_rate()},
+                      {"attempts", a.attempts},
+                      {"review_rounds", a.review_rounds},
                       {"tokens", a.tokens_known ? json(a.tokens) : json(nullptr)},
                       {"cost_usd", a.cost_known ? json(a.cost_usd) : json(nullptr)},
                       {"median_land_ms", a.median_land_ms ? json(*a.median_land_ms) : json(nullptr)}});
@@ -137,19 +144,21 @@ json explanation_json(const Explanation& e, const Settings& s) {
     dims.push_back({{"name", dimension_name(d.dimension)}, {"value", d.value}, {"evidence", d.evidence}});
   }
   const RouteDecision& r = e.decision;
-  json out{{"task", {{"title", e.task.title}, {"type", e.task.task_type}, {"risk", e.task.risk}, {"labels", e.task.labels}}},
-           {"repo", {{"source", e.repo.source}, {"files_scanned", e.signals.files_scanned}, {"scan_note", e.signals.scan_note}}},
-           {"dimensions", dims},
-           {"total", e.score.total},
-           {"plan", plan_name(r.plan)},
-           {"plan_because", r.plan_because},
-           {"because", r.because},
-           {"rule", r.rule_line ? json{{"file", e.routing_file}, {"line", r.rule_line}} : json(nullptr)},
-           {"implementer", agent_json(s, r.agent, e.task)},
-           {"reviewer", agent_json(s, r.reviewer, e.task)},
-           {"fallback", r.fallback},
-           {"outcomes", outcomes_json(e.has_state_db ? &e.outcomes : nullptr)},
-           {"learning", {{"enabled", s.routing.learning.enabled}, {"decided", r.learned}, {"because", r.learning}}}};
+  json out{
+      {"task", {{"title", e.task.title}, {"type", e.task.task_type}, {"risk", e.task.risk}, {"labels", e.task.labels}}},
+      {"repo",
+       {{"source", e.repo.source}, {"files_scanned", e.signals.files_scanned}, {"scan_note", e.signals.scan_note}}},
+      {"dimensions", dims},
+      {"total", e.score.total},
+      {"plan", plan_name(r.plan)},
+      {"plan_because", r.plan_because},
+      {"because", r.because},
+      {"rule", r.rule_line ? json{{"file", e.routing_file}, {"line", r.rule_line}} : json(nullptr)},
+      {"implementer", agent_json(s, r.agent, e.task)},
+      {"reviewer", agent_json(s, r.reviewer, e.task)},
+      {"fallback", r.fallback},
+      {"outcomes", outcomes_json(e.has_state_db ? &e.outcomes : nullptr)},
+      {"learning", {{"enabled", s.routing.learning.enabled}, {"decided", r.learned}, {"because", r.learning}}}};
   return out;
 }
 
@@ -202,11 +211,12 @@ Result<json> route_explain_json(const Args& args, const Settings& settings) {
 }
 
 void add_route(Command& polyphony) {
-  Command route = polyphony.add(
-      "route", "--explain: score a task against a local repo, show its routing; runs nothing", route_command);
+  Command route = polyphony.add("route", "--explain: score a task against a local repo, show its routing; runs nothing",
+                                route_command);
   route.positionals("TITLE", "the task's title (quote it; after -- when it starts with -)")
-      .flag("--explain", "show the score, its evidence, the plan and agents routing picks, and how earlier tasks "
-                         "of this repo and score band ended")
+      .flag("--explain",
+            "show the score, its evidence, the plan and agents routing picks, and how earlier tasks "
+            "of this repo and score band ended")
       .flag("--json", "the same as JSON");
   add_task_flags(route);
 }

@@ -32,7 +32,9 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 
-void on_signal(int) { g_stop = true; }
+void on_signal(int) {
+  g_stop = true;
+}
 
 void install_signal_handlers() {
   struct sigaction sa {};
@@ -49,14 +51,17 @@ Result<std::unique_ptr<DockerClient>> ready_docker(const Config& config) {
   if (!host.ok()) return host.error();
   auto docker = make_docker_client(*host);
   if (auto s = docker->ping(); !s.ok()) {
-    return make_error("docker_unreachable", "no Docker engine answers at " + *host + " (" + s.error().message +
-                                                "); start it or run scripts/ensure-docker.sh", "docker_host");
+    return make_error("docker_unreachable",
+                      "no Docker engine answers at " + *host + " (" + s.error().message +
+                          "); start it or run scripts/ensure-docker.sh",
+                      "docker_host");
   }
   auto present = docker->image_exists(config.container.image);
   if (!present.ok()) return present.error();
   if (!*present) {
-    return make_error("config", "the worker image " + config.container.image +
-                                    " is missing; build it with: polyphony image build", "container.image");
+    return make_error(
+        "config", "the worker image " + config.container.image + " is missing; build it with: polyphony image build",
+        "container.image");
   }
   return docker;
 }
@@ -80,7 +85,8 @@ AllowList allow_list(const Settings& settings) {
   return a;
 }
 
-WorkerOptions worker_options(const Settings& settings, const std::string& id, const std::string& endpoint, int capacity) {
+WorkerOptions worker_options(const Settings& settings, const std::string& id, const std::string& endpoint,
+                             int capacity) {
   const Config& config = settings.config;
   WorkerOptions o;
   o.worker_id = id;
@@ -121,15 +127,17 @@ std::string embedded_worker_id(const Config& config) {
 // The worker's CURVE keys: from the flags when given, else from config.yaml `worker:`. A
 // tcp:// coordinator without keys is allowed only on loopback with `insecure`.
 Result<std::optional<protocol::CurveClientKeys>> worker_curve(const Args& args, const Config& config,
-                                                               const std::string& endpoint) {
+                                                              const std::string& endpoint) {
   if (args.has("secret-key") || args.has("coordinator-key")) return client_keys(args, endpoint);
   const WorkerSecurity& s = config.worker_security;
   if (!crosses_host(endpoint)) return std::optional<protocol::CurveClientKeys>();
   if (!s.curve()) {
-    const std::string where = args.has("coordinator") ? "--coordinator"
-                              : s.where.count("coordinator") ? s.where.at("coordinator") : "worker.coordinator";
-    POLY_TRY(check_plain_endpoint(endpoint, s.insecure || args.has("insecure"), "worker.secret_key_file (or --secret-key)",
-                                  "worker.insecure (or --insecure)", where));
+    const std::string where = args.has("coordinator")        ? "--coordinator"
+                              : s.where.count("coordinator") ? s.where.at("coordinator")
+                                                             : "worker.coordinator";
+    POLY_TRY(check_plain_endpoint(endpoint, s.insecure || args.has("insecure"),
+                                  "worker.secret_key_file (or --secret-key)", "worker.insecure (or --insecure)",
+                                  where));
     return std::optional<protocol::CurveClientKeys>();
   }
   return protocol::load_worker_keys(s);
@@ -147,15 +155,17 @@ class ServeLock {
     fs::create_directories(home, ec);
     const fs::path path = home / file;
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) return make_error("io", std::string("cannot open the serve lock: ") + std::strerror(errno), path.string());
+    if (fd < 0)
+      return make_error("io", std::string("cannot open the serve lock: ") + std::strerror(errno), path.string());
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       char buf[32] = {};
       const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
       ::close(fd);
       const std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
-      return make_error("busy", "another " + holder + " (pid " + pid + ") is " +
-                                    (file == "serve.lock" ? "serving this home" : "running with this home") +
-                                    "; stop it first, or set POLYPHONY_HOME to another directory",
+      return make_error("busy",
+                        "another " + holder + " (pid " + pid + ") is " +
+                            (file == "serve.lock" ? "serving this home" : "running with this home") +
+                            "; stop it first, or set POLYPHONY_HOME to another directory",
                         file == "serve.lock" ? home.string() : path.string());
     }
     const std::string pid = std::to_string(::getpid());
@@ -298,8 +308,10 @@ int worker_cleanup(const Args& args) {
   if (!id.ok()) return report(id.error());
   auto lock = take_worker_lock(config.home, *id);
   if (!lock.ok()) {
-    return report(make_error("busy", lock.error().message + " (a running worker cleans up when the coordinator asks: "
-                                     "run `polyphony cleanup` there)", lock.error().where));
+    return report(make_error("busy",
+                             lock.error().message + " (a running worker cleans up when the coordinator asks: "
+                                                    "run `polyphony cleanup` there)",
+                             lock.error().where));
   }
   auto host = resolve_docker_host(config.docker_host);
   if (!host.ok()) return report(host.error());
@@ -331,8 +343,10 @@ CommandLine worker_command_line() {
       .option("--capacity", "N", "tasks run at once (1-4096)")
       .repeatable("--label", "L", "a label tasks can require with needs:L (repeatable), e.g. gpu");
   add_client_security_flags(root);
-  root.add("cleanup", "remove the workspaces and containers of finished tasks on this host (no worker of this id "
-                      "may be running)", worker_cleanup)
+  root.add("cleanup",
+           "remove the workspaces and containers of finished tasks on this host (no worker of this id "
+           "may be running)",
+           worker_cleanup)
       .option("--id", "ID", "the worker's id (default: the one kept in $POLYPHONY_HOME/worker-id)")
       .flag("--dry-run", "say what would be removed, and remove nothing");
   return line;

@@ -70,18 +70,27 @@ std::string clip(const std::string& s, size_t n) {
   return one.size() <= n ? one : one.substr(0, n - 3) + "...";
 }
 
-std::string or_dash(const std::string& s) { return s.empty() ? "-" : s; }
+std::string or_dash(const std::string& s) {
+  return s.empty() ? "-" : s;
+}
 
 Colour state_colour(TaskState state) {
   switch (state) {
-    case TaskState::kLanded: return Colour::kGreen;
+    case TaskState::kLanded:
+      return Colour::kGreen;
     case TaskState::kFailed:
-    case TaskState::kBlocked: return Colour::kRed;
-    case TaskState::kRunning: return Colour::kYellow;
-    case TaskState::kVerifying: return Colour::kCyan;
-    case TaskState::kCancelled: return Colour::kMagenta;
-    case TaskState::kDiscovered: return Colour::kDim;
-    default: return Colour::kBlue;
+    case TaskState::kBlocked:
+      return Colour::kRed;
+    case TaskState::kRunning:
+      return Colour::kYellow;
+    case TaskState::kVerifying:
+      return Colour::kCyan;
+    case TaskState::kCancelled:
+      return Colour::kMagenta;
+    case TaskState::kDiscovered:
+      return Colour::kDim;
+    default:
+      return Colour::kBlue;
   }
 }
 
@@ -135,7 +144,8 @@ void print_github_health(const Config& config, const Terminal& term) {
     std::cout << "github " << h.repo << ": ok\n\n";
     return;
   }
-  std::cout << "github " << h.repo << ": " << paint(h.state == "rate_limited" ? "RATE LIMITED" : "ERROR", Colour::kRed, term.colour);
+  std::cout << "github " << h.repo << ": "
+            << paint(h.state == "rate_limited" ? "RATE LIMITED" : "ERROR", Colour::kRed, term.colour);
   if (const int64_t now = now_ms(); h.until_ms > now) {
     std::cout << ", backing off until " << iso_utc(h.until_ms) << " (" << ago(h.until_ms, now) << ")";
   }
@@ -171,8 +181,13 @@ Result<json> show_json(const std::string& id, const Config& config) {
   j["agent_runs"] = runs_json(agent_runs_of(config, task->request.id));
   j["events"] = json::array();
   for (const auto& e : *events) {
-    j["events"].push_back({{"from", e.from}, {"to", e.to}, {"attempt", e.attempt}, {"worker", e.worker},
-                           {"reason", e.reason}, {"failure_kind", e.failure_kind}, {"at_ms", e.at_ms},
+    j["events"].push_back({{"from", e.from},
+                           {"to", e.to},
+                           {"attempt", e.attempt},
+                           {"worker", e.worker},
+                           {"reason", e.reason},
+                           {"failure_kind", e.failure_kind},
+                           {"at_ms", e.at_ms},
                            {"at", iso_utc(e.at_ms)}});
   }
   return j;
@@ -225,7 +240,8 @@ Result<size_t> parse_limit(const std::string& text) {
     used = 0;
   }
   if (used == 0 || used != text.size() || n < 1) {
-    return make_error("usage", "expected a positive whole number (the most tasks to show), got '" + text + "'", "--limit");
+    return make_error("usage", "expected a positive whole number (the most tasks to show), got '" + text + "'",
+                      "--limit");
   }
   return static_cast<size_t>(n);
 }
@@ -260,9 +276,8 @@ std::string repo_identity(const Config& config, const std::string& repo) {
 }
 
 std::vector<Task> apply_filter(std::vector<Task> tasks, const StatusFilter& f, const Config& config) {
-  std::stable_sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
-    return a.request.created_at_ms > b.request.created_at_ms;
-  });
+  std::stable_sort(tasks.begin(), tasks.end(),
+                   [](const Task& a, const Task& b) { return a.request.created_at_ms > b.request.created_at_ms; });
   const std::string repo = f.repo.empty() ? "" : repo_identity(config, f.repo);
   std::vector<Task> shown;
   for (auto& t : tasks) {
@@ -332,7 +347,8 @@ int show(const Args& args) {
   } else if (!t.merged_commit.empty()) {
     std::cout << "landed  " << t.merged_commit << "\n";
   }
-  if (const std::string pr = pull_url(settings->config, t.request.id); !pr.empty()) std::cout << "pull    " << pr << "\n";
+  if (const std::string pr = pull_url(settings->config, t.request.id); !pr.empty())
+    std::cout << "pull    " << pr << "\n";
   const auto runs = agent_runs_of(settings->config, t.request.id);
   if (!runs.empty()) std::cout << "agent runs:\n";
   for (const auto& r : runs) {
@@ -340,9 +356,8 @@ int show(const Args& args) {
     std::ostringstream cost;
     cost << std::fixed << std::setprecision(4) << u.cost_usd;
     std::cout << "  attempt " << r.attempt << "  " << std::setw(11) << u.role << " " << u.agent
-              << (u.model.empty() ? "" : " (" + u.model + ")") << "  turns " << u.turns << "  tokens "
-              << u.input_tokens << " in / " << u.output_tokens << " out" << (u.cost_usd > 0 ? "  $" + cost.str() : "")
-              << "\n";
+              << (u.model.empty() ? "" : " (" + u.model + ")") << "  turns " << u.turns << "  tokens " << u.input_tokens
+              << " in / " << u.output_tokens << " out" << (u.cost_usd > 0 ? "  $" + cost.str() : "") << "\n";
     if (!u.final_message.empty()) std::cout << "    " << clip(u.final_message, 160) << "\n";
   }
   std::cout << "history:\n";
@@ -389,8 +404,9 @@ Result<int> attempt_flag(const Args& args, const Task& task) {
   }
   const int attempts = std::max(task.attempt, 1);
   if (only < 1 || only > attempts) {
-    return make_error("usage", "task " + task.request.id + " has " + std::to_string(task.attempt) +
-                                   " attempt(s) so far; --attempt takes 1 to " + std::to_string(attempts),
+    return make_error("usage",
+                      "task " + task.request.id + " has " + std::to_string(task.attempt) +
+                          " attempt(s) so far; --attempt takes 1 to " + std::to_string(attempts),
                       "--attempt");
   }
   return only;
@@ -457,8 +473,7 @@ Result<std::string> logs_text(const Args& args, const Config& config) {
 }
 
 void add_status(Command& polyphony) {
-  polyphony
-      .add("status", "tasks, newest first: id, state, agent, score, plan, branch, worker, age", status)
+  polyphony.add("status", "tasks, newest first: id, state, agent, score, plan, branch, worker, age", status)
       .positionals("ID", "only these tasks")
       .flag("--json", "the same tasks as JSON, with ISO 8601 UTC times beside the epoch milliseconds")
       .repeatable("--state", "S", "only tasks in state S (any case); repeat it or give several: --state failed,blocked")

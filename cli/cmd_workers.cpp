@@ -30,8 +30,10 @@ std::string joined(const std::vector<std::string>& items) {
 
 std::string heartbeat_age(int64_t ms) {
   std::ostringstream s;
-  if (ms < 10000) s << std::fixed << std::setprecision(1) << static_cast<double>(ms) / 1000.0 << "s ago";
-  else s << ago(0, ms);
+  if (ms < 10000)
+    s << std::fixed << std::setprecision(1) << static_cast<double>(ms) / 1000.0 << "s ago";
+  else
+    s << ago(0, ms);
   return s.str();
 }
 
@@ -110,8 +112,8 @@ int remove(const Args& args) {
 }  // namespace
 
 void add_workers(Command& polyphony) {
-  Command workers_command = polyphony.add(
-      "workers", "the coordinator's workers: state, heartbeat age, load, labels, tasks", workers);
+  Command workers_command =
+      polyphony.add("workers", "the coordinator's workers: state, heartbeat age, load, labels, tasks", workers);
   workers_command.flag("--json", "the same as JSON")
       .option("--coordinator", "ENDPOINT", "the coordinator's client endpoint, e.g. tcp://host:7702")
       .footer(kWorkersFooter);

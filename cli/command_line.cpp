@@ -25,14 +25,18 @@ std::string flag_key(const CLI::Option& o) {
   return name.substr(name.find_first_not_of('-'));
 }
 
-bool is_switch(const CLI::Option& o) { return o.get_type_size() == 0; }
+bool is_switch(const CLI::Option& o) {
+  return o.get_type_size() == 0;
+}
 
 // The options a command takes, in the order defined, -h/--help left out.
 std::vector<const CLI::Option*> flags_of(const CLI::App& app) {
   return app.get_options([&](const CLI::Option* o) { return !o->get_positional() && o != app.get_help_ptr(); });
 }
 
-std::vector<const CLI::App*> subcommands_of(const CLI::App& app) { return app.get_subcommands({}); }
+std::vector<const CLI::App*> subcommands_of(const CLI::App& app) {
+  return app.get_subcommands({});
+}
 
 // The words that name `app` after the program ({"image", "build"}); {} for the program itself.
 std::vector<std::string> command_words(const CLI::App& app) {
@@ -79,8 +83,9 @@ Error leftover_error(const CLI::App& app, const std::string& word, bool flag_lik
     const std::string name = word.substr(0, word.find('='));
     std::vector<std::string> known;
     for (const auto* o : flags_of(app)) known.push_back(flag_name(*o));
-    return make_error("usage", "unknown option " + name + " (" + command +
-                                   (known.empty() ? " takes no options)" : " takes: " + joined(known) + ")"),
+    return make_error("usage",
+                      "unknown option " + name + " (" + command +
+                          (known.empty() ? " takes no options)" : " takes: " + joined(known) + ")"),
                       name);
   }
   const auto subs = subcommands_of(app);
@@ -183,9 +188,13 @@ CommandLine::~CommandLine() = default;
 CommandLine::CommandLine(CommandLine&&) noexcept = default;
 CommandLine& CommandLine::operator=(CommandLine&&) noexcept = default;
 
-Command CommandLine::root() { return Command(*this, *app_); }
+Command CommandLine::root() {
+  return Command(*this, *app_);
+}
 
-const std::string& CommandLine::program() const { return app_->get_name(); }
+const std::string& CommandLine::program() const {
+  return app_->get_name();
+}
 
 int CommandLine::run(const std::vector<std::string>& argv) {
   set_program_name(program());  // in every message
@@ -243,7 +252,7 @@ std::string CommandLine::help(const std::vector<std::string>& path) const {
 std::vector<CommandLine::CommandFlags> CommandLine::commands() const {
   std::vector<CommandFlags> out;
   std::function<void(const CLI::App&, std::vector<std::string>)> walk = [&](const CLI::App& app,
-                                                                           std::vector<std::string> path) {
+                                                                            std::vector<std::string> path) {
     CommandFlags c{path, {}};
     for (const auto* o : flags_of(app)) c.flags.push_back(flag_name(*o));
     out.push_back(std::move(c));
@@ -288,10 +297,13 @@ std::string CommandLine::bash_completion() const {
   std::ostringstream out;
   out << "# bash completion for " << program() << ", generated from its command definitions by\n"
       << "# `polyphony completion bash`. Load it with: source <(polyphony completion bash)\n"
-      << fn << "_commands() {\n  case \"$1\" in\n" << subcommands << "  esac\n}\n"
-      << fn << "_flags() {\n  case \"$1\" in\n" << flags << "  esac\n}\n"
+      << fn << "_commands() {\n  case \"$1\" in\n"
+      << subcommands << "  esac\n}\n"
+      << fn << "_flags() {\n  case \"$1\" in\n"
+      << flags << "  esac\n}\n"
       << "# Whether flag $2 of command $1 takes a value.\n"
-      << fn << "_takes_value() {\n  case \"$1 $2\" in\n" << valued << "  esac\n  return 1\n}\n"
+      << fn << "_takes_value() {\n  case \"$1 $2\" in\n"
+      << valued << "  esac\n  return 1\n}\n"
       << fn << "() {\n"
       << "  local cur=${COMP_WORDS[COMP_CWORD]} path= word i\n"
       << "  for ((i = 1; i < COMP_CWORD; i++)); do\n"

@@ -78,7 +78,9 @@ json paths(const std::vector<fs::path>& items) {
   return out;
 }
 
-std::string path_text(const fs::path& p) { return p.string(); }
+std::string path_text(const fs::path& p) {
+  return p.string();
+}
 
 // Adds the entries of one file, finding each key's line in the file as it is on disk.
 class FileView {
@@ -178,12 +180,15 @@ void container(FileView& v, const ContainerConfig& c) {
 }
 
 void budget(FileView& v, const Path& at, const Budget& b, bool only_if_set) {
-  for (auto [key, value] : {std::pair{"max_turns", static_cast<int64_t>(b.max_turns)}, {"max_tokens", b.max_tokens},
+  for (auto [key, value] : {std::pair{"max_turns", static_cast<int64_t>(b.max_turns)},
+                            {"max_tokens", b.max_tokens},
                             {"max_wall_s", b.max_wall_s}}) {
     Path p = at;
     p.push_back(key);
-    if (only_if_set) v.add_if_set(p, value);
-    else v.add(p, value);
+    if (only_if_set)
+      v.add_if_set(p, value);
+    else
+      v.add(p, value);
   }
 }
 
@@ -308,8 +313,10 @@ void routing(FileView& v, const RoutingPolicy& p) {
   const ScoringPolicy& s = p.scoring;
   v.add({"scoring", "thresholds", "solo_max"}, s.solo_max);
   v.add({"scoring", "thresholds", "review_max"}, s.review_max);
-  for (auto [key, c] : {std::pair{"lines_of_code", s.lines_of_code}, {"nesting", s.nesting},
-                        {"call_sites", s.call_sites}, {"security_keywords", s.security_keywords},
+  for (auto [key, c] : {std::pair{"lines_of_code", s.lines_of_code},
+                        {"nesting", s.nesting},
+                        {"call_sites", s.call_sites},
+                        {"security_keywords", s.security_keywords},
                         {"concurrency_keywords", s.concurrency_keywords}}) {
     v.add({"scoring", "cutoffs", key}, json::array({c.one, c.two}));
   }
@@ -323,7 +330,7 @@ bool is_token_char(char c) {
 }  // namespace
 
 bool looks_like_secret(std::string_view value) {
-  static const char* const kPrefixes[] = {"sk-",  "sk_",   "ghp_",  "gho_",  "ghu_",  "ghs_", "ghr_", "github_pat_",
+  static const char* const kPrefixes[] = {"sk-",    "sk_",   "ghp_",  "gho_",  "ghu_",  "ghs_", "ghr_", "github_pat_",
                                           "glpat-", "xoxb-", "xoxp-", "xoxa-", "xoxs-", "AKIA", "AIza", "hf_"};
   for (const char* p : kPrefixes) {
     if (value.rfind(p, 0) == 0 && value.size() >= std::string_view(p).size() + 8) return true;
@@ -341,8 +348,8 @@ bool looks_like_secret(std::string_view value) {
 
 bool names_a_secret(std::string_view name) {
   const std::string n = upper(name);
-  for (const char* word : {"TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "PRIVATE", "CREDENTIAL",
-                           "AUTH_", "_AUTH"}) {
+  for (const char* word :
+       {"TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "PRIVATE", "CREDENTIAL", "AUTH_", "_AUTH"}) {
     if (n.find(word) != std::string::npos) return true;
   }
   return n.size() > 4 && n.compare(n.size() - 4, 4, "_KEY") == 0;

@@ -21,8 +21,8 @@
 #include "cli/cli.h"
 #include "cli/client_connection.h"
 #include "common/process.h"
-#include "protocol/security.h"
 #include "coordinator/coordinator.h"
+#include "protocol/security.h"
 #include "worker-agent/agents_lock.h"
 #include "worker-agent/docker_client.h"
 #include "worker-agent/image_builder.h"
@@ -76,7 +76,9 @@ std::string seconds(int64_t ms) {
   return buf;
 }
 
-std::string config_file(const Config& c) { return (c.home / "config.yaml").string(); }
+std::string config_file(const Config& c) {
+  return (c.home / "config.yaml").string();
+}
 
 // "file:line", or for a file that is missing (its built-in default is in use) the same words as
 // the loaders' errors (common/yaml_reader.h).
@@ -103,13 +105,14 @@ std::unique_ptr<DockerClient> check_engine(const Config& c, std::vector<Finding>
   auto docker = make_docker_client(*host);
   auto version = docker->engine_version();
   if (!version.ok()) {
-    out.push_back(problem("docker", "no Docker engine answers at " + *host + " (" + socket_source(c) + "): " +
-                                        version.error().message,
-                          *host));
+    out.push_back(problem(
+        "docker", "no Docker engine answers at " + *host + " (" + socket_source(c) + "): " + version.error().message,
+        *host));
     return nullptr;
   }
-  out.push_back(ok("docker", "Docker engine " + version->version + " (API " + version->api_version + ") answers at " +
-                                 *host + " (" + socket_source(c) + ")",
+  out.push_back(ok("docker",
+                   "Docker engine " + version->version + " (API " + version->api_version + ") answers at " + *host +
+                       " (" + socket_source(c) + ")",
                    *host));
   return docker;
 }
@@ -210,14 +213,15 @@ std::optional<ImageContents> check_image(DockerClient& docker, const Settings& s
   const std::string where = config_file(c) + " container.image";
   auto labels = docker.image_labels(c.container.image);
   if (!labels.ok() && labels.error().code == "not_found") {
-    out.push_back(problem("image", "the worker image " + c.container.image +
-                                       " is missing on this engine; build it with: polyphony image build",
-                          where));
+    out.push_back(problem(
+        "image",
+        "the worker image " + c.container.image + " is missing on this engine; build it with: polyphony image build",
+        where));
     return std::nullopt;
   }
   if (!labels.ok()) {
-    out.push_back(problem("image", "cannot inspect the worker image " + c.container.image + ": " + labels.error().message,
-                          where));
+    out.push_back(problem(
+        "image", "cannot inspect the worker image " + c.container.image + ": " + labels.error().message, where));
     return std::nullopt;
   }
   std::vector<std::string> commands;
@@ -226,8 +230,9 @@ std::optional<ImageContents> check_image(DockerClient& docker, const Settings& s
   }
   auto probed = run_probe(docker, c, commands);
   if (!probed.ok()) {
-    out.push_back(problem("image", "the worker image " + c.container.image + " is present but a container of it " +
-                                       "cannot run: " + probed.error().message,
+    out.push_back(problem("image",
+                          "the worker image " + c.container.image + " is present but a container of it " +
+                              "cannot run: " + probed.error().message,
                           where));
     return std::nullopt;
   }
@@ -236,17 +241,20 @@ std::optional<ImageContents> check_image(DockerClient& docker, const Settings& s
   const std::string version = label == labels->end() ? "" : label->second;
   const std::string holds = "; agent CLIs it holds: " + joined(contents.holds, "none");
   if (version.empty()) {
-    out.push_back(warning("image", "the worker image " + c.container.image + " was not built by `polyphony image build` " +
-                                       "(no polyphony.image.version label)" + holds,
+    out.push_back(warning("image",
+                          "the worker image " + c.container.image + " was not built by `polyphony image build` " +
+                              "(no polyphony.image.version label)" + holds,
                           where));
   } else if (!image_is_current(version)) {
-    out.push_back(warning("image", "the worker image " + c.container.image + " (" + version +
-                                       ") was built by another polyphony version or agents.lock; `polyphony image "
-                                       "build` makes the current one" + holds,
+    out.push_back(warning("image",
+                          "the worker image " + c.container.image + " (" + version +
+                              ") was built by another polyphony version or agents.lock; `polyphony image "
+                              "build` makes the current one" +
+                              holds,
                           where));
   } else {
-    out.push_back(ok("image", "the worker image " + c.container.image + " is present and current (" + version + ")" + holds,
-                     where));
+    out.push_back(ok(
+        "image", "the worker image " + c.container.image + " is present and current (" + version + ")" + holds, where));
   }
   return contents;
 }
@@ -261,10 +269,11 @@ void check_agents(const Settings& s, const ImageContents& contents, std::vector<
     if (contents.found.count(cmd)) {
       out.push_back(ok("agent " + name, "`" + cmd + "` is in the image " + s.config.container.image, where));
     } else {
-      out.push_back(warning("agent " + name, "`" + cmd + "` is not in the image " + s.config.container.image +
-                                                  ": tasks routed to " + name + " fall back to the next agent of the " +
-                                                  "chain; `polyphony image build --agents ...` installs the pinned "
-                                                  "CLIs (docker/README.md says how to add another)",
+      out.push_back(warning("agent " + name,
+                            "`" + cmd + "` is not in the image " + s.config.container.image + ": tasks routed to " +
+                                name + " fall back to the next agent of the " +
+                                "chain; `polyphony image build --agents ...` installs the pinned "
+                                "CLIs (docker/README.md says how to add another)",
                             where));
     }
   }
@@ -283,8 +292,9 @@ void check_network(DockerClient& docker, const Config& c, std::vector<Finding>& 
   if (!c.container.allowed_networks.empty() &&
       std::find(c.container.allowed_networks.begin(), c.container.allowed_networks.end(), network) ==
           c.container.allowed_networks.end()) {
-    out.push_back(problem("network", "network '" + network + "' is not in container.allowed_networks (" +
-                                         joined(c.container.allowed_networks, "") + "): the worker refuses every task",
+    out.push_back(problem("network",
+                          "network '" + network + "' is not in container.allowed_networks (" +
+                              joined(c.container.allowed_networks, "") + "): the worker refuses every task",
                           where));
     return;
   }
@@ -293,15 +303,17 @@ void check_network(DockerClient& docker, const Config& c, std::vector<Finding>& 
     const std::string name = network.substr(prefix.size());
     auto pid = docker.container_pid(name);
     if (!pid.ok() && pid.error().code == "not_found") {
-      out.push_back(problem("network", "network '" + network + "': the engine has no container '" + name +
-                                           "'; start it, or fix container.network",
-                            where));
+      out.push_back(problem(
+          "network",
+          "network '" + network + "': the engine has no container '" + name + "'; start it, or fix container.network",
+          where));
     } else if (!pid.ok()) {
       out.push_back(problem("network", "network '" + network + "': " + pid.error().message, where));
     } else if (*pid == 0) {
-      out.push_back(warning("network", "network '" + network + "': container '" + name +
-                                           "' exists but is not running; tasks fail until it runs",
-                            where));
+      out.push_back(warning(
+          "network",
+          "network '" + network + "': container '" + name + "' exists but is not running; tasks fail until it runs",
+          where));
     } else {
       out.push_back(ok("network", "containers share the network of the running container '" + name + "'", where));
     }
@@ -311,10 +323,13 @@ void check_network(DockerClient& docker, const Config& c, std::vector<Finding>& 
   if (!exists.ok()) {
     out.push_back(problem("network", "cannot look up network '" + network + "': " + exists.error().message, where));
   } else if (!*exists) {
-    out.push_back(problem("network", "network '" + network + "' not found on the engine: every task would fail to "
-                                         "start its container; fix container.network (bridge, none, host, "
-                                         "container:<name> or a network `docker network ls` lists) or create it "
-                                         "with `docker network create " + network + "`",
+    out.push_back(problem("network",
+                          "network '" + network +
+                              "' not found on the engine: every task would fail to "
+                              "start its container; fix container.network (bridge, none, host, "
+                              "container:<name> or a network `docker network ls` lists) or create it "
+                              "with `docker network create " +
+                              network + "`",
                           where));
   } else {
     out.push_back(ok("network", "network '" + network + "' exists on the engine", where));
@@ -323,8 +338,8 @@ void check_network(DockerClient& docker, const Config& c, std::vector<Finding>& 
 
 // What an identity's pieces look like on this host, and the problems found on the way.
 struct IdentityTally {
-  std::string check;                      // "identity <name>"
-  std::function<std::string(int)> at;     // its file's place of a line
+  std::string check;                   // "identity <name>"
+  std::function<std::string(int)> at;  // its file's place of a line
   size_t problems = 0;
   size_t present = 0;                     // credentials found
   std::vector<std::string> alternatives;  // optional ones not found: variables or paths
@@ -344,11 +359,12 @@ void tally_env(const IdentityEnv& e, IdentityTally& t, std::vector<Finding>& out
     t.alternatives.push_back(source);
   } else {
     ++t.problems;
-    out.push_back(problem(t.check, "env " + e.name + " comes from " +
-                                       (e.from_env.empty() ? source + ", which cannot be read"
-                                                           : "the host variable " + source +
-                                                                 ", which is not set; export it before starting the "
-                                                                 "coordinator"),
+    out.push_back(problem(t.check,
+                          "env " + e.name + " comes from " +
+                              (e.from_env.empty() ? source + ", which cannot be read"
+                                                  : "the host variable " + source +
+                                                        ", which is not set; export it before starting the "
+                                                        "coordinator"),
                           t.at(e.line)));
   }
 }
@@ -362,9 +378,9 @@ void tally_files_and_mounts(const Identity& id, IdentityTally& t, std::vector<Fi
       continue;
     }
     ++t.problems;
-    out.push_back(problem(t.check, "copies " + host.string() + " into each agent run, but it is " +
-                                       (fs::exists(host, ec) ? "not a readable regular file" : "missing") +
-                                       " on this host",
+    out.push_back(problem(t.check,
+                          "copies " + host.string() + " into each agent run, but it is " +
+                              (fs::exists(host, ec) ? "not a readable regular file" : "missing") + " on this host",
                           t.at(f.line)));
   }
   for (const auto& m : id.mounts) {
@@ -394,13 +410,14 @@ void check_identity(const Identity& id, const fs::path& file, const Settings& s,
     }
     std::string any;
     for (const auto& a : t.alternatives) any += (any.empty() ? "" : " or ") + a;
-    out.push_back(warning(t.check, "none of its credentials is set (set " + any + "); tasks for " +
-                                       joined(users, "its agents") + " are refused until one is",
+    out.push_back(warning(t.check,
+                          "none of its credentials is set (set " + any + "); tasks for " + joined(users, "its agents") +
+                              " are refused until one is",
                           t.at(id.line)));
     return;
   }
-  out.push_back(ok(t.check, "resolves on this host (" + std::to_string(t.present) + " credential(s) present)",
-                   t.at(id.line)));
+  out.push_back(
+      ok(t.check, "resolves on this host (" + std::to_string(t.present) + " credential(s) present)", t.at(id.line)));
 }
 
 // Free space where workspaces go (or the nearest directory above it that exists).
@@ -416,9 +433,11 @@ void check_disk(const Config& c, const DoctorOptions& o, std::vector<Finding>& o
   const int64_t free_bytes = static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
   const std::string where = config_file(c) + " workspace_root";
   if (free_bytes < o.min_free_disk_bytes) {
-    out.push_back(warning("disk", "only " + gib(free_bytes) + " free in " + dir.string() + " (under " +
-                                      gib(o.min_free_disk_bytes) + "): each task clones and builds there; free "
-                                      "some, or point workspace_root at a larger disk",
+    out.push_back(warning("disk",
+                          "only " + gib(free_bytes) + " free in " + dir.string() + " (under " +
+                              gib(o.min_free_disk_bytes) +
+                              "): each task clones and builds there; free "
+                              "some, or point workspace_root at a larger disk",
                           where));
   } else {
     out.push_back(ok("disk", gib(free_bytes) + " free in " + dir.string(), where));
@@ -438,10 +457,11 @@ void check_clocks(const Config& c, const DoctorOptions& o, std::vector<Finding>&
   auto reply = request(ctx, endpoint, protocol::WorkersQuery{}, std::nullopt);
   const auto* table = reply.ok() ? std::get_if<protocol::WorkersReply>(&*reply) : nullptr;
   if (table == nullptr) {
-    out.push_back(warning("clock", "not measurable: the running serve did not list its workers (" +
-                                       (reply.ok() ? "it answered with a " + protocol::type_name(*reply)
-                                                   : reply.error().message) + ")",
-                          endpoint));
+    out.push_back(
+        warning("clock",
+                "not measurable: the running serve did not list its workers (" +
+                    (reply.ok() ? "it answered with a " + protocol::type_name(*reply) : reply.error().message) + ")",
+                endpoint));
     return;
   }
   if (table->workers.empty()) {
@@ -450,15 +470,17 @@ void check_clocks(const Config& c, const DoctorOptions& o, std::vector<Finding>&
   for (const auto& w : table->workers) {
     const std::string check = "clock " + w.worker_id;
     if (!w.clock_known) {
-      out.push_back(skipped(check, "not measurable: worker " + w.worker_id + " has sent no heartbeat carrying its " +
-                                       "clock (it is older than this polyphony, or has not been idle since it registered)"));
+      out.push_back(
+          skipped(check, "not measurable: worker " + w.worker_id + " has sent no heartbeat carrying its " +
+                             "clock (it is older than this polyphony, or has not been idle since it registered)"));
     } else if (std::llabs(w.clock_offset_ms) > o.max_clock_skew_ms) {
       out.push_back(warning(check, "worker " + w.worker_id + "'s clock is " + seconds(std::llabs(w.clock_offset_ms)) +
                                        (w.clock_offset_ms > 0 ? " ahead of" : " behind") + " the coordinator's: " +
                                        "timestamps in logs and commits disagree; run NTP on both hosts "
                                        "(timedatectl set-ntp true)"));
     } else {
-      out.push_back(ok(check, "worker " + w.worker_id + "'s clock is within " + std::to_string(std::llabs(w.clock_offset_ms)) +
+      out.push_back(ok(check, "worker " + w.worker_id + "'s clock is within " +
+                                  std::to_string(std::llabs(w.clock_offset_ms)) +
                                   " ms of the coordinator's (heartbeat transit included)"));
     }
   }
@@ -472,8 +494,10 @@ void check_worker_host(const Settings& s, std::vector<Finding>& out) {
     return;
   }
   auto contents = check_image(*docker, s, out);
-  if (contents) check_agents(s, *contents, out);
-  else out.push_back(skipped("agents", "not checked: the image could not be looked into"));
+  if (contents)
+    check_agents(s, *contents, out);
+  else
+    out.push_back(skipped("agents", "not checked: the image could not be looked into"));
   check_network(*docker, s.config, out);
 }
 
@@ -514,8 +538,9 @@ void check_gh_login(const GithubConfig& g, std::vector<Finding>& out) {
   }
   const std::string why = r.ok() ? first_line(r->err + "\n" + r->out, "X ") : r.error().to_string();
   const std::string token = g.host == "github.com" ? "GH_TOKEN" : "GH_ENTERPRISE_TOKEN";
-  out.push_back(problem("gh login", "gh is not logged in to " + g.host + ": run `gh auth login --hostname " + g.host +
-                                        "` or set " + token + (why.empty() ? "" : " (gh: " + why + ")"),
+  out.push_back(problem("gh login",
+                        "gh is not logged in to " + g.host + ": run `gh auth login --hostname " + g.host + "` or set " +
+                            token + (why.empty() ? "" : " (gh: " + why + ")"),
                         "github.host"));
 }
 
@@ -525,9 +550,10 @@ std::vector<Finding> check_github(const GithubConfig& g) {
   std::vector<Finding> out;
   auto r = run_process({g.gh, "--version"}, gh_options(g));
   if (!r.ok() || r->exit_code != 0) {
-    out.push_back(problem("gh", "gh does not run ('" + g.gh + "'" +
-                                    (r.ok() ? " exited " + std::to_string(r->exit_code) : ": " + r.error().message) +
-                                    "): install gh " + kGhSupported + " or set github.gh in config.yaml",
+    out.push_back(problem("gh",
+                          "gh does not run ('" + g.gh + "'" +
+                              (r.ok() ? " exited " + std::to_string(r->exit_code) : ": " + r.error().message) +
+                              "): install gh " + kGhSupported + " or set github.gh in config.yaml",
                           "github.gh"));
     return out;
   }
@@ -538,8 +564,9 @@ std::vector<Finding> check_github(const GithubConfig& g) {
   } catch (const std::exception&) {
   }
   if (major < 2) {
-    out.push_back(warning("gh", "gh " + (version.empty() ? "of unknown version" : version) +
-                                    " is not a supported version (" + kGhSupported + "): upgrade gh",
+    out.push_back(warning("gh",
+                          "gh " + (version.empty() ? "of unknown version" : version) + " is not a supported version (" +
+                              kGhSupported + "): upgrade gh",
                           "github.gh"));
   } else {
     out.push_back(ok("gh", "gh " + version + " (" + g.gh + ")", "github.gh"));
@@ -550,10 +577,14 @@ std::vector<Finding> check_github(const GithubConfig& g) {
 
 const char* health_name(Health health) {
   switch (health) {
-    case Health::kOk: return "ok";
-    case Health::kSkipped: return "skipped";
-    case Health::kWarning: return "warning";
-    case Health::kProblem: return "problem";
+    case Health::kOk:
+      return "ok";
+    case Health::kSkipped:
+      return "skipped";
+    case Health::kWarning:
+      return "warning";
+    case Health::kProblem:
+      return "problem";
   }
   return "?";
 }

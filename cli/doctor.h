@@ -21,7 +21,7 @@ enum class Health {
 const char* health_name(Health health);
 
 struct Finding {
-  std::string check;    // "keys", "docker", "image", "agent claude", "identity anthropic", "network", "disk", "clock"
+  std::string check;  // "keys", "docker", "image", "agent claude", "identity anthropic", "network", "disk", "clock"
   Health health = Health::kOk;
   std::string message;  // one line: what was found and, unless it is fine, what to do
   std::string where;    // the file:line, config key or socket it concerns; "" when none

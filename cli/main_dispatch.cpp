@@ -55,8 +55,10 @@ CommandLine polyphony_command_line() {
   }
   root.add("version", "print the version and where its data files (docker/) are", print_version);
   root.add("completion", "print a shell completion script", nullptr)
-      .add("bash", "the bash completion of polyphony, polyphony-worker and polyphony-submit: "
-                   "source <(polyphony completion bash)", print_bash_completion);
+      .add("bash",
+           "the bash completion of polyphony, polyphony-worker and polyphony-submit: "
+           "source <(polyphony completion bash)",
+           print_bash_completion);
   root.add("help", "print the help of the program or of a command", print_help)
       .positionals("COMMAND", "the command, e.g. status or image build");
   return line;
@@ -71,9 +73,13 @@ namespace {
 std::string g_program_name = "polyphony";
 }  // namespace
 
-void set_program_name(const std::string& name) { g_program_name = name; }
+void set_program_name(const std::string& name) {
+  g_program_name = name;
+}
 
-const std::string& program_name() { return g_program_name; }
+const std::string& program_name() {
+  return g_program_name;
+}
 
 int report(const Error& e) {
   std::cerr << g_program_name << ": " << e.to_string() << "\n";

@@ -14,7 +14,9 @@ namespace {
 constexpr size_t kGap = 2;
 constexpr char kEsc = '\x1b';
 
-bool is_continuation(unsigned char c) { return (c & 0xC0) == 0x80; }
+bool is_continuation(unsigned char c) {
+  return (c & 0xC0) == 0x80;
+}
 
 // Bytes of the escape sequence starting at text[i] (an ESC).
 size_t escape_length(std::string_view text, size_t i) {
@@ -42,15 +44,24 @@ size_t code_point_length(std::string_view text, size_t i) {
 
 const char* sgr(Colour colour) {
   switch (colour) {
-    case Colour::kRed: return "\x1b[31m";
-    case Colour::kGreen: return "\x1b[32m";
-    case Colour::kYellow: return "\x1b[33m";
-    case Colour::kBlue: return "\x1b[34m";
-    case Colour::kMagenta: return "\x1b[35m";
-    case Colour::kCyan: return "\x1b[36m";
-    case Colour::kDim: return "\x1b[2m";
-    case Colour::kBold: return "\x1b[1m";
-    case Colour::kNone: return "";
+    case Colour::kRed:
+      return "\x1b[31m";
+    case Colour::kGreen:
+      return "\x1b[32m";
+    case Colour::kYellow:
+      return "\x1b[33m";
+    case Colour::kBlue:
+      return "\x1b[34m";
+    case Colour::kMagenta:
+      return "\x1b[35m";
+    case Colour::kCyan:
+      return "\x1b[36m";
+    case Colour::kDim:
+      return "\x1b[2m";
+    case Colour::kBold:
+      return "\x1b[1m";
+    case Colour::kNone:
+      return "";
   }
   return "";
 }
@@ -210,7 +221,8 @@ void hide_columns(const std::vector<Column>& columns, std::vector<size_t>& width
   for (size_t c = 0; c < columns.size(); ++c) {
     if (columns[c].hide_order > 0) order.push_back(c);
   }
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return columns[a].hide_order < columns[b].hide_order; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return columns[a].hide_order < columns[b].hide_order; });
   for (size_t c : order) {
     if (total_width(least, gap) <= width) return;
     least[c] = 0;
@@ -258,10 +270,14 @@ std::string Table::render(const Terminal& term) const {
     size_t height = 1;
     for (size_t c = 0; c < row.size(); ++c) {
       const std::string& text = row[c].text;
-      if (widths[c] == 0) parts.push_back({});
-      else if (display_width(text) <= widths[c]) parts.push_back({text});
-      else if (columns_[c].overflow == Overflow::kWrap) parts.push_back(wrap_to(text, widths[c]));
-      else parts.push_back({truncate_to(text, widths[c])});
+      if (widths[c] == 0)
+        parts.push_back({});
+      else if (display_width(text) <= widths[c])
+        parts.push_back({text});
+      else if (columns_[c].overflow == Overflow::kWrap)
+        parts.push_back(wrap_to(text, widths[c]));
+      else
+        parts.push_back({truncate_to(text, widths[c])});
       height = std::max(height, parts.back().size());
     }
     std::string out;

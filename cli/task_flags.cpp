@@ -34,7 +34,8 @@ Result<std::string> remote_url(const std::string& repo, const std::string& remot
   if (remote.empty() || remote.front() == '-') {
     return make_error("usage", "'" + remote + "' is not a remote name (e.g. origin)", "--land-to");
   }
-  if (repo.empty()) return make_error("usage", "--land-to needs --repo, the working clone whose remote it names", "--land-to");
+  if (repo.empty())
+    return make_error("usage", "--land-to needs --repo, the working clone whose remote it names", "--land-to");
   std::error_code ec;
   const fs::path clone = fs::absolute(repo, ec);
   if (ec || !fs::is_directory(clone)) {
@@ -49,9 +50,11 @@ Result<std::string> remote_url(const std::string& repo, const std::string& remot
   std::string out = url->out;
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
   if (url->exit_code != 0 || out.empty()) {
-    return make_error("usage", clone.string() + " has no remote '" + remote + "' (git remote -v lists them)", "--land-to");
+    return make_error("usage", clone.string() + " has no remote '" + remote + "' (git remote -v lists them)",
+                      "--land-to");
   }
-  const bool local_relative = out.find("://") == std::string::npos && out.find(':') == std::string::npos && out.front() != '/';
+  const bool local_relative =
+      out.find("://") == std::string::npos && out.find(':') == std::string::npos && out.front() != '/';
   return local_relative ? (clone / out).lexically_normal().string() : out;
 }
 
@@ -76,8 +79,8 @@ std::vector<std::string> task_flag_names() {
 }
 
 std::string flag_for_field(const std::string& field) {
-  static const std::map<std::string, std::string> flags{{"title", "TITLE"},   {"body", "--body"},
-                                                        {"repo", "--repo"},   {"agent", "--agent"},
+  static const std::map<std::string, std::string> flags{{"title", "TITLE"},        {"body", "--body"},
+                                                        {"repo", "--repo"},        {"agent", "--agent"},
                                                         {"base_branch", "--base"}, {"labels", "--label"}};
   auto it = flags.find(field);
   return it == flags.end() ? field : it->second;
@@ -91,8 +94,9 @@ Error as_flag_error(Error e, const Args& args) {
 
 Result<TaskRequest> task_from_flags(const Args& args, const std::string& command) {
   if (args.positional.size() != 1) {
-    return make_error("usage", command + " takes exactly one TITLE (quote it), got " +
-                                   std::to_string(args.positional.size()), "TITLE");
+    return make_error("usage",
+                      command + " takes exactly one TITLE (quote it), got " + std::to_string(args.positional.size()),
+                      "TITLE");
   }
   TaskRequest r;
   r.title = args.positional[0];

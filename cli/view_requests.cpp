@@ -34,17 +34,20 @@ Result<json> logs_view(const protocol::ViewQuery& q, const Config& config) {
   auto all = logs_text(args, config);
   if (!all.ok()) return all.error();
   const auto [start, end] = log_window(*all, q.offset, std::min(q.max_bytes, protocol::kMaxViewLogBytes));
-  return json{{"id", q.task_ids[0]}, {"text", all->substr(start, end - start)}, {"offset", start},
-              {"next_offset", end}, {"total_bytes", all->size()}};
+  return json{{"id", q.task_ids[0]},
+              {"text", all->substr(start, end - start)},
+              {"offset", start},
+              {"next_offset", end},
+              {"total_bytes", all->size()}};
 }
 
 // The task as TITLE and task flags, as `route --explain` reads them.
 Args route_args(const protocol::ViewQuery& q) {
   Args args;
   args.positional = {q.title};
-  const std::pair<const char*, const std::string*> flags[] = {{"body", &q.body}, {"repo", &q.repo},
+  const std::pair<const char*, const std::string*> flags[] = {{"body", &q.body},        {"repo", &q.repo},
                                                               {"base", &q.base_branch}, {"type", &q.task_type},
-                                                              {"risk", &q.risk}, {"agent", &q.agent}};
+                                                              {"risk", &q.risk},        {"agent", &q.agent}};
   for (const auto& [flag, value] : flags) {
     if (!value->empty()) args.values[flag] = {*value};
   }

@@ -87,7 +87,9 @@ Status read_size(const YamlReader& y, const YAML::Node& node, const char* key, i
   auto text = y.as_string(node[key], std::string("container.") + key);
   if (!text.ok()) return text.error();
   auto bytes = parse_bytes(*text);
-  if (!bytes) return y.error(node[key], std::string("container.") + key + " must be a size like 10g or 512m, got '" + *text + "'");
+  if (!bytes)
+    return y.error(node[key],
+                   std::string("container.") + key + " must be a size like 10g or 512m, got '" + *text + "'");
   out = *bytes;
   return {};
 }
@@ -117,33 +119,38 @@ Status read_lockdown(const YamlReader& y, const YAML::Node& node, ContainerConfi
   }
   POLY_TRY(read_list(y, node, "cap_add", c.cap_add));
   for (const auto& cap : c.cap_add) {
-    const bool ok = !cap.empty() && std::all_of(cap.begin(), cap.end(), [](char ch) { return std::isupper(static_cast<unsigned char>(ch)) || ch == '_'; });
-    if (!ok) return y.error(node["cap_add"], "container.cap_add takes capability names such as NET_BIND_SERVICE, got '" + cap + "'");
+    const bool ok = !cap.empty() && std::all_of(cap.begin(), cap.end(), [](char ch) {
+      return std::isupper(static_cast<unsigned char>(ch)) || ch == '_';
+    });
+    if (!ok)
+      return y.error(node["cap_add"],
+                     "container.cap_add takes capability names such as NET_BIND_SERVICE, got '" + cap + "'");
   }
   POLY_TRY(read_list(y, node, "allowed_images", c.allowed_images));
   POLY_TRY(read_list(y, node, "allowed_networks", c.allowed_networks));
   POLY_TRY(read_list(y, node, "allowed_mount_roots", c.allowed_mount_roots));
   for (const auto& root : c.allowed_mount_roots) {
     if (root.empty() || root[0] != '/') {
-      return y.error(node["allowed_mount_roots"], "container.allowed_mount_roots takes absolute paths, got '" + root + "'");
+      return y.error(node["allowed_mount_roots"],
+                     "container.allowed_mount_roots takes absolute paths, got '" + root + "'");
     }
   }
   return {};
 }
 
 Status read_container(const YamlReader& y, const YAML::Node& node, ContainerConfig& c) {
-  POLY_TRY(y.check_keys(node, {"image", "network", "cpus", "memory", "user", "run_timeout_s",
-                               "verify_timeout_s", "stall_timeout_s", "warm", "pids_limit", "workspace_limit",
-                               "output_limit", "read_only_root", "cap_add", "allowed_images",
-                               "allowed_networks", "allowed_mount_roots"}, "container"));
+  POLY_TRY(y.check_keys(node,
+                        {"image", "network", "cpus", "memory", "user", "run_timeout_s", "verify_timeout_s",
+                         "stall_timeout_s", "warm", "pids_limit", "workspace_limit", "output_limit", "read_only_root",
+                         "cap_add", "allowed_images", "allowed_networks", "allowed_mount_roots"},
+                        "container"));
   POLY_TRY(read_lockdown(y, node, c));
   auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "container." + w); };
   auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, "container." + w); };
   POLY_TRY(read_opt(node, "image", c.image, str));
   POLY_TRY(read_opt(node, "network", c.network, str));
-  POLY_TRY(read_opt(node, "cpus", c.cpus, [&](const YAML::Node& n, const std::string& w) {
-    return y.as_double(n, "container." + w);
-  }));
+  POLY_TRY(read_opt(node, "cpus", c.cpus,
+                    [&](const YAML::Node& n, const std::string& w) { return y.as_double(n, "container." + w); }));
   POLY_TRY(read_opt(node, "run_timeout_s", c.run_timeout_s, num));
   POLY_TRY(read_opt(node, "verify_timeout_s", c.verify_timeout_s, num));
   POLY_TRY(read_opt(node, "stall_timeout_s", c.stall_timeout_s, num));
@@ -164,13 +171,15 @@ Status read_container(const YamlReader& y, const YAML::Node& node, ContainerConf
     int uid = -1, gid = -1;
     char extra = 0;
     if (std::sscanf(text->c_str(), "%d:%d%c", &uid, &gid, &extra) != 2 || uid <= 0 || gid < 0) {
-      return y.error(node["user"], "container.user must be a non-root uid:gid such as \"1000:1000\", got '" + *text + "'");
+      return y.error(node["user"],
+                     "container.user must be a non-root uid:gid such as \"1000:1000\", got '" + *text + "'");
     }
     c.uid = uid;
     c.gid = gid;
   }
   if (c.cpus < 0) return y.error(node["cpus"], "container.cpus must not be negative");
-  if (c.network.empty()) return y.error(node["network"], "container.network must not be empty (bridge, none, host, or a network name)");
+  if (c.network.empty())
+    return y.error(node["network"], "container.network must not be empty (bridge, none, host, or a network name)");
   return {};
 }
 
@@ -182,7 +191,8 @@ Result<Budget> read_budget(const YamlReader& y, const YAML::Node& node, const st
   POLY_TRY(read_opt(node, "max_turns", b.max_turns, num));
   POLY_TRY(read_opt(node, "max_tokens", b.max_tokens, num));
   POLY_TRY(read_opt(node, "max_wall_s", b.max_wall_s, num));
-  for (auto [key, v] : {std::pair{"max_turns", static_cast<int64_t>(b.max_turns)}, {"max_tokens", b.max_tokens},
+  for (auto [key, v] : {std::pair{"max_turns", static_cast<int64_t>(b.max_turns)},
+                        {"max_tokens", b.max_tokens},
                         {"max_wall_s", b.max_wall_s}}) {
     if (v < 0) return y.error(node[key], what + "." + key + " must be 0 (no limit) or more");
   }
@@ -223,24 +233,33 @@ Status read_repos(const YamlReader& y, const YAML::Node& node, Config& c) {
 // "owner/name": both parts non-empty, from GitHub's characters.
 bool is_github_repo(const std::string& s) {
   const auto slash = s.find('/');
-  if (slash == std::string::npos || slash == 0 || slash + 1 == s.size() || s.find('/', slash + 1) != std::string::npos) return false;
+  if (slash == std::string::npos || slash == 0 || slash + 1 == s.size() || s.find('/', slash + 1) != std::string::npos)
+    return false;
   return std::all_of(s.begin(), s.end(), [](char ch) {
     return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.' || ch == '/';
   });
 }
 
 Status read_github(const YamlReader& y, const YAML::Node& node, Config& c) {
-  POLY_TRY(y.check_keys(node, {"repo", "remote", "base_branch", "label", "claimed_label", "filter_labels",
-                               "type_label_prefix", "risk_label_prefix", "poll_interval_ms", "auto_merge", "gh",
-                               "gh_timeout_ms", "host"}, "github"));
+  POLY_TRY(
+      y.check_keys(node,
+                   {"repo", "remote", "base_branch", "label", "claimed_label", "filter_labels", "type_label_prefix",
+                    "risk_label_prefix", "poll_interval_ms", "auto_merge", "gh", "gh_timeout_ms", "host"},
+                   "github"));
   GithubConfig& g = c.github;
   g.line = y.line(node);
   auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "github." + w); };
   auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, "github." + w); };
-  for (auto [key, field] : {std::pair{"repo", &g.repo}, {"remote", &g.remote}, {"base_branch", &g.base_branch},
-                            {"label", &g.label}, {"claimed_label", &g.claimed_label},
-                            {"type_label_prefix", &g.type_label_prefix}, {"risk_label_prefix", &g.risk_label_prefix},
-                            {"auto_merge", &g.auto_merge}, {"gh", &g.gh}, {"host", &g.host}}) {
+  for (auto [key, field] : {std::pair{"repo", &g.repo},
+                            {"remote", &g.remote},
+                            {"base_branch", &g.base_branch},
+                            {"label", &g.label},
+                            {"claimed_label", &g.claimed_label},
+                            {"type_label_prefix", &g.type_label_prefix},
+                            {"risk_label_prefix", &g.risk_label_prefix},
+                            {"auto_merge", &g.auto_merge},
+                            {"gh", &g.gh},
+                            {"host", &g.host}}) {
     POLY_TRY(read_opt(node, key, *field, str));
   }
   POLY_TRY(read_opt(node, "poll_interval_ms", g.poll_interval_ms, num));
@@ -251,7 +270,8 @@ Status read_github(const YamlReader& y, const YAML::Node& node, Config& c) {
     g.filter_labels = *labels;
   }
   if (!is_github_repo(g.repo)) {
-    return y.error(node["repo"].IsDefined() ? node["repo"] : node, "github.repo must be owner/name, got '" + g.repo + "'");
+    return y.error(node["repo"].IsDefined() ? node["repo"] : node,
+                   "github.repo must be owner/name, got '" + g.repo + "'");
   }
   if (g.label.empty()) return y.error(node["label"], "github.label must not be empty");
   if (g.claimed_label.empty() || g.claimed_label == g.label) {
@@ -260,15 +280,19 @@ Status read_github(const YamlReader& y, const YAML::Node& node, Config& c) {
   if (g.poll_interval_ms < 10) return y.error(node["poll_interval_ms"], "github.poll_interval_ms must be at least 10");
   if (g.gh_timeout_ms < 100) return y.error(node["gh_timeout_ms"], "github.gh_timeout_ms must be at least 100");
   if (!g.auto_merge.empty() && g.auto_merge != "merge" && g.auto_merge != "squash" && g.auto_merge != "rebase") {
-    return y.error(node["auto_merge"], "github.auto_merge must be merge, squash or rebase (or absent), got '" + g.auto_merge + "'");
+    return y.error(node["auto_merge"],
+                   "github.auto_merge must be merge, squash or rebase (or absent), got '" + g.auto_merge + "'");
   }
   if (g.gh.empty()) return y.error(node["gh"], "github.gh must name the gh program");
   if (g.host.empty() || g.host.find("://") != std::string::npos || g.host.find('/') != std::string::npos) {
-    return y.error(node["host"], "github.host must be a host name such as github.com or ghe.example.com[:port] "
-                                 "(no scheme, no path), got '" + g.host + "'");
+    return y.error(node["host"],
+                   "github.host must be a host name such as github.com or ghe.example.com[:port] "
+                   "(no scheme, no path), got '" +
+                       g.host + "'");
   }
   if (g.remote.empty()) g.remote = "https://" + g.host + "/" + g.repo + ".git";
-  if (!c.repos.count(g.remote) && g.remote.find("://") == std::string::npos && g.remote.find('@') == std::string::npos) {
+  if (!c.repos.count(g.remote) && g.remote.find("://") == std::string::npos &&
+      g.remote.find('@') == std::string::npos) {
     g.remote = resolve_path(g.remote, c.home).string();
   }
   return {};
@@ -285,21 +309,26 @@ Status read_http(const YamlReader& y, const YAML::Node& node, Config& c) {
   if (c.http_listen.empty()) return {};
   const auto split = parse_http_listen(c.http_listen);
   if (!split) {
-    return y.error(node["http_listen"], "coordinator.http_listen must be HOST:PORT (e.g. 127.0.0.1:7780, port 0-65535) "
-                                        "or empty to turn the dashboard off, got '" + c.http_listen + "'");
+    return y.error(node["http_listen"],
+                   "coordinator.http_listen must be HOST:PORT (e.g. 127.0.0.1:7780, port 0-65535) "
+                   "or empty to turn the dashboard off, got '" +
+                       c.http_listen + "'");
   }
   if (!is_loopback_host(split->first) && c.http_token_file.empty()) {
-    return y.error(node["http_listen"], "coordinator.http_listen " + c.http_listen + " is not a loopback address: set "
-                                        "coordinator.http_token_file too (make one with `polyphony keys gen --http`)");
+    return y.error(node["http_listen"],
+                   "coordinator.http_listen " + c.http_listen +
+                       " is not a loopback address: set "
+                       "coordinator.http_token_file too (make one with `polyphony keys gen --http`)");
   }
   return {};
 }
 
 Status read_coordinator(const YamlReader& y, const YAML::Node& node, Config& c) {
-  POLY_TRY(y.check_keys(node, {"embedded_worker", "worker_endpoint", "client_endpoint", "heartbeat_interval_ms",
-                               "heartbeat_liveness", "secret_key_file", "public_key_file", "allowed_workers_dir",
-                               "allowed_worker_keys", "allowed_clients_dir", "allowed_client_keys", "insecure",
-                               "mirror_timeout_s", "http_listen", "http_token_file", "lost_worker_expiry_ms"},
+  POLY_TRY(y.check_keys(node,
+                        {"embedded_worker", "worker_endpoint", "client_endpoint", "heartbeat_interval_ms",
+                         "heartbeat_liveness", "secret_key_file", "public_key_file", "allowed_workers_dir",
+                         "allowed_worker_keys", "allowed_clients_dir", "allowed_client_keys", "insecure",
+                         "mirror_timeout_s", "http_listen", "http_token_file", "lost_worker_expiry_ms"},
                         "coordinator"));
   POLY_TRY(detail::read_coordinator_security(y, node, c.home, c.coordinator_security));
   auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, "coordinator." + w); };
@@ -310,8 +339,10 @@ Status read_coordinator(const YamlReader& y, const YAML::Node& node, Config& c) 
   POLY_TRY(read_opt(node, "client_endpoint", c.client_endpoint, str));
   POLY_TRY(read_opt(node, "heartbeat_interval_ms", c.heartbeat_interval_ms, num));
   POLY_TRY(read_opt(node, "heartbeat_liveness", c.heartbeat_liveness, num));
-  if (c.heartbeat_interval_ms < 10) return y.error(node["heartbeat_interval_ms"], "coordinator.heartbeat_interval_ms must be at least 10");
-  if (c.heartbeat_liveness < 1) return y.error(node["heartbeat_liveness"], "coordinator.heartbeat_liveness must be at least 1");
+  if (c.heartbeat_interval_ms < 10)
+    return y.error(node["heartbeat_interval_ms"], "coordinator.heartbeat_interval_ms must be at least 10");
+  if (c.heartbeat_liveness < 1)
+    return y.error(node["heartbeat_liveness"], "coordinator.heartbeat_liveness must be at least 1");
   POLY_TRY(read_opt(node, "lost_worker_expiry_ms", c.lost_worker_expiry_ms, num));
   if (c.lost_worker_expiry_ms < 0) {
     return y.error(node["lost_worker_expiry_ms"], "coordinator.lost_worker_expiry_ms must be 0 (never) or more");
@@ -325,8 +356,10 @@ Status read_coordinator(const YamlReader& y, const YAML::Node& node, Config& c) 
 }
 
 Status read_worker(const YamlReader& y, const YAML::Node& node, Config& c) {
-  POLY_TRY(y.check_keys(node, {"coordinator", "capacity", "labels", "secret_key_file", "public_key_file",
-                               "coordinator_public_key", "coordinator_public_key_file", "insecure"}, "worker"));
+  POLY_TRY(y.check_keys(node,
+                        {"coordinator", "capacity", "labels", "secret_key_file", "public_key_file",
+                         "coordinator_public_key", "coordinator_public_key_file", "insecure"},
+                        "worker"));
   POLY_TRY(detail::read_worker_security(y, node, c.home, c.worker_security));
   if (node["coordinator"].IsDefined()) c.worker_security.where["coordinator"] = y.where(node["coordinator"]);
   POLY_TRY(read_opt(node, "coordinator", c.coordinator_endpoint,
@@ -338,7 +371,8 @@ Status read_worker(const YamlReader& y, const YAML::Node& node, Config& c) {
     if (!labels.ok()) return labels.error();
     c.worker_labels = *labels;
   }
-  if (c.worker_capacity < 1 || c.worker_capacity > 4096) return y.error(node["capacity"], "worker.capacity must be between 1 and 4096");
+  if (c.worker_capacity < 1 || c.worker_capacity > 4096)
+    return y.error(node["capacity"], "worker.capacity must be between 1 and 4096");
   return {};
 }
 
@@ -353,10 +387,12 @@ Result<Config> load_config(const fs::path& file, const fs::path& home) {
   std::string workspace_root = "workspaces";
   const YAML::Node root = *doc;
   if (!root.IsNull()) {
-    POLY_TRY(y.check_keys(root, {"workspace_root", "state_db", "queue_db", "log_dir", "poll_interval_ms",
-                                 "max_concurrency", "max_concurrency_per_repo", "max_attempts", "review_rounds",
-                                 "retry_backoff_base_ms", "retry_backoff_cap_ms", "docker_host", "coordinator", "worker",
-                                 "container", "budget", "repos", "github"}, "config.yaml"));
+    POLY_TRY(y.check_keys(
+        root,
+        {"workspace_root", "state_db", "queue_db", "log_dir", "poll_interval_ms", "max_concurrency",
+         "max_concurrency_per_repo", "max_attempts", "review_rounds", "retry_backoff_base_ms", "retry_backoff_cap_ms",
+         "docker_host", "coordinator", "worker", "container", "budget", "repos", "github"},
+        "config.yaml"));
     auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, w); };
     auto num = [&](const YAML::Node& n, const std::string& w) { return y.as_int(n, w); };
     POLY_TRY(read_opt(root, "workspace_root", workspace_root, str));
@@ -371,22 +407,28 @@ Result<Config> load_config(const fs::path& file, const fs::path& home) {
     POLY_TRY(read_opt(root, "max_concurrency", c.max_concurrency, num));
     POLY_TRY(read_opt(root, "max_attempts", c.max_attempts, num));
     POLY_TRY(read_opt(root, "review_rounds", c.review_rounds, num));
-    if (c.review_rounds < 0 || c.review_rounds > 100) return y.error(root["review_rounds"], "review_rounds must be between 0 and 100");
+    if (c.review_rounds < 0 || c.review_rounds > 100)
+      return y.error(root["review_rounds"], "review_rounds must be between 0 and 100");
     POLY_TRY(read_opt(root, "max_concurrency_per_repo", c.max_concurrency_per_repo, num));
     POLY_TRY(read_opt(root, "retry_backoff_base_ms", c.retry_backoff_base_ms, num));
     POLY_TRY(read_opt(root, "retry_backoff_cap_ms", c.retry_backoff_cap_ms, num));
     if (c.retry_backoff_base_ms < 0 || c.retry_backoff_cap_ms < c.retry_backoff_base_ms) {
-      return y.error(root["retry_backoff_cap_ms"].IsDefined() ? root["retry_backoff_cap_ms"] : root["retry_backoff_base_ms"],
-                     "retry_backoff_base_ms must be >= 0 and retry_backoff_cap_ms at least as large");
+      return y.error(
+          root["retry_backoff_cap_ms"].IsDefined() ? root["retry_backoff_cap_ms"] : root["retry_backoff_base_ms"],
+          "retry_backoff_base_ms must be >= 0 and retry_backoff_cap_ms at least as large");
     }
-    if (c.max_concurrency_per_repo < 0) return y.error(root["max_concurrency_per_repo"], "max_concurrency_per_repo must be 0 (no limit) or more");
+    if (c.max_concurrency_per_repo < 0)
+      return y.error(root["max_concurrency_per_repo"], "max_concurrency_per_repo must be 0 (no limit) or more");
     POLY_TRY(read_opt(root, "docker_host", c.docker_host, str));
     if (c.poll_interval_ms < 10) return y.error(root["poll_interval_ms"], "poll_interval_ms must be at least 10");
-    if (c.max_concurrency < 1 || c.max_concurrency > 4096) return y.error(root["max_concurrency"], "max_concurrency must be between 1 and 4096");
+    if (c.max_concurrency < 1 || c.max_concurrency > 4096)
+      return y.error(root["max_concurrency"], "max_concurrency must be between 1 and 4096");
     if (c.max_attempts < 1) return y.error(root["max_attempts"], "max_attempts must be at least 1");
-    if (root["coordinator"].IsDefined() && !root["coordinator"].IsNull()) POLY_TRY(read_coordinator(y, root["coordinator"], c));
+    if (root["coordinator"].IsDefined() && !root["coordinator"].IsNull())
+      POLY_TRY(read_coordinator(y, root["coordinator"], c));
     if (root["worker"].IsDefined() && !root["worker"].IsNull()) POLY_TRY(read_worker(y, root["worker"], c));
-    if (root["container"].IsDefined() && !root["container"].IsNull()) POLY_TRY(read_container(y, root["container"], c.container));
+    if (root["container"].IsDefined() && !root["container"].IsNull())
+      POLY_TRY(read_container(y, root["container"], c.container));
     if (root["budget"].IsDefined() && !root["budget"].IsNull()) {
       auto b = read_budget(y, root["budget"], "budget");
       if (!b.ok()) return b.error();
@@ -414,7 +456,8 @@ Result<IdentityEnv> read_identity_env(const YamlReader& y, const std::string& wh
     return e;
   }
   POLY_TRY(y.check_keys(value, {"value", "from_env", "from_file", "optional"}, what));
-  POLY_TRY(read_opt(value, "optional", e.optional, [&](const YAML::Node& n, const std::string& w) { return y.as_bool(n, what + "." + w); }));
+  POLY_TRY(read_opt(value, "optional", e.optional,
+                    [&](const YAML::Node& n, const std::string& w) { return y.as_bool(n, what + "." + w); }));
   int given = 0;
   for (auto [k, field] : {std::pair{"value", &e.value}, {"from_env", &e.from_env}, {"from_file", &e.from_file}}) {
     if (!value[k].IsDefined()) continue;
@@ -442,7 +485,8 @@ Result<std::vector<IdentityFile>> read_identity_files(const YamlReader& y, const
       auto host = y.as_string(f["host"], fw + ".host");
       if (!host.ok()) return host.error();
       file.host_path = *host;
-      POLY_TRY(read_opt(f, "as", file.as, [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, fw + "." + w); }));
+      POLY_TRY(read_opt(f, "as", file.as,
+                        [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, fw + "." + w); }));
     } else {
       auto host = y.as_string(f, fw);
       if (!host.ok()) return host.error();
@@ -453,7 +497,8 @@ Result<std::vector<IdentityFile>> read_identity_files(const YamlReader& y, const
     const fs::path as(file.as);
     bool climbs = as.is_absolute() || file.as.empty();
     for (const auto& part : as) climbs = climbs || part == ".." || part == ".";
-    if (climbs) return y.error(f, fw + ".as must be a relative path inside the config directory, got '" + file.as + "'");
+    if (climbs)
+      return y.error(f, fw + ".as must be a relative path inside the config directory, got '" + file.as + "'");
     out.push_back(file);
   }
   return out;
@@ -472,7 +517,8 @@ Result<Identity> read_identity(const YamlReader& y, const std::string& name, con
     id.files = *files;
   }
   if (node["mounts"].IsDefined() && !node["mounts"].IsNull()) {
-    if (!node["mounts"].IsSequence()) return y.error(node["mounts"], what + ".mounts must be a list of {host, container}");
+    if (!node["mounts"].IsSequence())
+      return y.error(node["mounts"], what + ".mounts must be a list of {host, container}");
     for (size_t i = 0; i < node["mounts"].size(); ++i) {
       const YAML::Node m = node["mounts"][i];
       const std::string mw = what + ".mounts[" + std::to_string(i) + "]";
@@ -483,7 +529,8 @@ Result<Identity> read_identity(const YamlReader& y, const std::string& name, con
       if (!host.ok()) return host.error();
       auto cont = y.as_string(m["container"], mw + ".container");
       if (!cont.ok()) return cont.error();
-      if (cont->empty() || (*cont)[0] != '/') return y.error(m["container"], mw + ".container must be an absolute path, got '" + *cont + "'");
+      if (cont->empty() || (*cont)[0] != '/')
+        return y.error(m["container"], mw + ".container must be an absolute path, got '" + *cont + "'");
       mount.host_path = *host;
       mount.container_path = *cont;
       id.mounts.push_back(mount);
@@ -526,7 +573,8 @@ namespace {
 
 Result<AgentProfile> read_agent(const YamlReader& y, const std::string& name, const YAML::Node& node) {
   const std::string what = "agents." + name;
-  POLY_TRY(y.check_keys(node, {"command", "identity", "tier", "strengths", "env", "stdin", "output", "config_dir_env"}, what));
+  POLY_TRY(y.check_keys(node, {"command", "identity", "tier", "strengths", "env", "stdin", "output", "config_dir_env"},
+                        what));
   AgentProfile a;
   a.name = name;
   if (!node["command"].IsDefined()) return y.error(node, what + " needs a command (an argv list)");
@@ -537,19 +585,22 @@ Result<AgentProfile> read_agent(const YamlReader& y, const std::string& name, co
   auto str = [&](const YAML::Node& n, const std::string& w) { return y.as_string(n, what + "." + w); };
   POLY_TRY(read_opt(node, "identity", a.identity, str));
   POLY_TRY(read_opt(node, "tier", a.tier, str));
-  if (a.tier != "cheap" && a.tier != "strong") return y.error(node["tier"], what + ".tier must be cheap or strong, got '" + a.tier + "'");
+  if (a.tier != "cheap" && a.tier != "strong")
+    return y.error(node["tier"], what + ".tier must be cheap or strong, got '" + a.tier + "'");
   POLY_TRY(read_opt(node, "stdin", a.stdin_template, str));
   POLY_TRY(read_opt(node, "output", a.output_format, str));
   if (a.output_format == "text") a.output_format.clear();
   if (!is_known_output_format(a.output_format)) {
-    return y.error(node["output"], what + ".output must be text, claude-stream-json or codex-json, got '" + a.output_format + "'");
+    return y.error(node["output"],
+                   what + ".output must be text, claude-stream-json or codex-json, got '" + a.output_format + "'");
   }
   POLY_TRY(read_opt(node, "config_dir_env", a.config_dir_env, str));
   bool env_name = !a.config_dir_env.empty() && !std::isdigit(static_cast<unsigned char>(a.config_dir_env[0]));
   for (char c : a.config_dir_env) env_name = env_name && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
   if (!a.config_dir_env.empty() && !env_name) {
-    return y.error(node["config_dir_env"], what + ".config_dir_env must be a variable name such as CLAUDE_CONFIG_DIR, got '" +
-                                               a.config_dir_env + "'");
+    return y.error(
+        node["config_dir_env"],
+        what + ".config_dir_env must be a variable name such as CLAUDE_CONFIG_DIR, got '" + a.config_dir_env + "'");
   }
   if (node["strengths"].IsDefined() && !node["strengths"].IsNull()) {
     auto s = y.as_string_list(node["strengths"], what + ".strengths");
@@ -619,13 +670,16 @@ Result<RouteMatch> read_match(const YamlReader& y, const YAML::Node& node, const
 
 Result<ScoreCutOffs> read_cutoffs(const YamlReader& y, const YAML::Node& node, const std::string& what) {
   auto v = y.as_string_list(node, what);
-  if (!v.ok() || v->size() != 2) return y.error(node, what + " must be two integers [one, two]: the measures that score 1 and 2");
+  if (!v.ok() || v->size() != 2)
+    return y.error(node, what + " must be two integers [one, two]: the measures that score 1 and 2");
   ScoreCutOffs c;
   auto one = y.as_int(node[0], what + "[0]");
   if (!one.ok()) return one.error();
   auto two = y.as_int(node[1], what + "[1]");
   if (!two.ok()) return two.error();
-  if (*one < 1 || *two < *one) return y.error(node, what + " must satisfy 1 <= one <= two, got [" + std::to_string(*one) + ", " + std::to_string(*two) + "]");
+  if (*one < 1 || *two < *one)
+    return y.error(
+        node, what + " must satisfy 1 <= one <= two, got [" + std::to_string(*one) + ", " + std::to_string(*two) + "]");
   c.one = static_cast<int>(*one);
   c.two = static_cast<int>(*two);
   return c;
@@ -638,7 +692,7 @@ Status read_thresholds(const YamlReader& y, const YAML::Node& node, ScoringPolic
   POLY_TRY(read_opt(node, "review_max", s.review_max, num));
   if (s.solo_max < 0 || s.review_max > 10 || s.solo_max > s.review_max) {
     return y.error(node, "scoring.thresholds must satisfy 0 <= solo_max <= review_max <= 10, got solo_max " +
-                   std::to_string(s.solo_max) + ", review_max " + std::to_string(s.review_max));
+                             std::to_string(s.solo_max) + ", review_max " + std::to_string(s.review_max));
   }
   return {};
 }
@@ -646,13 +700,16 @@ Status read_thresholds(const YamlReader& y, const YAML::Node& node, ScoringPolic
 Status read_scoring(const YamlReader& y, const YAML::Node& node, ScoringPolicy& s) {
   POLY_TRY(y.check_keys(node, {"thresholds", "cutoffs"}, "scoring"));
   s.line = y.line(node);
-  if (node["thresholds"].IsDefined() && !node["thresholds"].IsNull()) POLY_TRY(read_thresholds(y, node["thresholds"], s));
+  if (node["thresholds"].IsDefined() && !node["thresholds"].IsNull())
+    POLY_TRY(read_thresholds(y, node["thresholds"], s));
   const YAML::Node c = node["cutoffs"];
   if (!c.IsDefined() || c.IsNull()) return {};
   POLY_TRY(y.check_keys(c, {"lines_of_code", "nesting", "call_sites", "security_keywords", "concurrency_keywords"},
                         "scoring.cutoffs"));
-  for (auto [k, field] : {std::pair{"lines_of_code", &s.lines_of_code}, {"nesting", &s.nesting},
-                          {"call_sites", &s.call_sites}, {"security_keywords", &s.security_keywords},
+  for (auto [k, field] : {std::pair{"lines_of_code", &s.lines_of_code},
+                          {"nesting", &s.nesting},
+                          {"call_sites", &s.call_sites},
+                          {"security_keywords", &s.security_keywords},
                           {"concurrency_keywords", &s.concurrency_keywords}}) {
     if (!c[k].IsDefined()) continue;
     auto v = read_cutoffs(y, c[k], std::string("scoring.cutoffs.") + k);
@@ -675,8 +732,8 @@ Status read_learning(const YamlReader& y, const YAML::Node& node, LearningPolicy
     auto n = y.as_int(node["min_tasks"], "learning.min_tasks");
     if (!n.ok()) return n.error();
     if (*n < 1 || *n > 1'000'000) {
-      return y.error(node["min_tasks"], "learning.min_tasks must be a whole number of tasks from 1, got " +
-                                            std::to_string(*n));
+      return y.error(node["min_tasks"],
+                     "learning.min_tasks must be a whole number of tasks from 1, got " + std::to_string(*n));
     }
     l.min_tasks = static_cast<int>(*n);
   }
@@ -684,8 +741,10 @@ Status read_learning(const YamlReader& y, const YAML::Node& node, LearningPolicy
     auto r = y.as_double(node["min_landing_rate"], "learning.min_landing_rate");
     if (!r.ok()) return r.error();
     if (!(*r > 0 && *r <= 1)) {
-      return y.error(node["min_landing_rate"], "learning.min_landing_rate must be a share above 0 and at most 1 "
-                                               "(0.8 for 80%), got " + node["min_landing_rate"].Scalar());
+      return y.error(node["min_landing_rate"],
+                     "learning.min_landing_rate must be a share above 0 and at most 1 "
+                     "(0.8 for 80%), got " +
+                         node["min_landing_rate"].Scalar());
     }
     l.min_landing_rate = *r;
   }
@@ -726,9 +785,12 @@ Result<RouteRule> read_rule(const YamlReader& y, const YAML::Node& r, const std:
 
 const char* plan_name(Plan plan) {
   switch (plan) {
-    case Plan::kSolo: return "solo";
-    case Plan::kReview: return "review";
-    case Plan::kStrong: return "strong";
+    case Plan::kSolo:
+      return "solo";
+    case Plan::kReview:
+      return "review";
+    case Plan::kStrong:
+      return "strong";
   }
   return "solo";
 }
@@ -757,7 +819,8 @@ Result<RoutingPolicy> load_routing(const fs::path& file) {
     }
   }
   if (root["scoring"].IsDefined() && !root["scoring"].IsNull()) POLY_TRY(read_scoring(y, root["scoring"], p.scoring));
-  if (root["learning"].IsDefined() && !root["learning"].IsNull()) POLY_TRY(read_learning(y, root["learning"], p.learning));
+  if (root["learning"].IsDefined() && !root["learning"].IsNull())
+    POLY_TRY(read_learning(y, root["learning"], p.learning));
   if (root["default"].IsDefined() && !root["default"].IsNull()) {
     const YAML::Node d = root["default"];
     POLY_TRY(y.check_keys(d, {"agent", "fallback"}, "default"));
@@ -791,8 +854,9 @@ Result<Settings> load_settings(const fs::path& home) {
   const std::string agents_file = (home / "agents.yaml").string();
   for (const auto& [name, a] : s.agents) {
     if (!a.identity.empty() && !s.identities.count(a.identity)) {
-      return make_error("config", "agent '" + name + "' uses identity '" + a.identity +
-                        "', which identities.yaml does not define", agents_file + ":" + std::to_string(a.line));
+      return make_error(
+          "config", "agent '" + name + "' uses identity '" + a.identity + "', which identities.yaml does not define",
+          agents_file + ":" + std::to_string(a.line));
     }
   }
   const std::string routing_file = (home / "routing.yaml").string();

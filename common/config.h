@@ -30,21 +30,21 @@ struct RepoConfig {
 struct ContainerConfig {
   std::string image = "polyphony-worker:latest";
   std::string network = "bridge";
-  double cpus = 2.0;                          // 0: no limit
-  int64_t memory_bytes = 4LL << 30;           // 0: no limit
-  int uid = 1000;                             // the non-root user containers run as
+  double cpus = 2.0;                 // 0: no limit
+  int64_t memory_bytes = 4LL << 30;  // 0: no limit
+  int uid = 1000;                    // the non-root user containers run as
   int gid = 1000;
   int64_t run_timeout_s = 3600;
   int64_t verify_timeout_s = 1800;
-  int64_t stall_timeout_s = 900;              // agent silent this long is stopped; 0: never
-  int warm = -1;                              // warm task containers per worker; -1: its capacity
+  int64_t stall_timeout_s = 900;  // agent silent this long is stopped; 0: never
+  int warm = -1;                  // warm task containers per worker; -1: its capacity
   // What the worker imposes on every container it starts, whatever a RunSpec says (the agent
   // is hostile: README "Security").
-  int64_t pids_limit = 512;                   // processes (and threads) per container; 0: none
-  int64_t workspace_limit_bytes = 10LL << 30; // the workspace's disk use; past it the task fails; 0: none
-  int64_t output_limit_bytes = 16LL << 20;    // output kept per attempt; the rest is dropped; 0: none
-  bool read_only_root = true;                 // root filesystem read-only; /tmp and $HOME are tmpfs
-  std::vector<std::string> cap_add;           // capabilities given back (all are dropped), e.g. NET_BIND_SERVICE
+  int64_t pids_limit = 512;                    // processes (and threads) per container; 0: none
+  int64_t workspace_limit_bytes = 10LL << 30;  // the workspace's disk use; past it the task fails; 0: none
+  int64_t output_limit_bytes = 16LL << 20;     // output kept per attempt; the rest is dropped; 0: none
+  bool read_only_root = true;                  // root filesystem read-only; /tmp and $HOME are tmpfs
+  std::vector<std::string> cap_add;            // capabilities given back (all are dropped), e.g. NET_BIND_SERVICE
   // The worker's allow-list: a RunSpec naming anything else is refused. Empty: the defaults
   // (the configured image, the configured network, identity mount sources and workspace_root).
   std::vector<std::string> allowed_images;
@@ -56,13 +56,13 @@ struct ContainerConfig {
 // against POLYPHONY_HOME; the files are read when the coordinator starts, not when the config
 // loads. `where` maps each key that was set ("secret_key_file", ...) to its "file:line:col".
 struct CoordinatorSecurity {
-  std::filesystem::path secret_key_file;       // empty: no CURVE (then only ipc, inproc, loopback)
-  std::filesystem::path public_key_file;       // optional; must match the secret key
-  std::filesystem::path allowed_workers_dir;   // every *.pub in it is an allowed worker key
+  std::filesystem::path secret_key_file;         // empty: no CURVE (then only ipc, inproc, loopback)
+  std::filesystem::path public_key_file;         // optional; must match the secret key
+  std::filesystem::path allowed_workers_dir;     // every *.pub in it is an allowed worker key
   std::vector<std::string> allowed_worker_keys;  // Z85 public keys
-  std::filesystem::path allowed_clients_dir;   // every *.pub in it is an allowed client key
+  std::filesystem::path allowed_clients_dir;     // every *.pub in it is an allowed client key
   std::vector<std::string> allowed_client_keys;
-  bool insecure = false;                       // plain TCP allowed, on 127.0.0.0/8 only
+  bool insecure = false;  // plain TCP allowed, on 127.0.0.0/8 only
   std::map<std::string, std::string> where;
 
   bool curve() const { return !secret_key_file.empty(); }
@@ -70,11 +70,11 @@ struct CoordinatorSecurity {
 
 // CURVE of a standalone polyphony-worker (config.yaml `worker:`).
 struct WorkerSecurity {
-  std::filesystem::path secret_key_file;            // empty: no CURVE
-  std::filesystem::path public_key_file;            // optional; must match the secret key
-  std::string coordinator_public_key;               // Z85, or
+  std::filesystem::path secret_key_file;  // empty: no CURVE
+  std::filesystem::path public_key_file;  // optional; must match the secret key
+  std::string coordinator_public_key;     // Z85, or
   std::filesystem::path coordinator_public_key_file;
-  bool insecure = false;                            // plain TCP allowed, on 127.0.0.0/8 only
+  bool insecure = false;  // plain TCP allowed, on 127.0.0.0/8 only
   std::map<std::string, std::string> where;
 
   bool curve() const { return !secret_key_file.empty(); }
@@ -82,20 +82,20 @@ struct WorkerSecurity {
 
 // GitHub Issues as a work source (config.yaml `github:`); absent: the source is off.
 struct GithubConfig {
-  std::string repo;                             // "owner/name"; empty: GitHub mode is off
-  std::string remote;                           // a repos: name, git URL or path; empty: https://<host>/<repo>.git
-  std::string base_branch;                      // PR base; empty: the repos: entry's, else the GitHub default branch
-  std::string label = "polyphony";              // issues carrying it become tasks
+  std::string repo;                 // "owner/name"; empty: GitHub mode is off
+  std::string remote;               // a repos: name, git URL or path; empty: https://<host>/<repo>.git
+  std::string base_branch;          // PR base; empty: the repos: entry's, else the GitHub default branch
+  std::string label = "polyphony";  // issues carrying it become tasks
   std::string claimed_label = "polyphony:claimed";
-  std::vector<std::string> filter_labels;       // further labels an issue must carry (e.g. type:bugfix)
-  std::string type_label_prefix = "type:";      // label "type:bugfix" sets the task type
-  std::string risk_label_prefix = "risk:";      // label "risk:high" sets the risk
+  std::vector<std::string> filter_labels;   // further labels an issue must carry (e.g. type:bugfix)
+  std::string type_label_prefix = "type:";  // label "type:bugfix" sets the task type
+  std::string risk_label_prefix = "risk:";  // label "risk:high" sets the risk
   int64_t poll_interval_ms = 60000;
-  std::string auto_merge;                       // "", "merge", "squash" or "rebase"
-  std::string gh = "gh";                        // the gh program
-  std::string host = "github.com";              // GitHub or a GitHub Enterprise host[:port]; gh's GH_HOST
+  std::string auto_merge;           // "", "merge", "squash" or "rebase"
+  std::string gh = "gh";            // the gh program
+  std::string host = "github.com";  // GitHub or a GitHub Enterprise host[:port]; gh's GH_HOST
   int64_t gh_timeout_ms = 60000;
-  int line = 0;                                 // where `github:` is in config.yaml
+  int line = 0;  // where `github:` is in config.yaml
 
   bool enabled() const { return !repo.empty(); }
 };
@@ -103,27 +103,27 @@ struct GithubConfig {
 // What one agent run may spend (config.yaml `budget:`, a routing rule's `budget:` over it).
 // 0: no limit. Passing a limit stops the agent; the attempt fails with kind "budget".
 struct Budget {
-  int max_turns = 0;              // model turns, as the agent's structured output counts them
-  int64_t max_tokens = 0;         // input + output tokens, as it reports them
-  int64_t max_wall_s = 0;         // its run time; 0: container.run_timeout_s
-  int line = 0;                   // where it was set (0: not set)
+  int max_turns = 0;       // model turns, as the agent's structured output counts them
+  int64_t max_tokens = 0;  // input + output tokens, as it reports them
+  int64_t max_wall_s = 0;  // its run time; 0: container.run_timeout_s
+  int line = 0;            // where it was set (0: not set)
 };
 
 struct Config {
-  std::filesystem::path home;                 // the directory the files came from
-  std::filesystem::path workspace_root;       // default <home>/workspaces
-  std::filesystem::path state_db;             // default <home>/state.db
-  std::filesystem::path queue_db;             // default <home>/queue.db
-  std::filesystem::path log_dir;              // default <home>/logs
+  std::filesystem::path home;            // the directory the files came from
+  std::filesystem::path workspace_root;  // default <home>/workspaces
+  std::filesystem::path state_db;        // default <home>/state.db
+  std::filesystem::path queue_db;        // default <home>/queue.db
+  std::filesystem::path log_dir;         // default <home>/logs
   int64_t poll_interval_ms = 500;
   int max_concurrency = 4;
-  int max_concurrency_per_repo = 0;           // 0: no limit beyond max_concurrency
+  int max_concurrency_per_repo = 0;  // 0: no limit beyond max_concurrency
   int max_attempts = 3;
-  int review_rounds = 2;                      // times a reviewer may send the work back
+  int review_rounds = 2;  // times a reviewer may send the work back
 
-  int64_t retry_backoff_base_ms = 1000;       // first retry waits about this long (+-20% jitter)
-  int64_t retry_backoff_cap_ms = 60000;       // doubling stops here
-  std::string docker_host;                    // empty: auto-detect
+  int64_t retry_backoff_base_ms = 1000;  // first retry waits about this long (+-20% jitter)
+  int64_t retry_backoff_cap_ms = 60000;  // doubling stops here
+  std::string docker_host;               // empty: auto-detect
   // Coordinator endpoints. worker_endpoint empty: only the embedded worker.
   std::string worker_endpoint;
   std::string client_endpoint;
@@ -162,17 +162,17 @@ struct IdentityMount {
 
 struct IdentityEnv {
   std::string name;
-  std::string value;        // literal value, or
-  std::string from_env;     // name of a host environment variable, or
-  std::string from_file;    // path of a file whose content (trimmed) is the value
+  std::string value;      // literal value, or
+  std::string from_env;   // name of a host environment variable, or
+  std::string from_file;  // path of a file whose content (trimmed) is the value
   int line = 0;
-  bool optional = false;    // from_env / from_file: left out when unset or missing
+  bool optional = false;  // from_env / from_file: left out when unset or missing
 };
 
 // A credential or config file copied into the agent's own config directory for each run.
 struct IdentityFile {
-  std::string host_path;    // on the coordinator's host ("~/" allowed)
-  std::string as;           // its path in the config directory; default: the file's name
+  std::string host_path;  // on the coordinator's host ("~/" allowed)
+  std::string as;         // its path in the config directory; default: the file's name
   int line = 0;
 };
 
@@ -189,10 +189,10 @@ struct AgentProfile {
   // argv run in the container. Placeholders: {prompt} (title, blank line, body),
   // {title}, {task_file} (the task as markdown, /polyphony/task.md), {branch}.
   std::vector<std::string> command;
-  std::string identity;                        // empty: none
-  std::string tier = "cheap";                  // "cheap" or "strong"
+  std::string identity;        // empty: none
+  std::string tier = "cheap";  // "cheap" or "strong"
   std::vector<std::string> strengths;
-  std::map<std::string, std::string> env;      // non-secret env for the container
+  std::map<std::string, std::string> env;  // non-secret env for the container
   int line = 0;
   // What the agent reads on stdin, with the same placeholders as command ("{prompt}"); empty:
   // nothing. A task of any size fits there, unlike in an argv element.
@@ -211,7 +211,7 @@ bool is_known_output_format(const std::string& format);
 struct RouteMatch {
   std::optional<std::string> task_type;
   std::optional<std::string> risk;
-  std::vector<std::string> labels;             // all must be present on the task
+  std::vector<std::string> labels;  // all must be present on the task
   std::optional<std::string> repo;
   std::optional<int> score_min;
   std::optional<int> score_max;
@@ -228,9 +228,9 @@ std::optional<Plan> parse_plan(const std::string& text);
 
 struct RouteRule {
   RouteMatch match;
-  std::string agent;                           // empty only when the rule names a plan
+  std::string agent;  // empty only when the rule names a plan
   std::optional<Plan> plan;
-  std::optional<Budget> budget;                // over config.yaml's for the tasks it matches
+  std::optional<Budget> budget;  // over config.yaml's for the tasks it matches
   int line = 0;
 };
 
@@ -245,12 +245,12 @@ struct ScoreCutOffs {
 struct ScoringPolicy {
   int solo_max = 3;
   int review_max = 6;
-  ScoreCutOffs lines_of_code{150, 600};        // non-blank lines of the touched files
-  ScoreCutOffs nesting{4, 6};                  // deepest scope in a touched file
-  ScoreCutOffs call_sites{4, 12};              // call sites of the symbols involved
-  ScoreCutOffs security_keywords{1, 3};        // distinct auth/PII keywords found
-  ScoreCutOffs concurrency_keywords{1, 3};     // distinct lock/transaction keywords found
-  int line = 0;                                // where `scoring:` is in routing.yaml (0: defaults)
+  ScoreCutOffs lines_of_code{150, 600};     // non-blank lines of the touched files
+  ScoreCutOffs nesting{4, 6};               // deepest scope in a touched file
+  ScoreCutOffs call_sites{4, 12};           // call sites of the symbols involved
+  ScoreCutOffs security_keywords{1, 3};     // distinct auth/PII keywords found
+  ScoreCutOffs concurrency_keywords{1, 3};  // distinct lock/transaction keywords found
+  int line = 0;                             // where `scoring:` is in routing.yaml (0: defaults)
 };
 
 // Routing that learns from outcomes (routing.yaml `learning:`), off by default. When on, a task
@@ -262,7 +262,7 @@ struct LearningPolicy {
   bool enabled = false;
   int min_tasks = 5;
   double min_landing_rate = 0.8;
-  int line = 0;                                // where `learning:` is in routing.yaml (0: defaults)
+  int line = 0;  // where `learning:` is in routing.yaml (0: defaults)
 };
 
 struct RoutingPolicy {

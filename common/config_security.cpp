@@ -78,8 +78,9 @@ Status read_worker_security(const YamlReader& y, const YAML::Node& node, const f
     auto text = y.as_string(k, "worker.coordinator_public_key");
     if (!text.ok()) return text.error();
     if (!is_z85_key(*text)) {
-      return y.error(k, "worker.coordinator_public_key is not a CURVE public key (40 Z85 characters, the "
-                        "content of the coordinator's .pub file)");
+      return y.error(k,
+                     "worker.coordinator_public_key is not a CURVE public key (40 Z85 characters, the "
+                     "content of the coordinator's .pub file)");
     }
     s.coordinator_public_key = *text;
     s.where["coordinator_public_key"] = y.where(k);
@@ -91,8 +92,9 @@ Status read_worker_security(const YamlReader& y, const YAML::Node& node, const f
                    "give worker.coordinator_public_key or worker.coordinator_public_key_file, not both");
   }
   if (s.curve() && !has_server_key) {
-    return y.error(node["secret_key_file"], "worker.secret_key_file needs the coordinator's key too: set "
-                                            "worker.coordinator_public_key_file (its .pub file)");
+    return y.error(node["secret_key_file"],
+                   "worker.secret_key_file needs the coordinator's key too: set "
+                   "worker.coordinator_public_key_file (its .pub file)");
   }
   if (!s.curve() && has_server_key) {
     return y.error(node[s.coordinator_public_key.empty() ? "coordinator_public_key_file" : "coordinator_public_key"],
@@ -123,8 +125,9 @@ Status check_coordinator_transport(const YamlReader& y, const YAML::Node& node, 
       POLY_TRY(check_plain_endpoint(e.value, s.insecure, "coordinator.secret_key_file", "coordinator.insecure",
                                     y.where(at)));
     } else if (!e.allowed) {
-      return y.error(at, "coordinator." + std::string(e.key) + " uses CURVE but no key is allowed on it: set coordinator." +
-                             e.allow_dir + " (a directory of .pub files) or coordinator." + e.allow_keys);
+      return y.error(at, "coordinator." + std::string(e.key) +
+                             " uses CURVE but no key is allowed on it: set coordinator." + e.allow_dir +
+                             " (a directory of .pub files) or coordinator." + e.allow_keys);
     }
   }
   return {};

@@ -27,9 +27,8 @@ Result<fs::path> data_dir() {
     if (fs::is_regular_file(dir / "docker" / "Dockerfile", ec)) return dir;
     tried += (tried.empty() ? "" : ", ") + dir.string();
   }
-  return make_error("not_found",
-                    "cannot find Polyphony's data files (docker/Dockerfile under none of " + tried +
-                        "); install them with `cmake --install <build dir>`");
+  return make_error("not_found", "cannot find Polyphony's data files (docker/Dockerfile under none of " + tried +
+                                     "); install them with `cmake --install <build dir>`");
 }
 
 }  // namespace polyphony

@@ -138,7 +138,8 @@ repos: {}
 #   auto_merge: ""           # merge, squash or rebase to merge the pull request at once
 )";
 
-constexpr const char* kIdentitiesYaml = R"(# Credential bundles (identities.yaml). An agent in agents.yaml names the identity it uses.
+constexpr const char* kIdentitiesYaml =
+    R"(# Credential bundles (identities.yaml). An agent in agents.yaml names the identity it uses.
 # The coordinator resolves them and ships them with each task, so workers on other hosts need
 # none of these files.
 #   env:    values from a literal `value`, the host's environment (`from_env`) or a file
@@ -166,7 +167,8 @@ identities:
       KIMI_API_KEY: {from_env: KIMI_API_KEY, optional: true}
 )";
 
-constexpr const char* kAgentsYaml = R"(# Agent profiles (agents.yaml): the command run in the container, as an argv list.
+constexpr const char* kAgentsYaml =
+    R"(# Agent profiles (agents.yaml): the command run in the container, as an argv list.
 # Placeholders: {prompt} (title and body), {title}, {task_file} (/polyphony/task.md), {branch}.
 # stdin: what the agent reads on its standard input, with the same placeholders (a task of
 #   any size fits there, unlike in an argument).

@@ -11,7 +11,9 @@ namespace {
 constexpr std::string_view kZ85Alphabet =
     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
 
-bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
 
 // "host:port" -> "host" ("*:port" and ":port" give "*" and "").
 std::string_view host_of(std::string_view address) {
@@ -35,8 +37,10 @@ std::optional<std::pair<std::string, int>> parse_http_listen(std::string_view ad
   if (colon == std::string_view::npos || colon == 0) return std::nullopt;
   std::string host(address.substr(0, colon));
   const std::string_view port = address.substr(colon + 1);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  else if (host.find(':') != std::string::npos) return std::nullopt;  // IPv6 needs brackets
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  else if (host.find(':') != std::string::npos)
+    return std::nullopt;  // IPv6 needs brackets
   if (port.empty() || port.size() > 5) return std::nullopt;
   int n = 0;
   for (char ch : port) {
@@ -67,14 +71,16 @@ Status check_plain_endpoint(std::string_view endpoint, bool insecure, const std:
   if (!crosses_host(endpoint)) return {};
   const std::string ep(endpoint);
   if (!is_loopback_tcp(endpoint)) {
-    return make_error("config", ep + " is reachable from other hosts and " + key_setting +
-                                    " is not set: set it to a CURVE secret key file (make one with "
-                                    "`polyphony keys gen`); plain TCP is allowed only on 127.0.0.0/8",
+    return make_error("config",
+                      ep + " is reachable from other hosts and " + key_setting +
+                          " is not set: set it to a CURVE secret key file (make one with "
+                          "`polyphony keys gen`); plain TCP is allowed only on 127.0.0.0/8",
                       where);
   }
   if (!insecure) {
-    return make_error("config", ep + " would be plain TCP: set " + key_setting + " for CURVE, or " +
-                                    insecure_setting + ": true to allow unencrypted loopback",
+    return make_error("config",
+                      ep + " would be plain TCP: set " + key_setting + " for CURVE, or " + insecure_setting +
+                          ": true to allow unencrypted loopback",
                       where);
   }
   return {};

@@ -15,8 +15,7 @@ void ensure_libgit2() {
 
 Error libgit2_error(std::string_view action, const std::filesystem::path& repo) {
   const git_error* e = git_error_last();
-  std::string detail =
-      (e != nullptr && e->message != nullptr) ? e->message : "unknown libgit2 error";
+  std::string detail = (e != nullptr && e->message != nullptr) ? e->message : "unknown libgit2 error";
   return make_error("git", std::string(action) + " failed: " + detail, repo.string());
 }
 

@@ -26,7 +26,9 @@ bool is_valid_id(std::string_view id) {
   return true;
 }
 
-bool is_valid_task_id(std::string_view id) { return is_valid_id(id); }
+bool is_valid_task_id(std::string_view id) {
+  return is_valid_id(id);
+}
 
 Status check_task_id(std::string_view id) {
   if (is_valid_task_id(id)) return ok_status();
@@ -60,14 +62,13 @@ bool is_valid_branch_name(std::string_view name) {
   if (name.empty() || name.front() == '/' || name.back() == '/' || name.back() == '.') return false;
   if (name.front() == '-' || name == "@") return false;
   if (name.find("..") != std::string_view::npos || name.find("//") != std::string_view::npos ||
-      name.find("@{") != std::string_view::npos || name.find("/.") != std::string_view::npos ||
-      name.front() == '.') {
+      name.find("@{") != std::string_view::npos || name.find("/.") != std::string_view::npos || name.front() == '.') {
     return false;
   }
   if (name.size() >= 5 && name.substr(name.size() - 5) == ".lock") return false;
   for (unsigned char c : name) {
-    if (c < 0x20 || c == 0x7f || c == ' ' || c == '~' || c == '^' || c == ':' || c == '?' || c == '*' ||
-        c == '[' || c == '\\') {
+    if (c < 0x20 || c == 0x7f || c == ' ' || c == '~' || c == '^' || c == ':' || c == '?' || c == '*' || c == '[' ||
+        c == '\\') {
       return false;
     }
   }
@@ -102,7 +103,9 @@ bool second_byte_ok(unsigned char lead, unsigned char b) {
   }
 }
 
-bool is_continuation(unsigned char b) { return (b & 0xc0) == 0x80; }
+bool is_continuation(unsigned char b) {
+  return (b & 0xc0) == 0x80;
+}
 
 }  // namespace
 
@@ -126,6 +129,8 @@ size_t utf8_error_offset(std::string_view text) {
   return std::string_view::npos;
 }
 
-bool is_valid_utf8(std::string_view text) { return utf8_error_offset(text) == std::string_view::npos; }
+bool is_valid_utf8(std::string_view text) {
+  return utf8_error_offset(text) == std::string_view::npos;
+}
 
 }  // namespace polyphony

@@ -60,8 +60,8 @@ namespace {
 
 // Where a URL's authority ends: at a path, a query, whitespace or a quote.
 bool ends_authority(char c) {
-  return c == '/' || c == '?' || c == '#' || c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '"' ||
-         c == '\'' || c == '<' || c == '>' || c == '`';
+  return c == '/' || c == '?' || c == '#' || c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '"' || c == '\'' ||
+         c == '<' || c == '>' || c == '`';
 }
 
 // "scheme://user:password@host" -> "scheme://user:***@host", everywhere in `text`.
@@ -74,7 +74,8 @@ void redact_url_passwords(std::string& text) {
     const size_t at = text.rfind('@', end == start ? start : end - 1);
     if (at != std::string::npos && at >= start && at < end) {
       const size_t colon = text.find(':', start);
-      if (colon != std::string::npos && colon < at && at - colon - 1 > 0 && text.compare(colon + 1, at - colon - 1, "***") != 0) {
+      if (colon != std::string::npos && colon < at && at - colon - 1 > 0 &&
+          text.compare(colon + 1, at - colon - 1, "***") != 0) {
         text.replace(colon + 1, at - colon - 1, "***");
         end = colon + 1 + 3 + 1;
       }
@@ -103,7 +104,9 @@ namespace {
 // URLs whose authority starts further back than this are not held for.
 constexpr size_t kMaxHeldUrl = 512;
 
-bool scheme_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '.' || c == '-'; }
+bool scheme_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '.' || c == '-';
+}
 
 // Where the scheme ending just before `colon` starts.
 size_t scheme_start(std::string_view text, size_t colon) {

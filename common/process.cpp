@@ -37,8 +37,8 @@ class ChildEnvironment : public bp::extend::handler {
     for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
       std::string entry(*e);
       const std::string key = entry.substr(0, entry.find('='));
-      const bool dropped = options.env.count(key) > 0 ||
-                           std::find(options.unset_env.begin(), options.unset_env.end(), key) != options.unset_env.end();
+      const bool dropped = options.env.count(key) > 0 || std::find(options.unset_env.begin(), options.unset_env.end(),
+                                                                   key) != options.unset_env.end();
       if (!dropped) entries_.push_back(std::move(entry));
     }
     for (const auto& [k, v] : options.env) entries_.push_back(k + "=" + v);
@@ -68,7 +68,8 @@ class ChildUser : public bp::extend::handler {
   template <class Executor>
   void on_exec_setup(Executor& /*exec*/) const {
     if (!user_) return;
-    if (::syscall(SYS_setgroups, 0, nullptr) != 0 || ::syscall(SYS_setresgid, user_->gid, user_->gid, user_->gid) != 0 ||
+    if (::syscall(SYS_setgroups, 0, nullptr) != 0 ||
+        ::syscall(SYS_setresgid, user_->gid, user_->gid, user_->gid) != 0 ||
         ::syscall(SYS_setresuid, user_->uid, user_->uid, user_->uid) != 0) {
       static const char kWhy[] = "cannot switch to the user who owns the work\n";
       (void)!::write(STDERR_FILENO, kWhy, sizeof kWhy - 1);
@@ -109,8 +110,8 @@ Result<ProcessResult> run_process(const std::vector<std::string>& argv, const Pr
     std::string cwd = options.cwd.empty() ? std::filesystem::current_path().string() : options.cwd.string();
     // vfork: the child borrows this process's memory until it execs, so a worker with many
     // threads and a large heap pays no page-table copy and no copy-on-write faults per git call.
-    bp::child child(bp::exe = exe, bp::args = args, bp::start_dir = cwd, env,
-                    bp::std_out > out, bp::std_err > err, bp::std_in < in_pipe, ios, user, bp::posix::use_vfork);
+    bp::child child(bp::exe = exe, bp::args = args, bp::start_dir = cwd, env, bp::std_out > out, bp::std_err > err,
+                    bp::std_in < in_pipe, ios, user, bp::posix::use_vfork);
     boost::asio::async_write(in_pipe, boost::asio::buffer(options.stdin_data),
                              [&in_pipe](const boost::system::error_code&, std::size_t) { in_pipe.close(); });
     const auto deadline = std::chrono::steady_clock::now() + options.timeout;
@@ -127,10 +128,10 @@ Result<ProcessResult> run_process(const std::vector<std::string>& argv, const Pr
       if (cancelled()) {
         return make_error("cancelled", "'" + argv[0] + "' was stopped: its caller is shutting down", argv[0]);
       }
-      return make_error("timeout",
-                        "'" + argv[0] + "' did not finish within " +
-                            std::to_string(options.timeout.count()) + " ms and was killed",
-                        argv[0]);
+      return make_error(
+          "timeout",
+          "'" + argv[0] + "' did not finish within " + std::to_string(options.timeout.count()) + " ms and was killed",
+          argv[0]);
     }
     child.wait();
     result.exit_code = child.exit_code();
@@ -151,9 +152,8 @@ Result<ProcessResult> run_checked(const std::vector<std::string>& argv, const Pr
     for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
     std::string tail = r->err.size() > 2000 ? r->err.substr(r->err.size() - 2000) : r->err;
     while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
-    return make_error(error_code,
-                      "'" + cmd + "' exited with status " + std::to_string(r->exit_code) +
-                          (tail.empty() ? "" : ": " + tail));
+    return make_error(error_code, "'" + cmd + "' exited with status " + std::to_string(r->exit_code) +
+                                      (tail.empty() ? "" : ": " + tail));
   }
   return r;
 }

@@ -18,9 +18,7 @@ struct Error {
   std::string where;
 
   // "where: message" or just "message".
-  std::string to_string() const {
-    return where.empty() ? message : where + ": " + message;
-  }
+  std::string to_string() const { return where.empty() ? message : where + ": " + message; }
 };
 
 inline Error make_error(std::string code, std::string message, std::string where = {}) {
@@ -30,21 +28,33 @@ inline Error make_error(std::string code, std::string message, std::string where
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}          // NOLINT: implicit by design
-  Result(Error error) : v_(std::move(error)) {}      // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
+  Result(Error error) : v_(std::move(error)) {}  // NOLINT: implicit by design
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
 
-  T& value() & { assert(ok()); return std::get<0>(v_); }
-  const T& value() const& { assert(ok()); return std::get<0>(v_); }
-  T&& value() && { assert(ok()); return std::get<0>(std::move(v_)); }
+  T& value() & {
+    assert(ok());
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    assert(ok());
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    assert(ok());
+    return std::get<0>(std::move(v_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
-  const Error& error() const { assert(!ok()); return std::get<1>(v_); }
+  const Error& error() const {
+    assert(!ok());
+    return std::get<1>(v_);
+  }
 
  private:
   std::variant<T, Error> v_;
@@ -58,7 +68,10 @@ class [[nodiscard]] Result<void> {
 
   bool ok() const { return ok_; }
   explicit operator bool() const { return ok_; }
-  const Error& error() const { assert(!ok_); return error_; }
+  const Error& error() const {
+    assert(!ok_);
+    return error_;
+  }
 
  private:
   Error error_;
@@ -67,13 +80,15 @@ class [[nodiscard]] Result<void> {
 
 using Status = Result<void>;
 
-inline Status ok_status() { return Status(); }
+inline Status ok_status() {
+  return Status();
+}
 
 }  // namespace polyphony
 
 // Propagate an error from an expression returning Result<...>.
-#define POLY_TRY(expr)                                   \
-  do {                                                   \
-    auto&& poly_try_r_ = (expr);                         \
-    if (!poly_try_r_.ok()) return poly_try_r_.error();   \
+#define POLY_TRY(expr)                                 \
+  do {                                                 \
+    auto&& poly_try_r_ = (expr);                       \
+    if (!poly_try_r_.ok()) return poly_try_r_.error(); \
   } while (0)

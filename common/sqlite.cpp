@@ -71,22 +71,32 @@ std::string Statement::text(int column) const {
   return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
 }
 
-int64_t Statement::int64(int column) const { return sqlite3_column_int64(stmt_.get(), column); }
-double Statement::real(int column) const { return sqlite3_column_double(stmt_.get(), column); }
-bool Statement::is_null(int column) const { return sqlite3_column_type(stmt_.get(), column) == SQLITE_NULL; }
+int64_t Statement::int64(int column) const {
+  return sqlite3_column_int64(stmt_.get(), column);
+}
+double Statement::real(int column) const {
+  return sqlite3_column_double(stmt_.get(), column);
+}
+bool Statement::is_null(int column) const {
+  return sqlite3_column_type(stmt_.get(), column) == SQLITE_NULL;
+}
 
 namespace {
 
 Status check_owned(Database& db, const std::filesystem::path& path, int32_t application_id) {
   auto st = db.prepare("PRAGMA application_id");
   if (!st.ok()) {
-    return make_error("db", "is not a Polyphony database (SQLite says: " + st.error().message +
-                      "); move it away or point the config at another path", path.string());
+    return make_error("db",
+                      "is not a Polyphony database (SQLite says: " + st.error().message +
+                          "); move it away or point the config at another path",
+                      path.string());
   }
   auto row = st->step();
   if (!row.ok()) {
-    return make_error("db", "is not a SQLite database or is corrupt (" + row.error().message +
-                      "); it was left untouched: move it away or restore it", path.string());
+    return make_error("db",
+                      "is not a SQLite database or is corrupt (" + row.error().message +
+                          "); it was left untouched: move it away or restore it",
+                      path.string());
   }
   int32_t id = *row ? static_cast<int32_t>(st->int64(0)) : 0;
   if (id == application_id) return {};
@@ -95,8 +105,10 @@ Status check_owned(Database& db, const std::filesystem::path& path, int32_t appl
   auto t = tables->step();
   if (!t.ok()) return make_error("db", "is corrupt (" + t.error().message + "); it was left untouched", path.string());
   if (id == 0 && tables->int64(0) == 0) return {};  // a new, empty file
-  return make_error("db", "belongs to another program (application_id " + std::to_string(id) +
-                    "); it was left untouched: point the config at another path", path.string());
+  return make_error("db",
+                    "belongs to another program (application_id " + std::to_string(id) +
+                        "); it was left untouched: point the config at another path",
+                    path.string());
 }
 
 }  // namespace
@@ -118,7 +130,8 @@ Result<Database> Database::open(const std::filesystem::path& path, int32_t appli
   int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   db.db_.reset(raw);
   if (rc != SQLITE_OK) {
-    return make_error("db", std::string("cannot open: ") + (raw ? sqlite3_errmsg(raw) : "out of memory"), path.string());
+    return make_error("db", std::string("cannot open: ") + (raw ? sqlite3_errmsg(raw) : "out of memory"),
+                      path.string());
   }
   sqlite3_busy_timeout(raw, 10000);
   // Only the owner reads the DB; SQLite gives its WAL and shared-memory files the same mode.
@@ -167,7 +180,11 @@ Result<Statement> Database::prepare(const std::string& sql) {
   return Statement(stmt, path_.string(), statements_);
 }
 
-int64_t Database::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_.get()); }
-int Database::changes() const { return sqlite3_changes(db_.get()); }
+int64_t Database::last_insert_rowid() const {
+  return sqlite3_last_insert_rowid(db_.get());
+}
+int Database::changes() const {
+  return sqlite3_changes(db_.get());
+}
 
 }  // namespace polyphony

@@ -12,11 +12,16 @@ namespace {
 
 std::string kind_of(const YAML::Node& node) {
   switch (node.Type()) {
-    case YAML::NodeType::Null: return "nothing";
-    case YAML::NodeType::Scalar: return "'" + node.Scalar() + "'";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a mapping";
-    default: return "an undefined value";
+    case YAML::NodeType::Null:
+      return "nothing";
+    case YAML::NodeType::Scalar:
+      return "'" + node.Scalar() + "'";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    default:
+      return "an undefined value";
   }
 }
 
@@ -120,8 +125,7 @@ Result<bool> YamlReader::as_bool(const YAML::Node& node, const std::string& what
   return error(node, what + " must be true or false, got " + kind_of(node));
 }
 
-Result<std::vector<std::string>> YamlReader::as_string_list(const YAML::Node& node,
-                                                            const std::string& what) const {
+Result<std::vector<std::string>> YamlReader::as_string_list(const YAML::Node& node, const std::string& what) const {
   if (!node.IsSequence()) return error(node, what + " must be a list of strings, got " + kind_of(node));
   std::vector<std::string> out;
   for (size_t i = 0; i < node.size(); ++i) {

@@ -45,10 +45,8 @@ class YamlReader {
   Result<int64_t> as_int(const YAML::Node& node, const std::string& what) const;
   Result<double> as_double(const YAML::Node& node, const std::string& what) const;
   Result<bool> as_bool(const YAML::Node& node, const std::string& what) const;
-  Result<std::vector<std::string>> as_string_list(const YAML::Node& node,
-                                                  const std::string& what) const;
-  Result<std::map<std::string, std::string>> as_string_map(const YAML::Node& node,
-                                                           const std::string& what) const;
+  Result<std::vector<std::string>> as_string_list(const YAML::Node& node, const std::string& what) const;
+  Result<std::map<std::string, std::string>> as_string_map(const YAML::Node& node, const std::string& what) const;
 
   const std::string& file() const { return file_; }
   bool is_built_in_default() const { return built_in_; }

@@ -62,8 +62,8 @@ std::pair<TaskState, TransitionUpdate> blocked(std::string reason) {
 
 // The next agent of the chain takes over at once; this attempt does not count against
 // max_attempts, because the task itself was never tried.
-std::pair<TaskState, TransitionUpdate> fall_back(const Task& task, const std::string& reason,
-                                                 const Settings& settings, const BandOutcomes* outcomes) {
+std::pair<TaskState, TransitionUpdate> fall_back(const Task& task, const std::string& reason, const Settings& settings,
+                                                 const BandOutcomes* outcomes) {
   auto decision = route(task.request, settings.routing, settings.agents, known_score(task), outcomes);
   auto next = decision.ok() ? next_in_chain(agent_chain(*decision, settings.agents), task.agent) : std::nullopt;
   if (!next) return blocked("no agent left in the fallback chain could run; last (" + task.agent + "): " + reason);
@@ -77,10 +77,9 @@ std::pair<TaskState, TransitionUpdate> fall_back(const Task& task, const std::st
 
 // What follows a failed attempt: another attempt, BLOCKED, or nothing.
 std::optional<std::pair<TaskState, TransitionUpdate>> after_failure(const Task& task, FailureKind kind,
-                                                                    const std::string& reason,
-                                                                    const std::string& tree, const Settings& settings,
-                                                                    int64_t now_ms, uint64_t random,
-                                                                    const BandOutcomes* outcomes) {
+                                                                    const std::string& reason, const std::string& tree,
+                                                                    const Settings& settings, int64_t now_ms,
+                                                                    uint64_t random, const BandOutcomes* outcomes) {
   if (!is_retryable(kind)) return std::nullopt;
   if (repeats_failed_tree(task, kind, tree)) {
     return blocked("verify failed again on the same tree " + tree.substr(0, 12) +

@@ -67,11 +67,11 @@ std::string dispatch_reason(const RouteDecision& decision, const std::string& ag
 
 // Everything run_spec needs besides the settings.
 struct AttemptInputs {
-  const Task& task;                 // as routed: attempt, epoch, branch and agent set
+  const Task& task;  // as routed: attempt, epoch, branch and agent set
   const RouteDecision& decision;
   const ResolvedIdentity& identity;                     // the implementer's
   const ResolvedIdentity* reviewer_identity = nullptr;  // when has_reviewer()
-  std::string feedback;             // feedback_for(the task before it was routed)
+  std::string feedback;                                 // feedback_for(the task before it was routed)
 };
 
 // The whole RunSpec of one attempt: the agent's argv and stdin (with the feedback when there is

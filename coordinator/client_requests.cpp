@@ -1,7 +1,7 @@
 // The coordinator's client endpoint and commands: submit, query, cancel, retry, the worker
 // table, and GitHub mode's adoptions and sync (run as background jobs).
-#include <memory>
 #include <cerrno>
+#include <memory>
 #include <zmq_addon.hpp>
 
 #include "common/log.h"
@@ -111,10 +111,10 @@ void Coordinator::watch(const std::string& routing_id, const protocol::Watch& m)
   if (!t.ok()) return (void)answer_client(routing_id, refusal(t.error()));
   const auto reply = task_reply(*t);
   if (!is_final_state(reply.state) && !watches_.add(m.task_id, routing_id, reply)) {
-    return (void)answer_client(routing_id, refusal(make_error("busy", "the coordinator follows " +
-                                                                          std::to_string(kMaxWatches) +
-                                                                          " watches already; query instead",
-                                                                      "task_id")));
+    return (void)answer_client(routing_id, refusal(make_error("busy",
+                                                              "the coordinator follows " + std::to_string(kMaxWatches) +
+                                                                  " watches already; query instead",
+                                                              "task_id")));
   }
   if (!answer_client(routing_id, reply)) watches_.drop_client(routing_id);
 }
@@ -151,7 +151,8 @@ void Coordinator::view(const std::string& routing_id, const protocol::ViewQuery&
   };
   if (!views_) return refuse("usage", "this coordinator answers no view queries");
   if (views_pending_ >= kMaxPendingViews) {
-    return refuse("busy", "the coordinator has " + std::to_string(views_pending_) + " view queries under way; ask again");
+    return refuse("busy",
+                  "the coordinator has " + std::to_string(views_pending_) + " view queries under way; ask again");
   }
   const bool queued = view_jobs_->submit("view-" + std::to_string(++views_asked_), [this, routing_id, q] {
     auto reply = std::make_shared<protocol::ViewReply>();
@@ -208,7 +209,8 @@ protocol::ClientReply Coordinator::cancel(const Task& t, const std::string& reas
   if (lands_.holder(t.request.repo) == t.request.id) {
     return refusal(make_error("landing",
                               "task is landing (its turn to land was granted): it can no longer be "
-                              "cancelled; `polyphony show " + t.request.id + "` says whether it landed",
+                              "cancelled; `polyphony show " +
+                                  t.request.id + "` says whether it landed",
                               "task_id"));
   }
   for (auto& [rid, w] : registry_.entries()) {
@@ -234,8 +236,9 @@ protocol::ClientReply Coordinator::cancel(const Task& t, const std::string& reas
 
 protocol::ClientReply Coordinator::retry(const Task& t) {
   if (t.state != TaskState::kFailed && t.state != TaskState::kBlocked) {
-    return refusal(make_error("usage", "only FAILED or BLOCKED tasks can be retried; this one is " +
-                                           std::string(to_string(t.state)), "task_id"));
+    return refusal(make_error(
+        "usage", "only FAILED or BLOCKED tasks can be retried; this one is " + std::string(to_string(t.state)),
+        "task_id"));
   }
   TransitionUpdate u;
   u.reason = "retry requested by a user";
@@ -269,7 +272,7 @@ bool Coordinator::adopt_issue(int64_t seq, const std::string& ref_text) {
   auto ref = parse_issue_ref(ref_text);
   if (!github_ || !ref.ok() || ref->repo != settings_.config.github.repo) {
     spdlog::error("spawn --issue {}: refused: {}", ref_text,
-                  !github_ ? "GitHub mode is off (config.yaml has no github.repo)"
+                  !github_    ? "GitHub mode is off (config.yaml has no github.repo)"
                   : !ref.ok() ? ref.error().message
                               : "this coordinator serves " + settings_.config.github.repo);
     return true;

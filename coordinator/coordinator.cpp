@@ -103,8 +103,10 @@ void Coordinator::drain_workers() {
   const bool records = std::any_of(received.begin(), received.end(), [](const WorkerFrame& f) {
     return f.result_lease || (f.message.ok() && !std::holds_alternative<protocol::Heartbeat>(*f.message));
   });
-  if (records) batch(handle_all);
-  else handle_all();
+  if (records)
+    batch(handle_all);
+  else
+    handle_all();
   if (socket_error) throw *socket_error;
 }
 
@@ -188,16 +190,17 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
   const auto out = registry_.hello(routing_id, m, key_name, now());
   switch (out.verdict) {
     case WorkerRegistry::HelloVerdict::kWrongVersion:
-      spdlog::error("worker {} speaks protocol {}, this coordinator {}; ignoring it", m.worker_id,
-                    m.protocol_version, protocol::kProtocolVersion);
+      spdlog::error("worker {} speaks protocol {}, this coordinator {}; ignoring it", m.worker_id, m.protocol_version,
+                    protocol::kProtocolVersion);
       return;
     case WorkerRegistry::HelloVerdict::kIdMismatch:
       spdlog::warn("refused hello from peer {:?}: worker id {} differs from its routing id", routing_id, m.worker_id);
       return;
     case WorkerRegistry::HelloVerdict::kKeyMismatch:
-      spdlog::warn("refused hello from worker {}: it registered with CURVE key {:?} and this hello comes with key "
-                   "{:?}; a worker id stays with its first key until the coordinator restarts",
-                   m.worker_id, out.bound_key, key_name);
+      spdlog::warn(
+          "refused hello from worker {}: it registered with CURVE key {:?} and this hello comes with key "
+          "{:?}; a worker id stays with its first key until the coordinator restarts",
+          m.worker_id, out.bound_key, key_name);
       return;
     case WorkerRegistry::HelloVerdict::kAccepted:
       break;
@@ -278,7 +281,7 @@ void Coordinator::release_land(const std::string& task_id) {
   if (!repo) return;
   while (auto next = lands_.next_waiting(*repo)) {
     WorkerEntry* w = registry_.find(next->routing_id);
-    if (w == nullptr) continue;  // its worker is gone; it will ask again after re-registering
+    if (w == nullptr) continue;          // its worker is gone; it will ask again after re-registering
     on_land_request(*w, next->request);  // granted, unless its lease or state no longer allow it
   }
 }
@@ -303,8 +306,9 @@ void Coordinator::fail_attempt(const Task& task, TaskState from, FailureKind kin
     return;
   }
   spdlog::warn("task {} FAILED ({}): {}{}", task.request.id, to_string(kind), reason,
-               steps.back().first == TaskState::kBlocked ? " -> BLOCKED"
-               : steps.back().first == TaskState::kClaimed ? " -> retrying" : "");
+               steps.back().first == TaskState::kBlocked   ? " -> BLOCKED"
+               : steps.back().first == TaskState::kClaimed ? " -> retrying"
+                                                           : "");
   forget_attempt(task.request.id);
 }
 
@@ -327,8 +331,10 @@ void Coordinator::read_workers_before_judging() {
   // Cheap when nothing waits (one read that finds nothing); said when the loop was held up.
   const int64_t unread_ms = now() - last_worker_read_ms_;
   if (unread_ms > settings_.config.heartbeat_interval_ms) {
-    spdlog::warn("the coordinator's loop did not read the workers' socket for {} ms; reading it before judging "
-                 "liveness", unread_ms);
+    spdlog::warn(
+        "the coordinator's loop did not read the workers' socket for {} ms; reading it before judging "
+        "liveness",
+        unread_ms);
   }
   try {
     drain_workers();
@@ -460,8 +466,8 @@ void Coordinator::send_attempt(const Task& task, const Result<RouteDecision>& de
     }
     reviewer = std::move(*resolved);
   }
-  const protocol::Dispatch d{run_spec({task, *decision, *identity, reviewer ? &*reviewer : nullptr, feedback},
-                                      settings_)};
+  const protocol::Dispatch d{
+      run_spec({task, *decision, *identity, reviewer ? &*reviewer : nullptr, feedback}, settings_)};
   lands_.forget_landing(task.request.id);  // a new attempt holds a slot until it too asks to land
   w.running.insert(task.request.id);
   last_activity_ms_[task.request.id] = now();

@@ -240,8 +240,7 @@ class Coordinator {
   void forget_attempt(const std::string& task_id);
   // The task if the message's epoch and sender match its current lease; logs and returns
   // nullopt otherwise.
-  std::optional<Task> leased_task(WorkerEntry& w, const std::string& task_id, int64_t epoch,
-                                  const char* what);
+  std::optional<Task> leased_task(WorkerEntry& w, const std::string& task_id, int64_t epoch, const char* what);
   // leased_task's check on a task already read (`t`, as StateStore::get returned it).
   std::optional<Task> check_lease(WorkerEntry& w, const Result<std::optional<Task>>& t, const std::string& task_id,
                                   int64_t epoch, const char* what);
@@ -264,20 +263,20 @@ class Coordinator {
   std::map<std::string, int64_t> last_activity_ms_;
   TaskLogs logs_;
   TaskWatches watches_;
-  int64_t watched_seq_ = -1;  // the last event tell_watchers read; -1 while nobody watches
+  int64_t watched_seq_ = -1;                       // the last event tell_watchers read; -1 while nobody watches
   std::optional<protocol::CoordinatorKeys> keys_;  // set when CURVE is configured
   std::unique_ptr<protocol::ZapHandler> zap_;
-  std::set<std::string> unplaceable_logged_;      // tasks logged as waiting for a fitting worker
-  zmq::socket_t monitor_;                         // PAIR: the workers' socket's monitor events
-  LogLimiter once_a_second_{1000};                 // lines about one peer: at most one a second
+  std::set<std::string> unplaceable_logged_;  // tasks logged as waiting for a fitting worker
+  zmq::socket_t monitor_;                     // PAIR: the workers' socket's monitor events
+  LogLimiter once_a_second_{1000};            // lines about one peer: at most one a second
   struct PendingCleanup {
-    std::string client;                           // its routing id on the client socket
+    std::string client;  // its routing id on the client socket
     bool dry_run = false;
-    std::set<std::string> waiting;                // workers yet to report
+    std::set<std::string> waiting;  // workers yet to report
     std::vector<protocol::CleanupReport> reports;
     int64_t deadline_ms = 0;
   };
-  std::map<int64_t, PendingCleanup> cleanups_;    // by request id
+  std::map<int64_t, PendingCleanup> cleanups_;  // by request id
   int64_t next_cleanup_id_ = 1;
   // The merge queue across workers, and the attempts landing (they hold no worker slot).
   LandQueue lands_;
@@ -290,7 +289,7 @@ class Coordinator {
   struct Outgoing {
     std::string routing_id, body, type;
   };
-  std::vector<Outgoing> deferred_;  // sent when the batch commits
+  std::vector<Outgoing> deferred_;   // sent when the batch commits
   int64_t last_worker_read_ms_ = 0;  // when the workers' socket was last polled or drained
   // GitHub mode: the state DB as the GitHub jobs use it (their own connection, used by one job
   // at a time) and the adoptions waiting for the next job.
@@ -302,8 +301,8 @@ class Coordinator {
   };
   std::vector<Adoption> adoptions_;
   ViewFn views_;
-  uint64_t views_asked_ = 0;      // view queries given to view_jobs_, for their keys
-  int views_pending_ = 0;         // of those, not yet answered
+  uint64_t views_asked_ = 0;  // view queries given to view_jobs_, for their keys
+  int views_pending_ = 0;     // of those, not yet answered
   // Declared last, so destroyed first: no job outlives what it reads (settings_, github_).
   std::unique_ptr<BackgroundJobs> scoring_jobs_;
   std::unique_ptr<BackgroundJobs> github_jobs_;

@@ -10,7 +10,9 @@ namespace polyphony {
 
 namespace fs = std::filesystem;
 
-std::string local_client_endpoint(const fs::path& home) { return "ipc://" + (home / "coordinator.sock").string(); }
+std::string local_client_endpoint(const fs::path& home) {
+  return "ipc://" + (home / "coordinator.sock").string();
+}
 
 Status Coordinator::start_zap() {
   const CoordinatorSecurity& security = settings_.config.coordinator_security;
@@ -18,8 +20,8 @@ Status Coordinator::start_zap() {
   auto keys = protocol::load_coordinator_keys(security);
   if (!keys.ok()) return keys.error();
   keys_ = std::move(*keys);
-  auto zap = protocol::ZapHandler::bind(context_, {{protocol::kWorkersDomain, keys_->workers},
-                                                   {protocol::kClientsDomain, keys_->clients}});
+  auto zap = protocol::ZapHandler::bind(
+      context_, {{protocol::kWorkersDomain, keys_->workers}, {protocol::kClientsDomain, keys_->clients}});
   if (!zap.ok()) return zap.error();
   zap_ = std::move(*zap);
   spdlog::info("CURVE on: {} worker key(s) and {} client key(s) allowed", keys_->workers.size(), keys_->clients.size());
@@ -35,9 +37,11 @@ Status bind_all(zmq::socket_t& socket, const std::vector<std::string>& endpoints
                 const std::optional<protocol::CoordinatorKeys>& keys, const char* zap_domain, bool insecure,
                 const char* what) {
   std::vector<std::string> ordered;
-  for (const auto& ep : endpoints) if (!crosses_host(ep)) ordered.push_back(ep);
+  for (const auto& ep : endpoints)
+    if (!crosses_host(ep)) ordered.push_back(ep);
   const size_t local = ordered.size();
-  for (const auto& ep : endpoints) if (crosses_host(ep)) ordered.push_back(ep);
+  for (const auto& ep : endpoints)
+    if (crosses_host(ep)) ordered.push_back(ep);
   for (size_t i = 0; i < ordered.size(); ++i) {
     const std::string& ep = ordered[i];
     if (i == local && keys) protocol::make_curve_server(socket, keys->server, zap_domain);
@@ -71,8 +75,7 @@ Status Coordinator::bind_worker_endpoints(const std::vector<std::string>& endpoi
   socket_.set(zmq::sockopt::heartbeat_ivl, static_cast<int>(config.heartbeat_interval_ms));
   socket_.set(zmq::sockopt::heartbeat_timeout,
               static_cast<int>(config.heartbeat_interval_ms * config.heartbeat_liveness));
-  return bind_all(socket_, endpoints, keys_, protocol::kWorkersDomain, config.coordinator_security.insecure,
-                  "workers");
+  return bind_all(socket_, endpoints, keys_, protocol::kWorkersDomain, config.coordinator_security.insecure, "workers");
 }
 
 Status Coordinator::bind_client_endpoints(const std::vector<std::string>& endpoints) {

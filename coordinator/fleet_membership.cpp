@@ -11,8 +11,10 @@
 namespace polyphony {
 
 Status Coordinator::watch_worker_connections() {
-  const std::string endpoint = "inproc://polyphony-workers-monitor-" + std::to_string(reinterpret_cast<uintptr_t>(this));
-  const int events = ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+  const std::string endpoint =
+      "inproc://polyphony-workers-monitor-" + std::to_string(reinterpret_cast<uintptr_t>(this));
+  const int events =
+      ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
   if (zmq_socket_monitor(socket_.handle(), endpoint.c_str(), events) != 0) {
     return make_error("network", std::string("cannot monitor the workers' socket: ") + zmq_strerror(zmq_errno()),
                       endpoint);
@@ -41,10 +43,10 @@ void Coordinator::read_connection_events() {
     // No ZAP request was made (a ZAP refusal is logged by the handler, with the key): the peer
     // and this coordinator did not agree on CURVE, e.g. it has another coordinator public key.
     if (once_a_second_.allow("handshake:" + std::to_string(event) + ":" + std::to_string(value), now())) {
-      spdlog::warn("refused a connection on {}: its CURVE handshake failed ({} {}); does the worker use this "
-                   "coordinator's public key and CURVE at all?",
-                   frames[1].to_string(),
-                   event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error" : "no detail", value);
+      spdlog::warn(
+          "refused a connection on {}: its CURVE handshake failed ({} {}); does the worker use this "
+          "coordinator's public key and CURVE at all?",
+          frames[1].to_string(), event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error" : "no detail", value);
     }
   }
 }

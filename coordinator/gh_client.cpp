@@ -22,7 +22,9 @@ std::string trim(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
-bool contains(const std::string& hay, const std::string& needle) { return lower(hay).find(needle) != std::string::npos; }
+bool contains(const std::string& hay, const std::string& needle) {
+  return lower(hay).find(needle) != std::string::npos;
+}
 
 class GhCli final : public GhClient {
  public:
@@ -52,12 +54,17 @@ class GhCli final : public GhClient {
     o.cancel = cancel_;
     o.stdin_data = request.json_body.value_or("");
     // Never prompt, never print update notices or colour into what we parse.
-    o.env = {{"GH_PROMPT_DISABLED", "1"}, {"GH_NO_UPDATE_NOTIFIER", "1"}, {"NO_COLOR", "1"}, {"CLICOLOR", "0"},
+    o.env = {{"GH_PROMPT_DISABLED", "1"},
+             {"GH_NO_UPDATE_NOTIFIER", "1"},
+             {"NO_COLOR", "1"},
+             {"CLICOLOR", "0"},
              {"GH_HOST", host_}};
     auto r = run_process(argv, o);
     if (!r.ok()) {
       Error e = r.error();
-      if (e.code == "not_found") e.message = "gh is not installed (program '" + program_ + "' not found on PATH); install gh or set github.gh in config.yaml";
+      if (e.code == "not_found")
+        e.message = "gh is not installed (program '" + program_ +
+                    "' not found on PATH); install gh or set github.gh in config.yaml";
       e.where = request.method + " " + request.path;
       return e;
     }
@@ -116,8 +123,9 @@ Error classify_gh_failure(int exit_code, const std::string& err) {
   }
   if (exit_code == 4 || contains(err, "gh auth login") || contains(err, "not logged in") ||
       contains(err, "authentication required")) {
-    return make_error("auth", "gh is not logged in to GitHub: run `gh auth login` (or set GH_TOKEN) on the coordinator host" +
-                                  (said.empty() ? std::string() : " (gh: " + said + ")"));
+    return make_error("auth",
+                      "gh is not logged in to GitHub: run `gh auth login` (or set GH_TOKEN) on the coordinator host" +
+                          (said.empty() ? std::string() : " (gh: " + said + ")"));
   }
   if (contains(err, "error connecting") || contains(err, "could not resolve host") || contains(err, "no such host") ||
       contains(err, "connection refused") || contains(err, "i/o timeout") || contains(err, "network is unreachable")) {
@@ -165,8 +173,10 @@ std::string github_endpoint_kind(const std::string& method, const std::string& p
   }
   // repos/OWNER/NAME/... or repositories/ID/...
   size_t skip = 0;
-  if (parts.size() >= 3 && parts[0] == "repos") skip = 3;
-  else if (parts.size() >= 2 && parts[0] == "repositories") skip = 2;
+  if (parts.size() >= 3 && parts[0] == "repos")
+    skip = 3;
+  else if (parts.size() >= 2 && parts[0] == "repositories")
+    skip = 2;
   std::string kind;
   for (size_t i = skip; i < parts.size(); ++i) {
     const std::string& p = parts[i];

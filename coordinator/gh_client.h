@@ -17,14 +17,14 @@ namespace polyphony {
 
 struct GhRequest {
   std::string method = "GET";
-  std::string path;                              // "repos/o/r/issues?state=open", no leading '/'
-  std::map<std::string, std::string> headers;    // e.g. If-None-Match
-  std::optional<std::string> json_body;          // sent on stdin with --input -
+  std::string path;                            // "repos/o/r/issues?state=open", no leading '/'
+  std::map<std::string, std::string> headers;  // e.g. If-None-Match
+  std::optional<std::string> json_body;        // sent on stdin with --input -
 };
 
 struct GhResponse {
   int status = 0;
-  std::map<std::string, std::string> headers;    // names lowercased
+  std::map<std::string, std::string> headers;  // names lowercased
   std::string body;
 
   std::string header(const std::string& lower_name) const {

@@ -99,14 +99,17 @@ std::string query_escape(const std::string& s) {
 // GitHub's own words for an error answer ("API rate limit exceeded for ...").
 std::string github_message(const GhResponse& r) {
   auto j = json::parse(r.body, nullptr, false);
-  std::string m = j.is_object() && j.contains("message") && j["message"].is_string() ? j["message"].get<std::string>() : "";
+  std::string m =
+      j.is_object() && j.contains("message") && j["message"].is_string() ? j["message"].get<std::string>() : "";
   if (j.is_object() && j.contains("errors") && j["errors"].is_array()) {
     // A validation error has a message, or only resource, field and code ("missing_field").
     for (const auto& e : j["errors"]) {
       if (!e.is_object()) continue;
       auto part = [&](const char* k) { return e.contains(k) && e[k].is_string() ? e[k].get<std::string>() : ""; };
-      if (!part("message").empty()) m += "; " + part("message");
-      else if (!part("code").empty()) m += "; " + part("resource") + "." + part("field") + " " + part("code");
+      if (!part("message").empty())
+        m += "; " + part("message");
+      else if (!part("code").empty())
+        m += "; " + part("resource") + "." + part("field") + " " + part("code");
     }
   }
   return "HTTP " + std::to_string(r.status) + (m.empty() ? "" : " " + m);
@@ -135,7 +138,8 @@ bool has_label(const std::vector<std::string>& labels, const std::string& l) {
 Result<GithubIssue> parse_github_issue(const json& j) {
   if (!j.is_object()) return make_error("github", "an issue is not a JSON object");
   GithubIssue i;
-  if (!j.contains("number") || !j["number"].is_number_integer()) return make_error("github", "an issue has no number", "number");
+  if (!j.contains("number") || !j["number"].is_number_integer())
+    return make_error("github", "an issue has no number", "number");
   i.number = j["number"].get<int64_t>();
   auto str = [&](const char* k) { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string(); };
   i.title = str("title");
@@ -146,8 +150,10 @@ Result<GithubIssue> parse_github_issue(const json& j) {
   i.pull_request = j.contains("pull_request") && !j["pull_request"].is_null();
   if (j.contains("labels") && j["labels"].is_array()) {
     for (const auto& l : j["labels"]) {
-      if (l.is_string()) i.labels.push_back(l.get<std::string>());
-      else if (l.is_object() && l.contains("name") && l["name"].is_string()) i.labels.push_back(l["name"].get<std::string>());
+      if (l.is_string())
+        i.labels.push_back(l.get<std::string>());
+      else if (l.is_object() && l.contains("name") && l["name"].is_string())
+        i.labels.push_back(l["name"].get<std::string>());
     }
   }
   return i;
@@ -192,8 +198,10 @@ TaskRequest task_from_issue(const GithubIssue& issue, const GithubConfig& c) {
   r.repo = c.remote;
   for (const auto& l : issue.labels) {
     if (l != c.claimed_label) r.labels.push_back(l);  // our own mark is not part of the ask
-    if (!c.type_label_prefix.empty() && l.rfind(c.type_label_prefix, 0) == 0) r.task_type = l.substr(c.type_label_prefix.size());
-    if (!c.risk_label_prefix.empty() && l.rfind(c.risk_label_prefix, 0) == 0) r.risk = l.substr(c.risk_label_prefix.size());
+    if (!c.type_label_prefix.empty() && l.rfind(c.type_label_prefix, 0) == 0)
+      r.task_type = l.substr(c.type_label_prefix.size());
+    if (!c.risk_label_prefix.empty() && l.rfind(c.risk_label_prefix, 0) == 0)
+      r.risk = l.substr(c.risk_label_prefix.size());
   }
   r.source = "github";
   return r;
@@ -231,8 +239,8 @@ Result<GithubUsage> read_github_usage(const fs::path& state_db) {
     auto row = limits->step();
     if (!row.ok()) return row.error();
     if (!*row) break;
-    usage.rate_limits.push_back({limits->text(0), limits->int64(1), limits->int64(2), limits->int64(3),
-                                 limits->int64(4), limits->int64(5)});
+    usage.rate_limits.push_back(
+        {limits->text(0), limits->int64(1), limits->int64(2), limits->int64(3), limits->int64(4), limits->int64(5)});
   }
   return usage;
 }
@@ -271,7 +279,9 @@ Result<std::unique_ptr<GithubSource>> GithubSource::open(const Settings& setting
   return s;
 }
 
-Status GithubSource::migrate() { return db_.exec(kSchema); }
+Status GithubSource::migrate() {
+  return db_.exec(kSchema);
+}
 
 // ---- calls and back-off
 
@@ -287,8 +297,8 @@ std::optional<GithubRateLimit> rate_limit_of(const GhResponse& r, int64_t now) {
   try {
     const std::string resource = r.header("x-ratelimit-resource");
     return GithubRateLimit{resource.empty() ? "core" : resource, number("x-ratelimit-limit"),
-                           number("x-ratelimit-remaining"), number("x-ratelimit-used"),
-                           number("x-ratelimit-reset") * 1000, now};
+                           number("x-ratelimit-remaining"),      number("x-ratelimit-used"),
+                           number("x-ratelimit-reset") * 1000,   now};
   } catch (const std::exception&) {
     return std::nullopt;  // not GitHub's numbers: nothing to keep
   }
@@ -325,8 +335,9 @@ Result<GhResponse> GithubSource::call(GhRequest request) {
     return failed(e);
   }
   if (auto until = rate_limit_until(*r, now_())) {
-    back_off("rate_limited", "GitHub API rate limit (" + github_message(*r) + "); no calls until " + utc(*until) +
-                                 " (" + request.method + " " + request.path + ")",
+    back_off("rate_limited",
+             "GitHub API rate limit (" + github_message(*r) + "); no calls until " + utc(*until) + " (" +
+                 request.method + " " + request.path + ")",
              *until);
     return make_error("retry", "rate limited until " + utc(*until), request.method + " " + request.path);
   }
@@ -350,16 +361,20 @@ Error GithubSource::failed(const Error& e) {
 
 void GithubSource::back_off(const std::string& state, const std::string& message, int64_t until_ms) {
   next_poll_ms_ = std::max(next_poll_ms_, until_ms);
-  if (state == "rate_limited") spdlog::warn("github {}: {}", config_.repo, message);
-  else spdlog::error("github {}: {}", config_.repo, message);
+  if (state == "rate_limited")
+    spdlog::warn("github {}: {}", config_.repo, message);
+  else
+    spdlog::error("github {}: {}", config_.repo, message);
   set_health(state, message, until_ms);
 }
 
 void GithubSource::set_health(const std::string& state, const std::string& message, int64_t until_ms) {
-  if (health_.state == state && health_.message == message && health_.until_ms == until_ms && health_.at_ms != 0) return;
+  if (health_.state == state && health_.message == message && health_.until_ms == until_ms && health_.at_ms != 0)
+    return;
   if (state == "ok" && health_.state != "ok") spdlog::info("github {}: reachable again", config_.repo);
   health_ = GithubHealth{config_.repo, state, message, until_ms, now_()};
-  auto st = db_.prepare("INSERT OR REPLACE INTO github_health(id, repo, state, message, until_ms, at_ms) VALUES (1,?,?,?,?,?)");
+  auto st = db_.prepare(
+      "INSERT OR REPLACE INTO github_health(id, repo, state, message, until_ms, at_ms) VALUES (1,?,?,?,?,?)");
   if (!st.ok()) return;
   st->bind(1, config_.repo).bind(2, state).bind(3, message).bind(4, until_ms).bind(5, health_.at_ms);
   auto s = st->run();
@@ -423,8 +438,9 @@ std::vector<GithubCancel> GithubSource::sync(StateStore& store) {
       update_if_edited(store, issue, it->second);
     } else if (has_label(issue.labels, config_.claimed_label)) {
       if (skipped_.insert(issue.number).second) {
-        spdlog::warn("github {}: issue #{} already carries {} but is not ours (claimed by another coordinator?); skipped",
-                     config_.repo, issue.number, config_.claimed_label);
+        spdlog::warn(
+            "github {}: issue #{} already carries {} but is not ours (claimed by another coordinator?); skipped",
+            config_.repo, issue.number, config_.claimed_label);
       }
     } else {
       auto id = discover(store, issue, false);
@@ -449,7 +465,8 @@ Result<std::optional<std::string>> GithubSource::why_gone(int64_t number) {
   auto r = call(req);
   if (!r.ok()) return r.error();
   if (r->status == 404 || r->status == 410) return std::optional<std::string>(ref + " was deleted");
-  if (r->status != 200) return failed(make_error("github", "reading the issue: " + github_message(*r), "GET " + req.path));
+  if (r->status != 200)
+    return failed(make_error("github", "reading the issue: " + github_message(*r), "GET " + req.path));
   auto issue = parse_github_issue(json::parse(r->body, nullptr, false));
   if (!issue.ok()) return issue.error();
   if (issue->state == "closed") return std::optional<std::string>(ref + " was closed");
@@ -478,8 +495,10 @@ void GithubSource::update_if_edited(StateStore& store, const GithubIssue& issue,
   }
   if ((*task)->attempt > 0) return;  // a run started: it keeps what it was given
   auto updated = store.update_request(now, {TaskState::kDiscovered, TaskState::kClaimed}, now_());
-  if (!updated.ok()) spdlog::error("task {}: cannot update it from the edited issue: {}", link.task_id, updated.error().to_string());
-  else if (*updated) spdlog::info("task {} updated from edited GitHub issue #{}", link.task_id, issue.number);
+  if (!updated.ok())
+    spdlog::error("task {}: cannot update it from the edited issue: {}", link.task_id, updated.error().to_string());
+  else if (*updated)
+    spdlog::info("task {} updated from edited GitHub issue #{}", link.task_id, issue.number);
 }
 
 Result<std::string> GithubSource::discover(StateStore& store, const GithubIssue& issue, bool adopted) {
@@ -492,7 +511,8 @@ Result<std::string> GithubSource::discover(StateStore& store, const GithubIssue&
   if (adopted && !has_label(issue.labels, config_.label)) labels.push_back(config_.label);
   if (!has_label(issue.labels, config_.claimed_label)) labels.push_back(config_.claimed_label);
   POLY_TRY(db_.transaction([&]() -> Status {
-    auto st = db_.prepare("INSERT OR IGNORE INTO github_issues(repo, number, task_id, url, created_at) VALUES (?,?,?,?,?)");
+    auto st =
+        db_.prepare("INSERT OR IGNORE INTO github_issues(repo, number, task_id, url, created_at) VALUES (?,?,?,?,?)");
     if (!st.ok()) return st.error();
     st->bind(1, config_.repo).bind(2, issue.number).bind(3, r.id).bind(4, issue.html_url).bind(5, now_());
     POLY_TRY(st->run());
@@ -506,7 +526,8 @@ Result<std::string> GithubSource::discover(StateStore& store, const GithubIssue&
 }
 
 Result<std::string> GithubSource::adopt(StateStore& store, int64_t number) {
-  if (now_() < health_.until_ms) return make_error("retry", health_.message, config_.repo + "#" + std::to_string(number));
+  if (now_() < health_.until_ms)
+    return make_error("retry", health_.message, config_.repo + "#" + std::to_string(number));
   auto known = links();
   if (!known.ok()) return known.error();
   if (auto it = known->find(number); it != known->end()) return it->second.task_id;
@@ -529,7 +550,8 @@ Result<std::string> GithubSource::adopt(StateStore& store, int64_t number) {
 // ---- reporting
 
 Result<std::map<int64_t, GithubSource::Link>> GithubSource::links() {
-  auto st = db_.prepare("SELECT number, task_id, reported, pr_number, pr_url FROM github_issues WHERE repo=? ORDER BY number");
+  auto st = db_.prepare(
+      "SELECT number, task_id, reported, pr_number, pr_url FROM github_issues WHERE repo=? ORDER BY number");
   if (!st.ok()) return st.error();
   st->bind(1, config_.repo);
   std::map<int64_t, Link> out;
@@ -549,7 +571,8 @@ Status GithubSource::enqueue(Database& db, const std::string& key, int64_t numbe
   for (const char* field : {"body", "title"}) {
     if (sent.contains(field) && sent[field].is_string()) sent[field] = redact(sent[field].get<std::string>());
   }
-  auto st = db.prepare("INSERT OR IGNORE INTO github_outbox(key, repo, number, kind, payload, created_at) VALUES (?,?,?,?,?,?)");
+  auto st = db.prepare(
+      "INSERT OR IGNORE INTO github_outbox(key, repo, number, kind, payload, created_at) VALUES (?,?,?,?,?,?)");
   if (!st.ok()) return st.error();
   st->bind(1, key).bind(2, config_.repo).bind(3, number).bind(4, kind).bind(5, sent.dump()).bind(6, now_());
   return st->run();
@@ -634,14 +657,14 @@ void GithubSource::queue_reports(StateStore& store, const Link& link, const Task
                                " pushed branch `" + t.branch + "`, verify passed, pull request {pr}.";
       POLY_TRY(enqueue(db_, "landed:" + t.request.id, link.number, "comment", json{{"body", body}}));
       if (!config_.auto_merge.empty()) {
-        POLY_TRY(enqueue(db_, "merge:" + t.request.id, link.number, "merge", json{{"merge_method", config_.auto_merge}}));
+        POLY_TRY(
+            enqueue(db_, "merge:" + t.request.id, link.number, "merge", json{{"merge_method", config_.auto_merge}}));
       }
     } else if (t.state != TaskState::kCancelled) {
       const std::string body = "Polyphony task `" + t.request.id + "` is " + state + " after attempt " +
                                std::to_string(t.attempt) + (t.failure_kind.empty() ? "" : " (" + t.failure_kind + ")") +
-                               ": " + (t.reason.empty() ? "no reason recorded" : t.reason) +
-                               "\n\n`polyphony logs " + t.request.id + "` has the output; `polyphony retry " +
-                               t.request.id + "` tries again.";
+                               ": " + (t.reason.empty() ? "no reason recorded" : t.reason) + "\n\n`polyphony logs " +
+                               t.request.id + "` has the output; `polyphony retry " + t.request.id + "` tries again.";
       POLY_TRY(enqueue(db_, "report:" + t.request.id + ":" + mark, link.number, "comment", json{{"body", body}}));
     }
     auto st = db_.prepare("UPDATE github_issues SET reported=? WHERE repo=? AND number=?");
@@ -649,7 +672,8 @@ void GithubSource::queue_reports(StateStore& store, const Link& link, const Task
     st->bind(1, mark).bind(2, config_.repo).bind(3, link.number);
     return st->run();
   });
-  if (!s.ok()) spdlog::error("github {}: cannot queue the report of task {}: {}", ref, t.request.id, s.error().to_string());
+  if (!s.ok())
+    spdlog::error("github {}: cannot queue the report of task {}: {}", ref, t.request.id, s.error().to_string());
 }
 
 void GithubSource::flush() {
@@ -662,8 +686,8 @@ void GithubSource::flush() {
   while (true) {
     auto row = st->step();
     if (!row.ok() || !*row) break;
-    rows.push_back(Outgoing{st->int64(0), st->text(1), st->int64(2), st->text(3), json::parse(st->text(4), nullptr, false),
-                            st->int64(5) != 0});
+    rows.push_back(Outgoing{st->int64(0), st->text(1), st->int64(2), st->text(3),
+                            json::parse(st->text(4), nullptr, false), st->int64(5) != 0});
   }
   for (const auto& out : rows) {
     // Marked before sending: if we die before recording the outcome, the next send checks
@@ -678,8 +702,11 @@ void GithubSource::flush() {
     if (!done.ok()) return;
     done->bind(1, sent.ok() ? 1 : 2).bind(2, sent.ok() ? "" : sent.error().to_string()).bind(3, out.seq);
     (void)done->run();
-    if (sent.ok()) spdlog::info("github {}#{}: {} done", config_.repo, out.number, out.key);
-    else spdlog::error("github {}#{}: {} failed for good: {}", config_.repo, out.number, out.key, sent.error().to_string());
+    if (sent.ok())
+      spdlog::info("github {}#{}: {} done", config_.repo, out.number, out.key);
+    else
+      spdlog::error("github {}#{}: {} failed for good: {}", config_.repo, out.number, out.key,
+                    sent.error().to_string());
   }
 }
 
@@ -740,7 +767,8 @@ Result<bool> GithubSource::has_comment(int64_t number, const std::string& marker
     if (!r.ok()) return r.error();
     if (r->status != 200) return make_error("github", "reading comments: " + github_message(*r), "GET " + path);
     auto list = json::parse(r->body, nullptr, false);
-    if (!list.is_array()) return make_error("github", "reading comments: the answer is not a JSON array", "GET " + path);
+    if (!list.is_array())
+      return make_error("github", "reading comments: the answer is not a JSON array", "GET " + path);
     for (const auto& c : list) {
       if (c.is_object() && c.contains("body") && c["body"].is_string() &&
           c["body"].get<std::string>().find(marker) != std::string::npos) {
@@ -754,7 +782,8 @@ Result<bool> GithubSource::has_comment(int64_t number, const std::string& marker
 
 Result<std::string> GithubSource::base_branch() {
   if (!config_.base_branch.empty()) return config_.base_branch;
-  if (const RepoConfig* rc = find_repo(settings_.config, config_.remote); rc && !rc->base_branch.empty()) return rc->base_branch;
+  if (const RepoConfig* rc = find_repo(settings_.config, config_.remote); rc && !rc->base_branch.empty())
+    return rc->base_branch;
   if (!default_branch_.empty()) return default_branch_;
   GhRequest req;
   req.path = "repos/" + config_.repo;
@@ -784,8 +813,8 @@ Status GithubSource::send_pull(const Outgoing& out) {
     // Opened before a crash that lost our record of it: find that one rather than fail.
     const std::string owner = config_.repo.substr(0, config_.repo.find('/'));
     GhRequest find;
-    find.path = "repos/" + config_.repo + "/pulls?head=" + query_escape(owner + ":" + payload.value("head", "")) +
-                "&state=all";
+    find.path =
+        "repos/" + config_.repo + "/pulls?head=" + query_escape(owner + ":" + payload.value("head", "")) + "&state=all";
     auto found = call(find);
     if (!found.ok()) return found.error();
     auto list = json::parse(found->body, nullptr, false);

@@ -30,7 +30,7 @@ struct GithubIssue {
   int64_t number = 0;
   std::string title;
   std::string body;
-  std::string state;        // "open", "closed"
+  std::string state;  // "open", "closed"
   std::string html_url;
   std::string updated_at;
   std::vector<std::string> labels;
@@ -45,7 +45,7 @@ Result<GithubIssue> parse_github_issue(const nlohmann::json& j);
 std::string github_task_id(const std::string& repo, int64_t number);
 
 struct IssueRef {
-  std::string repo;         // owner/name
+  std::string repo;  // owner/name
   int64_t number = 0;
 };
 // Parses "owner/name#123"; errors have code "usage".
@@ -60,7 +60,7 @@ struct GithubHealth {
   std::string repo;
   std::string state = "ok";  // "ok", "rate_limited", "error"
   std::string message;
-  int64_t until_ms = 0;      // no GitHub calls before this (back-off)
+  int64_t until_ms = 0;  // no GitHub calls before this (back-off)
   int64_t at_ms = 0;
 };
 
@@ -83,8 +83,8 @@ struct GithubRateLimit {
   int64_t limit = 0;
   int64_t remaining = 0;
   int64_t used = 0;
-  int64_t reset_at_ms = 0;   // when the window resets
-  int64_t at_ms = 0;         // when the answer came
+  int64_t reset_at_ms = 0;  // when the window resets
+  int64_t at_ms = 0;        // when the answer came
 };
 
 struct GithubUsage {
@@ -188,11 +188,11 @@ class GithubSource {
   std::unique_ptr<GhClient> gh_;
   NowFn now_;
   Database db_;
-  std::map<std::string, Page> pages_;   // by request path: the last 200 answer, for If-None-Match
+  std::map<std::string, Page> pages_;  // by request path: the last 200 answer, for If-None-Match
   std::string default_branch_;
   int64_t next_poll_ms_ = 0;
-  int failures_ = 0;                    // consecutive transient failures, for the back-off
-  std::set<int64_t> skipped_;           // issues claimed by someone else, logged once
+  int failures_ = 0;           // consecutive transient failures, for the back-off
+  std::set<int64_t> skipped_;  // issues claimed by someone else, logged once
   GithubHealth health_;
 };
 

@@ -22,8 +22,10 @@ Result<std::optional<std::string>> env_value(const IdentityEnv& e, const std::st
     const char* v = std::getenv(e.from_env.c_str());
     if ((v == nullptr || *v == '\0') && e.optional) return std::optional<std::string>();  // empty is no credential
     if (v == nullptr) {
-      return make_error("identity", "env " + e.name + " comes from the host variable " + e.from_env +
-                        ", which is not set; export it before starting the coordinator", where);
+      return make_error("identity",
+                        "env " + e.name + " comes from the host variable " + e.from_env +
+                            ", which is not set; export it before starting the coordinator",
+                        where);
     }
     return std::optional<std::string>(std::string(v));
   }
@@ -31,7 +33,8 @@ Result<std::optional<std::string>> env_value(const IdentityEnv& e, const std::st
     auto path = resolve_path(e.from_file, "/");
     std::ifstream in(path);
     if (!in && e.optional) return std::optional<std::string>();
-    if (!in) return make_error("identity", "env " + e.name + " comes from " + path.string() + ", which cannot be read", where);
+    if (!in)
+      return make_error("identity", "env " + e.name + " comes from " + path.string() + ", which cannot be read", where);
     std::stringstream ss;
     ss << in.rdbuf();
     std::string v = ss.str();
@@ -68,11 +71,14 @@ void register_file_secrets(const std::string& content) {
 
 Result<protocol::AgentFile> identity_file(const Identity& identity, const IdentityFile& f, const std::string& where) {
   const auto host = resolve_path(f.host_path, "/");
-  const std::string what = "identity '" + identity.name + "' copies " + host.string() + " into the agent's config directory";
+  const std::string what =
+      "identity '" + identity.name + "' copies " + host.string() + " into the agent's config directory";
   std::error_code ec;
   if (!std::filesystem::is_regular_file(host, ec)) {
-    return make_error("identity", what + ", but it is " + (std::filesystem::exists(host, ec) ? "not a regular file" : "missing") +
-                                      " on this host", where);
+    return make_error("identity",
+                      what + ", but it is " + (std::filesystem::exists(host, ec) ? "not a regular file" : "missing") +
+                          " on this host",
+                      where);
   }
   if (std::filesystem::file_size(host, ec) > kMaxIdentityFileBytes) {
     return make_error("identity", what + ", but it is larger than 1 MiB", where);
@@ -93,8 +99,9 @@ Result<ResolvedIdentity> resolve_identity(const Identity& identity, const std::s
     auto host = resolve_path(m.host_path, "/");
     const std::string where = identities_file + ":" + std::to_string(m.line);
     if (!std::filesystem::exists(host)) {
-      return make_error("identity", "identity '" + identity.name + "' mounts " + host.string() +
-                        ", which does not exist on this host", where);
+      return make_error(
+          "identity",
+          "identity '" + identity.name + "' mounts " + host.string() + ", which does not exist on this host", where);
     }
     out.mounts.push_back(protocol::Mount{host.string(), m.container_path, true});
   }
@@ -117,8 +124,9 @@ Result<ResolvedIdentity> resolve_identity(const Identity& identity, const std::s
   // Optional credentials are alternatives: an identity with none of them would run its agent
   // logged out.
   if (!identity.env.empty() && out.env.empty() && out.files.empty() && out.mounts.empty()) {
-    return make_error("identity", "identity '" + identity.name + "' has none of its credentials: set " + wanted +
-                                      " before starting the coordinator",
+    return make_error("identity",
+                      "identity '" + identity.name + "' has none of its credentials: set " + wanted +
+                          " before starting the coordinator",
                       identities_file + ":" + std::to_string(identity.line));
   }
   return out;

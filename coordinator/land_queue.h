@@ -29,8 +29,8 @@ class LandQueue {
  public:
   struct Answer {
     bool granted = false;
-    bool queued = false;           // not granted, and newly in line (not asked again)
-    std::string behind;            // when not granted: the task that holds the repo's slot
+    bool queued = false;  // not granted, and newly in line (not asked again)
+    std::string behind;   // when not granted: the task that holds the repo's slot
     // Set when this call granted the slot anew (not to its holder asking again): how long the
     // task waited since it first asked, the merge-queue wait.
     std::optional<int64_t> waited_ms;
@@ -71,10 +71,10 @@ class LandQueue {
   std::vector<std::string> waiting(const std::string& repo) const;
 
  private:
-  std::map<std::string, std::string> holder_;               // repo -> task id
-  std::map<std::string, int64_t> granted_at_ms_;            // task id -> when
-  std::map<std::string, int64_t> asked_at_ms_;              // task id -> when it first asked
-  std::map<std::string, std::deque<LandAsk>> waiting_;      // repo -> requests in order
+  std::map<std::string, std::string> holder_;           // repo -> task id
+  std::map<std::string, int64_t> granted_at_ms_;        // task id -> when
+  std::map<std::string, int64_t> asked_at_ms_;          // task id -> when it first asked
+  std::map<std::string, std::deque<LandAsk>> waiting_;  // repo -> requests in order
   std::set<std::string> landing_;
 };
 

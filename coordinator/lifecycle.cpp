@@ -50,17 +50,26 @@ bool can_transition(TaskState from, TaskState to) {
   using S = TaskState;
   if (to == S::kCancelled) return !is_finished(from) || from == S::kFailed;
   switch (from) {
-    case S::kDiscovered: return to == S::kClaimed;
-    case S::kClaimed: return to == S::kRouted;
-    case S::kRouted: return to == S::kProvisioned || to == S::kFailed;
-    case S::kProvisioned: return to == S::kRunning || to == S::kFailed;
-    case S::kRunning: return to == S::kVerifying || to == S::kFailed;
+    case S::kDiscovered:
+      return to == S::kClaimed;
+    case S::kClaimed:
+      return to == S::kRouted;
+    case S::kRouted:
+      return to == S::kProvisioned || to == S::kFailed;
+    case S::kProvisioned:
+      return to == S::kRunning || to == S::kFailed;
+    case S::kRunning:
+      return to == S::kVerifying || to == S::kFailed;
     // VERIFYING -> RUNNING: a reviewer requested changes and the implementer works again.
-    case S::kVerifying: return to == S::kLanded || to == S::kFailed || to == S::kRunning;
-    case S::kFailed: return to == S::kClaimed || to == S::kBlocked;
-    case S::kBlocked: return to == S::kClaimed;
+    case S::kVerifying:
+      return to == S::kLanded || to == S::kFailed || to == S::kRunning;
+    case S::kFailed:
+      return to == S::kClaimed || to == S::kBlocked;
+    case S::kBlocked:
+      return to == S::kClaimed;
     case S::kLanded:
-    case S::kCancelled: return false;
+    case S::kCancelled:
+      return false;
   }
   return false;
 }

@@ -48,10 +48,10 @@ struct AgentOutcomes {
   int attempts = 0;
   int review_rounds = 0;
   int64_t tokens = 0;
-  int tokens_known = 0;                    // tasks whose runs reported tokens
+  int tokens_known = 0;  // tasks whose runs reported tokens
   double cost_usd = 0;
-  int cost_known = 0;                      // tasks whose runs reported a cost
-  std::optional<int64_t> median_land_ms;   // from its first attempt to landing, over landed tasks
+  int cost_known = 0;                     // tasks whose runs reported a cost
+  std::optional<int64_t> median_land_ms;  // from its first attempt to landing, over landed tasks
 
   double landing_rate() const { return tasks ? static_cast<double>(landed) / tasks : 0; }
   // Mean cost of a task, when some reported one.

@@ -14,7 +14,9 @@ bool same_or_unset(const std::optional<std::string>& earlier, const std::optiona
   return !earlier || (later && *earlier == *later);
 }
 
-bool has_score(const RouteMatch& m) { return m.score_min || m.score_max; }
+bool has_score(const RouteMatch& m) {
+  return m.score_min || m.score_max;
+}
 
 std::string known_agents(const std::map<std::string, AgentProfile>& agents) {
   std::string out;
@@ -26,8 +28,8 @@ void check_agent(std::vector<PolicyProblem>& out, const std::map<std::string, Ag
                  const std::string& agent, int line, const std::string& what) {
   if (agent.empty() || agents.count(agent)) return;
   out.push_back({"routing.yaml", line,
-                 what + " names agent '" + agent + "', which agents.yaml does not define (it defines: " +
-                     known_agents(agents) + ")"});
+                 what + " names agent '" + agent +
+                     "', which agents.yaml does not define (it defines: " + known_agents(agents) + ")"});
 }
 
 void check_rules(std::vector<PolicyProblem>& out, const RoutingPolicy& routing) {
@@ -43,8 +45,8 @@ void check_rules(std::vector<PolicyProblem>& out, const RoutingPolicy& routing) 
     for (size_t i = 0; i < j; ++i) {
       if (!shadows(rules[i].match, m)) continue;
       out.push_back({"routing.yaml", rules[j].line,
-                     "rule " + std::to_string(j + 1) + " can never match: rule " + std::to_string(i + 1) +
-                         " (line " + std::to_string(rules[i].line) +
+                     "rule " + std::to_string(j + 1) + " can never match: rule " + std::to_string(i + 1) + " (line " +
+                         std::to_string(rules[i].line) +
                          ") comes first and matches every task it matches; move it up or narrow rule " +
                          std::to_string(i + 1)});
       break;

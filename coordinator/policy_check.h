@@ -11,7 +11,7 @@
 namespace polyphony {
 
 struct PolicyProblem {
-  std::string file;     // "routing.yaml", "agents.yaml"
+  std::string file;  // "routing.yaml", "agents.yaml"
   int line = 0;
   std::string message;
 };

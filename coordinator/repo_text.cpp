@@ -20,7 +20,7 @@ constexpr size_t kBinarySniffBytes = 8000;
 struct Candidate {
   std::string path;
   uint64_t size = 0;
-  git_oid object{};     // the blob (read from a commit); zero for a work tree file
+  git_oid object{};  // the blob (read from a commit); zero for a work tree file
 };
 
 bool looks_binary(std::string_view content) {

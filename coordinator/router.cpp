@@ -48,8 +48,8 @@ std::string pick(const RoutingPolicy& policy, const std::map<std::string, AgentP
 }
 
 // The strong plan's implementer, once the rule (or default) is known.
-void staff_implementer(RouteDecision& d, const RoutingPolicy& policy,
-                       const std::map<std::string, AgentProfile>& agents, bool agent_chosen) {
+void staff_implementer(RouteDecision& d, const RoutingPolicy& policy, const std::map<std::string, AgentProfile>& agents,
+                       bool agent_chosen) {
   if (d.plan != Plan::kStrong || agent_chosen) return;
   if (std::string strong = pick(policy, agents, true); !strong.empty()) {
     d.agent = strong;
@@ -76,16 +76,18 @@ void choose_plan(RouteDecision& d, const std::optional<Plan>& rule_plan, const S
     d.plan_because = "routing.yaml:" + std::to_string(d.rule_line) + " names plan " + plan_name(*rule_plan);
   } else if (score) {
     d.plan = plan_for(*score, scoring);
-    d.plan_because = "score " + std::to_string(*score) + "; solo 0-" + std::to_string(scoring.solo_max) +
-                     ", review " + std::to_string(scoring.solo_max + 1) + "-" + std::to_string(scoring.review_max) +
-                     ", strong " + std::to_string(scoring.review_max + 1) + "-10";
+    d.plan_because = "score " + std::to_string(*score) + "; solo 0-" + std::to_string(scoring.solo_max) + ", review " +
+                     std::to_string(scoring.solo_max + 1) + "-" + std::to_string(scoring.review_max) + ", strong " +
+                     std::to_string(scoring.review_max + 1) + "-10";
   } else {
     d.plan = Plan::kSolo;
     d.plan_because = "no score";
   }
 }
 
-std::string percent(double share) { return std::to_string(static_cast<int>(share * 100 + 0.5)) + "%"; }
+std::string percent(double share) {
+  return std::to_string(static_cast<int>(share * 100 + 0.5)) + "%";
+}
 
 // Whether `a` costs less than `b`: tier cheap before strong, then the lower known cost a task,
 // then the earlier in the preference order.
@@ -139,8 +141,8 @@ void learn(RouteDecision& d, const RoutingPolicy& policy, const std::map<std::st
   }
   const std::string& best = candidates.front();
   d.learned = true;
-  d.learning = where + " picked " + best + ", the cheapest" + (strong ? " strong" : "") + " agent that " + bar +
-               " (" + describe(best, outcomes->agents.at(best), outcomes->band) + ")";
+  d.learning = where + " picked " + best + ", the cheapest" + (strong ? " strong" : "") + " agent that " + bar + " (" +
+               describe(best, outcomes->agents.at(best), outcomes->band) + ")";
   if (best == d.agent) {
     d.learning += "; routing as configured picks it too";
     return;
@@ -172,7 +174,8 @@ Result<RouteDecision> route(const TaskRequest& task, const RoutingPolicy& policy
     d.plan_because = "--agent runs solo";
     d.fallback.clear();
     if (policy.learning.enabled) {
-      d.learning = "learning (routing.yaml:" + std::to_string(policy.learning.line) + ") not used: --agent names the agent";
+      d.learning =
+          "learning (routing.yaml:" + std::to_string(policy.learning.line) + ") not used: --agent names the agent";
     }
     return d;
   }
@@ -242,9 +245,11 @@ TaskRequest review_request(const TaskRequest& task, const std::string& branch) {
   r.title = "Review: " + task.title;
   r.body = "You are reviewing another agent's work on branch " + branch +
            " (checked out read-only at /workspace; `git log` and `git diff` against the base show it). "
-           "Do not change files. Write your verdict to " + std::string(protocol::kVerdictFile) +
+           "Do not change files. Write your verdict to " +
+           std::string(protocol::kVerdictFile) +
            ": its first line `approve` or `changes requested`, then your comments.\n\n"
-           "The task was:\n\n" + task.title + (task.body.empty() ? "" : "\n\n" + task.body);
+           "The task was:\n\n" +
+           task.title + (task.body.empty() ? "" : "\n\n" + task.body);
   return r;
 }
 

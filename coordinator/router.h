@@ -18,15 +18,15 @@ struct RouteDecision {
   std::vector<std::string> fallback;  // agents to try next when this one cannot run
   std::string because;                // "--agent", "routing.yaml:12 (rule 2)", "default"
   Plan plan = Plan::kSolo;
-  std::string reviewer;               // the review plan's second agent; empty otherwise
-  std::string plan_because;           // "score 5 (4-6: review)", "routing.yaml:12 names plan review", ...
-  int rule_line = 0;                  // line of the matching rule in routing.yaml; 0: none matched
-  std::optional<Budget> budget;       // the matching rule's, over config.yaml's
+  std::string reviewer;          // the review plan's second agent; empty otherwise
+  std::string plan_because;      // "score 5 (4-6: review)", "routing.yaml:12 names plan review", ...
+  int rule_line = 0;             // line of the matching rule in routing.yaml; 0: none matched
+  std::optional<Budget> budget;  // the matching rule's, over config.yaml's
   // The learning rule's account (routing.yaml `learning:`): which agent it picked and on what
   // evidence, and what routing would have picked otherwise; or why it did not decide. Empty
   // when learning is off.
   std::string learning;
-  bool learned = false;               // the learning rule picked the implementer
+  bool learned = false;  // the learning rule picked the implementer
 };
 
 // True when every condition `match` names holds for the task.
@@ -43,8 +43,8 @@ bool rule_matches(const RouteMatch& match, const TaskRequest& task, std::optiona
 // LearningPolicy); the one routing would have picked otherwise heads the fallback chain.
 // Error "usage" when the explicit agent is not in `agents`.
 Result<RouteDecision> route(const TaskRequest& task, const RoutingPolicy& policy,
-                            const std::map<std::string, AgentProfile>& agents,
-                            std::optional<int> score = std::nullopt, const BandOutcomes* outcomes = nullptr);
+                            const std::map<std::string, AgentProfile>& agents, std::optional<int> score = std::nullopt,
+                            const BandOutcomes* outcomes = nullptr);
 
 // Resolved identity material for a container: read-only mounts and env values.
 struct ResolvedIdentity {

@@ -19,7 +19,8 @@ std::vector<Task> dispatch_order(const std::vector<Task>& claimed, std::map<std:
       const int n = running[repo];
       if (per_repo_limit > 0 && n >= per_repo_limit) continue;
       if (best == nullptr || n < running[*best] ||
-          (n == running[*best] && queue.front()->request.created_at_ms < queues[*best].front()->request.created_at_ms)) {
+          (n == running[*best] &&
+           queue.front()->request.created_at_ms < queues[*best].front()->request.created_at_ms)) {
         best = &repo;
       }
     }

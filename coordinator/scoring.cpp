@@ -44,8 +44,8 @@ DimensionScore depth_score(const Signals& s, const ScoringPolicy& p) {
                        " touched file(s) " + range_text(p.lines_of_code));
   d.evidence.push_back("deepest nesting " + std::to_string(nesting) + " " + range_text(p.nesting));
   add_items(d.evidence, s.files, [](const TouchedFile& f) {
-    return f.path + ": " + std::to_string(f.lines_of_code) + " lines, nesting " + std::to_string(f.nesting) +
-           " (" + f.why + ")";
+    return f.path + ": " + std::to_string(f.lines_of_code) + " lines, nesting " + std::to_string(f.nesting) + " (" +
+           f.why + ")";
   });
   return d;
 }
@@ -92,11 +92,16 @@ DimensionScore domain_score(const Signals& s) {
 
 const char* dimension_name(Dimension d) {
   switch (d) {
-    case Dimension::kCyclomaticDepth: return "cyclomatic_depth";
-    case Dimension::kFanOut: return "fan_out";
-    case Dimension::kSecurityBoundary: return "security_boundary";
-    case Dimension::kConcurrency: return "concurrency";
-    case Dimension::kDomainInvariants: return "domain_invariants";
+    case Dimension::kCyclomaticDepth:
+      return "cyclomatic_depth";
+    case Dimension::kFanOut:
+      return "fan_out";
+    case Dimension::kSecurityBoundary:
+      return "security_boundary";
+    case Dimension::kConcurrency:
+      return "concurrency";
+    case Dimension::kDomainInvariants:
+      return "domain_invariants";
   }
   return "unknown";
 }

@@ -26,7 +26,7 @@ struct TouchedFile {
 // A function the task names that the repository defines, and how often it is called.
 struct SymbolUse {
   std::string name;
-  int call_sites = 0;                     // occurrences of `name(` that are not definitions
+  int call_sites = 0;  // occurrences of `name(` that are not definitions
   int files_calling = 0;
   std::vector<std::string> defined_in;
 };
@@ -57,8 +57,8 @@ const char* dimension_name(Dimension d);
 
 struct DimensionScore {
   Dimension dimension = Dimension::kCyclomaticDepth;
-  int value = 0;                       // 0, 1 or 2
-  std::vector<std::string> evidence;   // the files, counts and keywords behind the value
+  int value = 0;                      // 0, 1 or 2
+  std::vector<std::string> evidence;  // the files, counts and keywords behind the value
 };
 
 struct Score {
@@ -89,7 +89,7 @@ struct RepoText {
   int skipped_binary = 0;
   int skipped_large = 0;
   int skipped_over_cap = 0;
-  std::string source;       // "<repo> at <commit>" or "<dir> (work tree)"
+  std::string source;  // "<repo> at <commit>" or "<dir> (work tree)"
 };
 
 // Bounds on a scan: files larger than max_file_bytes and binary files (a NUL byte in the first
@@ -102,8 +102,7 @@ struct ScanLimits {
 
 // The text files of `rev` (a branch, tag or commit; "HEAD" by default) in a bare or non-bare
 // repository (or a directory in one), read through libgit2. Error "git" naming the repo and rev.
-Result<RepoText> read_repo_at(const std::filesystem::path& repo, const std::string& rev,
-                              const ScanLimits& limits = {});
+Result<RepoText> read_repo_at(const std::filesystem::path& repo, const std::string& rev, const ScanLimits& limits = {});
 
 // The text files under a work tree directory (.git and symlinks skipped).
 Result<RepoText> read_work_tree(const std::filesystem::path& dir, const ScanLimits& limits = {});

@@ -15,42 +15,89 @@ namespace {
 using Phrase = std::vector<std::string>;
 
 const std::vector<Phrase>& security_keywords() {
-  static const std::vector<Phrase> k{
-      {"auth"},     {"authn"},      {"authz"},       {"authenticate"}, {"authentication"}, {"authorization"},
-      {"authorize"}, {"login"},     {"logout"},      {"password"},     {"passwd"},         {"token"},
-      {"secret"},   {"session"},    {"oauth"},       {"jwt"},          {"crypto"},         {"encrypt"},
-      {"decrypt"},  {"cipher"},     {"permission"},  {"privilege"},    {"credential"},     {"pii"},
-      {"ssn"},      {"email"},      {"credit", "card"}, {"private", "key"}, {"cookie"},     {"csrf"},
-      {"hmac"},     {"acl"},        {"rbac"},        {"social", "security"}};
+  static const std::vector<Phrase> k{{"auth"},
+                                     {"authn"},
+                                     {"authz"},
+                                     {"authenticate"},
+                                     {"authentication"},
+                                     {"authorization"},
+                                     {"authorize"},
+                                     {"login"},
+                                     {"logout"},
+                                     {"password"},
+                                     {"passwd"},
+                                     {"token"},
+                                     {"secret"},
+                                     {"session"},
+                                     {"oauth"},
+                                     {"jwt"},
+                                     {"crypto"},
+                                     {"encrypt"},
+                                     {"decrypt"},
+                                     {"cipher"},
+                                     {"permission"},
+                                     {"privilege"},
+                                     {"credential"},
+                                     {"pii"},
+                                     {"ssn"},
+                                     {"email"},
+                                     {"credit", "card"},
+                                     {"private", "key"},
+                                     {"cookie"},
+                                     {"csrf"},
+                                     {"hmac"},
+                                     {"acl"},
+                                     {"rbac"},
+                                     {"social", "security"}};
   return k;
 }
 
 const std::vector<Phrase>& concurrency_keywords() {
-  static const std::vector<Phrase> k{
-      {"lock"},      {"unlock"},     {"mutex"},     {"transaction"}, {"atomic"},  {"race"},
-      {"deadlock"},  {"thread"},     {"threading"}, {"async"},       {"await"},   {"semaphore"},
-      {"concurrent"}, {"concurrency"}, {"parallel"}, {"spinlock"},   {"rwlock"},  {"goroutine"},
-      {"condition", "variable"}, {"condvar"}, {"synchronized"}};
+  static const std::vector<Phrase> k{{"lock"},
+                                     {"unlock"},
+                                     {"mutex"},
+                                     {"transaction"},
+                                     {"atomic"},
+                                     {"race"},
+                                     {"deadlock"},
+                                     {"thread"},
+                                     {"threading"},
+                                     {"async"},
+                                     {"await"},
+                                     {"semaphore"},
+                                     {"concurrent"},
+                                     {"concurrency"},
+                                     {"parallel"},
+                                     {"spinlock"},
+                                     {"rwlock"},
+                                     {"goroutine"},
+                                     {"condition", "variable"},
+                                     {"condvar"},
+                                     {"synchronized"}};
   return k;
 }
 
 // Words too common to say which files or functions a task is about.
 const std::set<std::string>& stopwords() {
   static const std::set<std::string> s{
-      "the",  "and",    "for",    "with",  "when",   "from",  "that",   "this",   "into",   "should", "not",
-      "are",  "was",    "but",    "all",   "any",    "can",   "has",    "have",   "its",    "our",    "out",
-      "use",  "used",   "uses",   "using", "fix",    "fixes", "fixed",  "add",    "adds",   "added",  "make",
-      "new",  "bug",    "issue",  "update", "remove", "change", "instead", "also",  "there",  "their",  "them",
-      "then", "than",   "they",   "will",  "would",  "could", "does",   "doesn",  "don",    "about",  "after",
-      "before", "where", "which", "while", "what",   "why",   "how",    "who",    "only",   "some",   "more",
-      "most", "other",  "each",   "every", "just",   "like",  "one",    "two",    "too",    "very",   "via",
-      "code", "file",   "files",  "test",  "tests",  "main",  "src",    "lib",    "please", "support", "handle",
-      "work", "works",  "way",    "get",   "set",    "return", "true",  "false",  "null",   "none",   "run"};
+      "the",    "and",   "for",   "with",   "when",   "from",   "that",    "this",  "into",   "should",  "not",
+      "are",    "was",   "but",   "all",    "any",    "can",    "has",     "have",  "its",    "our",     "out",
+      "use",    "used",  "uses",  "using",  "fix",    "fixes",  "fixed",   "add",   "adds",   "added",   "make",
+      "new",    "bug",   "issue", "update", "remove", "change", "instead", "also",  "there",  "their",   "them",
+      "then",   "than",  "they",  "will",   "would",  "could",  "does",    "doesn", "don",    "about",   "after",
+      "before", "where", "which", "while",  "what",   "why",    "how",     "who",   "only",   "some",    "more",
+      "most",   "other", "each",  "every",  "just",   "like",   "one",     "two",   "too",    "very",    "via",
+      "code",   "file",  "files", "test",   "tests",  "main",   "src",     "lib",   "please", "support", "handle",
+      "work",   "works", "way",   "get",    "set",    "return", "true",    "false", "null",   "none",    "run"};
   return s;
 }
 
-bool is_ident_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
-bool is_ident_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+bool is_ident_start(char c) {
+  return std::isalpha(static_cast<unsigned char>(c)) || c == '_';
+}
+bool is_ident_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+}
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -86,7 +133,8 @@ std::set<std::string> path_tokens(const std::string& text) {
     cur.clear();
   };
   for (char c : text) {
-    if (std::isspace(static_cast<unsigned char>(c)) || std::string_view("\"'`()[]<>,;").find(c) != std::string_view::npos) {
+    if (std::isspace(static_cast<unsigned char>(c)) ||
+        std::string_view("\"'`()[]<>,;").find(c) != std::string_view::npos) {
       flush();
     } else {
       cur += c;
@@ -109,8 +157,8 @@ std::vector<std::string> word_tokens(std::string_view text) {
     }
     const bool upper = std::isupper(c);
     const bool prev_lower = !cur.empty() && std::islower(static_cast<unsigned char>(cur.back()));
-    const bool acronym_end = !cur.empty() && std::isupper(static_cast<unsigned char>(cur.back())) && i + 1 < text.size() &&
-                             std::islower(static_cast<unsigned char>(text[i + 1]));
+    const bool acronym_end = !cur.empty() && std::isupper(static_cast<unsigned char>(cur.back())) &&
+                             i + 1 < text.size() && std::islower(static_cast<unsigned char>(text[i + 1]));
     if (upper && (prev_lower || acronym_end)) {
       out.push_back(lower(cur));
       cur.clear();
@@ -160,7 +208,8 @@ std::string basename_of(const std::string& path) {
 }
 
 // Why the task touches `path` by name, or empty.
-std::string name_match(const std::string& path, const std::set<std::string>& paths, const std::set<std::string>& words) {
+std::string name_match(const std::string& path, const std::set<std::string>& paths,
+                       const std::set<std::string>& words) {
   for (const auto& p : paths) {
     if (p == path || (path.size() > p.size() && path.compare(path.size() - p.size(), p.size(), p) == 0 &&
                       path[path.size() - p.size() - 1] == '/')) {
@@ -195,9 +244,12 @@ LineScan measure(const std::string& content) {
       if (!braces) {
         int col = 0;
         for (char c : line) {
-          if (c == ' ') col += 1;
-          else if (c == '\t') col += 4;
-          else break;
+          if (c == ' ')
+            col += 1;
+          else if (c == '\t')
+            col += 4;
+          else
+            break;
         }
         s.nesting = std::max(s.nesting, col / 4);
       }
@@ -239,16 +291,18 @@ std::string_view strip_qualifier(std::string_view prefix) {
 // Whether `name(` at the end of `prefix` on `line` defines, declares or calls the function.
 Occurrence classify(std::string_view prefix, std::string_view line) {
   static const std::set<std::string_view> def_words{"def", "fn", "func", "function", "sub", "proc"};
-  static const std::set<std::string_view> expr_words{"return", "if", "else", "while", "for", "switch", "case", "throw",
-                                                     "new", "delete", "co_return", "co_await", "await", "yield", "not",
-                                                     "and", "or", "in", "sizeof", "assert", "elif", "print", "echo"};
+  static const std::set<std::string_view> expr_words{"return", "if",     "else", "while",  "for",       "switch",
+                                                     "case",   "throw",  "new",  "delete", "co_return", "co_await",
+                                                     "await",  "yield",  "not",  "and",    "or",        "in",
+                                                     "sizeof", "assert", "elif", "print",  "echo"};
   prefix = strip_qualifier(trim(prefix));
   if (prefix.empty()) return Occurrence::kCall;
   size_t last_space = prefix.find_last_of(" \t");
   std::string_view last = last_space == std::string_view::npos ? prefix : prefix.substr(last_space + 1);
   if (def_words.count(last) || prefix.rfind("func ", 0) == 0) return Occurrence::kDefinition;
   const char c = prefix.back();
-  const bool type_like = is_ident_char(c) || c == '*' || c == '&' || (c == '>' && prefix.size() > 1 && prefix[prefix.size() - 2] != '-');
+  const bool type_like =
+      is_ident_char(c) || c == '*' || c == '&' || (c == '>' && prefix.size() > 1 && prefix[prefix.size() - 2] != '-');
   if (!type_like || expr_words.count(first_word(prefix)) || prefix.find_first_of("=(,.") != std::string_view::npos) {
     return Occurrence::kCall;
   }
@@ -287,11 +341,15 @@ void scan_line(std::string_view line, const std::string& path, const std::set<st
     if (k < line.size() && line[k] == '(' && words.count(lower(name))) {
       SymbolScan& s = out[name];
       switch (classify(line.substr(0, i), line)) {
-        case Occurrence::kCall: ++s.calls; s.calling_files.insert(path); break;
+        case Occurrence::kCall:
+          ++s.calls;
+          s.calling_files.insert(path);
+          break;
         case Occurrence::kDefinition:
           if (s.defined_in.empty() || s.defined_in.back() != path) s.defined_in.push_back(path);
           break;
-        case Occurrence::kDeclaration: break;
+        case Occurrence::kDeclaration:
+          break;
       }
     }
     i = j;

@@ -1,6 +1,6 @@
 // The local SQLite task queue.
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "coordinator/state_store.h"
 #include "coordinator/work_source.h"
@@ -34,10 +34,11 @@ Result<std::unique_ptr<SqliteQueue>> SqliteQueue::open(const std::filesystem::pa
 }
 
 Status SqliteQueue::enqueue(const TaskRequest& r) {
-  nlohmann::json j{{"title", r.title},         {"body", r.body},   {"repo", r.repo},
-                   {"base_branch", r.base_branch}, {"task_type", r.task_type}, {"risk", r.risk},
-                   {"labels", r.labels},       {"agent", r.agent}, {"source", r.source},
-                   {"created_at", r.created_at_ms}};
+  nlohmann::json j{{"title", r.title},         {"body", r.body},
+                   {"repo", r.repo},           {"base_branch", r.base_branch},
+                   {"task_type", r.task_type}, {"risk", r.risk},
+                   {"labels", r.labels},       {"agent", r.agent},
+                   {"source", r.source},       {"created_at", r.created_at_ms}};
   auto st = db_.prepare("INSERT INTO queue(id, request, enqueued_at) VALUES (?,?,?)");
   if (!st.ok()) return st.error();
   st->bind(1, r.id).bind(2, j.dump()).bind(3, r.created_at_ms ? r.created_at_ms : now_ms());

@@ -3,9 +3,9 @@
 
 #include "common/log.h"
 
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
-#include <algorithm>
 #include <set>
 #include <tuple>
 
@@ -221,7 +221,8 @@ Status StateStore::migrate_events() {
   // last one, which is right for every task that never fell back to another agent.
   return db_.transaction([&]() -> Status {
     POLY_TRY(db_.exec("ALTER TABLE events ADD COLUMN agent TEXT NOT NULL DEFAULT ''"));
-    return db_.exec("UPDATE events SET agent=(SELECT agent FROM tasks WHERE tasks.id=events.task_id) WHERE attempt > 0");
+    return db_.exec(
+        "UPDATE events SET agent=(SELECT agent FROM tasks WHERE tasks.id=events.task_id) WHERE attempt > 0");
   });
 }
 
@@ -277,7 +278,13 @@ Status StateStore::note(const std::string& id, const std::string& reason, int64_
       "INSERT INTO events(task_id, from_state, to_state, attempt, worker, reason, at, agent) VALUES (?,?,?,?,?,?,?,?)");
   if (!ev.ok()) return ev.error();
   const std::string state(to_string(t.state));
-  ev->bind(1, id).bind(2, state).bind(3, state).bind(4, t.attempt).bind(5, t.worker).bind(6, redact(reason)).bind(7, now);
+  ev->bind(1, id)
+      .bind(2, state)
+      .bind(3, state)
+      .bind(4, t.attempt)
+      .bind(5, t.worker)
+      .bind(6, redact(reason))
+      .bind(7, now);
   ev->bind(8, t.attempt > 0 ? t.agent : std::string());
   return ev->run();
 }
@@ -288,7 +295,8 @@ Status StateStore::record_agent_runs(const std::string& id, int attempt,
   for (const auto& u : runs) {
     ++seq;
     // A run that reported nothing (a plain-text agent) costs the DB nothing.
-    if (u.model.empty() && u.turns == 0 && u.input_tokens == 0 && u.output_tokens == 0 && u.final_message.empty()) continue;
+    if (u.model.empty() && u.turns == 0 && u.input_tokens == 0 && u.output_tokens == 0 && u.final_message.empty())
+      continue;
     auto st = db_.prepare(
         "INSERT OR REPLACE INTO agent_runs(task_id, attempt, seq, role, agent, model, turns, input_tokens, "
         "output_tokens, cost_usd, final_message) VALUES (?,?,?,?,?,?,?,?,?,?,?)");
@@ -359,7 +367,8 @@ Result<bool> StateStore::add(const TaskRequest& r, int64_t now) {
   POLY_TRY(st->run());
   bool inserted = db_.changes() > 0;
   if (inserted) {
-    auto ev = db_.prepare("INSERT INTO events(task_id, from_state, to_state, attempt, reason, at) VALUES (?, '', ?, 0, ?, ?)");
+    auto ev = db_.prepare(
+        "INSERT INTO events(task_id, from_state, to_state, attempt, reason, at) VALUES (?, '', ?, 0, ?, ?)");
     if (!ev.ok()) return ev.error();
     ev->bind(1, r.id).bind(2, to_string(TaskState::kDiscovered)).bind(3, "from " + r.source).bind(4, now);
     POLY_TRY(ev->run());
@@ -380,8 +389,9 @@ Status check_path(const std::string& id, TaskState from,
   TaskState at = from;
   for (const auto& [to, u] : steps) {
     if (!can_transition(at, to)) {
-      return make_error("transition", "the lifecycle does not allow " + std::string(to_string(at)) + " -> " +
-                        std::string(to_string(to)), id);
+      return make_error(
+          "transition",
+          "the lifecycle does not allow " + std::string(to_string(at)) + " -> " + std::string(to_string(to)), id);
     }
     at = to;
   }
@@ -399,8 +409,10 @@ Status StateStore::transitions(const std::string& id, TaskState from,
     if (!cur->has_value()) return make_error("not_found", "no such task", id);
     Task& t = **cur;
     if (t.state != from) {
-      return make_error("transition", "task is " + std::string(to_string(t.state)) + ", not " +
-                        std::string(to_string(from)) + "; refusing -> " + std::string(to_string(steps.front().first)), id);
+      return make_error("transition",
+                        "task is " + std::string(to_string(t.state)) + ", not " + std::string(to_string(from)) +
+                            "; refusing -> " + std::string(to_string(steps.front().first)),
+                        id);
     }
     return apply(t, steps, now);
   });
@@ -448,8 +460,8 @@ Status StateStore::apply(Task& t, const std::vector<std::pair<TaskState, Transit
     if (u.plan) t.plan = *u.plan;
     if (u.reviewer) t.reviewer = *u.reviewer;
     if (u.failed_tree && !u.failed_tree->empty()) t.failed_trees.push_back(*u.failed_tree);
-    events.push_back({t.state, to, t.attempt, t.worker, &u.reason, t.attempt > 0 ? t.agent : std::string(),
-                      &u.failure_kind});
+    events.push_back(
+        {t.state, to, t.attempt, t.worker, &u.reason, t.attempt > 0 ? t.agent : std::string(), &u.failure_kind});
     t.state = to;
   }
   t.updated_at_ms = now;
@@ -468,8 +480,10 @@ Status StateStore::apply(Task& t, const std::vector<std::pair<TaskState, Transit
   st->bind(16, t.reviewer).bind(17, trees).bind(18, id).bind(19, to_string(from)).bind(20, read_epoch);
   POLY_TRY(st->run());
   if (db_.changes() != 1) {
-    return make_error("transition", "task is no longer " + std::string(to_string(from)) + " at epoch " +
-                      std::to_string(read_epoch) + "; refusing -> " + std::string(to_string(steps.front().first)), id);
+    return make_error("transition",
+                      "task is no longer " + std::string(to_string(from)) + " at epoch " + std::to_string(read_epoch) +
+                          "; refusing -> " + std::string(to_string(steps.front().first)),
+                      id);
   }
   // Every step keeps its own event, with the attempt and worker as they were after it.
   for (const auto& e : events) {
@@ -607,8 +621,8 @@ Result<std::vector<TaskEvent>> read_events(Statement& st) {
     auto row = st.step();
     if (!row.ok()) return row.error();
     if (!*row) break;
-    out.push_back(TaskEvent{st.text(0), st.text(1), st.text(2), static_cast<int>(st.int64(3)), st.text(4),
-                            st.text(5), st.int64(6), st.int64(7), st.text(8)});
+    out.push_back(TaskEvent{st.text(0), st.text(1), st.text(2), static_cast<int>(st.int64(3)), st.text(4), st.text(5),
+                            st.int64(6), st.int64(7), st.text(8)});
   }
   return out;
 }
@@ -665,8 +679,9 @@ Result<bool> StateStore::update_request(const TaskRequest& r, const std::vector<
   std::string in;
   for (TaskState s : states) in += (in.empty() ? "'" : ",'") + std::string(to_string(s)) + "'";
   if (in.empty()) return false;
-  auto st = db_.prepare("UPDATE tasks SET title=?, body=?, task_type=?, risk=?, labels=?, updated_at=? WHERE id=? AND state IN (" +
-                        in + ")");
+  auto st = db_.prepare(
+      "UPDATE tasks SET title=?, body=?, task_type=?, risk=?, labels=?, updated_at=? WHERE id=? AND state IN (" + in +
+      ")");
   if (!st.ok()) return st.error();
   st->bind(1, r.title).bind(2, r.body).bind(3, r.task_type).bind(4, r.risk).bind(5, nlohmann::json(r.labels).dump());
   st->bind(6, now).bind(7, r.id);

@@ -28,7 +28,7 @@ struct LandWait {
   std::string task_id;
   int attempt = 0;
   std::string repo;
-  int64_t asked_at_ms = 0;     // its first land_request
+  int64_t asked_at_ms = 0;  // its first land_request
   int64_t granted_at_ms = 0;
 };
 

@@ -46,23 +46,28 @@ bool inside_git_repository(const fs::path& p) {
 // A repos: name, a URL, or a local path that must be a git repository (made canonical).
 Result<std::string> resolve_repo(const std::string& repo, const Config& config) {
   if (repo.empty()) {
-    return make_error("usage", "a repo is required: a path to a git repository, a URL, or a repos: name from config.yaml", "repo");
+    return make_error(
+        "usage", "a repo is required: a path to a git repository, a URL, or a repos: name from config.yaml", "repo");
   }
   if (find_repo(config, repo) != nullptr || looks_like_url(repo)) return repo;
   std::error_code ec;
   fs::path p = fs::absolute(repo, ec);
   if (!fs::exists(p)) {
-    return make_error("usage", "repository " + p.string() + " does not exist (and is not a repos: name in config.yaml)", "repo");
+    return make_error("usage", "repository " + p.string() + " does not exist (and is not a repos: name in config.yaml)",
+                      "repo");
   }
   if (!inside_git_repository(p)) return make_error("usage", p.string() + " is not a git repository", "repo");
   return fs::canonical(p, ec).string();
 }
 
 Status validate_text(const std::string& title, const std::string& body) {
-  if (title.find_first_not_of(" \t\r\n") == std::string::npos) return make_error("usage", "the title is empty", "title");
+  if (title.find_first_not_of(" \t\r\n") == std::string::npos)
+    return make_error("usage", "the title is empty", "title");
   if (title.size() > kMaxTitleBytes) {
-    return make_error("usage", "the title is " + std::to_string(title.size()) + " bytes; at most " +
-                      std::to_string(kMaxTitleBytes) + " (put details in the body)", "title");
+    return make_error("usage",
+                      "the title is " + std::to_string(title.size()) + " bytes; at most " +
+                          std::to_string(kMaxTitleBytes) + " (put details in the body)",
+                      "title");
   }
   if (!is_valid_utf8(title)) return make_error("usage", "the title is not valid UTF-8", "title");
   if (body.size() > kMaxBodyBytes) return make_error("usage", "the body is larger than 1 MiB", "body");
@@ -81,8 +86,9 @@ Status check_identity(const TaskRequest& r, const Settings& settings) {
   if (identity == settings.identities.end()) return {};
   auto resolved = resolve_identity(identity->second, (settings.config.home / "identities.yaml").string());
   if (resolved.ok()) return {};
-  return make_error("identity", "the task would run agent " + decision->agent + " (" + decision->because +
-                                    "), whose credentials are not here: " + resolved.error().message,
+  return make_error("identity",
+                    "the task would run agent " + decision->agent + " (" + decision->because +
+                        "), whose credentials are not here: " + resolved.error().message,
                     resolved.error().where);
 }
 
@@ -118,8 +124,9 @@ Status check_client_repo(const TaskRequest& r, const Config& config) {
     if (!rel.empty() && *rel.begin() != "..") return {};
     roots += (roots.empty() ? "" : ", ") + root.string();
   }
-  return make_error("usage", "repository " + repo.string() + " is outside the directories clients may name (" + roots +
-                                 "; repos.allowed_roots in the coordinator's config.yaml): name a repos: entry or a URL",
+  return make_error("usage",
+                    "repository " + repo.string() + " is outside the directories clients may name (" + roots +
+                        "; repos.allowed_roots in the coordinator's config.yaml): name a repos: entry or a URL",
                     "repo");
 }
 

@@ -15,12 +15,12 @@ struct TaskRequest {
   std::string id;
   std::string title;
   std::string body;
-  std::string repo;          // a repos: name from config.yaml, a local path, or a URL
-  std::string base_branch;   // empty: the repo's configured or default branch
-  std::string task_type;     // "bugfix", "feature", "docs", ...
-  std::string risk;          // "low", "medium", "high"
+  std::string repo;         // a repos: name from config.yaml, a local path, or a URL
+  std::string base_branch;  // empty: the repo's configured or default branch
+  std::string task_type;    // "bugfix", "feature", "docs", ...
+  std::string risk;         // "low", "medium", "high"
   std::vector<std::string> labels;
-  std::string agent;         // explicit agent (overrides routing); empty: route
+  std::string agent;  // explicit agent (overrides routing); empty: route
   std::string source = "queue";
   int64_t created_at_ms = 0;
 };
@@ -29,21 +29,21 @@ struct TaskRequest {
 struct Task {
   TaskRequest request;
   TaskState state = TaskState::kDiscovered;
-  int attempt = 0;           // attempts started so far
-  std::string agent;         // agent of the current/last attempt
+  int attempt = 0;    // attempts started so far
+  std::string agent;  // agent of the current/last attempt
   std::string branch;
-  std::string worker;        // worker holding the current attempt
-  int64_t epoch = 0;         // lease epoch of the current attempt
-  std::string reason;        // why it failed/blocked/was cancelled
+  std::string worker;  // worker holding the current attempt
+  int64_t epoch = 0;   // lease epoch of the current attempt
+  std::string reason;  // why it failed/blocked/was cancelled
   std::string failure_kind;
-  std::string commit;        // task branch head after the last attempt
-  std::string merged_commit; // base branch head after landing
+  std::string commit;         // task branch head after the last attempt
+  std::string merged_commit;  // base branch head after landing
   int64_t updated_at_ms = 0;
   int64_t next_attempt_at_ms = 0;
-  int budget_start = 0;      // attempts before the last manual retry; max_attempts counts from here
-  int score = -1;            // complexity total 0-10 from the claim; -1: not scored
-  std::string plan;          // "solo", "review", "strong" (empty before routing)
-  std::string reviewer;      // the review plan's reviewer
+  int budget_start = 0;                   // attempts before the last manual retry; max_attempts counts from here
+  int score = -1;                         // complexity total 0-10 from the claim; -1: not scored
+  std::string plan;                       // "solo", "review", "strong" (empty before routing)
+  std::string reviewer;                   // the review plan's reviewer
   std::vector<std::string> failed_trees;  // trees whose verify failed: the same tree is not tried again
 };
 

@@ -58,7 +58,8 @@ Result<Score> score_task(const TaskRequest& task, const Settings& settings, Repo
   auto it = cache ? cache->find(key) : RepoTextCache::iterator();
   if (!cache || it == cache->end()) {
     auto text = read_task_repo(task, settings.config, cancel);
-    if (!cache) return text.ok() ? Result<Score>(score(collect_signals(task, *text), settings.routing.scoring)) : text.error();
+    if (!cache)
+      return text.ok() ? Result<Score>(score(collect_signals(task, *text), settings.routing.scoring)) : text.error();
     it = cache->emplace(key, std::move(text)).first;
   }
   if (!it->second.ok()) return it->second.error();

@@ -26,7 +26,7 @@ std::string scoring_origin(const TaskRequest& task, const Config& config);
 // config.mirror_timeout_s; killed early once `cancel` is set). Errors: "git" (cannot mirror
 // or fetch, message names the repo).
 Result<std::pair<std::filesystem::path, std::string>> scoring_source(const TaskRequest& task, const Config& config,
-                                                                      const std::atomic<bool>* cancel = nullptr);
+                                                                     const std::atomic<bool>* cancel = nullptr);
 
 // Repository texts read during one claim pass, by (task.repo, task.base_branch), errors
 // included: the tasks of one repo claimed together read (and fetch) it once.

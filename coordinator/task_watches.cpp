@@ -48,8 +48,7 @@ void TaskWatches::drop_client(const std::string& client) {
 }
 
 bool is_final_state(const std::string& state) {
-  return std::find(protocol::kFinalStates.begin(), protocol::kFinalStates.end(), state) !=
-         protocol::kFinalStates.end();
+  return std::find(protocol::kFinalStates.begin(), protocol::kFinalStates.end(), state) != protocol::kFinalStates.end();
 }
 
 }  // namespace polyphony

@@ -26,9 +26,9 @@ std::vector<std::string> unmet_requirements(const std::vector<std::string>& task
 struct WorkerCandidate {
   std::string id;
   int capacity = 1;
-  int load = 0;                      // attempts it holds now
+  int load = 0;  // attempts it holds now
   std::vector<std::string> labels;
-  bool live = true;                  // heard from within its liveness budget
+  bool live = true;  // heard from within its liveness budget
   bool image_present = true;
 };
 

@@ -6,8 +6,8 @@
 namespace polyphony {
 
 int slots_held(const WorkerEntry& w, const std::set<std::string>& landing) {
-  return static_cast<int>(std::count_if(w.running.begin(), w.running.end(),
-                                        [&](const std::string& id) { return !landing.count(id); }));
+  return static_cast<int>(
+      std::count_if(w.running.begin(), w.running.end(), [&](const std::string& id) { return !landing.count(id); }));
 }
 
 protocol::WorkersReply worker_table(const std::map<std::string, WorkerEntry>& workers,
@@ -115,7 +115,9 @@ void WorkerRegistry::disconnected(WorkerEntry& w, int64_t now_ms) {
   next_walk_ms_ = 0;  // its confirmation deadline is earlier than what the last walk saw
 }
 
-bool WorkerRegistry::remove(const std::string& routing_id) { return workers_.erase(routing_id) > 0; }
+bool WorkerRegistry::remove(const std::string& routing_id) {
+  return workers_.erase(routing_id) > 0;
+}
 
 namespace {
 
@@ -173,8 +175,12 @@ bool WorkerRegistry::holds(const std::string& worker_id, const std::string& task
 WorkerRegistry::FreeWorkers WorkerRegistry::free_workers(int64_t now, const std::set<std::string>& landing) {
   FreeWorkers free;
   for (auto& [rid, w] : workers_) {
-    WorkerCandidate c{w.hello.worker_id, w.hello.capacity, slots_held(w, landing), {},
-                      !w.lost && !w.disconnected_ms && now - w.last_seen_ms <= budget_ms_, w.hello.image_present};
+    WorkerCandidate c{w.hello.worker_id,
+                      w.hello.capacity,
+                      slots_held(w, landing),
+                      {},
+                      !w.lost && !w.disconnected_ms && now - w.last_seen_ms <= budget_ms_,
+                      w.hello.image_present};
     if (!c.live || !c.image_present || c.capacity < 1 || c.load >= c.capacity) continue;  // choose_worker's own rule
     c.labels = w.hello.labels;
     free.candidates.push_back(std::move(c));

@@ -19,7 +19,7 @@ namespace polyphony {
 struct WorkerEntry {
   std::string routing_id;
   protocol::Hello hello;
-  std::set<std::string> running;   // task ids dispatched to it and not yet finished
+  std::set<std::string> running;  // task ids dispatched to it and not yet finished
   int64_t last_seen_ms = 0;
   int64_t last_sent_ms = 0;
   int64_t heartbeat_seq = 0;
@@ -29,10 +29,10 @@ struct WorkerEntry {
   // When its connection closed (the socket monitor said so) and nothing was heard since: lost
   // unless heard within one heartbeat interval (it may reconnect at once).
   std::optional<int64_t> disconnected_ms;
-  int connection_fd = -1;          // the socket its last message came on (-1: unknown, inproc)
-  int reported_load = 0;           // from its last heartbeat
+  int connection_fd = -1;                  // the socket its last message came on (-1: unknown, inproc)
+  int reported_load = 0;                   // from its last heartbeat
   std::optional<int64_t> clock_offset_ms;  // its clock minus ours, from its last heartbeat that said
-  std::string key_name;            // its CURVE key's name on the allow-list; "" without CURVE
+  std::string key_name;                    // its CURVE key's name on the allow-list; "" without CURVE
   // (task id, epoch) pairs it was told to cancel because the lease is not its own any more.
   std::set<std::pair<std::string, int64_t>> stale_cancelled;
 };
@@ -65,10 +65,10 @@ class WorkerRegistry {
   };
   struct HelloOutcome {
     HelloVerdict verdict = HelloVerdict::kAccepted;
-    WorkerEntry* worker = nullptr;         // when accepted
-    bool known = false;                    // it had registered before (re-registration)
-    std::optional<int64_t> lost_for_ms;    // it was lost, for this long
-    std::string bound_key;                 // kKeyMismatch: the key it registered with
+    WorkerEntry* worker = nullptr;       // when accepted
+    bool known = false;                  // it had registered before (re-registration)
+    std::optional<int64_t> lost_for_ms;  // it was lost, for this long
+    std::string bound_key;               // kKeyMismatch: the key it registered with
   };
   // A hello from `routing_id` over CURVE key `key_name` at `now_ms`. Accepted: the entry holds
   // the hello, is live, and runs what the hello lists (the caller adds the leases it holds).
@@ -76,8 +76,8 @@ class WorkerRegistry {
                      int64_t now_ms);
 
   struct Heard {
-    WorkerEntry* worker = nullptr;         // null: not registered
-    std::optional<int64_t> lost_for_ms;    // it was lost and is recovered, after this long
+    WorkerEntry* worker = nullptr;       // null: not registered
+    std::optional<int64_t> lost_for_ms;  // it was lost and is recovered, after this long
   };
   // Any message from `routing_id` at `now_ms`: it is live (a lost worker recovers).
   Heard heard(const std::string& routing_id, int64_t now_ms);
@@ -102,9 +102,9 @@ class WorkerRegistry {
   bool walk_due(int64_t now_ms) const { return now_ms >= next_walk_ms_; }
 
   struct Walk {
-    std::vector<WorkerEntry*> lost;            // newly lost now (silent past the budget, or disconnected)
-    std::vector<WorkerEntry*> heartbeat_due;   // live, connected, and sent nothing for an interval
-    std::vector<std::string> expired;          // lost for longer than the expiry: taken off the table
+    std::vector<WorkerEntry*> lost;           // newly lost now (silent past the budget, or disconnected)
+    std::vector<WorkerEntry*> heartbeat_due;  // live, connected, and sent nothing for an interval
+    std::vector<std::string> expired;         // lost for longer than the expiry: taken off the table
   };
   // Judges liveness at `now_ms`: marks silent workers lost, takes those lost too long off the
   // table, and lists those due a heartbeat.

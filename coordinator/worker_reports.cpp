@@ -70,14 +70,22 @@ void Coordinator::handle_message(const WorkerFrame& f) {
   std::visit(
       [&](const auto& m) {
         using T = std::decay_t<decltype(m)>;
-        if constexpr (std::is_same_v<T, protocol::TaskUpdate>) on_update(*w, m);
-        else if constexpr (std::is_same_v<T, protocol::LogChunk>) on_log(*w, m);
-        else if constexpr (std::is_same_v<T, protocol::TaskResult>) on_result(*w, m);
-        else if constexpr (std::is_same_v<T, protocol::LandRequest>) on_land_request(*w, m);
-        else if constexpr (std::is_same_v<T, protocol::Heartbeat>) WorkerRegistry::note_heartbeat(*w, m, now());
-        else if constexpr (std::is_same_v<T, protocol::Goodbye>) on_goodbye(*w, m);
-        else if constexpr (std::is_same_v<T, protocol::CleanupReport>) on_cleanup_report(*w, m);
-        else spdlog::warn("dropped an unexpected {} from worker {}", protocol::type_name(m), w->hello.worker_id);
+        if constexpr (std::is_same_v<T, protocol::TaskUpdate>)
+          on_update(*w, m);
+        else if constexpr (std::is_same_v<T, protocol::LogChunk>)
+          on_log(*w, m);
+        else if constexpr (std::is_same_v<T, protocol::TaskResult>)
+          on_result(*w, m);
+        else if constexpr (std::is_same_v<T, protocol::LandRequest>)
+          on_land_request(*w, m);
+        else if constexpr (std::is_same_v<T, protocol::Heartbeat>)
+          WorkerRegistry::note_heartbeat(*w, m, now());
+        else if constexpr (std::is_same_v<T, protocol::Goodbye>)
+          on_goodbye(*w, m);
+        else if constexpr (std::is_same_v<T, protocol::CleanupReport>)
+          on_cleanup_report(*w, m);
+        else
+          spdlog::warn("dropped an unexpected {} from worker {}", protocol::type_name(m), w->hello.worker_id);
       },
       *msg);
 }
@@ -113,8 +121,10 @@ void Coordinator::on_update(WorkerEntry& w, const protocol::TaskUpdate& m) {
   if (to && *to == task->state) {  // no change of state: a note for the history (a review verdict)
     if (m.detail.empty()) return;
     auto s = store_->note(m.task_id, m.detail, now());
-    if (!s.ok()) spdlog::error("task {}: {}", m.task_id, s.error().to_string());
-    else spdlog::info("task {} {}: {} (worker {})", m.task_id, m.state, m.detail, w.hello.worker_id);
+    if (!s.ok())
+      spdlog::error("task {}: {}", m.task_id, s.error().to_string());
+    else
+      spdlog::info("task {} {}: {} (worker {})", m.task_id, m.state, m.detail, w.hello.worker_id);
     return;
   }
   if (!to || !can_transition(task->state, *to)) {
@@ -170,8 +180,8 @@ void Coordinator::on_log(WorkerEntry& w, const protocol::LogChunk& m) {
 void Coordinator::on_result(WorkerEntry& w, const protocol::TaskResult& m) {
   logs_.flush(m.task_id);  // the attempt's output is all there before its end is recorded
   auto current = store_->get(m.task_id);
-  const bool recorded = current.ok() && current->has_value() && (*current)->epoch == m.epoch &&
-                        !is_active((*current)->state);
+  const bool recorded =
+      current.ok() && current->has_value() && (*current)->epoch == m.epoch && !is_active((*current)->state);
   if (!recorded) record_result(w, m, current);
   // Acknowledged even when stale or already recorded, so the worker stops resending it; a
   // stale result itself is never recorded (leased_task refuses it).
@@ -186,16 +196,18 @@ void Coordinator::on_undecodable_result(const WorkerFrame& f, const protocol::Re
   WorkerEntry* w = heard_from(f.routing_id, "task_result");
   if (w == nullptr) return;
   if (w->key_name != f.key_name) {
-    spdlog::warn("dropped a task_result from peer {:?}: it comes with CURVE key {:?}, and worker {} registered with "
-                 "key {:?}", f.routing_id, f.key_name, f.routing_id, w->key_name);
+    spdlog::warn(
+        "dropped a task_result from peer {:?}: it comes with CURVE key {:?}, and worker {} registered with "
+        "key {:?}",
+        f.routing_id, f.key_name, f.routing_id, w->key_name);
     return;
   }
   spdlog::warn("task {}: the result of epoch {} from worker {} cannot be read: {} (field {})", lease.task_id,
                lease.epoch, w->hello.worker_id, why.message, why.where);
   logs_.flush(lease.task_id);
   auto current = store_->get(lease.task_id);
-  const bool recorded = current.ok() && current->has_value() && (*current)->epoch == lease.epoch &&
-                        !is_active((*current)->state);
+  const bool recorded =
+      current.ok() && current->has_value() && (*current)->epoch == lease.epoch && !is_active((*current)->state);
   if (!recorded) {
     if (auto task = check_lease(*w, current, lease.task_id, lease.epoch, "a result")) {
       // Not retried: what the attempt did (it may have landed) is unknown; the reason says why.
@@ -236,8 +248,10 @@ void Coordinator::record_result(WorkerEntry& w, const protocol::TaskResult& m,
   }
   auto s = store_->advance(*task, TaskState::kLanded, u, now());
   last_activity_ms_.erase(m.task_id);
-  if (!s.ok()) spdlog::error("task {}: cannot record landing: {}", m.task_id, s.error().to_string());
-  else spdlog::info("task {} LANDED ({})", m.task_id, m.merged_commit);
+  if (!s.ok())
+    spdlog::error("task {}: cannot record landing: {}", m.task_id, s.error().to_string());
+  else
+    spdlog::info("task {} LANDED ({})", m.task_id, m.merged_commit);
 }
 
 }  // namespace polyphony

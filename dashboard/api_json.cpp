@@ -51,9 +51,15 @@ json runs_json(const std::vector<AgentRun>& runs) {
   json out = json::array();
   for (const auto& r : runs) {
     const auto& u = r.usage;
-    out.push_back({{"attempt", r.attempt}, {"role", u.role}, {"agent", u.agent}, {"model", u.model},
-                   {"turns", u.turns}, {"input_tokens", u.input_tokens}, {"output_tokens", u.output_tokens},
-                   {"cost_usd", u.cost_usd}, {"final_message", redact(u.final_message)}});
+    out.push_back({{"attempt", r.attempt},
+                   {"role", u.role},
+                   {"agent", u.agent},
+                   {"model", u.model},
+                   {"turns", u.turns},
+                   {"input_tokens", u.input_tokens},
+                   {"output_tokens", u.output_tokens},
+                   {"cost_usd", u.cost_usd},
+                   {"final_message", redact(u.final_message)}});
   }
   return out;
 }

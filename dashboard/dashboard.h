@@ -27,13 +27,13 @@ class CoordinatorLink {
 
 struct DashboardOptions {
   std::string host = "127.0.0.1";
-  int port = 7780;                   // 0: any free port (see Dashboard::url)
+  int port = 7780;  // 0: any free port (see Dashboard::url)
   // The bearer token; empty: none. Without one only a loopback host is accepted. With one, a
   // loopback listener still asks it of every action; any other asks it of every request.
   std::string token;
   std::filesystem::path state_db;
   std::filesystem::path log_dir;
-  int64_t poll_interval_ms = 250;    // how often the state DB is read for new events
+  int64_t poll_interval_ms = 250;  // how often the state DB is read for new events
 };
 
 class Dashboard {

@@ -34,7 +34,7 @@ class EventFeed {
   const int64_t poll_interval_ms_;
   mutable std::mutex mu_;
   std::condition_variable changed_;
-  std::deque<TaskEvent> recent_;   // the last kKept events
+  std::deque<TaskEvent> recent_;  // the last kKept events
   MetricsModel model_;
   int64_t last_seq_ = 0;
   bool stop_ = false;

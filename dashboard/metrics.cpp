@@ -69,7 +69,9 @@ Histogram histogram_of(const std::vector<double>& bounds) {
   return h;
 }
 
-double seconds(int64_t ms) { return static_cast<double>(ms) / 1000.0; }
+double seconds(int64_t ms) {
+  return static_cast<double>(ms) / 1000.0;
+}
 
 // The outcome an attempt's event ends it with; empty when the event ends no attempt.
 std::string outcome_of(const TaskEvent& e) {
@@ -109,8 +111,7 @@ void render_workers(TextWriter& w, const MetricsSnapshot& s) {
   for (const auto& wk : s.workers->workers) ++by_state[wk.state];
   w.family("polyphony_workers", "gauge", "Registered workers by state (ready, busy, lost).");
   for (const auto& [state, n] : by_state) w.sample("polyphony_workers", {{"state", state}}, n);
-  w.family("polyphony_worker_heartbeat_age_seconds", "gauge",
-           "Time since the coordinator last heard from the worker.");
+  w.family("polyphony_worker_heartbeat_age_seconds", "gauge", "Time since the coordinator last heard from the worker.");
   for (const auto& wk : s.workers->workers) {
     w.sample("polyphony_worker_heartbeat_age_seconds", {{"worker", wk.worker_id}}, seconds(wk.heartbeat_age_ms));
   }
@@ -167,11 +168,13 @@ void render_github_usage(TextWriter& w, const MetricsSnapshot& s) {
     w.sample("polyphony_github_calls_total", {{"endpoint", c.endpoint}, {"status", c.status}},
              static_cast<double>(c.count));
   }
-  w.family("polyphony_github_rate_limit_limit", "gauge", "Calls GitHub allows per window, by resource, as last reported.");
+  w.family("polyphony_github_rate_limit_limit", "gauge",
+           "Calls GitHub allows per window, by resource, as last reported.");
   for (const auto& l : u.rate_limits) {
     w.sample("polyphony_github_rate_limit_limit", {{"resource", l.resource}}, static_cast<double>(l.limit));
   }
-  w.family("polyphony_github_rate_limit_remaining", "gauge", "Calls left in the window, by resource, as last reported.");
+  w.family("polyphony_github_rate_limit_remaining", "gauge",
+           "Calls left in the window, by resource, as last reported.");
   for (const auto& l : u.rate_limits) {
     w.sample("polyphony_github_rate_limit_remaining", {{"resource", l.resource}}, static_cast<double>(l.remaining));
   }
@@ -207,10 +210,14 @@ void Histogram::observe(double value) {
 std::string escape_label(const std::string& value) {
   std::string out;
   for (char c : value) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -256,7 +263,8 @@ void MetricsModel::render_history(std::string& out) const {
   }
   w.family("polyphony_attempts_total", "counter",
            "Attempts that ended, by outcome (landed, failed, cancelled) and failure kind (empty when landed).");
-  if (!attempts_.count({"landed", ""})) w.sample("polyphony_attempts_total", {{"outcome", "landed"}, {"failure_kind", ""}}, 0);
+  if (!attempts_.count({"landed", ""}))
+    w.sample("polyphony_attempts_total", {{"outcome", "landed"}, {"failure_kind", ""}}, 0);
   for (const auto& [k, n] : attempts_) {
     w.sample("polyphony_attempts_total", {{"outcome", k.first}, {"failure_kind", k.second}}, static_cast<double>(n));
   }

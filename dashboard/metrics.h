@@ -28,11 +28,11 @@ struct Histogram {
 struct MetricsSnapshot {
   int64_t now_ms = 0;
   std::vector<Task> tasks;
-  std::vector<AgentRun> runs;                        // every recorded agent run
-  std::optional<protocol::WorkersReply> workers;     // nullopt: the coordinator did not answer
-  std::optional<GithubHealth> github;                // nullopt: GitHub mode never ran
-  GithubUsage github_usage;                          // GitHub calls and rate limits recorded
-  std::vector<LandWait> land_waits;                  // every grant of a landing slot
+  std::vector<AgentRun> runs;                     // every recorded agent run
+  std::optional<protocol::WorkersReply> workers;  // nullopt: the coordinator did not answer
+  std::optional<GithubHealth> github;             // nullopt: GitHub mode never ran
+  GithubUsage github_usage;                       // GitHub calls and rate limits recorded
+  std::vector<LandWait> land_waits;               // every grant of a landing slot
 };
 
 class MetricsModel {
@@ -44,11 +44,11 @@ class MetricsModel {
   std::string render(const MetricsSnapshot& snapshot) const;
 
  private:
-  struct Open {                  // a task's current state since `since_ms`
+  struct Open {  // a task's current state since `since_ms`
     std::string state;
     int64_t since_ms = 0;
-    int64_t claimed_ms = 0;      // when its attempt entered CLAIMED; 0: not waiting for dispatch
-    int64_t verifying_ms = 0;    // when it entered VERIFYING; 0: not verifying
+    int64_t claimed_ms = 0;    // when its attempt entered CLAIMED; 0: not waiting for dispatch
+    int64_t verifying_ms = 0;  // when it entered VERIFYING; 0: not verifying
   };
   void render_history(std::string& out) const;
   std::map<std::pair<std::string, std::string>, uint64_t> transitions_;

@@ -26,7 +26,9 @@ constexpr size_t kMaxLogChunk = 256 * 1024;
 constexpr int64_t kStreamWaitMs = 1000;
 constexpr int64_t kKeepAliveMs = 15000;
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 void send_json(httplib::Response& res, const json& j, int status = 200) {
   res.status = status;
@@ -48,7 +50,9 @@ bool same_secret(const std::string& a, const std::string& b) {
 class Server final : public Dashboard {
  public:
   Server(const DashboardOptions& options, CoordinatorLink& link)
-      : options_(options), link_(link), loopback_(is_loopback_host(options.host)),
+      : options_(options),
+        link_(link),
+        loopback_(is_loopback_host(options.host)),
         feed_(options.state_db, options.poll_interval_ms) {}
 
   ~Server() override {
@@ -63,9 +67,10 @@ class Server final : public Dashboard {
     routes();
     port_ = options_.port == 0 ? http_.bind_to_any_port(options_.host) : options_.port;
     if (port_ <= 0 || (options_.port != 0 && !http_.bind_to_port(options_.host, options_.port))) {
-      return make_error("io", "cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
-                                  " (taken by another program?); set coordinator.http_listen to another address, "
-                                  "or to \"\" to turn the dashboard off",
+      return make_error("io",
+                        "cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
+                            " (taken by another program?); set coordinator.http_listen to another address, "
+                            "or to \"\" to turn the dashboard off",
                         "coordinator.http_listen");
     }
     thread_ = std::thread([this] { http_.listen_after_bind(); });
@@ -167,9 +172,8 @@ class Server final : public Dashboard {
     if (!s.ok()) return send_json(res, json::array());
     auto list = s->list();
     if (!list.ok()) return send_error(res, 500, list.error().to_string());
-    std::stable_sort(list->begin(), list->end(), [](const Task& a, const Task& b) {
-      return a.request.created_at_ms > b.request.created_at_ms;
-    });
+    std::stable_sort(list->begin(), list->end(),
+                     [](const Task& a, const Task& b) { return a.request.created_at_ms > b.request.created_at_ms; });
     const std::string state = req.get_param_value("state");
     const std::string repo = req.get_param_value("repo");
     // Pull requests exist only in GitHub mode, for landed work: asked for those alone.
@@ -349,8 +353,10 @@ class Server final : public Dashboard {
 
 Result<std::unique_ptr<Dashboard>> Dashboard::start(const DashboardOptions& options, CoordinatorLink& link) {
   if (!is_loopback_host(options.host) && options.token.empty()) {
-    return make_error("config", options.host + " is not a loopback address, and the dashboard would answer anyone "
-                                "there: set coordinator.http_token_file (make one with `polyphony keys gen --http`)",
+    return make_error("config",
+                      options.host +
+                          " is not a loopback address, and the dashboard would answer anyone "
+                          "there: set coordinator.http_token_file (make one with `polyphony keys gen --http`)",
                       "coordinator.http_listen");
   }
   if (!options.token.empty()) register_secret(options.token);
@@ -373,8 +379,10 @@ Result<std::string> read_token_file(const fs::path& file) {
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
   while (!token.empty() && std::isspace(static_cast<unsigned char>(token.front()))) token.erase(0, 1);
   if (token.size() < 16) {
-    return make_error("config", "the dashboard's token file holds fewer than 16 characters; make a new one with "
-                                "`polyphony keys gen --http`", file.string());
+    return make_error("config",
+                      "the dashboard's token file holds fewer than 16 characters; make a new one with "
+                      "`polyphony keys gen --http`",
+                      file.string());
   }
   return token;
 }

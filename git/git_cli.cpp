@@ -46,8 +46,7 @@ const std::string& system_config_with_safe_directories() {
     const fs::path dir = (ec ? fs::path("/tmp") : base) / ("polyphony-git-" + std::to_string(::geteuid()));
     (void)::mkdir(dir.c_str(), 0700);
     struct stat st {};
-    if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() ||
-        (st.st_mode & 077) != 0) {
+    if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 077) != 0) {
       return std::string();
     }
     const fs::path file = dir / "gitconfig";
@@ -64,8 +63,7 @@ const std::string& system_config_with_safe_directories() {
 }
 
 // Runs git; an error only when it could not be run at all. A non-zero exit is in the result.
-Result<ProcessResult> run_git_unchecked(const std::vector<std::string>& args,
-                                        const std::filesystem::path& cwd,
+Result<ProcessResult> run_git_unchecked(const std::vector<std::string>& args, const std::filesystem::path& cwd,
                                         std::chrono::milliseconds timeout,
                                         const std::optional<GitUser>& user = std::nullopt,
                                         const std::atomic<bool>* cancel = nullptr) {
@@ -83,22 +81,16 @@ Result<ProcessResult> run_git_unchecked(const std::vector<std::string>& args,
   } else if (const auto& system = system_config_with_safe_directories(); !system.empty()) {
     opts.env["GIT_CONFIG_SYSTEM"] = system;
   }
-  opts.unset_env.insert(opts.unset_env.end(), {"GIT_DIR",
-                    "GIT_WORK_TREE",
-                    "GIT_INDEX_FILE",
-                    "GIT_OBJECT_DIRECTORY",
-                    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-                    "GIT_NAMESPACE"});
+  opts.unset_env.insert(opts.unset_env.end(), {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+                                               "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE"});
   auto r = run_process(argv, opts);
   if (!r.ok()) {
-    return make_error("git", describe(args) + ": " + redact_credentials(r.error().message),
-                      cwd.string());
+    return make_error("git", describe(args) + ": " + redact_credentials(r.error().message), cwd.string());
   }
   return r;
 }
 
-Error exit_error(const std::vector<std::string>& args, const ProcessResult& r,
-                 const std::filesystem::path& cwd) {
+Error exit_error(const std::vector<std::string>& args, const ProcessResult& r, const std::filesystem::path& cwd) {
   std::string err = tail(r.err.empty() ? r.out : r.err, 2000);
   return make_error("git",
                     "'" + describe(args) + "' exited with status " + std::to_string(r.exit_code) +
@@ -108,8 +100,8 @@ Error exit_error(const std::vector<std::string>& args, const ProcessResult& r,
 
 }  // namespace
 
-Result<ProcessResult> run_git(const std::vector<std::string>& args,
-                              const std::filesystem::path& cwd, std::chrono::milliseconds timeout) {
+Result<ProcessResult> run_git(const std::vector<std::string>& args, const std::filesystem::path& cwd,
+                              std::chrono::milliseconds timeout) {
   auto r = run_git_unchecked(args, cwd, timeout);
   if (r.ok() && r->exit_code != 0) return exit_error(args, *r, cwd);
   return r;
@@ -161,15 +153,15 @@ std::string refusal_summary(std::string_view porcelain_out, std::string_view err
 }
 
 bool push_was_rejected(std::string_view porcelain_out, std::string_view err) {
-  const bool atomic_failed = porcelain_out.find("\t[remote rejected] (atomic transaction failed)") != std::string_view::npos;
+  const bool atomic_failed =
+      porcelain_out.find("\t[remote rejected] (atomic transaction failed)") != std::string_view::npos;
   if (atomic_failed && err.find("remote: error: cannot lock ref '") != std::string_view::npos) return true;
   // Porcelain lines: "<flag>\t<from>:<to>\t<summary>"; "!" marks a refused ref, and
   // "[rejected]" (unlike "[remote rejected]") means non-fast-forward, fetch first or stale.
   size_t pos = 0;
   while (pos < porcelain_out.size()) {
     size_t end = porcelain_out.find('\n', pos);
-    std::string_view line =
-        porcelain_out.substr(pos, end == std::string_view::npos ? end : end - pos);
+    std::string_view line = porcelain_out.substr(pos, end == std::string_view::npos ? end : end - pos);
     if (line.starts_with("!\t") && line.find("\t[rejected]") != std::string_view::npos) return true;
     // Another push updating the same ref at the same moment: the base moved under us too.
     if (line.starts_with("!\t") && line.find("cannot lock ref") != std::string_view::npos) return true;
@@ -201,8 +193,8 @@ Status push(const std::filesystem::path& repo, const std::string& remote, const 
 
 Status push_landing(const std::filesystem::path& repo, const std::string& remote, const std::string& src,
                     const std::string& branch_ref, const std::string& base_ref) {
-  std::vector<std::string> args{"push", "--porcelain", "--atomic", remote, "+" + src + ":" + branch_ref,
-                                src + ":" + base_ref};
+  std::vector<std::string> args{
+      "push", "--porcelain", "--atomic", remote, "+" + src + ":" + branch_ref, src + ":" + base_ref};
   auto r = run_git_unchecked(args, repo, std::chrono::minutes(10));
   POLY_TRY(r);
   if (r->exit_code == 0) return ok_status();

@@ -18,8 +18,7 @@ namespace polyphony::detail {
 
 // Runs `git -c safe.directory=* <args>` in `cwd` with terminal prompts off. A failure is an
 // Error "git" carrying the command and the tail of stderr, with URL credentials redacted.
-Result<ProcessResult> run_git(const std::vector<std::string>& args,
-                              const std::filesystem::path& cwd,
+Result<ProcessResult> run_git(const std::vector<std::string>& args, const std::filesystem::path& cwd,
                               std::chrono::milliseconds timeout = std::chrono::minutes(10));
 
 // How long git may take, and a flag that stops it early (set by whoever cancels the work).

@@ -70,8 +70,7 @@ Result<GitRepo> GitRepo::open(const fs::path& path) {
   return GitRepo(Repository(raw), path);
 }
 
-Result<GitRepo> GitRepo::init_borrowing(const fs::path& dir,
-                                        const std::vector<fs::path>& object_dirs,
+Result<GitRepo> GitRepo::init_borrowing(const fs::path& dir, const std::vector<fs::path>& object_dirs,
                                         const std::string& branch, bool bare) {
   ensure_libgit2();
   git_repository_init_options opts = GIT_REPOSITORY_INIT_OPTIONS_INIT;
@@ -121,8 +120,7 @@ std::string GitRepo::head_branch() const {
   return t.starts_with(kHeadsPrefix) ? std::string(t.substr(kHeadsPrefix.size())) : std::string();
 }
 
-Status GitRepo::add_remote(const std::string& name, const std::string& url,
-                           const BranchSnapshot& origin) {
+Status GitRepo::add_remote(const std::string& name, const std::string& url, const BranchSnapshot& origin) {
   git_remote* remote_raw = nullptr;
   if (git_remote_create(&remote_raw, repo_.get(), name.c_str(), url.c_str()) != 0) {
     return libgit2_error("adding remote '" + name + "'", path_);
@@ -166,7 +164,8 @@ Status GitRepo::set_remote_refs(const std::string& name, const BranchSnapshot& o
     // Only what moved is written: an origin that keeps every landed task's branch would
     // otherwise cost each refresh a ref file (and its log) per branch it ever had.
     git_oid current;
-    if (git_reference_name_to_id(&current, repo_.get(), ref.c_str()) == 0 && git_oid_equal(&current, &b.commit)) continue;
+    if (git_reference_name_to_id(&current, repo_.get(), ref.c_str()) == 0 && git_oid_equal(&current, &b.commit))
+      continue;
     if (git_reference_create(&out, repo_.get(), ref.c_str(), &b.commit, 1, "polyphony: mirror") != 0) {
       return libgit2_error("creating " + ref, path_);
     }
@@ -175,8 +174,7 @@ Status GitRepo::set_remote_refs(const std::string& name, const BranchSnapshot& o
   if (!has_head) return ok_status();
   git_reference* out = nullptr;
   std::string target = prefix + origin.default_branch;
-  if (git_reference_symbolic_create(&out, repo_.get(), head.c_str(), target.c_str(), 1,
-                                    "polyphony: mirror") != 0) {
+  if (git_reference_symbolic_create(&out, repo_.get(), head.c_str(), target.c_str(), 1, "polyphony: mirror") != 0) {
     return libgit2_error("creating " + head, path_);
   }
   git_reference_free(out);
@@ -203,13 +201,12 @@ Status GitRepo::restat_index_after_chown(const std::vector<std::string>* only) {
     if (::lstat((root / e->path).c_str(), &st) != 0) continue;
     // nanoseconds only when the index keeps them (git built without USE_NSEC writes zeros).
     const bool nsec = e->mtime.nanoseconds != 0 || e->ctime.nanoseconds != 0;
-    const bool same_file =
-        e->file_size == static_cast<uint32_t>(st.st_size) &&
-        e->ino == static_cast<uint32_t>(st.st_ino) &&
-        e->mtime.seconds == static_cast<int32_t>(st.st_mtim.tv_sec) &&
-        (!nsec || e->mtime.nanoseconds == static_cast<uint32_t>(st.st_mtim.tv_nsec));
-    if (!same_file || (e->uid == st.st_uid && e->gid == st.st_gid &&
-                       e->ctime.seconds == static_cast<int32_t>(st.st_ctim.tv_sec))) {
+    const bool same_file = e->file_size == static_cast<uint32_t>(st.st_size) &&
+                           e->ino == static_cast<uint32_t>(st.st_ino) &&
+                           e->mtime.seconds == static_cast<int32_t>(st.st_mtim.tv_sec) &&
+                           (!nsec || e->mtime.nanoseconds == static_cast<uint32_t>(st.st_mtim.tv_nsec));
+    if (!same_file ||
+        (e->uid == st.st_uid && e->gid == st.st_gid && e->ctime.seconds == static_cast<int32_t>(st.st_ctim.tv_sec))) {
       continue;
     }
     git_index_entry copy = *e;
@@ -236,17 +233,14 @@ int record_path(git_checkout_notify_t, const char* path, const git_diff_file*, c
 
 }  // namespace
 
-Result<std::vector<std::string>> GitRepo::reset_to_new_branch(const std::string& branch,
-                                                              const git_oid& commit_id) {
+Result<std::vector<std::string>> GitRepo::reset_to_new_branch(const std::string& branch, const git_oid& commit_id) {
   auto commit = lookup_commit(commit_id);
   POLY_TRY(commit);
   std::vector<std::string> touched;
   git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
   // The index's stat data tells which files are unchanged, so only the differences are written.
-  co.checkout_strategy =
-      GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
-  co.notify_flags = GIT_CHECKOUT_NOTIFY_UPDATED | GIT_CHECKOUT_NOTIFY_UNTRACKED |
-                    GIT_CHECKOUT_NOTIFY_IGNORED;
+  co.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
+  co.notify_flags = GIT_CHECKOUT_NOTIFY_UPDATED | GIT_CHECKOUT_NOTIFY_UNTRACKED | GIT_CHECKOUT_NOTIFY_IGNORED;
   co.notify_cb = record_path;
   co.notify_payload = &touched;
   if (git_checkout_tree(repo_.get(), reinterpret_cast<const git_object*>(commit->get()), &co) != 0) {
@@ -321,8 +315,8 @@ Status GitRepo::check_head_on(const std::string& branch) const {
   if (target == nullptr || expected != target) {
     std::string actual = target != nullptr ? target : "a detached commit";
     return make_error("git",
-                      "HEAD is on " + actual + ", not on the task branch " + expected +
-                          "; check out " + branch + " before committing",
+                      "HEAD is on " + actual + ", not on the task branch " + expected + "; check out " + branch +
+                          " before committing",
                       path_.string());
   }
   return ok_status();
@@ -330,8 +324,7 @@ Status GitRepo::check_head_on(const std::string& branch) const {
 
 Result<git_oid> GitRepo::stage_work_tree() {
   git_index* raw = nullptr;
-  if (git_repository_index(&raw, repo_.get()) != 0)
-    return libgit2_error("opening the index", path_);
+  if (git_repository_index(&raw, repo_.get()) != 0) return libgit2_error("opening the index", path_);
   Index index(raw);
   // update_all records changes and deletions of tracked files; add_all adds new files.
   if (git_index_update_all(index.get(), nullptr, nullptr, nullptr) != 0 ||
@@ -346,8 +339,7 @@ Result<git_oid> GitRepo::stage_work_tree() {
   return tree;
 }
 
-Result<std::optional<git_oid>> GitRepo::commit_work_tree(const std::string& branch,
-                                                         const CommitIdentity& identity,
+Result<std::optional<git_oid>> GitRepo::commit_work_tree(const std::string& branch, const CommitIdentity& identity,
                                                          const std::string& message) {
   POLY_TRY(check_head_on(branch));
   std::string ref = std::string(kHeadsPrefix) + branch;
@@ -367,8 +359,8 @@ Result<std::optional<git_oid>> GitRepo::commit_work_tree(const std::string& bran
   POLY_TRY(sig);
   const git_commit* parents[] = {parent->get()};
   git_oid commit;
-  if (git_commit_create(&commit, repo_.get(), ref.c_str(), sig->get(), sig->get(), nullptr,
-                        message.c_str(), tree.get(), 1, parents) != 0) {
+  if (git_commit_create(&commit, repo_.get(), ref.c_str(), sig->get(), sig->get(), nullptr, message.c_str(), tree.get(),
+                        1, parents) != 0) {
     return libgit2_error("committing on " + branch, path_);
   }
   return std::optional<git_oid>(commit);
@@ -386,8 +378,7 @@ Result<int> GitRepo::count_ahead(const git_oid& head, const git_oid& base) const
 Result<bool> GitRepo::is_ancestor(const git_oid& ancestor, const git_oid& descendant) const {
   if (git_oid_equal(&ancestor, &descendant)) return true;
   int rc = git_graph_descendant_of(repo_.get(), &descendant, &ancestor);
-  if (rc < 0)
-    return libgit2_error("comparing " + oid_hex(ancestor) + " with " + oid_hex(descendant), path_);
+  if (rc < 0) return libgit2_error("comparing " + oid_hex(ancestor) + " with " + oid_hex(descendant), path_);
   return rc == 1;
 }
 
@@ -448,12 +439,14 @@ Status GitRepo::copy_objects_to(const git_oid& head, const git_oid& known, const
     POLY_TRY(commit);
     objects.push_back(id);
     git_tree* tree_raw = nullptr;
-    if (git_commit_tree(&tree_raw, commit->get()) != 0) return libgit2_error("reading the tree of " + oid_hex(id), path_);
+    if (git_commit_tree(&tree_raw, commit->get()) != 0)
+      return libgit2_error("reading the tree of " + oid_hex(id), path_);
     Tree tree(tree_raw);
     Tree parent_tree;
     if (git_commit_parentcount(commit->get()) > 0) {
       git_commit* parent_raw = nullptr;
-      if (git_commit_parent(&parent_raw, commit->get(), 0) != 0) return libgit2_error("reading a parent of " + oid_hex(id), path_);
+      if (git_commit_parent(&parent_raw, commit->get(), 0) != 0)
+        return libgit2_error("reading a parent of " + oid_hex(id), path_);
       Commit parent(parent_raw);
       git_tree* raw = nullptr;
       if (git_commit_tree(&raw, parent.get()) != 0) return libgit2_error("reading a parent's tree", path_);
@@ -547,7 +540,9 @@ Status GitRepo::write_bundle(const git_oid& head, const git_oid& known, const st
   return ok_status();
 }
 
-bool GitRepo::is_bare() const { return git_repository_is_bare(repo_.get()) == 1; }
+bool GitRepo::is_bare() const {
+  return git_repository_is_bare(repo_.get()) == 1;
+}
 
 Result<std::string> GitRepo::needs_receive_pack() const {
   if (git_repository_is_bare(repo_.get()) != 1) return std::string("the origin has a work tree");
@@ -555,8 +550,9 @@ Result<std::string> GitRepo::needs_receive_pack() const {
   if (git_repository_config_snapshot(&raw, repo_.get()) != 0) return libgit2_error("reading the config", path_);
   std::unique_ptr<git_config, GitFree<git_config, git_config_free>> config(raw);
   git_config_iterator* it_raw = nullptr;
-  if (git_config_iterator_glob_new(&it_raw, config.get(),
-                                   "^(receive\\..*|transfer\\.fsckobjects|core\\.sharedrepository|core\\.hookspath)$") != 0) {
+  if (git_config_iterator_glob_new(
+          &it_raw, config.get(), "^(receive\\..*|transfer\\.fsckobjects|core\\.sharedrepository|core\\.hookspath)$") !=
+      0) {
     return libgit2_error("reading the config", path_);
   }
   std::unique_ptr<git_config_iterator, GitFree<git_config_iterator, git_config_iterator_free>> it(it_raw);
@@ -578,8 +574,9 @@ Status GitRepo::take_landing(const GitRepo& source, const git_oid& head, const s
     return libgit2_error("reading " + base_ref, path_);
   }
   auto rejected = [&](const git_oid& at) {
-    return make_error("push_rejected", base_ref + " is at " + oid_hex(at) + ", which " + oid_hex(head) +
-                                           " does not descend from", path_.string());
+    return make_error("push_rejected",
+                      base_ref + " is at " + oid_hex(at) + ", which " + oid_hex(head) + " does not descend from",
+                      path_.string());
   };
   auto forward = source.is_ancestor(seen, head);
   if (!forward.ok() || !*forward) return rejected(seen);
@@ -623,8 +620,7 @@ Status GitRepo::set_ref(const std::string& refname, const git_oid& target, const
   return ok_status();
 }
 
-Result<std::optional<std::string>> GitRepo::read_file_at(const git_oid& commit_id,
-                                                         const std::string& file) const {
+Result<std::optional<std::string>> GitRepo::read_file_at(const git_oid& commit_id, const std::string& file) const {
   using Content = std::optional<std::string>;
   auto commit = lookup_commit(commit_id);
   POLY_TRY(commit);

@@ -40,8 +40,7 @@ struct MergeOutcome {
 };
 
 // Writes <git_dir>/objects/info/alternates listing `object_dirs`, one a line.
-Status write_alternates(const std::filesystem::path& git_dir,
-                        const std::vector<std::filesystem::path>& object_dirs);
+Status write_alternates(const std::filesystem::path& git_dir, const std::vector<std::filesystem::path>& object_dirs);
 
 // True when `branch` is a valid name for refs/heads/<branch>.
 bool is_valid_branch_name(const std::string& branch);
@@ -89,8 +88,7 @@ class GitRepo {
   // (files changed in the work tree are overwritten, untracked and ignored files deleted), then
   // points refs/heads/<branch> at `commit` (created or moved) and HEAD at the branch. Returns
   // the paths it wrote or deleted, relative to the work tree.
-  Result<std::vector<std::string>> reset_to_new_branch(const std::string& branch,
-                                                       const git_oid& commit);
+  Result<std::vector<std::string>> reset_to_new_branch(const std::string& branch, const git_oid& commit);
 
   // Points refs/heads/<branch> at `commit` and force-checks-out HEAD (already on it). `move`:
   // the branch may exist already and is moved. Returns the paths the checkout wrote or
@@ -112,8 +110,7 @@ class GitRepo {
 
   // Stages the whole work tree (adds, changes, deletions; .gitignore respected) and commits
   // it on refs/heads/<branch>, which HEAD must name. nullopt when the tree did not change.
-  Result<std::optional<git_oid>> commit_work_tree(const std::string& branch,
-                                                  const CommitIdentity& identity,
+  Result<std::optional<git_oid>> commit_work_tree(const std::string& branch, const CommitIdentity& identity,
                                                   const std::string& message);
 
   // Commits reachable from `head` that are not reachable from `base`.
@@ -155,12 +152,10 @@ class GitRepo {
   Status set_ref(const std::string& refname, const git_oid& target, const std::string& why);
 
   // Content of `file` in `commit`; nullopt when there is no such path.
-  Result<std::optional<std::string>> read_file_at(const git_oid& commit,
-                                                  const std::string& file) const;
+  Result<std::optional<std::string>> read_file_at(const git_oid& commit, const std::string& file) const;
 
  private:
-  GitRepo(Repository repo, std::filesystem::path path)
-      : repo_(std::move(repo)), path_(std::move(path)) {}
+  GitRepo(Repository repo, std::filesystem::path path) : repo_(std::move(repo)), path_(std::move(path)) {}
 
   Result<Commit> lookup_commit(const git_oid& oid) const;
   Result<Signature> signature(const CommitIdentity& identity) const;

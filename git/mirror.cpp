@@ -50,8 +50,7 @@ uint64_t fnv1a(std::string_view s) {
 // where a sync compares every branch of both (and the origin keeps every landed task's). The
 // mirror's refs move only once their objects are all there, by a fetch (which brings every
 // branch) or a landing learned (its base and task branch).
-std::optional<BranchSnapshot> mirror_has_heads(const Origin& origin, const fs::path& mirror,
-                                               const std::string& base) {
+std::optional<BranchSnapshot> mirror_has_heads(const Origin& origin, const fs::path& mirror, const std::string& base) {
   if (!origin.local) return std::nullopt;
   auto source = GitRepo::open(origin.url);
   auto copy = source.ok() ? GitRepo::open(mirror) : Result<GitRepo>(source.error());
@@ -114,8 +113,7 @@ std::string mirror_name(const Origin& origin) {
   std::string base = url.substr(url.find_last_of("/:") + 1);
   if (base.ends_with(".git")) base.resize(base.size() - 4);
   for (char& c : base) {
-    if (std::isalnum(static_cast<unsigned char>(c)) == 0 && c != '-' && c != '_' && c != '.')
-      c = '_';
+    if (std::isalnum(static_cast<unsigned char>(c)) == 0 && c != '-' && c != '_' && c != '.') c = '_';
   }
   if (base.empty() || base.front() == '.') base = "repo" + base;
   char hash[17];
@@ -123,8 +121,7 @@ std::string mirror_name(const Origin& origin) {
   return base.substr(0, 64) + "-" + std::string(hash, 12);
 }
 
-Result<BranchHead> pick_base(const BranchSnapshot& branches, const std::string& requested,
-                             const std::string& url) {
+Result<BranchHead> pick_base(const BranchSnapshot& branches, const std::string& requested, const std::string& url) {
   if (branches.branches.empty()) {
     return make_error("not_found", "the origin " + redact_credentials(url) +
                                        " has no branches (an empty repository?); push a first "
@@ -139,8 +136,7 @@ Result<BranchHead> pick_base(const BranchSnapshot& branches, const std::string& 
   }
   const BranchHead* head = branches.find(name);
   if (head == nullptr) {
-    return make_error("not_found", "base branch '" + name + "' does not exist in " +
-                                       redact_credentials(url) +
+    return make_error("not_found", "base branch '" + name + "' does not exist in " + redact_credentials(url) +
                                        "; its branches are: " + branches.names());
   }
   return *head;
@@ -169,7 +165,7 @@ std::string wait_must_stop(const GitLimits& limits, std::chrono::steady_clock::t
 
 // `mutex` locked within `limits`. Errors: "git" (the wait ran out; the message says why).
 Result<std::unique_lock<std::timed_mutex>> lock_within(std::timed_mutex& mutex, const GitLimits& limits,
-                                                        const fs::path& mirror) {
+                                                       const fs::path& mirror) {
   const auto deadline = std::chrono::steady_clock::now() + limits.timeout;
   std::unique_lock lock(mutex, std::defer_lock);
   while (!lock.try_lock_for(kLockPoll)) {
@@ -184,9 +180,7 @@ Result<std::unique_lock<std::timed_mutex>> lock_within(std::timed_mutex& mutex, 
 
 Result<FileLock> FileLock::acquire(const fs::path& path, const GitLimits& limits) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return make_error("io", "cannot open lock file: " + std::string(std::strerror(errno)),
-                      path.string());
+  if (fd < 0) return make_error("io", "cannot open lock file: " + std::string(std::strerror(errno)), path.string());
   const auto deadline = std::chrono::steady_clock::now() + limits.timeout;
   while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
@@ -231,21 +225,16 @@ Status MirrorStore::create(const Origin& origin, const fs::path& mirror) const {
   // The CLI: credential helpers, ssh config and every transport work as they do for the user,
   // and a local origin's objects are hardlinked rather than copied.
   // gc stays off and never prunes: workspaces borrow these objects without the mirror knowing.
-  auto cloned = run_git(
-      {"clone", "--mirror", "--quiet", "-c", "gc.auto=0", "-c", "gc.pruneExpire=never", "-c",
-       "maintenance.auto=false", "--", origin.url, partial.string()},
-      dir_, limits_);
+  auto cloned = run_git({"clone", "--mirror", "--quiet", "-c", "gc.auto=0", "-c", "gc.pruneExpire=never", "-c",
+                         "maintenance.auto=false", "--", origin.url, partial.string()},
+                        dir_, limits_);
   if (!cloned.ok()) {
     fs::remove_all(partial, ec);
-    return make_error(
-        "git",
-        "cannot mirror " + redact_credentials(origin.url) + ": " + cloned.error().message,
-        mirror.string());
+    return make_error("git", "cannot mirror " + redact_credentials(origin.url) + ": " + cloned.error().message,
+                      mirror.string());
   }
   fs::rename(partial, mirror, ec);
-  if (ec)
-    return make_error("io", "cannot move the new mirror in place: " + ec.message(),
-                      mirror.string());
+  if (ec) return make_error("io", "cannot move the new mirror in place: " + ec.message(), mirror.string());
   return ok_status();
 }
 
@@ -290,8 +279,7 @@ Status MirrorStore::update(const Origin& origin, const fs::path& mirror) const {
   } else {
     POLY_TRY(create(origin, mirror));
   }
-  spdlog::debug("mirror {} {} in {} ms", mirror.string(), existed ? "fetched" : "created",
-                millis_since(start));
+  spdlog::debug("mirror {} {} in {} ms", mirror.string(), existed ? "fetched" : "created", millis_since(start));
   return ok_status();
 }
 

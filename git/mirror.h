@@ -37,8 +37,7 @@ std::string mirror_name(const Origin& origin);
 // The branch `requested` names in `branches` ("" : the default branch). Errors: "not_found"
 // (no branches at all, no default branch, or no such branch; the message lists the branches
 // and names the origin with credentials redacted).
-Result<BranchHead> pick_base(const BranchSnapshot& branches, const std::string& requested,
-                             const std::string& url);
+Result<BranchHead> pick_base(const BranchSnapshot& branches, const std::string& requested, const std::string& url);
 
 // Milliseconds since `start` (for the timings in log lines).
 long long millis_since(std::chrono::steady_clock::time_point start);
@@ -81,8 +80,7 @@ Result<FileLock> lock_mirror_file(const std::filesystem::path& mirror, const Git
 // command and every wait for the mirror's locks (scoring passes its job's timeout and cancel flag).
 class MirrorStore {
  public:
-  explicit MirrorStore(std::filesystem::path dir, GitLimits limits = {})
-      : dir_(std::move(dir)), limits_(limits) {}
+  explicit MirrorStore(std::filesystem::path dir, GitLimits limits = {}) : dir_(std::move(dir)), limits_(limits) {}
 
   const std::filesystem::path& dir() const { return dir_; }
 

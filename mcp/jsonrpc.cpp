@@ -7,7 +7,9 @@ using nlohmann::json;
 
 namespace {
 
-bool valid_id(const json& id) { return id.is_string() || id.is_number_integer() || id.is_number_unsigned(); }
+bool valid_id(const json& id) {
+  return id.is_string() || id.is_number_integer() || id.is_number_unsigned();
+}
 
 // The id to answer an invalid message with: its own when that is a valid id, else null.
 json answer_id(const json& m) {

@@ -18,10 +18,10 @@ inline constexpr int kInternalError = -32603;
 
 // A request (with an id) or a notification (without one) from the client.
 struct Request {
-  nlohmann::json id;           // a string or an integer; null for a notification
+  nlohmann::json id;  // a string or an integer; null for a notification
   bool notification = false;
   std::string method;
-  nlohmann::json params;       // an object, or null when absent
+  nlohmann::json params;  // an object, or null when absent
 };
 
 // A response the client sent to a request of ours; this server sends none, so it is dropped.

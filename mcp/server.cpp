@@ -160,9 +160,10 @@ json Server::initialize(const json& id, const json& params) {
   return result_response(id, {{"protocolVersion", agreed},
                               {"capabilities", {{"tools", {{"listChanged", false}}}}},
                               {"serverInfo", {{"name", name_}, {"title", "Polyphony"}, {"version", version_}}},
-                              {"instructions", "Polyphony runs coding agents in containers, one per task, and lands "
-                                               "only verified work. spawn or team queue tasks; wait until they end; "
-                                               "route_explain scores a task without queueing it."}});
+                              {"instructions",
+                               "Polyphony runs coding agents in containers, one per task, and lands "
+                               "only verified work. spawn or team queue tasks; wait until they end; "
+                               "route_explain scores a task without queueing it."}});
 }
 
 json Server::list_tools(const json& id) const {

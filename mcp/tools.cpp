@@ -16,7 +16,9 @@ using nlohmann::json;
 
 namespace {
 
-json text(const std::string& description) { return {{"type", "string"}, {"description", description}}; }
+json text(const std::string& description) {
+  return {{"type", "string"}, {"description", description}};
+}
 json integer(const std::string& description, int64_t min, int64_t max) {
   return {{"type", "integer"}, {"description", description}, {"minimum", min}, {"maximum", max}};
 }
@@ -24,7 +26,9 @@ json strings(const std::string& description) {
   return {{"type", "array"}, {"items", {{"type", "string"}}}, {"description", description}};
 }
 json object(json properties, std::vector<std::string> required = {}) {
-  return {{"type", "object"}, {"properties", std::move(properties)}, {"required", required},
+  return {{"type", "object"},
+          {"properties", std::move(properties)},
+          {"required", required},
           {"additionalProperties", false}};
 }
 // An output schema: extra fields are allowed (the CLI's JSON may grow).
@@ -59,8 +63,8 @@ json reply_schema() {
 // The argument a CLI flag stands for, for error messages ("--base" -> "base").
 std::string argument_for(const std::string& where) {
   static const std::map<std::string, std::string> names{
-      {"TITLE", "title"}, {"ID", "id"},       {"--body", "body"},     {"--body-file", "body"}, {"--repo", "repo"},
-      {"--type", "type"}, {"--risk", "risk"}, {"--label", "labels"},  {"--agent", "agent"},    {"--base", "base"},
+      {"TITLE", "title"},    {"ID", "id"},         {"--body", "body"},      {"--body-file", "body"}, {"--repo", "repo"},
+      {"--type", "type"},    {"--risk", "risk"},   {"--label", "labels"},   {"--agent", "agent"},    {"--base", "base"},
       {"--state", "states"}, {"--limit", "limit"}, {"--attempt", "attempt"}};
   auto it = names.find(where);
   return it == names.end() ? where : it->second;
@@ -112,10 +116,12 @@ Result<json> spawn_one(const ToolOptions& o, zmq::context_t& ctx, const json& a)
 }
 
 Tool spawn_tool(const ToolOptions& o) {
-  return {"spawn", "Spawn a task",
+  return {"spawn",
+          "Spawn a task",
           "Queue one coding task on Polyphony (validated as `polyphony spawn` does); it runs in its own container "
           "and lands only after its verify passes. Returns the task id at once; use wait to see it end.",
-          object(task_fields(), {"title"}), reply_schema(),
+          object(task_fields(), {"title"}),
+          reply_schema(),
           [o](const json& a, const std::atomic<bool>&) -> Result<json> {
             zmq::context_t ctx;
             return spawn_one(o, ctx, a);
@@ -139,10 +145,12 @@ Tool status_tool(const ToolOptions& o) {
                     {"states", strings("only tasks in these states (any case), e.g. [\"failed\", \"blocked\"]")},
                     {"repo", text("only tasks on this repo")},
                     {"limit", integer("at most the N newest of the tasks shown", 1, 100000)}});
-  return {"status", "List tasks",
+  return {"status",
+          "List tasks",
           "Tasks, newest first, as `polyphony status --json` gives them (id, state, agent, score, plan, branch, "
           "reason, agent runs...).",
-          in, result({{"tasks", {{"type", "array"}, {"items", {{"type", "object"}}}}}}, {"tasks"}),
+          in,
+          result({{"tasks", {{"type", "array"}, {"items", {{"type", "object"}}}}}}, {"tasks"}),
           [o](const json& a, const std::atomic<bool>&) -> Result<json> {
             if (!o.local) return remote_status(o, a);
             cli::Args args;
@@ -159,7 +167,8 @@ Tool status_tool(const ToolOptions& o) {
 }
 
 Tool show_tool(const ToolOptions& o) {
-  return {"show", "Show one task",
+  return {"show",
+          "Show one task",
           "One task with its body, agent runs (model, turns, tokens, final message) and every state change, as "
           "`polyphony show ID --json` gives it.",
           object({{"id", text("the task's id")}}, {"id"}),
@@ -179,23 +188,26 @@ Tool show_tool(const ToolOptions& o) {
 }
 
 Tool logs_tool(const ToolOptions& o) {
-  json in = object({{"id", text("the task's id")},
-                    {"attempt", integer("only this attempt's output (default: every attempt)", 1, 1000)},
-                    {"offset", integer("start at this byte of the whole output (default: its last max_bytes)", 0,
-                                       INT64_MAX)},
-                    {"max_bytes", integer("the most bytes to return (default 16384)", 1, kMaxLogBytes)}},
-                   {"id"});
-  json out = result({{"id", text("the task's id")},
-                     {"text", text("the output: a '==> attempt N stream <==' line before each stream's part")},
-                     {"offset", {{"type", "integer"}, {"description", "where text starts in the whole output"}}},
-                     {"next_offset",
-                      {{"type", "integer"}, {"description", "where text ends: the offset of the next page"}}},
-                     {"total_bytes", {{"type", "integer"}, {"description", "the whole output's size so far"}}}},
-                    {"id", "text", "offset", "next_offset", "total_bytes"});
-  return {"logs", "Read a task's output",
+  json in =
+      object({{"id", text("the task's id")},
+              {"attempt", integer("only this attempt's output (default: every attempt)", 1, 1000)},
+              {"offset", integer("start at this byte of the whole output (default: its last max_bytes)", 0, INT64_MAX)},
+              {"max_bytes", integer("the most bytes to return (default 16384)", 1, kMaxLogBytes)}},
+             {"id"});
+  json out =
+      result({{"id", text("the task's id")},
+              {"text", text("the output: a '==> attempt N stream <==' line before each stream's part")},
+              {"offset", {{"type", "integer"}, {"description", "where text starts in the whole output"}}},
+              {"next_offset", {{"type", "integer"}, {"description", "where text ends: the offset of the next page"}}},
+              {"total_bytes", {{"type", "integer"}, {"description", "the whole output's size so far"}}}},
+             {"id", "text", "offset", "next_offset", "total_bytes"});
+  return {"logs",
+          "Read a task's output",
           "The agent's, verify's and review's output of a task, as `polyphony logs ID` prints it, a bounded page at a "
           "time: by default its last max_bytes; pass offset (e.g. a previous next_offset) to page.",
-          in, out, [o](const json& a, const std::atomic<bool>&) -> Result<json> {
+          in,
+          out,
+          [o](const json& a, const std::atomic<bool>&) -> Result<json> {
             if (!o.local) {
               protocol::ViewQuery q;
               q.view = "logs";
@@ -214,8 +226,11 @@ Tool logs_tool(const ToolOptions& o) {
             if (!all.ok()) return as_argument_error(all.error());
             const auto [start, end] = log_window(*all, a.contains("offset") ? a["offset"].get<int64_t>() : -1,
                                                  a.value("max_bytes", int64_t{16384}));
-            return json{{"id", args.positional[0]}, {"text", all->substr(start, end - start)},
-                        {"offset", start}, {"next_offset", end}, {"total_bytes", all->size()}};
+            return json{{"id", args.positional[0]},
+                        {"text", all->substr(start, end - start)},
+                        {"offset", start},
+                        {"next_offset", end},
+                        {"total_bytes", all->size()}};
           }};
 }
 
@@ -223,13 +238,15 @@ Tool wait_tool(const ToolOptions& o) {
   json out = reply_schema();
   out["properties"]["finished"] = {{"type", "boolean"}, {"description", "false when timeout_s passed first"}};
   out["required"].push_back("finished");
-  return {"wait", "Wait for a task to end",
+  return {"wait",
+          "Wait for a task to end",
           "Waits until the task ends (LANDED, FAILED, BLOCKED or CANCELLED) or timeout_s passes, and returns its "
           "state and the reason. Only LANDED means its work is on the base branch.",
           object({{"id", text("the task's id")},
                   {"timeout_s", integer("give up waiting after this many seconds (default 600)", 1, 86400)}},
                  {"id"}),
-          out, [o](const json& a, const std::atomic<bool>& stop) -> Result<json> {
+          out,
+          [o](const json& a, const std::atomic<bool>& stop) -> Result<json> {
             zmq::context_t ctx;
             const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(a.value("timeout_s", 600));
             auto reply = cli::wait_for_task(ctx, o.target, a["id"].get<std::string>(), deadline, &stop);
@@ -242,7 +259,11 @@ Tool wait_tool(const ToolOptions& o) {
 
 Tool control_tool(const ToolOptions& o, const std::string& action, const std::string& title,
                   const std::string& description) {
-  return {action, title, description, object({{"id", text("the task's id")}}, {"id"}), reply_schema(),
+  return {action,
+          title,
+          description,
+          object({{"id", text("the task's id")}}, {"id"}),
+          reply_schema(),
           [o, action](const json& a, const std::atomic<bool>&) -> Result<json> {
             zmq::context_t ctx;
             auto reply = cli::control_task(ctx, o.target, a["id"].get<std::string>(), action);
@@ -272,11 +293,14 @@ Tool route_explain_tool(const ToolOptions& o) {
                      {"dimensions", {{"type", "array"}, {"description", "each scored dimension with its evidence"}}},
                      {"implementer", {{"type", {"object", "null"}}}}},
                     {"total", "plan", "dimensions"});
-  return {"route_explain", "Score and route a task without queueing it",
+  return {"route_explain",
+          "Score and route a task without queueing it",
           "Scores the task against the repository (a local path or a repos: entry whose url is one, on the "
           "coordinator's host) and shows the plan and agents routing would pick, with the evidence for each score "
           "dimension, as `polyphony route --explain --json`. Nothing is queued or run.",
-          object(task_fields(), {"title", "repo"}), out, [o](const json& a, const std::atomic<bool>&) -> Result<json> {
+          object(task_fields(), {"title", "repo"}),
+          out,
+          [o](const json& a, const std::atomic<bool>&) -> Result<json> {
             if (!o.local) return remote_view(o, route_query(a));
             auto settings = local_settings();
             if (!settings.ok()) return settings.error();
@@ -290,8 +314,11 @@ Tool team_tool(const ToolOptions& o) {
   json member = task_fields();
   member.erase("repo");
   member.erase("base");
-  json tasks = {{"type", "array"}, {"minItems", 1}, {"maxItems", kMaxTeamTasks},
-                {"items", object(member, {"title"})}, {"description", "the tasks, each with its own title and body"}};
+  json tasks = {{"type", "array"},
+                {"minItems", 1},
+                {"maxItems", kMaxTeamTasks},
+                {"items", object(member, {"title"})},
+                {"description", "the tasks, each with its own title and body"}};
   json in = object({{"repo", text("the repository every task works on")},
                     {"base", text("the branch every task starts from and lands on, e.g. a feature branch")},
                     {"tasks", tasks}},
@@ -299,10 +326,13 @@ Tool team_tool(const ToolOptions& o) {
   json out = result({{"ids", strings("the tasks' ids, in the order given")},
                      {"tasks", {{"type", "array"}, {"items", reply_schema()}}}},
                     {"ids", "tasks"});
-  return {"team", "Spawn a team of related tasks",
+  return {"team",
+          "Spawn a team of related tasks",
           "Spawns several related tasks on one repository with one call, all on one base branch when given (e.g. a "
           "feature branch that collects them). Each is checked before any is queued; returns their ids.",
-          in, out, [o](const json& a, const std::atomic<bool>&) -> Result<json> {
+          in,
+          out,
+          [o](const json& a, const std::atomic<bool>&) -> Result<json> {
             std::vector<json> members;
             for (size_t i = 0; i < a["tasks"].size(); ++i) {
               json m = a["tasks"][i];

@@ -68,8 +68,7 @@ template <class I>
 auto between(I min, I max) {
   return [min, max](I v) -> Problem {
     if (v >= min && v <= max) return std::nullopt;
-    return "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
-           std::to_string(v);
+    return "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " + std::to_string(v);
   };
 }
 
@@ -93,7 +92,9 @@ struct OneOf {
   }
 };
 
-OneOf one_of(std::span<const std::string_view> allowed) { return OneOf{allowed}; }
+OneOf one_of(std::span<const std::string_view> allowed) {
+  return OneOf{allowed};
+}
 
 constexpr std::array<std::string_view, 3> kTaskStates = {"PROVISIONED", "RUNNING", "VERIFYING"};
 constexpr std::array<std::string_view, 4> kStreams = {"agent", "verify", "review", "system"};
@@ -104,9 +105,17 @@ constexpr std::array<std::string_view, 2> kLandModes = {"merge", "branch"};
 constexpr std::array<std::string_view, 3> kControlActions = {"query", "cancel", "retry"};
 constexpr std::array<std::string_view, 3> kOutputFormats = {"", "claude-stream-json", "codex-json"};
 constexpr std::array<std::string_view, 2> kRoles = {"implementer", "reviewer"};
-constexpr std::array<std::string_view, 11> kReplyStates = {
-    "", kLifecycleStates[0], kLifecycleStates[1], kLifecycleStates[2], kLifecycleStates[3], kLifecycleStates[4],
-    kLifecycleStates[5], kLifecycleStates[6], kLifecycleStates[7], kLifecycleStates[8], kLifecycleStates[9]};
+constexpr std::array<std::string_view, 11> kReplyStates = {"",
+                                                           kLifecycleStates[0],
+                                                           kLifecycleStates[1],
+                                                           kLifecycleStates[2],
+                                                           kLifecycleStates[3],
+                                                           kLifecycleStates[4],
+                                                           kLifecycleStates[5],
+                                                           kLifecycleStates[6],
+                                                           kLifecycleStates[7],
+                                                           kLifecycleStates[8],
+                                                           kLifecycleStates[9]};
 const OneOf state_or_empty{kReplyStates};
 
 Problem task_id(const std::string& v) {
@@ -116,8 +125,7 @@ Problem task_id(const std::string& v) {
 
 Problem peer_id(const std::string& v) {
   if (is_valid_peer_id(v)) return std::nullopt;
-  return "invalid id " + quote(v) +
-         ": use 1-255 characters from A-Z a-z 0-9 . _ : -, not starting with '.'";
+  return "invalid id " + quote(v) + ": use 1-255 characters from A-Z a-z 0-9 . _ : -, not starting with '.'";
 }
 
 Problem task_branch(const std::string& v) {
@@ -493,10 +501,10 @@ void describe(V& v, S& r) {
 }
 
 template <class T>
-constexpr bool kIsRecord = std::is_same_v<T, Mount> || std::is_same_v<T, AgentSpec> ||
-                           std::is_same_v<T, AgentFile> || std::is_same_v<T, AgentUsage> ||
-                           std::is_same_v<T, RunSpec> || std::is_same_v<T, RunningTask> ||
-                           std::is_same_v<T, WorkerStatus> || std::is_same_v<T, CleanupReport>;
+constexpr bool kIsRecord =
+    std::is_same_v<T, Mount> || std::is_same_v<T, AgentSpec> || std::is_same_v<T, AgentFile> ||
+    std::is_same_v<T, AgentUsage> || std::is_same_v<T, RunSpec> || std::is_same_v<T, RunningTask> ||
+    std::is_same_v<T, WorkerStatus> || std::is_same_v<T, CleanupReport>;
 
 // The "type" of each message on the wire.
 template <class T>
@@ -607,11 +615,12 @@ std::string_view type_of(const msgpack::object& o) {
 }
 
 Error type_error(const Path& at, std::string_view expected, const msgpack::object& o) {
-  return protocol_error(at,
-                        "expected " + std::string(expected) + ", got " + std::string(type_of(o)));
+  return protocol_error(at, "expected " + std::string(expected) + ", got " + std::string(type_of(o)));
 }
 
-std::string_view str_of(const msgpack::object& o) { return {o.via.str.ptr, o.via.str.size}; }
+std::string_view str_of(const msgpack::object& o) {
+  return {o.via.str.ptr, o.via.str.size};
+}
 
 // Reads the fields of one MessagePack map. Keys are indexed once (sorted), so a lookup is a
 // binary search and a hostile map with many keys costs n log n; duplicate keys are refused.
@@ -622,19 +631,15 @@ class MapReader {
     index_.reserve(map.via.map.size);
     for (const auto& kv : std::span(map.via.map.ptr, map.via.map.size)) {
       if (kv.key.type != msgpack::type::STR) {
-        error_ = protocol_error(where_prefix(),
-                                "expected string key, got " + std::string(type_of(kv.key)));
+        error_ = protocol_error(where_prefix(), "expected string key, got " + std::string(type_of(kv.key)));
         return;
       }
       index_.emplace_back(str_of(kv.key), &kv.val);
     }
-    std::sort(index_.begin(), index_.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
-    const auto dup =
-        std::adjacent_find(index_.begin(), index_.end(),
-                           [](const auto& a, const auto& b) { return a.first == b.first; });
-    if (dup != index_.end())
-      error_ = protocol_error(where_prefix(), "duplicate key " + quote(dup->first));
+    std::sort(index_.begin(), index_.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    const auto dup = std::adjacent_find(index_.begin(), index_.end(),
+                                        [](const auto& a, const auto& b) { return a.first == b.first; });
+    if (dup != index_.end()) error_ = protocol_error(where_prefix(), "duplicate key " + quote(dup->first));
   }
 
   template <class T, class Check = NoCheck>
@@ -691,14 +696,11 @@ class MapReader {
   // The value under `key` when there is one to read: absent or nil is an error when required.
   const msgpack::object* present(std::string_view key, bool required) {
     if (error_) return nullptr;
-    const auto it =
-        std::lower_bound(index_.begin(), index_.end(), key,
-                         [](const auto& entry, std::string_view k) { return entry.first < k; });
+    const auto it = std::lower_bound(index_.begin(), index_.end(), key,
+                                     [](const auto& entry, std::string_view k) { return entry.first < k; });
     const bool found = it != index_.end() && it->first == key;
     if (found && it->second->type != msgpack::type::NIL) return it->second;
-    if (required)
-      error_ = protocol_error(path_.field(key),
-                              found ? "required field is nil" : "missing required field");
+    if (required) error_ = protocol_error(path_.field(key), found ? "required field is nil" : "missing required field");
     return nullptr;
   }
 
@@ -721,17 +723,14 @@ MaybeError read(const msgpack::object& o, const Path& at, bool& out) {
 template <class I>
 MaybeError read_integer(const msgpack::object& o, const Path& at, I& out) {
   using Limits = std::numeric_limits<I>;
-  if (o.type == msgpack::type::POSITIVE_INTEGER &&
-      o.via.u64 <= static_cast<uint64_t>(Limits::max())) {
+  if (o.type == msgpack::type::POSITIVE_INTEGER && o.via.u64 <= static_cast<uint64_t>(Limits::max())) {
     out = static_cast<I>(o.via.u64);
   } else if (o.type == msgpack::type::NEGATIVE_INTEGER && o.via.i64 >= Limits::min()) {
     out = static_cast<I>(o.via.i64);
-  } else if (o.type == msgpack::type::POSITIVE_INTEGER ||
-             o.type == msgpack::type::NEGATIVE_INTEGER) {
-    const std::string value = o.type == msgpack::type::POSITIVE_INTEGER ? std::to_string(o.via.u64)
-                                                                        : std::to_string(o.via.i64);
-    return protocol_error(at, "integer " + value + " does not fit in " +
-                                  std::to_string(Limits::digits + 1) + " bits");
+  } else if (o.type == msgpack::type::POSITIVE_INTEGER || o.type == msgpack::type::NEGATIVE_INTEGER) {
+    const std::string value =
+        o.type == msgpack::type::POSITIVE_INTEGER ? std::to_string(o.via.u64) : std::to_string(o.via.i64);
+    return protocol_error(at, "integer " + value + " does not fit in " + std::to_string(Limits::digits + 1) + " bits");
   } else {
     return type_error(at, "integer", o);
   }
@@ -867,11 +866,9 @@ MaybeError unpack_frame(std::string_view frame, msgpack::object_handle& out) {
   } catch (const msgpack::insufficient_bytes&) {
     return protocol_error("frame", "truncated: the frame ends inside a MessagePack value");
   } catch (const msgpack::depth_size_overflow&) {
-    return protocol_error("frame",
-                          "nesting deeper than " + std::to_string(kMaxNestingDepth) + " levels");
+    return protocol_error("frame", "nesting deeper than " + std::to_string(kMaxNestingDepth) + " levels");
   } catch (const msgpack::size_overflow&) {
-    return protocol_error(
-        "frame", "truncated or corrupt: a container claims more elements than the frame holds");
+    return protocol_error("frame", "truncated or corrupt: a container claims more elements than the frame holds");
   } catch (const std::bad_alloc&) {
     return protocol_error("frame", "out of memory while unpacking");
   } catch (const std::exception& e) {
@@ -880,8 +877,7 @@ MaybeError unpack_frame(std::string_view frame, msgpack::object_handle& out) {
     return protocol_error("frame", "malformed MessagePack");
   }
   if (offset != n) {
-    return protocol_error("frame",
-                          std::to_string(n - offset) + " trailing bytes after the message");
+    return protocol_error("frame", std::to_string(n - offset) + " trailing bytes after the message");
   }
   return std::nullopt;
 }
@@ -899,16 +895,13 @@ template <std::size_t... I>
 Result<Message> read_body(MapReader& reader, const std::string& type, std::index_sequence<I...>) {
   using Reader = Result<Message> (*)(MapReader&);
   static constexpr std::array<std::pair<std::string_view, Reader>, sizeof...(I)> kReaders = {
-      {{kTypeName<std::variant_alternative_t<I, Message>>,
-        &read_message<std::variant_alternative_t<I, Message>>}...}};
+      {{kTypeName<std::variant_alternative_t<I, Message>>, &read_message<std::variant_alternative_t<I, Message>>}...}};
   for (const auto& [name, read_fn] : kReaders) {
     if (name == type) return read_fn(reader);
   }
   std::string known;
-  for (const auto& entry : kReaders)
-    known += (known.empty() ? "" : ", ") + std::string(entry.first);
-  return protocol_error("type",
-                        "unknown message type " + quote(type) + "; this build knows " + known);
+  for (const auto& entry : kReaders) known += (known.empty() ? "" : ", ") + std::string(entry.first);
+  return protocol_error("type", "unknown message type " + quote(type) + "; this build knows " + known);
 }
 
 Result<Message> read_envelope(const msgpack::object& top) {
@@ -918,8 +911,7 @@ Result<Message> read_envelope(const msgpack::object& top) {
   reader.req("v", version);
   if (reader.error()) return *reader.error();
   if (version != kProtocolVersion) {
-    return protocol_error("v", "protocol version " + std::to_string(version) +
-                                   " received; this build speaks version " +
+    return protocol_error("v", "protocol version " + std::to_string(version) + " received; this build speaks version " +
                                    std::to_string(kProtocolVersion));
   }
   std::string type;
@@ -936,9 +928,15 @@ struct Sink {
   msgpack::packer<msgpack::sbuffer> pk{&buffer};
 };
 
-void write(Sink& out, bool v) { v ? out.pk.pack_true() : out.pk.pack_false(); }
-void write(Sink& out, int v) { out.pk.pack_int(v); }
-void write(Sink& out, int64_t v) { out.pk.pack_int64(v); }
+void write(Sink& out, bool v) {
+  v ? out.pk.pack_true() : out.pk.pack_false();
+}
+void write(Sink& out, int v) {
+  out.pk.pack_int(v);
+}
+void write(Sink& out, int64_t v) {
+  out.pk.pack_int64(v);
+}
 
 // Always a float64 (0xcb), as PROTOCOL.md promises: msgpack-c's pack_double would write 2.0
 // as the integer 2.
@@ -1117,8 +1115,7 @@ std::string encode_message(const T& msg) {
 }  // namespace
 
 std::string type_name(const Message& m) {
-  return std::visit(
-      [](const auto& msg) { return std::string(kTypeName<std::decay_t<decltype(msg)>>); }, m);
+  return std::visit([](const auto& msg) { return std::string(kTypeName<std::decay_t<decltype(msg)>>); }, m);
 }
 
 Result<std::string> try_encode(const Message& m) {
@@ -1142,8 +1139,7 @@ std::string detail::encode_unchecked(const Message& m) {
 
 Result<Message> decode(std::string_view frame) {
   if (frame.size() > kMaxFrameBytes) {
-    return protocol_error("frame", "frame of " + std::to_string(frame.size()) +
-                                       " bytes exceeds the limit of " +
+    return protocol_error("frame", "frame of " + std::to_string(frame.size()) + " bytes exceeds the limit of " +
                                        std::to_string(kMaxFrameBytes) + " bytes");
   }
   try {
@@ -1151,11 +1147,9 @@ Result<Message> decode(std::string_view frame) {
       case Census::Verdict::kOk:
         break;
       case Census::Verdict::kTooManyValues:
-        return protocol_error(
-            "frame", "more than " + std::to_string(kMaxFrameValues) + " MessagePack values");
+        return protocol_error("frame", "more than " + std::to_string(kMaxFrameValues) + " MessagePack values");
       case Census::Verdict::kTooDeep:
-        return protocol_error(
-            "frame", "nesting deeper than " + std::to_string(kMaxNestingDepth) + " levels");
+        return protocol_error("frame", "nesting deeper than " + std::to_string(kMaxNestingDepth) + " levels");
     }
     msgpack::object_handle handle;
     if (MaybeError e = unpack_frame(frame, handle)) return *e;

@@ -38,15 +38,15 @@ struct AgentFile {
 };
 
 struct AgentSpec {
-  std::string name;                          // "scripted", "claude", ...
-  std::vector<std::string> command;          // argv; placeholders already substituted
-  std::map<std::string, std::string> env;    // env overlay for the container (may hold secrets)
-  std::vector<Mount> mounts;                 // identity mounts, always read-only
-  std::string stdin_text;                    // given to the agent on stdin; "" : /dev/null
-  std::string output_format;                 // how its stdout reads: "" (text), "claude-stream-json", "codex-json"
-  std::string config_env;                    // variable that names its writable config dir
-                                             // (CLAUDE_CONFIG_DIR, CODEX_HOME); "" : none
-  std::vector<AgentFile> files;              // written into that dir before it starts
+  std::string name;                        // "scripted", "claude", ...
+  std::vector<std::string> command;        // argv; placeholders already substituted
+  std::map<std::string, std::string> env;  // env overlay for the container (may hold secrets)
+  std::vector<Mount> mounts;               // identity mounts, always read-only
+  std::string stdin_text;                  // given to the agent on stdin; "" : /dev/null
+  std::string output_format;               // how its stdout reads: "" (text), "claude-stream-json", "codex-json"
+  std::string config_env;                  // variable that names its writable config dir
+                                           // (CLAUDE_CONFIG_DIR, CODEX_HOME); "" : none
+  std::vector<AgentFile> files;            // written into that dir before it starts
 
   bool operator==(const AgentSpec&) const = default;
 };
@@ -59,33 +59,33 @@ inline constexpr const char* kVerdictFile = "/polyphony-review/verdict.md";
 struct RunSpec {
   std::string task_id;
   int attempt = 1;
-  int64_t epoch = 0;            // lease epoch (fencing token) of this dispatch
+  int64_t epoch = 0;  // lease epoch (fencing token) of this dispatch
   std::string title;
   std::string body;
   std::string task_type;
   std::string risk;
-  std::string repo_url;         // local path or URL of the origin
-  std::string base_branch;      // branch to land on, e.g. "main"
-  std::string branch;           // polyphony/<id>-<slug>, already sanitized
+  std::string repo_url;     // local path or URL of the origin
+  std::string base_branch;  // branch to land on, e.g. "main"
+  std::string branch;       // polyphony/<id>-<slug>, already sanitized
   AgentSpec agent;
-  std::string plan;             // "solo", "review" or "strong" (informational except review)
-  AgentSpec reviewer;           // review plan: the second agent; empty name otherwise
-  int review_rounds = 0;        // review plan: times the reviewer may send the work back
+  std::string plan;                         // "solo", "review" or "strong" (informational except review)
+  AgentSpec reviewer;                       // review plan: the second agent; empty name otherwise
+  int review_rounds = 0;                    // review plan: times the reviewer may send the work back
   std::vector<std::string> rework_command;  // the implementer's argv after a review asked for
                                             // changes (points it at /polyphony/review.md)
-  std::string feedback;         // what earlier attempts got wrong, shown to the agent
-  std::string image;            // e.g. "polyphony-worker:latest"
-  std::string network_mode;     // "bridge", "none", ...
-  double cpus = 0;              // 0: no limit
-  int64_t memory_bytes = 0;     // 0: no limit
-  int64_t run_timeout_s = 0;    // agent run; 0: no limit
-  int64_t verify_timeout_s = 0; // verify run; 0: no limit
-  int64_t stall_timeout_s = 0;  // agent silent (no output) for this long is stopped; 0: never
-  std::string verify_command;   // from config.yaml, used when the repo has no .polyphony.yaml
-  std::string land_mode = "merge"; // "merge": land on base_branch; "branch": push only the task branch (a PR follows)
-  std::string rework_stdin;     // the implementer's stdin after a review asked for changes
-  int max_turns = 0;            // budget: model turns per agent run; 0: no limit
-  int64_t max_tokens = 0;       // budget: input + output tokens per agent run; 0: no limit
+  std::string feedback;                     // what earlier attempts got wrong, shown to the agent
+  std::string image;                        // e.g. "polyphony-worker:latest"
+  std::string network_mode;                 // "bridge", "none", ...
+  double cpus = 0;                          // 0: no limit
+  int64_t memory_bytes = 0;                 // 0: no limit
+  int64_t run_timeout_s = 0;                // agent run; 0: no limit
+  int64_t verify_timeout_s = 0;             // verify run; 0: no limit
+  int64_t stall_timeout_s = 0;              // agent silent (no output) for this long is stopped; 0: never
+  std::string verify_command;               // from config.yaml, used when the repo has no .polyphony.yaml
+  std::string land_mode = "merge";  // "merge": land on base_branch; "branch": push only the task branch (a PR follows)
+  std::string rework_stdin;         // the implementer's stdin after a review asked for changes
+  int max_turns = 0;                // budget: model turns per agent run; 0: no limit
+  int64_t max_tokens = 0;           // budget: input + output tokens per agent run; 0: no limit
   bool run_timeout_is_budget = false;  // run_timeout_s is the budget's max_wall_s: passing it is "budget"
 
   bool operator==(const RunSpec&) const = default;
@@ -103,8 +103,8 @@ struct Hello {
   int protocol_version = kProtocolVersion;
   std::string worker_id;
   std::string hostname;
-  std::string version;          // software version
-  int capacity = 1;             // concurrent tasks
+  std::string version;  // software version
+  int capacity = 1;     // concurrent tasks
   std::vector<std::string> labels;
   bool image_present = false;
   int64_t free_disk_bytes = 0;
@@ -118,7 +118,7 @@ struct Welcome {
   int protocol_version = kProtocolVersion;
   std::string coordinator_id;
   int64_t heartbeat_interval_ms = 1000;
-  int liveness = 3;             // missed heartbeats before the peer is considered lost
+  int liveness = 3;  // missed heartbeats before the peer is considered lost
 
   bool operator==(const Welcome&) const = default;
 };
@@ -126,8 +126,8 @@ struct Welcome {
 // both directions.
 struct Heartbeat {
   int64_t seq = 0;
-  int load = 0;                 // tasks the sender is running (worker) / 0 (coordinator)
-  int64_t sent_ms = 0;          // the sender's wall clock (ms since the epoch); 0: not said
+  int load = 0;         // tasks the sender is running (worker) / 0 (coordinator)
+  int64_t sent_ms = 0;  // the sender's wall clock (ms since the epoch); 0: not said
 
   bool operator==(const Heartbeat&) const = default;
 };
@@ -144,8 +144,8 @@ struct TaskUpdate {
   std::string task_id;
   int attempt = 0;
   int64_t epoch = 0;
-  std::string state;            // "PROVISIONED", "RUNNING", "VERIFYING"
-  std::string detail;           // free text (container id, verify command, ...)
+  std::string state;   // "PROVISIONED", "RUNNING", "VERIFYING"
+  std::string detail;  // free text (container id, verify command, ...)
 
   bool operator==(const TaskUpdate&) const = default;
 };
@@ -155,8 +155,8 @@ struct LogChunk {
   std::string task_id;
   int attempt = 0;
   int64_t epoch = 0;
-  std::string stream;           // "agent", "verify", "system"
-  int64_t seq = 0;              // per attempt, starting at 0, no gaps
+  std::string stream;  // "agent", "verify", "system"
+  int64_t seq = 0;     // per attempt, starting at 0, no gaps
   std::string data;
 
   bool operator==(const LogChunk&) const = default;
@@ -187,8 +187,8 @@ enum class FailureKind {
 // enum's order: the one list both ends use, so nothing a worker sends is refused by the
 // coordinator's decoder.
 inline constexpr std::array<std::string_view, 12> kFailureKinds = {
-    "agent", "verify", "infra", "timeout", "conflict", "cancelled", "config", "review", "agent_unavailable", "budget",
-    "repo", "landing"};
+    "agent",  "verify", "infra",  "timeout", "conflict", "cancelled", "config", "review", "agent_unavailable",
+    "budget", "repo",   "landing"};
 
 // The kind's name: its wire string for the reported kinds, "identity" and "protocol" otherwise.
 std::string_view to_string(FailureKind kind);
@@ -201,14 +201,14 @@ bool is_failure_kind(std::string_view kind);
 
 // What one agent run reported through its structured output (absent fields stay 0 / "").
 struct AgentUsage {
-  std::string role;             // "implementer" or "reviewer"
-  std::string agent;            // the profile's name
+  std::string role;   // "implementer" or "reviewer"
+  std::string agent;  // the profile's name
   std::string model;
   int turns = 0;
   int64_t input_tokens = 0;
   int64_t output_tokens = 0;
   double cost_usd = 0;
-  std::string final_message;    // its last message, at most 4 KiB
+  std::string final_message;  // its last message, at most 4 KiB
 
   bool operator==(const AgentUsage&) const = default;
 };
@@ -217,24 +217,24 @@ struct TaskResult {
   std::string task_id;
   int attempt = 0;
   int64_t epoch = 0;
-  std::string outcome;          // "landed" or "failed"
-  std::string failure_kind;     // when failed: "agent", "verify", "infra", "timeout", "conflict", "cancelled"
-                                // "config" (misconfigured worker or repo, e.g. image missing), "review"
-                                // (the reviewer kept requesting changes), "agent_unavailable"
-                                // (the agent's CLI is missing, rate-limited, unauthorized or crashed),
-                                // "budget" (the agent passed max_turns, max_tokens or its run time),
-                                // "repo" (the repo or its base branch cannot be used: not retried),
-                                // "landing" (the origin refused the push: a hook, a protected
-                                // branch, a clone that cannot take it; not retried)
-  std::string reason;           // human-readable; for "landed": empty, or why the base did not
-                                // move (the branch landed alone, e.g. a working clone with changes)
+  std::string outcome;       // "landed" or "failed"
+  std::string failure_kind;  // when failed: "agent", "verify", "infra", "timeout", "conflict", "cancelled"
+                             // "config" (misconfigured worker or repo, e.g. image missing), "review"
+                             // (the reviewer kept requesting changes), "agent_unavailable"
+                             // (the agent's CLI is missing, rate-limited, unauthorized or crashed),
+                             // "budget" (the agent passed max_turns, max_tokens or its run time),
+                             // "repo" (the repo or its base branch cannot be used: not retried),
+                             // "landing" (the origin refused the push: a hook, a protected
+                             // branch, a clone that cannot take it; not retried)
+  std::string reason;        // human-readable; for "landed": empty, or why the base did not
+                             // move (the branch landed alone, e.g. a working clone with changes)
   std::string branch;
-  std::string commit;           // head of the task branch
-  std::string merged_commit;    // head of the base branch after landing
-  std::string tree;             // tree of the verified branch head (failed verify or landed)
+  std::string commit;             // head of the task branch
+  std::string merged_commit;      // head of the base branch after landing
+  std::string tree;               // tree of the verified branch head (failed verify or landed)
   std::vector<AgentUsage> usage;  // each agent run of the attempt, in order
-  std::string already_in_base;  // "landed" with nothing pushed: the base commit that already holds
-                                // the change (the branch, rebased onto it, changes nothing)
+  std::string already_in_base;    // "landed" with nothing pushed: the base commit that already holds
+                                  // the change (the branch, rebased onto it, changes nothing)
 
   bool operator==(const TaskResult&) const = default;
 };
@@ -284,20 +284,20 @@ struct Cancel {
 struct Submit {
   std::string title;
   std::string body;
-  std::string repo;           // a repos: name from the coordinator's config.yaml, a path on the
-                              // coordinator's host, or a URL
-  std::string base_branch;    // empty: the repo's default
+  std::string repo;         // a repos: name from the coordinator's config.yaml, a path on the
+                            // coordinator's host, or a URL
+  std::string base_branch;  // empty: the repo's default
   std::string task_type;
   std::string risk;
   std::vector<std::string> labels;
-  std::string agent;          // empty: route
+  std::string agent;  // empty: route
   bool operator==(const Submit&) const = default;
 };
 
 // client -> coordinator: ask for a task's standing, or act on it.
 struct Control {
   std::string task_id;
-  std::string action;         // "query", "cancel", "retry"
+  std::string action;  // "query", "cancel", "retry"
   bool operator==(const Control&) const = default;
 };
 
@@ -315,16 +315,16 @@ inline constexpr std::array<std::string_view, 4> kFinalStates = {"LANDED", "FAIL
 
 // Every lifecycle state name a ClientReply may carry (coordinator/lifecycle.h's, in its order).
 inline constexpr std::array<std::string_view, 10> kLifecycleStates = {
-    "DISCOVERED", "CLAIMED", "ROUTED", "PROVISIONED", "RUNNING", "VERIFYING", "LANDED", "FAILED", "BLOCKED",
-    "CANCELLED"};
+    "DISCOVERED", "CLAIMED", "ROUTED", "PROVISIONED", "RUNNING",
+    "VERIFYING",  "LANDED",  "FAILED", "BLOCKED",     "CANCELLED"};
 
 // coordinator -> client: the answer to a Submit, Control or Watch (and a Watch's later news).
 struct ClientReply {
   bool ok = false;
-  std::string error;          // when !ok: what is wrong
-  std::string where;          // when !ok: the field or flag at fault
+  std::string error;  // when !ok: what is wrong
+  std::string where;  // when !ok: the field or flag at fault
   std::string task_id;
-  std::string state;          // lifecycle state name (kLifecycleStates), when known; else empty
+  std::string state;  // lifecycle state name (kLifecycleStates), when known; else empty
   std::string reason;
   int attempt = 0;
   std::string agent;
@@ -344,15 +344,15 @@ struct WorkerStatus {
   std::string worker_id;
   std::string hostname;
   std::string version;
-  std::string state;                  // "ready" (has free capacity), "busy" (full), "lost"
-  int64_t heartbeat_age_ms = 0;       // since the coordinator last heard from it
+  std::string state;             // "ready" (has free capacity), "busy" (full), "lost"
+  int64_t heartbeat_age_ms = 0;  // since the coordinator last heard from it
   int capacity = 1;
-  int load = 0;                       // slots its attempts hold (not those landing)
+  int load = 0;  // slots its attempts hold (not those landing)
   std::vector<std::string> labels;
-  std::vector<std::string> running;   // task ids
+  std::vector<std::string> running;  // task ids
   bool image_present = false;
   int64_t free_disk_bytes = 0;
-  std::string key;                    // name of its CURVE key on the allow-list; "" without CURVE
+  std::string key;  // name of its CURVE key on the allow-list; "" without CURVE
   // Its wall clock minus the coordinator's, from its last heartbeat (transit time included);
   // known only once a heartbeat carried its clock.
   bool clock_known = false;
@@ -400,10 +400,10 @@ struct ViewQuery {
 // coordinator -> client: the answer to a ViewQuery.
 struct ViewReply {
   bool ok = false;
-  std::string code;           // when !ok: the kind of error ("usage", "not_found", "busy", ...)
-  std::string error;          // when !ok: what is wrong, as the CLI says it
-  std::string where;          // when !ok: the field at fault
-  std::string json;           // when ok: the view, one JSON document
+  std::string code;   // when !ok: the kind of error ("usage", "not_found", "busy", ...)
+  std::string error;  // when !ok: what is wrong, as the CLI says it
+  std::string where;  // when !ok: the field at fault
+  std::string json;   // when ok: the view, one JSON document
   bool operator==(const ViewReply&) const = default;
 };
 
@@ -428,8 +428,8 @@ struct WorkerRemove {
 // containers (answered with a CleanupReply); coordinator -> worker: do so now (answered with a
 // CleanupReport). A worker keeps what its current attempts and unacknowledged results hold.
 struct CleanupRequest {
-  int64_t request_id = 0;       // the coordinator's, echoed in the reports; 0 from a client
-  bool dry_run = false;         // count what would go, remove nothing
+  int64_t request_id = 0;  // the coordinator's, echoed in the reports; 0 from a client
+  bool dry_run = false;    // count what would go, remove nothing
 
   bool operator==(const CleanupRequest&) const = default;
 };
@@ -438,10 +438,10 @@ struct CleanupRequest {
 struct CleanupReport {
   int64_t request_id = 0;
   std::string worker_id;
-  int workspaces = 0;           // task workspaces removed (or that would be, dry run)
-  int containers = 0;           // task containers removed (or that would be)
-  bool answered = true;         // false: the worker did not answer in time (set by the coordinator)
-  std::string error;            // what could not be removed, "" when all went
+  int workspaces = 0;    // task workspaces removed (or that would be, dry run)
+  int containers = 0;    // task containers removed (or that would be)
+  bool answered = true;  // false: the worker did not answer in time (set by the coordinator)
+  std::string error;     // what could not be removed, "" when all went
 
   bool operator==(const CleanupReport&) const = default;
 };
@@ -453,10 +453,10 @@ struct CleanupReply {
   bool operator==(const CleanupReply&) const = default;
 };
 
-using Message = std::variant<Hello, Welcome, Heartbeat, Dispatch, TaskUpdate, LogChunk, TaskResult,
-                             ResultAck, LandRequest, LandGrant, Cancel, Submit, Control, ClientReply, WorkersQuery,
-                             WorkersReply, Watch, ViewQuery, ViewReply, Goodbye, WorkerRemove, CleanupRequest,
-                             CleanupReport, CleanupReply>;
+using Message =
+    std::variant<Hello, Welcome, Heartbeat, Dispatch, TaskUpdate, LogChunk, TaskResult, ResultAck, LandRequest,
+                 LandGrant, Cancel, Submit, Control, ClientReply, WorkersQuery, WorkersReply, Watch, ViewQuery,
+                 ViewReply, Goodbye, WorkerRemove, CleanupRequest, CleanupReport, CleanupReply>;
 
 // The "type" string of a message on the wire ("hello", "welcome", ...).
 std::string type_name(const Message& m);

@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <optional>
 #include <fstream>
+#include <optional>
 #include <zmq_addon.hpp>
 
 #include "common/endpoint_policy.h"
@@ -86,13 +86,12 @@ Status write_key_pair(const fs::path& dir, const std::string& name, const CurveK
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return make_error("io", "cannot create " + dir.string() + ": " + ec.message(), dir.string());
-  POLY_TRY(write_private_file(dir / (name + ".key"),
-                              "# Polyphony CURVE secret key of " + name + ". Keep it private.\n" + keys.secret_key +
-                                  "\n",
-                              force));
+  POLY_TRY(write_private_file(
+      dir / (name + ".key"),
+      "# Polyphony CURVE secret key of " + name + ". Keep it private.\n" + keys.secret_key + "\n", force));
   return write_private_file(dir / (name + ".pub"),
-                            "# Polyphony CURVE public key of " + name + ". Give it to the peers that allow " +
-                                name + ".\n" + keys.public_key + "\n",
+                            "# Polyphony CURVE public key of " + name + ". Give it to the peers that allow " + name +
+                                ".\n" + keys.public_key + "\n",
                             force);
 }
 
@@ -105,8 +104,9 @@ Result<std::string> read_key_file(const fs::path& file, bool secret, const std::
   if (secret && (st.st_mode & 077) != 0) {
     char mode[8];
     std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return make_error("config", "the secret key file" + named(file, where) + " is readable by group or others (mode " + mode +
-                                    "); run: chmod 600 " + file.string(),
+    return make_error("config",
+                      "the secret key file" + named(file, where) + " is readable by group or others (mode " + mode +
+                          "); run: chmod 600 " + file.string(),
                       where.empty() ? file.string() : where);
   }
   std::ifstream in(file);
@@ -122,8 +122,10 @@ Result<std::string> read_key_file(const fs::path& file, bool secret, const std::
     return make_error("config", "cannot read the key file" + named(file, where), where.empty() ? file.string() : where);
   }
   if (keys != 1 || !is_z85_key(key)) {
-    return make_error("config", "the key file" + named(file, where) + " does not hold one CURVE key (a line of 40 Z85 "
-                                                               "characters, as `polyphony keys gen` writes)",
+    return make_error("config",
+                      "the key file" + named(file, where) +
+                          " does not hold one CURVE key (a line of 40 Z85 "
+                          "characters, as `polyphony keys gen` writes)",
                       where.empty() ? file.string() : where);
   }
   return key;
@@ -154,7 +156,9 @@ Result<AllowList> load_allow_list(const fs::path& dir, const std::vector<std::st
 }
 
 Result<CoordinatorKeys> load_coordinator_keys(const CoordinatorSecurity& s) {
-  auto where = [&](const char* key) { return s.where.count(key) ? s.where.at(key) : "coordinator." + std::string(key); };
+  auto where = [&](const char* key) {
+    return s.where.count(key) ? s.where.at(key) : "coordinator." + std::string(key);
+  };
   CoordinatorKeys k;
   auto secret = read_key_file(s.secret_key_file, true, where("secret_key_file"));
   if (!secret.ok()) return secret.error();
@@ -164,8 +168,9 @@ Result<CoordinatorKeys> load_coordinator_keys(const CoordinatorSecurity& s) {
     auto given = read_key_file(s.public_key_file, false, where("public_key_file"));
     if (!given.ok()) return given.error();
     if (*given != *pub) {
-      return make_error("config", s.public_key_file.string() + " is not the public half of " +
-                                      s.secret_key_file.string(), where("public_key_file"));
+      return make_error("config",
+                        s.public_key_file.string() + " is not the public half of " + s.secret_key_file.string(),
+                        where("public_key_file"));
     }
   }
   k.server = {*pub, *secret};
@@ -202,17 +207,17 @@ Result<std::optional<CurveClientKeys>> load_worker_keys(const WorkerSecurity& s)
   if (!s.curve()) return std::optional<CurveClientKeys>();
   auto where = [&](const char* key) { return s.where.count(key) ? s.where.at(key) : "worker." + std::string(key); };
   const bool inline_key = !s.coordinator_public_key.empty();
-  auto k = load_client_keys(s.secret_key_file,
-                            inline_key ? s.coordinator_public_key : s.coordinator_public_key_file.string(),
-                            where("secret_key_file"),
-                            where(inline_key ? "coordinator_public_key" : "coordinator_public_key_file"));
+  auto k = load_client_keys(
+      s.secret_key_file, inline_key ? s.coordinator_public_key : s.coordinator_public_key_file.string(),
+      where("secret_key_file"), where(inline_key ? "coordinator_public_key" : "coordinator_public_key_file"));
   if (!k.ok()) return k.error();
   if (!s.public_key_file.empty()) {
     auto given = read_key_file(s.public_key_file, false, where("public_key_file"));
     if (!given.ok()) return given.error();
     if (*given != k->own.public_key) {
-      return make_error("config", s.public_key_file.string() + " is not the public half of " +
-                                      s.secret_key_file.string(), where("public_key_file"));
+      return make_error("config",
+                        s.public_key_file.string() + " is not the public half of " + s.secret_key_file.string(),
+                        where("public_key_file"));
     }
   }
   return std::optional<CurveClientKeys>(*k);
@@ -313,7 +318,7 @@ void ZapHandler::answer(std::vector<zmq::message_t>& request) {
   const std::string status = v.allowed ? "200" : "400";
   const std::string text = v.allowed ? "OK" : v.reason;
   std::array<zmq::const_buffer, 6> reply{zmq::str_buffer("1.0"), zmq::buffer(request_id), zmq::buffer(status),
-                                         zmq::buffer(text),      zmq::buffer(v.user_id),   zmq::const_buffer()};
+                                         zmq::buffer(text),      zmq::buffer(v.user_id),  zmq::const_buffer()};
   zmq::send_multipart(socket_, reply, zmq::send_flags::dontwait);
 }
 

@@ -34,12 +34,11 @@ Result<std::string> public_key_of(const std::string& secret_key);
 
 // Writes `<dir>/<name>.key` (the secret key) and `<dir>/<name>.pub` (the public key), both mode
 // 0600, creating `dir`. Refuses to overwrite an existing file unless `force`.
-Status write_key_pair(const std::filesystem::path& dir, const std::string& name, const CurveKeyPair& keys,
-                      bool force);
+Status write_key_pair(const std::filesystem::path& dir, const std::string& name, const CurveKeyPair& keys, bool force);
 
 // Reads a key file: one line of 40 Z85 characters; blank lines and lines starting with '#'
-// are ignored (`polyphony keys gen` writes a comment line first). A secret key file must not be readable by group or others. Errors name the
-// file, and `where` (the config setting or flag that named it) when given.
+// are ignored (`polyphony keys gen` writes a comment line first). A secret key file must not be readable by group or
+// others. Errors name the file, and `where` (the config setting or flag that named it) when given.
 Result<std::string> read_key_file(const std::filesystem::path& file, bool secret, const std::string& where = "");
 
 // Allowed public keys -> a name for the logs (the .pub file's stem, or "allowed_*_keys[i]").
@@ -83,8 +82,8 @@ void make_curve_client(zmq::socket_t& socket, const CurveClientKeys& keys);
 // The outcome of one ZAP request. Pure, so the policy is tested without sockets.
 struct ZapVerdict {
   bool allowed = false;
-  std::string user_id;   // the key's name, when allowed
-  std::string reason;    // why not, when refused
+  std::string user_id;  // the key's name, when allowed
+  std::string reason;   // why not, when refused
 };
 // NULL-mechanism peers are allowed (only ipc, inproc and insecure loopback endpoints use NULL);
 // CURVE peers only when `client_key` (Z85) is on the allow-list of `domain`; anything else is refused.

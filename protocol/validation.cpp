@@ -10,8 +10,8 @@ namespace polyphony::protocol {
 namespace {
 
 bool is_peer_id_char(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-         c == '-' || c == '.' || c == ':';
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+         c == '.' || c == ':';
 }
 
 }  // namespace
@@ -49,14 +49,13 @@ bool is_valid_peer_id(std::string_view id) {
 
 bool is_valid_task_branch(std::string_view name) {
   constexpr std::string_view kPrefix = "polyphony/";
-  return name.size() > kPrefix.size() && name.size() <= 255 &&
-         name.substr(0, kPrefix.size()) == kPrefix && is_valid_branch_name(name);
+  return name.size() > kPrefix.size() && name.size() <= 255 && name.substr(0, kPrefix.size()) == kPrefix &&
+         is_valid_branch_name(name);
 }
 
 bool is_valid_commit_id(std::string_view id) {
   if (id.size() != 40 && id.size() != 64) return false;
-  return std::all_of(id.begin(), id.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 }  // namespace polyphony::protocol

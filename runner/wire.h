@@ -47,7 +47,9 @@ inline uint32_t be32(const char* p) {
 }
 
 // The payload length a frame's header announces.
-inline uint32_t frame_length(const char* header) { return be32(header + 1); }
+inline uint32_t frame_length(const char* header) {
+  return be32(header + 1);
+}
 
 // A run request: each string as a 4-byte big-endian length and its bytes; counts as decimal strings.
 struct RunRequest {

@@ -42,9 +42,17 @@ TempDir::~TempDir() {
 }
 
 std::string git(const fs::path& cwd, const std::vector<std::string>& args) {
-  std::vector<std::string> argv{"git", "-c", "safe.directory=*", "-c", "user.name=Test",
-                                "-c", "user.email=test@localhost", "-c", "init.defaultBranch=main",
-                                "-c", "commit.gpgsign=false"};
+  std::vector<std::string> argv{"git",
+                                "-c",
+                                "safe.directory=*",
+                                "-c",
+                                "user.name=Test",
+                                "-c",
+                                "user.email=test@localhost",
+                                "-c",
+                                "init.defaultBranch=main",
+                                "-c",
+                                "commit.gpgsign=false"};
   argv.insert(argv.end(), args.begin(), args.end());
   ProcessOptions opts;
   opts.cwd = cwd;
@@ -151,9 +159,13 @@ BackgroundProcess::~BackgroundProcess() {
   if (impl_ && impl_->child.valid() && impl_->child.running()) stop();
 }
 
-int BackgroundProcess::pid() const { return impl_->child.id(); }
+int BackgroundProcess::pid() const {
+  return impl_->child.id();
+}
 
-bool BackgroundProcess::running() { return impl_->child.running(); }
+bool BackgroundProcess::running() {
+  return impl_->child.running();
+}
 
 int BackgroundProcess::stop() {
   if (!impl_->child.running()) {

@@ -33,18 +33,15 @@ std::string trim(std::string s);
 
 // Creates a bare repository at `bare` whose branch `branch` holds `files` (path -> content) in
 // one commit. Returns the commit id.
-std::string make_bare_repo(const std::filesystem::path& bare,
-                           const std::map<std::string, std::string>& files,
+std::string make_bare_repo(const std::filesystem::path& bare, const std::map<std::string, std::string>& files,
                            const std::string& branch = "main");
 
 // Adds one commit with `files` to `branch` of the bare repo (through a scratch clone).
-std::string commit_to_bare(const std::filesystem::path& bare,
-                           const std::map<std::string, std::string>& files,
+std::string commit_to_bare(const std::filesystem::path& bare, const std::map<std::string, std::string>& files,
                            const std::string& message, const std::string& branch = "main");
 
 // Polls `condition` every 20 ms until it is true or `timeout` passes; returns its last value.
-bool eventually(const std::function<bool()>& condition,
-                std::chrono::milliseconds timeout = std::chrono::seconds(30));
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 // A program running in the background for the length of a test (e.g. `polyphony serve`).
 // stop() sends SIGTERM and waits; the destructor stops it if still running (SIGKILL after 10 s).

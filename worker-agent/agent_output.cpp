@@ -11,13 +11,14 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr size_t kMaxLine = 4 << 20;          // a longer line is cut and counted as malformed
+constexpr size_t kMaxLine = 4 << 20;  // a longer line is cut and counted as malformed
 constexpr size_t kMaxFinalMessage = 4096;
 constexpr size_t kMaxError = 1024;
 
 std::string lower(std::string_view text) {
   std::string out(text.size(), ' ');
-  for (size_t i = 0; i < text.size(); ++i) out[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[i])));
+  for (size_t i = 0; i < text.size(); ++i)
+    out[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[i])));
   return out;
 }
 
@@ -69,14 +70,15 @@ std::pair<int64_t, int64_t> claude_tokens(const json& usage) {
 
 std::string api_refusal_in(std::string_view text) {
   const std::string t = lower(text);
-  if (has_status(t, "429") || has_any(t, {"rate limit", "rate_limit", "ratelimit", "too many requests", "quota exceeded",
-                                          "insufficient_quota", "usage limit"})) {
+  if (has_status(t, "429") || has_any(t, {"rate limit", "rate_limit", "ratelimit", "too many requests",
+                                          "quota exceeded", "insufficient_quota", "usage limit"})) {
     return "rate limited";
   }
   if (has_status(t, "529") || has_status(t, "503") || has_any(t, {"overloaded"})) return "overloaded";
   if (has_status(t, "401") || has_status(t, "403") ||
-      has_any(t, {"unauthorized", "authentication_error", "authentication failed", "authentication_failed", "invalid api key",
-                  "invalid x-api-key", "not logged in", "/login", "oauth token has expired", "permission_error"})) {
+      has_any(t, {"unauthorized", "authentication_error", "authentication failed", "authentication_failed",
+                  "invalid api key", "invalid x-api-key", "not logged in", "/login", "oauth token has expired",
+                  "permission_error"})) {
     return "unauthorized";
   }
   return "";
@@ -92,8 +94,10 @@ void AgentOutput::feed(int fd, std::string_view chunk) {
     const size_t end = nl == std::string_view::npos ? chunk.size() : nl;
     if (buf.size() < kMaxLine) buf.append(chunk.substr(at, std::min(end - at, kMaxLine - buf.size())));
     if (nl == std::string_view::npos) break;
-    if (fd == 1) line(buf);
-    else scan_for_refusal(buf);
+    if (fd == 1)
+      line(buf);
+    else
+      scan_for_refusal(buf);
     buf.clear();
     at = nl + 1;
   }
@@ -114,8 +118,10 @@ void AgentOutput::line(std::string_view text) {
     ++malformed_;
     return;
   }
-  if (format_ == "claude-stream-json") claude_event(&event);
-  else codex_event(&event);
+  if (format_ == "claude-stream-json")
+    claude_event(&event);
+  else
+    codex_event(&event);
 }
 
 void AgentOutput::note_error(const std::string& message) {
@@ -167,7 +173,8 @@ void AgentOutput::claude_event(const void* raw) {
         usage_.output_tokens = out;
       }
     }
-    if (e.contains("total_cost_usd") && e["total_cost_usd"].is_number()) usage_.cost_usd = e["total_cost_usd"].get<double>();
+    if (e.contains("total_cost_usd") && e["total_cost_usd"].is_number())
+      usage_.cost_usd = e["total_cost_usd"].get<double>();
     const std::string result = string_of(e, "result");
     if (!result.empty()) usage_.final_message = capped(result, kMaxFinalMessage);
     const bool is_error = e.value("is_error", false) || string_of(e, "subtype").rfind("error", 0) == 0;
@@ -206,8 +213,10 @@ void AgentOutput::codex_event(const void* raw) {
   } else if (type == "turn.failed") {
     finished_ = true;
     failed_ = true;
-    if (e.contains("error") && e["error"].is_object()) note_error(string_of(e["error"], "message"));
-    else note_error("the turn failed");
+    if (e.contains("error") && e["error"].is_object())
+      note_error(string_of(e["error"], "message"));
+    else
+      note_error("the turn failed");
   } else if (type == "error") {
     note_error(string_of(e, "message"));
   } else if (type == "thread.started" || type == "session.created") {

@@ -45,8 +45,7 @@ std::string executable_problem(const AgentPin& pin) {
 // Why the fields of one line are not a pin, or "" when they are.
 std::string pin_problem(const std::vector<std::string>& f, const AgentPin& pin) {
   if (f.size() != 4) {
-    return "expected 4 fields (name npm-package version native-executable), found " +
-           std::to_string(f.size());
+    return "expected 4 fields (name npm-package version native-executable), found " + std::to_string(f.size());
   }
   if (!std::regex_match(pin.name, kNamePattern) || pin.name == "all" || pin.name == "none") {
     return "agent name '" + pin.name + "' must match [a-z][a-z0-9-]* and not be 'all' or 'none'";
@@ -113,9 +112,9 @@ Result<std::vector<AgentPin>> select_agents(const std::vector<AgentPin>& lock, c
     auto pin = std::find_if(lock.begin(), lock.end(), [&](const AgentPin& p) { return p.name == name; });
     if (name.empty() || pin == lock.end()) {
       return make_error("usage",
-                        (name.empty() ? std::string("an empty agent name") : "unknown agent '" + name + "'") +
-                            " in " + flag + " " + spec + "; " + kAgentsLockName + " pins: " +
-                            (known.empty() ? "none" : known) + " (or give all, or none)",
+                        (name.empty() ? std::string("an empty agent name") : "unknown agent '" + name + "'") + " in " +
+                            flag + " " + spec + "; " + kAgentsLockName + " pins: " + (known.empty() ? "none" : known) +
+                            " (or give all, or none)",
                         flag);
     }
     names.push_back(name);

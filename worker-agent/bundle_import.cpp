@@ -22,7 +22,9 @@ bool is_hex_id(std::string_view s) {
   return true;
 }
 
-Error bad(const std::string& why) { return make_error("bad_bundle", "not a git bundle of one branch: " + why); }
+Error bad(const std::string& why) {
+  return make_error("bad_bundle", "not a git bundle of one branch: " + why);
+}
 
 }  // namespace
 

@@ -15,8 +15,8 @@ namespace polyphony {
 
 // What a v2 bundle's header says: the commits the receiver must have, and the refs it carries.
 struct BundleHeader {
-  std::vector<std::string> prerequisites;                  // hex ids
-  std::vector<std::pair<std::string, std::string>> refs;   // {hex id, ref name}
+  std::vector<std::string> prerequisites;                 // hex ids
+  std::vector<std::pair<std::string, std::string>> refs;  // {hex id, ref name}
 };
 
 // Parses a bundle header (from "# v2 git bundle\n" up to, without, the blank line that ends it).

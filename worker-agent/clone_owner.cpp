@@ -17,8 +17,7 @@ namespace {
 Status lchown_path(const fs::path& p, int uid, int gid) {
   if (::lchown(p.c_str(), static_cast<uid_t>(uid), static_cast<gid_t>(gid)) == 0) return ok_status();
   return make_error("io",
-                    "cannot chown to " + std::to_string(uid) + ":" + std::to_string(gid) + ": " +
-                        std::strerror(errno),
+                    "cannot chown to " + std::to_string(uid) + ":" + std::to_string(gid) + ": " + std::strerror(errno),
                     p.string());
 }
 
@@ -77,8 +76,7 @@ Status CloneOwner::give_paths(const fs::path& repo_dir, const std::vector<std::s
   return ok_status();
 }
 
-Status CloneOwner::give_touched(GitRepo& repo, const fs::path& repo_dir,
-                                const std::vector<std::string>& paths) const {
+Status CloneOwner::give_touched(GitRepo& repo, const fs::path& repo_dir, const std::vector<std::string>& paths) const {
   POLY_TRY(give_paths(repo_dir, paths));
   if (!is_set() || paths.empty()) return ok_status();
   POLY_TRY(repo.restat_index_after_chown(&paths));

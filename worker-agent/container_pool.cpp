@@ -42,8 +42,7 @@ void lock_down(ContainerSpec& cs, const WarmKey& key) {
 
 std::string WarmKey::id() const {
   std::string s = image + '\n' + user + '\n' + network_mode + '\n' + std::to_string(memory_bytes) + '\n' +
-                  std::to_string(nano_cpus) + '\n' + repo_url + '\n' + base_branch + '\n' + runner + '\n' +
-                  limits.id();
+                  std::to_string(nano_cpus) + '\n' + repo_url + '\n' + base_branch + '\n' + runner + '\n' + limits.id();
   for (const auto& m : mounts) {
     s += '\n' + m.host_path + ':' + m.container_path + (m.read_only ? ":ro" : ":rw");
   }
@@ -79,8 +78,9 @@ ContainerSpec task_container_spec(const WarmKey& key, const fs::path& repo_dir, 
 Result<RunnerContainer> start_task_container(DockerClient& docker, const WarmKey& key, const ContainerSpec& cs,
                                              const fs::path& meta_dir) {
   if (key.runner.empty()) {
-    return make_error("no_runner", "this worker has no polyphony-runner to start task containers with (its start-up "
-                                   "log says why): install it beside polyphony-worker or set POLYPHONY_RUNNER");
+    return make_error("no_runner",
+                      "this worker has no polyphony-runner to start task containers with (its start-up "
+                      "log says why): install it beside polyphony-worker or set POLYPHONY_RUNNER");
   }
   return start_with_runner(docker, cs, meta_dir);
 }
@@ -147,8 +147,9 @@ std::optional<WarmSlot> ContainerPool::take(const WarmKey& key) {
                                                          [&](const WarmKey& k) { return k.id() == id; })) +
                           (making == making_.end() ? 0 : making->second);
       int to_add = found ? 1 : options_.size - pending;
-      to_add = std::min(to_add, options_.size - pending - static_cast<int>(std::count_if(
-                                    ready_.begin(), ready_.end(), [&](const Ready& r) { return r.key_id == id; })));
+      to_add = std::min(to_add, options_.size - pending -
+                                    static_cast<int>(std::count_if(ready_.begin(), ready_.end(),
+                                                                   [&](const Ready& r) { return r.key_id == id; })));
       for (; to_add > 0; --to_add) {
         if (static_cast<int>(ready_.size() + wanted_.size()) + making_total_ >= options_.size) {
           // Full: the oldest warm container of another key makes room.

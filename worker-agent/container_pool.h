@@ -28,15 +28,15 @@ namespace polyphony {
 // What a task container is made of, before any task is known.
 struct WarmKey {
   std::string image;
-  std::string user;                  // "1000:1000"
+  std::string user;  // "1000:1000"
   std::string network_mode;
   int64_t memory_bytes = 0;
   int64_t nano_cpus = 0;
   std::string repo_url;
   std::string base_branch;
-  std::vector<BindMount> mounts;     // the agent's identity mounts (read-only)
-  std::string runner;                // polyphony-runner on the engine's host (install_runner)
-  ContainerLimits limits;            // the worker's own, whatever the RunSpec says
+  std::vector<BindMount> mounts;  // the agent's identity mounts (read-only)
+  std::string runner;             // polyphony-runner on the engine's host (install_runner)
+  ContainerLimits limits;         // the worker's own, whatever the RunSpec says
 
   // A canonical text of all of the above: two keys are the same when their ids are.
   std::string id() const;
@@ -50,8 +50,7 @@ struct WarmKey {
 // a process limit, a read-only root with tmpfs /tmp and /home/agent (owned by the user), and
 // no file larger than the workspace limit.
 ContainerSpec task_container_spec(const WarmKey& key, const std::filesystem::path& repo_dir,
-                                  const std::filesystem::path& meta_dir,
-                                  const std::filesystem::path& mirror_dir,
+                                  const std::filesystem::path& meta_dir, const std::filesystem::path& mirror_dir,
                                   std::map<std::string, std::string> labels);
 
 // Creates and starts `cs` (made by task_container_spec from `key`) and connects to its runner.
@@ -78,8 +77,8 @@ class ContainerPool {
  public:
   struct Options {
     std::string worker_id;
-    int size = 0;     // warm containers kept at most (over all keys); 0: none
-    int makers = 2;   // threads making them (and one more removes containers)
+    int size = 0;    // warm containers kept at most (over all keys); 0: none
+    int makers = 2;  // threads making them (and one more removes containers)
     // Background work (making and removing containers) waits until neither take() nor
     // dispose() was called for `quiet`, or it has waited `max_delay`: tasks starting and ending
     // together (a burst of dispatches, a wave of landings) get the machine first.
@@ -131,15 +130,15 @@ class ContainerPool {
   mutable std::mutex mutex_;
   mutable std::condition_variable wake_;
   mutable std::condition_variable settled_;
-  std::deque<WarmKey> wanted_;         // keys to make a warm container for
-  std::deque<int64_t> wanted_at_;      // when each was asked for (clock_.steady_ms())
-  std::deque<int64_t> disposals_at_;   // when each disposal was asked for
-  int64_t last_activity_ = 0;          // the last take() or dispose()
-  std::deque<Ready> ready_;            // oldest first
-  std::deque<WarmSlot> disposals_;     // containers (and spares) to remove
-  std::map<std::string, int> failures_; // key id -> consecutive failures to make one
-  int busy_ = 0;                       // threads at work (makers and the remover)
-  std::map<std::string, int> making_;  // key id -> warm containers being made
+  std::deque<WarmKey> wanted_;           // keys to make a warm container for
+  std::deque<int64_t> wanted_at_;        // when each was asked for (clock_.steady_ms())
+  std::deque<int64_t> disposals_at_;     // when each disposal was asked for
+  int64_t last_activity_ = 0;            // the last take() or dispose()
+  std::deque<Ready> ready_;              // oldest first
+  std::deque<WarmSlot> disposals_;       // containers (and spares) to remove
+  std::map<std::string, int> failures_;  // key id -> consecutive failures to make one
+  int busy_ = 0;                         // threads at work (makers and the remover)
+  std::map<std::string, int> making_;    // key id -> warm containers being made
   int making_total_ = 0;
   bool stopping_ = false;
   std::vector<std::thread> makers_;

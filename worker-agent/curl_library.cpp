@@ -27,8 +27,10 @@ Result<const CurlLibrary*> load() {
     tried += std::string(tried.empty() ? "" : "; ") + (why != nullptr ? why : soname);
   }
   if (handle == nullptr) {
-    return make_error("config", "cannot load libcurl, which the Docker Engine client needs (" + tried +
-                                    "); install the libcurl4 package", "libcurl");
+    return make_error(
+        "config",
+        "cannot load libcurl, which the Docker Engine client needs (" + tried + "); install the libcurl4 package",
+        "libcurl");
   }
   std::string missing;
   CURLcode (*global_init)(long) = nullptr;
@@ -47,7 +49,8 @@ Result<const CurlLibrary*> load() {
   // Never unloaded: the process keeps the handle, as it would a linked library.
   if (CURLcode code = global_init(CURL_GLOBAL_DEFAULT); code != CURLE_OK) {
     const char* what = lib.easy_strerror(code);
-    return make_error("config", std::string("libcurl did not initialise: ") + (what ? what : "unknown error"), "libcurl");
+    return make_error("config", std::string("libcurl did not initialise: ") + (what ? what : "unknown error"),
+                      "libcurl");
   }
   return &lib;
 }

@@ -14,8 +14,8 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "worker-agent/curl_library.h"
 
@@ -119,8 +119,7 @@ Error unreachable(const std::string& socket, const std::string& detail) {
   if (::stat(socket.c_str(), &st) != 0) {
     why = "there is no socket at " + socket;
   } else if (::access(socket.c_str(), R_OK | W_OK) != 0) {
-    why = "permission denied on " + socket +
-          " (add your user to the socket's group, e.g. `docker`, or run as root)";
+    why = "permission denied on " + socket + " (add your user to the socket's group, e.g. `docker`, or run as root)";
   } else {
     why = "nothing answers on " + socket + " (" + detail + "; a dockerd that died may have left it)";
   }
@@ -165,8 +164,7 @@ struct SlistDeleter {
 
 class EngineClient final : public DockerClient {
  public:
-  explicit EngineClient(std::string docker_host)
-      : host_(std::move(docker_host)), socket_(socket_path_of(host_)) {}
+  explicit EngineClient(std::string docker_host) : host_(std::move(docker_host)), socket_(socket_path_of(host_)) {}
 
   Status ping() override {
     Call c{.method = "GET", .path = "/_ping", .what = "ping the Docker engine"};
@@ -222,8 +220,7 @@ class EngineClient final : public DockerClient {
                    const std::function<bool(int, std::string_view)>& on_chunk) override;
   Status rename_container(const std::string& id, const std::string& name) override;
   Status remove_container(const std::string& id) override;
-  Result<std::vector<ContainerInfo>> list_containers(
-      const std::map<std::string, std::string>& labels) override;
+  Result<std::vector<ContainerInfo>> list_containers(const std::map<std::string, std::string>& labels) override;
   Status import_image(const fs::path& tarball, const std::string& repo_tag,
                       const std::vector<std::string>& changes) override;
   Status remove_image(const std::string& ref) override;
@@ -231,8 +228,8 @@ class EngineClient final : public DockerClient {
 
  private:
   Result<Reply> perform(const Call& call);
-  void configure(const CurlLibrary& lib, CURL* curl, const Call& call, Transfer& transfer,
-                 curl_slist* headers, char* error_buffer) const;
+  void configure(const CurlLibrary& lib, CURL* curl, const Call& call, Transfer& transfer, curl_slist* headers,
+                 char* error_buffer) const;
   Error transport_error(CURLcode code, const Call& call, const char* detail) const;
   // perform() plus: any status >= 400 becomes an Error ("not_found" for 404).
   Result<Reply> expect_ok(const Call& call);
@@ -296,8 +293,7 @@ Error EngineClient::transport_error(CURLcode code, const Call& call, const char*
     case CURLE_COULDNT_RESOLVE_HOST:
       return unreachable(socket_, detail);
     case CURLE_OPERATION_TIMEDOUT:
-      return make_error("timeout",
-                        call.what + ": no answer within " + std::to_string(call.timeout_ms) + " ms",
+      return make_error("timeout", call.what + ": no answer within " + std::to_string(call.timeout_ms) + " ms",
                         endpoint());
     default:
       return make_error("docker", call.what + ": " + detail, endpoint());
@@ -321,11 +317,9 @@ Result<json> EngineClient::json_of(const Reply& reply, const Call& call) const {
   auto parsed = json::parse(reply.body, nullptr, false);
   if (!parsed.is_discarded()) return parsed;
   return make_error("docker",
-                    call.what + ": the engine answered with something that is not JSON: " +
-                        reply.body.substr(0, 200),
+                    call.what + ": the engine answered with something that is not JSON: " + reply.body.substr(0, 200),
                     endpoint());
 }
-
 
 // ---- containers ----
 
@@ -346,14 +340,18 @@ json host_config_of(const ContainerSpec& spec) {
   if (spec.read_only_root) host["ReadonlyRootfs"] = true;
   if (!spec.tmpfs.empty()) host["Tmpfs"] = spec.tmpfs;
   if (spec.file_size_limit > 0) {
-    host["Ulimits"] = json::array({{{"Name", "fsize"}, {"Soft", spec.file_size_limit}, {"Hard", spec.file_size_limit}}});
+    host["Ulimits"] =
+        json::array({{{"Name", "fsize"}, {"Soft", spec.file_size_limit}, {"Hard", spec.file_size_limit}}});
   }
   return host;
 }
 
 json create_body_of(const ContainerSpec& spec) {
-  json body = {{"Image", spec.image}, {"Tty", false}, {"OpenStdin", false},
-               {"Labels", spec.labels}, {"HostConfig", host_config_of(spec)}};
+  json body = {{"Image", spec.image},
+               {"Tty", false},
+               {"OpenStdin", false},
+               {"Labels", spec.labels},
+               {"HostConfig", host_config_of(spec)}};
   if (!spec.cmd.empty()) body["Cmd"] = spec.cmd;
   if (!spec.env.empty()) body["Env"] = spec.env;
   if (!spec.user.empty()) body["User"] = spec.user;
@@ -387,8 +385,7 @@ Result<std::string> EngineClient::create_container(const ContainerSpec& spec) {
 }
 
 Status EngineClient::start_container(const std::string& id) {
-  Call c{.method = "POST", .path = "/containers/" + id + "/start",
-         .what = "start container " + id};
+  Call c{.method = "POST", .path = "/containers/" + id + "/start", .what = "start container " + id};
   POLY_TRY(expect_ok(c));  // 304: already started, fine
   return ok_status();
 }
@@ -407,23 +404,22 @@ Result<int> EngineClient::container_pid(const std::string& id) {
 }
 
 Result<int> EngineClient::wait_container(const std::string& id, std::chrono::milliseconds timeout) {
-  Call c{.method = "POST", .path = "/containers/" + id + "/wait",
+  Call c{.method = "POST",
+         .path = "/containers/" + id + "/wait",
          .what = "wait for container " + id,
          .timeout_ms = static_cast<long>(std::max<int64_t>(timeout.count(), 0))};
   auto r = expect_ok(c);
   if (!r.ok()) {
     if (r.error().code != "timeout") return r.error();
     return make_error("timeout",
-                      "container " + id + " is still running after " +
-                          std::to_string(timeout.count()) + " ms",
+                      "container " + id + " is still running after " + std::to_string(timeout.count()) + " ms",
                       endpoint());
   }
   auto j = json_of(*r, c);
   if (!j.ok()) return j.error();
   const json& answer = *j;
   if (answer.contains("Error") && answer["Error"].is_object()) {
-    return make_error("docker", c.what + ": " + answer["Error"].value("Message", "unknown error"),
-                      endpoint());
+    return make_error("docker", c.what + ": " + answer["Error"].value("Message", "unknown error"), endpoint());
   }
   if (!answer.contains("StatusCode") || !answer["StatusCode"].is_number_integer()) {
     return make_error("docker", c.what + ": the engine's answer has no StatusCode", endpoint());
@@ -435,8 +431,7 @@ Result<int> EngineClient::wait_container(const std::string& id, std::chrono::mil
 // (stream, 0, 0, 0, big-endian size) then the payload. Frames may arrive split anywhere.
 class LogDemuxer {
  public:
-  explicit LogDemuxer(const std::function<bool(int, std::string_view)>& on_chunk)
-      : on_chunk_(on_chunk) {}
+  explicit LogDemuxer(const std::function<bool(int, std::string_view)>& on_chunk) : on_chunk_(on_chunk) {}
 
   bool feed(std::string_view data) {
     while (!data.empty()) {
@@ -459,8 +454,8 @@ class LogDemuxer {
  private:
   void start_frame() {
     stream_ = header_[0];
-    remaining_ = (uint32_t{header_[4]} << 24) | (uint32_t{header_[5]} << 16) |
-                 (uint32_t{header_[6]} << 8) | uint32_t{header_[7]};
+    remaining_ = (uint32_t{header_[4]} << 24) | (uint32_t{header_[5]} << 16) | (uint32_t{header_[6]} << 8) |
+                 uint32_t{header_[7]};
     have_ = 0;
   }
 
@@ -485,7 +480,8 @@ Status EngineClient::stream_logs(const std::string& id, bool follow,
 }
 
 Status EngineClient::stop_container(const std::string& id, int grace_seconds) {
-  Call c{.method = "POST", .path = "/containers/" + id + "/stop?t=" + std::to_string(grace_seconds),
+  Call c{.method = "POST",
+         .path = "/containers/" + id + "/stop?t=" + std::to_string(grace_seconds),
          .what = "stop container " + id,
          .timeout_ms = (grace_seconds + 60) * 1000L};
   POLY_TRY(expect_ok(c));  // 304: already stopped, fine
@@ -494,14 +490,16 @@ Status EngineClient::stop_container(const std::string& id, int grace_seconds) {
 
 Result<int> EngineClient::exec(const std::string& id, const ExecSpec& spec,
                                const std::function<bool(int, std::string_view)>& on_chunk) {
-  json body = {{"Cmd", spec.cmd}, {"AttachStdout", true}, {"AttachStderr", true},
-               {"AttachStdin", false}, {"Tty", false}};
+  json body = {
+      {"Cmd", spec.cmd}, {"AttachStdout", true}, {"AttachStderr", true}, {"AttachStdin", false}, {"Tty", false}};
   if (!spec.env.empty()) body["Env"] = spec.env;
   if (!spec.user.empty()) body["User"] = spec.user;
   if (!spec.working_dir.empty()) body["WorkingDir"] = spec.working_dir;
   const std::string program = spec.cmd.empty() ? std::string("(nothing)") : spec.cmd.front();
-  Call create{.method = "POST", .path = "/containers/" + id + "/exec",
-              .what = "run " + program + " in container " + id, .body = body.dump()};
+  Call create{.method = "POST",
+              .path = "/containers/" + id + "/exec",
+              .what = "run " + program + " in container " + id,
+              .body = body.dump()};
   auto created = expect_ok(create);
   if (!created.ok()) return created.error();
   auto j = json_of(*created, create);
@@ -512,8 +510,11 @@ Result<int> EngineClient::exec(const std::string& id, const ExecSpec& spec,
   const std::string exec_id = (*j)["Id"].get<std::string>();
   // Without a TTY the engine multiplexes stdout and stderr as it does for logs.
   LogDemuxer demux(on_chunk);
-  Call start{.method = "POST", .path = "/exec/" + exec_id + "/start", .what = create.what,
-             .body = json{{"Detach", false}, {"Tty", false}}.dump(), .timeout_ms = 0,
+  Call start{.method = "POST",
+             .path = "/exec/" + exec_id + "/start",
+             .what = create.what,
+             .body = json{{"Detach", false}, {"Tty", false}}.dump(),
+             .timeout_ms = 0,
              .on_data = [&demux](std::string_view data) { return demux.feed(data); }};
   POLY_TRY(expect_ok(start));
   // The stream ends when the process does; the engine may record its exit a moment later.
@@ -528,8 +529,9 @@ Result<int> EngineClient::exec(const std::string& id, const ExecSpec& spec,
       return (*state)["ExitCode"].get<int>();
     }
     if (tries >= 110) {
-      return make_error("docker", create.what + ": the engine recorded no exit code" +
-                                      std::string(running ? " (still running after its output ended)" : ""),
+      return make_error("docker",
+                        create.what + ": the engine recorded no exit code" +
+                            std::string(running ? " (still running after its output ended)" : ""),
                         endpoint());
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(tries < 10 ? 2 : 20));
@@ -537,15 +539,15 @@ Result<int> EngineClient::exec(const std::string& id, const ExecSpec& spec,
 }
 
 Status EngineClient::rename_container(const std::string& id, const std::string& name) {
-  Call c{.method = "POST", .path = "/containers/" + id + "/rename?name=" + url_encode(name),
+  Call c{.method = "POST",
+         .path = "/containers/" + id + "/rename?name=" + url_encode(name),
          .what = "rename container " + id + " to " + name};
   POLY_TRY(expect_ok(c));
   return ok_status();
 }
 
 Status EngineClient::remove_container(const std::string& id) {
-  Call c{.method = "DELETE", .path = "/containers/" + id + "?force=1&v=1",
-         .what = "remove container " + id};
+  Call c{.method = "DELETE", .path = "/containers/" + id + "?force=1&v=1", .what = "remove container " + id};
   auto r = perform(c);
   if (!r.ok()) return r.error();
   if (r->status == 404) return ok_status();
@@ -576,8 +578,7 @@ ContainerInfo container_info_of(const json& j) {
   return info;
 }
 
-Result<std::vector<ContainerInfo>> EngineClient::list_containers(
-    const std::map<std::string, std::string>& labels) {
+Result<std::vector<ContainerInfo>> EngineClient::list_containers(const std::map<std::string, std::string>& labels) {
   std::string path = "/containers/json?all=1";
   if (!labels.empty()) path += "&filters=" + url_encode(label_filters(labels));
   Call c{.method = "GET", .path = path, .what = "list containers"};
@@ -624,18 +625,21 @@ Status EngineClient::import_image(const fs::path& tarball, const std::string& re
   std::string what = "import " + tarball.string() + " as image '" + repo_tag + "'";
   std::error_code ec;
   auto size = fs::file_size(tarball, ec);
-  std::unique_ptr<FILE, int (*)(FILE*)> file(ec ? nullptr : std::fopen(tarball.c_str(), "rb"),
-                                             &std::fclose);
+  std::unique_ptr<FILE, int (*)(FILE*)> file(ec ? nullptr : std::fopen(tarball.c_str(), "rb"), &std::fclose);
   if (!file) {
-    return make_error("io", what + ": cannot read the tarball: " +
-                                (ec ? ec.message() : std::string(std::strerror(errno))),
+    return make_error("io",
+                      what + ": cannot read the tarball: " + (ec ? ec.message() : std::string(std::strerror(errno))),
                       tarball.string());
   }
   auto [repo, tag] = split_repo_tag(repo_tag);
   std::string path = "/images/create?fromSrc=-&repo=" + url_encode(repo) + "&tag=" + url_encode(tag);
   for (const auto& change : changes) path += "&changes=" + url_encode(change);
-  Call c{.method = "POST", .path = path, .what = what, .content_type = "application/x-tar",
-         .upload = file.get(), .upload_size = static_cast<curl_off_t>(size),
+  Call c{.method = "POST",
+         .path = path,
+         .what = what,
+         .content_type = "application/x-tar",
+         .upload = file.get(),
+         .upload_size = static_cast<curl_off_t>(size),
          .timeout_ms = kImportTimeoutMs};
   auto r = expect_ok(c);
   if (!r.ok()) return r.error();
@@ -669,8 +673,7 @@ Result<std::string> explicit_host(const std::string& value, const std::string& s
   std::string socket = socket_path_of(value);
   if (socket_exists(socket)) return std::string(kUnixScheme) + socket;
   return make_error("docker_unreachable",
-                    "there is no Docker socket at " + socket + " (from " + source +
-                        "). Start Docker, fix " + source +
+                    "there is no Docker socket at " + socket + " (from " + source + "). Start Docker, fix " + source +
                         ", or run `scripts/ensure-docker.sh` and export the DOCKER_HOST it prints",
                     source);
 }
@@ -689,10 +692,9 @@ Result<std::string> resolve_docker_host(const std::string& configured) {
     if (socket_exists(path)) return std::string(kUnixScheme) + path;
     looked += (looked.empty() ? "" : ", ") + path;
   }
-  return make_error("docker_unreachable",
-                    "no Docker socket found (looked at $DOCKER_HOST, " + looked +
-                        "). Start Docker, or run `scripts/ensure-docker.sh` and export the "
-                        "DOCKER_HOST it prints");
+  return make_error("docker_unreachable", "no Docker socket found (looked at $DOCKER_HOST, " + looked +
+                                              "). Start Docker, or run `scripts/ensure-docker.sh` and export the "
+                                              "DOCKER_HOST it prints");
 }
 
 bool names_missing_image(const std::string& engine_text) {

@@ -22,48 +22,48 @@ struct BindMount {
 };
 
 struct ContainerSpec {
-  std::string name;                            // optional container name
+  std::string name;  // optional container name
   std::string image;
-  std::vector<std::string> cmd;                // argv, never a shell string
-  std::vector<std::string> env;                // "KEY=VALUE"
-  std::string user;                            // "1000:1000"
+  std::vector<std::string> cmd;  // argv, never a shell string
+  std::vector<std::string> env;  // "KEY=VALUE"
+  std::string user;              // "1000:1000"
   std::string working_dir;
-  std::map<std::string, std::string> labels;   // always carries polyphony.task=<id>
+  std::map<std::string, std::string> labels;  // always carries polyphony.task=<id>
   std::vector<BindMount> mounts;
-  int64_t memory_bytes = 0;                    // 0: no limit
-  int64_t nano_cpus = 0;                       // 0: no limit
-  std::string network_mode;                    // "" : engine default
+  int64_t memory_bytes = 0;  // 0: no limit
+  int64_t nano_cpus = 0;     // 0: no limit
+  std::string network_mode;  // "" : engine default
   // Hardening (HostConfig): CapDrop ALL, then cap_add back; SecurityOpt no-new-privileges;
   // PidsLimit; ReadonlyRootfs with tmpfs mounts; the fsize ulimit of every process in it.
   bool drop_all_caps = false;
   std::vector<std::string> cap_add;
   bool no_new_privileges = false;
-  int64_t pids_limit = 0;                      // 0: none
+  int64_t pids_limit = 0;  // 0: none
   bool read_only_root = false;
-  std::map<std::string, std::string> tmpfs;    // container path -> mount options
-  int64_t file_size_limit = 0;                 // bytes, RLIMIT_FSIZE; 0: none
+  std::map<std::string, std::string> tmpfs;  // container path -> mount options
+  int64_t file_size_limit = 0;               // bytes, RLIMIT_FSIZE; 0: none
 };
 
 // A process to run in a running container (docker exec).
 struct ExecSpec {
-  std::vector<std::string> cmd;                // argv, never a shell string
-  std::vector<std::string> env;                // "KEY=VALUE", added to the container's
-  std::string user;                            // "1000:1000"; "" : the container's user
-  std::string working_dir;                     // "" : the container's
+  std::vector<std::string> cmd;  // argv, never a shell string
+  std::vector<std::string> env;  // "KEY=VALUE", added to the container's
+  std::string user;              // "1000:1000"; "" : the container's user
+  std::string working_dir;       // "" : the container's
 };
 
 // What GET /version says about the engine.
 struct EngineVersion {
-  std::string version;       // "24.0.7"
-  std::string api_version;   // "1.43"
-  std::string os;            // "linux"
+  std::string version;      // "24.0.7"
+  std::string api_version;  // "1.43"
+  std::string os;           // "linux"
 };
 
 struct ContainerInfo {
   std::string id;
   std::string name;
   std::string image;
-  std::string state;                           // "created", "running", "exited", ...
+  std::string state;  // "created", "running", "exited", ...
   std::map<std::string, std::string> labels;
 };
 
@@ -112,8 +112,7 @@ class DockerClient {
   // DELETE /containers/{id}?force=1&v=1. Removing an absent container is not an error.
   virtual Status remove_container(const std::string& id) = 0;
   // GET /containers/json?all=1 filtered by every given label (value "" matches any value).
-  virtual Result<std::vector<ContainerInfo>> list_containers(
-      const std::map<std::string, std::string>& labels) = 0;
+  virtual Result<std::vector<ContainerInfo>> list_containers(const std::map<std::string, std::string>& labels) = 0;
   // POST /images/create?fromSrc=- with a rootfs tarball (docker import), tagging it repo_tag,
   // applying Dockerfile `changes` ("USER agent", "WORKDIR /workspace", "LABEL k=v", ...).
   virtual Status import_image(const std::filesystem::path& tarball, const std::string& repo_tag,

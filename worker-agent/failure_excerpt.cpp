@@ -13,8 +13,9 @@ namespace {
 // ctest (FAIL), pytest (FAILED, Error), TAP (not ok), gcc and rustc (error:, error[),
 // assertions, Rust panics, Python tracebacks, Java and C++ exceptions.
 constexpr std::array<std::string_view, 13> kFailureMarkers{
-    "FAIL", "Error", "ERROR", "error:", "error[", "not ok", "assert", "Assert", "panicked", "Traceback",
-    "Exception", "Segmentation fault", "Aborted"};
+    "FAIL",   "Error",  "ERROR",    "error:",    "error[",    "not ok",
+    "assert", "Assert", "panicked", "Traceback", "Exception", "Segmentation fault",
+    "Aborted"};
 
 constexpr size_t kMaxLineBytes = 200;
 

@@ -14,10 +14,10 @@ struct FailureExcerpt {
 
 // The lines around the first line of `output` that reads as a failure (one holding FAIL,
 // Error, ERROR, error:, error[, not ok, assert, Assert, panicked, Traceback, Exception,
-// Segmentation fault or Aborted; case matters): up to `before` non-blank lines before it, it, and up to `after` non-blank
-// lines after it. With no such line, the last `before + after + 1` non-blank lines. Lines are
-// joined with '\n', each cut to 200 bytes; when the whole is longer than `max_bytes` the lines
-// before the failing one go first, then the end is cut.
+// Segmentation fault or Aborted; case matters): up to `before` non-blank lines before it, it, and up to `after`
+// non-blank lines after it. With no such line, the last `before + after + 1` non-blank lines. Lines are joined with
+// '\n', each cut to 200 bytes; when the whole is longer than `max_bytes` the lines before the failing one go first,
+// then the end is cut.
 FailureExcerpt failure_excerpt(std::string_view output, size_t before = 2, size_t after = 3, size_t max_bytes = 600);
 
 }  // namespace polyphony

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -33,8 +33,8 @@ constexpr const char* kImageRecipe = "3";
 constexpr const char* kBaseVersion = "bookworm-minbase-1";
 
 std::string image_version(const std::vector<AgentPin>& agents) {
-  return std::string(kImageRecipe) + "-" + std::string(detail::kScriptedAgentSha256).substr(0, 12) +
-         "-" + agents_digest(agents);
+  return std::string(kImageRecipe) + "-" + std::string(detail::kScriptedAgentSha256).substr(0, 12) + "-" +
+         agents_digest(agents);
 }
 
 namespace {
@@ -83,8 +83,7 @@ void parse_one_line_sources(const std::string& text, std::vector<AptSource>& out
   }
 }
 
-void add_deb822_stanza(const std::map<std::string, std::string>& fields,
-                       std::vector<AptSource>& out) {
+void add_deb822_stanza(const std::map<std::string, std::string>& fields, std::vector<AptSource>& out) {
   auto get = [&](const std::string& k) { return fields.count(k) ? fields.at(k) : std::string(); };
   auto types = words_of(get("types"));
   if (std::find(types.begin(), types.end(), "deb") == types.end()) return;
@@ -167,7 +166,8 @@ Result<std::string> apt_mirror_from_sources(const fs::path& etc_apt) {
   if (best == nullptr) {
     return make_error("not_found",
                       "no Debian archive found in apt's sources (sources.list, sources.list.d/"
-                      "*.list, *.sources); pass a mirror such as " + std::string(kDefaultMirror),
+                      "*.list, *.sources); pass a mirror such as " +
+                          std::string(kDefaultMirror),
                       etc_apt.string());
   }
   std::string uri = best->uri;
@@ -261,11 +261,15 @@ std::string dockerfile_dir() {
 Status require_root(const std::string& step) {
   if (::geteuid() == 0) return ok_status();
   const std::string context = dockerfile_dir();
-  return make_error("permission",
-                    step + " needs root (it creates files owned by other users): run "
-                           "`sudo polyphony image build`, or build " + context + "/Dockerfile with "
-                           "`docker build -t polyphony-worker:latest " + context + "` where a registry "
-                           "is reachable");
+  return make_error("permission", step +
+                                      " needs root (it creates files owned by other users): run "
+                                      "`sudo polyphony image build`, or build " +
+                                      context +
+                                      "/Dockerfile with "
+                                      "`docker build -t polyphony-worker:latest " +
+                                      context +
+                                      "` where a registry "
+                                      "is reachable");
 }
 
 Status remove_tree(const fs::path& path) {
@@ -294,14 +298,14 @@ std::vector<std::string> mounts_below(const fs::path& root) {
 Status remove_rootfs(const fs::path& root) {
   for (const auto& point : mounts_below(root)) {
     if (::umount2(point.c_str(), MNT_DETACH) != 0) {
-      return make_error("io", "cannot unmount " + point + " left by an interrupted debootstrap: " +
-                                  std::strerror(errno) + "; unmount it by hand, then retry",
+      return make_error("io",
+                        "cannot unmount " + point + " left by an interrupted debootstrap: " + std::strerror(errno) +
+                            "; unmount it by hand, then retry",
                         point);
     }
   }
   if (!mounts_below(root).empty()) {
-    return make_error("io", "mounts remain below " + root.string() + "; unmount them, then retry",
-                      root.string());
+    return make_error("io", "mounts remain below " + root.string() + "; unmount them, then retry", root.string());
   }
   return remove_tree(root);
 }
@@ -310,8 +314,7 @@ std::string resolve_mirror(const ImageBuildOptions& options) {
   if (!options.mirror.empty()) return options.mirror;
   auto from_apt = apt_mirror_from_sources();
   if (from_apt.ok()) return *from_apt;
-  say(options, "no Debian mirror in /etc/apt (" + from_apt.error().message + "); using " +
-                   kDefaultMirror);
+  say(options, "no Debian mirror in /etc/apt (" + from_apt.error().message + "); using " + kDefaultMirror);
   return kDefaultMirror;
 }
 
@@ -332,22 +335,21 @@ std::string last_lines(const std::string& text, size_t n) {
 Status run_debootstrap(const BuildPaths& p, const std::string& mirror) {
   ProcessOptions po;
   po.timeout = kDebootstrapTimeout;
-  auto r = run_process({"debootstrap", "--variant=minbase", "--include=git,ca-certificates,patch",
-                        "bookworm", p.base_partial.string(), mirror},
+  auto r = run_process({"debootstrap", "--variant=minbase", "--include=git,ca-certificates,patch", "bookworm",
+                        p.base_partial.string(), mirror},
                        po);
   if (!r.ok() && r.error().code == "not_found") {
-    return make_error("not_found",
-                      "debootstrap is not installed: run `apt-get install debootstrap`, or build " +
-                          dockerfile_dir() + "/Dockerfile with `docker build` where a registry is reachable");
+    return make_error("not_found", "debootstrap is not installed: run `apt-get install debootstrap`, or build " +
+                                       dockerfile_dir() +
+                                       "/Dockerfile with `docker build` where a registry is reachable");
   }
   if (!r.ok()) return r.error();
   if (r->exit_code == 0) return ok_status();
   // debootstrap reports its errors ("E: ...") on stdout.
-  return make_error("process",
-                    "debootstrap of Debian bookworm from " + mirror + " exited with status " +
-                        std::to_string(r->exit_code) + ": " + last_lines(r->out + r->err, 4) +
-                        " (full log: " + (p.base_partial / "debootstrap/debootstrap.log").string() +
-                        "; pass another mirror if this one is unreachable)");
+  return make_error("process", "debootstrap of Debian bookworm from " + mirror + " exited with status " +
+                                   std::to_string(r->exit_code) + ": " + last_lines(r->out + r->err, 4) +
+                                   " (full log: " + (p.base_partial / "debootstrap/debootstrap.log").string() +
+                                   "; pass another mirror if this one is unreachable)");
 }
 
 // The debootstrapped rootfs: reused when complete, else made in a .partial directory that is
@@ -361,8 +363,8 @@ Status ensure_base_rootfs(const BuildPaths& p, const ImageBuildOptions& options)
   POLY_TRY(remove_rootfs(p.base_partial));
   POLY_TRY(remove_rootfs(p.base));
   std::string mirror = resolve_mirror(options);
-  say(options, "debootstrapping Debian bookworm (minbase + git, ca-certificates, patch) from " +
-                   mirror + " into " + p.base_partial.string() + "; this takes a few minutes");
+  say(options, "debootstrapping Debian bookworm (minbase + git, ca-certificates, patch) from " + mirror + " into " +
+                   p.base_partial.string() + "; this takes a few minutes");
   POLY_TRY(run_debootstrap(p, mirror));
   std::ofstream(p.base_partial / kCompleteMarker) << kBaseVersion << "\n";
   std::error_code ec;
@@ -403,8 +405,8 @@ Status make_owned_dir(const fs::path& path, int uid, int gid, fs::perms mode) {
 
 Status add_agent_user(const fs::path& root) {
   std::string id = std::to_string(kAgentUid);
-  POLY_TRY(append_line_once(root / "etc/passwd", "agent:",
-                            "agent:x:" + id + ":" + id + ":Polyphony agent:/home/agent:/bin/sh"));
+  POLY_TRY(append_line_once(root / "etc/passwd",
+                            "agent:", "agent:x:" + id + ":" + id + ":Polyphony agent:/home/agent:/bin/sh"));
   POLY_TRY(append_line_once(root / "etc/group", "agent:", "agent:x:" + id + ":"));
   POLY_TRY(append_line_once(root / "etc/shadow", "agent:", "agent:*:19000:0:99999:7:::"));
   return make_owned_dir(root / "home/agent", kAgentUid, kAgentUid, fs::perms(0755));
@@ -431,8 +433,8 @@ constexpr const char* kGitConfig =
 
 // Package lists, caches and documentation are not needed at run time.
 Status shrink_rootfs(const fs::path& root) {
-  for (const char* dir : {"var/lib/apt/lists", "var/cache/apt", "usr/share/doc", "usr/share/man",
-                          "usr/share/info", "var/cache/debconf"}) {
+  for (const char* dir : {"var/lib/apt/lists", "var/cache/apt", "usr/share/doc", "usr/share/man", "usr/share/info",
+                          "var/cache/debconf"}) {
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(root / dir, ec)) {
       if (e.path().filename() == "partial" || e.path().filename() == "archives") continue;
@@ -454,7 +456,9 @@ struct InstalledAgent {
   fs::path dir;  // holds node_modules/
 };
 
-std::string npm_spec(const AgentPin& pin) { return pin.package + "@" + pin.version; }
+std::string npm_spec(const AgentPin& pin) {
+  return pin.package + "@" + pin.version;
+}
 
 // Keyed by the pin's whole line, so changing any of its fields installs afresh.
 fs::path agent_install_dir(const BuildPaths& p, const AgentPin& pin) {
@@ -469,10 +473,10 @@ Status run_npm_install(const AgentPin& pin, const fs::path& into, const BuildPat
   ProcessOptions po;
   po.timeout = kNpmTimeout;
   po.cwd = into;  // not a node project the caller happens to be in
-  auto r = run_process({options.npm, "install", "--prefix", into.string(), "--cache", p.npm_cache.string(),
-                        "--ignore-scripts", "--omit=dev", "--no-audit", "--no-fund", "--no-update-notifier",
-                        npm_spec(pin)},
-                       po);
+  auto r =
+      run_process({options.npm, "install", "--prefix", into.string(), "--cache", p.npm_cache.string(),
+                   "--ignore-scripts", "--omit=dev", "--no-audit", "--no-fund", "--no-update-notifier", npm_spec(pin)},
+                  po);
   if (!r.ok() && r.error().code == "not_found") {
     return make_error("not_found",
                       "npm is not installed, and it installs the agent CLIs: run `apt-get install npm` "
@@ -493,8 +497,8 @@ Status check_native_executable(const AgentPin& pin, const fs::path& dir) {
   fs::path exe = dir / "node_modules" / pin.native_executable;
   if (fs::is_regular_file(exe) && ::access(exe.c_str(), X_OK) == 0) return ok_status();
   return make_error("process",
-                    "npm installed " + npm_spec(pin) + " but not the executable " + kAgentsLockName +
-                        " names for " + pin.name + " (" + pin.native_executable +
+                    "npm installed " + npm_spec(pin) + " but not the executable " + kAgentsLockName + " names for " +
+                        pin.name + " (" + pin.native_executable +
                         "): npm installs the platform package of this machine (OS, CPU, libc) only; "
                         "correct the native-executable column for it",
                     exe.string());
@@ -515,8 +519,8 @@ Result<InstalledAgent> ensure_agent_installed(const BuildPaths& p, const AgentPi
   std::error_code ec;
   fs::create_directories(partial, ec);
   if (ec) return io_error("cannot create", partial, ec);
-  say(options, "installing " + pin.name + " " + pin.version + " (" + pin.package + ") with npm into " +
-                   partial.string());
+  say(options,
+      "installing " + pin.name + " " + pin.version + " (" + pin.package + ") with npm into " + partial.string());
   Status installed = run_npm_install(pin, partial, p, options);
   if (installed.ok()) installed = check_native_executable(pin, partial);
   if (installed.ok()) installed = write_text(partial / kCompleteMarker, pin.canonical() + "\n");
@@ -529,8 +533,7 @@ Result<InstalledAgent> ensure_agent_installed(const BuildPaths& p, const AgentPi
   return InstalledAgent{pin, dir};
 }
 
-Result<std::vector<InstalledAgent>> ensure_agents_installed(const BuildPaths& p,
-                                                            const std::vector<AgentPin>& agents,
+Result<std::vector<InstalledAgent>> ensure_agents_installed(const BuildPaths& p, const std::vector<AgentPin>& agents,
                                                             const ImageBuildOptions& options) {
   std::vector<InstalledAgent> out;
   for (const auto& pin : agents) {
@@ -600,9 +603,8 @@ Status copy_rootfs(const fs::path& from, const fs::path& to) {
 Status tar_rootfs(const BuildPaths& p) {
   ProcessOptions po;
   po.timeout = kTarTimeout;
-  POLY_TRY(run_checked({"tar", "--numeric-owner", "-C", p.staging.string(), "-cf",
-                        p.tarball_partial.string(), "."},
-                       po));
+  POLY_TRY(
+      run_checked({"tar", "--numeric-owner", "-C", p.staging.string(), "-cf", p.tarball_partial.string(), "."}, po));
   std::error_code ec;
   fs::rename(p.tarball_partial, p.tarball, ec);
   if (ec) return io_error("cannot rename the finished tarball to", p.tarball, ec);
@@ -634,8 +636,7 @@ Status prune_cache(const BuildPaths& p) {
 
 // The image's rootfs tarball, made from the debootstrapped rootfs and the agents' npm
 // installs unless already cached.
-Status ensure_tarball(const BuildPaths& p, const std::vector<AgentPin>& agents,
-                      const ImageBuildOptions& options) {
+Status ensure_tarball(const BuildPaths& p, const std::vector<AgentPin>& agents, const ImageBuildOptions& options) {
   if (!options.force && fs::exists(p.tarball)) {
     say(options, "reusing the image tarball " + p.tarball.string());
     return ok_status();
@@ -644,8 +645,8 @@ Status ensure_tarball(const BuildPaths& p, const std::vector<AgentPin>& agents,
   if (!installed.ok()) return installed.error();
   POLY_TRY(ensure_base_rootfs(p, options));
   POLY_TRY(require_root("preparing the rootfs"));
-  say(options, "adding the agent user, /workspace, the scripted agent and " + describe_agents(agents) +
-                   " in " + p.staging.string());
+  say(options, "adding the agent user, /workspace, the scripted agent and " + describe_agents(agents) + " in " +
+                   p.staging.string());
   POLY_TRY(copy_rootfs(p.base, p.staging));
   POLY_TRY(customise_rootfs(p.staging, *installed));
   say(options, "writing " + p.tarball.string());
@@ -654,9 +655,7 @@ Status ensure_tarball(const BuildPaths& p, const std::vector<AgentPin>& agents,
 }
 
 std::vector<std::string> image_changes(const std::string& version) {
-  return {"USER agent",
-          "WORKDIR /workspace",
-          "ENV HOME=/home/agent",
+  return {"USER agent", "WORKDIR /workspace", "ENV HOME=/home/agent",
           "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
           std::string("LABEL ") + kVersionLabel + "=" + version};
 }
@@ -681,8 +680,8 @@ Status import_tarball(DockerClient& docker, const BuildPaths& p, const std::stri
   auto current = image_is_current(docker, options.tag, version);
   if (!current.ok()) return current.error();
   if (!*current) {
-    return make_error("docker", "imported " + options.tag + " but it does not carry the label " +
-                                    kVersionLabel + "=" + version,
+    return make_error("docker",
+                      "imported " + options.tag + " but it does not carry the label " + kVersionLabel + "=" + version,
                       docker.endpoint());
   }
   return ok_status();
@@ -774,8 +773,7 @@ Result<bool> build_worker_image(DockerClient& docker, const ImageBuildOptions& o
   POLY_TRY(ensure_tarball(p, *agents, options));
   POLY_TRY(import_tarball(docker, p, version, options));
   POLY_TRY(check_agents_run(docker, p, *agents, options));
-  say(options, options.tag + " is ready with " + describe_agents(*agents) + " (" + kVersionLabel + "=" +
-                   version + ")");
+  say(options, options.tag + " is ready with " + describe_agents(*agents) + " (" + kVersionLabel + "=" + version + ")");
   return true;
 }
 

@@ -30,8 +30,8 @@ Result<LandResult> Landing::in_scratch_repo(const Workspace& ws, const LandFn& f
   fs::path land_dir = ws.task_dir / "land.git";
   std::error_code ec;
   fs::remove_all(land_dir, ec);
-  auto repo = GitRepo::init_borrowing(
-      land_dir, {pinned_dir(ws) / "objects", ws.mirror_dir / "objects"}, ws.branch, true);
+  auto repo =
+      GitRepo::init_borrowing(land_dir, {pinned_dir(ws) / "objects", ws.mirror_dir / "objects"}, ws.branch, true);
   auto result = repo.ok() ? fn(land_dir, *head) : Result<LandResult>(repo.error());
   fs::remove_all(land_dir, ec);
   return result;
@@ -104,9 +104,8 @@ Result<LandResult> Landing::land(const Workspace& ws) const {
     return pushed;
   });
   if (landed.ok()) {
-    spdlog::info("workspace landed task={} branch={} base={} commit={} fast_forward={}", ws.task_id,
-                 ws.branch, ws.base_branch, landed->merged_commit.substr(0, 12),
-                 landed->fast_forward);
+    spdlog::info("workspace landed task={} branch={} base={} commit={} fast_forward={}", ws.task_id, ws.branch,
+                 ws.base_branch, landed->merged_commit.substr(0, 12), landed->fast_forward);
   }
   return landed;
 }
@@ -183,9 +182,9 @@ Result<LandResult> Landing::push_and_land(const Workspace& ws, const fs::path& l
     return LandResult{head_hex, landed->merged_commit, !landed->merged_commit.empty(), landed->note};
   }
   auto local = land_in_process(ws, land_dir, head);
-  Status pushed = local ? *local
-                        : push_landing(land_dir, ws.repo_url, head_hex, "refs/heads/" + ws.branch,
-                                       "refs/heads/" + ws.base_branch);
+  Status pushed =
+      local ? *local
+            : push_landing(land_dir, ws.repo_url, head_hex, "refs/heads/" + ws.branch, "refs/heads/" + ws.base_branch);
   if (pushed.ok()) return LandResult{head_hex, head_hex, true, ""};
   if (pushed.error().code == "push_rejected") {
     // Never an unverified merge: the caller rebases onto the new base and verifies again.
@@ -212,8 +211,8 @@ Result<LandResult> Landing::land_on(const Workspace& ws, GitRepo& repo, const gi
   if (!*fast_forward) {
     // Never an unverified merge: the caller rebases onto the new base and verifies again.
     return make_error("base_moved",
-                      "'" + ws.base_branch + "' moved to " + oid_hex(origin_base).substr(0, 12) +
-                          " since branch '" + ws.branch + "' was verified",
+                      "'" + ws.base_branch + "' moved to " + oid_hex(origin_base).substr(0, 12) + " since branch '" +
+                          ws.branch + "' was verified",
                       ws.task_id);
   }
   POLY_TRY(push(repo.path(), ws.repo_url, head_hex, "refs/heads/" + ws.base_branch, false));

@@ -41,8 +41,7 @@ class Landing {
                                         const git_oid& head) const;
   Result<LandResult> push_and_land(const Workspace& ws, const std::filesystem::path& land_dir,
                                    const git_oid& head) const;
-  Result<LandResult> land_on(const Workspace& ws, GitRepo& repo, const git_oid& head,
-                             const git_oid& origin_base) const;
+  Result<LandResult> land_on(const Workspace& ws, GitRepo& repo, const git_oid& head, const git_oid& origin_base) const;
 
   const TaskClones& clones_;
 };

@@ -74,8 +74,8 @@ std::optional<std::string> refusal(const protocol::RunSpec& spec, const AllowLis
            "; container.allowed_images)";
   }
   if (!listed(allowed.networks, spec.network_mode)) {
-    return "network_mode: " + spec.network_mode + " is not a network this worker allows (" +
-           joined(allowed.networks) + "; container.allowed_networks)";
+    return "network_mode: " + spec.network_mode + " is not a network this worker allows (" + joined(allowed.networks) +
+           "; container.allowed_networks)";
   }
   if (auto r = mount_refusal(spec.agent.mounts, "agent.mounts", allowed)) return r;
   return mount_refusal(spec.reviewer.mounts, "reviewer.mounts", allowed);
@@ -153,15 +153,21 @@ Result<std::string> read_untrusted_file(const fs::path& path, int64_t max_bytes)
     ~Closer() { ::close(fd); }
   } closer{fd};
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return make_error("untrusted_file", std::string("fstat: ") + std::strerror(errno), path.string());
+  if (::fstat(fd, &st) != 0)
+    return make_error("untrusted_file", std::string("fstat: ") + std::strerror(errno), path.string());
   if (!S_ISREG(st.st_mode)) {
-    const char* what = S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISCHR(st.st_mode) ? "a character device"
-                       : S_ISDIR(st.st_mode) ? "a directory" : S_ISSOCK(st.st_mode) ? "a socket" : "not a regular file";
+    const char* what = S_ISFIFO(st.st_mode)   ? "a FIFO"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISDIR(st.st_mode)  ? "a directory"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
     return make_error("untrusted_file", std::string("it is ") + what + ", not a regular file", path.string());
   }
   if (st.st_size > max_bytes) {
-    return make_error("untrusted_file", "it is " + std::to_string(st.st_size) + " bytes, more than the " +
-                                            human_bytes(max_bytes) + " allowed", path.string());
+    return make_error(
+        "untrusted_file",
+        "it is " + std::to_string(st.st_size) + " bytes, more than the " + human_bytes(max_bytes) + " allowed",
+        path.string());
   }
   std::string text;
   char buf[8192];

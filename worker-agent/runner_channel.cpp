@@ -37,13 +37,17 @@ bool send_all(int fd, std::string_view data) {
   return true;
 }
 
-std::string short_id(const std::string& id) { return id.substr(0, 12); }
+std::string short_id(const std::string& id) {
+  return id.substr(0, 12);
+}
 
 }  // namespace
 
 RunnerChannel::RunnerChannel(int fd, std::string container) : fd_(fd), container_(std::move(container)) {}
 
-RunnerChannel::~RunnerChannel() { ::close(fd_); }
+RunnerChannel::~RunnerChannel() {
+  ::close(fd_);
+}
 
 void RunnerChannel::hang_up() {
   hung_up_ = true;
@@ -111,7 +115,8 @@ Result<int> RunnerChannel::run(const ExecSpec& spec, const std::function<bool(in
         return static_cast<int>(status);
       }
       default:
-        return make_error("runner", "the runner sent a frame of unknown type " + std::to_string(static_cast<int>(*type)),
+        return make_error("runner",
+                          "the runner sent a frame of unknown type " + std::to_string(static_cast<int>(*type)),
                           "container " + short_id(container_));
     }
   }
@@ -150,7 +155,9 @@ Result<std::unique_ptr<RunnerListener>> RunnerListener::open(const fs::path& dir
   return std::unique_ptr<RunnerListener>(new RunnerListener(fd, path));
 }
 
-RunnerListener::~RunnerListener() { close_and_unlink(); }
+RunnerListener::~RunnerListener() {
+  close_and_unlink();
+}
 
 void RunnerListener::close_and_unlink() {
   if (fd_ < 0) return;
@@ -162,12 +169,13 @@ void RunnerListener::close_and_unlink() {
 }
 
 Result<std::shared_ptr<RunnerChannel>> RunnerListener::accept(const std::string& container,
-                                                               std::chrono::milliseconds timeout,
-                                                               const std::function<Result<int>()>& expected_pid) {
+                                                              std::chrono::milliseconds timeout,
+                                                              const std::function<Result<int>()>& expected_pid) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto wait_for = [&](int fd) {
     while (true) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return false;
       pollfd p{fd, POLLIN, 0};
       const int r = ::poll(&p, 1, static_cast<int>(left.count()));
@@ -177,8 +185,8 @@ Result<std::shared_ptr<RunnerChannel>> RunnerListener::accept(const std::string&
   };
   const std::string where = "container " + short_id(container);
   if (fd_ < 0 || !wait_for(fd_)) {
-    return make_error("runner", "the task container's runner did not connect within " +
-                                    std::to_string(timeout.count()) + " ms",
+    return make_error("runner",
+                      "the task container's runner did not connect within " + std::to_string(timeout.count()) + " ms",
                       where);
   }
   const int conn = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
@@ -208,8 +216,9 @@ Result<std::shared_ptr<RunnerChannel>> RunnerListener::accept(const std::string&
   auto type = channel->read_frame(hello);
   if (!type.ok()) return type.error();
   if (*type != 'H' || hello != runner::kHello) {
-    return make_error("runner", "the runner's hello is \"" + hello.substr(0, 64) + "\", not \"" +
-                                    std::string(runner::kHello) + "\" (a runner of another version?)",
+    return make_error("runner",
+                      "the runner's hello is \"" + hello.substr(0, 64) + "\", not \"" + std::string(runner::kHello) +
+                          "\" (a runner of another version?)",
                       where);
   }
   return channel;
@@ -259,8 +268,9 @@ Result<fs::path> find_runner() {
   std::string places;
   for (const auto& p : tried) places += (places.empty() ? "" : ", ") + p.string();
   return make_error("not_found",
-                    "cannot find polyphony-runner (tried " + places + "); install it beside polyphony-worker or set "
-                    "POLYPHONY_RUNNER",
+                    "cannot find polyphony-runner (tried " + places +
+                        "); install it beside polyphony-worker or set "
+                        "POLYPHONY_RUNNER",
                     "");
 }
 
@@ -274,8 +284,10 @@ Result<fs::path> install_runner(const fs::path& dir) {
   partial += ".partial." + std::to_string(::getpid());
   fs::copy_file(*found, partial, fs::copy_options::overwrite_existing, ec);
   if (!ec) {
-    fs::permissions(partial, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                                 fs::perms::others_read | fs::perms::others_exec, ec);
+    fs::permissions(partial,
+                    fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                        fs::perms::others_exec,
+                    ec);
   }
   if (!ec) fs::rename(partial, target, ec);
   if (ec) {

@@ -135,8 +135,7 @@ Status SparePool::check_spare(const WorkspaceRequest& request, const Spare& spar
                       request.task_id);
   }
   if (!fs::exists(spare.dir / "repo" / ".git") || !fs::exists(spare.dir / kSpareGitConfig)) {
-    return make_error("not_found", "the spare " + spare.dir.string() + " is missing or incomplete",
-                      request.task_id);
+    return make_error("not_found", "the spare " + spare.dir.string() + " is missing or incomplete", request.task_id);
   }
   return ok_status();
 }
@@ -155,10 +154,10 @@ Result<Workspace> SparePool::place_spare(const WorkspaceRequest& request, const 
   fs::create_directories(tasks_dir, ec);
   ec = rename_no_replace(spare.dir, task_dir);
   if (ec == std::errc::file_exists || ec == std::errc::directory_not_empty) {
-    return make_error("exists",
-                      "task '" + request.task_id + "' already has a workspace at " + task_dir.string() +
-                          "; remove it first",
-                      request.task_id);
+    return make_error(
+        "exists",
+        "task '" + request.task_id + "' already has a workspace at " + task_dir.string() + "; remove it first",
+        request.task_id);
   }
   if (ec) {
     return make_error("io",

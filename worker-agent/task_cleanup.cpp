@@ -48,7 +48,8 @@ CleanupCount clean_up_finished_tasks(DockerClient& docker, Workspaces& workspace
     ++out.workspaces;
     if (dry_run) continue;
     spdlog::info("cleanup: removing the workspace of task {}", task);
-    if (auto s = workspaces.remove(task); !s.ok()) out.errors.push_back("workspace of task " + task + ": " + s.error().to_string());
+    if (auto s = workspaces.remove(task); !s.ok())
+      out.errors.push_back("workspace of task " + task + ": " + s.error().to_string());
   }
   return out;
 }

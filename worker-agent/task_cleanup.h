@@ -12,7 +12,7 @@
 namespace polyphony {
 
 struct CleanupCount {
-  int workspaces = 0;               // removed (or that would be, dry run)
+  int workspaces = 0;  // removed (or that would be, dry run)
   int containers = 0;
   std::vector<std::string> errors;  // what could not be removed, and why
 };

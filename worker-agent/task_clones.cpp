@@ -25,8 +25,7 @@ Result<Workspace> read_metadata(const fs::path& task_dir, const std::string& tas
   fs::path path = task_dir / kMetadataFile;
   std::ifstream in(path);
   if (!in) {
-    return make_error("not_found",
-                      "no workspace for task '" + task_id + "' (" + path.string() + " is missing)",
+    return make_error("not_found", "no workspace for task '" + task_id + "' (" + path.string() + " is missing)",
                       task_id);
   }
   try {
@@ -47,7 +46,9 @@ Result<Workspace> read_metadata(const fs::path& task_dir, const std::string& tas
 
 }  // namespace
 
-fs::path pinned_dir(const Workspace& ws) { return ws.task_dir / "pinned.git"; }
+fs::path pinned_dir(const Workspace& ws) {
+  return ws.task_dir / "pinned.git";
+}
 
 Status write_metadata(const Workspace& ws) {
   nlohmann::json j = {{"version", 1},
@@ -72,8 +73,8 @@ Status write_metadata(const Workspace& ws) {
 // The git CLI: on 20,000 files it wrote the work tree in about half the time libgit2 took
 // (measured with the provisioning benchmark's repository).
 Status checkout_new_clone(const fs::path& repo_dir, const std::vector<std::string>& target) {
-  std::vector<std::string> args{"-c",        "core.hooksPath=/dev/null", "-c", "checkout.workers=0",
-                                "checkout",  "--quiet",                  "--force"};
+  std::vector<std::string> args{"-c",     "core.hooksPath=/dev/null", "-c", "checkout.workers=0", "checkout", "--quiet",
+                                "--force"};
   args.insert(args.end(), target.begin(), target.end());
   POLY_TRY(run_git(args, repo_dir, std::chrono::hours(1)));
   return ok_status();
@@ -82,12 +83,10 @@ Status checkout_new_clone(const fs::path& repo_dir, const std::vector<std::strin
 Status TaskClones::check_request(const WorkspaceRequest& request) const {
   POLY_TRY(check_task_id(request.task_id));
   if (!is_valid_branch_name(request.branch)) {
-    return make_error("usage", "'" + request.branch + "' is not a valid branch name",
-                      request.task_id);
+    return make_error("usage", "'" + request.branch + "' is not a valid branch name", request.task_id);
   }
   if (!request.base_branch.empty() && !is_valid_branch_name(request.base_branch)) {
-    return make_error("usage", "'" + request.base_branch + "' is not a valid base branch name",
-                      request.task_id);
+    return make_error("usage", "'" + request.base_branch + "' is not a valid base branch name", request.task_id);
   }
   if (fs::exists(tasks_dir_ / request.task_id)) {
     return make_error("exists",
@@ -98,8 +97,7 @@ Status TaskClones::check_request(const WorkspaceRequest& request) const {
   return ok_status();
 }
 
-Status TaskClones::build_clone(const Workspace& ws, const BranchSnapshot& origin_branches,
-                               const git_oid& base) const {
+Status TaskClones::build_clone(const Workspace& ws, const BranchSnapshot& origin_branches, const git_oid& base) const {
   auto repo = GitRepo::init_borrowing(ws.repo_dir, {ws.mirror_dir / "objects"}, ws.branch);
   POLY_TRY(repo);
   POLY_TRY(repo->add_remote("origin", ws.repo_url, origin_branches));
@@ -125,25 +123,18 @@ Result<Workspace> TaskClones::provision(const WorkspaceRequest& request) const {
   std::error_code ec;
   fs::create_directories(tasks_dir_, ec);
   if (!fs::create_directory(task_dir, ec)) {  // atomic: reserves the id against a racing provision
-    return make_error(
-        ec ? "io" : "exists",
-        "cannot create " + task_dir.string() + (ec ? ": " + ec.message() : ": it exists"),
-        request.task_id);
+    return make_error(ec ? "io" : "exists",
+                      "cannot create " + task_dir.string() + (ec ? ": " + ec.message() : ": it exists"),
+                      request.task_id);
   }
-  Workspace ws{request.task_id,
-               task_dir,
-               task_dir / "repo",
-               mirror,
-               origin->url,
-               base->name,
-               oid_hex(base->commit),
-               request.branch};
+  Workspace ws{request.task_id, task_dir,   task_dir / "repo",     mirror,
+               origin->url,     base->name, oid_hex(base->commit), request.branch};
   if (auto built = build_clone(ws, branches->tracked_with(base->name), base->commit); !built.ok()) {
     fs::remove_all(task_dir, ec);
     return built.error();
   }
-  spdlog::info("workspace provisioned task={} base={}@{} branch={} ms={}", ws.task_id,
-               ws.base_branch, ws.base_commit.substr(0, 12), ws.branch, millis_since(start));
+  spdlog::info("workspace provisioned task={} base={}@{} branch={} ms={}", ws.task_id, ws.base_branch,
+               ws.base_commit.substr(0, 12), ws.branch, millis_since(start));
   return ws;
 }
 
@@ -153,8 +144,7 @@ Result<Workspace> TaskClones::open(const std::string& task_id) const {
   auto ws = read_metadata(task_dir, task_id);
   POLY_TRY(ws);
   if (!fs::exists(ws->repo_dir / ".git")) {
-    return make_error("not_found",
-                      "the workspace repository " + ws->repo_dir.string() + " is missing", task_id);
+    return make_error("not_found", "the workspace repository " + ws->repo_dir.string() + " is missing", task_id);
   }
   return ws;
 }

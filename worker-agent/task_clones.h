@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "common/result.h"
-#include "worker-agent/bundle_import.h"
-#include "worker-agent/clone_owner.h"
 #include "git/git_repo.h"
 #include "git/mirror.h"
+#include "worker-agent/bundle_import.h"
+#include "worker-agent/clone_owner.h"
 #include "worker-agent/workspaces.h"
 
 namespace polyphony::detail {
@@ -41,8 +41,7 @@ struct PinnedBranch {
 // Workspaces method of the same name (workspaces.h), for a workspace under tasks_dir.
 class TaskClones {
  public:
-  TaskClones(std::filesystem::path tasks_dir, const MirrorStore& mirrors, CommitIdentity identity,
-             CloneOwner owner)
+  TaskClones(std::filesystem::path tasks_dir, const MirrorStore& mirrors, CommitIdentity identity, CloneOwner owner)
       : tasks_dir_(std::move(tasks_dir)), mirrors_(mirrors), identity_(std::move(identity)), owner_(owner) {}
 
   const std::filesystem::path& tasks_dir() const { return tasks_dir_; }

@@ -12,10 +12,10 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
-#include <future>
-#include <sstream>
 #include <fstream>
+#include <future>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "common/yaml_reader.h"
@@ -71,9 +71,9 @@ bool looks_unavailable(int exit_code, const std::string& tail) {
   if (exit_code == 126 || exit_code == 127 || (exit_code > 128 && exit_code != 137)) return true;
   std::string t;
   for (char c : tail) t += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  for (const char* p : {"rate limit", "rate-limit", "ratelimit", "too many requests", "quota exceeded",
-                        "unauthorized", "authentication failed", "invalid api key", "not logged in",
-                        "command not found", "401 ", "429 "}) {
+  for (const char* p :
+       {"rate limit", "rate-limit", "ratelimit", "too many requests", "quota exceeded", "unauthorized",
+        "authentication failed", "invalid api key", "not logged in", "command not found", "401 ", "429 "}) {
     if (t.find(p) != std::string::npos) return true;
   }
   return false;
@@ -97,8 +97,10 @@ std::optional<Verdict> parse_verdict(const std::string& text) {
   while (std::getline(in, line)) {
     std::string word;
     for (char c : line) {
-      if (std::isalpha(static_cast<unsigned char>(c))) word += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      else if (!word.empty() && c != ' ' && c != '_' && c != '-') break;
+      if (std::isalpha(static_cast<unsigned char>(c)))
+        word += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      else if (!word.empty() && c != ' ' && c != '_' && c != '-')
+        break;
     }
     if (word.empty()) continue;
     std::string rest((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -138,8 +140,8 @@ class Attempt {
       if (!overflowed_) {
         overflowed_ = true;
         log(stream, data.substr(0, static_cast<size_t>(std::max<int64_t>(limit - output_bytes_, 0))));
-        const std::string note = "output past " + human_bytes(limit) +
-                                 " for this attempt is dropped (container.output_limit)";
+        const std::string note =
+            "output past " + human_bytes(limit) + " for this attempt is dropped (container.output_limit)";
         say(note);
         if (!state_.empty()) update(state_, note);
       }
@@ -322,13 +324,14 @@ Result<ContainerOutcome> run_container(const ContainerSpec& cs, const std::strin
     }
   } remover{ctx.docker, *id};
   POLY_TRY(ctx.docker.start_container(*id));
-  return watched(stream, timeout_s, stall_timeout_s, attempt, [&] { (void)ctx.docker.stop_container(*id, 2); },
-                 [&](const OutputSink& sink) -> Result<int> {
-                   auto logs = ctx.docker.stream_logs(*id, true, sink);
-                   if (!logs.ok()) spdlog::warn("logs of container {}: {}", *id, logs.error().to_string());
-                   return ctx.docker.wait_container(*id, std::chrono::seconds(60));
-                 },
-                 over_limit, observe);
+  return watched(
+      stream, timeout_s, stall_timeout_s, attempt, [&] { (void)ctx.docker.stop_container(*id, 2); },
+      [&](const OutputSink& sink) -> Result<int> {
+        auto logs = ctx.docker.stream_logs(*id, true, sink);
+        if (!logs.ok()) spdlog::warn("logs of container {}: {}", *id, logs.error().to_string());
+        return ctx.docker.wait_container(*id, std::chrono::seconds(60));
+      },
+      over_limit, observe);
 }
 
 int64_t ms_between(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
@@ -338,8 +341,7 @@ int64_t ms_between(std::chrono::steady_clock::time_point from, std::chrono::stea
 // The environment every process of the attempt sees.
 std::vector<std::string> attempt_env(const protocol::RunSpec& spec) {
   return {"POLYPHONY_TASK_ID=" + spec.task_id, "POLYPHONY_TASK_FILE=/polyphony/task.md",
-          "POLYPHONY_BRANCH=" + spec.branch, "POLYPHONY_ATTEMPT=" + std::to_string(spec.attempt),
-          "HOME=/home/agent"};
+          "POLYPHONY_BRANCH=" + spec.branch, "POLYPHONY_ATTEMPT=" + std::to_string(spec.attempt), "HOME=/home/agent"};
 }
 
 // A container of its own for one role of the attempt (the reviewer): the task container's
@@ -348,8 +350,8 @@ ContainerSpec base_container(const protocol::RunSpec& spec, const Workspace& ws,
                              const std::string& role) {
   WarmKey key = warm_key(spec, ctx.container_uid, ctx.container_gid, ctx.hosts_file, "", ctx.limits);
   key.mounts.clear();
-  ContainerSpec cs = task_container_spec(key, ws.repo_dir, ws.task_dir / "meta", ws.mirror_dir,
-                                         run_labels(spec, role, ctx.worker_id));
+  ContainerSpec cs =
+      task_container_spec(key, ws.repo_dir, ws.task_dir / "meta", ws.mirror_dir, run_labels(spec, role, ctx.worker_id));
   cs.env = attempt_env(spec);
   return cs;
 }
@@ -376,8 +378,10 @@ Status make_readable_dir(const fs::path& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return make_error("io", "cannot create " + dir.string() + ": " + ec.message(), dir.string());
-  fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                           fs::perms::others_read | fs::perms::others_exec, ec);
+  fs::permissions(dir,
+                  fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                      fs::perms::others_exec,
+                  ec);
   return {};
 }
 
@@ -385,7 +389,8 @@ Status write_task_file(const protocol::RunSpec& spec, const Workspace& ws) {
   fs::path meta = ws.task_dir / "meta";
   POLY_TRY(make_readable_dir(meta));
   std::string text = spec.title + "\n\n" + spec.body + (spec.body.empty() || spec.body.back() == '\n' ? "" : "\n");
-  if (!spec.feedback.empty()) text += "\n## An earlier attempt failed; do not repeat it\n\n" + quoted(spec.feedback) + "\n";
+  if (!spec.feedback.empty())
+    text += "\n## An earlier attempt failed; do not repeat it\n\n" + quoted(spec.feedback) + "\n";
   return write_file(meta / "task.md", text);
 }
 
@@ -457,8 +462,8 @@ Result<AgentLaunch> prepare_agent(const protocol::AgentSpec& agent, const std::v
   }
   const std::string config_dir = has_config ? "/home/agent/.polyphony/" + role + "-" + agent.name : "";
   if (!agent.config_env.empty()) launch.env.push_back(agent.config_env + "=" + config_dir);
-  launch.argv = {"sh", "-c", kAgentPrelude, "polyphony-agent", "/polyphony/" + role + "-config", config_dir,
-                 stdin_in_container};
+  launch.argv = {
+      "sh", "-c", kAgentPrelude, "polyphony-agent", "/polyphony/" + role + "-config", config_dir, stdin_in_container};
   launch.argv.insert(launch.argv.end(), command.begin(), command.end());
   return launch;
 }
@@ -502,7 +507,7 @@ class AgentWatch {
     if (!output_.structured()) {
       if (exit_code == 0) return std::nullopt;
       return std::pair{looks_unavailable(exit_code, tail) ? FK::kAgentUnavailable : FK::kAgent,
-              who + " exited with status " + std::to_string(exit_code) + (tail.empty() ? "" : ": " + tail)};
+                       who + " exited with status " + std::to_string(exit_code) + (tail.empty() ? "" : ": " + tail)};
     }
     const std::string said = output_.error().empty() ? "" : ": " + output_.error();
     if ((exit_code != 0 || output_.failed()) && !output_.refusal().empty()) {
@@ -511,13 +516,14 @@ class AgentWatch {
     if (exit_code != 0) {
       const std::string why = said.empty() && !tail.empty() ? ": " + tail : said;
       return std::pair{looks_unavailable(exit_code, "") ? FK::kAgentUnavailable : FK::kAgent,
-              who + " exited with status " + std::to_string(exit_code) + why};
+                       who + " exited with status " + std::to_string(exit_code) + why};
     }
     if (output_.failed()) return std::pair{FK::kAgent, who + " reported that its run failed" + said};
     if (!output_.finished()) {
       return std::pair{FK::kAgent, who + " exited without the closing event of its structured output (" +
-                           std::to_string(output_.malformed_lines()) + " lines were not JSON events): how its run ended "
-                           "is unknown"};
+                                       std::to_string(output_.malformed_lines()) +
+                                       " lines were not JSON events): how its run ended "
+                                       "is unknown"};
     }
     return std::nullopt;
   }
@@ -537,19 +543,21 @@ protocol::TaskResult container_failure(Attempt& attempt, const protocol::RunSpec
   if (e.code == "no_runner") return attempt.failed(FK::kConfig, role + " container: " + e.message);
   if (e.code == "not_found" && names_missing_image(e.message)) {
     return attempt.failed(FK::kConfig, role + " container: image " + spec.image +
-                                        " is missing on this worker: run `polyphony image build` (" + e.to_string() + ")");
+                                           " is missing on this worker: run `polyphony image build` (" + e.to_string() +
+                                           ")");
   }
   if (e.code == "not_found") {
     const bool network = e.message.find("network") != std::string::npos;
     return attempt.failed(FK::kConfig, role + " container: the Docker engine says: " + e.message +
-                                        (network ? " (config.yaml container.network is '" + spec.network_mode +
-                                                       "'; `polyphony doctor` checks it against the engine)"
-                                                 : ""));
+                                           (network ? " (config.yaml container.network is '" + spec.network_mode +
+                                                          "'; `polyphony doctor` checks it against the engine)"
+                                                    : ""));
   }
   if (role == "agent" && (e.message.find("executable file not found") != std::string::npos ||
                           e.message.find("no such file or directory") != std::string::npos)) {
-    return attempt.failed(FK::kAgentUnavailable, "agent " + spec.agent.name + " cannot start: its CLI is missing from image " +
-                                                   spec.image + " (" + e.message + ")");
+    return attempt.failed(FK::kAgentUnavailable, "agent " + spec.agent.name +
+                                                     " cannot start: its CLI is missing from image " + spec.image +
+                                                     " (" + e.message + ")");
   }
   return attempt.failed(FK::kInfra, role + " container: " + e.to_string());
 }
@@ -640,8 +648,8 @@ class Run {
   WarmKey key_;
   Workspace ws_;
   std::string verify_command_;
-  std::string container_;   // the task container's id, once there is one
-  int container_pid_ = 0;   // its PID 1 on the host, for its cgroup; 0: unknown
+  std::string container_;                  // the task container's id, once there is one
+  int container_pid_ = 0;                  // its PID 1 on the host, for its cgroup; 0: unknown
   std::shared_ptr<RunnerChannel> runner_;  // its PID 1, connected
   // The pinned commit, which verify brings the workspace to first.
   std::string pinned_;
@@ -688,8 +696,7 @@ int host_pid_of(DockerClient& docker, const std::string& container) {
 Result<ContainerOutcome> Run::exec_in(const std::vector<std::string>& cmd, std::vector<std::string> env,
                                       const std::string& stream, int64_t timeout_s, int64_t stall_timeout_s,
                                       const OutputSink& observe,
-                                      const std::function<Status(std::string_view)>& stdout_to,
-                                      Status* stdout_status) {
+                                      const std::function<Status(std::string_view)>& stdout_to, Status* stdout_status) {
   POLY_TRY(ensure_container());
   if (container_pid_ == 0 && ctx_.limits.pids_limit > 0) container_pid_ = host_pid_of(ctx_.docker, container_);
   ExecSpec exec{cmd, std::move(env), "", "/workspace"};
@@ -721,7 +728,8 @@ branch=$1 base=$2 message=$3 name=$4 email=$5
 g() { git --git-dir=/workspace/.git --work-tree=/workspace -c core.hooksPath=/dev/null -c core.fsmonitor=false "$@"; }
 [ "$(g symbolic-ref -q HEAD)" = "refs/heads/$branch" ] || { echo "HEAD is not on branch $branch" >&2; exit 3; }
 g add -A >&2 || exit 4
-g diff --cached --quiet || g -c user.name="$name" -c user.email="$email" commit -q --no-verify -m "$message" >&2 || exit 4
+g diff --cached --quiet ||
+  g -c user.name="$name" -c user.email="$email" commit -q --no-verify -m "$message" >&2 || exit 4
 [ "$(g rev-parse "refs/heads/$branch")" != "$base" ] || exit 5
 exec git --git-dir=/workspace/.git -c core.hooksPath=/dev/null bundle create --quiet - "^$base" "refs/heads/$branch"
 )sh";
@@ -735,10 +743,10 @@ exec git --git-dir=/workspace/.git -c core.hooksPath=/dev/null bundle create --q
 // pinned branch's from the worker's bundle (hashed as they are indexed); its refs replaced by
 // the branch and the base's remote-tracking ref. The workspace is brought to exactly the
 // pinned commit: untracked and ignored files go too (nested repositories included), so nothing
-// the agent left beside the commit can make verify pass; then the command runs (eval in a subshell, so an `exit` in it still comes back
-// here; the command is an argument, never spliced into the script), and what it left running is
-// killed too before its status is reported, so nothing of it outlives verify into review or
-// landing. 125: the workspace could not be brought there.
+// the agent left beside the commit can make verify pass; then the command runs (eval in a subshell, so an `exit` in it
+// still comes back here; the command is an argument, never spliced into the script), and what it left running is killed
+// too before its status is reported, so nothing of it outlives verify into review or landing. 125: the workspace could
+// not be brought there.
 constexpr const char* kVerifyScript = R"sh(kill -KILL -1 2>/dev/null
 polyphony_cmd=$8 polyphony_branch=$1
 polyphony_sync() {
@@ -750,7 +758,8 @@ polyphony_sync() {
   { [ -f .git/index ] && [ ! -L .git/index ]; } || rm -f .git/index || return 1
   mkdir -p .git/objects/info .git/objects/pack .git/refs/heads .git/refs/tags || return 1
   printf '%s\n' "$3" > .git/objects/info/alternates && printf 'ref: refs/heads/%s\n' "$1" > .git/HEAD || return 1
-  printf '[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n[remote "origin"]\n\turl = %s\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n' "$4" > .git/config || return 1
+  printf '[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n'\
+'[remote "origin"]\n\turl = %s\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n' "$4" > .git/config || return 1
   g() { git --git-dir=/workspace/.git --work-tree=/workspace -c core.hooksPath=/dev/null "$@"; }
   g bundle unbundle "$5" >/dev/null && g update-ref "refs/remotes/origin/$6" "$7" &&
     g checkout -q --force -B "$1" "$2" && g clean -ffdxq
@@ -781,10 +790,11 @@ std::optional<protocol::TaskResult> Run::collect_branch() {
   if (!import.ok()) return attempt_.failed(FK::kInfra, "taking in the agent's branch: " + import.error().to_string());
   const CommitIdentity who = ctx_.workspaces.commit_identity();
   Status taken = ok_status();
-  auto run = exec_in({"sh", "-c", kCollectScript, "polyphony-collect", spec_.branch, ws_.base_commit,
-                      "polyphony: changes left uncommitted by " + spec_.agent.name, who.name, who.email},
-                     attempt_env(spec_), "agent", spec_.verify_timeout_s, 0, {},
-                     [&](std::string_view data) { return (*import)->add(data); }, &taken);
+  auto run = exec_in(
+      {"sh", "-c", kCollectScript, "polyphony-collect", spec_.branch, ws_.base_commit,
+       "polyphony: changes left uncommitted by " + spec_.agent.name, who.name, who.email},
+      attempt_env(spec_), "agent", spec_.verify_timeout_s, 0, {},
+      [&](std::string_view data) { return (*import)->add(data); }, &taken);
   if (!run.ok()) return container_failure(attempt_, spec_, "agent", run.error());
   if (run->cancelled) return attempt_.failed(FK::kCancelled, "cancelled while the agent's work was committed");
   if (run->timed_out) return attempt_.failed(FK::kTimeout, "committing the agent's work ran out of time");
@@ -879,8 +889,8 @@ std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string
   env.insert(env.end(), launch->env.begin(), launch->env.end());
   AgentWatch watch(spec_.agent, "implementer", spec_);
   const auto started = std::chrono::steady_clock::now();
-  auto run = exec_in(launch->argv, std::move(env), "agent", spec_.run_timeout_s, spec_.stall_timeout_s,
-                     watch.observer());
+  auto run =
+      exec_in(launch->argv, std::move(env), "agent", spec_.run_timeout_s, spec_.stall_timeout_s, watch.observer());
   const auto ran = std::chrono::steady_clock::now();
   attempt_.record(watch.finish());
   if (!run.ok()) return container_failure(attempt_, spec_, "agent", run.error());
@@ -889,21 +899,22 @@ std::optional<protocol::TaskResult> Run::run_agent(const std::vector<std::string
   if (!run->limit.empty()) return attempt_.failed(FK::kAgent, "agent " + spec_.agent.name + ": " + run->limit);
   if (run->stalled) {
     return attempt_.failed(FK::kTimeout, "the agent printed nothing for " + std::to_string(spec_.stall_timeout_s) +
-                                          " s and was stopped (stall timeout)");
+                                             " s and was stopped (stall timeout)");
   }
   if (run->timed_out) {
     if (spec_.run_timeout_is_budget) {
       return attempt_.failed(FK::kBudget, "agent " + spec_.agent.name + " passed its budget of " +
-                                           std::to_string(spec_.run_timeout_s) + " s and was stopped");
+                                              std::to_string(spec_.run_timeout_s) + " s and was stopped");
     }
-    return attempt_.failed(FK::kTimeout, "the agent ran past " + std::to_string(spec_.run_timeout_s) + " s and was stopped");
+    return attempt_.failed(FK::kTimeout,
+                           "the agent ran past " + std::to_string(spec_.run_timeout_s) + " s and was stopped");
   }
   // SIGKILL comes from outside (the kernel's OOM killer, a stop): the machine's trouble, not
   // the agent's, so the same agent tries again.
   if (run->exit_code == 137) {
     return attempt_.failed(FK::kInfra, "agent " + spec_.agent.name + " exited with status 137" +
-                                        (run->tail.empty() ? "" : ": " + run->tail) +
-                                        " (killed: out of memory, or stopped from outside)");
+                                           (run->tail.empty() ? "" : ": " + run->tail) +
+                                           " (killed: out of memory, or stopped from outside)");
   }
   if (auto judged = watch.judge(run->exit_code, run->tail)) return attempt_.failed(judged->first, judged->second);
   if (auto failed = collect_branch()) return failed;
@@ -924,16 +935,17 @@ std::optional<protocol::TaskResult> Run::verify() {
   if (auto s = ctx_.workspaces.write_pinned_bundle(ws_, ws_.task_dir / "meta" / "pinned.bundle"); !s.ok()) {
     return attempt_.failed(FK::kInfra, "writing the pinned branch for verify: " + s.error().to_string());
   }
-  auto run = exec_in({"sh", "-c", kVerifyScript, "polyphony-verify", spec_.branch, pinned_,
-                      (ws_.mirror_dir / "objects").string(), ws_.repo_url, "/polyphony/pinned.bundle",
-                      ws_.base_branch, ws_.base_commit, verify_command_},
-                     attempt_env(spec_), "verify", spec_.verify_timeout_s, 0);
+  auto run = exec_in(
+      {"sh", "-c", kVerifyScript, "polyphony-verify", spec_.branch, pinned_, (ws_.mirror_dir / "objects").string(),
+       ws_.repo_url, "/polyphony/pinned.bundle", ws_.base_branch, ws_.base_commit, verify_command_},
+      attempt_env(spec_), "verify", spec_.verify_timeout_s, 0);
   spdlog::info("task {}: verify ran {} ms", spec_.task_id, ms_between(started, std::chrono::steady_clock::now()));
   if (!run.ok()) return container_failure(attempt_, spec_, "verify", run.error());
   if (run->cancelled) return attempt_.failed(FK::kCancelled, "cancelled during verify");
   if (!run->limit.empty()) return attempt_.failed(FK::kVerify, "verify `" + verify_command_ + "`: " + run->limit);
   if (run->timed_out) {
-    return attempt_.failed(FK::kTimeout, "verify ran past " + std::to_string(spec_.verify_timeout_s) + " s and was stopped");
+    return attempt_.failed(FK::kTimeout,
+                           "verify ran past " + std::to_string(spec_.verify_timeout_s) + " s and was stopped");
   }
   if (run->exit_code != 0) {
     auto r = attempt_.failed(FK::kVerify, verify_failure_reason(verify_command_, run->exit_code, run->output));
@@ -974,11 +986,13 @@ Result<Verdict> Run::review(int round) {
   if (::chown(out.c_str(), static_cast<uid_t>(ctx_.container_uid), static_cast<gid_t>(ctx_.container_gid)) != 0) {
     return make_error("io", std::string("cannot chown: ") + std::strerror(errno), out.string());
   }
-  POLY_TRY(write_file(meta / "task.md",
-                      "Review: " + spec_.title + "\n\nReview the work on branch " + spec_.branch + " against " +
-                          ws_.base_commit.substr(0, 12) + " (read-only at /workspace). Write your verdict to " +
-                          protocol::kVerdictFile + ": its first line `approve` or `changes requested`, then your "
-                          "comments.\n\nThe task was:\n\n" + quoted(spec_.title + "\n\n" + spec_.body) + "\n"));
+  POLY_TRY(write_file(meta / "task.md", "Review: " + spec_.title + "\n\nReview the work on branch " + spec_.branch +
+                                            " against " + ws_.base_commit.substr(0, 12) +
+                                            " (read-only at /workspace). Write your verdict to " +
+                                            protocol::kVerdictFile +
+                                            ": its first line `approve` or `changes requested`, then your "
+                                            "comments.\n\nThe task was:\n\n" +
+                                            quoted(spec_.title + "\n\n" + spec_.body) + "\n"));
   // A clone of its own, of the pinned commit: the implementer's .git (its config, hooks) never
   // reaches the reviewer's container.
   auto clone = ctx_.workspaces.make_review_clone(ws_);
@@ -992,7 +1006,8 @@ Result<Verdict> Run::review(int round) {
     if (m.container_path == "/polyphony") m.host_path = meta.string();
   }
   cs.mounts.push_back({out.string(), fs::path(protocol::kVerdictFile).parent_path().string(), false});
-  auto launch = prepare_agent(spec_.reviewer, spec_.reviewer.command, spec_.reviewer.stdin_text, meta, "reviewer", ctx_);
+  auto launch =
+      prepare_agent(spec_.reviewer, spec_.reviewer.command, spec_.reviewer.stdin_text, meta, "reviewer", ctx_);
   POLY_TRY(launch);
   cs.cmd = launch->argv;
   cs.env.insert(cs.env.end(), launch->env.begin(), launch->env.end());
@@ -1007,7 +1022,8 @@ Result<Verdict> Run::review(int round) {
       cs, "review", spec_.run_timeout_s, spec_.stall_timeout_s, attempt_, ctx_,
       [&]() -> std::optional<std::string> {
         if (out_limit <= 0 || disk_usage(out, out_limit) < out_limit) return std::nullopt;
-        return "its verdict directory grew past " + human_bytes(out_limit) + " (container.workspace_limit) and it was stopped";
+        return "its verdict directory grew past " + human_bytes(out_limit) +
+               " (container.workspace_limit) and it was stopped";
       },
       watch.observer());
   attempt_.record(watch.finish());
@@ -1016,9 +1032,10 @@ Result<Verdict> Run::review(int round) {
   if (run->halted) return make_error("budget", watch.over_budget() + " and was stopped");
   if (!run->limit.empty()) return make_error("agent", "reviewer " + spec_.reviewer.name + ": " + run->limit);
   if (run->timed_out || run->stalled) {
-    return make_error("agent", "reviewer " + spec_.reviewer.name + " was stopped: " +
-                                   (run->stalled ? "it printed nothing for " + std::to_string(spec_.stall_timeout_s) + " s"
-                                                 : "it ran past " + std::to_string(spec_.run_timeout_s) + " s"));
+    return make_error("agent",
+                      "reviewer " + spec_.reviewer.name + " was stopped: " +
+                          (run->stalled ? "it printed nothing for " + std::to_string(spec_.stall_timeout_s) + " s"
+                                        : "it ran past " + std::to_string(spec_.run_timeout_s) + " s"));
   }
   if (auto judged = watch.judge(run->exit_code, run->tail)) {
     return make_error(std::string(protocol::to_string(judged->first)), judged->second);
@@ -1027,7 +1044,8 @@ Result<Verdict> Run::review(int round) {
   auto text = read_untrusted_file(out / "verdict.md", kMaxVerdictBytes);
   if (!text.ok()) {
     return make_error("agent", "reviewer " + spec_.reviewer.name + " left no verdict: " + protocol::kVerdictFile + " " +
-                                   (text.error().code == "not_found" ? std::string("is missing") : "is refused: " + text.error().message));
+                                   (text.error().code == "not_found" ? std::string("is missing")
+                                                                     : "is refused: " + text.error().message));
   }
   auto verdict = parse_verdict(*text);
   if (!verdict) {
@@ -1070,7 +1088,7 @@ std::optional<protocol::TaskResult> Run::implement_and_review() {
     if (verdict->approved) return std::nullopt;
     if (round >= spec_.review_rounds) {
       return attempt_.failed(FK::kReview, "reviewer " + spec_.reviewer.name + " still requests changes after " +
-                                           std::to_string(round + 1) + " reviews: " + comments);
+                                              std::to_string(round + 1) + " reviews: " + comments);
     }
     if (auto s = write_file(ws_.task_dir / "meta" / "review.md",
                             "Review by " + spec_.reviewer.name + ": changes requested\n\n" + verdict->comments);
@@ -1088,7 +1106,9 @@ protocol::TaskResult Run::push_branch() {
   }();
   if (!pushed.ok()) {
     const auto& code = pushed.error().code;
-    return attempt_.failed(code == "push_rejected" ? FK::kConflict : code == "push_refused" ? FK::kLanding : FK::kInfra,
+    return attempt_.failed(code == "push_rejected"  ? FK::kConflict
+                           : code == "push_refused" ? FK::kLanding
+                                                    : FK::kInfra,
                            "pushing " + spec_.branch + ": " + pushed.error().to_string());
   }
   attempt_.say("pushed " + pushed->branch_commit + " to " + spec_.branch + " (a pull request lands it)");
@@ -1103,7 +1123,8 @@ protocol::TaskResult Run::push_branch() {
 // the task is done without a push, and says which base commit holds its change.
 std::optional<protocol::TaskResult> Run::already_in_base() {
   auto changes = ctx_.workspaces.changes_base(ws_);
-  if (!changes.ok()) return attempt_.failed(FK::kInfra, "comparing the branch with its base: " + changes.error().to_string());
+  if (!changes.ok())
+    return attempt_.failed(FK::kInfra, "comparing the branch with its base: " + changes.error().to_string());
   if (*changes) return std::nullopt;
   attempt_.say(ws_.base_branch + " at " + ws_.base_commit.substr(0, 12) +
                " already holds this change: nothing to land, nothing pushed");
@@ -1164,7 +1185,9 @@ protocol::TaskResult Run::land() {
     // A race lost every round is a conflict (retried); a refusal (a hook, a protected branch, a
     // clone that cannot take the branch) would refuse the next attempt too: reported once.
     const bool raced = code == "base_moved" || code == "push_rejected";
-    return attempt_.failed(raced ? FK::kConflict : code == "push_refused" ? FK::kLanding : FK::kInfra,
+    return attempt_.failed(raced                    ? FK::kConflict
+                           : code == "push_refused" ? FK::kLanding
+                                                    : FK::kInfra,
                            "landing: " + landed.error().to_string());
   }
 }
@@ -1220,10 +1243,10 @@ protocol::TaskResult Run::attempt_work() {
     release_container();
   }
   const bool took_container = !container_.empty();
-  spdlog::info("task {}: workspace in {} ms ({}: leftovers {} ms, then provision, and beside it the container's "
-               "rename {} ms)",
-               spec_.task_id, ms_between(started, provisioned), took_container ? "warm" : "cold", cleared_ms,
-               rename_ms);
+  spdlog::info(
+      "task {}: workspace in {} ms ({}: leftovers {} ms, then provision, and beside it the container's "
+      "rename {} ms)",
+      spec_.task_id, ms_between(started, provisioned), took_container ? "warm" : "cold", cleared_ms, rename_ms);
   if (took_container && ws.ok()) attempt_.say("took warm container " + container_.substr(0, 12));
   if (warm && !ws.ok()) {
     // The spare is gone with the failure; its container goes too, and a fresh clone is tried.
@@ -1239,7 +1262,8 @@ protocol::TaskResult Run::attempt_work() {
   ws_ = *ws;
   if (spec_.attempt > 1) {
     auto earlier = ctx_.workspaces.landed_earlier(ws_);
-    if (!earlier.ok()) return attempt_.failed(FK::kInfra, "checking for an earlier landing: " + earlier.error().to_string());
+    if (!earlier.ok())
+      return attempt_.failed(FK::kInfra, "checking for an earlier landing: " + earlier.error().to_string());
     if (earlier->has_value()) {
       attempt_.say("an earlier attempt already landed " + spec_.branch + " (base now " + **earlier +
                    "); not running it again");
@@ -1263,8 +1287,9 @@ protocol::TaskResult Run::attempt_work() {
     return attempt_.failed(FK::kConfig, "cannot read the repo's verify command: " + verify_command.error().to_string());
   }
   if (verify_command->empty()) {
-    return attempt_.failed(FK::kConfig, "no verify command: add `verify: <command>` to .polyphony.yaml at the repo root, "
-                                     "or set repos.<name>.verify in config.yaml");
+    return attempt_.failed(FK::kConfig,
+                           "no verify command: add `verify: <command>` to .polyphony.yaml at the repo root, "
+                           "or set repos.<name>.verify in config.yaml");
   }
   verify_command_ = *verify_command;
   if (auto failed = implement_and_review()) return *failed;
@@ -1273,6 +1298,8 @@ protocol::TaskResult Run::attempt_work() {
 
 }  // namespace
 
-protocol::TaskResult execute_run(const protocol::RunSpec& spec, RunContext& ctx) { return Run(spec, ctx).execute(); }
+protocol::TaskResult execute_run(const protocol::RunSpec& spec, RunContext& ctx) {
+  return Run(spec, ctx).execute();
+}
 
 }  // namespace polyphony

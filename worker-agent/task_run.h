@@ -56,7 +56,8 @@ Result<std::string> verify_from_repo_file(const std::string& text);
 
 // An agent failure that is not the task's fault, so the next agent of the fallback chain should
 // take the attempt: the CLI is missing or not executable (exit 126, 127), it died on a signal
-// (> 128, except SIGKILL's 137, which comes from outside: OOM or a stop), or the tail of its output says the provider refused it (rate limit, quota, auth).
+// (> 128, except SIGKILL's 137, which comes from outside: OOM or a stop), or the tail of its output says the provider
+// refused it (rate limit, quota, auth).
 bool looks_unavailable(int exit_code, const std::string& output_tail);
 
 // A reviewer's verdict.

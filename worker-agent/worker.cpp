@@ -8,10 +8,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <random>
-#include <set>
 #include <filesystem>
 #include <fstream>
+#include <random>
+#include <set>
 #include <zmq_addon.hpp>
 
 #include "common/ids.h"
@@ -57,8 +57,8 @@ std::string write_hosts_file(const std::string& workspace_root) {
       return "";
     }
   }
-  fs::permissions(partial, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
-                               fs::perms::others_read, ec);
+  fs::permissions(partial,
+                  fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read | fs::perms::others_read, ec);
   fs::rename(partial, path, ec);
   if (ec) {
     spdlog::warn("cannot write {}: {}", path.string(), ec.message());
@@ -90,8 +90,10 @@ Result<std::string> persisted_worker_id(const std::filesystem::path& home) {
     std::getline(in, id);
     while (!id.empty() && std::isspace(static_cast<unsigned char>(id.back()))) id.pop_back();
     if (!protocol::is_valid_peer_id(id)) {
-      return make_error("config", "the worker id kept here is not a valid id (" + id +
-                                      "); fix or delete the file (a new one is made), or pass --id", file.string());
+      return make_error("config",
+                        "the worker id kept here is not a valid id (" + id +
+                            "); fix or delete the file (a new one is made), or pass --id",
+                        file.string());
     }
     return id;
   }
@@ -111,7 +113,8 @@ Result<std::string> persisted_worker_id(const std::filesystem::path& home) {
     if (!out.flush()) return make_error("io", "cannot write this worker's id; pass --id instead", partial.string());
   }
   fs::rename(partial, file, ec);
-  if (ec) return make_error("io", "cannot write this worker's id: " + ec.message() + "; pass --id instead", file.string());
+  if (ec)
+    return make_error("io", "cannot write this worker's id: " + ec.message() + "; pass --id instead", file.string());
   spdlog::info("this worker's id is {} (kept in {})", id, file.string());
   return id;
 }
@@ -144,10 +147,10 @@ void WorkerAgent::connect() {
   dealer_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));
   if (options_.curve) protocol::make_curve_client(*dealer_, *options_.curve);
   static std::atomic<int> monitors{0};
-  const std::string monitor = "inproc://polyphony-worker-monitor-" + std::to_string(getpid()) + "-" +
-                              std::to_string(monitors++);
-  const int events = ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                     ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+  const std::string monitor =
+      "inproc://polyphony-worker-monitor-" + std::to_string(getpid()) + "-" + std::to_string(monitors++);
+  const int events =
+      ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
   if (zmq_socket_monitor(dealer_->handle(), monitor.c_str(), events) == 0) {
     monitor_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
     monitor_->set(zmq::sockopt::linger, 0);
@@ -200,15 +203,18 @@ void WorkerAgent::reap_orphans() {
   // Spares of an earlier life are stale (and their warm containers go below).
   if (runs_.empty()) {
     auto cleared = workspaces_.clear_spares();
-    if (!cleared.ok()) spdlog::warn("cannot clear stale spare workspaces: {}", cleared.error().to_string());
-    else if (*cleared > 0) spdlog::info("removed {} stale spare workspace(s)", *cleared);
+    if (!cleared.ok())
+      spdlog::warn("cannot clear stale spare workspaces: {}", cleared.error().to_string());
+    else if (*cleared > 0)
+      spdlog::info("removed {} stale spare workspace(s)", *cleared);
     remove_dead_runs_workspaces();
   }
   for (const auto& c : *list) {
     auto task = c.labels.count("polyphony.task") ? c.labels.at("polyphony.task") : std::string();
     // A warm container a run took carries the task in its name only: polyphony.<task>.e<epoch>.
     if (task.empty() && c.name.rfind("polyphony.", 0) == 0) {
-      task = c.name.substr(10, c.name.find('.', 10) == std::string::npos ? std::string::npos : c.name.find('.', 10) - 10);
+      task =
+          c.name.substr(10, c.name.find('.', 10) == std::string::npos ? std::string::npos : c.name.find('.', 10) - 10);
     }
     if (!task.empty() && runs_.count(task)) continue;
     spdlog::info("reaping orphaned container {}{}", c.id.substr(0, 12), task.empty() ? " (warm)" : " of task " + task);
@@ -355,8 +361,8 @@ void WorkerAgent::handle(const protocol::Message& m) {
     const auto& w = std::get<protocol::Welcome>(m);
     options_.heartbeat_interval_ms = w.heartbeat_interval_ms;
     options_.liveness = w.liveness;
-    spdlog::info("worker {} registered with coordinator {} at {} (capacity {})", options_.worker_id,
-                 w.coordinator_id, options_.coordinator_endpoint, options_.capacity);
+    spdlog::info("worker {} registered with coordinator {} at {} (capacity {})", options_.worker_id, w.coordinator_id,
+                 options_.coordinator_endpoint, options_.capacity);
   }
 }
 
@@ -399,15 +405,17 @@ void WorkerAgent::read_connection_events() {
     std::memcpy(&value, static_cast<const char*>(frames[0].data()) + 2, sizeof value);
     if (!every_30s_.allow(std::to_string(event), clock_ms())) continue;
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
-      spdlog::error("the coordinator at {} refused this worker's CURVE key (ZAP status {}): add this worker's .pub "
-                    "to the coordinator's coordinator.allowed_workers_dir (or allowed_worker_keys); retrying",
-                    options_.coordinator_endpoint, value);
+      spdlog::error(
+          "the coordinator at {} refused this worker's CURVE key (ZAP status {}): add this worker's .pub "
+          "to the coordinator's coordinator.allowed_workers_dir (or allowed_worker_keys); retrying",
+          options_.coordinator_endpoint, value);
     } else {
-      spdlog::error("the CURVE handshake with the coordinator at {} failed ({} {}): is "
-                    "worker.coordinator_public_key_file (or --coordinator-key) the coordinator's public key?; "
-                    "retrying",
-                    options_.coordinator_endpoint,
-                    event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error" : "no detail", value);
+      spdlog::error(
+          "the CURVE handshake with the coordinator at {} failed ({} {}): is "
+          "worker.coordinator_public_key_file (or --coordinator-key) the coordinator's public key?; "
+          "retrying",
+          options_.coordinator_endpoint, event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol error" : "no detail",
+          value);
     }
   }
 }
@@ -502,12 +510,18 @@ void WorkerAgent::start_run(const protocol::RunSpec& spec) {
       const std::string body = protocol::encode(m);
       push.send(zmq::buffer(body), zmq::send_flags::none);
     };
-    RunContext ctx{options_.worker_id, docker_,
-                   workspaces_,        options_.container_uid,
-                   options_.container_gid, emit,
-                   &raw->cancelled,    [raw, &emit]() { return wait_for_land_grant(*raw, emit); },
-                   pool_.get(),        hosts_file_,
-                   runner_,            options_.limits,
+    RunContext ctx{options_.worker_id,
+                   docker_,
+                   workspaces_,
+                   options_.container_uid,
+                   options_.container_gid,
+                   emit,
+                   &raw->cancelled,
+                   [raw, &emit]() { return wait_for_land_grant(*raw, emit); },
+                   pool_.get(),
+                   hosts_file_,
+                   runner_,
+                   options_.limits,
                    options_.allowed};
     protocol::TaskResult result;
     try {
@@ -525,13 +539,14 @@ void WorkerAgent::start_run(const protocol::RunSpec& spec) {
     // workspace (a later attempt would start from a fresh clone anyway).
     if (result.outcome == "failed" && result.failure_kind == protocol::to_string(protocol::FailureKind::kCancelled)) {
       auto removed = workspaces_.remove(raw->spec.task_id);
-      if (!removed.ok()) spdlog::warn("task {}: cannot remove its workspace: {}", raw->spec.task_id, removed.error().to_string());
+      if (!removed.ok())
+        spdlog::warn("task {}: cannot remove its workspace: {}", raw->spec.task_id, removed.error().to_string());
       if (raw->fenced.load()) {
         // Not a user's cancel: the lease lapsed. Should the coordinator still hold this epoch
         // (it restarted, say), the attempt is retried by the usual rules.
         result.failure_kind = protocol::to_string(protocol::FailureKind::kInfra);
-        result.reason = "worker " + options_.worker_id + " lost the coordinator past its lease and stopped the attempt (" +
-                        result.reason + ")";
+        result.reason = "worker " + options_.worker_id +
+                        " lost the coordinator past its lease and stopped the attempt (" + result.reason + ")";
       }
     }
     mark_ended(raw->spec.task_id);
@@ -567,8 +582,10 @@ Status WorkerAgent::wait_for_land_grant(Run& run, const std::function<void(const
       return make_error("refused", run.grant->reason.empty() ? "landing refused" : run.grant->reason);
     }
     if (std::chrono::steady_clock::now() >= deadline) {
-      return make_error("timeout", "no answer to the land request within " +
-                                       std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kLandGrantWait).count()) + " s");
+      return make_error("timeout",
+                        "no answer to the land request within " +
+                            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(kLandGrantWait).count()) +
+                            " s");
     }
   }
 }
@@ -609,9 +626,10 @@ void WorkerAgent::fence_runs(int64_t silent_ms) {
       std::lock_guard lock(run->grant_mutex);
       if (run->grant && run->grant->granted) continue;  // pushing under its grant
     }
-    spdlog::warn("task {}: coordinator silent for {} ms, past the lease: stopping attempt {} (epoch {}) so that it "
-                 "never runs beside an attempt dispatched elsewhere",
-                 task_id, silent_ms, run->spec.attempt, run->spec.epoch);
+    spdlog::warn(
+        "task {}: coordinator silent for {} ms, past the lease: stopping attempt {} (epoch {}) so that it "
+        "never runs beside an attempt dispatched elsewhere",
+        task_id, silent_ms, run->spec.attempt, run->spec.epoch);
     run->fenced = true;
     run->cancelled = true;
   }

@@ -5,10 +5,10 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
-#include <mutex>
-#include <optional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,8 +31,8 @@ namespace polyphony {
 inline constexpr std::chrono::minutes kLandGrantWait{30};
 
 struct WorkerOptions {
-  std::string worker_id;              // also the DEALER routing id
-  std::string coordinator_endpoint;   // e.g. inproc://polyphony-workers or tcp://host:7701
+  std::string worker_id;             // also the DEALER routing id
+  std::string coordinator_endpoint;  // e.g. inproc://polyphony-workers or tcp://host:7701
   int capacity = 4;
   std::vector<std::string> labels;
   std::string image = "polyphony-worker:latest";
@@ -79,7 +79,7 @@ class WorkerAgent {
     // Set when it asks to land: its agent and verify are done, so it holds no capacity slot
     // (the coordinator counts it the same way) and the next task starts beside its landing.
     std::atomic<bool> landing{false};
-    bool clean_up = false;             // the coordinator cancelled it: remove its workspace when it ends
+    bool clean_up = false;  // the coordinator cancelled it: remove its workspace when it ends
     // Stopped because the coordinator was silent past the lease: it may have given the task to
     // another worker, so this attempt must not run beside that one.
     std::atomic<bool> fenced{false};
@@ -132,22 +132,22 @@ class WorkerAgent {
   Workspaces& workspaces_;
   std::unique_ptr<zmq::socket_t> dealer_;
   std::unique_ptr<zmq::socket_t> monitor_;  // PAIR: dealer_'s handshake events
-  zmq::socket_t outbox_;               // PULL: run threads push encoded frames here
-  std::optional<zmq::message_t> held_; // a frame from the outbox the connection had no room for
+  zmq::socket_t outbox_;                    // PULL: run threads push encoded frames here
+  std::optional<zmq::message_t> held_;      // a frame from the outbox the connection had no room for
   std::string outbox_endpoint_;
-  std::map<std::string, std::unique_ptr<Run>> runs_;               // by task id
-  std::string hosts_file_;                                         // mounted at /etc/hosts without a network
-  std::string runner_;                                             // polyphony-runner, PID 1 of task containers
-  std::unique_ptr<ContainerPool> pool_;                            // warm containers; null: none
-  std::map<std::string, protocol::TaskResult> unacked_results_;    // by task id
+  std::map<std::string, std::unique_ptr<Run>> runs_;             // by task id
+  std::string hosts_file_;                                       // mounted at /etc/hosts without a network
+  std::string runner_;                                           // polyphony-runner, PID 1 of task containers
+  std::unique_ptr<ContainerPool> pool_;                          // warm containers; null: none
+  std::map<std::string, protocol::TaskResult> unacked_results_;  // by task id
   int64_t last_heard_ms_ = 0;
   int64_t last_sent_ms_ = 0;
   int64_t last_resend_ms_ = 0;
   int64_t heartbeat_seq_ = 0;
   int64_t reconnect_delay_ms_ = 250;
-  bool said_goodbye_ = false;        // nothing more goes to the coordinator
-  std::thread cleanup_thread_;       // a cleanup the coordinator asked for; joined before a run starts
-  LogLimiter every_30s_{30000};      // a refused handshake repeats on every reconnect
+  bool said_goodbye_ = false;    // nothing more goes to the coordinator
+  std::thread cleanup_thread_;   // a cleanup the coordinator asked for; joined before a run starts
+  LogLimiter every_30s_{30000};  // a refused handshake repeats on every reconnect
 };
 
 }  // namespace polyphony

@@ -94,8 +94,9 @@ class CloneGit {
   Error failed(const std::vector<std::string>& args, const ProcessResult& r) const {
     std::string cmd = "git";
     for (const auto& a : args) cmd += " " + a;
-    return make_error("git", "'" + cmd + "' in " + clone_.string() + " exited with status " +
-                                 std::to_string(r.exit_code) + ": " + first_lines(r.err.empty() ? r.out : r.err),
+    return make_error("git",
+                      "'" + cmd + "' in " + clone_.string() + " exited with status " + std::to_string(r.exit_code) +
+                          ": " + first_lines(r.err.empty() ? r.out : r.err),
                       clone_.string());
   }
 
@@ -138,8 +139,8 @@ Result<CloneLanding> fast_forward_checked_out(const CloneGit& git, const fs::pat
   POLY_TRY(status);
   if (!status->empty()) {
     return CloneLanding{"", "landed as branch " + branch + " in " + tree.string() + ": '" + base_branch +
-                                "' has local changes there (" + first_lines(*status, 2) + "), so it was left as it is; " +
-                                how};
+                                "' has local changes there (" + first_lines(*status, 2) +
+                                "), so it was left as it is; " + how};
   }
   auto merged = git.run({"merge", "--ff-only", "--quiet", "--no-edit", head}, tree);
   POLY_TRY(merged);
@@ -158,7 +159,8 @@ bool is_working_clone(const fs::path& path) {
   return repo.ok() && !repo->is_bare();
 }
 
-Result<CloneLanding> land_in_working_clone(const fs::path& clone, const std::function<Status(const fs::path&)>& write_bundle,
+Result<CloneLanding> land_in_working_clone(const fs::path& clone,
+                                           const std::function<Status(const fs::path&)>& write_bundle,
                                            const std::string& head, const std::string& branch,
                                            const std::string& base_branch) {
   struct stat st {};
@@ -174,21 +176,28 @@ Result<CloneLanding> land_in_working_clone(const fs::path& clone, const std::fun
 
   const std::string branch_ref = "refs/heads/" + branch;
   const std::string base_ref = "refs/heads/" + base_branch;
-  std::vector<std::string> fetch{"fetch", "--quiet", "--no-tags", "--no-auto-gc", "--no-write-fetch-head",
-                                 bundle.string(), "+" + branch_ref + ":" + branch_ref};
+  std::vector<std::string> fetch{"fetch",
+                                 "--quiet",
+                                 "--no-tags",
+                                 "--no-auto-gc",
+                                 "--no-write-fetch-head",
+                                 bundle.string(),
+                                 "+" + branch_ref + ":" + branch_ref};
   auto fetched = git.run(fetch);
   POLY_TRY(fetched);
   if (fetched->exit_code != 0) {
-    return make_error("push_refused", clone.string() + " did not take branch " + branch + ": " +
-                                          first_lines(fetched->err.empty() ? fetched->out : fetched->err),
+    return make_error("push_refused",
+                      clone.string() + " did not take branch " + branch + ": " +
+                          first_lines(fetched->err.empty() ? fetched->out : fetched->err),
                       clone.string());
   }
   auto old = git.run({"rev-parse", "--verify", "--quiet", base_ref + "^{commit}"});
   POLY_TRY(old);
   if (old->exit_code != 0) {
-    return make_error("push_refused", "branch '" + base_branch + "' is gone from " + clone.string() +
-                                          "; branch " + branch + " landed alone",
-                      clone.string());
+    return make_error(
+        "push_refused",
+        "branch '" + base_branch + "' is gone from " + clone.string() + "; branch " + branch + " landed alone",
+        clone.string());
   }
   const std::string old_head = trimmed(old->out);
   auto forward = git.run({"merge-base", "--is-ancestor", old_head, head});

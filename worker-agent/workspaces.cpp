@@ -6,9 +6,9 @@
 #include <algorithm>
 
 #include "common/ids.h"
+#include "git/mirror.h"
 #include "worker-agent/clone_owner.h"
 #include "worker-agent/landing.h"
-#include "git/mirror.h"
 #include "worker-agent/spares.h"
 #include "worker-agent/task_clones.h"
 
@@ -33,11 +33,17 @@ Status Workspaces::discard_spare(const Spare& spare) {
   return {};
 }
 
-Result<int> Workspaces::clear_spares() { return 0; }
+Result<int> Workspaces::clear_spares() {
+  return 0;
+}
 
-CommitIdentity Workspaces::commit_identity() const { return {}; }
+CommitIdentity Workspaces::commit_identity() const {
+  return {};
+}
 
-Result<bool> Workspaces::changes_base(const Workspace&) { return true; }
+Result<bool> Workspaces::changes_base(const Workspace&) {
+  return true;
+}
 
 Result<LandResult> Workspaces::push_branch(const Workspace& ws) {
   return make_error("usage", "this workspace manager cannot push a branch alone", ws.task_id);
@@ -77,9 +83,7 @@ class GitWorkspaces final : public Workspaces {
   Result<std::optional<std::string>> read_at_base(const Workspace& ws, const std::string& path) override {
     return clones_.read_at_base(ws, path);
   }
-  Result<std::optional<std::string>> landed_earlier(const Workspace& ws) override {
-    return clones_.landed_earlier(ws);
-  }
+  Result<std::optional<std::string>> landed_earlier(const Workspace& ws) override { return clones_.landed_earlier(ws); }
   Result<std::string> head_tree(const Workspace& ws) override { return clones_.head_tree(ws); }
   Result<bool> changes_base(const Workspace& ws) override { return clones_.changes_base(ws); }
   Result<std::optional<std::string>> rebase_onto_origin(Workspace& ws) override {

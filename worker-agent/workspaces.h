@@ -27,8 +27,8 @@ struct Workspace {
   std::filesystem::path repo_dir;    // <task_dir>/repo: the clone, mounted at /workspace
   std::filesystem::path mirror_dir;  // <root>/mirrors/<name>.git: the reference mirror
   std::string repo_url;
-  std::string base_branch;           // resolved (never empty)
-  std::string base_commit;           // commit the branch started from
+  std::string base_branch;  // resolved (never empty)
+  std::string base_commit;  // commit the branch started from
   std::string branch;
 };
 
@@ -36,7 +36,7 @@ struct LandResult {
   std::string branch_commit;  // head of the task branch that was pushed
   std::string merged_commit;  // new head of the base branch on the origin
   bool fast_forward = false;
-  std::string note;           // when merged_commit is empty after land(): why the base did not move
+  std::string note;  // when merged_commit is empty after land(): why the base did not move
 };
 
 // A workspace made ahead of time for a task that has not arrived yet (a warm worker keeps one
@@ -49,7 +49,7 @@ struct Spare {
   std::filesystem::path dir;         // <root>/spares/<name>
   std::filesystem::path mirror_dir;  // the mirror repo/ borrows from (mounted read-only too)
   std::string repo_url;
-  std::string base_branch;           // as requested ("" : the origin's default branch)
+  std::string base_branch;  // as requested ("" : the origin's default branch)
 };
 
 class Workspaces {
@@ -119,8 +119,7 @@ class Workspaces {
   // For tests and trusted trees only, never a tree an agent had: commits every change left in
   // the work tree as this process (new, modified, deleted files; .gitignore respected) and pins
   // the branch there. Returns the new commit id, or nullopt when the tree was clean.
-  virtual Result<std::optional<std::string>> commit_all(const Workspace& ws,
-                                                        const std::string& message) = 0;
+  virtual Result<std::optional<std::string>> commit_all(const Workspace& ws, const std::string& message) = 0;
 
   // The pinned commit (the base commit while nothing is pinned).
   virtual Result<std::string> head_commit(const Workspace& ws) = 0;
@@ -130,8 +129,7 @@ class Workspaces {
 
   // Content of `path` in base_commit (used for .polyphony.yaml, so an agent cannot rewrite
   // its own verify command). nullopt when the file does not exist there.
-  virtual Result<std::optional<std::string>> read_at_base(const Workspace& ws,
-                                                          const std::string& path) = 0;
+  virtual Result<std::optional<std::string>> read_at_base(const Workspace& ws, const std::string& path) = 0;
 
   // An earlier attempt of this task that landed but whose result was lost (a crash between the
   // push and the report): when the origin, as of the last mirror sync, has the task branch and
@@ -151,8 +149,8 @@ class Workspaces {
   // in memory; the clone is not touched: write_pinned_bundle carries the result to it), the pin
   // moves there, and ws.base_commit becomes the new base, which is returned; nullopt when the
   // branch already sits on the origin's base (when that base is the pinned commit itself,
-  // another task having landed the very same commit, ws.base_commit becomes it). Errors: "conflict" (a commit does not apply; the
-  // message names the paths; nothing was changed), "git".
+  // another task having landed the very same commit, ws.base_commit becomes it). Errors: "conflict" (a commit does not
+  // apply; the message names the paths; nothing was changed), "git".
   virtual Result<std::optional<std::string>> rebase_onto_origin(Workspace& ws) = 0;
 
   // Pushes the pinned commit to the origin's task branch, then fast-forwards the base branch to
@@ -176,8 +174,7 @@ class Workspaces {
 // The real implementation (libgit2, with the git CLI where libgit2 falls short).
 // `owner_uid`/`owner_gid` >= 0: the task directory is chowned to them after provisioning so
 // that a non-root container user can write it.
-std::unique_ptr<Workspaces> make_git_workspaces(const std::filesystem::path& root,
-                                                CommitIdentity identity = {},
+std::unique_ptr<Workspaces> make_git_workspaces(const std::filesystem::path& root, CommitIdentity identity = {},
                                                 int owner_uid = -1, int owner_gid = -1);
 
 }  // namespace polyphony

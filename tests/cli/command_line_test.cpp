@@ -30,11 +30,12 @@ Outcome run_demo(const std::vector<std::string>& argv) {
     return kExitOk;
   });
   Command root = line.root();
-  root.add("put", "put a thing", [&](const Args& a) {
-        o.ran = "put";
-        o.args = a;
-        return kExitOk;
-      })
+  root.add("put", "put a thing",
+           [&](const Args& a) {
+             o.ran = "put";
+             o.args = a;
+             return kExitOk;
+           })
       .positionals("TITLE", "the title")
       .option("--repo", "R", "the repo")
       .repeatable("--label", "L", "a label")

@@ -13,9 +13,9 @@ namespace {
 
 // What the completion function `function` offers for `words`, the last one being completed.
 std::string complete(const std::filesystem::path& script, const std::string& function, const std::string& words) {
-  const std::string program = "source " + script.string() +
-                              " && COMP_WORDS=(" + words + ") && COMP_CWORD=$((${#COMP_WORDS[@]} - 1)) && " +
-                              function + " && for w in \"${COMPREPLY[@]}\"; do echo \"$w\"; done";
+  const std::string program = "source " + script.string() + " && COMP_WORDS=(" + words +
+                              ") && COMP_CWORD=$((${#COMP_WORDS[@]} - 1)) && " + function +
+                              " && for w in \"${COMPREPLY[@]}\"; do echo \"$w\"; done";
   auto r = run_process({"bash", "--norc", "--noprofile", "-c", program});
   REQUIRE(r.ok());
   INFO(r->err);

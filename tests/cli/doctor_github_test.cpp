@@ -41,8 +41,8 @@ TEST_CASE("doctor reports gh not logged in to github.host as a problem, with the
   const Finding& login = named(findings, "gh login");
   INFO(login.message);
   CHECK(login.health == Health::kProblem);
-  CHECK_THAT(login.message, Catch::Contains("gh auth login --hostname " + github.host()) &&
-                                Catch::Contains("GH_ENTERPRISE_TOKEN"));
+  CHECK_THAT(login.message,
+             Catch::Contains("gh auth login --hostname " + github.host()) && Catch::Contains("GH_ENTERPRISE_TOKEN"));
   CHECK(login.where == "github.host");
   CHECK(has_problem(findings));
 }

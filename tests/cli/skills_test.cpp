@@ -2,8 +2,8 @@
 // the front matter that format requires.
 #include <catch2/catch.hpp>
 
-#include <regex>
 #include <yaml-cpp/yaml.h>
+#include <regex>
 
 #include "common/process.h"
 #include "test_support.h"

@@ -55,12 +55,17 @@ TEST_CASE("colours are wanted only on a terminal without NO_COLOR and with a TER
     bool colour;
   };
   const std::vector<Case> cases{
-      {true, nullptr, "xterm-256color", true}, {true, nullptr, nullptr, true}, {true, "", "xterm", true},
-      {true, "1", "xterm", false},             {true, "0", "xterm", false},    {true, nullptr, "dumb", false},
+      {true, nullptr, "xterm-256color", true},
+      {true, nullptr, nullptr, true},
+      {true, "", "xterm", true},
+      {true, "1", "xterm", false},
+      {true, "0", "xterm", false},
+      {true, nullptr, "dumb", false},
       {false, nullptr, "xterm", false},
   };
   for (const auto& c : cases) {
-    INFO("tty " << c.tty << " NO_COLOR " << (c.no_color ? c.no_color : "(unset)") << " TERM " << (c.term ? c.term : "(unset)"));
+    INFO("tty " << c.tty << " NO_COLOR " << (c.no_color ? c.no_color : "(unset)") << " TERM "
+                << (c.term ? c.term : "(unset)"));
     CHECK(colour_wanted(c.tty, c.no_color, c.term) == c.colour);
   }
 }
@@ -79,7 +84,8 @@ TEST_CASE("display width counts code points and ignores escape sequences") {
 TEST_CASE("text from outside can neither break a row nor send escape codes") {
   CHECK(printable("line one\nline two\ttab") == "line one line two tab");
   CHECK(printable("\x1b[2Jwiped") == " [2Jwiped");
-  CHECK(printable("8-bit \xc2\x9b" "31m csi") == "8-bit  31m csi");
+  CHECK(printable("8-bit \xc2\x9b"
+                  "31m csi") == "8-bit  31m csi");
   CHECK(printable("héllo") == "héllo");
 }
 
@@ -144,7 +150,7 @@ TEST_CASE("on a narrow terminal every line fits, the id stays whole and the reas
   CHECK(out.find("e5f6a7b8") != std::string::npos);
   std::stringstream words(kReason);
   for (std::string word; words >> word;) CHECK(out.find(word) != std::string::npos);  // wrapped, nothing cut
-  CHECK(out.find("…") != std::string::npos);                        // the branch was cut
+  CHECK(out.find("…") != std::string::npos);                                          // the branch was cut
   CHECK(out.find('\x1b') == std::string::npos);
 }
 
@@ -175,8 +181,12 @@ TEST_CASE("ages read as how long ago, and times for programs as ISO 8601 UTC") {
     std::string text;
   };
   const std::vector<Case> cases{
-      {now - 12000, "12s ago"},        {now - 3 * 60000, "3m ago"},   {now - 2 * 3600000, "2h ago"},
-      {now - 4 * 86400000LL, "4d ago"}, {now + 500, "0s ago"},        {now + 5 * 60000, "in 5m"},
+      {now - 12000, "12s ago"},
+      {now - 3 * 60000, "3m ago"},
+      {now - 2 * 3600000, "2h ago"},
+      {now - 4 * 86400000LL, "4d ago"},
+      {now + 500, "0s ago"},
+      {now + 5 * 60000, "in 5m"},
       {0, "-"},
   };
   for (const auto& c : cases) CHECK(ago(c.then, now) == c.text);

@@ -54,25 +54,33 @@ TEST_CASE("config errors name the file, line and what is wrong") {
   const std::vector<Case> cases{
       {"config.yaml", "poll_interval_ms: 100\nmax_concurency: 3\n", "config.yaml:2:1", "unknown key 'max_concurency'"},
       {"config.yaml", "max_concurrency: lots\n", "config.yaml:1:18", "must be an integer"},
-      {"config.yaml", "max_concurrency: 2\npoll_interval_ms: 50\nmax_concurrency: 3\n", "config.yaml:3:1", "duplicate key 'max_concurrency'"},
+      {"config.yaml", "max_concurrency: 2\npoll_interval_ms: 50\nmax_concurrency: 3\n", "config.yaml:3:1",
+       "duplicate key 'max_concurrency'"},
       {"config.yaml", "container:\n  memory: 4 gigs\n", "config.yaml:2:11", "size like 4g"},
       {"config.yaml", "container:\n  user: \"0:0\"\n", "config.yaml:2:9", "non-root"},
       {"config.yaml", "repos:\n  app:\n    verify: make\n", "config.yaml:2:3", "needs a url"},
       {"config.yaml", "workspace_root: [unclosed\n", "config.yaml:2:1", "malformed YAML"},
       {"agents.yaml", "agents:\n  x:\n    command: []\n", "agents.yaml:3:14", "must not be empty"},
       {"agents.yaml", "agents:\n  x:\n    command: [a]\n    tier: medium\n", "agents.yaml:4:11", "cheap or strong"},
-      {"routing.yaml", "rules:\n  - match: {colour: red}\n    agent: scripted\n", "routing.yaml:2:13", "unknown key 'colour'"},
+      {"routing.yaml", "rules:\n  - match: {colour: red}\n    agent: scripted\n", "routing.yaml:2:13",
+       "unknown key 'colour'"},
       {"routing.yaml", "rules:\n  - match: {risk: high}\n    agent: nobody\n", "routing.yaml:2", "agent 'nobody'"},
       {"routing.yaml", "default:\n  agent: ghost\n", "routing.yaml:2", "default agent 'ghost'"},
-      {"identities.yaml", "identities:\n  a:\n    mounts:\n      - host: /x\n        container: rel\n", "identities.yaml:5:20", "absolute path"},
-      {"identities.yaml", "identities:\n  a:\n    env:\n      K: {value: v, from_env: V}\n", "identities.yaml:4:10", "exactly one"},
-      {"identities.yaml", "identities:\n  a:\n    files:\n      - {host: /x/auth.json, as: ../auth.json}\n", "identities.yaml:4:9", "relative path inside"},
+      {"identities.yaml", "identities:\n  a:\n    mounts:\n      - host: /x\n        container: rel\n",
+       "identities.yaml:5:20", "absolute path"},
+      {"identities.yaml", "identities:\n  a:\n    env:\n      K: {value: v, from_env: V}\n", "identities.yaml:4:10",
+       "exactly one"},
+      {"identities.yaml", "identities:\n  a:\n    files:\n      - {host: /x/auth.json, as: ../auth.json}\n",
+       "identities.yaml:4:9", "relative path inside"},
       {"identities.yaml", "identities:\n  a:\n    files: /x/auth.json\n", "identities.yaml:3:12", "must be a list"},
-      {"agents.yaml", "agents:\n  x:\n    command: [a]\n    output: xml\n", "agents.yaml:4:13", "text, claude-stream-json or codex-json"},
-      {"agents.yaml", "agents:\n  x:\n    command: [a]\n    config_dir_env: \"A B\"\n", "agents.yaml:4:21", "variable name"},
+      {"agents.yaml", "agents:\n  x:\n    command: [a]\n    output: xml\n", "agents.yaml:4:13",
+       "text, claude-stream-json or codex-json"},
+      {"agents.yaml", "agents:\n  x:\n    command: [a]\n    config_dir_env: \"A B\"\n", "agents.yaml:4:21",
+       "variable name"},
       {"config.yaml", "budget:\n  max_turns: -1\n", "config.yaml:2:14", "budget.max_turns must be 0"},
       {"config.yaml", "budget:\n  max_turn: 3\n", "config.yaml:2:3", "unknown key 'max_turn'"},
-      {"routing.yaml", "rules:\n  - match: {risk: high}\n    agent: scripted\n    budget: {max_tokenz: 5}\n", "routing.yaml:4:14", "unknown key 'max_tokenz'"},
+      {"routing.yaml", "rules:\n  - match: {risk: high}\n    agent: scripted\n    budget: {max_tokenz: 5}\n",
+       "routing.yaml:4:14", "unknown key 'max_tokenz'"},
   };
   for (const auto& c : cases) {
     INFO(c.file << ": " << c.text);
@@ -87,8 +95,9 @@ TEST_CASE("config errors name the file, line and what is wrong") {
 
 TEST_CASE("an agent naming an unknown identity is reported in agents.yaml") {
   TempDir dir;
-  auto s = load_with(dir, {{"agents.yaml", "agents:\n  scripted:\n    command: [a]\n  x:\n    command: [b]\n    identity: nope\n"},
-                           {"routing.yaml", "default: {agent: scripted}\n"}});
+  auto s = load_with(
+      dir, {{"agents.yaml", "agents:\n  scripted:\n    command: [a]\n  x:\n    command: [b]\n    identity: nope\n"},
+            {"routing.yaml", "default: {agent: scripted}\n"}});
   REQUIRE_FALSE(s.ok());
   CHECK_THAT(s.error().where, Catch::EndsWith("agents.yaml:4"));
   CHECK_THAT(s.error().message, Catch::Contains("identity 'nope'"));
@@ -153,10 +162,12 @@ TEST_CASE("CURVE settings load with paths resolved against the home") {
                                              "  worker_endpoint: tcp://0.0.0.0:7701\n"
                                              "  secret_key_file: keys/coordinator.key\n"
                                              "  allowed_workers_dir: keys/workers\n"
-                                             "  allowed_client_keys: [\"") + kKey + "\"]\n"
-                                             "worker:\n"
-                                             "  secret_key_file: /etc/polyphony/worker1.key\n"
-                                             "  coordinator_public_key_file: keys/coordinator.pub\n");
+                                             "  allowed_client_keys: [\"") +
+                                     kKey +
+                                     "\"]\n"
+                                     "worker:\n"
+                                     "  secret_key_file: /etc/polyphony/worker1.key\n"
+                                     "  coordinator_public_key_file: keys/coordinator.pub\n");
   REQUIRE(s.ok());
   const auto& c = s->config.coordinator_security;
   CHECK(c.curve());
@@ -194,7 +205,9 @@ TEST_CASE("CURVE settings that cannot work are config errors at their line") {
   }
 }
 
-TEST_CASE("the shipped claude and codex profiles read the task on stdin, parse structured output and get their own config dir") {
+TEST_CASE(
+    "the shipped claude and codex profiles read the task on stdin, parse structured output and get their own config "
+    "dir") {
   TempDir dir;
   auto s = load_with(dir, {});
   REQUIRE(s.ok());
@@ -215,11 +228,13 @@ TEST_CASE("the shipped claude and codex profiles read the task on stdin, parse s
 TEST_CASE("budgets load from config.yaml and from a routing rule, and identity files from a path or {host, as}") {
   TempDir dir;
   auto s = load_with(dir, {{"config.yaml", "budget:\n  max_turns: 20\n  max_tokens: 100000\n  max_wall_s: 600\n"},
-                           {"routing.yaml", "rules:\n  - match: {risk: high}\n    agent: scripted\n    budget: {max_turns: 5}\n"
-                                            "default:\n  agent: scripted\n"},
-                           {"identities.yaml", "identities:\n  anthropic:\n    files:\n      - ~/.claude/.credentials.json\n"
-                                               "      - {host: /etc/codex.toml, as: config.toml}\n"
-                                               "  openai: {}\n  moonshot: {}\n"}});
+                           {"routing.yaml",
+                            "rules:\n  - match: {risk: high}\n    agent: scripted\n    budget: {max_turns: 5}\n"
+                            "default:\n  agent: scripted\n"},
+                           {"identities.yaml",
+                            "identities:\n  anthropic:\n    files:\n      - ~/.claude/.credentials.json\n"
+                            "      - {host: /etc/codex.toml, as: config.toml}\n"
+                            "  openai: {}\n  moonshot: {}\n"}});
   REQUIRE(s.ok());
   CHECK(s->config.budget.max_turns == 20);
   CHECK(s->config.budget.max_tokens == 100000);

@@ -42,7 +42,8 @@ TEST_CASE("hostile titles become safe branch names") {
 
 TEST_CASE("branch name validation follows git's rules") {
   for (const char* ok : {"main", "polyphony/ab-fix", "release/1.2"}) CHECK(is_valid_branch_name(ok));
-  for (const char* bad : {"", "/x", "x/", "a..b", "a b", "a:b", "x.lock", "-x", "a//b", "@", "a@{b", ".x", "a/.b", "a~1"}) {
+  for (const char* bad :
+       {"", "/x", "x/", "a..b", "a b", "a:b", "x.lock", "-x", "a//b", "@", "a@{b", ".x", "a/.b", "a~1"}) {
     INFO(bad);
     CHECK_FALSE(is_valid_branch_name(bad));
   }
@@ -54,8 +55,8 @@ TEST_CASE("utf-8 validation rejects malformed sequences") {
   CHECK(is_valid_utf8("\xf0\x9f\x98\x80"));
   CHECK_FALSE(is_valid_utf8("\xff"));
   CHECK_FALSE(is_valid_utf8("\xc3"));
-  CHECK_FALSE(is_valid_utf8("\xc0\xaf"));          // overlong
-  CHECK_FALSE(is_valid_utf8("\xed\xa0\x80"));      // surrogate
+  CHECK_FALSE(is_valid_utf8("\xc0\xaf"));      // overlong
+  CHECK_FALSE(is_valid_utf8("\xed\xa0\x80"));  // surrogate
 }
 
 TEST_CASE("a task id is checked by one rule, and a bad one is a usage error naming it") {
@@ -99,13 +100,13 @@ TEST_CASE("utf-8 error offsets point at the first bad byte, and agree with the v
       {"\xef\xbf\xbd", std::string::npos},
       {"\xf4\x8f\xbf\xbf", std::string::npos},  // U+10FFFF
       {"ab\xff", 2},
-      {"ab\xc3\xa9\xc3", 4},                     // truncated
-      {"\xc1\xbf", 0},                           // overlong
-      {"x\xe0\x80\x80", 1},                      // overlong
-      {"\xed\xa0\x80", 0},                       // surrogate
-      {"\xf4\x90\x80\x80", 0},                   // above U+10FFFF
+      {"ab\xc3\xa9\xc3", 4},    // truncated
+      {"\xc1\xbf", 0},          // overlong
+      {"x\xe0\x80\x80", 1},     // overlong
+      {"\xed\xa0\x80", 0},      // surrogate
+      {"\xf4\x90\x80\x80", 0},  // above U+10FFFF
       {"\xf5\x80\x80\x80", 0},
-      {"a\xe2\x28\xa1", 1},                      // bad continuation
+      {"a\xe2\x28\xa1", 1},  // bad continuation
   }));
   CHECK(utf8_error_offset(c.text) == c.bad);
   CHECK(is_valid_utf8(c.text) == (c.bad == std::string::npos));

@@ -53,7 +53,9 @@ TEST_CASE("variables can be removed from the inherited environment and overridde
   ProcessOptions o;
   o.unset_env = {"POLY_TEST_INHERITED"};
   o.env["POLY_TEST_OVERRIDDEN"] = "child";
-  auto r = run_process({"sh", "-c", "echo \"${POLY_TEST_INHERITED:-unset} $POLY_TEST_OVERRIDDEN\"; env | grep -c POLY_TEST_OVERRIDDEN"}, o);
+  auto r = run_process(
+      {"sh", "-c", "echo \"${POLY_TEST_INHERITED:-unset} $POLY_TEST_OVERRIDDEN\"; env | grep -c POLY_TEST_OVERRIDDEN"},
+      o);
   REQUIRE(r.ok());
   CHECK(r->out == "unset child\n1\n");
   ::unsetenv("POLY_TEST_INHERITED");

@@ -36,7 +36,8 @@ const char* kCurveConfig =
 
 }  // namespace
 
-TEST_CASE("over CURVE an allowed worker registers and gets work, and an unknown key never registers", "[fleet][curve]") {
+TEST_CASE("over CURVE an allowed worker registers and gets work, and an unknown key never registers",
+          "[fleet][curve]") {
   LogCapture log;
   FleetCoordinator c(kCurveConfig);
   const Keys k = write_fleet_keys(c.home());
@@ -65,13 +66,13 @@ TEST_CASE("over CURVE an allowed worker registers and gets work, and an unknown 
   CHECK_FALSE(worker_row(c.context(), c.client_endpoint(), "stranger-1"));
 }
 
-TEST_CASE("a worker that trusts the wrong coordinator key, or speaks plain TCP, never registers",
-          "[fleet][curve]") {
+TEST_CASE("a worker that trusts the wrong coordinator key, or speaks plain TCP, never registers", "[fleet][curve]") {
   FleetCoordinator c(kCurveConfig);
   const Keys k = write_fleet_keys(c.home());
   c.start();
   REQUIRE_FALSE(c.start_error());
-  FakeWorker wrong_server(c.context(), c.worker_endpoint(), "w-1", {}, 1, CurveClientKeys{k.worker, k.stranger.public_key});
+  FakeWorker wrong_server(c.context(), c.worker_endpoint(), "w-1", {}, 1,
+                          CurveClientKeys{k.worker, k.stranger.public_key});
   FakeWorker plain(c.context(), c.worker_endpoint(), "w-2", {}, 1);
   wrong_server.hello();
   plain.hello();
@@ -150,7 +151,8 @@ TEST_CASE("a worker id stays with the CURVE key it first registered with: anothe
   c.start();
   REQUIRE_FALSE(c.start_error());
   {
-    FakeWorker first(c.context(), c.worker_endpoint(), "worker-1", {}, 1, CurveClientKeys{k.worker, k.coordinator.public_key});
+    FakeWorker first(c.context(), c.worker_endpoint(), "worker-1", {}, 1,
+                     CurveClientKeys{k.worker, k.coordinator.public_key});
     first.hello();
     REQUIRE(first.wait_for<protocol::Welcome>());
   }
@@ -165,7 +167,8 @@ TEST_CASE("a worker id stays with the CURVE key it first registered with: anothe
       std::chrono::seconds(15)));
   bool refused = false;
   {
-    FakeWorker impostor(c.context(), c.worker_endpoint(), "worker-1", {}, 1, CurveClientKeys{other, k.coordinator.public_key});
+    FakeWorker impostor(c.context(), c.worker_endpoint(), "worker-1", {}, 1,
+                        CurveClientKeys{other, k.coordinator.public_key});
     // Until the ROUTER has let go of the first connection's routing id, a hello under it is
     // refused for that (a busy machine takes a few seconds); then for its key.
     for (int i = 0; i < 100 && !refused; ++i) {
@@ -179,7 +182,8 @@ TEST_CASE("a worker id stays with the CURVE key it first registered with: anothe
   REQUIRE(row);
   CHECK(row->key == "worker1");
   // The rightful key still gets back in.
-  FakeWorker back(c.context(), c.worker_endpoint(), "worker-1", {}, 1, CurveClientKeys{k.worker, k.coordinator.public_key});
+  FakeWorker back(c.context(), c.worker_endpoint(), "worker-1", {}, 1,
+                  CurveClientKeys{k.worker, k.coordinator.public_key});
   bool welcomed = false;
   for (int i = 0; i < 100 && !welcomed; ++i) {  // again once the ROUTER lets go of the impostor's connection
     back.hello();

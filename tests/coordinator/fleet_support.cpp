@@ -23,7 +23,9 @@ LogCapture::~LogCapture() {
   sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
 }
 
-bool LogCapture::contains(const std::string& text) const { return this->text().find(text) != std::string::npos; }
+bool LogCapture::contains(const std::string& text) const {
+  return this->text().find(text) != std::string::npos;
+}
 
 std::string LogCapture::text() const {
   std::string out;
@@ -55,7 +57,8 @@ void FleetCoordinator::write_config() {
   write_file(dir_ / "config.yaml",
              "poll_interval_ms: 20\nmax_concurrency: 16\nretry_backoff_base_ms: 10\nretry_backoff_cap_ms: 20\n"
              "max_attempts: 5\n"
-             "repos:\n  app: {url: \"https://example.invalid/app.git\"}\n" + extra_repos_ + extra_);
+             "repos:\n  app: {url: \"https://example.invalid/app.git\"}\n" +
+                 extra_repos_ + extra_);
 }
 
 void FleetCoordinator::start() {
@@ -103,7 +106,9 @@ void FakeWorker::hello(std::vector<protocol::RunningTask> running) {
 }
 
 // Unchecked: a fake worker may send what a real one must not, for the coordinator to refuse.
-void FakeWorker::send(const protocol::Message& m) { send_frames({protocol::detail::encode_unchecked(m)}); }
+void FakeWorker::send(const protocol::Message& m) {
+  send_frames({protocol::detail::encode_unchecked(m)});
+}
 
 void FakeWorker::send_frames(const std::vector<std::string>& frames) {
   std::vector<zmq::const_buffer> parts;

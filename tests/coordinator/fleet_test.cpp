@@ -63,8 +63,7 @@ TEST_CASE("a task whose needs no worker meets waits, without holding back the ot
   CHECK(a->spec.task_id == arm);
 }
 
-TEST_CASE("a silent worker is listed as lost, its task is requeued, and its stale reports are cancelled",
-          "[fleet]") {
+TEST_CASE("a silent worker is listed as lost, its task is requeued, and its stale reports are cancelled", "[fleet]") {
   LogCapture log;
   FleetCoordinator c;
   c.start();
@@ -77,10 +76,12 @@ TEST_CASE("a silent worker is listed as lost, its task is requeued, and its stal
 
   a.go_silent();
   c.clock().jump(3000);  // past its 2 s liveness budget, without waiting for it
-  REQUIRE(eventually([&] {
-    auto row = worker_row(c.context(), c.client_endpoint(), "worker-a");
-    return row && row->state == "lost";
-  }, std::chrono::seconds(10)));
+  REQUIRE(eventually(
+      [&] {
+        auto row = worker_row(c.context(), c.client_endpoint(), "worker-a");
+        return row && row->state == "lost";
+      },
+      std::chrono::seconds(10)));
   CHECK(log.contains("worker worker-a lost"));
 
   FakeWorker b(c.context(), c.worker_endpoint(), "worker-b", {}, 1);
@@ -190,8 +191,7 @@ TEST_CASE("a hello whose worker id is not its routing id is refused", "[fleet]")
   CHECK_FALSE(worker_row(c.context(), c.client_endpoint(), "worker-a"));
 }
 
-TEST_CASE("a second connection under a registered worker id is not registered while the first lives",
-          "[fleet]") {
+TEST_CASE("a second connection under a registered worker id is not registered while the first lives", "[fleet]") {
   FleetCoordinator c;
   c.start();
   FakeWorker first(c.context(), c.worker_endpoint(), "worker-a", {"first"}, 1);

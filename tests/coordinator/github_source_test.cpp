@@ -92,9 +92,10 @@ const std::vector<TaskState> kToVerifying{TaskState::kClaimed, TaskState::kRoute
 }  // namespace
 
 TEST_CASE("gh api -i output parses into status, headers and body, and Link gives the next page") {
-  auto r = parse_gh_include_output("HTTP/2.0 200 OK\r\nEtag: W/\"abc\"\r\nLink: <https://api.github.com/repositories/"
-                                   "4242/issues?state=open&page=2>; rel=\"next\", <https://api.github.com/repositories/"
-                                   "4242/issues?state=open&page=3>; rel=\"last\"\r\n\r\n[1,2]");
+  auto r = parse_gh_include_output(
+      "HTTP/2.0 200 OK\r\nEtag: W/\"abc\"\r\nLink: <https://api.github.com/repositories/"
+      "4242/issues?state=open&page=2>; rel=\"next\", <https://api.github.com/repositories/"
+      "4242/issues?state=open&page=3>; rel=\"last\"\r\n\r\n[1,2]");
   REQUIRE(r);
   CHECK(r->status == 200);
   CHECK(r->header("etag") == "W/\"abc\"");
@@ -282,8 +283,10 @@ TEST_CASE("a LANDED task opens a pull request that closes the issue, then commen
   TransitionUpdate landed;
   landed.reason = "pushed 0123456789ab to polyphony/x";
   landed.commit = std::string(40, 'a');
-  h.walk(7, {TaskState::kClaimed, TaskState::kRouted, TaskState::kProvisioned, TaskState::kRunning,
-             TaskState::kVerifying, TaskState::kLanded}, landed);
+  h.walk(7,
+         {TaskState::kClaimed, TaskState::kRouted, TaskState::kProvisioned, TaskState::kRunning, TaskState::kVerifying,
+          TaskState::kLanded},
+         landed);
   source->report(*h.store);
   source->report(*h.store);  // idempotent
 
@@ -297,8 +300,9 @@ TEST_CASE("a LANDED task opens a pull request that closes the issue, then commen
   CHECK(h.github.calls_to("GET", "repos/acme/widgets").size() >= 1);
   const std::string text = body["body"];
   CHECK_THAT(text, Catch::StartsWith("Closes #7\n"));
-  CHECK_THAT(text, Catch::Contains("Agent: scripted") && Catch::Contains("Plan: ") && Catch::Contains("Score: not computed") &&
-                       Catch::Contains("Verify: `make test` passed") && Catch::Contains(std::string(40, 'a')));
+  CHECK_THAT(text, Catch::Contains("Agent: scripted") && Catch::Contains("Plan: ") &&
+                       Catch::Contains("Score: not computed") && Catch::Contains("Verify: `make test` passed") &&
+                       Catch::Contains(std::string(40, 'a')));
   REQUIRE(h.github.pulls().size() == 1);
   const std::string pr_url = h.github.pulls()[0]["html_url"];
   auto comments = h.github.comments(7);
@@ -328,7 +332,8 @@ TEST_CASE("a pull request already open for the branch is adopted, not opened twi
              TaskState::kVerifying, TaskState::kLanded});
   source->report(*h.store);
   CHECK(h.github.pulls().size() == 1);
-  CHECK(h.github.calls_to("GET", "repos/acme/widgets/pulls?head=acme%3Apolyphony%2F" + id + "-fix&state=all").size() == 1);
+  CHECK(h.github.calls_to("GET", "repos/acme/widgets/pulls?head=acme%3Apolyphony%2F" + id + "-fix&state=all").size() ==
+        1);
   CHECK(*read_github_pull_url(h.settings.config.state_db, id) == h.github.pulls()[0]["html_url"].get<std::string>());
 }
 
@@ -340,8 +345,10 @@ TEST_CASE("FAILED and BLOCKED are reported on the issue with the reason, once ea
   TransitionUpdate failed;
   failed.reason = "verify `make test` exited with status 2";
   failed.failure_kind = "verify";
-  h.walk(7, {TaskState::kClaimed, TaskState::kRouted, TaskState::kProvisioned, TaskState::kRunning,
-             TaskState::kVerifying, TaskState::kFailed}, failed);
+  h.walk(7,
+         {TaskState::kClaimed, TaskState::kRouted, TaskState::kProvisioned, TaskState::kRunning, TaskState::kVerifying,
+          TaskState::kFailed},
+         failed);
   source->report(*h.store);
   source->report(*h.store);
   auto comments = h.github.comments(7);
@@ -350,11 +357,15 @@ TEST_CASE("FAILED and BLOCKED are reported on the issue with the reason, once ea
              Catch::Contains("FAILED") && Catch::Contains("(verify)") && Catch::Contains("exited with status 2"));
   TransitionUpdate blocked;
   blocked.reason = "gave up after 3 attempts";
-  REQUIRE(h.store->transition(github_task_id("acme/widgets", 7), TaskState::kFailed, TaskState::kBlocked, blocked, h.clock_ms).ok());
+  REQUIRE(
+      h.store
+          ->transition(github_task_id("acme/widgets", 7), TaskState::kFailed, TaskState::kBlocked, blocked, h.clock_ms)
+          .ok());
   source->report(*h.store);
   comments = h.github.comments(7);
   REQUIRE(comments.size() == 3);
-  CHECK_THAT(comments[2]["body"].get<std::string>(), Catch::Contains("BLOCKED") && Catch::Contains("gave up after 3 attempts"));
+  CHECK_THAT(comments[2]["body"].get<std::string>(),
+             Catch::Contains("BLOCKED") && Catch::Contains("gave up after 3 attempts"));
 }
 
 TEST_CASE("a 403 rate limit backs off until the reset time, is recorded for status, and loses nothing") {
@@ -500,7 +511,7 @@ std::pair<int64_t, std::string> outbox_row(const Harness& h, const std::string& 
   return {st->int64(0), st->text(1)};
 }
 
-const std::vector<TaskState> kToLanded{TaskState::kClaimed, TaskState::kRouted, TaskState::kProvisioned,
+const std::vector<TaskState> kToLanded{TaskState::kClaimed, TaskState::kRouted,    TaskState::kProvisioned,
                                        TaskState::kRunning, TaskState::kVerifying, TaskState::kLanded};
 
 }  // namespace
@@ -532,8 +543,8 @@ TEST_CASE("a secondary rate limit (403 or 429 with Retry-After) backs off for ex
   CHECK(h.store->list()->empty());
   CHECK(source->health().state == "rate_limited");
   CHECK(source->health().until_ms == h.clock_ms + 120 * 1000);
-  CHECK_THAT(source->health().message, Catch::Contains("secondary rate limit") &&
-                                           Catch::Contains("HTTP " + std::to_string(status)));
+  CHECK_THAT(source->health().message,
+             Catch::Contains("secondary rate limit") && Catch::Contains("HTTP " + std::to_string(status)));
   h.clock_ms += 119 * 1000;
   h.round(*source);
   CHECK(h.github.calls().size() == 1);
@@ -582,8 +593,8 @@ TEST_CASE("a renamed repository is followed: gh follows 301 for reads, GhClient 
 }
 
 TEST_CASE("a merge GitHub refuses (405 not mergeable, 409 head modified) fails for good with its words, once") {
-  const auto [status, words] = GENERATE(table<int, std::string>(
-      {{405, "Pull Request is not mergeable"}, {409, "Head branch was modified"}}));
+  const auto [status, words] =
+      GENERATE(table<int, std::string>({{405, "Pull Request is not mergeable"}, {409, "Head branch was modified"}}));
   Harness h([](GithubConfig& g) { g.auto_merge = "merge"; });
   h.github.add_issue(7, "Fix the pager", "", {"polyphony"});
   h.github.fail_next("PUT repos/acme/widgets/pulls/", status);

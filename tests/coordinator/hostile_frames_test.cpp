@@ -22,16 +22,18 @@ std::vector<std::string> garbage_bodies() {
   uint32_t x = 12345;
   for (auto& ch : random) ch = static_cast<char>((x = x * 1103515245 + 12345) >> 16);
   return {
-      "",                                                    // empty
-      hello.substr(0, hello.size() / 2),                     // truncated
-      hello.substr(0, 1),                                    // one byte
-      random,                                                // noise
-      std::string("\x82\xa1v\x01\xa4type\xa5hello", 13),     // a hello without fields
-      std::string("\x82\xa1v\x02\xa4type\xa9heartbeat", 17), // another protocol version
-      std::string("\x82\xa1v\x01\xa4type\xa4" "evil", 12),      // an unknown type
-      std::string("\xdf\xff\xff\xff\xff", 5),                // a map claiming 4G entries
-      std::string(64, '\x91'),                               // arrays nested 64 deep
-      hello + "trailing",                                    // bytes after the map
+      "",                                                     // empty
+      hello.substr(0, hello.size() / 2),                      // truncated
+      hello.substr(0, 1),                                     // one byte
+      random,                                                 // noise
+      std::string("\x82\xa1v\x01\xa4type\xa5hello", 13),      // a hello without fields
+      std::string("\x82\xa1v\x02\xa4type\xa9heartbeat", 17),  // another protocol version
+      std::string("\x82\xa1v\x01\xa4type\xa4"
+                  "evil",
+                  12),                         // an unknown type
+      std::string("\xdf\xff\xff\xff\xff", 5),  // a map claiming 4G entries
+      std::string(64, '\x91'),                 // arrays nested 64 deep
+      hello + "trailing",                      // bytes after the map
   };
 }
 
@@ -46,10 +48,10 @@ TEST_CASE("garbage on the worker socket is dropped and a good worker still regis
   {
     FakeWorker noise(c.context(), c.worker_endpoint(), "noise-1");
     for (const auto& body : garbage_bodies()) noise.send_frames({body});
-    noise.send_frames({"a", "b"});                       // two frames from a DEALER
-    noise.send_frames({"", "x", "y", "z"});              // four
+    noise.send_frames({"a", "b"});                                     // two frames from a DEALER
+    noise.send_frames({"", "x", "y", "z"});                            // four
     noise.send_frames({"", protocol::encode(protocol::Heartbeat{})});  // REQ-style, unregistered
-    protocol::TaskResult r;                              // a valid message from an unregistered peer
+    protocol::TaskResult r;                                            // a valid message from an unregistered peer
     r.task_id = "t1";
     r.attempt = 1;
     r.outcome = "failed";

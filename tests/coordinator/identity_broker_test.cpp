@@ -47,9 +47,12 @@ TEST_CASE("a missing mount path, host variable or file is an identity error nami
   };
   const std::vector<Case> cases = {
       {{"a", {{(dir / "nope").string(), "/x", 4}}, {}, 1, {}}, "does not exist on this host", "identities.yaml:4"},
-      {{"b", {}, {{"KEY", "", "POLYPHONY_TEST_UNSET_VARIABLE", "", 9, false}}, 1, {}}, "POLYPHONY_TEST_UNSET_VARIABLE, which is not set",
+      {{"b", {}, {{"KEY", "", "POLYPHONY_TEST_UNSET_VARIABLE", "", 9, false}}, 1, {}},
+       "POLYPHONY_TEST_UNSET_VARIABLE, which is not set",
        "identities.yaml:9"},
-      {{"c", {}, {{"KEY", "", "", (dir / "missing-token").string(), 12, false}}, 1, {}}, "cannot be read", "identities.yaml:12"},
+      {{"c", {}, {{"KEY", "", "", (dir / "missing-token").string(), 12, false}}, 1, {}},
+       "cannot be read",
+       "identities.yaml:12"},
   };
   for (const auto& c : cases) {
     INFO(c.identity.name);
@@ -61,9 +64,12 @@ TEST_CASE("a missing mount path, host variable or file is an identity error nami
   }
 }
 
-TEST_CASE("identity files are shipped as contents, their tokens become secrets, and a missing one names file and line") {
+TEST_CASE(
+    "identity files are shipped as contents, their tokens become secrets, and a missing one names file and line") {
   TempDir dir;
-  write_file(dir / "auth.json", R"({"OPENAI_API_KEY":null,"tokens":{"access_token":"acc-tok-1234567890","refresh_token":"ref-tok-0987654321"}})");
+  write_file(
+      dir / "auth.json",
+      R"({"OPENAI_API_KEY":null,"tokens":{"access_token":"acc-tok-1234567890","refresh_token":"ref-tok-0987654321"}})");
   Identity id;
   id.name = "openai";
   id.files = {{(dir / "auth.json").string(), "auth.json", 4}};

@@ -10,13 +10,13 @@ namespace {
 // One step of a script against one LandQueue, and what it must answer.
 struct Step {
   enum class Op { kRequest, kRelease, kNext, kPushing } op;
-  std::string task;       // kRequest, kRelease, kPushing
-  std::string repo;       // kRequest, kNext; kRelease: the repo it must free ("" for none)
-  int64_t at_ms = 0;      // kRequest, kPushing
+  std::string task;   // kRequest, kRelease, kPushing
+  std::string repo;   // kRequest, kNext; kRelease: the repo it must free ("" for none)
+  int64_t at_ms = 0;  // kRequest, kPushing
   // kRequest: granted; kPushing: pushing. kNext: the task that comes out ("" for none).
   bool yes = false;
-  std::string out;        // kRequest: the task it waits behind; kNext: the task taken out
-  int64_t epoch = 1;      // kRequest
+  std::string out;    // kRequest: the task it waits behind; kNext: the task taken out
+  int64_t epoch = 1;  // kRequest
 };
 
 Step ask(std::string task, std::string repo, int64_t at, bool granted, std::string behind = "", int64_t epoch = 1) {
@@ -25,7 +25,9 @@ Step ask(std::string task, std::string repo, int64_t at, bool granted, std::stri
 Step release(std::string task, std::string freed = "") {
   return {Step::Op::kRelease, std::move(task), std::move(freed), 0, false, "", 1};
 }
-Step next(std::string repo, std::string out = "") { return {Step::Op::kNext, "", std::move(repo), 0, false, out, 1}; }
+Step next(std::string repo, std::string out = "") {
+  return {Step::Op::kNext, "", std::move(repo), 0, false, out, 1};
+}
 Step pushing(std::string task, int64_t at, bool yes) {
   return {Step::Op::kPushing, std::move(task), "", at, yes, "", 1};
 }
@@ -67,9 +69,8 @@ TEST_CASE("the land queue grants one landing per repo at a time, in order of ask
       {"repos do not wait for each other", {ask("a", "app", 0, true), ask("b", "lib", 0, true)}},
       {"the holder asking again is granted again", {ask("a", "app", 0, true), ask("a", "app", 5, true)}},
       {"a release frees the slot for the first in line, then the next",
-       {ask("a", "app", 0, true), ask("b", "app", 1, false, "a"), ask("c", "app", 2, false, "a"),
-        release("a", "app"), next("app", "b"), ask("b", "app", 3, true), next("app"), release("b", "app"),
-        next("app", "c")}},
+       {ask("a", "app", 0, true), ask("b", "app", 1, false, "a"), ask("c", "app", 2, false, "a"), release("a", "app"),
+        next("app", "b"), ask("b", "app", 3, true), next("app"), release("b", "app"), next("app", "c")}},
       {"nobody is taken out of line while the slot is held",
        {ask("a", "app", 0, true), ask("b", "app", 1, false, "a"), next("app")}},
       {"a waiting task that ends leaves the line and frees nothing",
@@ -83,8 +84,8 @@ TEST_CASE("the land queue grants one landing per repo at a time, in order of ask
        {ask("a", "app", 1000, true), pushing("a", 1000, true), pushing("a", 1000 + kLandGraceMs - 1, true),
         pushing("a", 1000 + kLandGraceMs, false), pushing("b", 1000, false)}},
       {"a released task is no longer pushing", {ask("a", "app", 0, true), release("a", "app"), pushing("a", 1, false)}},
-      {"a waiting task is not pushing", {ask("a", "app", 0, true), ask("b", "app", 0, false, "a"),
-                                         pushing("b", 1, false)}},
+      {"a waiting task is not pushing",
+       {ask("a", "app", 0, true), ask("b", "app", 0, false, "a"), pushing("b", 1, false)}},
   };
   for (const Script& script : scripts) {
     SECTION(script.name) {
@@ -118,7 +119,8 @@ TEST_CASE("the land queue's answer says whether a request newly joined the line"
   CHECK_FALSE(q.request("app", {"w", {"b", 1, 2}}, 0).queued);
 }
 
-TEST_CASE("a grant says how long the task waited in the merge queue, once, and a holder asking again is not a new grant") {
+TEST_CASE(
+    "a grant says how long the task waited in the merge queue, once, and a holder asking again is not a new grant") {
   LandQueue q;
   auto at = [&](const std::string& task, int64_t ms, int64_t epoch = 1) {
     return q.request("r", {"w-" + task, {task, 1, epoch}}, ms);
@@ -126,9 +128,9 @@ TEST_CASE("a grant says how long the task waited in the merge queue, once, and a
   const auto a = at("a", 1000);
   CHECK(a.granted);
   CHECK(a.waited_ms == 0);
-  CHECK_FALSE(at("b", 1500).waited_ms.has_value());  // waits behind a
+  CHECK_FALSE(at("b", 1500).waited_ms.has_value());     // waits behind a
   CHECK_FALSE(at("b", 4000, 2).waited_ms.has_value());  // asks again from a new epoch: keeps its first ask
-  CHECK_FALSE(at("a", 5000).waited_ms.has_value());  // the holder asking again is no new grant
+  CHECK_FALSE(at("a", 5000).waited_ms.has_value());     // the holder asking again is no new grant
   CHECK(q.release("a") == "r");
   const auto next = q.next_waiting("r");
   REQUIRE(next);

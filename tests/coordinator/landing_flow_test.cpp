@@ -75,9 +75,9 @@ struct Fixture {
 
   explicit Fixture(int poll_interval_ms = 10, int max_concurrency = 4) {
     make_bare_repo(dir / "origin.git", {{"README.md", "x\n"}});
-    write_file(dir / "home/config.yaml", "coordinator: {embedded_worker: false}\npoll_interval_ms: " +
-                                             std::to_string(poll_interval_ms) + "\nmax_concurrency: " +
-                                             std::to_string(max_concurrency) + "\n");
+    write_file(dir / "home/config.yaml",
+               "coordinator: {embedded_worker: false}\npoll_interval_ms: " + std::to_string(poll_interval_ms) +
+                   "\nmax_concurrency: " + std::to_string(max_concurrency) + "\n");
     settings = *load_settings(dir / "home");
     auto c = Coordinator::create(ctx, settings, {endpoint}, {client_endpoint});
     REQUIRE(c.ok());

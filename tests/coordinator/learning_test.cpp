@@ -46,13 +46,19 @@ struct History {
     routed.worker = "w1";
     routed.epoch = *store.next_epoch();
     routed.reason = "agent " + agent;
-    REQUIRE(store.advance(t, {{TaskState::kRouted, routed}, {TaskState::kProvisioned, {}},
-                              {TaskState::kRunning, {}}, {TaskState::kVerifying, {}}},
-                          clock.now_ms())
+    REQUIRE(store
+                .advance(t,
+                         {{TaskState::kRouted, routed},
+                          {TaskState::kProvisioned, {}},
+                          {TaskState::kRunning, {}},
+                          {TaskState::kVerifying, {}}},
+                         clock.now_ms())
                 .ok());
     for (int i = 0; i < reviews; ++i) {
       clock.advance(kMinute);
-      REQUIRE(store.note(id, "review by claude (round " + std::to_string(i + 1) + "): changes requested", clock.now_ms()).ok());
+      REQUIRE(
+          store.note(id, "review by claude (round " + std::to_string(i + 1) + "): changes requested", clock.now_ms())
+              .ok());
     }
     clock.advance((minutes - reviews) * kMinute);
   }
@@ -65,8 +71,9 @@ struct History {
   void retry(const std::string& id) {
     TransitionUpdate failed;
     failed.reason = "verify failed";
-    REQUIRE(store.transitions(id, TaskState::kVerifying, {{TaskState::kFailed, failed}, {TaskState::kClaimed, {}}},
-                              clock.now_ms())
+    REQUIRE(store
+                .transitions(id, TaskState::kVerifying, {{TaskState::kFailed, failed}, {TaskState::kClaimed, {}}},
+                             clock.now_ms())
                 .ok());
   }
 
@@ -133,8 +140,10 @@ TEST_CASE("the state DB derives per task and agent how finished tasks of a repo 
   REQUIRE(store.ok());
   History h{*store, clock};
   record_sample(h);
-  REQUIRE(store->record_agent_runs("land1", 1, {protocol::AgentUsage{"implementer", "codex", "gpt", 3, 1000, 200,
-                                                                     0.25, "done"}}).ok());
+  REQUIRE(store
+              ->record_agent_runs("land1", 1,
+                                  {protocol::AgentUsage{"implementer", "codex", "gpt", 3, 1000, 200, 0.25, "done"}})
+              .ok());
 
   auto rows = store->task_outcomes("/srv/app", 0, 3);
   REQUIRE(rows.ok());
@@ -190,12 +199,13 @@ TEST_CASE("outcomes sum up per agent with the median time to land and read as a 
   CHECK(o.agents.at("claude").tasks == 2);
   const auto lines = describe(o);
   REQUIRE(lines.size() == 2);
-  CHECK(lines[0] == "codex landed 3 of 5 tasks scored 0-3 here, median 6 min to land, "
-                    "1.2 attempts and 0.4 review rounds a task");
-  CHECK(lines[1] == "claude landed 1 of 2 tasks scored 0-3 here, median 8 min to land, "
-                    "1 attempt and 0 review rounds a task");
-  CHECK(describe(summarize("/srv/none", band, {})) ==
-        std::vector<std::string>{"no finished task scored 0-3 here yet"});
+  CHECK(lines[0] ==
+        "codex landed 3 of 5 tasks scored 0-3 here, median 6 min to land, "
+        "1.2 attempts and 0.4 review rounds a task");
+  CHECK(lines[1] ==
+        "claude landed 1 of 2 tasks scored 0-3 here, median 8 min to land, "
+        "1 attempt and 0 review rounds a task");
+  CHECK(describe(summarize("/srv/none", band, {})) == std::vector<std::string>{"no finished task scored 0-3 here yet"});
 }
 
 TEST_CASE("score bands follow the scoring thresholds") {
@@ -206,8 +216,12 @@ TEST_CASE("score bands follow the scoring thresholds") {
     int score, min, max;
     Plan plan;
   };
-  for (const auto& c : std::vector<Case>{{0, 0, 2, Plan::kSolo}, {2, 0, 2, Plan::kSolo}, {3, 3, 5, Plan::kReview},
-                                         {5, 3, 5, Plan::kReview}, {6, 6, 10, Plan::kStrong}, {10, 6, 10, Plan::kStrong}}) {
+  for (const auto& c : std::vector<Case>{{0, 0, 2, Plan::kSolo},
+                                         {2, 0, 2, Plan::kSolo},
+                                         {3, 3, 5, Plan::kReview},
+                                         {5, 3, 5, Plan::kReview},
+                                         {6, 6, 10, Plan::kStrong},
+                                         {10, 6, 10, Plan::kStrong}}) {
     const ScoreBand b = score_band(c.score, s);
     INFO(c.score);
     CHECK(b.min == c.min);
@@ -306,30 +320,100 @@ TEST_CASE("the learning rule picks the cheapest agent proven in the band and say
     std::vector<std::string> fallback;
   };
   const std::vector<Case> cases{
-      {"a proven cheap agent replaces the default", {{"kimi", record(4, 4)}, {"codex", record(10, 5)}}, 2, "", "",
-       true, "kimi", true,
+      {"a proven cheap agent replaces the default",
+       {{"kimi", record(4, 4)}, {"codex", record(10, 5)}},
+       2,
+       "",
+       "",
+       true,
+       "kimi",
+       true,
        "learning (routing.yaml:9) picked kimi, the cheapest agent that landed at least 75% of at least 4 tasks "
        "scored 0-3 here (kimi landed 4 of 4 tasks scored 0-3 here, 1 attempt and 0 review rounds a task); "
        "otherwise codex (default)",
        {"codex", "claude"}},  // what it replaced first; kimi is not its own fallback
-      {"too few tasks do not count", {{"kimi", record(3, 3)}}, 2, "", "", true, "codex", false,
+      {"too few tasks do not count",
+       {{"kimi", record(3, 3)}},
+       2,
+       "",
+       "",
+       true,
+       "codex",
+       false,
        "did not decide: no agent landed at least 75% of at least 4 tasks scored 0-3 here; routing as configured "
-       "picks codex", {"claude", "kimi"}},
-      {"too low a landing rate does not count", {{"kimi", record(8, 5)}}, 2, "", "", true, "codex", false,
-       "did not decide", {"claude", "kimi"}},
+       "picks codex",
+       {"claude", "kimi"}},
+      {"too low a landing rate does not count",
+       {{"kimi", record(8, 5)}},
+       2,
+       "",
+       "",
+       true,
+       "codex",
+       false,
+       "did not decide",
+       {"claude", "kimi"}},
       {"exactly the threshold counts", {{"kimi", record(4, 3)}}, 2, "", "", true, "kimi", true, "picked kimi", {}},
-      {"tier cheap before strong", {{"claude", record(9, 9, 0.01)}, {"kimi", record(5, 4, 0.50)}}, 2, "", "", true,
-       "kimi", true, "picked kimi", {}},
-      {"the lower cost a task among cheap agents", {{"kimi", record(5, 5, 0.40)}, {"scripted", record(5, 5, 0.10)}},
-       2, "", "", true, "scripted", true, "picked scripted", {}},
-      {"without costs, the default's order", {{"kimi", record(5, 5)}, {"codex", record(5, 5)}}, 2, "", "", true,
-       "codex", true, "a task); routing as configured picks it too", {"claude", "kimi"}},
-      {"the strong plan takes only strong agents", {{"kimi", record(9, 9)}, {"opus", record(4, 4)}}, 8, "", "", true,
-       "opus", true, "picked opus, the cheapest strong agent", {"claude", "kimi"}},
-      {"a rule's agent stays", {{"scripted", record(9, 9)}}, 2, "docs", "", true, "kimi", false,
-       "not used: routing.yaml:3 names the agent", {"claude", "kimi"}},
-      {"--agent stays", {{"scripted", record(9, 9)}}, 2, "", "claude", true, "claude", false,
-       "not used: --agent names the agent", {}},
+      {"tier cheap before strong",
+       {{"claude", record(9, 9, 0.01)}, {"kimi", record(5, 4, 0.50)}},
+       2,
+       "",
+       "",
+       true,
+       "kimi",
+       true,
+       "picked kimi",
+       {}},
+      {"the lower cost a task among cheap agents",
+       {{"kimi", record(5, 5, 0.40)}, {"scripted", record(5, 5, 0.10)}},
+       2,
+       "",
+       "",
+       true,
+       "scripted",
+       true,
+       "picked scripted",
+       {}},
+      {"without costs, the default's order",
+       {{"kimi", record(5, 5)}, {"codex", record(5, 5)}},
+       2,
+       "",
+       "",
+       true,
+       "codex",
+       true,
+       "a task); routing as configured picks it too",
+       {"claude", "kimi"}},
+      {"the strong plan takes only strong agents",
+       {{"kimi", record(9, 9)}, {"opus", record(4, 4)}},
+       8,
+       "",
+       "",
+       true,
+       "opus",
+       true,
+       "picked opus, the cheapest strong agent",
+       {"claude", "kimi"}},
+      {"a rule's agent stays",
+       {{"scripted", record(9, 9)}},
+       2,
+       "docs",
+       "",
+       true,
+       "kimi",
+       false,
+       "not used: routing.yaml:3 names the agent",
+       {"claude", "kimi"}},
+      {"--agent stays",
+       {{"scripted", record(9, 9)}},
+       2,
+       "",
+       "claude",
+       true,
+       "claude",
+       false,
+       "not used: --agent names the agent",
+       {}},
       {"off by default", {{"scripted", record(9, 9)}}, 2, "", "", false, "codex", false, "", {"claude", "kimi"}},
   };
   for (const auto& c : cases) {
@@ -354,7 +438,8 @@ TEST_CASE("the learning rule picks the cheapest agent proven in the band and say
   }
 }
 
-TEST_CASE("a learned implementer gets a reviewer other than itself, and without outcomes or a score nothing is learned") {
+TEST_CASE(
+    "a learned implementer gets a reviewer other than itself, and without outcomes or a score nothing is learned") {
   RoutingPolicy p = learning_policy();
   BandOutcomes o{"/srv/app", score_band(5, p.scoring), {{"claude", record(6, 6)}}};
   auto review = route(TaskRequest{}, p, learning_agents(), 5, &o);
@@ -362,7 +447,8 @@ TEST_CASE("a learned implementer gets a reviewer other than itself, and without 
   CHECK(review->plan == Plan::kReview);
   CHECK(review->agent == "claude");  // the only proven agent, though strong
   CHECK(review->reviewer == "opus");
-  CHECK_THAT(dispatch_reason(*review, review->agent, "w1"), Catch::Contains("; learning (routing.yaml:9) picked claude"));
+  CHECK_THAT(dispatch_reason(*review, review->agent, "w1"),
+             Catch::Contains("; learning (routing.yaml:9) picked claude"));
 
   auto no_outcomes = route(TaskRequest{}, p, learning_agents(), 2, nullptr);
   REQUIRE(no_outcomes.ok());
@@ -431,7 +517,8 @@ TEST_CASE("routing.yaml learning: loads, is off by default, and its errors name 
     auto r = load_routing(file);
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().code == "config");
-    CHECK_THAT(r.error().where, Catch::StartsWith(file.string() + c.where) || Catch::Contains("routing.yaml" + c.where));
+    CHECK_THAT(r.error().where,
+               Catch::StartsWith(file.string() + c.where) || Catch::Contains("routing.yaml" + c.where));
     CHECK_THAT(r.error().message, Catch::Contains(c.says));
   }
 }

@@ -11,14 +11,13 @@ using S = TaskState;
 
 TEST_CASE("exactly the documented transitions are allowed") {
   const std::set<std::pair<S, S>> allowed{
-      {S::kDiscovered, S::kClaimed}, {S::kClaimed, S::kRouted},       {S::kRouted, S::kProvisioned},
+      {S::kDiscovered, S::kClaimed},  {S::kClaimed, S::kRouted},      {S::kRouted, S::kProvisioned},
       {S::kProvisioned, S::kRunning}, {S::kRunning, S::kVerifying},   {S::kVerifying, S::kLanded},
-      {S::kRouted, S::kFailed},      {S::kProvisioned, S::kFailed},   {S::kRunning, S::kFailed},
-      {S::kVerifying, S::kFailed},   {S::kFailed, S::kClaimed},       {S::kFailed, S::kBlocked},
-      {S::kBlocked, S::kClaimed},    {S::kVerifying, S::kRunning},
-      {S::kDiscovered, S::kCancelled}, {S::kClaimed, S::kCancelled},  {S::kRouted, S::kCancelled},
-      {S::kProvisioned, S::kCancelled}, {S::kRunning, S::kCancelled}, {S::kVerifying, S::kCancelled},
-      {S::kFailed, S::kCancelled},
+      {S::kRouted, S::kFailed},       {S::kProvisioned, S::kFailed},  {S::kRunning, S::kFailed},
+      {S::kVerifying, S::kFailed},    {S::kFailed, S::kClaimed},      {S::kFailed, S::kBlocked},
+      {S::kBlocked, S::kClaimed},     {S::kVerifying, S::kRunning},   {S::kDiscovered, S::kCancelled},
+      {S::kClaimed, S::kCancelled},   {S::kRouted, S::kCancelled},    {S::kProvisioned, S::kCancelled},
+      {S::kRunning, S::kCancelled},   {S::kVerifying, S::kCancelled}, {S::kFailed, S::kCancelled},
   };
   for (S from : all_task_states()) {
     for (S to : all_task_states()) {

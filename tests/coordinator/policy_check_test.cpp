@@ -107,8 +107,9 @@ TEST_CASE("config check reports an agent whose identity is not defined") {
 
 TEST_CASE("routing.yaml rules may name a plan with or without an agent") {
   TempDir dir;
-  auto p = parse_routing(dir, "rules:\n  - match: {score: {min: 7}}\n    plan: strong\n"
-                              "  - match: {task_type: docs}\n    agent: kimi\n    plan: review\n");
+  auto p = parse_routing(dir,
+                         "rules:\n  - match: {score: {min: 7}}\n    plan: strong\n"
+                         "  - match: {task_type: docs}\n    agent: kimi\n    plan: review\n");
   REQUIRE(p.ok());
   REQUIRE(p->rules.size() == 2);
   CHECK(p->rules[0].plan == Plan::kStrong);
@@ -119,8 +120,9 @@ TEST_CASE("routing.yaml rules may name a plan with or without an agent") {
 
 TEST_CASE("routing.yaml scoring overrides the thresholds and cut-offs") {
   TempDir dir;
-  auto p = parse_routing(dir, "scoring:\n  thresholds: {solo_max: 2, review_max: 5}\n"
-                              "  cutoffs:\n    call_sites: [2, 8]\n");
+  auto p = parse_routing(dir,
+                         "scoring:\n  thresholds: {solo_max: 2, review_max: 5}\n"
+                         "  cutoffs:\n    call_sites: [2, 8]\n");
   REQUIRE(p.ok());
   CHECK(p->scoring.solo_max == 2);
   CHECK(p->scoring.review_max == 5);

@@ -48,9 +48,9 @@ TEST_CASE("rules are evaluated top-down and the first match wins") {
       {"", "high", "", "", {"docs"}, "kimi", "routing.yaml:3 (rule 1)"},  // earlier rule wins
       {"", "high", "", "", {}, "claude", "routing.yaml:5 (rule 2)"},
       {"bugfix", "", "app", "", {}, "codex", "routing.yaml:7 (rule 3)"},
-      {"bugfix", "", "other", "", {}, "scripted", "default"},             // every condition must hold
+      {"bugfix", "", "other", "", {}, "scripted", "default"},  // every condition must hold
       {"", "low", "", "", {"ui"}, "scripted", "default"},
-      {"", "high", "", "kimi", {}, "kimi", "--agent"},                    // explicit agent wins
+      {"", "high", "", "kimi", {}, "kimi", "--agent"},  // explicit agent wins
   };
   for (const auto& c : cases) {
     TaskRequest t;
@@ -145,8 +145,7 @@ TEST_CASE("the run spec carries repo settings, limits and identity") {
   CHECK(s.agent.mounts[0].read_only);
 }
 
-TEST_CASE(
-    "a placeholder too large for one argv element becomes a pointer to the task file, and stdin takes any size") {
+TEST_CASE("a placeholder too large for one argv element becomes a pointer to the task file, and stdin takes any size") {
   TaskRequest t;
   t.title = "Big";
   t.body = std::string(1 << 20, 'x');

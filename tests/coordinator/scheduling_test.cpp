@@ -25,8 +25,8 @@ std::vector<std::string> ids(const std::vector<Task>& tasks) {
 }  // namespace
 
 TEST_CASE("a busy repo does not starve the others") {
-  const std::vector<Task> claimed{task("a1", "A", 1), task("a2", "A", 2), task("a3", "A", 3),
-                                  task("b1", "B", 4), task("c1", "C", 5)};
+  const std::vector<Task> claimed{task("a1", "A", 1), task("a2", "A", 2), task("a3", "A", 3), task("b1", "B", 4),
+                                  task("c1", "C", 5)};
   CHECK(ids(dispatch_order(claimed, {}, 0, 5, 100)) == std::vector<std::string>{"a1", "b1", "c1", "a2", "a3"});
   CHECK(ids(dispatch_order(claimed, {}, 0, 2, 100)) == std::vector<std::string>{"a1", "b1"});
 }

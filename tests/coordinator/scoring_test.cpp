@@ -13,7 +13,9 @@ using polyphony::testing::TempDir;
 
 namespace {
 
-int value_of(const Score& s, Dimension d) { return s.dimensions[static_cast<size_t>(d)].value; }
+int value_of(const Score& s, Dimension d) {
+  return s.dimensions[static_cast<size_t>(d)].value;
+}
 
 std::vector<KeywordHit> keywords(int n) {
   std::vector<KeywordHit> out;
@@ -27,12 +29,15 @@ const std::map<std::string, std::string> kFixture{
     {"src/auth/session.py",
      "import threading\n\n_lock = threading.Lock()\n\n\ndef refresh_session(user):\n    with _lock:\n"
      "        if user.password_expired:\n            return None\n        return user.token\n"},
-    {"src/app.py", "from auth.session import refresh_session\n\ndef handler(u):\n    s = refresh_session(u)\n"
-                   "    t = refresh_session(u)\n    return refresh_session(u) or s or t\n"},
-    {"src/jobs.py", "# refresh_session(x) is not a call\ndef nightly(users):\n    for u in users:\n"
-                    "        refresh_session(u)\n    return [refresh_session (u) for u in users]\n"},
+    {"src/app.py",
+     "from auth.session import refresh_session\n\ndef handler(u):\n    s = refresh_session(u)\n"
+     "    t = refresh_session(u)\n    return refresh_session(u) or s or t\n"},
+    {"src/jobs.py",
+     "# refresh_session(x) is not a call\ndef nightly(users):\n    for u in users:\n"
+     "        refresh_session(u)\n    return [refresh_session (u) for u in users]\n"},
     {"c/parser.h", "int parse_header(const char* s);\n"},
-    {"c/parser.c", "#include \"parser.h\"\nint parse_header(const char* s) {\n  if (s) {\n    return 1;\n  }\n  return 0;\n}\n"},
+    {"c/parser.c",
+     "#include \"parser.h\"\nint parse_header(const char* s) {\n  if (s) {\n    return 1;\n  }\n  return 0;\n}\n"},
     {"c/main.c", "int main(void) {\n  int a = parse_header(\"x\");\n  return a + parse_header(\"y\");\n}\n"},
     {"docs/guide.md", "How sessions work.\n"},
     {"logo.png", std::string("\x89PNG\0\0binary", 12)},
@@ -87,11 +92,31 @@ TEST_CASE("each dimension steps from 0 to 1 to 2 exactly at its cut-offs") {
     Signals signals;
     int expect;
   };
-  auto loc = [](int n) { Signals s; s.files = {{"a.c", n, 0, "named in the task"}}; return s; };
-  auto nest = [](int n) { Signals s; s.files = {{"a.c", 1, n, "named in the task"}}; return s; };
-  auto calls = [](int n) { Signals s; s.symbols = {{"f", n, 1, {"a.c"}}}; return s; };
-  auto sec = [](int n) { Signals s; s.security = keywords(n); return s; };
-  auto conc = [](int n) { Signals s; s.concurrency = keywords(n); return s; };
+  auto loc = [](int n) {
+    Signals s;
+    s.files = {{"a.c", n, 0, "named in the task"}};
+    return s;
+  };
+  auto nest = [](int n) {
+    Signals s;
+    s.files = {{"a.c", 1, n, "named in the task"}};
+    return s;
+  };
+  auto calls = [](int n) {
+    Signals s;
+    s.symbols = {{"f", n, 1, {"a.c"}}};
+    return s;
+  };
+  auto sec = [](int n) {
+    Signals s;
+    s.security = keywords(n);
+    return s;
+  };
+  auto conc = [](int n) {
+    Signals s;
+    s.concurrency = keywords(n);
+    return s;
+  };
   const std::vector<Case> cases{
       {Dimension::kCyclomaticDepth, loc(149), 0}, {Dimension::kCyclomaticDepth, loc(150), 1},
       {Dimension::kCyclomaticDepth, loc(599), 1}, {Dimension::kCyclomaticDepth, loc(600), 2},
@@ -117,9 +142,10 @@ TEST_CASE("domain invariants come from the risk and the task type and are capped
     std::string risk, type;
     int expect;
   };
-  const std::vector<Case> cases{{"", "", 0},          {"low", "feature", 0},   {"medium", "", 1},
-                                {"high", "", 2},      {"", "migration", 1},    {"medium", "security", 2},
-                                {"high", "billing", 2}, {"low", "docs", 0},    {"medium", "docs", 1}};
+  const std::vector<Case> cases{
+      {"", "", 0},          {"low", "feature", 0},     {"medium", "", 1},      {"high", "", 2},
+      {"", "migration", 1}, {"medium", "security", 2}, {"high", "billing", 2}, {"low", "docs", 0},
+      {"medium", "docs", 1}};
   for (const auto& c : cases) {
     Signals s;
     s.risk = c.risk;
@@ -214,7 +240,8 @@ TEST_CASE("the scan skips large files and stops at the file cap") {
   limits.max_files = 3;
   auto text = read_repo_at(dir / "origin.git", "main", limits);
   REQUIRE(text.ok());
-  const auto large = std::count_if(kFixture.begin(), kFixture.end(), [](const auto& f) { return f.second.size() > 100; });
+  const auto large =
+      std::count_if(kFixture.begin(), kFixture.end(), [](const auto& f) { return f.second.size() > 100; });
   REQUIRE(large >= 2);
   CHECK(text->skipped_large == large);
   CHECK(text->files.size() + static_cast<size_t>(text->skipped_binary) == 3);
@@ -318,9 +345,9 @@ TEST_CASE("without rules the score picks the plan at every threshold boundary") 
     Plan plan;
     std::string agent, reviewer;
   };
-  const std::vector<Case> cases{{0, Plan::kSolo, "codex", ""},       {3, Plan::kSolo, "codex", ""},
+  const std::vector<Case> cases{{0, Plan::kSolo, "codex", ""},         {3, Plan::kSolo, "codex", ""},
                                 {4, Plan::kReview, "codex", "claude"}, {6, Plan::kReview, "codex", "claude"},
-                                {7, Plan::kStrong, "claude", ""},    {10, Plan::kStrong, "claude", ""}};
+                                {7, Plan::kStrong, "claude", ""},      {10, Plan::kStrong, "claude", ""}};
   for (const auto& c : cases) {
     auto d = route(TaskRequest{}, p, tiered_agents(), c.total);
     REQUIRE(d.ok());
@@ -340,7 +367,7 @@ TEST_CASE("score rules take part in first-match order") {
     Plan plan;
   };
   const std::vector<Case> cases{
-      {"docs", 8, "routing.yaml:3 (rule 1)", "claude", "", Plan::kStrong},     // the score rule comes first
+      {"docs", 8, "routing.yaml:3 (rule 1)", "claude", "", Plan::kStrong},      // the score rule comes first
       {"docs", 5, "routing.yaml:5 (rule 2)", "kimi", "claude", Plan::kReview},  // rule's agent, score's plan
       {"docs", std::nullopt, "routing.yaml:5 (rule 2)", "kimi", "", Plan::kSolo},
       {"bugfix", 4, "routing.yaml:7 (rule 3)", "scripted", "claude", Plan::kReview},

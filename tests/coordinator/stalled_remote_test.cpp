@@ -80,8 +80,7 @@ std::string submit_to(zmq::context_t& ctx, const std::string& endpoint, const st
 
 }  // namespace
 
-TEST_CASE("a stalled git remote and a hanging gh neither expire a running attempt nor lose its worker",
-          "[fleet]") {
+TEST_CASE("a stalled git remote and a hanging gh neither expire a running attempt nor lose its worker", "[fleet]") {
   LogCapture log;
   TempDir dir("polyphony-stall");
   make_bare_repo(dir / "local.git", {{"README.md", "a local repo\n"}});
@@ -89,11 +88,12 @@ TEST_CASE("a stalled git remote and a hanging gh neither expire a running attemp
   FakeGithub github;
   github.fail("hang");
   // Liveness budget 2 s (fleet_support); the remote and gh each hold a job for longer than that.
-  FleetCoordinator c("coordinator: {insecure: true, mirror_timeout_s: 4}\n"
-                     "github: {repo: " + github.repo() + ", gh: " + github.program() +
-                         ", host: \"" + github.host() + "\"" +
-                         ", gh_timeout_ms: 3000, poll_interval_ms: 50}\n",
-                     "  stall: {url: \"" + remote.url() + "\"}\n");
+  FleetCoordinator c(
+      "coordinator: {insecure: true, mirror_timeout_s: 4}\n"
+      "github: {repo: " +
+          github.repo() + ", gh: " + github.program() + ", host: \"" + github.host() + "\"" +
+          ", gh_timeout_ms: 3000, poll_interval_ms: 50}\n",
+      "  stall: {url: \"" + remote.url() + "\"}\n");
   c.start();
   REQUIRE_FALSE(c.start_error());
   FakeWorker w(c.context(), c.worker_endpoint(), "worker-a", {}, 1);

@@ -34,7 +34,7 @@ TEST_CASE("a task walks the happy path and every step is an event") {
   REQUIRE(store.ok());
   REQUIRE(*store->add(request("t1"), 1000));
   CHECK_FALSE(*store->add(request("t1"), 1001));  // idempotent
-  const std::vector<TaskState> path{TaskState::kDiscovered, TaskState::kClaimed, TaskState::kRouted,
+  const std::vector<TaskState> path{TaskState::kDiscovered,  TaskState::kClaimed, TaskState::kRouted,
                                     TaskState::kProvisioned, TaskState::kRunning, TaskState::kVerifying,
                                     TaskState::kLanded};
   for (size_t i = 1; i < path.size(); ++i) {
@@ -135,7 +135,8 @@ TEST_CASE("a chain of transitions is one transaction: all of it or none of it") 
   auto store = StateStore::open(dir / "state.db");
   REQUIRE(store.ok());
   REQUIRE(*store->add(request("t1"), 1));
-  REQUIRE(store->transitions("t1", TaskState::kDiscovered, {{TaskState::kClaimed, {}}, {TaskState::kRouted, {}}}, 2).ok());
+  REQUIRE(
+      store->transitions("t1", TaskState::kDiscovered, {{TaskState::kClaimed, {}}, {TaskState::kRouted, {}}}, 2).ok());
   CHECK((*store->get("t1"))->state == TaskState::kRouted);
   // ROUTED -> FAILED -> LANDED is not a path: nothing changes.
   TransitionUpdate failed;
@@ -145,7 +146,8 @@ TEST_CASE("a chain of transitions is one transaction: all of it or none of it") 
   CHECK((*store->get("t1"))->state == TaskState::kRouted);
   TransitionUpdate retry;
   retry.reason = "retry";
-  REQUIRE(store->transitions("t1", TaskState::kRouted, {{TaskState::kFailed, failed}, {TaskState::kClaimed, retry}}, 4).ok());
+  REQUIRE(store->transitions("t1", TaskState::kRouted, {{TaskState::kFailed, failed}, {TaskState::kClaimed, retry}}, 4)
+              .ok());
   auto events = store->events("t1");
   REQUIRE(events->size() == 5);
   CHECK(events->at(3).to == "FAILED");
@@ -172,7 +174,8 @@ TEST_CASE("score, plan, reviewer and failed trees are kept, and a note joins the
   REQUIRE(store->transition("t1", TaskState::kRouted, TaskState::kFailed, failed, 1004).ok());
   TransitionUpdate again;
   again.failed_tree = "bbbb";
-  REQUIRE(store->transitions("t1", TaskState::kFailed, {{TaskState::kClaimed, {}}, {TaskState::kRouted, again}}, 1005).ok());
+  REQUIRE(store->transitions("t1", TaskState::kFailed, {{TaskState::kClaimed, {}}, {TaskState::kRouted, again}}, 1005)
+              .ok());
 
   auto t = **store->get("t1");
   CHECK(t.score == 5);
@@ -363,13 +366,15 @@ TEST_CASE("several steps advanced at once write the row once and keep an event f
   auto store = StateStore::open(dir / "state.db");
   REQUIRE(store.ok());
   REQUIRE(*store->add(request("t1"), 1));
-  REQUIRE(store->transitions("t1", TaskState::kDiscovered, {{TaskState::kClaimed, {}}, {TaskState::kRouted, {}}}, 2).ok());
+  REQUIRE(
+      store->transitions("t1", TaskState::kDiscovered, {{TaskState::kClaimed, {}}, {TaskState::kRouted, {}}}, 2).ok());
   const Task routed = **store->get("t1");
   TransitionUpdate p, r, v;
   p.reason = "branch b at 123";
   r.reason = "agent a";
   v.reason = "true";
-  auto now = store->advance(routed, {{TaskState::kProvisioned, p}, {TaskState::kRunning, r}, {TaskState::kVerifying, v}}, 3);
+  auto now =
+      store->advance(routed, {{TaskState::kProvisioned, p}, {TaskState::kRunning, r}, {TaskState::kVerifying, v}}, 3);
   REQUIRE(now.ok());
   CHECK(now->state == TaskState::kVerifying);
   CHECK(now->reason == "true");
@@ -387,7 +392,8 @@ TEST_CASE("several steps advanced at once write the row once and keep an event f
   CHECK(store->events("t1")->size() == 6);
 }
 
-TEST_CASE("agent runs are stored per attempt, a resent result replaces them, and runs that reported nothing cost nothing") {
+TEST_CASE(
+    "agent runs are stored per attempt, a resent result replaces them, and runs that reported nothing cost nothing") {
   TempDir dir;
   auto store = StateStore::open(dir / "state.db");
   REQUIRE(store.ok());

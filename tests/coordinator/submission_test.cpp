@@ -32,12 +32,12 @@ TEST_CASE("a submitted path is a repository when git would take it for one, and 
   git(dir / "clone", {"worktree", "add", "-q", (dir / "linked").string()});
 
   SECTION("a bare repository, a clone, a directory inside a clone and a linked worktree") {
-    for (const auto& [given, canonical] : std::vector<std::pair<std::filesystem::path, std::filesystem::path>>{
-             {dir / "origin.git", dir / "origin.git"},
-             {dir / "clone", dir / "clone"},
-             {dir / "clone/src/", dir / "clone/src"},
-             {dir / "clone/src/../.", dir / "clone"},
-             {dir / "linked", dir / "linked"}}) {
+    for (const auto& [given, canonical] :
+         std::vector<std::pair<std::filesystem::path, std::filesystem::path>>{{dir / "origin.git", dir / "origin.git"},
+                                                                              {dir / "clone", dir / "clone"},
+                                                                              {dir / "clone/src/", dir / "clone/src"},
+                                                                              {dir / "clone/src/../.", dir / "clone"},
+                                                                              {dir / "linked", dir / "linked"}}) {
       auto r = validate_repo(*settings, given);
       INFO(given);
       REQUIRE(r.ok());
@@ -49,7 +49,8 @@ TEST_CASE("a submitted path is a repository when git would take it for one, and 
     write_file(dir / "plain/file.txt", "x\n");
     write_file(dir / "clone/notes.txt", "a file in a clone is not a repository\n");
     std::filesystem::create_directories(dir / "half/objects");  // no HEAD, no refs
-    for (const auto& path : {dir / "plain", dir / "plain/sub", dir / "plain/file.txt", dir / "half", dir / "clone/notes.txt"}) {
+    for (const auto& path :
+         {dir / "plain", dir / "plain/sub", dir / "plain/file.txt", dir / "half", dir / "clone/notes.txt"}) {
       auto r = validate_repo(*settings, path);
       INFO(path);
       REQUIRE_FALSE(r.ok());
@@ -88,7 +89,7 @@ TEST_CASE("a client may name a local-path repo only under repos.allowed_roots, w
     INFO(outside);
     auto refused = submit_repo(outside.string());
     CHECK_FALSE(refused.ok);
-    CHECK_THAT(refused.error, Catch::Contains("outside the directories clients may name") &&
-                                  Catch::Contains("repos.allowed_roots"));
+    CHECK_THAT(refused.error,
+               Catch::Contains("outside the directories clients may name") && Catch::Contains("repos.allowed_roots"));
   }
 }

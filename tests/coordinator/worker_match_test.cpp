@@ -57,7 +57,9 @@ TEST_CASE("a task goes to a live worker with free capacity whose labels meet its
       {"equal ratio: fewer running", {{"a", 4, 2, {}, true, true}, {"b", 2, 1, {}, true, true}}, {}, "b"},
       {"all equal: smaller id", {{"b", 4, 0, {}, true, true}, {"a", 4, 0, {}, true, true}}, {}, "a"},
       {"needs skip the idle worker without the label",
-       {{"plain", 4, 0, {}, true, true}, {"gpu-1", 4, 3, {"gpu"}, true, true}}, {"needs:gpu"}, "gpu-1"},
+       {{"plain", 4, 0, {}, true, true}, {"gpu-1", 4, 3, {"gpu"}, true, true}},
+       {"needs:gpu"},
+       "gpu-1"},
       {"needs met by no worker", {{"plain", 4, 0, {"arch=amd64"}, true, true}}, {"needs:arch=arm64"}, std::nullopt},
       {"needs met only by a full worker", {{"gpu-1", 1, 1, {"gpu"}, true, true}, idle}, {"needs:gpu"}, std::nullopt},
       {"routing labels do not restrict", {idle}, {"bug", "p1"}, "a"},
@@ -71,8 +73,8 @@ TEST_CASE("a task goes to a live worker with free capacity whose labels meet its
 }
 
 TEST_CASE("equal workers fill evenly when tasks are placed one after another") {
-  std::vector<WorkerCandidate> workers{{"w1", 2, 0, {}, true, true}, {"w2", 2, 0, {}, true, true},
-                                       {"w3", 2, 0, {}, true, true}};
+  std::vector<WorkerCandidate> workers{
+      {"w1", 2, 0, {}, true, true}, {"w2", 2, 0, {}, true, true}, {"w3", 2, 0, {}, true, true}};
   std::vector<std::string> order;
   for (int i = 0; i < 6; ++i) {
     auto chosen = choose_worker(workers, {});

@@ -74,16 +74,16 @@ TEST_CASE("a silent worker is lost just past its budget, and recovers when heard
   r.sent("w1", t0);
   struct Tick {
     int64_t advance;
-    bool lost_now;    // the walk at this time marks it lost
-    bool heartbeat;   // the walk at this time says a heartbeat is due
+    bool lost_now;   // the walk at this time marks it lost
+    bool heartbeat;  // the walk at this time says a heartbeat is due
   };
   // Nothing heard after the hello; the walk runs whenever it is due.
   const std::vector<Tick> ticks = {
-      {50, false, false},   // t0+50: sent 50 ms ago
-      {50, false, true},    // t0+100: an interval since the last send
-      {400, false, true},   // t0+500: at the budget, still live
-      {1, true, false},     // t0+501: past it
-      {1000, false, false}, // already lost: not again, and no heartbeats
+      {50, false, false},    // t0+50: sent 50 ms ago
+      {50, false, true},     // t0+100: an interval since the last send
+      {400, false, true},    // t0+500: at the budget, still live
+      {1, true, false},      // t0+501: past it
+      {1000, false, false},  // already lost: not again, and no heartbeats
   };
   for (size_t i = 0; i < ticks.size(); ++i) {
     INFO("tick " << i);
@@ -130,7 +130,7 @@ TEST_CASE("a worker holds a task while heard within its budget and running it", 
     bool held;
   };
   const std::vector<Case> cases = {
-      {"w1", "a", 1000, true},  {"w1", "a", 1499, true}, {"w1", "a", 1500, false},
+      {"w1", "a", 1000, true},  {"w1", "a", 1499, true},  {"w1", "a", 1500, false},
       {"w1", "b", 1000, false}, {"w2", "a", 1000, false},
   };
   for (const Case& c : cases) {
@@ -195,7 +195,8 @@ TEST_CASE("the worker table shows each worker's state, load, heartbeat age and c
   CHECK(r.find("ready")->reported_load == 1);
 }
 
-TEST_CASE("a disconnected worker is lost one interval after its connection closed, unless heard again", "[worker_registry]") {
+TEST_CASE("a disconnected worker is lost one interval after its connection closed, unless heard again",
+          "[worker_registry]") {
   struct Case {
     std::string name;
     int64_t heard_after_ms;  // < 0: never heard again
@@ -255,7 +256,9 @@ TEST_CASE("a lost worker leaves the table after the expiry, and never with an ex
     bool listed;
   };
   const std::vector<Case> cases = {
-      {1000, 1000, true}, {1000, 1001, false}, {0, 100000000, true},
+      {1000, 1000, true},
+      {1000, 1001, false},
+      {0, 100000000, true},
   };
   for (const Case& c : cases) {
     INFO("expiry " << c.expiry_ms << ", " << c.after_lost_ms << " ms after it was lost");

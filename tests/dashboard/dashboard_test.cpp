@@ -74,8 +74,7 @@ TaskRequest request_of(const std::string& id, const std::string& title) {
 }
 
 // Walks `id` through `states`, one step a `step_ms` of the fake clock from `at`.
-void walk(StateStore& store, const std::string& id, const std::vector<TaskState>& states, int64_t at,
-          int64_t step_ms) {
+void walk(StateStore& store, const std::string& id, const std::vector<TaskState>& states, int64_t at, int64_t step_ms) {
   TaskState from = TaskState::kDiscovered;
   for (TaskState to : states) {
     TransitionUpdate u;
@@ -101,8 +100,8 @@ struct Fixture {
     REQUIRE(store.ok());
     REQUIRE(store->add(request_of("t-land", "<script>alert(1)</script> land"), kT0).ok());
     walk(*store, "t-land",
-         {TaskState::kClaimed, TaskState::kRouted, TaskState::kProvisioned, TaskState::kRunning,
-          TaskState::kVerifying, TaskState::kLanded},
+         {TaskState::kClaimed, TaskState::kRouted, TaskState::kProvisioned, TaskState::kRunning, TaskState::kVerifying,
+          TaskState::kLanded},
          kT0, 2000);
     protocol::AgentUsage u;
     u.role = "author";
@@ -113,8 +112,8 @@ struct Fixture {
     u.turns = 2;
     REQUIRE(store->record_agent_runs("t-land", 1, {u}).ok());
     REQUIRE(store->add(request_of("t-run", "running"), kT0).ok());
-    walk(*store, "t-run", {TaskState::kClaimed, TaskState::kRouted, TaskState::kProvisioned, TaskState::kRunning},
-         kT0, 500);
+    walk(*store, "t-run", {TaskState::kClaimed, TaskState::kRouted, TaskState::kProvisioned, TaskState::kRunning}, kT0,
+         500);
   }
 
   dashboard::DashboardOptions options(const std::string& host = "127.0.0.1", const std::string& token = "") const {
@@ -180,8 +179,8 @@ TEST_CASE("a task's answer has its whole history, agent runs and body, and an un
   const json t = get_json(c, "/api/tasks/t-land");
   std::vector<std::string> path;
   for (const auto& e : t["events"]) path.push_back(e["to"]);
-  CHECK(path == std::vector<std::string>{"DISCOVERED", "CLAIMED", "ROUTED", "PROVISIONED", "RUNNING", "VERIFYING",
-                                         "LANDED"});
+  CHECK(path ==
+        std::vector<std::string>{"DISCOVERED", "CLAIMED", "ROUTED", "PROVISIONED", "RUNNING", "VERIFYING", "LANDED"});
   CHECK(t["events"].back()["at_ms"] == kT0 + 12000);
   REQUIRE(t["agent_runs"].size() == 1);
   CHECK(t["agent_runs"][0]["input_tokens"] == 100);

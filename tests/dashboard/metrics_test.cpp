@@ -122,8 +122,10 @@ TEST_CASE("a scrape of /metrics parses as Prometheus text with the counts and ti
       REQUIRE(store->transition("c", TaskState::kProvisioned, TaskState::kRunning, {}, at += 1000).ok());
       TransitionUpdate failed;
       failed.failure_kind = kind;
-      REQUIRE(store->transitions("c", TaskState::kRunning, {{TaskState::kFailed, failed}, {TaskState::kClaimed, {}}},
-                                 at += 1000).ok());
+      REQUIRE(store
+                  ->transitions("c", TaskState::kRunning, {{TaskState::kFailed, failed}, {TaskState::kClaimed, {}}},
+                                at += 1000)
+                  .ok());
     }
     REQUIRE(store->transition("c", TaskState::kClaimed, TaskState::kRouted, {}, at += 1000).ok());
     TransitionUpdate cancelled;
@@ -181,13 +183,15 @@ TEST_CASE("GitHub calls by endpoint and status, and the rate limit GitHub last r
   dashboard::MetricsSnapshot snap;
   snap.now_ms = kT0;
   snap.github = GithubHealth{"acme/widgets", "rate_limited", "API rate limit", kT0 + 90000, kT0};
-  snap.github_usage.calls = {{"GET issues", "200", 7}, {"GET issues", "304", 12}, {"GET issues", "403", 1},
+  snap.github_usage.calls = {{"GET issues", "200", 7},
+                             {"GET issues", "304", 12},
+                             {"GET issues", "403", 1},
                              {"POST issues/{n}/comments", "network", 2}};
   snap.github_usage.rate_limits = {{"core", 5000, 0, 5000, kT0 + 90000, kT0}};
   const json s = parse_with_prometheus_client(model.render(snap));
   CHECK(value_of(s, "polyphony_github_calls_total", {{"endpoint", "GET issues"}, {"status", "304"}}) == 12);
-  CHECK(value_of(s, "polyphony_github_calls_total", {{"endpoint", "POST issues/{n}/comments"}, {"status", "network"}}) ==
-        2);
+  CHECK(value_of(s, "polyphony_github_calls_total",
+                 {{"endpoint", "POST issues/{n}/comments"}, {"status", "network"}}) == 2);
   CHECK(value_of(s, "polyphony_github_rate_limit_limit", {{"resource", "core"}}) == 5000);
   CHECK(value_of(s, "polyphony_github_rate_limit_remaining", {{"resource", "core"}}) == 0);
   CHECK(value_of(s, "polyphony_github_rate_limit_reset_timestamp_seconds", {{"resource", "core"}}) ==

@@ -21,11 +21,13 @@ TEST_CASE("four tasks making the same change land one commit and three already i
   const std::string before = trimmed(git(box.origin(), {"rev-parse", "main"}));
   // The same file, the same content, committed by each. An agent that starts after another
   // landed the change still commits (allow-empty): a branch with no diff against its base.
-  const std::string script = "echo 'echo \"Bye, $1!\"' > bye.sh\n"
-                             "git add bye.sh && git commit -q --allow-empty -m 'Add bye.sh'";
+  const std::string script =
+      "echo 'echo \"Bye, $1!\"' > bye.sh\n"
+      "git add bye.sh && git commit -q --allow-empty -m 'Add bye.sh'";
   std::vector<std::string> ids;
   for (int i = 1; i <= 4; ++i) {
-    ids.push_back(box.spawn("Add a farewell script (" + std::to_string(i) + ")", "Do it.\n\n```sh\n" + script + "\n```\n"));
+    ids.push_back(
+        box.spawn("Add a farewell script (" + std::to_string(i) + ")", "Do it.\n\n```sh\n" + script + "\n```\n"));
   }
   box.serve({{"POLYPHONY_TEST_HOLD_VERIFYING_MS", "1500"}});
   auto states = box.wait_finished(ids, std::chrono::seconds(300));

@@ -19,7 +19,9 @@ const std::map<std::string, std::string> kRepo{
     {"verify.sh", "set -e\ntest -f done.txt\nif [ -f slow-verify ]; then echo verify-started; sleep 300; fi\n"},
 };
 
-std::string agent_script(const std::string& extra) { return "```sh\n" + extra + "\necho done > done.txt\n```\n"; }
+std::string agent_script(const std::string& extra) {
+  return "```sh\n" + extra + "\necho done > done.txt\n```\n";
+}
 
 int commits_with_subject(const SingleBox& box, const std::string& subject) {
   const std::string log = git(box.origin(), {"log", "--format=%s", "main"});
@@ -30,9 +32,9 @@ int commits_with_subject(const SingleBox& box, const std::string& subject) {
 
 // Waits until the worker's log says the attempt of `id` is held in `state`.
 bool held_in(const SingleBox& box, const std::string& id, const std::string& state) {
-  return eventually([&] { return box.serve_log().find("task " + id + ": test hold in " + state + " starts") !=
-                                 std::string::npos; },
-                    std::chrono::seconds(120));
+  return eventually(
+      [&] { return box.serve_log().find("task " + id + ": test hold in " + state + " starts") != std::string::npos; },
+      std::chrono::seconds(120));
 }
 
 // The history's last transition.
@@ -77,8 +79,11 @@ TEST_CASE("cancel while verify runs: its container is stopped, CANCELLED, nothin
   box.serve();
   REQUIRE(box.wait_state(id, "VERIFYING"));
   // verify.sh says so once it runs; it then sleeps five minutes, so the cancel meets it.
-  REQUIRE(eventually([&] { return box.cli({"logs", id}).out.find("verify-started") != std::string::npos; },
-                     std::chrono::seconds(60)));
+  REQUIRE(eventually(
+      [&] {
+        return box.cli({"logs", id}).out.find("verify-started") != std::string::npos;
+      },
+      std::chrono::seconds(60)));
   cancel_and_check_nothing_left(box, id, "Cancelled in verify");
 }
 
@@ -93,8 +98,11 @@ TEST_CASE("cancel while the reviewer works: the reviewer's container is stopped,
              "default:\n  agent: scripted\n");
   const std::string id = box.spawn_routed("Cancelled in review", agent_script(""), {"--type", "reviewed"});
   box.serve();
-  REQUIRE(eventually([&] { return box.cli({"logs", id}).out.find("review-started") != std::string::npos; },
-                     std::chrono::seconds(120)));
+  REQUIRE(eventually(
+      [&] {
+        return box.cli({"logs", id}).out.find("review-started") != std::string::npos;
+      },
+      std::chrono::seconds(120)));
   CHECK(box.task(id)["state"] == "VERIFYING");
   cancel_and_check_nothing_left(box, id, "Cancelled in review");
 }

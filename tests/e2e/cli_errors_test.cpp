@@ -23,14 +23,16 @@ TEST_CASE("spawn refuses bad input, naming the flag, and queues nothing") {
       {{"spawn", "t", "--repo", plain.path().string()}, "not a git repository"},
       {{"spawn", "t", "--repo", box.origin().string(), "--agent", "gpt-99"}, "--agent"},
       {{"spawn", "", "--repo", box.origin().string()}, "title is empty"},
-      {{"spawn", std::string(100000, 'a'), "--repo", box.origin().string()}, "TITLE"},  // argv caps one argument at 128 KiB
+      {{"spawn", std::string(100000, 'a'), "--repo", box.origin().string()},
+       "TITLE"},  // argv caps one argument at 128 KiB
       {{"spawn", "bad \xff utf8", "--repo", box.origin().string()}, "UTF-8"},
       {{"spawn", "t", "--repo", box.origin().string(), "--colour", "red"}, "--colour"},
       {{"spawn", "t", "--repo"}, "--repo needs a value"},
       {{"spawn", "t"}, "--repo: a repo is required"},
       {{"spawn", "t", "--repo", box.origin().string(), "--base", "a..b"}, "--base"},
       {{"spawn", "t", "--repo", box.origin().string(), "--body-file", "/nonexistent"}, "--body-file"},
-      {{"spawn", "t", "--repo", box.origin().string(), "--agent", "scripted", "--body-file", (plain / "big.md").string()},
+      {{"spawn", "t", "--repo", box.origin().string(), "--agent", "scripted", "--body-file",
+        (plain / "big.md").string()},
        "--body-file: the body is larger than 1 MiB"},
   };
   for (const auto& c : cases) {
@@ -76,7 +78,8 @@ TEST_CASE("image build refuses an unknown agent in --agents, naming the flag and
     INFO(r.err);
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::Contains("--agents"));
-    CHECK_THAT(r.err, Catch::Contains(spec.empty() ? "needs all, none, or agent names" : "docker/agents.lock pins: claude, codex"));
+    CHECK_THAT(r.err, Catch::Contains(spec.empty() ? "needs all, none, or agent names"
+                                                   : "docker/agents.lock pins: claude, codex"));
   }
 }
 
@@ -88,8 +91,10 @@ TEST_CASE("no Docker engine is a clear error") {
   CHECK_THAT(r.err, Catch::Contains("/nonexistent/docker.sock"));
 }
 
-TEST_CASE("a second polyphony serve on the same home is refused with the first one's pid, and the first keeps serving") {
-  SingleBox box(std::map<std::string, std::string>{{"README.md", "# one serve\n"}, {".polyphony.yaml", "verify: true\n"}});
+TEST_CASE(
+    "a second polyphony serve on the same home is refused with the first one's pid, and the first keeps serving") {
+  SingleBox box(
+      std::map<std::string, std::string>{{"README.md", "# one serve\n"}, {".polyphony.yaml", "verify: true\n"}});
   box.serve();
   REQUIRE(eventually([&] { return box.serve_log().find("serving") != std::string::npos; }));
   auto second = box.cli({"serve"});
@@ -112,8 +117,11 @@ TEST_CASE("spawn refuses at once a task whose agent's credentials are not set, n
   CHECK(box.cli({"spawn", "Needs codex", "--repo", box.origin().string()}).exit_code == 0);
 }
 
-TEST_CASE("with serve running, cancel and retry report whether serve applied them: a refusal exits non-zero with its reason") {
-  SingleBox box(std::map<std::string, std::string>{{"README.md", "# control\n"}, {".polyphony.yaml", "verify: true\n"}});
+TEST_CASE(
+    "with serve running, cancel and retry report whether serve applied them: a refusal exits non-zero with its "
+    "reason") {
+  SingleBox box(
+      std::map<std::string, std::string>{{"README.md", "# control\n"}, {".polyphony.yaml", "verify: true\n"}});
   const std::string id = box.spawn("Lands", "```sh\necho yes > yes.txt\n```\n");
   box.serve();
   REQUIRE(box.wait_finished({id})[id] == "LANDED");
@@ -162,8 +170,9 @@ TEST_CASE("config check and doctor refuse a key file that is missing, readable b
   REQUIRE(box.cli({"keys", "gen", "--name", "other", "--out", (home / "keys").string()}).exit_code == 0);
   std::filesystem::create_directories(home / "keys" / "workers");
   std::filesystem::copy_file(home / "keys" / "other.pub", home / "keys" / "workers" / "w1.pub");
-  const std::string base = "coordinator:\n  worker_endpoint: tcp://127.0.0.1:7799\n"
-                           "  allowed_workers_dir: keys/workers\n";
+  const std::string base =
+      "coordinator:\n  worker_endpoint: tcp://127.0.0.1:7799\n"
+      "  allowed_workers_dir: keys/workers\n";
   auto check = [&](const std::string& keys) {
     write_file(home / "config.yaml", base + keys);
     return box.cli({"config", "check"});

@@ -41,7 +41,7 @@ TEST_CASE("in headless Chromium behind a token the board lands a task live, the 
   const std::filesystem::path artifacts = std::filesystem::path(POLYPHONY_ARTIFACTS_DIR) / "dashboard";
   std::filesystem::create_directories(artifacts);
   ProcessOptions o;
-  o.env = {{"DASHBOARD_URL", url},   {"TOKEN", token},          {"ORIGIN", box.origin().string()},
+  o.env = {{"DASHBOARD_URL", url}, {"TOKEN", token},       {"ORIGIN", box.origin().string()},
            {"CHROMIUM", chromium}, {"NODE_PATH", modules}, {"ARTIFACTS", artifacts.string()}};
   o.timeout = std::chrono::minutes(8);
   auto run = run_process({"node", POLYPHONY_BROWSER_SCRIPT}, o);

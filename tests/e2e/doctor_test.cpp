@@ -15,9 +15,13 @@ namespace {
 
 const std::map<std::string, std::string> kOneFile{{"README.md", "x\n"}};
 
-std::string sh_block(const std::string& script) { return "Do it.\n\n```sh\n" + script + "\n```\n"; }
+std::string sh_block(const std::string& script) {
+  return "Do it.\n\n```sh\n" + script + "\n```\n";
+}
 
-size_t line_count(const std::string& text) { return static_cast<size_t>(std::count(text.begin(), text.end(), '\n')); }
+size_t line_count(const std::string& text) {
+  return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+}
 
 // The findings of `doctor --json` whose check is `check`.
 std::vector<nlohmann::json> findings_of(const nlohmann::json& doc, const std::string& check) {
@@ -162,8 +166,9 @@ TEST_CASE("a task on a misspelt network fails with the engine's words about the 
 TEST_CASE("a verify failure's reason quotes the first failing line, not the last line of output") {
   const std::map<std::string, std::string> repo{
       {"README.md", "x\n"},
-      {"run.sh", "echo 'ok tests/a.test'\necho 'FAIL tests/b.test: expected 2, got 3'\n"
-                 "i=0; while [ $i -lt 60 ]; do echo \"ok tests/c$i.test\"; i=$((i+1)); done\nexit 1\n"},
+      {"run.sh",
+       "echo 'ok tests/a.test'\necho 'FAIL tests/b.test: expected 2, got 3'\n"
+       "i=0; while [ $i -lt 60 ]; do echo \"ok tests/c$i.test\"; i=$((i+1)); done\nexit 1\n"},
       {".polyphony.yaml", "verify: sh run.sh\n"},
   };
   SingleBox box(repo, "max_attempts: 1\n");

@@ -126,8 +126,9 @@ TEST_CASE("cancel stops a running task: its container goes away and nothing land
 TEST_CASE("retry runs a FAILED task again once its cause is fixed") {
   SingleBox box(kRepo);
   // The agent fails (a FAILED task: not retried by itself) until the repo has fixed.txt.
-  const std::string id = box.spawn(
-      "Needs a retry", "```sh\n[ -f fixed.txt ] || { echo 'fixed.txt is missing' >&2; exit 1; }\necho done > done.txt\n```\n");
+  const std::string id =
+      box.spawn("Needs a retry",
+                "```sh\n[ -f fixed.txt ] || { echo 'fixed.txt is missing' >&2; exit 1; }\necho done > done.txt\n```\n");
   box.serve();
   REQUIRE(box.wait_finished({id})[id] == "FAILED");
   commit_to_bare(box.origin(), {{"fixed.txt", "yes\n"}}, "Fix the cause");
@@ -146,15 +147,15 @@ TEST_CASE("polyphony-submit --wait submits through the client endpoint and exits
   SingleBox box(kRepo);
   box.serve();
   auto ok = box.run(POLYPHONY_SUBMIT_CLI, {"Submitted task", "--repo", box.origin().string(), "--agent", "scripted",
-                                          "--body", agent_script(""), "--wait", "--json"});
+                                           "--body", agent_script(""), "--wait", "--json"});
   INFO(ok.err);
   REQUIRE(ok.exit_code == 0);
   auto j = nlohmann::json::parse(ok.out);
   CHECK(j["state"] == "LANDED");
   CHECK(commits_with_subject(box, "Submitted task") == 1);
 
-  auto failing = box.run(POLYPHONY_SUBMIT_CLI, {"Fails verify", "--repo", box.origin().string(), "--agent",
-                                               "scripted", "--body", "```sh\ngit rm -q done.txt\n```\n", "--wait"});
+  auto failing = box.run(POLYPHONY_SUBMIT_CLI, {"Fails verify", "--repo", box.origin().string(), "--agent", "scripted",
+                                                "--body", "```sh\ngit rm -q done.txt\n```\n", "--wait"});
   CHECK(failing.exit_code == 1);
   CHECK_THAT(failing.err, Catch::Contains("BLOCKED"));
 
@@ -167,9 +168,8 @@ TEST_CASE("polyphony-submit --wait submits through the client endpoint and exits
 }
 
 TEST_CASE("three tasks editing neighbouring lines of one file all land, one after another") {
-  SingleBox box(std::map<std::string, std::string>{
-      {"lines.txt", "one\ntwo\nthree\n"},
-      {".polyphony.yaml", "verify: test $(wc -l < lines.txt) -eq 3\n"}});
+  SingleBox box(std::map<std::string, std::string>{{"lines.txt", "one\ntwo\nthree\n"},
+                                                   {".polyphony.yaml", "verify: test $(wc -l < lines.txt) -eq 3\n"}});
   const std::string a = box.spawn("Edit line one", "```sh\nsed -i '1s/.*/ONE/' lines.txt\n```\n");
   const std::string b = box.spawn("Edit line two", "```sh\nsed -i '2s/.*/TWO/' lines.txt\n```\n");
   const std::string c = box.spawn("Edit line three", "```sh\nsed -i '3s/.*/THREE/' lines.txt\n```\n");
@@ -194,7 +194,8 @@ TEST_CASE("a silent agent is stopped by the stall timeout, retried, and BLOCKED 
   REQUIRE(states[id] == "BLOCKED");
   auto t = box.task(id);
   CHECK(t["attempt"] == 2);
-  CHECK_THAT(t["reason"].get<std::string>(), Catch::Contains("gave up after 2 attempts") && Catch::Contains("stall timeout"));
+  CHECK_THAT(t["reason"].get<std::string>(),
+             Catch::Contains("gave up after 2 attempts") && Catch::Contains("stall timeout"));
   CHECK(box.no_containers_left(id));
   auto show = nlohmann::json::parse(box.cli({"show", id, "--json"}).out);
   int failed = 0;

@@ -66,9 +66,12 @@ std::string log_time(const std::string& log, const std::string& text) {
 
 const char* fault_name(Fault f) {
   switch (f) {
-    case Fault::kKillCoordinator: return "kill -9 of serve";
-    case Fault::kKillWorker: return "kill -9 of the worker";
-    case Fault::kPartition: return "partition of the worker";
+    case Fault::kKillCoordinator:
+      return "kill -9 of serve";
+    case Fault::kKillWorker:
+      return "kill -9 of the worker";
+    case Fault::kPartition:
+      return "partition of the worker";
   }
   return "";
 }
@@ -86,8 +89,8 @@ class MatrixCase {
 
   void run() {
     start();
-    const std::string body = std::string("```sh\n") + (step_.holder == Holder::kAgent ? "sleep 8\n" : "") +
-                             "echo x > done-x.txt\n```\n";
+    const std::string body =
+        std::string("```sh\n") + (step_.holder == Holder::kAgent ? "sleep 8\n" : "") + "echo x > done-x.txt\n```\n";
     id_ = f_.box.spawn_routed(title_, body, {"--type", "faulty"});
     if (!reach_step()) FAIL("the task never reached " << step_.name << "\n" << f_.logs());
     strike();
@@ -131,12 +134,16 @@ class MatrixCase {
 
   bool reach_step() {
     switch (step_.holder) {
-      case Holder::kCoordinator: return f_.box.wait_state(id_, "DISCOVERED");
-      case Holder::kNoWorker: return f_.box.wait_state(id_, "CLAIMED");
-      case Holder::kAgent: break;
+      case Holder::kCoordinator:
+        return f_.box.wait_state(id_, "DISCOVERED");
+      case Holder::kNoWorker:
+        return f_.box.wait_state(id_, "CLAIMED");
+      case Holder::kAgent:
+        break;
       case Holder::kWorker:
-        if (!eventually([&] { return f_.worker_log(1).find("test hold in " + step_.name + " starts") != std::string::npos; },
-                        std::chrono::seconds(120))) {
+        if (!eventually(
+                [&] { return f_.worker_log(1).find("test hold in " + step_.name + " starts") != std::string::npos; },
+                std::chrono::seconds(120))) {
           return false;
         }
         break;

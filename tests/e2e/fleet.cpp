@@ -29,7 +29,9 @@ void ip(const std::vector<std::string>& args) {
 
 }  // namespace
 
-std::string fleet_endpoint() { return "tcp://" + std::string(kCoordinatorAddress) + ":" + std::to_string(kPort); }
+std::string fleet_endpoint() {
+  return "tcp://" + std::string(kCoordinatorAddress) + ":" + std::to_string(kPort);
+}
 
 Network::Network(int hosts) : prefix_("pf" + std::to_string(::getpid() % 100000) + "-") {
   ip({"netns", "add", hub()});
@@ -59,7 +61,9 @@ std::vector<std::string> Network::exec_in(const std::string& ns) const {
   return {find_program("ip"), "netns", "exec", ns};
 }
 
-void Network::set_link(int i, bool up) { ip({"-n", hub(), "link", "set", link(i), up ? "up" : "down"}); }
+void Network::set_link(int i, bool up) {
+  ip({"-n", hub(), "link", "set", link(i), up ? "up" : "down"});
+}
 
 const std::map<std::string, std::string>& fleet_repo() {
   static const std::map<std::string, std::string> files{
@@ -117,22 +121,24 @@ void Fleet::make_keys() {
   }
 }
 
-void Fleet::serve(const std::map<std::string, std::string>& env) { box.serve(env, net.exec_in(net.hub())); }
+void Fleet::serve(const std::map<std::string, std::string>& env) {
+  box.serve(env, net.exec_in(net.hub()));
+}
 
 void Fleet::start_worker(int i, const std::map<std::string, std::string>& env) {
   const auto home = worker_home(i);
   if (!std::filesystem::exists(home / "config.yaml")) {
-    write_file(home / "config.yaml", "workspace_root: " + (home / "workspaces").string() +
-                                         "\nworker: {coordinator: \"" + fleet_endpoint() +
-                                         "\", capacity: 2, secret_key_file: keys/" + worker_id(i) +
-                                         ".key, coordinator_public_key_file: " +
-                                         (box.home() / "keys/coordinator.pub").string() + "}\n");
+    write_file(home / "config.yaml",
+               "workspace_root: " + (home / "workspaces").string() + "\nworker: {coordinator: \"" + fleet_endpoint() +
+                   "\", capacity: 2, secret_key_file: keys/" + worker_id(i) +
+                   ".key, coordinator_public_key_file: " + (box.home() / "keys/coordinator.pub").string() + "}\n");
   }
   auto argv = net.exec_in(net.host(i));
   argv.insert(argv.end(), {POLYPHONY_WORKER_CLI, "--id", worker_id(i)});
   auto all = env;
   all["POLYPHONY_HOME"] = home.string();
-  workers[i] = std::make_unique<BackgroundProcess>(argv, all, home / ("worker-" + std::to_string(++starts[i]) + ".log"));
+  workers[i] =
+      std::make_unique<BackgroundProcess>(argv, all, home / ("worker-" + std::to_string(++starts[i]) + ".log"));
 }
 
 std::string Fleet::worker_log(int i) const {
@@ -146,7 +152,8 @@ std::string Fleet::logs() const {
   for (const auto& [i, n_starts] : starts) {
     for (int n = 1; n <= n_starts; ++n) {
       const auto f = worker_home(i) / ("worker-" + std::to_string(n) + ".log");
-      if (std::filesystem::exists(f)) all += "\n--- host " + std::to_string(i) + " #" + std::to_string(n) + "\n" + read_file(f);
+      if (std::filesystem::exists(f))
+        all += "\n--- host " + std::to_string(i) + " #" + std::to_string(n) + "\n" + read_file(f);
     }
   }
   return all;
@@ -187,11 +194,13 @@ std::string history_problem(const nlohmann::json& show) {
     if (!from || !to) return at + " names an unknown state";
     if (*from != *to && !can_transition(*from, *to)) return at + " is a transition the lifecycle forbids";
     if (*to == TaskState::kRouted && *from != *to) {
-      if (e["attempt"].get<int>() != ++routed) return at + " dispatches attempt " + e["attempt"].dump() +
-                                                       " after " + std::to_string(routed - 1) + " dispatches";
+      if (e["attempt"].get<int>() != ++routed)
+        return at + " dispatches attempt " + e["attempt"].dump() + " after " + std::to_string(routed - 1) +
+               " dispatches";
     }
   }
-  if (events.back()["to"] != show["state"]) return "the last event does not end in the task's state " + show["state"].dump();
+  if (events.back()["to"] != show["state"])
+    return "the last event does not end in the task's state " + show["state"].dump();
   if (routed != show["attempt"].get<int>()) {
     return std::to_string(routed) + " dispatches for attempt " + show["attempt"].dump();
   }

@@ -20,7 +20,8 @@ namespace {
 // meta directory on whichever host runs it (let_go).
 std::string agent_waiting_for_go(const std::string& name) {
   return "```sh\ni=0; while [ ! -e /polyphony/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n"
-         "echo " + name + " > done-" + name + ".txt\n```\n";
+         "echo " +
+         name + " > done-" + name + ".txt\n```\n";
 }
 
 // Lets the agent of task `id` go on, on every host that has (or gets) a workspace for it.
@@ -57,7 +58,8 @@ std::string agent(const std::string& name, int sleep_s) {
 TEST_CASE("twelve tasks spread over three worker hosts in their own namespaces, and each lands once") {
   Fleet f;
   std::vector<std::string> ids;
-  for (int i = 0; i < 12; ++i) ids.push_back(f.box.spawn("Fleet task " + std::to_string(i), agent("t" + std::to_string(i), 1)));
+  for (int i = 0; i < 12; ++i)
+    ids.push_back(f.box.spawn("Fleet task " + std::to_string(i), agent("t" + std::to_string(i), 1)));
   auto states = f.box.wait_finished(ids, std::chrono::seconds(300));
   INFO(f.logs());
   std::set<std::string> used;
@@ -93,7 +95,9 @@ TEST_CASE("a worker host killed mid-run: its task lands on another host, once") 
   CHECK(f.landings_of("Orphaned by a dead host") == 1);
 }
 
-TEST_CASE("a worker host cut off mid-run comes back after its lease expired: its late landing is refused, the task lands once") {
+TEST_CASE(
+    "a worker host cut off mid-run comes back after its lease expired: its late landing is refused, the task lands "
+    "once") {
   Fleet f;
   // The agent waits for the test: the cut-off host's attempt is still running when it comes back.
   const std::string id = f.box.spawn("Partitioned task", agent_waiting_for_go("cut"));
@@ -115,8 +119,8 @@ TEST_CASE("a worker host cut off mid-run comes back after its lease expired: its
       std::chrono::seconds(180)));
   REQUIRE(states[id] == "LANDED");
   // The cut-off host comes back with its stale attempt: what it sends is refused, it never lands.
-  REQUIRE(eventually([&] { return f.logs().find("stale lease epoch") != std::string::npos; },
-                     std::chrono::seconds(60)));
+  REQUIRE(
+      eventually([&] { return f.logs().find("stale lease epoch") != std::string::npos; }, std::chrono::seconds(60)));
   INFO(f.logs());
   CHECK(f.landings_of("Partitioned task") == 1);
   CHECK(f.box.task(id)["worker"] != first);
@@ -128,8 +132,10 @@ TEST_CASE("a rogue worker key is refused: the coordinator logs it once, the rogu
   auto gen = f.box.cli({"keys", "gen", "--name", "rogue", "--out", (home / "keys").string()});
   REQUIRE(gen.exit_code == 0);
   write_file(home / "config.yaml", "workspace_root: " + (home / "workspaces").string() + "\nworker: {coordinator: \"" +
-                                       fleet_endpoint() + "\", capacity: 1, secret_key_file: keys/rogue.key, "
-                                       "coordinator_public_key_file: " + (f.box.home() / "keys/coordinator.pub").string() + "}\n");
+                                       fleet_endpoint() +
+                                       "\", capacity: 1, secret_key_file: keys/rogue.key, "
+                                       "coordinator_public_key_file: " +
+                                       (f.box.home() / "keys/coordinator.pub").string() + "}\n");
   auto argv = f.net.exec_in(f.net.host(3));
   argv.push_back(POLYPHONY_WORKER_CLI);  // no --id: it makes one and keeps it in its home
   const auto log = home / "rogue.log";
@@ -172,7 +178,9 @@ TEST_CASE("a worker stopped with SIGTERM says goodbye: it leaves the table at on
   CHECK(f.workers[leaving]->stop() == 0);
 }
 
-TEST_CASE("a worker killed with kill -9 is lost within 3 heartbeat intervals by default, and workers remove takes it off the table") {
+TEST_CASE(
+    "a worker killed with kill -9 is lost within 3 heartbeat intervals by default, and workers remove takes it off the "
+    "table") {
   Fleet f(3, "", true, fleet_repo(), "");  // the default liveness
   const std::string id = f.box.spawn("Orphaned by a killed host", agent("killed", 8));
   REQUIRE(f.box.wait_state(id, "RUNNING"));
@@ -182,10 +190,12 @@ TEST_CASE("a worker killed with kill -9 is lost within 3 heartbeat intervals by 
   const std::regex lost_line("worker " + first + " lost \\((\\d+) ms after it was last heard");
   std::string log;  // what m points into
   std::smatch m;
-  REQUIRE(eventually([&] {
-    log = f.box.serve_log();
-    return std::regex_search(log, m, lost_line);
-  }, std::chrono::seconds(60)));
+  REQUIRE(eventually(
+      [&] {
+        log = f.box.serve_log();
+        return std::regex_search(log, m, lost_line);
+      },
+      std::chrono::seconds(60)));
   INFO(f.logs());
   // Measured by the coordinator between the last message it heard and the loss: 3 intervals of 200 ms.
   CHECK(std::stoll(m[1].str()) <= 3 * 200);
@@ -230,7 +240,8 @@ TEST_CASE("workers remove refuses a worker that holds a task unless --force, whi
 TEST_CASE("polyphony cleanup on the coordinator empties each worker's workspaces/tasks and reports per worker") {
   Fleet f;
   std::vector<std::string> ids;
-  for (int i = 0; i < 3; ++i) ids.push_back(f.box.spawn("Cleaned task " + std::to_string(i), agent("c" + std::to_string(i), 0)));
+  for (int i = 0; i < 3; ++i)
+    ids.push_back(f.box.spawn("Cleaned task " + std::to_string(i), agent("c" + std::to_string(i), 0)));
   auto states = f.box.wait_finished(ids, std::chrono::seconds(180));
   INFO(f.logs());
   for (const auto& id : ids) REQUIRE(states[id] == "LANDED");

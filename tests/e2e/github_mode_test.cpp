@@ -25,7 +25,9 @@ const std::map<std::string, std::string> kRepo{
 // Issues carry type:scripted so routing.yaml's defaults send them to the scripted agent.
 const std::vector<std::string> kLabels{"polyphony", "type:scripted"};
 
-std::string agent_script(const std::string& extra) { return "Please.\n\n```sh\n" + extra + "\necho done > done.txt\n```\n"; }
+std::string agent_script(const std::string& extra) {
+  return "Please.\n\n```sh\n" + extra + "\necho done > done.txt\n```\n";
+}
 
 // A box in GitHub mode on acme/widgets, whose git remote is the box's bare origin.
 void github_mode(SingleBox& box, const FakeGithub& github) {
@@ -42,7 +44,8 @@ bool has_label(const json& issue, const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("a labelled GitHub issue is claimed, worked in a container, pushed as a branch and opened as a pull request") {
+TEST_CASE(
+    "a labelled GitHub issue is claimed, worked in a container, pushed as a branch and opened as a pull request") {
   FakeGithub github;
   github.add_issue(7, "Add done marker", agent_script("echo bye > bye.txt"), kLabels);
   SingleBox box(kRepo);
@@ -72,11 +75,12 @@ TEST_CASE("a labelled GitHub issue is claimed, worked in a container, pushed as 
   CHECK(pulls[0]["title"] == "Add done marker");
   const std::string body = pulls[0]["body"];
   CHECK_THAT(body, Catch::StartsWith("Closes #7\n") && Catch::Contains("Agent: scripted") &&
-                       Catch::Contains("Verify: `test -f done.txt` passed") &&
-                       Catch::Contains("Score: ") && Catch::Contains("/10 (") && Catch::Contains("Plan: "));
+                       Catch::Contains("Verify: `test -f done.txt` passed") && Catch::Contains("Score: ") &&
+                       Catch::Contains("/10 (") && Catch::Contains("Plan: "));
   auto comments = github.comments(7);
   CHECK_THAT(comments[0]["body"].get<std::string>(), Catch::Contains("claimed") && Catch::Contains(id));
-  CHECK_THAT(comments[1]["body"].get<std::string>(), Catch::Contains("LANDED") && Catch::Contains(pulls[0]["html_url"].get<std::string>()));
+  CHECK_THAT(comments[1]["body"].get<std::string>(),
+             Catch::Contains("LANDED") && Catch::Contains(pulls[0]["html_url"].get<std::string>()));
   auto show = box.cli({"show", id, "--json"});
   REQUIRE(show.exit_code == 0);
   CHECK(json::parse(show.out)["pull_request"] == pulls[0]["html_url"]);
@@ -118,7 +122,8 @@ TEST_CASE("kill -9 of serve mid-run and a restart: the issue is claimed once, on
   auto states = box.wait_finished({id});
   INFO(box.serve_log());
   REQUIRE(states[id] == "LANDED");
-  REQUIRE(eventually([&] { return github.pulls().size() == 1 && github.comments(9).size() == 2; }, std::chrono::seconds(20)));
+  REQUIRE(eventually([&] { return github.pulls().size() == 1 && github.comments(9).size() == 2; },
+                     std::chrono::seconds(20)));
   // A few more polls of the second life change nothing.
   const size_t lists = github.calls_to("GET", "repos/acme/widgets/issues?").size();
   REQUIRE(eventually([&] { return github.calls_to("GET", "repos/acme/widgets/issues?").size() >= lists + 3; },

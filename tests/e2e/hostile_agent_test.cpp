@@ -15,7 +15,9 @@ namespace {
 
 const std::map<std::string, std::string>& kSampleRepo = sample_repo();
 
-std::string sh_block(const std::string& script) { return "Do it.\n\n```sh\n" + script + "\n```\n"; }
+std::string sh_block(const std::string& script) {
+  return "Do it.\n\n```sh\n" + script + "\n```\n";
+}
 
 // Agent script lines that wait (two minutes at most) until the test lets the agent go on
 // (release_after_landing): /polyphony is the task's meta directory, which the test can write.
@@ -58,9 +60,12 @@ TEST_CASE("an agent that points core.worktree at a host directory lands only the
   write_file(host_dir / "secret.txt", "host secret\n");
   // The same path exists, empty, inside the container, so git there keeps working.
   const std::string id = box.spawn("Fix it", sh_block("echo fixed > fix.txt\n"
-                                                       "git add fix.txt && git commit -q -m fix\n"
-                                                       "mkdir -p " + host_dir.string() + "\n"
-                                                       "git config core.worktree " + host_dir.string()));
+                                                      "git add fix.txt && git commit -q -m fix\n"
+                                                      "mkdir -p " +
+                                                      host_dir.string() +
+                                                      "\n"
+                                                      "git config core.worktree " +
+                                                      host_dir.string()));
   require_landed(box, id);
   CHECK(git(box.origin(), {"show", "main:fix.txt"}) == "fixed\n");
   CHECK(git(box.origin(), {"show", "main:greet.sh"}) == "echo \"Hello, $1!\"\n");
@@ -81,17 +86,31 @@ TEST_CASE("an agent's fsmonitor, hooks and filters naming host programs never ru
     fs::permissions(tools / name, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
   }
   const std::string t = tools.string();
-  const std::string id = box.spawn(
-      "Fix it", sh_block("echo fixed > fix.txt\n"
-                         "git config core.fsmonitor " + t + "/fsmonitor\n"
-                         "git config core.hooksPath " + t + "/hooks\n"
-                         "git config filter.evil.clean " + t + "/filter\n"
-                         "git config filter.evil.smudge " + t + "/filter\n"
-                         "echo '* filter=evil' > .git/info/attributes\n"
-                         "git config core.pager " + t + "/pager\n"
-                         "git config diff.external " + t + "/difftool\n"
-                         "git config core.sshCommand " + t + "/pager\n"
-                         "git remote set-url origin ext::" + t + "/pager\n"));
+  const std::string id = box.spawn("Fix it", sh_block("echo fixed > fix.txt\n"
+                                                      "git config core.fsmonitor " +
+                                                      t +
+                                                      "/fsmonitor\n"
+                                                      "git config core.hooksPath " +
+                                                      t +
+                                                      "/hooks\n"
+                                                      "git config filter.evil.clean " +
+                                                      t +
+                                                      "/filter\n"
+                                                      "git config filter.evil.smudge " +
+                                                      t +
+                                                      "/filter\n"
+                                                      "echo '* filter=evil' > .git/info/attributes\n"
+                                                      "git config core.pager " +
+                                                      t +
+                                                      "/pager\n"
+                                                      "git config diff.external " +
+                                                      t +
+                                                      "/difftool\n"
+                                                      "git config core.sshCommand " +
+                                                      t +
+                                                      "/pager\n"
+                                                      "git remote set-url origin ext::" +
+                                                      t + "/pager\n"));
   require_landed(box, id);
   CHECK(git(box.origin(), {"show", "main:fix.txt"}) == "fixed\n");
   CHECK_FALSE(fs::exists(marker));
@@ -105,10 +124,14 @@ TEST_CASE("an agent that swaps its objects directory for a symlink to a host pat
   // an empty directory that root must neither read nor write.
   const std::string h = host_objects.string();
   const std::string id = box.spawn("Fix it", sh_block("echo fixed > fix.txt\n"
-                                                       "git add fix.txt && git commit -q -m fix\n"
-                                                       "mkdir -p " + h + " && cp -a .git/objects/. " + h + "/\n"
-                                                       "rm -rf .git/objects && ln -s " + h + " .git/objects\n"
-                                                       "echo more > more.txt"));
+                                                      "git add fix.txt && git commit -q -m fix\n"
+                                                      "mkdir -p " +
+                                                      h + " && cp -a .git/objects/. " + h +
+                                                      "/\n"
+                                                      "rm -rf .git/objects && ln -s " +
+                                                      h +
+                                                      " .git/objects\n"
+                                                      "echo more > more.txt"));
   require_landed(box, id);
   CHECK(git(box.origin(), {"show", "main:fix.txt"}) == "fixed\n");
   CHECK(git(box.origin(), {"show", "main:more.txt"}) == "more\n");
@@ -119,12 +142,14 @@ TEST_CASE("a process the agent's tests leave running that moves the branch after
   SingleBox box(kSampleRepo);
   // Verify runs tests/*.test, so the agent's test moves the branch then, and leaves a process
   // that goes on committing for a few seconds.
-  const std::string mover = "git -C /workspace -c user.name=e -c user.email=e@e commit -q --allow-empty -m evil-now\n"
-                            "( i=0; while [ $i -lt 80 ]; do "
-                            "git -C /workspace -c user.name=e -c user.email=e@e commit -q --allow-empty -m \"evil $i\"; "
-                            "i=$((i+1)); sleep 0.05; done ) >/dev/null 2>&1 &\n";
-  const std::string id = box.spawn("Add a test", sh_block("cat > tests/mover.test <<'EOF'\n" + mover + "EOF\n"
-                                                           "echo fixed > fix.txt"));
+  const std::string mover =
+      "git -C /workspace -c user.name=e -c user.email=e@e commit -q --allow-empty -m evil-now\n"
+      "( i=0; while [ $i -lt 80 ]; do "
+      "git -C /workspace -c user.name=e -c user.email=e@e commit -q --allow-empty -m \"evil $i\"; "
+      "i=$((i+1)); sleep 0.05; done ) >/dev/null 2>&1 &\n";
+  const std::string id = box.spawn("Add a test", sh_block("cat > tests/mover.test <<'EOF'\n" + mover +
+                                                          "EOF\n"
+                                                          "echo fixed > fix.txt"));
   require_landed(box, id);
   const auto t = box.task(id);
   const std::string branch = t["branch"];
@@ -133,7 +158,8 @@ TEST_CASE("a process the agent's tests leave running that moves the branch after
   CHECK_THAT(git(box.origin(), {"log", "--format=%s", "refs/heads/" + branch}), !Catch::Contains("evil"));
   CHECK(git(box.origin(), {"rev-parse", "main"}).substr(0, 40) == t["merged_commit"].get<std::string>());
   // The move is refused out loud, in the task's history.
-  CHECK_THAT(box.cli({"show", id}).out, Catch::Contains("branch moved during verify") && Catch::Contains("is what lands"));
+  CHECK_THAT(box.cli({"show", id}).out,
+             Catch::Contains("branch moved during verify") && Catch::Contains("is what lands"));
   // The attack did happen: the clone's branch (read here by the test, never by the worker) moved.
   // What verify left running was killed as verify ended.
   CHECK_THAT(git(box.home() / "workspaces" / "tasks" / id / "repo", {"log", "--format=%s", branch}),
@@ -190,7 +216,8 @@ TEST_CASE("the reviewer's container runs nothing the implementer put in its git 
   CHECK(git(box.origin(), {"show", "main:fix.txt"}) == "fixed\n");
 }
 
-TEST_CASE("a branch rebased on the worker's side reaches the container as data, and a host core.worktree stays untouched") {
+TEST_CASE(
+    "a branch rebased on the worker's side reaches the container as data, and a host core.worktree stays untouched") {
   SingleBox box(kSampleRepo);
   TempDir host("polyphony-host-dir");
   write_file(host.path() / "secret.txt", "host secret\n");
@@ -199,8 +226,11 @@ TEST_CASE("a branch rebased on the worker's side reaches the container as data, 
   const std::string second = box.spawn("Add two", sh_block(std::string(kWaitForGo) +
                                                            "echo two > two.txt\n"
                                                            "git add two.txt && git commit -q -m two\n"
-                                                           "mkdir -p " + host.path().string() + "\n"
-                                                           "git config core.worktree " + host.path().string()));
+                                                           "mkdir -p " +
+                                                           host.path().string() +
+                                                           "\n"
+                                                           "git config core.worktree " +
+                                                           host.path().string()));
   box.serve();
   release_after_landing(box, first, second);
   auto states = box.wait_finished({first, second});
@@ -215,29 +245,34 @@ TEST_CASE("a branch rebased on the worker's side reaches the container as data, 
   CHECK(entries_of(host.path()) == std::vector<std::string>{"secret.txt"});
 }
 
-TEST_CASE("verify sees the clone as the worker made it: the agent's filters, attributes, stat settings and objects are gone") {
+TEST_CASE(
+    "verify sees the clone as the worker made it: the agent's filters, attributes, stat settings and objects are "
+    "gone") {
   std::map<std::string, std::string> repo = kSampleRepo;
   repo[".polyphony.yaml"] =
-      "verify: test -z \"$(git config --get filter.sneak.smudge)\" && test -z \"$(git config --get core.checkStat)\" && "
+      "verify: test -z \"$(git config --get filter.sneak.smudge)\" && test -z \"$(git config --get core.checkStat)\" "
+      "&& "
       "! test -e .git/info/attributes && ! test -e .git/objects/planted && ! grep -q \"$(printf '\\r')\" greet.sh && "
       "for t in tests/*.test; do sh \"$t\" || exit 1; done\n";
   SingleBox box(repo);
-  const std::string id = box.spawn("Fix it", sh_block("echo fixed > fix.txt\n"
-                                                       "git config filter.sneak.smudge cat\n"
-                                                       "git config filter.sneak.clean cat\n"
-                                                       "git config core.checkStat minimal\n"
-                                                       "git config core.trustctime false\n"
-                                                       "echo '* filter=sneak' > .git/info/attributes\n"
-                                                       "touch .git/objects/planted\n"
-                                                       // In its home too: a CRLF conversion would change what
-                                                       // verify reads from what lands.
-                                                       "git config --global core.autocrlf true\n"
-                                                       "mkdir -p ~/.config/git && echo '* text eol=crlf' > ~/.config/git/attributes"));
+  const std::string id =
+      box.spawn("Fix it", sh_block("echo fixed > fix.txt\n"
+                                   "git config filter.sneak.smudge cat\n"
+                                   "git config filter.sneak.clean cat\n"
+                                   "git config core.checkStat minimal\n"
+                                   "git config core.trustctime false\n"
+                                   "echo '* filter=sneak' > .git/info/attributes\n"
+                                   "touch .git/objects/planted\n"
+                                   // In its home too: a CRLF conversion would change what
+                                   // verify reads from what lands.
+                                   "git config --global core.autocrlf true\n"
+                                   "mkdir -p ~/.config/git && echo '* text eol=crlf' > ~/.config/git/attributes"));
   require_landed(box, id);
   CHECK(git(box.origin(), {"show", "main:fix.txt"}) == "fixed\n");
 }
 
-TEST_CASE("a background process swapping workspace directories for symlinks to a host directory gets nothing chowned there") {
+TEST_CASE(
+    "a background process swapping workspace directories for symlinks to a host directory gets nothing chowned there") {
   SingleBox box(kSampleRepo);
   TempDir host("polyphony-host-dir");
   write_file(host.path() / "owned-by-root.txt", "host file\n");
@@ -246,10 +281,12 @@ TEST_CASE("a background process swapping workspace directories for symlinks to a
   // where the root side once walked the clone. A loop keeps replacing directories of the clone
   // (tracked ones and .git's) with symlinks to the host directory, the race a chown walk loses.
   const std::string race =
-      "while :; do for d in tests .git/refs/heads .git/objects/info; do rm -rf \"$d.x\"; mv \"$d\" \"$d.x\" 2>/dev/null; "
-      "ln -sfn " + host.path().string() + " \"$d\"; rm -f \"$d\"; mv \"$d.x\" \"$d\" 2>/dev/null; done; done";
-  const std::string second = box.spawn("Add two", sh_block("(" + race + ") >/dev/null 2>&1 &\n" + kWaitForGo +
-                                                           "echo two > two.txt"));
+      "while :; do for d in tests .git/refs/heads .git/objects/info; do rm -rf \"$d.x\"; mv \"$d\" \"$d.x\" "
+      "2>/dev/null; "
+      "ln -sfn " +
+      host.path().string() + " \"$d\"; rm -f \"$d\"; mv \"$d.x\" \"$d\" 2>/dev/null; done; done";
+  const std::string second =
+      box.spawn("Add two", sh_block("(" + race + ") >/dev/null 2>&1 &\n" + kWaitForGo + "echo two > two.txt"));
   box.serve();
   release_after_landing(box, first, second);
   auto states = box.wait_finished({first, second});
@@ -257,7 +294,7 @@ TEST_CASE("a background process swapping workspace directories for symlinks to a
   INFO(box.cli({"logs", second}).out);
   CHECK(states[first] == "LANDED");
   CHECK((states[second] == "LANDED" || states[second] == "FAILED" || states[second] == "BLOCKED"));
-  struct stat st{};
+  struct stat st {};
   REQUIRE(::lstat(host.path().c_str(), &st) == 0);
   CHECK(st.st_uid == 0);
   for (const auto& e : fs::recursive_directory_iterator(host.path())) {
@@ -276,8 +313,8 @@ TEST_CASE("an ignored file the agent leaves beside its commit is gone before ver
   repo[".polyphony.yaml"] = "verify: test ! -e planted && for t in tests/*.test; do sh \"$t\" || exit 1; done\n";
   SingleBox box(repo);
   const std::string id = box.spawn("Fix it", sh_block("echo fixed > fix.txt\n"
-                                                       "mkdir -p planted/nested && echo x > planted/result\n"
-                                                       "git -C planted/nested init -q"));
+                                                      "mkdir -p planted/nested && echo x > planted/result\n"
+                                                      "git -C planted/nested init -q"));
   require_landed(box, id);
   CHECK(git(box.origin(), {"show", "main:fix.txt"}) == "fixed\n");
 }

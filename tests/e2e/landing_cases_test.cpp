@@ -33,9 +33,9 @@ void let_agent_go(const SingleBox& box, const std::string& id) {
 }
 
 bool held_in(const SingleBox& box, const std::string& id, const std::string& state) {
-  return eventually([&] { return box.serve_log().find("task " + id + ": test hold in " + state + " starts") !=
-                                 std::string::npos; },
-                    std::chrono::seconds(120));
+  return eventually(
+      [&] { return box.serve_log().find("task " + id + ": test hold in " + state + " starts") != std::string::npos; },
+      std::chrono::seconds(120));
 }
 
 int commits_with_subject(const fs::path& origin, const std::string& subject) {
@@ -61,7 +61,9 @@ void install_hook(const fs::path& origin, const std::string& name, const std::st
 
 }  // namespace
 
-TEST_CASE("a base that moves after verify is rebased and verified again: a tree that then fails verify never lands and says why") {
+TEST_CASE(
+    "a base that moves after verify is rebased and verified again: a tree that then fails verify never lands and says "
+    "why") {
   SingleBox box(kRepo, "max_attempts: 1\n");
   TempDir gate("polyphony-gate");
   const fs::path release = gate.path() / "release";
@@ -129,11 +131,13 @@ TEST_CASE("two workers racing to push into one origin both land exactly once, th
   fs::create_directories(arrivals);
   install_hook(a.origin(), "pre-receive",
                "#!/bin/sh\n"
-               "d='" + arrivals.string() + "'\n"
-               "mktemp \"$d/push.XXXXXX\" >/dev/null\n"
-               "i=0\n"
-               "while [ \"$(ls \"$d\" | wc -l)\" -lt 2 ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n"
-               "exit 0\n");
+               "d='" +
+                   arrivals.string() +
+                   "'\n"
+                   "mktemp \"$d/push.XXXXXX\" >/dev/null\n"
+                   "i=0\n"
+                   "while [ \"$(ls \"$d\" | wc -l)\" -lt 2 ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n"
+                   "exit 0\n");
   const std::string ida = a.spawn("Worker A lands", "```sh\necho a > a.txt\necho done > done.txt\n```\n");
   // b's task names a's origin.
   auto rb = b.cli({"spawn", "Worker B lands", "--repo", a.origin().string(), "--agent", "scripted", "--body",
@@ -163,19 +167,27 @@ TEST_CASE("two workers racing to push into one origin both land exactly once, th
   CHECK(pushes >= 3);  // two that raced, and the loser's second push
 }
 
-TEST_CASE("an origin whose pre-receive hook refuses once: the task fails with the hook's words, and a retry lands it through git push") {
+TEST_CASE(
+    "an origin whose pre-receive hook refuses once: the task fails with the hook's words, and a retry lands it through "
+    "git push") {
   SingleBox box(kRepo);
   TempDir gate("polyphony-gate");
   const fs::path seen = gate.path() / "refused-once";
   install_hook(box.origin(), "pre-receive",
                "#!/bin/sh\n"
-               "if [ ! -e '" + seen.string() + "' ]; then\n"
-               "  : > '" + seen.string() + "'\n"
-               "  echo 'origin is busy: push again later' >&2\n"
-               "  exit 1\n"
-               "fi\n"
-               "echo accepted >> '" + seen.string() + "'\n"
-               "exit 0\n");
+               "if [ ! -e '" +
+                   seen.string() +
+                   "' ]; then\n"
+                   "  : > '" +
+                   seen.string() +
+                   "'\n"
+                   "  echo 'origin is busy: push again later' >&2\n"
+                   "  exit 1\n"
+                   "fi\n"
+                   "echo accepted >> '" +
+                   seen.string() +
+                   "'\n"
+                   "exit 0\n");
   const std::string id = box.spawn("Through the hook", "```sh\necho done > done.txt\n```\n");
   box.serve();
   auto first = box.wait_finished({id});

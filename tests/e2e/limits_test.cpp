@@ -74,10 +74,10 @@ TEST_CASE("a verify that runs past verify_timeout_s is stopped, and BLOCKED with
 
 TEST_CASE("retry runs a BLOCKED task again with a fresh budget, and it lands once its cause is fixed") {
   // verify needs fixed.txt on the base too: every attempt fails the same way until it is there.
-  SingleBox box(std::map<std::string, std::string>{
-                    {"README.md", "# blocked\n"},
-                    {".polyphony.yaml", "verify: test -f done.txt && test -f fixed.txt\n"}},
-                "max_attempts: 2\n");
+  SingleBox box(
+      std::map<std::string, std::string>{{"README.md", "# blocked\n"},
+                                         {".polyphony.yaml", "verify: test -f done.txt && test -f fixed.txt\n"}},
+      "max_attempts: 2\n");
   const std::string id = box.spawn("Blocked until fixed", "```sh\necho done > done.txt\n```\n");
   box.serve();
   REQUIRE(box.wait_finished({id})[id] == "BLOCKED");
@@ -102,13 +102,14 @@ TEST_CASE("retry runs a BLOCKED task again with a fresh budget, and it lands onc
 TEST_CASE("cleanup removes what finished tasks left and leaves a running task's container and workspace alone") {
   SingleBox box(kRepo);
   const std::string done = box.spawn("Finished first", "```sh\necho done > done.txt\n```\n");
-  const std::string running = box.spawn("Still running", std::string("```sh\n") + kWaitForGo +
-                                                            "echo done > done.txt\necho more > more.txt\n```\n");
+  const std::string running = box.spawn(
+      "Still running", std::string("```sh\n") + kWaitForGo + "echo done > done.txt\necho more > more.txt\n```\n");
   box.serve();
   REQUIRE(box.wait_state(done, "LANDED"));
   REQUIRE(box.wait_state(running, "RUNNING"));
   const fs::path tasks = box.home() / "workspaces" / "tasks";
-  REQUIRE(eventually([&] { return fs::exists(tasks / running / "meta" / "task.md") && box.containers_of(running) > 0; }));
+  REQUIRE(
+      eventually([&] { return fs::exists(tasks / running / "meta" / "task.md") && box.containers_of(running) > 0; }));
   REQUIRE(fs::exists(tasks / done));
 
   auto cleanup = box.cli({"cleanup"});
@@ -137,9 +138,9 @@ TEST_CASE("dispatch is fair across repos: a repo's one task does not wait behind
   const fs::path other = other_dir.path() / "other.git";
   make_bare_repo(other, kRepo);
   auto busy_task = [&](int i) {
-    return box.spawn("Busy repo task " + std::to_string(i),
-                     std::string("```sh\n") + kWaitForGo + "echo done > done.txt\necho " + std::to_string(i) +
-                         " > busy-" + std::to_string(i) + ".txt\n```\n");
+    return box.spawn("Busy repo task " + std::to_string(i), std::string("```sh\n") + kWaitForGo +
+                                                                "echo done > done.txt\necho " + std::to_string(i) +
+                                                                " > busy-" + std::to_string(i) + ".txt\n```\n");
   };
   std::vector<std::string> busy{busy_task(1), busy_task(2)};
   box.serve();

@@ -24,17 +24,26 @@ const std::map<std::string, std::string> kRepo{
     {".polyphony.yaml", "verify: test -f done.txt\n"},
 };
 
-std::string sh_block(const std::string& script) { return "```sh\n" + script + "```\n"; }
+std::string sh_block(const std::string& script) {
+  return "```sh\n" + script + "```\n";
+}
 
-std::string reason_of(const SingleBox& box, const std::string& id) { return box.task(id)["reason"].get<std::string>(); }
+std::string reason_of(const SingleBox& box, const std::string& id) {
+  return box.task(id)["reason"].get<std::string>();
+}
 
-int64_t tree_bytes(const fs::path& dir) { return fs::exists(dir) ? disk_usage(dir) : 0; }
+int64_t tree_bytes(const fs::path& dir) {
+  return fs::exists(dir) ? disk_usage(dir) : 0;
+}
 
 }  // namespace
 
-TEST_CASE("a fork bomb in the task hits the container's process limit: the host stays responsive and the task fails saying so") {
+TEST_CASE(
+    "a fork bomb in the task hits the container's process limit: the host stays responsive and the task fails saying "
+    "so") {
   SingleBox box(kRepo, "container: {pids_limit: 64, cpus: 0.5}\n");
-  const std::string id = box.spawn("Fork bomb", sh_block("bomb() { bomb | bomb & }; bomb\nsleep 30\necho done > done.txt\n"));
+  const std::string id =
+      box.spawn("Fork bomb", sh_block("bomb() { bomb | bomb & }; bomb\nsleep 30\necho done > done.txt\n"));
   box.serve();
   // The host keeps answering while the bomb goes off: every status call returns promptly.
   using Clock = std::chrono::steady_clock;
@@ -64,10 +73,12 @@ TEST_CASE("a task that writes 10 GiB fails at the workspace limit without fillin
   SingleBox box(kRepo, "container: {workspace_limit: 64m}\n");
   // One huge file (stopped by the file size limit at once), and many files of 8 MiB each
   // (stopped by the worker's watchdog).
-  const std::string one = box.spawn("One huge file", sh_block("dd if=/dev/zero of=big bs=1M count=10240\necho done > done.txt\n"));
+  const std::string one =
+      box.spawn("One huge file", sh_block("dd if=/dev/zero of=big bs=1M count=10240\necho done > done.txt\n"));
   const std::string many = box.spawn(
-      "Many files", sh_block("i=0\nwhile [ $i -lt 1280 ]; do dd if=/dev/zero of=f$i bs=1M count=8 2>/dev/null; i=$((i+1)); done\n"
-                             "echo done > done.txt\n"));
+      "Many files",
+      sh_block("i=0\nwhile [ $i -lt 1280 ]; do dd if=/dev/zero of=f$i bs=1M count=8 2>/dev/null; i=$((i+1)); done\n"
+               "echo done > done.txt\n"));
   box.serve();
   auto states = box.wait_finished({one, many});
   INFO(box.serve_log());
@@ -75,7 +86,8 @@ TEST_CASE("a task that writes 10 GiB fails at the workspace limit without fillin
     INFO(id);
     REQUIRE(states[id] == "FAILED");
     CHECK(box.task(id)["failure_kind"] == "agent");
-    CHECK_THAT(reason_of(box, id), Catch::Contains("the workspace grew past its limit of 64 MiB (container.workspace_limit)"));
+    CHECK_THAT(reason_of(box, id),
+               Catch::Contains("the workspace grew past its limit of 64 MiB (container.workspace_limit)"));
     // Whatever the workspace still holds is near the limit, nowhere near 10 GiB.
     CHECK(tree_bytes(box.home() / "workspaces/tasks" / id) < (1LL << 30));
   }
@@ -85,12 +97,11 @@ TEST_CASE("a task that writes 10 GiB fails at the workspace limit without fillin
 TEST_CASE("the agent's container has no capabilities, no-new-privileges, a read-only root and writable /tmp and home") {
   SingleBox box(kRepo);
   const std::string id = box.spawn(
-      "Look at privileges",
-      sh_block("grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs):' /proc/self/status > caps.txt\n"
-               "if touch /etc/owned 2>/dev/null; then echo root-writable >> caps.txt; fi\n"
-               "touch /tmp/scratch \"$HOME/scratch\"\n"
-               "git config --global user.name 'Hostile Agent'\n"
-               "echo done > done.txt\n"));
+      "Look at privileges", sh_block("grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs):' /proc/self/status > caps.txt\n"
+                                     "if touch /etc/owned 2>/dev/null; then echo root-writable >> caps.txt; fi\n"
+                                     "touch /tmp/scratch \"$HOME/scratch\"\n"
+                                     "git config --global user.name 'Hostile Agent'\n"
+                                     "echo done > done.txt\n"));
   box.serve();
   auto states = box.wait_finished({id});
   INFO(box.serve_log());
@@ -111,13 +122,15 @@ TEST_CASE("a RunSpec whose network mode is outside the worker's allow-list is re
   INFO(box.serve_log());
   REQUIRE(states[id] == "FAILED");
   CHECK(box.task(id)["failure_kind"] == "config");
-  CHECK_THAT(reason_of(box, id), Catch::Contains("refuses this RunSpec: network_mode: host is not a network this worker allows"));
+  CHECK_THAT(reason_of(box, id),
+             Catch::Contains("refuses this RunSpec: network_mode: host is not a network this worker allows"));
   CHECK(box.containers_of(id) == 0);
 }
 
 TEST_CASE("an identity mounting a host path outside the worker's mount roots is refused naming the field") {
   SingleBox box(kRepo, "container: {allowed_mount_roots: [/nonexistent/identities]}\n");
-  write_file(box.home() / "identities.yaml", "identities:\n  greedy:\n    mounts:\n      - host: /etc\n        container: /home/agent/etc\n");
+  write_file(box.home() / "identities.yaml",
+             "identities:\n  greedy:\n    mounts:\n      - host: /etc\n        container: /home/agent/etc\n");
   write_file(box.home() / "agents.yaml",
              "agents:\n  greedy:\n    identity: greedy\n    command: [polyphony-scripted-agent, \"{task_file}\"]\n");
   write_file(box.home() / "routing.yaml", "default:\n  agent: greedy\n");
@@ -127,7 +140,8 @@ TEST_CASE("an identity mounting a host path outside the worker's mount roots is 
   INFO(box.serve_log());
   REQUIRE(states[id] == "FAILED");
   CHECK(box.task(id)["failure_kind"] == "config");
-  CHECK_THAT(reason_of(box, id), Catch::Contains("agent.mounts[0].host_path: /etc is outside this worker's mount roots"));
+  CHECK_THAT(reason_of(box, id),
+             Catch::Contains("agent.mounts[0].host_path: /etc is outside this worker's mount roots"));
 }
 
 TEST_CASE("a reviewer's verdict that is a symlink, a FIFO or huge is no verdict, and the task fails saying why") {
@@ -143,12 +157,14 @@ TEST_CASE("a reviewer's verdict that is a symlink, a FIFO or huge is no verdict,
              "          *fifo*) mkfifo \"$f\" ;;\n"
              "          *huge*) { echo approve; yes x | head -c 200000; } > \"$f\" ;;\n"
              "        esac\n");
-  write_file(box.home() / "routing.yaml",
-             "rules:\n  - match: {task_type: reviewed}\n    agent: scripted\n    plan: review\ndefault:\n  agent: scripted\n");
-  const std::map<std::string, std::string> attacks{{"shadow", "is refused: it is a symbolic link"},
-                                                   {"zero", "is refused: it is a symbolic link"},
-                                                   {"fifo", "is refused: it is a FIFO"},
-                                                   {"huge", "is refused: it is 200008 bytes, more than the 64 KiB allowed"}};
+  write_file(
+      box.home() / "routing.yaml",
+      "rules:\n  - match: {task_type: reviewed}\n    agent: scripted\n    plan: review\ndefault:\n  agent: scripted\n");
+  const std::map<std::string, std::string> attacks{
+      {"shadow", "is refused: it is a symbolic link"},
+      {"zero", "is refused: it is a symbolic link"},
+      {"fifo", "is refused: it is a FIFO"},
+      {"huge", "is refused: it is 200008 bytes, more than the 64 KiB allowed"}};
   std::map<std::string, std::string> ids;
   for (const auto& [attack, why] : attacks) {
     ids[attack] = box.spawn_routed("Review " + attack, sh_block("echo done > done.txt\n"), {"--type", "reviewed"});
@@ -163,14 +179,18 @@ TEST_CASE("a reviewer's verdict that is a symlink, a FIFO or huge is no verdict,
     INFO(attack);
     REQUIRE(states[id] == "FAILED");
     CHECK(box.task(id)["failure_kind"] == "agent");
-    CHECK_THAT(reason_of(box, id), Catch::Contains("reviewer reviewer left no verdict: /polyphony-review/verdict.md " + why));
+    CHECK_THAT(reason_of(box, id),
+               Catch::Contains("reviewer reviewer left no verdict: /polyphony-review/verdict.md " + why));
   }
   CHECK_THROWS(git(box.origin(), {"show", "main:done.txt"}));
 }
 
-TEST_CASE("output past the attempt's limit is dropped with a note, the task ends normally, and the stored log stays bounded") {
+TEST_CASE(
+    "output past the attempt's limit is dropped with a note, the task ends normally, and the stored log stays "
+    "bounded") {
   SingleBox box(kRepo, "container: {output_limit: 1m}\n");
-  const std::string id = box.spawn("Flood", sh_block("yes 'flooding the log' | head -c 60000000\necho done > done.txt\n"));
+  const std::string id =
+      box.spawn("Flood", sh_block("yes 'flooding the log' | head -c 60000000\necho done > done.txt\n"));
   box.serve();
   auto states = box.wait_finished({id});
   INFO(box.serve_log());
@@ -191,11 +211,12 @@ TEST_CASE("a secret the agent echoes is in no stored reason, history, log, show 
   write_file(box.home() / "config.yaml", read_file(box.home() / "config.yaml") + "github:\n" + github.config_yaml() +
                                              "  remote: " + box.origin().string() + "\n  poll_interval_ms: 200\n");
   write_file(box.home() / "identities.yaml", "identities:\n  vault:\n    env:\n      SECRET_VAR: " + secret + "\n");
-  write_file(box.home() / "agents.yaml",
-             "agents:\n  leaky:\n    identity: vault\n    command: [sh, -c, 'echo \"$SECRET_VAR\"; "
-             "echo \"https://bot:$SECRET_VAR@example.com/x.git\"; "
-             // The secret again, in two chunks a second apart.
-             "printf %s \"${SECRET_VAR%??????????}\"; sleep 1; printf \"%s\\n\" \"${SECRET_VAR#?????????}\"; exit 1']\n");
+  write_file(
+      box.home() / "agents.yaml",
+      "agents:\n  leaky:\n    identity: vault\n    command: [sh, -c, 'echo \"$SECRET_VAR\"; "
+      "echo \"https://bot:$SECRET_VAR@example.com/x.git\"; "
+      // The secret again, in two chunks a second apart.
+      "printf %s \"${SECRET_VAR%??????????}\"; sleep 1; printf \"%s\\n\" \"${SECRET_VAR#?????????}\"; exit 1']\n");
   write_file(box.home() / "routing.yaml", "default:\n  agent: leaky\n");
   box.serve();
   const std::string id = github_task_id("acme/widgets", 11);

@@ -16,7 +16,9 @@ using nlohmann::json;
 
 namespace {
 
-std::string sh_block(const std::string& script) { return "Do it.\n\n```sh\n" + script + "\n```\n"; }
+std::string sh_block(const std::string& script) {
+  return "Do it.\n\n```sh\n" + script + "\n```\n";
+}
 
 // `polyphony mcp` on the box's home, past the initialize handshake.
 std::unique_ptr<McpClient> mcp_session(const SingleBox& box, const TempDir& dir) {
@@ -34,7 +36,9 @@ std::unique_ptr<McpClient> mcp_session(const SingleBox& box, const TempDir& dir)
   return client;
 }
 
-std::string text_of(const json& result) { return result["content"][0]["text"].get<std::string>(); }
+std::string text_of(const json& result) {
+  return result["content"][0]["text"].get<std::string>();
+}
 
 }  // namespace
 
@@ -52,8 +56,8 @@ TEST_CASE("polyphony mcp lists its tools, explains a route, spawns a task, waits
     CHECK(t["inputSchema"]["type"] == "object");
     CHECK(t["outputSchema"]["type"] == "object");
   }
-  CHECK(names == std::set<std::string>{"spawn", "status", "show", "logs", "wait", "cancel", "retry", "route_explain",
-                                       "team"});
+  CHECK(names ==
+        std::set<std::string>{"spawn", "status", "show", "logs", "wait", "cancel", "retry", "route_explain", "team"});
 
   json route = mcp->call("route_explain", {{"title", "Add a farewell script"}, {"repo", box.origin().string()}});
   INFO(route.dump());
@@ -63,12 +67,12 @@ TEST_CASE("polyphony mcp lists its tools, explains a route, spawns a task, waits
   CHECK(route["structuredContent"]["plan"].is_string());
   CHECK(box.status().empty());  // explaining queued nothing
 
-  const std::string body = sh_block("echo 'echo \"Bye, $1!\"' > bye.sh\n"
-                                    "echo 'test \"$(sh bye.sh Ada)\" = \"Bye, Ada!\"' > tests/bye.test");
-  json spawned = mcp->call("spawn", {{"title", "Add a farewell script"},
-                                     {"repo", box.origin().string()},
-                                     {"agent", "scripted"},
-                                     {"body", body}});
+  const std::string body = sh_block(
+      "echo 'echo \"Bye, $1!\"' > bye.sh\n"
+      "echo 'test \"$(sh bye.sh Ada)\" = \"Bye, Ada!\"' > tests/bye.test");
+  json spawned = mcp->call(
+      "spawn",
+      {{"title", "Add a farewell script"}, {"repo", box.origin().string()}, {"agent", "scripted"}, {"body", body}});
   INFO(spawned.dump());
   REQUIRE(spawned["isError"] == false);
   const std::string id = spawned["structuredContent"]["id"];
@@ -220,12 +224,12 @@ TEST_CASE("real claude with polyphony mcp as its MCP server spawns a task, waits
                          {"repo", box.origin().string()},
                          {"agent", "scripted"},
                          {"body", sh_block("echo 'echo \"Bye, $1!\"' > bye.sh")}};
-  const json script{{"model", "fake-model-1"},
-                    {"steps",
-                     {{{"tool", {{"name", "mcp__polyphony__spawn"}, {"input", spawn_input}}}},
-                      {{"tool", {{"name", "mcp__polyphony__wait"},
-                                 {"input", {{"id", "{{result.id}}"}, {"timeout_s", 240}}}}}},
-                      {{"final", "The task landed."}}}}};
+  const json script{
+      {"model", "fake-model-1"},
+      {"steps",
+       {{{"tool", {{"name", "mcp__polyphony__spawn"}, {"input", spawn_input}}}},
+        {{"tool", {{"name", "mcp__polyphony__wait"}, {"input", {{"id", "{{result.id}}"}, {"timeout_s", 240}}}}}},
+        {{"final", "The task landed."}}}}};
   const int port = net.serve("anthropic", script);
   // Claude Code's --mcp-config: the server `claude mcp add polyphony -- polyphony mcp` registers.
   const json server{{"command", POLYPHONY_CLI}, {"args", {"mcp"}}, {"env", {{"POLYPHONY_HOME", box.home().string()}}}};
@@ -316,12 +320,12 @@ TEST_CASE("real codex with polyphony mcp in its config.toml spawns a task, waits
                          {"agent", "scripted"},
                          {"body", sh_block("echo 'echo \"Bye, $1!\"' > bye.sh")}};
   // Codex offers MCP tools to a model it does not know in a namespace (fake_model/README.md).
-  const json script{{"model", "fake-model-1"},
-                    {"steps",
-                     {{{"tool", {{"name", "mcp__polyphony__spawn"}, {"input", spawn_input}}}},
-                      {{"tool", {{"name", "mcp__polyphony__wait"},
-                                 {"input", {{"id", "{{result.id}}"}, {"timeout_s", 240}}}}}},
-                      {{"final", "The task landed."}}}}};
+  const json script{
+      {"model", "fake-model-1"},
+      {"steps",
+       {{{"tool", {{"name", "mcp__polyphony__spawn"}, {"input", spawn_input}}}},
+        {{"tool", {{"name", "mcp__polyphony__wait"}, {"input", {{"id", "{{result.id}}"}, {"timeout_s", 240}}}}}},
+        {{"final", "The task landed."}}}}};
   const int port = net.serve("openai", script);
   // The README's [mcp_servers.polyphony], beside the stand-in provider.
   std::filesystem::create_directories(dir / "codex");
@@ -330,12 +334,16 @@ TEST_CASE("real codex with polyphony mcp in its config.toml spawns a task, waits
   write_file(dir / "codex/config.toml",
              "model = \"fake-model-1\"\nmodel_provider = \"fake\"\napproval_policy = \"never\"\n"
              "sandbox_mode = \"danger-full-access\"\ncheck_for_update_on_startup = false\nweb_search = \"disabled\"\n"
-             "[model_providers.fake]\nname = \"Fake\"\nbase_url = \"http://127.0.0.1:" + std::to_string(port) +
-             "/v1\"\nenv_key = \"FAKE_MODEL_API_KEY\"\nwire_api = \"responses\"\nrequest_max_retries = 0\n"
-             "stream_max_retries = 0\n[analytics]\nenabled = false\n[feedback]\nenabled = false\n"
-             "[features]\nplugins = false\n"
-             "[mcp_servers.polyphony]\ncommand = \"" + std::string(POLYPHONY_CLI) + "\"\nargs = [\"mcp\"]\n"
-             "env = { POLYPHONY_HOME = \"" + box.home().string() + "\" }\ntool_timeout_sec = 300\n");
+             "[model_providers.fake]\nname = \"Fake\"\nbase_url = \"http://127.0.0.1:" +
+                 std::to_string(port) +
+                 "/v1\"\nenv_key = \"FAKE_MODEL_API_KEY\"\nwire_api = \"responses\"\nrequest_max_retries = 0\n"
+                 "stream_max_retries = 0\n[analytics]\nenabled = false\n[feedback]\nenabled = false\n"
+                 "[features]\nplugins = false\n"
+                 "[mcp_servers.polyphony]\ncommand = \"" +
+                 std::string(POLYPHONY_CLI) +
+                 "\"\nargs = [\"mcp\"]\n"
+                 "env = { POLYPHONY_HOME = \"" +
+                 box.home().string() + "\" }\ntool_timeout_sec = 300\n");
   auto pid = make_docker_client(test_docker_host())->container_pid(net.network_mode().substr(10));
   REQUIRE(pid.ok());
   // Codex runs in the model net (loopback only); `polyphony mcp` reaches the coordinator over
@@ -344,8 +352,10 @@ TEST_CASE("real codex with polyphony mcp in its config.toml spawns a task, waits
   o.cwd = dir / "work";
   o.timeout = std::chrono::seconds(300);
   o.stdin_data = "Add a farewell script to the sample repository through Polyphony, and wait until it lands.";
-  o.env = {{"HOME", (dir / "home").string()}, {"CODEX_HOME", (dir / "codex").string()},
-           {"FAKE_MODEL_API_KEY", "test-openai-key-6160"}, {"LANG", "C.UTF-8"}};
+  o.env = {{"HOME", (dir / "home").string()},
+           {"CODEX_HOME", (dir / "codex").string()},
+           {"FAKE_MODEL_API_KEY", "test-openai-key-6160"},
+           {"LANG", "C.UTF-8"}};
   auto run = run_process({"/usr/bin/nsenter", "--net=/proc/" + std::to_string(*pid) + "/ns/net", codex, "exec",
                           "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox"},
                          o);
@@ -379,8 +389,8 @@ TEST_CASE("polyphony mcp reaches a coordinator on another host over CURVE with p
                                    "\", secret_key_file: keys/coordinator.key, allowed_clients_dir: keys/clients}\n");
   const auto keys = box.home() / "keys";
   TempDir elsewhere;  // the client's machine: its own (empty) POLYPHONY_HOME and keys
-  for (const auto& [name, dir] : std::map<std::string, std::filesystem::path>{{"coordinator", keys},
-                                                                               {"alice", elsewhere / "keys"}}) {
+  for (const auto& [name, dir] :
+       std::map<std::string, std::filesystem::path>{{"coordinator", keys}, {"alice", elsewhere / "keys"}}) {
     auto gen = box.cli({"keys", "gen", "--name", name, "--out", dir.string()});
     INFO(gen.err);
     REQUIRE(gen.exit_code == 0);
@@ -440,8 +450,8 @@ TEST_CASE("polyphony mcp reaches a coordinator on another host over CURVE with p
   INFO(route.dump());
   REQUIRE(route["isError"] == false);
   CHECK(route["structuredContent"] ==
-        json::parse(box.cli({"route", "--explain", "--json", "Add a farewell script", "--repo",
-                             box.origin().string()}).out));
+        json::parse(
+            box.cli({"route", "--explain", "--json", "Add a farewell script", "--repo", box.origin().string()}).out));
   CHECK(box.status().size() == 1);  // explaining queued nothing
   // Errors read as the CLI's on the coordinator's host.
   json unknown = mcp.call("show", {{"id", "zzzzzzzz"}});

@@ -54,9 +54,9 @@ int ModelNet::serve(const std::string& name, const nlohmann::json& script) {
   // that namespace's loopback, which nothing outside the namespace can reach, and nothing in it
   // can reach out of.
   servers_.push_back(std::make_unique<BackgroundProcess>(
-      std::vector<std::string>{"/usr/bin/nsenter", "--net=/proc/" + std::to_string(*pid) + "/ns/net", FAKE_MODEL_API_PROGRAM,
-                               "--listen", "127.0.0.1:0", "--port-file", port_file.string(), "--script",
-                               script_file.string(), "--log", (dir_ / (name + ".requests.jsonl")).string()},
+      std::vector<std::string>{"/usr/bin/nsenter", "--net=/proc/" + std::to_string(*pid) + "/ns/net",
+                               FAKE_MODEL_API_PROGRAM, "--listen", "127.0.0.1:0", "--port-file", port_file.string(),
+                               "--script", script_file.string(), "--log", (dir_ / (name + ".requests.jsonl")).string()},
       std::map<std::string, std::string>{}, dir_ / (name + ".log")));
   REQUIRE(eventually([&] { return fs::exists(port_file); }, std::chrono::seconds(10)));
   return std::stoi(read_file(port_file));

@@ -62,7 +62,8 @@ bool history_has(const nlohmann::json& show, const std::string& text) {
 
 }  // namespace
 
-TEST_CASE("a review plan: the reviewer requests changes once, the implementer answers, the reviewer approves, it lands") {
+TEST_CASE(
+    "a review plan: the reviewer requests changes once, the implementer answers, the reviewer approves, it lands") {
   SingleBox box(kRepo);
   write_file(box.home() / "agents.yaml", kAgents);
   write_file(box.home() / "routing.yaml",
@@ -74,7 +75,8 @@ TEST_CASE("a review plan: the reviewer requests changes once, the implementer an
   INFO(box.serve_log());
   REQUIRE(states[id] == "LANDED");
   CHECK(box.task(id)["attempt"] == 1);
-  CHECK_THAT(git(box.origin(), {"show", "main:review-answered.txt"}), Catch::Contains("Please add review-answered.txt"));
+  CHECK_THAT(git(box.origin(), {"show", "main:review-answered.txt"}),
+             Catch::Contains("Please add review-answered.txt"));
   auto show = nlohmann::json::parse(box.cli({"show", id, "--json"}).out);
   CHECK(history_has(show, "review by reviewer (round 1): changes requested: Please add review-answered.txt"));
   CHECK(history_has(show, "review by reviewer (round 2): approved"));
@@ -91,7 +93,8 @@ TEST_CASE("a review plan whose reviewer never approves fails with the review aft
              "rules:\n  - match: {task_type: reviewed}\n    agent: scripted\n    plan: review\n"
              "default:\n  agent: scripted\n");
   // This implementer ignores the review.
-  const std::string id = box.spawn_routed("Stubborn change", "```sh\necho done > done.txt\n```\n", {"--type", "reviewed"});
+  const std::string id =
+      box.spawn_routed("Stubborn change", "```sh\necho done > done.txt\n```\n", {"--type", "reviewed"});
   box.serve();
   auto states = box.wait_finished({id});
   INFO(box.serve_log());
@@ -137,11 +140,11 @@ TEST_CASE("when every agent of the chain is missing the task is BLOCKED saying s
 TEST_CASE("a verify that keeps failing on new trees is retried with the failure shown to the agent, then BLOCKED") {
   SingleBox box(kRepo, "max_attempts: 3\nretry_backoff_base_ms: 100\nretry_backoff_cap_ms: 200\n");
   // Each attempt writes a different file, so no tree repeats; verify never finds done.txt.
-  const std::string id = box.spawn(
-      "Never passes",
-      "```sh\necho \"$POLYPHONY_ATTEMPT\" > attempt.txt\n"
-      "if grep -q 'An earlier attempt failed' /polyphony/task.md; then echo saw-feedback; fi\n```\n",
-      {"--agent", "scripted"});
+  const std::string id =
+      box.spawn("Never passes",
+                "```sh\necho \"$POLYPHONY_ATTEMPT\" > attempt.txt\n"
+                "if grep -q 'An earlier attempt failed' /polyphony/task.md; then echo saw-feedback; fi\n```\n",
+                {"--agent", "scripted"});
   box.serve();
   auto states = box.wait_finished({id}, std::chrono::seconds(180));
   INFO(box.serve_log());

@@ -23,13 +23,15 @@ const std::map<std::string, std::string> kRepo{
 
 // What a model that fixes it does: read the file, edit it, run the test, say so.
 json fix_script() {
-  return json{{"model", "fake-model-1"},
-              {"steps",
-               {{{"read", "calc.sh"}, {"usage", {{"input_tokens", 1200}, {"output_tokens", 40}}}},
-                {{"edit", {{"path", "calc.sh"}, {"old", "add() { echo $(($1 - $2)); }"}, {"new", "add() { echo $(($1 + $2)); }"}}},
-                 {"usage", {{"input_tokens", 1300}, {"output_tokens", 50}}}},
-                {{"shell", "sh test.sh"}, {"usage", {{"input_tokens", 1400}, {"output_tokens", 60}}}},
-                {{"final", "Fixed add(): it subtracted."}, {"usage", {{"input_tokens", 1500}, {"output_tokens", 70}}}}}}};
+  return json{
+      {"model", "fake-model-1"},
+      {"steps",
+       {{{"read", "calc.sh"}, {"usage", {{"input_tokens", 1200}, {"output_tokens", 40}}}},
+        {{"edit",
+          {{"path", "calc.sh"}, {"old", "add() { echo $(($1 - $2)); }"}, {"new", "add() { echo $(($1 + $2)); }"}}},
+         {"usage", {{"input_tokens", 1300}, {"output_tokens", 50}}}},
+        {{"shell", "sh test.sh"}, {"usage", {{"input_tokens", 1400}, {"output_tokens", 60}}}},
+        {{"final", "Fixed add(): it subtracted."}, {"usage", {{"input_tokens", 1500}, {"output_tokens", 70}}}}}}};
 }
 
 // identities.yaml pointing the shipped claude and codex profiles at the stand-ins; the codex
@@ -38,18 +40,23 @@ std::string identities(const TempDir& dir, int anthropic_port, int openai_port) 
   write_file(dir / "codex-config.toml",
              "model = \"gpt-5.5\"\nmodel_provider = \"fake\"\napproval_policy = \"never\"\n"
              "sandbox_mode = \"danger-full-access\"\nweb_search = \"disabled\"\n"
-             "[model_providers.fake]\nname = \"Fake\"\nbase_url = \"http://127.0.0.1:" + std::to_string(openai_port) +
-             "/v1\"\nenv_key = \"FAKE_MODEL_API_KEY\"\nwire_api = \"responses\"\nrequest_max_retries = 0\n"
-             "stream_max_retries = 0\n[features]\nshell_snapshot = false\n");
+             "[model_providers.fake]\nname = \"Fake\"\nbase_url = \"http://127.0.0.1:" +
+                 std::to_string(openai_port) +
+                 "/v1\"\nenv_key = \"FAKE_MODEL_API_KEY\"\nwire_api = \"responses\"\nrequest_max_retries = 0\n"
+                 "stream_max_retries = 0\n[features]\nshell_snapshot = false\n");
   return "identities:\n"
          "  anthropic:\n"
          "    env:\n"
          "      ANTHROPIC_API_KEY: {value: test-anthropic-key-5150}\n"
-         "      ANTHROPIC_BASE_URL: {value: \"http://127.0.0.1:" + std::to_string(anthropic_port) + "\"}\n"
+         "      ANTHROPIC_BASE_URL: {value: \"http://127.0.0.1:" +
+         std::to_string(anthropic_port) +
+         "\"}\n"
          "      CLAUDE_CODE_MAX_RETRIES: {value: \"0\"}\n"
          "  openai:\n"
          "    files:\n"
-         "      - {host: " + (dir / "codex-config.toml").string() + ", as: config.toml}\n"
+         "      - {host: " +
+         (dir / "codex-config.toml").string() +
+         ", as: config.toml}\n"
          "    env:\n"
          "      FAKE_MODEL_API_KEY: {value: test-openai-key-6160}\n"
          "  moonshot: {}\n";
@@ -65,7 +72,9 @@ std::unique_ptr<SingleBox> box_in(const ModelNet& net, const TempDir& dir, int a
   return box;
 }
 
-json show(const SingleBox& box, const std::string& id) { return json::parse(box.cli({"show", id, "--json"}).out); }
+json show(const SingleBox& box, const std::string& id) {
+  return json::parse(box.cli({"show", id, "--json"}).out);
+}
 
 // The request bodies a stand-in got that carried tools (the agent's own turns).
 std::vector<json> main_requests(const ModelNet& net, const std::string& name) {
@@ -153,7 +162,8 @@ TEST_CASE("a 429 from the model API moves the task from codex to claude, which l
   REQUIRE(states[id] == "LANDED");
   const json s = show(*box, id);
   CHECK(s["agent"] == "claude");
-  CHECK(history_has(s, "agent codex unavailable, falling back to claude: the model API refused agent codex (rate limited)"));
+  CHECK(history_has(
+      s, "agent codex unavailable, falling back to claude: the model API refused agent codex (rate limited)"));
   CHECK_FALSE(main_requests(net, "openai").empty());
   CHECK_THAT(git(box->origin(), {"show", "main:calc.sh"}), Catch::Contains("$1 + $2"));
 }
@@ -201,24 +211,29 @@ TEST_CASE("a task body of 1 MiB reaches each real agent whole on stdin and lands
   }
 }
 
-TEST_CASE("review plan with real agents: codex implements, a real claude reviewer requests changes once, then approves") {
+TEST_CASE(
+    "review plan with real agents: codex implements, a real claude reviewer requests changes once, then approves") {
   ModelNet net;
   TempDir dir;
   // The implementer answers a review when there is one; the reviewer approves once it has been answered.
-  const json implementer{
-      {"steps",
-       {{{"shell", "sed -i 's/\\$1 - \\$2/$1 + $2/' calc.sh && if [ -f /polyphony/review.md ]; then cp /polyphony/review.md answered.md; fi"}},
-        {{"final", "Fixed."}}}}};
+  const json implementer{{"steps",
+                          {{{"shell",
+                             "sed -i 's/\\$1 - \\$2/$1 + $2/' calc.sh && if [ -f /polyphony/review.md ]; then cp "
+                             "/polyphony/review.md answered.md; fi"}},
+                           {{"final", "Fixed."}}}}};
   const json reviewer{
       {"steps",
-       {{{"shell", "if [ -f /workspace/answered.md ]; then printf 'approve\\nGood.\\n' > \"$POLYPHONY_VERDICT_FILE\"; "
-                   "else printf 'changes requested\\nPlease record that you read this review.\\n' > \"$POLYPHONY_VERDICT_FILE\"; fi"}},
+       {{{"shell",
+          "if [ -f /workspace/answered.md ]; then printf 'approve\\nGood.\\n' > \"$POLYPHONY_VERDICT_FILE\"; "
+          "else printf 'changes requested\\nPlease record that you read this review.\\n' > "
+          "\"$POLYPHONY_VERDICT_FILE\"; fi"}},
         {{"final", "Verdict written."}}}}};
   const int openai = net.serve("openai", implementer);
   const int anthropic = net.serve("anthropic", reviewer);
   auto box = box_in(net, dir, anthropic, openai);
-  write_file(box->home() / "routing.yaml",
-             "rules:\n  - match: {task_type: reviewed}\n    agent: codex\n    plan: review\ndefault:\n  agent: codex\n");
+  write_file(
+      box->home() / "routing.yaml",
+      "rules:\n  - match: {task_type: reviewed}\n    agent: codex\n    plan: review\ndefault:\n  agent: codex\n");
   const std::string id = box->spawn_routed("Fix add in calc.sh", "The test fails.", {"--type", "reviewed"});
   box->serve();
   auto states = box->wait_finished({id}, std::chrono::seconds(400));
@@ -228,13 +243,15 @@ TEST_CASE("review plan with real agents: codex implements, a real claude reviewe
   const json s = show(*box, id);
   CHECK(history_has(s, "review by claude (round 1): changes requested: Please record that you read this review."));
   CHECK(history_has(s, "review by claude (round 2): approved"));
-  CHECK_THAT(git(box->origin(), {"show", "main:answered.md"}), Catch::Contains("Please record that you read this review"));
+  CHECK_THAT(git(box->origin(), {"show", "main:answered.md"}),
+             Catch::Contains("Please record that you read this review"));
   int reviews = 0;
   for (const auto& run : s["agent_runs"]) reviews += run["role"] == "reviewer" && run["agent"] == "claude";
   CHECK(reviews == 2);
 }
 
-TEST_CASE("bad agents: a structured profile whose CLI is missing falls back, garbage events fail, a silent API stalls out") {
+TEST_CASE(
+    "bad agents: a structured profile whose CLI is missing falls back, garbage events fail, a silent API stalls out") {
   ModelNet net;
   TempDir dir;
   const int anthropic = net.serve("anthropic", fix_script());
@@ -243,19 +260,24 @@ TEST_CASE("bad agents: a structured profile whose CLI is missing falls back, gar
   // Over the shipped profiles: a claude that is not installed, one that prints garbage, and one
   // whose model API never answers (its identity points it at the silent stand-in).
   std::string agents = read_file(box->home() / "agents.yaml");
-  agents += "  missing:\n    command: [polyphony-no-such-cli, -p]\n    stdin: \"{prompt}\"\n    output: claude-stream-json\n"
-            "    identity: anthropic\n"
-            "  garbage:\n    command: [sh, -c, \"echo not json; echo '{\\\"type\\\":\\\"assistant\\\"'; echo > calc.sh\"]\n"
-            "    output: claude-stream-json\n"
-            "  hanging:\n    command: [claude, -p, --output-format, stream-json, --verbose, --dangerously-skip-permissions]\n"
-            "    stdin: \"{prompt}\"\n    output: claude-stream-json\n    config_dir_env: CLAUDE_CONFIG_DIR\n    identity: silent\n";
+  agents +=
+      "  missing:\n    command: [polyphony-no-such-cli, -p]\n    stdin: \"{prompt}\"\n    output: claude-stream-json\n"
+      "    identity: anthropic\n"
+      "  garbage:\n    command: [sh, -c, \"echo not json; echo '{\\\"type\\\":\\\"assistant\\\"'; echo > calc.sh\"]\n"
+      "    output: claude-stream-json\n"
+      "  hanging:\n    command: [claude, -p, --output-format, stream-json, --verbose, --dangerously-skip-permissions]\n"
+      "    stdin: \"{prompt}\"\n    output: claude-stream-json\n    config_dir_env: CLAUDE_CONFIG_DIR\n    identity: "
+      "silent\n";
   write_file(box->home() / "agents.yaml", agents);
   std::string ids = read_file(box->home() / "identities.yaml");
-  ids += "  silent:\n    env:\n      ANTHROPIC_API_KEY: {value: test-silent-key-7170}\n"
-         "      ANTHROPIC_BASE_URL: {value: \"http://127.0.0.1:" + std::to_string(silent) + "\"}\n";
+  ids +=
+      "  silent:\n    env:\n      ANTHROPIC_API_KEY: {value: test-silent-key-7170}\n"
+      "      ANTHROPIC_BASE_URL: {value: \"http://127.0.0.1:" +
+      std::to_string(silent) + "\"}\n";
   write_file(box->home() / "identities.yaml", ids);
   write_file(box->home() / "routing.yaml",
-             "rules:\n  - match: {task_type: missing}\n    agent: missing\ndefault:\n  agent: missing\n  fallback: [claude]\n");
+             "rules:\n  - match: {task_type: missing}\n    agent: missing\ndefault:\n  agent: missing\n  fallback: "
+             "[claude]\n");
   const std::string missing = box->spawn_routed("Fix add", "The test fails.", {"--type", "missing"});
   const std::string garbage = box->spawn("Fix add", "The test fails.", {"--agent", "garbage"});
   const std::string hanging = box->spawn("Fix add", "The test fails.", {"--agent", "hanging"});

@@ -15,8 +15,10 @@ const std::map<std::string, std::string> kRepo{
 
 std::string config_for(int port) {
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(port);
-  return "coordinator: {embedded_worker: false, worker_endpoint: \"" + endpoint + "\", insecure: true}\n"
-         "worker: {coordinator: \"" + endpoint + "\", capacity: 2, insecure: true}\n";
+  return "coordinator: {embedded_worker: false, worker_endpoint: \"" + endpoint +
+         "\", insecure: true}\n"
+         "worker: {coordinator: \"" +
+         endpoint + "\", capacity: 2, insecure: true}\n";
 }
 
 std::unique_ptr<BackgroundProcess> start_worker(const SingleBox& box, const std::string& id, int n,
@@ -94,13 +96,15 @@ TEST_CASE("kill -9 of a standalone worker in each state of an attempt: the task 
   CHECK(worker->stop() == 0);
 }
 
-TEST_CASE("over CURVE an allowed polyphony-worker lands a task, an unknown key never registers, "
-          "and polyphony workers lists the fleet") {
+TEST_CASE(
+    "over CURVE an allowed polyphony-worker lands a task, an unknown key never registers, "
+    "and polyphony workers lists the fleet") {
   const int port = free_loopback_port();
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(port);
   SingleBox box(kRepo, "coordinator: {embedded_worker: false, worker_endpoint: \"" + endpoint +
                            "\", secret_key_file: keys/coordinator.key, allowed_workers_dir: keys/workers}\n"
-                           "worker: {coordinator: \"" + endpoint + "\", capacity: 2}\n");
+                           "worker: {coordinator: \"" +
+                           endpoint + "\", capacity: 2}\n");
   const auto keys = box.home() / "keys";
   for (const auto& [name, dir] : std::vector<std::pair<std::string, std::filesystem::path>>{
            {"coordinator", keys}, {"worker1", box.home() / "w1"}, {"stranger", box.home() / "w2"}}) {

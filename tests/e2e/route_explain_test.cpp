@@ -15,16 +15,27 @@ const std::map<std::string, std::string> kAuthRepo{
     {"src/auth/session.py",
      "import threading\n\n_lock = threading.Lock()\n\n\ndef refresh_session(user):\n    with _lock:\n"
      "        if user.password_expired:\n            return None\n        return user.token\n"},
-    {"src/app.py", "from auth.session import refresh_session\n\ndef handler(u):\n    s = refresh_session(u)\n"
-                   "    t = refresh_session(u)\n    return refresh_session(u) or s or t\n"},
-    {"src/jobs.py", "def nightly(users):\n    for u in users:\n        refresh_session(u)\n"
-                    "    return [refresh_session(u) for u in users]\n"},
+    {"src/app.py",
+     "from auth.session import refresh_session\n\ndef handler(u):\n    s = refresh_session(u)\n"
+     "    t = refresh_session(u)\n    return refresh_session(u) or s or t\n"},
+    {"src/jobs.py",
+     "def nightly(users):\n    for u in users:\n        refresh_session(u)\n"
+     "    return [refresh_session(u) for u in users]\n"},
     {"README.md", "# app\n"},
 };
 
 std::vector<std::string> explain_args(const SingleBox& box, const std::string& risk) {
-  return {"route", "--explain", "Fix refresh_session token expiry", "--repo", box.origin().string(),
-          "--body", "The bug is in src/auth/session.py.", "--type", "bugfix", "--risk", risk};
+  return {"route",
+          "--explain",
+          "Fix refresh_session token expiry",
+          "--repo",
+          box.origin().string(),
+          "--body",
+          "The bug is in src/auth/session.py.",
+          "--type",
+          "bugfix",
+          "--risk",
+          risk};
 }
 
 }  // namespace

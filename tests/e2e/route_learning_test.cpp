@@ -17,7 +17,9 @@ const std::map<std::string, std::string> kRepo{
 };
 
 // Each task writes a file of its own, so tasks landing together never conflict.
-std::string note_body(const std::string& word) { return "```sh\necho " + word + " > " + word + ".txt\n```\n"; }
+std::string note_body(const std::string& word) {
+  return "```sh\necho " + word + " > " + word + ".txt\n```\n";
+}
 
 // Two agents without credentials: `scripted`, and `idle`, which changes nothing (its tasks fail).
 const std::string kAgents =
@@ -39,12 +41,13 @@ bool history_has(const nlohmann::json& show, const std::string& to, const std::s
 
 }  // namespace
 
-TEST_CASE("route --explain shows how earlier tasks of the band ended, and learning routes the next to the proven agent") {
+TEST_CASE(
+    "route --explain shows how earlier tasks of the band ended, and learning routes the next to the proven agent") {
   SingleBox box(kRepo);
   write_file(box.home() / "agents.yaml", kAgents);
   write_file(box.home() / "routing.yaml", kLearningRouting);
-  const std::vector<std::string> explain{"route",  "--explain", "Add a line to the notes", "--repo",
-                                         box.origin().string(), "--type", "chore"};
+  const std::vector<std::string> explain{
+      "route", "--explain", "Add a line to the notes", "--repo", box.origin().string(), "--type", "chore"};
 
   // No history yet: the default agent, and learning says why it did not decide.
   auto before = box.cli(explain);

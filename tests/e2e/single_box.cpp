@@ -126,8 +126,8 @@ void SingleBox::serve(std::map<std::string, std::string> env, std::vector<std::s
   for (const auto& [name, value] : env_) env.emplace(name, value);  // set_env's, unless given here
   env["POLYPHONY_HOME"] = home_.string();
   prefix.insert(prefix.end(), {POLYPHONY_CLI, "serve"});
-  server_ = std::make_unique<BackgroundProcess>(prefix, env,
-                                                dir_.path() / ("serve-" + std::to_string(++serves_) + ".log"));
+  server_ =
+      std::make_unique<BackgroundProcess>(prefix, env, dir_.path() / ("serve-" + std::to_string(++serves_) + ".log"));
   // Clients (polyphony-submit, workers) refuse at once when no coordinator socket exists yet:
   // wait until it listens (a serve that fails to start is seen by the test's own checks).
   eventually([&] { return std::filesystem::exists(home_ / "coordinator.sock") || !server_->running(); },

@@ -31,7 +31,8 @@ class SingleBox {
   // Runs `polyphony args...` with this home; never throws.
   ProcessResult cli(const std::vector<std::string>& args, const std::string& stdin_data = "") const;
   // `polyphony spawn TITLE --repo ORIGIN --agent scripted --body BODY ...`; returns the id.
-  std::string spawn(const std::string& title, const std::string& body, const std::vector<std::string>& extra = {}) const;
+  std::string spawn(const std::string& title, const std::string& body,
+                    const std::vector<std::string>& extra = {}) const;
   // Like spawn, without --agent: routing.yaml decides.
   std::string spawn_routed(const std::string& title, const std::string& body,
                            const std::vector<std::string>& extra = {}) const;

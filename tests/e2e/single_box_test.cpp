@@ -10,7 +10,9 @@ namespace {
 
 const std::map<std::string, std::string>& kSampleRepo = sample_repo();
 
-std::string sh_block(const std::string& script) { return "Do it.\n\n```sh\n" + script + "\n```\n"; }
+std::string sh_block(const std::string& script) {
+  return "Do it.\n\n```sh\n" + script + "\n```\n";
+}
 
 std::string origin_file(const SingleBox& box, const std::string& path) {
   return git(box.origin(), {"show", "main:" + path});
@@ -20,9 +22,9 @@ std::string origin_file(const SingleBox& box, const std::string& path) {
 
 TEST_CASE("a task goes from spawn to LANDED in a real container and its commit is on the origin's main") {
   SingleBox box(kSampleRepo);
-  const std::string id = box.spawn("Add a farewell script",
-                                   sh_block("echo 'echo \"Bye, $1!\"' > bye.sh\n"
-                                            "echo 'test \"$(sh bye.sh Ada)\" = \"Bye, Ada!\"' > tests/bye.test"));
+  const std::string id =
+      box.spawn("Add a farewell script", sh_block("echo 'echo \"Bye, $1!\"' > bye.sh\n"
+                                                  "echo 'test \"$(sh bye.sh Ada)\" = \"Bye, Ada!\"' > tests/bye.test"));
   CHECK(box.task(id)["state"] == "DISCOVERED");
   box.serve();
   auto states = box.wait_finished({id});
@@ -48,7 +50,8 @@ TEST_CASE("a task goes from spawn to LANDED in a real container and its commit i
     path.push_back(e["to"]);
     CHECK(e["at_ms"].get<int64_t>() > 0);
   }
-  CHECK(path == std::vector<std::string>{"DISCOVERED", "CLAIMED", "ROUTED", "PROVISIONED", "RUNNING", "VERIFYING", "LANDED"});
+  CHECK(path ==
+        std::vector<std::string>{"DISCOVERED", "CLAIMED", "ROUTED", "PROVISIONED", "RUNNING", "VERIFYING", "LANDED"});
 
   // Output of the agent and of verify were captured.
   auto logs = box.cli({"logs", id});
@@ -63,7 +66,8 @@ TEST_CASE("a task goes from spawn to LANDED in a real container and its commit i
   CHECK_FALSE(std::filesystem::exists(box.home() / "workspaces/tasks" / id));
 }
 
-TEST_CASE("two tasks on one repo both land, and a task whose verify fails the same way twice is BLOCKED with the reason") {
+TEST_CASE(
+    "two tasks on one repo both land, and a task whose verify fails the same way twice is BLOCKED with the reason") {
   SingleBox box(kSampleRepo);
   const std::string a = box.spawn("Add one", sh_block("echo one > one.txt"));
   const std::string b = box.spawn("Add two", "```diff\n--- /dev/null\n+++ b/two.txt\n@@ -0,0 +1 @@\n+two\n```\n");
@@ -82,9 +86,8 @@ TEST_CASE("two tasks on one repo both land, and a task whose verify fails the sa
   // The agent is deterministic: an attempt that makes a tree that already failed verify ends it
   // (when the others landed first the base moved, so the second tree can differ from the first).
   CHECK(t["attempt"] <= 3);
-  CHECK_THAT(t["reason"].get<std::string>(),
-             (Catch::Contains("same tree") || Catch::Contains("gave up after 3")) &&
-                 Catch::Contains("exited with status 1"));
+  CHECK_THAT(t["reason"].get<std::string>(), (Catch::Contains("same tree") || Catch::Contains("gave up after 3")) &&
+                                                 Catch::Contains("exited with status 1"));
   CHECK(box.no_containers_left(bad));
   auto table = box.cli({"status"});
   CHECK_THAT(table.out, Catch::Contains(bad) && Catch::Contains("BLOCKED"));
@@ -135,9 +138,8 @@ TEST_CASE("a repo without a verify command fails before the agent runs, saying w
 TEST_CASE("the verify command can come from config.yaml for a repo without .polyphony.yaml") {
   SingleBox box(std::map<std::string, std::string>{{"README.md", "# configured\n"}});
   // Named in config.yaml by its url; the verify there applies.
-  write_file(box.home() / "config.yaml",
-             read_file(box.home() / "config.yaml") + "repos:\n  app:\n    url: " + box.origin().string() +
-                 "\n    verify: test -f added.txt\n");
+  write_file(box.home() / "config.yaml", read_file(box.home() / "config.yaml") + "repos:\n  app:\n    url: " +
+                                             box.origin().string() + "\n    verify: test -f added.txt\n");
   const std::string id = box.spawn("Add added.txt", sh_block("echo added > added.txt"));
   box.serve();
   auto states = box.wait_finished({id});
@@ -153,7 +155,7 @@ TEST_CASE("a task without a network has loopback only, and localhost resolves in
       {"README.md", "# offline\n"},
       {".polyphony.yaml", "verify: test \"$(cat net.txt)\" = lo && getent hosts localhost\n"}});
   const std::string id = box.spawn("Record the network", sh_block("ls /sys/class/net > net.txt\n"
-                                                                 "getent hosts localhost > hosts.txt"));
+                                                                  "getent hosts localhost > hosts.txt"));
   box.serve();
   auto states = box.wait_finished({id});
   INFO(box.serve_log());
@@ -173,7 +175,8 @@ TEST_CASE("a worker that cannot find polyphony-runner says so, and its task fail
   REQUIRE(states[id] == "FAILED");
   auto t = box.task(id);
   CHECK(t["failure_kind"] == "config");
-  CHECK_THAT(t["reason"].get<std::string>(), Catch::Contains("no polyphony-runner") && Catch::Contains("POLYPHONY_RUNNER"));
+  CHECK_THAT(t["reason"].get<std::string>(),
+             Catch::Contains("no polyphony-runner") && Catch::Contains("POLYPHONY_RUNNER"));
   CHECK_THAT(box.serve_log(), Catch::Contains("POLYPHONY_RUNNER names no executable program"));
   CHECK(box.no_containers_left(id));
 }

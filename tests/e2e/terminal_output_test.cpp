@@ -58,7 +58,8 @@ TerminalRun run_on_terminal(const std::vector<std::string>& argv, const std::map
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   char buf[4096];
   while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     pollfd p{master, POLLIN, 0};
     const int ready = left.count() > 0 ? poll(&p, 1, static_cast<int>(left.count())) : 0;
     if (ready < 0 && errno == EINTR) continue;
@@ -162,7 +163,7 @@ TEST_CASE("status on a terminal fits its width, keeps task ids whole, wraps the 
     CHECK(r.out.find("\x1b[33mRUNNING\x1b[0m") != std::string::npos);
     std::stringstream words(kLongReason);
     for (std::string word; words >> word;) CHECK(r.out.find(word) != std::string::npos);  // wrapped, nothing cut
-    CHECK(std::regex_search(r.out, std::regex("  \\d+s ago")));  // aaaa0004, made 12 s before
+    CHECK(std::regex_search(r.out, std::regex("  \\d+s ago")));                           // aaaa0004, made 12 s before
     CHECK(r.out.find("3m ago") != std::string::npos);
     CHECK(r.out.find("4h ago") != std::string::npos);
   }
@@ -286,8 +287,10 @@ TEST_CASE("config show names the file and line of each value set there and defau
              "  anthropic:\n"
              "    env:\n"
              "      ANTHROPIC_API_KEY: {from_env: POLYPHONY_TEST_SECRET}\n"
-             "      EXTRA_KEY: {value: " + literal + "}\n"
-             "  openai: {}\n  moonshot: {}\n");
+             "      EXTRA_KEY: {value: " +
+                 literal +
+                 "}\n"
+                 "  openai: {}\n  moonshot: {}\n");
   std::string agents = read_file(box.home() / "agents.yaml");
   agents = std::regex_replace(agents, std::regex("DISABLE_TELEMETRY: \"1\""),
                               "DISABLE_TELEMETRY: \"1\"\n      GITHUB_TOKEN: " + agent_token);

@@ -52,7 +52,9 @@ std::vector<std::string> not_owned_by_user(const fs::path& dir) {
 
 }  // namespace
 
-TEST_CASE("spawn into a working clone lands into its checked-out branch, its files follow, and all it writes is the clone owner's") {
+TEST_CASE(
+    "spawn into a working clone lands into its checked-out branch, its files follow, and all it writes is the clone "
+    "owner's") {
   SingleBox box(kSampleRepo);
   TempDir dir("polyphony-wc");
   const fs::path clone = make_working_clone(box, dir);

@@ -94,22 +94,30 @@ Answer error_answer(int status, const std::string& message, json errors = nullpt
 // GitHub's words for a failure the test asks for (fail_next).
 Answer scripted_failure(int status, int retry_after_s) {
   switch (status) {
-    case 401: return error_answer(401, "Bad credentials");
+    case 401:
+      return error_answer(401, "Bad credentials");
     case 403:
     case 429: {
-      Answer a = error_answer(status, "You have exceeded a secondary rate limit. Please wait a few minutes before "
-                                      "you try again. If you reach out to GitHub Support for help, please include "
-                                      "the request ID 0000:0000:0000000:0000000:00000000.");
+      Answer a = error_answer(status,
+                              "You have exceeded a secondary rate limit. Please wait a few minutes before "
+                              "you try again. If you reach out to GitHub Support for help, please include "
+                              "the request ID 0000:0000:0000000:0000000:00000000.");
       a.headers.push_back({"Retry-After", std::to_string(retry_after_s)});
       return a;
     }
-    case 404: return error_answer(404, "Not Found");
-    case 405: return error_answer(405, "Pull Request is not mergeable");
-    case 409: return error_answer(409, "Head branch was modified. Review and try the merge again.");
-    case 410: return error_answer(410, "This issue was deleted");
+    case 404:
+      return error_answer(404, "Not Found");
+    case 405:
+      return error_answer(405, "Pull Request is not mergeable");
+    case 409:
+      return error_answer(409, "Head branch was modified. Review and try the merge again.");
+    case 410:
+      return error_answer(410, "This issue was deleted");
     case 422:
       return error_answer(422, "Validation Failed",
-                          json::array({{{"resource", "Issue"}, {"code", "custom"}, {"field", "body"},
+                          json::array({{{"resource", "Issue"},
+                                        {"code", "custom"},
+                                        {"field", "body"},
                                         {"message", "body is too long (maximum is 65536 characters)"}},
                                        {{"resource", "PullRequest"}, {"code", "invalid"}, {"field", "base"}}}));
     case 502: {
@@ -117,7 +125,8 @@ Answer scripted_failure(int status, int retry_after_s) {
       a.body = "<html><body><h1>Unicorn!</h1> This page is taking too long to load.</body></html>";
       return a;
     }
-    default: return error_answer(status, "Server Error");
+    default:
+      return error_answer(status, "Server Error");
   }
 }
 
@@ -145,8 +154,8 @@ struct FakeGithub::Impl {
   int64_t limited_until = 0;
   int page_cap = 100;
   std::vector<Failure> failures;
-  std::map<int64_t, json> issues;            // by number; pull requests too, as GitHub has them
-  std::map<int64_t, json> comments;          // by issue number
+  std::map<int64_t, json> issues;    // by number; pull requests too, as GitHub has them
+  std::map<int64_t, json> comments;  // by issue number
   std::map<int64_t, bool> deleted;
   json pulls = json::array();
   std::vector<json> calls;
@@ -161,8 +170,8 @@ struct FakeGithub::Impl {
   void write_gh_files() {
     const bool network_down = mode == "network";
     // 127.0.0.2: loopback, and nothing can listen on this port there while the server holds it.
-    write_file(dir.path() / "hosts.tmp", std::string("127.0.0.1 localhost\n") +
-                                             (network_down ? "127.0.0.2" : "127.0.0.1") + " ghe.localhost\n");
+    write_file(dir.path() / "hosts.tmp",
+               std::string("127.0.0.1 localhost\n") + (network_down ? "127.0.0.2" : "127.0.0.1") + " ghe.localhost\n");
     fs::rename(dir.path() / "hosts.tmp", dir.path() / "hosts");
     std::string env = "SSL_CERT_FILE=" + (dir.path() / "cert.pem").string() + "\n" +
                       "GH_CONFIG_DIR=" + (dir.path() / "gh-config").string() + "\n";
@@ -172,11 +181,11 @@ struct FakeGithub::Impl {
   }
 
   void make_certificate() {
-    auto r = run_process({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                          "-nodes", "-keyout", (dir.path() / "key.pem").string(), "-out",
-                          (dir.path() / "cert.pem").string(), "-days", "2", "-subj", "/CN=ghe.localhost",
-                          "-addext", "subjectAltName=DNS:ghe.localhost"},
-                         {});
+    auto r =
+        run_process({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                     "-keyout", (dir.path() / "key.pem").string(), "-out", (dir.path() / "cert.pem").string(), "-days",
+                     "2", "-subj", "/CN=ghe.localhost", "-addext", "subjectAltName=DNS:ghe.localhost"},
+                    {});
     if (!r.ok() || r->exit_code != 0) {
       throw std::runtime_error("openssl could not make the test certificate: " +
                                (r.ok() ? r->err : r.error().to_string()));
@@ -217,8 +226,10 @@ struct FakeGithub::Impl {
   void handle(const httplib::Request& req, httplib::Response& res) {
     std::unique_lock<std::mutex> lock(mu);
     std::string target = req.target;
-    if (target.rfind("/api/v3/", 0) == 0) target = target.substr(8);
-    else if (target == "/api/v3") target.clear();
+    if (target.rfind("/api/v3/", 0) == 0)
+      target = target.substr(8);
+    else if (target == "/api/v3")
+      target.clear();
     json headers = json::object();
     for (const auto& [k, v] : req.headers) {
       if (k != "Authorization" && k != "REMOTE_ADDR" && k != "REMOTE_PORT") headers[k] = v;
@@ -266,8 +277,9 @@ struct FakeGithub::Impl {
     if (auth.empty()) return error_answer(401, "Requires authentication");
     if (auth != std::string("token ") + kToken) return error_answer(401, "Bad credentials");
     if (limited_until > 0 && std::time(nullptr) < limited_until) {
-      return error_answer(403, "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, "
-                               "please include the request ID 0000:0000:0000000:0000000:00000000.");
+      return error_answer(403,
+                          "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, "
+                          "please include the request ID 0000:0000:0000000:0000000:00000000.");
     }
     const std::string call = req.method + " " + target;
     for (auto& f : failures) {
@@ -349,9 +361,14 @@ struct FakeGithub::Impl {
   }
 
   json repo_object() const {
-    return {{"id", kRepoId}, {"name", repo.substr(repo.find('/') + 1)}, {"full_name", repo},
-            {"default_branch", "main"}, {"html_url", base() + "/" + repo}, {"url", api() + "/repos/" + repo},
-            {"private", false}, {"owner", {{"login", owner()}, {"type", "Organization"}}}};
+    return {{"id", kRepoId},
+            {"name", repo.substr(repo.find('/') + 1)},
+            {"full_name", repo},
+            {"default_branch", "main"},
+            {"html_url", base() + "/" + repo},
+            {"url", api() + "/repos/" + repo},
+            {"private", false},
+            {"owner", {{"login", owner()}, {"type", "Organization"}}}};
   }
 
   // A list page as GitHub pages it: per_page (default 30, at most 100), page, and a Link
@@ -418,7 +435,8 @@ struct FakeGithub::Impl {
 
   json label(const std::string& name, size_t index) const {
     return {{"id", 5000 + index}, {"node_id", "LA_" + name}, {"url", api() + "/repos/" + repo + "/labels/" + name},
-            {"name", name}, {"description", ""}, {"color", "ededed"}, {"default", false}};
+            {"name", name},       {"description", ""},       {"color", "ededed"},
+            {"default", false}};
   }
 
   Answer add_labels(int64_t n, const json& input) {
@@ -441,11 +459,16 @@ struct FakeGithub::Impl {
     }
     const int64_t id = next_comment_id++;
     const std::string issue_url = api() + "/repos/" + repo + "/issues/" + std::to_string(n);
-    json c{{"id", id}, {"node_id", "IC_" + std::to_string(id)}, {"url", api() + "/repos/" + repo + "/issues/comments/" +
-                                                                            std::to_string(id)},
+    json c{{"id", id},
+           {"node_id", "IC_" + std::to_string(id)},
+           {"url", api() + "/repos/" + repo + "/issues/comments/" + std::to_string(id)},
            {"html_url", base() + "/" + repo + "/issues/" + std::to_string(n) + "#issuecomment-" + std::to_string(id)},
-           {"issue_url", issue_url}, {"body", input["body"]}, {"user", {{"login", "polyphony-bot"}, {"type", "User"}}},
-           {"created_at", now_iso()}, {"updated_at", now_iso()}, {"author_association", "MEMBER"}};
+           {"issue_url", issue_url},
+           {"body", input["body"]},
+           {"user", {{"login", "polyphony-bot"}, {"type", "User"}}},
+           {"created_at", now_iso()},
+           {"updated_at", now_iso()},
+           {"author_association", "MEMBER"}};
     comments[n].push_back(c);
     issues[n]["comments"] = comments[n].size();
     return Answer{201, c, {{"Location", c["url"].get<std::string>()}}};
@@ -467,11 +490,19 @@ struct FakeGithub::Impl {
   json pull_object(int64_t n, const std::string& title, const std::string& head, const std::string& base_ref,
                    const std::string& body) const {
     const std::string html = base() + "/" + repo + "/pull/" + std::to_string(n);
-    return {{"id", 700000 + n}, {"number", n}, {"state", "open"}, {"title", title}, {"body", body},
-            {"html_url", html}, {"url", api() + "/repos/" + repo + "/pulls/" + std::to_string(n)},
+    return {{"id", 700000 + n},
+            {"number", n},
+            {"state", "open"},
+            {"title", title},
+            {"body", body},
+            {"html_url", html},
+            {"url", api() + "/repos/" + repo + "/pulls/" + std::to_string(n)},
             {"head", {{"ref", head}, {"label", owner() + ":" + head}, {"sha", kHeadSha}}},
             {"base", {{"ref", base_ref}, {"label", owner() + ":" + base_ref}}},
-            {"merged", false}, {"mergeable", true}, {"created_at", now_iso()}, {"user", {{"login", "polyphony-bot"}}}};
+            {"merged", false},
+            {"mergeable", true},
+            {"created_at", now_iso()},
+            {"user", {{"login", "polyphony-bot"}}}};
   }
 
   // A pull request is an issue too: it takes the next number and shows in the issues list.
@@ -479,8 +510,11 @@ struct FakeGithub::Impl {
     json issue = issue_object(p["number"], p["title"], p["body"], labels);
     issue["html_url"] = p["html_url"];
     const std::string html = p["html_url"];
-    issue["pull_request"] = {{"url", p["url"]}, {"html_url", html}, {"diff_url", html + ".diff"},
-                             {"patch_url", html + ".patch"}, {"merged_at", nullptr}};
+    issue["pull_request"] = {{"url", p["url"]},
+                             {"html_url", html},
+                             {"diff_url", html + ".diff"},
+                             {"patch_url", html + ".patch"},
+                             {"merged_at", nullptr}};
     issues[p["number"]] = issue;
   }
 
@@ -526,8 +560,11 @@ struct FakeGithub::Impl {
       } catch (const std::exception&) {
       }
     }
-    return Answer{200, {{"sha", "6dcb09b5b57875f334f61aebed695e2e4193db5e"}, {"merged", true},
-                        {"message", "Pull Request successfully merged"}}, {}};
+    return Answer{200,
+                  {{"sha", "6dcb09b5b57875f334f61aebed695e2e4193db5e"},
+                   {"merged", true},
+                   {"message", "Pull Request successfully merged"}},
+                  {}};
   }
 
   json issue_object(int64_t number, const std::string& title, const std::string& body,
@@ -564,14 +601,26 @@ struct FakeGithub::Impl {
   }
 };
 
-FakeGithub::FakeGithub(const std::string& repo) : impl_(std::make_unique<Impl>(repo)) { impl_->start(); }
+FakeGithub::FakeGithub(const std::string& repo) : impl_(std::make_unique<Impl>(repo)) {
+  impl_->start();
+}
 
-FakeGithub::~FakeGithub() { impl_->stop(); }
+FakeGithub::~FakeGithub() {
+  impl_->stop();
+}
 
-std::string FakeGithub::program() const { return (impl_->dir.path() / "gh").string(); }
-std::string FakeGithub::host() const { return "ghe.localhost:" + std::to_string(impl_->port); }
-const std::string& FakeGithub::repo() const { return impl_->repo; }
-const fs::path& FakeGithub::dir() const { return impl_->dir.path(); }
+std::string FakeGithub::program() const {
+  return (impl_->dir.path() / "gh").string();
+}
+std::string FakeGithub::host() const {
+  return "ghe.localhost:" + std::to_string(impl_->port);
+}
+const std::string& FakeGithub::repo() const {
+  return impl_->repo;
+}
+const fs::path& FakeGithub::dir() const {
+  return impl_->dir.path();
+}
 
 GithubConfig FakeGithub::config() const {
   GithubConfig g;

@@ -41,8 +41,10 @@ int main(int argc, char** argv) {
     const auto eq = line.find('=');
     if (eq == std::string::npos) continue;
     const std::string key = line.substr(0, eq), value = line.substr(eq + 1);
-    if (key == "REAL_GH") real_gh = value;
-    else setenv(key.c_str(), value.c_str(), 1);
+    if (key == "REAL_GH")
+      real_gh = value;
+    else
+      setenv(key.c_str(), value.c_str(), 1);
   }
   if (unshare(CLONE_NEWNS) != 0) return die("unshare(CLONE_NEWNS) (tests run as root)");
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return die("making / private");

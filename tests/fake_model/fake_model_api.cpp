@@ -16,8 +16,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -107,24 +107,27 @@ void log_request(const httplib::Request& req) {
   std::ofstream(state.log_path, std::ios::app) << line.dump() << "\n";
 }
 
-std::string next_id(const std::string& prefix) { return prefix + std::to_string(++state.ids); }
+std::string next_id(const std::string& prefix) {
+  return prefix + std::to_string(++state.ids);
+}
 
 // ---- Choosing the step ---------------------------------------------------------------------
 
 struct Turn {
-  json step;            // {"read": ...} etc., or {"final": ...}
-  json usage;           // {"input_tokens", "output_tokens"}
+  json step;   // {"read": ...} etc., or {"final": ...}
+  json usage;  // {"input_tokens", "output_tokens"}
   std::string model;
 };
 
-bool has_tools(const json& body) { return body.contains("tools") && !body["tools"].empty(); }
+bool has_tools(const json& body) {
+  return body.contains("tools") && !body["tools"].empty();
+}
 
 Turn turn_for(size_t index, const json& body) {
   const json& steps = state.script.value("steps", json::array());
   Turn t;
   t.step = index < steps.size() ? steps[index] : json{{"final", "Done."}};
-  t.usage = t.step.value("usage", state.script.value("usage", json{{"input_tokens", 100},
-                                                                   {"output_tokens", 20}}));
+  t.usage = t.step.value("usage", state.script.value("usage", json{{"input_tokens", 100}, {"output_tokens", 20}}));
   t.model = state.script.value("model", body.value("model", "fake-model"));
   return t;
 }
@@ -135,7 +138,10 @@ size_t anthropic_steps_taken(const json& body) {
   for (const auto& m : body.value("messages", json::array())) {
     if (m.value("role", "") != "assistant" || !m["content"].is_array()) continue;
     for (const auto& block : m["content"])
-      if (block.value("type", "") == "tool_use") { ++n; break; }
+      if (block.value("type", "") == "tool_use") {
+        ++n;
+        break;
+      }
   }
   return n;
 }
@@ -170,8 +176,7 @@ bool stalled(httplib::Response& res) {
   json stall = state.script.value("stall", json(false));
   if (stall == true) stall_forever();
   if (stall != "stream") return false;
-  res.set_chunked_content_provider("text/event-stream",
-                                   [](size_t, httplib::DataSink&) -> bool { stall_forever(); });
+  res.set_chunked_content_provider("text/event-stream", [](size_t, httplib::DataSink&) -> bool { stall_forever(); });
   return true;
 }
 
@@ -183,8 +188,7 @@ bool stall_or_fail(httplib::Response& res, ErrorBody error_body) {
   json fail = failure_now();
   if (fail.is_null()) return false;
   res.status = fail.value("status", 500);
-  if (fail.contains("retry_after"))
-    res.set_header("retry-after", std::to_string(fail["retry_after"].get<int>()));
+  if (fail.contains("retry_after")) res.set_header("retry-after", std::to_string(fail["retry_after"].get<int>()));
   std::string message = fail.value("message", "Scripted failure");
   res.set_content(error_body(res.status, message).dump(), "application/json");
   return true;
@@ -256,34 +260,36 @@ json with_results(const json& input, const std::string& result_text) {
 json claude_block(const json& step, const json& body) {
   auto cwd = claude_cwd(body);
   auto tool = [](const std::string& name, json input) {
-    return json{{"type", "tool_use"}, {"id", next_id("toolu_fake_")}, {"name", name},
-                {"input", input}};
+    return json{{"type", "tool_use"}, {"id", next_id("toolu_fake_")}, {"name", name}, {"input", input}};
   };
   if (step.contains("tool"))
-    return tool(step["tool"]["name"], with_results(step["tool"].value("input", json::object()),
-                                                   last_tool_result(body)));
-  if (step.contains("read"))
-    return tool("Read", {{"file_path", absolute(step["read"], cwd)}});
+    return tool(step["tool"]["name"],
+                with_results(step["tool"].value("input", json::object()), last_tool_result(body)));
+  if (step.contains("read")) return tool("Read", {{"file_path", absolute(step["read"], cwd)}});
   if (step.contains("write"))
-    return tool("Write", {{"file_path", absolute(step["write"]["path"], cwd)},
-                          {"content", step["write"]["content"]}});
+    return tool("Write", {{"file_path", absolute(step["write"]["path"], cwd)}, {"content", step["write"]["content"]}});
   if (step.contains("edit"))
     return tool("Edit", {{"file_path", absolute(step["edit"]["path"], cwd)},
                          {"old_string", step["edit"]["old"]},
                          {"new_string", step["edit"]["new"]}});
-  if (step.contains("shell"))
-    return tool("Bash", {{"command", step["shell"]}, {"description", "Run a command"}});
+  if (step.contains("shell")) return tool("Bash", {{"command", step["shell"]}, {"description", "Run a command"}});
   return {{"type", "text"}, {"text", step.value("final", "Done.")}};
 }
 
 json anthropic_message(const json& block, const Turn& t) {
   bool tool = block["type"] == "tool_use";
-  return {{"id", next_id("msg_fake_")}, {"type", "message"}, {"role", "assistant"},
-          {"model", t.model}, {"content", json::array({block})},
-          {"stop_reason", tool ? "tool_use" : "end_turn"}, {"stop_sequence", nullptr},
-          {"usage", {{"input_tokens", t.usage.value("input_tokens", 0)},
-                     {"output_tokens", t.usage.value("output_tokens", 0)},
-                     {"cache_creation_input_tokens", 0}, {"cache_read_input_tokens", 0}}}};
+  return {{"id", next_id("msg_fake_")},
+          {"type", "message"},
+          {"role", "assistant"},
+          {"model", t.model},
+          {"content", json::array({block})},
+          {"stop_reason", tool ? "tool_use" : "end_turn"},
+          {"stop_sequence", nullptr},
+          {"usage",
+           {{"input_tokens", t.usage.value("input_tokens", 0)},
+            {"output_tokens", t.usage.value("output_tokens", 0)},
+            {"cache_creation_input_tokens", 0},
+            {"cache_read_input_tokens", 0}}}};
 }
 
 std::string anthropic_stream(const json& message) {
@@ -298,14 +304,12 @@ std::string anthropic_stream(const json& message) {
   if (block["type"] == "tool_use") opening["input"] = json::object();
   if (block["type"] == "text") opening["text"] = "";
   sse.event("content_block_start", {{"index", 0}, {"content_block", opening}});
-  json delta = block["type"] == "tool_use"
-                   ? json{{"type", "input_json_delta"}, {"partial_json", block["input"].dump()}}
-                   : json{{"type", "text_delta"}, {"text", block["text"]}};
+  json delta = block["type"] == "tool_use" ? json{{"type", "input_json_delta"}, {"partial_json", block["input"].dump()}}
+                                           : json{{"type", "text_delta"}, {"text", block["text"]}};
   sse.event("content_block_delta", {{"index", 0}, {"delta", delta}});
   sse.event("content_block_stop", {{"index", 0}});
-  sse.event("message_delta",
-            {{"delta", {{"stop_reason", message["stop_reason"]}, {"stop_sequence", nullptr}}},
-             {"usage", {{"output_tokens", message["usage"]["output_tokens"]}}}});
+  sse.event("message_delta", {{"delta", {{"stop_reason", message["stop_reason"]}, {"stop_sequence", nullptr}}},
+                              {"usage", {{"output_tokens", message["usage"]["output_tokens"]}}}});
   sse.event("message_stop", json::object());
   return sse.out;
 }
@@ -325,8 +329,8 @@ void handle_messages(const httplib::Request& req, httplib::Response& res) {
   bool is_main = has_tools(body);
   if (is_main && stall_or_fail(res, anthropic_error)) return;
   Turn t = turn_for(is_main ? anthropic_steps_taken(body) : 0, body);
-  json block = is_main ? claude_block(t.step, body)
-                    : json{{"type", "text"}, {"text", state.script.value("side_text", "Fake")}};
+  json block =
+      is_main ? claude_block(t.step, body) : json{{"type", "text"}, {"text", state.script.value("side_text", "Fake")}};
   json message = anthropic_message(block, t);
   res.set_header("request-id", next_id("req_fake_"));
   if (body.value("stream", false))
@@ -416,12 +420,15 @@ std::string last_openai_tool_result(const json& body) {
 // tool's own name; a script names the tool as Claude Code does ("mcp__polyphony__spawn").
 json codex_tool_call(const json& step, const json& body, const std::map<std::string, std::string>& tools) {
   std::string name = step["tool"]["name"];
-  json call{{"type", "function_call"}, {"id", next_id("fc_fake_")}, {"call_id", next_id("call_fake_")},
-            {"arguments", with_results(step["tool"].value("input", json::object()), last_openai_tool_result(body)).dump()},
-            {"status", "completed"}};
+  json call{
+      {"type", "function_call"},
+      {"id", next_id("fc_fake_")},
+      {"call_id", next_id("call_fake_")},
+      {"arguments", with_results(step["tool"].value("input", json::object()), last_openai_tool_result(body)).dump()},
+      {"status", "completed"}};
   const auto split = name.rfind("__");
-  if (name.rfind("mcp__", 0) == 0 && split != std::string::npos && split > 5 &&
-      tools.count(name.substr(0, split)) && tools.at(name.substr(0, split)) == "namespace") {
+  if (name.rfind("mcp__", 0) == 0 && split != std::string::npos && split > 5 && tools.count(name.substr(0, split)) &&
+      tools.at(name.substr(0, split)) == "namespace") {
     call["namespace"] = name.substr(0, split);
     name = name.substr(split + 2);
   }
@@ -436,11 +443,12 @@ json codex_item(const json& step, const json& body) {
   bool patch = step.contains("write") || step.contains("edit");
   if (patch && tools.count("apply_patch")) {
     if (tools["apply_patch"] == "custom")
-      return {{"type", "custom_tool_call"}, {"id", next_id("ctc_fake_")},
-              {"call_id", next_id("call_fake_")}, {"name", "apply_patch"},
-              {"input", apply_patch_text(step)}, {"status", "completed"}};
-    return {{"type", "function_call"}, {"id", next_id("fc_fake_")},
-            {"call_id", next_id("call_fake_")}, {"name", "apply_patch"},
+      return {{"type", "custom_tool_call"}, {"id", next_id("ctc_fake_")},      {"call_id", next_id("call_fake_")},
+              {"name", "apply_patch"},      {"input", apply_patch_text(step)}, {"status", "completed"}};
+    return {{"type", "function_call"},
+            {"id", next_id("fc_fake_")},
+            {"call_id", next_id("call_fake_")},
+            {"name", "apply_patch"},
             {"arguments", json{{"input", apply_patch_text(step)}}.dump()},
             {"status", "completed"}};
   }
@@ -453,28 +461,33 @@ json codex_item(const json& step, const json& body) {
       args = {{"cmd", command}};
     } else {
       name = tools.count("shell_command") ? "shell_command" : "shell";
-      args = name == "shell" ? json{{"command", {"bash", "-lc", command}}}
-                             : json{{"command", command}};
+      args = name == "shell" ? json{{"command", {"bash", "-lc", command}}} : json{{"command", command}};
     }
-    return {{"type", "function_call"}, {"id", next_id("fc_fake_")},
-            {"call_id", next_id("call_fake_")}, {"name", name}, {"arguments", args.dump()},
-            {"status", "completed"}};
+    return {{"type", "function_call"},  {"id", next_id("fc_fake_")}, {"call_id", next_id("call_fake_")}, {"name", name},
+            {"arguments", args.dump()}, {"status", "completed"}};
   }
-  return {{"type", "message"}, {"id", next_id("msg_fake_")}, {"role", "assistant"},
-          {"status", "completed"},
-          {"content", {{{"type", "output_text"}, {"text", step.value("final", "Done.")},
-                        {"annotations", json::array()}}}}};
+  return {
+      {"type", "message"},
+      {"id", next_id("msg_fake_")},
+      {"role", "assistant"},
+      {"status", "completed"},
+      {"content", {{{"type", "output_text"}, {"text", step.value("final", "Done.")}, {"annotations", json::array()}}}}};
 }
 
 json openai_response(const json& item, const Turn& t, const std::string& status) {
   int in = t.usage.value("input_tokens", 0), out = t.usage.value("output_tokens", 0);
-  return {{"id", next_id("resp_fake_")}, {"object", "response"},
-          {"created_at", std::time(nullptr)}, {"status", status}, {"model", t.model},
+  return {{"id", next_id("resp_fake_")},
+          {"object", "response"},
+          {"created_at", std::time(nullptr)},
+          {"status", status},
+          {"model", t.model},
           {"output", item.is_null() ? json::array() : json::array({item})},
-          {"usage", {{"input_tokens", in}, {"input_tokens_details", {{"cached_tokens", 0}}},
-                     {"output_tokens", out},
-                     {"output_tokens_details", {{"reasoning_tokens", 0}}},
-                     {"total_tokens", in + out}}}};
+          {"usage",
+           {{"input_tokens", in},
+            {"input_tokens_details", {{"cached_tokens", 0}}},
+            {"output_tokens", out},
+            {"output_tokens_details", {{"reasoning_tokens", 0}}},
+            {"total_tokens", in + out}}}};
 }
 
 std::string openai_stream(const json& item, const Turn& t) {
@@ -488,8 +501,8 @@ std::string openai_stream(const json& item, const Turn& t) {
   sse.event("response.output_item.added", {{"output_index", 0}, {"item", opening}}, true);
   if (item["type"] == "message") {
     std::string text = item["content"][0]["text"];
-    sse.event("response.output_text.delta", {{"item_id", item["id"]}, {"output_index", 0},
-                                              {"content_index", 0}, {"delta", text}}, true);
+    sse.event("response.output_text.delta",
+              {{"item_id", item["id"]}, {"output_index", 0}, {"content_index", 0}, {"delta", text}}, true);
   }
   sse.event("response.output_item.done", {{"output_index", 0}, {"item", item}}, true);
   json done = openai_response(item, t, "completed");
@@ -499,9 +512,7 @@ std::string openai_stream(const json& item, const Turn& t) {
 }
 
 json openai_error(int status, const std::string& message) {
-  std::string code = status == 429   ? "rate_limit_exceeded"
-                     : status == 401 ? "invalid_api_key"
-                                     : "server_error";
+  std::string code = status == 429 ? "rate_limit_exceeded" : status == 401 ? "invalid_api_key" : "server_error";
   return {{"error", {{"message", message}, {"type", code}, {"param", nullptr}, {"code", code}}}};
 }
 
@@ -512,8 +523,8 @@ void handle_responses(const httplib::Request& req, httplib::Response& res) {
   bool is_main = has_tools(body);
   if (is_main && stall_or_fail(res, openai_error)) return;
   Turn t = turn_for(is_main ? openai_steps_taken(body) : 0, body);
-  json item = is_main ? codex_item(t.step, body)
-                   : codex_item(json{{"final", state.script.value("side_text", "Fake")}}, body);
+  json item =
+      is_main ? codex_item(t.step, body) : codex_item(json{{"final", state.script.value("side_text", "Fake")}}, body);
   res.set_header("x-request-id", next_id("req_fake_"));
   res.set_content(openai_stream(item, t), "text/event-stream");
 }
@@ -521,10 +532,12 @@ void handle_responses(const httplib::Request& req, httplib::Response& res) {
 void handle_models(const httplib::Request& req, httplib::Response& res) {
   log_request(req);
   std::string model = state.script.value("model", "fake-model");
-  json entry = {{"id", model}, {"object", "model"}, {"type", "model"}, {"display_name", model},
+  json entry = {{"id", model},
+                {"object", "model"},
+                {"type", "model"},
+                {"display_name", model},
                 {"created_at", "2025-01-01T00:00:00Z"}};
-  res.set_content(json{{"object", "list"}, {"data", {entry}}, {"models", json::array()},
-                       {"has_more", false}}.dump(),
+  res.set_content(json{{"object", "list"}, {"data", {entry}}, {"models", json::array()}, {"has_more", false}}.dump(),
                   "application/json");
 }
 

@@ -316,8 +316,7 @@ Status FakeDockerClient::remove_container(const std::string& id) {
   return ok_status();
 }
 
-Result<std::vector<ContainerInfo>> FakeDockerClient::list_containers(
-    const std::map<std::string, std::string>& labels) {
+Result<std::vector<ContainerInfo>> FakeDockerClient::list_containers(const std::map<std::string, std::string>& labels) {
   if (auto e = enter("list_containers", "")) return *e;
   std::lock_guard lock(mutex_);
   std::vector<ContainerInfo> out;

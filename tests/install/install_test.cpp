@@ -56,7 +56,9 @@ std::set<fs::path> named_paths() {
   return named;
 }
 
-bool executable(const fs::path& p) { return fs::is_regular_file(p) && ::access(p.c_str(), X_OK) == 0; }
+bool executable(const fs::path& p) {
+  return fs::is_regular_file(p) && ::access(p.c_str(), X_OK) == 0;
+}
 
 }  // namespace
 

@@ -22,8 +22,8 @@ using nlohmann::json;
 namespace {
 
 json call(Server& server, const std::string& name, const json& arguments) {
-  auto r = server.handle(json{{"jsonrpc", "2.0"}, {"id", 2}, {"method", "tools/call"},
-                              {"params", {{"name", name}, {"arguments", arguments}}}}
+  auto r = server.handle(json{
+      {"jsonrpc", "2.0"}, {"id", 2}, {"method", "tools/call"}, {"params", {{"name", name}, {"arguments", arguments}}}}
                              .dump());
   REQUIRE(r);
   REQUIRE(r->contains("result"));
@@ -65,9 +65,13 @@ struct RemoteCoordinator {
     options.target = {endpoint, protocol::CurveClientKeys{client_keys, coordinator_keys.public_key}};
     options.local = false;
     tools = std::make_unique<Server>("polyphony", "0.1.0", polyphony_tools(options));
-    REQUIRE(tools->handle(json{{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"},
-                               {"params", {{"protocolVersion", "2025-11-25"}, {"capabilities", json::object()},
-                                           {"clientInfo", {{"name", "t"}, {"version", "1"}}}}}}
+    REQUIRE(tools->handle(json{{"jsonrpc", "2.0"},
+                               {"id", 1},
+                               {"method", "initialize"},
+                               {"params",
+                                {{"protocolVersion", "2025-11-25"},
+                                 {"capabilities", json::object()},
+                                 {"clientInfo", {{"name", "t"}, {"version", "1"}}}}}}
                               .dump()));
   }
   ~RemoteCoordinator() {

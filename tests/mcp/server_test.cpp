@@ -15,26 +15,42 @@ using nlohmann::json;
 namespace {
 
 json object_schema(json properties, std::vector<std::string> required) {
-  return {{"type", "object"}, {"properties", std::move(properties)}, {"required", required},
+  return {{"type", "object"},
+          {"properties", std::move(properties)},
+          {"required", required},
           {"additionalProperties", false}};
 }
 
 // echo returns its arguments; fail returns an error; throw throws; block waits for its stop.
 std::vector<Tool> test_tools() {
-  Tool echo{"echo", "Echo", "returns its arguments",
+  Tool echo{"echo",
+            "Echo",
+            "returns its arguments",
             object_schema({{"word", {{"type", "string"}}},
                            {"count", {{"type", "integer"}, {"minimum", 1}, {"maximum", 3}}},
                            {"tags", {{"type", "array"}, {"items", {{"type", "string"}}}, {"maxItems", 2}}}},
                           {"word"}),
             {{"type", "object"}},
             [](const json& a, const std::atomic<bool>&) -> Result<json> { return a; }};
-  Tool fail{"fail", "Fail", "always fails", {{"type", "object"}}, {{"type", "object"}},
+  Tool fail{"fail",
+            "Fail",
+            "always fails",
+            {{"type", "object"}},
+            {{"type", "object"}},
             [](const json&, const std::atomic<bool>&) -> Result<json> {
               return make_error("not_found", "no task with this id (see `polyphony status`)", "abc123");
             }};
-  Tool thrower{"throw", "Throw", "throws", {{"type", "object"}}, {{"type", "object"}},
+  Tool thrower{"throw",
+               "Throw",
+               "throws",
+               {{"type", "object"}},
+               {{"type", "object"}},
                [](const json&, const std::atomic<bool>&) -> Result<json> { throw std::runtime_error("boom"); }};
-  Tool block{"block", "Block", "returns when stopped", {{"type", "object"}}, {{"type", "object"}},
+  Tool block{"block",
+             "Block",
+             "returns when stopped",
+             {{"type", "object"}},
+             {{"type", "object"}},
              [](const json&, const std::atomic<bool>& stop) -> Result<json> {
                const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
                while (!stop.load() && std::chrono::steady_clock::now() < deadline) {
@@ -46,15 +62,19 @@ std::vector<Tool> test_tools() {
 }
 
 std::string initialize_line(const std::string& version = "2025-11-25", int id = 1) {
-  return json{{"jsonrpc", "2.0"}, {"id", id}, {"method", "initialize"},
-              {"params", {{"protocolVersion", version}, {"capabilities", json::object()},
-                          {"clientInfo", {{"name", "test"}, {"version", "1"}}}}}}
+  return json{{"jsonrpc", "2.0"},
+              {"id", id},
+              {"method", "initialize"},
+              {"params",
+               {{"protocolVersion", version},
+                {"capabilities", json::object()},
+                {"clientInfo", {{"name", "test"}, {"version", "1"}}}}}}
       .dump();
 }
 
 std::string call_line(int id, const std::string& name, const json& arguments) {
-  return json{{"jsonrpc", "2.0"}, {"id", id}, {"method", "tools/call"},
-              {"params", {{"name", name}, {"arguments", arguments}}}}
+  return json{
+      {"jsonrpc", "2.0"}, {"id", id}, {"method", "tools/call"}, {"params", {{"name", name}, {"arguments", arguments}}}}
       .dump();
 }
 
@@ -255,8 +275,8 @@ TEST_CASE("an unknown tool or a call without a name is a protocol error") {
 
 TEST_CASE("over stdio a cancelled call is stopped and not answered, while other requests are") {
   Server server("polyphony", "0.1.0", test_tools());
-  std::istringstream in(initialize_line() + "\n" + R"({"jsonrpc":"2.0","method":"notifications/initialized"})" +
-                        "\n" + call_line(20, "block", json::object()) + "\n\n" +
+  std::istringstream in(initialize_line() + "\n" + R"({"jsonrpc":"2.0","method":"notifications/initialized"})" + "\n" +
+                        call_line(20, "block", json::object()) + "\n\n" +
                         R"({"jsonrpc":"2.0","id":21,"method":"ping"})" + "\r\n" + "oops\n" +
                         R"({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":20}})" + "\n");
   std::ostringstream out;

@@ -16,16 +16,20 @@ namespace {
 
 std::unique_ptr<Server> server_for(const ToolOptions& options) {
   auto server = std::make_unique<Server>("polyphony", "0.1.0", polyphony_tools(options));
-  REQUIRE(server->handle(json{{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"},
-                             {"params", {{"protocolVersion", "2025-11-25"}, {"capabilities", json::object()},
-                                         {"clientInfo", {{"name", "t"}, {"version", "1"}}}}}}
-                            .dump()));
+  REQUIRE(server->handle(json{{"jsonrpc", "2.0"},
+                              {"id", 1},
+                              {"method", "initialize"},
+                              {"params",
+                               {{"protocolVersion", "2025-11-25"},
+                                {"capabilities", json::object()},
+                                {"clientInfo", {{"name", "t"}, {"version", "1"}}}}}}
+                             .dump()));
   return server;
 }
 
 json call(Server& server, const std::string& name, const json& arguments) {
-  auto r = server.handle(json{{"jsonrpc", "2.0"}, {"id", 2}, {"method", "tools/call"},
-                              {"params", {{"name", name}, {"arguments", arguments}}}}
+  auto r = server.handle(json{
+      {"jsonrpc", "2.0"}, {"id", 2}, {"method", "tools/call"}, {"params", {{"name", name}, {"arguments", arguments}}}}
                              .dump());
   REQUIRE(r);
   REQUIRE(r->contains("result"));
@@ -50,8 +54,8 @@ TEST_CASE("the tools are spawn, status, show, logs, wait, cancel, retry, route_e
       CHECK(property.contains("description"));
     }
   }
-  CHECK(names == std::vector<std::string>{"spawn", "status", "show", "logs", "wait", "cancel", "retry",
-                                          "route_explain", "team"});
+  CHECK(names == std::vector<std::string>{"spawn", "status", "show", "logs", "wait", "cancel", "retry", "route_explain",
+                                          "team"});
 }
 
 TEST_CASE("a log page is cut at character boundaries: a tail by default, or from an offset") {
@@ -63,14 +67,10 @@ TEST_CASE("a log page is cut at character boundaries: a tail by default, or from
   };
   const std::string e_acute = "\xc3\xa9";  // two bytes
   const std::vector<Case> cases{
-      {"0123456789", -1, 4, {6, 10}},
-      {"0123456789", -1, 40, {0, 10}},
-      {"0123456789", 2, 3, {2, 5}},
-      {"0123456789", 8, 5, {8, 10}},
-      {"0123456789", 20, 5, {10, 10}},
-      {"", -1, 5, {0, 0}},
-      {"ab" + e_acute + "cd", -1, 3, {4, 6}},   // the tail would start inside é: it starts after it
-      {"ab" + e_acute + "cd", 0, 3, {0, 2}},    // the page would end inside é: it ends before it
+      {"0123456789", -1, 4, {6, 10}},         {"0123456789", -1, 40, {0, 10}}, {"0123456789", 2, 3, {2, 5}},
+      {"0123456789", 8, 5, {8, 10}},          {"0123456789", 20, 5, {10, 10}}, {"", -1, 5, {0, 0}},
+      {"ab" + e_acute + "cd", -1, 3, {4, 6}},  // the tail would start inside é: it starts after it
+      {"ab" + e_acute + "cd", 0, 3, {0, 2}},   // the page would end inside é: it ends before it
       {"ab" + e_acute + "cd", 2, 2, {2, 4}},
   };
   for (const auto& c : cases) {

@@ -48,8 +48,7 @@ std::string packed(F&& fill) {
 
 }  // namespace
 
-TEST_CASE("every proper prefix of a valid dispatch frame is refused as truncated",
-          "[codec][garbage]") {
+TEST_CASE("every proper prefix of a valid dispatch frame is refused as truncated", "[codec][garbage]") {
   const std::string frame = encode(samples::dispatch());
   REQUIRE(decode(frame).ok());
   for (size_t n = 0; n < frame.size(); ++n) {
@@ -69,8 +68,7 @@ TEST_CASE("random byte buffers never crash or throw", "[codec][garbage]") {
   }
 }
 
-TEST_CASE("mutated valid frames decode to a consistent message or a clean error",
-          "[codec][garbage]") {
+TEST_CASE("mutated valid frames decode to a consistent message or a clean error", "[codec][garbage]") {
   std::mt19937 rng(7);
   const auto messages = samples::all();
   for (int i = 0; i < 5000; ++i) {
@@ -87,10 +85,8 @@ TEST_CASE("mutated valid frames decode to a consistent message or a clean error"
   }
 }
 
-TEST_CASE("an array claiming four billion elements is refused without allocating them",
-          "[codec][garbage]") {
-  check_refused_at_frame(bytes({0xdd, 0xff, 0xff, 0xff, 0xff}),
-                         "claims more elements than the frame holds");
+TEST_CASE("an array claiming four billion elements is refused without allocating them", "[codec][garbage]") {
+  check_refused_at_frame(bytes({0xdd, 0xff, 0xff, 0xff, 0xff}), "claims more elements than the frame holds");
   check_refused_at_frame(bytes({0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'v'}), "claims more elements");
   const std::string in_message = packed([](auto& pk) {
     pk.pack_map(3);
@@ -160,10 +156,8 @@ std::string heartbeat_with_nils(size_t n) {
 
 }  // namespace
 
-TEST_CASE("a frame of more than kMaxFrameValues values is refused before unpacking",
-          "[codec][garbage]") {
-  check_refused_at_frame(heartbeat_with_nils(kMaxFrameValues),
-                         "more than 1048576 MessagePack values");
+TEST_CASE("a frame of more than kMaxFrameValues values is refused before unpacking", "[codec][garbage]") {
+  check_refused_at_frame(heartbeat_with_nils(kMaxFrameValues), "more than 1048576 MessagePack values");
 }
 
 TEST_CASE("a frame of many values within the limit decodes", "[codec][garbage]") {
@@ -193,10 +187,8 @@ TEST_CASE("a frame of exactly kMaxFrameBytes is still decoded", "[codec][garbage
 }
 
 TEST_CASE("trailing bytes after the message map are refused", "[codec][garbage]") {
-  check_refused_at_frame(encode(samples::heartbeat()) + '\xc0',
-                         "1 trailing bytes after the message");
-  check_refused_at_frame(encode(samples::heartbeat()) + encode(samples::heartbeat()),
-                         "trailing bytes");
+  check_refused_at_frame(encode(samples::heartbeat()) + '\xc0', "1 trailing bytes after the message");
+  check_refused_at_frame(encode(samples::heartbeat()) + encode(samples::heartbeat()), "trailing bytes");
 }
 
 TEST_CASE("a frame that is not a map is refused", "[codec][garbage]") {

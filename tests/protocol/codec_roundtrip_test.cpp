@@ -10,7 +10,9 @@ using nlohmann::json;
 
 namespace {
 
-json as_json(const std::string& frame) { return json::from_msgpack(frame); }
+json as_json(const std::string& frame) {
+  return json::from_msgpack(frame);
+}
 
 std::string to_frame(const json& j) {
   const auto bytes = json::to_msgpack(j);
@@ -41,15 +43,11 @@ TEST_CASE("a landed task result round trips with an empty failure kind", "[codec
 }
 
 TEST_CASE("type_name gives the wire type of each message", "[codec]") {
-  const std::vector<std::string> expected = {"hello",       "welcome",     "heartbeat",
-                                             "dispatch",    "task_update", "log_chunk",
-                                             "task_result", "result_ack",  "land_request",
-                                             "land_grant",  "cancel",
-                                             "submit",      "control",     "client_reply",
-                                             "workers_query", "workers_reply", "watch",
-                                             "view_query",  "view_reply",  "goodbye",
-                                             "worker_remove", "cleanup_request", "cleanup_report",
-                                             "cleanup_reply"};
+  const std::vector<std::string> expected = {
+      "hello",       "welcome",      "heartbeat",     "dispatch",        "task_update",    "log_chunk",
+      "task_result", "result_ack",   "land_request",  "land_grant",      "cancel",         "submit",
+      "control",     "client_reply", "workers_query", "workers_reply",   "watch",          "view_query",
+      "view_reply",  "goodbye",      "worker_remove", "cleanup_request", "cleanup_report", "cleanup_reply"};
   const auto messages = samples::all();
   REQUIRE(messages.size() == expected.size());
   for (size_t i = 0; i < messages.size(); ++i) CHECK(type_name(messages[i]) == expected[i]);
@@ -95,8 +93,8 @@ TEST_CASE("log chunk data may also arrive as a UTF-8 str", "[codec]") {
 
 TEST_CASE("missing optional fields take the struct defaults", "[codec]") {
   json j = as_json(encode(samples::dispatch()));
-  for (const char* key : {"body", "task_type", "risk", "cpus", "memory_bytes", "run_timeout_s",
-                          "verify_timeout_s", "verify_command"}) {
+  for (const char* key :
+       {"body", "task_type", "risk", "cpus", "memory_bytes", "run_timeout_s", "verify_timeout_s", "verify_command"}) {
     j["spec"].erase(key);
   }
   j["spec"]["agent"].erase("env");

@@ -11,9 +11,9 @@ namespace polyphony::protocol {
 namespace {
 
 struct Case {
-  std::string kind;    // the value kind this row covers
-  Message message;     // one value of that kind outside its list
-  std::string where;   // the field encode and decode both name
+  std::string kind;   // the value kind this row covers
+  Message message;    // one value of that kind outside its list
+  std::string where;  // the field encode and decode both name
 };
 
 Message dispatch_with(void (*change)(RunSpec&)) {
@@ -62,8 +62,7 @@ std::vector<Case> bad_values() {
 
 }  // namespace
 
-TEST_CASE("encode refuses each enum-like value outside its list, naming the field as decode does",
-          "[codec][encode]") {
+TEST_CASE("encode refuses each enum-like value outside its list, naming the field as decode does", "[codec][encode]") {
   for (const Case& c : bad_values()) {
     INFO(c.kind);
     const auto encoded = try_encode(c.message);

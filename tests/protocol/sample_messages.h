@@ -43,7 +43,8 @@ inline RunSpec run_spec() {
   s.agent.stdin_text = "Fix the pager\n\nSteps: ...";
   s.agent.output_format = "claude-stream-json";
   s.agent.config_env = "CLAUDE_CONFIG_DIR";
-  s.agent.files = {{".credentials.json", std::string("{\"token\":\"t\0k\"}", 17), 0600}, {"sub/dir/config.toml", "", 0644}};
+  s.agent.files = {{".credentials.json", std::string("{\"token\":\"t\0k\"}", 17), 0600},
+                   {"sub/dir/config.toml", "", 0644}};
   s.rework_stdin = "Fix the pager; read /polyphony/review.md";
   s.max_turns = 30;
   s.max_tokens = 200000;
@@ -51,7 +52,9 @@ inline RunSpec run_spec() {
   return s;
 }
 
-inline Dispatch dispatch() { return Dispatch{run_spec()}; }
+inline Dispatch dispatch() {
+  return Dispatch{run_spec()};
+}
 
 inline Hello hello() {
   Hello h;
@@ -67,9 +70,13 @@ inline Hello hello() {
   return h;
 }
 
-inline Welcome welcome() { return Welcome{kProtocolVersion, "coord-a", 250, 4}; }
+inline Welcome welcome() {
+  return Welcome{kProtocolVersion, "coord-a", 250, 4};
+}
 
-inline Heartbeat heartbeat() { return Heartbeat{991, 3, 1'767'225'600'123}; }
+inline Heartbeat heartbeat() {
+  return Heartbeat{991, 3, 1'767'225'600'123};
+}
 
 inline TaskUpdate task_update() {
   return TaskUpdate{"task-42_b", 3, 17, "VERIFYING", "container 3f2a; make test"};
@@ -95,35 +102,58 @@ inline TaskResult task_result() {
                     ""};
 }
 
-inline ResultAck result_ack() { return ResultAck{"task-42_b", 3, 17}; }
-
-inline LandRequest land_request() { return LandRequest{"task-42_b", 3, 17}; }
-
-inline LandGrant land_grant() { return LandGrant{"task-42_b", 3, 17, false, "stale lease epoch 17 (current 19)"}; }
-
-inline Cancel cancel() { return Cancel{"task-42_b", 17, "superseded by attempt 4"}; }
-
-inline Submit submit() {
-  return Submit{"Fix auth bug", "It fails.\n```sh\nmake\n```", "/srv/git/app.git", "main", "bugfix", "high",
-                {"auth", "p1"}, "scripted"};
+inline ResultAck result_ack() {
+  return ResultAck{"task-42_b", 3, 17};
 }
 
-inline Control control() { return Control{"task-42_b", "cancel"}; }
+inline LandRequest land_request() {
+  return LandRequest{"task-42_b", 3, 17};
+}
+
+inline LandGrant land_grant() {
+  return LandGrant{"task-42_b", 3, 17, false, "stale lease epoch 17 (current 19)"};
+}
+
+inline Cancel cancel() {
+  return Cancel{"task-42_b", 17, "superseded by attempt 4"};
+}
+
+inline Submit submit() {
+  return Submit{
+      "Fix auth bug", "It fails.\n```sh\nmake\n```", "/srv/git/app.git", "main", "bugfix", "high", {"auth", "p1"},
+      "scripted"};
+}
+
+inline Control control() {
+  return Control{"task-42_b", "cancel"};
+}
 
 inline ClientReply client_reply() {
-  return ClientReply{true, "", "", "task-42_b", "LANDED", "landed", 2, "scripted", "polyphony/task-42_b-fix-pager",
+  return ClientReply{true,
+                     "",
+                     "",
+                     "task-42_b",
+                     "LANDED",
+                     "landed",
+                     2,
+                     "scripted",
+                     "polyphony/task-42_b-fix-pager",
                      "89abcdef0123456789abcdef0123456789abcdef"};
 }
 
-inline WorkersQuery workers_query() { return WorkersQuery{}; }
+inline WorkersQuery workers_query() {
+  return WorkersQuery{};
+}
 
-inline Watch watch() { return Watch{"task-42_b"}; }
+inline Watch watch() {
+  return Watch{"task-42_b"};
+}
 
 inline WorkersReply workers_reply() {
   WorkersReply r;
   r.coordinator_id = "coord-1:42";
-  WorkerStatus a{"gpu-box-1", "gpu-box-1.lan", "0.1.0", "busy", 850, 2, 2, {"gpu", "arch=amd64"},
-                 {"task-42_b", "task-7"}, true, 512LL << 30, "gpu-box-1", true, -1250};
+  WorkerStatus a{"gpu-box-1",           "gpu-box-1.lan",         "0.1.0", "busy",      850,         2,    2,
+                 {"gpu", "arch=amd64"}, {"task-42_b", "task-7"}, true,    512LL << 30, "gpu-box-1", true, -1250};
   WorkerStatus b{"arm-1", "arm-1.lan", "0.1.0", "lost", 61000, 4, 0, {"arch=arm64"}, {}, false, 0, ""};
   r.workers = {a, b};
   return r;
@@ -149,26 +179,35 @@ inline ViewQuery view_query() {
   return q;
 }
 
-inline ViewReply view_reply() { return ViewReply{true, "", "", "", R"({"total":3,"plan":"solo"})"}; }
+inline ViewReply view_reply() {
+  return ViewReply{true, "", "", "", R"({"total":3,"plan":"solo"})"};
+}
 
-inline Goodbye goodbye() { return Goodbye{"stopping (SIGTERM)"}; }
+inline Goodbye goodbye() {
+  return Goodbye{"stopping (SIGTERM)"};
+}
 
-inline WorkerRemove worker_remove() { return WorkerRemove{"gpu-box-1", true}; }
+inline WorkerRemove worker_remove() {
+  return WorkerRemove{"gpu-box-1", true};
+}
 
-inline CleanupRequest cleanup_request() { return CleanupRequest{7, false}; }
+inline CleanupRequest cleanup_request() {
+  return CleanupRequest{7, false};
+}
 
-inline CleanupReport cleanup_report() { return CleanupReport{7, "gpu-box-1", 3, 2, true, ""}; }
+inline CleanupReport cleanup_report() {
+  return CleanupReport{7, "gpu-box-1", 3, 2, true, ""};
+}
 
 inline CleanupReply cleanup_reply() {
   return CleanupReply{{cleanup_report(), CleanupReport{7, "arm-1", 0, 0, false, "no answer within 8 s"}}};
 }
 
 inline std::vector<Message> all() {
-  return {hello(),         welcome(),         heartbeat(),      dispatch(),      task_update(),
-          log_chunk(),     task_result(),     result_ack(),     land_request(),  land_grant(),
-          cancel(),        submit(),          control(),        client_reply(),  workers_query(),
-          workers_reply(), watch(),           view_query(),     view_reply(),    goodbye(),
-          worker_remove(), cleanup_request(), cleanup_report(), cleanup_reply()};
+  return {hello(),       welcome(),      heartbeat(),     dispatch(),        task_update(),    log_chunk(),
+          task_result(), result_ack(),   land_request(),  land_grant(),      cancel(),         submit(),
+          control(),     client_reply(), workers_query(), workers_reply(),   watch(),          view_query(),
+          view_reply(),  goodbye(),      worker_remove(), cleanup_request(), cleanup_report(), cleanup_reply()};
 }
 
 }  // namespace polyphony::protocol::samples

@@ -64,8 +64,9 @@ TEST_CASE("a secret key file readable by others is refused, naming the file and 
 
 TEST_CASE("key files that do not hold one Z85 key are refused") {
   TempDir dir;
-  const std::vector<std::string> bad{"", "# only a comment\n", "short\n",
-                                     "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\nrq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\n"};
+  const std::vector<std::string> bad{
+      "", "# only a comment\n", "short\n",
+      "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\nrq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\n"};
   for (const auto& text : bad) {
     INFO(text);
     write_file(dir / "bad.pub", text);
@@ -100,9 +101,12 @@ TEST_CASE("the ZAP verdict admits allow-listed CURVE keys per domain and NULL pe
     std::string user;
   };
   const std::vector<Case> cases{
-      {kWorkersDomain, "CURVE", w, true, "worker1"}, {kClientsDomain, "CURVE", c, true, "ops"},
-      {kWorkersDomain, "CURVE", c, false, ""},       {kClientsDomain, "CURVE", w, false, ""},
-      {"other", "CURVE", w, false, ""},              {kWorkersDomain, "PLAIN", "", false, ""},
+      {kWorkersDomain, "CURVE", w, true, "worker1"},
+      {kClientsDomain, "CURVE", c, true, "ops"},
+      {kWorkersDomain, "CURVE", c, false, ""},
+      {kClientsDomain, "CURVE", w, false, ""},
+      {"other", "CURVE", w, false, ""},
+      {kWorkersDomain, "PLAIN", "", false, ""},
       {kWorkersDomain, "NULL", "", true, ""},
   };
   for (const auto& k : cases) {

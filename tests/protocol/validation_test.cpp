@@ -65,7 +65,9 @@ TEST_CASE("the offset of the first ill-formed byte is reported", "[validation]")
 TEST_CASE("wire text has no ill-formed UTF-8 and no NUL, and repair replaces them", "[validation]") {
   CHECK(detail::is_wire_text("é ✓"));
   CHECK_FALSE(detail::is_wire_text(std::string("a\0b", 3)));
-  CHECK_FALSE(detail::is_wire_text("a\xff" "b"));
+  CHECK_FALSE(
+      detail::is_wire_text("a\xff"
+                           "b"));
   CHECK(detail::to_wire_text("é ✓") == "é ✓");
   CHECK(detail::to_wire_text(std::string("a\0b\xff", 4)) ==
         "a\xef\xbf\xbd"

@@ -33,8 +33,7 @@ TEST_CASE("a hello crosses DEALER to ROUTER over inproc and a welcome comes back
   CHECK(*received == Message(hello));
 
   const std::string reply = encode(samples::welcome());
-  std::array<zmq::const_buffer, 2> envelope = {zmq::buffer(parts[0].data(), parts[0].size()),
-                                               zmq::buffer(reply)};
+  std::array<zmq::const_buffer, 2> envelope = {zmq::buffer(parts[0].data(), parts[0].size()), zmq::buffer(reply)};
   REQUIRE(zmq::send_multipart(router, envelope));
   zmq::message_t answer;
   REQUIRE(dealer.recv(answer));

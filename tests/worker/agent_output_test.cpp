@@ -14,17 +14,24 @@ using polyphony::api_refusal_in;
 namespace {
 
 const char* kClaudeRun =
-    R"({"type":"system","subtype":"init","cwd":"/workspace","session_id":"s1","model":"claude-sonnet-4-5","tools":["Bash","Read","Edit"]})"
+    R"({"type":"system","subtype":"init","cwd":"/workspace","session_id":"s1","model":"claude-sonnet-4-5",)"
+    R"("tools":["Bash","Read","Edit"]})"
     "\n"
-    R"({"type":"assistant","message":{"id":"msg_1","model":"claude-sonnet-4-5","content":[{"type":"tool_use","id":"t1","name":"Read","input":{"file_path":"/workspace/a.c"}}],"usage":{"input_tokens":100,"cache_read_input_tokens":20,"output_tokens":10}}})"
+    R"({"type":"assistant","message":{"id":"msg_1","model":"claude-sonnet-4-5","content":[{"type":"tool_use",)"
+    R"("id":"t1","name":"Read","input":{"file_path":"/workspace/a.c"}}],"usage":{"input_tokens":100,)"
+    R"("cache_read_input_tokens":20,"output_tokens":10}}})"
     "\n"
     R"({"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t1","content":"int main() {}"}]}})"
     "\n"
-    R"({"type":"assistant","message":{"id":"msg_2","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Editing."}],"usage":{"input_tokens":150,"output_tokens":12}}})"
+    R"({"type":"assistant","message":{"id":"msg_2","model":"claude-sonnet-4-5","content":[{"type":"text",)"
+    R"("text":"Editing."}],"usage":{"input_tokens":150,"output_tokens":12}}})"
     "\n"
-    R"({"type":"assistant","message":{"id":"msg_2","model":"claude-sonnet-4-5","content":[{"type":"tool_use","id":"t2","name":"Edit","input":{}}],"usage":{"input_tokens":150,"output_tokens":12}}})"
+    R"({"type":"assistant","message":{"id":"msg_2","model":"claude-sonnet-4-5","content":[{"type":"tool_use",)"
+    R"("id":"t2","name":"Edit","input":{}}],"usage":{"input_tokens":150,"output_tokens":12}}})"
     "\n"
-    R"({"type":"result","subtype":"success","is_error":false,"num_turns":3,"result":"Fixed the off-by-one.","total_cost_usd":0.0123,"usage":{"input_tokens":400,"cache_creation_input_tokens":50,"cache_read_input_tokens":30,"output_tokens":40}})"
+    R"({"type":"result","subtype":"success","is_error":false,"num_turns":3,"result":"Fixed the off-by-one.",)"
+    R"("total_cost_usd":0.0123,"usage":{"input_tokens":400,"cache_creation_input_tokens":50,)"
+    R"("cache_read_input_tokens":30,"output_tokens":40}})"
     "\n";
 
 const char* kCodexRun =
@@ -34,11 +41,14 @@ const char* kCodexRun =
     "\n"
     R"({"type":"item.completed","item":{"id":"i0","type":"reasoning","text":"thinking"}})"
     "\n"
-    R"({"type":"item.started","item":{"id":"i1","type":"command_execution","command":"sh test.sh","status":"in_progress"}})"
+    R"({"type":"item.started","item":{"id":"i1","type":"command_execution","command":"sh test.sh",)"
+    R"("status":"in_progress"}})"
     "\n"
-    R"({"type":"item.completed","item":{"id":"i1","type":"command_execution","command":"sh test.sh","exit_code":0,"status":"completed"}})"
+    R"({"type":"item.completed","item":{"id":"i1","type":"command_execution","command":"sh test.sh","exit_code":0,)"
+    R"("status":"completed"}})"
     "\n"
-    R"({"type":"item.completed","item":{"id":"i2","type":"file_change","changes":[{"path":"a.c","kind":"update"}],"status":"completed"}})"
+    R"({"type":"item.completed","item":{"id":"i2","type":"file_change","changes":[{"path":"a.c","kind":"update"}],)"
+    R"("status":"completed"}})"
     "\n"
     R"({"type":"item.completed","item":{"id":"i3","type":"agent_message","text":"Done: the test passes."}})"
     "\n"
@@ -99,22 +109,23 @@ TEST_CASE("Codex's exec --json gives turns, tokens and final message") {
 
 TEST_CASE("an error result or a failed turn is a failed run, and a 429 or 401 in it is a refusal") {
   auto claude = fed("claude-stream-json",
-                    R"({"type":"result","subtype":"success","is_error":true,"num_turns":1,"result":"API Error: 429 {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\"}}"})"
+                    R"({"type":"result","subtype":"success","is_error":true,"num_turns":1,)"
+                    R"("result":"API Error: 429 {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\"}}"})"
                     "\n");
   CHECK(claude.failed());
   CHECK(claude.refusal() == "rate limited");
-  auto codex = fed("codex-json",
-                   R"({"type":"error","message":"unexpected status 401 Unauthorized: invalid api key"})"
-                   "\n"
-                   R"({"type":"turn.failed","error":{"message":"unexpected status 401 Unauthorized"}})"
-                   "\n");
+  auto codex = fed("codex-json", R"({"type":"error","message":"unexpected status 401 Unauthorized: invalid api key"})"
+                                 "\n"
+                                 R"({"type":"turn.failed","error":{"message":"unexpected status 401 Unauthorized"}})"
+                                 "\n");
   CHECK(codex.failed());
   CHECK(codex.refusal() == "unauthorized");
   CHECK(codex.error().find("401") != std::string::npos);
 }
 
 TEST_CASE("lines that are not JSON events are counted, not trusted, and a plain-text agent is not parsed") {
-  auto out = fed("claude-stream-json", "not json\n{\"no_type\":1}\n[1,2]\n{\"type\":\"result\",\"is_error\":false,\"num_turns\":1}");
+  auto out = fed("claude-stream-json",
+                 "not json\n{\"no_type\":1}\n[1,2]\n{\"type\":\"result\",\"is_error\":false,\"num_turns\":1}");
   CHECK(out.malformed_lines() == 3);
   CHECK(out.finished());  // the last line had no newline and still counted
   AgentOutput text("");
@@ -164,7 +175,8 @@ TEST_CASE("recorded Claude Code runs: a success's usage, and each API refusal to
   CHECK(ok.usage().output_tokens == 220);
   CHECK(ok.usage().cost_usd > 0);
   CHECK_FALSE(ok.usage().final_message.empty());
-  for (auto [file, want] : {std::pair{"claude-429.jsonl", "rate limited"}, {"claude-401.jsonl", "unauthorized"},
+  for (auto [file, want] : {std::pair{"claude-429.jsonl", "rate limited"},
+                            {"claude-401.jsonl", "unauthorized"},
                             {"claude-529.jsonl", "overloaded"}}) {
     INFO(file);
     const auto out = fed("claude-stream-json", fixture(file), 4096);
@@ -182,7 +194,8 @@ TEST_CASE("recorded Codex runs: a success's usage, and each API refusal told apa
   CHECK(ok.usage().output_tokens == 220);
   CHECK(ok.usage().turns >= 3);
   CHECK_FALSE(ok.usage().final_message.empty());
-  for (auto [file, want] : {std::pair{"codex-429.jsonl", "rate limited"}, {"codex-401.jsonl", "unauthorized"},
+  for (auto [file, want] : {std::pair{"codex-429.jsonl", "rate limited"},
+                            {"codex-401.jsonl", "unauthorized"},
                             {"codex-529.jsonl", "overloaded"}}) {
     INFO(file);
     const auto out = fed("codex-json", fixture(file), 4096);

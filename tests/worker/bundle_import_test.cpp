@@ -25,7 +25,8 @@ TEST_CASE("a bundle header gives its prerequisites and refs, and anything else i
   CHECK(h->prerequisites == std::vector<std::string>{kA});
   REQUIRE(h->refs.size() == 1);
   CHECK(h->refs[0] == std::pair<std::string, std::string>{kB, "refs/heads/x"});
-  for (const std::string& bad : std::vector<std::string>{"# v3 git bundle\n", "# v2 git bundle\nnot-an-id refs/heads/x\n",
+  for (const std::string& bad :
+       std::vector<std::string>{"# v3 git bundle\n", "# v2 git bundle\nnot-an-id refs/heads/x\n",
                                 "# v2 git bundle\n" + kB + "\n", "# v2 git bundle\n" + kB.substr(1) + "g x\n"}) {
     auto r = parse_bundle_header(bad);
     REQUIRE_FALSE(r.ok());
@@ -48,7 +49,8 @@ struct Fixture {
 
   // What the container's `git bundle create` writes for `ref` of the clone.
   std::string bundle(const std::string& ref) const {
-    auto r = run_process({"git", "-C", ws.repo_dir.string(), "bundle", "create", "--quiet", "-", "^" + ws.base_commit, ref});
+    auto r =
+        run_process({"git", "-C", ws.repo_dir.string(), "bundle", "create", "--quiet", "-", "^" + ws.base_commit, ref});
     REQUIRE(r.ok());
     REQUIRE(r->exit_code == 0);
     return r->out;

@@ -112,7 +112,10 @@ TEST_CASE("a warm container's task sees its own clone and meta directory, at the
   // The meta directory is read-only inside.
   std::string out;
   auto denied = f.docker->exec(slot->container_id, {{"sh", "-c", "echo x > /polyphony/x"}, {}, "1000:1000", ""},
-                               [&](int, std::string_view d) { out.append(d); return true; });
+                               [&](int, std::string_view d) {
+                                 out.append(d);
+                                 return true;
+                               });
   REQUIRE(denied.ok());
   CHECK(*denied != 0);
 

@@ -56,7 +56,9 @@ std::pair<std::string, int> run_to_exit(DockerClient& docker, const ContainerSpe
   return {id, wait_for_exit(docker, id)};
 }
 
-std::vector<std::string> sh(const std::string& script) { return {"sh", "-c", script}; }
+std::vector<std::string> sh(const std::string& script) {
+  return {"sh", "-c", script};
+}
 
 struct Fixture {
   std::unique_ptr<DockerClient> docker = docker_for_tests();
@@ -130,8 +132,8 @@ TEST_CASE("wait returns the container's exit code") {
 
 TEST_CASE("logs are demultiplexed into stdout and stderr") {
   Fixture f;
-  auto [id, code] = run_to_exit(
-      *f.docker, f.janitor.spec(sh("echo to-out; echo to-err >&2; head -c 200000 /dev/zero | tr '\\0' x")));
+  auto [id, code] =
+      run_to_exit(*f.docker, f.janitor.spec(sh("echo to-out; echo to-err >&2; head -c 200000 /dev/zero | tr '\\0' x")));
   REQUIRE(code == 0);
   Logs logs = collect_logs(*f.docker, id);
   CHECK(logs.out == "to-out\n" + std::string(200000, 'x'));
@@ -183,8 +185,7 @@ TEST_CASE("a container runs as the user it is given, and as agent by default") {
   REQUIRE(code == 0);
   CHECK(collect_logs(*f.docker, id).out == "1234\n5678\n");
 
-  auto [default_id, default_code] =
-      run_to_exit(*f.docker, f.janitor.spec(sh("id -un; id -u; pwd; echo $HOME")));
+  auto [default_id, default_code] = run_to_exit(*f.docker, f.janitor.spec(sh("id -un; id -u; pwd; echo $HOME")));
   REQUIRE(default_code == 0);
   CHECK(collect_logs(*f.docker, default_id).out == "agent\n1000\n/workspace\n/home/agent\n");
 }
@@ -270,8 +271,8 @@ TEST_CASE("engine errors carry what was tried and the engine's own message") {
   auto missing_image = f.docker->create_container(no_image);
   REQUIRE_FALSE(missing_image.ok());
   CHECK(missing_image.error().code == "not_found");
-  CHECK_THAT(missing_image.error().message, Catch::Contains("create a container from image") &&
-                                                Catch::Contains("polyphony image build"));
+  CHECK_THAT(missing_image.error().message,
+             Catch::Contains("create a container from image") && Catch::Contains("polyphony image build"));
   CHECK(missing_image.error().where == f.docker->endpoint());
 
   ContainerSpec bad_name = f.janitor.spec({"true"});
@@ -354,8 +355,10 @@ TEST_CASE("exec runs argv in a running container with its own env, user and dire
     (stream == 2 ? logs.err : logs.out).append(data);
     return true;
   };
-  ExecSpec spec{{"sh", "-c", "echo \"$GREETING $(id -u) $(pwd)\"; echo oops >&2; exit 5"}, {"GREETING=hello"},
-                "1000:1000", "/tmp"};
+  ExecSpec spec{{"sh", "-c", "echo \"$GREETING $(id -u) $(pwd)\"; echo oops >&2; exit 5"},
+                {"GREETING=hello"},
+                "1000:1000",
+                "/tmp"};
   auto code = f.docker->exec(id, spec, sink);
   INFO((code.ok() ? std::string() : code.error().to_string()));
   REQUIRE(code.ok());
@@ -391,9 +394,12 @@ TEST_CASE("exec returns once its process ends, even when a child it left holds t
   REQUIRE(swept.ok());
   std::string left;
   auto listed = f.docker->exec(id, {{"sh", "-c", "for p in /proc/[0-9]*; do cat $p/comm; done"}, {}, "1000:1000", ""},
-                               [&](int, std::string_view data) { left.append(data); return true; });
+                               [&](int, std::string_view data) {
+                                 left.append(data);
+                                 return true;
+                               });
   REQUIRE(listed.ok());
-  CHECK(left.find("sleep") != std::string::npos);  // the holder
+  CHECK(left.find("sleep") != std::string::npos);          // the holder
   CHECK(std::count(left.begin(), left.end(), '\n') <= 3);  // holder, this shell, cat
 }
 
@@ -421,12 +427,12 @@ TEST_CASE("a stop ends an exec that is still running") {
     (void)f.docker->stop_container(id, 0);
   });
   const auto start = std::chrono::steady_clock::now();
-  auto code = f.docker->exec(id, {{"sh", "-c", "echo started; exec sleep 120"}, {}, "", ""},
-                             [&](int, std::string_view) {
-                               started = true;
-                               started.notify_all();
-                               return true;
-                             });
+  auto code =
+      f.docker->exec(id, {{"sh", "-c", "echo started; exec sleep 120"}, {}, "", ""}, [&](int, std::string_view) {
+        started = true;
+        started.notify_all();
+        return true;
+      });
   started = true;  // a run that printed nothing must not leave the stopper waiting
   started.notify_all();
   stopper.join();

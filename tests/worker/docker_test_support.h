@@ -67,9 +67,7 @@ class ContainerJanitor {
   ContainerJanitor(const ContainerJanitor&) = delete;
   ContainerJanitor& operator=(const ContainerJanitor&) = delete;
 
-  std::map<std::string, std::string> labels() const {
-    return {{"polyphony.test", "1"}, {"polyphony.test.run", run_}};
-  }
+  std::map<std::string, std::string> labels() const { return {{"polyphony.test", "1"}, {"polyphony.test.run", run_}}; }
   const std::string& run_id() const { return run_; }
 
   // A spec for the worker image, without network, carrying this janitor's labels.

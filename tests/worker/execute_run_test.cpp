@@ -30,7 +30,9 @@ std::string role_of(const Request& r) {
 }
 
 // A process that prints `out` and exits 0.
-ProcessReply prints(std::string out) { return ProcessReply{std::move(out), "", 0, false}; }
+ProcessReply prints(std::string out) {
+  return ProcessReply{std::move(out), "", 0, false};
+}
 
 struct RunFixture {
   TempDir tmp{"pf-run"};
@@ -151,7 +153,9 @@ void require_failed(const protocol::TaskResult& r, const std::string& kind, cons
   CHECK(r.reason.find(reason_part) != std::string::npos);
 }
 
-ProcessReply exits(int status, std::string err = {}) { return ProcessReply{"", std::move(err), status, false}; }
+ProcessReply exits(int status, std::string err = {}) {
+  return ProcessReply{"", std::move(err), status, false};
+}
 
 }  // namespace
 

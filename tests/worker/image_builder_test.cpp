@@ -35,7 +35,8 @@ const std::string kDeb822Bookworm =
 
 TEST_CASE("apt_mirror_from_sources finds the Debian archive in apt's sources") {
   auto c = GENERATE(values<SourcesCase>({
-      {"deb822 .sources as on a Debian 12 host", {{"sources.list.d/debian.sources", kDeb822Bookworm}},
+      {"deb822 .sources as on a Debian 12 host",
+       {{"sources.list.d/debian.sources", kDeb822Bookworm}},
        "http://deb.debian.org/debian"},
       {"one-line sources.list skipping security, deb-src and comments",
        {{"sources.list",
@@ -52,10 +53,12 @@ TEST_CASE("apt_mirror_from_sources finds the Debian archive in apt's sources") {
         {"sources.list.d/z.sources", "Types: deb\nURIs: http://bookworm.example/debian\nSuites: bookworm\n"}},
        "http://bookworm.example/debian"},
       {"a Debian archive without bookworm is still used",
-       {{"sources.list", "deb http://trixie.example/debian trixie main\n"}}, "http://trixie.example/debian"},
+       {{"sources.list", "deb http://trixie.example/debian trixie main\n"}},
+       "http://trixie.example/debian"},
       {"disabled stanzas, deb-src types and other file names are ignored",
-       {{"sources.list.d/a.sources", "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n"
-                                     "Types: deb\nEnabled: no\nURIs: http://off.example/debian\nSuites: bookworm\n"},
+       {{"sources.list.d/a.sources",
+         "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n"
+         "Types: deb\nEnabled: no\nURIs: http://off.example/debian\nSuites: bookworm\n"},
         {"sources.list.d/b.list.disabled", "deb http://disabled.example/debian bookworm main\n"},
         {"sources.list.d/c.sources", "types: deb\nuris: http://on.example/debian\nsuites: bookworm\n"}},
        "http://on.example/debian"},
@@ -121,7 +124,8 @@ struct SelectCase {
 TEST_CASE("the lock file parses into one pin a line, skipping comments and blank lines") {
   auto pins = two_pins();
   REQUIRE(pins.size() == 2);
-  CHECK(pins[0] == AgentPin{"claude", "@anthropic-ai/claude-code", "2.1.332", "@anthropic-ai/claude-code-linux-x64/claude"});
+  CHECK(pins[0] ==
+        AgentPin{"claude", "@anthropic-ai/claude-code", "2.1.332", "@anthropic-ai/claude-code-linux-x64/claude"});
   CHECK(pins[0].native_package_dir() == "@anthropic-ai/claude-code-linux-x64");
   CHECK(pins[1].name == "codex");
   CHECK(pins[1].version == "0.171.0");
@@ -278,10 +282,13 @@ TEST_CASE("the worker image runs the pinned claude and codex as agent without ne
     auto code = docker->wait_container(*id, std::chrono::seconds(60));
     REQUIRE(code.ok());
     std::string out;
-    REQUIRE(docker->stream_logs(*id, false, [&](int, std::string_view d) {
-      out.append(d);
-      return true;
-    }).ok());
+    REQUIRE(docker
+                ->stream_logs(*id, false,
+                              [&](int, std::string_view d) {
+                                out.append(d);
+                                return true;
+                              })
+                .ok());
     INFO(pin.name << " --version printed: " << out);
     CHECK(*code == 0);
     CHECK_THAT(out, Catch::Contains(pin.version));
@@ -315,10 +322,13 @@ TEST_CASE("the worker image runs the scripted agent as agent on a mounted reposi
   auto code = docker->wait_container(*id, std::chrono::seconds(60));
   REQUIRE(code.ok());
   std::string out, err;
-  REQUIRE(docker->stream_logs(*id, false, [&](int stream, std::string_view d) {
-    (stream == 2 ? err : out).append(d);
-    return true;
-  }).ok());
+  REQUIRE(docker
+              ->stream_logs(*id, false,
+                            [&](int stream, std::string_view d) {
+                              (stream == 2 ? err : out).append(d);
+                              return true;
+                            })
+              .ok());
   INFO(out << err);
   REQUIRE(*code == 0);
   CHECK(read_file(repo / "greeting.txt") == "hi\n");

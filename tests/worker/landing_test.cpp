@@ -11,10 +11,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::git;
-using testing::trim;
 using testing::make_bare_repo;
 using testing::read_file;
 using testing::TempDir;
+using testing::trim;
 using testing::write_file;
 
 struct Lands {

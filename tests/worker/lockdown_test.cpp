@@ -55,7 +55,8 @@ TEST_CASE("a RunSpec outside the worker's allow-list is refused with a reason na
        "agent.mounts[1].host_path: /var/run/docker.sock"},
   };
   for (const auto& c : cases) {
-    INFO(c.spec.image << " " << c.spec.network_mode << " " << (c.spec.agent.mounts.empty() ? "" : c.spec.agent.mounts.back().host_path));
+    INFO(c.spec.image << " " << c.spec.network_mode << " "
+                      << (c.spec.agent.mounts.empty() ? "" : c.spec.agent.mounts.back().host_path));
     auto refused = refusal(c.spec, allowed);
     if (c.field.empty()) {
       CHECK_FALSE(refused);
@@ -81,7 +82,10 @@ TEST_CASE("a file the agent wrote is read only when it is a small regular file")
   fs::create_symlink("/etc/shadow", dir / "shadow.md");
   fs::create_symlink("/dev/zero", dir / "zero.md");
   REQUIRE(::mkfifo((dir / "fifo.md").c_str(), 0600) == 0);
-  { std::ofstream big(dir / "big.md"); big << std::string(2048, 'x'); }
+  {
+    std::ofstream big(dir / "big.md");
+    big << std::string(2048, 'x');
+  }
   struct Case {
     std::string name;
     std::string why;
@@ -108,7 +112,10 @@ TEST_CASE("disk usage counts a tree's blocks without following symlinks out of i
   TempDir dir;
   fs::create_directories(dir / "tree/sub");
   { std::ofstream f(dir / "tree/a.bin"); }
-  { std::ofstream f(dir / "tree/sub/b.bin", std::ios::binary); f << std::string(1 << 20, 'x'); }
+  {
+    std::ofstream f(dir / "tree/sub/b.bin", std::ios::binary);
+    f << std::string(1 << 20, 'x');
+  }
   fs::create_symlink("/usr", dir / "tree/usr");
   const int64_t used = disk_usage(dir / "tree");
   CHECK(used >= (1 << 20));

@@ -12,9 +12,9 @@ namespace {
 namespace fs = std::filesystem;
 using testing::commit_to_bare;
 using testing::git;
-using testing::trim;
 using testing::make_bare_repo;
 using testing::TempDir;
+using testing::trim;
 
 TEST_CASE("remote URLs are told from local paths", "[mirror]") {
   struct Case {
@@ -57,10 +57,8 @@ TEST_CASE("mirror names keep the repository's name and differ for different orig
 }
 
 TEST_CASE("a remote URL with and without .git shares a mirror, two origins of one name do not", "[mirror]") {
-  CHECK(mirror_name({"https://github.com/acme/app.git", false}) ==
-        mirror_name({"https://github.com/acme/app", false}));
-  CHECK(mirror_name({"https://github.com/acme/app", false}) !=
-        mirror_name({"https://github.com/other/app", false}));
+  CHECK(mirror_name({"https://github.com/acme/app.git", false}) == mirror_name({"https://github.com/acme/app", false}));
+  CHECK(mirror_name({"https://github.com/acme/app", false}) != mirror_name({"https://github.com/other/app", false}));
   CHECK(mirror_name({"/a/app.git", true}) != mirror_name({"/b/app.git", true}));
 }
 
@@ -106,7 +104,7 @@ TEST_CASE("pick_base finds the requested or default branch, or says which exist"
   struct Case {
     BranchSnapshot snapshot;
     std::string requested;
-    std::string found;    // empty: an error mentioning `mentions`
+    std::string found;  // empty: an error mentioning `mentions`
     std::string mentions;
   };
   const auto c = GENERATE_REF(values<Case>({

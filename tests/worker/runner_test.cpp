@@ -134,7 +134,9 @@ TEST_CASE("the runner runs processes one after another, with their output, statu
   LocalRunner r;
   Output o;
   auto code = r.channel->run({{"sh", "-c", "echo out; echo err >&2; echo \"$GREETING\" \"$(pwd)\"; exit 3"},
-                              {"GREETING=hello there"}, "", r.tmp.path().string()},
+                              {"GREETING=hello there"},
+                              "",
+                              r.tmp.path().string()},
                              o.sink());
   REQUIRE(code.ok());
   CHECK(*code == 3);
@@ -216,13 +218,13 @@ TEST_CASE("hanging up on the runner ends a run in progress, and the runner with 
     r.channel->hang_up();
   });
   Output o;
-  auto code = r.channel->run({{"sh", "-c", "echo started; exec sleep 60"}, {}, "", ""},
-                             [&](int stream, std::string_view d) {
-                               (stream == 1 ? o.out : o.err).append(d);
-                               started = true;
-                               started.notify_all();
-                               return true;
-                             });
+  auto code =
+      r.channel->run({{"sh", "-c", "echo started; exec sleep 60"}, {}, "", ""}, [&](int stream, std::string_view d) {
+        (stream == 1 ? o.out : o.err).append(d);
+        started = true;
+        started.notify_all();
+        return true;
+      });
   started = true;  // a run that printed nothing must not leave the stopper waiting
   started.notify_all();
   stopper.join();
@@ -286,12 +288,15 @@ TEST_CASE("in a task container the runner is PID 1, out of the agent's reach, an
   auto& runner = *started->runner;
 
   Output o;
-  auto code = runner.run({{"sh", "-c",
-                           "echo pid $$; id -u; test -e /polyphony/runner.sock && echo socket; "
-                           "cat /proc/1/environ >/dev/null 2>&1 && echo environ; ls /proc/1/fd >/dev/null 2>&1 && echo fds; "
-                           "kill -KILL 1; kill -TERM 1; sleep 0.2; echo alive"},
-                          {}, "", "/tmp"},
-                         o.sink());
+  auto code =
+      runner.run({{"sh", "-c",
+                   "echo pid $$; id -u; test -e /polyphony/runner.sock && echo socket; "
+                   "cat /proc/1/environ >/dev/null 2>&1 && echo environ; ls /proc/1/fd >/dev/null 2>&1 && echo fds; "
+                   "kill -KILL 1; kill -TERM 1; sleep 0.2; echo alive"},
+                  {},
+                  "",
+                  "/tmp"},
+                 o.sink());
   REQUIRE(code.ok());
   INFO(o.err);
   CHECK(*code == 0);

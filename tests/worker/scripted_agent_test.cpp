@@ -36,9 +36,8 @@ ProcessResult run_agent(const Repo& repo, const std::string& task) {
   write_file(repo.dir / "task.md", task);
   ProcessOptions options;
   options.cwd = repo.dir.path();
-  options.env = {{"POLYPHONY_WORKSPACE", repo.work.string()},
-                 {"GIT_CONFIG_GLOBAL", "/dev/null"},
-                 {"GIT_CONFIG_NOSYSTEM", "1"}};
+  options.env = {
+      {"POLYPHONY_WORKSPACE", repo.work.string()}, {"GIT_CONFIG_GLOBAL", "/dev/null"}, {"GIT_CONFIG_NOSYSTEM", "1"}};
   options.timeout = std::chrono::seconds(60);
   auto r = run_process({"sh", kAgent, (repo.dir / "task.md").string()}, options);
   INFO((r.ok() ? std::string() : r.error().to_string()));
@@ -97,8 +96,9 @@ TEST_CASE("the scripted agent runs diff and sh blocks in document order") {
 
 TEST_CASE("a failing sh step stops the scripted agent and names the step") {
   Repo repo;
-  std::string task = "Break\n\n```sh\necho one > one.txt\n```\n\n```sh\nfalse\necho never > never.txt\n```\n\n"
-                     "```sh\necho three > three.txt\n```\n";
+  std::string task =
+      "Break\n\n```sh\necho one > one.txt\n```\n\n```sh\nfalse\necho never > never.txt\n```\n\n"
+      "```sh\necho three > three.txt\n```\n";
   auto r = run_agent(repo, task);
   CHECK(r.exit_code != 0);
   CHECK_THAT(r.err, Catch::Contains("step 2/3 (sh) failed"));
@@ -110,8 +110,9 @@ TEST_CASE("a failing sh step stops the scripted agent and names the step") {
 
 TEST_CASE("a diff that does not apply fails its step and leaves the tree untouched") {
   Repo repo;
-  std::string task = "Wrong base\n\n```patch\n--- a/greeting.txt\n+++ b/greeting.txt\n@@ -1,2 +1,2 @@\n"
-                     "-goodbye\n+hi\n world\n```\n";
+  std::string task =
+      "Wrong base\n\n```patch\n--- a/greeting.txt\n+++ b/greeting.txt\n@@ -1,2 +1,2 @@\n"
+      "-goodbye\n+hi\n world\n```\n";
   auto r = run_agent(repo, task);
   CHECK(r.exit_code != 0);
   CHECK_THAT(r.err, Catch::Contains("step 1/1 (diff) failed"));
@@ -121,8 +122,9 @@ TEST_CASE("a diff that does not apply fails its step and leaves the tree untouch
 
 TEST_CASE("an sh step that commits by itself is not an error") {
   Repo repo;
-  std::string task = "Self commit\n\n```sh\necho x > x.txt\ngit add x.txt\n"
-                     "git -c user.name=T -c user.email=t@localhost commit -q -m 'from the step'\n```\n";
+  std::string task =
+      "Self commit\n\n```sh\necho x > x.txt\ngit add x.txt\n"
+      "git -c user.name=T -c user.email=t@localhost commit -q -m 'from the step'\n```\n";
   auto r = run_agent(repo, task);
   INFO(r.err);
   REQUIRE(r.exit_code == 0);

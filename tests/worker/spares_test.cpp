@@ -13,10 +13,10 @@ namespace {
 namespace fs = std::filesystem;
 using testing::commit_to_bare;
 using testing::git;
-using testing::trim;
 using testing::make_bare_repo;
 using testing::read_file;
 using testing::TempDir;
+using testing::trim;
 
 ino_t inode_of(const fs::path& p) {
   struct stat st {};

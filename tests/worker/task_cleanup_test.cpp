@@ -36,7 +36,7 @@ TEST_CASE("cleanup removes the workspaces and containers of tasks no attempt hol
   container(docker, "", {{"polyphony.task", "done"}, {"polyphony.worker", "w1"}});
   container(docker, "polyphony.killed.e4", {{"polyphony.role", "warm"}, {"polyphony.worker", "w1"}});
   container(docker, "", {{"polyphony.task", "running"}, {"polyphony.worker", "w1"}});
-  container(docker, "", {{"polyphony.role", "warm"}, {"polyphony.worker", "w1"}});    // no task took it
+  container(docker, "", {{"polyphony.role", "warm"}, {"polyphony.worker", "w1"}});     // no task took it
   container(docker, "", {{"polyphony.task", "done"}, {"polyphony.worker", "other"}});  // another worker's
   struct Case {
     bool dry_run;

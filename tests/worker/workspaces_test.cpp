@@ -10,9 +10,9 @@
 #include <thread>
 
 #include "common/process.h"
-#include "test_support.h"
 #include "git/git_cli.h"
 #include "git/git_repo.h"
+#include "test_support.h"
 
 namespace polyphony {
 namespace {
@@ -20,13 +20,15 @@ namespace {
 namespace fs = std::filesystem;
 using testing::commit_to_bare;
 using testing::git;
-using testing::trim;
 using testing::make_bare_repo;
 using testing::read_file;
 using testing::TempDir;
+using testing::trim;
 using testing::write_file;
 
-std::string describe(const Error& e) { return e.code + ": " + e.to_string(); }
+std::string describe(const Error& e) {
+  return e.code + ": " + e.to_string();
+}
 
 template <class T>
 T require_ok(Result<T> r) {
@@ -64,20 +66,16 @@ struct Fixture {
   std::unique_ptr<Workspaces> workspaces;
 
   explicit Fixture(int owner_uid = -1, int owner_gid = -1) {
-    base_commit = make_bare_repo(origin, {{"README.md", "hello\n"},
-                                          {"src/app.txt", "v1\n"},
-                                          {".polyphony.yaml", "verify: make test\n"}});
-    workspaces = make_git_workspaces(root, CommitIdentity{"Poly Bot", "bot@example.com"}, owner_uid,
-                                     owner_gid);
+    base_commit = make_bare_repo(
+        origin, {{"README.md", "hello\n"}, {"src/app.txt", "v1\n"}, {".polyphony.yaml", "verify: make test\n"}});
+    workspaces = make_git_workspaces(root, CommitIdentity{"Poly Bot", "bot@example.com"}, owner_uid, owner_gid);
   }
 
   WorkspaceRequest request(const std::string& id, const std::string& base = "main") const {
     return WorkspaceRequest{id, origin.string(), base, "polyphony/" + id};
   }
 
-  Workspace provision(const std::string& id) {
-    return require_ok(workspaces->provision(request(id)));
-  }
+  Workspace provision(const std::string& id) { return require_ok(workspaces->provision(request(id))); }
 
   std::string origin_head(const std::string& branch = "main") const {
     return rev_parse(origin, "refs/heads/" + branch);
@@ -97,12 +95,9 @@ TEST_CASE("provision checks out a new branch at the base head in a clone borrowi
   CHECK(trim(git(ws.repo_dir, {"symbolic-ref", "HEAD"})) == "refs/heads/polyphony/t1");
   CHECK(rev_parse(ws.repo_dir, "HEAD") == f.base_commit);
   CHECK(rev_parse(ws.repo_dir, "refs/remotes/origin/main") == f.base_commit);
-  CHECK(trim(git(ws.repo_dir, {"remote", "get-url", "origin"})) ==
-        fs::canonical(f.origin).string());
-  CHECK(trim(git(ws.repo_dir, {"config", "remote.origin.fetch"})) ==
-        "+refs/heads/*:refs/remotes/origin/*");
-  CHECK(trim(read_file(ws.repo_dir / ".git/objects/info/alternates")) ==
-        (ws.mirror_dir / "objects").string());
+  CHECK(trim(git(ws.repo_dir, {"remote", "get-url", "origin"})) == fs::canonical(f.origin).string());
+  CHECK(trim(git(ws.repo_dir, {"config", "remote.origin.fetch"})) == "+refs/heads/*:refs/remotes/origin/*");
+  CHECK(trim(read_file(ws.repo_dir / ".git/objects/info/alternates")) == (ws.mirror_dir / "objects").string());
   CHECK(trim(git(ws.repo_dir, {"status", "--porcelain"})).empty());
   CHECK(trim(git(ws.mirror_dir, {"config", "gc.auto"})) == "0");
   CHECK(trim(git(ws.mirror_dir, {"config", "gc.pruneExpire"})) == "never");
@@ -204,8 +199,7 @@ TEST_CASE("read_at_base returns the file as it was at the base commit") {
 
   CHECK(require_ok(f.workspaces->read_at_base(ws, ".polyphony.yaml")) ==
         std::optional<std::string>("verify: make test\n"));
-  CHECK(require_ok(f.workspaces->read_at_base(ws, "src/app.txt")) ==
-        std::optional<std::string>("v1\n"));
+  CHECK(require_ok(f.workspaces->read_at_base(ws, "src/app.txt")) == std::optional<std::string>("v1\n"));
   CHECK_FALSE(require_ok(f.workspaces->read_at_base(ws, "missing.yaml")).has_value());
 }
 
@@ -337,9 +331,12 @@ std::vector<std::string> loose_refs(const fs::path& git_dir, const std::string& 
   return refs;
 }
 
-TEST_CASE("a clone tracks only its base and the default branch, packed, and landings keep the refs of mirror and origin packed") {
+TEST_CASE(
+    "a clone tracks only its base and the default branch, packed, and landings keep the refs of mirror and origin "
+    "packed") {
   Fixture f;
-  for (int i = 0; i < 3; ++i) commit_to_bare(f.origin, {{"x.txt", std::to_string(i)}}, "side", "side-" + std::to_string(i));
+  for (int i = 0; i < 3; ++i)
+    commit_to_bare(f.origin, {{"x.txt", std::to_string(i)}}, "side", "side-" + std::to_string(i));
   Workspace first = f.provision("t0");
   // Packed (origin/HEAD is symbolic: loose, as git clone leaves it), and no other branch of the
   // origin: a clone's refs do not grow with the branches every landing leaves there.
@@ -552,8 +549,7 @@ TEST_CASE("land ignores the hooks and remote settings the agent left in the work
   Fixture f;
   Workspace ws = f.provision("t1");
   fs::path marker = f.tmp / "hook-ran";
-  write_file(ws.repo_dir / "hooks" / "pre-push",
-             "#!/bin/sh\ntouch '" + marker.string() + "'\nexit 1\n");
+  write_file(ws.repo_dir / "hooks" / "pre-push", "#!/bin/sh\ntouch '" + marker.string() + "'\nexit 1\n");
   fs::permissions(ws.repo_dir / "hooks" / "pre-push", fs::perms::owner_all, fs::perm_options::add);
   git(ws.repo_dir, {"config", "core.hooksPath", (ws.repo_dir / "hooks").string()});
   git(ws.repo_dir, {"remote", "set-url", "origin", (f.tmp / "elsewhere.git").string()});
@@ -583,8 +579,7 @@ TEST_CASE("provision of a directory that is not a git repository is not_found") 
   auto r = f.workspaces->provision({"t1", plain.string(), "main", "b"});
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == "not_found");
-  CHECK_THAT(r.error().message,
-             Catch::Contains(plain.string()) && Catch::Contains("not a git repository"));
+  CHECK_THAT(r.error().message, Catch::Contains(plain.string()) && Catch::Contains("not a git repository"));
   CHECK_FALSE(fs::exists(f.root / "tasks" / "t1"));
 }
 
@@ -594,8 +589,8 @@ TEST_CASE("provision of a missing base branch is not_found and lists the branche
   auto r = f.workspaces->provision(f.request("t1", "develop"));
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().code == "not_found");
-  CHECK_THAT(r.error().message, Catch::Contains("'develop'") && Catch::Contains("main") &&
-                                    Catch::Contains("release-1"));
+  CHECK_THAT(r.error().message,
+             Catch::Contains("'develop'") && Catch::Contains("main") && Catch::Contains("release-1"));
   CHECK_FALSE(fs::exists(f.root / "tasks" / "t1"));
 }
 
@@ -611,8 +606,7 @@ TEST_CASE("provision from an unreachable remote is a git error with the credenti
 
 TEST_CASE("task ids that could escape the tasks directory are refused") {
   Fixture f;
-  std::string id =
-      GENERATE(as<std::string>(), "../x", "", "a/b", "..", "a b", "x\n", std::string(65, 'a'));
+  std::string id = GENERATE(as<std::string>(), "../x", "", "a/b", "..", "a b", "x\n", std::string(65, 'a'));
   auto r = f.workspaces->provision(f.request("ok"));
   REQUIRE(r.ok());
   WorkspaceRequest bad = f.request("ok");
@@ -679,8 +673,7 @@ TEST_CASE("two threads provisioning four tasks each on the same repo all succeed
   std::vector<std::string> failures;
   auto provision_four = [&](int thread) {
     for (int i = 0; i < 4; ++i) {
-      auto r = f.workspaces->provision(
-          f.request("t" + std::to_string(thread) + "-" + std::to_string(i)));
+      auto r = f.workspaces->provision(f.request("t" + std::to_string(thread) + "-" + std::to_string(i)));
       if (!r.ok()) {
         std::lock_guard guard(mu);
         failures.push_back(describe(r.error()));
@@ -701,8 +694,7 @@ TEST_CASE("two threads provisioning four tasks each on the same repo all succeed
     CHECK(read_file(ws.repo_dir / "README.md") == "hello\n");
   }
   int mirrors = 0;
-  for (const auto& e : fs::directory_iterator(f.root / "mirrors"))
-    mirrors += e.is_directory() ? 1 : 0;
+  for (const auto& e : fs::directory_iterator(f.root / "mirrors")) mirrors += e.is_directory() ? 1 : 0;
   CHECK(mirrors == 1);
 }
 
@@ -711,8 +703,7 @@ std::vector<std::string> not_owned_by(const fs::path& dir, uid_t uid, gid_t gid)
   std::vector<std::string> wrong;
   auto check = [&](const fs::path& p) {
     struct stat st {};
-    if (::lstat(p.c_str(), &st) != 0 || st.st_uid != uid || st.st_gid != gid)
-      wrong.push_back(p.string());
+    if (::lstat(p.c_str(), &st) != 0 || st.st_uid != uid || st.st_gid != gid) wrong.push_back(p.string());
   };
   check(dir);
   for (const auto& e : fs::recursive_directory_iterator(dir)) check(e.path());
@@ -738,8 +729,7 @@ ProcessResult git_as_container_user(const fs::path& repo, const std::vector<std:
   return require_ok(run_process(argv, opts));
 }
 
-TEST_CASE(
-    "a workspace chowned to uid 1000 keeps working for the container after commit_all and land") {
+TEST_CASE("a workspace chowned to uid 1000 keeps working for the container after commit_all and land") {
   // Root-only: run as any other user this fails, never passes unchecked (CI runs it as root).
   REQUIRE(::geteuid() == 0);
   REQUIRE_FALSE(find_program("setpriv").empty());
@@ -748,8 +738,7 @@ TEST_CASE(
   CHECK(not_owned_by(ws.repo_dir, 1000, 1000).empty());
   // The index took the chown in: git knows every file clean without reading it again.
   CHECK(git_as_container_user(ws.repo_dir, {"diff-files", "--name-only"}).out.empty());
-  CHECK(git_as_container_user(ws.repo_dir, {"commit", "-q", "--allow-empty", "-m", "agent"})
-            .exit_code == 0);
+  CHECK(git_as_container_user(ws.repo_dir, {"commit", "-q", "--allow-empty", "-m", "agent"}).exit_code == 0);
 
   write_file(ws.repo_dir / "root-wrote.txt", "x\n");
   REQUIRE(require_ok(f.workspaces->commit_all(ws, "leftovers")).has_value());
@@ -758,8 +747,7 @@ TEST_CASE(
   CHECK(f.origin_head() == landed.merged_commit);
   CHECK(not_owned_by(ws.repo_dir / ".git", 1000, 1000).empty());
 
-  auto verify =
-      git_as_container_user(ws.repo_dir, {"commit", "-q", "--allow-empty", "-m", "again"});
+  auto verify = git_as_container_user(ws.repo_dir, {"commit", "-q", "--allow-empty", "-m", "again"});
   INFO(verify.err);
   CHECK(verify.exit_code == 0);
   // The pin does not follow the clone's branch: what counts is what was pinned.
@@ -806,7 +794,9 @@ TEST_CASE("only a non-fast-forward refusal in push porcelain output counts as pu
       {"To /o.git\n!\tabc:refs/heads/main\t[rejected] (fetch first)\nDone\n", true},
       {"To /o.git\n!\tabc:refs/heads/main\t[remote rejected] (pre-receive hook declined)\n", false},
       {"To /o.git\n \tabc:refs/heads/main\t1111..2222\nDone\n", false},
-      {"To /o.git\n!\tabc:refs/heads/main\t[remote rejected] (cannot lock ref 'refs/heads/main': is at 1 but expected 2)\n", true},
+      {"To /o.git\n!\tabc:refs/heads/main\t[remote rejected] (cannot lock ref 'refs/heads/main': is at 1 but expected "
+       "2)\n",
+       true},
   }));
   CHECK(detail::push_was_rejected(out) == rejected);
 }
@@ -815,14 +805,13 @@ TEST_CASE("an atomic push that lost the race for the base's lock counts as push_
   const std::string atomic_failed =
       "To /o.git\n!\tabc:refs/heads/main\t[remote rejected] (atomic transaction failed)\n"
       "!\tabc:refs/heads/polyphony/t1\t[remote rejected] (atomic transaction failed)\nDone\n";
-  CHECK(detail::push_was_rejected(
-      atomic_failed, "remote: error: cannot lock ref 'refs/heads/main': is at 1111 but expected 2222\n"));
+  CHECK(detail::push_was_rejected(atomic_failed,
+                                  "remote: error: cannot lock ref 'refs/heads/main': is at 1111 but expected 2222\n"));
   CHECK_FALSE(detail::push_was_rejected(atomic_failed, "remote: error: some other failure\n"));
-  CHECK_FALSE(detail::push_was_rejected(
-      "To /o.git\n!\tabc:refs/heads/main\t[remote rejected] (pre-receive hook declined)\n",
-      "remote: main is protected\n"));
+  CHECK_FALSE(
+      detail::push_was_rejected("To /o.git\n!\tabc:refs/heads/main\t[remote rejected] (pre-receive hook declined)\n",
+                                "remote: main is protected\n"));
 }
-
 
 TEST_CASE("push_branch pushes only the task branch and leaves the base alone, replacing an earlier push") {
   Fixture f;
@@ -902,8 +891,7 @@ TEST_CASE("make_spare makes a detached clone at the base head borrowing the mirr
   CHECK(trim(git(repo, {"for-each-ref", "--format=%(refname)", "refs/heads"})).empty());
   CHECK(rev_parse(repo, "refs/remotes/origin/main") == f.base_commit);
   CHECK(trim(git(repo, {"remote", "get-url", "origin"})) == fs::canonical(f.origin).string());
-  CHECK(trim(read_file(repo / ".git/objects/info/alternates")) ==
-        (spare.mirror_dir / "objects").string());
+  CHECK(trim(read_file(repo / ".git/objects/info/alternates")) == (spare.mirror_dir / "objects").string());
   CHECK(copied_objects(repo).empty());
   CHECK(trim(git(repo, {"status", "--porcelain"})).empty());
   CHECK(fs::is_directory(spare.dir / "meta"));
@@ -919,8 +907,8 @@ TEST_CASE("provision_from brings a spare to the moved base on the task branch, i
   const ino_t repo_inode = inode_of(spare.dir / "repo");
   const ino_t meta_inode = inode_of(spare.dir / "meta");
   // The origin moves on: a file added, one changed, one deleted; a branch comes, one goes.
-  std::string moved = change_bare(f.origin, {{"added/new.txt", "new\n"}, {"src/app.txt", "v2\n"}},
-                                  {"README.md"}, "move on");
+  std::string moved =
+      change_bare(f.origin, {{"added/new.txt", "new\n"}, {"src/app.txt", "v2\n"}}, {"README.md"}, "move on");
   commit_to_bare(f.origin, {{"f.txt", "f\n"}}, "feature", "feature");
   git(f.origin, {"branch", "-D", "old-feature"});
   // What a container started on the spare might have left.
@@ -945,8 +933,7 @@ TEST_CASE("provision_from brings a spare to the moved base on the task branch, i
 
   CHECK(trim(git(ws.repo_dir, {"symbolic-ref", "HEAD"})) == "refs/heads/polyphony/t1");
   CHECK(rev_parse(ws.repo_dir, "HEAD") == moved);
-  CHECK(trim(git(ws.repo_dir, {"for-each-ref", "--format=%(refname)", "refs/heads"})) ==
-        "refs/heads/polyphony/t1");
+  CHECK(trim(git(ws.repo_dir, {"for-each-ref", "--format=%(refname)", "refs/heads"})) == "refs/heads/polyphony/t1");
   // Only the base (here also the default branch) is tracked: neither the branch that came nor
   // the one that went.
   CHECK(trim(git(ws.repo_dir, {"for-each-ref", "--format=%(refname)", "refs/remotes"})) ==
@@ -980,8 +967,7 @@ TEST_CASE("a clone from a spare has the same git config as a provisioned one, wh
 
   Workspace ws = require_ok(f.workspaces->provision_from(f.request("t1"), spare));
 
-  CHECK(read_file(ws.repo_dir / ".git" / "config") ==
-        read_file(provisioned.repo_dir / ".git" / "config"));
+  CHECK(read_file(ws.repo_dir / ".git" / "config") == read_file(provisioned.repo_dir / ".git" / "config"));
   CHECK(read_file(f.tmp / "victim" / "keep.txt") == "keep\n");
   CHECK(read_file(ws.repo_dir / "README.md") == "hello\n");
 }
@@ -992,8 +978,7 @@ TEST_CASE("a workspace provisioned from a spare commits, rebases and lands") {
   std::string moved = commit_to_bare(f.origin, {{"other.txt", "theirs\n"}}, "meanwhile");
   Workspace ws = require_ok(f.workspaces->provision_from(f.request("t1"), spare));
   CHECK(require_ok(f.workspaces->commits_ahead(ws)) == 0);
-  CHECK(require_ok(f.workspaces->read_at_base(ws, "other.txt")) ==
-        std::optional<std::string>("theirs\n"));
+  CHECK(require_ok(f.workspaces->read_at_base(ws, "other.txt")) == std::optional<std::string>("theirs\n"));
   CHECK_FALSE(require_ok(f.workspaces->landed_earlier(ws)).has_value());
 
   write_file(ws.repo_dir / "feature.txt", "feature\n");
@@ -1083,8 +1068,7 @@ TEST_CASE("a spare of a repository whose name has dots provisions its task") {
   auto workspaces = make_git_workspaces(tmp / "root");
   Spare spare = require_ok(workspaces->make_spare((tmp / "my.app.git").string(), "main"));
   CHECK(spare.dir.filename().string().starts_with("my.app-"));
-  Workspace ws =
-      require_ok(workspaces->provision_from({"t1", (tmp / "my.app.git").string(), "main", "b"}, spare));
+  Workspace ws = require_ok(workspaces->provision_from({"t1", (tmp / "my.app.git").string(), "main", "b"}, spare));
   CHECK(ws.base_commit == head);
   CHECK(read_file(ws.repo_dir / "f.txt") == "x\n");
 }
@@ -1138,11 +1122,11 @@ TEST_CASE("a spare and the workspace provisioned from it belong to the container
   CHECK(st.st_uid == 1000);
   REQUIRE(::stat((ws.task_dir / "meta").c_str(), &st) == 0);
   CHECK(st.st_uid == 0);
-  CHECK(git_as_container_user(ws.repo_dir, {"commit", "-q", "--allow-empty", "-m", "agent"})
-            .exit_code == 0);
+  CHECK(git_as_container_user(ws.repo_dir, {"commit", "-q", "--allow-empty", "-m", "agent"}).exit_code == 0);
   // The clone's commit counts once it is taken in, as the container user's bundle.
   CHECK(require_ok(f.workspaces->commits_ahead(ws)) == 0);
-  auto bundle = git_as_container_user(ws.repo_dir, {"bundle", "create", "-", "^" + ws.base_commit, "refs/heads/" + ws.branch});
+  auto bundle =
+      git_as_container_user(ws.repo_dir, {"bundle", "create", "-", "^" + ws.base_commit, "refs/heads/" + ws.branch});
   REQUIRE(bundle.exit_code == 0);
   auto import = require_ok(f.workspaces->import_branch(ws, 1 << 20));
   require_ok(import->add(bundle.out));
