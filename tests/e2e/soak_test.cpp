@@ -3,13 +3,15 @@
 // off past their lease at random, then the invariants over every task: it ended once (LANDED
 // exactly once on the origin, or BLOCKED with a reason), its history is whole, no two workers
 // ran it side by side, and no container of it or stale workspace is left. Prints one summary
-// line. POLYPHONY_SOAK_TASKS (default 300), POLYPHONY_SOAK_SECONDS (default 600: the time the
+// line. POLYPHONY_SOAK_TASKS (default 500), POLYPHONY_SOAK_SECONDS (default 1200: the time the
 // tasks get to finish, faults included) and POLYPHONY_SOAK_SEED (default: from the clock) set it.
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
 #include <iostream>
 #include <random>
+#include <regex>
+#include <sstream>
 #include <thread>
 
 #include "fleet.h"
@@ -45,7 +47,15 @@ struct Chaos {
 // (longer than the lease), then the link back.
 void strike(Fleet& f, std::mt19937_64& rng, Chaos& chaos) {
   const int host = std::uniform_int_distribution<int>(1, f.hosts)(rng);
-  if (std::uniform_int_distribution<int>(0, 1)(rng) == 0) {
+  const bool kill = std::uniform_int_distribution<int>(0, 1)(rng) == 0;
+  if (std::getenv("SOAK_LOST_LINES") != nullptr) {
+    std::cout << "soak-fault: " << (kill ? "kill " : "partition ") << f.worker_id(host) << " at "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count()
+              << std::endl;
+  }
+  if (kill) {
     f.workers[host]->kill9();
     f.start_worker(host);
     ++chaos.kills;
@@ -86,8 +96,8 @@ size_t task_containers_left(const Fleet& f) {
 }  // namespace
 
 TEST_CASE("soak: many tasks over three worker hosts killed and cut off at random all end once", "[.soak]") {
-  const int tasks = static_cast<int>(env_int("POLYPHONY_SOAK_TASKS", 300));
-  const auto budget = std::chrono::seconds(env_int("POLYPHONY_SOAK_SECONDS", 600));
+  const int tasks = static_cast<int>(env_int("POLYPHONY_SOAK_TASKS", 500));
+  const auto budget = std::chrono::seconds(env_int("POLYPHONY_SOAK_SECONDS", 1200));
   const uint64_t seed = static_cast<uint64_t>(
       env_int("POLYPHONY_SOAK_SEED", std::chrono::steady_clock::now().time_since_epoch().count()));
   std::mt19937_64 rng(seed);
@@ -132,9 +142,20 @@ TEST_CASE("soak: many tasks over three worker hosts killed and cut off at random
   const auto landed_on_origin = landings(f);
   int landed = 0, blocked = 0, lost = 0, duplicates = 0, attempts = 0, history_errors = 0, stale_workspaces = 0;
   std::string problems;
+  std::map<std::string, int> ended_by;   // attempts that did not land, by failure kind
+  std::map<std::string, int> ended_why;  // the same, by kind and the start of the reason
   for (const auto& id : ids) {
     const auto show = nlohmann::json::parse(f.box.cli({"show", id, "--json"}).out);
     attempts += show["attempt"].get<int>();
+    for (const auto& e : show["events"]) {
+      const std::string kind = e.value("failure_kind", "");
+      if (kind.empty()) continue;
+      ++ended_by[kind];
+      // The reason's first words, without ids and numbers, say which fault it was.
+      std::string why =
+          std::regex_replace(e.value("reason", "").substr(0, 48), std::regex("[0-9a-f-]{6,}|[0-9]+"), "#");
+      ++ended_why[kind + ": " + why];
+    }
     const auto it = landed_on_origin.find(titles[id]);
     const int on_origin = it == landed_on_origin.end() ? 0 : it->second;
     if (states[id] == "LANDED" && on_origin == 1) {
@@ -169,6 +190,19 @@ TEST_CASE("soak: many tasks over three worker hosts killed and cut off at random
             << ", lost " << lost << ", overlaps " << overlaps.size() << ", history errors " << history_errors
             << ", stale workspaces " << stale_workspaces << ", containers left " << (containers_gone ? 0 : 1)
             << ", seconds " << seconds.count() << ", seed " << seed << std::endl;
+  std::cout << "soak: attempts that failed, by kind:";
+  for (const auto& [kind, n] : ended_by) std::cout << " " << kind << " " << n;
+  std::cout << std::endl;
+  for (const auto& [why, n] : ended_why) std::cout << "soak:   " << n << " x " << why << std::endl;
+  if (std::getenv("SOAK_LOST_LINES") != nullptr) {
+    std::istringstream log(f.logs());
+    for (std::string line; std::getline(log, line);) {
+      if (line.find(" lost (") != std::string::npos || line.find("SOAK") != std::string::npos ||
+          line.find("requeue") != std::string::npos) {
+        std::cout << "soak-log: " << line.substr(0, 300) << std::endl;
+      }
+    }
+  }
   INFO(problems);
   CHECK(duplicates == 0);
   CHECK(lost == 0);
