@@ -7,6 +7,7 @@
 
 #include "cli/task_flags.h"
 #include "common/endpoint_policy.h"
+#include "coordinator/task_fields.h"
 
 namespace polyphony::cli {
 
@@ -119,16 +120,7 @@ Result<protocol::ClientReply> ask(zmq::context_t& ctx, const ClientTarget& targe
 }
 
 Result<protocol::ClientReply> submit_to(zmq::context_t& ctx, const ClientTarget& target, const TaskRequest& task) {
-  protocol::Submit m;
-  m.title = task.title;
-  m.body = task.body;
-  m.repo = task.repo;
-  m.base_branch = task.base_branch;
-  m.task_type = task.task_type;
-  m.risk = task.risk;
-  m.labels = task.labels;
-  m.agent = task.agent;
-  auto reply = ask(ctx, target, m);
+  auto reply = ask(ctx, target, submit_message(task));
   if (!reply.ok()) return reply.error();
   if (!reply->ok) return make_error("usage", reply->error, flag_for_field(reply->where));
   return reply;

@@ -42,6 +42,23 @@ struct ClientTarget {
 // One request whose answer must be a ClientReply (a Submit's or a Control's).
 Result<protocol::ClientReply> ask(zmq::context_t& ctx, const ClientTarget& target, const protocol::Message& m);
 
+// One request whose answer must be a `Reply` (a WorkersReply, a CleanupReply): a ClientReply
+// instead is the coordinator's refusal (error "failed" quoting it), another type error "protocol".
+template <class Reply>
+Result<Reply> ask_for(zmq::context_t& ctx, const ClientTarget& target, const protocol::Message& m,
+                      std::chrono::seconds timeout = std::chrono::seconds(10)) {
+  auto reply = request(ctx, target.endpoint, m, target.keys, timeout);
+  if (!reply.ok()) return reply.error();
+  if (const auto* refused = std::get_if<protocol::ClientReply>(&*reply)) {
+    return make_error("failed", "the coordinator refused: " + refused->error, target.endpoint);
+  }
+  auto* answer = std::get_if<Reply>(&*reply);
+  if (answer == nullptr) {
+    return make_error("protocol", "the coordinator answered with a " + protocol::type_name(*reply), target.endpoint);
+  }
+  return std::move(*answer);
+}
+
 // Submits `task` (a Submit message); the coordinator validates it as `polyphony spawn` does. A
 // refusal is an error "usage" naming the flag at fault (flag_for_field). Returns the reply.
 Result<protocol::ClientReply> submit_to(zmq::context_t& ctx, const ClientTarget& target, const TaskRequest& task);

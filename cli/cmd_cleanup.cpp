@@ -25,15 +25,9 @@ int cleanup_through_coordinator(const Args& args, const std::string& endpoint) {
   zmq::context_t ctx;
   protocol::CleanupRequest m;
   m.dry_run = args.has("dry-run");
-  auto reply = request(ctx, endpoint, m, *keys, std::chrono::seconds(kCleanupAnswerMs / 1000 + 10));
-  if (!reply.ok()) return report(reply.error());
-  if (const auto* refused = std::get_if<protocol::ClientReply>(&*reply)) {
-    return report(make_error("failed", "the coordinator refused: " + refused->error, endpoint));
-  }
-  const auto* answer = std::get_if<protocol::CleanupReply>(&*reply);
-  if (answer == nullptr) {
-    return report(make_error("protocol", "the coordinator answered with a " + protocol::type_name(*reply), endpoint));
-  }
+  auto answer =
+      ask_for<protocol::CleanupReply>(ctx, {endpoint, *keys}, m, std::chrono::seconds(kCleanupAnswerMs / 1000 + 10));
+  if (!answer.ok()) return report(answer.error());
   int failed = 0;
   for (const auto& r : answer->reports) {
     std::cout << r.worker_id << ": ";

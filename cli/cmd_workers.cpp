@@ -71,15 +71,8 @@ int workers(const Args& args) {
   auto keys = client_keys(args, endpoint);
   if (!keys.ok()) return report(keys.error());
   zmq::context_t ctx;
-  auto reply = request(ctx, endpoint, protocol::WorkersQuery{}, *keys);
-  if (!reply.ok()) return report(reply.error());
-  if (const auto* refused = std::get_if<protocol::ClientReply>(&*reply)) {
-    return report(make_error("failed", "the coordinator refused: " + refused->error, endpoint));
-  }
-  const auto* table = std::get_if<protocol::WorkersReply>(&*reply);
-  if (table == nullptr) {
-    return report(make_error("protocol", "the coordinator answered with a " + protocol::type_name(*reply), endpoint));
-  }
+  auto table = ask_for<protocol::WorkersReply>(ctx, {endpoint, *keys}, protocol::WorkersQuery{});
+  if (!table.ok()) return report(table.error());
   if (args.has("json")) {
     json out = json::array();
     for (const auto& w : table->workers) out.push_back(dashboard::worker_json(w, now_ms()));

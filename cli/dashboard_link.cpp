@@ -18,28 +18,21 @@ namespace {
 class ClientEndpointLink final : public dashboard::CoordinatorLink {
  public:
   ClientEndpointLink(zmq::context_t& context, std::string endpoint)
-      : context_(context), endpoint_(std::move(endpoint)) {}
+      : context_(context), target_{std::move(endpoint), std::nullopt} {}
 
   Result<protocol::WorkersReply> workers() override {
-    auto reply = request(context_, endpoint_, protocol::WorkersQuery{}, std::nullopt);
-    if (!reply.ok()) return reply.error();
-    if (const auto* r = std::get_if<protocol::WorkersReply>(&*reply)) return *r;
-    return make_error("protocol", "the coordinator answered with a " + protocol::type_name(*reply), endpoint_);
+    return ask_for<protocol::WorkersReply>(context_, target_, protocol::WorkersQuery{});
   }
-  Result<protocol::ClientReply> submit(const protocol::Submit& submit) override { return ask(submit); }
+  Result<protocol::ClientReply> submit(const protocol::Submit& submit) override {
+    return ask(context_, target_, submit);
+  }
   Result<protocol::ClientReply> control(const std::string& task_id, const std::string& action) override {
-    return ask(protocol::Control{task_id, action});
+    return ask(context_, target_, protocol::Control{task_id, action});
   }
 
  private:
-  Result<protocol::ClientReply> ask(const protocol::Message& m) {
-    auto reply = request(context_, endpoint_, m, std::nullopt);
-    if (!reply.ok()) return reply.error();
-    if (const auto* r = std::get_if<protocol::ClientReply>(&*reply)) return *r;
-    return make_error("protocol", "the coordinator answered with a " + protocol::type_name(*reply), endpoint_);
-  }
   zmq::context_t& context_;
-  std::string endpoint_;
+  ClientTarget target_;  // the local endpoint: no CURVE
 };
 
 class ServedDashboard final : public DashboardHandle {

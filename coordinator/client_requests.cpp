@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/submission.h"
+#include "coordinator/task_fields.h"
 
 namespace polyphony {
 
@@ -170,16 +171,7 @@ void Coordinator::view(const std::string& routing_id, const protocol::ViewQuery&
 }
 
 protocol::ClientReply Coordinator::submit(const protocol::Submit& m) {
-  TaskRequest r;
-  r.title = m.title;
-  r.body = m.body;
-  r.repo = m.repo;
-  r.base_branch = m.base_branch;
-  r.task_type = m.task_type;
-  r.risk = m.risk;
-  r.labels = m.labels;
-  r.agent = m.agent;
-  r.source = "client";
+  TaskRequest r = submitted_request(m);
   // A client may be on another host: the local paths it may name are the config's to say.
   if (auto valid = validate_submission(r, settings_); !valid.ok()) return refusal(valid.error());
   if (auto allowed = check_client_repo(r, settings_.config); !allowed.ok()) return refusal(allowed.error());

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "coordinator/state_store.h"
+#include "coordinator/task_fields.h"
 #include "coordinator/work_source.h"
 
 namespace polyphony {
@@ -34,11 +35,9 @@ Result<std::unique_ptr<SqliteQueue>> SqliteQueue::open(const std::filesystem::pa
 }
 
 Status SqliteQueue::enqueue(const TaskRequest& r) {
-  nlohmann::json j{{"title", r.title},         {"body", r.body},
-                   {"repo", r.repo},           {"base_branch", r.base_branch},
-                   {"task_type", r.task_type}, {"risk", r.risk},
-                   {"labels", r.labels},       {"agent", r.agent},
-                   {"source", r.source},       {"created_at", r.created_at_ms}};
+  nlohmann::json j = task_fields_json(r);
+  j["source"] = r.source;
+  j["created_at"] = r.created_at_ms;
   auto st = db_.prepare("INSERT INTO queue(id, request, enqueued_at) VALUES (?,?,?)");
   if (!st.ok()) return st.error();
   st->bind(1, r.id).bind(2, j.dump()).bind(3, r.created_at_ms ? r.created_at_ms : now_ms());
@@ -58,16 +57,14 @@ Result<std::vector<TaskRequest>> SqliteQueue::poll() {
       spdlog::error("queue entry {} in {} is not a JSON object; leaving it queued", st->text(0), db_.path().string());
       continue;
     }
-    TaskRequest r;
+    auto fields = task_fields_from_json(j);
+    if (!fields.ok()) {
+      spdlog::error("queue entry {} in {}: {}; leaving it queued", st->text(0), db_.path().string(),
+                    fields.error().message);
+      continue;
+    }
+    TaskRequest r = std::move(*fields);
     r.id = st->text(0);
-    r.title = j.value("title", "");
-    r.body = j.value("body", "");
-    r.repo = j.value("repo", "");
-    r.base_branch = j.value("base_branch", "");
-    r.task_type = j.value("task_type", "");
-    r.risk = j.value("risk", "");
-    r.labels = j.value("labels", std::vector<std::string>{});
-    r.agent = j.value("agent", "");
     r.source = j.value("source", "queue");
     r.created_at_ms = j.value("created_at", int64_t{0});
     out.push_back(std::move(r));

@@ -10,6 +10,7 @@
 #include "common/endpoint_policy.h"
 #include "common/log.h"
 #include "coordinator/github_source.h"
+#include "coordinator/task_fields.h"
 #include "dashboard/api_json.h"
 #include "dashboard/dashboard.h"
 #include "dashboard/event_feed.h"
@@ -313,20 +314,9 @@ class Server final : public Dashboard {
   void spawn(const httplib::Request& req, httplib::Response& res) {
     const json body = json::parse(req.body, nullptr, false);
     if (!body.is_object()) return send_error(res, 400, "the body must be a JSON object", "body");
-    protocol::Submit s;
-    try {
-      s.title = body.value("title", "");
-      s.body = body.value("body", "");
-      s.repo = body.value("repo", "");
-      s.base_branch = body.value("base_branch", "");
-      s.task_type = body.value("task_type", "");
-      s.risk = body.value("risk", "");
-      s.agent = body.value("agent", "");
-      s.labels = body.value("labels", std::vector<std::string>{});
-    } catch (const json::exception&) {
-      return send_error(res, 400, "fields must be strings (labels a list of strings)", "body");
-    }
-    reply(res, link_.submit(s));
+    auto task = task_fields_from_json(body);
+    if (!task.ok()) return send_error(res, 400, task.error().message, task.error().where);
+    reply(res, link_.submit(submit_message(*task)));
   }
 
   void control(const httplib::Request& req, httplib::Response& res) {

@@ -8,6 +8,7 @@
 #include "cli/task_flags.h"
 #include "cli/task_views.h"
 #include "common/config.h"
+#include "coordinator/task_fields.h"
 
 namespace polyphony::mcp {
 
@@ -272,21 +273,6 @@ Tool control_tool(const ToolOptions& o, const std::string& action, const std::st
           }};
 }
 
-// The route_explain tool's arguments as a view query.
-protocol::ViewQuery route_query(const json& a) {
-  protocol::ViewQuery q;
-  q.view = "route_explain";
-  q.title = a.value("title", "");
-  q.body = a.value("body", "");
-  q.repo = a.value("repo", "");
-  q.base_branch = a.value("base", "");
-  q.task_type = a.value("type", "");
-  q.risk = a.value("risk", "");
-  q.agent = a.value("agent", "");
-  q.labels = a.value("labels", std::vector<std::string>{});
-  return q;
-}
-
 Tool route_explain_tool(const ToolOptions& o) {
   json out = result({{"total", {{"type", "integer"}, {"description", "the complexity score, 0 to 10"}}},
                      {"plan", text("solo, review or strong: how the task would run")},
@@ -301,7 +287,11 @@ Tool route_explain_tool(const ToolOptions& o) {
           object(task_fields(), {"title", "repo"}),
           out,
           [o](const json& a, const std::atomic<bool>&) -> Result<json> {
-            if (!o.local) return remote_view(o, route_query(a));
+            if (!o.local) {
+              auto task = cli::task_from_flags(task_args(a), "route_explain");
+              if (!task.ok()) return as_argument_error(task.error());
+              return remote_view(o, route_explain_query(*task));
+            }
             auto settings = local_settings();
             if (!settings.ok()) return settings.error();
             auto e = cli::route_explain_json(task_args(a), *settings);

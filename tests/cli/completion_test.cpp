@@ -43,11 +43,16 @@ TEST_CASE("polyphony completion bash completes commands, subcommands and flags i
   CHECK(complete(file, "_polyphony", "polyphony sta") == "status\n");
   CHECK(complete(file, "_polyphony", "polyphony status --st") == "--state\n");
   CHECK(complete(file, "_polyphony", "polyphony image ''") == "build\n");
+  CHECK(complete(file, "_polyphony", "polyphony cle") == "cleanup\n");
+  CHECK(complete(file, "_polyphony", "polyphony mc") == "mcp\n");
+  CHECK(complete(file, "_polyphony", "polyphony workers ''") == "remove\n");
+  CHECK(complete(file, "_polyphony", "polyphony workers remove --fo") == "--force\n");
   CHECK(complete(file, "_polyphony", "polyphony image build --ag") == "--agents\n");
   CHECK(complete(file, "_polyphony", "polyphony logs -") == "--help\n-h\n--attempt\n--follow\n-f\n");
   // After a flag that takes a value, what follows is that value, not a command.
   CHECK(complete(file, "_polyphony", "polyphony spawn --repo status --la") == "--label\n--land-to\n");
   CHECK(complete(file, "_polyphony", "polyphony spawn --repo ''").empty());
   CHECK(complete(file, "_polyphony_worker", "polyphony-worker --cap") == "--capacity\n");
+  CHECK(complete(file, "_polyphony_worker", "polyphony-worker cl") == "cleanup\n");
   CHECK(complete(file, "_polyphony_submit", "polyphony-submit t --wa") == "--wait\n");
 }

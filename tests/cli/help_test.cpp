@@ -39,15 +39,30 @@ void check_help(const std::string& program, const CommandLine& line) {
   }
 }
 
+// True when `line` defines the command at `path`.
+bool defines(const CommandLine& line, const std::vector<std::string>& path) {
+  for (const auto& c : line.commands()) {
+    if (c.path == path) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 TEST_CASE("every polyphony command answers --help and -h with each of its flags") {
   const CommandLine line = polyphony_command_line();
   CHECK(line.commands().size() >= 20);  // status, spawn, image build, ...
+  // The fleet's commands are among those checked.
+  const std::vector<std::vector<std::string>> fleet_commands{{"cleanup"}, {"mcp"}, {"workers", "remove"}};
+  for (const auto& path : fleet_commands) {
+    INFO(path[0]);
+    CHECK(defines(line, path));
+  }
   check_help(POLYPHONY_CLI, line);
 }
 
 TEST_CASE("polyphony-worker and polyphony-submit answer --help and -h with each of their flags") {
+  CHECK(defines(worker_command_line(), {"cleanup"}));
   check_help(POLYPHONY_WORKER_CLI, worker_command_line());
   check_help(POLYPHONY_SUBMIT_CLI, submit_command_line());
 }

@@ -19,45 +19,15 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import polyphony_client  # noqa: E402
-
-
-def docker_host():
-    for var in ("POLYPHONY_TEST_DOCKER_HOST", "DOCKER_HOST"):
-        if os.environ.get(var):
-            return os.environ[var]
-    for sock in ("/run/polyphony-docker/docker.sock", "/var/run/docker.sock"):
-        if os.path.exists(sock):
-            return "unix://" + sock
-    return ""
+from polyphony_test_support import docker_host, make_origin, run  # noqa: E402
 
 
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def run(argv, env=None, cwd=None):
-    r = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
-    if r.returncode != 0:
-        raise RuntimeError(f"{argv} exited {r.returncode}: {r.stdout}{r.stderr}")
-    return r.stdout
-
-
-def make_origin(root):
-    work = os.path.join(root, "seed")
-    origin = os.path.join(root, "origin.git")
-    run(["git", "init", "-q", "-b", "main", work])
-    with open(os.path.join(work, "README.md"), "w") as f:
-        f.write("# conformance\n")
-    with open(os.path.join(work, ".polyphony.yaml"), "w") as f:
-        f.write("verify: test -f hello.txt\n")
-    git = ["git", "-C", work, "-c", "user.name=t", "-c", "user.email=t@t"]
-    run(git + ["add", "-A"])
-    run(git + ["commit", "-q", "-m", "seed"])
-    run(["git", "clone", "-q", "--bare", work, origin])
-    return origin
 
 
 def check(condition, what):
@@ -86,7 +56,7 @@ coordinator:
   http_listen: "127.0.0.1:0"
 container: {{network: none, cpus: 1, memory: 512m, run_timeout_s: 120, verify_timeout_s: 120}}
 """)
-    origin = make_origin(root)
+    origin = make_origin(root, "origin.git", "# conformance\n", "test -f hello.txt")
     log = open(os.path.join(root, "serve.log"), "w")
     serve = subprocess.Popen([polyphony, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

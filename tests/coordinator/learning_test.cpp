@@ -131,21 +131,32 @@ void record_sample(History& h) {
   REQUIRE(h.store.transition("cancel1", TaskState::kVerifying, TaskState::kCancelled, {}, h.clock.now_ms()).ok());
 }
 
-}  // namespace
+StateStore open_store(const std::filesystem::path& path) {
+  auto store = StateStore::open(path);
+  REQUIRE(store.ok());
+  return std::move(*store);
+}
 
-TEST_CASE("the state DB derives per task and agent how finished tasks of a repo and score band ended") {
+// The outcome tests' fixture: a state DB on a fake clock that record_sample has filled.
+struct SampleHistory {
   TempDir dir;
   FakeClock clock;
-  auto store = StateStore::open(dir / "state.db");
-  REQUIRE(store.ok());
-  History h{*store, clock};
-  record_sample(h);
+  StateStore store = open_store(dir / "state.db");
+  History history{store, clock};
+
+  SampleHistory() { record_sample(history); }
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(SampleHistory,
+                 "the state DB derives per task and agent how finished tasks of a repo and score band ended") {
   REQUIRE(store
-              ->record_agent_runs("land1", 1,
-                                  {protocol::AgentUsage{"implementer", "codex", "gpt", 3, 1000, 200, 0.25, "done"}})
+              .record_agent_runs("land1", 1,
+                                 {protocol::AgentUsage{"implementer", "codex", "gpt", 3, 1000, 200, 0.25, "done"}})
               .ok());
 
-  auto rows = store->task_outcomes("/srv/app", 0, 3);
+  auto rows = store.task_outcomes("/srv/app", 0, 3);
   REQUIRE(rows.ok());
   CHECK(rows->size() == 7);  // land1-3, fail1, fall1 twice (codex and claude), block1
   const TaskOutcome* land1 = row_of(*rows, "land1", "codex");
@@ -171,23 +182,17 @@ TEST_CASE("the state DB derives per task and agent how finished tasks of a repo 
   CHECK(row_of(*rows, "running1", "codex") == nullptr);
   CHECK(row_of(*rows, "cancel1", "codex") == nullptr);
 
-  auto high = store->task_outcomes("/srv/app", 7, 10);
+  auto high = store.task_outcomes("/srv/app", 7, 10);
   REQUIRE(high.ok());
   REQUIRE(high->size() == 1);
   CHECK(high->front().task_id == "high1");
 }
 
-TEST_CASE("outcomes sum up per agent with the median time to land and read as a sentence") {
-  TempDir dir;
-  FakeClock clock;
-  auto store = StateStore::open(dir / "state.db");
-  REQUIRE(store.ok());
-  History h{*store, clock};
-  record_sample(h);
+TEST_CASE_METHOD(SampleHistory, "outcomes sum up per agent with the median time to land and read as a sentence") {
   const ScoreBand band = score_band(2, ScoringPolicy{});
   CHECK(band.min == 0);
   CHECK(band.max == 3);
-  const BandOutcomes o = summarize("/srv/app", band, *store->task_outcomes("/srv/app", band.min, band.max));
+  const BandOutcomes o = summarize("/srv/app", band, *store.task_outcomes("/srv/app", band.min, band.max));
   REQUIRE(o.agents.size() == 2);
   const AgentOutcomes& codex = o.agents.at("codex");
   CHECK(codex.tasks == 5);
@@ -238,9 +243,8 @@ TEST_CASE("an older state DB gets its events' agents on open and its outcomes ar
   TempDir dir;
   FakeClock clock;
   {
-    auto store = StateStore::open(dir / "state.db");
-    REQUIRE(store.ok());
-    History h{*store, clock};
+    StateStore store = open_store(dir / "state.db");
+    History h{store, clock};
     h.claim("old1", "/srv/app", 2);
     h.attempt("old1", "codex", 3);
     h.land("old1");
@@ -257,9 +261,7 @@ TEST_CASE("an older state DB gets its events' agents on open and its outcomes ar
     REQUIRE(none.ok());
     CHECK(none->empty());  // not migrated: nothing to read, and no error
   }
-  auto store = StateStore::open(dir / "state.db");
-  REQUIRE(store.ok());
-  auto rows = store->task_outcomes("/srv/app", 0, 3);
+  auto rows = open_store(dir / "state.db").task_outcomes("/srv/app", 0, 3);
   REQUIRE(rows.ok());
   REQUIRE(rows->size() == 1);
   CHECK(rows->front().agent == "codex");

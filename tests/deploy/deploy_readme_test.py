@@ -23,21 +23,14 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from polyphony_test_support import docker_host, make_origin, run  # noqa: E402
+
 SUBNET = "10.231.9"
 COORDINATOR_ADDRESS = SUBNET + ".1"
 # The roles of the marked blocks, in the document's order; the steps between them are this test's.
 EXPECTED_ROLES = ["coordinator", "coordinator", "worker", "worker", "client", "coordinator",
                   "coordinator-workers", "client"]
-
-
-def docker_host():
-    for var in ("POLYPHONY_TEST_DOCKER_HOST", "DOCKER_HOST"):
-        if os.environ.get(var):
-            return os.environ[var]
-    for sock in ("/run/polyphony-docker/docker.sock", "/var/run/docker.sock"):
-        if os.path.exists(sock):
-            return "unix://" + sock
-    return ""
 
 
 def marked_blocks(readme):
@@ -74,13 +67,6 @@ def unit(path):
     if not home or not argv:
         raise AssertionError(f"{path}: no Environment=POLYPHONY_HOME= or ExecStart=")
     return home, argv
-
-
-def run(argv, **kw):
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=kw.pop("timeout", 120), **kw)
-    if r.returncode != 0:
-        raise AssertionError(f"{argv[:6]} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
-    return r.stdout
 
 
 class Network:
@@ -136,20 +122,6 @@ class Host:
                                 stderr=subprocess.STDOUT)
 
 
-def make_origin(root):
-    seed, origin = os.path.join(root, "seed"), os.path.join(root, "demo.git")
-    run(["git", "init", "-q", "-b", "main", seed])
-    with open(os.path.join(seed, "README.md"), "w") as f:
-        f.write("# demo\n")
-    with open(os.path.join(seed, ".polyphony.yaml"), "w") as f:
-        f.write("verify: test \"$(cat hello.txt)\" = hello\n")
-    git = ["git", "-C", seed, "-c", "user.name=t", "-c", "user.email=t@t"]
-    run(git + ["add", "-A"])
-    run(git + ["commit", "-q", "-m", "seed"])
-    run(["git", "clone", "-q", "--bare", seed, origin])
-    return origin
-
-
 def installed(argv, bin_dir):
     """The unit's /usr/local/bin/PROGRAM is this build's PROGRAM."""
     return [os.path.join(bin_dir, os.path.basename(argv[0]))] + argv[1:]
@@ -173,16 +145,16 @@ def follow(source, bin_dir, root, net, procs):
                     POLYPHONY_LOG_LEVEL="info")
     homes = {n: os.path.join(root, n) for n in ("coordinator", "worker", "client-home")}
     os.makedirs(homes["client-home"])
+    origin = make_origin(root, "demo.git", "# demo\n", 'test "$(cat hello.txt)" = hello')
     coordinator = Host("coordinator", net.hub, dict(base_env, POLYPHONY_HOME=homes["coordinator"],
                                                     HOME=os.path.join(root, "coordinator-user"),
-                                                    DEMO_URL=make_origin(root), AGENT_NETWORK="none"), root)
+                                                    DEMO_URL=origin, AGENT_NETWORK="none"), root)
     worker = Host("worker", net.host("w1", 11), dict(base_env, POLYPHONY_HOME=homes["worker"],
                                                      HOME=os.path.join(root, "worker-user"),
                                                      COORDINATOR_HOST=COORDINATOR_ADDRESS), root)
     client = Host("client", net.host("c1", 21), dict(base_env, HOME=homes["client-home"],
                                                      COORDINATOR_HOST=COORDINATOR_ADDRESS), root)
     hosts = {"coordinator": coordinator, "coordinator-workers": coordinator, "worker": worker, "client": client}
-    origin = coordinator.env["DEMO_URL"]
     c_keys, w_keys = os.path.join(homes["coordinator"], "keys"), os.path.join(homes["worker"], "keys")
     for n, (role, text) in enumerate(blocks):
         if n == 3:  # step 3: the public keys exchanged

@@ -192,121 +192,122 @@ TEST_CASE("polyphony mcp spawns a team on one base branch, and answers bad input
 
 namespace {
 
-// The Claude Code binary the worker image was built from ($POLYPHONY_CACHE_DIR/agents, the
-// image build's npm cache), or $POLYPHONY_TEST_CLAUDE.
-std::string claude_binary() {
-  if (const char* given = std::getenv("POLYPHONY_TEST_CLAUDE"); given != nullptr && *given != '\0') return given;
+// An agent's binary the worker image was built from ($POLYPHONY_CACHE_DIR/agents/<prefix>*, the
+// image build's npm cache, at `relative` inside), or the one $`override_env` names.
+std::string agent_binary(const char* override_env, const std::string& prefix, const std::string& relative) {
+  if (const char* given = std::getenv(override_env); given != nullptr && *given != '\0') return given;
   const char* cache = std::getenv("POLYPHONY_CACHE_DIR");
   const std::filesystem::path agents =
       std::filesystem::path(cache != nullptr && *cache != '\0' ? cache : "/var/cache/polyphony") / "agents";
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(agents, ec)) {
-    const auto binary = entry.path() / "node_modules/@anthropic-ai/claude-code-linux-x64/claude";
-    if (entry.path().filename().string().rfind("claude-", 0) == 0 && std::filesystem::exists(binary)) {
+    const auto binary = entry.path() / relative;
+    if (entry.path().filename().string().rfind(prefix, 0) == 0 && std::filesystem::exists(binary)) {
       return binary.string();
     }
   }
   return "";
 }
 
+// The model's turns for a real agent using polyphony mcp: spawn the farewell script task, wait on
+// the id spawn returned, then a final message.
+json farewell_script(const SingleBox& box) {
+  const json spawn_input{{"title", "Add a farewell script"},
+                         {"repo", box.origin().string()},
+                         {"agent", "scripted"},
+                         {"body", sh_block("echo 'echo \"Bye, $1!\"' > bye.sh")}};
+  return json{
+      {"model", "fake-model-1"},
+      {"steps",
+       {{{"tool", {{"name", "mcp__polyphony__spawn"}, {"input", spawn_input}}}},
+        {{"tool", {{"name", "mcp__polyphony__wait"}, {"input", {{"id", "{{result.id}}"}, {"timeout_s", 240}}}}}},
+        {{"final", "The task landed."}}}}};
+}
+
+// Runs `argv` in the model net (loopback only; `polyphony mcp` reaches the coordinator over its
+// unix socket, which no network namespace hides), in dir/work, asked to add the farewell script.
+Result<ProcessResult> run_in_model_net(const ModelNet& net, const TempDir& dir, std::vector<std::string> argv,
+                                       std::map<std::string, std::string> env) {
+  auto pid = make_docker_client(test_docker_host())->container_pid(net.network_mode().substr(10));
+  if (!pid.ok()) return pid.error();
+  argv.insert(argv.begin(), {"/usr/bin/nsenter", "--net=/proc/" + std::to_string(*pid) + "/ns/net"});
+  ProcessOptions o;
+  o.cwd = dir / "work";
+  o.timeout = std::chrono::seconds(300);
+  o.stdin_data = "Add a farewell script to the sample repository through Polyphony, and wait until it lands.";
+  o.env = std::move(env);
+  return run_process(argv, o);
+}
+
+// What the agent's run left when it followed farewell_script: the task LANDED with its file on
+// main, and the agent said so. Returns the model requests that offered tools (the agent's own
+// turns: exactly three, for the tools, spawn's answer and wait's).
+std::vector<json> check_farewell_landed(const SingleBox& box, const ProcessResult& run, const ModelNet& net,
+                                        const std::string& provider) {
+  INFO(run.out);
+  INFO(run.err);
+  INFO(box.serve_log());
+  CHECK(run.exit_code == 0);
+  const json tasks = box.status();
+  REQUIRE(tasks.size() == 1);
+  CHECK(tasks[0]["state"] == "LANDED");
+  CHECK(tasks[0]["title"] == "Add a farewell script");
+  CHECK(git(box.origin(), {"show", "main:bye.sh"}) == "echo \"Bye, $1!\"\n");
+  CHECK_THAT(run.out, Catch::Contains("The task landed."));
+  std::vector<json> main_requests;
+  for (auto& r : net.requests(provider)) {
+    const json& body = r["body"];
+    if (body.is_object() && body.contains("tools") && !body["tools"].empty()) main_requests.push_back(r);
+  }
+  REQUIRE(main_requests.size() == 3);
+  return main_requests;
+}
+
 }  // namespace
 
 TEST_CASE("real claude with polyphony mcp as its MCP server spawns a task, waits for it, and the task lands") {
-  const std::string claude = claude_binary();
+  const std::string claude =
+      agent_binary("POLYPHONY_TEST_CLAUDE", "claude-", "node_modules/@anthropic-ai/claude-code-linux-x64/claude");
   INFO("no Claude Code binary: build the worker image (polyphony image build) or set POLYPHONY_TEST_CLAUDE");
   REQUIRE_FALSE(claude.empty());
   SingleBox box(sample_repo());
   box.serve();
   ModelNet net;
   TempDir dir;
-  // The model's turns: spawn, then wait on the id spawn returned, then a final message.
-  const json spawn_input{{"title", "Add a farewell script"},
-                         {"repo", box.origin().string()},
-                         {"agent", "scripted"},
-                         {"body", sh_block("echo 'echo \"Bye, $1!\"' > bye.sh")}};
-  const json script{
-      {"model", "fake-model-1"},
-      {"steps",
-       {{{"tool", {{"name", "mcp__polyphony__spawn"}, {"input", spawn_input}}}},
-        {{"tool", {{"name", "mcp__polyphony__wait"}, {"input", {{"id", "{{result.id}}"}, {"timeout_s", 240}}}}}},
-        {{"final", "The task landed."}}}}};
-  const int port = net.serve("anthropic", script);
+  const int port = net.serve("anthropic", farewell_script(box));
   // Claude Code's --mcp-config: the server `claude mcp add polyphony -- polyphony mcp` registers.
   const json server{{"command", POLYPHONY_CLI}, {"args", {"mcp"}}, {"env", {{"POLYPHONY_HOME", box.home().string()}}}};
   write_file(dir / "mcp.json", json{{"mcpServers", {{"polyphony", server}}}}.dump(2));
   std::filesystem::create_directories(dir / "config");
   std::filesystem::create_directories(dir / "work");
-  auto pid = make_docker_client(test_docker_host())->container_pid(net.network_mode().substr(10));
-  REQUIRE(pid.ok());
-  // Claude runs in the model net (loopback only); `polyphony mcp` reaches the coordinator over
-  // its unix socket, which no network namespace hides.
-  ProcessOptions o;
-  o.cwd = dir / "work";
-  o.timeout = std::chrono::seconds(300);
-  o.stdin_data = "Add a farewell script to the sample repository through Polyphony, and wait until it lands.";
-  o.env = {{"HOME", (dir / "config").string()},
-           {"CLAUDE_CONFIG_DIR", (dir / "config").string()},
-           {"ANTHROPIC_BASE_URL", "http://127.0.0.1:" + std::to_string(port)},
-           {"ANTHROPIC_API_KEY", "test-anthropic-key-5150"},
-           {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"},
-           {"DISABLE_AUTOUPDATER", "1"},
-           {"DISABLE_TELEMETRY", "1"},
-           {"DISABLE_ERROR_REPORTING", "1"},
-           {"CLAUDE_CODE_MAX_RETRIES", "0"},
-           {"MCP_TOOL_TIMEOUT", "280000"}};
-  auto run = run_process({"/usr/bin/nsenter", "--net=/proc/" + std::to_string(*pid) + "/ns/net", claude, "-p",
-                          "--mcp-config", (dir / "mcp.json").string(), "--strict-mcp-config", "--allowedTools",
-                          "mcp__polyphony__spawn,mcp__polyphony__wait", "--output-format", "stream-json", "--verbose"},
-                         o);
+  auto run = run_in_model_net(
+      net, dir,
+      {claude, "-p", "--mcp-config", (dir / "mcp.json").string(), "--strict-mcp-config", "--allowedTools",
+       "mcp__polyphony__spawn,mcp__polyphony__wait", "--output-format", "stream-json", "--verbose"},
+      {{"HOME", (dir / "config").string()},
+       {"CLAUDE_CONFIG_DIR", (dir / "config").string()},
+       {"ANTHROPIC_BASE_URL", "http://127.0.0.1:" + std::to_string(port)},
+       {"ANTHROPIC_API_KEY", "test-anthropic-key-5150"},
+       {"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"},
+       {"DISABLE_AUTOUPDATER", "1"},
+       {"DISABLE_TELEMETRY", "1"},
+       {"DISABLE_ERROR_REPORTING", "1"},
+       {"CLAUDE_CODE_MAX_RETRIES", "0"},
+       {"MCP_TOOL_TIMEOUT", "280000"}});
   REQUIRE(run.ok());
-  INFO(run->out);
-  INFO(run->err);
-  INFO(box.serve_log());
-  CHECK(run->exit_code == 0);
-  const json tasks = box.status();
-  REQUIRE(tasks.size() == 1);
-  CHECK(tasks[0]["state"] == "LANDED");
-  CHECK(tasks[0]["title"] == "Add a farewell script");
-  CHECK(git(box.origin(), {"show", "main:bye.sh"}) == "echo \"Bye, $1!\"\n");
-  // The model saw the tools, then the id from spawn, then wait's answer: LANDED.
-  std::vector<json> main_requests;
-  for (auto& r : net.requests("anthropic")) {
-    const json& body = r["body"];
-    if (body.is_object() && body.contains("tools") && !body["tools"].empty()) main_requests.push_back(r);
-  }
-  REQUIRE(main_requests.size() == 3);
-  // Claude Code offers MCP tools to the model by name (it may defer their schemas to a tool search).
+  const auto main_requests = check_farewell_landed(box, *run, net, "anthropic");
+  // The model saw the tools, then the id from spawn, then wait's answer: LANDED. Claude Code
+  // offers MCP tools to the model by name (it may defer their schemas to a tool search).
   CHECK_THAT(main_requests[0]["body"].dump(), Catch::Contains("mcp__polyphony__spawn"));
-  const std::string id = tasks[0]["id"];
+  const std::string id = box.status()[0]["id"];
   CHECK_THAT(main_requests[1]["body"]["messages"].dump(), Catch::Contains(id));
   CHECK_THAT(main_requests[2]["body"]["messages"].dump(), Catch::Contains("LANDED"));
-  CHECK_THAT(run->out, Catch::Contains("The task landed."));
 }
-
-namespace {
-
-// The Codex binary the worker image was built from ($POLYPHONY_CACHE_DIR/agents), or
-// $POLYPHONY_TEST_CODEX.
-std::string codex_binary() {
-  if (const char* given = std::getenv("POLYPHONY_TEST_CODEX"); given != nullptr && *given != '\0') return given;
-  const char* cache = std::getenv("POLYPHONY_CACHE_DIR");
-  const std::filesystem::path agents =
-      std::filesystem::path(cache != nullptr && *cache != '\0' ? cache : "/var/cache/polyphony") / "agents";
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(agents, ec)) {
-    const auto binary =
-        entry.path() / "node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex";
-    if (entry.path().filename().string().rfind("codex-", 0) == 0 && std::filesystem::exists(binary)) {
-      return binary.string();
-    }
-  }
-  return "";
-}
-
-}  // namespace
 
 TEST_CASE("real codex with polyphony mcp in its config.toml spawns a task, waits for it, and the task lands") {
-  const std::string codex = codex_binary();
+  const std::string codex =
+      agent_binary("POLYPHONY_TEST_CODEX", "codex-",
+                   "node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex");
   {
     INFO("no Codex binary: build the worker image (polyphony image build) or set POLYPHONY_TEST_CODEX");
     REQUIRE_FALSE(codex.empty());
@@ -315,18 +316,8 @@ TEST_CASE("real codex with polyphony mcp in its config.toml spawns a task, waits
   box.serve();
   ModelNet net;
   TempDir dir;
-  const json spawn_input{{"title", "Add a farewell script"},
-                         {"repo", box.origin().string()},
-                         {"agent", "scripted"},
-                         {"body", sh_block("echo 'echo \"Bye, $1!\"' > bye.sh")}};
   // Codex offers MCP tools to a model it does not know in a namespace (fake_model/README.md).
-  const json script{
-      {"model", "fake-model-1"},
-      {"steps",
-       {{{"tool", {{"name", "mcp__polyphony__spawn"}, {"input", spawn_input}}}},
-        {{"tool", {{"name", "mcp__polyphony__wait"}, {"input", {{"id", "{{result.id}}"}, {"timeout_s", 240}}}}}},
-        {{"final", "The task landed."}}}}};
-  const int port = net.serve("openai", script);
+  const int port = net.serve("openai", farewell_script(box));
   // The README's [mcp_servers.polyphony], beside the stand-in provider.
   std::filesystem::create_directories(dir / "codex");
   std::filesystem::create_directories(dir / "home");
@@ -344,43 +335,19 @@ TEST_CASE("real codex with polyphony mcp in its config.toml spawns a task, waits
                  "\"\nargs = [\"mcp\"]\n"
                  "env = { POLYPHONY_HOME = \"" +
                  box.home().string() + "\" }\ntool_timeout_sec = 300\n");
-  auto pid = make_docker_client(test_docker_host())->container_pid(net.network_mode().substr(10));
-  REQUIRE(pid.ok());
-  // Codex runs in the model net (loopback only); `polyphony mcp` reaches the coordinator over
-  // its unix socket.
-  ProcessOptions o;
-  o.cwd = dir / "work";
-  o.timeout = std::chrono::seconds(300);
-  o.stdin_data = "Add a farewell script to the sample repository through Polyphony, and wait until it lands.";
-  o.env = {{"HOME", (dir / "home").string()},
-           {"CODEX_HOME", (dir / "codex").string()},
-           {"FAKE_MODEL_API_KEY", "test-openai-key-6160"},
-           {"LANG", "C.UTF-8"}};
-  auto run = run_process({"/usr/bin/nsenter", "--net=/proc/" + std::to_string(*pid) + "/ns/net", codex, "exec",
-                          "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox"},
-                         o);
+  auto run = run_in_model_net(
+      net, dir, {codex, "exec", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox"},
+      {{"HOME", (dir / "home").string()},
+       {"CODEX_HOME", (dir / "codex").string()},
+       {"FAKE_MODEL_API_KEY", "test-openai-key-6160"},
+       {"LANG", "C.UTF-8"}});
   REQUIRE(run.ok());
-  INFO(run->out);
-  INFO(run->err);
-  INFO(box.serve_log());
-  CHECK(run->exit_code == 0);
-  const json tasks = box.status();
-  REQUIRE(tasks.size() == 1);
-  CHECK(tasks[0]["state"] == "LANDED");
-  CHECK(tasks[0]["title"] == "Add a farewell script");
-  CHECK(git(box.origin(), {"show", "main:bye.sh"}) == "echo \"Bye, $1!\"\n");
+  const auto main_requests = check_farewell_landed(box, *run, net, "openai");
   // The model saw polyphony's tools, then the id from spawn, then wait's answer: LANDED.
-  std::vector<json> main_requests;
-  for (auto& r : net.requests("openai")) {
-    const json& body = r["body"];
-    if (body.is_object() && body.contains("tools") && !body["tools"].empty()) main_requests.push_back(r);
-  }
-  REQUIRE(main_requests.size() == 3);
   CHECK_THAT(main_requests[0]["body"]["tools"].dump(), Catch::Contains("mcp__polyphony") && Catch::Contains("spawn"));
-  const std::string id = tasks[0]["id"];
+  const std::string id = box.status()[0]["id"];
   CHECK_THAT(main_requests[1]["body"]["input"].dump(), Catch::Contains(id));
   CHECK_THAT(main_requests[2]["body"]["input"].dump(), Catch::Contains("LANDED"));
-  CHECK_THAT(run->out, Catch::Contains("The task landed."));
 }
 
 TEST_CASE("polyphony mcp reaches a coordinator on another host over CURVE with polyphony-submit's flags") {

@@ -13,6 +13,7 @@
 #include "mcp/tools.h"
 #include "protocol/security.h"
 #include "test_support.h"
+#include "tool_calls.h"
 
 using namespace polyphony;
 using namespace polyphony::mcp;
@@ -20,15 +21,6 @@ using namespace polyphony::testing;
 using nlohmann::json;
 
 namespace {
-
-json call(Server& server, const std::string& name, const json& arguments) {
-  auto r = server.handle(json{
-      {"jsonrpc", "2.0"}, {"id", 2}, {"method", "tools/call"}, {"params", {{"name", name}, {"arguments", arguments}}}}
-                             .dump());
-  REQUIRE(r);
-  REQUIRE(r->contains("result"));
-  return (*r)["result"];
-}
 
 // A coordinator (no workers) whose client endpoint is tcp:// on loopback with CURVE, answering
 // views as `polyphony serve` does, and the MCP tools of a client holding an allowed key.
@@ -64,15 +56,7 @@ struct RemoteCoordinator {
     ToolOptions options;
     options.target = {endpoint, protocol::CurveClientKeys{client_keys, coordinator_keys.public_key}};
     options.local = false;
-    tools = std::make_unique<Server>("polyphony", "0.1.0", polyphony_tools(options));
-    REQUIRE(tools->handle(json{{"jsonrpc", "2.0"},
-                               {"id", 1},
-                               {"method", "initialize"},
-                               {"params",
-                                {{"protocolVersion", "2025-11-25"},
-                                 {"capabilities", json::object()},
-                                 {"clientInfo", {{"name", "t"}, {"version", "1"}}}}}}
-                              .dump()));
+    tools = server_for(options);
   }
   ~RemoteCoordinator() {
     stop = true;

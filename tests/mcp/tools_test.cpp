@@ -6,37 +6,12 @@
 
 #include "mcp/tools.h"
 #include "test_support.h"
+#include "tool_calls.h"
 
 using namespace polyphony;
 using namespace polyphony::mcp;
 using namespace polyphony::testing;
 using nlohmann::json;
-
-namespace {
-
-std::unique_ptr<Server> server_for(const ToolOptions& options) {
-  auto server = std::make_unique<Server>("polyphony", "0.1.0", polyphony_tools(options));
-  REQUIRE(server->handle(json{{"jsonrpc", "2.0"},
-                              {"id", 1},
-                              {"method", "initialize"},
-                              {"params",
-                               {{"protocolVersion", "2025-11-25"},
-                                {"capabilities", json::object()},
-                                {"clientInfo", {{"name", "t"}, {"version", "1"}}}}}}
-                             .dump()));
-  return server;
-}
-
-json call(Server& server, const std::string& name, const json& arguments) {
-  auto r = server.handle(json{
-      {"jsonrpc", "2.0"}, {"id", 2}, {"method", "tools/call"}, {"params", {{"name", name}, {"arguments", arguments}}}}
-                             .dump());
-  REQUIRE(r);
-  REQUIRE(r->contains("result"));
-  return (*r)["result"];
-}
-
-}  // namespace
 
 TEST_CASE("the tools are spawn, status, show, logs, wait, cancel, retry, route_explain and team, each with schemas") {
   std::vector<std::string> names;
