@@ -1,6 +1,7 @@
 // The coordinator's intake: tasks read from the queue (DISCOVERED), scored off the loop by
 // origin, and claimed with their score and plan (CLAIMED).
 #include <cstdlib>
+#include <filesystem>
 
 #include "common/log.h"
 #include "coordinator/coordinator.h"
@@ -28,21 +29,30 @@ void Coordinator::discover() {
 
 namespace {
 
-// Fault injection for the fault tests: POLYPHONY_TEST_HOLD_DISCOVERED_MS keeps tasks DISCOVERED
-// that long after the coordinator first looks for tasks to claim, so a test can kill a process
-// or cut a link there. Unset in production.
-int64_t hold_discovered_until(int64_t now_ms) {
-  const char* ms = std::getenv("POLYPHONY_TEST_HOLD_DISCOVERED_MS");
-  if (ms == nullptr) return 0;
-  spdlog::info("tasks held in DISCOVERED for {} ms (POLYPHONY_TEST_HOLD_DISCOVERED_MS)", ms);
-  return now_ms + std::atoll(ms);
+// Fault injection for the fault tests, unset in production: tasks stay DISCOVERED until the file
+// POLYPHONY_TEST_HOLD_DISCOVERED_UNTIL names exists (ten minutes at most after the coordinator
+// first looks for tasks to claim), so a test can kill a process or cut a link there and then
+// release them, without racing a timer.
+bool held_in_discovered(int64_t now_ms) {
+  static const char* until_file = std::getenv("POLYPHONY_TEST_HOLD_DISCOVERED_UNTIL");
+  if (until_file == nullptr) return false;
+  static const int64_t deadline = [&] {
+    spdlog::info("tasks held in DISCOVERED until {} exists (POLYPHONY_TEST_HOLD_DISCOVERED_UNTIL)", until_file);
+    return now_ms + 10 * 60 * 1000;
+  }();
+  static bool released = false;
+  if (released || now_ms >= deadline || std::filesystem::exists(until_file)) {
+    if (!released) spdlog::info("tasks no longer held in DISCOVERED");
+    released = true;
+    return false;
+  }
+  return true;
 }
 
 }  // namespace
 
 void Coordinator::claim_discovered() {
-  static const int64_t held_until = hold_discovered_until(now());
-  if (now() < held_until) return;
+  if (held_in_discovered(now())) return;
   auto tasks = store_->list({TaskState::kDiscovered});
   if (!tasks.ok()) return;
   // By origin: the tasks of one repo are scored together (one fetch, one read), and never while
