@@ -99,8 +99,8 @@ TEST_CASE("kill -9 of serve with tasks claimed but not dispatched: they all land
   REQUIRE(box.wait_state(b, "CLAIMED"));
   box.kill_serving();
   box.serve();
+  // Either may take the slot first now; a's next attempt waits for its go again.
   REQUIRE(box.wait_attempt(a, 2, "RUNNING"));
-  CHECK(box.task(b)["state"] == "CLAIMED");
   let_agent_go(box, a);
   auto states = box.wait_finished({a, b});
   INFO(box.serve_log());
