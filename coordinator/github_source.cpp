@@ -7,8 +7,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
+#include <thread>
 
 #include "common/ids.h"
 #include "coordinator/router.h"
@@ -676,6 +679,26 @@ void GithubSource::queue_reports(StateStore& store, const Link& link, const Task
     spdlog::error("github {}: cannot queue the report of task {}: {}", ref, t.request.id, s.error().to_string());
 }
 
+namespace {
+
+// Fault injection for the crash tests, unset in production: after sending an outbox row whose
+// key starts with POLYPHONY_TEST_HOLD_GITHUB_SENT_KEY (any row when unset), and before recording
+// that it was sent, wait until the file POLYPHONY_TEST_HOLD_GITHUB_SENT_UNTIL names exists (ten
+// minutes at most), so a test can kill the coordinator in that window without racing a timer.
+void hold_after_send_for_tests(const std::string& key) {
+  const char* until_file = std::getenv("POLYPHONY_TEST_HOLD_GITHUB_SENT_UNTIL");
+  const char* prefix = std::getenv("POLYPHONY_TEST_HOLD_GITHUB_SENT_KEY");
+  if (until_file == nullptr || (prefix != nullptr && key.rfind(prefix, 0) != 0)) return;
+  spdlog::info("github: test hold after sending {} starts", key);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+  while (std::chrono::steady_clock::now() < until && !fs::exists(until_file)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  spdlog::info("github: test hold after sending {} ends", key);
+}
+
+}  // namespace
+
 void GithubSource::flush() {
   if (now_() < next_poll_ms_ && health_.state != "ok") return;  // backing off
   auto st = db_.prepare(
@@ -698,6 +721,7 @@ void GithubSource::flush() {
     }
     auto sent = send(out);
     if (!sent.ok() && sent.error().code == "retry") return;  // backing off; the row stays
+    hold_after_send_for_tests(out.key);
     auto done = db_.prepare("UPDATE github_outbox SET done=?, last_error=? WHERE seq=?");
     if (!done.ok()) return;
     done->bind(1, sent.ok() ? 1 : 2).bind(2, sent.ok() ? "" : sent.error().to_string()).bind(3, out.seq);
@@ -715,6 +739,11 @@ Status GithubSource::send(const Outgoing& out) {
   GhRequest req;
   req.method = "POST";
   if (out.kind == "label") {
+    if (out.attempted) {
+      auto there = has_labels(out.number, out.payload.value("labels", json::array()));
+      if (!there.ok()) return there.error();
+      if (*there) return {};
+    }
     req.path = issue + "/labels";
     req.json_body = out.payload.dump();
   } else if (out.kind == "comment") {
@@ -780,6 +809,20 @@ Result<bool> GithubSource::has_comment(int64_t number, const std::string& marker
   return false;
 }
 
+Result<bool> GithubSource::has_labels(int64_t number, const json& labels) {
+  GhRequest req;
+  req.path = "repos/" + config_.repo + "/issues/" + std::to_string(number);
+  auto r = call(req);
+  if (!r.ok()) return r.error();
+  if (r->status != 200) return make_error("github", "reading the issue: " + github_message(*r), "GET " + req.path);
+  auto issue = parse_github_issue(json::parse(r->body, nullptr, false));
+  if (!issue.ok()) return issue.error();
+  for (const auto& l : labels) {
+    if (l.is_string() && !has_label(issue->labels, l.get<std::string>())) return false;
+  }
+  return true;
+}
+
 Result<std::string> GithubSource::base_branch() {
   if (!config_.base_branch.empty()) return config_.base_branch;
   if (const RepoConfig* rc = find_repo(settings_.config, config_.remote); rc && !rc->base_branch.empty())
@@ -797,7 +840,27 @@ Result<std::string> GithubSource::base_branch() {
   return default_branch_;
 }
 
+Result<std::optional<json>> GithubSource::find_pull(const std::string& head) {
+  const std::string owner = config_.repo.substr(0, config_.repo.find('/'));
+  GhRequest find;
+  find.path = "repos/" + config_.repo + "/pulls?head=" + query_escape(owner + ":" + head) + "&state=all";
+  auto found = call(find);
+  if (!found.ok()) return found.error();
+  auto list = json::parse(found->body, nullptr, false);
+  if (found->status != 200 || !list.is_array())
+    return make_error("github", "listing pull requests: " + github_message(*found), "GET " + find.path);
+  if (list.empty() || !list[0].is_object()) return std::optional<json>();
+  return std::optional<json>(list[0]);
+}
+
 Status GithubSource::send_pull(const Outgoing& out) {
+  const std::string where = "POST repos/" + config_.repo + "/pulls";
+  if (out.attempted) {
+    // Sent before a crash or a timeout that lost its answer: adopt that one rather than ask again.
+    auto earlier = find_pull(out.payload.value("head", ""));
+    if (!earlier.ok()) return earlier.error();
+    if (earlier->has_value()) return record_pull(out, **earlier, where);
+  }
   auto base = base_branch();
   if (!base.ok()) return base.error();
   json payload = out.payload;
@@ -811,22 +874,19 @@ Status GithubSource::send_pull(const Outgoing& out) {
   json pr = json::parse(r->body, nullptr, false);
   if (r->status == 422) {
     // Opened before a crash that lost our record of it: find that one rather than fail.
-    const std::string owner = config_.repo.substr(0, config_.repo.find('/'));
-    GhRequest find;
-    find.path =
-        "repos/" + config_.repo + "/pulls?head=" + query_escape(owner + ":" + payload.value("head", "")) + "&state=all";
-    auto found = call(find);
-    if (!found.ok()) return found.error();
-    auto list = json::parse(found->body, nullptr, false);
-    if (found->status != 200 || !list.is_array() || list.empty()) {
-      return make_error("github", "opening the pull request: " + github_message(*r), "POST " + req.path);
-    }
-    pr = list[0];
+    auto earlier = find_pull(payload.value("head", ""));
+    if (!earlier.ok()) return earlier.error();
+    if (!earlier->has_value()) return make_error("github", "opening the pull request: " + github_message(*r), where);
+    pr = **earlier;
   } else if (r->status != 201 && r->status != 200) {
-    return make_error("github", "opening the pull request: " + github_message(*r), "POST " + req.path);
+    return make_error("github", "opening the pull request: " + github_message(*r), where);
   }
+  return record_pull(out, pr, where);
+}
+
+Status GithubSource::record_pull(const Outgoing& out, const json& pr, const std::string& where) {
   if (!pr.is_object() || !pr.contains("number") || !pr["number"].is_number_integer()) {
-    return make_error("github", "the pull request answer has no number", "POST " + req.path);
+    return make_error("github", "the pull request answer has no number", where);
   }
   auto st = db_.prepare("UPDATE github_issues SET pr_number=?, pr_url=? WHERE repo=? AND number=?");
   if (!st.ok()) return st.error();

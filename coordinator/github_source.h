@@ -166,6 +166,12 @@ class GithubSource {
   // "retry"; anything else an Error with the reason.
   Status send(const Outgoing& out);
   Status send_pull(const Outgoing& out);
+  // The pull request whose head is `head` (any state); nullopt when there is none.
+  Result<std::optional<nlohmann::json>> find_pull(const std::string& head);
+  // Keeps the pull request `pr` (GitHub's object) as the issue's.
+  Status record_pull(const Outgoing& out, const nlohmann::json& pr, const std::string& where);
+  // Whether issue `number` already carries every label of `labels` (an earlier send that did land).
+  Result<bool> has_labels(int64_t number, const nlohmann::json& labels);
   // Whether a comment carrying `marker` is already on the issue (an earlier send that did land).
   Result<bool> has_comment(int64_t number, const std::string& marker);
   Result<std::string> base_branch();

@@ -469,7 +469,7 @@ TEST_CASE("spawn --issue adopts an unlabelled issue, labelling and claiming it, 
   CHECK(source->adopt(*h.store, 404).error().code == "not_found");
 }
 
-TEST_CASE("a comment or merge sent just before a crash is found on GitHub and not sent again") {
+TEST_CASE("a label, comment, pull request or merge sent just before a crash is found on GitHub and not sent again") {
   Harness h([](GithubConfig& g) { g.auto_merge = "merge"; });
   h.github.add_issue(7, "Fix the pager", "", {"polyphony"});
   auto source = h.source();
@@ -482,7 +482,8 @@ TEST_CASE("a comment or merge sent just before a crash is found on GitHub and no
   {
     auto db = Database::open(h.settings.config.state_db, kStateDbApplicationId, false);
     REQUIRE(db.ok());
-    REQUIRE(db->exec("UPDATE github_outbox SET done=0 WHERE kind IN ('comment', 'merge')").ok());
+    REQUIRE(db->exec("UPDATE github_outbox SET done=0").ok());
+    REQUIRE(db->exec("UPDATE github_issues SET pr_number=0, pr_url=''").ok());
   }
   h.github.page_size(1);  // one comment a page: the second is found through the Link header
   auto restarted = h.source();
@@ -491,6 +492,9 @@ TEST_CASE("a comment or merge sent just before a crash is found on GitHub and no
   CHECK(h.github.calls_to("GET", "repositories/4242/issues/7/comments?per_page=100&page=2").size() == 1);
   CHECK(h.github.calls_to("POST", "repos/acme/widgets/issues/7/comments").size() == 2);
   CHECK(h.github.calls_to("PUT", "repos/acme/widgets/pulls/").size() == 1);
+  CHECK(h.github.calls_to("POST", "repos/acme/widgets/issues/7/labels").size() == 1);
+  CHECK(h.github.calls_to("POST", "repos/acme/widgets/pulls").size() == 1);
+  CHECK(h.github.pulls().size() == 1);
   CHECK(h.github.calls_to("GET", "repos/acme/widgets/issues/7/comments?per_page=100").size() == 2);
   CHECK_THAT(h.github.comments(7)[0]["body"].get<std::string>(),
              Catch::EndsWith("<!-- polyphony:claim-comment:acme/widgets#7 -->"));

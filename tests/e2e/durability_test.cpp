@@ -14,7 +14,8 @@ namespace {
 const std::map<std::string, std::string> kRepo{
     {"README.md", "# durable\n"},
     {".polyphony.yaml", "verify: sh verify.sh\n"},
-    {"verify.sh", "set -e\ntest -f done.txt\nif [ -f slow-verify ]; then sleep 4; fi\n"},
+    // With slow-verify, verify waits for the test's go (kWaitForGo), so a kill meets it in VERIFYING.
+    {"verify.sh", std::string("set -e\ntest -f done.txt\nif [ -f slow-verify ]; then\n") + kWaitForGo + "fi\n"},
 };
 
 // How many commits on the origin's main carry `subject`.
@@ -37,14 +38,11 @@ std::string agent_script(const std::string& extra) {
 
 TEST_CASE("kill -9 of serve while the agent runs: after restart the task lands exactly once and nothing is orphaned") {
   SingleBox box(kRepo);
-  const std::string id = box.spawn("Slow agent task", agent_script("sleep 4"));
+  const std::string id = box.spawn("Slow agent task", agent_script(kWaitForGo));
   box.serve();
-  REQUIRE(box.wait_state(id, "RUNNING"));
-  box.kill_serving();
-  box.serve();
-  auto states = box.wait_finished({id});
+  const std::string state = crash_and_finish(box, id, "RUNNING");
   INFO(box.serve_log());
-  REQUIRE(states[id] == "LANDED");
+  REQUIRE(state == "LANDED");
   CHECK(commits_with_subject(box, "Slow agent task") == 1);
   CHECK(box.task(id)["attempt"] == 2);
   CHECK(box.no_containers_left(id));
@@ -65,12 +63,9 @@ TEST_CASE("kill -9 of serve during verify: after restart the task lands exactly 
   SingleBox box(kRepo);
   const std::string id = box.spawn("Slow verify task", agent_script("touch slow-verify"));
   box.serve();
-  REQUIRE(box.wait_state(id, "VERIFYING"));
-  box.kill_serving();
-  box.serve();
-  auto states = box.wait_finished({id});
+  const std::string state = crash_and_finish(box, id, "VERIFYING");
   INFO(box.serve_log());
-  REQUIRE(states[id] == "LANDED");
+  REQUIRE(state == "LANDED");
   CHECK(commits_with_subject(box, "Slow verify task") == 1);
   CHECK(box.no_containers_left(id));
 }
@@ -78,7 +73,11 @@ TEST_CASE("kill -9 of serve during verify: after restart the task lands exactly 
 TEST_CASE("kill -9 of serve while the workspace is provisioned: after restart the task lands exactly once") {
   SingleBox box(kRepo);
   const std::string id = box.spawn("Provisioned task", agent_script(""));
-  box.serve({{"POLYPHONY_TEST_HOLD_PROVISIONED_MS", "8000"}});  // fault injection: linger there
+  // Fault injection: the first life lingers there until killed (the release file never comes).
+  TempDir gate("polyphony-gate");
+  box.serve({{"POLYPHONY_TEST_HOLD_PROVISIONED_UNTIL", (gate.path() / "release").string()}});
+  REQUIRE(eventually([&] { return box.serve_log().find("test hold in PROVISIONED starts") != std::string::npos; },
+                     std::chrono::seconds(120)));
   REQUIRE(box.wait_state(id, "PROVISIONED"));
   box.kill_serving();
   box.serve();
@@ -92,12 +91,17 @@ TEST_CASE("kill -9 of serve while the workspace is provisioned: after restart th
 
 TEST_CASE("kill -9 of serve with tasks claimed but not dispatched: they all land after restart") {
   SingleBox box(kRepo, "max_concurrency: 1\n");
-  const std::string a = box.spawn("First queued", agent_script("sleep 2; echo a > a.txt"));
+  // a holds the one slot until the test lets it go, so b stays CLAIMED across the kill.
+  const std::string a = box.spawn("First queued", agent_script(std::string(kWaitForGo) + "echo a > a.txt"));
   const std::string b = box.spawn("Second queued", agent_script("echo b > b.txt"));
   box.serve();
+  REQUIRE(box.wait_state(a, "RUNNING"));
   REQUIRE(box.wait_state(b, "CLAIMED"));
   box.kill_serving();
   box.serve();
+  // Either may take the slot first now; a's next attempt waits for its go again.
+  REQUIRE(box.wait_attempt(a, 2, "RUNNING"));
+  let_agent_go(box, a);
   auto states = box.wait_finished({a, b});
   INFO(box.serve_log());
   CHECK(states[a] == "LANDED");
@@ -108,6 +112,7 @@ TEST_CASE("kill -9 of serve with tasks claimed but not dispatched: they all land
 
 TEST_CASE("cancel stops a running task: its container goes away and nothing lands") {
   SingleBox box(kRepo);
+  // sleep 60: it never ends by itself; the cancel ends it.
   const std::string id = box.spawn("Long task", agent_script("sleep 60"));
   box.serve();
   REQUIRE(box.wait_state(id, "RUNNING"));
@@ -187,6 +192,7 @@ TEST_CASE("three tasks editing neighbouring lines of one file all land, one afte
 
 TEST_CASE("a silent agent is stopped by the stall timeout, retried, and BLOCKED when attempts run out") {
   SingleBox box(kRepo, "max_attempts: 2\ncontainer:\n  network: none\n  stall_timeout_s: 2\n");
+  // sleep 60: silent and never done by itself; only the stall timeout ends it.
   const std::string id = box.spawn("Silent agent", "```sh\nsleep 60\n```\n");
   box.serve();
   auto states = box.wait_finished({id}, std::chrono::seconds(120));

@@ -170,6 +170,25 @@ std::string Fleet::worker_state(int i) const {
   return "";
 }
 
+void Fleet::let_go(const std::string& id) const {
+  for (int i = 1; i <= hosts; ++i) {
+    const auto meta = worker_home(i) / "workspaces" / "tasks" / id / "meta";
+    if (std::filesystem::exists(meta)) write_file(meta / "go", "");
+  }
+}
+
+std::string Fleet::finish(const std::string& id, std::chrono::seconds timeout) const {
+  std::string state;
+  eventually(
+      [&] {
+        let_go(id);
+        state = box.wait_finished({id}, std::chrono::seconds(1))[id];
+        return state == "LANDED" || state == "FAILED" || state == "BLOCKED" || state == "CANCELLED";
+      },
+      timeout);
+  return state;
+}
+
 int Fleet::landings_of(const std::string& title) const {
   const std::string log = git(box.origin(), {"log", "--format=%s", "main"});
   int n = 0;

@@ -83,6 +83,12 @@ struct Fleet {
   std::string worker_state(int i) const;
   // Commits on the origin's main whose subject is `title`.
   int landings_of(const std::string& title) const;
+  // Lets the agent of task `id` (waiting in kWaitForGo) go on, on every host that has a
+  // workspace for it now.
+  void let_go(const std::string& id) const;
+  // Lets the agent of task `id` go on, on every host as each gets to it, until the task finishes
+  // (or the deadline); returns its last state.
+  std::string finish(const std::string& id, std::chrono::seconds timeout = std::chrono::seconds(180)) const;
 
  private:
   void make_keys();

@@ -16,20 +16,10 @@ using namespace polyphony::testing;
 
 namespace {
 
-// An agent that waits (two minutes at most) until the test writes /polyphony/go, the task's
-// meta directory on whichever host runs it (let_go).
+// An agent that waits until the test lets it go (Fleet::let_go, Fleet::finish), so it is still
+// running whenever the test acts on its host.
 std::string agent_waiting_for_go(const std::string& name) {
-  return "```sh\ni=0; while [ ! -e /polyphony/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n"
-         "echo " +
-         name + " > done-" + name + ".txt\n```\n";
-}
-
-// Lets the agent of task `id` go on, on every host that has (or gets) a workspace for it.
-void let_go(const Fleet& f, const std::string& id) {
-  for (int i = 1; i <= 3; ++i) {
-    const auto meta = f.worker_home(i) / "workspaces" / "tasks" / id / "meta";
-    if (std::filesystem::exists(meta)) write_file(meta / "go", "");
-  }
+  return std::string("```sh\n") + kWaitForGo + "echo " + name + " > done-" + name + ".txt\n```\n";
 }
 
 // The worker ids `polyphony workers --json` lists.
@@ -49,24 +39,29 @@ size_t count_of(const std::string& text, const std::string& what) {
   return n;
 }
 
-std::string agent(const std::string& name, int sleep_s) {
-  return "```sh\nsleep " + std::to_string(sleep_s) + "\necho " + name + " > done-" + name + ".txt\n```\n";
+// An agent that is done at once.
+std::string agent(const std::string& name) {
+  return "```sh\necho " + name + " > done-" + name + ".txt\n```\n";
+}
+
+// Spawns `n` quick tasks titled `prefix` 0..n-1 and waits until they are all LANDED; returns their ids.
+std::vector<std::string> land_tasks(Fleet& f, const std::string& prefix, int n) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < n; ++i) ids.push_back(f.box.spawn(prefix + std::to_string(i), agent("t" + std::to_string(i))));
+  auto states = f.box.wait_finished(ids, std::chrono::seconds(300));
+  INFO(f.logs());
+  for (const auto& id : ids) REQUIRE(states[id] == "LANDED");
+  return ids;
 }
 
 }  // namespace
 
 TEST_CASE("twelve tasks spread over three worker hosts in their own namespaces, and each lands once") {
   Fleet f;
-  std::vector<std::string> ids;
-  for (int i = 0; i < 12; ++i)
-    ids.push_back(f.box.spawn("Fleet task " + std::to_string(i), agent("t" + std::to_string(i), 1)));
-  auto states = f.box.wait_finished(ids, std::chrono::seconds(300));
+  const auto ids = land_tasks(f, "Fleet task ", 12);
   INFO(f.logs());
   std::set<std::string> used;
-  for (const auto& id : ids) {
-    CHECK(states[id] == "LANDED");
-    used.insert(f.box.task(id)["worker"].get<std::string>());
-  }
+  for (const auto& id : ids) used.insert(f.box.task(id)["worker"].get<std::string>());
   CHECK(used == std::set<std::string>{f.worker_id(1), f.worker_id(2), f.worker_id(3)});
   for (int i = 0; i < 12; ++i) CHECK(f.landings_of("Fleet task " + std::to_string(i)) == 1);
   // Each host worked in its own workspace root.
@@ -81,16 +76,9 @@ TEST_CASE("a worker host killed mid-run: its task lands on another host, once") 
   const std::string first = f.box.task(id)["worker"];
   const int victim = first.back() - '0';
   f.workers[victim]->kill9();
-  std::map<std::string, std::string> states;
-  REQUIRE(eventually(
-      [&] {
-        let_go(f, id);
-        states = f.box.wait_finished({id}, std::chrono::seconds(1));
-        return states[id] == "LANDED" || states[id] == "FAILED" || states[id] == "BLOCKED";
-      },
-      std::chrono::seconds(180)));
+  const std::string state = f.finish(id);
   INFO(f.logs());
-  REQUIRE(states[id] == "LANDED");
+  REQUIRE(state == "LANDED");
   CHECK(f.box.task(id)["worker"] != first);
   CHECK(f.landings_of("Orphaned by a dead host") == 1);
 }
@@ -109,15 +97,7 @@ TEST_CASE(
   REQUIRE(eventually([&] { return f.box.task(id)["worker"] != first && f.box.task(id)["attempt"] == 2; },
                      std::chrono::seconds(60)));
   f.net.set_link(cut, true);
-  std::map<std::string, std::string> states;
-  REQUIRE(eventually(
-      [&] {
-        let_go(f, id);
-        states = f.box.wait_finished({id}, std::chrono::seconds(1));
-        return states[id] == "LANDED" || states[id] == "FAILED" || states[id] == "BLOCKED";
-      },
-      std::chrono::seconds(180)));
-  REQUIRE(states[id] == "LANDED");
+  REQUIRE(f.finish(id) == "LANDED");
   // The cut-off host comes back with its stale attempt: what it sends is refused, it never lands.
   REQUIRE(
       eventually([&] { return f.logs().find("stale lease epoch") != std::string::npos; }, std::chrono::seconds(60)));
@@ -159,16 +139,16 @@ TEST_CASE("a rogue worker key is refused: the coordinator logs it once, the rogu
 
 TEST_CASE("a worker stopped with SIGTERM says goodbye: it leaves the table at once and its running task is requeued") {
   Fleet f;
-  const std::string id = f.box.spawn("Left by a stopping host", agent("bye", 8));
+  const std::string id = f.box.spawn("Left by a stopping host", agent_waiting_for_go("bye"));
   REQUIRE(f.box.wait_state(id, "RUNNING"));
   const std::string first = f.box.task(id)["worker"];
   const int leaving = first.back() - '0';
   REQUIRE(listed_workers(f.box).count(first) == 1);
   REQUIRE(::kill(f.workers[leaving]->pid(), SIGTERM) == 0);
   REQUIRE(eventually([&] { return listed_workers(f.box).count(first) == 0; }, std::chrono::seconds(30)));
-  auto states = f.box.wait_finished({id}, std::chrono::seconds(180));
+  const std::string state = f.finish(id);
   INFO(f.logs());
-  REQUIRE(states[id] == "LANDED");
+  REQUIRE(state == "LANDED");
   CHECK(f.box.task(id)["worker"] != first);
   CHECK(f.landings_of("Left by a stopping host") == 1);
   // Requeued by the goodbye, not by the silence that follows a crash.
@@ -182,7 +162,7 @@ TEST_CASE(
     "a worker killed with kill -9 is lost within 3 heartbeat intervals by default, and workers remove takes it off the "
     "table") {
   Fleet f(3, "", true, fleet_repo(), "");  // the default liveness
-  const std::string id = f.box.spawn("Orphaned by a killed host", agent("killed", 8));
+  const std::string id = f.box.spawn("Orphaned by a killed host", agent_waiting_for_go("killed"));
   REQUIRE(f.box.wait_state(id, "RUNNING"));
   const std::string first = f.box.task(id)["worker"];
   const int victim = first.back() - '0';
@@ -199,8 +179,7 @@ TEST_CASE(
   INFO(f.logs());
   // Measured by the coordinator between the last message it heard and the loss: 3 intervals of 200 ms.
   CHECK(std::stoll(m[1].str()) <= 3 * 200);
-  auto states = f.box.wait_finished({id}, std::chrono::seconds(180));
-  REQUIRE(states[id] == "LANDED");
+  REQUIRE(f.finish(id) == "LANDED");
   CHECK(f.landings_of("Orphaned by a killed host") == 1);
   // No line about the dead peer repeats more than once a second.
   CHECK(count_of(f.box.serve_log(), "cannot send a heartbeat to peer \"" + first + "\"") <= 1);
@@ -218,7 +197,7 @@ TEST_CASE(
 
 TEST_CASE("workers remove refuses a worker that holds a task unless --force, which requeues the task") {
   Fleet f;
-  const std::string id = f.box.spawn("Held by a removed host", agent("held", 8));
+  const std::string id = f.box.spawn("Held by a removed host", agent_waiting_for_go("held"));
   REQUIRE(f.box.wait_state(id, "RUNNING"));
   const std::string first = f.box.task(id)["worker"];
   auto refused = f.box.cli({"workers", "remove", first});
@@ -230,21 +209,17 @@ TEST_CASE("workers remove refuses a worker that holds a task unless --force, whi
   INFO(forced.err);
   CHECK(forced.exit_code == 0);
   CHECK(forced.err.find("requeued 1 task(s)") != std::string::npos);
-  auto states = f.box.wait_finished({id}, std::chrono::seconds(180));
+  const std::string state = f.finish(id);
   INFO(f.logs());
-  REQUIRE(states[id] == "LANDED");
+  REQUIRE(state == "LANDED");
   CHECK(f.box.task(id)["attempt"] == 2);
   CHECK(f.landings_of("Held by a removed host") == 1);
 }
 
 TEST_CASE("polyphony cleanup on the coordinator empties each worker's workspaces/tasks and reports per worker") {
   Fleet f;
-  std::vector<std::string> ids;
-  for (int i = 0; i < 3; ++i)
-    ids.push_back(f.box.spawn("Cleaned task " + std::to_string(i), agent("c" + std::to_string(i), 0)));
-  auto states = f.box.wait_finished(ids, std::chrono::seconds(180));
+  land_tasks(f, "Cleaned task ", 3);
   INFO(f.logs());
-  for (const auto& id : ids) REQUIRE(states[id] == "LANDED");
   auto tasks_of = [&](int i) {
     size_t n = 0;
     const auto dir = f.worker_home(i) / "workspaces/tasks";

@@ -19,17 +19,10 @@ std::string sh_block(const std::string& script) {
   return "Do it.\n\n```sh\n" + script + "\n```\n";
 }
 
-// Agent script lines that wait (two minutes at most) until the test lets the agent go on
-// (release_after_landing): /polyphony is the task's meta directory, which the test can write.
-constexpr const char* kWaitForGo =
-    "i=0; while [ ! -e /polyphony/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n";
-
 // Lets the agent of `waiting` (in kWaitForGo) go on once `first` has landed.
 void release_after_landing(const SingleBox& box, const std::string& first, const std::string& waiting) {
   REQUIRE(box.wait_state(first, "LANDED"));
-  const fs::path meta = box.home() / "workspaces" / "tasks" / waiting / "meta";
-  REQUIRE(eventually([&] { return fs::exists(meta / "task.md"); }));
-  write_file(meta / "go", "");
+  let_agent_go(box, waiting);
 }
 
 std::vector<std::string> entries_of(const fs::path& dir) {

@@ -21,17 +21,6 @@ const std::map<std::string, std::string> kRepo{
      "if [ -f forbid.txt ]; then echo 'forbid.txt is on the base: done.txt may not land' >&2; exit 1; fi\n"},
 };
 
-// Agent script lines that wait (two minutes at most) until the test writes /polyphony/go (the
-// task's meta directory, which the test can write).
-constexpr const char* kWaitForGo =
-    "i=0; while [ ! -e /polyphony/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n";
-
-void let_agent_go(const SingleBox& box, const std::string& id) {
-  const fs::path meta = box.home() / "workspaces" / "tasks" / id / "meta";
-  REQUIRE(eventually([&] { return fs::exists(meta / "task.md"); }, std::chrono::seconds(120)));
-  write_file(meta / "go", "");
-}
-
 bool held_in(const SingleBox& box, const std::string& id, const std::string& state) {
   return eventually(
       [&] { return box.serve_log().find("task " + id + ": test hold in " + state + " starts") != std::string::npos; },

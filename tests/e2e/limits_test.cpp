@@ -21,10 +21,6 @@ const std::map<std::string, std::string> kRepo{
      "if [ -f slow-verify ]; then while true; do echo verifying; sleep 0.5; done; fi\n"},
 };
 
-// Agent script lines that wait (two minutes at most) until the test writes /polyphony/go.
-constexpr const char* kWaitForGo =
-    "i=0; while [ ! -e /polyphony/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n";
-
 int commits_with_subject(const fs::path& origin, const std::string& subject) {
   const std::string log = git(origin, {"log", "--format=%s", "main"});
   int n = 0;
@@ -43,33 +39,31 @@ int64_t first_time_in(const SingleBox& box, const std::string& id, const std::st
 
 }  // namespace
 
-TEST_CASE("an agent that runs past run_timeout_s is stopped, and BLOCKED with that reason when attempts run out") {
-  SingleBox box(kRepo, "max_attempts: 1\ncontainer:\n  run_timeout_s: 3\n");
-  // It keeps printing, so only the run timeout can stop it.
-  const std::string id = box.spawn("Endless agent", "```sh\nwhile true; do echo working; sleep 0.5; done\n```\n");
+TEST_CASE("an agent or a verify that runs past its timeout is stopped, and BLOCKED with that reason") {
+  struct Case {
+    const char* limit;  // the config line
+    const char* title;
+    const char* body;    // what runs past the limit; it keeps printing, so only the timeout stops it
+    const char* reason;  // what the task's reason says
+  };
+  const Case c = GENERATE(values<Case>({
+      {"run_timeout_s: 3", "Endless agent", "```sh\nwhile true; do echo working; sleep 0.5; done\n```\n",
+       "ran past 3 s and was stopped"},
+      {"verify_timeout_s: 3", "Endless verify", "```sh\necho done > done.txt\ntouch slow-verify\n```\n",
+       "verify ran past 3 s and was stopped"},
+  }));
+  INFO(c.limit);
+  SingleBox box(kRepo, std::string("max_attempts: 1\ncontainer:\n  ") + c.limit + "\n");
+  const std::string id = box.spawn(c.title, c.body);
   box.serve();
   auto states = box.wait_finished({id}, std::chrono::seconds(120));
   INFO(box.serve_log());
   REQUIRE(states[id] == "BLOCKED");
   auto t = box.task(id);
   CHECK(t["failure_kind"] == "timeout");
-  CHECK_THAT(t["reason"].get<std::string>(), Catch::Contains("ran past 3 s and was stopped"));
+  CHECK_THAT(t["reason"].get<std::string>(), Catch::Contains(c.reason));
   CHECK(box.no_containers_left(id));
-  CHECK(commits_with_subject(box.origin(), "Endless agent") == 0);
-}
-
-TEST_CASE("a verify that runs past verify_timeout_s is stopped, and BLOCKED with that reason when attempts run out") {
-  SingleBox box(kRepo, "max_attempts: 1\ncontainer:\n  verify_timeout_s: 3\n");
-  const std::string id = box.spawn("Endless verify", "```sh\necho done > done.txt\ntouch slow-verify\n```\n");
-  box.serve();
-  auto states = box.wait_finished({id}, std::chrono::seconds(120));
-  INFO(box.serve_log());
-  REQUIRE(states[id] == "BLOCKED");
-  auto t = box.task(id);
-  CHECK(t["failure_kind"] == "timeout");
-  CHECK_THAT(t["reason"].get<std::string>(), Catch::Contains("verify ran past 3 s and was stopped"));
-  CHECK(box.no_containers_left(id));
-  CHECK(commits_with_subject(box.origin(), "Endless verify") == 0);
+  CHECK(commits_with_subject(box.origin(), c.title) == 0);
 }
 
 TEST_CASE("retry runs a BLOCKED task again with a fresh budget, and it lands once its cause is fixed") {
@@ -122,7 +116,7 @@ TEST_CASE("cleanup removes what finished tasks left and leaves a running task's 
   CHECK(box.task(running)["state"] == "RUNNING");
 
   // The running task goes on as if nothing happened.
-  write_file(tasks / running / "meta" / "go", "");
+  let_agent_go(box, running);
   auto states = box.wait_finished({running});
   INFO(box.serve_log());
   CHECK(states[running] == "LANDED");
@@ -155,7 +149,7 @@ TEST_CASE("dispatch is fair across repos: a repo's one task does not wait behind
   for (const auto& id : {busy[2], busy[3], quiet}) REQUIRE(box.wait_state(id, "CLAIMED"));
   // One slot frees: busy 1 finishes.
   const fs::path tasks = box.home() / "workspaces" / "tasks";
-  write_file(tasks / busy[0] / "meta" / "go", "");
+  let_agent_go(box, busy[0]);
   REQUIRE(box.wait_state(quiet, "RUNNING"));
   CHECK(box.task(busy[2])["state"] == "CLAIMED");
   CHECK(box.task(busy[3])["state"] == "CLAIMED");

@@ -50,10 +50,13 @@ TEST_CASE("kill -9 of a standalone worker mid-run: the task is retried when it c
   SingleBox box(kRepo, config_for(port));
   box.serve();
   auto worker = start_worker(box, "remote-2", 1);
-  const std::string id = box.spawn("Interrupted remote task", "```sh\nsleep 4\necho done > done.txt\n```\n");
+  const std::string id =
+      box.spawn("Interrupted remote task", std::string("```sh\n") + kWaitForGo + "echo done > done.txt\n```\n");
   REQUIRE(box.wait_state(id, "RUNNING"));
   worker->kill9();
   worker = start_worker(box, "remote-2", 2);
+  REQUIRE(box.wait_attempt(id, 2, "RUNNING"));
+  let_agent_go(box, id);
   auto states = box.wait_finished({id});
   INFO(box.serve_log());
   INFO(read_file(box.home() / "worker-2.log"));
@@ -70,21 +73,29 @@ TEST_CASE("kill -9 of a standalone worker in each state of an attempt: the task 
   const int port = free_loopback_port();
   SingleBox box(kRepo, config_for(port));
   box.serve();
-  // The held states last a few seconds in the first worker only (fault injection), so the kill
-  // lands in them; the agent itself is quick.
-  const std::map<std::string, std::string> hold{{"POLYPHONY_TEST_HOLD_" + state + "_MS", "8000"}};
+  // The first worker holds the attempt in the state until it is killed (fault injection; the
+  // release file never comes); in RUNNING the agent waits for the test's go instead.
+  TempDir gate("polyphony-gate");
+  const std::map<std::string, std::string> hold{
+      {"POLYPHONY_TEST_HOLD_" + state + "_UNTIL", (gate.path() / "release").string()}};
+  const bool running = state == "RUNNING";
+  const std::string body = std::string("```sh\n") + (running ? kWaitForGo : "") + "echo done > done.txt\n```\n";
   auto worker = start_worker(box, "remote-k", 1, hold);
   std::string id;
   if (state == "CLAIMED") {
     worker->kill9();  // the task arrives while its only worker is dead
-    id = box.spawn("Killed in " + state, "```sh\necho done > done.txt\n```\n");
+    id = box.spawn("Killed in " + state, body);
     REQUIRE(box.wait_state(id, "CLAIMED"));
   } else {
-    id = box.spawn("Killed in " + state, "```sh\necho done > done.txt\n```\n");
+    id = box.spawn("Killed in " + state, body);
     REQUIRE(box.wait_state(id, state));
     worker->kill9();
   }
   worker = start_worker(box, "remote-k", 2);
+  if (running) {
+    REQUIRE(box.wait_attempt(id, 2, "RUNNING"));
+    let_agent_go(box, id);
+  }
   auto states = box.wait_finished({id});
   INFO(box.serve_log());
   INFO(read_file(box.home() / "worker-2.log"));

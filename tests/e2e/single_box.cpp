@@ -148,6 +148,32 @@ bool SingleBox::wait_state(const std::string& id, const std::string& state, std:
   return eventually([&] { return task(id).value("state", "") == state; }, timeout);
 }
 
+bool SingleBox::wait_attempt(const std::string& id, int attempt, const std::string& state,
+                             std::chrono::seconds timeout) const {
+  return eventually(
+      [&] {
+        const auto t = task(id);
+        return t.value("attempt", 0) == attempt && t.value("state", "") == state;
+      },
+      timeout);
+}
+
+void let_agent_go(const SingleBox& box, const std::string& id) {
+  const auto meta = box.home() / "workspaces" / "tasks" / id / "meta";
+  REQUIRE(eventually([&] { return std::filesystem::exists(meta / "task.md"); }, std::chrono::seconds(120)));
+  write_file(meta / "go", "");
+}
+
+std::string crash_and_finish(SingleBox& box, const std::string& id, const std::string& state) {
+  REQUIRE(box.wait_state(id, state));
+  const int attempt = box.task(id).value("attempt", 0);
+  box.kill_serving();
+  box.serve();
+  REQUIRE(box.wait_attempt(id, attempt + 1, state));
+  let_agent_go(box, id);
+  return box.wait_finished({id})[id];
+}
+
 ProcessResult SingleBox::run(const std::string& program, const std::vector<std::string>& args) const {
   std::vector<std::string> argv{program};
   argv.insert(argv.end(), args.begin(), args.end());

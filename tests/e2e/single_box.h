@@ -46,6 +46,9 @@ class SingleBox {
   // Polls until the task is in `state` (or the deadline); returns whether it got there.
   bool wait_state(const std::string& id, const std::string& state,
                   std::chrono::seconds timeout = std::chrono::seconds(120)) const;
+  // Polls until the task's attempt number `attempt` is in `state` (e.g. the retry after a restart).
+  bool wait_attempt(const std::string& id, int attempt, const std::string& state,
+                    std::chrono::seconds timeout = std::chrono::seconds(120)) const;
   // Runs `program args...` (e.g. polyphony-submit) with this home.
   ProcessResult run(const std::string& program, const std::vector<std::string>& args) const;
   // `polyphony status --json`, parsed.
@@ -71,6 +74,20 @@ class SingleBox {
   int serves_ = 0;
   std::map<std::string, std::string> env_;
 };
+
+// Agent script lines that wait (two minutes at most) until the test writes /polyphony/go, which
+// is the task's meta directory on the host (let_agent_go): the agent holds its state for as long
+// as the test needs, with no timer to race.
+inline constexpr const char* kWaitForGo =
+    "i=0; while [ ! -e /polyphony/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n";
+
+// Lets the agent of task `id` (waiting in kWaitForGo) go on, once its workspace exists.
+void let_agent_go(const SingleBox& box, const std::string& id);
+
+// kill -9 of `box`'s serve while task `id` waits for the test's go in `state` (kWaitForGo), a
+// restart, and the go once the next attempt waits in `state` again; returns the task's finished
+// state.
+std::string crash_and_finish(SingleBox& box, const std::string& id, const std::string& state);
 
 // Removes every container labelled with one of these worker ids (test hygiene, after the checks).
 void remove_containers_of_workers(const std::vector<std::string>& worker_ids);
