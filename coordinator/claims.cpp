@@ -83,7 +83,7 @@ void Coordinator::claim(const Task& t, const Result<Score>& scored) {
   if (scored.ok()) {
     total = scored->total;
     u.score = scored->total;
-    why += "; complexity " + std::to_string(scored->total) + "/10";
+    why += "; complexity " + std::to_string(scored->total) + "/10 (" + score_summary(*scored) + ")";
   } else {
     spdlog::warn("task {}: cannot score it: {}", t.request.id, scored.error().to_string());
     why += "; not scored (" + scored.error().message + ")";

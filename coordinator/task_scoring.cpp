@@ -1,6 +1,7 @@
 // Reads a task's repository for scoring: local paths as they are, URLs through a mirror.
 #include "coordinator/task_scoring.h"
 
+#include "coordinator/score_index.h"
 #include "coordinator/submission.h"
 #include "git/mirror.h"
 
@@ -44,26 +45,37 @@ Result<std::pair<fs::path, std::string>> scoring_source(const TaskRequest& task,
 
 namespace {
 
-Result<RepoText> read_task_repo(const TaskRequest& task, const Config& config, const std::atomic<bool>* cancel) {
+// The index of the task's base: built once per base commit, kept under <home>/score-index.
+Result<std::shared_ptr<const ScoreIndex>> index_task_repo(const TaskRequest& task, const Config& config,
+                                                          const std::atomic<bool>* cancel) {
   auto where = scoring_source(task, config, cancel);
   if (!where.ok()) return where.error();
-  return read_repo_at(where->first, where->second);
+  IndexOptions options;
+  options.cancel = cancel;
+  ScoreIndexCache cache(score_index_dir(config), ScanLimits{}, options);
+  return cache.at(where->first, where->second);
 }
 
 }  // namespace
+
+std::filesystem::path score_index_dir(const Config& config) {
+  return config.home / "score-index";
+}
 
 Result<Score> score_task(const TaskRequest& task, const Settings& settings, RepoTextCache* cache,
                          const std::atomic<bool>* cancel) {
   const auto key = std::make_pair(task.repo, task.base_branch);
   auto it = cache ? cache->find(key) : RepoTextCache::iterator();
   if (!cache || it == cache->end()) {
-    auto text = read_task_repo(task, settings.config, cancel);
-    if (!cache)
-      return text.ok() ? Result<Score>(score(collect_signals(task, *text), settings.routing.scoring)) : text.error();
-    it = cache->emplace(key, std::move(text)).first;
+    auto index = index_task_repo(task, settings.config, cancel);
+    if (!cache) {
+      if (!index.ok()) return index.error();
+      return score(collect_signals(task, **index), settings.routing.scoring);
+    }
+    it = cache->emplace(key, std::move(index)).first;
   }
   if (!it->second.ok()) return it->second.error();
-  return score(collect_signals(task, *it->second), settings.routing.scoring);
+  return score(collect_signals(task, **it->second), settings.routing.scoring);
 }
 
 }  // namespace polyphony

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -28,12 +29,19 @@ std::string scoring_origin(const TaskRequest& task, const Config& config);
 Result<std::pair<std::filesystem::path, std::string>> scoring_source(const TaskRequest& task, const Config& config,
                                                                      const std::atomic<bool>* cancel = nullptr);
 
-// Repository texts read during one claim pass, by (task.repo, task.base_branch), errors
-// included: the tasks of one repo claimed together read (and fetch) it once.
-using RepoTextCache = std::map<std::pair<std::string, std::string>, Result<RepoText>>;
+struct ScoreIndex;
 
-// The task's complexity score with its evidence. With a cache, a repository already read for
-// another task of the same pass is not read again. `cancel` as for scoring_source.
+// Repository indexes read during one claim pass, by (task.repo, task.base_branch), errors
+// included: the tasks of one repo claimed together read (and fetch) it once.
+using RepoTextCache = std::map<std::pair<std::string, std::string>, Result<std::shared_ptr<const ScoreIndex>>>;
+
+// Where the scoring indexes of the coordinator's repositories are kept: <home>/score-index, one
+// file per repository and base commit (see score_index.h).
+std::filesystem::path score_index_dir(const Config& config);
+
+// The task's complexity score with its evidence, from the index of the task's base commit
+// (built on first use, then read from <home>/score-index). With a cache, a repository already
+// indexed for another task of the same pass is not looked up again. `cancel` as for scoring_source.
 Result<Score> score_task(const TaskRequest& task, const Settings& settings, RepoTextCache* cache = nullptr,
                          const std::atomic<bool>* cancel = nullptr);
 
