@@ -60,12 +60,12 @@ std::vector<Row> run_score(const BenchOptions& options) {
   make_origin(dir / "origin.git", files);
   // The baseline: the parser alone over the same files, checked out.
   must_run({"git", "clone", "-q", (dir / "origin.git").string(), (dir / "checkout").string()});
-  std::vector<double> ctags_ms, cold_ms, disk_ms, memory_ms;
+  std::vector<double> ctags_ms, cold_ms, disk_ms, memory_ms, background_ms;
   TaskRequest task;
   task.title = "Fix the lock ordering in `unit42_fn3()` and unit17_fn2";
   task.body = "Two callers of unit42_fn3 can take the lock in the other order (see src/dir42/unit_0042.c).";
-  int total = 0;
-  std::string parser, evidence;
+  int total = 0, cold_total = 0;
+  std::string parser, full_parser, evidence, phases;
   for (int r = 0; r < rounds; ++r) {
     ProcessOptions po;
     po.cwd = dir / "checkout";
@@ -73,41 +73,78 @@ std::vector<Row> run_score(const BenchOptions& options) {
     must_run({"ctags", "-R", "-f", (dir / "tags").string(), "--exclude=.git", "."}, po);
     ctags_ms.push_back(ms_since(c));
     const fs::path cache_dir = dir / ("index-" + std::to_string(r));
-    IndexOptions disk_only;
-    disk_only.remember_in_memory = false;
-    for (bool cold : {true, false}) {
-      ScoreIndexCache cache(cache_dir, ScanLimits{}, disk_only);
+    // Each round reads the repository under a path of its own (a symlink), so nothing the
+    // process remembered of an earlier round's read is used: only the OS's page cache is warm.
+    const fs::path repo = dir / ("origin-" + std::to_string(r) + ".git");
+    fs::create_directory_symlink(dir / "origin.git", repo);
+    // As the coordinator scores: for_task answers from the full index when it is cached, else
+    // from one focused on the task's names while the full index is built in the background.
+    IndexOptions coordinator;
+    coordinator.full_build_in_background = true;
+    coordinator.remember_in_memory = false;  // so the second lookup below reads the disk
+    {
+      ScoreIndexCache cache(cache_dir, ScanLimits{}, coordinator);
       const double t = steady_now();
-      auto index = cache.at(dir / "origin.git", "main");
+      auto index = cache.for_task(repo, "main", task);
       if (!index.ok()) throw BenchError("score: " + index.error().to_string());
       const Score s = score(collect_signals(task, **index), ScoringPolicy{});
-      (cold ? cold_ms : disk_ms).push_back(ms_since(t));
-      total = s.total;
+      cold_ms.push_back(ms_since(t));
+      cold_total = s.total;
       parser = (*index)->parser;
+      phases = (*index)->build_phases;
       evidence = s.dimensions[0].evidence.empty() ? "" : s.dimensions[0].evidence[0];
     }
+    const double b = steady_now();
+    if (!ScoreIndexCache::wait_for_background(std::chrono::minutes(2))) {
+      throw BenchError("score: the background build of the full index did not finish within 2 minutes");
+    }
+    background_ms.push_back(ms_since(b));
+    {
+      ScoreIndexCache cache(cache_dir, ScanLimits{}, coordinator);
+      const double t = steady_now();
+      auto index = cache.for_task(repo, "main", task);
+      if (!index.ok()) throw BenchError("score: " + index.error().to_string());
+      if ((*index)->focused || !(*index)->loaded_from_cache) {
+        throw BenchError("score: the full index was not stored by the background build");
+      }
+      const Score s = score(collect_signals(task, **index), ScoringPolicy{});
+      disk_ms.push_back(ms_since(t));
+      total = s.total;
+      full_parser = (*index)->parser;
+    }
     ScoreIndexCache memory(cache_dir);
-    if (!memory.at(dir / "origin.git", "main").ok()) throw BenchError("score: cannot read the cached index");
+    if (!memory.at(repo, "main").ok()) throw BenchError("score: cannot read the cached index");
     const double t = steady_now();
-    auto index = memory.at(dir / "origin.git", "main");
+    auto index = memory.for_task(repo, "main", task);
     if (!index.ok()) throw BenchError("score: " + index.error().to_string());
     score(collect_signals(task, **index), ScoringPolicy{});
     memory_ms.push_back(ms_since(t));
+  }
+  if (cold_total != total) {
+    throw BenchError("score: the focused index scored " + std::to_string(cold_total) + ", the full one " +
+                     std::to_string(total));
   }
   const std::string size = std::to_string(count) + " files";
   Row cold = compare("scoring, nothing cached (" + size + "), median", median(cold_ms), median(ctags_ms), "ms");
   cold.target = "<1000 ms";
   cold.pass = median(cold_ms) < 1000;
   cold.note =
-      "the index of the base built: libgit2 reads every file, universal-ctags over the code files, measures "
-      "and keyword counts, stored on disk; baseline: `ctags -R` alone over the same files checked out. " +
-      std::to_string(rounds) + " round(s); score " + std::to_string(total) + "/10 (" + parser + "); " + evidence;
+      "a task's score with no index of its base: libgit2 reads every file (one process, no spawn per file), "
+      "every file is classified, and only the code files the task's names lead to are measured and given to "
+      "universal-ctags (for_task's focused index, which reads the same signals as the full one: the same score, "
+      "checked); the full index is then built in a background thread (median " +
+      std::to_string(static_cast<int>(median(background_ms))) +
+      " ms more) and stored. Baseline: `ctags -R` alone "
+      "over the same files checked out. " +
+      std::to_string(rounds) + " round(s); score " + std::to_string(total) + "/10 (" + parser + "); " + evidence +
+      "; the last focused build: " + phases;
   Row disk = compare("scoring, index cached on disk, median", median(disk_ms), median(ctags_ms), "ms");
   disk.target = "<50 ms";
   disk.pass = median(disk_ms) < 50;
   disk.note =
-      "the index read back from <home>/score-index (another process, or after a restart), then the signals "
-      "and the score";
+      "the full index read back from <home>/score-index (another process, or after a restart), then the "
+      "signals and the score (" +
+      full_parser + ")";
   Row memory = compare("scoring, index in memory, median", median(memory_ms), median(ctags_ms), "ms");
   memory.note = "the coordinator scoring a second task on the same base";
   return {cold, disk, memory};

@@ -2,8 +2,10 @@
 #include "coordinator/score_index.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <fstream>
 #include <mutex>
@@ -300,7 +302,18 @@ void count_keywords(std::string_view text, bool comment, IndexedFile& out) {
       (comment ? counts[e.keyword->name].in_comments : counts[e.keyword->name].in_code) += 1;
     }
   };
+  // Most words are no keyword: skip those whose first letter no keyword's last word has.
+  static const std::array<bool, 256> first_letters = [] {
+    std::array<bool, 256> f{};
+    for (const auto& [w, entries] : keywords_by_last_word()) f[static_cast<unsigned char>(w[0])] = true;
+    return f;
+  }();
   detail::for_each_word(text, [&](std::string_view w) {
+    if (!first_letters[static_cast<unsigned char>(w[0])]) {
+      for (size_t k = kHistory - 1; k > 0; --k) history[k].swap(history[k - 1]);
+      history[0].assign(w);
+      return;
+    }
     word.assign(w);
     if (auto it = table.find(word); it != table.end()) count(it->second);
     if (w.size() > 1 && w.back() == 's') {
@@ -340,14 +353,20 @@ struct CtagsTag {
 };
 
 std::string ctags_version(const IndexOptions& o) {
+  // Asked once per program: a scoring pass should not pay a process start for it.
+  static std::mutex mutex;
+  static std::map<std::string, std::string> known;
+  std::lock_guard guard(mutex);
+  if (auto it = known.find(o.ctags); it != known.end()) return it->second;
   ProcessOptions po;
   po.timeout = std::chrono::seconds(5);
   auto r = run_process({o.ctags, "--version"}, po);
   if (!r.ok() || r->exit_code != 0 || r->out.find("Universal Ctags") == std::string::npos) return {};
   std::string first = r->out.substr(0, r->out.find('\n'));
   auto comma = first.find(',');
-  return "universal-ctags " + first.substr(std::string("Universal Ctags ").size(),
-                                           comma == std::string::npos ? std::string::npos : comma - 16);
+  return known[o.ctags] =
+             "universal-ctags " + first.substr(std::string("Universal Ctags ").size(),
+                                               comma == std::string::npos ? std::string::npos : comma - 16);
 }
 
 // Runs ctags over `files` (relative to `dir`). Errors: "not_found", "timeout", "process".
@@ -413,29 +432,25 @@ void add_definitions(ScoreIndex& idx, const std::vector<CtagsTag>& tags,
 // Counts `name(` in code for every callable defined name, leaving out the lines that define or
 // declare it.
 void add_calls(ScoreIndex& idx, const std::vector<CodeFile>& code) {
-  std::unordered_set<std::string_view> callable;
-  std::unordered_set<std::string> defined_at;  // "file:line:name" of callable definitions
-  auto at_key = [](size_t file, int line, std::string_view name) {
-    std::string k = std::to_string(file);
-    k += ':';
-    k += std::to_string(line);
-    k += ':';
-    k += name;
-    return k;
-  };
-  for (const auto& d : idx.definitions) {
-    if (!callable_kind(d.kind)) continue;
-    callable.insert(d.name);
-    defined_at.insert(at_key(d.file, d.line, d.name));
-  }
   struct Count {
     int sites = 0;
-    int last_file = -1;
     int files = 0;
+    int last_file = -1;
   };
-  std::unordered_map<std::string_view, Count> counts;
+  // One hash lookup per `word(` in the code: the callable names with their counts.
+  std::unordered_map<std::string_view, Count> callable;
+  callable.reserve(idx.definitions.size());
+  // Per file, the lines that define a callable name (sorted), so a definition is not its own call.
+  std::vector<std::vector<std::pair<int, std::string_view>>> defined_at(idx.files.size());
+  for (const auto& d : idx.definitions) {
+    if (!callable_kind(d.kind)) continue;
+    callable.try_emplace(d.name);
+    defined_at[d.file].push_back({d.line, d.name});
+  }
+  for (auto& lines : defined_at) std::sort(lines.begin(), lines.end());
   for (const auto& cf : code) {
     std::string_view text = cf.split.code;
+    const auto& defs = defined_at[cf.index];
     int line = 1;
     for (size_t i = 0; i < text.size(); ++i) {
       if (text[i] == '\n') {
@@ -449,19 +464,26 @@ void add_calls(ScoreIndex& idx, const std::vector<CodeFile>& code) {
       while (k < text.size() && (text[k] == ' ' || text[k] == '\t')) ++k;
       if (k < text.size() && text[k] == '(') {
         const std::string_view word = text.substr(i, j - i);
-        if (auto c = callable.find(word); c != callable.end() && !defined_at.count(at_key(cf.index, line, word))) {
-          Count& n = counts[*c];
-          ++n.sites;
-          if (n.last_file != static_cast<int>(cf.index)) {
-            n.last_file = static_cast<int>(cf.index);
-            ++n.files;  // code is walked file by file, so a file's calls come together
+        if (auto c = callable.find(word); c != callable.end()) {
+          auto at = std::lower_bound(defs.begin(), defs.end(), std::pair<int, std::string_view>{line, {}});
+          bool own_definition = false;
+          for (; at != defs.end() && at->first == line && !own_definition; ++at) own_definition = at->second == word;
+          if (!own_definition) {
+            Count& n = c->second;
+            ++n.sites;
+            if (n.last_file != static_cast<int>(cf.index)) {
+              n.last_file = static_cast<int>(cf.index);
+              ++n.files;  // code is walked file by file, so a file's calls come together
+            }
           }
         }
       }
       i = j - 1;
     }
   }
-  for (const auto& [name, n] : counts) idx.calls[std::string(name)] = {n.sites, n.files};
+  for (const auto& [name, n] : callable) {
+    if (n.sites > 0) idx.calls.emplace(std::string(name), CallSites{n.sites, n.files});
+  }
 }
 
 std::string note_of(const RepoText& text) {
@@ -502,6 +524,12 @@ const IndexedFile* ScoreIndex::file(const std::string& path) const {
 
 Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& options) {
   const auto started = std::chrono::steady_clock::now();
+  auto lap = [last = started]() mutable {
+    const auto now = std::chrono::steady_clock::now();
+    const double ms = std::chrono::duration<double, std::milli>(now - last).count();
+    last = now;
+    return std::to_string(static_cast<long long>(ms + 0.5)) + " ms";
+  };
   ScoreIndex idx;
   idx.source = text.source;
   idx.scan_note = note_of(text);
@@ -511,10 +539,26 @@ Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& o
   std::vector<FileKind> kinds;
   kinds.reserve(text.files.size());
   std::vector<const RepoText::File*> code_files;
+  // A focused index measures only the code files a task's names lead to (see IndexOptions).
+  auto in_focus = [&](const RepoText::File& f) {
+    if (!options.focused) return true;
+    const std::string base = base_name(f.path);
+    const std::string stem = base.substr(0, base.find('.'));
+    const std::string last_stem = base.substr(0, base.rfind('.'));
+    for (const auto& w : options.focus) {
+      if (w == stem || w == last_stem || w == base || f.content.find(w) != std::string::npos) return true;
+    }
+    return false;
+  };
+  std::vector<bool> measured;
+  measured.reserve(text.files.size());
   for (const auto& f : text.files) {
     kinds.push_back(classify_file(f.path, std::string_view(f.content).substr(0, 400)));
-    if (kinds.back() == FileKind::kCode && f.path.find('\n') == std::string::npos) code_files.push_back(&f);
+    measured.push_back(kinds.back() == FileKind::kCode && f.path.find('\n') == std::string::npos && in_focus(f));
+    if (measured.back()) code_files.push_back(&f);
   }
+  idx.focused = options.focused;
+  idx.files_parsed = static_cast<int>(code_files.size());
   idx.parser = code_files.empty() ? std::string() : ctags_version(options);
   // universal-ctags in up to 4 processes at once (one per core), each over its share of the code
   // files written to a scratch directory in memory; bounded by options.ctags_timeout and cancel.
@@ -526,23 +570,31 @@ Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& o
   if (!idx.parser.empty() && !code_files.empty()) {
     auto scratch_dir = make_scratch();
     if (!scratch_dir.ok()) return scratch_dir.error();
-    scratch.emplace(Scratch{*scratch_dir});
+    scratch.emplace();
+    scratch->dir = *scratch_dir;  // emplaced first: a moved-from Scratch would remove it
     for (size_t share = 0; share < shares; ++share) {
       parsers.emplace_back([&, share] {
         std::vector<std::string> paths;
+        // Flat, as "<n>-<base name>" (ctags picks the language by the name): no directory to make.
         for (size_t i = share; i < code_files.size(); i += shares) {
           const RepoText::File& f = *code_files[i];
-          const fs::path target = scratch->dir / f.path;
-          std::error_code ec;
-          fs::create_directories(target.parent_path(), ec);
-          std::ofstream(target, std::ios::binary)
+          std::string name = std::to_string(i) + "-" + base_name(f.path);
+          std::ofstream(scratch->dir / name, std::ios::binary)
               .write(f.content.data(), static_cast<std::streamsize>(f.content.size()));
-          paths.push_back(f.path);
+          paths.push_back(std::move(name));
         }
         parsed[share] = run_ctags(scratch->dir, paths, options);
+        if (parsed[share].ok()) {
+          for (auto& tag : *parsed[share]) {
+            size_t n = 0;
+            auto r = std::from_chars(tag.file.data(), tag.file.data() + tag.file.size(), n);
+            tag.file = r.ec == std::errc() && n < code_files.size() ? code_files[n]->path : std::string();
+          }
+        }
       });
     }
   }
+  std::string phases = "classify " + lap();
   std::vector<CodeFile> code;
   std::vector<std::string> code_paths;  // code[i]'s path
   code.reserve(code_files.size());
@@ -550,7 +602,7 @@ Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& o
     const RepoText::File& f = text.files[n];
     if (f.path.find('\n') != std::string::npos) continue;
     IndexedFile inf{f.path, kinds[n], 0, 0, {}, {}};
-    if (inf.kind == FileKind::kCode) {
+    if (measured[n]) {
       const Comments style = comment_style(extension(f.path), base_name(f.path));
       CodeFile cf{idx.files.size(), split_text(f.content, style), {}, false};
       cf.starts = line_starts(cf.split.code);
@@ -568,7 +620,9 @@ Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& o
     }
     idx.files.push_back(std::move(inf));
   }
+  phases += ", measure and keywords " + lap();
   for (auto& t : parsers) t.join();
+  phases += ", then waiting for ctags " + lap();
   for (const auto& p : text.unread_paths) {
     idx.files.push_back({p, classify_file(p, {}), -1, 0, {}, {}});
   }
@@ -601,7 +655,14 @@ Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& o
       idx.parser += " (" + std::to_string(shares) + " processes)";
     }
   }
+  if (idx.focused) {
+    idx.parser += "; focused on this task's names: " + std::to_string(code_files.size()) +
+                  " code file(s) parsed, the full index is built apart";
+  }
+  phases += ", definitions " + lap();
   add_calls(idx, code);
+  phases += ", call sites " + lap();
+  idx.build_phases = phases;
   idx.build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   return idx;
 }
@@ -824,16 +885,47 @@ std::string file_name_for(const fs::path& repo, const std::string& commit) {
 
 }  // namespace
 
-Result<std::shared_ptr<const ScoreIndex>> ScoreIndexCache::at(const fs::path& repo, const std::string& rev) {
+namespace {
+
+// The one background build the process may run at a time (ScoreIndexCache::for_task). Defined
+// after the in-memory cache, so it is destroyed first: its destructor cancels and joins the build
+// before the statics the build uses go away.
+struct BackgroundBuild {
+  std::mutex mutex;
+  std::condition_variable idle;
+  bool running = false;
+  std::atomic<bool> cancel{false};
+  std::thread thread;
+  ~BackgroundBuild() {
+    cancel = true;
+    if (thread.joinable()) thread.join();
+  }
+};
+
+BackgroundBuild background;
+
+}  // namespace
+
+bool ScoreIndexCache::wait_for_background(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(background.mutex);
+  return background.idle.wait_for(lock, timeout, [] { return !background.running; });
+}
+
+Result<ScoreIndexCache::Found> ScoreIndexCache::cached(const fs::path& repo, const std::string& rev) {
   auto commit = resolve_commit(repo, rev);
   if (!commit.ok()) return commit.error();
-  const std::string name = file_name_for(repo, *commit);
-  const std::string key = (dir_ / name).string() + "|" + std::to_string(limits_.max_files);
+  Found f;
+  f.commit = *commit;
+  f.name = file_name_for(repo, *commit);
+  f.key = (dir_ / f.name).string() + "|" + std::to_string(limits_.max_files);
   if (options_.remember_in_memory) {
-    if (auto hit = recall(key)) return hit;
+    if (auto hit = recall(f.key)) {
+      f.index = hit;
+      return f;
+    }
   }
   std::error_code ec;
-  const fs::path file = dir_ / name;
+  const fs::path file = dir_ / f.name;
   if (fs::exists(file, ec)) {
     std::ifstream in(file, std::ios::binary | std::ios::ate);
     std::string bytes(static_cast<size_t>(std::max<std::streamoff>(0, in.tellg())), '\0');
@@ -841,28 +933,83 @@ Result<std::shared_ptr<const ScoreIndex>> ScoreIndexCache::at(const fs::path& re
     in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     auto parsed = parse_index(bytes);
     if (parsed.ok() && parsed->commit == *commit) {
-      auto shared = std::make_shared<const ScoreIndex>(std::move(*parsed));
-      if (options_.remember_in_memory) remember(key, shared);
-      return shared;
+      f.index = std::make_shared<const ScoreIndex>(std::move(*parsed));
+      if (options_.remember_in_memory) remember(f.key, f.index);
     }
   }
-  auto text = read_repo_at(repo, *commit, limits_);
+  return f;
+}
+
+Result<std::shared_ptr<const ScoreIndex>> ScoreIndexCache::build_and_store(const fs::path& repo, const std::string& rev,
+                                                                           const Found& where,
+                                                                           const IndexOptions& options) {
+  const auto read_started = std::chrono::steady_clock::now();
+  auto text = read_repo_at(repo, where.commit, limits_);
   if (!text.ok()) return text.error();
-  auto built = build_score_index(*text, options_);
+  const double read_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - read_started).count();
+  auto built = build_score_index(*text, options);
   if (!built.ok()) return built.error();
-  built->commit = *commit;
-  built->source = repo.string() + " at " + rev + " (" + commit->substr(0, 12) + ")";
+  built->build_phases = "read " + std::to_string(static_cast<long long>(read_ms + 0.5)) + " ms (libgit2, " +
+                        std::to_string(text->files.size()) + " files), " + built->build_phases;
+  built->commit = where.commit;
+  built->source = repo.string() + " at " + rev + " (" + where.commit.substr(0, 12) + ")";
+  if (built->focused) return std::make_shared<const ScoreIndex>(std::move(*built));  // one task's: not kept
+  std::error_code ec;
   fs::create_directories(dir_, ec);
-  const fs::path partial = dir_ / (name + ".partial" + std::to_string(::getpid()));
+  const fs::path partial = dir_ / (where.name + ".partial" + std::to_string(::getpid()));
   {
     std::ofstream out(partial, std::ios::binary);
     out << serialize_index(*built);
   }
-  fs::rename(partial, file, ec);  // a cache that cannot be written only costs the next build
+  fs::rename(partial, dir_ / where.name, ec);  // a cache that cannot be written only costs the next build
   if (ec) fs::remove(partial, ec);
+  built->build_phases +=
+      ", stored " +
+      std::to_string(static_cast<long long>(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - read_started).count() - read_ms -
+          built->build_ms + 0.5)) +
+      " ms";
   auto shared = std::make_shared<const ScoreIndex>(std::move(*built));
-  if (options_.remember_in_memory) remember(key, shared);
+  if (options.remember_in_memory) remember(where.key, shared);
   return shared;
+}
+
+Result<std::shared_ptr<const ScoreIndex>> ScoreIndexCache::at(const fs::path& repo, const std::string& rev) {
+  auto found = cached(repo, rev);
+  if (!found.ok()) return found.error();
+  if (found->index) return found->index;
+  IndexOptions full = options_;
+  full.focused = false;
+  return build_and_store(repo, rev, *found, full);
+}
+
+Result<std::shared_ptr<const ScoreIndex>> ScoreIndexCache::for_task(const fs::path& repo, const std::string& rev,
+                                                                    const TaskRequest& task) {
+  auto found = cached(repo, rev);
+  if (!found.ok()) return found.error();
+  if (found->index) return found->index;
+  IndexOptions focused = options_;
+  focused.focused = true;
+  focused.focus = task_focus(task);
+  auto index = build_and_store(repo, rev, *found, focused);
+  if (!index.ok() || !options_.full_build_in_background) return index;
+  std::lock_guard lock(background.mutex);
+  if (background.running) return index;                        // one at a time: a later task of this base builds it
+  if (background.thread.joinable()) background.thread.join();  // finished: running is false
+  background.running = true;
+  background.cancel = false;
+  IndexOptions full = options_;
+  full.focused = false;
+  full.cancel = &background.cancel;  // bounded by the ctags timeout, and cancelled at exit
+  ScoreIndexCache self = *this;
+  background.thread = std::thread([self, repo, rev, where = *found, full]() mutable {
+    (void)self.build_and_store(repo, rev, where, full);
+    std::lock_guard done(background.mutex);
+    background.running = false;
+    background.idle.notify_all();
+  });
+  return index;
 }
 
 }  // namespace polyphony

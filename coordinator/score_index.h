@@ -73,6 +73,12 @@ struct ScoreIndex {
   std::string scan_note;                   // what was skipped or sampled, for the explanation
   std::string parser;                      // "universal-ctags 5.9.0", or why no parser ran
   double build_ms = 0;                     // how long the build took (0 when loaded)
+  // Built for one task only (IndexOptions::focus): every file is listed, but only the code files
+  // that contain a name the task gives, or whose name it gives, were parsed and measured. What
+  // the task's score reads is the same as in the full index; other tasks must not use it.
+  bool focused = false;
+  int files_parsed = 0;      // code files measured and given to the parser
+  std::string build_phases;  // where the build's time went (not stored)
   bool loaded_from_cache = false;
 
   // Definitions of `name` (exact), functions and macros first.
@@ -85,7 +91,18 @@ struct IndexOptions {
   std::chrono::milliseconds ctags_timeout{std::chrono::seconds(20)};
   const std::atomic<bool>* cancel = nullptr;
   bool remember_in_memory = true;  // false: only the disk cache (how a test sees a process restart)
+  // True: build a focused index (ScoreIndex::focused) over only the code files whose text
+  // contains one of `focus` or whose base name (with or without extension) is one of them.
+  bool focused = false;
+  std::vector<std::string> focus;
+  // ScoreIndexCache::for_task: build the full index in a background thread after answering with
+  // a focused one (at most one such build at a time in the process; a later task retries).
+  bool full_build_in_background = false;
 };
+
+// The words a focused index for `task` needs: the identifiers it names (backticks, name(),
+// snake_case/camelCase) and the base names of the paths it names (see collect_signals).
+std::vector<std::string> task_focus(const TaskRequest& task);
 
 // Builds the index of a repository's text: classifies every file, runs universal-ctags (argv,
 // with a timeout) over the code files written to a scratch directory, and measures what it
@@ -110,9 +127,26 @@ class ScoreIndexCache {
   // "io".
   Result<std::shared_ptr<const ScoreIndex>> at(const std::filesystem::path& repo, const std::string& rev);
 
+  // For scoring one task: the full index when it is in memory or on disk; else a focused index
+  // for this task (parsing only the files its names lead to), and with
+  // options.full_build_in_background the full index built and stored off the caller's path.
+  Result<std::shared_ptr<const ScoreIndex>> for_task(const std::filesystem::path& repo, const std::string& rev,
+                                                     const TaskRequest& task);
+
+  // Waits (up to `timeout`) until no background build runs; true when none does.
+  static bool wait_for_background(std::chrono::milliseconds timeout);
+
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
+  struct Found {
+    std::string commit, name, key;
+    std::shared_ptr<const ScoreIndex> index;  // null: not cached
+  };
+  Result<Found> cached(const std::filesystem::path& repo, const std::string& rev);
+  Result<std::shared_ptr<const ScoreIndex>> build_and_store(const std::filesystem::path& repo, const std::string& rev,
+                                                            const Found& where, const IndexOptions& options);
+
   std::filesystem::path dir_;
   ScanLimits limits_;
   IndexOptions options_;

@@ -254,6 +254,20 @@ std::vector<std::string> scope_words(const std::string& text) {
 
 }  // namespace
 
+std::vector<std::string> task_focus(const TaskRequest& task) {
+  const std::string text = task.title + "\n" + task.body;
+  std::vector<std::string> out;
+  for (const auto& n : named_symbols(text)) out.push_back(n.name);
+  for (const auto& token : path_tokens(text)) {
+    const auto slash = token.rfind('/');
+    const std::string base = slash == std::string::npos ? token : token.substr(slash + 1);
+    if (base.empty()) continue;
+    out.push_back(base);
+    if (const std::string stem = without_extension(base); stem != base && !stem.empty()) out.push_back(stem);
+  }
+  return out;
+}
+
 Signals collect_signals(const TaskRequest& task, const ScoreIndex& idx) {
   Signals s;
   s.risk = task.risk;

@@ -46,14 +46,18 @@ Result<std::pair<fs::path, std::string>> scoring_source(const TaskRequest& task,
 namespace {
 
 // The index of the task's base: built once per base commit, kept under <home>/score-index.
+// The index of the task's base: the full one when it was built before (kept in memory and under
+// <home>/score-index); else one focused on this task's names, while the full index is built in the
+// background for the tasks after it.
 Result<std::shared_ptr<const ScoreIndex>> index_task_repo(const TaskRequest& task, const Config& config,
                                                           const std::atomic<bool>* cancel) {
   auto where = scoring_source(task, config, cancel);
   if (!where.ok()) return where.error();
   IndexOptions options;
   options.cancel = cancel;
+  options.full_build_in_background = true;
   ScoreIndexCache cache(score_index_dir(config), ScanLimits{}, options);
-  return cache.at(where->first, where->second);
+  return cache.for_task(where->first, where->second, task);
 }
 
 }  // namespace
@@ -70,6 +74,11 @@ Result<Score> score_task(const TaskRequest& task, const Settings& settings, Repo
     auto index = index_task_repo(task, settings.config, cancel);
     if (!cache) {
       if (!index.ok()) return index.error();
+      return score(collect_signals(task, **index), settings.routing.scoring);
+    }
+    if (index.ok() && (*index)->focused) {
+      // Focused on this task's names: the next task of the pass looks again (by then the full
+      // index may be in memory).
       return score(collect_signals(task, **index), settings.routing.scoring);
     }
     it = cache->emplace(key, std::move(index)).first;

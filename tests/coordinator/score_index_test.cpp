@@ -224,3 +224,39 @@ TEST_CASE("a repository over the scan limit is sampled and the explanation says 
   CHECK(s.scan_note == (*idx)->scan_note);
   REQUIRE(s.files.size() == 1);
 }
+
+TEST_CASE("a task on a base with no index is scored from a focused index, the same as from the full one") {
+  TempDir dir;
+  testing::make_bare_repo(dir / "origin.git", kProject);
+  IndexOptions o;
+  o.remember_in_memory = false;
+  o.full_build_in_background = true;
+  const std::vector<TaskRequest> tasks{
+      task("Fix typo in Documentation/git-push.txt"),
+      task("Rework locking in `ref_transaction_commit()`: a race with concurrent pushes, hold the mutex"),
+      task("Fix the race in lock_ref when builtin/push.c retries"), task("Tidy the code")};
+  for (const auto& t : tasks) {
+    INFO(t.title);
+    // A fresh cache directory per task: nothing is cached, so the answer is focused.
+    ScoreIndexCache fresh(dir / ("index-" + std::to_string(&t - tasks.data())), ScanLimits{}, o);
+    auto focused = fresh.for_task(dir / "origin.git", "main", t);
+    REQUIRE(focused.ok());
+    CHECK((*focused)->focused);
+    CHECK((*focused)->files.size() == kProject.size());  // every path is known
+    CHECK_THAT((*focused)->parser, Catch::Contains("focused on this task's names"));
+    REQUIRE(ScoreIndexCache::wait_for_background(std::chrono::seconds(60)));
+    auto full = fresh.at(dir / "origin.git", "main");
+    REQUIRE(full.ok());
+    CHECK_FALSE((*full)->focused);
+    CHECK((*full)->loaded_from_cache);  // stored by the background build
+    CHECK((*focused)->files_parsed <= (*full)->files_parsed);
+    const Score a = score(collect_signals(t, **focused), ScoringPolicy{});
+    const Score b = score(collect_signals(t, **full), ScoringPolicy{});
+    CHECK(a.total == b.total);
+    for (size_t d = 0; d < a.dimensions.size(); ++d) CHECK(a.dimensions[d].value == b.dimensions[d].value);
+    // Once the full index is on disk, for_task answers from it.
+    auto again = fresh.for_task(dir / "origin.git", "main", t);
+    REQUIRE(again.ok());
+    CHECK_FALSE((*again)->focused);
+  }
+}
