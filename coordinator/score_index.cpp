@@ -679,7 +679,8 @@ std::string serialize_index(const ScoreIndex& idx) {
   };
   o += kIndexHeader;
   o += "\ncommit " + idx.commit + "\nsource " + idx.source + "\nfiles_in_repo " + std::to_string(idx.files_in_repo) +
-       "\nscan_note " + idx.scan_note + "\nparser " + idx.parser + "\n";
+       "\nfiles_parsed " + std::to_string(idx.files_parsed) + "\nscan_note " + idx.scan_note + "\nparser " +
+       idx.parser + "\n";
   auto keywords = [&](char which, const std::map<std::string, KeywordCount>& m) {
     for (const auto& [k, c] : m) {
       std::string name = k;
@@ -834,6 +835,8 @@ Result<ScoreIndex> parse_index(const std::string& text) {
       idx.source = *v;
     } else if (auto v = rest("files_in_repo")) {
       idx.files_in_repo = std::atoi(v->c_str());
+    } else if (auto v = rest("files_parsed")) {
+      idx.files_parsed = std::atoi(v->c_str());
     } else if (auto v = rest("scan_note")) {
       idx.scan_note = *v;
     } else if (auto v = rest("parser")) {
