@@ -888,32 +888,6 @@ std::string file_name_for(const fs::path& repo, const std::string& commit) {
 
 }  // namespace
 
-namespace {
-
-// The one background build the process may run at a time (ScoreIndexCache::for_task). Defined
-// after the in-memory cache, so it is destroyed first: its destructor cancels and joins the build
-// before the statics the build uses go away.
-struct BackgroundBuild {
-  std::mutex mutex;
-  std::condition_variable idle;
-  bool running = false;
-  std::atomic<bool> cancel{false};
-  std::thread thread;
-  ~BackgroundBuild() {
-    cancel = true;
-    if (thread.joinable()) thread.join();
-  }
-};
-
-BackgroundBuild background;
-
-}  // namespace
-
-bool ScoreIndexCache::wait_for_background(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(background.mutex);
-  return background.idle.wait_for(lock, timeout, [] { return !background.running; });
-}
-
 Result<ScoreIndexCache::Found> ScoreIndexCache::cached(const fs::path& repo, const std::string& rev) {
   auto commit = resolve_commit(repo, rev);
   if (!commit.ok()) return commit.error();
@@ -995,24 +969,7 @@ Result<std::shared_ptr<const ScoreIndex>> ScoreIndexCache::for_task(const fs::pa
   IndexOptions focused = options_;
   focused.focused = true;
   focused.focus = task_focus(task);
-  auto index = build_and_store(repo, rev, *found, focused);
-  if (!index.ok() || !options_.full_build_in_background) return index;
-  std::lock_guard lock(background.mutex);
-  if (background.running) return index;                        // one at a time: a later task of this base builds it
-  if (background.thread.joinable()) background.thread.join();  // finished: running is false
-  background.running = true;
-  background.cancel = false;
-  IndexOptions full = options_;
-  full.focused = false;
-  full.cancel = &background.cancel;  // bounded by the ctags timeout, and cancelled at exit
-  ScoreIndexCache self = *this;
-  background.thread = std::thread([self, repo, rev, where = *found, full]() mutable {
-    (void)self.build_and_store(repo, rev, where, full);
-    std::lock_guard done(background.mutex);
-    background.running = false;
-    background.idle.notify_all();
-  });
-  return index;
+  return build_and_store(repo, rev, *found, focused);
 }
 
 }  // namespace polyphony

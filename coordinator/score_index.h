@@ -95,9 +95,6 @@ struct IndexOptions {
   // contains one of `focus` or whose base name (with or without extension) is one of them.
   bool focused = false;
   std::vector<std::string> focus;
-  // ScoreIndexCache::for_task: build the full index in a background thread after answering with
-  // a focused one (at most one such build at a time in the process; a later task retries).
-  bool full_build_in_background = false;
 };
 
 // The words a focused index for `task` needs: the identifiers it names (backticks, name(),
@@ -127,14 +124,11 @@ class ScoreIndexCache {
   // "io".
   Result<std::shared_ptr<const ScoreIndex>> at(const std::filesystem::path& repo, const std::string& rev);
 
-  // For scoring one task: the full index when it is in memory or on disk; else a focused index
-  // for this task (parsing only the files its names lead to), and with
-  // options.full_build_in_background the full index built and stored off the caller's path.
+  // For scoring one task: the full index when it is in memory or on disk; else an index focused
+  // on this task (parsing only the files its names lead to; not stored). The caller builds the
+  // full index afterwards, off its path (at(); the coordinator does it as a background job).
   Result<std::shared_ptr<const ScoreIndex>> for_task(const std::filesystem::path& repo, const std::string& rev,
                                                      const TaskRequest& task);
-
-  // Waits (up to `timeout`) until no background build runs; true when none does.
-  static bool wait_for_background(std::chrono::milliseconds timeout);
 
   const std::filesystem::path& dir() const { return dir_; }
 

@@ -47,15 +47,13 @@ namespace {
 
 // The index of the task's base: built once per base commit, kept under <home>/score-index.
 // The index of the task's base: the full one when it was built before (kept in memory and under
-// <home>/score-index); else one focused on this task's names, while the full index is built in the
-// background for the tasks after it.
+// <home>/score-index); else one focused on this task's names (build_full_index makes the full one).
 Result<std::shared_ptr<const ScoreIndex>> index_task_repo(const TaskRequest& task, const Config& config,
                                                           const std::atomic<bool>* cancel) {
   auto where = scoring_source(task, config, cancel);
   if (!where.ok()) return where.error();
   IndexOptions options;
   options.cancel = cancel;
-  options.full_build_in_background = true;
   ScoreIndexCache cache(score_index_dir(config), ScanLimits{}, options);
   return cache.for_task(where->first, where->second, task);
 }
@@ -66,12 +64,24 @@ std::filesystem::path score_index_dir(const Config& config) {
   return config.home / "score-index";
 }
 
+Result<void> build_full_index(const TaskRequest& task, const Config& config, const std::atomic<bool>* cancel) {
+  auto where = scoring_source(task, config, cancel);
+  if (!where.ok()) return where.error();
+  IndexOptions options;
+  options.cancel = cancel;
+  ScoreIndexCache cache(score_index_dir(config), ScanLimits{}, options);
+  auto index = cache.at(where->first, where->second);
+  if (!index.ok()) return index.error();
+  return {};
+}
+
 Result<Score> score_task(const TaskRequest& task, const Settings& settings, RepoTextCache* cache,
-                         const std::atomic<bool>* cancel) {
+                         const std::atomic<bool>* cancel, bool* focused) {
   const auto key = std::make_pair(task.repo, task.base_branch);
   auto it = cache ? cache->find(key) : RepoTextCache::iterator();
   if (!cache || it == cache->end()) {
     auto index = index_task_repo(task, settings.config, cancel);
+    if (focused && index.ok() && (*index)->focused) *focused = true;
     if (!cache) {
       if (!index.ok()) return index.error();
       return score(collect_signals(task, **index), settings.routing.scoring);
