@@ -159,9 +159,8 @@ json explanation_json(const Explanation& e, const Settings& s) {
        {{"source", e.index->source},
         {"files_scanned", e.signals.files_scanned},
         {"scan_note", e.signals.scan_note},
-        {"parser", e.signals.parser},
-        {"index_cached", e.index->loaded_from_cache},
-        {"index_ms", e.index_ms}}},
+        {"parser", e.signals.parser}}},  // whether the index was cached, and how long it took, only in the text: the
+                                         // JSON is the same every run
       {"named_nothing", e.signals.named_nothing},
       {"notes", e.signals.notes},
       {"dimensions", dims},
