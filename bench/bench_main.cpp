@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <cstdlib>
 
+#include <algorithm>
 #include <iostream>
 #include <set>
 #include <sstream>
@@ -21,7 +22,7 @@ constexpr const char* kUsage =
        polyphony-bench --only fleet [--smoke] [--json]   (simulated workers: needs no Docker)
   --json             print a JSON list instead of the table
   --smoke            each benchmark once, on tiny sizes
-  --only LIST        comma-separated: dispatch,provision,parallel,footprint,fleet (default: all)
+  --only LIST        comma-separated: dispatch,provision,parallel,footprint,fleet,score (default: all)
   --work-dir DIR     scratch space (default: a new directory under $TMPDIR, removed at the end)
   --keep             keep the scratch space
   --polyphony PATH   the polyphony program (default: the one built beside this program)
@@ -77,11 +78,15 @@ Flags parse(int argc, char** argv) {
       throw BenchError("unknown argument '" + a + "'\n" + kUsage);
   }
   for (const auto& b : f.only) {
-    if (b != "dispatch" && b != "provision" && b != "parallel" && b != "footprint" && b != "fleet") {
-      throw BenchError("--only: unknown benchmark '" + b + "' (dispatch, provision, parallel, footprint, fleet)");
+    if (b != "dispatch" && b != "provision" && b != "parallel" && b != "footprint" && b != "fleet" && b != "score") {
+      throw BenchError("--only: unknown benchmark '" + b +
+                       "' (dispatch, provision, parallel, footprint, fleet, score)");
     }
   }
-  const bool docker_free = !f.only.empty() && f.only == std::set<std::string>{"fleet"};  // no container in fleet
+  // No container in fleet or score.
+  const bool docker_free = !f.only.empty() && std::all_of(f.only.begin(), f.only.end(), [](const std::string& b) {
+    return b == "fleet" || b == "score";
+  });
   if (f.options.docker_host.empty()) {
     if (const char* env = std::getenv("DOCKER_HOST"); env != nullptr) f.options.docker_host = env;
   }
@@ -108,11 +113,8 @@ int run(int argc, char** argv) {
   fs::create_directories(f.options.work_dir);
   progress("scratch space " + f.options.work_dir.string());
   const std::vector<std::pair<std::string, std::vector<Row> (*)(const BenchOptions&)>> benchmarks{
-      {"dispatch", run_dispatch},
-      {"provision", run_provision},
-      {"parallel", run_parallel},
-      {"footprint", run_footprint},
-      {"fleet", run_fleet}};
+      {"dispatch", run_dispatch},   {"provision", run_provision}, {"parallel", run_parallel},
+      {"footprint", run_footprint}, {"fleet", run_fleet},         {"score", run_score}};
   std::vector<Row> rows;
   int failures = 0;
   const double start = steady_now();

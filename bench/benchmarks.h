@@ -30,6 +30,10 @@ std::vector<Row> run_footprint(const BenchOptions& options);
 // ZeroMQ round trip.
 std::vector<Row> run_fleet(const BenchOptions& options);
 
+// Scoring a task on a generated 5,000-file repository: nothing cached, the index cached on disk
+// and in memory, beside `ctags -R` over the same files.
+std::vector<Row> run_score(const BenchOptions& options);
+
 // The poll interval the Docker benchmarks configure: the shipped default (spawn nudges the
 // coordinator and a freed slot is refilled at once, so the interval bounds no figure).
 inline constexpr int kBenchPollIntervalMs = 500;

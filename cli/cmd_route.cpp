@@ -2,6 +2,7 @@
 // be routed, with the evidence for every dimension. Runs nothing and queues nothing.
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <iomanip>
 #include <iostream>
 
@@ -9,9 +10,12 @@
 #include "cli/task_flags.h"
 #include "cli/task_views.h"
 #include "common/ids.h"
+#include "coordinator/calibration.h"
 #include "coordinator/router.h"
+#include "coordinator/score_index.h"
 #include "coordinator/scoring.h"
 #include "coordinator/state_store.h"
+#include "coordinator/task_scoring.h"
 
 namespace polyphony::cli {
 
@@ -21,7 +25,8 @@ using nlohmann::json;
 
 struct Explanation {
   TaskRequest task;
-  RepoText repo;
+  std::shared_ptr<const ScoreIndex> index;
+  double index_ms = 0;  // how long getting the index took (built, or read from the cache)
   Signals signals;
   Score score;
   RouteDecision decision;
@@ -92,8 +97,12 @@ void print_text(const Explanation& e, const Settings& s) {
   o << "task:        " << e.task.title << "\n"
     << "             type " << or_none(e.task.task_type) << ", risk " << or_none(e.task.risk) << ", labels "
     << or_none(labels) << "\n"
-    << "repo:        " << e.repo.source << ", " << e.signals.files_scanned << " text file(s) scanned"
-    << (e.signals.scan_note.empty() ? "" : "; " + e.signals.scan_note) << "\n\n";
+    << "repo:        " << e.index->source << ", " << e.signals.files_scanned << " file(s) indexed"
+    << (e.signals.scan_note.empty() ? "" : "; " + e.signals.scan_note) << "\n"
+    << "index:       " << e.signals.parser << "; " << (e.index->loaded_from_cache ? "read from the cache" : "built")
+    << " in " << std::fixed << std::setprecision(0) << e.index_ms << " ms\n";
+  for (const auto& n : e.signals.notes) o << "note:        " << n << "\n";
+  o << "\n";
   for (const auto& d : e.score.dimensions) {
     o << std::left << std::setw(20) << dimension_name(d.dimension) << d.value << "  ";
     for (size_t i = 0; i < d.evidence.size(); ++i) o << (i ? std::string(23, ' ') : "") << d.evidence[i] << "\n";
@@ -147,7 +156,13 @@ json explanation_json(const Explanation& e, const Settings& s) {
   json out{
       {"task", {{"title", e.task.title}, {"type", e.task.task_type}, {"risk", e.task.risk}, {"labels", e.task.labels}}},
       {"repo",
-       {{"source", e.repo.source}, {"files_scanned", e.signals.files_scanned}, {"scan_note", e.signals.scan_note}}},
+       {{"source", e.index->source},
+        {"files_scanned", e.signals.files_scanned},
+        {"scan_note", e.signals.scan_note},
+        {"parser", e.signals.parser}}},  // whether the index was cached, and how long it took, only in the text: the
+                                         // JSON is the same every run
+      {"named_nothing", e.signals.named_nothing},
+      {"notes", e.signals.notes},
       {"dimensions", dims},
       {"total", e.score.total},
       {"plan", plan_name(r.plan)},
@@ -169,10 +184,13 @@ Result<Explanation> explain(const Args& args, const Settings& settings) {
   e.task = *task;
   auto where = local_repo(e.task, settings.config);
   if (!where.ok()) return where.error();
-  auto text = read_repo_at(where->first, where->second);
-  if (!text.ok()) return text.error();
-  e.repo = std::move(*text);
-  e.signals = collect_signals(e.task, e.repo);
+  const auto started = std::chrono::steady_clock::now();
+  ScoreIndexCache indexes(score_index_dir(settings.config));
+  auto index = indexes.at(where->first, where->second);
+  if (!index.ok()) return index.error();
+  e.index = *index;
+  e.index_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  e.signals = collect_signals(e.task, *e.index);
   e.score = score(e.signals, settings.routing.scoring);
   auto outcomes = recorded_outcomes(e.task, e.score.total, settings);
   if (!outcomes.ok()) return outcomes.error();
@@ -185,13 +203,41 @@ Result<Explanation> explain(const Args& args, const Settings& settings) {
   return e;
 }
 
+// `route --calibrate FILE.tsv --repo R`: scores a user's labelled tasks against R and prints
+// band accuracy, pair ordering and the best thresholds for the set.
+int calibrate_command(const Args& args, const Settings& settings) {
+  if (!args.positional.empty()) {
+    return report(make_error("usage", "route --calibrate takes no TITLE: the tasks come from the TSV file", "TITLE"));
+  }
+  if (!args.has("repo"))
+    return report(make_error("usage", "route --calibrate needs --repo R, a local repository", "--repo"));
+  TaskRequest probe;
+  probe.repo = args.get("repo");
+  auto where = local_repo(probe, settings.config);
+  if (!where.ok()) return report(where.error());
+  auto tasks = read_labelled_tasks(args.get("calibrate"));
+  if (!tasks.ok()) {
+    Error e = tasks.error();
+    if (e.code == "io") e.where = "--calibrate";
+    return report(e);
+  }
+  ScoreIndexCache indexes(score_index_dir(settings.config));
+  auto r = calibrate(*tasks, where->first, settings.routing.scoring, indexes);
+  if (!r.ok()) return report(r.error());
+  std::cout << format_report(*r, settings.routing.scoring);
+  return kExitOk;
+}
+
 int route_command(const Args& args) {
-  if (!args.has("explain")) {
-    return report(make_error("usage", "route only explains for now: polyphony route --explain TITLE --repo R [...]",
+  if (!args.has("explain") && !args.has("calibrate")) {
+    return report(make_error("usage",
+                             "route explains or calibrates: polyphony route --explain TITLE --repo R [...], or "
+                             "polyphony route --calibrate FILE.tsv --repo R",
                              "--explain"));
   }
   auto settings = load_or_report();
   if (!settings) return kExitUsage;
+  if (args.has("calibrate")) return calibrate_command(args, *settings);
   auto e = explain(args, *settings);
   if (!e.ok()) return report(e.error());
   if (args.has("json")) {
@@ -211,12 +257,17 @@ Result<json> route_explain_json(const Args& args, const Settings& settings) {
 }
 
 void add_route(Command& polyphony) {
-  Command route = polyphony.add("route", "--explain: score a task against a local repo, show its routing; runs nothing",
-                                route_command);
+  Command route = polyphony.add(
+      "route",
+      "--explain: score a task against a local repo, show its routing; --calibrate: check the score; runs nothing",
+      route_command);
   route.positionals("TITLE", "the task's title (quote it; after -- when it starts with -)")
       .flag("--explain",
             "show the score, its evidence, the plan and agents routing picks, and how earlier tasks "
             "of this repo and score band ended")
+      .option("--calibrate", "FILE.tsv",
+              "score labelled tasks (band, base, title, description per line) against --repo and print band "
+              "accuracy, pair ordering and the best thresholds")
       .flag("--json", "the same as JSON");
   add_task_flags(route);
 }

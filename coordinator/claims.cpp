@@ -65,12 +65,26 @@ BackgroundJobs::Job Coordinator::score_job(std::vector<Task> tasks) {
   return [this, cancel, tasks = std::move(tasks)]() -> BackgroundJobs::Apply {
     RepoTextCache texts;  // one read of the origin for all its tasks
     std::vector<Result<Score>> scores;
-    for (const auto& t : tasks) scores.push_back(score_task(t.request, settings_, &texts, cancel));
-    return [this, tasks, scores = std::move(scores)] {
+    bool focused = false;  // a base had no index yet: its tasks were scored from focused ones
+    for (const auto& t : tasks) scores.push_back(score_task(t.request, settings_, &texts, cancel, &focused));
+    return [this, tasks, scores = std::move(scores), focused] {
       batch([&] {
         for (size_t i = 0; i < tasks.size(); ++i) claim(tasks[i], scores[i]);
       });
       slot_freed_ = true;  // new work to dispatch: at once rather than at the next poll
+      if (!focused) return;
+      // A base had no index: the full one, for the tasks after these, as a job like the scoring
+      // ones (bounded, cancelled when the coordinator stops); one per origin at a time.
+      const std::atomic<bool>* stopping = &scoring_jobs_->stopping();
+      const TaskRequest request = tasks.front().request;
+      scoring_jobs_->submit("index " + scoring_origin(request, settings_.config),
+                            [this, stopping, request]() -> BackgroundJobs::Apply {
+                              auto built = build_full_index(request, settings_.config, stopping);
+                              if (!built.ok()) {
+                                spdlog::warn("scoring index of {}: {}", request.repo, built.error().to_string());
+                              }
+                              return [] {};
+                            });
     };
   };
 }
@@ -83,7 +97,7 @@ void Coordinator::claim(const Task& t, const Result<Score>& scored) {
   if (scored.ok()) {
     total = scored->total;
     u.score = scored->total;
-    why += "; complexity " + std::to_string(scored->total) + "/10";
+    why += "; complexity " + std::to_string(scored->total) + "/10 (" + score_summary(*scored) + ")";
   } else {
     spdlog::warn("task {}: cannot score it: {}", t.request.id, scored.error().to_string());
     why += "; not scored (" + scored.error().message + ")";

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/git_handles.h"
+#include "coordinator/score_index.h"
 #include "coordinator/scoring.h"
 
 namespace polyphony {
@@ -27,17 +28,31 @@ bool looks_binary(std::string_view content) {
   return content.substr(0, kBinarySniffBytes).find('\0') != std::string_view::npos;
 }
 
-// Sorts by path and keeps what the limits allow; counts what they drop.
+// Sorts by path and keeps what the limits allow, sampling evenly when there are more files than
+// max_files; counts what they drop and keeps the dropped paths.
 std::vector<Candidate> select(std::vector<Candidate> all, const ScanLimits& limits, RepoText& out) {
   std::sort(all.begin(), all.end(), [](const Candidate& a, const Candidate& b) { return a.path < b.path; });
+  size_t fitting = 0;
+  for (const auto& c : all) fitting += c.size <= limits.max_file_bytes ? 1 : 0;
+  const double stride = fitting > limits.max_files && limits.max_files > 0
+                            ? static_cast<double>(fitting) / static_cast<double>(limits.max_files)
+                            : 1.0;
   std::vector<Candidate> keep;
   uint64_t total = 0;
+  double next = 0;
+  size_t seen = 0;
   for (auto& c : all) {
     if (c.size > limits.max_file_bytes) {
       ++out.skipped_large;
-    } else if (keep.size() >= limits.max_files || total + c.size > limits.max_total_bytes) {
+      out.unread_paths.push_back(c.path);
+      continue;
+    }
+    const bool sampled = static_cast<double>(seen++) >= next;
+    if (!sampled || keep.size() >= limits.max_files || total + c.size > limits.max_total_bytes) {
       ++out.skipped_over_cap;
+      out.unread_paths.push_back(c.path);
     } else {
+      next += stride;
       total += c.size;
       keep.push_back(std::move(c));
     }
@@ -165,6 +180,22 @@ Result<RepoText> read_repo_at(const fs::path& repo, const std::string& rev, cons
   }
   remember_read(repo.string(), oid, limits, text);
   return text;
+}
+
+Result<std::string> resolve_commit(const fs::path& repo, const std::string& rev) {
+  detail::ensure_libgit2();
+  const std::string r = rev.empty() ? "HEAD" : rev;
+  git_repository* repo_raw = nullptr;
+  git_object* peeled_raw = nullptr;
+  if (git_repository_open_ext(&repo_raw, repo.c_str(), 0, nullptr) != 0) {
+    return make_error("git", "no git repository at " + repo.string(), repo.string());
+  }
+  detail::Repository handle(repo_raw);
+  if (git_revparse_single(&peeled_raw, handle.get(), (r + "^{commit}").c_str()) != 0) {
+    return make_error("git", "no branch or commit '" + r + "' in " + repo.string(), repo.string());
+  }
+  detail::Commit commit(reinterpret_cast<git_commit*>(peeled_raw));
+  return detail::oid_hex(*git_commit_id(commit.get()));
 }
 
 Result<RepoText> read_work_tree(const fs::path& dir, const ScanLimits& limits) {

@@ -1,6 +1,7 @@
 // Reads a task's repository for scoring: local paths as they are, URLs through a mirror.
 #include "coordinator/task_scoring.h"
 
+#include "coordinator/score_index.h"
 #include "coordinator/submission.h"
 #include "git/mirror.h"
 
@@ -44,26 +45,56 @@ Result<std::pair<fs::path, std::string>> scoring_source(const TaskRequest& task,
 
 namespace {
 
-Result<RepoText> read_task_repo(const TaskRequest& task, const Config& config, const std::atomic<bool>* cancel) {
+// The index of the task's base: built once per base commit, kept under <home>/score-index.
+// The index of the task's base: the full one when it was built before (kept in memory and under
+// <home>/score-index); else one focused on this task's names (build_full_index makes the full one).
+Result<std::shared_ptr<const ScoreIndex>> index_task_repo(const TaskRequest& task, const Config& config,
+                                                          const std::atomic<bool>* cancel) {
   auto where = scoring_source(task, config, cancel);
   if (!where.ok()) return where.error();
-  return read_repo_at(where->first, where->second);
+  IndexOptions options;
+  options.cancel = cancel;
+  ScoreIndexCache cache(score_index_dir(config), ScanLimits{}, options);
+  return cache.for_task(where->first, where->second, task);
 }
 
 }  // namespace
 
+std::filesystem::path score_index_dir(const Config& config) {
+  return config.home / "score-index";
+}
+
+Result<void> build_full_index(const TaskRequest& task, const Config& config, const std::atomic<bool>* cancel) {
+  auto where = scoring_source(task, config, cancel);
+  if (!where.ok()) return where.error();
+  IndexOptions options;
+  options.cancel = cancel;
+  ScoreIndexCache cache(score_index_dir(config), ScanLimits{}, options);
+  auto index = cache.at(where->first, where->second);
+  if (!index.ok()) return index.error();
+  return {};
+}
+
 Result<Score> score_task(const TaskRequest& task, const Settings& settings, RepoTextCache* cache,
-                         const std::atomic<bool>* cancel) {
+                         const std::atomic<bool>* cancel, bool* focused) {
   const auto key = std::make_pair(task.repo, task.base_branch);
   auto it = cache ? cache->find(key) : RepoTextCache::iterator();
   if (!cache || it == cache->end()) {
-    auto text = read_task_repo(task, settings.config, cancel);
-    if (!cache)
-      return text.ok() ? Result<Score>(score(collect_signals(task, *text), settings.routing.scoring)) : text.error();
-    it = cache->emplace(key, std::move(text)).first;
+    auto index = index_task_repo(task, settings.config, cancel);
+    if (focused && index.ok() && (*index)->focused) *focused = true;
+    if (!cache) {
+      if (!index.ok()) return index.error();
+      return score(collect_signals(task, **index), settings.routing.scoring);
+    }
+    if (index.ok() && (*index)->focused) {
+      // Focused on this task's names: the next task of the pass looks again (by then the full
+      // index may be in memory).
+      return score(collect_signals(task, **index), settings.routing.scoring);
+    }
+    it = cache->emplace(key, std::move(index)).first;
   }
   if (!it->second.ok()) return it->second.error();
-  return score(collect_signals(task, *it->second), settings.routing.scoring);
+  return score(collect_signals(task, **it->second), settings.routing.scoring);
 }
 
 }  // namespace polyphony

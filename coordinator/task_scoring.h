@@ -8,6 +8,7 @@
 #include <atomic>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -28,13 +29,26 @@ std::string scoring_origin(const TaskRequest& task, const Config& config);
 Result<std::pair<std::filesystem::path, std::string>> scoring_source(const TaskRequest& task, const Config& config,
                                                                      const std::atomic<bool>* cancel = nullptr);
 
-// Repository texts read during one claim pass, by (task.repo, task.base_branch), errors
-// included: the tasks of one repo claimed together read (and fetch) it once.
-using RepoTextCache = std::map<std::pair<std::string, std::string>, Result<RepoText>>;
+struct ScoreIndex;
 
-// The task's complexity score with its evidence. With a cache, a repository already read for
-// another task of the same pass is not read again. `cancel` as for scoring_source.
+// Repository indexes read during one claim pass, by (task.repo, task.base_branch), errors
+// included: the tasks of one repo claimed together read (and fetch) it once.
+using RepoTextCache = std::map<std::pair<std::string, std::string>, Result<std::shared_ptr<const ScoreIndex>>>;
+
+// Where the scoring indexes of the coordinator's repositories are kept: <home>/score-index, one
+// file per repository and base commit (see score_index.h).
+std::filesystem::path score_index_dir(const Config& config);
+
+// The task's complexity score with its evidence, from the index of the task's base commit when
+// it is in memory or under <home>/score-index, else from an index focused on the task's names
+// (the same signals; `*focused` set to true): then build_full_index, off the caller's path, makes
+// the full one for the tasks after it. With a cache, a repository already indexed for another task
+// of the same pass is not looked up again. `cancel` as for scoring_source.
 Result<Score> score_task(const TaskRequest& task, const Settings& settings, RepoTextCache* cache = nullptr,
-                         const std::atomic<bool>* cancel = nullptr);
+                         const std::atomic<bool>* cancel = nullptr, bool* focused = nullptr);
+
+// Builds and stores the full index of the task's base (a no-op when it is cached). Bounded by the
+// parser's timeout and `cancel`. Errors as scoring_source's and "git"/"io".
+Result<void> build_full_index(const TaskRequest& task, const Config& config, const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace polyphony

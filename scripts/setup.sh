@@ -23,7 +23,7 @@ readonly PACKAGES=(
   libboost-dev libboost-filesystem-dev libboost-system-dev
   libspdlog-dev catch2 libcurl4-openssl-dev nlohmann-json3-dev libcpp-httplib-dev libcli11-dev
   docker.io debootstrap iproute2 gh openssl libssl-dev
-  chromium python3-prometheus-client python3-zmq python3-msgpack clang-format
+  chromium python3-prometheus-client python3-zmq python3-msgpack clang-format universal-ctags
 )
 
 install_packages() {

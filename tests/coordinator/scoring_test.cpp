@@ -66,7 +66,8 @@ void check_fixture_signals(const Signals& s) {
   REQUIRE(refresh != nullptr);
   CHECK(refresh->call_sites == 5);  // 3 in app.py, 2 in jobs.py; the comment and import are not calls
   CHECK(refresh->files_calling == 2);
-  CHECK(refresh->defined_in == std::vector<std::string>{"src/auth/session.py"});
+  CHECK(refresh->defined_in == std::vector<std::string>{"src/auth/session.py:6-10"});
+  CHECK(refresh->why == "identifier in the task");
   REQUIRE(s.files.size() == 1);
   CHECK(s.files[0].path == "src/auth/session.py");
   CHECK(s.files[0].why == "named in the task");
@@ -78,6 +79,8 @@ void check_fixture_signals(const Signals& s) {
   }
   REQUIRE(hit(s.security, "token") != nullptr);
   CHECK(hit(s.security, "token")->found_in == std::vector<std::string>{"task", "src/auth/session.py (1)"});
+  CHECK(hit(s.security, "token")->weight == kTaskKeywordWeight);
+  CHECK(hit(s.security, "password")->weight == kCodeKeywordWeight);
   CHECK(hit(s.concurrency, "lock") != nullptr);
   CHECK(hit(s.concurrency, "threading") != nullptr);
   CHECK(s.scan_note == "1 binary file(s) skipped");
@@ -86,27 +89,25 @@ void check_fixture_signals(const Signals& s) {
 }  // namespace
 
 TEST_CASE("each dimension steps from 0 to 1 to 2 exactly at its cut-offs") {
-  const ScoringPolicy p;
+  ScoringPolicy p;
+  p.lines_of_code = {150, 600};
+  p.nesting = {4, 6};
+  p.call_sites = {4, 12};
+  p.security_keywords = {1, 3};
+  p.concurrency_keywords = {1, 3};
   struct Case {
     Dimension dim;
     Signals signals;
     int expect;
   };
-  auto loc = [](int n) {
+  auto fn = [](int lines, int nesting, int calls) {
     Signals s;
-    s.files = {{"a.c", n, 0, "named in the task"}};
+    s.symbols = {{"f", calls, 1, {"a.c:1-9"}, lines, nesting, 0, "in backticks"}};
     return s;
   };
-  auto nest = [](int n) {
-    Signals s;
-    s.files = {{"a.c", 1, n, "named in the task"}};
-    return s;
-  };
-  auto calls = [](int n) {
-    Signals s;
-    s.symbols = {{"f", n, 1, {"a.c"}}};
-    return s;
-  };
+  auto loc = [&](int n) { return fn(n, 0, 0); };
+  auto nest = [&](int n) { return fn(1, n, 0); };
+  auto calls = [&](int n) { return fn(1, 0, n); };
   auto sec = [](int n) {
     Signals s;
     s.security = keywords(n);
@@ -159,7 +160,7 @@ TEST_CASE("cut-offs from routing.yaml replace the defaults") {
   ScoringPolicy p;
   p.call_sites = {2, 3};
   Signals s;
-  s.symbols = {{"f", 2, 1, {"a.c"}}};
+  s.symbols = {{"f", 2, 1, {"a.c:1"}, 1, 0, 0, "in backticks"}};
   CHECK(value_of(score(s, p), Dimension::kFanOut) == 1);
   s.symbols[0].call_sites = 3;
   CHECK(value_of(score(s, p), Dimension::kFanOut) == 2);
@@ -181,19 +182,33 @@ TEST_CASE("totals up to 3 are solo and 4 to 6 review and 7 and above strong") {
   CHECK(plan_for(3, custom) == Plan::kStrong);
 }
 
-TEST_CASE("the evidence names the files and counts and keywords behind each value") {
+TEST_CASE("the evidence names the definitions and counts and keywords behind each value") {
   Signals s;
-  s.files = {{"src/auth.py", 200, 2, "named in the task"}};
-  s.symbols = {{"login", 5, 2, {"src/auth.py"}}};
-  s.security = {{"password", {"task", "src/auth.py (2)"}}};
-  const Score sc = score(s, ScoringPolicy{});
-  CHECK(sc.total == 3);
+  s.files = {{"src/auth.py", "code", 200, 2, "defines login()"}};
+  s.symbols = {{"login", 5, 2, {"src/auth.py:10-40"}, 28, 3, 6, "written login()"}};
+  s.security = {{"password", {"task", "src/auth.py (2)"}, kTaskKeywordWeight}};
+  ScoringPolicy p;
+  p.call_sites = {4, 12};
+  p.security_keywords = {4, 8};
+  const Score sc = score(s, p);
   const auto& depth = sc.dimensions[0].evidence;
-  CHECK(std::find(depth.begin(), depth.end(), "src/auth.py: 200 lines, nesting 2 (named in the task)") != depth.end());
+  CHECK(std::find(depth.begin(), depth.end(),
+                  "login(): src/auth.py:10-40, 28 lines, nesting 3, 6 branch(es) (written login())") != depth.end());
   const auto& fan = sc.dimensions[1].evidence;
-  CHECK(std::find(fan.begin(), fan.end(), "login(): 5 call site(s) in 2 file(s), defined in src/auth.py") != fan.end());
+  CHECK(std::find(fan.begin(), fan.end(), "login(): 5 call site(s) in 2 file(s)") != fan.end());
+  CHECK(sc.dimensions[1].value == 1);
   const auto& sec = sc.dimensions[2].evidence;
-  CHECK(std::find(sec.begin(), sec.end(), "'password' in task, src/auth.py (2)") != sec.end());
+  CHECK(std::find(sec.begin(), sec.end(), "'password' 4: task, src/auth.py (2)") != sec.end());
+  CHECK(sc.dimensions[2].value == 1);
+}
+
+TEST_CASE("a password in the task outweighs lock in a comment") {
+  const ScoringPolicy p;
+  Signals password;
+  password.security = {{"password", {"task"}, kTaskKeywordWeight}};
+  Signals lock;
+  lock.concurrency = {{"lock", {"a.c comments (1)"}, kCommentKeywordWeight}};
+  CHECK(value_of(score(password, p), Dimension::kSecurityBoundary) > value_of(score(lock, p), Dimension::kConcurrency));
 }
 
 TEST_CASE("signals from a bare repository count callers and find keywords at a commit") {
@@ -225,14 +240,17 @@ TEST_CASE("C declarations are neither definitions nor calls") {
   const SymbolUse* parse = symbol(s, "parse_header");
   REQUIRE(parse != nullptr);
   CHECK(parse->call_sites == 2);
-  CHECK(parse->defined_in == std::vector<std::string>{"c/parser.c"});
+  CHECK(parse->defined_in == std::vector<std::string>{"c/parser.c:2-7"});
+  CHECK(parse->lines == 6);
+  CHECK(parse->nesting == 2);
+  CHECK(parse->branches == 1);
   REQUIRE(s.files.size() == 1);  // parser.h only declares it
   CHECK(s.files[0].path == "c/parser.c");
   CHECK(s.files[0].why == "defines parse_header()");
   CHECK(s.files[0].nesting == 2);
 }
 
-TEST_CASE("the scan skips large files and stops at the file cap") {
+TEST_CASE("the scan skips large files and samples at the file cap") {
   TempDir dir;
   testing::make_bare_repo(dir / "origin.git", kFixture);
   ScanLimits limits;
@@ -246,6 +264,7 @@ TEST_CASE("the scan skips large files and stops at the file cap") {
   CHECK(text->skipped_large == large);
   CHECK(text->files.size() + static_cast<size_t>(text->skipped_binary) == 3);
   CHECK(text->skipped_over_cap == static_cast<int>(kFixture.size() - large) - 3);
+  CHECK(text->unread_paths.size() == static_cast<size_t>(text->skipped_over_cap + text->skipped_large));
 }
 
 TEST_CASE("a repeated read at an unchanged branch is the same, and a new commit is read afresh") {

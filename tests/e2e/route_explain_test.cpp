@@ -9,8 +9,8 @@ using namespace polyphony::testing;
 
 namespace {
 
-// refresh_session() is defined once and called 5 times in 2 files; session.py holds auth and
-// locking words.
+// refresh_session() is defined once (5 lines) and called 5 times in 2 files; session.py holds
+// auth and locking words.
 const std::map<std::string, std::string> kAuthRepo{
     {"src/auth/session.py",
      "import threading\n\n_lock = threading.Lock()\n\n\ndef refresh_session(user):\n    with _lock:\n"
@@ -45,15 +45,19 @@ TEST_CASE("route --explain shows every dimension with its evidence and the plan 
   auto r = box.cli(explain_args(box, "medium"));
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
-  CHECK_THAT(r.out, Catch::Contains("src/auth/session.py: 7 lines, nesting 3 (named in the task)"));
-  CHECK_THAT(r.out, Catch::Contains("fan_out             1  5 call site(s) of 1 function(s)"));
-  CHECK_THAT(r.out, Catch::Contains("refresh_session(): 5 call site(s) in 2 file(s), defined in src/auth/session.py"));
-  CHECK_THAT(r.out, Catch::Contains("security_boundary   2  4 distinct auth/PII keyword(s)"));
-  CHECK_THAT(r.out, Catch::Contains("'password' in src/auth/session.py (1)"));
-  CHECK_THAT(r.out, Catch::Contains("concurrency         1  2 distinct concurrency keyword(s)"));
+  CHECK_THAT(r.out, Catch::Contains("index:       universal-ctags"));
+  CHECK_THAT(
+      r.out,
+      Catch::Contains(
+          "refresh_session(): src/auth/session.py:6-10, 5 lines, nesting 3, 1 branch(es) (identifier in the task)"));
+  CHECK_THAT(r.out, Catch::Contains("fan_out             1  5 call site(s) of 1 touched definition(s)"));
+  CHECK_THAT(r.out, Catch::Contains("refresh_session(): 5 call site(s) in 2 file(s)"));
+  CHECK_THAT(r.out, Catch::Contains("security_boundary   2  14 weighted point(s) from 4 auth/PII keyword(s)"));
+  CHECK_THAT(r.out, Catch::Contains("'password' 2: src/auth/session.py (1)"));
+  CHECK_THAT(r.out, Catch::Contains("concurrency         2  4 weighted point(s) from 2 concurrency keyword(s)"));
   CHECK_THAT(r.out, Catch::Contains("domain_invariants   1  risk medium, task type bugfix"));
-  CHECK_THAT(r.out, Catch::Contains("total               5 / 10"));
-  CHECK_THAT(r.out, Catch::Contains("plan:        review (score 5"));
+  CHECK_THAT(r.out, Catch::Contains("total               6 / 10"));
+  CHECK_THAT(r.out, Catch::Contains("plan:        review (score 6"));
   CHECK_THAT(r.out, Catch::Contains("rule:        none matched"));
   CHECK_THAT(r.out, Catch::Contains("implementer: codex (cheap)"));
   CHECK_THAT(r.out, Catch::Contains("reviewer:    claude (strong)"));
@@ -68,15 +72,15 @@ TEST_CASE("route --explain --json carries the same decision and names the matchi
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   auto j = nlohmann::json::parse(r.out);
-  CHECK(j["total"] == 6);
+  CHECK(j["total"] == 7);
   CHECK(j["dimensions"][1]["name"] == "fan_out");
   CHECK(j["dimensions"][1]["value"] == 1);
   CHECK(j["dimensions"][4]["value"] == 2);
-  CHECK(j["plan"] == "review");
+  CHECK(j["plan"] == "strong");
   CHECK(j["because"] == "routing.yaml:13 (rule 3)");  // the default file's `risk: high` rule
   CHECK(j["rule"]["line"] == 13);
   CHECK(j["implementer"]["name"] == "claude");  // the rule's agent implements
-  CHECK(j["reviewer"]["name"] == "codex");      // no other strong agent: the default reviews
+  CHECK(j["reviewer"].is_null());               // strong: the strongest agent alone
 }
 
 TEST_CASE("route --explain refuses a URL and bad task flags and says what is wrong") {
