@@ -142,8 +142,9 @@ TEST_CASE("soak: many tasks over three worker hosts killed and cut off at random
   const auto landed_on_origin = landings(f);
   int landed = 0, blocked = 0, lost = 0, duplicates = 0, attempts = 0, history_errors = 0, stale_workspaces = 0;
   std::string problems;
-  std::map<std::string, int> ended_by;   // attempts that did not land, by failure kind
-  std::map<std::string, int> ended_why;  // the same, by kind and the start of the reason
+  std::map<std::string, int> ended_by;  // attempts that did not land, by failure kind
+  std::map<std::string, int> ended_why;
+  const std::regex ids_and_numbers("[0-9a-f-]{6,}|[0-9]+");  // the same, by kind and the start of the reason
   for (const auto& id : ids) {
     const auto show = nlohmann::json::parse(f.box.cli({"show", id, "--json"}).out);
     attempts += show["attempt"].get<int>();
@@ -152,8 +153,7 @@ TEST_CASE("soak: many tasks over three worker hosts killed and cut off at random
       if (kind.empty()) continue;
       ++ended_by[kind];
       // The reason's first words, without ids and numbers, say which fault it was.
-      std::string why =
-          std::regex_replace(e.value("reason", "").substr(0, 48), std::regex("[0-9a-f-]{6,}|[0-9]+"), "#");
+      std::string why = std::regex_replace(e.value("reason", "").substr(0, 48), ids_and_numbers, "#");
       ++ended_why[kind + ": " + why];
     }
     const auto it = landed_on_origin.find(titles[id]);

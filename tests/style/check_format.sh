@@ -9,10 +9,7 @@ mapfile -t files < <(git ls-files -- '*.cpp' '*.h')
 ((${#files[@]} > 0)) || { echo "check_format: no C++ files tracked under $(pwd)" >&2; exit 1; }
 status=0
 "$format" --dry-run -Werror "${files[@]}" || status=1
-if awk 'length > 120 { print FILENAME ":" FNR ": " length " characters"; bad = 1 } END { exit bad }' "${files[@]}"; then
-  :
-else
+awk 'length > 120 { print FILENAME ":" FNR ": " length " characters"; bad = 1 } END { exit bad }' "${files[@]}" ||
   status=1
-fi
 ((status == 0)) && echo "check_format: ${#files[@]} files formatted, no line over 120 characters"
 exit $status
