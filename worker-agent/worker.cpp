@@ -438,9 +438,13 @@ void WorkerAgent::join_cleanup() {
 
 void WorkerAgent::on_cleanup(const protocol::CleanupRequest& m) {
   join_cleanup();
+  // Only runs still at work keep their workspace and container. A run that has sent its result
+  // is done with both, though its entry waits to be reaped and its result to be acked: the
+  // coordinator may already call the task finished, and its leftovers are what cleanup is for.
   std::set<std::string> keep;
-  for (const auto& [id, run] : runs_) keep.insert(id);
-  for (const auto& [id, result] : unacked_results_) keep.insert(id);
+  for (const auto& [id, run] : runs_) {
+    if (!run->reported.load()) keep.insert(id);
+  }
   cleanup_thread_ = std::thread([this, m, keep] {
     const CleanupCount count = clean_up_finished_tasks(docker_, workspaces_, options_.worker_id, keep, m.dry_run);
     protocol::CleanupReport r;
