@@ -202,21 +202,28 @@ Status StateStore::migrate() {
   for (const auto& [name, decl] : kAddedColumns) {
     if (!have.count(name)) POLY_TRY(db_.exec(std::string("ALTER TABLE tasks ADD COLUMN ") + name + " " + decl));
   }
-  auto ev = db_.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name='failure_kind'");
-  if (!ev.ok()) return ev.error();
-  auto has = ev->step();
-  if (!has.ok()) return has.error();
-  if (!*has) POLY_TRY(db_.exec("ALTER TABLE events ADD COLUMN failure_kind TEXT NOT NULL DEFAULT ''"));
   POLY_TRY(migrate_events());
   return migrate_views();
 }
 
-Status StateStore::migrate_events() {
-  auto st = db_.prepare("SELECT count(*) FROM pragma_table_info('events') WHERE name='agent'");
+Result<bool> StateStore::has_column(const std::string& table, const std::string& column) {
+  auto st = db_.prepare("SELECT count(*) FROM pragma_table_info(?) WHERE name=?");
   if (!st.ok()) return st.error();
+  st->bind(1, table);
+  st->bind(2, column);
   auto row = st->step();
   if (!row.ok()) return row.error();
-  if (*row && st->int64(0) > 0) return {};
+  return *row && st->int64(0) > 0;
+}
+
+// The columns events gained after their first version, each added once.
+Status StateStore::migrate_events() {
+  auto has_kind = has_column("events", "failure_kind");
+  if (!has_kind.ok()) return has_kind.error();
+  if (!*has_kind) POLY_TRY(db_.exec("ALTER TABLE events ADD COLUMN failure_kind TEXT NOT NULL DEFAULT ''"));
+  auto has_agent = has_column("events", "agent");
+  if (!has_agent.ok()) return has_agent.error();
+  if (*has_agent) return {};
   // Events from before they named the agent: each attempt's agent is taken to be the task's
   // last one, which is right for every task that never fell back to another agent.
   return db_.transaction([&]() -> Status {

@@ -130,8 +130,9 @@ class StateStore {
 
  private:
   Status migrate();
-  Status migrate_events();  // events name the agent of their attempt
-  Status migrate_views();   // the views outcomes are read from
+  Status migrate_events();  // events gained failure_kind, then the agent of their attempt
+  Result<bool> has_column(const std::string& table, const std::string& column);
+  Status migrate_views();  // the views outcomes are read from
   // The transitions `steps` of `t` (updated in place) inside the caller's transaction.
   Status apply(Task& t, const std::vector<std::pair<TaskState, TransitionUpdate>>& steps, int64_t now_ms);
   Database db_;

@@ -249,10 +249,12 @@ TEST_CASE("an older state DB gets its events' agents on open and its outcomes ar
     h.attempt("old1", "codex", 3);
     h.land("old1");
   }
-  {  // As a DB from before: events without the agent column, no outcome views.
+  {  // As a DB from before: events without the failure_kind and agent columns, no outcome views.
     auto db = Database::open(dir / "state.db", kStateDbApplicationId, false, false);
     REQUIRE(db.ok());
-    REQUIRE(db->exec("DROP VIEW task_outcomes; DROP VIEW attempt_outcomes; ALTER TABLE events DROP COLUMN agent").ok());
+    REQUIRE(db->exec("DROP VIEW task_outcomes; DROP VIEW attempt_outcomes; ALTER TABLE events DROP COLUMN agent; "
+                     "ALTER TABLE events DROP COLUMN failure_kind")
+                .ok());
   }
   {
     auto read_only = StateStore::open(dir / "state.db", true);
@@ -267,6 +269,12 @@ TEST_CASE("an older state DB gets its events' agents on open and its outcomes ar
   CHECK(rows->front().agent == "codex");
   CHECK(rows->front().landed);
   CHECK(*rows->front().landed_at_ms - rows->front().started_at_ms == 3 * kMinute);
+  auto db = Database::open(dir / "state.db", kStateDbApplicationId, false, true);
+  REQUIRE(db.ok());
+  auto cols = db->prepare("SELECT count(*) FROM pragma_table_info('events') WHERE name IN ('agent', 'failure_kind')");
+  REQUIRE(cols.ok());
+  REQUIRE(cols->step().ok());
+  CHECK(cols->int64(0) == 2);
 }
 
 namespace {
