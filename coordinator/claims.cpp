@@ -1,6 +1,8 @@
 // The coordinator's intake: tasks read from the queue (DISCOVERED), scored off the loop by
 // origin, and claimed with their score and plan (CLAIMED).
 #include <cstdlib>
+#include <filesystem>
+#include <string>
 
 #include "common/log.h"
 #include "coordinator/coordinator.h"
@@ -28,21 +30,38 @@ void Coordinator::discover() {
 
 namespace {
 
-// Fault injection for the fault tests: POLYPHONY_TEST_HOLD_DISCOVERED_MS keeps tasks DISCOVERED
-// that long after the coordinator first looks for tasks to claim, so a test can kill a process
-// or cut a link there. Unset in production.
-int64_t hold_discovered_until(int64_t now_ms) {
-  const char* ms = std::getenv("POLYPHONY_TEST_HOLD_DISCOVERED_MS");
-  if (ms == nullptr) return 0;
-  spdlog::info("tasks held in DISCOVERED for {} ms (POLYPHONY_TEST_HOLD_DISCOVERED_MS)", ms);
-  return now_ms + std::atoll(ms);
-}
+// Fault injection for the fault tests, unset in production: POLYPHONY_TEST_HOLD_DISCOVERED_UNTIL
+// keeps tasks DISCOVERED until the file it names exists (ten minutes at most), so a test can
+// kill a process or cut a link there.
+class DiscoveredHold {
+ public:
+  explicit DiscoveredHold(int64_t now_ms) {
+    const char* until = std::getenv("POLYPHONY_TEST_HOLD_DISCOVERED_UNTIL");
+    if (until == nullptr) return;
+    until_ms_ = now_ms + 600000;
+    file_ = until;
+    spdlog::info("test hold in DISCOVERED starts (until {} exists)", file_);
+  }
+  bool holds(int64_t now_ms) {
+    if (now_ms >= until_ms_) return false;
+    if (std::filesystem::exists(file_)) {
+      spdlog::info("test hold in DISCOVERED ends");
+      until_ms_ = 0;
+      return false;
+    }
+    return true;
+  }
+
+ private:
+  int64_t until_ms_ = 0;
+  std::string file_;
+};
 
 }  // namespace
 
 void Coordinator::claim_discovered() {
-  static const int64_t held_until = hold_discovered_until(now());
-  if (now() < held_until) return;
+  static DiscoveredHold hold(now());
+  if (hold.holds(now())) return;
   auto tasks = store_->list({TaskState::kDiscovered});
   if (!tasks.ok()) return;
   // By origin: the tasks of one repo are scored together (one fetch, one read), and never while

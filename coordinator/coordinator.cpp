@@ -60,6 +60,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::create(zmq::context_t& context
   gethostname(host, sizeof(host) - 1);
   c->coordinator_id_ = std::string(host) + ":" + std::to_string(getpid());
   c->started_ms_ = c->now();
+  c->restore_land_grants();
   return c;
 }
 
@@ -223,18 +224,26 @@ void Coordinator::on_hello(const std::string& routing_id, const protocol::Hello&
   // were lost with its previous life: fail them so they are retried.
   auto active = store_->held_by(m.worker_id);
   if (!active.ok()) return;
+  std::set<std::string> still_held;
   for (const auto& t : *active) {
     const bool still = std::any_of(m.running.begin(), m.running.end(), [&](const protocol::RunningTask& r) {
       return r.task_id == t.request.id && r.epoch == t.epoch;
     });
     if (still) {
       w.running.insert(t.request.id);
+      still_held.insert(t.request.id);
     } else {
       fail_attempt(t, t.state, FailureKind::kInfra,
                    "worker " + m.worker_id + " restarted and no longer runs this attempt");
       // What its dead run left (workspace, containers) goes now: the retry may run elsewhere.
       cancel_stale(w, t.request.id, t.epoch, "the attempt died with the worker's previous life");
     }
+  }
+  // Attempts the worker still runs that are no longer its own (failed while it was away, or
+  // dispatched again elsewhere): told to stop now, not when they next report.
+  for (const auto& r : m.running) {
+    if (still_held.count(r.task_id)) continue;
+    if (!leased_task(w, r.task_id, r.epoch, "a running attempt in a hello")) w.running.erase(r.task_id);
   }
 }
 
@@ -340,6 +349,27 @@ void Coordinator::read_workers_before_judging() {
     drain_workers();
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) spdlog::error("socket error: {}", e.what());
+  }
+}
+
+void Coordinator::restore_land_grants() {
+  auto verifying = store_->list({TaskState::kVerifying});
+  if (!verifying.ok()) {
+    spdlog::error("cannot read the tasks that may be landing: {}", verifying.error().to_string());
+    return;
+  }
+  for (const auto& t : *verifying) {
+    auto grant = store_->last_grant(t.request.id, t.attempt);
+    if (!grant.ok()) {
+      spdlog::error("task {}: cannot read its landing grant: {}", t.request.id, grant.error().to_string());
+      continue;
+    }
+    if (!*grant || now() - (*grant)->granted_at_ms >= kLandGraceMs) continue;
+    if (!lands_.restore((*grant)->repo, t.request.id, (*grant)->granted_at_ms)) continue;
+    spdlog::info(
+        "task {}: attempt {} was granted its landing {} ms ago by the previous coordinator; {} stays held for it "
+        "until it reports or {} s after the grant",
+        t.request.id, t.attempt, now() - (*grant)->granted_at_ms, (*grant)->repo, kLandGraceMs / 1000);
   }
 }
 

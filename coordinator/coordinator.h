@@ -227,6 +227,9 @@ class Coordinator {
                     const std::string& tree = {});
   Result<ResolvedIdentity> identity_of(const std::string& agent_name) const;
   void expire_unheld_tasks();
+  // Landings a previous life of the coordinator granted that may still be pushing hold their
+  // repos' slots again (LandQueue::restore), so a restart never lets a second attempt land.
+  void restore_land_grants();
   void expire_unanswered_dispatches();
   void heartbeat_workers();
 

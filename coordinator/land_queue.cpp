@@ -10,7 +10,10 @@ LandQueue::Answer LandQueue::request(const std::string& repo, const LandAsk& ask
   landing_.insert(task_id);
   asked_at_ms_.try_emplace(task_id, now_ms);
   auto holder = holder_.find(repo);
-  if (holder != holder_.end() && holder->second == task_id) return {true, false, "", std::nullopt};
+  if (holder != holder_.end() && holder->second == task_id) {
+    granted_at_ms_[task_id] = now_ms;  // the holder asked again: its grant is new from now
+    return {true, false, "", std::nullopt};
+  }
   if (holder == holder_.end()) {
     holder_[repo] = task_id;
     granted_at_ms_[task_id] = now_ms;
@@ -54,6 +57,15 @@ std::optional<LandAsk> LandQueue::next_waiting(const std::string& repo) {
 bool LandQueue::pushing(const std::string& task_id, int64_t now_ms) const {
   auto granted = granted_at_ms_.find(task_id);
   return granted != granted_at_ms_.end() && now_ms - granted->second < kLandGraceMs;
+}
+
+bool LandQueue::restore(const std::string& repo, const std::string& task_id, int64_t granted_at_ms) {
+  auto [it, inserted] = holder_.try_emplace(repo, task_id);
+  if (!inserted && it->second != task_id) return false;
+  granted_at_ms_[task_id] = granted_at_ms;
+  asked_at_ms_.try_emplace(task_id, granted_at_ms);
+  landing_.insert(task_id);
+  return true;
 }
 
 std::optional<std::string> LandQueue::holder(const std::string& repo) const {

@@ -17,7 +17,7 @@ namespace polyphony {
 
 // A task that holds its repo's landing slot is not failed for a silent worker for this long
 // after the grant (it is pushing), so a slow heartbeat cannot make two attempts land.
-inline constexpr int64_t kLandGraceMs = 120000;
+inline constexpr int64_t kLandGraceMs = protocol::kLandGrantLifetimeMs;
 
 // A verified attempt's request to land, as a worker sent it.
 struct LandAsk {
@@ -63,6 +63,11 @@ class LandQueue {
   // Attempts that passed verify and asked to land (granted or waiting): their agents are done,
   // so they hold no max_concurrency slot or worker capacity while they wait and land.
   const std::set<std::string>& landing() const { return landing_; }
+
+  // A grant a previous life of the coordinator made at `granted_at_ms` (from the state DB): the
+  // task holds `repo`'s slot again, as if granted then, so nothing else lands on the repo while
+  // it may be pushing. False when another task already holds the slot.
+  bool restore(const std::string& repo, const std::string& task_id, int64_t granted_at_ms);
 
   // The task holding `repo`'s slot, if any.
   std::optional<std::string> holder(const std::string& repo) const;

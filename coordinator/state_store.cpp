@@ -362,6 +362,19 @@ Result<std::vector<LandWait>> StateStore::land_waits() {
   return out;
 }
 
+Result<std::optional<LandWait>> StateStore::last_grant(const std::string& task_id, int attempt) {
+  auto st = db_.prepare(
+      "SELECT task_id, attempt, repo, asked_at, granted_at FROM land_waits WHERE task_id=? AND attempt=? "
+      "ORDER BY seq DESC LIMIT 1");
+  if (!st.ok()) return st.error();
+  st->bind(1, task_id).bind(2, attempt);
+  auto row = st->step();
+  if (!row.ok()) return row.error();
+  if (!*row) return std::optional<LandWait>{};
+  return std::optional<LandWait>{
+      LandWait{st->text(0), static_cast<int>(st->int64(1)), st->text(2), st->int64(3), st->int64(4)}};
+}
+
 Result<bool> StateStore::add(const TaskRequest& r, int64_t now) {
   auto st = db_.prepare(
       "INSERT OR IGNORE INTO tasks(id, title, body, repo, base_branch, task_type, risk, labels, "

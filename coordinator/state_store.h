@@ -124,6 +124,8 @@ class StateStore {
   Status record_land_wait(const LandWait& wait);
   // Every grant recorded, oldest first (none in a DB from before they were recorded).
   Result<std::vector<LandWait>> land_waits();
+  // The last grant recorded for attempt `attempt` of `task_id`, if any.
+  Result<std::optional<LandWait>> last_grant(const std::string& task_id, int attempt);
 
   // A new lease epoch, strictly larger than every one handed out before (survives restarts).
   Result<int64_t> next_epoch();

@@ -258,6 +258,12 @@ struct LandRequest {
   bool operator==(const LandRequest&) const = default;
 };
 
+// How long a granted landing is good for. The coordinator does not expire a lease it granted a
+// landing for this long after the grant (the worker may be pushing, heard from or not; the grant
+// outlives a coordinator restart); a worker that has not started its push this long after the
+// grant asks for it again instead of pushing on an old one.
+inline constexpr int64_t kLandGrantLifetimeMs = 120000;
+
 // coordinator -> worker: answer to LandRequest. Refused: the lease is stale or the task ended;
 // the worker must not land, and stops the attempt.
 struct LandGrant {

@@ -857,21 +857,17 @@ void Run::release_container() {
 }
 
 // Fault injection for the kill and cancel tests, unset in production: the attempt stays in
-// `state` for POLYPHONY_TEST_HOLD_<STATE>_MS, or until the file POLYPHONY_TEST_HOLD_<STATE>_UNTIL
-// names exists (the test releases it), so a test can act there without racing a timer. A cancel
-// ends the hold early. The worker's log says when a hold starts, which is what tests wait for.
+// `state` until the file POLYPHONY_TEST_HOLD_<STATE>_UNTIL names exists (the test releases it),
+// so a test can act there without racing a timer. A cancel ends the hold early. The worker's
+// log says when a hold starts, which is what tests wait for.
 void Run::hold_for_tests(const char* state) {
-  const std::string prefix = std::string("POLYPHONY_TEST_HOLD_") + state;
-  const char* ms = std::getenv((prefix + "_MS").c_str());
-  const char* until_file = std::getenv((prefix + "_UNTIL").c_str());
-  if (ms == nullptr && until_file == nullptr) return;
-  const auto now = std::chrono::steady_clock::now();
-  // A released file is never waited on for more than ten minutes: a test that died keeps no
-  // attempt forever.
-  const auto until = now + std::chrono::milliseconds(ms != nullptr ? std::atoll(ms) : 600000);
+  const char* until_file = std::getenv((std::string("POLYPHONY_TEST_HOLD_") + state + "_UNTIL").c_str());
+  if (until_file == nullptr) return;
+  // A file is never waited on for more than ten minutes: a test that died keeps no attempt forever.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::minutes(10);
   spdlog::info("task {}: test hold in {} starts", spec_.task_id, state);
   while (std::chrono::steady_clock::now() < until && !attempt_.cancelled()) {
-    if (until_file != nullptr && std::filesystem::exists(until_file)) break;
+    if (std::filesystem::exists(until_file)) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   spdlog::info("task {}: test hold in {} ends", spec_.task_id, state);
@@ -1149,6 +1145,8 @@ protocol::TaskResult Run::land() {
                                "the coordinator did not let this attempt land: " + granted.error().message);
       }
     }
+    const polyphony::Clock& clock = ctx_.clock != nullptr ? *ctx_.clock : system_clock();
+    const int64_t grant_came_ms = clock.steady_ms();
     hold_for_tests("LANDING");
     std::lock_guard<std::mutex> serialized(land_lock(spec_.repo_url));
     const auto granted_at = Clock::now();
@@ -1162,6 +1160,17 @@ protocol::TaskResult Run::land() {
       if (auto failed = verify()) return *failed;
     }
     const auto verified_at = Clock::now();
+    // A grant is good for protocol::kLandGrantLifetimeMs: past that the coordinator may have
+    // given the task to another attempt (it restarted, or lost this worker), so this one asks
+    // again rather than push on an old grant.
+    const int64_t grant_age_ms = clock.steady_ms() - grant_came_ms;
+    if (ctx_.request_land && grant_age_ms >= protocol::kLandGrantLifetimeMs * 3 / 4) {
+      attempt_.say("the landing grant is " + std::to_string(grant_age_ms / 1000) +
+                   " s old: asking for it again before pushing");
+      if (round < kMaxLandRounds) continue;
+      return attempt_.failed(FK::kInfra,
+                             "landing: the grant was too old to push on, " + std::to_string(kMaxLandRounds) + " times");
+    }
     auto landed = ctx_.workspaces.land(ws_);
     spdlog::info("task {}: landing round {}: {} ms waiting for the queue, rebase {} ms, verify again {} ms, push {} ms",
                  spec_.task_id, round, ms_between(asked, granted_at), ms_between(granted_at, rebased_at),

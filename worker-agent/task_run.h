@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "common/clock.h"
 #include "protocol/messages.h"
 #include "worker-agent/container_pool.h"
 #include "worker-agent/docker_client.h"
@@ -38,6 +39,8 @@ struct RunContext {
   // an attempt whose spec is outside `allowed` fails (config) before anything is made for it.
   ContainerLimits limits{};
   AllowList allowed{};
+  // Measures how old a landing grant is (protocol::kLandGrantLifetimeMs); null: system_clock().
+  const Clock* clock = nullptr;
 };
 
 // The most of a reviewer's verdict file that is read; a larger one is no verdict.

@@ -94,8 +94,13 @@ TEST_CASE("a silent worker is listed as lost, its task is requeued, and its stal
 
   // worker-a comes back talking about its old lease: refused, and told to stop that epoch.
   a.resume();
-  protocol::TaskUpdate stale{id, first->spec.attempt, first->spec.epoch, "RUNNING", "still here"};
-  a.send(stale);
+  SECTION("in an update") {
+    protocol::TaskUpdate stale{id, first->spec.attempt, first->spec.epoch, "RUNNING", "still here"};
+    a.send(stale);
+  }
+  SECTION("in a hello that says it still runs it") {
+    a.hello({{id, first->spec.attempt, first->spec.epoch}});
+  }
   auto cancel = a.wait_for<protocol::Cancel>();
   REQUIRE(cancel);
   CHECK(cancel->task_id == id);

@@ -9,11 +9,12 @@ namespace {
 
 // One step of a script against one LandQueue, and what it must answer.
 struct Step {
-  enum class Op { kRequest, kRelease, kNext, kPushing } op;
-  std::string task;   // kRequest, kRelease, kPushing
-  std::string repo;   // kRequest, kNext; kRelease: the repo it must free ("" for none)
-  int64_t at_ms = 0;  // kRequest, kPushing
-  // kRequest: granted; kPushing: pushing. kNext: the task that comes out ("" for none).
+  enum class Op { kRequest, kRelease, kNext, kPushing, kRestore } op;
+  std::string task;   // kRequest, kRelease, kPushing, kRestore
+  std::string repo;   // kRequest, kNext, kRestore; kRelease: the repo it must free ("" for none)
+  int64_t at_ms = 0;  // kRequest, kPushing; kRestore: when it was granted
+  // kRequest: granted; kPushing: pushing; kRestore: restored. kNext: the task that comes out
+  // ("" for none).
   bool yes = false;
   std::string out;    // kRequest: the task it waits behind; kNext: the task taken out
   int64_t epoch = 1;  // kRequest
@@ -30,6 +31,10 @@ Step next(std::string repo, std::string out = "") {
 }
 Step pushing(std::string task, int64_t at, bool yes) {
   return {Step::Op::kPushing, std::move(task), "", at, yes, "", 1};
+}
+
+Step restore(std::string task, std::string repo, int64_t granted_at, bool restored) {
+  return {Step::Op::kRestore, std::move(task), std::move(repo), granted_at, restored, "", 1};
 }
 
 void run(LandQueue& q, const Step& s) {
@@ -51,6 +56,10 @@ void run(LandQueue& q, const Step& s) {
     }
     case Step::Op::kPushing:
       CHECK(q.pushing(s.task, s.at_ms) == s.yes);
+      break;
+    case Step::Op::kRestore:
+      CHECK(q.restore(s.repo, s.task, s.at_ms) == s.yes);
+      if (s.yes) CHECK(q.landing().count(s.task) == 1);
       break;
   }
 }
@@ -84,6 +93,14 @@ TEST_CASE("the land queue grants one landing per repo at a time, in order of ask
        {ask("a", "app", 1000, true), pushing("a", 1000, true), pushing("a", 1000 + kLandGraceMs - 1, true),
         pushing("a", 1000 + kLandGraceMs, false), pushing("b", 1000, false)}},
       {"a released task is no longer pushing", {ask("a", "app", 0, true), release("a", "app"), pushing("a", 1, false)}},
+      {"the holder asking again is pushing for the grace period from its new grant",
+       {ask("a", "app", 1000, true), ask("a", "app", 5000, true), pushing("a", 1000 + kLandGraceMs, true),
+        pushing("a", 5000 + kLandGraceMs, false)}},
+      {"a grant from before a restart holds the slot again, pushing from when it was granted",
+       {restore("a", "app", 1000, true), ask("b", "app", 2000, false, "a"), pushing("a", 1000 + kLandGraceMs - 1, true),
+        pushing("a", 1000 + kLandGraceMs, false), ask("a", "app", 3000, true), release("a", "app"), next("app", "b")}},
+      {"a grant from before a restart is not restored over another holder",
+       {ask("b", "app", 0, true), restore("a", "app", 0, false), ask("a", "app", 1, false, "b")}},
       {"a waiting task is not pushing",
        {ask("a", "app", 0, true), ask("b", "app", 0, false, "a"), pushing("b", 1, false)}},
   };

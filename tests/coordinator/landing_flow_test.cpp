@@ -6,6 +6,7 @@
 
 #include "coordinator/coordinator.h"
 #include "coordinator/submission.h"
+#include "fake_clock.h"
 #include "test_support.h"
 
 using namespace polyphony;
@@ -16,7 +17,8 @@ namespace {
 // A worker that speaks the protocol by hand.
 class ScriptedWorker {
  public:
-  ScriptedWorker(zmq::context_t& ctx, const std::string& endpoint, const std::string& id)
+  ScriptedWorker(zmq::context_t& ctx, const std::string& endpoint, const std::string& id,
+                 std::vector<protocol::RunningTask> running = {})
       : socket_(ctx, zmq::socket_type::dealer) {
     socket_.set(zmq::sockopt::routing_id, id);
     socket_.set(zmq::sockopt::linger, 0);
@@ -27,6 +29,7 @@ class ScriptedWorker {
     h.version = "test";
     h.capacity = 8;
     h.image_present = true;  // the coordinator dispatches only to workers that have the image
+    h.running = std::move(running);
     send(h);
   }
 
@@ -94,6 +97,14 @@ struct Fixture {
     return *id;
   }
 };
+
+// The next dispatch to `w`, moving `clock` past a first retry's backoff (base +20% at most) if
+// none comes at once, and not so far that `w` (which sends no heartbeats) is found lost.
+std::optional<protocol::Dispatch> dispatch_after_backoff(Fixture& f, FakeClock& clock, ScriptedWorker& w) {
+  if (auto d = w.next<protocol::Dispatch>(*f.coordinator, 20)) return d;
+  clock.advance(f.settings.config.retry_backoff_base_ms * 3 / 2);
+  return w.next<protocol::Dispatch>(*f.coordinator, 50);
+}
 
 }  // namespace
 
@@ -177,6 +188,87 @@ TEST_CASE("a task that asked to land holds no slot: the next task is dispatched 
   REQUIRE(c);
   CHECK(c->spec.task_id != b->spec.task_id);
   CHECK(c->spec.task_id != a->spec.task_id);
+}
+
+TEST_CASE("a landing granted before a coordinator restart keeps its repo's slot and its lease while it may push") {
+  Fixture f;
+  protocol::RunSpec a, b;
+  {
+    ScriptedWorker w(f.ctx, f.endpoint, "w1");
+    f.submit("first");
+    f.submit("second");
+    auto da = w.next<protocol::Dispatch>(*f.coordinator);
+    auto db = w.next<protocol::Dispatch>(*f.coordinator);
+    REQUIRE(da);
+    REQUIRE(db);
+    a = da->spec;
+    b = db->spec;
+    for (const auto* s : {&a, &b}) {
+      for (const char* state : {"PROVISIONED", "RUNNING", "VERIFYING"}) w.update(*s, state);
+    }
+    w.ask_to_land(a);
+    auto grant = w.next<protocol::LandGrant>(*f.coordinator);
+    REQUIRE(grant);
+    REQUIRE(grant->granted);
+  }
+  // The coordinator dies with the merge queue in its memory, and w1 is not heard from past its
+  // liveness budget: the attempt that asked for nothing is retried, the granted one is not.
+  f.coordinator.reset();
+  FakeClock clock(system_clock().now_ms());
+  auto restarted = Coordinator::create(f.ctx, f.settings, {f.endpoint}, {f.client_endpoint}, clock);
+  REQUIRE(restarted.ok());
+  f.coordinator = std::move(*restarted);
+  clock.advance(f.settings.config.heartbeat_interval_ms * f.settings.config.heartbeat_liveness + 1000);
+  ScriptedWorker w2(f.ctx, f.endpoint, "w2");
+  auto retry = dispatch_after_backoff(f, clock, w2);
+  REQUIRE(retry);
+  CHECK(retry->spec.task_id == b.task_id);
+  CHECK_FALSE(w2.next<protocol::Dispatch>(*f.coordinator, 20));  // none for the granted one
+  for (const char* state : {"PROVISIONED", "RUNNING", "VERIFYING"}) w2.update(retry->spec, state);
+  w2.ask_to_land(retry->spec);
+  CHECK_FALSE(w2.next<protocol::LandGrant>(*f.coordinator, 20));  // the restored grant holds the repo
+  // w1 comes back with its landing and reports it; then the retry may land.
+  ScriptedWorker w1(f.ctx, f.endpoint, "w1", {{a.task_id, a.attempt, a.epoch}});
+  w1.landed(a);
+  auto next = w2.next<protocol::LandGrant>(*f.coordinator);
+  REQUIRE(next);
+  CHECK(next->task_id == b.task_id);
+  CHECK(next->granted);
+  auto store = StateStore::open(f.settings.config.state_db, true);
+  REQUIRE(store.ok());
+  auto first = store->get(a.task_id);
+  REQUIRE(first.ok());
+  REQUIRE(first->has_value());
+  CHECK((*first)->state == TaskState::kLanded);
+  CHECK((*first)->attempt == a.attempt);
+}
+
+TEST_CASE("a grant older than its lifetime is not restored: the silent attempt is retried") {
+  Fixture f;
+  protocol::RunSpec a;
+  {
+    ScriptedWorker w(f.ctx, f.endpoint, "w1");
+    f.submit("first");
+    auto da = w.next<protocol::Dispatch>(*f.coordinator);
+    REQUIRE(da);
+    a = da->spec;
+    for (const char* state : {"PROVISIONED", "RUNNING", "VERIFYING"}) w.update(a, state);
+    w.ask_to_land(a);
+    auto grant = w.next<protocol::LandGrant>(*f.coordinator);
+    REQUIRE(grant);
+    REQUIRE(grant->granted);
+  }
+  f.coordinator.reset();
+  FakeClock clock(system_clock().now_ms() + protocol::kLandGrantLifetimeMs);
+  auto restarted = Coordinator::create(f.ctx, f.settings, {f.endpoint}, {f.client_endpoint}, clock);
+  REQUIRE(restarted.ok());
+  f.coordinator = std::move(*restarted);
+  clock.advance(f.settings.config.heartbeat_interval_ms * f.settings.config.heartbeat_liveness + 1000);
+  ScriptedWorker w2(f.ctx, f.endpoint, "w2");
+  auto retry = dispatch_after_backoff(f, clock, w2);
+  REQUIRE(retry);
+  CHECK(retry->spec.task_id == a.task_id);
+  CHECK(retry->spec.epoch > a.epoch);
 }
 
 TEST_CASE("a land request from a stale lease is refused, and so is one from a task not verifying") {

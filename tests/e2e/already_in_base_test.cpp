@@ -29,7 +29,22 @@ TEST_CASE("four tasks making the same change land one commit and three already i
     ids.push_back(
         box.spawn("Add a farewell script (" + std::to_string(i) + ")", "Do it.\n\n```sh\n" + script + "\n```\n"));
   }
-  box.serve({{"POLYPHONY_TEST_HOLD_VERIFYING_MS", "1500"}});
+  // Two of them (or more) wait verified side by side before any lands: each lands on a base that
+  // moved under it.
+  const auto release = box.home() / "release-verifying";
+  box.serve({{"POLYPHONY_TEST_HOLD_VERIFYING_UNTIL", release.string()}});
+  REQUIRE(eventually(
+      [&] {
+        const std::string log = box.serve_log();
+        size_t held = 0;
+        for (size_t at = log.find("test hold in VERIFYING starts"); at != std::string::npos;
+             at = log.find("test hold in VERIFYING starts", at + 1)) {
+          ++held;
+        }
+        return held >= 2;
+      },
+      std::chrono::seconds(120)));
+  write_file(release, "");
   auto states = box.wait_finished(ids, std::chrono::seconds(300));
   INFO(box.serve_log());
   for (const auto& id : ids) {

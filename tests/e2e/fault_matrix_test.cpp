@@ -2,11 +2,11 @@
 // PROVISIONED, RUNNING, VERIFYING, under review, landing), kill -9 of the coordinator, kill -9
 // of the worker that holds the task, and a partition of that worker past its lease and back.
 // A fleet of two hosts in network namespaces (fleet.h); host 1 takes the first attempt, and a
-// hook, not timing, keeps the task in the step: POLYPHONY_TEST_HOLD_<STEP>_MS in the worker
-// or the coordinator (DISCOVERED), no live worker (CLAIMED), or an agent
-// that sleeps (RUNNING). Each case then checks the invariants: the task lands exactly once,
-// its history is whole and never has two attempts at once, no two workers ran it side by
-// side, and no container or stale workspace of it is left.
+// hook, not timing, keeps the task in the step until the test releases it:
+// POLYPHONY_TEST_HOLD_<STEP>_UNTIL in the worker or the coordinator (DISCOVERED), no live worker
+// (CLAIMED), or an agent that waits for the test's go (RUNNING). Each case then checks the invariants: the task lands
+// exactly once, its history is whole and never has two attempts at once, no two workers ran it side by side, and no
+// container or stale workspace of it is left.
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
@@ -22,10 +22,10 @@ enum class Fault { kKillCoordinator, kKillWorker, kPartition };
 
 // What keeps the task in its step while the fault strikes.
 enum class Holder {
-  kCoordinator,  // POLYPHONY_TEST_HOLD_DISCOVERED_MS in `serve`
+  kCoordinator,  // POLYPHONY_TEST_HOLD_DISCOVERED_UNTIL in `serve`
   kNoWorker,     // no live worker: the task waits CLAIMED
-  kWorker,       // POLYPHONY_TEST_HOLD_<STEP>_MS in host 1's worker
-  kAgent,        // the agent sleeps: RUNNING
+  kWorker,       // POLYPHONY_TEST_HOLD_<STEP>_UNTIL in host 1's worker
+  kAgent,        // the agent waits for the test's go (kWaitForGo): RUNNING
 };
 
 struct Step {
@@ -76,9 +76,6 @@ const char* fault_name(Fault f) {
   return "";
 }
 
-// A hold long enough for the slowest fault (a partition both sides notice) to strike in it.
-constexpr const char* kHoldMs = "8000";
-
 class MatrixCase {
  public:
   MatrixCase(const Step& step, Fault fault) : step_(step), fault_(fault), f_(2, "", false) {
@@ -90,7 +87,7 @@ class MatrixCase {
   void run() {
     start();
     const std::string body =
-        std::string("```sh\n") + (step_.holder == Holder::kAgent ? "sleep 8\n" : "") + "echo x > done-x.txt\n```\n";
+        std::string("```sh\n") + (step_.holder == Holder::kAgent ? kWaitForGo : "") + "echo x > done-x.txt\n```\n";
     id_ = f_.box.spawn_routed(title_, body, {"--type", "faulty"});
     if (!reach_step()) FAIL("the task never reached " << step_.name << "\n" << f_.logs());
     strike();
@@ -98,7 +95,10 @@ class MatrixCase {
   }
 
  private:
-  std::string hold_var() const { return "POLYPHONY_TEST_HOLD_" + step_.name + "_MS"; }
+  std::string hold_var() const { return "POLYPHONY_TEST_HOLD_" + step_.name + "_UNTIL"; }
+  std::map<std::string, std::string> hold() const { return {{hold_var(), release_.string()}}; }
+  // The hold ends (the worker's or the coordinator's hook sees the file).
+  void release() const { write_file(release_, ""); }
 
   // Fails the case with `what` and every log when `condition` does not hold within `timeout`.
   void require_within(const std::function<bool()>& condition, std::chrono::seconds timeout, const std::string& what) {
@@ -113,8 +113,7 @@ class MatrixCase {
   // Serve and the workers that must be up before the task comes; with no live worker (CLAIMED)
   // host 1 suffers the fault first and the task then arrives.
   void start() {
-    f_.serve(step_.holder == Holder::kCoordinator ? std::map<std::string, std::string>{{hold_var(), kHoldMs}}
-                                                  : std::map<std::string, std::string>{});
+    f_.serve(step_.holder == Holder::kCoordinator ? hold() : std::map<std::string, std::string>{});
     if (step_.holder == Holder::kNoWorker) {
       if (fault_ == Fault::kKillCoordinator) return;
       f_.start_worker(1);
@@ -124,8 +123,7 @@ class MatrixCase {
       require_within([&] { return lost(1); }, std::chrono::seconds(60), "the coordinator finds host 1 lost");
       return;
     }
-    f_.start_worker(1, step_.holder == Holder::kWorker ? std::map<std::string, std::string>{{hold_var(), kHoldMs}}
-                                                       : std::map<std::string, std::string>{});
+    f_.start_worker(1, step_.holder == Holder::kWorker ? hold() : std::map<std::string, std::string>{});
     if (step_.holder == Holder::kCoordinator) {
       f_.start_worker(2);
       require_within([&] { return ready(1) && ready(2); }, std::chrono::seconds(60), "both hosts register");
@@ -173,10 +171,12 @@ class MatrixCase {
         f_.box.kill_serving();
         f_.serve();
         if (step_.holder == Holder::kNoWorker) f_.start_worker(1);
+        release();
         break;
       case Fault::kKillWorker:
         if (step_.holder != Holder::kNoWorker) f_.workers[1]->kill9();
         f_.start_worker(1);
+        release();
         break;
       case Fault::kPartition:
         if (step_.holder != Holder::kNoWorker) {
@@ -185,6 +185,7 @@ class MatrixCase {
           // (a landing keeps its lease: host 1 pushes while cut off).
           require_within([&] { return lost(1) && silent_noticed(); }, std::chrono::seconds(60),
                          "both sides notice the partition");
+          release();
           if (step_.name == "LANDING") {
             require_within([&] { return f_.worker_log(1).find("landing round 1") != std::string::npos; },
                            std::chrono::seconds(60), "host 1 lands while cut off");
@@ -193,14 +194,15 @@ class MatrixCase {
           }
         }
         f_.net.set_link(1, true);
+        release();
         break;
     }
   }
 
   void check_invariants() {
-    auto states = f_.box.wait_finished({id_}, std::chrono::seconds(180));
+    const std::string state = f_.finish(id_);  // lets each attempt's agent go (RUNNING)
     INFO(f_.logs());
-    REQUIRE(states[id_] == "LANDED");
+    REQUIRE(state == "LANDED");
     CHECK(f_.landings_of(title_) == 1);
     const auto show = nlohmann::json::parse(f_.box.cli({"show", id_, "--json"}).out);
     INFO(show["events"].dump(1));
@@ -236,6 +238,7 @@ class MatrixCase {
   OverlapWatch watch_{f_.worker_ids()};
   std::string title_;
   std::string id_;
+  std::filesystem::path release_ = f_.box.home() / "release-hold";
 };
 
 void run_case(Fault fault, const Step& step) {

@@ -37,7 +37,7 @@ class SingleBox {
   std::string spawn_routed(const std::string& title, const std::string& body,
                            const std::vector<std::string>& extra = {}) const;
   // Starts `polyphony serve` in the background.
-  // `env` is added to the server's environment (e.g. POLYPHONY_TEST_HOLD_PROVISIONED_MS).
+  // `env` is added to the server's environment (e.g. POLYPHONY_TEST_HOLD_PROVISIONED_UNTIL).
   // `prefix` runs it under another program (e.g. `ip netns exec NS`).
   void serve(std::map<std::string, std::string> env = {}, std::vector<std::string> prefix = {});
   void stop_serving();

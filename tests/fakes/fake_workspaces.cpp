@@ -89,6 +89,7 @@ std::string FakeWorkspaces::imported() const {
 }
 
 std::optional<Error> FakeWorkspaces::enter(const std::string& method, const std::string& task_id) {
+  if (on_call) on_call(method);
   std::lock_guard lock(mutex_);
   calls_.push_back(task_id.empty() ? method : method + " " + task_id);
   auto it = failures_.find(method);

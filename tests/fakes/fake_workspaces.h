@@ -5,6 +5,7 @@
 
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -31,6 +32,8 @@ class FakeWorkspaces final : public Workspaces {
   void set_landed_earlier(std::optional<std::string> base_head);
   // commits_ahead's answer (1 unless set).
   void set_commits_ahead(int n);
+  // Called with the method's name at the start of every call (e.g. to move a fake clock there).
+  std::function<void(const std::string& method)> on_call;
 
   // What was asked, in order: "provision t1", "land t1", ...
   std::vector<std::string> calls() const;

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <mutex>
 
+#include "fake_clock.h"
 #include "fakes/fake_docker_client.h"
 #include "fakes/fake_workspaces.h"
 #include "test_support.h"
@@ -488,6 +489,34 @@ TEST_CASE("execute_run lands only when the coordinator grants it") {
     require_landed(r);
   } else {
     require_failed(r, code == "cancelled" ? "cancelled" : "infra", "did not let this attempt land");
+    CHECK(f.workspaces.count("land") == 0);
+  }
+}
+
+TEST_CASE("execute_run asks for its landing again when the grant grew old before the push") {
+  // The coordinator holds a grant for protocol::kLandGrantLifetimeMs (across its restarts too);
+  // past that it may have given the task to another attempt, so a push must not rest on it.
+  RunFixture f;
+  FakeClock clock;
+  f.ctx.clock = &clock;
+  int asked = 0;
+  f.ctx.request_land = [&]() -> Status {
+    ++asked;
+    return ok_status();
+  };
+  const bool always_slow = GENERATE(false, true);
+  // A rebase after the grant that outlasts it: the first one only, or every one.
+  f.workspaces.on_call = [&](const std::string& method) {
+    if (method == "rebase_onto_origin" && (always_slow || asked == 1)) clock.advance(protocol::kLandGrantLifetimeMs);
+  };
+  auto r = f.run();
+  if (!always_slow) {
+    require_landed(r);
+    CHECK(asked == 2);
+    CHECK(f.workspaces.count("land") == 1);
+  } else {
+    require_failed(r, "infra", "the grant was too old to push on");
+    CHECK(asked == 5);
     CHECK(f.workspaces.count("land") == 0);
   }
 }
