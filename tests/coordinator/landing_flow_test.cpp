@@ -108,10 +108,9 @@ std::optional<protocol::Dispatch> dispatch_after_backoff(Fixture& f, FakeClock& 
   return w.next<protocol::Dispatch>(*f.coordinator, 50);
 }
 
-// Two tasks dispatched to worker w1 and verified; the first is granted its landing. w1 then goes
-// away (its socket closes) without a word. Returns both attempts' specs.
-std::pair<protocol::RunSpec, protocol::RunSpec> grant_the_first_of_two(Fixture& f) {
-  ScriptedWorker w(f.ctx, f.endpoint, "w1");
+// Two tasks ("first", "second") dispatched to `w` and verified; the first is granted its
+// landing. Returns both attempts' specs.
+std::pair<protocol::RunSpec, protocol::RunSpec> grant_the_first_of_two(Fixture& f, ScriptedWorker& w) {
   f.submit("first");
   f.submit("second");
   auto a = w.next<protocol::Dispatch>(*f.coordinator);
@@ -124,8 +123,15 @@ std::pair<protocol::RunSpec, protocol::RunSpec> grant_the_first_of_two(Fixture& 
   w.ask_to_land(a->spec);
   auto grant = w.next<protocol::LandGrant>(*f.coordinator);
   REQUIRE(grant);
+  CHECK(grant->task_id == a->spec.task_id);
   REQUIRE(grant->granted);
   return {a->spec, b->spec};
+}
+
+// As above on a worker w1 that then goes away (its socket closes) without a word.
+std::pair<protocol::RunSpec, protocol::RunSpec> grant_the_first_of_two(Fixture& f) {
+  ScriptedWorker w(f.ctx, f.endpoint, "w1");
+  return grant_the_first_of_two(f, w);
 }
 
 // The coordinator stops (its merge queue was in memory only) and a new one starts on the same
@@ -143,30 +149,17 @@ void restart_past_liveness(Fixture& f, FakeClock& clock) {
 TEST_CASE("landings on one repo are granted one at a time, in order, and the next when the first reports") {
   Fixture f;
   ScriptedWorker w(f.ctx, f.endpoint, "w1");
-  f.submit("first");
-  f.submit("second");
-  auto a = w.next<protocol::Dispatch>(*f.coordinator);
-  auto b = w.next<protocol::Dispatch>(*f.coordinator);
-  REQUIRE(a);
-  REQUIRE(b);
-  for (const auto* d : {&*a, &*b}) {
-    for (const char* state : {"PROVISIONED", "RUNNING", "VERIFYING"}) w.update(d->spec, state);
-  }
-  w.ask_to_land(a->spec);
-  w.ask_to_land(b->spec);
-  auto first = w.next<protocol::LandGrant>(*f.coordinator);
-  REQUIRE(first);
-  CHECK(first->task_id == a->spec.task_id);
-  CHECK(first->granted);
+  const auto [a, b] = grant_the_first_of_two(f, w);
+  w.ask_to_land(b);
   // The second waits while the first lands.
   CHECK_FALSE(w.next<protocol::LandGrant>(*f.coordinator, 20));
   // Asking again does not jump the queue.
-  w.ask_to_land(b->spec);
+  w.ask_to_land(b);
   CHECK_FALSE(w.next<protocol::LandGrant>(*f.coordinator, 10));
-  w.landed(a->spec);
+  w.landed(a);
   auto second = w.next<protocol::LandGrant>(*f.coordinator);
   REQUIRE(second);
-  CHECK(second->task_id == b->spec.task_id);
+  CHECK(second->task_id == b.task_id);
   CHECK(second->granted);
   // Each grant is recorded with its merge-queue wait (/metrics): none for the first, the first's
   // landing for the second, counted from its first ask.
@@ -175,9 +168,9 @@ TEST_CASE("landings on one repo are granted one at a time, in order, and the nex
   auto waits = store->land_waits();
   REQUIRE(waits.ok());
   REQUIRE(waits->size() == 2);
-  CHECK((*waits)[0].task_id == a->spec.task_id);
+  CHECK((*waits)[0].task_id == a.task_id);
   CHECK((*waits)[0].granted_at_ms == (*waits)[0].asked_at_ms);
-  CHECK((*waits)[1].task_id == b->spec.task_id);
+  CHECK((*waits)[1].task_id == b.task_id);
   CHECK((*waits)[1].granted_at_ms > (*waits)[1].asked_at_ms);
 }
 
