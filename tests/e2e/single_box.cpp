@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <regex>
 
@@ -162,6 +163,25 @@ void let_agent_go(const SingleBox& box, const std::string& id) {
   const auto meta = box.home() / "workspaces" / "tasks" / id / "meta";
   REQUIRE(eventually([&] { return std::filesystem::exists(meta / "task.md"); }, std::chrono::seconds(120)));
   write_file(meta / "go", "");
+}
+
+std::map<std::string, std::string> finish_letting_go(const SingleBox& box, const std::vector<std::string>& ids,
+                                                     std::chrono::seconds timeout) {
+  std::map<std::string, std::string> states;
+  eventually(
+      [&] {
+        for (const auto& id : ids) {
+          const auto meta = box.home() / "workspaces" / "tasks" / id / "meta";
+          if (std::filesystem::exists(meta / "task.md")) write_file(meta / "go", "");
+        }
+        states = box.wait_finished(ids, std::chrono::seconds(1));
+        return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) {
+          const std::string& s = states[id];
+          return s == "LANDED" || s == "FAILED" || s == "BLOCKED" || s == "CANCELLED";
+        });
+      },
+      timeout);
+  return states;
 }
 
 std::string crash_and_finish(SingleBox& box, const std::string& id, const std::string& state) {

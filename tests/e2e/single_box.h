@@ -84,6 +84,11 @@ inline constexpr const char* kWaitForGo =
 // Lets the agent of task `id` (waiting in kWaitForGo) go on, once its workspace exists.
 void let_agent_go(const SingleBox& box, const std::string& id);
 
+// Waits until every id is finished, letting each attempt's agent (waiting in kWaitForGo) go as
+// its workspace appears: a retry waits for the test's go too. Returns their states.
+std::map<std::string, std::string> finish_letting_go(const SingleBox& box, const std::vector<std::string>& ids,
+                                                     std::chrono::seconds timeout = std::chrono::seconds(300));
+
 // kill -9 of `box`'s serve while task `id` waits for the test's go in `state` (kWaitForGo), a
 // restart, and the go once the next attempt waits in `state` again; returns the task's finished
 // state.
