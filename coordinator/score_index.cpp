@@ -453,10 +453,47 @@ NameSet callable_names(const ScoreIndex& idx) {
   return names;
 }
 
+uint64_t fnv1a(std::string_view s) {
+  uint64_t h = 1469598103934665603ull;
+  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  return h;
+}
+
+// The bits of IndexedFile::called a name sets: three, by double hashing.
+template <class Visit>
+void for_each_bit(std::string_view name, size_t bits, Visit visit) {
+  const uint64_t h = fnv1a(name);
+  const uint64_t step = (h >> 33) | 1;
+  for (uint64_t i = 0; i < 3; ++i) visit((h + i * step) % bits);
+}
+
+// About 10 bits a name: one file in 60 or so looks as if it called a name it does not.
+std::vector<uint64_t> bloom_of(const std::unordered_set<std::string_view>& names) {
+  std::vector<uint64_t> words((names.size() * 10 + 63) / 64 + 1, 0);
+  for (auto name : names) for_each_bit(name, words.size() * 64, [&](uint64_t b) { words[b / 64] |= 1ull << (b % 64); });
+  return words;
+}
+
+bool may_call(const std::vector<uint64_t>& called, std::string_view name) {
+  if (called.empty()) return true;  // not known
+  bool all = true;
+  for_each_bit(name, called.size() * 64, [&](uint64_t b) { all = all && (called[b / 64] >> (b % 64) & 1); });
+  return all;
+}
+
+// Every name, for count_calls.
+struct AnyName {
+  size_t count(std::string_view) const { return 1; }
+};
+
 // Adds to `out` the occurrences of `name(` in `code` (comments and strings blanked) of each of
-// `names`, leaving out the lines `defs` say define that name.
-void count_calls(std::string_view text, const DefinedAt& defs, const NameSet& names, std::map<std::string, int>& out) {
+// `names`, leaving out the lines `defs` say define that name; and when `called` is given, sets
+// it to the filter of every name called (see IndexedFile::called).
+template <class Names>
+void count_calls(std::string_view text, const DefinedAt& defs, const Names& names, std::map<std::string, int>& out,
+                 std::vector<uint64_t>* called = nullptr) {
   std::unordered_map<std::string_view, int> found;  // one hash lookup per `word(` in the code
+  std::unordered_set<std::string_view> all;
   int line = 1;
   for (size_t i = 0; i < text.size(); ++i) {
     if (text[i] == '\n') {
@@ -470,6 +507,7 @@ void count_calls(std::string_view text, const DefinedAt& defs, const NameSet& na
     while (k < text.size() && (text[k] == ' ' || text[k] == '\t')) ++k;
     if (k < text.size() && text[k] == '(') {
       const std::string_view word = text.substr(i, j - i);
+      if (called) all.insert(word);
       if (names.count(word)) {
         auto at = std::lower_bound(defs.begin(), defs.end(), std::pair<int, std::string_view>{line, {}});
         bool own_definition = false;
@@ -480,20 +518,22 @@ void count_calls(std::string_view text, const DefinedAt& defs, const NameSet& na
     i = j - 1;
   }
   for (const auto& [name, n] : found) out[std::string(name)] += n;
+  if (called) *called = bloom_of(all);
 }
 
 // ScoreIndex::calls from the files' own counts.
 void total_calls(ScoreIndex& idx) {
-  std::unordered_map<std::string_view, CallSites> sum;
+  size_t entries = 0;
+  for (const auto& f : idx.files) entries += f.calls.size();
+  idx.calls.clear();
+  idx.calls.reserve(entries);
   for (const auto& f : idx.files) {
     for (const auto& [name, n] : f.calls) {
-      CallSites& c = sum[name];
+      CallSites& c = idx.calls.try_emplace(name).first->second;
       c.sites += n;
       ++c.files;
     }
   }
-  idx.calls.clear();
-  for (const auto& [name, c] : sum) idx.calls.emplace(std::string(name), c);
 }
 
 // Counts `name(` in code for every callable defined name, per file, leaving out the lines that
@@ -501,7 +541,10 @@ void total_calls(ScoreIndex& idx) {
 void add_calls(ScoreIndex& idx, const std::vector<CodeFile>& code) {
   const NameSet callable = callable_names(idx);
   const std::vector<DefinedAt> defined_at = callable_lines(idx);
-  for (const auto& cf : code) count_calls(cf.split.code, defined_at[cf.index], callable, idx.files[cf.index].calls);
+  for (const auto& cf : code) {
+    IndexedFile& f = idx.files[cf.index];
+    count_calls(cf.split.code, defined_at[cf.index], callable, f.calls, &f.called);
+  }
   total_calls(idx);
 }
 
@@ -551,7 +594,7 @@ size_t parser_shares(size_t code_files) {
 // The entry of a file as read, measured when `measured` (then `code` holds what the definition
 // and call-site passes need; its `index` is set once the files are sorted).
 IndexedFile index_file(const RepoText::File& f, FileKind kind, bool measured, std::optional<CodeFile>& code) {
-  IndexedFile inf{f.path, kind, 0, 0, {}, {}, {}};
+  IndexedFile inf{f.path, kind, 0, 0, {}, {}, {}, {}};
   if (!measured) {
     inf.lines_of_code = static_cast<int>(std::count(f.content.begin(), f.content.end(), '\n'));
     return inf;
@@ -611,14 +654,24 @@ const IndexedFile* ScoreIndex::file(const std::string& path) const {
   return it != files.end() && it->path == path ? &*it : nullptr;
 }
 
-Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& options) {
-  const auto started = std::chrono::steady_clock::now();
-  auto lap = [last = started]() mutable {
+namespace {
+
+// The time since the last call (or since made), as "<n> ms": a build's phases.
+struct Lap {
+  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+  std::string operator()() {
     const auto now = std::chrono::steady_clock::now();
     const double ms = std::chrono::duration<double, std::milli>(now - last).count();
     last = now;
     return std::to_string(static_cast<long long>(ms + 0.5)) + " ms";
-  };
+  }
+};
+
+}  // namespace
+
+Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  Lap lap;
   ScoreIndex idx;
   idx.source = text.source;
   idx.scan = scan_of(text);
@@ -683,7 +736,7 @@ Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& o
   for (auto& t : parsers) t.join();
   phases += ", then waiting for ctags " + lap();
   for (const auto& p : text.unread_paths) {
-    idx.files.push_back({p, classify_file(p, {}), -1, 0, {}, {}, {}});
+    idx.files.push_back({p, classify_file(p, {}), -1, 0, {}, {}, {}, {}});
   }
   std::sort(idx.files.begin(), idx.files.end(),
             [](const IndexedFile& a, const IndexedFile& b) { return a.path < b.path; });
@@ -781,6 +834,8 @@ struct Merged {
   std::vector<CodeFile> code;
   std::vector<const RepoText::File*> code_files;
   std::vector<int> moved;
+  size_t fresh_names = 0;  // names callable now and not before
+  size_t read_again = 0;   // unchanged code files read to count them
 };
 
 Merged merge_files(const ScoreIndex& base, const RepoChange& change, ScoreIndex& idx) {
@@ -804,7 +859,7 @@ Merged merge_files(const ScoreIndex& base, const RepoChange& change, ScoreIndex&
     }
   }
   for (const auto& p : change.added.unread_paths) {
-    idx.files.push_back({p, classify_file(p, {}), -1, 0, {}, {}, {}});
+    idx.files.push_back({p, classify_file(p, {}), -1, 0, {}, {}, {}, {}});
     origin.push_back(kNone);
   }
   std::vector<size_t> order(idx.files.size());
@@ -840,52 +895,130 @@ Status update_definitions(const ScoreIndex& base, Merged& m, const IndexOptions&
     if (!tags.ok()) return tags.error();
     std::unordered_map<std::string, CodeFile*> by_path;
     for (size_t i = 0; i < m.code.size(); ++i) by_path[m.code_files[i]->path] = &m.code[i];
-    add_definitions(idx, *tags, by_path);
+    ScoreIndex added;
+    add_definitions(added, *tags, by_path);
+    sort_definitions(added);
+    const size_t kept = idx.definitions.size();  // in file order already: the base's were
+    idx.definitions.insert(idx.definitions.end(), std::make_move_iterator(added.definitions.begin()),
+                           std::make_move_iterator(added.definitions.end()));
+    std::inplace_merge(idx.definitions.begin(), idx.definitions.begin() + static_cast<long>(kept),
+                       idx.definitions.end(), [](const Definition& a, const Definition& b) { return a.file < b.file; });
   }
-  sort_definitions(idx);
   return ok_status();
 }
 
-// Call sites: the kept files' counts of names still callable, the added files' counted, and
-// the kept code files that may call a newly callable name (their text holds `name(`) counted
-// for those names.
-Status update_calls(const ScoreIndex& base, const Merged& m, const ReadFiles& read_unchanged, ScoreIndex& idx) {
-  const NameSet callable = callable_names(idx);
-  const NameSet before = callable_names(base);
-  NameSet fresh;
-  for (auto name : callable) {
-    if (!before.count(name)) fresh.insert(name);
+// Which of `names` a callable definition of `idx` names (of a file `keep` keeps, when given).
+NameSet defined_among(const ScoreIndex& idx, const NameSet& names, const std::vector<int>* keep = nullptr) {
+  NameSet out;
+  for (const auto& d : idx.definitions) {
+    if ((keep == nullptr || (*keep)[d.file] >= 0) && callable_kind(d.kind) && names.count(d.name)) out.insert(d.name);
   }
-  for (auto& f : idx.files) {
-    for (auto it = f.calls.begin(); it != f.calls.end();)
-      it = callable.count(it->first) ? std::next(it) : f.calls.erase(it);
+  return out;
+}
+
+void add_to(std::unordered_map<std::string, CallSites>& calls, const std::map<std::string, int>& file, int sign) {
+  for (const auto& [name, n] : file) {
+    CallSites& c = calls[name];
+    c.sites += sign * n;
+    c.files += sign;
   }
-  const std::vector<DefinedAt> defined_at = callable_lines(idx);
-  for (const auto& cf : m.code) count_calls(cf.split.code, defined_at[cf.index], callable, idx.files[cf.index].calls);
-  if (fresh.empty()) return ok_status();
-  std::vector<size_t> kept_code;
+}
+
+// The names that matter to an update's call sites: those that stop or start being callable.
+struct NameChange {
+  NameSet lost;   // callable in the base, no longer: every file's count of them goes
+  NameSet fresh;  // callable now, not in the base: files kept may call them
+  NameSet now;    // of the added files' call words and the names above, those callable now
+};
+
+// `words`: every name the added code files call.
+NameChange name_change(const ScoreIndex& base, const Merged& m, const ScoreIndex& idx, const NameSet& words) {
+  NameSet removed_names, added_names;
+  for (const auto& d : base.definitions) {
+    if (m.moved[d.file] < 0 && callable_kind(d.kind)) removed_names.insert(d.name);
+  }
   std::vector<bool> added(idx.files.size(), false);
   for (const auto& cf : m.code) added[cf.index] = true;
+  for (const auto& d : idx.definitions) {
+    if (added[d.file] && callable_kind(d.kind)) added_names.insert(d.name);
+  }
+  NameSet asked = words;
+  asked.insert(removed_names.begin(), removed_names.end());
+  asked.insert(added_names.begin(), added_names.end());
+  NameChange c;
+  c.now = defined_among(idx, asked);
+  const NameSet before = defined_among(base, added_names);
+  for (auto n : removed_names) {
+    if (!c.now.count(n)) c.lost.insert(n);
+  }
+  for (auto n : added_names) {
+    if (!before.count(n)) c.fresh.insert(n);
+  }
+  return c;
+}
+
+// The kept code files that may call one of `fresh` (IndexedFile::called), read again and
+// counted for those names; their counts go into `calls` too.
+Status count_fresh(const NameSet& fresh, const std::vector<bool>& added, const std::vector<DefinedAt>& defined_at,
+                   const ReadFiles& read_unchanged, Merged& m, ScoreIndex& idx) {
+  std::vector<size_t> kept_code;
   std::vector<std::string> paths;
   for (size_t i = 0; i < idx.files.size(); ++i) {
     const IndexedFile& f = idx.files[i];
     if (added[i] || f.kind != FileKind::kCode || f.lines_of_code < 0) continue;
+    if (std::none_of(fresh.begin(), fresh.end(), [&](std::string_view n) { return may_call(f.called, n); })) continue;
     kept_code.push_back(i);
     paths.push_back(f.path);
   }
+  m.read_again = paths.size();
+  if (paths.empty()) return ok_status();
   auto texts = read_unchanged(paths);
   if (!texts.ok()) return texts.error();
   if (texts->size() != paths.size()) return stale("the unchanged files could not be read");
-  const DefinedAt none;
   for (size_t k = 0; k < kept_code.size(); ++k) {
-    const std::string& text = (*texts)[k];
-    std::map<std::string, int> maybe;  // in the raw text, comments and strings included: a superset
-    count_calls(text, none, fresh, maybe);
-    if (maybe.empty()) continue;
     IndexedFile& f = idx.files[kept_code[k]];
-    const SplitText split = split_text(text, comment_style(extension(f.path), base_name(f.path)));
-    count_calls(split.code, defined_at[kept_code[k]], fresh, f.calls);
+    const SplitText split = split_text((*texts)[k], comment_style(extension(f.path), base_name(f.path)));
+    std::map<std::string, int> found;
+    count_calls(split.code, defined_at[kept_code[k]], fresh, found);
+    add_to(idx.calls, found, 1);
+    f.calls.insert(found.begin(), found.end());
   }
+  return ok_status();
+}
+
+// Call sites: the base's totals less the removed files' counts and the names no longer
+// callable, plus the added files' counts, plus those of the kept files that may call a newly
+// callable name (by IndexedFile::called), read again and counted for those names.
+Status update_calls(const ScoreIndex& base, Merged& m, const ReadFiles& read_unchanged, ScoreIndex& idx) {
+  const std::vector<DefinedAt> defined_at = callable_lines(idx);
+  std::vector<bool> added(idx.files.size(), false);
+  NameSet words;
+  for (const auto& cf : m.code) {
+    IndexedFile& f = idx.files[cf.index];
+    count_calls(cf.split.code, defined_at[cf.index], AnyName{}, f.calls, &f.called);
+    for (const auto& [name, n] : f.calls) words.insert(name);
+    added[cf.index] = true;
+  }
+  const NameChange names = name_change(base, m, idx, words);
+  for (const auto& cf : m.code) {
+    auto& calls = idx.files[cf.index].calls;
+    for (auto it = calls.begin(); it != calls.end();) it = names.now.count(it->first) ? std::next(it) : calls.erase(it);
+  }
+  idx.calls = base.calls;
+  for (size_t i = 0; i < base.files.size(); ++i) {
+    if (m.moved[i] < 0) add_to(idx.calls, base.files[i].calls, -1);
+  }
+  for (auto name : names.lost) {
+    idx.calls.erase(std::string(name));
+    for (auto& f : idx.files) {
+      if (!f.calls.empty()) f.calls.erase(std::string(name));
+    }
+  }
+  for (const auto& cf : m.code) add_to(idx.calls, idx.files[cf.index].calls, 1);
+  m.fresh_names = names.fresh.size();
+  if (!names.fresh.empty()) POLY_TRY(count_fresh(names.fresh, added, defined_at, read_unchanged, m, idx));
+  for (auto it = idx.calls.begin(); it != idx.calls.end();)
+    it = it->second.files > 0 ? std::next(it) : idx.calls.erase(it);
   return ok_status();
 }
 
@@ -900,6 +1033,7 @@ std::string parser_after(const std::string& version, int code_files) {
 Result<ScoreIndex> update_score_index(const ScoreIndex& base, const RepoChange& change, const ReadFiles& read_unchanged,
                                       const IndexOptions& options) {
   const auto started = std::chrono::steady_clock::now();
+  Lap lap;
   const std::string version = ctags_version(options);
   POLY_TRY(check_updatable(base, change, version));
   auto scan = scan_after(base, change);
@@ -917,14 +1051,17 @@ Result<ScoreIndex> update_score_index(const ScoreIndex& base, const RepoChange& 
     return f.kind == FileKind::kCode && f.lines_of_code >= 0;
   }));
   idx.parser = parser_after(version, idx.files_parsed);
+  std::string phases = "updated from " + base.commit.substr(0, 12) + ": " + std::to_string(change.removed.size()) +
+                       " file(s) removed, " +
+                       std::to_string(change.added.files.size() + change.added.unread_paths.size()) +
+                       " added; kept and measured " + lap();
   POLY_TRY(update_definitions(base, merged, options, idx));
+  phases += ", ctags over " + std::to_string(idx.files_reparsed) + " code file(s) and definitions " + lap();
   POLY_TRY(update_calls(base, merged, read_unchanged, idx));
-  total_calls(idx);
+  phases += ", call sites " + lap() + " (" + std::to_string(merged.fresh_names) + " new callable name(s), " +
+            std::to_string(merged.read_again) + " unchanged code file(s) read for them)";
+  idx.build_phases = phases;
   idx.build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-  idx.build_phases = "updated from " + base.commit.substr(0, 12) + ": " + std::to_string(change.removed.size()) +
-                     " file(s) removed, " +
-                     std::to_string(change.added.files.size() + change.added.unread_paths.size()) + " added, " +
-                     std::to_string(idx.files_reparsed) + " code file(s) parsed";
   return idx;
 }
 
@@ -982,6 +1119,16 @@ std::string serialize_index(const ScoreIndex& idx) {
     o += '\n';
     keywords('s', f.security);
     keywords('c', f.concurrency);
+    if (!f.called.empty()) {
+      o += "B";
+      for (uint64_t w : f.called) {
+        char buf[17];
+        std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(w));
+        o += ' ';
+        o.append(buf, 16);
+      }
+      o += '\n';
+    }
     for (const auto& [name, n] : f.calls) {
       o += "S ";
       num(n);
@@ -1078,7 +1225,8 @@ Result<ScoreIndex> parse_index(const std::string& text) {
       ended = true;
       break;
     }
-    if (line.size() > 2 && line[1] == ' ' && (line[0] == 'F' || line[0] == 'K' || line[0] == 'D' || line[0] == 'S')) {
+    if (line.size() > 2 && line[1] == ' ' &&
+        (line[0] == 'F' || line[0] == 'K' || line[0] == 'D' || line[0] == 'S' || line[0] == 'B')) {
       Fields l{line.substr(2)};
       if (line[0] == 'F') {
         IndexedFile f;
@@ -1110,6 +1258,16 @@ Result<ScoreIndex> parse_index(const std::string& text) {
         d.name = std::string(l.word());
         if (d.file < 0 || d.file >= static_cast<int>(idx.files.size())) return bad("a definition names no file");
         idx.definitions.push_back(std::move(d));
+      } else if (line[0] == 'B') {
+        if (idx.files.empty()) return bad("called names before any file");
+        auto& called = idx.files.back().called;
+        while (!l.rest.empty()) {
+          const std::string_view w = l.word();
+          uint64_t v = 0;
+          auto r = std::from_chars(w.data(), w.data() + w.size(), v, 16);
+          if (r.ec != std::errc() || r.ptr != w.data() + w.size()) l.fail = true;
+          called.push_back(v);
+        }
       } else {
         if (idx.files.empty()) return bad("call sites before any file");
         const int sites = l.number();

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/result.h"
@@ -48,6 +49,9 @@ struct IndexedFile {
   // Call sites here of each callable name the index defines (see CallSites): what this file
   // adds to ScoreIndex::calls, kept so that an update can drop or keep it with the file.
   std::map<std::string, int> calls;
+  // A Bloom filter of every name this code file calls, defined in the index or not: which
+  // unchanged files an update reads again when a change defines a new name (no false negatives).
+  std::vector<uint64_t> called;
 };
 
 // A definition universal-ctags reported in a code file.
@@ -84,11 +88,11 @@ struct ScoreIndex {
   std::string source;              // "<repo> at <rev> (<short commit>)"
   std::vector<IndexedFile> files;  // sorted by path
   std::vector<Definition> definitions;
-  std::map<std::string, CallSites> calls;  // by defined name
-  int files_in_repo = 0;                   // before any sampling
-  std::string scan_note;                   // what was skipped or sampled, for the explanation
-  std::string parser;                      // "universal-ctags 5.9.0", or why no parser ran
-  double build_ms = 0;                     // how long the build took (0 when loaded)
+  std::unordered_map<std::string, CallSites> calls;  // by defined name: the files' `calls` added up
+  int files_in_repo = 0;                             // before any sampling
+  std::string scan_note;                             // what was skipped or sampled, for the explanation
+  std::string parser;                                // "universal-ctags 5.9.0", or why no parser ran
+  double build_ms = 0;                               // how long the build took (0 when loaded)
   // Built for one task only (IndexOptions::focus): every file is listed, but only the code files
   // that contain a name the task gives, or whose name it gives, were parsed and measured. What
   // the task's score reads is the same as in the full index; other tasks must not use it.

@@ -101,6 +101,7 @@ void check_same(const ScoreIndex& a, const ScoreIndex& b) {
     CHECK(x.lines_of_code == y.lines_of_code);
     CHECK(x.nesting == y.nesting);
     CHECK(x.calls == y.calls);
+    CHECK(x.called == y.called);
     auto same_keywords = [](const std::map<std::string, KeywordCount>& p,
                             const std::map<std::string, KeywordCount>& q) {
       if (p.size() != q.size()) return false;
