@@ -907,11 +907,11 @@ Status update_definitions(const ScoreIndex& base, Merged& m, const IndexOptions&
   return ok_status();
 }
 
-// Which of `names` a callable definition of `idx` names (of a file `keep` keeps, when given).
-NameSet defined_among(const ScoreIndex& idx, const NameSet& names, const std::vector<int>* keep = nullptr) {
+// Those of `names` that a callable definition of `idx` names.
+NameSet defined_among(const ScoreIndex& idx, const NameSet& names) {
   NameSet out;
   for (const auto& d : idx.definitions) {
-    if ((keep == nullptr || (*keep)[d.file] >= 0) && callable_kind(d.kind) && names.count(d.name)) out.insert(d.name);
+    if (callable_kind(d.kind) && names.count(d.name)) out.insert(d.name);
   }
   return out;
 }
