@@ -1,7 +1,10 @@
 // Scoring a task on a 5,000-file repository: with nothing cached (the index of the base commit
 // built: libgit2 read, universal-ctags, measures) and with the index cached on disk, beside
-// `ctags -R` alone over the same files checked out (the parser's own time, same run).
+// `ctags -R` alone over the same files checked out (the parser's own time, same run); and after
+// the base moved by one commit, the index updated from the previous base's, beside the full
+// build of the same commit.
 #include <cstdio>
+#include <fstream>
 
 #include "bench/benchmarks.h"
 #include "coordinator/score_index.h"
@@ -48,6 +51,78 @@ double ms_since(double start) {
   return (steady_now() - start) * 1000.0;
 }
 
+// One commit on branch `moved` of `origin`, a child of main touching a few files: three code
+// files edited, one of them defining a new function another calls (the repository is at the
+// scan limit, so no file is added). Returns how many files it touches.
+int move_base(const fs::path& origin, const fs::path& scratch, const std::map<std::string, std::string>& files,
+              int count) {
+  must_run({"git", "clone", "-q", origin.string(), scratch.string()});
+  auto path_of = [](int i) {
+    char path[64];
+    std::snprintf(path, sizeof path, "src/dir%02d/unit_%04d.c", i % 50, i);
+    return std::string(path);
+  };
+  const std::vector<int> edited{10, count / 2, count - 10};  // code files (i % 10 == 0)
+  for (int i : edited) {
+    std::string c = files.at(path_of(i));
+    const std::string from = i == 10 ? "total -= k;" : "k % 3 == 0";
+    c.replace(c.find(from), from.size(), i == 10 ? "total -= hotfix_clamp(k);" : "k % 5 == 0");
+    if (i == count / 2) c += "int hotfix_clamp(int k) {\n  return k > 100 ? 100 : k;\n}\n";
+    std::ofstream(scratch / path_of(i), std::ios::binary) << c;
+  }
+  ProcessOptions po;
+  po.cwd = scratch;
+  must_run(
+      {"git", "-c", "user.name=bench", "-c", "user.email=bench@polyphony.local", "commit", "-q", "-a", "-m", "hotfix"},
+      po);
+  must_run({"git", "push", "-q", "origin", "HEAD:refs/heads/moved"}, po);
+  return static_cast<int>(edited.size());
+}
+
+// The index as a full build gives it: without how it was made.
+std::string as_built(const ScoreIndex& index) {
+  ScoreIndex copy = index;
+  copy.built_from.clear();
+  copy.files_reparsed = 0;
+  return serialize_index(copy);
+}
+
+struct Moved {
+  double update_ms = 0;  // for_task + signals + score, the index updated from main's
+  double full_ms = 0;    // at() + signals + score in a cache with nothing in it
+  std::string phases;
+};
+
+// Scoring on `moved` as the coordinator does once main's index is in memory (its background
+// job built it), and the full build of the same commit for comparison; the two must agree.
+Moved score_moved(const fs::path& repo, const fs::path& cache_dir, const fs::path& fresh_dir, const TaskRequest& task) {
+  Moved m;
+  ScoreIndexCache cache(cache_dir);
+  auto base = cache.at(repo, "main");
+  if (!base.ok()) throw BenchError("score: " + base.error().to_string());
+  double t = steady_now();
+  auto updated = cache.for_task(repo, "moved", task);
+  if (!updated.ok()) throw BenchError("score: " + updated.error().to_string());
+  const Score a = score(collect_signals(task, **updated), ScoringPolicy{});
+  m.update_ms = ms_since(t);
+  m.phases = (*updated)->build_phases;
+  if ((*updated)->built_from != (*base)->commit) {
+    throw BenchError("score: the index of the moved base was not updated from main's: " + m.phases);
+  }
+  IndexOptions nothing_kept;
+  nothing_kept.remember_in_memory = false;
+  ScoreIndexCache fresh(fresh_dir, ScanLimits{}, nothing_kept);
+  t = steady_now();
+  auto full = fresh.at(repo, "moved");
+  if (!full.ok()) throw BenchError("score: " + full.error().to_string());
+  const Score b = score(collect_signals(task, **full), ScoringPolicy{});
+  m.full_ms = ms_since(t);
+  if (as_built(**updated) != as_built(**full) || a.total != b.total) {
+    throw BenchError("score: the updated index of the moved base differs from its full build");
+  }
+  return m;
+}
+
 }  // namespace
 
 std::vector<Row> run_score(const BenchOptions& options) {
@@ -60,7 +135,9 @@ std::vector<Row> run_score(const BenchOptions& options) {
   make_origin(dir / "origin.git", files);
   // The baseline: the parser alone over the same files, checked out.
   must_run({"git", "clone", "-q", (dir / "origin.git").string(), (dir / "checkout").string()});
-  std::vector<double> ctags_ms, cold_ms, disk_ms, memory_ms, background_ms;
+  const int touched = move_base(dir / "origin.git", dir / "mover", files, count);
+  std::vector<double> ctags_ms, cold_ms, disk_ms, memory_ms, background_ms, update_ms, full_ms;
+  std::string update_phases;
   TaskRequest task;
   task.title = "Fix the lock ordering in `unit42_fn3()` and unit17_fn2";
   task.body = "Two callers of unit42_fn3 can take the lock in the other order (see src/dir42/unit_0042.c).";
@@ -120,6 +197,10 @@ std::vector<Row> run_score(const BenchOptions& options) {
     if (!index.ok()) throw BenchError("score: " + index.error().to_string());
     score(collect_signals(task, **index), ScoringPolicy{});
     memory_ms.push_back(ms_since(t));
+    const Moved moved = score_moved(repo, cache_dir, dir / ("index-full-" + std::to_string(r)), task);
+    update_ms.push_back(moved.update_ms);
+    full_ms.push_back(moved.full_ms);
+    update_phases = moved.phases;
   }
   if (cold_total != total) {
     throw BenchError("score: the focused index scored " + std::to_string(cold_total) + ", the full one " +
@@ -148,7 +229,17 @@ std::vector<Row> run_score(const BenchOptions& options) {
       full_parser + ")";
   Row memory = compare("scoring, index in memory, median", median(memory_ms), median(ctags_ms), "ms");
   memory.note = "the coordinator scoring a second task on the same base";
-  return {cold, disk, memory};
+  Row update = compare("scoring after the base moved one commit, median", median(update_ms), median(full_ms), "ms");
+  update.target = "<0.25x";
+  update.pass = median(full_ms) > 0 && median(update_ms) < 0.25 * median(full_ms);
+  update.note = "the base moved by one commit touching " + std::to_string(touched) +
+                " code files (one calls a function another now defines): for_task + signals + score "
+                "with the previous base's index in memory, the new one updated from it (only the changed files read "
+                "and parsed; the unchanged code files read again only where they may call the new name) and stored. "
+                "Baseline: the full build of the same commit with nothing cached, then signals and score (checked: "
+                "the same index and score). The last update: " +
+                update_phases;
+  return {cold, disk, memory, update};
 }
 
 }  // namespace polyphony::bench

@@ -90,6 +90,13 @@ void print_learning(const Explanation& e, const Settings& s) {
     << (s.routing.learning.enabled ? e.decision.learning : "off (routing.yaml learning.enabled is false)") << "\n";
 }
 
+// How the index was made when it was updated from another commit's, not built in full.
+std::string built_from(const ScoreIndex& index) {
+  if (index.built_from.empty()) return {};
+  return std::string(index.loaded_from_cache ? "; it was " : "; ") + "updated from the index of " +
+         index.built_from.substr(0, 12) + " (" + std::to_string(index.files_reparsed) + " changed code file(s) parsed)";
+}
+
 void print_text(const Explanation& e, const Settings& s) {
   std::ostream& o = std::cout;
   std::string labels;
@@ -100,7 +107,7 @@ void print_text(const Explanation& e, const Settings& s) {
     << "repo:        " << e.index->source << ", " << e.signals.files_scanned << " file(s) indexed"
     << (e.signals.scan_note.empty() ? "" : "; " + e.signals.scan_note) << "\n"
     << "index:       " << e.signals.parser << "; " << (e.index->loaded_from_cache ? "read from the cache" : "built")
-    << " in " << std::fixed << std::setprecision(0) << e.index_ms << " ms\n";
+    << " in " << std::fixed << std::setprecision(0) << e.index_ms << " ms" << built_from(*e.index) << "\n";
   for (const auto& n : e.signals.notes) o << "note:        " << n << "\n";
   o << "\n";
   for (const auto& d : e.score.dimensions) {

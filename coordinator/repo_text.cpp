@@ -57,6 +57,7 @@ std::vector<Candidate> select(std::vector<Candidate> all, const ScanLimits& limi
       keep.push_back(std::move(c));
     }
   }
+  out.bytes_read = total;
   return keep;
 }
 
@@ -196,6 +197,120 @@ Result<std::string> resolve_commit(const fs::path& repo, const std::string& rev)
   }
   detail::Commit commit(reinterpret_cast<git_commit*>(peeled_raw));
   return detail::oid_hex(*git_commit_id(commit.get()));
+}
+
+namespace {
+
+using Diff = detail::GitHandle<git_diff, git_diff_free>;
+
+bool is_regular_blob(uint32_t mode) {
+  return (mode & 0170000) == 0100000;  // a file, not a symlink, tree or submodule
+}
+
+Result<detail::Repository> open_repo(const fs::path& repo) {
+  detail::ensure_libgit2();
+  git_repository* raw = nullptr;
+  if (git_repository_open_ext(&raw, repo.c_str(), 0, nullptr) != 0) {
+    return make_error("git", "no git repository at " + repo.string(), repo.string());
+  }
+  return detail::Repository(raw);
+}
+
+Result<detail::Tree> tree_of(git_repository* repo, const std::string& commit, const fs::path& where) {
+  auto oid = detail::parse_oid(commit, where);
+  if (!oid.ok()) return oid.error();
+  git_commit* commit_raw = nullptr;
+  if (git_commit_lookup(&commit_raw, repo, &*oid) != 0) return detail::libgit2_error("reading commit " + commit, where);
+  detail::Commit c(commit_raw);
+  git_tree* tree_raw = nullptr;
+  if (git_commit_tree(&tree_raw, c.get()) != 0) return detail::libgit2_error("reading the tree of " + commit, where);
+  return detail::Tree(tree_raw);
+}
+
+Result<Diff> diff_commits(git_repository* repo, const std::string& from, const std::string& to, const fs::path& where) {
+  auto old_tree = tree_of(repo, from, where);
+  if (!old_tree.ok()) return old_tree.error();
+  auto new_tree = tree_of(repo, to, where);
+  if (!new_tree.ok()) return new_tree.error();
+  git_diff* raw = nullptr;
+  if (git_diff_tree_to_tree(&raw, repo, old_tree->get(), new_tree->get(), nullptr) != 0) {
+    return detail::libgit2_error("comparing " + from + " with " + to, where);
+  }
+  return Diff(raw);
+}
+
+}  // namespace
+
+Result<size_t> count_changed_files(const fs::path& repo, const std::string& from, const std::string& to) {
+  auto handle = open_repo(repo);
+  if (!handle.ok()) return handle.error();
+  auto diff = diff_commits(handle->get(), from, to, repo);
+  if (!diff.ok()) return diff.error();
+  return git_diff_num_deltas(diff->get());
+}
+
+Result<RepoChange> read_repo_change(const fs::path& repo, const std::string& from, const std::string& to,
+                                    const ScanLimits& limits) {
+  auto handle = open_repo(repo);
+  if (!handle.ok()) return handle.error();
+  auto diff = diff_commits(handle->get(), from, to, repo);
+  if (!diff.ok()) return diff.error();
+  RepoChange change;
+  for (size_t i = 0; i < git_diff_num_deltas(diff->get()); ++i) {
+    const git_diff_delta* d = git_diff_get_delta(diff->get(), i);
+    if (d->status != GIT_DELTA_ADDED && is_regular_blob(d->old_file.mode)) {
+      change.removed.push_back(d->old_file.path);
+      git_blob* raw = nullptr;
+      if (git_blob_lookup(&raw, handle->get(), &d->old_file.id) != 0) {
+        return detail::libgit2_error(std::string("reading ") + d->old_file.path + " of " + from, repo);
+      }
+      detail::Blob old_blob(raw);
+      const uint64_t size = git_blob_rawsize(old_blob.get());
+      if (size <= limits.max_file_bytes) change.removed_bytes += size;
+    }
+    if (d->status == GIT_DELTA_DELETED || !is_regular_blob(d->new_file.mode)) continue;
+    git_blob* raw = nullptr;
+    if (git_blob_lookup(&raw, handle->get(), &d->new_file.id) != 0) {
+      return detail::libgit2_error(std::string("reading ") + d->new_file.path + " of " + to, repo);
+    }
+    detail::Blob blob(raw);
+    const uint64_t size = git_blob_rawsize(blob.get());
+    if (size > limits.max_file_bytes) {
+      ++change.added.skipped_large;
+      change.added.unread_paths.push_back(d->new_file.path);
+      continue;
+    }
+    change.added.bytes_read += size;
+    add_text(change.added, d->new_file.path,
+             std::string(static_cast<const char*>(git_blob_rawcontent(blob.get())), size));
+  }
+  std::sort(change.added.files.begin(), change.added.files.end(),
+            [](const RepoText::File& a, const RepoText::File& b) { return a.path < b.path; });
+  return change;
+}
+
+Result<std::vector<std::string>> read_repo_files(const fs::path& repo, const std::string& commit,
+                                                 const std::vector<std::string>& paths) {
+  auto handle = open_repo(repo);
+  if (!handle.ok()) return handle.error();
+  auto tree = tree_of(handle->get(), commit, repo);
+  if (!tree.ok()) return tree.error();
+  std::vector<std::string> out;
+  out.reserve(paths.size());
+  for (const auto& p : paths) {
+    git_tree_entry* entry_raw = nullptr;
+    if (git_tree_entry_bypath(&entry_raw, tree->get(), p.c_str()) != 0) {
+      return detail::libgit2_error("finding " + p + " in " + commit, repo);
+    }
+    detail::TreeEntry entry(entry_raw);
+    git_blob* raw = nullptr;
+    if (git_blob_lookup(&raw, handle->get(), git_tree_entry_id(entry.get())) != 0) {
+      return detail::libgit2_error("reading " + p + " of " + commit, repo);
+    }
+    detail::Blob blob(raw);
+    out.emplace_back(static_cast<const char*>(git_blob_rawcontent(blob.get())), git_blob_rawsize(blob.get()));
+  }
+  return out;
 }
 
 Result<RepoText> read_work_tree(const fs::path& dir, const ScanLimits& limits) {

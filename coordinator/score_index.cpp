@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <deque>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -27,7 +28,7 @@ using detail::is_ident_start;
 
 namespace {
 
-constexpr std::string_view kIndexHeader = "polyphony-score-index 3";
+constexpr std::string_view kIndexHeader = "polyphony-score-index 4";
 
 bool ends_with(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -429,77 +430,208 @@ void add_definitions(ScoreIndex& idx, const std::vector<CtagsTag>& tags,
   }
 }
 
-// Counts `name(` in code for every callable defined name, leaving out the lines that define or
-// declare it.
-void add_calls(ScoreIndex& idx, const std::vector<CodeFile>& code) {
-  struct Count {
-    int sites = 0;
-    int files = 0;
-    int last_file = -1;
-  };
-  // One hash lookup per `word(` in the code: the callable names with their counts.
-  std::unordered_map<std::string_view, Count> callable;
-  callable.reserve(idx.definitions.size());
-  // Per file, the lines that define a callable name (sorted), so a definition is not its own call.
-  std::vector<std::vector<std::pair<int, std::string_view>>> defined_at(idx.files.size());
+// Per file, the lines that define a callable name there (sorted), so a definition is not its own call.
+using DefinedAt = std::vector<std::pair<int, std::string_view>>;
+
+std::vector<DefinedAt> callable_lines(const ScoreIndex& idx) {
+  std::vector<DefinedAt> at(idx.files.size());
   for (const auto& d : idx.definitions) {
-    if (!callable_kind(d.kind)) continue;
-    callable.try_emplace(d.name);
-    defined_at[d.file].push_back({d.line, d.name});
+    if (callable_kind(d.kind)) at[d.file].push_back({d.line, d.name});
   }
-  for (auto& lines : defined_at) std::sort(lines.begin(), lines.end());
-  for (const auto& cf : code) {
-    std::string_view text = cf.split.code;
-    const auto& defs = defined_at[cf.index];
-    int line = 1;
-    for (size_t i = 0; i < text.size(); ++i) {
-      if (text[i] == '\n') {
-        ++line;
-        continue;
-      }
-      if (!is_ident_start(text[i]) || (i > 0 && is_ident_char(text[i - 1]))) continue;
-      size_t j = i;
-      while (j < text.size() && is_ident_char(text[j])) ++j;
-      size_t k = j;
-      while (k < text.size() && (text[k] == ' ' || text[k] == '\t')) ++k;
-      if (k < text.size() && text[k] == '(') {
-        const std::string_view word = text.substr(i, j - i);
-        if (auto c = callable.find(word); c != callable.end()) {
-          auto at = std::lower_bound(defs.begin(), defs.end(), std::pair<int, std::string_view>{line, {}});
-          bool own_definition = false;
-          for (; at != defs.end() && at->first == line && !own_definition; ++at) own_definition = at->second == word;
-          if (!own_definition) {
-            Count& n = c->second;
-            ++n.sites;
-            if (n.last_file != static_cast<int>(cf.index)) {
-              n.last_file = static_cast<int>(cf.index);
-              ++n.files;  // code is walked file by file, so a file's calls come together
-            }
-          }
-        }
-      }
-      i = j - 1;
+  for (auto& lines : at) std::sort(lines.begin(), lines.end());
+  return at;
+}
+
+using NameSet = std::unordered_set<std::string_view>;
+
+NameSet callable_names(const ScoreIndex& idx) {
+  NameSet names;
+  names.reserve(idx.definitions.size());
+  for (const auto& d : idx.definitions) {
+    if (callable_kind(d.kind)) names.insert(d.name);
+  }
+  return names;
+}
+
+uint64_t fnv1a(std::string_view s) {
+  uint64_t h = 1469598103934665603ull;
+  for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  return h;
+}
+
+// The bits of IndexedFile::called a name sets: three, by double hashing.
+template <class Visit>
+void for_each_bit(std::string_view name, size_t bits, Visit visit) {
+  const uint64_t h = fnv1a(name);
+  const uint64_t step = (h >> 33) | 1;
+  for (uint64_t i = 0; i < 3; ++i) visit((h + i * step) % bits);
+}
+
+// About 10 bits a name: one file in 60 or so looks as if it called a name it does not.
+std::vector<uint64_t> bloom_of(const std::unordered_set<std::string_view>& names) {
+  std::vector<uint64_t> words((names.size() * 10 + 63) / 64 + 1, 0);
+  for (auto name : names) for_each_bit(name, words.size() * 64, [&](uint64_t b) { words[b / 64] |= 1ull << (b % 64); });
+  return words;
+}
+
+bool may_call(const std::vector<uint64_t>& called, std::string_view name) {
+  if (called.empty()) return true;  // not known
+  bool all = true;
+  for_each_bit(name, called.size() * 64, [&](uint64_t b) { all = all && (called[b / 64] >> (b % 64) & 1); });
+  return all;
+}
+
+// Every name, for count_calls.
+struct AnyName {
+  size_t count(std::string_view) const { return 1; }
+};
+
+// Adds to `out` the occurrences of `name(` in `code` (comments and strings blanked) of each of
+// `names`, leaving out the lines `defs` say define that name; and when `called` is given, sets
+// it to the filter of every name called (see IndexedFile::called).
+template <class Names>
+void count_calls(std::string_view text, const DefinedAt& defs, const Names& names, std::map<std::string, int>& out,
+                 std::vector<uint64_t>* called = nullptr) {
+  std::unordered_map<std::string_view, int> found;  // one hash lookup per `word(` in the code
+  std::unordered_set<std::string_view> all;
+  int line = 1;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      continue;
     }
+    if (!is_ident_start(text[i]) || (i > 0 && is_ident_char(text[i - 1]))) continue;
+    size_t j = i;
+    while (j < text.size() && is_ident_char(text[j])) ++j;
+    size_t k = j;
+    while (k < text.size() && (text[k] == ' ' || text[k] == '\t')) ++k;
+    if (k < text.size() && text[k] == '(') {
+      const std::string_view word = text.substr(i, j - i);
+      if (called) all.insert(word);
+      if (names.count(word)) {
+        auto at = std::lower_bound(defs.begin(), defs.end(), std::pair<int, std::string_view>{line, {}});
+        bool own_definition = false;
+        for (; at != defs.end() && at->first == line && !own_definition; ++at) own_definition = at->second == word;
+        if (!own_definition) ++found[word];
+      }
+    }
+    i = j - 1;
   }
-  for (const auto& [name, n] : callable) {
-    if (n.sites > 0) idx.calls.emplace(std::string(name), CallSites{n.sites, n.files});
+  for (const auto& [name, n] : found) out[std::string(name)] += n;
+  if (called) *called = bloom_of(all);
+}
+
+// ScoreIndex::calls from the files' own counts.
+void total_calls(ScoreIndex& idx) {
+  size_t entries = 0;
+  for (const auto& f : idx.files) entries += f.calls.size();
+  idx.calls.clear();
+  idx.calls.reserve(entries);
+  for (const auto& f : idx.files) {
+    for (const auto& [name, n] : f.calls) {
+      CallSites& c = idx.calls.try_emplace(name).first->second;
+      c.sites += n;
+      ++c.files;
+    }
   }
 }
 
-std::string note_of(const RepoText& text) {
+// Counts `name(` in code for every callable defined name, per file, leaving out the lines that
+// define or declare it; then the totals.
+void add_calls(ScoreIndex& idx, const std::vector<CodeFile>& code) {
+  const NameSet callable = callable_names(idx);
+  const std::vector<DefinedAt> defined_at = callable_lines(idx);
+  for (const auto& cf : code) {
+    IndexedFile& f = idx.files[cf.index];
+    count_calls(cf.split.code, defined_at[cf.index], callable, f.calls, &f.called);
+  }
+  total_calls(idx);
+}
+
+// Definitions in file order, each file's in the parser's order: the same whichever share of
+// the parsing processes a file fell to.
+void sort_definitions(ScoreIndex& idx) {
+  std::stable_sort(idx.definitions.begin(), idx.definitions.end(),
+                   [](const Definition& a, const Definition& b) { return a.file < b.file; });
+}
+
+IndexScan scan_of(const RepoText& text) {
+  return {static_cast<int>(text.files.size()),
+          text.skipped_binary,
+          text.skipped_large,
+          text.skipped_over_cap,
+          text.bytes_read,
+          ScanLimits{}};
+}
+
+std::string note_of(const IndexScan& scan) {
   std::string note;
   auto add = [&](int n, const std::string& what) {
     if (n > 0) note += (note.empty() ? "" : ", ") + std::to_string(n) + " " + what;
   };
-  add(text.skipped_binary, "binary file(s) skipped");
-  add(text.skipped_large, "file(s) over the size limit skipped");
-  if (text.skipped_over_cap > 0) {
+  add(scan.skipped_binary, "binary file(s) skipped");
+  add(scan.skipped_large, "file(s) over the size limit skipped");
+  if (scan.skipped_over_cap > 0) {
     note += (note.empty() ? "" : ", ") + std::string("repository over the scan limit: sampled ") +
-            std::to_string(text.files.size()) + " of " +
-            std::to_string(text.files.size() + text.skipped_over_cap + text.skipped_binary + text.skipped_large) +
+            std::to_string(scan.files_read) + " of " +
+            std::to_string(scan.files_read + scan.skipped_over_cap + scan.skipped_binary + scan.skipped_large) +
             " files (every file's path is known; the others are not measured)";
   }
   return note;
+}
+
+int files_in_repo(const IndexScan& scan) {
+  return scan.files_read + scan.skipped_binary + scan.skipped_large + scan.skipped_over_cap;
+}
+
+// How many ctags processes a build over `code_files` runs: up to one per core (at most 4), one
+// per 200 files.
+size_t parser_shares(size_t code_files) {
+  return std::clamp<size_t>(std::min<size_t>(std::thread::hardware_concurrency(), 4), 1,
+                            std::max<size_t>(1, code_files / 200));
+}
+
+// The entry of a file as read, measured when `measured` (then `code` holds what the definition
+// and call-site passes need; its `index` is set once the files are sorted).
+IndexedFile index_file(const RepoText::File& f, FileKind kind, bool measured, std::optional<CodeFile>& code) {
+  IndexedFile inf{f.path, kind, 0, 0, {}, {}, {}, {}};
+  if (!measured) {
+    inf.lines_of_code = static_cast<int>(std::count(f.content.begin(), f.content.end(), '\n'));
+    return inf;
+  }
+  const Comments style = comment_style(extension(f.path), base_name(f.path));
+  CodeFile cf{0, split_text(f.content, style), {}, false};
+  cf.starts = line_starts(cf.split.code);
+  cf.braces = style == Comments::kC;
+  const Measure m = measure_lines(cf.split.code, cf.braces, 1, static_cast<int>(cf.starts.size()), cf.starts);
+  inf.lines_of_code = m.loc;
+  inf.nesting = m.nesting;
+  count_keywords(cf.split.code, false, inf);
+  count_keywords(cf.split.strings, false, inf);
+  count_keywords(cf.split.comments, true, inf);
+  code.emplace(std::move(cf));
+  return inf;
+}
+
+// Writes `files[share], files[share + shares], ...` flat into `dir` as "<n>-<base name>" (ctags
+// picks the language by the name) and runs ctags over them; each tag's file is then the path.
+Result<std::vector<CtagsTag>> parse_share(const fs::path& dir, const std::vector<const RepoText::File*>& files,
+                                          size_t share, size_t shares, const IndexOptions& options) {
+  std::vector<std::string> paths;
+  for (size_t i = share; i < files.size(); i += shares) {
+    const RepoText::File& f = *files[i];
+    std::string name = std::to_string(i) + "-" + base_name(f.path);
+    std::ofstream(dir / name, std::ios::binary).write(f.content.data(), static_cast<std::streamsize>(f.content.size()));
+    paths.push_back(std::move(name));
+  }
+  auto tags = run_ctags(dir, paths, options);
+  if (!tags.ok()) return tags;
+  for (auto& tag : *tags) {
+    size_t n = 0;
+    auto r = std::from_chars(tag.file.data(), tag.file.data() + tag.file.size(), n);
+    tag.file = r.ec == std::errc() && n < files.size() ? files[n]->path : std::string();
+  }
+  return tags;
 }
 
 }  // namespace
@@ -522,19 +654,29 @@ const IndexedFile* ScoreIndex::file(const std::string& path) const {
   return it != files.end() && it->path == path ? &*it : nullptr;
 }
 
-Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& options) {
-  const auto started = std::chrono::steady_clock::now();
-  auto lap = [last = started]() mutable {
+namespace {
+
+// The time since the last call (or since made), as "<n> ms": a build's phases.
+struct Lap {
+  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+  std::string operator()() {
     const auto now = std::chrono::steady_clock::now();
     const double ms = std::chrono::duration<double, std::milli>(now - last).count();
     last = now;
     return std::to_string(static_cast<long long>(ms + 0.5)) + " ms";
-  };
+  }
+};
+
+}  // namespace
+
+Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  Lap lap;
   ScoreIndex idx;
   idx.source = text.source;
-  idx.scan_note = note_of(text);
-  idx.files_in_repo =
-      static_cast<int>(text.files.size()) + text.skipped_binary + text.skipped_large + text.skipped_over_cap;
+  idx.scan = scan_of(text);
+  idx.scan_note = note_of(idx.scan);
+  idx.files_in_repo = files_in_repo(idx.scan);
   // First what each file is, so the parser can start on the code files while they are measured.
   std::vector<FileKind> kinds;
   kinds.reserve(text.files.size());
@@ -564,8 +706,7 @@ Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& o
   // files written to a scratch directory in memory; bounded by options.ctags_timeout and cancel.
   std::optional<Scratch> scratch;
   std::vector<std::thread> parsers;
-  const size_t shares = std::clamp<size_t>(std::min<size_t>(std::thread::hardware_concurrency(), 4), 1,
-                                           std::max<size_t>(1, code_files.size() / 200));
+  const size_t shares = parser_shares(code_files.size());
   std::vector<Result<std::vector<CtagsTag>>> parsed(shares, std::vector<CtagsTag>{});
   if (!idx.parser.empty() && !code_files.empty()) {
     auto scratch_dir = make_scratch();
@@ -573,25 +714,8 @@ Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& o
     scratch.emplace();
     scratch->dir = *scratch_dir;  // emplaced first: a moved-from Scratch would remove it
     for (size_t share = 0; share < shares; ++share) {
-      parsers.emplace_back([&, share] {
-        std::vector<std::string> paths;
-        // Flat, as "<n>-<base name>" (ctags picks the language by the name): no directory to make.
-        for (size_t i = share; i < code_files.size(); i += shares) {
-          const RepoText::File& f = *code_files[i];
-          std::string name = std::to_string(i) + "-" + base_name(f.path);
-          std::ofstream(scratch->dir / name, std::ios::binary)
-              .write(f.content.data(), static_cast<std::streamsize>(f.content.size()));
-          paths.push_back(std::move(name));
-        }
-        parsed[share] = run_ctags(scratch->dir, paths, options);
-        if (parsed[share].ok()) {
-          for (auto& tag : *parsed[share]) {
-            size_t n = 0;
-            auto r = std::from_chars(tag.file.data(), tag.file.data() + tag.file.size(), n);
-            tag.file = r.ec == std::errc() && n < code_files.size() ? code_files[n]->path : std::string();
-          }
-        }
-      });
+      parsers.emplace_back(
+          [&, share] { parsed[share] = parse_share(scratch->dir, code_files, share, shares, options); });
     }
   }
   std::string phases = "classify " + lap();
@@ -601,30 +725,18 @@ Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& o
   for (size_t n = 0; n < text.files.size(); ++n) {
     const RepoText::File& f = text.files[n];
     if (f.path.find('\n') != std::string::npos) continue;
-    IndexedFile inf{f.path, kinds[n], 0, 0, {}, {}};
-    if (measured[n]) {
-      const Comments style = comment_style(extension(f.path), base_name(f.path));
-      CodeFile cf{idx.files.size(), split_text(f.content, style), {}, false};
-      cf.starts = line_starts(cf.split.code);
-      cf.braces = style == Comments::kC;
-      const Measure m = measure_lines(cf.split.code, cf.braces, 1, static_cast<int>(cf.starts.size()), cf.starts);
-      inf.lines_of_code = m.loc;
-      inf.nesting = m.nesting;
-      count_keywords(cf.split.code, false, inf);
-      count_keywords(cf.split.strings, false, inf);
-      count_keywords(cf.split.comments, true, inf);
-      code.push_back(std::move(cf));
+    std::optional<CodeFile> cf;
+    idx.files.push_back(index_file(f, kinds[n], measured[n], cf));
+    if (cf) {
+      code.push_back(std::move(*cf));
       code_paths.push_back(f.path);
-    } else {
-      inf.lines_of_code = static_cast<int>(std::count(f.content.begin(), f.content.end(), '\n'));
     }
-    idx.files.push_back(std::move(inf));
   }
   phases += ", measure and keywords " + lap();
   for (auto& t : parsers) t.join();
   phases += ", then waiting for ctags " + lap();
   for (const auto& p : text.unread_paths) {
-    idx.files.push_back({p, classify_file(p, {}), -1, 0, {}, {}});
+    idx.files.push_back({p, classify_file(p, {}), -1, 0, {}, {}, {}, {}});
   }
   std::sort(idx.files.begin(), idx.files.end(),
             [](const IndexedFile& a, const IndexedFile& b) { return a.path < b.path; });
@@ -659,9 +771,295 @@ Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& o
     idx.parser += "; focused on this task's names: " + std::to_string(code_files.size()) +
                   " code file(s) parsed, the full index is built apart";
   }
+  sort_definitions(idx);
   phases += ", definitions " + lap();
   add_calls(idx, code);
   phases += ", call sites " + lap();
+  idx.build_phases = phases;
+  idx.build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  return idx;
+}
+
+// ---- updating an index to a nearby commit ------------------------------------------------------
+
+namespace {
+
+Error stale(const std::string& why) {
+  return make_error("stale", "the index cannot be updated: " + why + "; build it in full", "index");
+}
+
+// The read counts of the new commit: the base's, less the removed versions (read, oversized or
+// binary by how the base holds them), plus the added ones. Error "stale" when they cross the
+// scan limits (the full read would sample) or do not add up.
+Result<IndexScan> scan_after(const ScoreIndex& base, const RepoChange& change) {
+  IndexScan scan = base.scan;
+  for (const auto& p : change.removed) {
+    const IndexedFile* f = base.file(p);
+    int& count = f == nullptr ? scan.skipped_binary : f->lines_of_code < 0 ? scan.skipped_large : scan.files_read;
+    --count;
+  }
+  scan.files_read += static_cast<int>(change.added.files.size());
+  scan.skipped_binary += change.added.skipped_binary;
+  scan.skipped_large += change.added.skipped_large;
+  if (scan.files_read < 0 || scan.skipped_binary < 0 || scan.skipped_large < 0 ||
+      change.removed_bytes > scan.bytes_read) {
+    return stale("its counts do not match the change (an index of another commit?)");
+  }
+  scan.bytes_read = scan.bytes_read - change.removed_bytes + change.added.bytes_read;
+  const auto fitting = static_cast<size_t>(scan.files_read + scan.skipped_binary);
+  if (fitting > scan.limits.max_files || scan.bytes_read > scan.limits.max_total_bytes) {
+    return stale("the new commit is over the scan limit");
+  }
+  return scan;
+}
+
+Status check_updatable(const ScoreIndex& base, const RepoChange& change, const std::string& version) {
+  if (base.focused) return stale("it is focused on one task");
+  if (base.scan.skipped_over_cap > 0) return stale("it indexes a sample of the repository");
+  if (version.empty() || base.parser.rfind(version, 0) != 0 || base.parser.find(" failed") != std::string::npos) {
+    return stale("it was not parsed by " + (version.empty() ? std::string("universal-ctags") : version));
+  }
+  auto odd = [](const std::string& p) { return p.find('\n') != std::string::npos; };
+  bool any_odd = std::any_of(change.removed.begin(), change.removed.end(), odd) ||
+                 std::any_of(change.added.unread_paths.begin(), change.added.unread_paths.end(), odd);
+  for (const auto& f : change.added.files) any_odd = any_odd || odd(f.path);
+  if (any_odd) return stale("a changed path has a line break");
+  return ok_status();
+}
+
+// The base's entries of the files the change keeps, and the added files' entries (measured
+// code in `code`, `code_files` the texts to parse), sorted by path; `moved[i]` is where the
+// base's file i went (-1: removed).
+struct Merged {
+  std::vector<CodeFile> code;
+  std::vector<const RepoText::File*> code_files;
+  std::vector<int> moved;
+  size_t fresh_names = 0;  // names callable now and not before
+  size_t read_again = 0;   // unchanged code files read to count them
+};
+
+Merged merge_files(const ScoreIndex& base, const RepoChange& change, ScoreIndex& idx) {
+  Merged m;
+  const std::unordered_set<std::string_view> removed(change.removed.begin(), change.removed.end());
+  std::vector<long> origin;  // >= 0: the base's file; < 0: -1 - the added file's code index, or kNone
+  constexpr long kNone = std::numeric_limits<long>::min();
+  for (size_t i = 0; i < base.files.size(); ++i) {
+    if (removed.count(base.files[i].path)) continue;
+    idx.files.push_back(base.files[i]);
+    origin.push_back(static_cast<long>(i));
+  }
+  for (const auto& f : change.added.files) {
+    const FileKind kind = classify_file(f.path, std::string_view(f.content).substr(0, 400));
+    std::optional<CodeFile> cf;
+    idx.files.push_back(index_file(f, kind, kind == FileKind::kCode, cf));
+    origin.push_back(cf ? -1 - static_cast<long>(m.code.size()) : kNone);
+    if (cf) {
+      m.code.push_back(std::move(*cf));
+      m.code_files.push_back(&f);
+    }
+  }
+  for (const auto& p : change.added.unread_paths) {
+    idx.files.push_back({p, classify_file(p, {}), -1, 0, {}, {}, {}, {}});
+    origin.push_back(kNone);
+  }
+  std::vector<size_t> order(idx.files.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return idx.files[a].path < idx.files[b].path; });
+  std::vector<IndexedFile> sorted;
+  sorted.reserve(order.size());
+  m.moved.assign(base.files.size(), -1);
+  for (size_t i = 0; i < order.size(); ++i) {
+    const long o = origin[order[i]];
+    if (o >= 0) m.moved[static_cast<size_t>(o)] = static_cast<int>(i);
+    if (o < 0 && o != kNone) m.code[static_cast<size_t>(-1 - o)].index = i;
+    sorted.push_back(std::move(idx.files[order[i]]));
+  }
+  idx.files = std::move(sorted);
+  return m;
+}
+
+// The base's definitions of the kept files, moved to their new places, and the added code
+// files' from ctags, in file order. Errors from ctags.
+Status update_definitions(const ScoreIndex& base, Merged& m, const IndexOptions& options, ScoreIndex& idx) {
+  for (const auto& d : base.definitions) {
+    if (m.moved[d.file] < 0) continue;
+    idx.definitions.push_back(d);
+    idx.definitions.back().file = m.moved[d.file];
+  }
+  if (!m.code_files.empty()) {
+    auto dir = make_scratch();
+    if (!dir.ok()) return dir.error();
+    Scratch scratch;
+    scratch.dir = *dir;
+    auto tags = parse_share(scratch.dir, m.code_files, 0, 1, options);
+    if (!tags.ok()) return tags.error();
+    std::unordered_map<std::string, CodeFile*> by_path;
+    for (size_t i = 0; i < m.code.size(); ++i) by_path[m.code_files[i]->path] = &m.code[i];
+    ScoreIndex added;
+    add_definitions(added, *tags, by_path);
+    sort_definitions(added);
+    const size_t kept = idx.definitions.size();  // in file order already: the base's were
+    idx.definitions.insert(idx.definitions.end(), std::make_move_iterator(added.definitions.begin()),
+                           std::make_move_iterator(added.definitions.end()));
+    std::inplace_merge(idx.definitions.begin(), idx.definitions.begin() + static_cast<long>(kept),
+                       idx.definitions.end(), [](const Definition& a, const Definition& b) { return a.file < b.file; });
+  }
+  return ok_status();
+}
+
+// Those of `names` that a callable definition of `idx` names.
+NameSet defined_among(const ScoreIndex& idx, const NameSet& names) {
+  NameSet out;
+  for (const auto& d : idx.definitions) {
+    if (callable_kind(d.kind) && names.count(d.name)) out.insert(d.name);
+  }
+  return out;
+}
+
+void add_to(std::unordered_map<std::string, CallSites>& calls, const std::map<std::string, int>& file, int sign) {
+  for (const auto& [name, n] : file) {
+    CallSites& c = calls[name];
+    c.sites += sign * n;
+    c.files += sign;
+  }
+}
+
+// The names that matter to an update's call sites: those that stop or start being callable.
+struct NameChange {
+  NameSet lost;   // callable in the base, no longer: every file's count of them goes
+  NameSet fresh;  // callable now, not in the base: files kept may call them
+  NameSet now;    // of the added files' call words and the names above, those callable now
+};
+
+// `words`: every name the added code files call.
+NameChange name_change(const ScoreIndex& base, const Merged& m, const ScoreIndex& idx, const NameSet& words) {
+  NameSet removed_names, added_names;
+  for (const auto& d : base.definitions) {
+    if (m.moved[d.file] < 0 && callable_kind(d.kind)) removed_names.insert(d.name);
+  }
+  std::vector<bool> added(idx.files.size(), false);
+  for (const auto& cf : m.code) added[cf.index] = true;
+  for (const auto& d : idx.definitions) {
+    if (added[d.file] && callable_kind(d.kind)) added_names.insert(d.name);
+  }
+  NameSet asked = words;
+  asked.insert(removed_names.begin(), removed_names.end());
+  asked.insert(added_names.begin(), added_names.end());
+  NameChange c;
+  c.now = defined_among(idx, asked);
+  const NameSet before = defined_among(base, added_names);
+  for (auto n : removed_names) {
+    if (!c.now.count(n)) c.lost.insert(n);
+  }
+  for (auto n : added_names) {
+    if (!before.count(n)) c.fresh.insert(n);
+  }
+  return c;
+}
+
+// The kept code files that may call one of `fresh` (IndexedFile::called), read again and
+// counted for those names; their counts go into `calls` too.
+Status count_fresh(const NameSet& fresh, const std::vector<bool>& added, const std::vector<DefinedAt>& defined_at,
+                   const ReadFiles& read_unchanged, Merged& m, ScoreIndex& idx) {
+  std::vector<size_t> kept_code;
+  std::vector<std::string> paths;
+  for (size_t i = 0; i < idx.files.size(); ++i) {
+    const IndexedFile& f = idx.files[i];
+    if (added[i] || f.kind != FileKind::kCode || f.lines_of_code < 0) continue;
+    if (std::none_of(fresh.begin(), fresh.end(), [&](std::string_view n) { return may_call(f.called, n); })) continue;
+    kept_code.push_back(i);
+    paths.push_back(f.path);
+  }
+  m.read_again = paths.size();
+  if (paths.empty()) return ok_status();
+  auto texts = read_unchanged(paths);
+  if (!texts.ok()) return texts.error();
+  if (texts->size() != paths.size()) return stale("the unchanged files could not be read");
+  for (size_t k = 0; k < kept_code.size(); ++k) {
+    IndexedFile& f = idx.files[kept_code[k]];
+    const SplitText split = split_text((*texts)[k], comment_style(extension(f.path), base_name(f.path)));
+    std::map<std::string, int> found;
+    count_calls(split.code, defined_at[kept_code[k]], fresh, found);
+    add_to(idx.calls, found, 1);
+    f.calls.insert(found.begin(), found.end());
+  }
+  return ok_status();
+}
+
+// Call sites: the base's totals less the removed files' counts and the names no longer
+// callable, plus the added files' counts, plus those of the kept files that may call a newly
+// callable name (by IndexedFile::called), read again and counted for those names.
+Status update_calls(const ScoreIndex& base, Merged& m, const ReadFiles& read_unchanged, ScoreIndex& idx) {
+  const std::vector<DefinedAt> defined_at = callable_lines(idx);
+  std::vector<bool> added(idx.files.size(), false);
+  NameSet words;
+  for (const auto& cf : m.code) {
+    IndexedFile& f = idx.files[cf.index];
+    count_calls(cf.split.code, defined_at[cf.index], AnyName{}, f.calls, &f.called);
+    for (const auto& [name, n] : f.calls) words.insert(name);
+    added[cf.index] = true;
+  }
+  const NameChange names = name_change(base, m, idx, words);
+  for (const auto& cf : m.code) {
+    auto& calls = idx.files[cf.index].calls;
+    for (auto it = calls.begin(); it != calls.end();) it = names.now.count(it->first) ? std::next(it) : calls.erase(it);
+  }
+  idx.calls = base.calls;
+  for (size_t i = 0; i < base.files.size(); ++i) {
+    if (m.moved[i] < 0) add_to(idx.calls, base.files[i].calls, -1);
+  }
+  for (auto name : names.lost) {
+    idx.calls.erase(std::string(name));
+    for (auto& f : idx.files) {
+      if (!f.calls.empty()) f.calls.erase(std::string(name));
+    }
+  }
+  for (const auto& cf : m.code) add_to(idx.calls, idx.files[cf.index].calls, 1);
+  m.fresh_names = names.fresh.size();
+  if (!names.fresh.empty()) POLY_TRY(count_fresh(names.fresh, added, defined_at, read_unchanged, m, idx));
+  for (auto it = idx.calls.begin(); it != idx.calls.end();)
+    it = it->second.files > 0 ? std::next(it) : idx.calls.erase(it);
+  return ok_status();
+}
+
+std::string parser_after(const std::string& version, int code_files) {
+  if (code_files == 0) return "no parser needed: no code files";
+  const size_t shares = parser_shares(static_cast<size_t>(code_files));
+  return version + (shares > 1 ? " (" + std::to_string(shares) + " processes)" : "");
+}
+
+}  // namespace
+
+Result<ScoreIndex> update_score_index(const ScoreIndex& base, const RepoChange& change, const ReadFiles& read_unchanged,
+                                      const IndexOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  Lap lap;
+  const std::string version = ctags_version(options);
+  POLY_TRY(check_updatable(base, change, version));
+  auto scan = scan_after(base, change);
+  if (!scan.ok()) return scan.error();
+  ScoreIndex idx;
+  idx.commit = base.commit;
+  idx.source = base.source;
+  idx.scan = *scan;
+  idx.scan_note = note_of(idx.scan);
+  idx.files_in_repo = files_in_repo(idx.scan);
+  idx.built_from = base.commit;
+  Merged merged = merge_files(base, change, idx);
+  idx.files_reparsed = static_cast<int>(merged.code.size());
+  idx.files_parsed = static_cast<int>(std::count_if(idx.files.begin(), idx.files.end(), [](const IndexedFile& f) {
+    return f.kind == FileKind::kCode && f.lines_of_code >= 0;
+  }));
+  idx.parser = parser_after(version, idx.files_parsed);
+  std::string phases = "updated from " + base.commit.substr(0, 12) + ": " + std::to_string(change.removed.size()) +
+                       " file(s) removed, " +
+                       std::to_string(change.added.files.size() + change.added.unread_paths.size()) +
+                       " added; kept and measured " + lap();
+  POLY_TRY(update_definitions(base, merged, options, idx));
+  phases += ", ctags over " + std::to_string(idx.files_reparsed) + " code file(s) and definitions " + lap();
+  POLY_TRY(update_calls(base, merged, read_unchanged, idx));
+  phases += ", call sites " + lap() + " (" + std::to_string(merged.fresh_names) + " new callable name(s), " +
+            std::to_string(merged.read_again) + " unchanged code file(s) read for them)";
   idx.build_phases = phases;
   idx.build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   return idx;
@@ -681,6 +1079,19 @@ std::string serialize_index(const ScoreIndex& idx) {
   o += "\ncommit " + idx.commit + "\nsource " + idx.source + "\nfiles_in_repo " + std::to_string(idx.files_in_repo) +
        "\nfiles_parsed " + std::to_string(idx.files_parsed) + "\nscan_note " + idx.scan_note + "\nparser " +
        idx.parser + "\n";
+  if (!idx.built_from.empty()) o += "built_from " + idx.built_from + " " + std::to_string(idx.files_reparsed) + "\n";
+  const IndexScan& sc = idx.scan;
+  o += "scan";
+  for (unsigned long long v :
+       {static_cast<unsigned long long>(sc.files_read), static_cast<unsigned long long>(sc.skipped_binary),
+        static_cast<unsigned long long>(sc.skipped_large), static_cast<unsigned long long>(sc.skipped_over_cap),
+        static_cast<unsigned long long>(sc.bytes_read), static_cast<unsigned long long>(sc.limits.max_file_bytes),
+        static_cast<unsigned long long>(sc.limits.max_files),
+        static_cast<unsigned long long>(sc.limits.max_total_bytes)}) {
+    o += ' ';
+    o += std::to_string(v);
+  }
+  o += '\n';
   auto keywords = [&](char which, const std::map<std::string, KeywordCount>& m) {
     for (const auto& [k, c] : m) {
       std::string name = k;
@@ -708,6 +1119,23 @@ std::string serialize_index(const ScoreIndex& idx) {
     o += '\n';
     keywords('s', f.security);
     keywords('c', f.concurrency);
+    if (!f.called.empty()) {
+      o += "B";
+      for (uint64_t w : f.called) {
+        char buf[17];
+        std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(w));
+        o += ' ';
+        o.append(buf, 16);
+      }
+      o += '\n';
+    }
+    for (const auto& [name, n] : f.calls) {
+      o += "S ";
+      num(n);
+      o += ' ';
+      o += name;
+      o += '\n';
+    }
   }
   for (const auto& d : idx.definitions) {
     o += "D ";
@@ -720,15 +1148,7 @@ std::string serialize_index(const ScoreIndex& idx) {
     o += d.name;
     o += '\n';
   }
-  for (const auto& [name, c] : idx.calls) {
-    o += "C ";
-    num(c.sites);
-    o += ' ';
-    num(c.files);
-    o += ' ';
-    o += name;
-    o += '\n';
-  }
+  // ScoreIndex::calls is the files' S lines added up.
   o += "end\n";
   return o;
 }
@@ -755,6 +1175,24 @@ struct Fields {
     return v;
   }
 };
+
+bool parse_scan(std::string_view text, IndexScan& scan) {
+  unsigned long long v[8];
+  for (auto& n : v) {
+    const size_t sp = text.find(' ');
+    const std::string_view w = text.substr(0, sp);
+    auto r = std::from_chars(w.data(), w.data() + w.size(), n);
+    if (w.empty() || r.ec != std::errc() || r.ptr != w.data() + w.size()) return false;
+    text = sp == std::string_view::npos ? std::string_view() : text.substr(sp + 1);
+  }
+  scan = {static_cast<int>(v[0]),
+          static_cast<int>(v[1]),
+          static_cast<int>(v[2]),
+          static_cast<int>(v[3]),
+          v[4],
+          ScanLimits{v[5], static_cast<size_t>(v[6]), v[7]}};
+  return text.empty();
+}
 
 }  // namespace
 
@@ -787,7 +1225,8 @@ Result<ScoreIndex> parse_index(const std::string& text) {
       ended = true;
       break;
     }
-    if (line.size() > 2 && line[1] == ' ' && (line[0] == 'F' || line[0] == 'K' || line[0] == 'D' || line[0] == 'C')) {
+    if (line.size() > 2 && line[1] == ' ' &&
+        (line[0] == 'F' || line[0] == 'K' || line[0] == 'D' || line[0] == 'S' || line[0] == 'B')) {
       Fields l{line.substr(2)};
       if (line[0] == 'F') {
         IndexedFile f;
@@ -819,12 +1258,21 @@ Result<ScoreIndex> parse_index(const std::string& text) {
         d.name = std::string(l.word());
         if (d.file < 0 || d.file >= static_cast<int>(idx.files.size())) return bad("a definition names no file");
         idx.definitions.push_back(std::move(d));
+      } else if (line[0] == 'B') {
+        if (idx.files.empty()) return bad("called names before any file");
+        auto& called = idx.files.back().called;
+        while (!l.rest.empty()) {
+          const std::string_view w = l.word();
+          uint64_t v = 0;
+          auto r = std::from_chars(w.data(), w.data() + w.size(), v, 16);
+          if (r.ec != std::errc() || r.ptr != w.data() + w.size()) l.fail = true;
+          called.push_back(v);
+        }
       } else {
-        CallSites c;
-        c.sites = l.number();
-        c.files = l.number();
+        if (idx.files.empty()) return bad("call sites before any file");
+        const int sites = l.number();
         std::string name(l.word());
-        idx.calls.emplace_hint(idx.calls.end(), std::move(name), c);  // written in order
+        idx.files.back().calls.emplace_hint(idx.files.back().calls.end(), std::move(name), sites);  // written in order
       }
       if (l.fail) return bad("malformed line '" + std::string(line.substr(0, 40)) + "'");
       continue;
@@ -841,11 +1289,19 @@ Result<ScoreIndex> parse_index(const std::string& text) {
       idx.scan_note = *v;
     } else if (auto v = rest("parser")) {
       idx.parser = *v;
+    } else if (auto v = rest("built_from")) {
+      Fields l{*v};
+      idx.built_from = std::string(l.word());
+      idx.files_reparsed = l.number();
+      if (l.fail) return bad("malformed built_from line");
+    } else if (auto v = rest("scan")) {
+      if (!parse_scan(*v, idx.scan)) return bad("malformed scan line");
     } else {
       return bad("unknown line '" + std::string(line.substr(0, 40)) + "'");
     }
   }
   if (!ended) return bad("truncated");
+  total_calls(idx);
   idx.loaded_from_cache = true;
   return idx;
 }
@@ -878,22 +1334,76 @@ void remember(const std::string& key, std::shared_ptr<const ScoreIndex> index) {
   if (in_memory.size() > kIndexesInMemory) in_memory.pop_back();
 }
 
-std::string file_name_for(const fs::path& repo, const std::string& commit) {
+// Index files of one repository are "<hash of its path>-<commit>.idx".
+std::string repo_prefix(const fs::path& repo) {
   std::error_code ec;
   const std::string abs = fs::weakly_canonical(repo, ec).string();
   char hash[17];
   std::snprintf(hash, sizeof hash, "%016zx", std::hash<std::string>{}(abs));
-  return std::string(hash) + "-" + commit + ".idx";
+  return hash;
+}
+
+// Per repository (cache directory, path and limits), the commits indexed last, newest first:
+// where an update looks first.
+constexpr size_t kRecentPerRepo = 4;
+std::mutex recent_mutex;
+std::map<std::string, std::deque<std::string>> recent_commits;
+
+void note_indexed(const std::string& repo_key, const std::string& commit) {
+  std::lock_guard guard(recent_mutex);
+  auto& recent = recent_commits[repo_key];
+  recent.erase(std::remove(recent.begin(), recent.end(), commit), recent.end());
+  recent.push_front(commit);
+  if (recent.size() > kRecentPerRepo) recent.pop_back();
+}
+
+std::vector<std::string> recently_indexed(const std::string& repo_key) {
+  std::lock_guard guard(recent_mutex);
+  auto it = recent_commits.find(repo_key);
+  return it == recent_commits.end() ? std::vector<std::string>{}
+                                    : std::vector<std::string>(it->second.begin(), it->second.end());
+}
+
+// The commits indexed on disk under `dir` for the repository `prefix` names, newest first.
+std::vector<std::string> indexed_on_disk(const fs::path& dir, const std::string& prefix) {
+  std::vector<std::pair<fs::file_time_type, std::string>> found;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() != prefix.size() + 1 + 40 + 4 || name.rfind(prefix + "-", 0) != 0 || !ends_with(name, ".idx")) {
+      continue;
+    }
+    std::error_code time_ec;
+    found.emplace_back(it->last_write_time(time_ec), name.substr(prefix.size() + 1, 40));
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(std::move(f.second));
+  return out;
+}
+
+bool same_limits(const ScanLimits& a, const ScanLimits& b) {
+  return a.max_file_bytes == b.max_file_bytes && a.max_files == b.max_files && a.max_total_bytes == b.max_total_bytes;
+}
+
+double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::string whole_ms(double ms) {
+  return std::to_string(static_cast<long long>(ms + 0.5)) + " ms";
 }
 
 }  // namespace
 
-Result<ScoreIndexCache::Found> ScoreIndexCache::cached(const fs::path& repo, const std::string& rev) {
-  auto commit = resolve_commit(repo, rev);
-  if (!commit.ok()) return commit.error();
+std::string ScoreIndexCache::repo_key(const fs::path& repo) const {
+  return (dir_ / repo_prefix(repo)).string() + "|" + std::to_string(limits_.max_files);
+}
+
+ScoreIndexCache::Found ScoreIndexCache::lookup(const fs::path& repo, const std::string& commit) {
   Found f;
-  f.commit = *commit;
-  f.name = file_name_for(repo, *commit);
+  f.commit = commit;
+  f.name = repo_prefix(repo) + "-" + commit + ".idx";
   f.key = (dir_ / f.name).string() + "|" + std::to_string(limits_.max_files);
   if (options_.remember_in_memory) {
     if (auto hit = recall(f.key)) {
@@ -908,57 +1418,121 @@ Result<ScoreIndexCache::Found> ScoreIndexCache::cached(const fs::path& repo, con
     std::string bytes(static_cast<size_t>(std::max<std::streamoff>(0, in.tellg())), '\0');
     in.seekg(0);
     in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    auto parsed = parse_index(bytes);
-    if (parsed.ok() && parsed->commit == *commit) {
+    auto parsed = parse_index(bytes);  // an index of another format version is built again
+    if (parsed.ok() && parsed->commit == commit) {
       f.index = std::make_shared<const ScoreIndex>(std::move(*parsed));
       if (options_.remember_in_memory) remember(f.key, f.index);
+      note_indexed(repo_key(repo), commit);
     }
   }
   return f;
 }
 
-Result<std::shared_ptr<const ScoreIndex>> ScoreIndexCache::build_and_store(const fs::path& repo, const std::string& rev,
-                                                                           const Found& where,
-                                                                           const IndexOptions& options) {
-  const auto read_started = std::chrono::steady_clock::now();
-  auto text = read_repo_at(repo, where.commit, limits_);
-  if (!text.ok()) return text.error();
-  const double read_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - read_started).count();
-  auto built = build_score_index(*text, options);
-  if (!built.ok()) return built.error();
-  built->build_phases = "read " + std::to_string(static_cast<long long>(read_ms + 0.5)) + " ms (libgit2, " +
-                        std::to_string(text->files.size()) + " files), " + built->build_phases;
-  built->commit = where.commit;
-  built->source = repo.string() + " at " + rev + " (" + where.commit.substr(0, 12) + ")";
-  if (built->focused) return std::make_shared<const ScoreIndex>(std::move(*built));  // one task's: not kept
+Result<ScoreIndexCache::Found> ScoreIndexCache::cached(const fs::path& repo, const std::string& rev) {
+  auto commit = resolve_commit(repo, rev);
+  if (!commit.ok()) return commit.error();
+  return lookup(repo, *commit);
+}
+
+std::shared_ptr<const ScoreIndex> ScoreIndexCache::store(const fs::path& repo, const Found& where, ScoreIndex built) {
+  const auto started = std::chrono::steady_clock::now();
   std::error_code ec;
   fs::create_directories(dir_, ec);
   const fs::path partial = dir_ / (where.name + ".partial" + std::to_string(::getpid()));
   {
     std::ofstream out(partial, std::ios::binary);
-    out << serialize_index(*built);
+    out << serialize_index(built);
   }
   fs::rename(partial, dir_ / where.name, ec);  // a cache that cannot be written only costs the next build
   if (ec) fs::remove(partial, ec);
-  built->build_phases +=
-      ", stored " +
-      std::to_string(static_cast<long long>(
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - read_started).count() - read_ms -
-          built->build_ms + 0.5)) +
-      " ms";
-  auto shared = std::make_shared<const ScoreIndex>(std::move(*built));
-  if (options.remember_in_memory) remember(where.key, shared);
+  built.build_phases += ", stored " + whole_ms(ms_since(started));
+  auto shared = std::make_shared<const ScoreIndex>(std::move(built));
+  if (options_.remember_in_memory) remember(where.key, shared);
+  note_indexed(repo_key(repo), where.commit);
   return shared;
+}
+
+Result<std::shared_ptr<const ScoreIndex>> ScoreIndexCache::build_and_store(const fs::path& repo, const std::string& rev,
+                                                                           const Found& where,
+                                                                           const IndexOptions& options,
+                                                                           const std::string& not_updated) {
+  const auto read_started = std::chrono::steady_clock::now();
+  auto text = read_repo_at(repo, where.commit, limits_);
+  if (!text.ok()) return text.error();
+  const double read_ms = ms_since(read_started);
+  auto built = build_score_index(*text, options);
+  if (!built.ok()) return built.error();
+  built->build_phases = "not updated (" + not_updated + "); read " + whole_ms(read_ms) + " (libgit2, " +
+                        std::to_string(text->files.size()) + " files), " + built->build_phases;
+  built->commit = where.commit;
+  built->source = repo.string() + " at " + rev + " (" + where.commit.substr(0, 12) + ")";
+  built->scan.limits = limits_;
+  if (built->focused) return std::make_shared<const ScoreIndex>(std::move(*built));  // one task's: not kept
+  return store(repo, where, std::move(*built));
+}
+
+std::shared_ptr<const ScoreIndex> ScoreIndexCache::update_from_nearest(const fs::path& repo, const std::string& rev,
+                                                                       const Found& where, std::string& why) {
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<std::string> candidates = recently_indexed(repo_key(repo));
+  for (auto& c : indexed_on_disk(dir_, repo_prefix(repo))) {
+    if (std::find(candidates.begin(), candidates.end(), c) == candidates.end()) candidates.push_back(std::move(c));
+  }
+  candidates.erase(std::remove(candidates.begin(), candidates.end(), where.commit), candidates.end());
+  if (candidates.size() > kNearestTried) candidates.resize(kNearestTried);
+  std::string nearest;
+  size_t fewest = 0;
+  for (const auto& c : candidates) {
+    auto changed = count_changed_files(repo, c, where.commit);
+    if (changed.ok() && (nearest.empty() || *changed < fewest)) {
+      nearest = c;
+      fewest = *changed;
+    }
+  }
+  if (nearest.empty()) {
+    why = "no index of this repository cached";
+    return nullptr;
+  }
+  auto base = lookup(repo, nearest).index;
+  if (!base) {
+    why = "the index of " + nearest.substr(0, 12) + " could not be read";
+    return nullptr;
+  }
+  if (fewest * 3 > static_cast<size_t>(base->files_in_repo) || !same_limits(base->scan.limits, limits_)) {
+    why = std::to_string(fewest) + " of " + std::to_string(base->files_in_repo) + " files changed since " +
+          nearest.substr(0, 12) + (same_limits(base->scan.limits, limits_) ? "" : ", under other scan limits");
+    return nullptr;
+  }
+  auto change = read_repo_change(repo, nearest, where.commit, limits_);
+  if (!change.ok()) {
+    why = change.error().message;
+    return nullptr;
+  }
+  const double read_ms = ms_since(started);
+  auto read_unchanged = [&](const std::vector<std::string>& paths) {
+    return read_repo_files(repo, where.commit, paths);
+  };
+  auto updated = update_score_index(*base, *change, read_unchanged, options_);
+  if (!updated.ok()) {
+    why = updated.error().message;
+    return nullptr;
+  }
+  updated->commit = where.commit;
+  updated->source = repo.string() + " at " + rev + " (" + where.commit.substr(0, 12) + ")";
+  updated->build_phases = "diff and read " + whole_ms(read_ms) + ", " + updated->build_phases;
+  updated->build_ms = ms_since(started);
+  return store(repo, where, std::move(*updated));
 }
 
 Result<std::shared_ptr<const ScoreIndex>> ScoreIndexCache::at(const fs::path& repo, const std::string& rev) {
   auto found = cached(repo, rev);
   if (!found.ok()) return found.error();
   if (found->index) return found->index;
+  std::string why;
+  if (auto updated = update_from_nearest(repo, rev, *found, why)) return updated;
   IndexOptions full = options_;
   full.focused = false;
-  return build_and_store(repo, rev, *found, full);
+  return build_and_store(repo, rev, *found, full, why);
 }
 
 Result<std::shared_ptr<const ScoreIndex>> ScoreIndexCache::for_task(const fs::path& repo, const std::string& rev,
@@ -966,10 +1540,12 @@ Result<std::shared_ptr<const ScoreIndex>> ScoreIndexCache::for_task(const fs::pa
   auto found = cached(repo, rev);
   if (!found.ok()) return found.error();
   if (found->index) return found->index;
+  std::string why;
+  if (auto updated = update_from_nearest(repo, rev, *found, why)) return updated;
   IndexOptions focused = options_;
   focused.focused = true;
   focused.focus = task_focus(task);
-  return build_and_store(repo, rev, *found, focused);
+  return build_and_store(repo, rev, *found, focused, why);
 }
 
 }  // namespace polyphony

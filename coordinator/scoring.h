@@ -114,6 +114,7 @@ struct RepoText {
   int skipped_over_cap = 0;
   std::vector<std::string> unread_paths;  // skipped over the cap or size limit: known, not read
   std::string source;                     // "<repo> at <commit>" or "<dir> (work tree)"
+  uint64_t bytes_read = 0;                // the sizes of the files read (text and binary)
 };
 
 // Bounds on a scan: files larger than max_file_bytes and binary files (a NUL byte in the first
@@ -131,6 +132,30 @@ Result<RepoText> read_repo_at(const std::filesystem::path& repo, const std::stri
 
 // The text files under a work tree directory (.git and symlinks skipped).
 Result<RepoText> read_work_tree(const std::filesystem::path& dir, const ScanLimits& limits = {});
+
+// What changed in a repository's files from one commit to another (read_repo_change).
+struct RepoChange {
+  // Paths whose version in `from` is gone: deleted, modified, renamed away or no longer a file.
+  std::vector<std::string> removed;
+  uint64_t removed_bytes = 0;  // the sizes of those old versions within max_file_bytes
+  // The versions in `to` of the added, modified and renamed files, read as read_repo_at reads
+  // (binary and oversized files counted, not read), never sampled.
+  RepoText added;
+};
+
+// The number of files that differ between the trees of commits `from` and `to` (hex) of `repo`.
+// Errors "git" naming the repository.
+Result<size_t> count_changed_files(const std::filesystem::path& repo, const std::string& from, const std::string& to);
+
+// The files that differ between commits `from` and `to` (hex) of `repo`, by libgit2's tree diff
+// (no rename detection: a rename is a removal and an addition). Errors "git".
+Result<RepoChange> read_repo_change(const std::filesystem::path& repo, const std::string& from, const std::string& to,
+                                    const ScanLimits& limits = {});
+
+// The contents of `paths` (files of commit `commit`, hex) in `repo`, in the same order. Errors
+// "git" naming the path that cannot be read.
+Result<std::vector<std::string>> read_repo_files(const std::filesystem::path& repo, const std::string& commit,
+                                                 const std::vector<std::string>& paths);
 
 struct ScoreIndex;
 

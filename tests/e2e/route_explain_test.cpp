@@ -64,6 +64,29 @@ TEST_CASE("route --explain shows every dimension with its evidence and the plan 
   CHECK(box.status().empty());  // nothing was queued
 }
 
+TEST_CASE("route --explain after the base moved says the index was updated from the previous base's") {
+  SingleBox box(kAuthRepo);
+  auto first = box.cli(explain_args(box, "medium"));
+  INFO(first.err);
+  REQUIRE(first.exit_code == 0);
+  CHECK_THAT(first.out, !Catch::Contains("updated from the index of"));
+  const std::string before = trim(git(box.origin(), {"rev-parse", "main"}));
+  commit_to_bare(box.origin(),
+                 {{"src/jobs.py", "def nightly(users):\n    return [refresh_session(u) for u in users]\n"}},
+                 "one caller fewer");
+  auto moved = box.cli(explain_args(box, "medium"));
+  INFO(moved.err);
+  REQUIRE(moved.exit_code == 0);
+  CHECK_THAT(moved.out, Catch::Contains("; built in "));
+  CHECK_THAT(moved.out,
+             Catch::Contains("updated from the index of " + before.substr(0, 12) + " (1 changed code file(s) parsed)"));
+  CHECK_THAT(moved.out, Catch::Contains("refresh_session(): 4 call site(s) in 2 file(s)"));  // the update counted
+  auto again = box.cli(explain_args(box, "medium"));
+  REQUIRE(again.exit_code == 0);
+  CHECK_THAT(again.out, Catch::Contains("read from the cache in "));
+  CHECK_THAT(again.out, Catch::Contains("; it was updated from the index of " + before.substr(0, 12)));
+}
+
 TEST_CASE("route --explain --json carries the same decision and names the matching rule by line") {
   SingleBox box(kAuthRepo);
   auto args = explain_args(box, "high");
