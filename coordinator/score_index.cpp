@@ -1,14 +1,11 @@
-// Building, storing and loading the scoring index of one commit (see score_index.h).
+// Classifying a repository's files and building the scoring index of one commit (see score_index.h).
 #include "coordinator/score_index.h"
 
 #include <algorithm>
 #include <array>
 #include <charconv>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <fstream>
-#include <limits>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -18,6 +15,7 @@
 #include <unordered_set>
 
 #include "common/process.h"
+#include "coordinator/score_index_internal.h"
 #include "coordinator/score_words.h"
 
 namespace polyphony {
@@ -25,10 +23,9 @@ namespace polyphony {
 namespace fs = std::filesystem;
 using detail::is_ident_char;
 using detail::is_ident_start;
+using namespace score_index_internal;
 
-namespace {
-
-constexpr std::string_view kIndexHeader = "polyphony-score-index 4";
+namespace score_index_internal {
 
 bool ends_with(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -46,17 +43,6 @@ std::string base_name(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-bool has_dir(const std::string& path, std::initializer_list<std::string_view> dirs) {
-  const std::string p = "/" + detail::lower(path);
-  for (auto d : dirs) {
-    if (p.find("/" + std::string(d) + "/") != std::string::npos) return true;
-  }
-  return false;
-}
-
-// Comment syntax of a code file.
-enum class Comments { kC, kHash, kDashDash, kNone };
-
 Comments comment_style(const std::string& ext, const std::string& name) {
   static const std::set<std::string> c{".c",   ".h",  ".cc",  ".cpp", ".cxx",   ".hpp",  ".hh",  ".hxx",  ".js",
                                        ".mjs", ".ts", ".tsx", ".jsx", ".java",  ".go",   ".rs",  ".cs",   ".swift",
@@ -66,6 +52,18 @@ Comments comment_style(const std::string& ext, const std::string& name) {
   if (hash.count(ext) || name == "CMakeLists.txt") return Comments::kHash;
   if (ext == ".lua" || ext == ".sql" || ext == ".hs") return Comments::kDashDash;
   return Comments::kNone;
+}
+
+}  // namespace score_index_internal
+
+namespace {
+
+bool has_dir(const std::string& path, std::initializer_list<std::string_view> dirs) {
+  const std::string p = "/" + detail::lower(path);
+  for (auto d : dirs) {
+    if (p.find("/" + std::string(d) + "/") != std::string::npos) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -134,74 +132,6 @@ FileKind classify_file(const std::string& path, std::string_view head) {
 
 namespace {
 
-// A code file split by what each character is: comment text, string text, and code with both
-// blanked out (newlines kept, so line numbers hold).
-struct SplitText {
-  std::string code;
-  std::string comments;
-  std::string strings;
-};
-
-SplitText split_text(const std::string& in, Comments style) {
-  SplitText s;
-  s.code.assign(in.size(), ' ');
-  s.comments.reserve(in.size() / 4);
-  enum { kCode, kLine, kBlock, kString } state = kCode;
-  char quote = 0;
-  for (size_t i = 0; i < in.size(); ++i) {
-    const char c = in[i];
-    const char next = i + 1 < in.size() ? in[i + 1] : '\0';
-    if (c == '\n') {
-      s.code[i] = '\n';
-      if (state == kLine) state = kCode;
-      if (state != kCode) (state == kString ? s.strings : s.comments) += ' ';
-      continue;
-    }
-    switch (state) {
-      case kCode:
-        if (style == Comments::kC && c == '/' && next == '/') {
-          state = kLine;
-        } else if (style == Comments::kC && c == '/' && next == '*') {
-          state = kBlock;
-          ++i;
-        } else if ((style == Comments::kHash && c == '#') ||
-                   (style == Comments::kDashDash && c == '-' && next == '-')) {
-          state = kLine;
-        } else if (c == '"' || (c == '\'' && style != Comments::kNone)) {
-          state = kString;
-          quote = c;
-          s.code[i] = c;
-        } else {
-          s.code[i] = c;
-        }
-        break;
-      case kLine:
-        s.comments += c;
-        break;
-      case kBlock:
-        if (c == '*' && next == '/') {
-          state = kCode;
-          ++i;
-          s.comments += ' ';
-        } else {
-          s.comments += c;
-        }
-        break;
-      case kString:
-        if (c == '\\') {
-          ++i;
-        } else if (c == quote) {
-          state = kCode;
-          s.code[i] = c;
-        } else {
-          s.strings += c;
-        }
-        break;
-    }
-  }
-  return s;
-}
-
 struct Measure {
   int loc = 0;
   int nesting = 0;
@@ -262,11 +192,6 @@ std::vector<size_t> line_starts(std::string_view text) {
     if (text[i] == '\n') out.push_back(i + 1);
   }
   return out;
-}
-
-bool callable_kind(const std::string& kind) {
-  return kind == "function" || kind == "method" || kind == "macro" || kind == "prototype" || kind == "subroutine" ||
-         kind == "func" || kind == "member" || kind == "singletonMethod";
 }
 
 // Both keyword lists by the last word of each phrase (a keyword matches where its last word
@@ -330,46 +255,6 @@ void count_keywords(std::string_view text, bool comment, IndexedFile& out) {
   });
 }
 
-// The code files written where ctags can read them.
-struct Scratch {
-  fs::path dir;
-  ~Scratch() {
-    std::error_code ec;
-    if (!dir.empty()) fs::remove_all(dir, ec);
-  }
-};
-
-Result<fs::path> make_scratch() {
-  std::error_code ec;
-  fs::path base = fs::is_directory("/dev/shm", ec) ? fs::path("/dev/shm") : fs::temp_directory_path(ec);
-  std::string templ = (base / "polyphony-index-XXXXXX").string();
-  if (!mkdtemp(templ.data()))
-    return make_error("io", "cannot make a scratch directory under " + base.string(), base.string());
-  return fs::path(templ);
-}
-
-struct CtagsTag {
-  std::string name, kind, file;
-  int line = 0, end = 0;
-};
-
-std::string ctags_version(const IndexOptions& o) {
-  // Asked once per program: a scoring pass should not pay a process start for it.
-  static std::mutex mutex;
-  static std::map<std::string, std::string> known;
-  std::lock_guard guard(mutex);
-  if (auto it = known.find(o.ctags); it != known.end()) return it->second;
-  ProcessOptions po;
-  po.timeout = std::chrono::seconds(5);
-  auto r = run_process({o.ctags, "--version"}, po);
-  if (!r.ok() || r->exit_code != 0 || r->out.find("Universal Ctags") == std::string::npos) return {};
-  std::string first = r->out.substr(0, r->out.find('\n'));
-  auto comma = first.find(',');
-  return known[o.ctags] =
-             "universal-ctags " + first.substr(std::string("Universal Ctags ").size(),
-                                               comma == std::string::npos ? std::string::npos : comma - 16);
-}
-
 // Runs ctags over `files` (relative to `dir`). Errors: "not_found", "timeout", "process".
 Result<std::vector<CtagsTag>> run_ctags(const fs::path& dir, const std::vector<std::string>& files,
                                         const IndexOptions& o) {
@@ -403,47 +288,6 @@ Result<std::vector<CtagsTag>> run_ctags(const fs::path& dir, const std::vector<s
   return out;
 }
 
-// Per code file, what the measuring passes need.
-struct CodeFile {
-  size_t index = 0;  // into ScoreIndex::files
-  SplitText split;
-  std::vector<size_t> starts;
-  bool braces = false;
-};
-
-void add_definitions(ScoreIndex& idx, const std::vector<CtagsTag>& tags,
-                     std::unordered_map<std::string, CodeFile*>& by_path) {
-  for (const auto& t : tags) {
-    auto it = by_path.find(t.file);
-    if (it == by_path.end()) continue;
-    CodeFile& cf = *it->second;
-    Definition d{t.name, t.kind, static_cast<int>(cf.index), t.line, t.end, 0, 0, 0};
-    const Measure m = measure_lines(cf.split.code, cf.braces, t.line, t.end, cf.starts);
-    d.lines = m.loc;
-    d.nesting = m.nesting;
-    if (t.end > t.line && t.end <= static_cast<int>(cf.starts.size())) {
-      const size_t b = cf.starts[t.line - 1];
-      const size_t e = t.end < static_cast<int>(cf.starts.size()) ? cf.starts[t.end] : cf.split.code.size();
-      d.branches = count_branches(std::string_view(cf.split.code).substr(b, e - b));
-    }
-    idx.definitions.push_back(std::move(d));
-  }
-}
-
-// Per file, the lines that define a callable name there (sorted), so a definition is not its own call.
-using DefinedAt = std::vector<std::pair<int, std::string_view>>;
-
-std::vector<DefinedAt> callable_lines(const ScoreIndex& idx) {
-  std::vector<DefinedAt> at(idx.files.size());
-  for (const auto& d : idx.definitions) {
-    if (callable_kind(d.kind)) at[d.file].push_back({d.line, d.name});
-  }
-  for (auto& lines : at) std::sort(lines.begin(), lines.end());
-  return at;
-}
-
-using NameSet = std::unordered_set<std::string_view>;
-
 NameSet callable_names(const ScoreIndex& idx) {
   NameSet names;
   names.reserve(idx.definitions.size());
@@ -474,6 +318,150 @@ std::vector<uint64_t> bloom_of(const std::unordered_set<std::string_view>& names
   return words;
 }
 
+// Counts `name(` in code for every callable defined name, per file, leaving out the lines that
+// define or declare it; then the totals.
+void add_calls(ScoreIndex& idx, const std::vector<CodeFile>& code) {
+  const NameSet callable = callable_names(idx);
+  const std::vector<DefinedAt> defined_at = callable_lines(idx);
+  for (const auto& cf : code) {
+    IndexedFile& f = idx.files[cf.index];
+    count_calls(cf.split.code, defined_at[cf.index], callable, f.calls, &f.called);
+  }
+  total_calls(idx);
+}
+
+IndexScan scan_of(const RepoText& text) {
+  return {static_cast<int>(text.files.size()),
+          text.skipped_binary,
+          text.skipped_large,
+          text.skipped_over_cap,
+          text.bytes_read,
+          ScanLimits{}};
+}
+
+}  // namespace
+
+namespace score_index_internal {
+
+SplitText split_text(const std::string& in, Comments style) {
+  SplitText s;
+  s.code.assign(in.size(), ' ');
+  s.comments.reserve(in.size() / 4);
+  enum { kCode, kLine, kBlock, kString } state = kCode;
+  char quote = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    const char next = i + 1 < in.size() ? in[i + 1] : '\0';
+    if (c == '\n') {
+      s.code[i] = '\n';
+      if (state == kLine) state = kCode;
+      if (state != kCode) (state == kString ? s.strings : s.comments) += ' ';
+      continue;
+    }
+    switch (state) {
+      case kCode:
+        if (style == Comments::kC && c == '/' && next == '/') {
+          state = kLine;
+        } else if (style == Comments::kC && c == '/' && next == '*') {
+          state = kBlock;
+          ++i;
+        } else if ((style == Comments::kHash && c == '#') ||
+                   (style == Comments::kDashDash && c == '-' && next == '-')) {
+          state = kLine;
+        } else if (c == '"' || (c == '\'' && style != Comments::kNone)) {
+          state = kString;
+          quote = c;
+          s.code[i] = c;
+        } else {
+          s.code[i] = c;
+        }
+        break;
+      case kLine:
+        s.comments += c;
+        break;
+      case kBlock:
+        if (c == '*' && next == '/') {
+          state = kCode;
+          ++i;
+          s.comments += ' ';
+        } else {
+          s.comments += c;
+        }
+        break;
+      case kString:
+        if (c == '\\') {
+          ++i;
+        } else if (c == quote) {
+          state = kCode;
+          s.code[i] = c;
+        } else {
+          s.strings += c;
+        }
+        break;
+    }
+  }
+  return s;
+}
+
+bool callable_kind(const std::string& kind) {
+  return kind == "function" || kind == "method" || kind == "macro" || kind == "prototype" || kind == "subroutine" ||
+         kind == "func" || kind == "member" || kind == "singletonMethod";
+}
+
+Result<fs::path> make_scratch() {
+  std::error_code ec;
+  fs::path base = fs::is_directory("/dev/shm", ec) ? fs::path("/dev/shm") : fs::temp_directory_path(ec);
+  std::string templ = (base / "polyphony-index-XXXXXX").string();
+  if (!mkdtemp(templ.data()))
+    return make_error("io", "cannot make a scratch directory under " + base.string(), base.string());
+  return fs::path(templ);
+}
+
+std::string ctags_version(const IndexOptions& o) {
+  // Asked once per program: a scoring pass should not pay a process start for it.
+  static std::mutex mutex;
+  static std::map<std::string, std::string> known;
+  std::lock_guard guard(mutex);
+  if (auto it = known.find(o.ctags); it != known.end()) return it->second;
+  ProcessOptions po;
+  po.timeout = std::chrono::seconds(5);
+  auto r = run_process({o.ctags, "--version"}, po);
+  if (!r.ok() || r->exit_code != 0 || r->out.find("Universal Ctags") == std::string::npos) return {};
+  std::string first = r->out.substr(0, r->out.find('\n'));
+  auto comma = first.find(',');
+  return known[o.ctags] =
+             "universal-ctags " + first.substr(std::string("Universal Ctags ").size(),
+                                               comma == std::string::npos ? std::string::npos : comma - 16);
+}
+
+void add_definitions(ScoreIndex& idx, const std::vector<CtagsTag>& tags,
+                     std::unordered_map<std::string, CodeFile*>& by_path) {
+  for (const auto& t : tags) {
+    auto it = by_path.find(t.file);
+    if (it == by_path.end()) continue;
+    CodeFile& cf = *it->second;
+    Definition d{t.name, t.kind, static_cast<int>(cf.index), t.line, t.end, 0, 0, 0};
+    const Measure m = measure_lines(cf.split.code, cf.braces, t.line, t.end, cf.starts);
+    d.lines = m.loc;
+    d.nesting = m.nesting;
+    if (t.end > t.line && t.end <= static_cast<int>(cf.starts.size())) {
+      const size_t b = cf.starts[t.line - 1];
+      const size_t e = t.end < static_cast<int>(cf.starts.size()) ? cf.starts[t.end] : cf.split.code.size();
+      d.branches = count_branches(std::string_view(cf.split.code).substr(b, e - b));
+    }
+    idx.definitions.push_back(std::move(d));
+  }
+}
+
+std::vector<DefinedAt> callable_lines(const ScoreIndex& idx) {
+  std::vector<DefinedAt> at(idx.files.size());
+  for (const auto& d : idx.definitions) {
+    if (callable_kind(d.kind)) at[d.file].push_back({d.line, d.name});
+  }
+  for (auto& lines : at) std::sort(lines.begin(), lines.end());
+  return at;
+}
+
 bool may_call(const std::vector<uint64_t>& called, std::string_view name) {
   if (called.empty()) return true;  // not known
   bool all = true;
@@ -481,17 +469,9 @@ bool may_call(const std::vector<uint64_t>& called, std::string_view name) {
   return all;
 }
 
-// Every name, for count_calls.
-struct AnyName {
-  size_t count(std::string_view) const { return 1; }
-};
-
-// Adds to `out` the occurrences of `name(` in `code` (comments and strings blanked) of each of
-// `names`, leaving out the lines `defs` say define that name; and when `called` is given, sets
-// it to the filter of every name called (see IndexedFile::called).
 template <class Names>
 void count_calls(std::string_view text, const DefinedAt& defs, const Names& names, std::map<std::string, int>& out,
-                 std::vector<uint64_t>* called = nullptr) {
+                 std::vector<uint64_t>* called) {
   std::unordered_map<std::string_view, int> found;  // one hash lookup per `word(` in the code
   std::unordered_set<std::string_view> all;
   int line = 1;
@@ -521,7 +501,12 @@ void count_calls(std::string_view text, const DefinedAt& defs, const Names& name
   if (called) *called = bloom_of(all);
 }
 
-// ScoreIndex::calls from the files' own counts.
+// The two kinds of name set the index counts calls of.
+template void count_calls(std::string_view, const DefinedAt&, const NameSet&, std::map<std::string, int>&,
+                          std::vector<uint64_t>*);
+template void count_calls(std::string_view, const DefinedAt&, const AnyName&, std::map<std::string, int>&,
+                          std::vector<uint64_t>*);
+
 void total_calls(ScoreIndex& idx) {
   size_t entries = 0;
   for (const auto& f : idx.files) entries += f.calls.size();
@@ -536,32 +521,9 @@ void total_calls(ScoreIndex& idx) {
   }
 }
 
-// Counts `name(` in code for every callable defined name, per file, leaving out the lines that
-// define or declare it; then the totals.
-void add_calls(ScoreIndex& idx, const std::vector<CodeFile>& code) {
-  const NameSet callable = callable_names(idx);
-  const std::vector<DefinedAt> defined_at = callable_lines(idx);
-  for (const auto& cf : code) {
-    IndexedFile& f = idx.files[cf.index];
-    count_calls(cf.split.code, defined_at[cf.index], callable, f.calls, &f.called);
-  }
-  total_calls(idx);
-}
-
-// Definitions in file order, each file's in the parser's order: the same whichever share of
-// the parsing processes a file fell to.
 void sort_definitions(ScoreIndex& idx) {
   std::stable_sort(idx.definitions.begin(), idx.definitions.end(),
                    [](const Definition& a, const Definition& b) { return a.file < b.file; });
-}
-
-IndexScan scan_of(const RepoText& text) {
-  return {static_cast<int>(text.files.size()),
-          text.skipped_binary,
-          text.skipped_large,
-          text.skipped_over_cap,
-          text.bytes_read,
-          ScanLimits{}};
 }
 
 std::string note_of(const IndexScan& scan) {
@@ -584,15 +546,11 @@ int files_in_repo(const IndexScan& scan) {
   return scan.files_read + scan.skipped_binary + scan.skipped_large + scan.skipped_over_cap;
 }
 
-// How many ctags processes a build over `code_files` runs: up to one per core (at most 4), one
-// per 200 files.
 size_t parser_shares(size_t code_files) {
   return std::clamp<size_t>(std::min<size_t>(std::thread::hardware_concurrency(), 4), 1,
                             std::max<size_t>(1, code_files / 200));
 }
 
-// The entry of a file as read, measured when `measured` (then `code` holds what the definition
-// and call-site passes need; its `index` is set once the files are sorted).
 IndexedFile index_file(const RepoText::File& f, FileKind kind, bool measured, std::optional<CodeFile>& code) {
   IndexedFile inf{f.path, kind, 0, 0, {}, {}, {}, {}};
   if (!measured) {
@@ -613,8 +571,6 @@ IndexedFile index_file(const RepoText::File& f, FileKind kind, bool measured, st
   return inf;
 }
 
-// Writes `files[share], files[share + shares], ...` flat into `dir` as "<n>-<base name>" (ctags
-// picks the language by the name) and runs ctags over them; each tag's file is then the path.
 Result<std::vector<CtagsTag>> parse_share(const fs::path& dir, const std::vector<const RepoText::File*>& files,
                                           size_t share, size_t shares, const IndexOptions& options) {
   std::vector<std::string> paths;
@@ -634,7 +590,7 @@ Result<std::vector<CtagsTag>> parse_share(const fs::path& dir, const std::vector
   return tags;
 }
 
-}  // namespace
+}  // namespace score_index_internal
 
 std::vector<const Definition*> ScoreIndex::find(const std::string& name) const {
   std::vector<const Definition*> out;
@@ -653,21 +609,6 @@ const IndexedFile* ScoreIndex::file(const std::string& path) const {
                              [](const IndexedFile& f, const std::string& p) { return f.path < p; });
   return it != files.end() && it->path == path ? &*it : nullptr;
 }
-
-namespace {
-
-// The time since the last call (or since made), as "<n> ms": a build's phases.
-struct Lap {
-  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
-  std::string operator()() {
-    const auto now = std::chrono::steady_clock::now();
-    const double ms = std::chrono::duration<double, std::milli>(now - last).count();
-    last = now;
-    return std::to_string(static_cast<long long>(ms + 0.5)) + " ms";
-  }
-};
-
-}  // namespace
 
 Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& options) {
   const auto started = std::chrono::steady_clock::now();
@@ -779,773 +720,4 @@ Result<ScoreIndex> build_score_index(const RepoText& text, const IndexOptions& o
   idx.build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   return idx;
 }
-
-// ---- updating an index to a nearby commit ------------------------------------------------------
-
-namespace {
-
-Error stale(const std::string& why) {
-  return make_error("stale", "the index cannot be updated: " + why + "; build it in full", "index");
-}
-
-// The read counts of the new commit: the base's, less the removed versions (read, oversized or
-// binary by how the base holds them), plus the added ones. Error "stale" when they cross the
-// scan limits (the full read would sample) or do not add up.
-Result<IndexScan> scan_after(const ScoreIndex& base, const RepoChange& change) {
-  IndexScan scan = base.scan;
-  for (const auto& p : change.removed) {
-    const IndexedFile* f = base.file(p);
-    int& count = f == nullptr ? scan.skipped_binary : f->lines_of_code < 0 ? scan.skipped_large : scan.files_read;
-    --count;
-  }
-  scan.files_read += static_cast<int>(change.added.files.size());
-  scan.skipped_binary += change.added.skipped_binary;
-  scan.skipped_large += change.added.skipped_large;
-  if (scan.files_read < 0 || scan.skipped_binary < 0 || scan.skipped_large < 0 ||
-      change.removed_bytes > scan.bytes_read) {
-    return stale("its counts do not match the change (an index of another commit?)");
-  }
-  scan.bytes_read = scan.bytes_read - change.removed_bytes + change.added.bytes_read;
-  const auto fitting = static_cast<size_t>(scan.files_read + scan.skipped_binary);
-  if (fitting > scan.limits.max_files || scan.bytes_read > scan.limits.max_total_bytes) {
-    return stale("the new commit is over the scan limit");
-  }
-  return scan;
-}
-
-Status check_updatable(const ScoreIndex& base, const RepoChange& change, const std::string& version) {
-  if (base.focused) return stale("it is focused on one task");
-  if (base.scan.skipped_over_cap > 0) return stale("it indexes a sample of the repository");
-  if (version.empty() || base.parser.rfind(version, 0) != 0 || base.parser.find(" failed") != std::string::npos) {
-    return stale("it was not parsed by " + (version.empty() ? std::string("universal-ctags") : version));
-  }
-  auto odd = [](const std::string& p) { return p.find('\n') != std::string::npos; };
-  bool any_odd = std::any_of(change.removed.begin(), change.removed.end(), odd) ||
-                 std::any_of(change.added.unread_paths.begin(), change.added.unread_paths.end(), odd);
-  for (const auto& f : change.added.files) any_odd = any_odd || odd(f.path);
-  if (any_odd) return stale("a changed path has a line break");
-  return ok_status();
-}
-
-// The base's entries of the files the change keeps, and the added files' entries (measured
-// code in `code`, `code_files` the texts to parse), sorted by path; `moved[i]` is where the
-// base's file i went (-1: removed).
-struct Merged {
-  std::vector<CodeFile> code;
-  std::vector<const RepoText::File*> code_files;
-  std::vector<int> moved;
-  size_t fresh_names = 0;  // names callable now and not before
-  size_t read_again = 0;   // unchanged code files read to count them
-};
-
-Merged merge_files(const ScoreIndex& base, const RepoChange& change, ScoreIndex& idx) {
-  Merged m;
-  const std::unordered_set<std::string_view> removed(change.removed.begin(), change.removed.end());
-  std::vector<long> origin;  // >= 0: the base's file; < 0: -1 - the added file's code index, or kNone
-  constexpr long kNone = std::numeric_limits<long>::min();
-  for (size_t i = 0; i < base.files.size(); ++i) {
-    if (removed.count(base.files[i].path)) continue;
-    idx.files.push_back(base.files[i]);
-    origin.push_back(static_cast<long>(i));
-  }
-  for (const auto& f : change.added.files) {
-    const FileKind kind = classify_file(f.path, std::string_view(f.content).substr(0, 400));
-    std::optional<CodeFile> cf;
-    idx.files.push_back(index_file(f, kind, kind == FileKind::kCode, cf));
-    origin.push_back(cf ? -1 - static_cast<long>(m.code.size()) : kNone);
-    if (cf) {
-      m.code.push_back(std::move(*cf));
-      m.code_files.push_back(&f);
-    }
-  }
-  for (const auto& p : change.added.unread_paths) {
-    idx.files.push_back({p, classify_file(p, {}), -1, 0, {}, {}, {}, {}});
-    origin.push_back(kNone);
-  }
-  std::vector<size_t> order(idx.files.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return idx.files[a].path < idx.files[b].path; });
-  std::vector<IndexedFile> sorted;
-  sorted.reserve(order.size());
-  m.moved.assign(base.files.size(), -1);
-  for (size_t i = 0; i < order.size(); ++i) {
-    const long o = origin[order[i]];
-    if (o >= 0) m.moved[static_cast<size_t>(o)] = static_cast<int>(i);
-    if (o < 0 && o != kNone) m.code[static_cast<size_t>(-1 - o)].index = i;
-    sorted.push_back(std::move(idx.files[order[i]]));
-  }
-  idx.files = std::move(sorted);
-  return m;
-}
-
-// The base's definitions of the kept files, moved to their new places, and the added code
-// files' from ctags, in file order. Errors from ctags.
-Status update_definitions(const ScoreIndex& base, Merged& m, const IndexOptions& options, ScoreIndex& idx) {
-  for (const auto& d : base.definitions) {
-    if (m.moved[d.file] < 0) continue;
-    idx.definitions.push_back(d);
-    idx.definitions.back().file = m.moved[d.file];
-  }
-  if (!m.code_files.empty()) {
-    auto dir = make_scratch();
-    if (!dir.ok()) return dir.error();
-    Scratch scratch;
-    scratch.dir = *dir;
-    auto tags = parse_share(scratch.dir, m.code_files, 0, 1, options);
-    if (!tags.ok()) return tags.error();
-    std::unordered_map<std::string, CodeFile*> by_path;
-    for (size_t i = 0; i < m.code.size(); ++i) by_path[m.code_files[i]->path] = &m.code[i];
-    ScoreIndex added;
-    add_definitions(added, *tags, by_path);
-    sort_definitions(added);
-    const size_t kept = idx.definitions.size();  // in file order already: the base's were
-    idx.definitions.insert(idx.definitions.end(), std::make_move_iterator(added.definitions.begin()),
-                           std::make_move_iterator(added.definitions.end()));
-    std::inplace_merge(idx.definitions.begin(), idx.definitions.begin() + static_cast<long>(kept),
-                       idx.definitions.end(), [](const Definition& a, const Definition& b) { return a.file < b.file; });
-  }
-  return ok_status();
-}
-
-// Those of `names` that a callable definition of `idx` names.
-NameSet defined_among(const ScoreIndex& idx, const NameSet& names) {
-  NameSet out;
-  for (const auto& d : idx.definitions) {
-    if (callable_kind(d.kind) && names.count(d.name)) out.insert(d.name);
-  }
-  return out;
-}
-
-void add_to(std::unordered_map<std::string, CallSites>& calls, const std::map<std::string, int>& file, int sign) {
-  for (const auto& [name, n] : file) {
-    CallSites& c = calls[name];
-    c.sites += sign * n;
-    c.files += sign;
-  }
-}
-
-// The names that matter to an update's call sites: those that stop or start being callable.
-struct NameChange {
-  NameSet lost;   // callable in the base, no longer: every file's count of them goes
-  NameSet fresh;  // callable now, not in the base: files kept may call them
-  NameSet now;    // of the added files' call words and the names above, those callable now
-};
-
-// `words`: every name the added code files call.
-NameChange name_change(const ScoreIndex& base, const Merged& m, const ScoreIndex& idx, const NameSet& words) {
-  NameSet removed_names, added_names;
-  for (const auto& d : base.definitions) {
-    if (m.moved[d.file] < 0 && callable_kind(d.kind)) removed_names.insert(d.name);
-  }
-  std::vector<bool> added(idx.files.size(), false);
-  for (const auto& cf : m.code) added[cf.index] = true;
-  for (const auto& d : idx.definitions) {
-    if (added[d.file] && callable_kind(d.kind)) added_names.insert(d.name);
-  }
-  NameSet asked = words;
-  asked.insert(removed_names.begin(), removed_names.end());
-  asked.insert(added_names.begin(), added_names.end());
-  NameChange c;
-  c.now = defined_among(idx, asked);
-  const NameSet before = defined_among(base, added_names);
-  for (auto n : removed_names) {
-    if (!c.now.count(n)) c.lost.insert(n);
-  }
-  for (auto n : added_names) {
-    if (!before.count(n)) c.fresh.insert(n);
-  }
-  return c;
-}
-
-// The kept code files that may call one of `fresh` (IndexedFile::called), read again and
-// counted for those names; their counts go into `calls` too.
-Status count_fresh(const NameSet& fresh, const std::vector<bool>& added, const std::vector<DefinedAt>& defined_at,
-                   const ReadFiles& read_unchanged, Merged& m, ScoreIndex& idx) {
-  std::vector<size_t> kept_code;
-  std::vector<std::string> paths;
-  for (size_t i = 0; i < idx.files.size(); ++i) {
-    const IndexedFile& f = idx.files[i];
-    if (added[i] || f.kind != FileKind::kCode || f.lines_of_code < 0) continue;
-    if (std::none_of(fresh.begin(), fresh.end(), [&](std::string_view n) { return may_call(f.called, n); })) continue;
-    kept_code.push_back(i);
-    paths.push_back(f.path);
-  }
-  m.read_again = paths.size();
-  if (paths.empty()) return ok_status();
-  auto texts = read_unchanged(paths);
-  if (!texts.ok()) return texts.error();
-  if (texts->size() != paths.size()) return stale("the unchanged files could not be read");
-  for (size_t k = 0; k < kept_code.size(); ++k) {
-    IndexedFile& f = idx.files[kept_code[k]];
-    const SplitText split = split_text((*texts)[k], comment_style(extension(f.path), base_name(f.path)));
-    std::map<std::string, int> found;
-    count_calls(split.code, defined_at[kept_code[k]], fresh, found);
-    add_to(idx.calls, found, 1);
-    f.calls.insert(found.begin(), found.end());
-  }
-  return ok_status();
-}
-
-// Call sites: the base's totals less the removed files' counts and the names no longer
-// callable, plus the added files' counts, plus those of the kept files that may call a newly
-// callable name (by IndexedFile::called), read again and counted for those names.
-Status update_calls(const ScoreIndex& base, Merged& m, const ReadFiles& read_unchanged, ScoreIndex& idx) {
-  const std::vector<DefinedAt> defined_at = callable_lines(idx);
-  std::vector<bool> added(idx.files.size(), false);
-  NameSet words;
-  for (const auto& cf : m.code) {
-    IndexedFile& f = idx.files[cf.index];
-    count_calls(cf.split.code, defined_at[cf.index], AnyName{}, f.calls, &f.called);
-    for (const auto& [name, n] : f.calls) words.insert(name);
-    added[cf.index] = true;
-  }
-  const NameChange names = name_change(base, m, idx, words);
-  for (const auto& cf : m.code) {
-    auto& calls = idx.files[cf.index].calls;
-    for (auto it = calls.begin(); it != calls.end();) it = names.now.count(it->first) ? std::next(it) : calls.erase(it);
-  }
-  idx.calls = base.calls;
-  for (size_t i = 0; i < base.files.size(); ++i) {
-    if (m.moved[i] < 0) add_to(idx.calls, base.files[i].calls, -1);
-  }
-  for (auto name : names.lost) {
-    idx.calls.erase(std::string(name));
-    for (auto& f : idx.files) {
-      if (!f.calls.empty()) f.calls.erase(std::string(name));
-    }
-  }
-  for (const auto& cf : m.code) add_to(idx.calls, idx.files[cf.index].calls, 1);
-  m.fresh_names = names.fresh.size();
-  if (!names.fresh.empty()) POLY_TRY(count_fresh(names.fresh, added, defined_at, read_unchanged, m, idx));
-  for (auto it = idx.calls.begin(); it != idx.calls.end();)
-    it = it->second.files > 0 ? std::next(it) : idx.calls.erase(it);
-  return ok_status();
-}
-
-std::string parser_after(const std::string& version, int code_files) {
-  if (code_files == 0) return "no parser needed: no code files";
-  const size_t shares = parser_shares(static_cast<size_t>(code_files));
-  return version + (shares > 1 ? " (" + std::to_string(shares) + " processes)" : "");
-}
-
-}  // namespace
-
-Result<ScoreIndex> update_score_index(const ScoreIndex& base, const RepoChange& change, const ReadFiles& read_unchanged,
-                                      const IndexOptions& options) {
-  const auto started = std::chrono::steady_clock::now();
-  Lap lap;
-  const std::string version = ctags_version(options);
-  POLY_TRY(check_updatable(base, change, version));
-  auto scan = scan_after(base, change);
-  if (!scan.ok()) return scan.error();
-  ScoreIndex idx;
-  idx.commit = base.commit;
-  idx.source = base.source;
-  idx.scan = *scan;
-  idx.scan_note = note_of(idx.scan);
-  idx.files_in_repo = files_in_repo(idx.scan);
-  idx.built_from = base.commit;
-  Merged merged = merge_files(base, change, idx);
-  idx.files_reparsed = static_cast<int>(merged.code.size());
-  idx.files_parsed = static_cast<int>(std::count_if(idx.files.begin(), idx.files.end(), [](const IndexedFile& f) {
-    return f.kind == FileKind::kCode && f.lines_of_code >= 0;
-  }));
-  idx.parser = parser_after(version, idx.files_parsed);
-  std::string phases = "updated from " + base.commit.substr(0, 12) + ": " + std::to_string(change.removed.size()) +
-                       " file(s) removed, " +
-                       std::to_string(change.added.files.size() + change.added.unread_paths.size()) +
-                       " added; kept and measured " + lap();
-  POLY_TRY(update_definitions(base, merged, options, idx));
-  phases += ", ctags over " + std::to_string(idx.files_reparsed) + " code file(s) and definitions " + lap();
-  POLY_TRY(update_calls(base, merged, read_unchanged, idx));
-  phases += ", call sites " + lap() + " (" + std::to_string(merged.fresh_names) + " new callable name(s), " +
-            std::to_string(merged.read_again) + " unchanged code file(s) read for them)";
-  idx.build_phases = phases;
-  idx.build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-  return idx;
-}
-
-// ---- the text form ---------------------------------------------------------------------------
-
-std::string serialize_index(const ScoreIndex& idx) {
-  std::string o;
-  o.reserve(64 * (idx.files.size() + idx.definitions.size() + idx.calls.size()) + 256);
-  auto num = [&](long long v) {
-    char buf[24];
-    auto r = std::to_chars(buf, buf + sizeof buf, v);
-    o.append(buf, r.ptr);
-  };
-  o += kIndexHeader;
-  o += "\ncommit " + idx.commit + "\nsource " + idx.source + "\nfiles_in_repo " + std::to_string(idx.files_in_repo) +
-       "\nfiles_parsed " + std::to_string(idx.files_parsed) + "\nscan_note " + idx.scan_note + "\nparser " +
-       idx.parser + "\n";
-  if (!idx.built_from.empty()) o += "built_from " + idx.built_from + " " + std::to_string(idx.files_reparsed) + "\n";
-  const IndexScan& sc = idx.scan;
-  o += "scan";
-  for (unsigned long long v :
-       {static_cast<unsigned long long>(sc.files_read), static_cast<unsigned long long>(sc.skipped_binary),
-        static_cast<unsigned long long>(sc.skipped_large), static_cast<unsigned long long>(sc.skipped_over_cap),
-        static_cast<unsigned long long>(sc.bytes_read), static_cast<unsigned long long>(sc.limits.max_file_bytes),
-        static_cast<unsigned long long>(sc.limits.max_files),
-        static_cast<unsigned long long>(sc.limits.max_total_bytes)}) {
-    o += ' ';
-    o += std::to_string(v);
-  }
-  o += '\n';
-  auto keywords = [&](char which, const std::map<std::string, KeywordCount>& m) {
-    for (const auto& [k, c] : m) {
-      std::string name = k;
-      std::replace(name.begin(), name.end(), ' ', '+');
-      o += "K ";
-      o += which;
-      o += ' ';
-      o += name;
-      o += ' ';
-      num(c.in_code);
-      o += ' ';
-      num(c.in_comments);
-      o += '\n';
-    }
-  };
-  for (const auto& f : idx.files) {
-    o += "F ";
-    num(static_cast<int>(f.kind));
-    o += ' ';
-    num(f.lines_of_code);
-    o += ' ';
-    num(f.nesting);
-    o += ' ';
-    o += f.path;
-    o += '\n';
-    keywords('s', f.security);
-    keywords('c', f.concurrency);
-    if (!f.called.empty()) {
-      o += "B";
-      for (uint64_t w : f.called) {
-        char buf[17];
-        std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(w));
-        o += ' ';
-        o.append(buf, 16);
-      }
-      o += '\n';
-    }
-    for (const auto& [name, n] : f.calls) {
-      o += "S ";
-      num(n);
-      o += ' ';
-      o += name;
-      o += '\n';
-    }
-  }
-  for (const auto& d : idx.definitions) {
-    o += "D ";
-    o += d.kind;
-    for (int v : {d.file, d.line, d.end, d.lines, d.nesting, d.branches}) {
-      o += ' ';
-      num(v);
-    }
-    o += ' ';
-    o += d.name;
-    o += '\n';
-  }
-  // ScoreIndex::calls is the files' S lines added up.
-  o += "end\n";
-  return o;
-}
-
-namespace {
-
-// Reads space-separated fields of one index line; `fail` once a field is missing or not a number.
-struct Fields {
-  std::string_view rest;
-  bool fail = false;
-
-  std::string_view word() {
-    const size_t sp = rest.find(' ');
-    std::string_view w = rest.substr(0, sp);
-    rest = sp == std::string_view::npos ? std::string_view() : rest.substr(sp + 1);
-    if (w.empty()) fail = true;
-    return w;
-  }
-  int number() {
-    std::string_view w = word();
-    int v = 0;
-    auto r = std::from_chars(w.data(), w.data() + w.size(), v);
-    if (r.ec != std::errc() || r.ptr != w.data() + w.size()) fail = true;
-    return v;
-  }
-};
-
-bool parse_scan(std::string_view text, IndexScan& scan) {
-  unsigned long long v[8];
-  for (auto& n : v) {
-    const size_t sp = text.find(' ');
-    const std::string_view w = text.substr(0, sp);
-    auto r = std::from_chars(w.data(), w.data() + w.size(), n);
-    if (w.empty() || r.ec != std::errc() || r.ptr != w.data() + w.size()) return false;
-    text = sp == std::string_view::npos ? std::string_view() : text.substr(sp + 1);
-  }
-  scan = {static_cast<int>(v[0]),
-          static_cast<int>(v[1]),
-          static_cast<int>(v[2]),
-          static_cast<int>(v[3]),
-          v[4],
-          ScanLimits{v[5], static_cast<size_t>(v[6]), v[7]}};
-  return text.empty();
-}
-
-}  // namespace
-
-Result<ScoreIndex> parse_index(const std::string& text) {
-  ScoreIndex idx;
-  auto bad = [&](std::string_view why) {
-    return make_error("parse", "not a scoring index: " + std::string(why), "index");
-  };
-  std::string_view all = text;
-  size_t pos = 0;
-  auto next_line = [&](std::string_view& line) {
-    if (pos >= all.size()) return false;
-    const size_t nl = all.find('\n', pos);
-    line = all.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
-    pos = nl == std::string_view::npos ? all.size() : nl + 1;
-    return true;
-  };
-  std::string_view line;
-  if (!next_line(line) || line != kIndexHeader) return bad("wrong header");
-  auto rest = [&](std::string_view key) -> std::optional<std::string> {
-    if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ' ') {
-      return std::string(line.substr(key.size() + 1));
-    }
-    if (line == key) return std::string();
-    return std::nullopt;
-  };
-  bool ended = false;
-  while (next_line(line)) {
-    if (line == "end") {
-      ended = true;
-      break;
-    }
-    if (line.size() > 2 && line[1] == ' ' &&
-        (line[0] == 'F' || line[0] == 'K' || line[0] == 'D' || line[0] == 'S' || line[0] == 'B')) {
-      Fields l{line.substr(2)};
-      if (line[0] == 'F') {
-        IndexedFile f;
-        const int kind = l.number();
-        f.lines_of_code = l.number();
-        f.nesting = l.number();
-        f.path = std::string(l.rest);
-        if (f.path.empty()) l.fail = true;
-        f.kind = static_cast<FileKind>(std::clamp(kind, 0, static_cast<int>(FileKind::kOther)));
-        idx.files.push_back(std::move(f));
-      } else if (line[0] == 'K') {
-        if (idx.files.empty()) return bad("a keyword before any file");
-        const std::string_view which = l.word();
-        std::string name(l.word());
-        KeywordCount c;
-        c.in_code = l.number();
-        c.in_comments = l.number();
-        std::replace(name.begin(), name.end(), '+', ' ');
-        (which == "s" ? idx.files.back().security : idx.files.back().concurrency)[name] = c;
-      } else if (line[0] == 'D') {
-        Definition d;
-        d.kind = std::string(l.word());
-        d.file = l.number();
-        d.line = l.number();
-        d.end = l.number();
-        d.lines = l.number();
-        d.nesting = l.number();
-        d.branches = l.number();
-        d.name = std::string(l.word());
-        if (d.file < 0 || d.file >= static_cast<int>(idx.files.size())) return bad("a definition names no file");
-        idx.definitions.push_back(std::move(d));
-      } else if (line[0] == 'B') {
-        if (idx.files.empty()) return bad("called names before any file");
-        auto& called = idx.files.back().called;
-        while (!l.rest.empty()) {
-          const std::string_view w = l.word();
-          uint64_t v = 0;
-          auto r = std::from_chars(w.data(), w.data() + w.size(), v, 16);
-          if (r.ec != std::errc() || r.ptr != w.data() + w.size()) l.fail = true;
-          called.push_back(v);
-        }
-      } else {
-        if (idx.files.empty()) return bad("call sites before any file");
-        const int sites = l.number();
-        std::string name(l.word());
-        idx.files.back().calls.emplace_hint(idx.files.back().calls.end(), std::move(name), sites);  // written in order
-      }
-      if (l.fail) return bad("malformed line '" + std::string(line.substr(0, 40)) + "'");
-      continue;
-    }
-    if (auto v = rest("commit")) {
-      idx.commit = *v;
-    } else if (auto v = rest("source")) {
-      idx.source = *v;
-    } else if (auto v = rest("files_in_repo")) {
-      idx.files_in_repo = std::atoi(v->c_str());
-    } else if (auto v = rest("files_parsed")) {
-      idx.files_parsed = std::atoi(v->c_str());
-    } else if (auto v = rest("scan_note")) {
-      idx.scan_note = *v;
-    } else if (auto v = rest("parser")) {
-      idx.parser = *v;
-    } else if (auto v = rest("built_from")) {
-      Fields l{*v};
-      idx.built_from = std::string(l.word());
-      idx.files_reparsed = l.number();
-      if (l.fail) return bad("malformed built_from line");
-    } else if (auto v = rest("scan")) {
-      if (!parse_scan(*v, idx.scan)) return bad("malformed scan line");
-    } else {
-      return bad("unknown line '" + std::string(line.substr(0, 40)) + "'");
-    }
-  }
-  if (!ended) return bad("truncated");
-  total_calls(idx);
-  idx.loaded_from_cache = true;
-  return idx;
-}
-
-// ---- the cache -------------------------------------------------------------------------------
-
-namespace {
-
-constexpr size_t kIndexesInMemory = 4;
-
-struct Remembered {
-  std::string key;
-  std::shared_ptr<const ScoreIndex> index;
-};
-
-std::mutex memory_mutex;
-std::deque<Remembered> in_memory;
-
-std::shared_ptr<const ScoreIndex> recall(const std::string& key) {
-  std::lock_guard guard(memory_mutex);
-  for (const auto& r : in_memory) {
-    if (r.key == key) return r.index;
-  }
-  return nullptr;
-}
-
-void remember(const std::string& key, std::shared_ptr<const ScoreIndex> index) {
-  std::lock_guard guard(memory_mutex);
-  in_memory.push_front({key, std::move(index)});
-  if (in_memory.size() > kIndexesInMemory) in_memory.pop_back();
-}
-
-// Index files of one repository are "<hash of its path>-<commit>.idx".
-std::string repo_prefix(const fs::path& repo) {
-  std::error_code ec;
-  const std::string abs = fs::weakly_canonical(repo, ec).string();
-  char hash[17];
-  std::snprintf(hash, sizeof hash, "%016zx", std::hash<std::string>{}(abs));
-  return hash;
-}
-
-// Per repository (cache directory, path and limits), the commits indexed last, newest first:
-// where an update looks first.
-constexpr size_t kRecentPerRepo = 4;
-std::mutex recent_mutex;
-std::map<std::string, std::deque<std::string>> recent_commits;
-
-void note_indexed(const std::string& repo_key, const std::string& commit) {
-  std::lock_guard guard(recent_mutex);
-  auto& recent = recent_commits[repo_key];
-  recent.erase(std::remove(recent.begin(), recent.end(), commit), recent.end());
-  recent.push_front(commit);
-  if (recent.size() > kRecentPerRepo) recent.pop_back();
-}
-
-std::vector<std::string> recently_indexed(const std::string& repo_key) {
-  std::lock_guard guard(recent_mutex);
-  auto it = recent_commits.find(repo_key);
-  return it == recent_commits.end() ? std::vector<std::string>{}
-                                    : std::vector<std::string>(it->second.begin(), it->second.end());
-}
-
-// The commits indexed on disk under `dir` for the repository `prefix` names, newest first.
-std::vector<std::string> indexed_on_disk(const fs::path& dir, const std::string& prefix) {
-  std::vector<std::pair<fs::file_time_type, std::string>> found;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.size() != prefix.size() + 1 + 40 + 4 || name.rfind(prefix + "-", 0) != 0 || !ends_with(name, ".idx")) {
-      continue;
-    }
-    std::error_code time_ec;
-    found.emplace_back(it->last_write_time(time_ec), name.substr(prefix.size() + 1, 40));
-  }
-  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  std::vector<std::string> out;
-  for (auto& f : found) out.push_back(std::move(f.second));
-  return out;
-}
-
-bool same_limits(const ScanLimits& a, const ScanLimits& b) {
-  return a.max_file_bytes == b.max_file_bytes && a.max_files == b.max_files && a.max_total_bytes == b.max_total_bytes;
-}
-
-double ms_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
-}
-
-std::string whole_ms(double ms) {
-  return std::to_string(static_cast<long long>(ms + 0.5)) + " ms";
-}
-
-}  // namespace
-
-std::string ScoreIndexCache::repo_key(const fs::path& repo) const {
-  return (dir_ / repo_prefix(repo)).string() + "|" + std::to_string(limits_.max_files);
-}
-
-ScoreIndexCache::Found ScoreIndexCache::lookup(const fs::path& repo, const std::string& commit) {
-  Found f;
-  f.commit = commit;
-  f.name = repo_prefix(repo) + "-" + commit + ".idx";
-  f.key = (dir_ / f.name).string() + "|" + std::to_string(limits_.max_files);
-  if (options_.remember_in_memory) {
-    if (auto hit = recall(f.key)) {
-      f.index = hit;
-      return f;
-    }
-  }
-  std::error_code ec;
-  const fs::path file = dir_ / f.name;
-  if (fs::exists(file, ec)) {
-    std::ifstream in(file, std::ios::binary | std::ios::ate);
-    std::string bytes(static_cast<size_t>(std::max<std::streamoff>(0, in.tellg())), '\0');
-    in.seekg(0);
-    in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    auto parsed = parse_index(bytes);  // an index of another format version is built again
-    if (parsed.ok() && parsed->commit == commit) {
-      f.index = std::make_shared<const ScoreIndex>(std::move(*parsed));
-      if (options_.remember_in_memory) remember(f.key, f.index);
-      note_indexed(repo_key(repo), commit);
-    }
-  }
-  return f;
-}
-
-Result<ScoreIndexCache::Found> ScoreIndexCache::cached(const fs::path& repo, const std::string& rev) {
-  auto commit = resolve_commit(repo, rev);
-  if (!commit.ok()) return commit.error();
-  return lookup(repo, *commit);
-}
-
-std::shared_ptr<const ScoreIndex> ScoreIndexCache::store(const fs::path& repo, const Found& where, ScoreIndex built) {
-  const auto started = std::chrono::steady_clock::now();
-  std::error_code ec;
-  fs::create_directories(dir_, ec);
-  const fs::path partial = dir_ / (where.name + ".partial" + std::to_string(::getpid()));
-  {
-    std::ofstream out(partial, std::ios::binary);
-    out << serialize_index(built);
-  }
-  fs::rename(partial, dir_ / where.name, ec);  // a cache that cannot be written only costs the next build
-  if (ec) fs::remove(partial, ec);
-  built.build_phases += ", stored " + whole_ms(ms_since(started));
-  auto shared = std::make_shared<const ScoreIndex>(std::move(built));
-  if (options_.remember_in_memory) remember(where.key, shared);
-  note_indexed(repo_key(repo), where.commit);
-  return shared;
-}
-
-Result<std::shared_ptr<const ScoreIndex>> ScoreIndexCache::build_and_store(const fs::path& repo, const std::string& rev,
-                                                                           const Found& where,
-                                                                           const IndexOptions& options,
-                                                                           const std::string& not_updated) {
-  const auto read_started = std::chrono::steady_clock::now();
-  auto text = read_repo_at(repo, where.commit, limits_);
-  if (!text.ok()) return text.error();
-  const double read_ms = ms_since(read_started);
-  auto built = build_score_index(*text, options);
-  if (!built.ok()) return built.error();
-  built->build_phases = "not updated (" + not_updated + "); read " + whole_ms(read_ms) + " (libgit2, " +
-                        std::to_string(text->files.size()) + " files), " + built->build_phases;
-  built->commit = where.commit;
-  built->source = repo.string() + " at " + rev + " (" + where.commit.substr(0, 12) + ")";
-  built->scan.limits = limits_;
-  if (built->focused) return std::make_shared<const ScoreIndex>(std::move(*built));  // one task's: not kept
-  return store(repo, where, std::move(*built));
-}
-
-std::shared_ptr<const ScoreIndex> ScoreIndexCache::update_from_nearest(const fs::path& repo, const std::string& rev,
-                                                                       const Found& where, std::string& why) {
-  const auto started = std::chrono::steady_clock::now();
-  std::vector<std::string> candidates = recently_indexed(repo_key(repo));
-  for (auto& c : indexed_on_disk(dir_, repo_prefix(repo))) {
-    if (std::find(candidates.begin(), candidates.end(), c) == candidates.end()) candidates.push_back(std::move(c));
-  }
-  candidates.erase(std::remove(candidates.begin(), candidates.end(), where.commit), candidates.end());
-  if (candidates.size() > kNearestTried) candidates.resize(kNearestTried);
-  std::string nearest;
-  size_t fewest = 0;
-  for (const auto& c : candidates) {
-    auto changed = count_changed_files(repo, c, where.commit);
-    if (changed.ok() && (nearest.empty() || *changed < fewest)) {
-      nearest = c;
-      fewest = *changed;
-    }
-  }
-  if (nearest.empty()) {
-    why = "no index of this repository cached";
-    return nullptr;
-  }
-  auto base = lookup(repo, nearest).index;
-  if (!base) {
-    why = "the index of " + nearest.substr(0, 12) + " could not be read";
-    return nullptr;
-  }
-  if (fewest * 3 > static_cast<size_t>(base->files_in_repo) || !same_limits(base->scan.limits, limits_)) {
-    why = std::to_string(fewest) + " of " + std::to_string(base->files_in_repo) + " files changed since " +
-          nearest.substr(0, 12) + (same_limits(base->scan.limits, limits_) ? "" : ", under other scan limits");
-    return nullptr;
-  }
-  auto change = read_repo_change(repo, nearest, where.commit, limits_);
-  if (!change.ok()) {
-    why = change.error().message;
-    return nullptr;
-  }
-  const double read_ms = ms_since(started);
-  auto read_unchanged = [&](const std::vector<std::string>& paths) {
-    return read_repo_files(repo, where.commit, paths);
-  };
-  auto updated = update_score_index(*base, *change, read_unchanged, options_);
-  if (!updated.ok()) {
-    why = updated.error().message;
-    return nullptr;
-  }
-  updated->commit = where.commit;
-  updated->source = repo.string() + " at " + rev + " (" + where.commit.substr(0, 12) + ")";
-  updated->build_phases = "diff and read " + whole_ms(read_ms) + ", " + updated->build_phases;
-  updated->build_ms = ms_since(started);
-  return store(repo, where, std::move(*updated));
-}
-
-Result<std::shared_ptr<const ScoreIndex>> ScoreIndexCache::at(const fs::path& repo, const std::string& rev) {
-  auto found = cached(repo, rev);
-  if (!found.ok()) return found.error();
-  if (found->index) return found->index;
-  std::string why;
-  if (auto updated = update_from_nearest(repo, rev, *found, why)) return updated;
-  IndexOptions full = options_;
-  full.focused = false;
-  return build_and_store(repo, rev, *found, full, why);
-}
-
-Result<std::shared_ptr<const ScoreIndex>> ScoreIndexCache::for_task(const fs::path& repo, const std::string& rev,
-                                                                    const TaskRequest& task) {
-  auto found = cached(repo, rev);
-  if (!found.ok()) return found.error();
-  if (found->index) return found->index;
-  std::string why;
-  if (auto updated = update_from_nearest(repo, rev, *found, why)) return updated;
-  IndexOptions focused = options_;
-  focused.focused = true;
-  focused.focus = task_focus(task);
-  return build_and_store(repo, rev, *found, focused, why);
-}
-
 }  // namespace polyphony
