@@ -79,7 +79,8 @@ std::pair<TaskState, TransitionUpdate> fall_back(const Task& task, const std::st
 std::optional<std::pair<TaskState, TransitionUpdate>> after_failure(const Task& task, FailureKind kind,
                                                                     const std::string& reason, const std::string& tree,
                                                                     const Settings& settings, int64_t now_ms,
-                                                                    uint64_t random, const BandOutcomes* outcomes) {
+                                                                    uint64_t random, const BandOutcomes* outcomes,
+                                                                    bool may_have_landed) {
   if (!is_retryable(kind)) return std::nullopt;
   if (repeats_failed_tree(task, kind, tree)) {
     return blocked("verify failed again on the same tree " + tree.substr(0, 12) +
@@ -87,12 +88,18 @@ std::optional<std::pair<TaskState, TransitionUpdate>> after_failure(const Task& 
   }
   if (kind == FailureKind::kAgentUnavailable) return fall_back(task, reason, settings, outcomes);
   const Config& config = settings.config;
-  if (task.attempt - task.budget_start >= config.max_attempts) {
-    return blocked("gave up after " + std::to_string(task.attempt - task.budget_start) + " attempts; last: " + reason);
+  const int used = task.attempt - task.budget_start;
+  // An attempt lost after its land grant may have pushed: the last one gets one more attempt,
+  // which reports LANDED if it did (an earlier landing is the first thing an attempt checks).
+  const bool check_landing = may_have_landed && kind == FailureKind::kInfra && used == config.max_attempts;
+  if (used >= config.max_attempts && !check_landing) {
+    return blocked("gave up after " + std::to_string(used) + " attempts; last: " + reason);
   }
   TransitionUpdate r;
   r.worker = "";
-  r.reason = "retry after " + std::string(to_string(kind)) + " failure: " + reason;
+  r.reason = check_landing ? "one more attempt, past max_attempts: attempt " + std::to_string(task.attempt) +
+                                 " was lost after it was granted its landing and may have pushed; " + reason
+                           : "retry after " + std::string(to_string(kind)) + " failure: " + reason;
   r.next_attempt_at_ms =
       now_ms + retry_backoff_ms(task.attempt, config.retry_backoff_base_ms, config.retry_backoff_cap_ms, random);
   return std::pair{TaskState::kClaimed, r};
@@ -102,7 +109,7 @@ std::optional<std::pair<TaskState, TransitionUpdate>> after_failure(const Task& 
 
 Steps failure_steps(const Task& task, TaskState from, FailureKind kind, const std::string& reason,
                     const std::string& tree, const Settings& settings, int64_t now_ms, uint64_t random,
-                    const BandOutcomes* outcomes) {
+                    const BandOutcomes* outcomes, bool may_have_landed) {
   Steps steps;
   if (from != TaskState::kFailed) {
     TransitionUpdate u;
@@ -111,7 +118,7 @@ Steps failure_steps(const Task& task, TaskState from, FailureKind kind, const st
     if (kind == FailureKind::kVerify) u.failed_tree = tree;
     steps.push_back({TaskState::kFailed, u});
   }
-  if (auto next = after_failure(task, kind, reason, tree, settings, now_ms, random, outcomes)) {
+  if (auto next = after_failure(task, kind, reason, tree, settings, now_ms, random, outcomes, may_have_landed)) {
     steps.push_back(*next);
   }
   return steps;

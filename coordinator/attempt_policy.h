@@ -43,10 +43,12 @@ std::optional<std::string> next_in_chain(const std::vector<std::string>& chain, 
 // the agent was unavailable), BLOCKED (attempts used up, the same tree failed verify again, no
 // agent left), or nothing (not retryable: it rests FAILED until a user retries it). `outcomes`:
 // what routing learns from (route()), so the chain is the one the dispatch routed with.
+// `may_have_landed`: the attempt was granted its landing, so it may have pushed before it was
+// lost; an infra failure of the last attempt then gets one more attempt to find out.
 using Steps = std::vector<std::pair<TaskState, TransitionUpdate>>;
 Steps failure_steps(const Task& task, TaskState from, FailureKind kind, const std::string& reason,
                     const std::string& tree, const Settings& settings, int64_t now_ms, uint64_t random,
-                    const BandOutcomes* outcomes = nullptr);
+                    const BandOutcomes* outcomes = nullptr, bool may_have_landed = false);
 
 // The agent that implements the next attempt of `task`: the chain's first; on a retry the one
 // that ran before, or after an unavailable agent the next in the chain.

@@ -306,8 +306,10 @@ void Coordinator::fail_attempt(const Task& task, TaskState from, FailureKind kin
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   // The retry decision is part of the same transaction, so nobody sees a retried task as FAILED.
   const auto outcomes = outcomes_for(task, task.score >= 0 ? std::optional<int>(task.score) : std::nullopt);
-  const Steps steps =
-      failure_steps(task, from, kind, reason, tree, settings_, now(), rng(), outcomes ? &*outcomes : nullptr);
+  auto grant = store_->last_grant(task.request.id, task.attempt);
+  const bool may_have_landed = lands_.pushing(task.request.id, now()) || (grant.ok() && grant->has_value());
+  const Steps steps = failure_steps(task, from, kind, reason, tree, settings_, now(), rng(),
+                                    outcomes ? &*outcomes : nullptr, may_have_landed);
   if (steps.empty()) return;
   auto s = store_->transitions(task.request.id, from, steps, now());
   if (!s.ok()) {

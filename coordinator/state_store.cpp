@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS land_waits (
   asked_at INTEGER NOT NULL,
   granted_at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS land_waits_task ON land_waits(task_id, attempt);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta(key, value) VALUES ('epoch', 0), ('schema', 1);
 )";

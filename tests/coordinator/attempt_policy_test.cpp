@@ -235,6 +235,27 @@ TEST_CASE("a retry waits its backoff from now, a fallback starts at once without
   CHECK(*fallback[1].second.budget_start == 1);
 }
 
+TEST_CASE("the last attempt lost after its land grant gets one more attempt to find out whether it landed, once",
+          "[attempt_policy]") {
+  const Settings s = settings();  // max_attempts 3
+  auto states = [](const Steps& steps) {
+    std::vector<TaskState> out;
+    for (const auto& step : steps) out.push_back(step.first);
+    return out;
+  };
+  const Steps granted = failure_steps(task(3), TaskState::kVerifying, FailureKind::kInfra, "lost", "", s, kNow, 0,
+                                      nullptr, /*may_have_landed=*/true);
+  CHECK(states(granted) == std::vector<TaskState>{TaskState::kFailed, TaskState::kClaimed});
+  CHECK_THAT(*granted.back().second.reason, Catch::Contains("may have pushed"));
+  // Without a grant, of another kind, or past the one extra attempt: BLOCKED as ever.
+  CHECK(states(failure_steps(task(3), TaskState::kVerifying, FailureKind::kInfra, "lost", "", s, kNow, 0)) ==
+        std::vector<TaskState>{TaskState::kFailed, TaskState::kBlocked});
+  CHECK(states(failure_steps(task(3), TaskState::kVerifying, FailureKind::kConflict, "raced", "", s, kNow, 0, nullptr,
+                             true)) == std::vector<TaskState>{TaskState::kFailed, TaskState::kBlocked});
+  CHECK(states(failure_steps(task(4), TaskState::kVerifying, FailureKind::kInfra, "lost", "", s, kNow, 0, nullptr,
+                             true)) == std::vector<TaskState>{TaskState::kFailed, TaskState::kBlocked});
+}
+
 TEST_CASE("the implementer is the chain's first, the last one on a retry, the next after an unavailable one",
           "[attempt_policy]") {
   const Settings s = settings();
